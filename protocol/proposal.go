@@ -1,0 +1,355 @@
+package protocol
+
+type phase uint8
+
+const (
+	phasePrepare phase = iota + 1
+	phaseAccept
+	phaseBackoff
+)
+
+// proposal is one batch of changes of one key on its way to being chosen,
+// across as many attempts (ballots) as it takes.
+type proposal struct {
+	key   string
+	batch []*request
+	phase phase
+	retry int
+
+	ballot  Ballot          // of the current attempt
+	replied map[NodeID]bool // acceptors that answered the current attempt
+	oks     int
+	refused int
+
+	// Phase 1: the highest accepted ballot and its state among the promises,
+	// and how many promises from accept-set members carried each ballot.
+	highest      Ballot
+	highestState State
+	agree        map[Ballot]int
+
+	// Phase 2.
+	next   Ballot // promise piggybacked on the accept (PROTOCOL.md §5)
+	cached bool   // the first attempt came from the cache, on base
+	base   State
+
+	// sent lists every accept this batch sent, oldest first. Ballots grow,
+	// so sent[0] is the lowest. It decides, after a failed accept, whether
+	// the batch may be applied afresh, must be committed as it was, or has
+	// an unknown outcome (see prepared).
+	sent []sentAccept
+}
+
+type sentAccept struct {
+	ballot  Ballot
+	value   State
+	results []Result
+	noop    bool // the accept left the state as it found it
+	// refusedBy lists the acceptors that refused this accept. A refusal is
+	// final (promises only rise), so once every acceptor of the accept set
+	// refused, the state was accepted nowhere and never will be.
+	refusedBy map[NodeID]bool
+}
+
+// live reports whether this accept changed the state and may have been
+// accepted somewhere.
+func (s *sentAccept) live(cfg Config) bool {
+	if s.noop {
+		return false
+	}
+	for _, id := range cfg.AcceptSet {
+		if !s.refusedBy[id] {
+			return true
+		}
+	}
+	return false
+}
+
+func (pr *proposal) reset(b Ballot, ph phase) {
+	pr.ballot = b
+	pr.phase = ph
+	pr.replied = make(map[NodeID]bool)
+	pr.oks, pr.refused = 0, 0
+	pr.highest, pr.highestState = Ballot{}, State{}
+	pr.agree = nil
+}
+
+// kick starts the next batch of key if nothing is in flight for it.
+func (p *Proposer) kick(key string, ks *keyState) {
+	if ks.active != nil || len(ks.queue) == 0 {
+		p.gcKey(key, ks)
+		return
+	}
+	n := min(len(ks.queue), p.maxB)
+	pr := &proposal{key: key, batch: make([]*request, n)}
+	copy(pr.batch, ks.queue[:n])
+	ks.queue = append(ks.queue[:0], ks.queue[n:]...)
+	for _, r := range pr.batch {
+		r.inBatch = true
+	}
+	ks.active = pr
+	if e := p.takeCache(key); e != nil {
+		p.startCached(pr, e)
+		return
+	}
+	p.startPrepare(pr)
+}
+
+// gcKey forgets a key with nothing in flight and nothing waiting.
+func (p *Proposer) gcKey(key string, ks *keyState) {
+	if ks.active == nil && len(ks.queue) == 0 {
+		delete(p.keys, key)
+	}
+}
+
+// startPrepare begins phase 1 with a fresh ballot (PROTOCOL.md §3 step 1).
+func (p *Proposer) startPrepare(pr *proposal) {
+	pr.reset(p.newBallot(), phasePrepare)
+	pr.agree = make(map[Ballot]int)
+	p.send(MsgPrepare, p.cfg.PrepareSet, Message{Key: pr.key, Ballot: pr.ballot})
+	p.timer(TimerAttempt, pr.key, pr.ballot, pr.retry)
+}
+
+// startCached skips phase 1: the acceptors promised e.next with the last
+// accept, and e.state is what that accept chose (PROTOCOL.md §5).
+func (p *Proposer) startCached(pr *proposal, e *cacheEntry) {
+	pr.reset(e.next, phaseAccept)
+	pr.cached, pr.base = true, e.state
+	value, results := p.compute(pr, e.state)
+	p.startAccept(pr, value, results, value.Equal(e.state))
+}
+
+// compute applies the batch, in order, to base. Each change sees the state
+// the previous one left; a refusal leaves it as it was.
+func (p *Proposer) compute(pr *proposal, base State) (State, []Result) {
+	cur := base
+	results := make([]Result, len(pr.batch))
+	for i, r := range pr.batch {
+		results[i] = Result{ID: r.id, State: cur}
+		if r.change == nil || r.done {
+			continue
+		}
+		w, err := r.change(cur)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		cur = apply(cur, w, pr.ballot.Counter)
+		results[i].State = cur
+	}
+	return cur, results
+}
+
+func (p *Proposer) stepPromise(pr *proposal, m Message) {
+	if pr.phase != phasePrepare || pr.replied[m.From] || !p.cfg.inPrepareSet(m.From) {
+		return
+	}
+	pr.replied[m.From] = true
+	pr.oks++
+	if pr.oks == 1 || pr.highest.Less(m.Accepted) {
+		pr.highest, pr.highestState = m.Accepted, m.State
+	}
+	if p.cfg.inAcceptSet(m.From) {
+		pr.agree[m.Accepted]++
+	}
+	if pr.oks >= p.cfg.PrepareQuorum {
+		p.prepared(pr)
+	}
+}
+
+// prepared runs once a prepare quorum promised (PROTOCOL.md §3 step 3).
+//
+// If an earlier accept of this batch failed, the batch may already be in the
+// chosen history. Let H be the highest accepted ballot the promises show:
+//   - H is one of our accepts: that accept's state survives; commit it again
+//     and answer with its results (not with a second application).
+//   - H is below all our accepts: none of them can ever be chosen (every
+//     acceptor of this quorum promised above them and accepted none of
+//     them), so the batch is applied afresh.
+//   - otherwise another proposer's state may or may not include ours: the
+//     outcome is unknown.
+//
+// Accepts that changed nothing, or that every acceptor refused, do not count.
+func (p *Proposer) prepared(pr *proposal) {
+	var changing []*sentAccept
+	for i := range pr.sent {
+		if pr.sent[i].live(p.cfg) {
+			changing = append(changing, &pr.sent[i])
+		}
+	}
+	if len(changing) > 0 {
+		for _, s := range changing {
+			if s.ballot == pr.highest {
+				p.startAccept(pr, s.value, s.results, false)
+				return
+			}
+		}
+		if !pr.highest.Less(changing[0].ballot) {
+			p.abandonUnknown(pr)
+			return
+		}
+	}
+	base := pr.highestState
+	value, results := p.compute(pr, base)
+	noop := value.Equal(base)
+	// §4 and §6: a batch that changes nothing may answer without an accept
+	// if enough promises agree that the state they show is chosen.
+	if noop && pr.agree[pr.highest] >= p.cfg.ReadQuorum() {
+		p.succeed(pr, results)
+		return
+	}
+	p.startAccept(pr, value, results, noop)
+}
+
+// startAccept sends phase 2 under pr.ballot with the next promise riding on it.
+func (p *Proposer) startAccept(pr *proposal, value State, results []Result, noop bool) {
+	pr.reset(pr.ballot, phaseAccept)
+	pr.next = p.newBallot()
+	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, value: value, results: results, noop: noop, refusedBy: make(map[NodeID]bool)})
+	p.send(MsgAccept, p.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
+	p.timer(TimerAttempt, pr.key, pr.ballot, pr.retry)
+}
+
+func (p *Proposer) stepAccepted(pr *proposal, m Message) {
+	if pr.phase != phaseAccept || pr.replied[m.From] || !p.cfg.inAcceptSet(m.From) {
+		return
+	}
+	pr.replied[m.From] = true
+	pr.oks++
+	if pr.oks < p.cfg.AcceptQuorum {
+		return
+	}
+	last := pr.sent[len(pr.sent)-1]
+	// A full accept quorum: the only outcome that keeps the cache (§5).
+	p.putCache(pr.key, pr.next, last.value)
+	p.succeed(pr, last.results)
+}
+
+func (p *Proposer) stepConflict(pr *proposal, m Message) {
+	if pr.replied[m.From] {
+		return
+	}
+	var set []NodeID
+	var quorum int
+	switch pr.phase {
+	case phasePrepare:
+		// A conflict showing our own ballot answers a duplicate of our
+		// prepare: the acceptor did promise it.
+		if m.Seen == pr.ballot {
+			return
+		}
+		set, quorum = p.cfg.PrepareSet, p.cfg.PrepareQuorum
+	case phaseAccept:
+		set, quorum = p.cfg.AcceptSet, p.cfg.AcceptQuorum
+	default:
+		return
+	}
+	pr.replied[m.From] = true
+	pr.refused++
+	if pr.refused > len(set)-quorum {
+		p.fail(pr, false)
+	}
+}
+
+// fail ends the current attempt without a quorum and schedules a retry.
+// Any outcome but a full accept quorum drops the cache entry (§5).
+func (p *Proposer) fail(pr *proposal, timedOut bool) {
+	p.dropCache(pr.key)
+	if p.bugs.KeepCacheOnTimeout && timedOut && pr.cached && len(pr.sent) == 1 {
+		// Deliberately broken, as a widely copied implementation is: the
+		// timed-out accept keeps its ballot in the cache, so the next change
+		// sends a different state under the same ballot.
+		p.putCache(pr.key, pr.ballot, pr.base)
+		p.abandonUnknown(pr)
+		return
+	}
+	pr.phase = phaseBackoff
+	pr.retry++
+	p.timer(TimerBackoff, pr.key, pr.ballot, pr.retry)
+}
+
+// changed reports whether any accept this batch sent may have changed the state.
+func (pr *proposal) changed(cfg Config) bool {
+	for i := range pr.sent {
+		if pr.sent[i].live(cfg) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteRefusal records an acceptor's refusal of any accept this batch sent,
+// the current one or an earlier one whose replies arrive late.
+func (pr *proposal) noteRefusal(m Message) {
+	if !m.Accepted.Less(m.Ballot) {
+		// The acceptor's accepted ballot is at or past ours: it may have
+		// accepted ours before (this may answer a duplicate), so the
+		// refusal proves nothing.
+		return
+	}
+	for i := range pr.sent {
+		if pr.sent[i].ballot == m.Ballot {
+			pr.sent[i].refusedBy[m.From] = true
+		}
+	}
+}
+
+func (p *Proposer) succeed(pr *proposal, results []Result) {
+	for i, r := range pr.batch {
+		p.answer(r, results[i].State, results[i].Err)
+	}
+	p.finish(pr)
+}
+
+// abandonUnknown ends a batch whose outcome cannot be known. Requests that
+// could not have changed anything (reads that fell back) are queued again.
+func (p *Proposer) abandonUnknown(pr *proposal) {
+	ks := p.keys[pr.key]
+	var again []*request
+	for _, r := range pr.batch {
+		if r.change == nil && !r.done {
+			r.inBatch = false
+			again = append(again, r)
+			continue
+		}
+		p.answer(r, State{}, ErrUnknownOutcome)
+	}
+	ks.queue = append(again, ks.queue...)
+	p.finish(pr)
+}
+
+func (p *Proposer) finish(pr *proposal) {
+	ks := p.keys[pr.key]
+	ks.active = nil
+	p.kick(pr.key, ks)
+}
+
+func (p *Proposer) takeCache(key string) *cacheEntry {
+	el := p.cache[key]
+	if el == nil {
+		return nil
+	}
+	e := el.Value.(*cacheEntry)
+	p.lru.Remove(el)
+	delete(p.cache, key)
+	return e
+}
+
+func (p *Proposer) putCache(key string, next Ballot, s State) {
+	p.dropCache(key)
+	p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, next: next, state: s})
+	for p.lru.Len() > p.maxC {
+		old := p.lru.Back()
+		p.lru.Remove(old)
+		delete(p.cache, old.Value.(*cacheEntry).key)
+	}
+}
+
+// DropCache forgets the one-round-trip state of key (deletion GC, §9 step 2).
+func (p *Proposer) DropCache(key string) { p.dropCache(key) }
+
+func (p *Proposer) dropCache(key string) {
+	if el := p.cache[key]; el != nil {
+		p.lru.Remove(el)
+		delete(p.cache, key)
+	}
+}

@@ -1,0 +1,394 @@
+package protocol
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+)
+
+// ReqID identifies one caller's request to a Proposer. The caller picks it;
+// it must be unique among the requests not yet answered.
+type ReqID uint64
+
+// Result answers one request.
+type Result struct {
+	ID ReqID
+	// State is the register after the request's change (for a refusal or a
+	// read: the state the change was given).
+	State State
+	// Err is nil, the change's own refusal, ErrUnknownOutcome or ErrAborted.
+	Err error
+}
+
+var (
+	// ErrUnknownOutcome: an accept carrying the change was sent and the
+	// proposer cannot tell whether it was chosen; it may still take effect.
+	// Retrying a non-idempotent change after it may apply it twice.
+	ErrUnknownOutcome = errors.New("caspaxos/protocol: outcome unknown: the change may or may not take effect")
+	// ErrAborted: the request was cancelled before any accept carrying its
+	// change was sent; it was not applied and never will be.
+	ErrAborted = errors.New("caspaxos/protocol: request abandoned before it was sent; not applied")
+)
+
+// TimerKind says what a Timer is for.
+type TimerKind uint8
+
+const (
+	// TimerAttempt fires when an attempt has waited long enough for replies.
+	TimerAttempt TimerKind = iota + 1
+	// TimerBackoff fires when a failed attempt may be retried; Retry counts
+	// the failures so far, for exponential backoff.
+	TimerBackoff
+	// TimerRead fires when a fast-path read has waited long enough.
+	TimerRead
+)
+
+// Timer asks the caller to call Proposer.Fire(t) after a delay of its
+// choosing. Timers that fire late, or for an attempt that has since moved
+// on, are ignored; none needs to be cancelled.
+type Timer struct {
+	Kind   TimerKind
+	Key    string
+	Ballot Ballot
+	Retry  int
+}
+
+// Ready is what a Proposer asks its caller to do, in this order:
+//  1. If Ceiling is not zero, persist it durably: no ballot counter above the
+//     last persisted ceiling may leave the node, or a restart could reuse it.
+//  2. Send Messages (only after 1 is done).
+//  3. Hand each Result to its caller.
+//  4. Start Timers.
+type Ready struct {
+	Ceiling  uint64
+	Messages []Message
+	Results  []Result
+	Timers   []Timer
+}
+
+// Empty reports whether there is nothing to do.
+func (r Ready) Empty() bool {
+	return r.Ceiling == 0 && len(r.Messages) == 0 && len(r.Results) == 0 && len(r.Timers) == 0
+}
+
+// Bugs switches on deliberately broken behaviour, so that tests can show
+// the simulator's checker catching each one. The zero value is correct
+// behaviour; nothing outside tests may set a field.
+type Bugs struct {
+	// ReadQuorumShortBy lowers the read fast path's quorum by this much.
+	ReadQuorumShortBy int
+	// KeepCacheOnTimeout keeps the one-round-trip cache entry after an
+	// accept timed out, so the next change reuses its ballot (PROTOCOL.md §5).
+	KeepCacheOnTimeout bool
+}
+
+// ProposerConfig configures a Proposer.
+type ProposerConfig struct {
+	// ID is this proposer's node ID; it is part of every ballot.
+	ID NodeID
+	// Acceptors is the acceptor configuration to use.
+	Acceptors Config
+	// Ceiling is the last ceiling this ID persisted (Ready.Ceiling), 0 if none.
+	Ceiling uint64
+	// CeilingStep is how many ballot counters one persisted ceiling reserves
+	// (default 1<<16): fewer syncs against fewer counters skipped on restart.
+	CeilingStep uint64
+	// MaxBatch bounds how many waiting changes of one key are composed into
+	// one accept (default 256).
+	MaxBatch int
+	// MaxCachedKeys bounds the one-round-trip cache (default 1<<17 keys);
+	// the least recently used entry is dropped first.
+	MaxCachedKeys int
+	// Age is the proposer's age for the deletion GC's fence (PROTOCOL.md §9).
+	Age uint64
+	// Bugs is for negative tests only.
+	Bugs Bugs
+}
+
+func (c *ProposerConfig) validate() error {
+	if c.ID == 0 {
+		return errors.New("caspaxos/protocol: proposer ID must not be 0")
+	}
+	if err := c.Acceptors.Validate(); err != nil {
+		return err
+	}
+	if c.CeilingStep == 0 {
+		c.CeilingStep = 1 << 16
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
+	if c.MaxCachedKeys <= 0 {
+		c.MaxCachedKeys = 1 << 17
+	}
+	return nil
+}
+
+// Proposer drives changes to registers through acceptors. It is a pure state
+// machine: it never blocks, starts nothing and keeps no clock; inputs are the
+// methods below, outputs are collected in Ready. It is not safe for
+// concurrent use: the caller serializes all calls.
+//
+// Changes of one key are queued; while an attempt on a key is in flight, the
+// changes that arrive wait, and the next attempt composes up to MaxBatch of
+// them into one accept (each caller still gets its own result).
+type Proposer struct {
+	id      NodeID
+	cfg     Config
+	age     uint64
+	counter uint64 // highest ballot counter used or seen
+	ceiling uint64 // highest counter persisted (or asked to be)
+	step    uint64
+	maxB    int
+	maxC    int
+	bugs    Bugs
+
+	keys  map[string]*keyState
+	reqs  map[ReqID]*request
+	reads map[Ballot]*readOp
+	cache map[string]*list.Element // of *cacheEntry
+	lru   list.List                // front = most recently used
+	ready Ready
+}
+
+type request struct {
+	id      ReqID
+	key     string
+	change  Change // nil: identity (a read that left the fast path)
+	inBatch bool
+	done    bool
+	read    *readOp // set while the request is on the read fast path
+}
+
+type keyState struct {
+	active *proposal
+	queue  []*request
+}
+
+// cacheEntry is the one-round-trip state of a key (PROTOCOL.md §5): the
+// ballot its acceptors promised with the last accept, and the state chosen
+// by that accept.
+type cacheEntry struct {
+	key   string
+	next  Ballot
+	state State
+}
+
+// NewProposer returns a Proposer, or an error if cfg is invalid.
+func NewProposer(cfg ProposerConfig) (*Proposer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Proposer{
+		id:      cfg.ID,
+		cfg:     cfg.Acceptors.Clone(),
+		age:     cfg.Age,
+		counter: cfg.Ceiling,
+		ceiling: cfg.Ceiling,
+		step:    cfg.CeilingStep,
+		maxB:    cfg.MaxBatch,
+		maxC:    cfg.MaxCachedKeys,
+		bugs:    cfg.Bugs,
+		keys:    make(map[string]*keyState),
+		reqs:    make(map[ReqID]*request),
+		reads:   make(map[Ballot]*readOp),
+		cache:   make(map[string]*list.Element),
+	}, nil
+}
+
+// Ready returns what the caller must do now and forgets it.
+func (p *Proposer) Ready() Ready {
+	r := p.ready
+	p.ready = Ready{}
+	return r
+}
+
+// Propose asks for change to be applied to key. Its Result comes in a later
+// Ready. It panics if id is already pending (a caller's bug).
+func (p *Proposer) Propose(id ReqID, key string, change Change) {
+	if change == nil {
+		panic("caspaxos/protocol: Propose with a nil change")
+	}
+	p.enqueue(p.newRequest(id, key, change))
+}
+
+func (p *Proposer) newRequest(id ReqID, key string, change Change) *request {
+	if _, dup := p.reqs[id]; dup {
+		panic(fmt.Sprintf("caspaxos/protocol: request %d is already pending", id))
+	}
+	r := &request{id: id, key: key, change: change}
+	p.reqs[id] = r
+	return r
+}
+
+func (p *Proposer) enqueue(r *request) {
+	ks := p.keys[r.key]
+	if ks == nil {
+		ks = &keyState{}
+		p.keys[r.key] = ks
+	}
+	ks.queue = append(ks.queue, r)
+	p.kick(r.key, ks)
+}
+
+// Cancel gives up on a request (its caller's deadline passed). Its Result
+// comes in the next Ready: ErrAborted if no accept carrying it was sent,
+// ErrUnknownOutcome if one was. Cancelling an unknown or answered ID does
+// nothing.
+func (p *Proposer) Cancel(id ReqID) {
+	r := p.reqs[id]
+	if r == nil {
+		return
+	}
+	if rd := r.read; rd != nil {
+		delete(p.reads, rd.ballot)
+		p.answer(r, State{}, ErrAborted)
+		return
+	}
+	ks := p.keys[r.key]
+	if !r.inBatch {
+		for i, q := range ks.queue {
+			if q == r {
+				ks.queue = append(ks.queue[:i], ks.queue[i+1:]...)
+				break
+			}
+		}
+		p.answer(r, State{}, ErrAborted)
+		p.gcKey(r.key, ks)
+		return
+	}
+	p.cancelInBatch(r, ks)
+}
+
+func (p *Proposer) cancelInBatch(r *request, ks *keyState) {
+	pr := ks.active
+	if r.change != nil && pr.changed(p.cfg) {
+		p.answer(r, State{}, ErrUnknownOutcome)
+	} else {
+		p.answer(r, State{}, ErrAborted)
+	}
+	for _, q := range pr.batch {
+		if !q.done {
+			return
+		}
+	}
+	// Nobody waits for this attempt any more: abandon it. Its cache entry,
+	// if it came from one, was consumed when the attempt started.
+	p.dropCache(r.key)
+	ks.active = nil
+	p.kick(r.key, ks)
+}
+
+func (p *Proposer) answer(r *request, s State, err error) {
+	if r.done {
+		return
+	}
+	r.done = true
+	delete(p.reqs, r.id)
+	p.ready.Results = append(p.ready.Results, Result{ID: r.id, State: s, Err: err})
+}
+
+// Step hands the Proposer a reply from an acceptor. Replies it does not
+// expect (late, duplicated, from unknown nodes) are ignored.
+func (p *Proposer) Step(m Message) {
+	if m.Kind == MsgConflict {
+		p.observe(m.Seen)
+	}
+	if rd := p.reads[m.Ballot]; rd != nil && m.Kind == MsgReadReply && rd.key == m.Key {
+		p.stepRead(rd, m)
+		return
+	}
+	ks := p.keys[m.Key]
+	if ks == nil || ks.active == nil {
+		return
+	}
+	pr := ks.active
+	if m.Kind == MsgConflict {
+		pr.noteRefusal(m)
+	}
+	if pr.ballot != m.Ballot {
+		return
+	}
+	switch m.Kind {
+	case MsgPromise:
+		p.stepPromise(pr, m)
+	case MsgAccepted:
+		p.stepAccepted(pr, m)
+	case MsgConflict:
+		p.stepConflict(pr, m)
+	}
+}
+
+// Fire tells the Proposer that a Timer from an earlier Ready went off.
+func (p *Proposer) Fire(t Timer) {
+	if t.Kind == TimerRead {
+		if rd := p.reads[t.Ballot]; rd != nil && rd.key == t.Key {
+			p.fallBack(rd)
+		}
+		return
+	}
+	ks := p.keys[t.Key]
+	if ks == nil || ks.active == nil || ks.active.ballot != t.Ballot {
+		return
+	}
+	pr := ks.active
+	switch {
+	case t.Kind == TimerAttempt && (pr.phase == phasePrepare || pr.phase == phaseAccept):
+		p.fail(pr, true)
+	case t.Kind == TimerBackoff && pr.phase == phaseBackoff:
+		p.startPrepare(pr)
+	}
+}
+
+// observe fast-forwards the ballot counter past a ballot seen in a conflict
+// (PROTOCOL.md §2), so that the next attempt outbids it.
+func (p *Proposer) observe(b Ballot) {
+	p.counter = max(p.counter, b.Counter)
+}
+
+// FastForward moves the ballot counter past b (deletion GC, PROTOCOL.md §9).
+func (p *Proposer) FastForward(counter uint64) { p.counter = max(p.counter, counter) }
+
+// SetAge sets the age carried by every later message (deletion GC).
+func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, age) }
+
+// SetConfig replaces the acceptor configuration. It refuses a configuration
+// whose Version is not higher than the current one, and an invalid one.
+func (p *Proposer) SetConfig(c Config) error {
+	if c.Version <= p.cfg.Version {
+		return fmt.Errorf("caspaxos/protocol: configuration version %d is not newer than %d", c.Version, p.cfg.Version)
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	p.cfg = c.Clone()
+	return nil
+}
+
+// Config returns the acceptor configuration in use.
+func (p *Proposer) Config() Config { return p.cfg.Clone() }
+
+// newBallot returns a ballot no attempt has used, reserving a new ceiling
+// when the counter passes the persisted one.
+func (p *Proposer) newBallot() Ballot {
+	p.counter++
+	if p.counter > p.ceiling {
+		p.ceiling = p.counter + p.step - 1
+		p.ready.Ceiling = p.ceiling
+	}
+	return Ballot{Counter: p.counter, Proposer: p.id}
+}
+
+func (p *Proposer) send(kind Kind, to []NodeID, m Message) {
+	m.Kind = kind
+	m.From = p.id
+	m.Age = p.age
+	for _, id := range to {
+		m.To = id
+		p.ready.Messages = append(p.ready.Messages, m)
+	}
+}
+
+func (p *Proposer) timer(kind TimerKind, key string, b Ballot, retry int) {
+	p.ready.Timers = append(p.ready.Timers, Timer{Kind: kind, Key: key, Ballot: b, Retry: retry})
+}

@@ -1,0 +1,113 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// State is the client-visible content of one register.
+//
+// Version is 0 for a register that was never written. Every change of the
+// value, a delete and a re-create included, gives a higher Version
+// (PROTOCOL.md §7); identity writes and repairs keep it. A deleted register
+// keeps its Version and is a tombstone: Deleted is true and Value is nil.
+//
+// Value is shared, never copied: nobody may modify it once it is in a State.
+type State struct {
+	Value   []byte
+	Version uint64
+	Deleted bool
+}
+
+// Exists reports whether the register holds a live value.
+func (s State) Exists() bool { return s.Version > 0 && !s.Deleted }
+
+// Equal reports whether two states are identical.
+func (s State) Equal(o State) bool {
+	return s.Version == o.Version && s.Deleted == o.Deleted && bytes.Equal(s.Value, o.Value)
+}
+
+func (s State) String() string {
+	switch {
+	case s.Version == 0:
+		return "absent"
+	case s.Deleted:
+		return fmt.Sprintf("tombstone@v%d", s.Version)
+	default:
+		return fmt.Sprintf("%q@v%d", abbreviate(s.Value), s.Version)
+	}
+}
+
+func abbreviate(v []byte) string {
+	const limit = 16
+	if len(v) <= limit {
+		return string(v)
+	}
+	return string(v[:limit]) + "…"
+}
+
+// Register is what an acceptor stores for one key: the highest ballot it
+// promised, the ballot of the state it accepted, and that state.
+//
+// The zero Register is a key the acceptor has never seen.
+type Register struct {
+	Promise  Ballot
+	Accepted Ballot
+	State    State
+}
+
+func (r Register) String() string {
+	return fmt.Sprintf("promise=%s accepted=%s state=%s", r.Promise, r.Accepted, r.State)
+}
+
+// WriteKind says what a change does to the state it was given.
+type WriteKind uint8
+
+const (
+	// WriteKeep leaves the state as it is (a read, or a change with nothing to do).
+	WriteKeep WriteKind = iota
+	// WriteSet stores Write.Value, creating the register if needed.
+	WriteSet
+	// WriteDelete leaves a tombstone; deleting what does not exist keeps it as it is.
+	WriteDelete
+)
+
+// Write is what a Change asks for. The version is not the change's to choose:
+// the proposer assigns it.
+type Write struct {
+	Kind  WriteKind
+	Value []byte
+}
+
+// Change computes what to do with the current state of a register.
+//
+// A non-nil error is a refusal (a failed compare-and-swap, say): the state is
+// left as it is, and the error is handed back to the caller unchanged once
+// that state is known to be chosen (PROTOCOL.md §4). A Change must be
+// deterministic and free of side effects: a proposer may run it more than once
+// (on retries after a conflict) and only the run whose state was chosen counts.
+type Change func(cur State) (Write, error)
+
+// apply runs w on cur. counter is the counter of the ballot the result will
+// be accepted with; a register with no history takes its first version from it
+// so that versions keep rising across deletion GC (PROTOCOL.md §7, §9).
+func apply(cur State, w Write, counter uint64) State {
+	switch w.Kind {
+	case WriteSet:
+		return State{Value: w.Value, Version: nextVersion(cur, counter)}
+	case WriteDelete:
+		if !cur.Exists() {
+			return cur
+		}
+		return State{Version: nextVersion(cur, counter), Deleted: true}
+	default:
+		return cur
+	}
+}
+
+func nextVersion(cur State, counter uint64) uint64 {
+	if cur.Version > 0 {
+		return cur.Version + 1
+	}
+	return max(1, counter)
+}
