@@ -1,0 +1,144 @@
+// Package kv defines the store's operations as protocol.Change functions,
+// their typed errors, and the limits on keys and values. The embeddable
+// store, the server and the simulator all use these, so an operation means
+// the same thing wherever it runs.
+package kv
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+var (
+	// ErrNotFound: the key is absent or deleted.
+	ErrNotFound = errors.New("caspaxos: key not found")
+	// ErrVersionMismatch: a condition on the version failed. The error is a
+	// *VersionMismatchError carrying the current version.
+	ErrVersionMismatch = errors.New("caspaxos: version mismatch")
+	// ErrNotAnInteger: Increment found a value that is not a decimal int64.
+	ErrNotAnInteger = errors.New("caspaxos: value is not an integer")
+	// ErrOverflow: Increment would leave the int64 range.
+	ErrOverflow = errors.New("caspaxos: integer overflow")
+	// ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge: the request breaks a limit.
+	ErrEmptyKey      = errors.New("caspaxos: key is empty")
+	ErrKeyTooLarge   = errors.New("caspaxos: key too large")
+	ErrValueTooLarge = errors.New("caspaxos: value too large")
+)
+
+// VersionMismatchError is a refused compare-and-swap or create. Current is
+// the version the key has (0 when absent or deleted).
+type VersionMismatchError struct {
+	Expected uint64
+	Current  uint64
+}
+
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("caspaxos: version mismatch: expected %d, current %d", e.Expected, e.Current)
+}
+
+// Is makes errors.Is(err, ErrVersionMismatch) true.
+func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
+
+// CurrentVersion is the version a condition compares with: 0 unless the key exists.
+func CurrentVersion(s protocol.State) uint64 {
+	if s.Exists() {
+		return s.Version
+	}
+	return 0
+}
+
+// Put stores value whatever the key holds.
+func Put(value []byte) protocol.Change {
+	return func(protocol.State) (protocol.Write, error) {
+		return protocol.Write{Kind: protocol.WriteSet, Value: value}, nil
+	}
+}
+
+// CompareAndSwap stores value only if the key's current version is version;
+// version 0 means "only if absent".
+func CompareAndSwap(version uint64, value []byte) protocol.Change {
+	return func(cur protocol.State) (protocol.Write, error) {
+		if c := CurrentVersion(cur); c != version {
+			return protocol.Write{}, &VersionMismatchError{Expected: version, Current: c}
+		}
+		return protocol.Write{Kind: protocol.WriteSet, Value: value}, nil
+	}
+}
+
+// Create stores value only if the key is absent or deleted.
+func Create(value []byte) protocol.Change { return CompareAndSwap(0, value) }
+
+// Delete removes the key, leaving a tombstone. If version is not 0 it only
+// does so while the key has that version. Deleting an absent key is ErrNotFound.
+func Delete(version uint64) protocol.Change {
+	return func(cur protocol.State) (protocol.Write, error) {
+		if !cur.Exists() {
+			if version != 0 {
+				return protocol.Write{}, &VersionMismatchError{Expected: version}
+			}
+			return protocol.Write{}, ErrNotFound
+		}
+		if version != 0 && cur.Version != version {
+			return protocol.Write{}, &VersionMismatchError{Expected: version, Current: cur.Version}
+		}
+		return protocol.Write{Kind: protocol.WriteDelete}, nil
+	}
+}
+
+// Increment adds delta to the decimal int64 the key holds (absent counts as 0).
+func Increment(delta int64) protocol.Change {
+	return func(cur protocol.State) (protocol.Write, error) {
+		n, err := Integer(cur)
+		if err != nil {
+			return protocol.Write{}, err
+		}
+		if (delta > 0 && n > math.MaxInt64-delta) || (delta < 0 && n < math.MinInt64-delta) {
+			return protocol.Write{}, fmt.Errorf("%w: %d + %d", ErrOverflow, n, delta)
+		}
+		return protocol.Write{Kind: protocol.WriteSet, Value: strconv.AppendInt(nil, n+delta, 10)}, nil
+	}
+}
+
+// Integer reads a state as Increment does: absent is 0.
+func Integer(s protocol.State) (int64, error) {
+	if !s.Exists() {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(string(s.Value), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %.32q", ErrNotAnInteger, s.Value)
+	}
+	return n, nil
+}
+
+// Limits bounds what a request may carry.
+type Limits struct {
+	MaxKeyBytes   int
+	MaxValueBytes int
+}
+
+// DefaultLimits: keys up to 4 KiB, values up to 1 MiB.
+var DefaultLimits = Limits{MaxKeyBytes: 4 << 10, MaxValueBytes: 1 << 20}
+
+// CheckKey returns ErrEmptyKey or ErrKeyTooLarge (wrapped, with the sizes) or nil.
+func (l Limits) CheckKey(key string) error {
+	switch {
+	case key == "":
+		return ErrEmptyKey
+	case len(key) > l.MaxKeyBytes:
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrKeyTooLarge, len(key), l.MaxKeyBytes)
+	}
+	return nil
+}
+
+// CheckValue returns ErrValueTooLarge (wrapped, with the sizes) or nil.
+func (l Limits) CheckValue(value []byte) error {
+	if len(value) > l.MaxValueBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(value), l.MaxValueBytes)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package kv
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"testing"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+func TestChanges(t *testing.T) {
+	absent := protocol.State{}
+	live := protocol.State{Value: []byte("7"), Version: 4}
+	tomb := protocol.State{Version: 5, Deleted: true}
+	maxed := protocol.State{Value: []byte(strconv.FormatInt(math.MaxInt64, 10)), Version: 1}
+	text := protocol.State{Value: []byte("seven"), Version: 2}
+	tests := []struct {
+		name   string
+		change protocol.Change
+		cur    protocol.State
+		want   protocol.Write
+		err    error
+	}{
+		{"put absent", Put([]byte("a")), absent, protocol.Write{Kind: protocol.WriteSet, Value: []byte("a")}, nil},
+		{"create absent", Create([]byte("a")), absent, protocol.Write{Kind: protocol.WriteSet, Value: []byte("a")}, nil},
+		{"create over tombstone", Create([]byte("a")), tomb, protocol.Write{Kind: protocol.WriteSet, Value: []byte("a")}, nil},
+		{"create live", Create([]byte("a")), live, protocol.Write{}, ErrVersionMismatch},
+		{"cas match", CompareAndSwap(4, []byte("b")), live, protocol.Write{Kind: protocol.WriteSet, Value: []byte("b")}, nil},
+		{"cas stale", CompareAndSwap(3, []byte("b")), live, protocol.Write{}, ErrVersionMismatch},
+		{"cas on tombstone", CompareAndSwap(5, []byte("b")), tomb, protocol.Write{}, ErrVersionMismatch},
+		{"delete live", Delete(0), live, protocol.Write{Kind: protocol.WriteDelete}, nil},
+		{"delete absent", Delete(0), absent, protocol.Write{}, ErrNotFound},
+		{"delete if match", Delete(4), live, protocol.Write{Kind: protocol.WriteDelete}, nil},
+		{"delete if stale", Delete(3), live, protocol.Write{}, ErrVersionMismatch},
+		{"incr absent", Increment(2), absent, protocol.Write{Kind: protocol.WriteSet, Value: []byte("2")}, nil},
+		{"incr tombstone", Increment(-2), tomb, protocol.Write{Kind: protocol.WriteSet, Value: []byte("-2")}, nil},
+		{"incr live", Increment(3), live, protocol.Write{Kind: protocol.WriteSet, Value: []byte("10")}, nil},
+		{"incr overflow", Increment(1), maxed, protocol.Write{}, ErrOverflow},
+		{"incr text", Increment(1), text, protocol.Write{}, ErrNotAnInteger},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.change(tt.cur)
+			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
+				t.Fatalf("error %v, want %v", err, tt.err)
+			}
+			if got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) {
+				t.Fatalf("write %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersionMismatchCarriesCurrent(t *testing.T) {
+	_, err := CompareAndSwap(1, nil)(protocol.State{Value: []byte("x"), Version: 9})
+	var vm *VersionMismatchError
+	if !errors.As(err, &vm) || vm.Current != 9 || vm.Expected != 1 {
+		t.Fatalf("error %#v", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	l := Limits{MaxKeyBytes: 3, MaxValueBytes: 2}
+	for _, tt := range []struct {
+		key   string
+		value string
+		err   error
+	}{
+		{"", "", ErrEmptyKey},
+		{"abcd", "", ErrKeyTooLarge},
+		{"abc", "xyz", ErrValueTooLarge},
+		{"abc", "xy", nil},
+	} {
+		err := l.CheckKey(tt.key)
+		if err == nil {
+			err = l.CheckValue([]byte(tt.value))
+		}
+		if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
+			t.Errorf("%q/%q: %v, want %v", tt.key, tt.value, err, tt.err)
+		}
+	}
+}
