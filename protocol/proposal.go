@@ -16,8 +16,8 @@ type proposal struct {
 	phase phase
 	retry int
 
-	ballot  Ballot          // of the current attempt
-	replied map[NodeID]bool // acceptors that answered the current attempt
+	ballot  Ballot  // of the current attempt
+	replied nodeSet // acceptors that answered the current attempt
 	oks     int
 	refused int
 
@@ -47,7 +47,7 @@ type sentAccept struct {
 	// refusedBy lists the acceptors that refused this accept. A refusal is
 	// final (promises only rise), so once every acceptor of the accept set
 	// refused, the state was accepted nowhere and never will be.
-	refusedBy map[NodeID]bool
+	refusedBy nodeSet
 }
 
 // live reports whether this accept changed the state and may have been
@@ -57,7 +57,7 @@ func (s *sentAccept) live(cfg Config) bool {
 		return false
 	}
 	for _, id := range cfg.AcceptSet {
-		if !s.refusedBy[id] {
+		if !s.refusedBy.has(id) {
 			return true
 		}
 	}
@@ -67,7 +67,7 @@ func (s *sentAccept) live(cfg Config) bool {
 func (pr *proposal) reset(b Ballot, ph phase) {
 	pr.ballot = b
 	pr.phase = ph
-	pr.replied = make(map[NodeID]bool)
+	pr.replied = pr.replied[:0]
 	pr.oks, pr.refused = 0, 0
 	pr.highest, pr.highestState = Ballot{}, State{}
 	pr.agree = nil
@@ -140,10 +140,10 @@ func (p *Proposer) compute(pr *proposal, base State) (State, []Result) {
 }
 
 func (p *Proposer) stepPromise(pr *proposal, m Message) {
-	if pr.phase != phasePrepare || pr.replied[m.From] || !p.cfg.inPrepareSet(m.From) {
+	if pr.phase != phasePrepare || pr.replied.has(m.From) || !p.cfg.inPrepareSet(m.From) {
 		return
 	}
-	pr.replied[m.From] = true
+	pr.replied.add(m.From)
 	pr.oks++
 	if pr.oks == 1 || pr.highest.Less(m.Accepted) {
 		pr.highest, pr.highestState = m.Accepted, m.State
@@ -204,16 +204,16 @@ func (p *Proposer) prepared(pr *proposal) {
 func (p *Proposer) startAccept(pr *proposal, value State, results []Result, noop bool) {
 	pr.reset(pr.ballot, phaseAccept)
 	pr.next = p.newBallot()
-	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, value: value, results: results, noop: noop, refusedBy: make(map[NodeID]bool)})
+	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, value: value, results: results, noop: noop})
 	p.send(MsgAccept, p.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
 	p.timer(TimerAttempt, pr.key, pr.ballot, pr.retry)
 }
 
 func (p *Proposer) stepAccepted(pr *proposal, m Message) {
-	if pr.phase != phaseAccept || pr.replied[m.From] || !p.cfg.inAcceptSet(m.From) {
+	if pr.phase != phaseAccept || pr.replied.has(m.From) || !p.cfg.inAcceptSet(m.From) {
 		return
 	}
-	pr.replied[m.From] = true
+	pr.replied.add(m.From)
 	pr.oks++
 	if pr.oks < p.cfg.AcceptQuorum {
 		return
@@ -225,7 +225,7 @@ func (p *Proposer) stepAccepted(pr *proposal, m Message) {
 }
 
 func (p *Proposer) stepConflict(pr *proposal, m Message) {
-	if pr.replied[m.From] {
+	if pr.replied.has(m.From) {
 		return
 	}
 	var set []NodeID
@@ -243,7 +243,7 @@ func (p *Proposer) stepConflict(pr *proposal, m Message) {
 	default:
 		return
 	}
-	pr.replied[m.From] = true
+	pr.replied.add(m.From)
 	pr.refused++
 	if pr.refused > len(set)-quorum {
 		p.fail(pr, false)
@@ -288,7 +288,7 @@ func (pr *proposal) noteRefusal(m Message) {
 	}
 	for i := range pr.sent {
 		if pr.sent[i].ballot == m.Ballot {
-			pr.sent[i].refusedBy[m.From] = true
+			pr.sent[i].refusedBy.add(m.From)
 		}
 	}
 }
@@ -351,5 +351,24 @@ func (p *Proposer) dropCache(key string) {
 	if el := p.cache[key]; el != nil {
 		p.lru.Remove(el)
 		delete(p.cache, key)
+	}
+}
+
+// nodeSet is a small set of node IDs; clusters are small enough that a
+// linear scan beats a map.
+type nodeSet []NodeID
+
+func (s nodeSet) has(id NodeID) bool {
+	for _, x := range s {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *nodeSet) add(id NodeID) {
+	if !s.has(id) {
+		*s = append(*s, id)
 	}
 }

@@ -6,7 +6,7 @@ type readOp struct {
 	req     *request
 	key     string
 	ballot  Ballot // correlates replies; promises nothing
-	replied map[NodeID]bool
+	replied nodeSet
 	count   map[Ballot]int
 	states  map[Ballot]State
 }
@@ -21,12 +21,11 @@ func (p *Proposer) Read(id ReqID, key string) {
 		return
 	}
 	rd := &readOp{
-		req:     r,
-		key:     key,
-		ballot:  p.newBallot(),
-		replied: make(map[NodeID]bool),
-		count:   make(map[Ballot]int),
-		states:  make(map[Ballot]State),
+		req:    r,
+		key:    key,
+		ballot: p.newBallot(),
+		count:  make(map[Ballot]int),
+		states: make(map[Ballot]State),
 	}
 	r.read = rd
 	p.reads[rd.ballot] = rd
@@ -39,10 +38,10 @@ func (p *Proposer) readQuorum() int {
 }
 
 func (p *Proposer) stepRead(rd *readOp, m Message) {
-	if rd.replied[m.From] || !p.cfg.inAcceptSet(m.From) {
+	if rd.replied.has(m.From) || !p.cfg.inAcceptSet(m.From) {
 		return
 	}
-	rd.replied[m.From] = true
+	rd.replied.add(m.From)
 	rd.count[m.Accepted]++
 	rd.states[m.Accepted] = m.State
 	need := p.readQuorum()
