@@ -81,3 +81,49 @@ func TestLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestOpChange(t *testing.T) {
+	live := protocol.State{Value: []byte("7"), Version: 4}
+	tests := []struct {
+		op   Op
+		want protocol.Write
+		err  error
+	}{
+		{Op{Kind: OpPut, Key: "k", Value: []byte("v")}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("v")}, nil},
+		{Op{Kind: OpCreate, Key: "k", Value: []byte("v")}, protocol.Write{}, ErrVersionMismatch},
+		{Op{Kind: OpCompareAndSwap, Key: "k", Version: 4, Value: []byte("v")}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("v")}, nil},
+		{Op{Kind: OpDelete, Key: "k", Version: 3}, protocol.Write{}, ErrVersionMismatch},
+		{Op{Kind: OpIncrement, Key: "k", Delta: -8}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("-1")}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.op.Kind.String(), func(t *testing.T) {
+			got, err := tt.op.Change()(live)
+			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) || got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) {
+				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.err)
+			}
+		})
+	}
+	if (Op{Kind: OpGet}).Change() != nil {
+		t.Fatal("a get has a change function")
+	}
+}
+
+func TestOpValidate(t *testing.T) {
+	l := Limits{MaxKeyBytes: 4, MaxValueBytes: 4}
+	for _, tt := range []struct {
+		op  Op
+		err error
+	}{
+		{Op{Kind: OpPut, Key: "k", Value: []byte("v")}, nil},
+		{Op{Kind: OpPut, Key: "", Value: []byte("v")}, ErrEmptyKey},
+		{Op{Kind: OpPut, Key: "kkkkk"}, ErrKeyTooLarge},
+		{Op{Kind: OpPut, Key: "k", Value: []byte("vvvvv")}, ErrValueTooLarge},
+	} {
+		if err := tt.op.Validate(l); !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
+			t.Errorf("%+v: %v, want %v", tt.op, err, tt.err)
+		}
+	}
+	if err := (Op{Kind: 99, Key: "k"}).Validate(l); err == nil {
+		t.Error("unknown kind accepted")
+	}
+}
