@@ -23,6 +23,13 @@ var (
 	ErrNotAnInteger = errors.New("caspaxos: value is not an integer")
 	// ErrOverflow: Increment would leave the int64 range.
 	ErrOverflow = errors.New("caspaxos: integer overflow")
+	// ErrNoQuorum: no quorum of acceptors answered in time; nothing was
+	// applied and nothing will be.
+	ErrNoQuorum = errors.New("caspaxos: no quorum: nothing was applied")
+	// ErrUnknownOutcome: the change was sent to the acceptors and the
+	// deadline passed without an answer; it may or may not take effect.
+	// Retrying a non-idempotent change after it may apply it twice.
+	ErrUnknownOutcome = errors.New("caspaxos: outcome unknown: the change may or may not take effect")
 	// ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge: the request breaks a limit.
 	ErrEmptyKey      = errors.New("caspaxos: key is empty")
 	ErrKeyTooLarge   = errors.New("caspaxos: key too large")
