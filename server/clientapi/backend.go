@@ -1,0 +1,35 @@
+package clientapi
+
+import (
+	"context"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Backend runs operations for the client services; a node implements it.
+type Backend interface {
+	// Do runs op and returns the key's state after it (for OpGet: the
+	// current state). Errors are those of package kv.
+	Do(ctx context.Context, op kv.Op) (protocol.State, error)
+	// Health returns nil when this node reaches a quorum of acceptors, and
+	// otherwise an error saying what it cannot reach.
+	Health(ctx context.Context) error
+	// Members lists the cluster's members as this node sees them.
+	Members(ctx context.Context) (Membership, error)
+}
+
+// Membership is the cluster as one node sees it.
+type Membership struct {
+	ConfigVersion uint64   `json:"config_version"`
+	Members       []Member `json:"members"`
+}
+
+// Member is one node of the cluster.
+type Member struct {
+	Name       string `json:"name"`
+	ID         uint64 `json:"id"`
+	PeerAddr   string `json:"peer_addr"`
+	ClientAddr string `json:"client_addr,omitempty"`
+	Reachable  bool   `json:"reachable"`
+}

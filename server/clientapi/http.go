@@ -1,0 +1,262 @@
+package clientapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// HTTPConfig configures the HTTP/JSON API.
+type HTTPConfig struct {
+	Limits kv.Limits
+	// RequestTimeout bounds each operation (default 5s).
+	RequestTimeout time.Duration
+	// Metrics, if set, serves GET /metrics.
+	Metrics http.Handler
+	Logger  *slog.Logger
+}
+
+// NewHTTP returns the HTTP/JSON API of a node:
+//
+//	GET    /v1/kv/{key}            the value; ETag: "<version>"
+//	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
+//	DELETE /v1/kv/{key}            delete; If-Match honoured
+//	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
+//	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
+//	GET    /v1/members             the members
+//	GET    /metrics                Prometheus metrics (if configured)
+func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &httpAPI{cfg: cfg, b: b}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/kv/{key...}", h.get)
+	mux.HandleFunc("PUT /v1/kv/{key...}", h.put)
+	mux.HandleFunc("DELETE /v1/kv/{key...}", h.delete)
+	mux.HandleFunc("POST /v1/kv/{key...}", h.incr)
+	mux.HandleFunc("GET /v1/health", h.health)
+	mux.HandleFunc("GET /v1/members", h.members)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no route for %s %s", errBadRequest, r.Method, r.URL.Path), http.StatusNotFound)
+	})
+	return mux
+}
+
+type httpAPI struct {
+	cfg HTTPConfig
+	b   Backend
+}
+
+// run checks and runs one operation with the request's deadline.
+func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
+	if err := op.Validate(h.cfg.Limits); err != nil {
+		return protocol.State{}, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	return h.b.Do(ctx, op)
+}
+
+func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
+	if err := onlyQuery(r); err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	s, err := h.run(r, kv.Op{Kind: kv.OpGet, Key: r.PathValue("key")})
+	if err == nil && !s.Exists() {
+		err = kv.ErrNotFound
+	}
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	w.Header().Set("ETag", etag(s.Version))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(s.Value)))
+	_, _ = w.Write(s.Value)
+}
+
+func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
+	op, err := h.putOp(w, r)
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	s, err := h.run(r, op)
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	w.Header().Set("ETag", etag(s.Version))
+	writeJSON(w, http.StatusOK, map[string]uint64{"version": s.Version})
+}
+
+func (h *httpAPI) putOp(w http.ResponseWriter, r *http.Request) (kv.Op, error) {
+	op := kv.Op{Kind: kv.OpPut, Key: r.PathValue("key")}
+	if err := onlyQuery(r); err != nil {
+		return op, err
+	}
+	match, hasMatch, err := ifMatch(r)
+	if err != nil {
+		return op, err
+	}
+	noneMatch := r.Header.Get("If-None-Match")
+	switch {
+	case hasMatch && noneMatch != "":
+		return op, fmt.Errorf("%w: If-Match and If-None-Match together", errBadRequest)
+	case noneMatch == "*":
+		op.Kind = kv.OpCreate
+	case noneMatch != "":
+		return op, fmt.Errorf("%w: If-None-Match supports only *", errBadRequest)
+	case hasMatch:
+		op.Kind, op.Version = kv.OpCompareAndSwap, match
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.Limits.MaxValueBytes)))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return op, fmt.Errorf("%w: more than %d bytes", kv.ErrValueTooLarge, h.cfg.Limits.MaxValueBytes)
+	}
+	if err != nil {
+		return op, fmt.Errorf("%w: reading the body: %v", errBadRequest, err)
+	}
+	op.Value = body
+	return op, nil
+}
+
+func (h *httpAPI) delete(w http.ResponseWriter, r *http.Request) {
+	op := kv.Op{Kind: kv.OpDelete, Key: r.PathValue("key")}
+	err := onlyQuery(r)
+	if err == nil {
+		op.Version, _, err = ifMatch(r)
+	}
+	var s protocol.State
+	if err == nil {
+		s, err = h.run(r, op)
+	}
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]uint64{"version": s.Version})
+}
+
+func (h *httpAPI) incr(w http.ResponseWriter, r *http.Request) {
+	op := kv.Op{Kind: kv.OpIncrement, Key: r.PathValue("key")}
+	delta, err := incrQuery(r)
+	var s protocol.State
+	if err == nil {
+		op.Delta = delta
+		s, err = h.run(r, op)
+	}
+	var n int64
+	if err == nil {
+		n, err = kv.Integer(s)
+	}
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"value": n, "version": s.Version})
+}
+
+func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
+	defer cancel()
+	if err := h.b.Health(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"healthy": false, "message": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
+}
+
+func (h *httpAPI) members(w http.ResponseWriter, r *http.Request) {
+	m, err := h.b.Members(r.Context())
+	if err != nil {
+		writeError(w, err, 0)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// onlyQuery refuses query parameters on routes that take none.
+func onlyQuery(r *http.Request, allowed ...string) error {
+	for name := range r.URL.Query() {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || name == a
+		}
+		if !ok {
+			return fmt.Errorf("%w: unknown query parameter %q", errBadRequest, name)
+		}
+	}
+	return nil
+}
+
+func incrQuery(r *http.Request) (int64, error) {
+	if err := onlyQuery(r, "incr"); err != nil {
+		return 0, err
+	}
+	q := r.URL.Query()
+	if len(q["incr"]) != 1 {
+		return 0, fmt.Errorf("%w: POST needs exactly one ?incr=N", errBadRequest)
+	}
+	n, err := strconv.ParseInt(q.Get("incr"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: incr=%q is not an int64", errBadRequest, q.Get("incr"))
+	}
+	return n, nil
+}
+
+// ifMatch parses If-Match: "<version>" (one strong ETag; weak or lists are refused).
+func ifMatch(r *http.Request) (uint64, bool, error) {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" {
+		return 0, false, nil
+	}
+	if len(v) < 3 || v[0] != '"' || v[len(v)-1] != '"' {
+		return 0, false, fmt.Errorf("%w: If-Match must be one quoted version, like \"7\"", errBadRequest)
+	}
+	n, err := strconv.ParseUint(v[1:len(v)-1], 10, 64)
+	if err != nil || n == 0 {
+		return 0, false, fmt.Errorf("%w: If-Match %s is not a version", errBadRequest, v)
+	}
+	return n, true, nil
+}
+
+func etag(version uint64) string { return `"` + strconv.FormatUint(version, 10) + `"` }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes {"error":{"code","message",...}}; status 0 takes the table's.
+func writeError(w http.ResponseWriter, err error, status int) {
+	c, current := classify(err)
+	if status == 0 {
+		status = c.http
+	}
+	body := map[string]any{"code": c.code, "message": err.Error()}
+	if c.code == CodeVersionMismatch {
+		body["current_version"] = current
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
