@@ -1,0 +1,137 @@
+package clientapi
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// GRPCConfig configures the gRPC API.
+type GRPCConfig struct {
+	Limits kv.Limits
+	// RequestTimeout bounds each operation whose caller set no earlier
+	// deadline (default 5s).
+	RequestTimeout time.Duration
+}
+
+// RegisterGRPC registers the KV and Cluster services of a node on s.
+func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	g := &grpcAPI{cfg: cfg, b: b}
+	caspaxospb.RegisterKVServer(s, g)
+	caspaxospb.RegisterClusterServer(s, g)
+}
+
+type grpcAPI struct {
+	caspaxospb.UnimplementedKVServer
+	caspaxospb.UnimplementedClusterServer
+	cfg GRPCConfig
+	b   Backend
+}
+
+func (g *grpcAPI) run(ctx context.Context, op kv.Op) (protocol.State, error) {
+	if err := op.Validate(g.cfg.Limits); err != nil {
+		return protocol.State{}, statusOf(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
+	defer cancel()
+	s, err := g.b.Do(ctx, op)
+	if err != nil {
+		return s, statusOf(err)
+	}
+	return s, nil
+}
+
+// statusOf maps err through the error table into a status with an ErrorInfo.
+func statusOf(err error) error {
+	c, current := classify(err)
+	st := status.New(c.grpc, err.Error())
+	if d, derr := st.WithDetails(&caspaxospb.ErrorInfo{Code: c.code, CurrentVersion: current}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func (g *grpcAPI) Get(ctx context.Context, r *caspaxospb.GetRequest) (*caspaxospb.GetResponse, error) {
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpGet, Key: string(r.GetKey())})
+	if err != nil {
+		return nil, err
+	}
+	if !s.Exists() {
+		return nil, statusOf(kv.ErrNotFound)
+	}
+	return &caspaxospb.GetResponse{Value: s.Value, Version: s.Version}, nil
+}
+
+func (g *grpcAPI) Put(ctx context.Context, r *caspaxospb.PutRequest) (*caspaxospb.PutResponse, error) {
+	op := kv.Op{Kind: kv.OpPut, Key: string(r.GetKey()), Value: r.GetValue()}
+	if r.IfVersion != nil {
+		op.Kind, op.Version = kv.OpCompareAndSwap, r.GetIfVersion()
+	}
+	return g.write(ctx, op)
+}
+
+func (g *grpcAPI) Create(ctx context.Context, r *caspaxospb.CreateRequest) (*caspaxospb.PutResponse, error) {
+	return g.write(ctx, kv.Op{Kind: kv.OpCreate, Key: string(r.GetKey()), Value: r.GetValue()})
+}
+
+func (g *grpcAPI) CompareAndSwap(ctx context.Context, r *caspaxospb.CompareAndSwapRequest) (*caspaxospb.PutResponse, error) {
+	return g.write(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: string(r.GetKey()), Version: r.GetVersion(), Value: r.GetValue()})
+}
+
+func (g *grpcAPI) write(ctx context.Context, op kv.Op) (*caspaxospb.PutResponse, error) {
+	s, err := g.run(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	return &caspaxospb.PutResponse{Version: s.Version}, nil
+}
+
+func (g *grpcAPI) Delete(ctx context.Context, r *caspaxospb.DeleteRequest) (*caspaxospb.DeleteResponse, error) {
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpDelete, Key: string(r.GetKey()), Version: r.GetIfVersion()})
+	if err != nil {
+		return nil, err
+	}
+	return &caspaxospb.DeleteResponse{Version: s.Version}, nil
+}
+
+func (g *grpcAPI) Increment(ctx context.Context, r *caspaxospb.IncrementRequest) (*caspaxospb.IncrementResponse, error) {
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpIncrement, Key: string(r.GetKey()), Delta: r.GetDelta()})
+	if err != nil {
+		return nil, err
+	}
+	n, err := kv.Integer(s)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &caspaxospb.IncrementResponse{Value: n, Version: s.Version}, nil
+}
+
+func (g *grpcAPI) Members(ctx context.Context, _ *caspaxospb.MembersRequest) (*caspaxospb.MembersResponse, error) {
+	m, err := g.b.Members(ctx)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	out := &caspaxospb.MembersResponse{ConfigVersion: m.ConfigVersion}
+	for _, x := range m.Members {
+		out.Members = append(out.Members, &caspaxospb.Member{
+			Name: x.Name, Id: x.ID, PeerAddr: x.PeerAddr, ClientAddr: x.ClientAddr, Reachable: x.Reachable,
+		})
+	}
+	return out, nil
+}
+
+func (g *grpcAPI) Health(ctx context.Context, _ *caspaxospb.HealthRequest) (*caspaxospb.HealthResponse, error) {
+	if err := g.b.Health(ctx); err != nil {
+		return &caspaxospb.HealthResponse{Healthy: false, Message: err.Error()}, nil
+	}
+	return &caspaxospb.HealthResponse{Healthy: true}, nil
+}
