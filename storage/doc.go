@@ -1,0 +1,79 @@
+// Package storage keeps an acceptor's state durable: one protocol.Register
+// per key, plus the little state a node's proposer must not forget across
+// restarts (its ballot ceiling).
+//
+// Two implementations satisfy Store: Pebble (the product's default, durable)
+// and Memory (unit tests and the simulator only). Both pass the same
+// conformance suite (storagetest).
+//
+// # Data directory
+//
+// OpenPebble owns one directory:
+//
+//	dir/
+//	  LOCK      held (flock) while a store is open; never read
+//	  FORMAT    "caspaxos storage format 1\n": the layout version below
+//	  pebble/   the Pebble database
+//
+// FORMAT is written once, atomically (temporary file, fsync, rename, fsync
+// of dir), before pebble/ is created. A directory whose FORMAT names another
+// version, or that holds pebble/ without FORMAT, is refused with ErrFormat.
+// Format version 1 pins Pebble's own format major version (see
+// pebbleFormatMajorVersion), so a newer Pebble library never silently
+// rewrites a directory an older build must still read.
+//
+// # Keys
+//
+// Every Pebble key starts with a one-byte namespace:
+//
+//	'r' + register key    one protocol.Register (register record)
+//	'm' + "ceiling"       the proposer's ballot ceiling (ceiling record)
+//
+// so Scan walks registers only, in the byte order of their keys.
+//
+// # Records (format version 1)
+//
+// Every Pebble value is a record: a checksum, an encoding version, a body.
+// Integers are little-endian.
+//
+//	+-------------+-------------+---- ... ----+
+//	| CRC-32C(4B) | Version(1B) | Body        |
+//	+-------------+-------------+---- ... ----+
+//
+// CRC-32C (Castagnoli) is computed over the Pebble key, then the Version
+// byte and the Body. Covering the key means a record found under the wrong
+// key fails its checksum like a damaged one. Version is 1.
+//
+// A register record's body:
+//
+//	+-------------+-------------+-------------+-------------+
+//	| Promise     | Promise     | Accepted    | Accepted    |
+//	| Counter(8B) | Proposer(8B)| Counter(8B) | Proposer(8B)|
+//	+-------------+-------------+-------------+-------------+
+//	+-------------+----------+-------------+----- ... -----+
+//	| State       | Flags    | Value       | Value         |
+//	| Version(8B) | (1B)     | Length(4B)  | (Length B)    |
+//	+-------------+----------+-------------+----- ... -----+
+//
+// Flags bit 0 is State.Deleted; the other bits are zero. The body is
+// exactly 45 + Length bytes. An empty Value reads back as nil.
+//
+// A ceiling record's body is the ceiling, 8 bytes.
+//
+// A record that is too short, has trailing bytes, an unknown Version, unknown
+// flags or a checksum that does not match is reported as ErrCorrupt, naming
+// the key; its content is never returned.
+//
+// # Durability
+//
+// Apply, Remove and SetCeiling each commit one Pebble batch with Sync, so
+// they return only after Pebble's write-ahead log is fsynced. Concurrent
+// writers queue in Pebble's commit pipeline and share fsyncs (group commit).
+// Pebble makes a batch visible to readers before its fsync completes; Get
+// and Scan therefore wait for any write still in flight on a key they
+// return, so they never answer with data that a crash could still take
+// back (see pendingWrites).
+//
+// A failed fsync stops the store for good (PROTOCOL.md §10): see
+// pebbleLogger for how Pebble's fatal errors are turned into ErrSyncFailed.
+package storage

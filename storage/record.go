@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// The record layout is drawn in the package documentation (doc.go).
+const (
+	// Namespace bytes that start every Pebble key.
+	prefixRegister byte = 'r'
+	prefixMeta     byte = 'm'
+
+	// ceilingKey is the Pebble key of the ceiling record.
+	ceilingKey = string(prefixMeta) + "ceiling"
+
+	// recordVersion is the only record encoding this build reads and writes.
+	recordVersion byte = 1
+
+	headerBytes       = 4 + 1            // CRC-32C, version
+	registerBodyBytes = 5*8 + 1 + 4      // ballots, state version, flags, value length
+	ceilingBodyBytes  = 8                // the ceiling
+	flagDeleted       = byte(1 << 0)     // State.Deleted
+	maxValueBytes     = math.MaxUint32   // Value length must fit its 4-byte field
+	knownFlags        = flagDeleted      // every other flag bit must be zero
+	castagnoli        = crc32.Castagnoli // polynomial of the record checksum
+)
+
+// registerKey returns the Pebble key of register key.
+func registerKey(key string) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = prefixRegister
+	copy(k[1:], key)
+	return k
+}
+
+// keyName names a Pebble key in error messages: the register key, or the
+// metadata record.
+func keyName(pebbleKey []byte) string {
+	if len(pebbleKey) > 0 && pebbleKey[0] == prefixRegister {
+		return fmt.Sprintf("register %q", pebbleKey[1:])
+	}
+	return fmt.Sprintf("metadata record %q", pebbleKey)
+}
+
+// checksum is the CRC-32C of the Pebble key followed by the record's
+// version byte and body (everything after the checksum field).
+func checksum(pebbleKey, rest []byte) uint32 {
+	table := crc32.MakeTable(castagnoli) // returns the shared table, computed once by hash/crc32
+	return crc32.Update(crc32.Update(0, table, pebbleKey), table, rest)
+}
+
+// seal fills in the header of rec (whose body is already in place) for key.
+func seal(pebbleKey, rec []byte) []byte {
+	rec[4] = recordVersion
+	binary.LittleEndian.PutUint32(rec[0:4], checksum(pebbleKey, rec[4:]))
+	return rec
+}
+
+// unseal checks rec's header against key and returns its body.
+func unseal(pebbleKey, rec []byte) ([]byte, error) {
+	if len(rec) < headerBytes {
+		return nil, fmt.Errorf("%w: %s: record of %d bytes is shorter than its %d-byte header",
+			ErrCorrupt, keyName(pebbleKey), len(rec), headerBytes)
+	}
+	if v := rec[4]; v != recordVersion {
+		return nil, fmt.Errorf("%w: %s: unknown record encoding version %d (this build reads %d)",
+			ErrCorrupt, keyName(pebbleKey), v, recordVersion)
+	}
+	stored := binary.LittleEndian.Uint32(rec[0:4])
+	if computed := checksum(pebbleKey, rec[4:]); stored != computed {
+		return nil, fmt.Errorf("%w: %s: checksum mismatch (stored %#08x, computed %#08x)",
+			ErrCorrupt, keyName(pebbleKey), stored, computed)
+	}
+	return rec[headerBytes:], nil
+}
+
+// encodeRegister returns the register record of reg under pebbleKey.
+// The caller has checked that the value fits (maxValueBytes).
+func encodeRegister(pebbleKey []byte, reg protocol.Register) []byte {
+	rec := make([]byte, headerBytes+registerBodyBytes+len(reg.State.Value))
+	b := rec[headerBytes:]
+	binary.LittleEndian.PutUint64(b[0:], reg.Promise.Counter)
+	binary.LittleEndian.PutUint64(b[8:], uint64(reg.Promise.Proposer))
+	binary.LittleEndian.PutUint64(b[16:], reg.Accepted.Counter)
+	binary.LittleEndian.PutUint64(b[24:], uint64(reg.Accepted.Proposer))
+	binary.LittleEndian.PutUint64(b[32:], reg.State.Version)
+	var flags byte
+	if reg.State.Deleted {
+		flags |= flagDeleted
+	}
+	b[40] = flags
+	binary.LittleEndian.PutUint32(b[41:], uint32(len(reg.State.Value)))
+	copy(b[registerBodyBytes:], reg.State.Value)
+	return seal(pebbleKey, rec)
+}
+
+// decodeRegister checks and decodes a register record. The Value it returns
+// is a copy: rec may be reused by the caller (Pebble's buffers are).
+func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
+	b, err := unseal(pebbleKey, rec)
+	if err != nil {
+		return protocol.Register{}, err
+	}
+	if len(b) < registerBodyBytes {
+		return protocol.Register{}, fmt.Errorf("%w: %s: register body of %d bytes is shorter than %d",
+			ErrCorrupt, keyName(pebbleKey), len(b), registerBodyBytes)
+	}
+	flags := b[40]
+	if flags&^knownFlags != 0 {
+		return protocol.Register{}, fmt.Errorf("%w: %s: unknown register flags %#02x", ErrCorrupt, keyName(pebbleKey), flags)
+	}
+	n := binary.LittleEndian.Uint32(b[41:])
+	if uint64(len(b)-registerBodyBytes) != uint64(n) {
+		return protocol.Register{}, fmt.Errorf("%w: %s: register says its value has %d bytes, the record holds %d",
+			ErrCorrupt, keyName(pebbleKey), n, len(b)-registerBodyBytes)
+	}
+	reg := protocol.Register{
+		Promise: protocol.Ballot{
+			Counter:  binary.LittleEndian.Uint64(b[0:]),
+			Proposer: protocol.NodeID(binary.LittleEndian.Uint64(b[8:])),
+		},
+		Accepted: protocol.Ballot{
+			Counter:  binary.LittleEndian.Uint64(b[16:]),
+			Proposer: protocol.NodeID(binary.LittleEndian.Uint64(b[24:])),
+		},
+		State: protocol.State{
+			Version: binary.LittleEndian.Uint64(b[32:]),
+			Deleted: flags&flagDeleted != 0,
+		},
+	}
+	if n > 0 {
+		reg.State.Value = append([]byte(nil), b[registerBodyBytes:]...)
+	}
+	return reg, nil
+}
+
+// encodeCeiling returns the ceiling record of c.
+func encodeCeiling(c uint64) []byte {
+	rec := make([]byte, headerBytes+ceilingBodyBytes)
+	binary.LittleEndian.PutUint64(rec[headerBytes:], c)
+	return seal([]byte(ceilingKey), rec)
+}
+
+// decodeCeiling checks and decodes a ceiling record.
+func decodeCeiling(rec []byte) (uint64, error) {
+	b, err := unseal([]byte(ceilingKey), rec)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != ceilingBodyBytes {
+		return 0, fmt.Errorf("%w: %s: ceiling body has %d bytes, want %d",
+			ErrCorrupt, keyName([]byte(ceilingKey)), len(b), ceilingBodyBytes)
+	}
+	return binary.LittleEndian.Uint64(b), nil
+}
+
+// registersEqual reports whether two registers are identical (Remove's test).
+func registersEqual(a, b protocol.Register) bool {
+	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
+}
+
+// checkEntries refuses entries a record cannot hold.
+func checkEntries(entries []Entry) error {
+	for _, e := range entries {
+		if n := uint64(len(e.Register.State.Value)); n > maxValueBytes {
+			return fmt.Errorf("caspaxos/storage: register %q: value of %d bytes is over the limit of %d bytes",
+				e.Key, n, uint64(maxValueBytes))
+		}
+	}
+	return nil
+}
