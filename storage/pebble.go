@@ -1,0 +1,174 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// pebbleFormatMajorVersion is the Pebble format major version of data
+// directories of format version 1 (see the package documentation). It is
+// pinned, not "newest", so that upgrading the library never ratchets a
+// directory past what an older build of caspaxos reads.
+const pebbleFormatMajorVersion = pebble.FormatValueSeparation
+
+// PebbleOptions configures OpenPebble. The zero value is ready to use.
+type PebbleOptions struct {
+	// FS is the filesystem the store lives on. Nil means the operating
+	// system's (vfs.Default). Tests pass vfs.NewCrashableMem() to simulate
+	// crashes, or a filesystem that fails on demand.
+	FS vfs.FS
+	// Logger receives Pebble's messages and the one line the store logs
+	// when it stops after a failed sync. Nil discards them.
+	Logger *slog.Logger
+}
+
+// PebbleStats counts a Pebble store's writes since it was opened, for
+// metrics. Applies/WALSyncs is the mean number of Applys sharing one sync
+// (group commit).
+type PebbleStats struct {
+	// Applies is the number of Apply calls that wrote entries durably.
+	Applies uint64
+	// Entries is the number of registers those Applys wrote.
+	Entries uint64
+	// WALSyncs is the number of fsyncs of Pebble's write-ahead log, for
+	// every kind of write (Apply, Remove, SetCeiling) and for log rotations.
+	WALSyncs uint64
+}
+
+// Pebble is the durable Store, on github.com/cockroachdb/pebble.
+//
+// Concurrency: Apply, Get, Scan, Ceiling and SetCeiling run in parallel;
+// concurrent Applys share fsyncs through Pebble's commit pipeline. Remove
+// reads, compares and deletes under writeMu held exclusively, while every
+// Apply holds it shared: a Remove waits for the Applys in flight and holds
+// off new ones for one fsync. Remove is rare (deletion GC), so a mutex is
+// simpler than making the read part of an indexed batch and re-checking it.
+type Pebble struct {
+	dir  string
+	log  *slog.Logger
+	lock io.Closer
+	db   *pebble.DB
+
+	gate    gate
+	writeMu sync.RWMutex // Apply: shared; Remove: exclusive
+	pending pendingWrites
+
+	applies, entries, walSyncs atomic.Uint64
+}
+
+var _ Store = (*Pebble)(nil)
+
+// OpenPebble opens the store in dir, creating dir if needed. It fails with
+// ErrLocked if another store holds dir (in this process or another), with
+// ErrFormat if dir was written in an unknown format, and with ErrCorrupt if
+// Pebble finds its files damaged.
+func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := makeDir(fs, dir); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(fs, dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Pebble{dir: dir, log: log, lock: lock}
+	if s.db, err = s.openDB(fs); err != nil {
+		return nil, errors.Join(err, lock.Close())
+	}
+	return s, nil
+}
+
+// openDB checks the format and opens Pebble in dir/pebble.
+func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
+	if err := checkFormat(fs, s.dir); err != nil {
+		return nil, err
+	}
+	path := fs.PathJoin(s.dir, pebbleDirName)
+	if err := fs.MkdirAll(path, 0o755); err != nil {
+		return nil, fmt.Errorf("caspaxos/storage: create %s: %w", path, err)
+	}
+	if err := syncDir(fs, s.dir); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(path, &pebble.Options{
+		FS:                 walSyncCounter{FS: fs, syncs: &s.walSyncs},
+		FormatMajorVersion: pebbleFormatMajorVersion,
+		Logger:             pebbleLogger{log: s.log, stop: func(err error) { s.stop(ErrSyncFailed, err) }},
+		EventListener:      s.eventListener(),
+	})
+	if err != nil {
+		if errors.Is(err, pebble.ErrCorruption) {
+			return nil, fmt.Errorf("%w: open pebble in %s: %w", ErrCorrupt, path, err)
+		}
+		return nil, fmt.Errorf("caspaxos/storage: open pebble in %s: %w", path, err)
+	}
+	if err := s.gate.failure(); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return db, nil
+}
+
+// eventListener logs Pebble's background errors and slow disk operations,
+// and stops the store if Pebble finds a damaged file.
+func (s *Pebble) eventListener() *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			s.log.Error("caspaxos/storage: pebble background error", "dir", s.dir, "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			s.stop(ErrCorrupt, fmt.Errorf("pebble found a damaged file: %s", info))
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			s.log.Warn("caspaxos/storage: slow disk", "dir", s.dir, "path", info.Path,
+				"op", info.OpType.String(), "duration", info.Duration)
+		},
+	}
+}
+
+// stop makes the store fail-stop (PROTOCOL.md §10) and logs it once.
+// kind is ErrSyncFailed or ErrCorrupt.
+func (s *Pebble) stop(kind, cause error) {
+	if s.gate.stop(kind, cause) {
+		s.log.Error("caspaxos/storage: store stopped: every further call fails; restart the node",
+			"dir", s.dir, "err", kind.Error()+": "+cause.Error())
+	}
+}
+
+// Stats returns the store's counters.
+func (s *Pebble) Stats() PebbleStats {
+	return PebbleStats{
+		Applies:  s.applies.Load(),
+		Entries:  s.entries.Load(),
+		WALSyncs: s.walSyncs.Load(),
+	}
+}
+
+// Close implements Store. Closing a stopped store releases it too; the
+// error Pebble then reports is returned.
+func (s *Pebble) Close() error {
+	if err := s.gate.close(); err != nil {
+		return err
+	}
+	var err error
+	if cerr := s.db.Close(); cerr != nil {
+		err = fmt.Errorf("caspaxos/storage: close pebble in %s: %w", s.dir, cerr)
+	}
+	if lerr := s.lock.Close(); lerr != nil {
+		err = errors.Join(err, fmt.Errorf("caspaxos/storage: release lock of %s: %w", s.dir, lerr))
+	}
+	return err
+}
