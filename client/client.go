@@ -1,0 +1,137 @@
+// Package client is the Go client of caspaxos.
+//
+// A Client talks gRPC to one or more nodes; any node serves any key. Calls
+// take a context first and return the typed errors of this package:
+//
+//   - ErrNotFound, *VersionMismatchError (ErrVersionMismatch),
+//     ErrNotAnInteger, ErrOverflow, ErrTooLarge, ErrBadRequest: the request
+//     was answered and refused; nothing changed.
+//   - ErrNoQuorum: the cluster could not reach a quorum; nothing changed.
+//   - ErrUnknownOutcome: a write may or may not have taken effect.
+//   - ErrUnavailable: no endpoint could be reached.
+//
+// Failover: a read moves on to the next endpoint after any connection error.
+// A write moves on only if it provably never left (the endpoint's connection
+// was down before the call); if a connection breaks while a write is in
+// flight, the write returns ErrUnknownOutcome instead of being sent again.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are gRPC addresses (host:port) of nodes; at least one.
+	Endpoints []string
+	// DialTimeout bounds how long a call waits for a connection to an
+	// endpoint before trying the next (default 2s).
+	DialTimeout time.Duration
+}
+
+func (c *Config) validate() error {
+	if len(c.Endpoints) == 0 {
+		return errors.New("caspaxos/client: no endpoints")
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	return nil
+}
+
+// Client is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	conns []*grpc.ClientConn
+	mu    sync.Mutex
+	next  int // endpoint to try first
+}
+
+// New connects lazily to the endpoints.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg}
+	for _, ep := range cfg.Endpoints {
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("caspaxos/client: endpoint %q: %w", ep, err)
+		}
+		c.conns = append(c.conns, conn)
+	}
+	return c, nil
+}
+
+// Close closes all connections.
+func (c *Client) Close() error {
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	return nil
+}
+
+// call runs fn on endpoints in turn, starting with the last that worked.
+func (c *Client) call(ctx context.Context, idempotent bool, fn func(*grpc.ClientConn) error) error {
+	c.mu.Lock()
+	start := c.next
+	c.mu.Unlock()
+	var last error
+	for i := range c.conns {
+		idx := (start + i) % len(c.conns)
+		conn := c.conns[idx]
+		if !c.ready(ctx, conn) {
+			last = fmt.Errorf("endpoint %s not connected", c.cfg.Endpoints[idx])
+			continue
+		}
+		err := fn(conn)
+		if err == nil {
+			c.remember(idx)
+			return nil
+		}
+		typed, answered := fromStatus(err)
+		if answered {
+			c.remember(idx)
+			return typed
+		}
+		if ctx.Err() != nil || !idempotent {
+			if idempotent {
+				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		}
+		last = err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, last)
+}
+
+// ready waits up to DialTimeout for conn to be connected.
+func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	conn.Connect()
+	for {
+		s := conn.GetState()
+		if s == connectivity.Ready {
+			return true
+		}
+		if s == connectivity.TransientFailure || s == connectivity.Shutdown || !conn.WaitForStateChange(ctx, s) {
+			return false
+		}
+	}
+}
+
+func (c *Client) remember(idx int) {
+	c.mu.Lock()
+	c.next = idx
+	c.mu.Unlock()
+}

@@ -1,0 +1,166 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+)
+
+// backend applies operations to a map with the real change functions;
+// block, if set, holds every write until the channel is closed.
+type backend struct {
+	mu    sync.Mutex
+	m     map[string]protocol.State
+	block chan struct{}
+	seen  chan struct{}
+}
+
+func (b *backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	if b.block != nil && op.Kind != kv.OpGet {
+		b.seen <- struct{}{}
+		select {
+		case <-b.block:
+		case <-ctx.Done():
+			return protocol.State{}, kv.ErrUnknownOutcome
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := b.m[op.Key]
+	ch := op.Change()
+	if ch == nil {
+		return cur, nil
+	}
+	w, err := ch(cur)
+	if err != nil {
+		return cur, err
+	}
+	switch w.Kind {
+	case protocol.WriteSet:
+		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
+	case protocol.WriteDelete:
+		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
+	}
+	b.m[op.Key] = cur
+	return cur, nil
+}
+
+func (b *backend) Health(context.Context) error { return nil }
+
+func (b *backend) Members(context.Context) (clientapi.Membership, error) {
+	return clientapi.Membership{Members: []clientapi.Member{{Name: "n1", ID: 1}}}, nil
+}
+
+func serve(t *testing.T, b *backend) (string, *grpc.Server) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String(), s
+}
+
+// deadAddr returns an address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	return addr
+}
+
+func TestTypedErrorsAndFailover(t *testing.T) {
+	addr, _ := serve(t, &backend{m: make(map[string]protocol.State)})
+	c, err := New(Config{Endpoints: []string{deadAddr(t), addr}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get absent: %v", err)
+	}
+	// The first endpoint is down before the write: moving on is safe.
+	v, err := c.Put(ctx, "k", []byte("a"))
+	if err != nil || v != 1 {
+		t.Fatalf("put: %d %v", v, err)
+	}
+	_, err = c.CompareAndSwap(ctx, "k", 5, []byte("b"))
+	var vm *VersionMismatchError
+	if !errors.As(err, &vm) || vm.Current != 1 || !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("cas stale: %v", err)
+	}
+	if _, err := c.Create(ctx, "k", []byte("b")); !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("create existing: %v", err)
+	}
+	if _, _, err := c.Increment(ctx, "k", 1); !errors.Is(err, ErrNotAnInteger) {
+		t.Fatalf("increment text: %v", err)
+	}
+	if n, _, err := c.Increment(ctx, "n", 2); err != nil || n != 2 {
+		t.Fatalf("increment: %d %v", n, err)
+	}
+	if _, err := c.Delete(ctx, "k", 3); !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("delete stale: %v", err)
+	}
+	if v, err := c.Delete(ctx, "k", 0); err != nil || v != 2 {
+		t.Fatalf("delete: %d %v", v, err)
+	}
+	if _, err := c.Put(ctx, "", nil); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("empty key: %v", err)
+	}
+}
+
+func TestWriteInFlightWhenServerDiesIsUnknown(t *testing.T) {
+	b := &backend{m: make(map[string]protocol.State), block: make(chan struct{}), seen: make(chan struct{}, 1)}
+	addr, s := serve(t, b)
+	second, _ := serve(t, &backend{m: make(map[string]protocol.State)})
+	c, err := New(Config{Endpoints: []string{addr, second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Increment(context.Background(), "n", 1)
+		done <- err
+	}()
+	<-b.seen // the write reached the server
+	s.Stop()
+	if err := <-done; !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("write cut off in flight: %v, want unknown outcome", err)
+	}
+	close(b.block)
+}
+
+func TestNoEndpointReachable(t *testing.T) {
+	c, err := New(Config{Endpoints: []string{deadAddr(t)}, DialTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Get(context.Background(), "k"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("get: %v", err)
+	}
+	if _, err := c.Put(context.Background(), "k", nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("put: %v", err)
+	}
+	if _, err := New(Config{}); err == nil {
+		t.Fatal("no endpoints accepted")
+	}
+}

@@ -1,0 +1,87 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
+)
+
+// Errors a call may return; match them with errors.Is. Every error a server
+// reports carries one of these; anything else is a connection problem.
+var (
+	// ErrNotFound: the key is absent or deleted.
+	ErrNotFound = errors.New("caspaxos/client: key not found")
+	// ErrVersionMismatch: a version condition failed; the error is a
+	// *VersionMismatchError carrying the key's current version.
+	ErrVersionMismatch = errors.New("caspaxos/client: version mismatch")
+	// ErrNotAnInteger: Increment found a value that is not a decimal int64.
+	ErrNotAnInteger = errors.New("caspaxos/client: value is not an integer")
+	// ErrOverflow: Increment would leave the int64 range.
+	ErrOverflow = errors.New("caspaxos/client: integer overflow")
+	// ErrNoQuorum: the cluster could not reach a quorum; nothing was applied.
+	ErrNoQuorum = errors.New("caspaxos/client: no quorum: nothing was applied")
+	// ErrUnknownOutcome: the write may or may not have been applied (the
+	// deadline passed after it was sent, or the connection broke while it
+	// was in flight). The client never retries such a write by itself.
+	ErrUnknownOutcome = errors.New("caspaxos/client: outcome unknown: the write may or may not take effect")
+	// ErrTooLarge: the key or value is over the server's limit.
+	ErrTooLarge = errors.New("caspaxos/client: key or value too large")
+	// ErrBadRequest: the server refused the request as malformed.
+	ErrBadRequest = errors.New("caspaxos/client: bad request")
+	// ErrUnavailable: no endpoint could be reached.
+	ErrUnavailable = errors.New("caspaxos/client: no endpoint reachable")
+)
+
+// VersionMismatchError is a failed compare-and-swap, create or conditional delete.
+type VersionMismatchError struct {
+	Current uint64 // the key's version (0: absent)
+	Message string
+}
+
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("caspaxos/client: version mismatch (current version %d): %s", e.Current, e.Message)
+}
+
+// Is makes errors.Is(err, ErrVersionMismatch) true.
+func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
+
+var byCode = map[string]error{
+	"not_found":       ErrNotFound,
+	"not_an_integer":  ErrNotAnInteger,
+	"overflow":        ErrOverflow,
+	"no_quorum":       ErrNoQuorum,
+	"unknown_outcome": ErrUnknownOutcome,
+	"key_too_large":   ErrTooLarge,
+	"value_too_large": ErrTooLarge,
+	"bad_request":     ErrBadRequest,
+}
+
+// fromStatus turns a server's answer into a typed error. It reports false
+// when err carries no ErrorInfo: the call did not get a server's answer.
+func fromStatus(err error) (error, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err, false
+	}
+	for _, d := range st.Details() {
+		info, ok := d.(*caspaxospb.ErrorInfo)
+		if !ok {
+			continue
+		}
+		if info.GetCode() == "version_mismatch" {
+			return &VersionMismatchError{Current: info.GetCurrentVersion(), Message: st.Message()}, true
+		}
+		if e, ok := byCode[info.GetCode()]; ok {
+			return fmt.Errorf("%w: %s", e, st.Message()), true
+		}
+		return fmt.Errorf("caspaxos/client: server error %s: %s", info.GetCode(), st.Message()), true
+	}
+	if st.Code() == codes.Unimplemented || st.Code() == codes.InvalidArgument {
+		return fmt.Errorf("%w: %s", ErrBadRequest, st.Message()), true
+	}
+	return err, false
+}

@@ -1,0 +1,117 @@
+package client
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
+)
+
+// Value is a key's value and version.
+type Value struct {
+	Data    []byte
+	Version uint64
+}
+
+// Get reads a key (linearizable). Absent or deleted: ErrNotFound.
+func (c *Client) Get(ctx context.Context, key string) (Value, error) {
+	var v Value
+	err := c.call(ctx, true, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewKVClient(conn).Get(ctx, &caspaxospb.GetRequest{Key: []byte(key)})
+		if err == nil {
+			v = Value{Data: r.GetValue(), Version: r.GetVersion()}
+		}
+		return err
+	})
+	return v, err
+}
+
+// Put stores value and returns the new version.
+func (c *Client) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value})
+}
+
+// Create stores value only if the key is absent or deleted.
+func (c *Client) Create(ctx context.Context, key string, value []byte) (uint64, error) {
+	v := uint64(0)
+	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value, IfVersion: &v})
+}
+
+// CompareAndSwap stores value only while the key has version (0: absent).
+func (c *Client) CompareAndSwap(ctx context.Context, key string, version uint64, value []byte) (uint64, error) {
+	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value, IfVersion: &version})
+}
+
+func (c *Client) put(ctx context.Context, req *caspaxospb.PutRequest) (uint64, error) {
+	var version uint64
+	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewKVClient(conn).Put(ctx, req)
+		version = r.GetVersion()
+		return err
+	})
+	return version, err
+}
+
+// Delete deletes a key, only while it has ifVersion unless that is 0, and
+// returns the tombstone's version.
+func (c *Client) Delete(ctx context.Context, key string, ifVersion uint64) (uint64, error) {
+	req := &caspaxospb.DeleteRequest{Key: []byte(key)}
+	if ifVersion != 0 {
+		req.IfVersion = &ifVersion
+	}
+	var version uint64
+	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewKVClient(conn).Delete(ctx, req)
+		version = r.GetVersion()
+		return err
+	})
+	return version, err
+}
+
+// Increment adds delta to the key's decimal integer (absent counts as 0)
+// and returns the new value and version.
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, uint64, error) {
+	var value int64
+	var version uint64
+	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewKVClient(conn).Increment(ctx, &caspaxospb.IncrementRequest{Key: []byte(key), Delta: delta})
+		value, version = r.GetValue(), r.GetVersion()
+		return err
+	})
+	return value, version, err
+}
+
+// Member is a node of the cluster.
+type Member struct {
+	Name       string `json:"name"`
+	ID         uint64 `json:"id"`
+	PeerAddr   string `json:"peer_addr"`
+	ClientAddr string `json:"client_addr,omitempty"`
+	Reachable  bool   `json:"reachable"`
+}
+
+// Members lists the cluster's members as the answering node sees them.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var out []Member
+	err := c.call(ctx, true, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewClusterClient(conn).Members(ctx, &caspaxospb.MembersRequest{})
+		for _, m := range r.GetMembers() {
+			out = append(out, Member{Name: m.GetName(), ID: m.GetId(), PeerAddr: m.GetPeerAddr(), ClientAddr: m.GetClientAddr(), Reachable: m.GetReachable()})
+		}
+		return err
+	})
+	return out, err
+}
+
+// Health reports whether the answering node reaches a quorum, with its reason if not.
+func (c *Client) Health(ctx context.Context) (bool, string, error) {
+	var healthy bool
+	var msg string
+	err := c.call(ctx, true, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewClusterClient(conn).Health(ctx, &caspaxospb.HealthRequest{})
+		healthy, msg = r.GetHealthy(), r.GetMessage()
+		return err
+	})
+	return healthy, msg, err
+}
