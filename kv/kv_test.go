@@ -2,6 +2,7 @@ package kv
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"testing"
@@ -125,5 +126,23 @@ func TestOpValidate(t *testing.T) {
 	}
 	if err := (Op{Kind: 99, Key: "k"}).Validate(l); err == nil {
 		t.Error("unknown kind accepted")
+	}
+}
+
+func TestCodeRoundTrip(t *testing.T) {
+	for _, err := range []error{ErrNotFound, ErrNotAnInteger, ErrOverflow, ErrNoQuorum, ErrUnknownOutcome,
+		ErrKeyTooLarge, ErrValueTooLarge, ErrEmptyKey, &VersionMismatchError{Expected: 1, Current: 7}} {
+		code, current := Code(fmt.Errorf("wrapped: %w", err))
+		back := FromCode(code, "msg", current)
+		if code == CodeInternal || !errors.Is(back, err) && !errors.Is(back, ErrVersionMismatch) {
+			t.Errorf("%v: code %s came back as %v", err, code, back)
+		}
+		var vm *VersionMismatchError
+		if errors.As(err, &vm) && (!errors.As(back, &vm) || vm.Current != 7) {
+			t.Errorf("current version lost: %v", back)
+		}
+	}
+	if code, _ := Code(errors.New("other")); code != CodeInternal {
+		t.Errorf("unclassified error got %s", code)
 	}
 }

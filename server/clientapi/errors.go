@@ -13,58 +13,48 @@ import (
 	"github.com/caspaxos/caspaxos/kv"
 )
 
-// Error codes are stable: clients match on them.
+// The stable error codes clients match on (kv defines them).
 const (
-	CodeNotFound        = "not_found"
-	CodeVersionMismatch = "version_mismatch"
-	CodeNotAnInteger    = "not_an_integer"
-	CodeOverflow        = "overflow"
-	CodeNoQuorum        = "no_quorum"
-	CodeUnknownOutcome  = "unknown_outcome"
-	CodeKeyTooLarge     = "key_too_large"
-	CodeValueTooLarge   = "value_too_large"
-	CodeBadRequest      = "bad_request"
-	CodeInternal        = "internal"
+	CodeNotFound        = kv.CodeNotFound
+	CodeVersionMismatch = kv.CodeVersionMismatch
+	CodeNotAnInteger    = kv.CodeNotAnInteger
+	CodeOverflow        = kv.CodeOverflow
+	CodeNoQuorum        = kv.CodeNoQuorum
+	CodeUnknownOutcome  = kv.CodeUnknownOutcome
+	CodeKeyTooLarge     = kv.CodeKeyTooLarge
+	CodeValueTooLarge   = kv.CodeValueTooLarge
+	CodeBadRequest      = kv.CodeBadRequest
+	CodeInternal        = kv.CodeInternal
 )
 
-// errorClass is one row of the error table.
+// errorClass is one row of the error table: a code and its statuses.
 type errorClass struct {
-	err  error
 	code string
 	http int
 	grpc codes.Code
 }
 
-// errorTable maps every error an operation can return, in order of match.
-var errorTable = []errorClass{
-	{kv.ErrNotFound, CodeNotFound, http.StatusNotFound, codes.NotFound},
-	{kv.ErrVersionMismatch, CodeVersionMismatch, http.StatusPreconditionFailed, codes.FailedPrecondition},
-	{kv.ErrNotAnInteger, CodeNotAnInteger, http.StatusConflict, codes.FailedPrecondition},
-	{kv.ErrOverflow, CodeOverflow, http.StatusConflict, codes.OutOfRange},
-	{kv.ErrNoQuorum, CodeNoQuorum, http.StatusServiceUnavailable, codes.Unavailable},
-	{kv.ErrUnknownOutcome, CodeUnknownOutcome, http.StatusGatewayTimeout, codes.DeadlineExceeded},
-	{kv.ErrKeyTooLarge, CodeKeyTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
-	{kv.ErrValueTooLarge, CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
-	{kv.ErrEmptyKey, CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
-	{errBadRequest, CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
+var errorTable = map[string]errorClass{
+	CodeNotFound:        {CodeNotFound, http.StatusNotFound, codes.NotFound},
+	CodeVersionMismatch: {CodeVersionMismatch, http.StatusPreconditionFailed, codes.FailedPrecondition},
+	CodeNotAnInteger:    {CodeNotAnInteger, http.StatusConflict, codes.FailedPrecondition},
+	CodeOverflow:        {CodeOverflow, http.StatusConflict, codes.OutOfRange},
+	CodeNoQuorum:        {CodeNoQuorum, http.StatusServiceUnavailable, codes.Unavailable},
+	CodeUnknownOutcome:  {CodeUnknownOutcome, http.StatusGatewayTimeout, codes.DeadlineExceeded},
+	CodeKeyTooLarge:     {CodeKeyTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
+	CodeValueTooLarge:   {CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
+	CodeBadRequest:      {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
+	CodeInternal:        {CodeInternal, http.StatusInternalServerError, codes.Internal},
 }
-
-var internalClass = errorClass{code: CodeInternal, http: http.StatusInternalServerError, grpc: codes.Internal}
 
 // errBadRequest marks malformed requests found by the handlers themselves.
 var errBadRequest = errors.New("bad request")
 
 // classify finds err's row, and the current version a mismatch carries.
 func classify(err error) (errorClass, uint64) {
-	var current uint64
-	var vm *kv.VersionMismatchError
-	if errors.As(err, &vm) {
-		current = vm.Current
+	if errors.Is(err, errBadRequest) {
+		return errorTable[CodeBadRequest], 0
 	}
-	for _, c := range errorTable {
-		if errors.Is(err, c.err) {
-			return c, current
-		}
-	}
-	return internalClass, current
+	code, current := kv.Code(err)
+	return errorTable[code], current
 }

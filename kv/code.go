@@ -1,0 +1,65 @@
+package kv
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Stable error codes: the HTTP and gRPC APIs report them and the peers
+// carry them for forwarded operations.
+const (
+	CodeNotFound        = "not_found"
+	CodeVersionMismatch = "version_mismatch"
+	CodeNotAnInteger    = "not_an_integer"
+	CodeOverflow        = "overflow"
+	CodeNoQuorum        = "no_quorum"
+	CodeUnknownOutcome  = "unknown_outcome"
+	CodeKeyTooLarge     = "key_too_large"
+	CodeValueTooLarge   = "value_too_large"
+	CodeBadRequest      = "bad_request"
+	CodeInternal        = "internal"
+)
+
+var codes = []struct {
+	err  error
+	code string
+}{
+	{ErrNotFound, CodeNotFound},
+	{ErrVersionMismatch, CodeVersionMismatch},
+	{ErrNotAnInteger, CodeNotAnInteger},
+	{ErrOverflow, CodeOverflow},
+	{ErrNoQuorum, CodeNoQuorum},
+	{ErrUnknownOutcome, CodeUnknownOutcome},
+	{ErrKeyTooLarge, CodeKeyTooLarge},
+	{ErrValueTooLarge, CodeValueTooLarge},
+	{ErrEmptyKey, CodeBadRequest},
+}
+
+// Code returns err's stable code (CodeInternal for an error of no class
+// here) and, for a version mismatch, the current version it carries.
+func Code(err error) (code string, current uint64) {
+	var vm *VersionMismatchError
+	if errors.As(err, &vm) {
+		return CodeVersionMismatch, vm.Current
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code, 0
+		}
+	}
+	return CodeInternal, 0
+}
+
+// FromCode rebuilds an error from its code, so that errors.Is works on the
+// far side of a network hop.
+func FromCode(code, message string, current uint64) error {
+	if code == CodeVersionMismatch {
+		return &VersionMismatchError{Current: current}
+	}
+	for _, c := range codes {
+		if c.code == code {
+			return fmt.Errorf("%w (%s)", c.err, message)
+		}
+	}
+	return fmt.Errorf("caspaxos: remote error %s: %s", code, message)
+}
