@@ -30,7 +30,7 @@ var allowed = map[string][]string{
 	"kv":        {"protocol"},
 	"storage":   {"protocol"},
 	"client":    {"api"},
-	"transport": {"protocol"},
+	"transport": {"protocol", "kv"},
 }
 
 // imports returns the imports of the non-test Go files of every package

@@ -1,0 +1,161 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
+)
+
+// codeNotSent marks a forward that was dropped before it left this node.
+const codeNotSent = "caspaxos_not_sent"
+
+// Forward runs op on node to's proposer (the key's home) and returns what
+// it returned there. Errors:
+//   - ErrUnreachable: the forward provably never left (the link is down, or
+//     broke before sending it); the caller may run op elsewhere.
+//   - kv.ErrUnknownOutcome: a change was sent and no answer came (deadline,
+//     or the peer went silent); it may or may not take effect.
+//   - kv.ErrNoQuorum: a read got no answer in time.
+//   - the errors of package kv that the peer answered with.
+func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (protocol.State, error) {
+	l := t.links[to]
+	if l == nil || !t.Reachable(to) {
+		return protocol.State{}, fmt.Errorf("%w: node %d", ErrUnreachable, to)
+	}
+	id := t.nextID.Add(1)
+	ch := make(chan *peerpb.ForwardReply, 1)
+	t.mu.Lock()
+	t.pending[id] = ch
+	t.mu.Unlock()
+	defer t.forget(id)
+	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta}
+	if d, ok := ctx.Deadline(); ok {
+		f.DeadlineUnixNano = d.UnixNano()
+	}
+	if err := l.enqueue(func(b *frameBuf) { b.forwards = append(b.forwards, f) }, 1); err != nil {
+		return protocol.State{}, err
+	}
+	return t.await(ctx, to, op, ch)
+}
+
+// await waits for the reply, the deadline, or the peer going silent.
+func (t *Transport) await(ctx context.Context, to protocol.NodeID, op kv.Op, ch chan *peerpb.ForwardReply) (protocol.State, error) {
+	check := time.NewTicker(t.cfg.Heartbeat)
+	defer check.Stop()
+	for {
+		select {
+		case r := <-ch:
+			return decodeReply(r, to)
+		case <-ctx.Done():
+			return protocol.State{}, noAnswer(op, fmt.Errorf("forward to node %d: %w", to, ctx.Err()))
+		case <-t.ctx.Done():
+			return protocol.State{}, noAnswer(op, ErrClosed)
+		case <-check.C:
+			if !t.Reachable(to) {
+				return protocol.State{}, noAnswer(op, fmt.Errorf("node %d went silent", to))
+			}
+		}
+	}
+}
+
+// noAnswer is the outcome of a sent forward that got no reply.
+func noAnswer(op kv.Op, cause error) error {
+	if op.Kind == kv.OpGet {
+		return fmt.Errorf("%w: %v", kv.ErrNoQuorum, cause)
+	}
+	return fmt.Errorf("%w: %v", kv.ErrUnknownOutcome, cause)
+}
+
+func decodeReply(r *peerpb.ForwardReply, to protocol.NodeID) (protocol.State, error) {
+	switch r.GetErrorCode() {
+	case "":
+		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted()}, nil
+	case codeNotSent:
+		return protocol.State{}, fmt.Errorf("%w: node %d: link broke before the forward left", ErrUnreachable, to)
+	}
+	return protocol.State{}, kv.FromCode(r.GetErrorCode(), r.GetErrorMessage(), r.GetCurrentVersion())
+}
+
+func (t *Transport) forget(id uint64) {
+	t.mu.Lock()
+	delete(t.pending, id)
+	t.mu.Unlock()
+}
+
+// resolve hands a reply to the forward waiting for it, if any still is.
+func (t *Transport) resolve(r *peerpb.ForwardReply) {
+	t.mu.Lock()
+	ch := t.pending[r.GetId()]
+	delete(t.pending, r.GetId())
+	t.mu.Unlock()
+	if ch != nil {
+		ch <- r
+	}
+}
+
+// Stream receives a peer's frames (the Peer service).
+func (t *Transport) Stream(s peerpb.Peer_StreamServer) error {
+	for {
+		f, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		from := protocol.NodeID(f.GetFrom())
+		heard := t.heard[from]
+		if heard == nil {
+			return status.Errorf(codes.PermissionDenied, "caspaxos/transport: node %d is not a member", from)
+		}
+		heard.Store(time.Now().UnixNano())
+		t.receive(from, f)
+	}
+}
+
+func (t *Transport) receive(from protocol.NodeID, f *peerpb.Frame) {
+	if len(f.GetMessages()) > 0 {
+		msgs := make([]protocol.Message, 0, len(f.GetMessages()))
+		for _, w := range f.GetMessages() {
+			if m, ok := FromWire(w); ok && m.To == t.cfg.Self {
+				msgs = append(msgs, m)
+			}
+		}
+		t.h.Deliver(msgs)
+	}
+	for _, fw := range f.GetForwards() {
+		go t.serveForward(from, fw)
+	}
+	for _, r := range f.GetForwardReplies() {
+		t.resolve(r)
+	}
+}
+
+// serveForward runs a peer's forwarded operation here and sends the reply
+// back on this node's own link to that peer.
+func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
+	ctx := t.ctx
+	if d := f.GetDeadlineUnixNano(); d != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, d))
+		defer cancel()
+	}
+	op := kv.Op{Kind: kv.OpKind(f.GetOp()), Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
+	r := &peerpb.ForwardReply{Id: f.GetId()}
+	s, err := t.h.Serve(ctx, op)
+	if err != nil {
+		r.ErrorCode, r.CurrentVersion = kv.Code(err)
+		r.ErrorMessage = err.Error()
+	} else {
+		r.Value, r.Version, r.Deleted = s.Value, s.Version, s.Deleted
+	}
+	if l := t.links[from]; l != nil {
+		// A lost reply leaves the caller with an unknown outcome, as any
+		// lost message would.
+		_ = l.enqueue(func(b *frameBuf) { b.replies = append(b.replies, r) }, 1)
+	}
+}

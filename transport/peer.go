@@ -1,0 +1,187 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
+)
+
+// Errors of the transport; match with errors.Is.
+var (
+	// ErrUnreachable: the peer's link is down; what was to be sent was not.
+	ErrUnreachable = errors.New("caspaxos/transport: peer unreachable")
+	// ErrClosed: the transport was closed.
+	ErrClosed = errors.New("caspaxos/transport: closed")
+)
+
+// Handler is the node a Transport delivers to.
+type Handler interface {
+	// Deliver takes protocol messages addressed to this node. It must not
+	// block on their processing.
+	Deliver(msgs []protocol.Message)
+	// Serve runs an operation forwarded by a peer on this node's proposer.
+	Serve(ctx context.Context, op kv.Op) (protocol.State, error)
+}
+
+// Config configures a Transport.
+type Config struct {
+	// Self is this node's ID.
+	Self protocol.NodeID
+	// Peers maps every other member's ID to its peer address (host:port).
+	Peers map[protocol.NodeID]string
+	// QueueLimit bounds what waits for one peer (messages, forwards and
+	// replies together; default 65536). Past it, messages are dropped (the
+	// protocol tolerates loss) so that a slow peer never blocks the others.
+	QueueLimit int
+	// FrameLimit bounds the items in one frame (default 4096).
+	FrameLimit int
+	// Heartbeat is how often a link sends a frame when it has nothing else
+	// to send (default 50ms). A peer not heard from for DeadAfter (default
+	// 300ms) counts as unreachable: forwards to it stop and fail over.
+	// (gRPC's own keepalive cannot probe faster than every 10s.)
+	Heartbeat time.Duration
+	DeadAfter time.Duration
+	// ReconnectMin and ReconnectMax bound the backoff between attempts to
+	// bring a link up (defaults 50ms, 1s).
+	ReconnectMin time.Duration
+	ReconnectMax time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if c.Self == 0 {
+		return errors.New("caspaxos/transport: Self must not be 0")
+	}
+	for id, addr := range c.Peers {
+		if id == 0 || id == c.Self || addr == "" {
+			return fmt.Errorf("caspaxos/transport: bad peer %d at %q", id, addr)
+		}
+	}
+	setDefault(&c.QueueLimit, 1<<16)
+	setDefault(&c.FrameLimit, 4096)
+	setDefault(&c.Heartbeat, 50*time.Millisecond)
+	setDefault(&c.DeadAfter, 300*time.Millisecond)
+	if c.DeadAfter < 2*c.Heartbeat {
+		return fmt.Errorf("caspaxos/transport: DeadAfter %v must be at least twice Heartbeat %v", c.DeadAfter, c.Heartbeat)
+	}
+	setDefault(&c.ReconnectMin, 50*time.Millisecond)
+	setDefault(&c.ReconnectMax, time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Transport links this node with its peers over gRPC: one long-lived
+// client stream to each peer carries frames that hold everything waiting
+// for that peer (protocol messages of many keys, forwarded operations,
+// replies to forwards), so ops/s is not bounded by RPCs/s. Frames from
+// peers arrive on the Peer service this Transport registers.
+type Transport struct {
+	cfg     Config
+	h       Handler
+	links   map[protocol.NodeID]*link
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan *peerpb.ForwardReply
+	heard   map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	peerpb.UnimplementedPeerServer
+}
+
+// New starts links to every peer; they connect in the background.
+func New(cfg Config, h Handler) (*Transport, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{cfg: cfg, h: h, links: make(map[protocol.NodeID]*link),
+		pending: make(map[uint64]chan *peerpb.ForwardReply), heard: make(map[protocol.NodeID]*atomic.Int64),
+		ctx: ctx, cancel: cancel}
+	for id := range cfg.Peers {
+		t.heard[id] = new(atomic.Int64)
+	}
+	for id, addr := range cfg.Peers {
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("caspaxos/transport: peer %d at %q: %w", id, addr, err)
+		}
+		l := newLink(t, id, addr, conn)
+		t.links[id] = l
+		t.wg.Add(1)
+		go l.run()
+	}
+	return t, nil
+}
+
+// ServerOptions are the gRPC server options the Peer service needs: it
+// accepts the links' keepalive probes.
+func (t *Transport) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(64 << 20),
+	}
+}
+
+// Register serves the Peer service on s.
+func (t *Transport) Register(s *grpc.Server) { peerpb.RegisterPeerServer(s, t) }
+
+// Close stops every link and fails the forwards waiting for replies.
+func (t *Transport) Close() {
+	t.cancel()
+	for _, l := range t.links {
+		l.close()
+	}
+	t.wg.Wait()
+	for _, l := range t.links {
+		l.conn.Close()
+	}
+}
+
+// Send queues msgs for node to. It returns ErrUnreachable (and drops them)
+// when the link is down or its queue is full; nil means queued, not delivered.
+func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
+	l := t.links[to]
+	if l == nil {
+		return fmt.Errorf("%w: no link to node %d", ErrUnreachable, to)
+	}
+	return l.enqueue(func(f *frameBuf) {
+		for _, m := range msgs {
+			f.messages = append(f.messages, ToWire(m))
+		}
+	}, len(msgs))
+}
+
+// Reachable reports whether node id can be sent to and was heard from
+// within DeadAfter.
+func (t *Transport) Reachable(id protocol.NodeID) bool {
+	l := t.links[id]
+	if l == nil || !l.up.Load() {
+		return false
+	}
+	return time.Since(time.Unix(0, t.heard[id].Load())) < t.cfg.DeadAfter
+}

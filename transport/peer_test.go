@@ -1,0 +1,165 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// node is a fake Handler: it records messages and answers forwards with the
+// real change functions applied to an empty register; hold, if set, keeps
+// every forward waiting until closed.
+type node struct {
+	mu   sync.Mutex
+	got  []protocol.Message
+	hold chan struct{}
+	seen chan kv.Op
+}
+
+func (n *node) Deliver(msgs []protocol.Message) {
+	n.mu.Lock()
+	n.got = append(n.got, msgs...)
+	n.mu.Unlock()
+}
+
+func (n *node) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.got)
+}
+
+func (n *node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
+	if n.seen != nil {
+		n.seen <- op
+	}
+	if n.hold != nil {
+		select {
+		case <-n.hold:
+		case <-ctx.Done():
+			return protocol.State{}, ctx.Err()
+		}
+	}
+	cur := protocol.State{Value: []byte("41"), Version: 3}
+	w, err := op.Change()(cur)
+	if err != nil {
+		return cur, err
+	}
+	return protocol.State{Value: w.Value, Version: 4}, nil
+}
+
+type cluster struct {
+	tr      map[protocol.NodeID]*Transport
+	nodes   map[protocol.NodeID]*node
+	servers map[protocol.NodeID]*grpc.Server
+}
+
+// newCluster starts n transports on loopback, each with its own gRPC server.
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{tr: map[protocol.NodeID]*Transport{}, nodes: map[protocol.NodeID]*node{}, servers: map[protocol.NodeID]*grpc.Server{}}
+	addrs := map[protocol.NodeID]string{}
+	lis := map[protocol.NodeID]net.Listener{}
+	for id := protocol.NodeID(1); id <= protocol.NodeID(n); id++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis[id], addrs[id] = l, l.Addr().String()
+	}
+	for id := range addrs {
+		peers := map[protocol.NodeID]string{}
+		for p, a := range addrs {
+			if p != id {
+				peers[p] = a
+			}
+		}
+		c.nodes[id] = &node{}
+		tr, err := New(Config{Self: id, Peers: peers}, c.nodes[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(tr.ServerOptions()...)
+		tr.Register(s)
+		go func() { _ = s.Serve(lis[id]) }()
+		c.tr[id], c.servers[id] = tr, s
+		t.Cleanup(func() { tr.Close(); s.Stop() })
+	}
+	return c
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestMessagesAndForwards(t *testing.T) {
+	c := newCluster(t, 3)
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[1].Reachable(3) && c.tr[2].Reachable(1) })
+	msgs := make([]protocol.Message, 1000)
+	for i := range msgs {
+		msgs[i] = protocol.Message{Kind: protocol.MsgPrepare, From: 1, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: uint64(i + 1), Proposer: 1}}
+	}
+	if err := c.tr[1].Send(2, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "1000 messages at node 2", func() bool { return c.nodes[2].count() == 1000 })
+	ctx := context.Background()
+	s, err := c.tr[1].Forward(ctx, 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
+	if err != nil || string(s.Value) != "42" || s.Version != 4 {
+		t.Fatalf("forwarded increment: %v %v", s, err)
+	}
+	_, err = c.tr[1].Forward(ctx, 3, kv.Op{Kind: kv.OpCompareAndSwap, Key: "k", Version: 2})
+	var vm *kv.VersionMismatchError
+	if !errors.As(err, &vm) || vm.Current != 3 {
+		t.Fatalf("forwarded stale cas: %v", err)
+	}
+	if _, err := c.tr[1].Forward(ctx, 9, kv.Op{Kind: kv.OpGet, Key: "k"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("forward to a non-member: %v", err)
+	}
+}
+
+func TestDeadPeerIsUnreachable(t *testing.T) {
+	c := newCluster(t, 2)
+	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
+	c.tr[2].Close()
+	c.servers[2].Stop()
+	waitFor(t, "node 2 unreachable", func() bool { return !c.tr[1].Reachable(2) })
+	if _, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpPut, Key: "k"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("forward to a dead peer: %v", err)
+	}
+}
+
+func TestForwardInFlightToSilentPeerIsUnknown(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodes[2].hold = make(chan struct{})
+	c.nodes[2].seen = make(chan kv.Op, 1)
+	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
+		done <- err
+	}()
+	<-c.nodes[2].seen
+	c.tr[2].Close() // node 2 stops sending, heartbeats included
+	err := <-done
+	if !errors.Is(err, kv.ErrUnknownOutcome) {
+		t.Fatalf("forward in flight: %v, want unknown outcome", err)
+	}
+	t.Logf("in-flight forward gave up %v after the peer went silent", time.Since(start))
+	close(c.nodes[2].hold)
+}
