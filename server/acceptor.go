@@ -1,0 +1,473 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+// The acceptor service: group commit and per-key order.
+//
+// protocol.Step is the acceptor; this file is its caller and carries the
+// duties Step's documentation lists. Each received batch (one Transport
+// delivery, messages for many keys) is processed by its own goroutine, and
+// many batches are in flight at once so that their writes share fsyncs:
+// Store.Apply is durable on return and concurrent Applys share syncs, so one
+// batch makes one Apply, and concurrency between batches is what groups them.
+//
+// Registers in flight. Step must see the register the previous Step on the
+// key returned, synced or not (duty 1), but Store.Get returns only synced
+// data. So the service keeps a slot per key with the newest register, in
+// memory, for as long as any batch holding the key is in flight. A batch
+// pins the slots of its keys (refs), loads the ones nobody held from the
+// store, steps, writes, and unpins. When the last batch unpins a slot, it is
+// dropped: every batch that stepped the key has finished its Apply by then
+// (a batch unpins only after its own Apply returned), so the store holds the
+// slot's register and the next load reads it back. A slot is loaded once,
+// by the batch that created it, while the others that pinned it meanwhile
+// wait for the load; nobody steps a key before its slot is loaded.
+//
+// Stepping. A batch steps all its messages under one mutex (mu), in message
+// order. That makes the steps of a batch atomic with respect to other
+// batches, which orders batches totally ("stepped before"), and makes the
+// per-key order of Steps the order in which batches took mu. Holding mu only
+// for map lookups and pure Steps keeps it short; no I/O happens under it.
+//
+// Writes of one key must reach the store in step order. If batch A stepped
+// key k before batch B, and both write k, B's register derives from A's. Were
+// B's Apply to land first, A's would then overwrite k with an older register
+// (a lower promise, say) after B had already answered from the newer one.
+// Store does not order concurrent Applys, so B must not start writing k until
+// A's Apply has returned. Each slot remembers the commit (one Apply) that last
+// wrote it; a batch that writes a key whose last commit belongs to another
+// batch and is still in flight waits for it first. Those waits point only
+// from a batch to batches that stepped before it, so they cannot form a
+// cycle and never deadlock.
+//
+// Keys do not wait on keys. Waiting for another batch's Apply would delay
+// every key of the waiting batch, so a batch splits its writes in two
+// commits: "free" entries, whose keys have no unfinished write elsewhere,
+// are applied at once; "chained" entries are applied after the commits they
+// wait for. A key's writes within one batch all go to the commit its first
+// write chose (the later ones replace its entry), so each key is in one
+// commit of the batch and its order holds.
+//
+// Replies. A reply leaves only after the write it depends on is synced (duty
+// 2), and that is not only the batch's own write: a Step that persisted
+// nothing (a refused prepare, a duplicate accept, a read) may describe a
+// register another batch stepped and has not synced yet (duty 3). Answering
+// from it would let a proposer count a promise or an accepted state that a
+// crash takes back. So every reply carries a dependency: the commit that last
+// wrote its key when it was stepped (its own commit when it wrote), or none
+// when the slot holds only what was loaded from the store. Replies whose
+// dependency is finished after the free commit are sent then; the rest after
+// the chained commit and the other batches' commits they wait for.
+//
+// Failures. A failed Apply leaves registers in memory that may never be
+// durable, and a failed fsync may have lost writes the store had
+// acknowledged (PROTOCOL.md §10). The service then stops for good: it
+// records the error, steps nothing more, and drops every reply that depends
+// on a commit that failed or that never ran because a commit it waited for
+// failed. A failed Get drops the messages of that key only: nothing was
+// stepped from it.
+
+// AcceptorConfig configures an Acceptor.
+type AcceptorConfig struct {
+	// ID is the node's ID; replies carry it.
+	ID protocol.NodeID
+	// MaxInflightBatches bounds the received batches processed at once
+	// (default 1024). A batch that arrives beyond it is dropped, as a lossy
+	// network would; its proposer retries after its attempt timeout.
+	MaxInflightBatches int
+}
+
+func (c *AcceptorConfig) validate() error {
+	if c.ID == 0 {
+		return errors.New("caspaxos/server: acceptor ID must not be 0")
+	}
+	if c.MaxInflightBatches < 0 {
+		return fmt.Errorf("caspaxos/server: MaxInflightBatches is %d; it must not be negative", c.MaxInflightBatches)
+	}
+	if c.MaxInflightBatches == 0 {
+		c.MaxInflightBatches = 1024
+	}
+	return nil
+}
+
+// Acceptor is the acceptor service of one node: it steps received requests
+// through protocol.Step, makes the registers durable with group commit, and
+// sends the replies through the Transport once what they depend on is synced.
+type Acceptor struct {
+	id    protocol.NodeID
+	store storage.Store
+	tr    Transport
+	log   *slog.Logger
+	sem   chan struct{} // one token per batch in flight
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	slots   map[string]*slot
+	failure error // set once, by the first failed Apply
+	stopped bool
+
+	stats acceptorCounters
+}
+
+// slot is the newest register of a key held by a batch in flight. Fields
+// other than loaded are guarded by Acceptor.mu, except that the loading batch
+// sets reg and loadErr before closing loaded.
+type slot struct {
+	refs    int
+	loaded  chan struct{}
+	loadErr error
+	reg     protocol.Register
+	write   *commit // the commit that last wrote reg; nil if reg was loaded
+	index   int     // reg's entry in write.entries
+}
+
+// commit is one Apply of a batch.
+type commit struct {
+	entries []storage.Entry
+	done    chan struct{} // closed when the Apply returned or was given up
+	err     error         // set before done is closed
+}
+
+func newCommit() *commit { return &commit{done: make(chan struct{})} }
+
+func (c *commit) finished() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// NewAcceptor returns an acceptor service storing registers in store and
+// sending replies through tr. It starts nothing until Handle is called.
+func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slog.Logger) (*Acceptor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || tr == nil || log == nil {
+		return nil, errors.New("caspaxos/server: NewAcceptor needs a store, a transport and a logger")
+	}
+	return &Acceptor{
+		id:    cfg.ID,
+		store: store,
+		tr:    tr,
+		log:   log,
+		sem:   make(chan struct{}, cfg.MaxInflightBatches),
+		slots: make(map[string]*slot),
+	}, nil
+}
+
+// Handle takes a batch of requests addressed to this acceptor and processes
+// it in the background. It never blocks: a batch beyond MaxInflightBatches,
+// or one that arrives after Stop or a failed write, is dropped. Messages
+// that are not requests are dropped too.
+func (a *Acceptor) Handle(msgs []protocol.Message) {
+	msgs = a.requests(msgs)
+	if len(msgs) == 0 {
+		return
+	}
+	select {
+	case a.sem <- struct{}{}:
+	default:
+		a.stats.droppedBatches.Add(1)
+		return
+	}
+	a.mu.Lock()
+	if a.stopped || a.failure != nil {
+		a.mu.Unlock()
+		<-a.sem
+		a.stats.droppedBatches.Add(1)
+		return
+	}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.wg.Done()
+		defer func() { <-a.sem }()
+		a.process(msgs)
+	}()
+}
+
+// requests returns the messages of msgs that are requests addressed here.
+func (a *Acceptor) requests(msgs []protocol.Message) []protocol.Message {
+	for i, m := range msgs {
+		if !m.Kind.IsRequest() || m.To != a.id {
+			out := append([]protocol.Message(nil), msgs[:i]...)
+			for _, m := range msgs[i+1:] {
+				if m.Kind.IsRequest() && m.To == a.id {
+					out = append(out, m)
+				}
+			}
+			a.log.Debug("acceptor dropped messages that are not requests for it", slog.Int("dropped", len(msgs)-len(out)))
+			return out
+		}
+	}
+	return msgs
+}
+
+// Stop stops taking batches and waits for those in flight to finish.
+func (a *Acceptor) Stop() {
+	a.mu.Lock()
+	a.stopped = true
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// Err returns the error that stopped the acceptor, or nil.
+func (a *Acceptor) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failure
+}
+
+// batch is one received batch on its way through the service.
+type batch struct {
+	msgs    []protocol.Message
+	slots   []*slot
+	replies []protocol.Message
+	deps    []*commit // per reply: the commit it waits for, nil if none
+	free    *commit   // writes that wait for nothing
+	chained *commit   // writes that wait for other batches' commits
+	after   []*commit // the other batches' commits chained waits for
+}
+
+func (a *Acceptor) process(msgs []protocol.Message) {
+	b := &batch{msgs: msgs}
+	a.pin(b)
+	a.step(b)
+	a.apply(b.free, nil)
+	sent := a.sendReady(b)
+	a.apply(b.chained, b.after)
+	a.unpin(b)
+	a.sendRest(b, sent)
+	a.stats.batches.Add(1)
+}
+
+// pin takes a reference on the slot of every key of b, creating and loading
+// the slots nobody held.
+func (a *Acceptor) pin(b *batch) {
+	b.slots = make([]*slot, len(b.msgs))
+	var fresh []int
+	a.mu.Lock()
+	for i, m := range b.msgs {
+		s := a.slots[m.Key]
+		if s == nil {
+			s = &slot{loaded: make(chan struct{})}
+			a.slots[m.Key] = s
+			fresh = append(fresh, i)
+		}
+		s.refs++
+		b.slots[i] = s
+	}
+	a.mu.Unlock()
+	for _, i := range fresh {
+		s := b.slots[i]
+		s.reg, s.loadErr = a.store.Get(b.msgs[i].Key)
+		if s.loadErr != nil {
+			a.log.Error("acceptor could not read a register", slog.String("key", b.msgs[i].Key), slog.Any("error", s.loadErr))
+		}
+		close(s.loaded)
+	}
+	for _, s := range b.slots {
+		<-s.loaded
+	}
+}
+
+// unpin drops b's references, and the slots nobody holds any more. b's own
+// commits have finished by now, and so have those of every batch that no
+// longer holds a slot; so a dropped slot's register is in the store.
+func (a *Acceptor) unpin(b *batch) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, s := range b.slots {
+		s.refs--
+		if s.refs == 0 {
+			delete(a.slots, b.msgs[i].Key)
+		}
+	}
+}
+
+// step runs protocol.Step on every message of b, in order, under mu.
+func (a *Acceptor) step(b *batch) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failure != nil {
+		return
+	}
+	for i, m := range b.msgs {
+		s := b.slots[i]
+		if s.loadErr != nil {
+			continue
+		}
+		next, reply, persist := protocol.Step(s.reg, m)
+		dep := s.write
+		if persist {
+			dep = b.record(m.Key, s, next)
+		}
+		b.replies = append(b.replies, reply)
+		b.deps = append(b.deps, dep)
+	}
+}
+
+// record makes next the newest register of s and puts it in one of b's
+// commits; it returns that commit. Called under Acceptor.mu.
+func (b *batch) record(key string, s *slot, next protocol.Register) *commit {
+	s.reg = next
+	if w := s.write; w != nil && (w == b.free || w == b.chained) {
+		// Written earlier in this batch: replace that entry.
+		w.entries[s.index].Register = next
+		return w
+	}
+	var c *commit
+	if s.write == nil || s.write.finished() {
+		if b.free == nil {
+			b.free = newCommit()
+		}
+		c = b.free
+	} else {
+		if b.chained == nil {
+			b.chained = newCommit()
+		}
+		c = b.chained
+		b.after = append(b.after, s.write)
+	}
+	c.entries = append(c.entries, storage.Entry{Key: key, Register: next})
+	s.write, s.index = c, len(c.entries)-1
+	return c
+}
+
+// apply waits for the commits in after, then writes c (if not nil) durably.
+// It gives c up, with an error, if one of them failed or the acceptor has.
+func (a *Acceptor) apply(c *commit, after []*commit) {
+	if c == nil {
+		return
+	}
+	defer close(c.done)
+	for _, w := range after {
+		<-w.done
+		if w.err != nil {
+			c.err = w.err
+			return
+		}
+	}
+	if c.err = a.Err(); c.err != nil {
+		return
+	}
+	if c.err = a.store.Apply(c.entries); c.err != nil {
+		a.fail(c.err)
+		return
+	}
+	a.stats.applies.Add(1)
+	a.stats.entries.Add(uint64(len(c.entries)))
+}
+
+// fail stops the acceptor for good after a failed write.
+func (a *Acceptor) fail(err error) {
+	a.mu.Lock()
+	first := a.failure == nil
+	if first {
+		a.failure = err
+	}
+	a.mu.Unlock()
+	if first {
+		a.log.Error("acceptor stopped: a write failed, so its registers in memory may not be durable", slog.Any("error", err))
+	}
+}
+
+// sendReady sends the replies whose dependency has finished without error,
+// and reports which ones it sent.
+func (a *Acceptor) sendReady(b *batch) []bool {
+	sent := make([]bool, len(b.replies))
+	var out []protocol.Message
+	for i, r := range b.replies {
+		if d := b.deps[i]; d == nil || (d.finished() && d.err == nil) {
+			sent[i] = true
+			out = append(out, r)
+		}
+	}
+	a.send(out)
+	return sent
+}
+
+// sendRest waits for the dependencies of the replies not sent yet and sends
+// those whose dependency succeeded.
+func (a *Acceptor) sendRest(b *batch, sent []bool) {
+	var out []protocol.Message
+	for i, r := range b.replies {
+		if sent[i] {
+			continue
+		}
+		d := b.deps[i]
+		<-d.done
+		if d.err == nil {
+			out = append(out, r)
+		} else {
+			a.stats.droppedReplies.Add(1)
+		}
+	}
+	a.send(out)
+}
+
+// send groups replies by destination and hands them to the transport.
+func (a *Acceptor) send(replies []protocol.Message) {
+	for len(replies) > 0 {
+		to := replies[0].To
+		var group, rest []protocol.Message
+		for _, r := range replies {
+			if r.To == to {
+				group = append(group, r)
+			} else {
+				rest = append(rest, r)
+			}
+		}
+		if err := a.tr.Send(to, group); err != nil {
+			a.log.Debug("acceptor could not send replies", slog.Uint64("to", uint64(to)), slog.Any("error", err))
+		}
+		a.stats.replies.Add(uint64(len(group)))
+		replies = rest
+	}
+}
+
+// AcceptorStats counts an acceptor's work since it started.
+type AcceptorStats struct {
+	// Batches is the number of received batches processed.
+	Batches uint64
+	// DroppedBatches counts batches dropped (too many in flight, or stopped).
+	DroppedBatches uint64
+	// Applies is the number of Store.Apply calls that succeeded, and
+	// Entries the registers they wrote: Entries/Applies is the mean number
+	// of registers per write.
+	Applies uint64
+	Entries uint64
+	// Replies is the number of replies sent; DroppedReplies the number
+	// withheld because a write they depended on failed.
+	Replies        uint64
+	DroppedReplies uint64
+}
+
+type acceptorCounters struct {
+	batches, droppedBatches, applies, entries, replies, droppedReplies atomic.Uint64
+}
+
+// Stats returns the acceptor's counters.
+func (a *Acceptor) Stats() AcceptorStats {
+	s := &a.stats
+	return AcceptorStats{
+		Batches:        s.batches.Load(),
+		DroppedBatches: s.droppedBatches.Load(),
+		Applies:        s.applies.Load(),
+		Entries:        s.entries.Load(),
+		Replies:        s.replies.Load(),
+		DroppedReplies: s.droppedReplies.Load(),
+	}
+}

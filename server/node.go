@@ -1,0 +1,222 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+// Config configures a Node: its acceptor service, its proposer driver and
+// its routing. Zero values mean the defaults of ProposerConfig and
+// AcceptorConfig.
+type Config struct {
+	// ID is the node's ID (not 0, never reused for another node).
+	ID protocol.NodeID
+	// Members are the nodes whose proposers share the keys by home routing
+	// (default: the acceptors of Acceptors.AcceptSet).
+	Members []protocol.NodeID
+	// Acceptors is the acceptor configuration the node's proposer uses.
+	Acceptors protocol.Config
+
+	AttemptTimeout time.Duration
+	ReadTimeout    time.Duration
+	BackoffBase    time.Duration
+	BackoffMax     time.Duration
+	MaxBatch       int
+	MaxCachedKeys  int
+	CeilingStep    uint64
+	RandSeed       uint64
+
+	MaxInflightBatches int
+}
+
+func (c *Config) validate() error {
+	if c.ID == 0 {
+		return errors.New("caspaxos/server: node ID must not be 0")
+	}
+	if len(c.Members) == 0 {
+		c.Members = slices.Clone(c.Acceptors.AcceptSet)
+	}
+	seen := make(map[protocol.NodeID]bool, len(c.Members))
+	for _, id := range c.Members {
+		if id == 0 || seen[id] {
+			return fmt.Errorf("caspaxos/server: members %v: IDs must be distinct and not 0", c.Members)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+func (c Config) proposer() ProposerConfig {
+	return ProposerConfig{
+		ID:             c.ID,
+		Acceptors:      c.Acceptors,
+		AttemptTimeout: c.AttemptTimeout,
+		ReadTimeout:    c.ReadTimeout,
+		BackoffBase:    c.BackoffBase,
+		BackoffMax:     c.BackoffMax,
+		MaxBatch:       c.MaxBatch,
+		MaxCachedKeys:  c.MaxCachedKeys,
+		CeilingStep:    c.CeilingStep,
+		RandSeed:       c.RandSeed,
+	}
+}
+
+// Node is one caspaxos node: an acceptor service and a proposer driver
+// sharing a Store, and the routing of requests to each key's home proposer.
+// The embeddable store runs several in one process over Local; the network
+// server runs one per process over a network Transport and Forwarder.
+type Node struct {
+	id       protocol.NodeID
+	members  []protocol.NodeID
+	acceptor *Acceptor
+	proposer *Proposer
+	fwd      Forwarder
+	log      *slog.Logger
+
+	forwarded, fallbacks atomic.Uint64
+}
+
+// NewNode starts a node. It reads the proposer's ballot ceiling from store,
+// which the node uses but does not own (the caller closes it after Stop).
+// tr carries its messages, fwd its forwarded requests.
+func NewNode(cfg Config, store storage.Store, tr Transport, fwd Forwarder, log *slog.Logger) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || tr == nil || fwd == nil || log == nil {
+		return nil, errors.New("caspaxos/server: NewNode needs a store, a transport, a forwarder and a logger")
+	}
+	log = log.With(slog.Uint64("node_id", uint64(cfg.ID)))
+	acc, err := NewAcceptor(AcceptorConfig{ID: cfg.ID, MaxInflightBatches: cfg.MaxInflightBatches}, store, tr, log)
+	if err != nil {
+		return nil, err
+	}
+	prop, err := NewProposer(cfg.proposer(), store, tr, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		id:       cfg.ID,
+		members:  slices.Clone(cfg.Members),
+		acceptor: acc,
+		proposer: prop,
+		fwd:      fwd,
+		log:      log,
+	}, nil
+}
+
+// ID returns the node's ID.
+func (n *Node) ID() protocol.NodeID { return n.id }
+
+// Deliver takes a batch of messages addressed to this node: requests go to
+// its acceptor service, replies to its proposer. It implements Receiver.
+func (n *Node) Deliver(msgs []protocol.Message) {
+	reqs, replies := splitRequests(msgs)
+	if len(reqs) > 0 {
+		n.acceptor.Handle(reqs)
+	}
+	if len(replies) > 0 {
+		n.proposer.Deliver(replies)
+	}
+}
+
+// splitRequests separates requests from replies, without copying when the
+// batch holds only one of them (the usual case).
+func splitRequests(msgs []protocol.Message) (reqs, replies []protocol.Message) {
+	n := 0
+	for _, m := range msgs {
+		if m.Kind.IsRequest() {
+			n++
+		}
+	}
+	switch n {
+	case len(msgs):
+		return msgs, nil
+	case 0:
+		return nil, msgs
+	}
+	reqs = make([]protocol.Message, 0, n)
+	replies = make([]protocol.Message, 0, len(msgs)-n)
+	for _, m := range msgs {
+		if m.Kind.IsRequest() {
+			reqs = append(reqs, m)
+		} else {
+			replies = append(replies, m)
+		}
+	}
+	return reqs, replies
+}
+
+// Do runs op, routed to the home proposer of op.Key. It returns the key's
+// state after op (for kv.OpGet: its current state) and kv's errors: the
+// operation's refusals, kv.ErrNoQuorum, kv.ErrUnknownOutcome (see
+// Proposer.Propose), or ErrStopped. Limits are the caller's to check.
+func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	return n.Run(ctx, Request{Op: op})
+}
+
+// Run runs req on the home proposer of its key, forwarding it there, and
+// on this node's proposer if the home is this node or did not take it.
+func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
+	home := Home(req.Op.Key, n.members)
+	if home != 0 && home != n.id {
+		s, err := n.fwd.Forward(ctx, home, req)
+		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrStopped) {
+			n.forwarded.Add(1)
+			return s, err
+		}
+		// The home did not take it: nothing was applied, run it here.
+		n.fallbacks.Add(1)
+		n.log.Debug("home proposer unavailable; proposing locally", slog.Uint64("home", uint64(home)), slog.Any("error", err))
+	}
+	return n.proposer.Propose(ctx, req)
+}
+
+// Propose runs req on this node's own proposer, without routing: what a
+// forwarded request runs. See Proposer.Propose for its results.
+func (n *Node) Propose(ctx context.Context, req Request) (protocol.State, error) {
+	return n.proposer.Propose(ctx, req)
+}
+
+// Stop stops the proposer (answering every request it holds) and then the
+// acceptor service (waiting for the batches in flight). It does not close
+// the store.
+func (n *Node) Stop() {
+	n.proposer.Stop()
+	n.acceptor.Stop()
+}
+
+// NodeStats counts a node's work since it started.
+type NodeStats struct {
+	Proposer ProposerStats
+	Acceptor AcceptorStats
+	// Forwarded counts requests answered by their home on another node;
+	// Fallbacks those the home did not take, which ran here instead.
+	Forwarded uint64
+	Fallbacks uint64
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() NodeStats {
+	return NodeStats{
+		Proposer:  n.proposer.Stats(),
+		Acceptor:  n.acceptor.Stats(),
+		Forwarded: n.forwarded.Load(),
+		Fallbacks: n.fallbacks.Load(),
+	}
+}
+
+// Serve runs an operation forwarded by a peer on this node's proposer (the
+// network transport's entry point for forwards).
+func (n *Node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
+	return n.proposer.Propose(ctx, Request{Op: op})
+}

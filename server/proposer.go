@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// ProposerConfig configures a Proposer driver. Durations are wall-clock
+// time; zero means the default.
+type ProposerConfig struct {
+	// ID is the node's ID, part of every ballot the proposer makes.
+	ID protocol.NodeID
+	// Acceptors is the acceptor configuration to propose to.
+	Acceptors protocol.Config
+	// AttemptTimeout is how long one attempt (a prepare or an accept round)
+	// waits for a quorum before it is retried (default 500ms).
+	AttemptTimeout time.Duration
+	// ReadTimeout is how long a fast-path read waits before it falls back
+	// to the identity change (default 100ms).
+	ReadTimeout time.Duration
+	// BackoffBase and BackoffMax bound the jittered exponential delay before
+	// a failed attempt is retried (defaults 2ms and 200ms).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// MaxBatch, MaxCachedKeys and CeilingStep are passed to
+	// protocol.ProposerConfig (zero: its defaults).
+	MaxBatch      int
+	MaxCachedKeys int
+	CeilingStep   uint64
+	// RandSeed seeds the backoff jitter; zero picks a seed from the clock.
+	RandSeed uint64
+}
+
+func (c *ProposerConfig) validate() error {
+	if c.ID == 0 {
+		return errors.New("caspaxos/server: proposer ID must not be 0")
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"AttemptTimeout", &c.AttemptTimeout, 500 * time.Millisecond},
+		{"ReadTimeout", &c.ReadTimeout, 100 * time.Millisecond},
+		{"BackoffBase", &c.BackoffBase, 2 * time.Millisecond},
+		{"BackoffMax", &c.BackoffMax, 200 * time.Millisecond},
+	}
+	for _, d := range durations {
+		if *d.d < 0 || *d.d > time.Hour {
+			return fmt.Errorf("caspaxos/server: %s is %v; it must be between 0 (default %v) and 1h", d.name, *d.d, d.def)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
+		}
+	}
+	if c.BackoffMax < c.BackoffBase {
+		return fmt.Errorf("caspaxos/server: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)
+	}
+	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 {
+		return errors.New("caspaxos/server: MaxBatch and MaxCachedKeys must not be negative")
+	}
+	return c.Acceptors.Validate()
+}
+
+// CeilingStore persists the proposer's ballot ceiling; storage.Store is one.
+type CeilingStore interface {
+	Ceiling() (uint64, error)
+	SetCeiling(c uint64) error
+}
+
+// Proposer drives a protocol.Proposer: one goroutine owns it and performs
+// the duties of its Ready (persist the ceiling, then send, then answer, then
+// start timers), runs its timers and cancels the requests whose callers gave
+// up. Callers submit requests with Propose from any goroutine.
+type Proposer struct {
+	cfg  ProposerConfig
+	core *protocol.Proposer
+	ceil CeilingStore
+	tr   Transport
+	log  *slog.Logger
+	rng  *rand.Rand
+
+	nextID  atomic.Uint64
+	submit  chan *call
+	cancel  chan protocol.ReqID
+	replies chan []protocol.Message
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+
+	// Owned by the run goroutine.
+	calls  map[protocol.ReqID]*call
+	timers timerQueue
+	acc    ready
+
+	stats proposerCounters
+}
+
+// call is one request waiting for its result.
+type call struct {
+	id     protocol.ReqID
+	key    string
+	change protocol.Change // nil: a read
+	result chan protocol.Result
+}
+
+// maxDrain bounds how many inputs the driver takes before it acts on them:
+// enough to compose waiting changes and share sends, few enough to keep
+// latency low.
+const maxDrain = 512
+
+// NewProposer reads the persisted ballot ceiling from ceil, builds the
+// protocol.Proposer and starts its goroutine; Stop ends it.
+func NewProposer(cfg ProposerConfig, ceil CeilingStore, tr Transport, log *slog.Logger) (*Proposer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if ceil == nil || tr == nil || log == nil {
+		return nil, errors.New("caspaxos/server: NewProposer needs a ceiling store, a transport and a logger")
+	}
+	ceiling, err := ceil.Ceiling()
+	if err != nil {
+		return nil, fmt.Errorf("caspaxos/server: reading the ballot ceiling: %w", err)
+	}
+	core, err := protocol.NewProposer(protocol.ProposerConfig{
+		ID:            cfg.ID,
+		Acceptors:     cfg.Acceptors,
+		Ceiling:       ceiling,
+		CeilingStep:   cfg.CeilingStep,
+		MaxBatch:      cfg.MaxBatch,
+		MaxCachedKeys: cfg.MaxCachedKeys,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("caspaxos/server: %w", err)
+	}
+	seed := cfg.RandSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	p := &Proposer{
+		cfg:     cfg,
+		core:    core,
+		ceil:    ceil,
+		tr:      tr,
+		log:     log,
+		rng:     rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
+		submit:  make(chan *call, maxDrain),
+		cancel:  make(chan protocol.ReqID, maxDrain),
+		replies: make(chan []protocol.Message, maxDrain),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		calls:   make(map[protocol.ReqID]*call),
+	}
+	go p.run()
+	return p, nil
+}
+
+// Propose runs req on this proposer and returns the key's state after it
+// (for a read or a refusal: the state it was given). Errors:
+//   - the change's own refusal (kv's errors), once the state it saw is chosen;
+//   - kv.ErrNoQuorum wrapping ctx.Err(): ctx was done before any accept
+//     carrying the change was sent; it was not applied and never will be;
+//   - kv.ErrUnknownOutcome: an accept was sent and no quorum confirmed it
+//     before ctx was done or the proposer stopped; it may still take effect;
+//   - ErrStopped: the proposer stopped first; not applied.
+func (p *Proposer) Propose(ctx context.Context, req Request) (protocol.State, error) {
+	c := &call{
+		id:     protocol.ReqID(p.nextID.Add(1)),
+		key:    req.Op.Key,
+		change: req.change(),
+		result: make(chan protocol.Result, 1),
+	}
+	if c.change == nil && req.Op.Kind != kv.OpGet {
+		return protocol.State{}, fmt.Errorf("caspaxos/server: unknown operation %v", req.Op.Kind)
+	}
+	if err := ctx.Err(); err != nil {
+		return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, err)
+	}
+	select {
+	case p.submit <- c:
+	case <-ctx.Done():
+		return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, ctx.Err())
+	case <-p.done:
+		return protocol.State{}, ErrStopped
+	}
+	select {
+	case r := <-c.result:
+		return outcome(ctx, r)
+	case <-p.done:
+		return p.lastResult(ctx, c)
+	case <-ctx.Done():
+	}
+	// The caller gives up: the driver answers whether anything was sent.
+	select {
+	case p.cancel <- c.id:
+	case r := <-c.result:
+		return outcome(ctx, r)
+	case <-p.done:
+		return p.lastResult(ctx, c)
+	}
+	select {
+	case r := <-c.result:
+		return outcome(ctx, r)
+	case <-p.done:
+		return p.lastResult(ctx, c)
+	}
+}
+
+// lastResult is the result of c once the driver has stopped: the driver
+// answers every request it took before it stops, so no result means it
+// never took c.
+func (p *Proposer) lastResult(ctx context.Context, c *call) (protocol.State, error) {
+	select {
+	case r := <-c.result:
+		return outcome(ctx, r)
+	default:
+		return protocol.State{}, ErrStopped
+	}
+}
+
+// outcome maps a protocol result to what Propose returns.
+func outcome(ctx context.Context, r protocol.Result) (protocol.State, error) {
+	switch {
+	case r.Err == nil:
+		return r.State, nil
+	case errors.Is(r.Err, protocol.ErrAborted):
+		if err := ctx.Err(); err != nil {
+			return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, err)
+		}
+		return protocol.State{}, ErrStopped
+	case errors.Is(r.Err, protocol.ErrUnknownOutcome):
+		if err := ctx.Err(); err != nil {
+			return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrUnknownOutcome, err)
+		}
+		return protocol.State{}, kv.ErrUnknownOutcome
+	default:
+		return r.State, r.Err
+	}
+}
+
+// Deliver hands the proposer replies from acceptors. It blocks while the
+// driver's queue is full, and drops the replies once the driver stopped.
+func (p *Proposer) Deliver(msgs []protocol.Message) {
+	select {
+	case p.replies <- msgs:
+	case <-p.done:
+	}
+}
+
+// Stop ends the driver: every request it holds is cancelled and answered
+// (ErrStopped if nothing was sent for it, ErrUnknownOutcome otherwise), and
+// nothing more is sent. It waits for the goroutine to end.
+func (p *Proposer) Stop() {
+	p.once.Do(func() { close(p.stop) })
+	<-p.done
+}
+
+// Done is closed once the driver has stopped, by Stop or after a failure to
+// persist its ballot ceiling.
+func (p *Proposer) Done() <-chan struct{} { return p.done }
