@@ -280,6 +280,13 @@ func (pr *proposal) changed(cfg Config) bool {
 // noteRefusal records an acceptor's refusal of any accept this batch sent,
 // the current one or an earlier one whose replies arrive late.
 func (pr *proposal) noteRefusal(m Message) {
+	if !m.Ballot.Less(m.Seen) {
+		// The acceptor has promised nothing past our ballot: this answers
+		// a duplicate of the prepare that shares the accept's ballot, and
+		// the acceptor may still accept. (A refused accept always shows a
+		// promise or an accepted ballot above its own.)
+		return
+	}
 	if !m.Accepted.Less(m.Ballot) {
 		// The acceptor's accepted ballot is at or past ours: it may have
 		// accepted ours before (this may answer a duplicate), so the
