@@ -47,11 +47,13 @@ func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientCon
 // enqueue adds n items through fill, unless the link is down or full.
 func (l *link) enqueue(fill func(*frameBuf), n int) error {
 	if !l.up.Load() {
+		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: link to node %d (%s) is down", ErrUnreachable, l.id, l.addr)
 	}
 	l.mu.Lock()
 	if l.buf.len()+n > l.t.cfg.QueueLimit {
 		l.mu.Unlock()
+		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: queue to node %d is full", ErrUnreachable, l.id)
 	}
 	fill(&l.buf)
@@ -101,6 +103,7 @@ func (l *link) run() {
 			return
 		default:
 		}
+		l.t.linkFailures.Add(1)
 		l.t.cfg.Logger.Debug("peer link down", "peer", uint64(l.id), "addr", l.addr, "err", err)
 		wait := delay/2 + rand.N(delay/2+1)
 		select {
@@ -122,12 +125,18 @@ func (l *link) pump(stream peerpb.Peer_StreamClient) error {
 		case <-l.quit:
 			_, _ = stream.CloseAndRecv()
 			return ErrClosed
+		case <-stream.Context().Done():
+			return fmt.Errorf("stream to node %d ended: %w", l.id, stream.Context().Err())
 		case <-l.wake:
 		case <-heartbeat.C:
 		}
 		for {
 			f := l.take()
 			if err := stream.Send(f); err != nil {
+				// SendMsg fails only when the stream was already broken:
+				// this frame never reached the connection, so its forwards
+				// were not sent and may run elsewhere.
+				l.notSent(f.Forwards)
 				_, err = stream.CloseAndRecv()
 				return fmt.Errorf("sending to node %d: %w", l.id, err)
 			}
@@ -145,6 +154,10 @@ func (l *link) discard() {
 	forwards := l.buf.forwards
 	l.buf = frameBuf{}
 	l.mu.Unlock()
+	l.notSent(forwards)
+}
+
+func (l *link) notSent(forwards []*peerpb.Forward) {
 	for _, f := range forwards {
 		l.t.resolve(&peerpb.ForwardReply{Id: f.GetId(), ErrorCode: codeNotSent})
 	}

@@ -96,16 +96,18 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // replies to forwards), so ops/s is not bounded by RPCs/s. Frames from
 // peers arrive on the Peer service this Transport registers.
 type Transport struct {
-	cfg     Config
-	h       Handler
-	links   map[protocol.NodeID]*link
-	nextID  atomic.Uint64
-	mu      sync.Mutex
-	pending map[uint64]chan *peerpb.ForwardReply
-	heard   map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	cfg          Config
+	h            Handler
+	links        map[protocol.NodeID]*link
+	nextID       atomic.Uint64
+	mu           sync.Mutex
+	pending      map[uint64]chan *peerpb.ForwardReply
+	heard        map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
+	dropped      atomic.Uint64
+	linkFailures atomic.Uint64
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 	peerpb.UnimplementedPeerServer
 }
 
@@ -184,4 +186,17 @@ func (t *Transport) Reachable(id protocol.NodeID) bool {
 		return false
 	}
 	return time.Since(time.Unix(0, t.heard[id].Load())) < t.cfg.DeadAfter
+}
+
+// Stats counts the transport's trouble since it started.
+type Stats struct {
+	// Dropped counts items not sent because their link was down or full.
+	Dropped uint64
+	// LinkFailures counts streams to peers that broke or could not open.
+	LinkFailures uint64
+}
+
+// Stats returns the transport's counters.
+func (t *Transport) Stats() Stats {
+	return Stats{Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load()}
 }
