@@ -1,0 +1,226 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/storage"
+	"github.com/caspaxos/caspaxos/transport"
+)
+
+// Daemon is one running node.
+type Daemon struct {
+	cfg       Config
+	id        protocol.NodeID
+	acceptors protocol.Config
+	store     *storage.Pebble
+	tr        *transport.Transport
+	relay     *relay
+	node      *server.Node
+	peerSrv   *grpc.Server
+	grpcSrv   *grpc.Server
+	httpSrv   *http.Server
+	split     *splitListener
+	metrics   *metrics
+	log       *slog.Logger
+	stopOnce  sync.Once
+	done      chan struct{}
+}
+
+// Start opens the node's storage, binds its addresses and starts serving.
+// Every problem it can detect up front (invalid configuration, a data
+// directory in use or of an unknown format, an address taken) is returned
+// before anything is served.
+func Start(cfg Config) (*Daemon, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	acceptors, err := cfg.acceptors()
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, id: NodeID(cfg.Name), acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name), done: make(chan struct{})}
+	d.store, err = storage.OpenPebble(cfg.DataDir, storage.PebbleOptions{Logger: d.log})
+	if err != nil {
+		return nil, err
+	}
+	peerLis, clientLis, err := listen(cfg)
+	if err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	if err := d.startNode(); err != nil {
+		peerLis.Close()
+		clientLis.Close()
+		d.store.Close()
+		return nil, err
+	}
+	d.serve(peerLis, clientLis)
+	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
+		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
+	return d, nil
+}
+
+func listen(cfg Config) (peer, client net.Listener, err error) {
+	peer, err = net.Listen("tcp", cfg.PeerAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("caspaxos/daemon: --peer-addr: %w", err)
+	}
+	client, err = net.Listen("tcp", cfg.ClientAddr)
+	if err != nil {
+		peer.Close()
+		return nil, nil, fmt.Errorf("caspaxos/daemon: --client-addr: %w", err)
+	}
+	return peer, client, nil
+}
+
+// startNode builds the transport and the node; they refer to each other
+// through the relay, which drops what arrives before the node exists.
+func (d *Daemon) startNode() error {
+	peers := map[protocol.NodeID]string{}
+	for _, m := range d.cfg.Cluster {
+		if m.Name != d.cfg.Name {
+			peers[NodeID(m.Name)] = m.PeerAddr
+		}
+	}
+	d.relay = &relay{limits: d.cfg.Limits}
+	tr, err := transport.New(transport.Config{Self: d.id, Peers: peers, Heartbeat: d.cfg.Heartbeat,
+		DeadAfter: d.cfg.DeadAfter, Logger: d.log}, d.relay)
+	if err != nil {
+		return err
+	}
+	d.tr = tr
+	node, err := server.NewNode(server.Config{
+		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
+	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
+	if err != nil {
+		tr.Close()
+		return err
+	}
+	d.node = node
+	d.relay.node.Store(node)
+	d.metrics = newMetrics(d)
+	return nil
+}
+
+func (d *Daemon) serve(peerLis, clientLis net.Listener) {
+	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
+	d.tr.Register(d.peerSrv)
+	go func() { _ = d.peerSrv.Serve(peerLis) }()
+
+	d.split = newSplitListener(clientLis)
+	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(d.cfg.Limits.MaxValueBytes + d.cfg.Limits.MaxKeyBytes + 4096))
+	clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
+	go func() { _ = d.grpcSrv.Serve(d.split.grpc) }()
+	d.httpSrv = &http.Server{
+		Handler: clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
+			Metrics: d.metrics.handler(), Logger: d.log}, d),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = d.httpSrv.Serve(d.split.http) }()
+}
+
+// Stop stops serving, answers what is in flight and closes the storage.
+func (d *Daemon) Stop() error {
+	var err error
+	d.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = d.httpSrv.Shutdown(ctx)
+		d.grpcSrv.Stop()
+		d.split.Close()
+		d.node.Stop()
+		d.peerSrv.Stop()
+		d.tr.Close()
+		err = d.store.Close()
+		close(d.done)
+		d.log.Info("caspaxos node stopped")
+	})
+	return err
+}
+
+// Do runs one client operation (clientapi.Backend).
+//
+// A node that knows it cannot reach a quorum (its peers have been silent
+// past DeadAfter) answers kv.ErrNoQuorum at once, having sent nothing.
+func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	start := time.Now()
+	var s protocol.State
+	err := d.Health(ctx)
+	if err != nil {
+		err = fmt.Errorf("%w: %v", kv.ErrNoQuorum, err)
+	} else {
+		s, err = d.node.Do(ctx, op)
+	}
+	d.metrics.observe(op.Kind, err, time.Since(start))
+	return s, err
+}
+
+// relay is the transport's Handler: the node, once it exists.
+type relay struct {
+	node   atomic.Pointer[server.Node]
+	limits kv.Limits
+}
+
+func (r *relay) Deliver(msgs []protocol.Message) {
+	if n := r.node.Load(); n != nil {
+		n.Deliver(msgs)
+	}
+}
+
+func (r *relay) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
+	n := r.node.Load()
+	if n == nil {
+		return protocol.State{}, fmt.Errorf("%w: node starting", kv.ErrNoQuorum)
+	}
+	if err := op.Validate(r.limits); err != nil {
+		return protocol.State{}, err
+	}
+	return n.Serve(ctx, op)
+}
+
+// links is the node's server.Transport: messages to itself go straight to
+// its own node, the rest over the peer transport.
+type links struct {
+	self  protocol.NodeID
+	relay *relay
+	tr    *transport.Transport
+}
+
+func (l *links) Send(to protocol.NodeID, msgs []protocol.Message) error {
+	if to == l.self {
+		l.relay.Deliver(msgs)
+		return nil
+	}
+	if err := l.tr.Send(to, msgs); err != nil {
+		return fmt.Errorf("%w: %v", server.ErrUnreachable, err)
+	}
+	return nil
+}
+
+// forwarder is the node's server.Forwarder over the peer transport.
+type forwarder struct{ tr *transport.Transport }
+
+func (f forwarder) Forward(ctx context.Context, to protocol.NodeID, req server.Request) (protocol.State, error) {
+	if req.Change != nil {
+		return protocol.State{}, fmt.Errorf("%w: a change function cannot cross the network", server.ErrUnreachable)
+	}
+	s, err := f.tr.Forward(ctx, to, req.Op)
+	if errors.Is(err, transport.ErrUnreachable) {
+		return s, fmt.Errorf("%w: %v", server.ErrUnreachable, err)
+	}
+	return s, err
+}

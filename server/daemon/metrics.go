@@ -1,0 +1,122 @@
+package daemon
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server"
+)
+
+// metrics is the node's Prometheus registry: request latency histograms it
+// observes itself, and counters read from the node, storage and transport
+// at scrape time.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.HistogramVec
+}
+
+func newMetrics(d *Daemon) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "caspaxos_request_duration_seconds",
+			Help:    "Client operations by kind and outcome (an error code, or ok).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17), // 100µs .. 6.5s
+		}, []string{"op", "outcome"}),
+	}
+	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(&statsCollector{d: d})
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func (m *metrics) observe(op kv.OpKind, err error, took time.Duration) {
+	outcome := "ok"
+	if err != nil {
+		outcome, _ = kv.Code(err)
+	}
+	m.requests.WithLabelValues(op.String(), outcome).Observe(took.Seconds())
+}
+
+// counter is one counter read from the node's stats.
+type counter struct {
+	name, help string
+	value      func(s snapshot) uint64
+}
+
+type snapshot struct {
+	node    server.NodeStats
+	store   storageStats
+	network transportStats
+}
+
+type storageStats struct{ applies, entries, syncs uint64 }
+type transportStats struct{ dropped, linkFailures uint64 }
+
+var counters = []counter{
+	{"caspaxos_proposer_requests_total", "Changes and reads taken by this node's proposer.", func(s snapshot) uint64 { return s.node.Proposer.Requests }},
+	{"caspaxos_prepare_rounds_total", "Phase-1 broadcasts.", func(s snapshot) uint64 { return s.node.Proposer.PrepareRounds }},
+	{"caspaxos_accept_rounds_total", "Phase-2 broadcasts.", func(s snapshot) uint64 { return s.node.Proposer.AcceptRounds }},
+	{"caspaxos_one_round_trip_total", "Accept rounds sent from the one-round-trip cache (hit ratio: this / accept rounds).", func(s snapshot) uint64 { return s.node.Proposer.OneRoundTrip }},
+	{"caspaxos_read_rounds_total", "Fast-path read broadcasts.", func(s snapshot) uint64 { return s.node.Proposer.ReadRounds }},
+	{"caspaxos_conflicts_total", "Conflict replies received.", func(s snapshot) uint64 { return s.node.Proposer.Conflicts }},
+	{"caspaxos_unknown_outcomes_total", "Requests answered with an unknown outcome.", func(s snapshot) uint64 { return s.node.Proposer.UnknownOutcomes }},
+	{"caspaxos_aborted_total", "Requests abandoned before they were sent.", func(s snapshot) uint64 { return s.node.Proposer.Aborted }},
+	{"caspaxos_composed_batches_total", "Batches of changes committed together.", func(s snapshot) uint64 { return s.node.Proposer.ComposedBatches }},
+	{"caspaxos_composed_changes_total", "Changes in those batches (mean batch size: this / batches).", func(s snapshot) uint64 { return s.node.Proposer.ComposedChanges }},
+	{"caspaxos_forwarded_total", "Requests answered by their home proposer on another node.", func(s snapshot) uint64 { return s.node.Forwarded }},
+	{"caspaxos_forward_fallbacks_total", "Requests whose home was unreachable, proposed here instead.", func(s snapshot) uint64 { return s.node.Fallbacks }},
+	{"caspaxos_acceptor_batches_total", "Message batches the acceptor processed.", func(s snapshot) uint64 { return s.node.Acceptor.Batches }},
+	{"caspaxos_acceptor_dropped_batches_total", "Message batches the acceptor dropped.", func(s snapshot) uint64 { return s.node.Acceptor.DroppedBatches }},
+	{"caspaxos_storage_applies_total", "Synced storage writes.", func(s snapshot) uint64 { return s.store.applies }},
+	{"caspaxos_storage_entries_total", "Registers written by them.", func(s snapshot) uint64 { return s.store.entries }},
+	{"caspaxos_storage_syncs_total", "WAL fsyncs (sync batch size: applies / syncs).", func(s snapshot) uint64 { return s.store.syncs }},
+	{"caspaxos_peer_dropped_total", "Items not sent to a peer (link down or queue full).", func(s snapshot) uint64 { return s.network.dropped }},
+	{"caspaxos_peer_link_failures_total", "Peer streams that broke.", func(s snapshot) uint64 { return s.network.linkFailures }},
+}
+
+// statsCollector reads the counters at scrape time.
+type statsCollector struct{ d *Daemon }
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, k := range counters {
+		ch <- prometheus.NewDesc(k.name, k.help, nil, nil)
+	}
+	ch <- composedDesc
+}
+
+var composedDesc = prometheus.NewDesc("caspaxos_composed_batch_size_total",
+	"Batches by size class: le is the upper bound of the class (2^i .. 2^(i+1)-1 changes).", []string{"le"}, nil)
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.d.snapshot()
+	for _, k := range counters {
+		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(k.name, k.help, nil, nil), prometheus.CounterValue, float64(k.value(s)))
+	}
+	for i, n := range s.node.Proposer.Composed {
+		le := "+Inf"
+		if i < len(s.node.Proposer.Composed)-1 {
+			le = strconv.Itoa(1<<(i+1) - 1)
+		}
+		ch <- prometheus.MustNewConstMetric(composedDesc, prometheus.CounterValue, float64(n), le)
+	}
+}
+
+func (d *Daemon) snapshot() snapshot {
+	ps := d.store.Stats()
+	ts := d.tr.Stats()
+	return snapshot{
+		node:    d.node.Stats(),
+		store:   storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs},
+		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures},
+	}
+}
