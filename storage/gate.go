@@ -16,7 +16,7 @@ type gate struct {
 	mu      sync.Mutex
 	active  int           // calls inside
 	closed  bool          // Close has begun
-	drained chan struct{} // closed when active falls to 0 after Close began
+	idle    chan struct{} // made by a waiter; closed when active falls to 0
 	stopped error         // the fail-stop error, or nil
 }
 
@@ -43,9 +43,9 @@ func (g *gate) exit() {
 	if g.active < 0 {
 		panic("caspaxos/storage: gate exit without enter")
 	}
-	if g.active == 0 && g.drained != nil {
-		close(g.drained)
-		g.drained = nil
+	if g.active == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
 	}
 }
 
@@ -58,15 +58,25 @@ func (g *gate) close() error {
 		return ErrClosed
 	}
 	g.closed = true
+	g.mu.Unlock()
+	g.waitIdle()
+	return nil
+}
+
+// waitIdle returns once no call is inside. Only a closed or stopped gate,
+// which admits no new call, stays idle once it is.
+func (g *gate) waitIdle() {
+	g.mu.Lock()
 	if g.active == 0 {
 		g.mu.Unlock()
-		return nil
+		return
 	}
-	drained := make(chan struct{})
-	g.drained = drained
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
 	g.mu.Unlock()
-	<-drained
-	return nil
+	<-idle
 }
 
 // isClosed reports whether Close has begun (a long Scan checks it).

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,10 @@ type Pebble struct {
 	writeMu sync.RWMutex // Apply: shared; Remove: exclusive
 	pending pendingWrites
 
+	opened  atomic.Bool // db is set: a stop may release it (see stop)
+	dbClose sync.Once
+	dbErr   error // what db.Close returned
+
 	applies, entries, walSyncs atomic.Uint64
 }
 
@@ -89,6 +94,11 @@ func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
 	if s.db, err = s.openDB(fs); err != nil {
 		return nil, errors.Join(err, lock.Close())
 	}
+	s.opened.Store(true)
+	if err := s.gate.failure(); err != nil {
+		// Pebble failed between Open and now: no call was served.
+		return nil, errors.Join(err, s.closeDB(), lock.Close())
+	}
 	return s, nil
 }
 
@@ -117,6 +127,7 @@ func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
 		return nil, fmt.Errorf("caspaxos/storage: open pebble in %s: %w", path, err)
 	}
 	if err := s.gate.failure(); err != nil {
+		// Pebble called Fatalf during Open but returned no error.
 		return nil, errors.Join(err, db.Close())
 	}
 	return db, nil
@@ -127,7 +138,11 @@ func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
 func (s *Pebble) eventListener() *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
-			s.log.Error("caspaxos/storage: pebble background error", "dir", s.dir, "err", err)
+			level := slog.LevelError
+			if s.gate.failure() != nil {
+				level = slog.LevelDebug // the stop was logged; Pebble may retry until released
+			}
+			s.log.Log(context.Background(), level, "caspaxos/storage: pebble background error", "dir", s.dir, "err", err)
 		},
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			s.stop(ErrCorrupt, fmt.Errorf("pebble found a damaged file: %s", info))
@@ -141,11 +156,29 @@ func (s *Pebble) eventListener() *pebble.EventListener {
 
 // stop makes the store fail-stop (PROTOCOL.md §10) and logs it once.
 // kind is ErrSyncFailed or ErrCorrupt.
+//
+// It then closes Pebble in the background as soon as the calls in progress
+// have left: after a failed MANIFEST sync Pebble retries the flush that
+// failed at once and forever (it has no backoff), burning a core until
+// it is closed. The LOCK stays held until Close.
 func (s *Pebble) stop(kind, cause error) {
-	if s.gate.stop(kind, cause) {
-		s.log.Error("caspaxos/storage: store stopped: every further call fails; restart the node",
-			"dir", s.dir, "err", kind.Error()+": "+cause.Error())
+	if !s.gate.stop(kind, cause) {
+		return
 	}
+	s.log.Error("caspaxos/storage: store stopped: every further call fails; restart the node",
+		"dir", s.dir, "err", kind.Error()+": "+cause.Error())
+	if s.opened.Load() {
+		go func() {
+			s.gate.waitIdle()
+			s.closeDB()
+		}()
+	}
+}
+
+// closeDB closes Pebble once, for Close or after a stop.
+func (s *Pebble) closeDB() error {
+	s.dbClose.Do(func() { s.dbErr = s.db.Close() })
+	return s.dbErr
 }
 
 // Stats returns the store's counters.
@@ -164,7 +197,7 @@ func (s *Pebble) Close() error {
 		return err
 	}
 	var err error
-	if cerr := s.db.Close(); cerr != nil {
+	if cerr := s.closeDB(); cerr != nil {
 		err = fmt.Errorf("caspaxos/storage: close pebble in %s: %w", s.dir, cerr)
 	}
 	if lerr := s.lock.Close(); lerr != nil {
