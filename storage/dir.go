@@ -22,12 +22,28 @@ const (
 	formatFileBytes = 256 // more than any FORMAT file this package writes
 )
 
-// makeDir creates dir if needed and makes its entry in the parent durable.
+// makeDir creates dir and any missing parent, and makes each new entry
+// durable by syncing the directory that holds it.
 func makeDir(fs vfs.FS, dir string) error {
+	var missing []string // dir, then its missing parents, upwards
+	for d := dir; ; d = fs.PathDir(d) {
+		if _, err := fs.Stat(d); err == nil || !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		missing = append(missing, d)
+		if fs.PathDir(d) == d {
+			break
+		}
+	}
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("caspaxos/storage: create data directory: %w", err)
 	}
-	return syncDir(fs, fs.PathDir(dir))
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := syncDir(fs, fs.PathDir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncDir fsyncs a directory, making the entries created or renamed in it

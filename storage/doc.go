@@ -76,4 +76,25 @@
 //
 // A failed fsync stops the store for good (PROTOCOL.md §10): see
 // pebbleLogger for how Pebble's fatal errors are turned into ErrSyncFailed.
+//
+// # Damage
+//
+// A register or ceiling record that fails its checks is reported by the
+// call that read it (ErrCorrupt); the store goes on serving other keys.
+// Damage Pebble finds in its own files stops the store (ErrCorrupt on every
+// call), and damage found while opening fails OpenPebble with ErrCorrupt.
+//
+// Pebble tells a damaged write-ahead log from one whose tail was torn by a
+// crash only by finding, in a later 32 KiB block of the log, a chunk that
+// says the log had been synced past the damage (the "WAL sync chunks" of
+// its format major version FormatWALSyncChunks). So:
+//
+//   - OpenPebble starts a new WAL after opening (a flush), because Pebble
+//     writes the first WAL of a new database before it raises the
+//     database to the pinned format, in the older chunk format without
+//     sync offsets.
+//   - Damage inside the last 32 KiB block of the live WAL is
+//     indistinguishable from a torn tail: Pebble replays up to it and
+//     drops the rest, acknowledged or not, without an error. This is a
+//     limit of Pebble's WAL format that this package does not remedy.
 package storage

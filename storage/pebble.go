@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	crerrors "github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -121,16 +122,27 @@ func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
 		EventListener:      s.eventListener(),
 	})
 	if err != nil {
-		if errors.Is(err, pebble.ErrCorruption) {
+		if isPebbleCorruption(err) {
 			return nil, fmt.Errorf("%w: open pebble in %s: %w", ErrCorrupt, path, err)
 		}
 		return nil, fmt.Errorf("caspaxos/storage: open pebble in %s: %w", path, err)
+	}
+	// Start a new WAL: see rotateWAL.
+	if err := db.Flush(); err != nil {
+		return nil, errors.Join(fmt.Errorf("caspaxos/storage: rotate the WAL of %s: %w", path, err), db.Close())
 	}
 	if err := s.gate.failure(); err != nil {
 		// Pebble called Fatalf during Open but returned no error.
 		return nil, errors.Join(err, db.Close())
 	}
 	return db, nil
+}
+
+// isPebbleCorruption reports whether Pebble marked err as corruption. Pebble
+// marks errors with github.com/cockroachdb/errors, whose marks the standard
+// errors.Is does not see.
+func isPebbleCorruption(err error) bool {
+	return crerrors.Is(err, pebble.ErrCorruption)
 }
 
 // eventListener logs Pebble's background errors and slow disk operations,
@@ -145,7 +157,7 @@ func (s *Pebble) eventListener() *pebble.EventListener {
 			s.log.Log(context.Background(), level, "caspaxos/storage: pebble background error", "dir", s.dir, "err", err)
 		},
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			s.stop(ErrCorrupt, fmt.Errorf("pebble found a damaged file: %s", info))
+			s.stop(ErrCorrupt, fmt.Errorf("pebble found %s damaged: %w", info.Path, info.Details))
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			s.log.Warn("caspaxos/storage: slow disk", "dir", s.dir, "path", info.Path,

@@ -45,7 +45,7 @@ func (s *Pebble) read(pebbleKey []byte) (raw []byte, found bool, err error) {
 
 // readError wraps an error Pebble returned for a read of what.
 func (s *Pebble) readError(what string, err error) error {
-	if errors.Is(err, pebble.ErrCorruption) {
+	if isPebbleCorruption(err) {
 		return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
 	}
 	return fmt.Errorf("caspaxos/storage: read %s: %w", what, err)

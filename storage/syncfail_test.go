@@ -25,11 +25,11 @@ var errInjected = errors.New("injected fsync failure (EIO)")
 // syncFailer fails the syncs of files whose path contains match once armed.
 // If hold is set, an armed sync first waits until hold is closed.
 type syncFailer struct {
-	match  string
-	armed  atomic.Bool
-	held   chan struct{} // closed when the first armed sync is waiting
-	hold   chan struct{}
-	once   sync.Once
+	match string
+	armed atomic.Bool
+	held  chan struct{} // closed when the first armed sync is waiting
+	hold  chan struct{}
+	once  sync.Once
 }
 
 func (f *syncFailer) MaybeError(op errorfs.Op) error {
