@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/client"
+)
+
+func newMembersCmd(o *clientOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "List the cluster's members",
+		Long: `List the cluster's members as the first reachable endpoint sees them: name,
+id, peer address, client address (known for the answering node) and whether
+that node reaches it now.`,
+		Example: `  caspaxos members
+  caspaxos --endpoints 127.0.0.1:7071 members
+  caspaxos members -o json | jq -r '.members[] | select(.reachable | not) | .name'`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.call(cmd, func(ctx context.Context, c *client.Client, p printer) error {
+				members, err := c.Members(ctx)
+				if err != nil {
+					return &opError{op: "members", err: err}
+				}
+				if members == nil {
+					members = []client.Member{}
+				}
+				return p.print(membersJSON{Members: members}, func(w io.Writer) error {
+					return writeMembers(w, members)
+				})
+			})
+		},
+	}
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/client"
+)
+
+const (
+	envEndpoints     = "CASPAXOS_ENDPOINTS"
+	defaultEndpoints = "127.0.0.1:7070"
+	defaultTimeout   = 5 * time.Second
+	// maxDialTimeout bounds the wait for one endpoint's connection before
+	// the client tries the next, whatever --timeout says.
+	maxDialTimeout = 2 * time.Second
+	// maxStdinBytes bounds a value read from stdin (servers refuse far
+	// smaller values by default; this only stops unbounded reads).
+	maxStdinBytes = 64 << 20
+)
+
+// clientOptions holds the root's persistent flags, shared by the client
+// commands.
+type clientOptions struct {
+	endpoints string
+	timeout   time.Duration
+	output    string
+}
+
+func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string) {
+	endpoints := defaultEndpoints
+	if env := strings.TrimSpace(getenv(envEndpoints)); env != "" {
+		endpoints = env
+	}
+	fs := root.PersistentFlags()
+	fs.StringVar(&o.endpoints, "endpoints", endpoints,
+		"comma-separated client addresses (host:port) of nodes; default from $"+envEndpoints+" if set")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "deadline for the whole command")
+	fs.StringVarP(&o.output, "output", "o", "plain", "output format: plain or json")
+}
+
+// endpointList parses --endpoints.
+func (o *clientOptions) endpointList(cmdPath string) ([]string, error) {
+	var out []string
+	for _, ep := range strings.Split(o.endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			out = append(out, ep)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usagef(cmdPath, "--endpoints is empty")
+	}
+	return out, nil
+}
+
+// printer writes a command's result in the chosen format.
+type printer struct {
+	out, errOut io.Writer
+	json        bool
+}
+
+// call checks the options, then runs fn with a client and a context bounded
+// by --timeout.
+func (o *clientOptions) call(cmd *cobra.Command, fn func(context.Context, *client.Client, printer) error) error {
+	p := printer{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+	switch o.output {
+	case "plain":
+	case "json":
+		p.json = true
+	default:
+		return usagef(cmd.CommandPath(), "--output %q: want plain or json", o.output)
+	}
+	if o.timeout <= 0 {
+		return usagef(cmd.CommandPath(), "--timeout must be positive, got %s", o.timeout)
+	}
+	endpoints, err := o.endpointList(cmd.CommandPath())
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, maxDialTimeout)})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	return fn(ctx, c, p)
+}
+
+// exactArgs is cobra.ExactArgs whose error is a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return usageArgs(cobra.ExactArgs(n))
+}
+
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &usageError{cmd: cmd.CommandPath(), err: err}
+		}
+		return nil
+	}
+}
+
+// keyArg checks a KEY argument.
+func keyArg(cmd *cobra.Command, key string) (string, error) {
+	if key == "" {
+		return "", usagef(cmd.CommandPath(), "KEY must not be empty")
+	}
+	return key, nil
+}
+
+// valueArg returns a VALUE argument, or all of stdin when it is "-".
+func valueArg(cmd *cobra.Command, arg string) ([]byte, error) {
+	if arg != "-" {
+		return []byte(arg), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdinBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the value from stdin: %w", err)
+	}
+	if len(b) > maxStdinBytes {
+		return nil, errors.New("reading the value from stdin: more than 64 MiB")
+	}
+	return b, nil
+}
+
+// versionArg parses a VERSION argument.
+func versionArg(cmd *cobra.Command, s string) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, usagef(cmd.CommandPath(), "VERSION %q is not a version (a non-negative integer)", s)
+	}
+	return v, nil
+}
