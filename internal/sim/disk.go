@@ -1,0 +1,116 @@
+package sim
+
+import "github.com/caspaxos/caspaxos/protocol"
+
+// disk is one node's storage: acceptor registers and the proposer's ballot
+// ceiling. It keeps synced and unsynced writes apart. Writes go to the
+// pending (unsynced) layer; a sync covers every write pending when it starts
+// (group commit) and, when it completes, moves them to the synced layer. A
+// crash keeps the synced layer and loses the rest.
+//
+// Writes are numbered in order (seq, from 1); "write s is synced" is
+// s <= syncedSeq, which is how replies and Readys wait for their writes.
+type disk struct {
+	synced        map[string]protocol.Register
+	syncedCeiling uint64
+	view          map[string]protocol.Register // synced with pending on top: what Step sees
+	pending       []write
+	lastWrite     map[string]uint64 // seq of each key's latest write, if not lost
+	nextSeq       uint64
+	syncedSeq     uint64
+	syncing       bool   // a sync is in flight ...
+	syncUpTo      uint64 // ... and covers the writes up to this seq
+}
+
+// write is one pending write: a register, or the ceiling if isCeiling.
+type write struct {
+	seq       uint64
+	isCeiling bool
+	key       string
+	reg       protocol.Register
+	ceiling   uint64
+}
+
+func newDisk() *disk {
+	return &disk{
+		synced:    make(map[string]protocol.Register),
+		view:      make(map[string]protocol.Register),
+		lastWrite: make(map[string]uint64),
+		nextSeq:   1,
+	}
+}
+
+// get returns the register for key as the acceptor's last Step left it,
+// synced or not (the acceptor's duty 1).
+func (d *disk) get(key string) protocol.Register { return d.view[key] }
+
+// put writes reg for key to the pending layer and returns the write's seq.
+func (d *disk) put(key string, reg protocol.Register) uint64 {
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, key: key, reg: reg})
+	d.view[key] = reg
+	d.lastWrite[key] = seq
+	return seq
+}
+
+// putCeiling writes the proposer's ceiling to the pending layer.
+func (d *disk) putCeiling(c uint64) uint64 {
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, isCeiling: true, ceiling: c})
+	return seq
+}
+
+func (d *disk) take() uint64 {
+	seq := d.nextSeq
+	d.nextSeq++
+	return seq
+}
+
+// isSynced reports whether the write numbered seq is synced (0: no write).
+func (d *disk) isSynced(seq uint64) bool { return seq <= d.syncedSeq }
+
+// beginSync starts a sync of every pending write, if there are any and no
+// sync is in flight; it reports whether it did.
+func (d *disk) beginSync() bool {
+	if d.syncing || len(d.pending) == 0 {
+		return false
+	}
+	d.syncing = true
+	d.syncUpTo = d.pending[len(d.pending)-1].seq
+	return true
+}
+
+// finishSync completes the sync in flight and returns the writes it made
+// durable, oldest first.
+func (d *disk) finishSync() []write {
+	n := 0
+	for n < len(d.pending) && d.pending[n].seq <= d.syncUpTo {
+		w := d.pending[n]
+		if w.isCeiling {
+			d.syncedCeiling = w.ceiling
+		} else {
+			d.synced[w.key] = w.reg
+		}
+		n++
+	}
+	done := d.pending[:n:n]
+	d.pending = d.pending[n:]
+	d.syncedSeq = d.syncUpTo
+	d.syncing = false
+	return done
+}
+
+// crash loses everything not synced, and the sync in flight.
+func (d *disk) crash() {
+	d.pending = nil
+	d.syncing = false
+	clear(d.view)
+	for k, r := range d.synced {
+		d.view[k] = r
+	}
+	for k, seq := range d.lastWrite {
+		if seq > d.syncedSeq {
+			delete(d.lastWrite, k) // lost: nothing left to wait for
+		}
+	}
+}

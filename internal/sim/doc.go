@@ -1,0 +1,102 @@
+// Package sim is the deterministic simulator that checks the pure CASPaxos
+// core (package protocol) for linearizability under faults.
+//
+// # Determinism
+//
+// A run is one event loop over an agenda ordered by (virtual time, sequence
+// number), with one PRNG (math/rand/v2's PCG, seeded from the run's seed)
+// and a virtual clock. It starts no goroutines and reads no wall clock;
+// nothing that affects the run depends on map iteration order. The seed
+// therefore names the run: the same seed gives a bit-identical run, which
+// TestSameSeedSameRun checks by hashing the event trace twice.
+//
+// # The world
+//
+// 3 or 5 nodes; each is an acceptor and a proposer, and the simulator is
+// their driver. It calls protocol.Step for acceptor requests and the
+// Proposer's methods for everything else, and honours the core's duties:
+// Steps on a key are serialized and see the last Step's register, synced or
+// not; a reply leaves only once the write it depends on is synced; a
+// Ready's ceiling is synced before its messages leave, and Readys are
+// handled in order (messages, then results, then timers).
+//
+// Each node's storage keeps synced and unsynced writes apart: writes (the
+// acceptor's registers and the proposer's ceiling) go to a pending layer; a
+// sync takes a simulated disk latency and covers every write pending when
+// it started (group commit). A crash loses the pending layer, the sync in
+// flight, the replies and Readys waiting, and the proposer's memory; the
+// node restarts with a fresh protocol.Proposer that knows only the synced
+// ceiling.
+//
+// Many clients work on a few keys, one operation at a time each, every kind
+// package kv has: Get (Proposer.Read), Put, Create, CompareAndSwap (with
+// versions the client saw, now and then off by one), Delete with and
+// without a version, Increment. A client sends each operation to a random
+// node or to its key's home node (so that the one-round-trip path and
+// composition happen), with a deadline after which the driver calls
+// Proposer.Cancel. Timers fire after jittered delays (backoff: jittered and
+// exponential in the retry count).
+//
+// Faults follow a Plan drawn from the seed first thing (and printed by
+// TestReplay and by every failure): message loss (0-30%), duplication
+// (0-50%), delay and reordering; partitions that come and go (symmetric,
+// one-way, and a ring in which each node sees a majority but no two the
+// same one; with 3 nodes, a line); crashes losing unsynced writes (at most a
+// minority down at once); slow nodes (disk, network or both).
+//
+// # What is checked
+//
+// While the run goes, the invariants documented on type invariants: one
+// value per ballot, a chosen value is never lost, a promise never goes
+// backwards, no ballot above the synced ceiling leaves a node. At the end,
+// every key's history, with Porcupine (partitioned per key).
+//
+// The model is a register per key: exists, value, version, with kv's change
+// functions as its operations. What it can and cannot predict about
+// versions: a register with no history takes max(1, ballot counter) as its
+// first version, and ballot counters are not the model's to know, so a
+// first write may return any version >= 1; every later write (deletes and
+// re-creates included) returns exactly one more than the last. After a
+// first write whose result was not seen, the version is a lower bound until
+// an output pins it. Each output's version is checked against that.
+//
+// Outcomes: an aborted operation (protocol.ErrAborted) did nothing and is
+// left out of the history, as is a read that got no answer. An operation
+// answered with protocol.ErrUnknownOutcome, or never answered because its
+// node crashed, may or may not have taken effect: its output is "unknown",
+// which the model accepts either way. Porcupine's convention gives such an
+// operation a return time at infinity; here the retirement rule (see type
+// retirement) closes it as soon as it provably can no longer take effect,
+// which keeps the search small and can only make the check stricter. A
+// never-answered operation whose change never left its node in an accept
+// cannot have taken effect and is left out like an aborted one. A Porcupine
+// search that does not finish within Options.CheckTimeout fails the run.
+//
+// # Running it
+//
+// The default sweep is 200 seeds of 10,000 operations each, run in parallel
+// (one per CPU), followed by a check that the sweep as a whole exercised
+// every path (one-round-trip accepts, composed batches, read fast-path
+// hits and fallbacks, unknown outcomes, crashes, each kind of partition,
+// ...); under the race detector the sweep is 16 seeds of 4,000 operations:
+//
+//	go test ./internal/sim
+//	go test -race ./internal/sim
+//
+// A failure prints the seed, the plan, the last events and the command that
+// replays it:
+//
+//	go test ./internal/sim -run TestReplay -seed 1234 -v
+//
+// (add -events FILE to write every event to a file, -variant NAME for a
+// broken variant, -ops N to change the run's length). The soak runs many
+// more seeds, from -soak-from (default 1000000):
+//
+//	go test ./internal/sim -run TestSoak -soak 20000 -timeout 0
+//
+// TestBrokenVariantsAreCaught runs three deliberately broken variants (an
+// acceptor that replies before its write is synced, a read quorum one
+// short, a one-round-trip cache kept after a timed-out accept) and fails
+// unless the checker or an invariant catches each within a few seeds; -v
+// shows which seed caught each.
+package sim

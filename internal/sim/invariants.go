@@ -1,0 +1,161 @@
+package sim
+
+import (
+	"math/bits"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// invariants are the safety properties checked while the run goes, each
+// at every event that could break it (so, in effect, after every step):
+//
+//  1. One value per ballot: every (key, ballot) that any acceptor ever
+//     accepts, synced or not, carries one state only. Checked at every
+//     accept an acceptor writes.
+//  2. A chosen value is never lost: once (key, ballot) is accepted by an
+//     accept quorum in synced storage, at least an accept quorum keep a
+//     synced accepted ballot >= it; and once an accept quorum has
+//     acknowledged it, at least an accept quorum keep accepted >= it in
+//     what survives (synced storage, plus pending writes of nodes that are
+//     up). Only a crash can lose data, so this is checked at every crash,
+//     at every new chosen ballot, and at the end.
+//  3. A promise never goes backwards: an acceptor's synced promise never
+//     drops (checked at every sync), and after a crash the acceptor's
+//     register still covers every promise and accepted ballot it told
+//     anyone about (checked at every crash).
+//  4. No ballot counter above the synced ceiling leaves a node (the
+//     proposer's duty; checked at every message sent, in release).
+type invariants struct {
+	quorum        int
+	values        map[ballotKey]protocol.State
+	syncedBy      map[ballotKey]uint32       // bit i: node i holds it in synced storage
+	ackedBy       map[ballotKey]uint32       // bit i: node i acknowledged it
+	chosen        map[string]protocol.Ballot // highest ballot chosen (synced quorum)
+	acknowledged  map[string]protocol.Ballot // highest ballot acknowledged by a quorum
+	syncedPromise []map[string]protocol.Ballot
+	revealed      []map[string]protocol.Register
+}
+
+type ballotKey struct {
+	key string
+	b   protocol.Ballot
+}
+
+func newInvariants(nodes int) invariants {
+	inv := invariants{
+		quorum:       nodes/2 + 1,
+		values:       make(map[ballotKey]protocol.State),
+		syncedBy:     make(map[ballotKey]uint32),
+		ackedBy:      make(map[ballotKey]uint32),
+		chosen:       make(map[string]protocol.Ballot),
+		acknowledged: make(map[string]protocol.Ballot),
+	}
+	for range nodes {
+		inv.syncedPromise = append(inv.syncedPromise, make(map[string]protocol.Ballot))
+		inv.revealed = append(inv.revealed, make(map[string]protocol.Register))
+	}
+	return inv
+}
+
+// onAccept: n's acceptor wrote next over prev for key (invariant 1).
+func (inv *invariants) onAccept(s *sim, n *node, key string, prev, next protocol.Register) {
+	if next.Accepted == prev.Accepted {
+		return // a promise only
+	}
+	bk := ballotKey{key, next.Accepted}
+	if st, ok := inv.values[bk]; ok && !st.Equal(next.State) {
+		s.fail("invariant 1 (one value per ballot): node %d accepts %s under ballot %s on %q, which already carries %s",
+			n.id, next.State, next.Accepted, key, st)
+		return
+	}
+	inv.values[bk] = next.State
+}
+
+// onReply: a reply describing reg leaves n (invariants 2 and 3).
+func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
+	key := pr.msg.Key
+	rv := inv.revealed[n.idx][key]
+	if rv.Promise.Less(pr.reg.Promise) {
+		rv.Promise = pr.reg.Promise
+	}
+	if rv.Accepted.Less(pr.reg.Accepted) {
+		rv.Accepted = pr.reg.Accepted
+	}
+	inv.revealed[n.idx][key] = rv
+	if pr.msg.Kind != protocol.MsgAccepted {
+		return
+	}
+	bk := ballotKey{key, pr.msg.Ballot}
+	inv.ackedBy[bk] |= 1 << n.idx
+	if bits.OnesCount32(inv.ackedBy[bk]) >= inv.quorum && inv.acknowledged[key].Less(bk.b) {
+		inv.acknowledged[key] = bk.b
+	}
+}
+
+// onSync: writes became durable on n (invariants 2 and 3).
+func (inv *invariants) onSync(s *sim, n *node, writes []write) {
+	for _, w := range writes {
+		if w.isCeiling {
+			continue
+		}
+		if w.reg.Promise.Less(inv.syncedPromise[n.idx][w.key]) {
+			s.fail("invariant 3 (promise never goes backwards): node %d syncs promise %s on %q after %s",
+				n.id, w.reg.Promise, w.key, inv.syncedPromise[n.idx][w.key])
+			return
+		}
+		inv.syncedPromise[n.idx][w.key] = w.reg.Promise
+		if w.reg.Accepted.IsZero() {
+			continue
+		}
+		bk := ballotKey{w.key, w.reg.Accepted}
+		inv.syncedBy[bk] |= 1 << n.idx
+		if bits.OnesCount32(inv.syncedBy[bk]) >= inv.quorum && inv.chosen[w.key].Less(bk.b) {
+			inv.chosen[w.key] = bk.b
+			s.stats.Chosen++
+			s.ret.onChosen(s, w.key, bk.b)
+			inv.checkChosen(s, w.key)
+		}
+	}
+}
+
+// onCrash: n lost what it had not synced (invariants 2 and 3).
+func (inv *invariants) onCrash(s *sim, n *node) {
+	for _, key := range s.keys {
+		reg, rv := n.disk.synced[key], inv.revealed[n.idx][key]
+		if reg.Promise.Less(rv.Promise) || reg.Accepted.Less(rv.Accepted) {
+			s.fail("invariant 3 (promise never goes backwards): node %d restarts with %v on %q, but had answered with promise %s, accepted %s",
+				n.id, reg, key, rv.Promise, rv.Accepted)
+			return
+		}
+		inv.checkChosen(s, key)
+	}
+}
+
+// checkChosen checks invariant 2 for key.
+func (inv *invariants) checkChosen(s *sim, key string) {
+	chosen, acked := inv.chosen[key], inv.acknowledged[key]
+	var synced, kept int
+	for _, n := range s.nodes {
+		if !n.disk.synced[key].Accepted.Less(chosen) {
+			synced++
+		}
+		if !n.disk.get(key).Accepted.Less(acked) {
+			kept++
+		}
+	}
+	switch {
+	case !chosen.IsZero() && synced < inv.quorum:
+		s.fail("invariant 2 (a chosen value is never lost): ballot %s was chosen on %q, but only %d acceptors keep a synced accepted ballot at or above it",
+			chosen, key, synced)
+	case !acked.IsZero() && kept < inv.quorum:
+		s.fail("invariant 2 (a chosen value is never lost): ballot %s was acknowledged by a quorum on %q, but only %d acceptors keep an accepted ballot at or above it",
+			acked, key, kept)
+	}
+}
+
+// final checks invariant 2 on every key at the end of the run.
+func (inv *invariants) final(s *sim) {
+	for _, key := range s.keys {
+		inv.checkChosen(s, key)
+	}
+}

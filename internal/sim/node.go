@@ -1,0 +1,245 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// node is one member: an acceptor (protocol.Step over disk) and a proposer.
+// The simulator is its driver and honours the core's duties:
+//   - acceptor: Steps on a key are serialized (the event loop runs one at a
+//     time) and each sees the register the last one left, synced or not;
+//     a reply leaves only once the write it depends on is synced (its own,
+//     or for a Step that wrote nothing, the key's latest write);
+//   - proposer: a Ready's Ceiling is written and synced before its messages
+//     leave; Readys are handled in order, so a Ready waits for every
+//     ceiling asked for before it too (its ballots may need it); then its
+//     messages are sent, its results handed over and its timers started.
+type node struct {
+	idx  int
+	id   protocol.NodeID
+	up   bool
+	inc  uint64 // incarnation: rises at every crash, so stale events are ignored
+	disk *disk
+	prop *protocol.Proposer // nil while down
+
+	replies     []pendingReply // acceptor replies waiting for their write's sync
+	held        []heldReady    // proposer Readys waiting for their ceiling's sync
+	ceilingGate uint64         // seq of the latest ceiling write
+
+	slowDisk, slowNet int // > 1 while the node is slow
+
+	// For this incarnation's proposer (see retirement and Stats):
+	pending     map[protocol.ReqID]string  // requests it has not answered -> key
+	lastAccept  map[string]protocol.Ballot // highest accept ballot it asked to send, per key
+	lastNext    map[string]protocol.Ballot // promise piggybacked on its last accept per key
+	acceptsSent map[string]uint64          // accepts (messages) it has sent per key
+}
+
+type pendingReply struct {
+	wait uint64 // the write seq it depends on
+	msg  protocol.Message
+	reg  protocol.Register // the register the reply describes
+}
+
+type heldReady struct {
+	gate uint64 // the ceiling write seq it waits for
+	rd   protocol.Ready
+}
+
+func newNode(idx int) *node {
+	return &node{idx: idx, id: protocol.NodeID(idx + 1), disk: newDisk(), slowDisk: 1, slowNet: 1}
+}
+
+func (s *sim) acceptorIDs() []protocol.NodeID {
+	ids := make([]protocol.NodeID, len(s.nodes))
+	for i, n := range s.nodes {
+		ids[i] = n.id
+	}
+	return ids
+}
+
+// acceptorStep runs a request through protocol.Step and queues its reply
+// behind the sync it depends on.
+func (s *sim) acceptorStep(n *node, m protocol.Message) {
+	prev := n.disk.get(m.Key)
+	next, reply, persist := protocol.Step(prev, m)
+	wait := n.disk.lastWrite[m.Key]
+	if persist {
+		s.inv.onAccept(s, n, m.Key, prev, next)
+		wait = n.disk.put(m.Key, next)
+		s.startSync(n)
+	}
+	pr := pendingReply{wait: wait, msg: reply, reg: next}
+	if s.opts.Variant.ReplyBeforeSync || n.disk.isSynced(wait) {
+		s.sendReply(n, pr)
+		return
+	}
+	n.replies = append(n.replies, pr)
+}
+
+func (s *sim) sendReply(n *node, pr pendingReply) {
+	s.inv.onReply(s, n, pr)
+	s.send(n.idx, pr.msg)
+}
+
+// startSync starts a sync of n's pending writes if none is in flight.
+func (s *sim) startSync(n *node) {
+	if !n.disk.beginSync() {
+		return
+	}
+	d := s.jitter(n.slowDiskLatency(s.plan.DiskLatency))
+	s.schedule(&event{kind: evSyncDone, node: n.idx, inc: n.inc}, d)
+}
+
+func (n *node) slowDiskLatency(d time.Duration) time.Duration { return d * time.Duration(n.slowDisk) }
+
+func (s *sim) syncDone(ev *event) {
+	n := s.nodes[ev.node]
+	if !n.up || n.inc != ev.inc {
+		return
+	}
+	s.stats.Syncs++
+	done := n.disk.finishSync()
+	s.inv.onSync(s, n, done)
+	s.releaseReplies(n)
+	s.releaseReadys(n)
+	s.startSync(n)
+}
+
+func (s *sim) releaseReplies(n *node) {
+	keep := n.replies[:0]
+	for _, pr := range n.replies {
+		if n.disk.isSynced(pr.wait) {
+			s.sendReply(n, pr)
+		} else {
+			keep = append(keep, pr)
+		}
+	}
+	clear(n.replies[len(keep):])
+	n.replies = keep
+}
+
+func (s *sim) releaseReadys(n *node) {
+	i := 0
+	for i < len(n.held) && n.disk.isSynced(n.held[i].gate) && s.failure == nil {
+		s.release(n, n.held[i].rd)
+		i++
+	}
+	clear(n.held[:i])
+	n.held = n.held[i:]
+}
+
+// callProposer runs f on n's proposer and handles the Ready it leaves.
+func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
+	clear(s.computing)
+	f(n.prop)
+	rd := n.prop.Ready()
+	if rd.Empty() {
+		return
+	}
+	s.observe(n, rd, cause)
+	gate := n.ceilingGate
+	if rd.Ceiling != 0 {
+		gate = n.disk.putCeiling(rd.Ceiling)
+		n.ceilingGate = gate
+		s.startSync(n)
+	}
+	if len(n.held) == 0 && n.disk.isSynced(gate) {
+		s.release(n, rd)
+		return
+	}
+	s.stats.HeldReadys++
+	n.held = append(n.held, heldReady{gate: gate, rd: rd})
+}
+
+// release does what a Ready asks, in its order, once its ceiling is synced.
+func (s *sim) release(n *node, rd protocol.Ready) {
+	for _, m := range rd.Messages {
+		if m.Ballot.Counter > n.disk.syncedCeiling {
+			s.fail("invariant: node %d sends %v with a ballot counter above its synced ceiling %d", n.id, m, n.disk.syncedCeiling)
+			return
+		}
+		if m.Kind == protocol.MsgAccept {
+			n.acceptsSent[m.Key]++
+		}
+		s.send(n.idx, m)
+	}
+	for _, r := range rd.Results {
+		s.clientResult(n, r)
+	}
+	for _, t := range rd.Timers {
+		s.schedule(&event{kind: evTimer, node: n.idx, inc: n.inc, timer: t}, s.timerDelay(t))
+	}
+}
+
+// timerDelay: attempt and read timeouts with jitter; backoff jittered and
+// exponential in the retry count, capped.
+func (s *sim) timerDelay(t protocol.Timer) time.Duration {
+	switch t.Kind {
+	case protocol.TimerAttempt:
+		return s.jitter(s.plan.AttemptTimeout)
+	case protocol.TimerRead:
+		return s.jitter(s.plan.ReadTimeout)
+	}
+	d := s.plan.BackoffBase << min(t.Retry, 10)
+	return s.jitter(min(d, s.plan.BackoffMax))
+}
+
+func (s *sim) fire(ev *event) {
+	n := s.nodes[ev.node]
+	if !n.up || n.inc != ev.inc {
+		return
+	}
+	cause := causeTimer
+	if ev.timer.Kind == protocol.TimerRead {
+		cause = causeReadTimer
+	}
+	s.callProposer(n, cause, func(p *protocol.Proposer) { p.Fire(ev.timer) })
+}
+
+// crash loses n's unsynced writes, its queued replies and Readys, and its
+// proposer's memory.
+func (s *sim) crash(n *node) {
+	s.stats.Crashes++
+	s.tracef("node %d crashes (%d unsynced writes, %d replies and %d Readys waiting)", n.id, len(n.disk.pending), len(n.replies), len(n.held))
+	n.up = false
+	n.inc++
+	s.down++
+	n.disk.crash()
+	n.prop = nil
+	n.replies, n.held = nil, nil
+	s.inv.onCrash(s, n)
+	s.ret.onCrash(s, n)
+	s.loseOps(n)
+}
+
+// restart brings n up with a fresh proposer that knows only the synced ceiling.
+func (s *sim) restart(n *node) {
+	if n.inc > 0 {
+		s.down--
+		s.tracef("node %d restarts with ceiling %d", n.id, n.disk.syncedCeiling)
+	}
+	n.up = true
+	n.inc++
+	n.ceilingGate = 0
+	n.pending = make(map[protocol.ReqID]string)
+	n.lastAccept = make(map[string]protocol.Ballot)
+	n.lastNext = make(map[string]protocol.Ballot)
+	n.acceptsSent = make(map[string]uint64)
+	p, err := protocol.NewProposer(protocol.ProposerConfig{
+		ID:            n.id,
+		Acceptors:     protocol.Majority(1, s.acceptorIDs()...),
+		Ceiling:       n.disk.syncedCeiling,
+		CeilingStep:   s.plan.CeilingStep,
+		MaxBatch:      s.plan.MaxBatch,
+		MaxCachedKeys: s.plan.MaxCachedKeys,
+		Bugs:          s.opts.Variant.Bugs,
+	})
+	if err != nil {
+		s.fail("cannot start node %d: %v", n.id, err)
+		return
+	}
+	n.prop = p
+}

@@ -1,0 +1,119 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Plan is the workload and fault mix of one run. It is drawn from the run's
+// seed before anything else, so a seed names its plan; Options.Tweak may
+// adjust it (the negative tests do).
+type Plan struct {
+	Nodes             int     // 3 or 5; every node is acceptor and proposer
+	Clients           int     // each has at most one operation outstanding
+	Keys              int     // the clients' operations spread over this many keys
+	MaxInFlightPerKey int     // bounds concurrency per key (and Porcupine's work)
+	HomeBias          float64 // chance that an operation goes to its key's home node
+	Think             time.Duration
+	Deadline          time.Duration // a client cancels its request after this
+
+	Loss         float64       // chance that a message between nodes is lost
+	Dup          float64       // chance that it is delivered twice
+	Reorder      float64       // chance that it takes an extra long delay
+	NetLatency   time.Duration // mean one-way latency between nodes
+	ReorderDelay time.Duration // the extra delay's upper bound
+	DiskLatency  time.Duration // mean sync latency
+
+	// Each fault comes and goes: a gap drawn around Every, then the fault
+	// for a time drawn around For. Every == 0 switches the fault off.
+	PartitionEvery, PartitionFor time.Duration
+	CrashEvery, DownFor          time.Duration
+	SlowEvery, SlowFor           time.Duration
+	SlowFactor                   int // a slow node's disk and network are this much slower
+
+	AttemptTimeout time.Duration // protocol.TimerAttempt
+	ReadTimeout    time.Duration // protocol.TimerRead
+	BackoffBase    time.Duration // protocol.TimerBackoff: jittered base<<retry ...
+	BackoffMax     time.Duration // ... up to this
+	CeilingStep    uint64
+	MaxBatch       int
+	MaxCachedKeys  int
+}
+
+func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
+
+// between returns a duration drawn uniformly from [lo, hi].
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+}
+
+// drawPlan draws a plan; nodes is 3 or 5, or 0 to draw that too.
+func drawPlan(rng *rand.Rand, nodes int) Plan {
+	if nodes == 0 {
+		nodes = pick(rng, 3, 5)
+	}
+	p := Plan{
+		Nodes:             nodes,
+		Clients:           4 + rng.IntN(21),
+		Keys:              4 + rng.IntN(9),
+		MaxInFlightPerKey: 2 + rng.IntN(3),
+		HomeBias:          0.3 + 0.6*rng.Float64(),
+		Think:             between(rng, 200*time.Microsecond, 2*time.Millisecond),
+		Loss:              0.30 * rng.Float64(),
+		Dup:               0.50 * rng.Float64(),
+		Reorder:           0.20 * rng.Float64(),
+		NetLatency:        between(rng, 100*time.Microsecond, time.Millisecond),
+		DiskLatency:       between(rng, 100*time.Microsecond, 2*time.Millisecond),
+		CeilingStep:       pick[uint64](rng, 2, 16, 256, 1<<16),
+		MaxBatch:          pick(rng, 2, 8, 256),
+		MaxCachedKeys:     pick(rng, 2, 1<<17),
+	}
+	p.ReorderDelay = p.NetLatency * time.Duration(5+rng.IntN(16))
+	if rng.Float64() < 0.8 {
+		p.PartitionEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
+		p.PartitionFor = between(rng, 20*time.Millisecond, 300*time.Millisecond)
+	}
+	if rng.Float64() < 0.8 {
+		p.CrashEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
+		p.DownFor = between(rng, 10*time.Millisecond, 200*time.Millisecond)
+	}
+	if rng.Float64() < 0.6 {
+		p.SlowEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
+		p.SlowFor = between(rng, 20*time.Millisecond, 300*time.Millisecond)
+		p.SlowFactor = 5 + rng.IntN(46)
+	}
+	roundTrip := 2*p.NetLatency + p.DiskLatency
+	p.AttemptTimeout = roundTrip * time.Duration(3+rng.IntN(6))
+	p.ReadTimeout = roundTrip * time.Duration(2+rng.IntN(4))
+	p.BackoffBase = roundTrip * time.Duration(1+rng.IntN(3))
+	p.BackoffMax = 30 * p.BackoffBase
+	p.Deadline = between(rng, 100*time.Millisecond, 500*time.Millisecond)
+	return p
+}
+
+func (p Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "nodes=%d clients=%d keys=%d in-flight/key<=%d home-bias=%.2f think=%v deadline=%v\n",
+		p.Nodes, p.Clients, p.Keys, p.MaxInFlightPerKey, p.HomeBias, p.Think, p.Deadline)
+	fmt.Fprintf(&b, "network: loss=%.1f%% dup=%.1f%% latency=%v reorder=%.1f%% (up to +%v)\n",
+		100*p.Loss, 100*p.Dup, p.NetLatency, 100*p.Reorder, p.ReorderDelay)
+	fmt.Fprintf(&b, "disk: sync latency=%v\n", p.DiskLatency)
+	fmt.Fprintf(&b, "partitions: %s\n", onOff(p.PartitionEvery, p.PartitionFor))
+	fmt.Fprintf(&b, "crashes: %s\n", onOff(p.CrashEvery, p.DownFor))
+	fmt.Fprintf(&b, "slow nodes: %s", onOff(p.SlowEvery, p.SlowFor))
+	if p.SlowEvery > 0 {
+		fmt.Fprintf(&b, " (x%d)", p.SlowFactor)
+	}
+	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d",
+		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys)
+	return b.String()
+}
+
+func onOff(every, length time.Duration) string {
+	if every == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("every ~%v for ~%v", every, length)
+}

@@ -1,0 +1,187 @@
+package sim
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Stats counts what a run (or a sweep, added up) exercised.
+type Stats struct {
+	Ops                 [opIncrement + 1]int // issued, by kind
+	Succeeded, Refused  int
+	Unknown             int // answered ErrUnknownOutcome
+	NeverAnswered       int // their node crashed
+	LostUnsent          int // ... before any accept carried their change off it
+	Aborted             int
+	ClosedUnknowns      int // unknown outcomes closed by the retirement rule
+	Unavailable         int // operations not sent: the chosen node was down
+	HomeRouted          int // operations sent to their key's home node ...
+	RandomRouted        int // ... or to any node
+	Prepares, Accepts   int // attempts (not messages)
+	OneRoundTrip        int // accepts that skipped phase 1 (ballot from the cache)
+	Composed            int // accepts carrying more than one change
+	FastReads           int // reads answered by the read fast path
+	SlowReads           int // reads answered through the normal path (fallbacks)
+	Chosen              int
+	Crashes             int
+	PartitionsSymmetric int
+	PartitionsOneWay    int
+	PartitionsRing      int
+	SlowPeriods         int
+	Lost, Duplicated    int // messages
+	Reordered           int
+	Partitioned         int // messages dropped by a partition
+	Syncs               int
+	HeldReadys          int // Readys that waited for their ceiling's sync
+	Events              int
+	VirtualTime         time.Duration
+}
+
+// Add adds o's counts to st.
+func (st *Stats) Add(o Stats) {
+	for i := range st.Ops {
+		st.Ops[i] += o.Ops[i]
+	}
+	for i, f := range st.fields() {
+		*f.n += *o.fields()[i].n
+	}
+	st.VirtualTime += o.VirtualTime
+}
+
+type statField struct {
+	name     string
+	n        *int
+	required bool // a sweep that never exercises it is vacuous
+}
+
+func (st *Stats) fields() []statField {
+	return []statField{
+		{"succeeded", &st.Succeeded, true},
+		{"refused", &st.Refused, true},
+		{"unknown-outcome", &st.Unknown, true},
+		{"never-answered", &st.NeverAnswered, true},
+		{"lost-unsent", &st.LostUnsent, true},
+		{"aborted", &st.Aborted, true},
+		{"closed-unknowns", &st.ClosedUnknowns, true},
+		{"unavailable", &st.Unavailable, false},
+		{"home-routed", &st.HomeRouted, true},
+		{"random-routed", &st.RandomRouted, true},
+		{"prepares", &st.Prepares, true},
+		{"accepts", &st.Accepts, true},
+		{"one-round-trip-accepts", &st.OneRoundTrip, true},
+		{"composed-accepts", &st.Composed, true},
+		{"fast-reads", &st.FastReads, true},
+		{"slow-reads", &st.SlowReads, true},
+		{"chosen", &st.Chosen, true},
+		{"crashes", &st.Crashes, true},
+		{"partitions-symmetric", &st.PartitionsSymmetric, true},
+		{"partitions-one-way", &st.PartitionsOneWay, true},
+		{"partitions-ring", &st.PartitionsRing, true},
+		{"slow-periods", &st.SlowPeriods, true},
+		{"lost", &st.Lost, true},
+		{"duplicated", &st.Duplicated, true},
+		{"reordered", &st.Reordered, true},
+		{"partitioned", &st.Partitioned, true},
+		{"syncs", &st.Syncs, true},
+		{"held-readys", &st.HeldReadys, true},
+		{"events", &st.Events, true},
+	}
+}
+
+// Missing names the counters a sweep must exercise that are still zero,
+// including each kind of operation.
+func (st *Stats) Missing() []string {
+	var missing []string
+	for k := opGet; k <= opIncrement; k++ {
+		if st.Ops[k] == 0 {
+			missing = append(missing, "ops-"+opNames[k])
+		}
+	}
+	for _, f := range st.fields() {
+		if f.required && *f.n == 0 {
+			missing = append(missing, f.name)
+		}
+	}
+	return missing
+}
+
+func (st *Stats) String() string {
+	var b strings.Builder
+	b.WriteString("ops:")
+	for k := opGet; k <= opIncrement; k++ {
+		fmt.Fprintf(&b, " %s=%d", opNames[k], st.Ops[k])
+	}
+	for i, f := range st.fields() {
+		if i%6 == 0 {
+			b.WriteString("\n")
+		} else {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%s=%d", f.name, *f.n)
+	}
+	fmt.Fprintf(&b, "\nvirtual-time=%v", st.VirtualTime)
+	return b.String()
+}
+
+// cause is what made the simulator call a proposer, for counting reads.
+type cause uint8
+
+const (
+	causeClient cause = iota + 1
+	causeCancel
+	causeReply
+	causeReadReply
+	causeTimer
+	causeReadTimer
+)
+
+// observe counts what a Ready shows and keeps the bookkeeping that the
+// retirement rule needs, as soon as the proposer hands the Ready over.
+func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
+	var last protocol.Message
+	for i, m := range rd.Messages {
+		if i > 0 && m.Kind == last.Kind && m.Key == last.Key && m.Ballot == last.Ballot {
+			continue // the same attempt, to another acceptor
+		}
+		last = m
+		switch m.Kind {
+		case protocol.MsgPrepare:
+			s.stats.Prepares++
+		case protocol.MsgAccept:
+			s.observeAccept(n, m)
+		}
+	}
+	for _, r := range rd.Results {
+		key, ok := n.pending[r.ID]
+		if !ok {
+			s.fail("sim: node %d answers request %d, which it was not asked or answered already", n.id, r.ID)
+			return
+		}
+		delete(n.pending, r.ID)
+		if o := s.w.byReq[r.ID]; o.in.kind == opGet && r.Err == nil {
+			if c == causeReadReply {
+				s.stats.FastReads++
+			} else {
+				s.stats.SlowReads++
+			}
+		}
+		s.ret.onAnswered(s, n, r.ID, key)
+	}
+}
+
+func (s *sim) observeAccept(n *node, m protocol.Message) {
+	s.stats.Accepts++
+	if m.Ballot == n.lastNext[m.Key] {
+		s.stats.OneRoundTrip++
+	}
+	if s.computing[m.Key] > 1 {
+		s.stats.Composed++
+	}
+	n.lastNext[m.Key] = m.Next
+	if n.lastAccept[m.Key].Less(m.Ballot) {
+		n.lastAccept[m.Key] = m.Ballot
+	}
+}

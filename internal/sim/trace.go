@@ -1,0 +1,153 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// traceLen is how many recent events a failure report shows.
+const traceLen = 80
+
+// trace hashes every event of a run (FNV-1a over the event's fields, in
+// order) and keeps the last traceLen of them for failure reports. Two runs
+// of one seed must end with the same hash.
+type trace struct {
+	hash uint64
+	ring [traceLen]traceEntry
+	n    int // entries recorded so far
+}
+
+// traceEntry is an event as it ran, or a note about a client operation.
+type traceEntry struct {
+	at   time.Duration
+	ev   event
+	note string // set for notes; ev is then zero
+	op   *op    // the operation a note is about
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func newTrace() trace { return trace{hash: fnvOffset} }
+
+func (t *trace) word(w uint64) {
+	for i := 0; i < 8; i++ {
+		t.hash ^= w & 0xff
+		t.hash *= fnvPrime
+		w >>= 8
+	}
+}
+
+func (t *trace) str(s string) {
+	for i := 0; i < len(s); i++ {
+		t.hash ^= uint64(s[i])
+		t.hash *= fnvPrime
+	}
+	t.word(uint64(len(s)))
+}
+
+func (t *trace) ballot(b protocol.Ballot) {
+	t.word(b.Counter)
+	t.word(uint64(b.Proposer))
+}
+
+func (t *trace) state(s protocol.State) {
+	t.str(string(s.Value))
+	t.word(s.Version<<1 | boolBit(s.Deleted))
+}
+
+func (t *trace) message(m protocol.Message) {
+	t.word(uint64(m.Kind) | uint64(m.From)<<8 | uint64(m.To)<<16)
+	t.str(m.Key)
+	t.ballot(m.Ballot)
+	t.ballot(m.Next)
+	t.ballot(m.Accepted)
+	t.ballot(m.Seen)
+	t.state(m.State)
+}
+
+// record hashes ev and remembers it.
+func (t *trace) record(ev *event) {
+	t.word(uint64(ev.at))
+	t.word(uint64(ev.kind) | uint64(ev.node)<<8 | uint64(ev.fault)<<16 | uint64(ev.client)<<24)
+	t.word(ev.inc)
+	t.word(uint64(ev.req))
+	switch ev.kind {
+	case evDeliver:
+		t.message(ev.msg)
+	case evTimer:
+		t.word(uint64(ev.timer.Kind) | uint64(ev.timer.Retry)<<8)
+		t.str(ev.timer.Key)
+		t.ballot(ev.timer.Ballot)
+	}
+	t.keep(traceEntry{at: ev.at, ev: *ev})
+}
+
+// noteOp hashes and remembers something that happened to a client
+// operation (issued, answered, lost).
+func (t *trace) noteOp(at time.Duration, what string, o *op) {
+	t.str(what)
+	t.word(uint64(o.id))
+	t.word(uint64(o.status))
+	t.word(uint64(o.out.outcome))
+	t.str(o.out.state.value)
+	t.word(o.out.state.version)
+	t.keep(traceEntry{at: at, note: what, op: o})
+}
+
+// note hashes and remembers a rare happening described by text (a fault).
+func (t *trace) note(at time.Duration, text string) {
+	t.str(text)
+	t.keep(traceEntry{at: at, note: text})
+}
+
+func (t *trace) keep(e traceEntry) {
+	t.ring[t.n%traceLen] = e
+	t.n++
+}
+
+// tail returns the remembered entries, oldest first, formatted.
+func (t *trace) tail() []string {
+	first := max(0, t.n-traceLen)
+	lines := make([]string, 0, t.n-first)
+	for i := first; i < t.n; i++ {
+		lines = append(lines, t.ring[i%traceLen].String())
+	}
+	return lines
+}
+
+func (e traceEntry) String() string {
+	if e.op == nil && e.note != "" {
+		return fmt.Sprintf("%12v  %s", e.at, e.note)
+	}
+	if e.op != nil {
+		return fmt.Sprintf("%12v  client %d %s: req %d %v at node %d -> %s", e.at, e.op.client, e.note, e.op.id, e.op.in, e.op.node+1, e.op.describe())
+	}
+	return fmt.Sprintf("%12v  %s", e.at, e.ev.String())
+}
+
+var timerNames = [...]string{protocol.TimerAttempt: "attempt", protocol.TimerBackoff: "backoff", protocol.TimerRead: "read"}
+
+func (e event) String() string {
+	switch e.kind {
+	case evDeliver:
+		return fmt.Sprintf("deliver %v", e.msg)
+	case evSyncDone:
+		return fmt.Sprintf("node %d sync done", e.node+1)
+	case evTimer:
+		return fmt.Sprintf("node %d %s timer %q b=%s retry=%d", e.node+1, timerNames[e.timer.Kind], e.timer.Key, e.timer.Ballot, e.timer.Retry)
+	case evClientNext:
+		return fmt.Sprintf("client %d ready", e.client)
+	case evDeadline:
+		return fmt.Sprintf("client %d deadline for req %d", e.client, e.req)
+	case evFaultStart:
+		return fmt.Sprintf("fault %s starts", e.fault)
+	case evFaultEnd:
+		return fmt.Sprintf("fault %s ends (node %d)", e.fault, e.node+1)
+	}
+	return e.kind.String()
+}

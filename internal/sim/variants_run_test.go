@@ -1,0 +1,31 @@
+package sim
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestBrokenVariantsAreCaught switches on each deliberately broken variant
+// and runs seeds until the checker or an invariant catches it. The test
+// fails if a variant survives variantSeeds seeds.
+func TestBrokenVariantsAreCaught(t *testing.T) {
+	for _, v := range brokenVariants() {
+		t.Run(v.variant.Name, func(t *testing.T) {
+			t.Parallel()
+			for seed := uint64(1); seed <= variantSeeds; seed++ {
+				_, err := Run(Options{Seed: seed, Ops: variantOps, Variant: v.variant, Tweak: v.tweak})
+				var f *Failure
+				if errors.As(err, &f) {
+					reason, _, _ := strings.Cut(f.Reason, "\n")
+					t.Logf("caught by seed %d: %s\nreplay: %s", seed, reason, f.Replay())
+					return
+				}
+				if err != nil {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+			}
+			t.Errorf("variant %s survived %d seeds of %d operations: the checker cannot see it", v.variant.Name, variantSeeds, variantOps)
+		})
+	}
+}

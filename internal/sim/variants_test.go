@@ -1,0 +1,58 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// brokenVariant is a deliberately broken driver or core with the fault mix
+// that exposes it.
+type brokenVariant struct {
+	variant Variant
+	tweak   func(*Plan)
+}
+
+func brokenVariants() []brokenVariant {
+	return []brokenVariant{
+		{
+			// Replies outrun their sync: needs crashes to lose what was
+			// answered, and syncs slow enough that a crash lands in the gap.
+			variant: Variant{Name: "reply-before-sync", ReplyBeforeSync: true},
+			tweak: func(p *Plan) {
+				p.CrashEvery = min(max(p.CrashEvery, 50*time.Millisecond), 150*time.Millisecond)
+				p.DownFor = max(p.DownFor, 20*time.Millisecond)
+				p.DiskLatency = max(p.DiskLatency, time.Millisecond)
+			},
+		},
+		{
+			// A read quorum one short answers from acceptors that missed
+			// writes: needs acceptors to fall behind (loss, partitions).
+			variant: Variant{Name: "read-quorum-short", Bugs: protocol.Bugs{ReadQuorumShortBy: 1}},
+			tweak: func(p *Plan) {
+				p.Loss = max(p.Loss, 0.05)
+				if p.PartitionEvery == 0 {
+					p.PartitionEvery, p.PartitionFor = 150*time.Millisecond, 100*time.Millisecond
+				}
+			},
+		},
+		{
+			// A cached ballot kept after a timed-out accept is reused with
+			// another state: needs the cache (home routing) and timeouts (loss).
+			variant: Variant{Name: "keep-cache-on-timeout", Bugs: protocol.Bugs{KeepCacheOnTimeout: true}},
+			tweak: func(p *Plan) {
+				p.Loss = max(p.Loss, 0.05)
+				p.HomeBias = max(p.HomeBias, 0.6)
+			},
+		},
+	}
+}
+
+func variantByName(name string) (brokenVariant, bool) {
+	for _, v := range brokenVariants() {
+		if v.variant.Name == name {
+			return v, true
+		}
+	}
+	return brokenVariant{}, false
+}
