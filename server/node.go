@@ -220,3 +220,7 @@ func (n *Node) Stats() NodeStats {
 func (n *Node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
 	return n.proposer.Propose(ctx, Request{Op: op})
 }
+
+// Err returns the error that stopped the node's acceptor service for good
+// (a failed storage write or sync, PROTOCOL.md §10), or nil.
+func (n *Node) Err() error { return n.acceptor.Err() }

@@ -1,0 +1,374 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+const (
+	acceptorID = protocol.NodeID(1)
+	proposerID = protocol.NodeID(9)
+)
+
+func ballot(counter uint64) protocol.Ballot {
+	return protocol.Ballot{Counter: counter, Proposer: proposerID}
+}
+
+func prepareMsg(key string, counter uint64) protocol.Message {
+	return protocol.Message{Kind: protocol.MsgPrepare, From: proposerID, To: acceptorID, Key: key, Ballot: ballot(counter)}
+}
+
+func acceptMsg(key string, counter uint64, value string) protocol.Message {
+	return protocol.Message{Kind: protocol.MsgAccept, From: proposerID, To: acceptorID, Key: key, Ballot: ballot(counter),
+		State: protocol.State{Value: []byte(value), Version: counter}}
+}
+
+func readMsg(key string, counter uint64) protocol.Message {
+	return protocol.Message{Kind: protocol.MsgRead, From: proposerID, To: acceptorID, Key: key, Ballot: ballot(counter)}
+}
+
+// gatedStore holds every Apply until the test releases it, or until the
+// test ends (close), so that a failing test does not hang in Stop.
+type gatedStore struct {
+	*storage.Memory
+	held chan *heldApply
+	stop chan struct{}
+}
+
+var errTestOver = errors.New("test over")
+
+type heldApply struct {
+	entries []storage.Entry
+	release chan error
+}
+
+func newGatedStore() *gatedStore {
+	return &gatedStore{Memory: storage.NewMemory(), held: make(chan *heldApply, 16), stop: make(chan struct{})}
+}
+
+func (g *gatedStore) Apply(entries []storage.Entry) error {
+	h := &heldApply{entries: entries, release: make(chan error)}
+	select {
+	case g.held <- h:
+	case <-g.stop:
+		return errTestOver
+	}
+	select {
+	case err := <-h.release:
+		if err != nil {
+			return err
+		}
+	case <-g.stop:
+		return errTestOver
+	}
+	return g.Memory.Apply(entries)
+}
+
+// next returns the next Apply waiting to be released.
+func (g *gatedStore) next(t *testing.T) *heldApply {
+	t.Helper()
+	select {
+	case h := <-g.held:
+		return h
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for an Apply")
+		return nil
+	}
+}
+
+func (h *heldApply) keys() []string {
+	var ks []string
+	for _, e := range h.entries {
+		ks = append(ks, e.Key)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func replyKeys(msgs []protocol.Message) []string {
+	var ks []string
+	for _, m := range msgs {
+		ks = append(ks, m.Key)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func newTestAcceptor(t *testing.T, st storage.Store) (*Acceptor, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID}, st, rec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if g, ok := st.(*gatedStore); ok {
+			close(g.stop)
+		}
+		a.Stop()
+	})
+	return a, rec
+}
+
+func TestAcceptorOneApplyPerBatch(t *testing.T) {
+	st := storage.NewMemory()
+	a, rec := newTestAcceptor(t, st)
+	var batch []protocol.Message
+	for i := range 100 {
+		batch = append(batch, prepareMsg(fmt.Sprintf("k%03d", i), 5))
+	}
+	a.Handle(batch)
+	replies := rec.next(t)
+	if len(replies) != 100 {
+		t.Fatalf("%d replies in the first send, want all 100 in one", len(replies))
+	}
+	for _, r := range replies {
+		if r.Kind != protocol.MsgPromise || r.To != proposerID || r.From != acceptorID {
+			t.Fatalf("reply %v", r)
+		}
+		reg, err := st.Get(r.Key)
+		if err != nil || reg.Promise != ballot(5) {
+			t.Fatalf("stored register of %q: %v, %v", r.Key, reg, err)
+		}
+	}
+	a.Stop()
+	if s := a.Stats(); s.Applies != 1 || s.Entries != 100 || s.Batches != 1 {
+		t.Fatalf("stats %+v, want one Apply of 100 entries", s)
+	}
+}
+
+// A batch writing a key that another batch's unsynced write holds must not
+// delay its other keys: those go in a commit of their own.
+func TestAcceptorKeysDoNotWaitForOtherKeys(t *testing.T) {
+	st := newGatedStore()
+	a, rec := newTestAcceptor(t, st)
+
+	a.Handle([]protocol.Message{prepareMsg("k1", 1)})
+	first := st.next(t) // batch A holds k1
+
+	a.Handle([]protocol.Message{acceptMsg("k1", 1, "v"), prepareMsg("k2", 1)})
+	free := st.next(t)
+	if got := free.keys(); !slices.Equal(got, []string{"k2"}) {
+		t.Fatalf("batch B's first Apply writes %v, want only k2 (k1 must wait for A)", got)
+	}
+	free.release <- nil
+	if got := replyKeys(rec.next(t)); !slices.Equal(got, []string{"k2"}) {
+		t.Fatalf("batch B sent replies for %v first, want k2 only", got)
+	}
+	rec.none(t, "k1's writes are not synced")
+
+	first.release <- nil
+	if got := replyKeys(rec.next(t)); !slices.Equal(got, []string{"k1"}) {
+		t.Fatalf("batch A replied for %v", got)
+	}
+	chained := st.next(t)
+	if got := chained.keys(); !slices.Equal(got, []string{"k1"}) {
+		t.Fatalf("batch B's second Apply writes %v, want k1", got)
+	}
+	rec.none(t, "batch B's write of k1 is not synced")
+	chained.release <- nil
+	last := rec.next(t)
+	if len(last) != 1 || last[0].Kind != protocol.MsgAccepted || last[0].Key != "k1" {
+		t.Fatalf("last replies %v, want k1 accepted", last)
+	}
+	reg, _ := st.Get("k1")
+	if reg.Accepted != ballot(1) || reg.Promise != ballot(1) {
+		t.Fatalf("k1 stored as %v", reg)
+	}
+}
+
+// A Step that writes nothing may still describe a write that is not synced
+// yet; its reply must wait for that write.
+func TestAcceptorReplyWaitsForUnsyncedWriteOfItsKey(t *testing.T) {
+	st := newGatedStore()
+	a, rec := newTestAcceptor(t, st)
+
+	a.Handle([]protocol.Message{acceptMsg("k", 3, "v3")})
+	write := st.next(t)
+
+	// The read of k steps after A's accept; k2's prepare proves B stepped
+	// once its Apply shows up.
+	a.Handle([]protocol.Message{readMsg("k", 4), prepareMsg("k2", 1)})
+	other := st.next(t)
+	other.release <- nil
+	if got := rec.next(t); len(got) != 1 || got[0].Key != "k2" {
+		t.Fatalf("first replies %v, want k2's promise alone", got)
+	}
+	rec.none(t, "the read describes an accept not synced yet")
+
+	write.release <- nil
+	var read protocol.Message
+	for read.Kind != protocol.MsgReadReply {
+		for _, m := range rec.next(t) {
+			if m.Kind == protocol.MsgReadReply {
+				read = m
+			}
+		}
+	}
+	if read.Accepted != ballot(3) || string(read.State.Value) != "v3" {
+		t.Fatalf("read reply %v, want the accept of ballot 3", read)
+	}
+}
+
+func TestAcceptorStopsAfterFailedWrite(t *testing.T) {
+	st := newGatedStore()
+	a, rec := newTestAcceptor(t, st)
+
+	a.Handle([]protocol.Message{acceptMsg("k", 3, "v3")})
+	write := st.next(t)
+	a.Handle([]protocol.Message{readMsg("k", 4), prepareMsg("k2", 1)})
+	other := st.next(t)
+
+	failure := errors.New("disk on fire")
+	write.release <- failure
+	waitFor(t, "the acceptor to stop after the failed write", func() bool { return a.Err() != nil })
+	if err := a.Err(); !errors.Is(err, failure) {
+		t.Fatalf("Err() = %v, want the failed write's error", err)
+	}
+	before := a.Stats().DroppedBatches
+	a.Handle([]protocol.Message{prepareMsg("k3", 1)})
+	if got := a.Stats().DroppedBatches; got != before+1 {
+		t.Fatalf("a batch after the failure was not dropped (dropped %d, was %d)", got, before)
+	}
+	other.release <- nil
+	a.Stop()
+	for {
+		select {
+		case msgs := <-rec.ch:
+			for _, m := range msgs {
+				if m.Key != "k2" {
+					t.Fatalf("sent %v, which depends on a failed write", m)
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if s := a.Stats(); s.DroppedReplies != 2 {
+		t.Fatalf("stats %+v, want the accept's and the read's replies withheld", s)
+	}
+}
+
+// checkingStore checks, at every Apply, that no two writes of one key are
+// in flight at once and that durable ballots never go back.
+type checkingStore struct {
+	*storage.Memory
+	t        *testing.T
+	mu       sync.Mutex
+	inflight map[string]bool
+}
+
+func (c *checkingStore) Apply(entries []storage.Entry) error {
+	c.mu.Lock()
+	for _, e := range entries {
+		if c.inflight[e.Key] {
+			c.t.Errorf("two Applys of %q in flight at once", e.Key)
+		}
+		c.inflight[e.Key] = true
+		old, _ := c.Memory.Get(e.Key)
+		if e.Register.Promise.Less(old.Promise) || e.Register.Accepted.Less(old.Accepted) {
+			c.t.Errorf("%q goes back from %v to %v", e.Key, old, e.Register)
+		}
+	}
+	c.mu.Unlock()
+	runtime.Gosched() // let other batches step and apply meanwhile
+	err := c.Memory.Apply(entries)
+	c.mu.Lock()
+	for _, e := range entries {
+		delete(c.inflight, e.Key)
+	}
+	c.mu.Unlock()
+	return err
+}
+
+// checkDurable fails the test if reply tells more than the store holds.
+func checkDurable(t *testing.T, st storage.Store, m protocol.Message) {
+	reg, err := st.Get(m.Key)
+	if err != nil {
+		t.Errorf("get %q: %v", m.Key, err)
+		return
+	}
+	ok := true
+	switch m.Kind {
+	case protocol.MsgPromise:
+		ok = !reg.Promise.Less(m.Ballot) && !reg.Accepted.Less(m.Accepted)
+	case protocol.MsgAccepted:
+		ok = !reg.Accepted.Less(m.Ballot)
+	case protocol.MsgReadReply:
+		ok = !reg.Accepted.Less(m.Accepted)
+	case protocol.MsgConflict:
+		seen := reg.Promise
+		if seen.Less(reg.Accepted) {
+			seen = reg.Accepted
+		}
+		ok = !seen.Less(m.Seen) && !reg.Accepted.Less(m.Accepted)
+	}
+	if !ok {
+		t.Errorf("reply %v sent while the store holds only %v", m, reg)
+	}
+}
+
+func TestAcceptorConcurrentBatchesKeepOrderAndDurability(t *testing.T) {
+	st := &checkingStore{Memory: storage.NewMemory(), t: t, inflight: make(map[string]bool)}
+	rec := newRecorder()
+	rec.ch = make(chan []protocol.Message, 1<<16)
+	rec.check = func(_ protocol.NodeID, msgs []protocol.Message) {
+		for _, m := range msgs {
+			checkDurable(t, st.Memory, m)
+		}
+	}
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, MaxInflightBatches: 1 << 12}, st, rec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			for range 200 {
+				a.Handle(randomBatch(rng))
+			}
+		}()
+	}
+	wg.Wait()
+	a.Stop()
+	if s := a.Stats(); s.Batches+s.DroppedBatches != 8*200 || s.Applies == 0 {
+		t.Fatalf("stats %+v: batches lost or nothing written", s)
+	}
+}
+
+// randomBatch returns requests on a few hot keys from three proposers.
+func randomBatch(rng *rand.Rand) []protocol.Message {
+	n := 1 + rng.IntN(6)
+	msgs := make([]protocol.Message, n)
+	for i := range msgs {
+		b := protocol.Ballot{Counter: 1 + rng.Uint64N(60), Proposer: protocol.NodeID(1 + rng.IntN(3))}
+		m := protocol.Message{From: proposerID, To: acceptorID, Key: fmt.Sprintf("k%d", rng.IntN(4)), Ballot: b}
+		switch rng.IntN(3) {
+		case 0:
+			m.Kind = protocol.MsgPrepare
+		case 1:
+			m.Kind = protocol.MsgAccept
+			m.State = protocol.State{Value: []byte(b.String()), Version: b.Counter}
+			if rng.IntN(2) == 0 {
+				m.Next = protocol.Ballot{Counter: b.Counter + 1, Proposer: b.Proposer}
+			}
+		default:
+			m.Kind = protocol.MsgRead
+		}
+		msgs[i] = m
+	}
+	return msgs
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+var members3 = []protocol.NodeID{1, 2, 3}
+
+func TestHomeIsStableAndSpread(t *testing.T) {
+	counts := map[protocol.NodeID]int{}
+	const keys = 30000
+	for i := range keys {
+		k := fmt.Sprintf("key/%d", i)
+		h := Home(k, members3)
+		if got := Home(k, []protocol.NodeID{3, 1, 2}); got != h {
+			t.Fatalf("home of %q depends on member order: %d vs %d", k, h, got)
+		}
+		// Removing a member moves only the keys it was home of.
+		if h != 2 {
+			if got := Home(k, []protocol.NodeID{1, 3}); got != h {
+				t.Fatalf("removing node 2 moved %q from %d to %d", k, h, got)
+			}
+		}
+		counts[h]++
+	}
+	for _, id := range members3 {
+		if share := float64(counts[id]) / keys; share < 0.30 || share > 0.37 {
+			t.Errorf("node %d is home of %.1f%% of the keys", id, 100*share)
+		}
+	}
+	if Home("k", nil) != 0 {
+		t.Error("a home among no members")
+	}
+}
+
+func TestNodeForwardsToHome(t *testing.T) {
+	c := newTestCluster(t, 3)
+	key := keyHomedAt(t, 2, members3)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for i := range 3 {
+		s, err := c.node(1).Do(ctx, kv.Op{Kind: kv.OpIncrement, Key: key, Delta: 1})
+		if err != nil || string(s.Value) != fmt.Sprint(i+1) {
+			t.Fatalf("increment %d: %v, %v", i, s, err)
+		}
+	}
+	if s := c.node(1).Stats(); s.Forwarded != 3 || s.Proposer.Requests != 0 {
+		t.Fatalf("node 1 stats %+v: want 3 forwarded, none proposed", s)
+	}
+	if s := c.node(2).Stats(); s.Proposer.Requests != 3 || s.Proposer.OneRoundTrip != 2 {
+		t.Fatalf("home stats %+v: want 3 proposed, 2 in one round trip", s.Proposer)
+	}
+}
+
+func TestNodeFallsBackWhenHomeIsUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		cut  func(c *testCluster)
+	}{
+		{"home stopped", func(c *testCluster) { c.node(2).Stop() }},
+		{"home cut off", func(c *testCluster) {
+			c.net.SetHook(Hook{Down: func(from, to protocol.NodeID) bool { return from == 2 || to == 2 }})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCluster(t, 3)
+			key := keyHomedAt(t, 2, members3)
+			tt.cut(c)
+			ctx := ctxTimeout(t, 10*time.Second)
+			for i := range 3 {
+				s, err := c.node(1).Do(ctx, kv.Op{Kind: kv.OpIncrement, Key: key, Delta: 1})
+				if err != nil || string(s.Value) != fmt.Sprint(i+1) {
+					t.Fatalf("increment %d with node 2 unavailable: %v, %v", i, s, err)
+				}
+			}
+			if s := c.node(1).Stats(); s.Fallbacks != 3 || s.Proposer.Requests != 3 {
+				t.Fatalf("node 1 stats %+v: want 3 fallbacks run locally", s)
+			}
+		})
+	}
+}
+
+func TestNodeWithoutQuorum(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.net.SetHook(Hook{Down: func(from, to protocol.NodeID) bool { return from != to }})
+	key := keyHomedAt(t, 1, members3)
+	_, err := c.node(1).Do(ctxTimeout(t, 100*time.Millisecond), kv.Op{Kind: kv.OpPut, Key: key, Value: []byte("v")})
+	if !errors.Is(err, kv.ErrNoQuorum) {
+		t.Fatalf("Do without quorum: %v, want ErrNoQuorum", err)
+	}
+	c.net.SetHook(Hook{})
+	s, err := c.node(1).Do(ctxTimeout(t, 10*time.Second), kv.Op{Kind: kv.OpGet, Key: key})
+	if err != nil || s.Exists() {
+		t.Fatalf("after ErrNoQuorum the key holds %v (%v); nothing may have been applied", s, err)
+	}
+}
+
+func TestNodeStopDrainsAndRefuses(t *testing.T) {
+	c := newTestCluster(t, 3)
+	n := c.node(3)
+	n.Stop()
+	if _, err := n.Propose(ctxTimeout(t, time.Second), Request{Op: kv.Op{Kind: kv.OpGet, Key: "k"}}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Propose on a stopped node: %v", err)
+	}
+	// Its acceptor drops what arrives; the others still form a quorum.
+	s, err := c.node(1).Do(ctxTimeout(t, 10*time.Second), kv.Op{Kind: kv.OpPut, Key: "k", Value: []byte("v")})
+	if err != nil || s.Version == 0 {
+		t.Fatalf("put with node 3 stopped: %v, %v", s, err)
+	}
+	if got := n.Stats().Acceptor.Batches; got != 0 {
+		t.Fatalf("stopped acceptor processed %d batches", got)
+	}
+}
+
+func TestSplitRequests(t *testing.T) {
+	p := protocol.Message{Kind: protocol.MsgPrepare, Key: "a"}
+	r := protocol.Message{Kind: protocol.MsgPromise, Key: "b"}
+	tests := []struct {
+		in            []protocol.Message
+		reqs, replies []protocol.Message
+	}{
+		{[]protocol.Message{p, p}, []protocol.Message{p, p}, nil},
+		{[]protocol.Message{r}, nil, []protocol.Message{r}},
+		{[]protocol.Message{r, p, r}, []protocol.Message{p}, []protocol.Message{r, r}},
+	}
+	eq := func(a, b []protocol.Message) bool {
+		return slices.EqualFunc(a, b, func(x, y protocol.Message) bool { return x.Kind == y.Kind && x.Key == y.Key })
+	}
+	for _, tt := range tests {
+		reqs, replies := splitRequests(tt.in)
+		if !eq(reqs, tt.reqs) || !eq(replies, tt.replies) {
+			t.Errorf("split %v: %v and %v", tt.in, reqs, replies)
+		}
+	}
+}
