@@ -51,10 +51,10 @@ func Code(err error) (code string, current uint64) {
 }
 
 // FromCode rebuilds an error from its code, so that errors.Is works on the
-// far side of a network hop.
-func FromCode(code, message string, current uint64) error {
+// far side of a network hop; current and expected matter for a mismatch.
+func FromCode(code, message string, current, expected uint64) error {
 	if code == CodeVersionMismatch {
-		return &VersionMismatchError{Current: current}
+		return &VersionMismatchError{Expected: expected, Current: current}
 	}
 	for _, c := range codes {
 		if c.code == code {

@@ -133,12 +133,16 @@ func TestCodeRoundTrip(t *testing.T) {
 	for _, err := range []error{ErrNotFound, ErrNotAnInteger, ErrOverflow, ErrNoQuorum, ErrUnknownOutcome,
 		ErrKeyTooLarge, ErrValueTooLarge, ErrEmptyKey, &VersionMismatchError{Expected: 1, Current: 7}} {
 		code, current := Code(fmt.Errorf("wrapped: %w", err))
-		back := FromCode(code, "msg", current)
+		var expected uint64
+		if vm, ok := err.(*VersionMismatchError); ok {
+			expected = vm.Expected
+		}
+		back := FromCode(code, "msg", current, expected)
 		if code == CodeInternal || !errors.Is(back, err) && !errors.Is(back, ErrVersionMismatch) {
 			t.Errorf("%v: code %s came back as %v", err, code, back)
 		}
 		var vm *VersionMismatchError
-		if errors.As(err, &vm) && (!errors.As(back, &vm) || vm.Current != 7) {
+		if errors.As(err, &vm) && (!errors.As(back, &vm) || vm.Current != 7 || vm.Expected != 1) {
 			t.Errorf("current version lost: %v", back)
 		}
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -80,7 +81,7 @@ func decodeReply(r *peerpb.ForwardReply, to protocol.NodeID) (protocol.State, er
 	case codeNotSent:
 		return protocol.State{}, fmt.Errorf("%w: node %d: link broke before the forward left", ErrUnreachable, to)
 	}
-	return protocol.State{}, kv.FromCode(r.GetErrorCode(), r.GetErrorMessage(), r.GetCurrentVersion())
+	return protocol.State{}, kv.FromCode(r.GetErrorCode(), r.GetErrorMessage(), r.GetCurrentVersion(), r.GetExpectedVersion())
 }
 
 func (t *Transport) forget(id uint64) {
@@ -150,6 +151,10 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 	if err != nil {
 		r.ErrorCode, r.CurrentVersion = kv.Code(err)
 		r.ErrorMessage = err.Error()
+		var vm *kv.VersionMismatchError
+		if errors.As(err, &vm) {
+			r.ExpectedVersion = vm.Expected
+		}
 	} else {
 		r.Value, r.Version, r.Deleted = s.Value, s.Version, s.Deleted
 	}

@@ -124,7 +124,7 @@ func TestMessagesAndForwards(t *testing.T) {
 	}
 	_, err = c.tr[1].Forward(ctx, 3, kv.Op{Kind: kv.OpCompareAndSwap, Key: "k", Version: 2})
 	var vm *kv.VersionMismatchError
-	if !errors.As(err, &vm) || vm.Current != 3 {
+	if !errors.As(err, &vm) || vm.Current != 3 || vm.Expected != 2 {
 		t.Fatalf("forwarded stale cas: %v", err)
 	}
 	if _, err := c.tr[1].Forward(ctx, 9, kv.Op{Kind: kv.OpGet, Key: "k"}); !errors.Is(err, ErrUnreachable) {

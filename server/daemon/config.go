@@ -5,7 +5,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -81,7 +80,9 @@ func NodeID(name string) protocol.NodeID {
 	return protocol.NodeID(id)
 }
 
-func (c *Config) validate() error {
+// Validate checks the configuration and fills in defaults; the error lists
+// every problem, each saying what to fix.
+func (c *Config) Validate() error {
 	var errs []error
 	need := func(ok bool, format string, args ...any) {
 		if !ok {
@@ -109,7 +110,11 @@ func (c *Config) validate() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("caspaxos/daemon: invalid configuration:\n  %w", errors.Join(errs...))
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("caspaxos/daemon: invalid configuration: %s", strings.Join(msgs, "; "))
 	}
 	return nil
 }

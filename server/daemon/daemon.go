@@ -38,6 +38,8 @@ type Daemon struct {
 	log       *slog.Logger
 	stopOnce  sync.Once
 	done      chan struct{}
+	fatal     chan struct{}
+	fatalErr  error
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -45,14 +47,15 @@ type Daemon struct {
 // directory in use or of an unknown format, an address taken) is returned
 // before anything is served.
 func Start(cfg Config) (*Daemon, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	acceptors, err := cfg.acceptors()
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, id: NodeID(cfg.Name), acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name), done: make(chan struct{})}
+	d := &Daemon{cfg: cfg, id: NodeID(cfg.Name), acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name),
+		done: make(chan struct{}), fatal: make(chan struct{})}
 	d.store, err = storage.OpenPebble(cfg.DataDir, storage.PebbleOptions{Logger: d.log})
 	if err != nil {
 		return nil, err
@@ -69,6 +72,7 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.serve(peerLis, clientLis)
+	go d.watch()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
 	return d, nil
@@ -131,6 +135,33 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = d.httpSrv.Serve(d.split.http) }()
+}
+
+// Fatal is closed when the node stopped for good because its storage
+// failed (fail-stop, PROTOCOL.md §10); FatalErr then says why. The process
+// must exit: the node answers no request any more.
+func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
+
+// FatalErr is the error that closed Fatal.
+func (d *Daemon) FatalErr() error { return d.fatalErr }
+
+// watch closes Fatal when the acceptor service stops after a failed write.
+func (d *Daemon) watch() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-t.C:
+			if err := d.node.Err(); err != nil {
+				d.fatalErr = err
+				d.log.Error("storage failed; this node stops serving (fail-stop)", "err", err)
+				close(d.fatal)
+				return
+			}
+		}
+	}
 }
 
 // Stop stops serving, answers what is in flight and closes the storage.

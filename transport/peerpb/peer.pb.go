@@ -396,11 +396,12 @@ type ForwardReply struct {
 	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	Deleted bool                   `protobuf:"varint,4,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	// Empty on success; otherwise an ErrorInfo code of the client API.
-	ErrorCode      string `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage   string `protobuf:"bytes,6,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	CurrentVersion uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	ErrorCode       string `protobuf:"bytes,5,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage    string `protobuf:"bytes,6,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	CurrentVersion  uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	ExpectedVersion uint64 `protobuf:"varint,8,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ForwardReply) Reset() {
@@ -482,6 +483,13 @@ func (x *ForwardReply) GetCurrentVersion() uint64 {
 	return 0
 }
 
+func (x *ForwardReply) GetExpectedVersion() uint64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
 var File_transport_peer_proto protoreflect.FileDescriptor
 
 const file_transport_peer_proto_rawDesc = "" +
@@ -518,7 +526,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12,\n" +
-	"\x12deadline_unix_nano\x18\a \x01(\x03R\x10deadlineUnixNano\"\xd5\x01\n" +
+	"\x12deadline_unix_nano\x18\a \x01(\x03R\x10deadlineUnixNano\"\x80\x02\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
@@ -527,7 +535,8 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x05 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x06 \x01(\tR\ferrorMessage\x12'\n" +
-	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion2H\n" +
+	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion\x12)\n" +
+	"\x10expected_version\x18\b \x01(\x04R\x0fexpectedVersion2H\n" +
 	"\x04Peer\x12@\n" +
 	"\x06Stream\x12\x17.caspaxos.peer.v1.Frame\x1a\x1b.caspaxos.peer.v1.StreamEnd(\x01B/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 

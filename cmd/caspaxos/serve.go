@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/server/daemon"
+)
+
+// serveOptions are the flags of `caspaxos serve`.
+type serveOptions struct {
+	config        string
+	name          string
+	dataDir       string
+	clientAddr    string
+	peerAddr      string
+	cluster       string
+	prepareQuorum int
+	acceptQuorum  int
+	maxKeyBytes   int
+	maxValueBytes int
+	requestTO     time.Duration
+	attemptTO     time.Duration
+	readTO        time.Duration
+	heartbeat     time.Duration
+	deadAfter     time.Duration
+	logLevel      string
+	logFormat     string
+}
+
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one caspaxos node",
+		Long: `Run one caspaxos node: an acceptor with durable storage, a proposer, the
+peer transport, and the client API (gRPC and HTTP/JSON on --client-addr,
+Prometheus metrics on /metrics).
+
+Every flag can also be set as an environment variable CASPAXOS_<FLAG>
+(upper case, dashes as underscores: CASPAXOS_DATA_DIR) or in the file named
+by --config, one "flag = value" per line. The command line wins over the
+environment, which wins over the file.
+
+The node stops cleanly on SIGINT or SIGTERM. It exits with an error if its
+storage fails a write or a sync (fail-stop).`,
+		Example: `  caspaxos serve --name n1 --data-dir /var/lib/caspaxos \
+    --client-addr 0.0.0.0:7070 --peer-addr 10.0.0.1:7080 \
+    --cluster n1=10.0.0.1:7080,n2=10.0.0.2:7080,n3=10.0.0.3:7080
+
+  CASPAXOS_NAME=n2 CASPAXOS_DATA_DIR=/data caspaxos serve --config cluster.conf`,
+		Args: cobra.NoArgs,
+		RunE: o.run,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "config file of `flag = value` lines")
+	f.StringVar(&o.name, "name", "", "this node's name, one of --cluster (required)")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's durable state (required)")
+	f.StringVar(&o.clientAddr, "client-addr", "127.0.0.1:7070", "address of the client API (gRPC and HTTP)")
+	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:7080", "address of the peer transport")
+	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required)")
+	f.IntVar(&o.prepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")
+	f.IntVar(&o.acceptQuorum, "accept-quorum", 0, "acceptors an accept needs (0: majority); prepare + accept must exceed the members")
+	f.IntVar(&o.maxKeyBytes, "max-key-bytes", 4<<10, "largest key accepted")
+	f.IntVar(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value accepted (at most 16 MiB)")
+	f.DurationVar(&o.requestTO, "request-timeout", 5*time.Second, "deadline of a client request")
+	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
+	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
+	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
+	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
+	if !cmd.Flags().Changed("config") {
+		if v, ok := os.LookupEnv("CASPAXOS_CONFIG"); ok {
+			o.config = v
+		}
+	}
+	if err := applySources(cmd, os.LookupEnv, o.config); err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	log, err := o.logger(cmd)
+	if err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	cfg, err := o.daemonConfig(log)
+	if err != nil {
+		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	d, err := daemon.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s serving clients on %s (pid %d)\n", o.name, o.clientAddr, os.Getpid())
+	select {
+	case <-cmd.Context().Done():
+		return d.Stop()
+	case <-d.Fatal():
+		_ = d.Stop()
+		return fmt.Errorf("node %s stopped: storage failed: %w", o.name, d.FatalErr())
+	}
+}
+
+func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
+	members, err := daemon.ParseCluster(o.cluster)
+	if err != nil {
+		return daemon.Config{}, err
+	}
+	cfg := daemon.Config{
+		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members,
+		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
+		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO,
+		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
+	}
+	cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes = o.maxKeyBytes, o.maxValueBytes
+	if o.maxKeyBytes <= 0 || o.maxValueBytes <= 0 {
+		return cfg, errors.New("--max-key-bytes and --max-value-bytes must be positive")
+	}
+	return cfg, cfg.Validate()
+}
+
+func (o *serveOptions) logger(cmd *cobra.Command) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+}
