@@ -10,7 +10,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// applySources fills every flag of cmd that the command line did not set,
+// applySources fills every flag of cmd's own (not those inherited from the
+// root, which belong to the client commands) that the command line did not set,
 // first from the environment (CASPAXOS_<FLAG>, dashes as underscores, e.g.
 // CASPAXOS_DATA_DIR), then from the config file named by --config. So the
 // command line wins over the environment, which wins over the file.
@@ -31,13 +32,13 @@ func applySources(cmd *cobra.Command, lookupEnv func(string) (string, bool), con
 			return err
 		}
 		for name := range file {
-			if f := cmd.Flags().Lookup(name); f == nil || name == "config" {
+			if f := cmd.LocalFlags().Lookup(name); f == nil || name == "config" {
 				return fmt.Errorf("%s: unknown setting %q (settings are the long flag names of '%s')", configFile, name, cmd.CommandPath())
 			}
 		}
 	}
 	var firstErr error
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+	cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
 		if f.Changed || firstErr != nil || f.Name == "help" {
 			return
 		}

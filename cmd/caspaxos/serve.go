@@ -54,7 +54,12 @@ storage fails a write or a sync (fail-stop).`,
     --cluster n1=10.0.0.1:7080,n2=10.0.0.2:7080,n3=10.0.0.3:7080
 
   CASPAXOS_NAME=n2 CASPAXOS_DATA_DIR=/data caspaxos serve --config cluster.conf`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &usageError{cmd: cmd.CommandPath(), err: fmt.Errorf("serve takes no arguments, got %q", args)}
+			}
+			return nil
+		},
 		RunE: o.run,
 	}
 	f := cmd.Flags()
@@ -99,7 +104,7 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s serving clients on %s (pid %d)\n", o.name, o.clientAddr, os.Getpid())
+	fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s serving clients on %s (pid %d)\n", o.name, d.ClientAddr(), os.Getpid())
 	select {
 	case <-cmd.Context().Done():
 		return d.Stop()

@@ -164,6 +164,10 @@ func (d *Daemon) watch() {
 	}
 }
 
+// ClientAddr is the address the client API listens on (with the port the
+// system chose, if the configuration said port 0).
+func (d *Daemon) ClientAddr() string { return d.split.l.Addr().String() }
+
 // Stop stops serving, answers what is in flight and closes the storage.
 func (d *Daemon) Stop() error {
 	var err error
