@@ -1,6 +1,7 @@
 package server
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,15 @@ import (
 // slot's register and the next load reads it back. A slot is loaded once,
 // by the batch that created it, while the others that pinned it meanwhile
 // wait for the load; nobody steps a key before its slot is loaded.
+//
+// Cached registers. A slot nobody holds is not dropped at once: it stays
+// in the map, on an LRU list bounded by CacheBytes, so that the next message
+// of a hot key (the accept after a promise, the next one-round-trip accept)
+// finds its register without a Store.Get. Its register equals what the
+// store holds, by the argument above, as long as every write of the store
+// goes through this service; a caller that changes the store behind it
+// (deletion GC's Store.Remove) must do so through the service, which drops
+// the slot. A slot whose load failed is never kept.
 //
 // Stepping. A batch steps all its messages under one mutex (mu), in message
 // order. That makes the steps of a batch atomic with respect to other
@@ -84,6 +94,10 @@ type AcceptorConfig struct {
 	// (default 1024). A batch that arrives beyond it is dropped, as a lossy
 	// network would; its proposer retries after its attempt timeout.
 	MaxInflightBatches int
+	// CacheBytes bounds the registers kept in memory after their batches
+	// finished, counted as key and value bytes plus a fixed overhead
+	// (default 32 MiB; -1 keeps none).
+	CacheBytes int64
 }
 
 func (c *AcceptorConfig) validate() error {
@@ -96,6 +110,14 @@ func (c *AcceptorConfig) validate() error {
 	if c.MaxInflightBatches == 0 {
 		c.MaxInflightBatches = 1024
 	}
+	switch {
+	case c.CacheBytes < -1:
+		return fmt.Errorf("caspaxos/server: CacheBytes is %d; use -1 for no cache", c.CacheBytes)
+	case c.CacheBytes == 0:
+		c.CacheBytes = 32 << 20
+	case c.CacheBytes == -1:
+		c.CacheBytes = 0
+	}
 	return nil
 }
 
@@ -107,13 +129,20 @@ type Acceptor struct {
 	store storage.Store
 	tr    Transport
 	log   *slog.Logger
-	sem   chan struct{} // one token per batch in flight
+	work  chan []protocol.Message // to an idle worker; unbuffered
+	quit  chan struct{}           // closed by Stop
 	wg    sync.WaitGroup
 
 	mu      sync.Mutex
 	slots   map[string]*slot
-	failure error // set once, by the first failed Apply
+	lru     list.List // of *slot nobody holds, most recently used first
+	cached  int64     // bytes of the slots on lru
+	maxIdle int64     // CacheBytes
+	failure error     // set once, by the first failed Apply
 	stopped bool
+	// workers counts the goroutines processing or waiting for batches, idle
+	// those waiting; maxWorkers is MaxInflightBatches.
+	workers, idle, maxWorkers int
 
 	stats acceptorCounters
 }
@@ -122,7 +151,9 @@ type Acceptor struct {
 // other than loaded are guarded by Acceptor.mu, except that the loading batch
 // sets reg and loadErr before closing loaded.
 type slot struct {
+	key     string
 	refs    int
+	elem    *list.Element // on Acceptor.lru while refs is 0
 	loaded  chan struct{}
 	loadErr error
 	reg     protocol.Register
@@ -162,8 +193,12 @@ func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slo
 		store: store,
 		tr:    tr,
 		log:   log,
-		sem:   make(chan struct{}, cfg.MaxInflightBatches),
+		work:  make(chan []protocol.Message),
+		quit:  make(chan struct{}),
 		slots: make(map[string]*slot),
+
+		maxWorkers: cfg.MaxInflightBatches,
+		maxIdle:    cfg.CacheBytes,
 	}, nil
 }
 
@@ -176,27 +211,61 @@ func (a *Acceptor) Handle(msgs []protocol.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	select {
-	case a.sem <- struct{}{}:
-	default:
-		a.stats.droppedBatches.Add(1)
-		return
-	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.stopped || a.failure != nil {
-		a.mu.Unlock()
-		<-a.sem
 		a.stats.droppedBatches.Add(1)
 		return
 	}
+	select {
+	case a.work <- msgs: // an idle worker took it
+		return
+	default:
+	}
+	if a.workers == a.maxWorkers {
+		a.stats.droppedBatches.Add(1)
+		return
+	}
+	a.workers++
 	a.wg.Add(1)
-	a.mu.Unlock()
-	go func() {
-		defer a.wg.Done()
-		defer func() { <-a.sem }()
-		a.process(msgs)
-	}()
+	go a.worker(msgs)
 }
+
+// worker processes batches, one at a time, until it has been idle while
+// enough others were. Workers live on because a fresh goroutine would grow
+// its stack again for every batch.
+func (a *Acceptor) worker(msgs []protocol.Message) {
+	defer a.wg.Done()
+	for {
+		a.process(msgs)
+		a.mu.Lock()
+		if a.idle >= maxIdleWorkers {
+			a.workers--
+			a.mu.Unlock()
+			return
+		}
+		a.idle++
+		a.mu.Unlock()
+		var ok bool
+		select {
+		case msgs = <-a.work:
+			ok = true
+		case <-a.quit:
+		}
+		a.mu.Lock()
+		a.idle--
+		if !ok {
+			a.workers--
+		}
+		a.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}
+
+// maxIdleWorkers bounds the workers kept waiting for batches.
+const maxIdleWorkers = 64
 
 // requests returns the messages of msgs that are requests addressed here.
 func (a *Acceptor) requests(msgs []protocol.Message) []protocol.Message {
@@ -218,7 +287,10 @@ func (a *Acceptor) requests(msgs []protocol.Message) []protocol.Message {
 // Stop stops taking batches and waits for those in flight to finish.
 func (a *Acceptor) Stop() {
 	a.mu.Lock()
-	a.stopped = true
+	if !a.stopped {
+		a.stopped = true
+		close(a.quit)
+	}
 	a.mu.Unlock()
 	a.wg.Wait()
 }
@@ -261,10 +333,13 @@ func (a *Acceptor) pin(b *batch) {
 	a.mu.Lock()
 	for i, m := range b.msgs {
 		s := a.slots[m.Key]
-		if s == nil {
-			s = &slot{loaded: make(chan struct{})}
+		switch {
+		case s == nil:
+			s = &slot{key: m.Key, loaded: make(chan struct{})}
 			a.slots[m.Key] = s
 			fresh = append(fresh, i)
+		case s.elem != nil:
+			a.uncache(s)
 		}
 		s.refs++
 		b.slots[i] = s
@@ -283,19 +358,42 @@ func (a *Acceptor) pin(b *batch) {
 	}
 }
 
-// unpin drops b's references, and the slots nobody holds any more. b's own
-// commits have finished by now, and so have those of every batch that no
-// longer holds a slot; so a dropped slot's register is in the store.
+// unpin drops b's references. A slot nobody holds any more goes to the
+// cache: b's own commits have finished by now, and so have those of every
+// batch that no longer holds the slot, so its register is in the store.
 func (a *Acceptor) unpin(b *batch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for i, s := range b.slots {
+	for _, s := range b.slots {
 		s.refs--
-		if s.refs == 0 {
-			delete(a.slots, b.msgs[i].Key)
+		if s.refs > 0 {
+			continue
 		}
+		if s.loadErr != nil || a.maxIdle == 0 {
+			delete(a.slots, s.key)
+			continue
+		}
+		s.write = nil // finished; do not keep its entries alive
+		s.elem = a.lru.PushFront(s)
+		a.cached += slotBytes(s)
+	}
+	for a.cached > a.maxIdle {
+		old := a.lru.Back().Value.(*slot)
+		a.uncache(old)
+		delete(a.slots, old.key)
 	}
 }
+
+// uncache takes s off the LRU list. Called under mu.
+func (a *Acceptor) uncache(s *slot) {
+	a.lru.Remove(s.elem)
+	s.elem = nil
+	a.cached -= slotBytes(s)
+}
+
+// slotBytes is what a cached slot is counted as: its key and value, and
+// about what the slot, its register and the map entry take besides.
+func slotBytes(s *slot) int64 { return int64(len(s.key)+len(s.reg.State.Value)) + 256 }
 
 // step runs protocol.Step on every message of b, in order, under mu.
 func (a *Acceptor) step(b *batch) {

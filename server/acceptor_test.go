@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,4 +373,59 @@ func randomBatch(rng *rand.Rand) []protocol.Message {
 		msgs[i] = m
 	}
 	return msgs
+}
+
+// countingStore counts Gets.
+type countingStore struct {
+	*storage.Memory
+	gets atomic.Int64
+}
+
+func (c *countingStore) Get(key string) (protocol.Register, error) {
+	c.gets.Add(1)
+	return c.Memory.Get(key)
+}
+
+func TestAcceptorCachesRegisters(t *testing.T) {
+	tests := []struct {
+		name       string
+		cacheBytes int64
+		// keys handled one batch after the other, and the Gets expected
+		// after all of them.
+		keys []string
+		gets int64
+	}{
+		{"hot key read once", 0, []string{"k", "k", "k"}, 1},
+		{"no cache", -1, []string{"k", "k", "k"}, 3},
+		{"room for one", 300, []string{"k1", "k2", "k1", "k1"}, 3},
+		{"room for two", 600, []string{"k1", "k2", "k1", "k2"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &countingStore{Memory: storage.NewMemory()}
+			rec := newRecorder()
+			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, CacheBytes: tt.cacheBytes}, st, rec, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Stop()
+			for i, k := range tt.keys {
+				a.Handle([]protocol.Message{acceptMsg(k, uint64(i+1), fmt.Sprint(i))})
+				if r := rec.next(t); len(r) != 1 || r[0].Kind != protocol.MsgAccepted {
+					t.Fatalf("batch %d: replies %v", i, r)
+				}
+				waitFor(t, "the batch to finish", func() bool { return a.Stats().Batches == uint64(i+1) })
+			}
+			if got := st.gets.Load(); got != tt.gets {
+				t.Fatalf("%d Gets, want %d", got, tt.gets)
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			for k, s := range a.slots {
+				if reg, _ := st.Memory.Get(k); s.refs != 0 || s.elem == nil || !reflect.DeepEqual(reg, s.reg) {
+					t.Fatalf("cached %q: %v (refs %d), store holds %v", k, s.reg, s.refs, reg)
+				}
+			}
+		})
+	}
 }
