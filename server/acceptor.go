@@ -16,31 +16,33 @@ import (
 //
 // protocol.Step is the acceptor; this file is its caller and carries the
 // duties Step's documentation lists. Each received batch (one Transport
-// delivery, messages for many keys) is processed by its own goroutine, and
-// many batches are in flight at once so that their writes share fsyncs:
-// Store.Apply is durable on return and concurrent Applys share syncs, so one
-// batch makes one Apply, and concurrency between batches is what groups them.
+// delivery, messages for many keys) is processed by one worker goroutine,
+// and many batches are in flight at once so that their writes share fsyncs:
+// Store.Apply is durable on return and concurrent Applys share syncs, so a
+// batch makes one Apply (two when some of its keys must wait for another
+// batch's write, see below), and concurrency between batches groups them.
 //
 // Registers in flight. Step must see the register the previous Step on the
 // key returned, synced or not (duty 1), but Store.Get returns only synced
 // data. So the service keeps a slot per key with the newest register, in
 // memory, for as long as any batch holding the key is in flight. A batch
 // pins the slots of its keys (refs), loads the ones nobody held from the
-// store, steps, writes, and unpins. When the last batch unpins a slot, it is
-// dropped: every batch that stepped the key has finished its Apply by then
-// (a batch unpins only after its own Apply returned), so the store holds the
-// slot's register and the next load reads it back. A slot is loaded once,
-// by the batch that created it, while the others that pinned it meanwhile
-// wait for the load; nobody steps a key before its slot is loaded.
+// store, steps, writes, and unpins. When the last batch unpins a slot, every
+// batch that stepped the key has finished its Apply (a batch unpins only
+// after its own Applys returned), so the store holds the slot's register:
+// the slot may be dropped, and a later load reads the register back. A slot
+// is loaded once, by the batch that created it, while the others that
+// pinned it meanwhile wait for the load; nobody steps a key before its slot
+// is loaded.
 //
 // Cached registers. A slot nobody holds is not dropped at once: it stays
 // in the map, on an LRU list bounded by CacheBytes, so that the next message
 // of a hot key (the accept after a promise, the next one-round-trip accept)
 // finds its register without a Store.Get. Its register equals what the
 // store holds, by the argument above, as long as every write of the store
-// goes through this service; a caller that changes the store behind it
-// (deletion GC's Store.Remove) must do so through the service, which drops
-// the slot. A slot whose load failed is never kept.
+// goes through this service. (The deletion GC, not built yet, removes
+// registers with Store.Remove: it must do that through this service, under
+// mu, dropping the slot.) A slot whose load failed is never kept.
 //
 // Stepping. A batch steps all its messages under one mutex (mu), in message
 // order. That makes the steps of a batch atomic with respect to other
@@ -74,7 +76,7 @@ import (
 // from it would let a proposer count a promise or an accepted state that a
 // crash takes back. So every reply carries a dependency: the commit that last
 // wrote its key when it was stepped (its own commit when it wrote), or none
-// when the slot holds only what was loaded from the store. Replies whose
+// when the slot holds only what the store holds. Replies whose
 // dependency is finished after the free commit are sent then; the rest after
 // the chained commit and the other batches' commits they wait for.
 //

@@ -225,10 +225,11 @@ type ProposerStats struct {
 	// protocol.ErrAborted and protocol.ErrUnknownOutcome.
 	Aborted         uint64
 	UnknownOutcomes uint64
-	// ComposedBatches counts the batches of changes answered together (one
-	// accept, or one refusal-free read of a quorum), ComposedChanges the
-	// changes in them, and Composed[i] the batches of 2^i to 2^(i+1)-1
-	// changes (the last bucket: that many or more).
+	// ComposedBatches counts the batches of changes the core composed and
+	// answered together (one accept, or none when the state was already
+	// chosen), ComposedChanges the changes in them, and Composed[i] the
+	// batches of 2^i to 2^(i+1)-1 changes (the last bucket: that many or
+	// more). Reads are not counted.
 	ComposedBatches uint64
 	ComposedChanges uint64
 	Composed        [ComposedBuckets]uint64

@@ -36,6 +36,7 @@ type Config struct {
 	RandSeed       uint64
 
 	MaxInflightBatches int
+	CacheBytes         int64
 }
 
 func (c *Config) validate() error {
@@ -96,7 +97,11 @@ func NewNode(cfg Config, store storage.Store, tr Transport, fwd Forwarder, log *
 		return nil, errors.New("caspaxos/server: NewNode needs a store, a transport, a forwarder and a logger")
 	}
 	log = log.With(slog.Uint64("node_id", uint64(cfg.ID)))
-	acc, err := NewAcceptor(AcceptorConfig{ID: cfg.ID, MaxInflightBatches: cfg.MaxInflightBatches}, store, tr, log)
+	acc, err := NewAcceptor(AcceptorConfig{
+		ID:                 cfg.ID,
+		MaxInflightBatches: cfg.MaxInflightBatches,
+		CacheBytes:         cfg.CacheBytes,
+	}, store, tr, log)
 	if err != nil {
 		return nil, err
 	}
