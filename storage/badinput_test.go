@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -32,7 +33,8 @@ func mustClose(t *testing.T, s Store) {
 // the store's back.
 func editRaw(t *testing.T, fs vfs.FS, dir string, pebbleKey []byte, edit func([]byte) []byte) {
 	t.Helper()
-	db, err := pebble.Open(fs.PathJoin(dir, pebbleDirName), &pebble.Options{FS: fs, FormatMajorVersion: pebbleFormatMajorVersion})
+	quiet := pebbleLogger{log: slog.New(slog.DiscardHandler), stop: func(err error) { t.Errorf("pebble: %v", err) }}
+	db, err := pebble.Open(fs.PathJoin(dir, pebbleDirName), &pebble.Options{FS: fs, FormatMajorVersion: pebbleFormatMajorVersion, Logger: quiet})
 	if err != nil {
 		t.Fatalf("pebble.Open: %v", err)
 	}

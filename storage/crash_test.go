@@ -253,7 +253,9 @@ func (m *crashModel) runUntilCrash(t *testing.T, s storage.Store, fs *vfs.MemFS,
 		cfg.RNG = rand.New(rand.NewPCG(rng.Uint64(), 2))
 	}
 	clone := fs.CrashClone(cfg)
+	m.mu.Lock()
 	t.Logf("crash after %d acknowledged Applys, keeping %d%% of unsynced data", m.acks-start, cfg.UnsyncedDataPercent)
+	m.mu.Unlock()
 	close(stop)
 	wg.Wait()
 	if err := s.Close(); err != nil {
