@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -155,25 +156,41 @@ func TestProposerOutcomes(t *testing.T) {
 	tests := []struct {
 		name string
 		drop func(m protocol.Message) bool
-		want error
+		// cancelOnAccept cancels the caller's context once an accept is
+		// sent; otherwise its deadline ends it.
+		cancelOnAccept bool
+		want           error
 	}{
-		{"no acceptor answers", func(protocol.Message) bool { return true }, kv.ErrNoQuorum},
-		{"one acceptor of three", func(m protocol.Message) bool { return m.To == 2 || m.To == 3 }, kv.ErrNoQuorum},
-		{"accepts unconfirmed", func(m protocol.Message) bool { return m.Kind == protocol.MsgAccepted }, kv.ErrUnknownOutcome},
-		{"all well", nil, nil},
+		{"no acceptor answers", func(protocol.Message) bool { return true }, false, kv.ErrNoQuorum},
+		{"one acceptor of three", func(m protocol.Message) bool { return m.To == 2 || m.To == 3 }, false, kv.ErrNoQuorum},
+		{"accepts unconfirmed", func(m protocol.Message) bool { return m.Kind == protocol.MsgAccepted }, true, kv.ErrUnknownOutcome},
+		{"all well", nil, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLoopback()
 			l.drop = tt.drop
-			p := newTestProposer(t, l, &ceilings{}, nil)
 			const deadline = 150 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			ctxErr := context.DeadlineExceeded
+			if tt.cancelOnAccept {
+				ctx, cancel = context.WithCancel(context.Background())
+				defer cancel()
+				ctxErr = context.Canceled
+				l.check = func(msgs []protocol.Message) {
+					if slices.ContainsFunc(msgs, func(m protocol.Message) bool { return m.Kind == protocol.MsgAccept }) {
+						cancel()
+					}
+				}
+			}
+			p := newTestProposer(t, l, &ceilings{}, nil)
 			start := time.Now()
-			_, err := p.Propose(ctxTimeout(t, deadline), incr("k"))
+			_, err := p.Propose(ctx, incr("k"))
 			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
 				t.Fatalf("Propose: %v, want %v", err, tt.want)
 			}
-			if tt.want != nil && !errors.Is(err, context.DeadlineExceeded) {
+			if tt.want != nil && !errors.Is(err, ctxErr) {
 				t.Fatalf("Propose: %v does not wrap the context's error", err)
 			}
 			if took := time.Since(start); took > deadline+2*time.Second {
