@@ -2,6 +2,8 @@ package storage_test
 
 import (
 	"bufio"
+	"encoding/binary"
+	"math/rand/v2"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,8 +110,8 @@ func BenchmarkApply(b *testing.B) {
 	}
 }
 
-// TestPebbleMemory loads 1 million registers with 256-byte values and
-// reports the process's resident memory (VmRSS). It takes a while, so it
+// TestPebbleMemory loads 1 million registers with random (incompressible)
+// 256-byte values and reports the process's resident memory (VmRSS). It takes a while, so it
 // runs only with CASPAXOS_STORAGE_RSS=1:
 //
 //	CASPAXOS_STORAGE_RSS=1 go test -run TestPebbleMemory -v ./storage/
@@ -125,10 +127,14 @@ func TestPebbleMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	value := make([]byte, 256)
+	rng := rand.New(rand.NewPCG(1, 2))
 	start := time.Now()
 	entries := make([]storage.Entry, 0, perApply)
 	for i := range registers {
+		value := make([]byte, 256)
+		for j := 0; j < len(value); j += 8 {
+			binary.LittleEndian.PutUint64(value[j:], rng.Uint64())
+		}
 		reg := protocol.Register{
 			Promise:  protocol.Ballot{Counter: uint64(i + 2), Proposer: 1},
 			Accepted: protocol.Ballot{Counter: uint64(i + 1), Proposer: 1},

@@ -112,15 +112,17 @@ func checkFormat(fs vfs.FS, dir string) error {
 func formatLine() string { return formatPrefix + strconv.Itoa(formatVersion) + "\n" }
 
 // initFormat writes the FORMAT file of a new data directory. A directory
-// that already holds a database but no FORMAT file is refused: it was not
-// made by this package, or lost its FORMAT file.
+// that already holds anything else (a database, most likely) but no FORMAT
+// file is refused: it was not made by this package, or lost its FORMAT file.
+// Only our LOCK, a FORMAT.tmp left by a crash, and the lost+found of a
+// filesystem's root directory may be there.
 func initFormat(fs vfs.FS, dir string) error {
 	names, err := fs.List(dir)
 	if err != nil {
 		return fmt.Errorf("caspaxos/storage: list %s: %w", dir, err)
 	}
 	for _, name := range names {
-		if name != lockFileName && name != formatTempName {
+		if name != lockFileName && name != formatTempName && name != "lost+found" {
 			return fmt.Errorf("%w: %s holds %q but no %s file; this build writes format version %d only into an empty directory",
 				ErrFormat, dir, name, formatFileName, formatVersion)
 		}

@@ -26,8 +26,9 @@ type PebbleOptions struct {
 	// system's (vfs.Default). Tests pass vfs.NewCrashableMem() to simulate
 	// crashes, or a filesystem that fails on demand.
 	FS vfs.FS
-	// Logger receives Pebble's messages and the one line the store logs
-	// when it stops after a failed sync. Nil discards them.
+	// Logger receives the one line the store logs when it stops (Error),
+	// Pebble's background errors (Error), slow disk operations (Warn) and
+	// Pebble's informational messages (Debug). Nil discards them.
 	Logger *slog.Logger
 }
 
