@@ -31,6 +31,7 @@ type serveOptions struct {
 	deadAfter     time.Duration
 	logLevel      string
 	logFormat     string
+	pprofAddr     string
 }
 
 func newServeCmd() *cobra.Command {
@@ -80,6 +81,7 @@ storage fails a write or a sync (fail-stop).`,
 	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	return cmd
 }
 
@@ -99,6 +101,13 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	cfg, err := o.daemonConfig(log)
 	if err != nil {
 		return &usageError{cmd: cmd.CommandPath(), err: err}
+	}
+	if o.pprofAddr != "" {
+		stopPprof, err := startPprof(o.pprofAddr)
+		if err != nil {
+			return &usageError{cmd: cmd.CommandPath(), err: err}
+		}
+		defer stopPprof()
 	}
 	d, err := daemon.Start(cfg)
 	if err != nil {
