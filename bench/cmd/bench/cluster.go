@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cluster is three server processes on loopback with their data in dir.
+type cluster struct {
+	system  string
+	dir     string
+	procs   []*exec.Cmd
+	clients []string // client addresses, host:port
+	metrics []string // caspaxos: metrics URLs
+}
+
+// member is how to start one process.
+type member struct {
+	bin  string
+	args []string
+	log  string
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// startEtcd starts a three-member etcd with default settings (real fsync).
+func (r *runner) startEtcd() (*cluster, error) {
+	bin := r.etcdBin
+	dir, err := os.MkdirTemp(r.dataDir, "etcd-")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(6)
+	if err != nil {
+		return nil, err
+	}
+	var initial []string
+	for i := range 3 {
+		initial = append(initial, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[3+i]))
+	}
+	c := &cluster{system: "etcd", dir: dir}
+	var ms []member
+	for i := range 3 {
+		name := fmt.Sprintf("e%d", i+1)
+		cu := fmt.Sprintf("http://127.0.0.1:%d", ports[i])
+		pu := fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
+		c.clients = append(c.clients, fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		ms = append(ms, member{bin: bin, log: filepath.Join(dir, name+".log"), args: []string{
+			"--name", name, "--data-dir", filepath.Join(dir, name),
+			"--listen-client-urls", cu, "--advertise-client-urls", cu,
+			"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "bench", "--log-level", "warn",
+		}})
+	}
+	return c, c.start(ms)
+}
+
+// startCaspaxos starts a three-node caspaxos cluster with default settings.
+func (r *runner) startCaspaxos() (*cluster, error) {
+	bin := r.caspaxosBin
+	dir, err := os.MkdirTemp(r.dataDir, "caspaxos-")
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(6)
+	if err != nil {
+		return nil, err
+	}
+	var peers []string
+	for i := range 3 {
+		peers = append(peers, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[3+i]))
+	}
+	c := &cluster{system: "caspaxos", dir: dir}
+	var ms []member
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
+		c.clients = append(c.clients, addr)
+		c.metrics = append(c.metrics, "http://"+addr+"/metrics")
+		args := []string{"serve", "--name", name, "--data-dir", filepath.Join(dir, name),
+			"--client-addr", addr, "--peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[3+i]),
+			"--cluster", strings.Join(peers, ","), "--log-level", "warn"}
+		if r.pprofPort > 0 {
+			args = append(args, "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", r.pprofPort+i))
+		}
+		ms = append(ms, member{bin: bin, log: filepath.Join(dir, name+".log"), args: args})
+	}
+	return c, c.start(ms)
+}
+
+func (c *cluster) start(ms []member) error {
+	for _, m := range ms {
+		log, err := os.Create(m.log)
+		if err != nil {
+			c.stop(false)
+			return err
+		}
+		cmd := exec.Command(m.bin, m.args...)
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			log.Close()
+			c.stop(false)
+			return fmt.Errorf("starting %s: %w", m.bin, err)
+		}
+		log.Close()
+		c.procs = append(c.procs, cmd)
+	}
+	return nil
+}
+
+// stop sends SIGTERM, waits up to 10 s, then kills; it removes the data
+// unless keep.
+func (c *cluster) stop(keep bool) {
+	for _, p := range c.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range c.procs {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	if !keep {
+		os.RemoveAll(c.dir)
+	}
+}
+
+// logTail returns the last lines of each member's log, for error messages.
+func (c *cluster) logTail() string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		fmt.Fprintf(&b, "--- %s\n%s\n", filepath.Base(f), strings.Join(lines[max(0, len(lines)-5):], "\n"))
+	}
+	return b.String()
+}
+
+// alive returns an error if a member has exited.
+func (c *cluster) alive() error {
+	for i, p := range c.procs {
+		if err := syscall.Kill(p.Process.Pid, 0); err != nil {
+			return fmt.Errorf("%s member %d (pid %d) is gone", c.system, i+1, p.Process.Pid)
+		}
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid)); err == nil {
+			if f := statFields(string(st)); len(f) > 0 && f[0] == "Z" {
+				return fmt.Errorf("%s member %d exited\n%s", c.system, i+1, c.logTail())
+			}
+		}
+	}
+	return nil
+}
+
+// waitReady runs probe until it succeeds, a member dies, or 60 s pass.
+func (c *cluster) waitReady(ctx context.Context, probe func(context.Context) error) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if err := c.alive(); err != nil {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		last = probe(pctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return fmt.Errorf("%s cluster not ready: %v\n%s", c.system, last, c.logTail())
+}
+
+// cpuSeconds is the user+system CPU time of the members so far.
+func (c *cluster) cpuSeconds() float64 {
+	var ticks float64
+	for _, p := range c.procs {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
+		if err != nil {
+			continue
+		}
+		f := statFields(string(st))
+		if len(f) > 12 {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			ticks += u + s
+		}
+	}
+	return ticks / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// statFields returns the fields of /proc/PID/stat after the command name,
+// starting with the state (field 3 of proc(5)).
+func statFields(s string) []string {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
+}
+
+// peakRSSMiB is the largest VmHWM of the members, in MiB.
+func (c *cluster) peakRSSMiB() float64 {
+	var peak float64
+	for _, p := range c.procs {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Process.Pid))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				peak = max(peak, kb/1024)
+			}
+		}
+		f.Close()
+	}
+	return peak
+}

@@ -1,0 +1,288 @@
+// Command bench runs caspaxos and etcd side by side on this machine: for
+// every cell (a workload at a number of clients) it starts a fresh
+// three-member etcd, runs the load, stops it, then does the same with a
+// fresh three-node caspaxos cluster, all on 127.0.0.1 with real fsync. It
+// prints a table, and writes results.json and report.html to -out.
+//
+//	cd bench && go run ./cmd/bench -duration 10s -out results/
+//	cd bench && go run ./cmd/bench -quick
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/caspaxos/caspaxos/internal/benchload"
+)
+
+// options are the flags.
+type options struct {
+	duration, warmup   time.Duration
+	clients, workloads string
+	systems            string
+	quick              bool
+	out                string
+	conns, repeat      int
+	etcdBin, caspBin   string
+	dataDir            string
+	keep               bool
+	pprofPort          int
+	seed               uint64
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per cell and system")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
+	fs.StringVar(&o.clients, "clients", "1,16,64,256", "comma-separated numbers of concurrent clients")
+	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, get, incr, mixed, zipf, or all")
+	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run, in this order per cell")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1 and 64 (explicit flags win)")
+	fs.StringVar(&o.out, "out", "results", "directory for results.json and report.html")
+	fs.IntVar(&o.conns, "conns", 4, "client connections per system (at most one per client)")
+	fs.IntVar(&o.repeat, "repeat", 1, "runs per cell and system; the run with the median ops/s is reported")
+	fs.StringVar(&o.etcdBin, "etcd-bin", "", "etcd binary to use instead of building ./cmd/etcd")
+	fs.StringVar(&o.caspBin, "caspaxos-bin", "", "caspaxos binary to use instead of building ../cmd/caspaxos")
+	fs.StringVar(&o.dataDir, "data-dir", os.TempDir(), "where the clusters keep their data (use a real disk: fsync must mean something)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the clusters' data directories and logs")
+	fs.IntVar(&o.pprofPort, "pprof-port", 0, "if set, caspaxos node i serves net/http/pprof on 127.0.0.1:(port+i)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the clients' key choice")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["duration"] {
+			o.duration = 2 * time.Second
+		}
+		if !set["warmup"] {
+			o.warmup = time.Second
+		}
+		if !set["clients"] {
+			o.clients = "1,64"
+		}
+	}
+	if o.conns <= 0 || o.repeat <= 0 || o.duration <= 0 || o.warmup < 0 {
+		return nil, errors.New("-conns, -repeat and -duration must be positive, -warmup not negative")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	workloads, err := benchload.ParseWorkloads(o.workloads)
+	if err != nil {
+		return err
+	}
+	clients, err := benchload.ParseInts(o.clients)
+	if err != nil {
+		return err
+	}
+	systems := strings.Split(o.systems, ",")
+	for _, s := range systems {
+		if s != "etcd" && s != "caspaxos" {
+			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
+		}
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	r := &runner{opts: o, dataDir: o.dataDir, pprofPort: o.pprofPort, progress: newProgress(stderr)}
+	if err := r.buildBinaries(ctx, stderr); err != nil {
+		return err
+	}
+	rep := newReport(o, systems)
+	total := len(workloads) * len(clients) * len(systems) * o.repeat
+	for _, w := range workloads {
+		for _, c := range clients {
+			cell := r.runCell(ctx, w, c, systems, total)
+			rep.Cells = append(rep.Cells, cell)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// Write as we go: a long run interrupted still leaves results.
+			if err := rep.write(o.out); err != nil {
+				return err
+			}
+		}
+	}
+	r.progress.clear()
+	rep.Finished = time.Now()
+	printTable(stdout, rep)
+	if err := rep.write(o.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "report.html"))
+	return nil
+}
+
+// runner starts clusters and runs cells.
+type runner struct {
+	opts                 *options
+	etcdBin, caspaxosBin string
+	dataDir              string
+	pprofPort            int
+	progress             *progress
+	done                 int
+}
+
+// buildBinaries builds etcd (this module's cmd/etcd) and caspaxos (the
+// parent module's cmd/caspaxos) into a temporary directory unless given.
+func (r *runner) buildBinaries(ctx context.Context, stderr io.Writer) error {
+	r.etcdBin, r.caspaxosBin = r.opts.etcdBin, r.opts.caspBin
+	if r.etcdBin != "" && r.caspaxosBin != "" {
+		return nil
+	}
+	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	benchDir := filepath.Dir(strings.TrimSpace(string(gomod)))
+	if filepath.Base(benchDir) != "bench" {
+		return errors.New("run from the bench directory (cd bench && go run ./cmd/bench), or pass -etcd-bin and -caspaxos-bin")
+	}
+	binDir := filepath.Join(os.TempDir(), "caspaxos-bench-bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	build := func(dir, pkg, out string) error {
+		fmt.Fprintf(stderr, "building %s ...\n", pkg)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, stderr, stderr
+		return cmd.Run()
+	}
+	if r.etcdBin == "" {
+		r.etcdBin = filepath.Join(binDir, "etcd")
+		if err := build(benchDir, "./cmd/etcd", r.etcdBin); err != nil {
+			return fmt.Errorf("building etcd: %w", err)
+		}
+	}
+	if r.caspaxosBin == "" {
+		r.caspaxosBin = filepath.Join(binDir, "caspaxos")
+		if err := build(filepath.Dir(benchDir), "./cmd/caspaxos", r.caspaxosBin); err != nil {
+			return fmt.Errorf("building caspaxos: %w", err)
+		}
+	}
+	return nil
+}
+
+// runCell runs one workload at one client count on every system, repeat
+// times each, interleaved, and keeps the median run of each system.
+func (r *runner) runCell(ctx context.Context, w benchload.Workload, clients int, systems []string, total int) *cell {
+	c := &cell{Workload: w, Clients: clients, Systems: map[string]*systemResult{}}
+	runs := map[string][]*systemResult{}
+	for rep := range r.opts.repeat {
+		for _, s := range systems {
+			if ctx.Err() != nil {
+				return c
+			}
+			r.done++
+			label := fmt.Sprintf("[%d/%d] %-5s c=%-3d %-8s", r.done, total, w, clients, s)
+			res := r.runSystem(ctx, s, w, clients, uint64(rep), label)
+			runs[s] = append(runs[s], res)
+			r.progress.line(fmt.Sprintf("%s %s", label, res.brief()))
+		}
+	}
+	for s, rs := range runs {
+		c.Systems[s] = median(rs)
+	}
+	c.ratios()
+	return c
+}
+
+// runSystem starts a fresh cluster of system, runs the cell, stops it.
+func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workload, clients int, rep uint64, label string) *systemResult {
+	out := &systemResult{System: system}
+	fail := func(err error) *systemResult {
+		out.Failure = err.Error()
+		return out
+	}
+	var cl *cluster
+	var err error
+	r.progress.show(label + " starting cluster")
+	if system == "etcd" {
+		cl, err = r.startEtcd()
+	} else {
+		cl, err = r.startCaspaxos()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer cl.stop(r.opts.keep)
+	conns := min(r.opts.conns, clients)
+	dial := benchload.DialCaspaxos
+	if system == "etcd" {
+		dial = dialEtcd
+	}
+	drivers, closeDrivers, err := dial(cl.clients, conns)
+	if err != nil {
+		return fail(err)
+	}
+	defer closeDrivers()
+	if err := cl.waitReady(ctx, func(ctx context.Context) error { return drivers[0].Put(ctx, "bench/ready", []byte("1")) }); err != nil {
+		return fail(err)
+	}
+	var cpu0 float64
+	var m0 map[string]float64
+	cfg := benchload.Config{
+		Workload: w, Clients: clients, Duration: r.opts.duration, Warmup: r.opts.warmup, Seed: r.opts.seed + rep,
+		OnMeasure: func(start bool) {
+			if start {
+				cpu0, m0 = cl.cpuSeconds(), scrapeCounters(ctx, cl.metrics)
+				return
+			}
+			out.CPUSeconds = cl.cpuSeconds() - cpu0
+			if len(cl.metrics) > 0 {
+				out.Counters = diffCounters(m0, scrapeCounters(ctx, cl.metrics))
+			}
+		},
+		Progress: func(phase string, elapsed, total time.Duration, ops int64) {
+			r.progress.bar(label, phase, elapsed, total, ops)
+		},
+	}
+	res, err := benchload.Run(ctx, cfg, drivers)
+	if res != nil {
+		out.Result = res
+		out.PeakRSSMiB = cl.peakRSSMiB()
+		if res.Ops > 0 {
+			out.CPUMicrosPerOp = out.CPUSeconds / float64(res.Ops) * 1e6
+		}
+		out.Spectrum = spectrum(res.Hist)
+	}
+	if err == nil {
+		err = cl.alive()
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return out
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scrapeCounters sums the unlabelled caspaxos_*_total counters of the nodes.
+// A node that does not answer within a second is left out.
+func scrapeCounters(ctx context.Context, urls []string) map[string]float64 {
+	out := map[string]float64{}
+	hc := &http.Client{Timeout: time.Second}
+	for _, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			continue
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, "caspaxos_") {
+				continue
+			}
+			name, val, ok := strings.Cut(line, " ")
+			if !ok || strings.Contains(name, "{") || !strings.HasSuffix(name, "_total") {
+				continue
+			}
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				out[name] += v
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
+}
+
+// diffCounters returns after - before, per counter.
+func diffCounters(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		out[strings.TrimPrefix(k, "caspaxos_")] = v - before[k]
+	}
+	return out
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caspaxos/caspaxos/internal/benchload"
+)
+
+// report is everything a run measured; it is results.json.
+type report struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Host     hostInfo  `json:"host"`
+	Settings settings  `json:"settings"`
+	Systems  []string  `json:"systems"`
+	Cells    []*cell   `json:"cells"`
+}
+
+type hostInfo struct {
+	CPUs   int    `json:"cpus"`
+	GoOS   string `json:"goos"`
+	GoArch string `json:"goarch"`
+	Kernel string `json:"kernel"`
+	CPU    string `json:"cpu"`
+}
+
+type settings struct {
+	DurationSeconds float64 `json:"duration_seconds"`
+	WarmupSeconds   float64 `json:"warmup_seconds"`
+	Conns           int     `json:"conns"`
+	Repeat          int     `json:"repeat"`
+	Keys            int     `json:"keys"`
+	ValueBytes      int     `json:"value_bytes"`
+}
+
+// cell is one workload at one number of clients, on every system.
+type cell struct {
+	Workload benchload.Workload       `json:"workload"`
+	Clients  int                      `json:"clients"`
+	Systems  map[string]*systemResult `json:"systems"`
+	// Ratios of caspaxos to etcd (0 if either is missing).
+	OpsRatio float64 `json:"ops_ratio"`
+	P50Ratio float64 `json:"p50_ratio"`
+	P99Ratio float64 `json:"p99_ratio"`
+}
+
+// systemResult is one system's run of a cell (the median of the repeats).
+type systemResult struct {
+	System string `json:"system"`
+	*benchload.Result
+	CPUSeconds     float64            `json:"cpu_seconds"`       // cluster processes, measured window
+	CPUMicrosPerOp float64            `json:"cpu_micros_per_op"` // CPUSeconds per successful op
+	PeakRSSMiB     float64            `json:"peak_rss_mib"`      // largest VmHWM of the members
+	Counters       map[string]float64 `json:"counters,omitempty"`
+	Spectrum       []point            `json:"spectrum,omitempty"`
+	RunsOpsPerSec  []float64          `json:"runs_ops_per_sec,omitempty"`
+	Failure        string             `json:"failure,omitempty"`
+}
+
+// point is one point of a latency distribution.
+type point struct {
+	Percentile float64 `json:"percentile"`
+	Ms         float64 `json:"ms"`
+}
+
+func newReport(o *options, systems []string) *report {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return &report{
+		Started: time.Now(), Systems: systems,
+		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
+			Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()},
+		Settings: settings{DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
+			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256},
+	}
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func (s *systemResult) ok() bool { return s != nil && s.Failure == "" && s.Result != nil }
+
+// brief is the one-line summary printed when a run ends.
+func (s *systemResult) brief() string {
+	if !s.ok() {
+		return "FAILED: " + firstLine(s.Failure)
+	}
+	b := fmt.Sprintf("%9.0f ops/s  p50 %7.2fms  p99 %7.2fms  errors %d", s.OpsPerSec, s.P50, s.P99, s.Errors)
+	if s.Counter != nil {
+		b += fmt.Sprintf("  counter %d/%d ok=%v", s.Counter.Final, s.Counter.Successes, s.Counter.OK)
+	}
+	return b
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// median returns the run with the median ops/s (the lower middle for an even
+// count), with every run's ops/s attached. Failed runs count as 0 ops/s.
+func median(runs []*systemResult) *systemResult {
+	sorted := slices.Clone(runs)
+	opsOf := func(s *systemResult) float64 {
+		if !s.ok() {
+			return 0
+		}
+		return s.OpsPerSec
+	}
+	sort.SliceStable(sorted, func(i, j int) bool { return opsOf(sorted[i]) < opsOf(sorted[j]) })
+	m := sorted[(len(sorted)-1)/2]
+	m.RunsOpsPerSec = nil
+	for _, r := range runs {
+		m.RunsOpsPerSec = append(m.RunsOpsPerSec, opsOf(r))
+	}
+	return m
+}
+
+func (c *cell) ratios() {
+	e, k := c.Systems["etcd"], c.Systems["caspaxos"]
+	if !e.ok() || !k.ok() {
+		return
+	}
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	c.OpsRatio, c.P50Ratio, c.P99Ratio = div(k.OpsPerSec, e.OpsPerSec), div(k.P50, e.P50), div(k.P99, e.P99)
+}
+
+// spectrum samples the distribution at 1 - 10^(-k/4) for k = 0..16 (0% to
+// 99.99%) and at the maximum.
+func spectrum(h *benchload.Histogram) []point {
+	if h == nil || h.Count() == 0 {
+		return nil
+	}
+	var out []point
+	for k := 0; k <= 16; k++ {
+		q := 1 - math.Pow(10, -float64(k)/4)
+		out = append(out, point{Percentile: q * 100, Ms: float64(h.Quantile(q)) / 1e6})
+	}
+	return append(out, point{Percentile: 100, Ms: float64(h.Max()) / 1e6})
+}
+
+// write writes results.json and report.html into dir.
+func (r *report) write(dir string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "report.html"))
+	if err != nil {
+		return err
+	}
+	if err := renderHTML(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// printTable prints one row per cell.
+func printTable(w io.Writer, r *report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tclients\tetcd ops/s\tp50 ms\tp99 ms\tcaspaxos ops/s\tp50 ms\tp99 ms\tops ×\tp99 ×\terrors e/c\tcpu µs/op e/c\trss MiB e/c\tcheck\t")
+	for _, c := range r.Cells {
+		e, k := c.Systems["etcd"], c.Systems["caspaxos"]
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Workload, c.Clients,
+			num(e, func(s *systemResult) float64 { return s.OpsPerSec }, "%.0f"),
+			num(e, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
+			num(e, func(s *systemResult) float64 { return s.P99 }, "%.2f"),
+			num(k, func(s *systemResult) float64 { return s.OpsPerSec }, "%.0f"),
+			num(k, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
+			num(k, func(s *systemResult) float64 { return s.P99 }, "%.2f"),
+			ratio(c.OpsRatio), ratio(c.P99Ratio),
+			num(e, func(s *systemResult) float64 { return float64(s.Errors) }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return float64(s.Errors) }, "%.0f"),
+			num(e, func(s *systemResult) float64 { return s.CPUMicrosPerOp }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return s.CPUMicrosPerOp }, "%.0f"),
+			num(e, func(s *systemResult) float64 { return s.PeakRSSMiB }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return s.PeakRSSMiB }, "%.0f"),
+			check(c))
+	}
+	tw.Flush()
+	for _, c := range r.Cells {
+		for _, s := range r.Systems {
+			if res := c.Systems[s]; res != nil && res.Failure != "" {
+				fmt.Fprintf(w, "%s@%d %s failed: %s\n", c.Workload, c.Clients, s, firstLine(res.Failure))
+			}
+		}
+	}
+}
+
+func num(s *systemResult, f func(*systemResult) float64, format string) string {
+	if !s.ok() {
+		return "-"
+	}
+	return fmt.Sprintf(format, f(s))
+}
+
+func ratio(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", x)
+}
+
+// check summarises the incr workload's counter checks ("" elsewhere).
+func check(c *cell) string {
+	if c.Workload != benchload.Incr {
+		return ""
+	}
+	var parts []string
+	for _, name := range []string{"etcd", "caspaxos"} {
+		if s := c.Systems[name]; s.ok() && s.Counter != nil {
+			v := "ok"
+			if !s.Counter.OK {
+				v = fmt.Sprintf("BAD %d≠%d", s.Counter.Final, s.Counter.Successes)
+			}
+			parts = append(parts, v)
+		}
+	}
+	return strings.Join(parts, "/")
+}
