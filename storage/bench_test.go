@@ -3,8 +3,8 @@ package storage_test
 import (
 	"bufio"
 	"encoding/binary"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
