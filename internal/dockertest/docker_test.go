@@ -1,0 +1,339 @@
+package dockertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	// buildTimeout bounds the static build of the binary: on a cold build
+	// cache (cgo off needs its own build of the standard library) it takes
+	// minutes on two cores, a few seconds otherwise.
+	buildTimeout = 5 * time.Minute
+	// clusterTimeout bounds everything done with Docker: image, cluster up,
+	// the requests, node stop and start.
+	clusterTimeout = 3 * time.Minute
+	// cleanupTimeout bounds the teardown, which runs even after a failure
+	// or after clusterTimeout ran out.
+	cleanupTimeout = time.Minute
+	// probeTimeout bounds `docker info`, the check for an engine.
+	probeTimeout = 10 * time.Second
+	// pollInterval is the pause between two health probes.
+	pollInterval = 250 * time.Millisecond
+)
+
+// TestCompose runs the cluster of deploy/compose.yaml from the image of the
+// root Dockerfile: every node becomes healthy, a write through n1 is read
+// through n3, the cluster keeps serving with n2 stopped, and n2 comes back
+// from its volume.
+func TestCompose(t *testing.T) {
+	compose := requireDocker(t)
+	start := time.Now()
+	elapsed := func() time.Duration { return time.Since(start).Round(time.Millisecond) }
+	id := uniqueID(t)
+	buildCtx := t.TempDir()
+	buildBinary(t, buildCtx)
+	t.Logf("%v: static binary built", elapsed())
+
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	image := "caspaxos-dockertest:" + id
+	buildImage(ctx, t, buildCtx, image)
+	t.Logf("%v: image built", elapsed())
+	c := newCluster(t, compose, "caspaxosdockertest"+id, image)
+	c.up(ctx)
+	c.waitHealthy(ctx, c.nodes...)
+	t.Logf("%v: cluster up, every node healthy", elapsed())
+
+	c.put(ctx, "n1", "greeting", "hello", 1)
+	c.expect(ctx, "n3", "greeting", "hello")
+
+	c.compose(ctx, "stop", "n2")
+	t.Logf("%v: n2 stopped", elapsed())
+	c.waitHealthy(ctx, "n1", "n3")
+	c.put(ctx, "n1", "greeting", "hello again", 2)
+	c.expect(ctx, "n3", "greeting", "hello again")
+	c.expect(ctx, "n1", "greeting", "hello again")
+
+	c.compose(ctx, "start", "n2")
+	c.waitHealthy(ctx, "n2")
+	t.Logf("%v: n2 back from its volume", elapsed())
+	c.expect(ctx, "n2", "greeting", "hello again")
+	c.checkNoRestarts(ctx)
+	t.Logf("%v: done; teardown follows", elapsed())
+}
+
+// requireDocker skips the test unless a Docker engine answers, and returns
+// the compose command: `docker compose` (v2) or `docker-compose` (v1).
+func requireDocker(t *testing.T) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	out, err := run(ctx, nil, "docker", "info", "--format", "{{.ServerVersion}}")
+	if err == nil && len(bytes.TrimSpace(out)) == 0 {
+		err = errors.New("no server version")
+	}
+	if err != nil {
+		t.Skipf("no Docker engine: container test skipped (docker info: %v)", errLine(err, out))
+	}
+	if _, err := run(ctx, nil, "docker", "compose", "version"); err == nil {
+		return []string{"docker", "compose"}
+	}
+	if _, err := run(ctx, nil, "docker-compose", "version"); err == nil {
+		return []string{"docker-compose"}
+	}
+	t.Skip("no docker compose or docker-compose: container test skipped")
+	return nil
+}
+
+// buildBinary builds the static binary and the empty data folder that the
+// Dockerfile expects in its build context.
+func buildBinary(t *testing.T, dir string) {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build the binary: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	out, err := run(ctx, env, goTool, "build", "-trimpath", "-o", filepath.Join(dir, "caspaxos"),
+		"github.com/caspaxos/caspaxos/cmd/caspaxos")
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+}
+
+// buildImage builds the root Dockerfile around dir and removes the image
+// when the test is over.
+func buildImage(ctx context.Context, t *testing.T, dir, image string) {
+	t.Helper()
+	out, err := run(ctx, nil, "docker", "build", "--quiet", "-f", repoPath(t, "Dockerfile"), "-t", image, dir)
+	if err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if out, err := run(ctx, nil, "docker", "rmi", "--force", image); err != nil {
+			t.Errorf("docker rmi %s: %v\n%s", image, err, out)
+		}
+	})
+}
+
+// cluster is one compose project of deploy/compose.yaml.
+type cluster struct {
+	t       *testing.T
+	nodes   []string // the services of deploy/compose.yaml
+	command []string // docker compose or docker-compose, with -f and -p
+	env     []string
+	ports   map[string]int // host port of each node's client API
+	http    *http.Client
+}
+
+func newCluster(t *testing.T, compose []string, project, image string) *cluster {
+	c := &cluster{
+		t:       t,
+		nodes:   []string{"n1", "n2", "n3"},
+		command: slices.Concat(compose, []string{"-f", repoPath(t, "deploy/compose.yaml"), "-p", project}),
+		env:     append(os.Environ(), "CASPAXOS_IMAGE="+image),
+		ports:   map[string]int{},
+		http:    &http.Client{Timeout: 5 * time.Second},
+	}
+	for i, port := range freePorts(t, len(c.nodes)) {
+		c.ports[c.nodes[i]] = port
+		c.env = append(c.env, fmt.Sprintf("CASPAXOS_%s_PORT=%d", strings.ToUpper(c.nodes[i]), port))
+	}
+	t.Logf("compose project %s, image %s, client ports %v", project, image, c.ports)
+	return c
+}
+
+// up starts the cluster; the teardown (with the containers' logs if the
+// test failed) is registered first, so that it runs even if up fails half
+// way.
+func (c *cluster) up(ctx context.Context) {
+	c.t.Helper()
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if c.t.Failed() {
+			out, _ := c.run(ctx, "logs", "--no-color")
+			c.t.Logf("logs of the cluster:\n%s", out)
+		}
+		if out, err := c.run(ctx, "down", "-v", "--remove-orphans"); err != nil {
+			c.t.Errorf("compose down: %v\n%s", err, out)
+		}
+	})
+	c.compose(ctx, "up", "-d")
+}
+
+// compose runs a compose command and fails the test if it fails.
+func (c *cluster) compose(ctx context.Context, args ...string) {
+	c.t.Helper()
+	if out, err := c.run(ctx, args...); err != nil {
+		c.t.Fatalf("compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (c *cluster) run(ctx context.Context, args ...string) ([]byte, error) {
+	return run(ctx, c.env, c.command[0], append(c.command[1:], args...)...)
+}
+
+// waitHealthy polls /v1/health of each node until it answers 200.
+func (c *cluster) waitHealthy(ctx context.Context, names ...string) {
+	c.t.Helper()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for _, n := range names {
+		for {
+			status, body, err := c.do(ctx, http.MethodGet, n, "/v1/health", "")
+			if err == nil && status == http.StatusOK {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				c.t.Fatalf("%s never became healthy: last answer %d %q, error %v", n, status, body, err)
+			case <-tick.C:
+			}
+		}
+	}
+}
+
+// put writes key through node and checks the version it reports.
+func (c *cluster) put(ctx context.Context, node, key, value string, version int) {
+	c.t.Helper()
+	status, body, err := c.do(ctx, http.MethodPut, node, "/v1/kv/"+key, value)
+	want := fmt.Sprintf(`{"version":%d}`, version)
+	if err != nil || status != http.StatusOK || strings.TrimSpace(body) != want {
+		c.t.Fatalf("PUT %s on %s: %d %q, error %v; want 200 %s", key, node, status, body, err, want)
+	}
+}
+
+// expect reads key through node and checks its value.
+func (c *cluster) expect(ctx context.Context, node, key, value string) {
+	c.t.Helper()
+	status, body, err := c.do(ctx, http.MethodGet, node, "/v1/kv/"+key, "")
+	if err != nil || status != http.StatusOK || body != value {
+		c.t.Fatalf("GET %s on %s: %d %q, error %v; want 200 %q", key, node, status, body, err, value)
+	}
+}
+
+func (c *cluster) do(ctx context.Context, method, node, path, body string) (int, string, error) {
+	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.ports[node])) + path
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b), err
+}
+
+// checkNoRestarts fails the test if Docker restarted a container: the
+// compose file restarts nodes that exit, which would hide a crash.
+func (c *cluster) checkNoRestarts(ctx context.Context) {
+	c.t.Helper()
+	ids, err := c.run(ctx, "ps", "-q")
+	if err != nil {
+		c.t.Fatalf("compose ps: %v\n%s", err, ids)
+	}
+	args := append([]string{"inspect", "--format", "{{.Name}} {{.RestartCount}}"}, strings.Fields(string(ids))...)
+	out, err := run(ctx, nil, "docker", args...)
+	if err != nil {
+		c.t.Fatalf("docker inspect: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(c.nodes) {
+		c.t.Fatalf("compose ps lists %d containers, want %d:\n%s", len(lines), len(c.nodes), out)
+	}
+	for _, l := range lines {
+		if name, count, _ := strings.Cut(l, " "); count != "0" {
+			c.t.Errorf("container %s was restarted %s times", strings.TrimPrefix(name, "/"), count)
+		}
+	}
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// run runs a command (with env, if not nil) and returns its combined output.
+func run(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return out.Bytes(), err
+}
+
+// errLine is err with the last line of the command's output, if any.
+func errLine(err error, out []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if last := lines[len(lines)-1]; last != "" {
+		return fmt.Sprintf("%v: %s", err, last)
+	}
+	return err.Error()
+}
+
+// repoPath is a path relative to the repository root, which is two folders
+// above this package.
+func repoPath(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", filepath.FromSlash(rel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	return p
+}
+
+// uniqueID names this run's image and compose project, so that parallel
+// runs and leftovers of earlier ones do not collide.
+func uniqueID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("random ID: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
