@@ -183,9 +183,11 @@ func TestFormatFileSurvivesCrash(t *testing.T) {
 	mustClose(t, mustOpen(t, "/srv/data", crashed))
 }
 
+// TestFreshDirWithLeftoverTemp opens a new directory holding what a crash
+// during the first open, or mkfs, may leave there.
 func TestFreshDirWithLeftoverTemp(t *testing.T) {
 	fs := vfs.NewMem()
-	if err := fs.MkdirAll("/data", 0o755); err != nil {
+	if err := fs.MkdirAll("/data/lost+found", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f, err := fs.Create("/data/FORMAT.tmp", vfs.WriteCategoryUnspecified)
