@@ -116,6 +116,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, fn func(*grpc.Client
 
 // ready waits up to DialTimeout for conn to be connected.
 func (c *Client) ready(ctx context.Context, conn *grpc.ClientConn) bool {
+	if conn.GetState() == connectivity.Ready {
+		return true // the common case: no timer, no context
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	conn.Connect()
