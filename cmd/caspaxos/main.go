@@ -87,6 +87,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newIncrCmd(opts),
 		newMembersCmd(opts),
 		newHealthCmd(opts),
+		newBenchCmd(opts),
 		newDevCmd(),
 		newServeCmd(),
 	)

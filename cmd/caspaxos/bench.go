@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/internal/benchload"
+)
+
+// benchOptions are the flags of `caspaxos bench`.
+type benchOptions struct {
+	workloads, clients string
+	duration, warmup   time.Duration
+	conns, keys, value int
+	prefix             string
+	seed               uint64
+}
+
+func newBenchCmd(o *clientOptions) *cobra.Command {
+	b := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load a running cluster and report throughput and latency",
+		Long: `Run the workloads of the benchmark suite (bench/ in the source tree) against
+a running cluster at --endpoints: closed-loop clients for --duration after an
+unmeasured --warmup, per workload and number of clients, then print ops/s,
+latency percentiles (p50, p90, p99, p99.9) and errors.
+
+Workloads: put (--value-bytes values over --keys keys), get (linearizable,
+keys preloaded first), incr (increments of one hot key; the final counter is
+checked against the successful increments), mixed (50% get, 50% put), zipf
+(mixed with zipfian key choice, YCSB's 0.99).
+
+It writes keys under --key-prefix: do not point it at data you care about.
+Every run is bounded: it stops after warm-up plus duration per cell.`,
+		Example: `  caspaxos bench                                  # put at 1, 16, 64 clients
+  caspaxos bench --workloads put,get,incr --clients 64 --duration 30s
+  caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&b.workloads, "workloads", "put", "comma-separated: put, get, incr, mixed, zipf, or all")
+	f.StringVar(&b.clients, "clients", "1,16,64", "comma-separated numbers of concurrent clients")
+	f.DurationVar(&b.duration, "duration", 10*time.Second, "measured time per cell")
+	f.DurationVar(&b.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
+	f.IntVar(&b.conns, "conns", 4, "client connections (at most one per client)")
+	f.IntVar(&b.keys, "keys", 10000, "distinct keys")
+	f.IntVar(&b.value, "value-bytes", 256, "size of a put's value")
+	f.StringVar(&b.prefix, "key-prefix", "bench/", "prefix of every key written")
+	f.Uint64Var(&b.seed, "seed", 1, "seed of the clients' key choice")
+	return cmd
+}
+
+func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
+	path := cmd.CommandPath()
+	workloads, err := benchload.ParseWorkloads(b.workloads)
+	if err != nil {
+		return usagef(path, "--workloads: %v", err)
+	}
+	clients, err := benchload.ParseInts(b.clients)
+	if err != nil {
+		return usagef(path, "--clients: %v", err)
+	}
+	if b.duration <= 0 || b.warmup < 0 || b.conns <= 0 || b.keys <= 0 || b.value <= 0 {
+		return usagef(path, "--duration, --conns, --keys and --value-bytes must be positive, --warmup not negative")
+	}
+	if o.output != "plain" && o.output != "json" {
+		return usagef(path, "--output %q: want plain or json", o.output)
+	}
+	endpoints, err := o.endpointList(path)
+	if err != nil {
+		return err
+	}
+	var results []*benchload.Result
+	errOut := cmd.ErrOrStderr()
+	for _, w := range workloads {
+		for _, c := range clients {
+			drivers, closeAll, err := benchload.DialCaspaxos(endpoints, min(b.conns, c))
+			if err != nil {
+				return err
+			}
+			cfg := benchload.Config{Workload: w, Clients: c, Duration: b.duration, Warmup: b.warmup,
+				Keys: b.keys, ValueBytes: b.value, KeyPrefix: b.prefix, Seed: b.seed}
+			fmt.Fprintf(errOut, "%s with %d clients: %s warm-up, %s measured ...\n", w, c, b.warmup, b.duration)
+			res, err := benchload.Run(cmd.Context(), cfg, drivers)
+			closeAll()
+			if err != nil {
+				return fmt.Errorf("bench %s with %d clients: %w", w, c, err)
+			}
+			results = append(results, res)
+		}
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tclients\tops/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\terrors\tcheck\t")
+	for _, r := range results {
+		check := ""
+		if r.Counter != nil {
+			check = "ok"
+			if !r.Counter.OK {
+				check = fmt.Sprintf("BAD: counter %d, %d increments succeeded", r.Counter.Final, r.Counter.Successes)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t\n", r.Workload, r.Clients, r.OpsPerSec, r.P50, r.P90, r.P99, r.P999, r.Errors, check)
+	}
+	return tw.Flush()
+}
