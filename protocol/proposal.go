@@ -162,9 +162,13 @@ func (p *Proposer) stepPromise(pr *proposal, m Message) {
 // chosen history. Let H be the highest accepted ballot the promises show:
 //   - H is one of our accepts: that accept's state survives; commit it again
 //     and answer with its results (not with a second application).
-//   - H is below all our accepts: none of them can ever be chosen (every
-//     acceptor of this quorum promised above them and accepted none of
-//     them), so the batch is applied afresh.
+//   - H is below all our accepts: none of them can be chosen under its own
+//     ballot (every acceptor of this quorum promised above them and
+//     accepted none of them), so the batch is applied afresh. But an
+//     acceptor outside this quorum may still hold one, and a later prepare
+//     may build on it; only a higher ballot accepted by a quorum rules that
+//     out, so the fresh application is committed by an accept even if it
+//     changes nothing.
 //   - otherwise another proposer's state may or may not include ours: the
 //     outcome is unknown.
 //
@@ -192,8 +196,9 @@ func (p *Proposer) prepared(pr *proposal) {
 	value, results := p.compute(pr, base)
 	noop := value.Equal(base)
 	// §4 and §6: a batch that changes nothing may answer without an accept
-	// if enough promises agree that the state they show is chosen.
-	if noop && pr.agree[pr.highest] >= p.cfg.ReadQuorum() {
+	// if enough promises agree that the state they show is chosen, and no
+	// earlier accept of the batch is still live (see above).
+	if noop && len(changing) == 0 && pr.agree[pr.highest] >= p.cfg.ReadQuorum() {
 		p.succeed(pr, results)
 		return
 	}
