@@ -4,63 +4,17 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/caspaxos/caspaxos/kv"
-	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
-// backend applies operations to a map with the real change functions;
-// block, if set, holds every write until the channel is closed.
-type backend struct {
-	mu    sync.Mutex
-	m     map[string]protocol.State
-	block chan struct{}
-	seen  chan struct{}
-}
-
-func (b *backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
-	if b.block != nil && op.Kind != kv.OpGet {
-		b.seen <- struct{}{}
-		select {
-		case <-b.block:
-		case <-ctx.Done():
-			return protocol.State{}, kv.ErrUnknownOutcome
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	cur := b.m[op.Key]
-	ch := op.Change()
-	if ch == nil {
-		return cur, nil
-	}
-	w, err := ch(cur)
-	if err != nil {
-		return cur, err
-	}
-	switch w.Kind {
-	case protocol.WriteSet:
-		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
-	case protocol.WriteDelete:
-		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
-	}
-	b.m[op.Key] = cur
-	return cur, nil
-}
-
-func (b *backend) Health(context.Context) error { return nil }
-
-func (b *backend) Members(context.Context) (clientapi.Membership, error) {
-	return clientapi.Membership{Members: []clientapi.Member{{Name: "n1", ID: 1}}}, nil
-}
-
-func serve(t *testing.T, b *backend) (string, *grpc.Server) {
+func serve(t *testing.T, b clientapi.Backend) (string, *grpc.Server) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -86,7 +40,7 @@ func deadAddr(t *testing.T) string {
 }
 
 func TestTypedErrorsAndFailover(t *testing.T) {
-	addr, _ := serve(t, &backend{m: make(map[string]protocol.State)})
+	addr, _ := serve(t, clientapitest.New())
 	c, err := New(Config{Endpoints: []string{deadAddr(t), addr}, DialTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -127,9 +81,10 @@ func TestTypedErrorsAndFailover(t *testing.T) {
 }
 
 func TestWriteInFlightWhenServerDiesIsUnknown(t *testing.T) {
-	b := &backend{m: make(map[string]protocol.State), block: make(chan struct{}), seen: make(chan struct{}, 1)}
+	b := clientapitest.New()
+	seen, release := b.HoldWrites()
 	addr, s := serve(t, b)
-	second, _ := serve(t, &backend{m: make(map[string]protocol.State)})
+	second, _ := serve(t, clientapitest.New())
 	c, err := New(Config{Endpoints: []string{addr, second}})
 	if err != nil {
 		t.Fatal(err)
@@ -140,12 +95,12 @@ func TestWriteInFlightWhenServerDiesIsUnknown(t *testing.T) {
 		_, _, err := c.Increment(context.Background(), "n", 1)
 		done <- err
 	}()
-	<-b.seen // the write reached the server
+	<-seen // the write reached the server
 	s.Stop()
 	if err := <-done; !errors.Is(err, ErrUnknownOutcome) {
 		t.Fatalf("write cut off in flight: %v, want unknown outcome", err)
 	}
-	close(b.block)
+	release()
 }
 
 func TestNoEndpointReachable(t *testing.T) {

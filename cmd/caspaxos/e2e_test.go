@@ -1,79 +1,20 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
-	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
 
 	"github.com/caspaxos/caspaxos/kv"
-	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
-// mapBackend runs operations on a map with the store's real change
-// functions. If fail is set, every operation returns it instead, and health
-// reports the node unhealthy.
-type mapBackend struct {
-	mu   sync.Mutex
-	m    map[string]protocol.State
-	fail error
-}
-
-func (b *mapBackend) Do(_ context.Context, op kv.Op) (protocol.State, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.fail != nil {
-		return protocol.State{}, b.fail
-	}
-	cur := b.m[op.Key]
-	ch := op.Change()
-	if ch == nil {
-		return cur, nil
-	}
-	w, err := ch(cur)
-	if err != nil {
-		return cur, err
-	}
-	switch w.Kind {
-	case protocol.WriteSet:
-		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
-	case protocol.WriteDelete:
-		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
-	}
-	b.m[op.Key] = cur
-	return cur, nil
-}
-
-func (b *mapBackend) Health(context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.fail != nil {
-		return errors.New("reaches 1 of 3 acceptors")
-	}
-	return nil
-}
-
-func (b *mapBackend) Members(context.Context) (clientapi.Membership, error) {
-	return clientapi.Membership{ConfigVersion: 1, Members: []clientapi.Member{
-		{Name: "n1", ID: 1, PeerAddr: "127.0.0.1:7080", ClientAddr: "127.0.0.1:7070", Reachable: true},
-		{Name: "n2", ID: 2, PeerAddr: "127.0.0.1:7081"},
-	}}, nil
-}
-
-func (b *mapBackend) setFail(err error) {
-	b.mu.Lock()
-	b.fail = err
-	b.mu.Unlock()
-}
-
 // serveBackend serves b's gRPC client API on a loopback port.
-func serveBackend(t *testing.T, b *mapBackend) string {
+func serveBackend(t *testing.T, b *clientapitest.Backend) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -121,7 +62,7 @@ func runSteps(t *testing.T, env map[string]string, steps []step) {
 }
 
 func TestClientCommandsEndToEnd(t *testing.T) {
-	b := &mapBackend{m: make(map[string]protocol.State)}
+	b := clientapitest.New()
 	env := map[string]string{envEndpoints: serveBackend(t, b)}
 	binary := "\xff\x00bin"
 	b64 := base64.StdEncoding.EncodeToString([]byte(binary))
@@ -175,9 +116,9 @@ func TestClientCommandsEndToEnd(t *testing.T) {
 }
 
 func TestClientCommandsWhenTheClusterFails(t *testing.T) {
-	b := &mapBackend{m: make(map[string]protocol.State)}
+	b := clientapitest.New()
 	env := map[string]string{envEndpoints: serveBackend(t, b)}
-	b.setFail(kv.ErrNoQuorum)
+	b.SetFail(kv.ErrNoQuorum)
 	runSteps(t, env, []step{
 		{args: []string{"put", "k", "v"}, code: 5, errLine: `put "k": no quorum: the cluster could not apply the request; nothing changed`},
 		{args: []string{"get", "k"}, code: 5, errLine: "no quorum"},
@@ -185,7 +126,7 @@ func TestClientCommandsWhenTheClusterFails(t *testing.T) {
 		{args: []string{"health", "-o", "json"}, code: 5, stdout: `{"healthy":false,"message":"reaches 1 of 3 acceptors"}` + "\n",
 			errLine: "health: unhealthy"},
 	})
-	b.setFail(kv.ErrUnknownOutcome)
+	b.SetFail(kv.ErrUnknownOutcome)
 	runSteps(t, env, []step{
 		{args: []string{"incr", "n"}, code: 6, errLine: `incr "n": outcome unknown: the write may or may not have taken effect`},
 		{args: []string{"del", "k"}, code: 6, errLine: "outcome unknown"},
@@ -198,7 +139,7 @@ func TestClientCommandsWhenTheClusterFails(t *testing.T) {
 		{args: []string{"--timeout", "2s", "health"}, code: 7, errLine: "health: no endpoint reachable"},
 	})
 	// A dead endpoint before a live one: reads and writes fail over.
-	b.setFail(nil)
+	b.SetFail(nil)
 	runSteps(t, map[string]string{envEndpoints: dead + "," + env[envEndpoints]}, []step{
 		{args: []string{"put", "k", "v"}, stdout: "1\n"},
 		{args: []string{"get", "k"}, stdout: "v"},

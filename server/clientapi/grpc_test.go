@@ -1,4 +1,4 @@
-package clientapi
+package clientapi_test
 
 import (
 	"context"
@@ -13,13 +13,15 @@ import (
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
-func grpcClient(t *testing.T, b Backend) (caspaxospb.KVClient, caspaxospb.ClusterClient) {
+func grpcClient(t *testing.T, b clientapi.Backend) (caspaxospb.KVClient, caspaxospb.ClusterClient) {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	s := grpc.NewServer()
-	RegisterGRPC(s, GRPCConfig{Limits: kv.Limits{MaxKeyBytes: 8, MaxValueBytes: 8}}, b)
+	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.Limits{MaxKeyBytes: 8, MaxValueBytes: 8}}, b)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -46,12 +48,12 @@ func errorInfo(t *testing.T, err error) (codes.Code, *caspaxospb.ErrorInfo) {
 }
 
 func TestGRPCAPI(t *testing.T) {
-	c, cl := grpcClient(t, newMapBackend())
+	c, cl := grpcClient(t, clientapitest.New())
 	ctx := context.Background()
 	key := []byte("k")
 	if _, err := c.Get(ctx, &caspaxospb.GetRequest{Key: key}); err == nil {
 		t.Fatal("get of an absent key succeeded")
-	} else if code, info := errorInfo(t, err); code != codes.NotFound || info.Code != CodeNotFound {
+	} else if code, info := errorInfo(t, err); code != codes.NotFound || info.Code != clientapi.CodeNotFound {
 		t.Fatalf("absent get: %v %v", code, info)
 	}
 	put, err := c.Put(ctx, &caspaxospb.PutRequest{Key: key, Value: []byte("v")})
@@ -60,7 +62,7 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	stale := uint64(9)
 	_, err = c.Put(ctx, &caspaxospb.PutRequest{Key: key, Value: []byte("w"), IfVersion: &stale})
-	if code, info := errorInfo(t, err); code != codes.FailedPrecondition || info.Code != CodeVersionMismatch || info.CurrentVersion != 1 {
+	if code, info := errorInfo(t, err); code != codes.FailedPrecondition || info.Code != clientapi.CodeVersionMismatch || info.CurrentVersion != 1 {
 		t.Fatalf("stale put: %v %v", code, info)
 	}
 	if r, err := c.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: key, Version: 1, Value: []byte("w")}); err != nil || r.Version != 2 {
@@ -71,7 +73,7 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	if _, err := c.Increment(ctx, &caspaxospb.IncrementRequest{Key: key, Delta: 1}); err == nil {
 		t.Fatal("increment of text succeeded")
-	} else if _, info := errorInfo(t, err); info.Code != CodeNotAnInteger {
+	} else if _, info := errorInfo(t, err); info.Code != clientapi.CodeNotAnInteger {
 		t.Fatalf("increment of text: %v", info)
 	}
 	if r, err := c.Increment(ctx, &caspaxospb.IncrementRequest{Key: []byte("n"), Delta: 3}); err != nil || r.Value != 3 {
@@ -82,23 +84,23 @@ func TestGRPCAPI(t *testing.T) {
 	}
 	if _, err := c.Put(ctx, &caspaxospb.PutRequest{Key: []byte("too-long-key"), Value: []byte("v")}); err == nil {
 		t.Fatal("oversized key accepted")
-	} else if code, info := errorInfo(t, err); code != codes.InvalidArgument || info.Code != CodeKeyTooLarge {
+	} else if code, info := errorInfo(t, err); code != codes.InvalidArgument || info.Code != clientapi.CodeKeyTooLarge {
 		t.Fatalf("oversized key: %v %v", code, info)
 	}
 	if h, err := cl.Health(ctx, &caspaxospb.HealthRequest{}); err != nil || !h.Healthy {
 		t.Fatalf("health: %v %v", h, err)
 	}
-	if m, err := cl.Members(ctx, &caspaxospb.MembersRequest{}); err != nil || len(m.Members) != 1 || m.Members[0].Name != "n1" {
+	if m, err := cl.Members(ctx, &caspaxospb.MembersRequest{}); err != nil || len(m.Members) != 2 || m.Members[0].Name != "n1" {
 		t.Fatalf("members: %v %v", m, err)
 	}
 }
 
 func TestGRPCQuorumErrors(t *testing.T) {
-	b := newMapBackend()
-	b.fail = kv.ErrUnknownOutcome
+	b := clientapitest.New()
+	b.SetFail(kv.ErrUnknownOutcome)
 	c, _ := grpcClient(t, b)
 	_, err := c.Put(context.Background(), &caspaxospb.PutRequest{Key: []byte("k"), Value: []byte("v")})
-	if code, info := errorInfo(t, err); code != codes.DeadlineExceeded || info.Code != CodeUnknownOutcome {
+	if code, info := errorInfo(t, err); code != codes.DeadlineExceeded || info.Code != clientapi.CodeUnknownOutcome {
 		t.Fatalf("unknown outcome: %v %v", code, info)
 	}
 }

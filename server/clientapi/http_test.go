@@ -1,4 +1,4 @@
-package clientapi
+package clientapi_test
 
 import (
 	"encoding/json"
@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
 type httpCase struct {
@@ -29,35 +31,35 @@ func u64(v uint64) *uint64 { return &v }
 func TestHTTPAPI(t *testing.T) {
 	big := strings.Repeat("x", 33)
 	steps := []httpCase{
-		{name: "get absent", method: "GET", path: "/v1/kv/a/b", status: 404, code: CodeNotFound},
+		{name: "get absent", method: "GET", path: "/v1/kv/a/b", status: 404, code: clientapi.CodeNotFound},
 		{name: "put", method: "PUT", path: "/v1/kv/a/b", body: "hello", status: 200, want: `{"version":1}`},
 		{name: "get", method: "GET", path: "/v1/kv/a/b", status: 200, want: "hello"},
-		{name: "cas stale", method: "PUT", path: "/v1/kv/a/b", body: "x", header: map[string]string{"If-Match": `"7"`}, status: 412, code: CodeVersionMismatch, current: u64(1)},
+		{name: "cas stale", method: "PUT", path: "/v1/kv/a/b", body: "x", header: map[string]string{"If-Match": `"7"`}, status: 412, code: clientapi.CodeVersionMismatch, current: u64(1)},
 		{name: "cas", method: "PUT", path: "/v1/kv/a/b", body: "x", header: map[string]string{"If-Match": `"1"`}, status: 200, want: `{"version":2}`},
-		{name: "create existing", method: "PUT", path: "/v1/kv/a/b", body: "y", header: map[string]string{"If-None-Match": "*"}, status: 412, code: CodeVersionMismatch, current: u64(2)},
+		{name: "create existing", method: "PUT", path: "/v1/kv/a/b", body: "y", header: map[string]string{"If-None-Match": "*"}, status: 412, code: clientapi.CodeVersionMismatch, current: u64(2)},
 		{name: "create", method: "PUT", path: "/v1/kv/c", body: "y", header: map[string]string{"If-None-Match": "*"}, status: 200, want: `{"version":1}`},
-		{name: "cas absent", method: "PUT", path: "/v1/kv/nope", body: "y", header: map[string]string{"If-Match": `"3"`}, status: 412, code: CodeVersionMismatch, current: u64(0)},
-		{name: "delete stale", method: "DELETE", path: "/v1/kv/a/b", header: map[string]string{"If-Match": `"1"`}, status: 412, code: CodeVersionMismatch, current: u64(2)},
+		{name: "cas absent", method: "PUT", path: "/v1/kv/nope", body: "y", header: map[string]string{"If-Match": `"3"`}, status: 412, code: clientapi.CodeVersionMismatch, current: u64(0)},
+		{name: "delete stale", method: "DELETE", path: "/v1/kv/a/b", header: map[string]string{"If-Match": `"1"`}, status: 412, code: clientapi.CodeVersionMismatch, current: u64(2)},
 		{name: "delete", method: "DELETE", path: "/v1/kv/a/b", header: map[string]string{"If-Match": `"2"`}, status: 200, want: `{"version":3}`},
-		{name: "get deleted", method: "GET", path: "/v1/kv/a/b", status: 404, code: CodeNotFound},
-		{name: "delete absent", method: "DELETE", path: "/v1/kv/a/b", status: 404, code: CodeNotFound},
+		{name: "get deleted", method: "GET", path: "/v1/kv/a/b", status: 404, code: clientapi.CodeNotFound},
+		{name: "delete absent", method: "DELETE", path: "/v1/kv/a/b", status: 404, code: clientapi.CodeNotFound},
 		{name: "incr absent", method: "POST", path: "/v1/kv/n?incr=5", status: 200, want: `{"value":5,"version":1}`},
 		{name: "incr negative", method: "POST", path: "/v1/kv/n?incr=-7", status: 200, want: `{"value":-2,"version":2}`},
-		{name: "incr not integer", method: "POST", path: "/v1/kv/c?incr=1", status: 409, code: CodeNotAnInteger},
-		{name: "incr missing", method: "POST", path: "/v1/kv/n", status: 400, code: CodeBadRequest},
-		{name: "incr malformed", method: "POST", path: "/v1/kv/n?incr=x", status: 400, code: CodeBadRequest},
-		{name: "empty key", method: "PUT", path: "/v1/kv/", body: "v", status: 400, code: CodeBadRequest},
-		{name: "key too large", method: "PUT", path: "/v1/kv/" + big, body: "v", status: 413, code: CodeKeyTooLarge},
-		{name: "value too large", method: "PUT", path: "/v1/kv/k", body: big, status: 413, code: CodeValueTooLarge},
-		{name: "malformed if-match", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": "7"}, status: 400, code: CodeBadRequest},
-		{name: "weak if-match", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": `W/"7"`}, status: 400, code: CodeBadRequest},
-		{name: "both conditions", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": `"1"`, "If-None-Match": "*"}, status: 400, code: CodeBadRequest},
-		{name: "unknown query", method: "GET", path: "/v1/kv/k?consistent=1", status: 400, code: CodeBadRequest},
-		{name: "unknown route", method: "GET", path: "/v2/kv/k", status: 404, code: CodeBadRequest},
+		{name: "incr not integer", method: "POST", path: "/v1/kv/c?incr=1", status: 409, code: clientapi.CodeNotAnInteger},
+		{name: "incr missing", method: "POST", path: "/v1/kv/n", status: 400, code: clientapi.CodeBadRequest},
+		{name: "incr malformed", method: "POST", path: "/v1/kv/n?incr=x", status: 400, code: clientapi.CodeBadRequest},
+		{name: "empty key", method: "PUT", path: "/v1/kv/", body: "v", status: 400, code: clientapi.CodeBadRequest},
+		{name: "key too large", method: "PUT", path: "/v1/kv/" + big, body: "v", status: 413, code: clientapi.CodeKeyTooLarge},
+		{name: "value too large", method: "PUT", path: "/v1/kv/k", body: big, status: 413, code: clientapi.CodeValueTooLarge},
+		{name: "malformed if-match", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": "7"}, status: 400, code: clientapi.CodeBadRequest},
+		{name: "weak if-match", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": `W/"7"`}, status: 400, code: clientapi.CodeBadRequest},
+		{name: "both conditions", method: "PUT", path: "/v1/kv/k", body: "v", header: map[string]string{"If-Match": `"1"`, "If-None-Match": "*"}, status: 400, code: clientapi.CodeBadRequest},
+		{name: "unknown query", method: "GET", path: "/v1/kv/k?consistent=1", status: 400, code: clientapi.CodeBadRequest},
+		{name: "unknown route", method: "GET", path: "/v2/kv/k", status: 404, code: clientapi.CodeBadRequest},
 		{name: "health", method: "GET", path: "/v1/health", status: 200, want: `"healthy":true`},
 		{name: "members", method: "GET", path: "/v1/members", status: 200, want: `"name":"n1"`},
 	}
-	srv := httptest.NewServer(NewHTTP(HTTPConfig{Limits: kv.Limits{MaxKeyBytes: 32, MaxValueBytes: 32}}, newMapBackend()))
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.Limits{MaxKeyBytes: 32, MaxValueBytes: 32}}, clientapitest.New()))
 	defer srv.Close()
 	for _, tc := range steps {
 		checkHTTP(t, srv.URL, tc)
@@ -70,13 +72,13 @@ func TestHTTPQuorumErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{kv.ErrNoQuorum, 503, CodeNoQuorum},
-		{fmt.Errorf("wrapped: %w", kv.ErrUnknownOutcome), 504, CodeUnknownOutcome},
-		{fmt.Errorf("disk on fire"), 500, CodeInternal},
+		{kv.ErrNoQuorum, 503, clientapi.CodeNoQuorum},
+		{fmt.Errorf("wrapped: %w", kv.ErrUnknownOutcome), 504, clientapi.CodeUnknownOutcome},
+		{fmt.Errorf("disk on fire"), 500, clientapi.CodeInternal},
 	} {
-		b := newMapBackend()
-		b.fail = tc.err
-		srv := httptest.NewServer(NewHTTP(HTTPConfig{Limits: kv.DefaultLimits}, b))
+		b := clientapitest.New()
+		b.SetFail(tc.err)
+		srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits}, b))
 		checkHTTP(t, srv.URL, httpCase{name: tc.code, method: "PUT", path: "/v1/kv/k", body: "v", status: tc.status, code: tc.code})
 		checkHTTP(t, srv.URL, httpCase{name: "health " + tc.code, method: "GET", path: "/v1/health", status: 503, want: `"healthy":false`})
 		srv.Close()

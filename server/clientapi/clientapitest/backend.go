@@ -1,0 +1,110 @@
+// Package clientapitest provides a clientapi.Backend for tests of the client
+// services, the Go client and the CLI: it runs operations on a map with the
+// store's real change functions, so their semantics are those of the store.
+package clientapitest
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+)
+
+// Backend is a map-backed clientapi.Backend. Its zero value is not ready:
+// use New.
+type Backend struct {
+	mu   sync.Mutex
+	m    map[string]protocol.State
+	fail error
+	// hold, when set, makes every write signal on seen and wait until hold
+	// is closed or its context is done.
+	hold chan struct{}
+	seen chan struct{}
+}
+
+// New returns an empty backend.
+func New() *Backend { return &Backend{m: make(map[string]protocol.State)} }
+
+// SetFail makes every operation return err (nil: work again) and Health
+// report the node unhealthy.
+func (b *Backend) SetFail(err error) {
+	b.mu.Lock()
+	b.fail = err
+	b.mu.Unlock()
+}
+
+// HoldWrites makes every later write announce itself on the returned
+// channel and then wait until release is called (or its context ends, which
+// it answers with kv.ErrUnknownOutcome).
+func (b *Backend) HoldWrites() (seen <-chan struct{}, release func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold, b.seen = make(chan struct{}), make(chan struct{}, 16)
+	return b.seen, sync.OnceFunc(func() { close(b.hold) })
+}
+
+// Do applies op to the map; versions rise by one per change.
+func (b *Backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	if err := b.wait(ctx, op); err != nil {
+		return protocol.State{}, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return protocol.State{}, b.fail
+	}
+	cur := b.m[op.Key]
+	ch := op.Change()
+	if ch == nil {
+		return cur, nil
+	}
+	w, err := ch(cur)
+	if err != nil {
+		return cur, err
+	}
+	switch w.Kind {
+	case protocol.WriteSet:
+		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
+	case protocol.WriteDelete:
+		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
+	}
+	b.m[op.Key] = cur
+	return cur, nil
+}
+
+func (b *Backend) wait(ctx context.Context, op kv.Op) error {
+	b.mu.Lock()
+	hold, seen := b.hold, b.seen
+	b.mu.Unlock()
+	if hold == nil || op.Kind == kv.OpGet {
+		return nil
+	}
+	seen <- struct{}{}
+	select {
+	case <-hold:
+		return nil
+	case <-ctx.Done():
+		return kv.ErrUnknownOutcome
+	}
+}
+
+// Health reports unhealthy while SetFail is in force.
+func (b *Backend) Health(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != nil {
+		return errors.New("reaches 1 of 3 acceptors")
+	}
+	return nil
+}
+
+// Members reports two members, n1 reachable and n2 not.
+func (b *Backend) Members(context.Context) (clientapi.Membership, error) {
+	return clientapi.Membership{ConfigVersion: 1, Members: []clientapi.Member{
+		{Name: "n1", ID: 1, PeerAddr: "127.0.0.1:7080", ClientAddr: "127.0.0.1:7070", Reachable: true},
+		{Name: "n2", ID: 2, PeerAddr: "127.0.0.1:7081"},
+	}}, nil
+}
