@@ -49,7 +49,7 @@ type chart struct {
 
 const (
 	chartW, chartH                 = 460, 290
-	padL, padR, padT, padB float64 = 62, 12, 28, 44
+	padL, padR, padT, padB float64 = 62, 22, 28, 44
 )
 
 func (c chart) svg() string {
