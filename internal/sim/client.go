@@ -93,13 +93,13 @@ func (s *sim) clientNext(c *client) {
 	}
 	k, ok := s.pickKey()
 	if !ok {
-		s.schedule(&event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
+		s.schedule(event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
 		return
 	}
 	n := s.route(k)
 	if !n.up {
 		s.stats.Unavailable++
-		s.schedule(&event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
+		s.schedule(event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
 		return
 	}
 	s.issue(c, n, k, s.pickInput(c, s.keys[k]))
@@ -182,6 +182,9 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 	c.op = o
 	n.pending[o.id] = in.key
 	s.stats.Ops[in.kind]++
+	if in.kind == opDelete && in.version != 0 {
+		s.stats.VersionedDeletes++
+	}
 	s.noteOp("issues", o)
 	if in.kind == opGet {
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, in.key) })
@@ -189,7 +192,7 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 		ch := s.counted(n, o, in.change())
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
 	}
-	s.schedule(&event{kind: evDeadline, client: c.idx, req: o.id}, s.plan.Deadline)
+	s.schedule(event{kind: evDeadline, client: c.idx, req: o.id}, s.plan.Deadline)
 }
 
 // counted wraps o's change so that the simulator sees how many changes one
@@ -265,7 +268,7 @@ func (s *sim) endOp(o *op) {
 	s.w.inflight[o.k]--
 	s.w.waiting--
 	s.clients[o.client].op = nil
-	s.schedule(&event{kind: evClientNext, client: o.client}, s.jitter(s.plan.Think))
+	s.schedule(event{kind: evClientNext, client: o.client}, s.jitter(s.plan.Think))
 }
 
 // loseOps ends the operations waiting at a node that crashed: they were

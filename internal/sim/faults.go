@@ -38,13 +38,13 @@ var partitionNames = [...]string{partSymmetric: "symmetric", partOneWay: "one-wa
 // scheduleFaults schedules the first fault of each kind the plan switches on.
 func (s *sim) scheduleFaults() {
 	if s.plan.PartitionEvery > 0 {
-		s.schedule(&event{kind: evFaultStart, fault: faultPartition}, s.jitter(s.plan.PartitionEvery))
+		s.schedule(event{kind: evFaultStart, fault: faultPartition}, s.jitter(s.plan.PartitionEvery))
 	}
 	if s.plan.CrashEvery > 0 {
-		s.schedule(&event{kind: evFaultStart, fault: faultCrash}, s.jitter(s.plan.CrashEvery))
+		s.schedule(event{kind: evFaultStart, fault: faultCrash}, s.jitter(s.plan.CrashEvery))
 	}
 	if s.plan.SlowEvery > 0 {
-		s.schedule(&event{kind: evFaultStart, fault: faultSlow}, s.jitter(s.plan.SlowEvery))
+		s.schedule(event{kind: evFaultStart, fault: faultSlow}, s.jitter(s.plan.SlowEvery))
 	}
 }
 
@@ -52,21 +52,21 @@ func (s *sim) faultStart(f faultKind) {
 	switch f {
 	case faultPartition:
 		s.partition(partitionKind(s.rng.IntN(int(partitionKinds))))
-		s.schedule(&event{kind: evFaultEnd, fault: f}, s.jitter(s.plan.PartitionFor))
+		s.schedule(event{kind: evFaultEnd, fault: f}, s.jitter(s.plan.PartitionFor))
 	case faultCrash:
 		// At most a minority is down at once; the next crash is scheduled
 		// either way, so crashes overlap.
 		if n := s.pickNode(func(n *node) bool { return n.up }); n != nil && s.down < len(s.nodes)/2 {
 			s.crash(n)
-			s.schedule(&event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.DownFor))
+			s.schedule(event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.DownFor))
 		}
-		s.schedule(&event{kind: evFaultStart, fault: f}, s.jitter(s.plan.CrashEvery))
+		s.schedule(event{kind: evFaultStart, fault: f}, s.jitter(s.plan.CrashEvery))
 	case faultSlow:
 		if n := s.pickNode(func(n *node) bool { return n.slowDisk == 1 && n.slowNet == 1 }); n != nil {
 			s.slow(n)
-			s.schedule(&event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.SlowFor))
+			s.schedule(event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.SlowFor))
 		}
-		s.schedule(&event{kind: evFaultStart, fault: f}, s.jitter(s.plan.SlowEvery))
+		s.schedule(event{kind: evFaultStart, fault: f}, s.jitter(s.plan.SlowEvery))
 	}
 }
 
@@ -77,7 +77,7 @@ func (s *sim) faultEnd(ev *event) {
 			clear(row)
 		}
 		s.tracef("partition heals")
-		s.schedule(&event{kind: evFaultStart, fault: faultPartition}, s.jitter(s.plan.PartitionEvery))
+		s.schedule(event{kind: evFaultStart, fault: faultPartition}, s.jitter(s.plan.PartitionEvery))
 	case faultCrash:
 		s.restart(s.nodes[ev.node])
 	case faultSlow:

@@ -17,7 +17,7 @@ const localDelay = 10 * time.Microsecond
 func (s *sim) send(from int, m protocol.Message) {
 	to := int(m.To) - 1
 	if from == to {
-		s.schedule(&event{kind: evDeliver, node: to, msg: m}, localDelay)
+		s.schedule(event{kind: evDeliver, node: to, msg: m}, localDelay)
 		return
 	}
 	if s.blocked[from][to] {
@@ -28,10 +28,10 @@ func (s *sim) send(from int, m protocol.Message) {
 		s.stats.Lost++
 		return
 	}
-	s.schedule(&event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
+	s.schedule(event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
 	if s.chance(s.plan.Dup) {
 		s.stats.Duplicated++
-		s.schedule(&event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
+		s.schedule(event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
 	}
 }
 

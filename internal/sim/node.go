@@ -90,7 +90,7 @@ func (s *sim) startSync(n *node) {
 		return
 	}
 	d := s.jitter(n.slowDiskLatency(s.plan.DiskLatency))
-	s.schedule(&event{kind: evSyncDone, node: n.idx, inc: n.inc}, d)
+	s.schedule(event{kind: evSyncDone, node: n.idx, inc: n.inc}, d)
 }
 
 func (n *node) slowDiskLatency(d time.Duration) time.Duration { return d * time.Duration(n.slowDisk) }
@@ -170,7 +170,7 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 		s.clientResult(n, r)
 	}
 	for _, t := range rd.Timers {
-		s.schedule(&event{kind: evTimer, node: n.idx, inc: n.inc, timer: t}, s.timerDelay(t))
+		s.schedule(event{kind: evTimer, node: n.idx, inc: n.inc, timer: t}, s.timerDelay(t))
 	}
 }
 

@@ -101,6 +101,7 @@ type sim struct {
 	rng     *rand.Rand
 	now     time.Duration
 	agenda  agenda
+	free    []*event // events done with, for reuse
 	nextSeq uint64
 	nodes   []*node
 	blocked [][]bool // blocked[a][b]: messages from a to b are dropped
@@ -180,9 +181,14 @@ func newSim(opts Options) *sim {
 	}
 	for i := range plan.Clients {
 		s.clients = append(s.clients, newClient(i))
-		s.schedule(&event{kind: evClientNext, client: i}, s.jitter(s.plan.Think))
+		s.schedule(event{kind: evClientNext, client: i}, s.jitter(s.plan.Think))
 	}
 	s.scheduleFaults()
+	if plan.Nodes == 3 {
+		s.stats.Runs3 = 1
+	} else {
+		s.stats.Runs5 = 1
+	}
 	s.tracef("seed %d plan:\n%s", opts.Seed, plan)
 	return s
 }
@@ -197,6 +203,8 @@ func (s *sim) loop() {
 			fmt.Fprintf(s.opts.Trace, "%12v  %v\n", s.now, ev)
 		}
 		s.dispatch(ev)
+		*ev = event{}
+		s.free = append(s.free, ev)
 		s.stats.Events++
 		if s.stats.Events > limit {
 			s.fail("no progress: %d events for %d operations", s.stats.Events, s.opts.Ops)
@@ -228,11 +236,18 @@ func (s *sim) dispatch(ev *event) {
 }
 
 // schedule adds ev to the agenda after delay.
-func (s *sim) schedule(ev *event, delay time.Duration) {
-	ev.at = s.now + delay
-	ev.seq = s.nextSeq
+func (s *sim) schedule(ev event, delay time.Duration) {
+	var e *event
+	if n := len(s.free); n > 0 {
+		e, s.free = s.free[n-1], s.free[:n-1]
+	} else {
+		e = new(event)
+	}
+	*e = ev
+	e.at = s.now + delay
+	e.seq = s.nextSeq
 	s.nextSeq++
-	s.agenda.push(ev)
+	s.agenda.push(e)
 }
 
 // jitter returns a duration drawn uniformly from [d/2, 3d/2].

@@ -10,7 +10,9 @@ import (
 
 // Stats counts what a run (or a sweep, added up) exercised.
 type Stats struct {
+	Runs3, Runs5        int                  // runs with 3 and with 5 nodes
 	Ops                 [opIncrement + 1]int // issued, by kind
+	VersionedDeletes    int                  // deletes that name a version
 	Succeeded, Refused  int
 	Unknown             int // answered ErrUnknownOutcome
 	NeverAnswered       int // their node crashed
@@ -45,8 +47,9 @@ func (st *Stats) Add(o Stats) {
 	for i := range st.Ops {
 		st.Ops[i] += o.Ops[i]
 	}
+	of := o.fields()
 	for i, f := range st.fields() {
-		*f.n += *o.fields()[i].n
+		*f.n += *of[i].n
 	}
 	st.VirtualTime += o.VirtualTime
 }
@@ -59,6 +62,9 @@ type statField struct {
 
 func (st *Stats) fields() []statField {
 	return []statField{
+		{"runs-3-nodes", &st.Runs3, true},
+		{"runs-5-nodes", &st.Runs5, true},
+		{"versioned-deletes", &st.VersionedDeletes, true},
 		{"succeeded", &st.Succeeded, true},
 		{"refused", &st.Refused, true},
 		{"unknown-outcome", &st.Unknown, true},

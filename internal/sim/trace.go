@@ -10,8 +10,8 @@ import (
 // traceLen is how many recent events a failure report shows.
 const traceLen = 80
 
-// trace hashes every event of a run (FNV-1a over the event's fields, in
-// order) and keeps the last traceLen of them for failure reports. Two runs
+// trace hashes every event of a run (an FNV-style hash over the event's
+// fields, in order) and keeps the last traceLen of them for failure reports. Two runs
 // of one seed must end with the same hash.
 type trace struct {
 	hash uint64
@@ -34,12 +34,12 @@ const (
 
 func newTrace() trace { return trace{hash: fnvOffset} }
 
+// word mixes one 64-bit word into the hash (FNV-1a's step on whole words,
+// with a fold so that high bits reach low ones).
 func (t *trace) word(w uint64) {
-	for i := 0; i < 8; i++ {
-		t.hash ^= w & 0xff
-		t.hash *= fnvPrime
-		w >>= 8
-	}
+	t.hash ^= w
+	t.hash *= fnvPrime
+	t.hash ^= t.hash >> 29
 }
 
 func (t *trace) str(s string) {
