@@ -400,9 +400,7 @@ func preload(ctx context.Context, cfg Config, drivers []Driver, keys []string, p
 				if k >= int64(len(keys)) || ctx.Err() != nil {
 					return
 				}
-				octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
-				err := d.Put(octx, keys[k], value)
-				cancel()
+				err := putRetrying(ctx, cfg.OpTimeout, d, keys[k], value)
 				if err != nil {
 					mu.Lock()
 					firstErr = cmpOr(firstErr, fmt.Errorf("caspaxos/benchload: preload %s: %w", keys[k], err))
@@ -421,6 +419,22 @@ func preload(ctx context.Context, cfg Config, drivers []Driver, keys []string, p
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// putRetrying puts until it succeeds or timeout passes: a preload must not
+// fail a cell for a transient refusal (a peer briefly judged unreachable).
+// Writing the same value twice is harmless.
+func putRetrying(ctx context.Context, timeout time.Duration, d Driver, key string, value []byte) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		octx, cancel := context.WithDeadline(ctx, deadline)
+		err := d.Put(octx, key, value)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		pause(ctx, 10*time.Millisecond)
+	}
 }
 
 func cmpOr(a, b error) error {

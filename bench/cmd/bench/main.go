@@ -222,22 +222,21 @@ func (r *runner) runCell(ctx context.Context, w benchload.Workload, clients int,
 // runSystem starts a fresh cluster of system, runs the cell, stops it.
 func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workload, clients int, rep uint64, label string) *systemResult {
 	out := &systemResult{System: system}
-	fail := func(err error) *systemResult {
+	r.progress.show(label + " starting cluster")
+	start := r.startCaspaxos
+	if system == "etcd" {
+		start = r.startEtcd
+	}
+	cl, err := start()
+	if err != nil {
 		out.Failure = err.Error()
 		return out
 	}
-	var cl *cluster
-	var err error
-	r.progress.show(label + " starting cluster")
-	if system == "etcd" {
-		cl, err = r.startEtcd()
-	} else {
-		cl, err = r.startCaspaxos()
+	defer func() { cl.stop(r.opts.keep || out.Failure != "" || out.failedOps() > 0) }()
+	fail := func(err error) *systemResult {
+		out.Failure = fmt.Sprintf("%v (data and logs kept in %s)", err, cl.dir)
+		return out
 	}
-	if err != nil {
-		return fail(err)
-	}
-	defer cl.stop(r.opts.keep)
 	conns := min(r.opts.conns, clients)
 	dial := benchload.DialCaspaxos
 	if system == "etcd" {

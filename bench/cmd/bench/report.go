@@ -97,6 +97,14 @@ func cpuModel() string {
 
 func (s *systemResult) ok() bool { return s != nil && s.Failure == "" && s.Result != nil }
 
+// failedOps is the number of failed operations (0 before the run).
+func (s *systemResult) failedOps() uint64 {
+	if s.Result == nil {
+		return 0
+	}
+	return s.Result.Errors
+}
+
 // brief is the one-line summary printed when a run ends.
 func (s *systemResult) brief() string {
 	if !s.ok() {
