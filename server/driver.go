@@ -232,12 +232,16 @@ type ProposerStats struct {
 	// more). Reads are not counted.
 	ComposedBatches uint64
 	ComposedChanges uint64
-	Composed        [ComposedBuckets]uint64
+	// DroppedReplies counts replies dropped because the driver's queue was
+	// full (overload; the attempts they answered time out and retry).
+	DroppedReplies uint64
+	Composed       [ComposedBuckets]uint64
 }
 
 type proposerCounters struct {
 	requests, prepareRounds, acceptRounds, oneRoundTrip, readRounds atomic.Uint64
 	conflicts, aborted, unknown, batches, changes                   atomic.Uint64
+	droppedReplies                                                  atomic.Uint64
 	composed                                                        [ComposedBuckets]atomic.Uint64
 	// prepared maps a key to the ballot of its last prepare round, until
 	// the accept of that ballot is sent or the key's batch is answered
@@ -259,6 +263,7 @@ func (p *Proposer) Stats() ProposerStats {
 		UnknownOutcomes: s.unknown.Load(),
 		ComposedBatches: s.batches.Load(),
 		ComposedChanges: s.changes.Load(),
+		DroppedReplies:  s.droppedReplies.Load(),
 	}
 	for i := range out.Composed {
 		out.Composed[i] = s.composed[i].Load()

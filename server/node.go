@@ -84,6 +84,7 @@ type Node struct {
 	log      *slog.Logger
 
 	forwarded, fallbacks atomic.Uint64
+	stopping             atomic.Bool
 }
 
 // NewNode starts a node. It reads the proposer's ballot ceiling from store,
@@ -196,6 +197,7 @@ func (n *Node) Propose(ctx context.Context, req Request) (protocol.State, error)
 // acceptor service (waiting for the batches in flight). It does not close
 // the store.
 func (n *Node) Stop() {
+	n.stopping.Store(true)
 	n.proposer.Stop()
 	n.acceptor.Stop()
 }
@@ -226,6 +228,21 @@ func (n *Node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
 	return n.proposer.Propose(ctx, Request{Op: op})
 }
 
-// Err returns the error that stopped the node's acceptor service for good
-// (a failed storage write or sync, PROTOCOL.md §10), or nil.
-func (n *Node) Err() error { return n.acceptor.Err() }
+// Err returns the error that stopped the node for good: a failed storage
+// write or sync in its acceptor service (PROTOCOL.md §10), or its proposer
+// driver stopping on its own (it could not persist its ballot ceiling).
+func (n *Node) Err() error {
+	if err := n.acceptor.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-n.proposer.Done():
+		if !n.stopping.Load() {
+			return errProposerStopped
+		}
+	default:
+	}
+	return nil
+}
+
+var errProposerStopped = errors.New("caspaxos/server: proposer stopped: its ballot ceiling could not be persisted")

@@ -250,9 +250,15 @@ func outcome(ctx context.Context, r protocol.Result) (protocol.State, error) {
 // Deliver hands the proposer replies from acceptors. It blocks while the
 // driver's queue is full, and drops the replies once the driver stopped.
 func (p *Proposer) Deliver(msgs []protocol.Message) {
+	// Never block the caller: it is a transport's receive loop, and a
+	// stalled receive loop stops the peer's heartbeats too, so overload
+	// would look like a dead peer. A reply dropped here is a lost message,
+	// which the protocol tolerates (the attempt times out and retries).
 	select {
 	case p.replies <- msgs:
 	case <-p.done:
+	default:
+		p.stats.droppedReplies.Add(uint64(len(msgs)))
 	}
 }
 

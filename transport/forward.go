@@ -14,7 +14,8 @@ import (
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
-// codeNotSent marks a forward that was dropped before it left this node.
+// codeNotSent marks a forward that was dropped before it left this node,
+// or that the peer did not take: in both cases it did not run.
 const codeNotSent = "caspaxos_not_sent"
 
 // Forward runs op on node to's proposer (the key's home) and returns what
@@ -33,14 +34,14 @@ func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (
 	id := t.nextID.Add(1)
 	ch := make(chan *peerpb.ForwardReply, 1)
 	t.mu.Lock()
-	t.pending[id] = ch
+	t.pending[id] = pendingForward{peer: to, ch: ch}
 	t.mu.Unlock()
 	defer t.forget(id)
 	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta}
 	if d, ok := ctx.Deadline(); ok {
-		f.DeadlineUnixNano = d.UnixNano()
+		f.TimeoutNanos = max(1, int64(time.Until(d)))
 	}
-	if err := l.enqueue(func(b *frameBuf) { b.forwards = append(b.forwards, f) }, 1); err != nil {
+	if err := l.enqueue(func(b *frameBuf) { b.addForward(f) }, 1, forwardBytes(f)); err != nil {
 		return protocol.State{}, err
 	}
 	return t.await(ctx, to, op, ch)
@@ -90,14 +91,23 @@ func (t *Transport) forget(id uint64) {
 	t.mu.Unlock()
 }
 
-// resolve hands a reply to the forward waiting for it, if any still is.
-func (t *Transport) resolve(r *peerpb.ForwardReply) {
+// pendingForward is a forward waiting for its reply from peer.
+type pendingForward struct {
+	peer protocol.NodeID
+	ch   chan *peerpb.ForwardReply
+}
+
+// resolve hands a reply from peer to the forward waiting for it, if any
+// still is. A reply from another peer than the forward went to is ignored.
+func (t *Transport) resolve(from protocol.NodeID, r *peerpb.ForwardReply) {
 	t.mu.Lock()
-	ch := t.pending[r.GetId()]
-	delete(t.pending, r.GetId())
+	p, ok := t.pending[r.GetId()]
+	if ok && p.peer == from {
+		delete(t.pending, r.GetId())
+	}
 	t.mu.Unlock()
-	if ch != nil {
-		ch <- r
+	if ok && p.peer == from {
+		p.ch <- r
 	}
 }
 
@@ -129,38 +139,51 @@ func (t *Transport) receive(from protocol.NodeID, f *peerpb.Frame) {
 		t.h.Deliver(msgs)
 	}
 	for _, fw := range f.GetForwards() {
-		go t.serveForward(from, fw)
+		select {
+		case t.serving <- struct{}{}:
+			go t.serveForward(from, fw)
+		default:
+			t.reply(from, &peerpb.ForwardReply{Id: fw.GetId(), ErrorCode: codeNotSent})
+		}
 	}
 	for _, r := range f.GetForwardReplies() {
-		t.resolve(r)
+		t.resolve(from, r)
 	}
 }
 
 // serveForward runs a peer's forwarded operation here and sends the reply
 // back on this node's own link to that peer.
 func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
+	defer func() { <-t.serving }()
 	ctx := t.ctx
-	if d := f.GetDeadlineUnixNano(); d != 0 {
+	if d := f.GetTimeoutNanos(); d > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, d))
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(d))
 		defer cancel()
 	}
 	op := kv.Op{Kind: kv.OpKind(f.GetOp()), Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
 	r := &peerpb.ForwardReply{Id: f.GetId()}
 	s, err := t.h.Serve(ctx, op)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNotTaken):
+		r.ErrorCode = codeNotSent
+	case err != nil:
 		r.ErrorCode, r.CurrentVersion = kv.Code(err)
 		r.ErrorMessage = err.Error()
 		var vm *kv.VersionMismatchError
 		if errors.As(err, &vm) {
 			r.ExpectedVersion = vm.Expected
 		}
-	} else {
+	default:
 		r.Value, r.Version, r.Deleted = s.Value, s.Version, s.Deleted
 	}
-	if l := t.links[from]; l != nil {
-		// A lost reply leaves the caller with an unknown outcome, as any
-		// lost message would.
-		_ = l.enqueue(func(b *frameBuf) { b.replies = append(b.replies, r) }, 1)
+	t.reply(from, r)
+}
+
+// reply sends r to peer. A lost reply leaves the caller with an unknown
+// outcome, as any lost message would.
+func (t *Transport) reply(to protocol.NodeID, r *peerpb.ForwardReply) {
+	if l := t.links[to]; l != nil {
+		_ = l.enqueue(func(b *frameBuf) { b.addReply(r) }, 1, replyBytes(r))
 	}
 }

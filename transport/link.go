@@ -13,14 +13,38 @@ import (
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
-// frameBuf is what waits for one peer.
+// frameBuf is what waits for one peer: items with their approximate wire
+// sizes, so that frames and the queue are bounded in bytes too.
 type frameBuf struct {
-	messages []*peerpb.Message
-	forwards []*peerpb.Forward
-	replies  []*peerpb.ForwardReply
+	messages []sized[*peerpb.Message]
+	forwards []sized[*peerpb.Forward]
+	replies  []sized[*peerpb.ForwardReply]
+	bytes    int
+}
+
+type sized[T any] struct {
+	v    T
+	size int
 }
 
 func (f *frameBuf) len() int { return len(f.messages) + len(f.forwards) + len(f.replies) }
+
+func (f *frameBuf) addMessage(m *peerpb.Message, size int) {
+	f.messages = append(f.messages, sized[*peerpb.Message]{m, size})
+}
+
+func (f *frameBuf) addForward(m *peerpb.Forward) {
+	f.forwards = append(f.forwards, sized[*peerpb.Forward]{m, forwardBytes(m)})
+}
+
+func (f *frameBuf) addReply(m *peerpb.ForwardReply) {
+	f.replies = append(f.replies, sized[*peerpb.ForwardReply]{m, replyBytes(m)})
+}
+
+// Approximate wire sizes: the variable parts plus a bound on the fixed ones.
+func messageBytes(m protocol.Message) int   { return len(m.Key) + len(m.State.Value) + 128 }
+func forwardBytes(f *peerpb.Forward) int    { return len(f.GetKey()) + len(f.GetValue()) + 64 }
+func replyBytes(r *peerpb.ForwardReply) int { return len(r.GetValue()) + len(r.GetErrorMessage()) + 64 }
 
 // link is the sending half of this node's connection to one peer: a queue
 // and a goroutine that keeps a stream open and drains the queue into it,
@@ -44,19 +68,21 @@ func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientCon
 	return l
 }
 
-// enqueue adds n items through fill, unless the link is down or full.
-func (l *link) enqueue(fill func(*frameBuf), n int) error {
+// enqueue adds n items of size bytes through fill, unless the link is
+// down or full.
+func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
 	if !l.up.Load() {
 		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: link to node %d (%s) is down", ErrUnreachable, l.id, l.addr)
 	}
 	l.mu.Lock()
-	if l.buf.len()+n > l.t.cfg.QueueLimit {
+	if l.buf.len()+n > l.t.cfg.QueueLimit || (l.buf.bytes > 0 && l.buf.bytes+size > l.t.cfg.QueueBytes) {
 		l.mu.Unlock()
 		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: queue to node %d is full", ErrUnreachable, l.id)
 	}
 	fill(&l.buf)
+	l.buf.bytes += size
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -65,24 +91,47 @@ func (l *link) enqueue(fill func(*frameBuf), n int) error {
 	return nil
 }
 
-// take removes up to FrameLimit items from the queue as one frame.
+// take removes one frame's worth from the queue: up to FrameLimit items and
+// FrameBytes bytes (at least one item, however large), replies first.
 func (l *link) take() *peerpb.Frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := &peerpb.Frame{From: uint64(l.t.cfg.Self)}
-	room := l.t.cfg.FrameLimit
-	f.ForwardReplies, l.buf.replies, room = split(l.buf.replies, room)
-	f.Forwards, l.buf.forwards, room = split(l.buf.forwards, room)
-	f.Messages, l.buf.messages, _ = split(l.buf.messages, room)
+	b := budget{items: l.t.cfg.FrameLimit, bytes: l.t.cfg.FrameBytes}
+	f.ForwardReplies, l.buf.replies = takeSized(l.buf.replies, &b)
+	f.Forwards, l.buf.forwards = takeSized(l.buf.forwards, &b)
+	f.Messages, l.buf.messages = takeSized(l.buf.messages, &b)
+	l.buf.bytes -= b.taken
 	return f
 }
 
-func split[T any](q []T, room int) (head, rest []T, left int) {
-	n := min(len(q), room)
-	if n == len(q) {
-		return q, nil, room - n
+type budget struct{ items, bytes, taken, count int }
+
+func takeSized[T any](q []sized[T], b *budget) (head []T, rest []sized[T]) {
+	n := 0
+	for n < len(q) && b.count < b.items && (b.count == 0 || b.taken+q[n].size <= b.bytes) {
+		b.taken += q[n].size
+		b.count++
+		n++
 	}
-	return q[:n:n], q[n:], 0
+	if n == 0 {
+		return nil, q
+	}
+	head = make([]T, n)
+	for i := range head {
+		head[i] = q[i].v
+	}
+	if n == len(q) {
+		return head, nil
+	}
+	return head, q[n:]
+}
+
+// more reports whether anything still waits to be sent.
+func (l *link) more() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.len() > 0
 }
 
 // run keeps a stream to the peer open, reconnecting with jittered backoff.
@@ -140,7 +189,7 @@ func (l *link) pump(stream peerpb.Peer_StreamClient) error {
 				_, err = stream.CloseAndRecv()
 				return fmt.Errorf("sending to node %d: %w", l.id, err)
 			}
-			if len(f.Messages)+len(f.Forwards)+len(f.ForwardReplies) < l.t.cfg.FrameLimit {
+			if !l.more() {
 				break
 			}
 		}
@@ -151,7 +200,10 @@ func (l *link) pump(stream peerpb.Peer_StreamClient) error {
 // never left, so their callers may run them elsewhere.
 func (l *link) discard() {
 	l.mu.Lock()
-	forwards := l.buf.forwards
+	forwards := make([]*peerpb.Forward, len(l.buf.forwards))
+	for i, f := range l.buf.forwards {
+		forwards[i] = f.v
+	}
 	l.buf = frameBuf{}
 	l.mu.Unlock()
 	l.notSent(forwards)
@@ -159,6 +211,6 @@ func (l *link) discard() {
 
 func (l *link) notSent(forwards []*peerpb.Forward) {
 	for _, f := range forwards {
-		l.t.resolve(&peerpb.ForwardReply{Id: f.GetId(), ErrorCode: codeNotSent})
+		l.t.resolve(l.id, &peerpb.ForwardReply{Id: f.GetId(), ErrorCode: codeNotSent})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,10 @@ var (
 	ErrUnreachable = errors.New("caspaxos/transport: peer unreachable")
 	// ErrClosed: the transport was closed.
 	ErrClosed = errors.New("caspaxos/transport: closed")
+	// ErrNotTaken: a Handler's Serve returns an error wrapping it when it
+	// did not run the operation at all (it is stopping, or overloaded); the
+	// caller is told the forward was not taken and may run it elsewhere.
+	ErrNotTaken = errors.New("caspaxos/transport: operation not taken")
 )
 
 // Handler is the node a Transport delivers to.
@@ -41,12 +46,21 @@ type Config struct {
 	Self protocol.NodeID
 	// Peers maps every other member's ID to its peer address (host:port).
 	Peers map[protocol.NodeID]string
-	// QueueLimit bounds what waits for one peer (messages, forwards and
-	// replies together; default 65536). Past it, messages are dropped (the
-	// protocol tolerates loss) so that a slow peer never blocks the others.
+	// QueueLimit and QueueBytes bound what waits for one peer (messages,
+	// forwards and replies together; defaults 65536 items, 256 MiB). Past
+	// them, what is sent is dropped (the protocol tolerates loss) so that a
+	// slow peer never blocks the others.
 	QueueLimit int
-	// FrameLimit bounds the items in one frame (default 4096).
+	QueueBytes int
+	// FrameLimit and FrameBytes bound one frame (defaults 4096 items,
+	// 16 MiB; a single larger item still goes alone). The receiver accepts
+	// frames of up to 64 MiB.
 	FrameLimit int
+	FrameBytes int
+	// MaxServing bounds the forwarded operations this node runs at once
+	// (default 4096); past it, forwards are refused as not taken, and their
+	// callers run them themselves.
+	MaxServing int
 	// Heartbeat is how often a link sends a frame when it has nothing else
 	// to send (default 50ms). A peer not heard from for DeadAfter (default
 	// 300ms) counts as unreachable: forwards to it stop and fail over.
@@ -70,7 +84,10 @@ func (c *Config) validate() error {
 		}
 	}
 	setDefault(&c.QueueLimit, 1<<16)
+	setDefault(&c.QueueBytes, 256<<20)
 	setDefault(&c.FrameLimit, 4096)
+	setDefault(&c.FrameBytes, 16<<20)
+	setDefault(&c.MaxServing, 4096)
 	setDefault(&c.Heartbeat, 50*time.Millisecond)
 	setDefault(&c.DeadAfter, 300*time.Millisecond)
 	if c.DeadAfter < 2*c.Heartbeat {
@@ -101,7 +118,8 @@ type Transport struct {
 	links        map[protocol.NodeID]*link
 	nextID       atomic.Uint64
 	mu           sync.Mutex
-	pending      map[uint64]chan *peerpb.ForwardReply
+	pending      map[uint64]pendingForward
+	serving      chan struct{}                     // a slot per forwarded operation running here
 	heard        map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
@@ -118,8 +136,12 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{cfg: cfg, h: h, links: make(map[protocol.NodeID]*link),
-		pending: make(map[uint64]chan *peerpb.ForwardReply), heard: make(map[protocol.NodeID]*atomic.Int64),
-		ctx: ctx, cancel: cancel}
+		pending: make(map[uint64]pendingForward), heard: make(map[protocol.NodeID]*atomic.Int64),
+		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel}
+	// Forward IDs start at a random point: a peer may still answer a
+	// forward of this node's previous run, and its reply must not match a
+	// forward of this run. (Replies are also matched by peer.)
+	t.nextID.Store(rand.Uint64())
 	for id := range cfg.Peers {
 		t.heard[id] = new(atomic.Int64)
 	}
@@ -171,11 +193,15 @@ func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
 	if l == nil {
 		return fmt.Errorf("%w: no link to node %d", ErrUnreachable, to)
 	}
+	size := 0
+	for _, m := range msgs {
+		size += messageBytes(m)
+	}
 	return l.enqueue(func(f *frameBuf) {
 		for _, m := range msgs {
-			f.messages = append(f.messages, ToWire(m))
+			f.addMessage(ToWire(m), messageBytes(m))
 		}
-	}, len(msgs))
+	}, len(msgs), size)
 }
 
 // Reachable reports whether node id can be sent to and was heard from

@@ -12,6 +12,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // node is a fake Handler: it records messages and answers forwards with the
@@ -162,4 +163,53 @@ func TestForwardInFlightToSilentPeerIsUnknown(t *testing.T) {
 	}
 	t.Logf("in-flight forward gave up %v after the peer went silent", time.Since(start))
 	close(c.nodes[2].hold)
+}
+
+func TestLargeValuesSplitIntoFrames(t *testing.T) {
+	c := newCluster(t, 2)
+	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
+	value := make([]byte, 1<<20)
+	msgs := make([]protocol.Message, 70) // 70 MiB: more than one frame may carry
+	for i := range msgs {
+		msgs[i] = protocol.Message{Kind: protocol.MsgAccept, From: 1, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: uint64(i + 1), Proposer: 1},
+			State: protocol.State{Value: value, Version: 1}}
+	}
+	if err := c.tr[1].Send(2, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "70 large messages at node 2", func() bool { return c.nodes[2].count() == 70 })
+	if s := c.tr[1].Stats(); s.LinkFailures != 0 || s.Dropped != 0 {
+		t.Fatalf("stats %+v: large values broke the link", s)
+	}
+}
+
+func TestRepliesMatchTheirPeerAndRun(t *testing.T) {
+	a, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: "127.0.0.1:1", 3: "127.0.0.1:1"}}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: "127.0.0.1:1"}}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// A restarted node must not hand out the forward IDs of its previous run.
+	if a.nextID.Load() == b.nextID.Load() {
+		t.Fatal("two runs start forward IDs at the same point")
+	}
+	ch := make(chan *peerpb.ForwardReply, 1)
+	a.mu.Lock()
+	a.pending[7] = pendingForward{peer: 2, ch: ch}
+	a.mu.Unlock()
+	a.resolve(3, &peerpb.ForwardReply{Id: 7, Value: []byte("from the wrong peer")})
+	select {
+	case r := <-ch:
+		t.Fatalf("a reply from node 3 answered a forward to node 2: %v", r)
+	default:
+	}
+	a.resolve(2, &peerpb.ForwardReply{Id: 7, Value: []byte("right")})
+	if r := <-ch; string(r.GetValue()) != "right" {
+		t.Fatalf("reply %v", r)
+	}
 }

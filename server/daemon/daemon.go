@@ -175,7 +175,13 @@ func (d *Daemon) Stop() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = d.httpSrv.Shutdown(ctx)
-		d.grpcSrv.Stop()
+		graceful := make(chan struct{})
+		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()
+		select {
+		case <-graceful:
+		case <-ctx.Done():
+			d.grpcSrv.Stop()
+		}
 		d.split.Close()
 		d.node.Stop()
 		d.peerSrv.Stop()
@@ -216,15 +222,22 @@ func (r *relay) Deliver(msgs []protocol.Message) {
 	}
 }
 
+// Serve runs a forwarded operation on this node's proposer. A node that is
+// starting or stopping did not run it, and says so (transport.ErrNotTaken),
+// so that the caller proposes it itself.
 func (r *relay) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
 	n := r.node.Load()
 	if n == nil {
-		return protocol.State{}, fmt.Errorf("%w: node starting", kv.ErrNoQuorum)
+		return protocol.State{}, fmt.Errorf("%w: node starting", transport.ErrNotTaken)
 	}
 	if err := op.Validate(r.limits); err != nil {
 		return protocol.State{}, err
 	}
-	return n.Serve(ctx, op)
+	s, err := n.Serve(ctx, op)
+	if errors.Is(err, server.ErrStopped) {
+		return s, fmt.Errorf("%w: %v", transport.ErrNotTaken, err)
+	}
+	return s, err
 }
 
 // links is the node's server.Transport: messages to itself go straight to

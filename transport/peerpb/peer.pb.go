@@ -304,10 +304,12 @@ type Forward struct {
 	Value   []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	Version uint64                 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
 	Delta   int64                  `protobuf:"varint,6,opt,name=delta,proto3" json:"delta,omitempty"`
-	// The caller's deadline, as Unix nanoseconds (0: none).
-	DeadlineUnixNano int64 `protobuf:"varint,7,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The time the caller still waits, in nanoseconds (0: no deadline). A
+	// duration, not a point in time, so that clock skew between nodes does
+	// not shorten or stretch it.
+	TimeoutNanos  int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Forward) Reset() {
@@ -382,9 +384,9 @@ func (x *Forward) GetDelta() int64 {
 	return 0
 }
 
-func (x *Forward) GetDeadlineUnixNano() int64 {
+func (x *Forward) GetTimeoutNanos() int64 {
 	if x != nil {
-		return x.DeadlineUnixNano
+		return x.TimeoutNanos
 	}
 	return 0
 }
@@ -518,15 +520,15 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05value\x18\r \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x0e \x01(\x04R\aversion\x12\x18\n" +
 	"\adeleted\x18\x0f \x01(\bR\adeleted\x12\x10\n" +
-	"\x03age\x18\x10 \x01(\x04R\x03age\"\xaf\x01\n" +
+	"\x03age\x18\x10 \x01(\x04R\x03age\"\xa6\x01\n" +
 	"\aForward\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12,\n" +
-	"\x12deadline_unix_nano\x18\a \x01(\x03R\x10deadlineUnixNano\"\x80\x02\n" +
+	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
+	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\"\x80\x02\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
