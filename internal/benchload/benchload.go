@@ -149,7 +149,12 @@ type Result struct {
 	Errors    uint64   `json:"errors"`    // failed operations started in the window
 	Conflicts uint64   `json:"conflicts"` // refused increment attempts retried (etcd's Txn)
 	// Latency of the successful operations, in milliseconds.
-	P50, P90, P99, P999, Max, Mean float64
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p999_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
 	// FirstError is one error message of the window, if any.
 	FirstError string `json:"first_error,omitempty"`
 	// Counter is the hot-key check of the incr workload.
