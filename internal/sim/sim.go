@@ -57,12 +57,14 @@ type Report struct {
 // the simulator checks of itself). Its Error text has everything needed to
 // reproduce it.
 type Failure struct {
-	Seed    uint64
-	Variant string
-	Plan    Plan
-	Reason  string
-	Tail    []string // the last events before the failure
-	Stats   Stats
+	Seed     uint64
+	Variant  string
+	Ops      int
+	NoRetire bool
+	Plan     Plan
+	Reason   string
+	Tail     []string // the last events before the failure
+	Stats    Stats
 }
 
 // Replay is the command that reruns the failing seed.
@@ -70,6 +72,12 @@ func (f *Failure) Replay() string {
 	cmd := fmt.Sprintf("go test ./internal/sim -run TestReplay -seed %d -v", f.Seed)
 	if f.Variant != "" {
 		cmd += " -variant " + f.Variant
+	}
+	if f.Ops != defaultOps {
+		cmd += fmt.Sprintf(" -ops %d", f.Ops)
+	}
+	if f.NoRetire {
+		cmd += " -no-retire"
 	}
 	return cmd
 }
@@ -88,6 +96,9 @@ func (f *Failure) Error() string {
 	fmt.Fprintf(&b, "replay: %s", f.Replay())
 	return b.String()
 }
+
+// defaultOps is how many operations a run issues unless told otherwise.
+const defaultOps = 10000
 
 // maxEventsPerOp bounds a run: a run that needs more events than this per
 // operation is stuck (a simulator bug, or a livelock).
@@ -121,7 +132,7 @@ type sim struct {
 // Run runs one seed and checks it. It returns a *Failure on a violation.
 func Run(opts Options) (Report, error) {
 	if opts.Ops == 0 {
-		opts.Ops = 10000
+		opts.Ops = defaultOps
 	}
 	if opts.CheckTimeout == 0 {
 		opts.CheckTimeout = 60 * time.Second
@@ -264,11 +275,13 @@ func (s *sim) fail(format string, args ...any) {
 		return
 	}
 	s.failure = &Failure{
-		Seed:    s.opts.Seed,
-		Variant: s.opts.Variant.Name,
-		Plan:    s.plan,
-		Reason:  fmt.Sprintf("at %v: ", s.now) + fmt.Sprintf(format, args...),
-		Tail:    s.trace.tail(),
+		Seed:     s.opts.Seed,
+		Variant:  s.opts.Variant.Name,
+		Ops:      s.opts.Ops,
+		NoRetire: s.opts.NoRetire,
+		Plan:     s.plan,
+		Reason:   fmt.Sprintf("at %v: ", s.now) + fmt.Sprintf(format, args...),
+		Tail:     s.trace.tail(),
 	}
 }
 

@@ -42,7 +42,7 @@ func TestShortReadQuorumCaughtWithoutRetirement(t *testing.T) {
 		var f *Failure
 		if errors.As(err, &f) {
 			reason, _, _ := strings.Cut(f.Reason, "\n")
-			t.Logf("caught by seed %d (-ops 1000 -no-retire): %s", seed, reason)
+			t.Logf("caught by seed %d: %s\nreplay: %s", seed, reason, f.Replay())
 			return
 		}
 	}
