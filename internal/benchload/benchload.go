@@ -146,8 +146,12 @@ type Result struct {
 	Seconds   float64  `json:"seconds"` // measured window
 	Ops       uint64   `json:"ops"`     // successful operations started in the window
 	OpsPerSec float64  `json:"ops_per_sec"`
-	Errors    uint64   `json:"errors"`    // failed operations started in the window
-	Conflicts uint64   `json:"conflicts"` // refused increment attempts retried (etcd's Txn)
+	Errors    uint64   `json:"errors"` // failed operations started in the window
+	// WarmupErrors are the failed operations of the warm-up, not counted
+	// above; FirstWarmupError is one of their messages.
+	WarmupErrors     uint64 `json:"warmup_errors"`
+	FirstWarmupError string `json:"first_warmup_error,omitempty"`
+	Conflicts        uint64 `json:"conflicts"` // refused increment attempts retried (etcd's Txn)
 	// Latency of the successful operations, in milliseconds.
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`
@@ -185,6 +189,8 @@ type worker struct {
 	ops, errs, confl uint64
 	allOK, allFail   uint64 // increments over the whole run, for the check
 	firstErr         error
+	warmErrs         uint64
+	firstWarmErr     error
 }
 
 // Run runs one cell against drivers (the clients share them round robin)
@@ -347,6 +353,10 @@ func (w *worker) tally(wl Workload, measured bool, conflicts int, took time.Dura
 		}
 	}
 	if !measured {
+		if err != nil {
+			w.warmErrs++
+			w.firstWarmErr = cmpOr(w.firstWarmErr, err)
+		}
 		return
 	}
 	w.confl += uint64(conflicts)
@@ -374,6 +384,10 @@ func summarise(cfg Config, workers []*worker) *Result {
 		check.Failed += w.allFail
 		if res.FirstError == "" && w.firstErr != nil {
 			res.FirstError = w.firstErr.Error()
+		}
+		res.WarmupErrors += w.warmErrs
+		if res.FirstWarmupError == "" && w.firstWarmErr != nil {
+			res.FirstWarmupError = w.firstWarmErr.Error()
 		}
 	}
 	res.OpsPerSec = float64(res.Ops) / res.Seconds
