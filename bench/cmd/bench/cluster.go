@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/caspaxos/caspaxos/client"
 )
 
 // cluster is three server processes on loopback with their data in dir.
@@ -258,4 +260,26 @@ func (c *cluster) peakRSSMiB() float64 {
 		f.Close()
 	}
 	return peak
+}
+
+// allReachable reports an error unless every caspaxos node at addrs sees
+// every member reachable.
+func allReachable(ctx context.Context, addrs []string) error {
+	for _, a := range addrs {
+		c, err := client.New(client.Config{Endpoints: []string{a}})
+		if err != nil {
+			return err
+		}
+		ms, err := c.Members(ctx)
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("members from %s: %w", a, err)
+		}
+		for _, m := range ms {
+			if !m.Reachable {
+				return fmt.Errorf("%s does not reach %s yet", a, m.Name)
+			}
+		}
+	}
+	return nil
 }

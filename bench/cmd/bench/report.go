@@ -114,6 +114,9 @@ func (s *systemResult) brief() string {
 	if s.Counter != nil {
 		b += fmt.Sprintf("  counter %d/%d ok=%v", s.Counter.Final, s.Counter.Successes, s.Counter.OK)
 	}
+	if s.WarmupErrors > 0 {
+		b += fmt.Sprintf("  warm-up errors %d (%s)", s.WarmupErrors, firstLine(s.FirstWarmupError))
+	}
 	return b
 }
 
