@@ -60,7 +60,9 @@ func (t *Transport) await(ctx context.Context, to protocol.NodeID, op kv.Op, ch 
 		case <-t.ctx.Done():
 			return protocol.State{}, noAnswer(op, ErrClosed)
 		case <-check.C:
-			if !t.Reachable(to) {
+			// A peer that is leaving still answers the forwards it has;
+			// only silence means no answer will come.
+			if t.silent(to) {
 				return protocol.State{}, noAnswer(op, fmt.Errorf("node %d went silent", to))
 			}
 		}
@@ -124,6 +126,15 @@ func (t *Transport) Stream(s peerpb.Peer_StreamServer) error {
 			return status.Errorf(codes.PermissionDenied, "caspaxos/transport: node %d is not a member", from)
 		}
 		heard.Store(time.Now().UnixNano())
+		if f.GetLeaving() && !t.gone[from].Swap(true) {
+			// Acknowledge on our own link, behind any forward queued there.
+			t.links[from].poke()
+		} else if !f.GetLeaving() {
+			t.gone[from].Store(false)
+		}
+		if f.GetAcksLeaving() {
+			t.acked[from]()
+		}
 		t.receive(from, f)
 	}
 }

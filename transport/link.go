@@ -84,11 +84,16 @@ func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
 	fill(&l.buf)
 	l.buf.bytes += size
 	l.mu.Unlock()
+	l.poke()
+	return nil
+}
+
+// poke wakes the sending goroutine.
+func (l *link) poke() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // take removes one frame's worth from the queue: up to FrameLimit items and
@@ -96,7 +101,7 @@ func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
 func (l *link) take() *peerpb.Frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := &peerpb.Frame{From: uint64(l.t.cfg.Self)}
+	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.gone[l.id].Load()}
 	b := budget{items: l.t.cfg.FrameLimit, bytes: l.t.cfg.FrameBytes}
 	f.ForwardReplies, l.buf.replies = takeSized(l.buf.replies, &b)
 	f.Forwards, l.buf.forwards = takeSized(l.buf.forwards, &b)

@@ -121,6 +121,10 @@ type Transport struct {
 	pending      map[uint64]pendingForward
 	serving      chan struct{}                     // a slot per forwarded operation running here
 	heard        map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
+	gone         map[protocol.NodeID]*atomic.Bool  // peers whose last frame said they are leaving
+	leaving      atomic.Bool                       // set by Leave: every frame says so
+	acked        map[protocol.NodeID]func()        // closes ackedCh: the peer saw us leave
+	ackedCh      map[protocol.NodeID]chan struct{}
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
 	ctx          context.Context
@@ -142,8 +146,14 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	// forward of this node's previous run, and its reply must not match a
 	// forward of this run. (Replies are also matched by peer.)
 	t.nextID.Store(rand.Uint64())
+	t.gone = make(map[protocol.NodeID]*atomic.Bool)
+	t.acked = make(map[protocol.NodeID]func())
+	t.ackedCh = make(map[protocol.NodeID]chan struct{})
 	for id := range cfg.Peers {
 		t.heard[id] = new(atomic.Int64)
+		t.gone[id] = new(atomic.Bool)
+		ch := make(chan struct{})
+		t.ackedCh[id], t.acked[id] = ch, sync.OnceFunc(func() { close(ch) })
 	}
 	for id, addr := range cfg.Peers {
 		conn, err := grpc.NewClient(addr,
@@ -206,12 +216,46 @@ func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
 
 // Reachable reports whether node id can be sent to and was heard from
 // within DeadAfter.
+//
+// A peer that announced it is leaving is not reachable either.
 func (t *Transport) Reachable(id protocol.NodeID) bool {
+	return !t.silent(id) && !t.gone[id].Load()
+}
+
+// silent reports whether node id's link is down or the node was not heard
+// from within DeadAfter: a forward in flight to it will get no answer.
+func (t *Transport) silent(id protocol.NodeID) bool {
 	l := t.links[id]
 	if l == nil || !l.up.Load() {
-		return false
+		return true
 	}
-	return time.Since(time.Unix(0, t.heard[id].Load())) < t.cfg.DeadAfter
+	return time.Since(time.Unix(0, t.heard[id].Load())) >= t.cfg.DeadAfter
+}
+
+// Leave tells every peer that this node is shutting down, so that they stop
+// forwarding to it, and returns once every reachable peer acknowledged it
+// (its forwards sent before came in earlier frames), or ctx is done. The
+// node keeps answering the forwards it has; call Leave before stopping what
+// serves them.
+func (t *Transport) Leave(ctx context.Context) {
+	t.leaving.Store(true)
+	for _, l := range t.links {
+		l.poke()
+	}
+	check := time.NewTicker(t.cfg.Heartbeat)
+	defer check.Stop()
+	for id := range t.links {
+		for !t.silent(id) {
+			select {
+			case <-t.ackedCh[id]:
+			case <-check.C:
+				continue
+			case <-ctx.Done():
+				return
+			}
+			break
+		}
+	}
 }
 
 // Stats counts the transport's trouble since it started.

@@ -213,3 +213,27 @@ func TestRepliesMatchTheirPeerAndRun(t *testing.T) {
 		t.Fatalf("reply %v", r)
 	}
 }
+
+func TestLeaveStopsForwardsButAnswersThoseInFlight(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodes[2].hold = make(chan struct{})
+	c.nodes[2].seen = make(chan kv.Op, 1)
+	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
+		done <- err
+	}()
+	<-c.nodes[2].seen
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.tr[2].Leave(ctx)
+	waitFor(t, "node 2 seen leaving", func() bool { return !c.tr[1].Reachable(2) })
+	if _, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpGet, Key: "k"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("forward to a leaving node: %v, want unreachable", err)
+	}
+	close(c.nodes[2].hold)
+	if err := <-done; err != nil {
+		t.Fatalf("forward in flight when its peer left: %v", err)
+	}
+}

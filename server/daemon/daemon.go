@@ -174,6 +174,11 @@ func (d *Daemon) Stop() error {
 	d.stopOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		// Peers stop forwarding here first, while this node still answers
+		// the forwards it has: a graceful stop leaves no unknown outcomes.
+		leave, cancelLeave := context.WithTimeout(ctx, time.Second)
+		d.tr.Leave(leave)
+		cancelLeave()
 		_ = d.httpSrv.Shutdown(ctx)
 		graceful := make(chan struct{})
 		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()

@@ -233,3 +233,24 @@ func TestParseCluster(t *testing.T) {
 		t.Fatal("member without address accepted")
 	}
 }
+
+func TestGracefulStopLeavesNoUnknownOutcomes(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, 200)
+	}
+	ctx := context.Background()
+	cl := c.client(t, 0)
+	// Keys homed on every node, the stopping one included.
+	for i := 0; i < 30; i++ {
+		if _, err := cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("before")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.stop(1)
+	for i := 0; i < 30; i++ {
+		if _, err := cl.Put(ctx, fmt.Sprintf("k%d", i), []byte("after")); err != nil {
+			t.Fatalf("put k%d right after a graceful stop: %v (reachable=%v)", i, err, c.daemons[0].tr.Reachable(NodeID("n2")))
+		}
+	}
+}

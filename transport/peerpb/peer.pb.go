@@ -31,8 +31,14 @@ type Frame struct {
 	Messages       []*Message      `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	Forwards       []*Forward      `protobuf:"bytes,3,rep,name=forwards,proto3" json:"forwards,omitempty"`
 	ForwardReplies []*ForwardReply `protobuf:"bytes,4,rep,name=forward_replies,json=forwardReplies,proto3" json:"forward_replies,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The sender is shutting down: send it no more forwards (it still answers
+	// those it has). Set on every frame from then on.
+	Leaving bool `protobuf:"varint,5,opt,name=leaving,proto3" json:"leaving,omitempty"`
+	// The sender has seen that the receiver is leaving and sends it no more
+	// forwards: everything it forwarded before came in earlier frames.
+	AcksLeaving   bool `protobuf:"varint,6,opt,name=acks_leaving,json=acksLeaving,proto3" json:"acks_leaving,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Frame) Reset() {
@@ -91,6 +97,20 @@ func (x *Frame) GetForwardReplies() []*ForwardReply {
 		return x.ForwardReplies
 	}
 	return nil
+}
+
+func (x *Frame) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
+}
+
+func (x *Frame) GetAcksLeaving() bool {
+	if x != nil {
+		return x.AcksLeaving
+	}
+	return false
 }
 
 type StreamEnd struct {
@@ -496,12 +516,14 @@ var File_transport_peer_proto protoreflect.FileDescriptor
 
 const file_transport_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x14transport/peer.proto\x12\x10caspaxos.peer.v1\"\xd2\x01\n" +
+	"\x14transport/peer.proto\x12\x10caspaxos.peer.v1\"\x8f\x02\n" +
 	"\x05Frame\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x125\n" +
 	"\bmessages\x18\x02 \x03(\v2\x19.caspaxos.peer.v1.MessageR\bmessages\x125\n" +
 	"\bforwards\x18\x03 \x03(\v2\x19.caspaxos.peer.v1.ForwardR\bforwards\x12G\n" +
-	"\x0fforward_replies\x18\x04 \x03(\v2\x1e.caspaxos.peer.v1.ForwardReplyR\x0eforwardReplies\"\v\n" +
+	"\x0fforward_replies\x18\x04 \x03(\v2\x1e.caspaxos.peer.v1.ForwardReplyR\x0eforwardReplies\x12\x18\n" +
+	"\aleaving\x18\x05 \x01(\bR\aleaving\x12!\n" +
+	"\facks_leaving\x18\x06 \x01(\bR\vacksLeaving\"\v\n" +
 	"\tStreamEnd\"\xe7\x03\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x12\n" +
