@@ -32,7 +32,7 @@ type node struct {
 
 	// For this incarnation's proposer (see retirement and Stats):
 	pending     map[protocol.ReqID]string  // requests it has not answered -> key
-	lastAccept  map[string]protocol.Ballot // highest accept ballot it asked to send, per key
+	sentAccept  map[string]protocol.Ballot // highest accept ballot it sent (released), per key
 	lastNext    map[string]protocol.Ballot // promise piggybacked on its last accept per key
 	acceptsSent map[string]uint64          // accepts (messages) it has sent per key
 }
@@ -148,10 +148,27 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 	}
 	if len(n.held) == 0 && n.disk.isSynced(gate) {
 		s.release(n, rd)
-		return
+	} else {
+		s.stats.HeldReadys++
+		n.held = append(n.held, heldReady{gate: gate, rd: rd})
 	}
-	s.stats.HeldReadys++
-	n.held = append(n.held, heldReady{gate: gate, rd: rd})
+	for _, r := range rd.Results {
+		s.ret.onAnswered(s, n, r.ID, s.w.byReq[r.ID].in.key)
+	}
+}
+
+// maxAccept is the highest accept ballot for key that n has sent or may
+// still send (in a Ready waiting for its ceiling).
+func (n *node) maxAccept(key string) protocol.Ballot {
+	b := n.sentAccept[key]
+	for _, h := range n.held {
+		for _, m := range h.rd.Messages {
+			if m.Kind == protocol.MsgAccept && m.Key == key && b.Less(m.Ballot) {
+				b = m.Ballot
+			}
+		}
+	}
+	return b
 }
 
 // release does what a Ready asks, in its order, once its ceiling is synced.
@@ -163,6 +180,9 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 		}
 		if m.Kind == protocol.MsgAccept {
 			n.acceptsSent[m.Key]++
+			if n.sentAccept[m.Key].Less(m.Ballot) {
+				n.sentAccept[m.Key] = m.Ballot
+			}
 		}
 		s.send(n.idx, m)
 	}
@@ -205,14 +225,16 @@ func (s *sim) crash(n *node) {
 	s.stats.Crashes++
 	s.tracef("node %d crashes (%d unsynced writes, %d replies and %d Readys waiting)", n.id, len(n.disk.pending), len(n.replies), len(n.held))
 	n.up = false
-	n.inc++
 	s.down++
 	n.disk.crash()
 	n.prop = nil
 	n.replies, n.held = nil, nil
 	s.inv.onCrash(s, n)
+	// The retirement rule and the lost operations still refer to the
+	// incarnation that crashed; stale events are told apart only after.
 	s.ret.onCrash(s, n)
 	s.loseOps(n)
+	n.inc++
 }
 
 // restart brings n up with a fresh proposer that knows only the synced ceiling.
@@ -225,7 +247,7 @@ func (s *sim) restart(n *node) {
 	n.inc++
 	n.ceilingGate = 0
 	n.pending = make(map[protocol.ReqID]string)
-	n.lastAccept = make(map[string]protocol.Ballot)
+	n.sentAccept = make(map[string]protocol.Ballot)
 	n.lastNext = make(map[string]protocol.Ballot)
 	n.acceptsSent = make(map[string]uint64)
 	p, err := protocol.NewProposer(protocol.ProposerConfig{

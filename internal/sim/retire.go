@@ -14,7 +14,8 @@ import "github.com/caspaxos/caspaxos/protocol"
 // batch o belonged to is over, which is at the latest when every request
 // P had pending on k when o was answered has been answered too (or when P
 // crashes). Let bmax be the highest ballot of any accept P sent for k up
-// to then. Once some ballot B > bmax is chosen on k (accepted by an accept
+// to then, or may still send (an accept waiting in a Ready for its
+// ceiling's sync; a crash drops those, unsent). Once some ballot B > bmax is chosen on k (accepted by an accept
 // quorum in synced storage), o's fate is sealed: every state accepted at a
 // ballot above B derives from B's state (the prepare or piggybacked
 // promise of any higher ballot meets B's quorum), so if o is in the chosen
@@ -58,7 +59,7 @@ func (r *retirement) onUnknown(s *sim, n *node, o *op) {
 		}
 	}
 	if len(w.waitFor) == 0 {
-		r.settle(s, o, n.lastAccept[o.in.key])
+		r.settle(s, o, n.maxAccept(o.in.key))
 		return
 	}
 	r.waiting = append(r.waiting, w)
@@ -67,7 +68,7 @@ func (r *retirement) onUnknown(s *sim, n *node, o *op) {
 // onLost starts closing o, never answered because n crashed.
 func (r *retirement) onLost(s *sim, n *node, o *op) {
 	if !s.opts.NoRetire {
-		r.settle(s, o, n.lastAccept[o.in.key])
+		r.settle(s, o, n.maxAccept(o.in.key))
 	}
 }
 
@@ -78,7 +79,7 @@ func (r *retirement) onAnswered(s *sim, n *node, id protocol.ReqID, key string) 
 		if w.node == n.idx && w.inc == n.inc && w.o.in.key == key {
 			delete(w.waitFor, id)
 			if len(w.waitFor) == 0 {
-				r.settle(s, w.o, n.lastAccept[key])
+				r.settle(s, w.o, n.maxAccept(key))
 				continue
 			}
 		}
@@ -93,7 +94,7 @@ func (r *retirement) onCrash(s *sim, n *node) {
 	keep := r.waiting[:0]
 	for _, w := range r.waiting {
 		if w.node == n.idx && w.inc == n.inc {
-			r.settle(s, w.o, n.lastAccept[w.o.in.key])
+			r.settle(s, w.o, n.maxAccept(w.o.in.key))
 			continue
 		}
 		keep = append(keep, w)

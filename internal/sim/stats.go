@@ -144,8 +144,8 @@ const (
 	causeReadTimer
 )
 
-// observe counts what a Ready shows and keeps the bookkeeping that the
-// retirement rule needs, as soon as the proposer hands the Ready over.
+// observe counts what a Ready shows and forgets the requests it answers,
+// as soon as the proposer hands the Ready over.
 func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
 	var last protocol.Message
 	for i, m := range rd.Messages {
@@ -161,8 +161,7 @@ func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
 		}
 	}
 	for _, r := range rd.Results {
-		key, ok := n.pending[r.ID]
-		if !ok {
+		if _, ok := n.pending[r.ID]; !ok {
 			s.fail("sim: node %d answers request %d, which it was not asked or answered already", n.id, r.ID)
 			return
 		}
@@ -174,7 +173,6 @@ func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
 				s.stats.SlowReads++
 			}
 		}
-		s.ret.onAnswered(s, n, r.ID, key)
 	}
 }
 
@@ -187,7 +185,4 @@ func (s *sim) observeAccept(n *node, m protocol.Message) {
 		s.stats.Composed++
 	}
 	n.lastNext[m.Key] = m.Next
-	if n.lastAccept[m.Key].Less(m.Ballot) {
-		n.lastAccept[m.Key] = m.Ballot
-	}
 }
