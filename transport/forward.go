@@ -28,7 +28,11 @@ const codeNotSent = "caspaxos_not_sent"
 //   - the errors of package kv that the peer answered with.
 func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (protocol.State, error) {
 	l := t.links[to]
-	if l == nil || !t.Reachable(to) {
+	if l == nil {
+		return protocol.State{}, fmt.Errorf("%w: node %d is not a peer", ErrUnreachable, to)
+	}
+	t.awaitFirstContact(ctx, l)
+	if !t.Reachable(to) {
 		return protocol.State{}, fmt.Errorf("%w: node %d", ErrUnreachable, to)
 	}
 	id := t.nextID.Add(1)
@@ -45,6 +49,44 @@ func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (
 		return protocol.State{}, err
 	}
 	return t.await(ctx, to, op, ch)
+}
+
+// awaitFirstContact waits, within ctx and the first StartupGrace of this
+// transport's life, for a link that has never been up and for its first
+// heartbeat. Right after a cluster starts, a peer that is merely not
+// connected yet would otherwise look unreachable, and this node would
+// propose the keys homed there itself, competing with their home proposer.
+// A peer dead from the start costs only the forwards of that first window.
+func (t *Transport) awaitFirstContact(ctx context.Context, l *link) {
+	left := t.cfg.StartupGrace - time.Since(t.started)
+	if left <= 0 {
+		return
+	}
+	select {
+	case <-l.firstUp:
+		return // it was up once: from now on, silence means what it says
+	default:
+	}
+	grace := time.NewTimer(left)
+	defer grace.Stop()
+	select {
+	case <-l.firstUp:
+	case <-grace.C:
+		return
+	case <-ctx.Done():
+		return
+	}
+	check := time.NewTicker(t.cfg.Heartbeat / 5)
+	defer check.Stop()
+	for t.silent(l.id) {
+		select {
+		case <-check.C:
+		case <-grace.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // await waits for the reply, the deadline, or the peer going silent.

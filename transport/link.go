@@ -60,11 +60,17 @@ type link struct {
 	wake  chan struct{}
 	quit  chan struct{}
 	close func()
+	// firstUp is closed when the link first comes up; until then the peer
+	// may simply not have started yet (see Transport.Forward).
+	firstUp   chan struct{}
+	markFirst func()
 }
 
 func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientConn) *link {
 	l := &link{t: t, id: id, addr: addr, conn: conn, wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	l.close = sync.OnceFunc(func() { close(l.quit) })
+	l.firstUp = make(chan struct{})
+	l.markFirst = sync.OnceFunc(func() { close(l.firstUp) })
 	return l
 }
 
@@ -147,6 +153,7 @@ func (l *link) run() {
 		stream, err := peerpb.NewPeerClient(l.conn).Stream(l.t.ctx)
 		if err == nil {
 			l.up.Store(true)
+			l.markFirst()
 			delay = l.t.cfg.ReconnectMin
 			err = l.pump(stream)
 			l.up.Store(false)

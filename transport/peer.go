@@ -67,6 +67,11 @@ type Config struct {
 	// (gRPC's own keepalive cannot probe faster than every 10s.)
 	Heartbeat time.Duration
 	DeadAfter time.Duration
+	// StartupGrace is how long a forward waits for a peer this node has
+	// never reached (default 2s): at start-up, peers come up at different
+	// times, and proposing their keys here meanwhile only makes proposers
+	// compete.
+	StartupGrace time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between attempts to
 	// bring a link up (defaults 50ms, 1s).
 	ReconnectMin time.Duration
@@ -93,6 +98,7 @@ func (c *Config) validate() error {
 	if c.DeadAfter < 2*c.Heartbeat {
 		return fmt.Errorf("caspaxos/transport: DeadAfter %v must be at least twice Heartbeat %v", c.DeadAfter, c.Heartbeat)
 	}
+	setDefault(&c.StartupGrace, 2*time.Second)
 	setDefault(&c.ReconnectMin, 50*time.Millisecond)
 	setDefault(&c.ReconnectMax, time.Second)
 	if c.Logger == nil {
@@ -127,6 +133,7 @@ type Transport struct {
 	ackedCh      map[protocol.NodeID]chan struct{}
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
+	started      time.Time
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -141,7 +148,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{cfg: cfg, h: h, links: make(map[protocol.NodeID]*link),
 		pending: make(map[uint64]pendingForward), heard: make(map[protocol.NodeID]*atomic.Int64),
-		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel}
+		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, started: time.Now()}
 	// Forward IDs start at a random point: a peer may still answer a
 	// forward of this node's previous run, and its reply must not match a
 	// forward of this run. (Replies are also matched by peer.)
