@@ -15,13 +15,14 @@ import "github.com/caspaxos/caspaxos/protocol"
 // P had pending on k when o was answered has been answered too (or when P
 // crashes). Let bmax be the highest ballot of any accept P sent for k up
 // to then, or may still send (an accept waiting in a Ready for its
-// ceiling's sync; a crash drops those, unsent). Once some ballot B > bmax is chosen on k (accepted by an accept
-// quorum in synced storage), o's fate is sealed: every state accepted at a
-// ballot above B derives from B's state (the prepare or piggybacked
-// promise of any higher ballot meets B's quorum), so if o is in the chosen
-// history it is in B's state, which was chosen by then; and if it is not,
-// it never will be. o is therefore closed with return time "when B was
-// chosen": it took effect before then, or never.
+// ceiling's sync; a crash drops those, unsent). Once some ballot B > bmax
+// is chosen on k (accepted by an accept quorum in synced storage), o's
+// fate is sealed: every state accepted at a ballot above B derives from
+// B's state (the prepare or piggybacked promise of any higher ballot meets
+// B's quorum), so if o is in the chosen history it is in B's state, which
+// was chosen by then; and if it is not, it never will be. o is therefore
+// closed with return time "when B was chosen, or when o's batch was over,
+// whichever is later": it took effect before then, or never.
 //
 // Closing only narrows what Porcupine may assume about an operation, so it
 // can only find more violations, never hide one; a rule that closed too
