@@ -71,17 +71,20 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 		MaxCachedKeys:     pick(rng, 2, 1<<17),
 	}
 	p.ReorderDelay = p.NetLatency * time.Duration(5+rng.IntN(16))
+	// Each fault lasts no longer than the gap before the next one, so
+	// that it comes and goes rather than being there nearly all the time
+	// (which leaves histories of little but unknown outcomes).
 	if rng.Float64() < 0.8 {
 		p.PartitionEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
-		p.PartitionFor = between(rng, 20*time.Millisecond, 300*time.Millisecond)
+		p.PartitionFor = between(rng, 20*time.Millisecond, min(300*time.Millisecond, p.PartitionEvery))
 	}
 	if rng.Float64() < 0.8 {
 		p.CrashEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
-		p.DownFor = between(rng, 10*time.Millisecond, 200*time.Millisecond)
+		p.DownFor = between(rng, 10*time.Millisecond, min(200*time.Millisecond, p.CrashEvery))
 	}
 	if rng.Float64() < 0.6 {
 		p.SlowEvery = between(rng, 50*time.Millisecond, 500*time.Millisecond)
-		p.SlowFor = between(rng, 20*time.Millisecond, 300*time.Millisecond)
+		p.SlowFor = between(rng, 20*time.Millisecond, min(300*time.Millisecond, p.SlowEvery))
 		p.SlowFactor = 5 + rng.IntN(46)
 	}
 	roundTrip := 2*p.NetLatency + p.DiskLatency
