@@ -42,7 +42,8 @@
 // (0-50%), delay and reordering; partitions that come and go (symmetric,
 // one-way, and a ring in which each node sees a majority but no two the
 // same one; with 3 nodes, a line); crashes losing unsynced writes (at most a
-// minority down at once); slow nodes (disk, network or both).
+// minority down at once); slow nodes (disk, network or both). Each fault
+// kind's mean length is at most its mean gap, so faults come and go.
 //
 // # What is checked
 //
