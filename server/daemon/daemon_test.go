@@ -47,8 +47,11 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	}
 	c := &testCluster{}
 	for i := 0; i < n; i++ {
+		// Three nodes in one process under the race detector, beside other
+		// packages' tests: a peer may miss the default 300ms liveness window
+		// without being gone, and fail-fast would refuse with no_quorum.
 		c.cfgs = append(c.cfgs, Config{Name: members[i].Name, DataDir: t.TempDir(), ClientAddr: addrs[i],
-			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second})
+			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, DeadAfter: 2 * time.Second})
 		c.daemons = append(c.daemons, nil)
 		c.start(t, i)
 	}
