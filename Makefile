@@ -31,4 +31,4 @@ image:
 
 # Opt-in long simulator soak (20,000 seeds); see internal/sim/doc.go.
 soak:
-	go test -count=1 -timeout 0 ./internal/sim -run TestSweep -soak 20000
+	go test -count=1 -timeout 0 ./internal/sim -run TestSoak -soak 20000
