@@ -7,25 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
-	"github.com/caspaxos/caspaxos/kv"
-	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
-
-func serve(t *testing.T, b clientapi.Backend) (string, *grpc.Server) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	return lis.Addr().String(), s
-}
 
 // deadAddr returns an address nothing listens on.
 func deadAddr(t *testing.T) string {
@@ -40,7 +23,7 @@ func deadAddr(t *testing.T) string {
 }
 
 func TestTypedErrorsAndFailover(t *testing.T) {
-	addr, _ := serve(t, clientapitest.New())
+	addr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
 	c, err := New(Config{Endpoints: []string{deadAddr(t), addr}, DialTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -83,8 +66,8 @@ func TestTypedErrorsAndFailover(t *testing.T) {
 func TestWriteInFlightWhenServerDiesIsUnknown(t *testing.T) {
 	b := clientapitest.New()
 	seen, release := b.HoldWrites()
-	addr, s := serve(t, b)
-	second, _ := serve(t, clientapitest.New())
+	addr, s := clientapitest.ServeGRPC(t, b)
+	second, _ := clientapitest.ServeGRPC(t, clientapitest.New())
 	c, err := New(Config{Endpoints: []string{addr, second}})
 	if err != nil {
 		t.Fatal(err)

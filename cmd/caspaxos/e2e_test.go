@@ -6,26 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-
 	"github.com/caspaxos/caspaxos/kv"
-	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
-
-// serveBackend serves b's gRPC client API on a loopback port.
-func serveBackend(t *testing.T, b *clientapitest.Backend) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	return lis.Addr().String()
-}
 
 // step is one command line and what it must do. Empty stdout/stderr
 // expectations mean "nothing"; errLine is a substring of the one error line.
@@ -63,7 +46,7 @@ func runSteps(t *testing.T, env map[string]string, steps []step) {
 
 func TestClientCommandsEndToEnd(t *testing.T) {
 	b := clientapitest.New()
-	env := map[string]string{envEndpoints: serveBackend(t, b)}
+	env := map[string]string{envEndpoints: serveAddr(t, b)}
 	binary := "\xff\x00bin"
 	b64 := base64.StdEncoding.EncodeToString([]byte(binary))
 	runSteps(t, env, []step{
@@ -117,7 +100,7 @@ func TestClientCommandsEndToEnd(t *testing.T) {
 
 func TestClientCommandsWhenTheClusterFails(t *testing.T) {
 	b := clientapitest.New()
-	env := map[string]string{envEndpoints: serveBackend(t, b)}
+	env := map[string]string{envEndpoints: serveAddr(t, b)}
 	b.SetFail(kv.ErrNoQuorum)
 	runSteps(t, env, []step{
 		{args: []string{"put", "k", "v"}, code: 5, errLine: `put "k": no quorum: the cluster could not apply the request; nothing changed`},
@@ -155,5 +138,10 @@ func deadAddr(t *testing.T) string {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
+	return addr
+}
+
+func serveAddr(t *testing.T, b *clientapitest.Backend) string {
+	addr, _ := clientapitest.ServeGRPC(t, b)
 	return addr
 }

@@ -6,7 +6,11 @@ package clientapitest
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
@@ -107,4 +111,19 @@ func (b *Backend) Members(context.Context) (clientapi.Membership, error) {
 		{Name: "n1", ID: 1, PeerAddr: "127.0.0.1:7080", ClientAddr: "127.0.0.1:7070", Reachable: true},
 		{Name: "n2", ID: 2, PeerAddr: "127.0.0.1:7081"},
 	}}, nil
+}
+
+// ServeGRPC serves b's gRPC client API on a free loopback port until the
+// test ends, and returns its address and the server (to stop it early).
+func ServeGRPC(t testing.TB, b clientapi.Backend) (string, *grpc.Server) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String(), s
 }
