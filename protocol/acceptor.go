@@ -80,3 +80,23 @@ func stepAccept(reg Register, m Message, reply Message) (Register, Message, bool
 	reply.Kind = MsgAccepted
 	return reg, reply, true
 }
+
+// Fenced is deletion GC's age fence (PROTOCOL.md §9 step 3): an acceptor
+// that has recorded minAge for m's sender must refuse a prepare or an
+// accept carrying a lower age, without looking at the register. It returns
+// the refusal to send and true in that case; reads pass (they change
+// nothing). The refusal is a Conflict that shows no ballot, so the proposer
+// counts it against its quorum but never takes it as evidence that an
+// earlier accept was refused; its Age is the age required.
+//
+// The acceptor persists minAge per proposer before it reports step 3 done,
+// and keeps the highest it was ever given.
+func Fenced(m Message, minAge uint64) (reply Message, fenced bool) {
+	if m.Age >= minAge || m.Kind == MsgRead {
+		return Message{}, false
+	}
+	if !m.Kind.IsRequest() {
+		panic("caspaxos/protocol: acceptor given a " + m.Kind.String() + " message")
+	}
+	return Message{Kind: MsgConflict, From: m.To, To: m.From, Key: m.Key, Ballot: m.Ballot, Age: minAge}, true
+}

@@ -17,6 +17,8 @@ type proposal struct {
 	retry int
 
 	ballot  Ballot  // of the current attempt
+	seq     uint64  // numbers the attempt's phases, for their timers
+	cfg     Config  // the configuration the current attempt uses
 	replied nodeSet // acceptors that answered the current attempt
 	oks     int
 	refused int
@@ -32,6 +34,15 @@ type proposal struct {
 	cached bool   // the first attempt came from the cache, on base
 	base   State
 
+	// all: the batch is one deletion-GC identity write, whose accept needs
+	// every acceptor of the accept set (PROTOCOL.md §9 step 1).
+	all bool
+	// pinned: the key was garbage-collected while this attempt was in
+	// flight; its messages keep the age it began with (pinAge), so that
+	// acceptors fence them (§9 steps 2-3). A new attempt unpins.
+	pinned bool
+	pinAge uint64
+
 	// sent lists every accept this batch sent, oldest first. Ballots grow,
 	// so sent[0] is the lowest. It decides, after a failed accept, whether
 	// the batch may be applied afresh, must be committed as it was, or has
@@ -41,6 +52,7 @@ type proposal struct {
 
 type sentAccept struct {
 	ballot  Ballot
+	set     []NodeID // the accept set it went to
 	value   State
 	results []Result
 	noop    bool // the accept left the state as it found it
@@ -52,11 +64,11 @@ type sentAccept struct {
 
 // live reports whether this accept changed the state and may have been
 // accepted somewhere.
-func (s *sentAccept) live(cfg Config) bool {
+func (s *sentAccept) live() bool {
 	if s.noop {
 		return false
 	}
-	for _, id := range cfg.AcceptSet {
+	for _, id := range s.set {
 		if !s.refusedBy.has(id) {
 			return true
 		}
@@ -67,6 +79,7 @@ func (s *sentAccept) live(cfg Config) bool {
 func (pr *proposal) reset(b Ballot, ph phase) {
 	pr.ballot = b
 	pr.phase = ph
+	pr.seq++
 	pr.replied = pr.replied[:0]
 	pr.oks, pr.refused = 0, 0
 	pr.highest, pr.highestState = Ballot{}, State{}
@@ -80,13 +93,25 @@ func (p *Proposer) kick(key string, ks *keyState) {
 		return
 	}
 	n := min(len(ks.queue), p.maxB)
-	pr := &proposal{key: key, batch: make([]*request, n)}
+	all := ks.queue[0].all
+	if all {
+		n = 1 // a GC write goes alone
+	} else {
+		for i, r := range ks.queue[:n] {
+			if r.all {
+				n = i
+				break
+			}
+		}
+	}
+	pr := &proposal{key: key, batch: make([]*request, n), all: all}
 	copy(pr.batch, ks.queue[:n])
 	ks.queue = append(ks.queue[:0], ks.queue[n:]...)
 	for _, r := range pr.batch {
 		r.inBatch = true
 	}
 	ks.active = pr
+	pr.cfg = p.cfg
 	if e := p.takeCache(key); e != nil {
 		p.startCached(pr, e)
 		return
@@ -104,9 +129,26 @@ func (p *Proposer) gcKey(key string, ks *keyState) {
 // startPrepare begins phase 1 with a fresh ballot (PROTOCOL.md §3 step 1).
 func (p *Proposer) startPrepare(pr *proposal) {
 	pr.reset(p.newBallot(), phasePrepare)
+	pr.cfg = p.cfg
+	pr.pinned = false
 	pr.agree = make(map[Ballot]int)
-	p.send(MsgPrepare, p.cfg.PrepareSet, Message{Key: pr.key, Ballot: pr.ballot})
-	p.timer(TimerAttempt, pr.key, pr.ballot, pr.retry)
+	p.sendFor(pr, MsgPrepare, pr.cfg.PrepareSet, Message{Key: pr.key, Ballot: pr.ballot})
+	p.attemptTimer(pr)
+}
+
+// sendFor sends a message of pr's current attempt.
+func (p *Proposer) sendFor(pr *proposal, kind Kind, to []NodeID, m Message) {
+	p.send(kind, to, m)
+	if pr.pinned {
+		msgs := p.ready.Messages[len(p.ready.Messages)-len(to):]
+		for i := range msgs {
+			msgs[i].Age = pr.pinAge
+		}
+	}
+}
+
+func (p *Proposer) attemptTimer(pr *proposal) {
+	p.ready.Timers = append(p.ready.Timers, Timer{Kind: TimerAttempt, Key: pr.key, Ballot: pr.ballot, Retry: pr.retry, Seq: pr.seq})
 }
 
 // startCached skips phase 1: the acceptors promised e.next with the last
@@ -140,7 +182,7 @@ func (p *Proposer) compute(pr *proposal, base State) (State, []Result) {
 }
 
 func (p *Proposer) stepPromise(pr *proposal, m Message) {
-	if pr.phase != phasePrepare || pr.replied.has(m.From) || !p.cfg.inPrepareSet(m.From) {
+	if pr.phase != phasePrepare || pr.replied.has(m.From) || !pr.cfg.inPrepareSet(m.From) {
 		return
 	}
 	pr.replied.add(m.From)
@@ -148,10 +190,10 @@ func (p *Proposer) stepPromise(pr *proposal, m Message) {
 	if pr.oks == 1 || pr.highest.Less(m.Accepted) {
 		pr.highest, pr.highestState = m.Accepted, m.State
 	}
-	if p.cfg.inAcceptSet(m.From) {
+	if pr.cfg.inAcceptSet(m.From) {
 		pr.agree[m.Accepted]++
 	}
-	if pr.oks >= p.cfg.PrepareQuorum {
+	if pr.oks >= pr.cfg.PrepareQuorum {
 		p.prepared(pr)
 	}
 }
@@ -176,7 +218,7 @@ func (p *Proposer) stepPromise(pr *proposal, m Message) {
 func (p *Proposer) prepared(pr *proposal) {
 	var changing []*sentAccept
 	for i := range pr.sent {
-		if pr.sent[i].live(p.cfg) {
+		if pr.sent[i].live() {
 			changing = append(changing, &pr.sent[i])
 		}
 	}
@@ -198,7 +240,11 @@ func (p *Proposer) prepared(pr *proposal) {
 	// §4 and §6: a batch that changes nothing may answer without an accept
 	// if enough promises agree that the state they show is chosen, and no
 	// earlier accept of the batch is still live (see above).
-	if noop && len(changing) == 0 && pr.agree[pr.highest] >= p.cfg.ReadQuorum() {
+	// A GC write always goes to every acceptor.
+	if noop && len(changing) == 0 && !pr.all && pr.agree[pr.highest] >= pr.cfg.ReadQuorum() {
+		for i := range results {
+			results[i].Ballot = pr.highest
+		}
 		p.succeed(pr, results)
 		return
 	}
@@ -209,42 +255,55 @@ func (p *Proposer) prepared(pr *proposal) {
 func (p *Proposer) startAccept(pr *proposal, value State, results []Result, noop bool) {
 	pr.reset(pr.ballot, phaseAccept)
 	pr.next = p.newBallot()
-	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, value: value, results: results, noop: noop})
-	p.send(MsgAccept, p.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
-	p.timer(TimerAttempt, pr.key, pr.ballot, pr.retry)
+	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, set: pr.cfg.AcceptSet, value: value, results: results, noop: noop})
+	p.sendFor(pr, MsgAccept, pr.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
+	p.attemptTimer(pr)
+}
+
+// acceptQuorum is how many acceptors must accept pr's current attempt.
+func (pr *proposal) acceptQuorum() int {
+	if pr.all {
+		return len(pr.cfg.AcceptSet)
+	}
+	return pr.cfg.AcceptQuorum
 }
 
 func (p *Proposer) stepAccepted(pr *proposal, m Message) {
-	if pr.phase != phaseAccept || pr.replied.has(m.From) || !p.cfg.inAcceptSet(m.From) {
+	if pr.phase != phaseAccept || pr.replied.has(m.From) || !pr.cfg.inAcceptSet(m.From) {
 		return
 	}
 	pr.replied.add(m.From)
 	pr.oks++
-	if pr.oks < p.cfg.AcceptQuorum {
+	if pr.oks < pr.acceptQuorum() {
 		return
 	}
 	last := pr.sent[len(pr.sent)-1]
 	// A full accept quorum: the only outcome that keeps the cache (§5).
-	p.putCache(pr.key, pr.next, last.value)
+	// Not so for a promise gathered under an older configuration, or one
+	// that belongs to the key's life before its GC (a pinned attempt).
+	if !pr.pinned && pr.cfg.Version == p.cfg.Version {
+		p.putCache(pr.key, pr.next, last.value)
+	}
+	for i := range last.results {
+		last.results[i].Ballot = pr.ballot
+	}
 	p.succeed(pr, last.results)
 }
 
 func (p *Proposer) stepConflict(pr *proposal, m Message) {
-	if pr.replied.has(m.From) {
+	// A conflict showing our own ballot answers a duplicate of our prepare
+	// (which shares its ballot with the accept that follows it): the
+	// acceptor did promise it, and may still accept.
+	if pr.replied.has(m.From) || m.Seen == pr.ballot {
 		return
 	}
 	var set []NodeID
 	var quorum int
 	switch pr.phase {
 	case phasePrepare:
-		// A conflict showing our own ballot answers a duplicate of our
-		// prepare: the acceptor did promise it.
-		if m.Seen == pr.ballot {
-			return
-		}
-		set, quorum = p.cfg.PrepareSet, p.cfg.PrepareQuorum
+		set, quorum = pr.cfg.PrepareSet, pr.cfg.PrepareQuorum
 	case phaseAccept:
-		set, quorum = p.cfg.AcceptSet, p.cfg.AcceptQuorum
+		set, quorum = pr.cfg.AcceptSet, pr.acceptQuorum()
 	default:
 		return
 	}
@@ -269,13 +328,13 @@ func (p *Proposer) fail(pr *proposal, timedOut bool) {
 	}
 	pr.phase = phaseBackoff
 	pr.retry++
-	p.timer(TimerBackoff, pr.key, pr.ballot, pr.retry)
+	p.ready.Timers = append(p.ready.Timers, Timer{Kind: TimerBackoff, Key: pr.key, Ballot: pr.ballot, Retry: pr.retry, Seq: pr.seq})
 }
 
 // changed reports whether any accept this batch sent may have changed the state.
-func (pr *proposal) changed(cfg Config) bool {
+func (pr *proposal) changed() bool {
 	for i := range pr.sent {
-		if pr.sent[i].live(cfg) {
+		if pr.sent[i].live() {
 			return true
 		}
 	}
@@ -307,7 +366,7 @@ func (pr *proposal) noteRefusal(m Message) {
 
 func (p *Proposer) succeed(pr *proposal, results []Result) {
 	for i, r := range pr.batch {
-		p.answer(r, results[i].State, results[i].Err)
+		p.answerAt(r, results[i].State, results[i].Ballot, results[i].Err)
 	}
 	p.finish(pr)
 }

@@ -18,6 +18,9 @@ type Result struct {
 	State State
 	// Err is nil, the change's own refusal, ErrUnknownOutcome or ErrAborted.
 	Err error
+	// Ballot is the ballot State was accepted under, when Err is nil or a
+	// refusal (zero for a register with no history).
+	Ballot Ballot
 }
 
 var (
@@ -51,6 +54,8 @@ type Timer struct {
 	Key    string
 	Ballot Ballot
 	Retry  int
+	// Seq tells apart the phases of one attempt, which share its ballot.
+	Seq uint64
 }
 
 // Ready is what a Proposer asks its caller to do, in this order:
@@ -154,7 +159,8 @@ type Proposer struct {
 type request struct {
 	id      ReqID
 	key     string
-	change  Change // nil: identity (a read that left the fast path)
+	change  Change // nil: identity (a read that left the fast path, or a GC write)
+	all     bool   // a deletion-GC write (ProposeGC)
 	inBatch bool
 	done    bool
 	read    *readOp // set while the request is on the read fast path
@@ -262,7 +268,7 @@ func (p *Proposer) Cancel(id ReqID) {
 
 func (p *Proposer) cancelInBatch(r *request, ks *keyState) {
 	pr := ks.active
-	if r.change != nil && pr.changed(p.cfg) {
+	if r.change != nil && pr.changed() {
 		p.answer(r, State{}, ErrUnknownOutcome)
 	} else {
 		p.answer(r, State{}, ErrAborted)
@@ -279,13 +285,15 @@ func (p *Proposer) cancelInBatch(r *request, ks *keyState) {
 	p.kick(r.key, ks)
 }
 
-func (p *Proposer) answer(r *request, s State, err error) {
+func (p *Proposer) answer(r *request, s State, err error) { p.answerAt(r, s, Ballot{}, err) }
+
+func (p *Proposer) answerAt(r *request, s State, b Ballot, err error) {
 	if r.done {
 		return
 	}
 	r.done = true
 	delete(p.reqs, r.id)
-	p.ready.Results = append(p.ready.Results, Result{ID: r.id, State: s, Err: err})
+	p.ready.Results = append(p.ready.Results, Result{ID: r.id, State: s, Err: err, Ballot: b})
 }
 
 // Step hands the Proposer a reply from an acceptor. Replies it does not
@@ -328,7 +336,7 @@ func (p *Proposer) Fire(t Timer) {
 		return
 	}
 	ks := p.keys[t.Key]
-	if ks == nil || ks.active == nil || ks.active.ballot != t.Ballot {
+	if ks == nil || ks.active == nil || ks.active.ballot != t.Ballot || ks.active.seq != t.Seq {
 		return
 	}
 	pr := ks.active
@@ -349,11 +357,18 @@ func (p *Proposer) observe(b Ballot) {
 // FastForward moves the ballot counter past b (deletion GC, PROTOCOL.md §9).
 func (p *Proposer) FastForward(counter uint64) { p.counter = max(p.counter, counter) }
 
-// SetAge sets the age carried by every later message (deletion GC).
+// SetAge raises the age carried by every later message to age, if it is
+// higher (a restart restores the persisted age with it).
 func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, age) }
 
-// SetConfig replaces the acceptor configuration. It refuses a configuration
-// whose Version is not higher than the current one, and an invalid one.
+// Age returns the proposer's age.
+func (p *Proposer) Age() uint64 { return p.age }
+
+// SetConfig replaces the acceptor configuration (PROTOCOL.md §8). It refuses
+// a configuration whose Version is not higher than the current one, and an
+// invalid one. New attempts use it at once; attempts in flight finish with
+// the configuration they began with (see Settled). The one-round-trip cache
+// is dropped: its promises were gathered from the old prepare quorums.
 func (p *Proposer) SetConfig(c Config) error {
 	if c.Version <= p.cfg.Version {
 		return fmt.Errorf("caspaxos/protocol: configuration version %d is not newer than %d", c.Version, p.cfg.Version)
@@ -362,7 +377,63 @@ func (p *Proposer) SetConfig(c Config) error {
 		return err
 	}
 	p.cfg = c.Clone()
+	p.cache = make(map[string]*list.Element)
+	p.lru.Init()
 	return nil
+}
+
+// Settled reports whether no attempt in flight still uses a configuration
+// older than version. A membership step is done on this proposer once
+// SetConfig took the new configuration and Settled reports true: attempts
+// time out, so it does within the attempt timeout.
+func (p *Proposer) Settled(version uint64) bool {
+	for _, ks := range p.keys {
+		if pr := ks.active; pr != nil && pr.phase != phaseBackoff && pr.cfg.Version < version {
+			return false
+		}
+	}
+	for _, rd := range p.reads {
+		if rd.cfg.Version < version {
+			return false
+		}
+	}
+	return true
+}
+
+// ProposeGC runs the identity change x -> x on key with an accept quorum of
+// every acceptor of the accept set, alone in its batch and never skipping
+// the accept (deletion GC, PROTOCOL.md §9 step 1). Its Result carries the
+// state found and the ballot it was accepted under on every acceptor.
+func (p *Proposer) ProposeGC(id ReqID, key string) {
+	r := p.newRequest(id, key, nil)
+	r.all = true
+	p.enqueue(r)
+}
+
+// Forget is deletion GC's step 2 on this proposer (PROTOCOL.md §9) for key,
+// whose tombstone was accepted under b everywhere: it drops the key's
+// one-round-trip state, moves the ballot counter past b (a version never
+// exceeds the counter of the ballot it was accepted under, so this also
+// passes the tombstone's version), and raises the age by one. It returns
+// the new age, which the caller must persist before reporting the step
+// done. An attempt in flight on key keeps the old age and so is fenced by
+// the acceptors from step 3 on; if it may already have changed the state,
+// its requests answer ErrUnknownOutcome now, since the register that would
+// have shown what became of them is about to be removed.
+func (p *Proposer) Forget(key string, b Ballot) uint64 {
+	p.dropCache(key)
+	p.FastForward(b.Counter)
+	old := p.age
+	p.age++
+	if ks := p.keys[key]; ks != nil && ks.active != nil {
+		pr := ks.active
+		if !pr.all && pr.changed() {
+			p.abandonUnknown(pr)
+		} else if !pr.pinned {
+			pr.pinned, pr.pinAge = true, old
+		}
+	}
+	return p.age
 }
 
 // Config returns the acceptor configuration in use.

@@ -6,6 +6,7 @@ type readOp struct {
 	req     *request
 	key     string
 	ballot  Ballot // correlates replies; promises nothing
+	cfg     Config // the configuration it was sent with
 	replied nodeSet
 	count   map[Ballot]int
 	states  map[Ballot]State
@@ -24,37 +25,38 @@ func (p *Proposer) Read(id ReqID, key string) {
 		req:    r,
 		key:    key,
 		ballot: p.newBallot(),
+		cfg:    p.cfg,
 		count:  make(map[Ballot]int),
 		states: make(map[Ballot]State),
 	}
 	r.read = rd
 	p.reads[rd.ballot] = rd
-	p.send(MsgRead, p.cfg.AcceptSet, Message{Key: key, Ballot: rd.ballot})
+	p.send(MsgRead, rd.cfg.AcceptSet, Message{Key: key, Ballot: rd.ballot})
 	p.timer(TimerRead, key, rd.ballot, 0)
 }
 
-func (p *Proposer) readQuorum() int {
-	return max(1, p.cfg.ReadQuorum()-p.bugs.ReadQuorumShortBy)
+func (p *Proposer) readQuorum(rd *readOp) int {
+	return max(1, rd.cfg.ReadQuorum()-p.bugs.ReadQuorumShortBy)
 }
 
 func (p *Proposer) stepRead(rd *readOp, m Message) {
-	if rd.replied.has(m.From) || !p.cfg.inAcceptSet(m.From) {
+	if rd.replied.has(m.From) || !rd.cfg.inAcceptSet(m.From) {
 		return
 	}
 	rd.replied.add(m.From)
 	rd.count[m.Accepted]++
 	rd.states[m.Accepted] = m.State
-	need := p.readQuorum()
+	need := p.readQuorum(rd)
 	if rd.count[m.Accepted] >= need {
 		delete(p.reads, rd.ballot)
-		p.answer(rd.req, m.State, nil)
+		p.answerAt(rd.req, m.State, m.Accepted, nil)
 		return
 	}
 	best := 0
 	for _, n := range rd.count {
 		best = max(best, n)
 	}
-	if best+len(p.cfg.AcceptSet)-len(rd.replied) < need {
+	if best+len(rd.cfg.AcceptSet)-len(rd.replied) < need {
 		p.fallBack(rd)
 	}
 }
