@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -64,6 +68,8 @@ type link struct {
 	// may simply not have started yet (see Transport.Forward).
 	firstUp   chan struct{}
 	markFirst func()
+	// rtt holds the round-trip times of the latest probes (see probe).
+	rtt rttWindow
 }
 
 func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientConn) *link {
@@ -148,6 +154,8 @@ func (l *link) more() bool {
 // run keeps a stream to the peer open, reconnecting with jittered backoff.
 func (l *link) run() {
 	defer l.t.wg.Done()
+	l.t.wg.Add(1)
+	go l.probe()
 	delay := l.t.cfg.ReconnectMin
 	for {
 		stream, err := peerpb.NewPeerClient(l.conn).Stream(l.t.ctx)
@@ -225,4 +233,85 @@ func (l *link) notSent(forwards []*peerpb.Forward) {
 	for _, f := range forwards {
 		l.t.resolve(l.id, &peerpb.ForwardReply{Id: f.GetId(), ErrorCode: codeNotSent})
 	}
+}
+
+// rttSamples is how many probes RTT looks back over, probeEvery (in
+// heartbeats) how often a link probes, and probeTimeout how long one probe
+// may take before it is not counted.
+const (
+	rttSamples   = 16
+	probeEvery   = 4
+	probeTimeout = 2 * time.Second
+)
+
+// probe measures the round-trip time to the peer every probeEvery
+// heartbeats while the link is up: a gRPC health check on the link's own
+// connection, so it crosses what the link's frames cross. The peer need not
+// serve the health service: an Unimplemented answer came back from the peer
+// all the same. A probe that fails or times out is not counted.
+func (l *link) probe() {
+	defer l.t.wg.Done()
+	hc := healthpb.NewHealthClient(l.conn)
+	tick := time.NewTicker(probeEvery * l.t.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return
+		case <-tick.C:
+		}
+		if !l.up.Load() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(l.t.ctx, probeTimeout)
+		start := time.Now()
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		took := time.Since(start)
+		cancel()
+		if c := status.Code(err); c == codes.OK || c == codes.Unimplemented || c == codes.NotFound {
+			l.rtt.add(took)
+		}
+	}
+}
+
+// rttWindow keeps the last rttSamples round-trip times.
+type rttWindow struct {
+	mu      sync.Mutex
+	samples [rttSamples]time.Duration
+	n, next int
+}
+
+func (w *rttWindow) add(d time.Duration) {
+	w.mu.Lock()
+	w.samples[w.next] = d
+	w.next = (w.next + 1) % rttSamples
+	w.n = min(w.n+1, rttSamples)
+	w.mu.Unlock()
+}
+
+// min returns the smallest sample, false if there is none yet.
+func (w *rttWindow) min() (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n == 0 {
+		return 0, false
+	}
+	m := w.samples[0]
+	for _, d := range w.samples[1:w.n] {
+		m = min(m, d)
+	}
+	return m, true
+}
+
+// RTT returns the smallest round-trip time to node id over its link's last
+// probes (about the last 16 × 4 heartbeats: the path's own latency, with
+// queueing and scheduling delays filtered out), or false when nothing was
+// measured yet (the link never came up, or id is no peer). Routing uses it
+// to tell near peers from far ones.
+func (t *Transport) RTT(id protocol.NodeID) (time.Duration, bool) {
+	l := t.links[id]
+	if l == nil {
+		return 0, false
+	}
+	return l.rtt.min()
 }
