@@ -171,10 +171,12 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 }
 
 // Run runs req on the home proposer of its key, forwarding it there, and
-// on this node's proposer if the home is this node or did not take it.
+// on this node's proposer if the home is this node, is far (its round trip
+// is above ForwardMaxRTT: forwarding would add a wide-area round trip), or
+// did not take it.
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
 	home := Home(req.Op.Key, n.members)
-	if home != 0 && home != n.id {
+	if home != 0 && home != n.id && near(n.fwd, home) {
 		s, err := n.fwd.Forward(ctx, home, req)
 		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrStopped) {
 			n.forwarded.Add(1)

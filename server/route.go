@@ -1,6 +1,39 @@
 package server
 
-import "github.com/caspaxos/caspaxos/protocol"
+import (
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// ForwardMaxRTT is the largest round-trip time to a key's home at which a
+// node still forwards the key's requests there. Forwarding costs one round
+// trip between the two nodes on top of the home's own round trip to a
+// quorum: on a LAN (well under a millisecond) that is cheap, and it buys
+// composition of concurrent changes and a warm one-round-trip cache; across
+// regions (tens to hundreds of milliseconds) it would double a change's
+// latency, so the receiving node proposes itself. See docs/routing.md.
+const ForwardMaxRTT = 5 * time.Millisecond
+
+// Distancer is what a Forwarder may also report: the measured round-trip
+// time to a node, false while none was measured. The network forwarder
+// reports its transport's link probes; a Forwarder without it (the
+// in-process one) counts every node as near.
+type Distancer interface {
+	RTT(id protocol.NodeID) (time.Duration, bool)
+}
+
+// near reports whether forwarding to home pays: its measured round-trip
+// time is at most ForwardMaxRTT, or nothing was measured yet (at start-up,
+// forwarding is what keeps two proposers from competing for a key).
+func near(fwd Forwarder, home protocol.NodeID) bool {
+	d, ok := fwd.(Distancer)
+	if !ok {
+		return true
+	}
+	rtt, measured := d.RTT(home)
+	return !measured || rtt <= ForwardMaxRTT
+}
 
 // Home returns the home proposer of key among members: the member with the
 // highest weight hash(key, member) (rendezvous hashing). Every node computes

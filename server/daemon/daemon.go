@@ -267,6 +267,10 @@ func (l *links) Send(to protocol.NodeID, msgs []protocol.Message) error {
 // forwarder is the node's server.Forwarder over the peer transport.
 type forwarder struct{ tr *transport.Transport }
 
+// RTT is the peer link's measured round-trip time (server.Distancer):
+// routing forwards only to near homes.
+func (f forwarder) RTT(id protocol.NodeID) (time.Duration, bool) { return f.tr.RTT(id) }
+
 func (f forwarder) Forward(ctx context.Context, to protocol.NodeID, req server.Request) (protocol.State, error) {
 	if req.Change != nil {
 		return protocol.State{}, fmt.Errorf("%w: a change function cannot cross the network", server.ErrUnreachable)
