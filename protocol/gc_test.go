@@ -267,3 +267,18 @@ func TestPrepareTimerDoesNotEndTheAcceptOfItsBallot(t *testing.T) {
 		t.Fatalf("the prepare's timer, fired during the accept, did %+v", rd)
 	}
 }
+
+func TestForgetPersistsTheFastForward(t *testing.T) {
+	p, err := NewProposer(ProposerConfig{ID: 1, Acceptors: Majority(1, 1, 2, 3), CeilingStep: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Forget("k", Ballot{Counter: 1000, Proposer: 2})
+	if c := p.Ready().Ceiling; c < 1000 {
+		t.Fatalf("Ready.Ceiling after Forget past counter 1000 = %d; a restart would reuse counters below the tombstone's", c)
+	}
+	p.Forget("k", Ballot{Counter: 5, Proposer: 2})
+	if c := p.Ready().Ceiling; c != 0 {
+		t.Fatalf("Forget below the ceiling asked for ceiling %d", c)
+	}
+}

@@ -354,8 +354,16 @@ func (p *Proposer) observe(b Ballot) {
 	p.counter = max(p.counter, b.Counter)
 }
 
-// FastForward moves the ballot counter past b (deletion GC, PROTOCOL.md §9).
-func (p *Proposer) FastForward(counter uint64) { p.counter = max(p.counter, counter) }
+// FastForward moves the ballot counter to at least counter (deletion GC,
+// PROTOCOL.md §9). The move must survive a restart, so if it passes the
+// persisted ceiling, the next Ready asks for a new ceiling past it.
+func (p *Proposer) FastForward(counter uint64) {
+	p.counter = max(p.counter, counter)
+	if p.counter > p.ceiling {
+		p.ceiling = p.counter + p.step - 1
+		p.ready.Ceiling = p.ceiling
+	}
+}
 
 // SetAge raises the age carried by every later message to age, if it is
 // higher (a restart restores the persisted age with it).
@@ -415,8 +423,8 @@ func (p *Proposer) ProposeGC(id ReqID, key string) {
 // one-round-trip state, moves the ballot counter past b (a version never
 // exceeds the counter of the ballot it was accepted under, so this also
 // passes the tombstone's version), and raises the age by one. It returns
-// the new age, which the caller must persist before reporting the step
-// done. An attempt in flight on key keeps the old age and so is fenced by
+// the new age, which the caller must persist, with the Ready's ceiling,
+// before reporting the step done. An attempt in flight on key keeps the old age and so is fenced by
 // the acceptors from step 3 on; if it may already have changed the state,
 // its requests answer ErrUnknownOutcome now, since the register that would
 // have shown what became of them is about to be removed.
