@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 type cluster struct {
 	system  string
 	dir     string
+	mu      sync.Mutex // guards procs while it grows (lab fronts read it)
 	procs   []*exec.Cmd
 	clients []string // client addresses, host:port
 	metrics []string // caspaxos: metrics URLs
@@ -134,7 +136,9 @@ func (c *cluster) start(ms []member) error {
 			return fmt.Errorf("starting %s: %w", m.bin, err)
 		}
 		log.Close()
+		c.mu.Lock()
 		c.procs = append(c.procs, cmd)
+		c.mu.Unlock()
 	}
 	return nil
 }

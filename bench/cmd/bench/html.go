@@ -45,6 +45,17 @@ type chart struct {
 	LogY                  bool
 	XTicks                []tick
 	Series                []series
+	// Width in pixels (default chartW); NoDots draws lines only (for
+	// series of many points), thinner.
+	Width  int
+	NoDots bool
+}
+
+func (c chart) strokeWidth() float64 {
+	if c.NoDots {
+		return 1.2
+	}
+	return 2
 }
 
 const (
@@ -54,8 +65,12 @@ const (
 
 func (c chart) svg() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`, chartW, chartH, chartW, chartH)
-	fmt.Fprintf(&b, `<text x="%d" y="16" text-anchor="middle" font-size="13" font-weight="bold">%s</text>`, chartW/2, html.EscapeString(c.Title))
+	chartW := float64(chartW)
+	if c.Width > 0 {
+		chartW = float64(c.Width)
+	}
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%d" viewBox="0 0 %.0f %d" font-family="sans-serif" font-size="11">`, chartW, chartH, chartW, chartH)
+	fmt.Fprintf(&b, `<text x="%.0f" y="16" text-anchor="middle" font-size="13" font-weight="bold">%s</text>`, chartW/2, html.EscapeString(c.Title))
 	xmin, xmax := math.Inf(1), math.Inf(-1)
 	ymin, ymax := math.Inf(1), math.Inf(-1)
 	for _, t := range c.XTicks {
@@ -127,8 +142,11 @@ func (c chart) svg() string {
 		if s.Dash {
 			dash = ` stroke-dasharray="5,3"`
 		}
-		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`, strings.Join(pts, " "), s.Color, dash)
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="%.1f"%s/>`, strings.Join(pts, " "), s.Color, c.strokeWidth(), dash)
 		for _, p := range pts {
+			if c.NoDots {
+				break
+			}
 			x, y, _ := strings.Cut(p, ",")
 			fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="2.5" fill="%s"/>`, x, y, s.Color)
 		}

@@ -6,6 +6,11 @@
 //
 //	cd bench && go run ./cmd/bench -duration 10s -out results/
 //	cd bench && go run ./cmd/bench -quick
+//
+// Two experiments run through proxies on every peer link (see README.md):
+//
+//	cd bench && go run ./cmd/bench isolation   # isolate one node: unavailability
+//	cd bench && go run ./cmd/bench wan         # WAN round trips: latency per region
 package main
 
 import (
@@ -95,6 +100,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "isolation":
+			return runIsolation(ctx, args[1:], stdout, stderr)
+		case "wan":
+			return runWAN(ctx, args[1:], stdout, stderr)
+		}
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
