@@ -1,6 +1,7 @@
 // Package storage keeps an acceptor's state durable: one protocol.Register
-// per key, plus the little state a node's proposer must not forget across
-// restarts (its ballot ceiling).
+// per key, plus the little state a node must not forget across restarts:
+// its proposer's ballot ceiling and age, its acceptor's age fences, and the
+// deletion GC's queue (GCStore, PROTOCOL.md §9).
 //
 // Two implementations satisfy Store: Pebble (the product's default, durable)
 // and Memory (unit tests and the simulator only). Both pass the same
@@ -28,8 +29,21 @@
 //
 //	'r' + register key    one protocol.Register (register record)
 //	'm' + "ceiling"       the proposer's ballot ceiling (ceiling record)
+//	'm' + "age"           the proposer's age (age record)
+//	'm' + "fence/" + ID   the acceptor's minimum age for proposer ID, 8 bytes
+//	                      big-endian (fence record)
+//	'q' + escaped key + 0x00 0x01 + version
+//	                      one item of the deletion GC queue (queue record):
+//	                      the register key with every 0x00 written 0x00 0xFF,
+//	                      a terminator, the version 8 bytes big-endian, so
+//	                      that the byte order is that of (key, version)
 //
 // so Scan walks registers only, in the byte order of their keys.
+//
+// Age, fence and queue records were added to format version 1 after its
+// first release; a build that predates them ignores them, which would drop
+// the age fences of deletion GC: do not open a data directory with a build
+// older than the one that wrote it.
 //
 // # Records (format version 1)
 //
@@ -58,7 +72,9 @@
 // Flags bit 0 is State.Deleted; the other bits are zero. The body is
 // exactly 45 + Length bytes. An empty Value reads back as nil.
 //
-// A ceiling record's body is the ceiling, 8 bytes.
+// A ceiling record's body is the ceiling, 8 bytes; an age record's the age
+// and a fence record's the minimum age, 8 bytes each. A queue record's body
+// is empty: the item is its key.
 //
 // A record that is too short, has trailing bytes, an unknown Version, unknown
 // flags or a checksum that does not match is reported as ErrCorrupt, naming
@@ -66,7 +82,8 @@
 //
 // # Durability
 //
-// Apply, Remove and SetCeiling each commit one Pebble batch with Sync, so
+// Apply, Remove, RemoveMany, SetCeiling and every GCStore write each commit
+// one Pebble batch with Sync, so
 // they return only after Pebble's write-ahead log is fsynced. Concurrent
 // writers queue in Pebble's commit pipeline and share fsyncs (group commit).
 // Pebble makes a batch visible to readers before its fsync completes; Get

@@ -20,6 +20,7 @@ type Memory struct {
 	mu      sync.RWMutex
 	regs    map[string]protocol.Register // values owned by the store, never modified
 	ceiling uint64
+	gc      memoryGC // deletion GC's state (memory_meta.go)
 }
 
 var _ Store = (*Memory)(nil)

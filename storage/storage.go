@@ -76,6 +76,9 @@ type Store interface {
 	// duty (PROTOCOL.md §2), and concurrent SetCeilings are not ordered.
 	SetCeiling(c uint64) error
 
+	// GCStore is deletion GC's durable state (meta.go).
+	GCStore
+
 	// Close waits for the calls in progress, then releases the store.
 	// Further calls, Close included, return ErrClosed.
 	Close() error

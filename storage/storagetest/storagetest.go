@@ -45,6 +45,11 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Aliasing", testAliasing},
 		{"ConcurrentApply", testConcurrentApply},
 		{"ConcurrentGetApply", testConcurrentGetApply},
+		{"Age", testAge},
+		{"Fences", testFences},
+		{"GCQueue", testGCQueue},
+		{"RemoveMany", testRemoveMany},
+		{"GCClosed", testGCClosed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
