@@ -56,11 +56,11 @@ func TestProposeGCNeedsEveryAcceptor(t *testing.T) {
 	c.fireAll(1) // the attempt times out
 	c.fireAll(1) // the backoff ends; the retry reaches everyone
 	r, ok := c.results[3]
-	if !ok || r.Err != nil || !r.State.Equal(tomb) || r.Ballot.IsZero() {
+	if !ok || r.Err != nil || !r.State.Equal(tomb) || r.Ballot.IsZero() || !r.Ballot.Less(r.Promise) {
 		t.Fatalf("GC write = %+v (answered %v), want the tombstone %v under a ballot", r, ok, tomb)
 	}
 	for id, regs := range c.acceptors {
-		if reg := regs["k"]; reg.Accepted != r.Ballot || !reg.State.Equal(tomb) {
+		if reg := regs["k"]; reg.Accepted != r.Ballot || reg.Promise != r.Promise || !reg.State.Equal(tomb) {
 			t.Errorf("acceptor %d holds %v, want the tombstone under %s", id, reg, r.Ballot)
 		}
 	}

@@ -286,6 +286,7 @@ func (p *Proposer) stepAccepted(pr *proposal, m Message) {
 	}
 	for i := range last.results {
 		last.results[i].Ballot = pr.ballot
+		last.results[i].Promise = maxBallot(pr.ballot, pr.next)
 	}
 	p.succeed(pr, last.results)
 }
@@ -366,7 +367,7 @@ func (pr *proposal) noteRefusal(m Message) {
 
 func (p *Proposer) succeed(pr *proposal, results []Result) {
 	for i, r := range pr.batch {
-		p.answerAt(r, results[i].State, results[i].Ballot, results[i].Err)
+		p.answerAt(r, results[i])
 	}
 	p.finish(pr)
 }

@@ -21,6 +21,10 @@ type Result struct {
 	// Ballot is the ballot State was accepted under, when Err is nil or a
 	// refusal (zero for a register with no history).
 	Ballot Ballot
+	// Promise, for a request answered by an accept, is the promise that
+	// accept left on the acceptors that took it. Deletion GC removes a
+	// register only if its promise has not risen past it since (§9 step 4).
+	Promise Ballot
 }
 
 var (
@@ -285,15 +289,18 @@ func (p *Proposer) cancelInBatch(r *request, ks *keyState) {
 	p.kick(r.key, ks)
 }
 
-func (p *Proposer) answer(r *request, s State, err error) { p.answerAt(r, s, Ballot{}, err) }
+func (p *Proposer) answer(r *request, s State, err error) {
+	p.answerAt(r, Result{State: s, Err: err})
+}
 
-func (p *Proposer) answerAt(r *request, s State, b Ballot, err error) {
+func (p *Proposer) answerAt(r *request, res Result) {
 	if r.done {
 		return
 	}
 	r.done = true
 	delete(p.reqs, r.id)
-	p.ready.Results = append(p.ready.Results, Result{ID: r.id, State: s, Err: err, Ballot: b})
+	res.ID = r.id
+	p.ready.Results = append(p.ready.Results, res)
 }
 
 // Step hands the Proposer a reply from an acceptor. Replies it does not
@@ -411,7 +418,12 @@ func (p *Proposer) Settled(version uint64) bool {
 // ProposeGC runs the identity change x -> x on key with an accept quorum of
 // every acceptor of the accept set, alone in its batch and never skipping
 // the accept (deletion GC, PROTOCOL.md §9 step 1). Its Result carries the
-// state found and the ballot it was accepted under on every acceptor.
+// state found, the ballot it was accepted under on every acceptor, and the
+// promise it left there. Step 4 may remove an acceptor's register only if
+// it still holds that state under that ballot and its promise has not risen
+// past that promise: a higher promise went to a proposer that has read the
+// tombstone and may yet accept on top of it, and removing the promise would
+// let a lower ballot be accepted underneath, by a quorum that never saw it.
 func (p *Proposer) ProposeGC(id ReqID, key string) {
 	r := p.newRequest(id, key, nil)
 	r.all = true

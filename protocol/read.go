@@ -49,7 +49,7 @@ func (p *Proposer) stepRead(rd *readOp, m Message) {
 	need := p.readQuorum(rd)
 	if rd.count[m.Accepted] >= need {
 		delete(p.reads, rd.ballot)
-		p.answerAt(rd.req, m.State, m.Accepted, nil)
+		p.answerAt(rd.req, Result{State: m.State, Ballot: m.Accepted})
 		return
 	}
 	best := 0

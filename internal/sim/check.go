@@ -25,7 +25,14 @@ func (s *sim) finalChecks() {
 // unknown (which the model accepts either way) and they return when the
 // retirement rule closed them, or at the end of time.
 func (s *sim) history() []porcupine.Operation {
-	ops := make([]porcupine.Operation, 0, len(s.w.ops))
+	ops := make([]porcupine.Operation, 0, len(s.w.ops)+len(s.gc.ops))
+	for _, o := range s.gc.ops {
+		ret := int64(math.MaxInt64) // not finished by the end of the run
+		if o.ret > 0 {
+			ret = int64(o.ret)
+		}
+		ops = append(ops, porcupine.Operation{ClientId: o.client, Input: o.in, Call: int64(o.call), Output: o.out, Return: ret})
+	}
 	for _, o := range s.w.ops {
 		op := porcupine.Operation{ClientId: o.client, Input: o.in, Call: int64(o.call)}
 		switch {

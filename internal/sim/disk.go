@@ -1,6 +1,10 @@
 package sim
 
-import "github.com/caspaxos/caspaxos/protocol"
+import (
+	"maps"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
 
 // disk is one node's storage: acceptor registers and the proposer's ballot
 // ceiling. It keeps synced and unsynced writes apart. Writes go to the
@@ -13,6 +17,9 @@ import "github.com/caspaxos/caspaxos/protocol"
 type disk struct {
 	synced        map[string]protocol.Register
 	syncedCeiling uint64
+	syncedAge     uint64                       // the proposer's age (deletion GC)
+	syncedFence   map[protocol.NodeID]uint64   // the acceptor's age fence per proposer
+	fence         map[protocol.NodeID]uint64   // synced with pending on top
 	view          map[string]protocol.Register // synced with pending on top: what Step sees
 	pending       []write
 	lastWrite     map[string]uint64 // seq of each key's latest write, if not lost
@@ -22,21 +29,32 @@ type disk struct {
 	syncUpTo      uint64 // ... and covers the writes up to this seq
 }
 
-// write is one pending write: a register, or the ceiling if isCeiling.
+// write is one pending write: a register, or the ceiling if isCeiling, or
+// (deletion GC) the proposer's age, the acceptor's fence, or the removal of
+// key's register.
 type write struct {
 	seq       uint64
 	isCeiling bool
 	key       string
 	reg       protocol.Register
 	ceiling   uint64
+	isAge     bool
+	age       uint64
+	fence     map[protocol.NodeID]uint64 // the whole fence, if not nil
+	remove    bool
 }
+
+// isRegister reports whether w writes (or removes) a register.
+func (w write) isRegister() bool { return !w.isCeiling && !w.isAge && w.fence == nil }
 
 func newDisk() *disk {
 	return &disk{
-		synced:    make(map[string]protocol.Register),
-		view:      make(map[string]protocol.Register),
-		lastWrite: make(map[string]uint64),
-		nextSeq:   1,
+		synced:      make(map[string]protocol.Register),
+		syncedFence: make(map[protocol.NodeID]uint64),
+		fence:       make(map[protocol.NodeID]uint64),
+		view:        make(map[string]protocol.Register),
+		lastWrite:   make(map[string]uint64),
+		nextSeq:     1,
 	}
 }
 
@@ -57,6 +75,33 @@ func (d *disk) put(key string, reg protocol.Register) uint64 {
 func (d *disk) putCeiling(c uint64) uint64 {
 	seq := d.take()
 	d.pending = append(d.pending, write{seq: seq, isCeiling: true, ceiling: c})
+	return seq
+}
+
+// putAge writes the proposer's age to the pending layer.
+func (d *disk) putAge(age uint64) uint64 {
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, isAge: true, age: age})
+	return seq
+}
+
+// putFence raises the acceptor's fence to ages (per proposer, keeping the
+// higher) in the pending layer; the acceptor fences by it at once.
+func (d *disk) putFence(ages map[protocol.NodeID]uint64) uint64 {
+	for id, a := range ages {
+		d.fence[id] = max(d.fence[id], a)
+	}
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, fence: maps.Clone(d.fence)})
+	return seq
+}
+
+// remove deletes key's register in the pending layer.
+func (d *disk) remove(key string) uint64 {
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, key: key, remove: true})
+	delete(d.view, key)
+	d.lastWrite[key] = seq
 	return seq
 }
 
@@ -86,9 +131,16 @@ func (d *disk) finishSync() []write {
 	n := 0
 	for n < len(d.pending) && d.pending[n].seq <= d.syncUpTo {
 		w := d.pending[n]
-		if w.isCeiling {
+		switch {
+		case w.isCeiling:
 			d.syncedCeiling = w.ceiling
-		} else {
+		case w.isAge:
+			d.syncedAge = w.age
+		case w.fence != nil:
+			d.syncedFence = w.fence
+		case w.remove:
+			delete(d.synced, w.key)
+		default:
 			d.synced[w.key] = w.reg
 		}
 		n++
@@ -108,6 +160,7 @@ func (d *disk) crash() {
 	for k, r := range d.synced {
 		d.view[k] = r
 	}
+	d.fence = maps.Clone(d.syncedFence)
 	for k, seq := range d.lastWrite {
 		if seq > d.syncedSeq {
 			delete(d.lastWrite, k) // lost: nothing left to wait for

@@ -25,6 +25,8 @@ const (
 	evFaultStart
 	// evFaultEnd ends it (for a crash: restarts node).
 	evFaultEnd
+	// evGC advances the deletion GC (see gc.go).
+	evGC
 )
 
 var eventNames = [...]string{
@@ -35,6 +37,7 @@ var eventNames = [...]string{
 	evDeadline:   "deadline",
 	evFaultStart: "fault-start",
 	evFaultEnd:   "fault-end",
+	evGC:         "gc",
 }
 
 func (k eventKind) String() string { return eventNames[k] }

@@ -25,12 +25,19 @@ import (
 //     anyone about (checked at every crash).
 //  4. No ballot counter above the synced ceiling leaves a node (the
 //     proposer's duty; checked at every message sent, in release).
+//
+// Deletion GC removes registers on purpose: a removal forgets the key's
+// promises on that acceptor (invariant 3 starts afresh there), and once GC
+// removes a tombstone chosen under ballot G, invariant 2 no longer asks
+// that G, or anything below it, survive.
+
 type invariants struct {
 	quorum        int
 	values        map[ballotKey]protocol.State
 	syncedBy      map[ballotKey]uint32       // bit i: node i holds it in synced storage
 	ackedBy       map[ballotKey]uint32       // bit i: node i acknowledged it
 	chosen        map[string]protocol.Ballot // highest ballot chosen (synced quorum)
+	collected     map[string]protocol.Ballot // the tombstone's ballot of the key's latest GC
 	acknowledged  map[string]protocol.Ballot // highest ballot acknowledged by a quorum
 	syncedPromise []map[string]protocol.Ballot
 	revealed      []map[string]protocol.Register
@@ -48,6 +55,7 @@ func newInvariants(nodes int) invariants {
 		syncedBy:     make(map[ballotKey]uint32),
 		ackedBy:      make(map[ballotKey]uint32),
 		chosen:       make(map[string]protocol.Ballot),
+		collected:    make(map[string]protocol.Ballot),
 		acknowledged: make(map[string]protocol.Ballot),
 	}
 	for range nodes {
@@ -74,6 +82,9 @@ func (inv *invariants) onAccept(s *sim, n *node, key string, prev, next protocol
 // onReply: a reply describing reg leaves n (invariants 2 and 3).
 func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
 	key := pr.msg.Key
+	if pr.forgotten {
+		return
+	}
 	rv := inv.revealed[n.idx][key]
 	if rv.Promise.Less(pr.reg.Promise) {
 		rv.Promise = pr.reg.Promise
@@ -95,7 +106,11 @@ func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
 // onSync: writes became durable on n (invariants 2 and 3).
 func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 	for _, w := range writes {
-		if w.isCeiling {
+		if !w.isRegister() {
+			continue
+		}
+		if w.remove {
+			delete(inv.syncedPromise[n.idx], w.key)
 			continue
 		}
 		if w.reg.Promise.Less(inv.syncedPromise[n.idx][w.key]) {
@@ -134,6 +149,16 @@ func (inv *invariants) onCrash(s *sim, n *node) {
 // checkChosen checks invariant 2 for key.
 func (inv *invariants) checkChosen(s *sim, key string) {
 	chosen, acked := inv.chosen[key], inv.acknowledged[key]
+	// Deletion GC removes a tombstone chosen under its ballot (and
+	// anything older): what it removed is no longer required to survive.
+	if gc := inv.collected[key]; !gc.IsZero() {
+		if !gc.Less(chosen) {
+			chosen = protocol.Ballot{}
+		}
+		if !gc.Less(acked) {
+			acked = protocol.Ballot{}
+		}
+	}
 	var synced, kept int
 	for _, n := range s.nodes {
 		if !n.disk.synced[key].Accepted.Less(chosen) {

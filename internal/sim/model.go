@@ -21,10 +21,13 @@ const (
 	opCAS
 	opDelete // version 0: whatever the version
 	opIncrement
+	// opGC is a deletion GC run (PROTOCOL.md §9), from its identity write
+	// until the tombstone is removed everywhere. Not a client operation.
+	opGC
 )
 
 var opNames = [...]string{
-	opGet: "Get", opPut: "Put", opCreate: "Create", opCAS: "CAS", opDelete: "Delete", opIncrement: "Increment",
+	opGet: "Get", opPut: "Put", opCreate: "Create", opCAS: "CAS", opDelete: "Delete", opIncrement: "Increment", opGC: "GC",
 }
 
 // input is one operation, as the client issued it and the model replays it.
@@ -70,6 +73,8 @@ func (in input) String() string {
 		return fmt.Sprintf("Delete(%q, v%d)", in.key, in.version)
 	case opIncrement:
 		return fmt.Sprintf("Increment(%q, %+d)", in.key, in.delta)
+	case opGC:
+		return fmt.Sprintf("GC(%q)", in.key)
 	}
 	return fmt.Sprintf("Get(%q)", in.key)
 }
@@ -116,11 +121,19 @@ func classify(err error) (o outcome, ok bool) {
 // has not seen (an unknown outcome), version is only a lower bound and
 // pinned is false; the next output that shows a version pins it. Outputs
 // always carry a pinned register.
+//
+// Deletion GC removes a tombstone from every acceptor, one by one, so a
+// deleted key that GC has run on (collected) may show as the tombstone or as
+// absent (version 0) for a while, and the next write gives it a version
+// above the tombstone's: one more if it sees the tombstone, or a first
+// version if it finds the key absent, which the GC's fast-forward puts above
+// the tombstone's.
 type register struct {
-	exists  bool
-	value   string
-	version uint64
-	pinned  bool
+	exists    bool
+	value     string
+	version   uint64
+	pinned    bool
+	collected bool
 }
 
 func fromState(s protocol.State) register {
@@ -145,6 +158,8 @@ func (r register) String() string {
 		return fmt.Sprintf("%q@%s", r.value, v)
 	case r.version == 0:
 		return "absent"
+	case r.collected:
+		return "collected tombstone@" + v
 	}
 	return "tombstone@" + v
 }
@@ -170,7 +185,13 @@ func (o output) String() string {
 // lower bound, as pre says) and returns the register after it. A first
 // write takes firstVersion if it is not 0, else an unpinned version >= 1.
 func apply(pre register, in input, firstVersion uint64) (register, outcome) {
-	if in.kind == opGet {
+	switch {
+	case in.kind == opGet:
+		return pre, outOK
+	case in.kind == opGC:
+		if !pre.exists && pre.version > 0 {
+			pre.collected = true
+		}
 		return pre, outOK
 	}
 	w, err := in.change()(pre.state())
@@ -201,7 +222,14 @@ func apply(pre register, in input, firstVersion uint64) (register, outcome) {
 // stepKnown replays an operation whose output is known: the register must
 // have been such that the operation returns exactly out.
 func stepKnown(s register, in input, out output) (register, bool) {
-	wrote := out.outcome == outOK && in.kind != opGet
+	if in.kind == opGC {
+		post, _ := apply(s, in, 0)
+		return post, true
+	}
+	if s.collected {
+		return stepCollected(s, in, out)
+	}
+	wrote := out.outcome == outOK && in.kind != opGet && in.kind != opGC
 	pre := s
 	if !(wrote && s.version == 0) {
 		// The output shows the version the operation found (one less
@@ -222,11 +250,43 @@ func stepKnown(s register, in input, out output) (register, bool) {
 	return post, true
 }
 
+// stepCollected is stepKnown on a collected tombstone s: the operation
+// found either the tombstone or nothing at all.
+func stepCollected(s register, in input, out output) (register, bool) {
+	tomb := s
+	tomb.collected = false
+	for _, pre := range []register{tomb, {pinned: true}} {
+		post, ok := stepKnown(pre, in, out)
+		if !ok {
+			continue
+		}
+		if post == pre {
+			return s, true // read or refused: still either
+		}
+		if pre.version == 0 && (post.version <= s.version) {
+			continue // a first version not past the tombstone's
+		}
+		return post, true
+	}
+	return register{}, false
+}
+
 // stepUnknown lists the registers an operation with an unknown outcome may
 // leave: s itself (not applied, or not yet), or s with the operation applied.
 func stepUnknown(s register, in input) []register {
 	next := []register{s}
 	if in.kind == opGet {
+		return next
+	}
+	if s.collected {
+		// Applied, it wrote above the tombstone's version: from the
+		// tombstone one more, from nothing a first version past it.
+		tomb := s
+		tomb.collected = false
+		if post, _ := apply(tomb, in, 0); post != tomb {
+			post.pinned = false
+			return append(next, post)
+		}
 		return next
 	}
 	if x, ok := in.expects(); ok && !s.pinned && s.exists && x >= s.version {
@@ -272,7 +332,7 @@ func hashRegister(s interface{}) uint64 {
 	r := s.(register)
 	h := fnv.New64a()
 	h.Write([]byte(r.value))
-	return h.Sum64() ^ r.version<<2 ^ boolBit(r.exists)<<1 ^ boolBit(r.pinned)
+	return h.Sum64() ^ r.version<<3 ^ boolBit(r.collected)<<2 ^ boolBit(r.exists)<<1 ^ boolBit(r.pinned)
 }
 
 func boolBit(b bool) uint64 {

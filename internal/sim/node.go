@@ -41,6 +41,8 @@ type pendingReply struct {
 	wait uint64 // the write seq it depends on
 	msg  protocol.Message
 	reg  protocol.Register // the register the reply describes
+	// forgotten: GC removed the register after this reply was queued.
+	forgotten bool
 }
 
 type heldReady struct {
@@ -63,6 +65,11 @@ func (s *sim) acceptorIDs() []protocol.NodeID {
 // acceptorStep runs a request through protocol.Step and queues its reply
 // behind the sync it depends on.
 func (s *sim) acceptorStep(n *node, m protocol.Message) {
+	if reply, fenced := protocol.Fenced(m, n.disk.fence[m.From]); fenced {
+		s.stats.GCFenced++
+		s.send(n.idx, reply) // reveals nothing: needs no sync
+		return
+	}
 	prev := n.disk.get(m.Key)
 	next, reply, persist := protocol.Step(prev, m)
 	wait := n.disk.lastWrite[m.Key]
@@ -153,7 +160,11 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 		n.held = append(n.held, heldReady{gate: gate, rd: rd})
 	}
 	for _, r := range rd.Results {
-		s.ret.onAnswered(s, n, r.ID, s.w.byReq[r.ID].in.key)
+		key := s.gc.key
+		if !isGCReq(r.ID) {
+			key = s.w.byReq[r.ID].in.key
+		}
+		s.ret.onAnswered(s, n, r.ID, key)
 	}
 }
 
@@ -187,7 +198,11 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 		s.send(n.idx, m)
 	}
 	for _, r := range rd.Results {
-		s.clientResult(n, r)
+		if isGCReq(r.ID) {
+			s.gcResult(n, r)
+		} else {
+			s.clientResult(n, r)
+		}
 	}
 	for _, t := range rd.Timers {
 		s.schedule(event{kind: evTimer, node: n.idx, inc: n.inc, timer: t}, s.timerDelay(t))
@@ -254,6 +269,7 @@ func (s *sim) restart(n *node) {
 		ID:            n.id,
 		Acceptors:     protocol.Majority(1, s.acceptorIDs()...),
 		Ceiling:       n.disk.syncedCeiling,
+		Age:           n.disk.syncedAge,
 		CeilingStep:   s.plan.CeilingStep,
 		MaxBatch:      s.plan.MaxBatch,
 		MaxCachedKeys: s.plan.MaxCachedKeys,

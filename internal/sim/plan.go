@@ -33,6 +33,9 @@ type Plan struct {
 	SlowEvery, SlowFor           time.Duration
 	SlowFactor                   int // a slow node's disk and network are this much slower
 
+	// GCEvery is the mean gap between deletion GC runs (0: no GC).
+	GCEvery time.Duration
+
 	AttemptTimeout time.Duration // protocol.TimerAttempt
 	ReadTimeout    time.Duration // protocol.TimerRead
 	BackoffBase    time.Duration // protocol.TimerBackoff: jittered base<<retry ...
@@ -93,6 +96,9 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 	p.BackoffBase = roundTrip * time.Duration(1+rng.IntN(3))
 	p.BackoffMax = 30 * p.BackoffBase
 	p.Deadline = between(rng, 100*time.Millisecond, 500*time.Millisecond)
+	if rng.Float64() < 0.7 {
+		p.GCEvery = between(rng, 5*time.Millisecond, 100*time.Millisecond)
+	}
 	return p
 }
 
@@ -108,6 +114,11 @@ func (p Plan) String() string {
 	fmt.Fprintf(&b, "slow nodes: %s", onOff(p.SlowEvery, p.SlowFor))
 	if p.SlowEvery > 0 {
 		fmt.Fprintf(&b, " (x%d)", p.SlowFactor)
+	}
+	if p.GCEvery > 0 {
+		fmt.Fprintf(&b, "\ndeletion GC: every ~%v", p.GCEvery)
+	} else {
+		b.WriteString("\ndeletion GC: off")
 	}
 	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d",
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys)

@@ -43,6 +43,8 @@ type Variant struct {
 	ReplyBeforeSync bool
 	// Bugs is handed to every proposer.
 	Bugs protocol.Bugs
+	// NoAgeFence runs deletion GC without step 3, the acceptors' age fence.
+	NoAgeFence bool
 }
 
 // Report describes a run that passed every check.
@@ -122,6 +124,7 @@ type sim struct {
 	w       workload
 	inv     invariants
 	ret     retirement
+	gc      gcState
 	trace   trace
 	stats   Stats
 	// computing counts change functions run per key during one proposer call.
@@ -195,6 +198,7 @@ func newSim(opts Options) *sim {
 		s.schedule(event{kind: evClientNext, client: i}, s.jitter(s.plan.Think))
 	}
 	s.scheduleFaults()
+	s.scheduleGC()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -243,6 +247,8 @@ func (s *sim) dispatch(ev *event) {
 		s.faultStart(ev.fault)
 	case evFaultEnd:
 		s.faultEnd(ev)
+	case evGC:
+		s.gcTick()
 	}
 }
 

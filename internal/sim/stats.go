@@ -38,6 +38,10 @@ type Stats struct {
 	Partitioned         int // messages dropped by a partition
 	Syncs               int
 	HeldReadys          int // Readys that waited for their ceiling's sync
+	GCStarted           int // deletion GC runs begun ...
+	GCDone              int // ... and finished on every node
+	GCRemoved           int // registers removed by GC
+	GCFenced            int // requests refused by an acceptor's age fence
 	Events              int
 	VirtualTime         time.Duration
 }
@@ -93,6 +97,10 @@ func (st *Stats) fields() []statField {
 		{"partitioned", &st.Partitioned, true},
 		{"syncs", &st.Syncs, true},
 		{"held-readys", &st.HeldReadys, true},
+		{"gc-started", &st.GCStarted, true},
+		{"gc-done", &st.GCDone, true},
+		{"gc-removed", &st.GCRemoved, true},
+		{"gc-fenced", &st.GCFenced, true},
 		{"events", &st.Events, true},
 	}
 }
@@ -166,7 +174,7 @@ func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
 			return
 		}
 		delete(n.pending, r.ID)
-		if o := s.w.byReq[r.ID]; o.in.kind == opGet && r.Err == nil {
+		if o := s.w.byReq[r.ID]; o != nil && o.in.kind == opGet && r.Err == nil {
 			if c == causeReadReply {
 				s.stats.FastReads++
 			} else {
