@@ -124,7 +124,7 @@ func isolateSystem(ctx context.Context, r *runner, o *isolationOptions, system s
 	fail := func(err error) []*isolRun { return []*isolRun{{System: system, Failure: err.Error()}} }
 	start := r.startCaspaxosLab
 	if system == "etcd" {
-		start = func(setup func(*netlab.Mesh)) (*labCluster, error) { return r.startEtcdLab(setup) }
+		start = r.startEtcdLab
 	}
 	l, err := start(func(*netlab.Mesh) {})
 	if err != nil {

@@ -37,8 +37,8 @@ func (l *labCluster) close(keep bool) {
 
 // startCaspaxosLab starts three caspaxos nodes (default settings); node i
 // reaches node j at mesh.Addr(i, j). setup runs on the mesh before the
-// nodes start (to set delays).
-func (r *runner) startCaspaxosLab(setup func(*netlab.Mesh)) (*labCluster, error) {
+// nodes start (to set delays); extra are more flags of caspaxos serve.
+func (r *runner) startCaspaxosLab(setup func(*netlab.Mesh), extra ...string) (*labCluster, error) {
 	dir, err := os.MkdirTemp(r.dataDir, "caspaxos-lab-")
 	if err != nil {
 		return nil, err
@@ -73,6 +73,7 @@ func (r *runner) startCaspaxosLab(setup func(*netlab.Mesh)) (*labCluster, error)
 		ms = append(ms, member{bin: r.caspaxosBin, log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1)), args: []string{
 			"serve", "--name", fmt.Sprintf("n%d", i+1), "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			"--client-addr", addr, "--peer-addr", peers[i], "--cluster", strings.Join(members, ","), "--log-level", "warn"}})
+		ms[i].args = append(ms[i].args, extra...)
 	}
 	l := &labCluster{cluster: c, mesh: mesh}
 	if err := c.start(ms); err != nil {
