@@ -40,9 +40,8 @@ import (
 // of a hot key (the accept after a promise, the next one-round-trip accept)
 // finds its register without a Store.Get. Its register equals what the
 // store holds, by the argument above, as long as every write of the store
-// goes through this service. (The deletion GC, not built yet, removes
-// registers with Store.Remove: it must do that through this service, under
-// mu, dropping the slot.) A slot whose load failed is never kept.
+// goes through this service: deletion GC's removals do (Collect, in
+// acceptor_gc.go). A slot whose load failed is never kept.
 //
 // Stepping. A batch steps all its messages under one mutex (mu), in message
 // order. That makes the steps of a batch atomic with respect to other
@@ -142,6 +141,10 @@ type Acceptor struct {
 	maxIdle int64     // CacheBytes
 	failure error     // set once, by the first failed Apply
 	stopped bool
+	// fences is deletion GC's minimum age per proposer (PROTOCOL.md §9
+	// step 3), as persisted; fenceMu serializes raising it (Fence).
+	fences  map[protocol.NodeID]uint64
+	fenceMu sync.Mutex
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
 	workers, idle, maxWorkers int
@@ -190,14 +193,19 @@ func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slo
 	if store == nil || tr == nil || log == nil {
 		return nil, errors.New("caspaxos/server: NewAcceptor needs a store, a transport and a logger")
 	}
+	fences, err := store.Fences()
+	if err != nil {
+		return nil, fmt.Errorf("caspaxos/server: reading the acceptor's age fences: %w", err)
+	}
 	return &Acceptor{
-		id:    cfg.ID,
-		store: store,
-		tr:    tr,
-		log:   log,
-		work:  make(chan []protocol.Message),
-		quit:  make(chan struct{}),
-		slots: make(map[string]*slot),
+		fences: fences,
+		id:     cfg.ID,
+		store:  store,
+		tr:     tr,
+		log:    log,
+		work:   make(chan []protocol.Message),
+		quit:   make(chan struct{}),
+		slots:  make(map[string]*slot),
 
 		maxWorkers: cfg.MaxInflightBatches,
 		maxIdle:    cfg.CacheBytes,
@@ -409,6 +417,14 @@ func (a *Acceptor) step(b *batch) {
 		if s.loadErr != nil {
 			continue
 		}
+		// PROTOCOL.md §9 step 3: a proposer's message older than its age
+		// fence is refused without looking at the register.
+		if reply, fenced := protocol.Fenced(m, a.fences[m.From]); fenced {
+			b.replies = append(b.replies, reply)
+			b.deps = append(b.deps, nil)
+			a.stats.fenced.Add(1)
+			continue
+		}
 		next, reply, persist := protocol.Step(s.reg, m)
 		dep := s.write
 		if persist {
@@ -553,10 +569,15 @@ type AcceptorStats struct {
 	// withheld because a write they depended on failed.
 	Replies        uint64
 	DroppedReplies uint64
+	// Fenced counts requests refused by deletion GC's age fence.
+	Fenced uint64
+	// Collected counts registers removed by deletion GC.
+	Collected uint64
 }
 
 type acceptorCounters struct {
 	batches, droppedBatches, applies, entries, replies, droppedReplies atomic.Uint64
+	fenced, collected                                                  atomic.Uint64
 }
 
 // Stats returns the acceptor's counters.
@@ -569,5 +590,7 @@ func (a *Acceptor) Stats() AcceptorStats {
 		Entries:        s.entries.Load(),
 		Replies:        s.replies.Load(),
 		DroppedReplies: s.droppedReplies.Load(),
+		Fenced:         s.fenced.Load(),
+		Collected:      s.collected.Load(),
 	}
 }

@@ -15,6 +15,8 @@ import (
 // arrived together and sends one batch per destination.
 type ready struct {
 	ceiling  uint64
+	age      uint64 // deletion GC's age to persist; 0: unchanged
+	forgets  []*forgetCall
 	messages []protocol.Message
 	results  []protocol.Result
 	timers   []protocol.Timer
@@ -39,6 +41,8 @@ func (p *Proposer) run() {
 		case id := <-p.cancel:
 			p.core.Cancel(id)
 			p.collect()
+		case fc := <-p.forgets:
+			p.forget(fc)
 		case <-clock.C:
 			armed = time.Time{}
 		}
@@ -72,6 +76,8 @@ func (p *Proposer) drain() {
 		case id := <-p.cancel:
 			p.core.Cancel(id)
 			p.collect()
+		case fc := <-p.forgets:
+			p.forget(fc)
 		default:
 			return
 		}
@@ -81,9 +87,12 @@ func (p *Proposer) drain() {
 func (p *Proposer) start(c *call) {
 	p.calls[c.id] = c
 	p.stats.requests.Add(1)
-	if c.change == nil {
+	switch {
+	case c.gc:
+		p.core.ProposeGC(c.id, c.key)
+	case c.change == nil:
 		p.core.Read(c.id, c.key)
-	} else {
+	default:
 		p.core.Propose(c.id, c.key, c.change)
 	}
 	p.collect()
@@ -115,7 +124,8 @@ func (p *Proposer) collect() {
 }
 
 // flush does what the accumulated Ready asks, in the order protocol.Ready
-// requires: persist the ceiling, send, answer, start timers.
+// requires: persist the ceiling (and the age, which Forget raised), send,
+// answer, start timers.
 func (p *Proposer) flush(now time.Time) error {
 	if p.acc.ceiling != 0 {
 		if err := p.ceil.SetCeiling(p.acc.ceiling); err != nil {
@@ -123,9 +133,16 @@ func (p *Proposer) flush(now time.Time) error {
 		}
 		p.acc.ceiling = 0
 	}
+	if p.acc.age != 0 {
+		if err := p.ceil.SetAge(p.acc.age); err != nil {
+			return errors.Join(errors.New("caspaxos/server: persisting the proposer's age failed; nothing more may be sent"), err)
+		}
+		p.acc.age = 0
+	}
 	p.send(p.acc.messages)
 	p.acc.messages = nil
 	p.answer()
+	p.answerForgets()
 	for _, t := range p.acc.timers {
 		p.timers.add(now.Add(p.delay(t)), t)
 	}
@@ -187,6 +204,7 @@ func (p *Proposer) delay(t protocol.Timer) time.Duration {
 // queued are answered as never taken.
 func (p *Proposer) shutdown() {
 	p.acc.messages, p.acc.timers, p.acc.ceiling = nil, nil, 0
+	p.acc.age, p.acc.forgets = 0, nil // unpersisted: their callers see ErrStopped
 	p.answer()
 	for id := range p.calls {
 		p.core.Cancel(id)

@@ -37,6 +37,9 @@ type Config struct {
 
 	MaxInflightBatches int
 	CacheBytes         int64
+
+	// Deleted is passed to ProposerConfig: deletion GC's queue feed.
+	Deleted func(key string, version uint64)
 }
 
 func (c *Config) validate() error {
@@ -68,6 +71,7 @@ func (c Config) proposer() ProposerConfig {
 		MaxCachedKeys:  c.MaxCachedKeys,
 		CeilingStep:    c.CeilingStep,
 		RandSeed:       c.RandSeed,
+		Deleted:        c.Deleted,
 	}
 }
 

@@ -38,6 +38,11 @@ type ProposerConfig struct {
 	CeilingStep   uint64
 	// RandSeed seeds the backoff jitter; zero picks a seed from the clock.
 	RandSeed uint64
+	// Deleted, if not nil, is called with the key and the tombstone's
+	// version of every change that left a tombstone (a delete that
+	// succeeded), after it was chosen and before Propose returns: deletion
+	// GC's queue is fed from it. It must not block.
+	Deleted func(key string, version uint64)
 }
 
 func (c *ProposerConfig) validate() error {
@@ -71,10 +76,13 @@ func (c *ProposerConfig) validate() error {
 	return c.Acceptors.Validate()
 }
 
-// CeilingStore persists the proposer's ballot ceiling; storage.Store is one.
-type CeilingStore interface {
+// ProposerStore persists the proposer's ballot ceiling and its deletion GC
+// age; storage.Store is one. Each Set is durable when it returns.
+type ProposerStore interface {
 	Ceiling() (uint64, error)
 	SetCeiling(c uint64) error
+	Age() (uint64, error)
+	SetAge(age uint64) error
 }
 
 // Proposer drives a protocol.Proposer: one goroutine owns it and performs
@@ -84,7 +92,7 @@ type CeilingStore interface {
 type Proposer struct {
 	cfg  ProposerConfig
 	core *protocol.Proposer
-	ceil CeilingStore
+	ceil ProposerStore
 	tr   Transport
 	log  *slog.Logger
 	rng  *rand.Rand
@@ -92,6 +100,7 @@ type Proposer struct {
 	nextID  atomic.Uint64
 	submit  chan *call
 	cancel  chan protocol.ReqID
+	forgets chan *forgetCall
 	replies chan []protocol.Message
 	stop    chan struct{}
 	done    chan struct{}
@@ -109,8 +118,15 @@ type Proposer struct {
 type call struct {
 	id     protocol.ReqID
 	key    string
-	change protocol.Change // nil: a read
+	change protocol.Change // nil: a read, or a GC write
+	gc     bool            // a deletion GC write (ProposeGC)
 	result chan protocol.Result
+}
+
+// forgetCall is one Forget waiting for the driver.
+type forgetCall struct {
+	tombs  []Tombstone
+	result chan uint64 // the age, once persisted
 }
 
 // maxDrain bounds how many inputs the driver takes before it acts on them:
@@ -118,9 +134,9 @@ type call struct {
 // latency low.
 const maxDrain = 512
 
-// NewProposer reads the persisted ballot ceiling from ceil, builds the
-// protocol.Proposer and starts its goroutine; Stop ends it.
-func NewProposer(cfg ProposerConfig, ceil CeilingStore, tr Transport, log *slog.Logger) (*Proposer, error) {
+// NewProposer reads the persisted ballot ceiling and age from ceil, builds
+// the protocol.Proposer and starts its goroutine; Stop ends it.
+func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog.Logger) (*Proposer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -131,6 +147,10 @@ func NewProposer(cfg ProposerConfig, ceil CeilingStore, tr Transport, log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: reading the ballot ceiling: %w", err)
 	}
+	age, err := ceil.Age()
+	if err != nil {
+		return nil, fmt.Errorf("caspaxos/server: reading the proposer's age: %w", err)
+	}
 	core, err := protocol.NewProposer(protocol.ProposerConfig{
 		ID:            cfg.ID,
 		Acceptors:     cfg.Acceptors,
@@ -138,6 +158,7 @@ func NewProposer(cfg ProposerConfig, ceil CeilingStore, tr Transport, log *slog.
 		CeilingStep:   cfg.CeilingStep,
 		MaxBatch:      cfg.MaxBatch,
 		MaxCachedKeys: cfg.MaxCachedKeys,
+		Age:           age,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: %w", err)
@@ -155,6 +176,7 @@ func NewProposer(cfg ProposerConfig, ceil CeilingStore, tr Transport, log *slog.
 		rng:     rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
 		submit:  make(chan *call, maxDrain),
 		cancel:  make(chan protocol.ReqID, maxDrain),
+		forgets: make(chan *forgetCall),
 		replies: make(chan []protocol.Message, maxDrain),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -182,48 +204,64 @@ func (p *Proposer) Propose(ctx context.Context, req Request) (protocol.State, er
 	if c.change == nil && req.Op.Kind != kv.OpGet {
 		return protocol.State{}, fmt.Errorf("caspaxos/server: unknown operation %v", req.Op.Kind)
 	}
+	r, err := p.roundTrip(ctx, c)
+	if err != nil {
+		return protocol.State{}, err
+	}
+	st, err := outcome(ctx, r)
+	if err == nil && c.change != nil && st.Deleted && p.cfg.Deleted != nil {
+		p.cfg.Deleted(c.key, st.Version)
+	}
+	return st, err
+}
+
+// roundTrip hands c to the driver and waits for its result. It returns an
+// error only when there is no result: kv.ErrNoQuorum wrapping ctx.Err()
+// if ctx was done before the driver took c, ErrStopped if the driver
+// stopped first.
+func (p *Proposer) roundTrip(ctx context.Context, c *call) (protocol.Result, error) {
 	if err := ctx.Err(); err != nil {
-		return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, err)
+		return protocol.Result{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, err)
 	}
 	select {
 	case p.submit <- c:
 	case <-ctx.Done():
-		return protocol.State{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, ctx.Err())
+		return protocol.Result{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, ctx.Err())
 	case <-p.done:
-		return protocol.State{}, ErrStopped
+		return protocol.Result{}, ErrStopped
 	}
 	select {
 	case r := <-c.result:
-		return outcome(ctx, r)
+		return r, nil
 	case <-p.done:
-		return p.lastResult(ctx, c)
+		return p.lastResult(c)
 	case <-ctx.Done():
 	}
 	// The caller gives up: the driver answers whether anything was sent.
 	select {
 	case p.cancel <- c.id:
 	case r := <-c.result:
-		return outcome(ctx, r)
+		return r, nil
 	case <-p.done:
-		return p.lastResult(ctx, c)
+		return p.lastResult(c)
 	}
 	select {
 	case r := <-c.result:
-		return outcome(ctx, r)
+		return r, nil
 	case <-p.done:
-		return p.lastResult(ctx, c)
+		return p.lastResult(c)
 	}
 }
 
 // lastResult is the result of c once the driver has stopped: the driver
 // answers every request it took before it stops, so no result means it
 // never took c.
-func (p *Proposer) lastResult(ctx context.Context, c *call) (protocol.State, error) {
+func (p *Proposer) lastResult(c *call) (protocol.Result, error) {
 	select {
 	case r := <-c.result:
-		return outcome(ctx, r)
+		return r, nil
 	default:
-		return protocol.State{}, ErrStopped
+		return protocol.Result{}, ErrStopped
 	}
 }
 

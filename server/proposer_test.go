@@ -65,11 +65,22 @@ func (l *loopback) Send(to protocol.NodeID, msgs []protocol.Message) error {
 	return nil
 }
 
-// ceilings is a CeilingStore in memory that remembers every ceiling set.
+// ceilings is a ProposerStore in memory that remembers every ceiling set.
 type ceilings struct {
 	v   atomic.Uint64
 	set atomic.Int64
 	err error
+	age atomic.Uint64
+}
+
+func (c *ceilings) Age() (uint64, error) { return c.age.Load(), nil }
+
+func (c *ceilings) SetAge(v uint64) error {
+	if c.err != nil {
+		return c.err
+	}
+	c.age.Store(v)
+	return nil
 }
 
 func (c *ceilings) Ceiling() (uint64, error) { return c.v.Load(), nil }
@@ -83,7 +94,7 @@ func (c *ceilings) SetCeiling(v uint64) error {
 	return nil
 }
 
-func newTestProposer(t *testing.T, l *loopback, ceil CeilingStore, mod func(*ProposerConfig)) *Proposer {
+func newTestProposer(t *testing.T, l *loopback, ceil ProposerStore, mod func(*ProposerConfig)) *Proposer {
 	t.Helper()
 	cfg := ProposerConfig{
 		ID:             proposerID,

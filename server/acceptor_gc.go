@@ -1,0 +1,145 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+// Tombstone names a register deletion GC collects: Key, whose state (a
+// tombstone, or no state at all) was accepted under Ballot by every
+// acceptor (PROTOCOL.md §9 step 1).
+type Tombstone struct {
+	Key    string
+	Ballot protocol.Ballot
+}
+
+// Fence is deletion GC's step 3 on this acceptor (PROTOCOL.md §9): from
+// now on it refuses prepares and accepts of proposer id carrying an age
+// below ages[id]. It persists the fences it raises before it returns, and
+// keeps the highest it was ever given. An empty ages changes nothing (a
+// probe: it fails only if the acceptor stopped).
+func (a *Acceptor) Fence(ages map[protocol.NodeID]uint64) error {
+	if err := a.enterGC(); err != nil {
+		return err
+	}
+	defer a.wg.Done()
+	a.fenceMu.Lock()
+	defer a.fenceMu.Unlock()
+	raise := make(map[protocol.NodeID]uint64)
+	a.mu.Lock()
+	for id, age := range ages {
+		if age > a.fences[id] {
+			raise[id] = age
+		}
+	}
+	a.mu.Unlock()
+	if len(raise) == 0 {
+		return nil
+	}
+	if err := a.store.SetFences(raise); err != nil {
+		a.fail(err)
+		return fmt.Errorf("caspaxos/server: persisting age fences: %w", err)
+	}
+	a.mu.Lock()
+	for id, age := range raise {
+		a.fences[id] = age
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// enterGC admits a GC operation, which Stop then waits for.
+func (a *Acceptor) enterGC() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failure != nil {
+		return a.failure
+	}
+	if a.stopped {
+		return ErrStopped
+	}
+	a.wg.Add(1)
+	return nil
+}
+
+// Collect is deletion GC's step 4 on this acceptor (PROTOCOL.md §9): it
+// removes the register of each tombstone's key if the register still holds
+// a state with no value accepted under the tombstone's ballot, in one
+// durable write. It reports per tombstone whether the step is done here:
+// the register was removed, or holds something else (then it is not this
+// GC's to remove). A register with a write still in flight is left for a
+// later try (not done). Keys must be distinct.
+//
+// It goes through the service's slots, as a received batch does (see the
+// design comment in acceptor.go): it pins every key, so that the
+// registers it compares are the newest stepped, decides under mu, removes
+// outside it, and then empties the slots of the removed registers unless a
+// batch stepped them meanwhile (whose write then lands after the removal:
+// Store orders RemoveMany and Apply, and the removal compared the register
+// that batch stepped from). Steps never wait for Collect.
+func (a *Acceptor) Collect(tombs []Tombstone) ([]bool, error) {
+	if err := a.enterGC(); err != nil {
+		return nil, err
+	}
+	defer a.wg.Done()
+	b := &batch{msgs: make([]protocol.Message, len(tombs))}
+	for i, t := range tombs {
+		b.msgs[i] = protocol.Message{Key: t.Key}
+	}
+	a.pin(b)
+	defer a.unpin(b)
+	done := make([]bool, len(tombs))
+	expect, which := a.removable(b, tombs, done)
+	if len(expect) == 0 {
+		return done, nil
+	}
+	removed, err := a.store.RemoveMany(expect)
+	if err != nil {
+		a.fail(err)
+		return nil, fmt.Errorf("caspaxos/server: removing collected registers: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for j, ok := range removed {
+		if !ok {
+			continue // changed since: a later try decides again
+		}
+		i := which[j]
+		done[i] = true
+		a.stats.collected.Add(1)
+		if s := b.slots[i]; s.write == nil && registersEqual(s.reg, expect[j].Register) {
+			s.reg = protocol.Register{}
+		}
+	}
+	return done, nil
+}
+
+// removable decides, under mu, which of b's registers Collect removes: it
+// returns them with their index in tombs, and marks done the tombstones
+// whose register holds something else.
+func (a *Acceptor) removable(b *batch, tombs []Tombstone, done []bool) (expect []storage.Entry, which []int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, t := range tombs {
+		s := b.slots[i]
+		switch {
+		case s.loadErr != nil || a.failure != nil:
+		case s.write != nil && !s.write.finished():
+			// A write in flight: the store may not hold s.reg yet.
+		case s.reg.Accepted != t.Ballot || s.reg.State.Exists():
+			done[i] = true // not this tombstone (any more): not ours to remove
+		default:
+			s.write = nil // finished: the store holds s.reg
+			expect = append(expect, storage.Entry{Key: t.Key, Register: s.reg})
+			which = append(which, i)
+		}
+	}
+	return expect, which
+}
+
+// registersEqual reports whether two registers are identical.
+func registersEqual(a, b protocol.Register) bool {
+	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
+}
