@@ -37,6 +37,10 @@
 // Proposer.Cancel. Timers fire after jittered delays (backoff: jittered and
 // exponential in the retry count).
 //
+// Most plans also run deletion GC (PROTOCOL.md §9) as events among the
+// faults: all four steps, each redone on a node that crashed before syncing
+// it; a GC run is an operation of its key's history (see gc.go).
+//
 // Faults follow a Plan drawn from the seed first thing (and printed by
 // TestReplay and by every failure): message loss (0-30%), duplication
 // (0-50%), delay and reordering; partitions that come and go (symmetric,
@@ -95,9 +99,10 @@
 //
 //	go test ./internal/sim -run TestSoak -soak 20000 -timeout 0
 //
-// TestBrokenVariantsAreCaught runs three deliberately broken variants (an
+// TestBrokenVariantsAreCaught runs deliberately broken variants (an
 // acceptor that replies before its write is synced, a read quorum one
-// short, a one-round-trip cache kept after a timed-out accept) and fails
+// short, a one-round-trip cache kept after a timed-out accept, deletion GC
+// without the age fence) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

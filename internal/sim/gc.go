@@ -16,7 +16,8 @@ import (
 //     acceptor); if the state is live, or the write fails, the GC ends;
 //  2. on every proposer, Forget(key, G), then the age and the ceiling synced;
 //  3. on every acceptor, the fence raised to the ages of step 2, synced
-//     (Variant.NoAgeFence skips the fence: the broken GC);
+//     (Variant.NoAgeFence writes it but lets fenced requests through: the
+//     broken GC, whose stats still count what the fence would refuse);
 //  4. on every acceptor, the register removed if it still holds the
 //     tombstone under G and no promise above the one the GC write left,
 //     synced.
@@ -76,7 +77,8 @@ func (s *sim) gcTick() {
 		if g.phase == gcIdle {
 			s.schedule(event{kind: evGC}, s.jitter(s.plan.GCEvery))
 		} else {
-			s.schedule(event{kind: evGC}, s.jitter(s.plan.AttemptTimeout))
+			// About one round trip: a real GC moves on as its calls return.
+			s.schedule(event{kind: evGC}, s.jitter(2*s.plan.NetLatency+s.plan.DiskLatency))
 		}
 	}()
 	switch g.phase {
@@ -184,10 +186,6 @@ func (s *sim) gcStep() {
 			g.ages[n.id] = age
 			m.seqs = [2]uint64{n.disk.putAge(age), n.ceilingGate}
 		case gcFence:
-			if s.opts.Variant.NoAgeFence {
-				*m = gcMark{done: true}
-				continue
-			}
 			m.seqs[0] = n.disk.putFence(g.ages)
 		case gcRemove:
 			reg := n.disk.get(g.key)

@@ -67,8 +67,10 @@ func (s *sim) acceptorIDs() []protocol.NodeID {
 func (s *sim) acceptorStep(n *node, m protocol.Message) {
 	if reply, fenced := protocol.Fenced(m, n.disk.fence[m.From]); fenced {
 		s.stats.GCFenced++
-		s.send(n.idx, reply) // reveals nothing: needs no sync
-		return
+		if !s.opts.Variant.NoAgeFence {
+			s.send(n.idx, reply) // reveals nothing: needs no sync
+			return
+		}
 	}
 	prev := n.disk.get(m.Key)
 	next, reply, persist := protocol.Step(prev, m)

@@ -43,7 +43,7 @@ type Variant struct {
 	ReplyBeforeSync bool
 	// Bugs is handed to every proposer.
 	Bugs protocol.Bugs
-	// NoAgeFence runs deletion GC without step 3, the acceptors' age fence.
+	// NoAgeFence runs deletion GC without the acceptors' age fence (§9 step 3).
 	NoAgeFence bool
 }
 

@@ -45,6 +45,20 @@ func brokenVariants() []brokenVariant {
 				p.HomeBias = max(p.HomeBias, 0.6)
 			},
 		},
+		{
+			// GC without the age fence: an accept or prepare sent before a
+			// key's GC, delayed past the removal of its register, lands on
+			// an empty register. Needs GC often, on few keys, and messages
+			// that arrive late (reordering).
+			variant: Variant{Name: "gc-without-age-fence", NoAgeFence: true},
+			tweak: func(p *Plan) {
+				p.Nodes = 3
+				p.GCEvery = 5 * time.Millisecond
+				p.Keys = min(p.Keys, 4)
+				p.Reorder = max(p.Reorder, 0.3)
+				p.ReorderDelay = max(p.ReorderDelay, 30*time.Millisecond)
+			},
+		},
 	}
 }
 
