@@ -282,3 +282,24 @@ func TestForgetPersistsTheFastForward(t *testing.T) {
 		t.Fatalf("Forget below the ceiling asked for ceiling %d", c)
 	}
 }
+
+func TestRewriteAlwaysAccepts(t *testing.T) {
+	c := newCluster(t, []NodeID{1, 2, 3}, []NodeID{1, 2}, nil)
+	c.proposers[1].Propose(1, "k", set("v"))
+	c.run()
+	// Proposer 2 has no cache: a read through the normal path would find
+	// the promises agreeing and skip the accept; a rewrite may not.
+	c.proposers[2].Rewrite(2, "k")
+	c.run()
+	for i := 0; i < 4 && c.results[2].ID == 0; i++ {
+		c.fireAll(2) // a first ballot below proposer 1's promise is refused
+	}
+	if r := c.results[2]; r.Err != nil || string(r.State.Value) != "v" || r.Promise.IsZero() {
+		t.Fatalf("rewrite = %+v, want the state, answered by an accept", r)
+	}
+	for id, regs := range c.acceptors {
+		if regs["k"].Accepted.Proposer != 2 {
+			t.Errorf("acceptor %d holds %v, want the rewrite's accept", id, regs["k"])
+		}
+	}
+}

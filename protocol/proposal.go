@@ -240,8 +240,8 @@ func (p *Proposer) prepared(pr *proposal) {
 	// §4 and §6: a batch that changes nothing may answer without an accept
 	// if enough promises agree that the state they show is chosen, and no
 	// earlier accept of the batch is still live (see above).
-	// A GC write always goes to every acceptor.
-	if noop && len(changing) == 0 && !pr.all && pr.agree[pr.highest] >= pr.cfg.ReadQuorum() {
+	// A GC write, or a catch-up rewrite, always sends its accept.
+	if noop && len(changing) == 0 && !pr.all && !pr.forced() && pr.agree[pr.highest] >= pr.cfg.ReadQuorum() {
 		for i := range results {
 			results[i].Ballot = pr.highest
 		}
@@ -258,6 +258,16 @@ func (p *Proposer) startAccept(pr *proposal, value State, results []Result, noop
 	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, set: pr.cfg.AcceptSet, value: value, results: results, noop: noop})
 	p.sendFor(pr, MsgAccept, pr.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
 	p.attemptTimer(pr)
+}
+
+// forced reports whether a request of the batch must reach the acceptors.
+func (pr *proposal) forced() bool {
+	for _, r := range pr.batch {
+		if r.force {
+			return true
+		}
+	}
+	return false
 }
 
 // acceptQuorum is how many acceptors must accept pr's current attempt.

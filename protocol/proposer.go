@@ -165,6 +165,7 @@ type request struct {
 	key     string
 	change  Change // nil: identity (a read that left the fast path, or a GC write)
 	all     bool   // a deletion-GC write (ProposeGC)
+	force   bool   // an identity write that must reach the acceptors (Rewrite)
 	inBatch bool
 	done    bool
 	read    *readOp // set while the request is on the read fast path
@@ -427,6 +428,16 @@ func (p *Proposer) Settled(version uint64) bool {
 func (p *Proposer) ProposeGC(id ReqID, key string) {
 	r := p.newRequest(id, key, nil)
 	r.all = true
+	p.enqueue(r)
+}
+
+// Rewrite runs the identity change x -> x on key and always sends its
+// accept, even when the promises already agree on a chosen state: the
+// membership catch-up (PROTOCOL.md §8 step 3), which must leave every key's
+// state on an accept quorum of the new accept set.
+func (p *Proposer) Rewrite(id ReqID, key string) {
+	r := p.newRequest(id, key, nil)
+	r.force = true
 	p.enqueue(r)
 }
 
