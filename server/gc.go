@@ -86,6 +86,13 @@ type GCConfig struct {
 	// SweepInterval is the time between sweeps of the local store, the
 	// first at start (default 1h; -1: never).
 	SweepInterval time.Duration
+	// Delay is how long a key enqueued by a delete waits before GC takes
+	// it (default 1s). Not for safety: a change of the key in flight on a
+	// proposer when GC reaches it ends with an unknown outcome (see
+	// protocol.Proposer.Forget), so a key deleted and at once re-created
+	// is left alone for a moment. Keys found by a sweep or after a
+	// restart do not wait.
+	Delay time.Duration
 	// FeedBuffer bounds the enqueues waiting to be written (default 8192);
 	// beyond it they are dropped and left to the sweep.
 	FeedBuffer int
@@ -115,6 +122,7 @@ func (c *GCConfig) validate() error {
 		{"RetryBase", &c.RetryBase, 100 * time.Millisecond},
 		{"RetryMax", &c.RetryMax, 5 * time.Second},
 		{"SweepInterval", &c.SweepInterval, time.Hour},
+		{"Delay", &c.Delay, time.Second},
 	}
 	for _, d := range durations {
 		if *d.d == -1 && d.name == "SweepInterval" {
@@ -150,6 +158,10 @@ type GC struct {
 	start sync.Once
 	wg    sync.WaitGroup
 
+	mu    sync.Mutex
+	young map[string]time.Time // keys enqueued by deletes less than Delay ago
+	prune time.Time            // when young was last pruned
+
 	stats gcCounters
 }
 
@@ -176,6 +188,7 @@ func NewGC(cfg GCConfig, store storage.Store, w GCWriter, peers GCPeers, log *sl
 		feed:  make(chan storage.GCItem, cfg.FeedBuffer),
 		wake:  make(chan struct{}, 1),
 		stop:  make(chan struct{}),
+		young: make(map[string]time.Time),
 	}, nil
 }
 
@@ -225,6 +238,12 @@ func (g *GC) feeder() {
 				break drain
 			}
 		}
+		g.mu.Lock()
+		now := time.Now()
+		for _, it := range items {
+			g.young[it.Key] = now
+		}
+		g.mu.Unlock()
 		if err := g.store.QueueGC(items); err != nil {
 			g.stats.dropped.Add(uint64(len(items)))
 			g.log.Warn("could not queue deleted keys for GC; the next sweep finds them", slog.Any("error", err))
@@ -276,6 +295,12 @@ func (g *GC) run() {
 		}
 		if err == nil {
 			retry = 0
+			continue
+		}
+		if errors.Is(err, errYoung) {
+			if !g.wait(nextSweep, g.cfg.Delay) {
+				return
+			}
 			continue
 		}
 		retry++
@@ -363,9 +388,38 @@ func (g *GC) owns(key string) bool {
 // to a concurrent change); they are retried after a backoff.
 var errIncomplete = errors.New("caspaxos/server: GC round left keys for later")
 
+// errYoung: every item of the page was enqueued less than Delay ago.
+var errYoung = errors.New("caspaxos/server: GC items too young")
+
+// ripe returns the items whose keys were not enqueued by a delete less than
+// Delay ago, and forgets the keys that have waited long enough.
+func (g *GC) ripe(items []storage.GCItem) []storage.GCItem {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if now.Sub(g.prune) >= g.cfg.Delay {
+		g.prune = now
+		for k, at := range g.young {
+			if now.Sub(at) >= g.cfg.Delay {
+				delete(g.young, k)
+			}
+		}
+	}
+	var out []storage.GCItem
+	for _, it := range items {
+		if at, ok := g.young[it.Key]; !ok || now.Sub(at) >= g.cfg.Delay {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
 // round runs steps 1 to 4 for the keys of items and dequeues the items of
 // the keys it finished.
 func (g *GC) round(items []storage.GCItem) error {
+	if items = g.ripe(items); len(items) == 0 {
+		return errYoung
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RoundTimeout)
 	defer cancel()
 	go func() {
