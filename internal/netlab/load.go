@@ -181,3 +181,31 @@ func pause(ctx context.Context, d time.Duration) {
 // Probe reads the client's key without recording it (a read has no effect):
 // for waiting until the node serves.
 func (c *Client) Probe(ctx context.Context) Out { return c.d.Get(ctx, c.Key) }
+
+// LastAcked returns the value of the client's last acknowledged write (an
+// Incr or PutIf answered OK), false if none was.
+func (c *Client) LastAcked() (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.ops) - 1; i >= 0; i-- {
+		op, out := c.ops[i].Input.(Op), c.ops[i].Output.(Out)
+		if op.Kind != Get && out.Status == OK {
+			return out.Value, true
+		}
+	}
+	return 0, false
+}
+
+// SuccessesBetween counts the client's successes completed in [from, to)
+// since its start.
+func (c *Client) SuccessesBetween(from, to time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, t := range c.successes {
+		if t >= from && t < to {
+			n++
+		}
+	}
+	return n
+}
