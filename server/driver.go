@@ -43,6 +43,9 @@ func (p *Proposer) run() {
 			p.collect()
 		case fc := <-p.forgets:
 			p.forget(fc)
+		case fn := <-p.admin:
+			fn(p.core)
+			p.collect()
 		case <-clock.C:
 			armed = time.Time{}
 		}
@@ -90,6 +93,8 @@ func (p *Proposer) start(c *call) {
 	switch {
 	case c.gc:
 		p.core.ProposeGC(c.id, c.key)
+	case c.force:
+		p.core.Rewrite(c.id, c.key)
 	case c.change == nil:
 		p.core.Read(c.id, c.key)
 	default:

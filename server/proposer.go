@@ -101,6 +101,7 @@ type Proposer struct {
 	submit  chan *call
 	cancel  chan protocol.ReqID
 	forgets chan *forgetCall
+	admin   chan func(*protocol.Proposer) // membership hooks (proposer_membership.go)
 	replies chan []protocol.Message
 	stop    chan struct{}
 	done    chan struct{}
@@ -120,6 +121,7 @@ type call struct {
 	key    string
 	change protocol.Change // nil: a read, or a GC write
 	gc     bool            // a deletion GC write (ProposeGC)
+	force  bool            // a membership catch-up write (Rewrite)
 	result chan protocol.Result
 }
 
@@ -177,6 +179,7 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 		submit:  make(chan *call, maxDrain),
 		cancel:  make(chan protocol.ReqID, maxDrain),
 		forgets: make(chan *forgetCall),
+		admin:   make(chan func(*protocol.Proposer)),
 		replies: make(chan []protocol.Message, maxDrain),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
