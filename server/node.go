@@ -81,7 +81,7 @@ func (c Config) proposer() ProposerConfig {
 // server runs one per process over a network Transport and Forwarder.
 type Node struct {
 	id       protocol.NodeID
-	members  []protocol.NodeID
+	members  atomic.Pointer[[]protocol.NodeID] // home routing; SetMembers replaces it
 	acceptor *Acceptor
 	proposer *Proposer
 	fwd      Forwarder
@@ -114,14 +114,15 @@ func NewNode(cfg Config, store storage.Store, tr Transport, fwd Forwarder, log *
 	if err != nil {
 		return nil, err
 	}
-	return &Node{
+	n := &Node{
 		id:       cfg.ID,
-		members:  slices.Clone(cfg.Members),
 		acceptor: acc,
 		proposer: prop,
 		fwd:      fwd,
 		log:      log,
-	}, nil
+	}
+	n.SetMembers(cfg.Members)
+	return n, nil
 }
 
 // ID returns the node's ID.
@@ -179,7 +180,7 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 // is above ForwardMaxRTT: forwarding would add a wide-area round trip), or
 // did not take it.
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
-	home := Home(req.Op.Key, n.members)
+	home := Home(req.Op.Key, *n.members.Load())
 	if home != 0 && home != n.id && near(n.fwd, home) {
 		s, err := n.fwd.Forward(ctx, home, req)
 		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrStopped) {

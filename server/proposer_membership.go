@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/caspaxos/caspaxos/protocol"
@@ -79,3 +80,20 @@ func (p *Proposer) Rewrite(ctx context.Context, keys []string) []protocol.Result
 	wg.Wait()
 	return out
 }
+
+// SetMembers replaces the nodes whose proposers share the keys by home
+// routing (membership change adds and removes them at runtime).
+func (n *Node) SetMembers(ids []protocol.NodeID) {
+	m := slices.Clone(ids)
+	n.members.Store(&m)
+}
+
+// Members returns the nodes of home routing.
+func (n *Node) Members() []protocol.NodeID { return slices.Clone(*n.members.Load()) }
+
+// Proposer returns the node's proposer driver (membership change sets its
+// configuration and runs the catch-up through it).
+func (n *Node) Proposer() *Proposer { return n.proposer }
+
+// Acceptor returns the node's acceptor service.
+func (n *Node) Acceptor() *Acceptor { return n.acceptor }
