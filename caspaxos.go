@@ -107,6 +107,31 @@ type Options struct {
 	BackoffMax     time.Duration
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
+	// GC tunes deletion GC, which runs in the background by default.
+	GC GCOptions
+}
+
+// GCOptions tunes deletion GC (PROTOCOL.md §9): a delete leaves a
+// tombstone, and a background runner per node removes it from every node
+// once every node is reachable. Zero values mean server.GCConfig's defaults.
+type GCOptions struct {
+	// Disabled turns GC off: tombstones stay. Deletes are not queued, so
+	// a later Open with GC on finds them only by its sweep.
+	Disabled bool
+	// BatchKeys is the number of keys one round collects.
+	BatchKeys int
+	// RoundTimeout bounds one round; RetryBase and RetryMax bound the
+	// delay before a round that could not finish (a node down) is retried.
+	RoundTimeout time.Duration
+	RetryBase    time.Duration
+	RetryMax     time.Duration
+	// SweepInterval is the time between scans of each node's store for
+	// tombstones whose queueing a crash lost; the first runs at Open.
+	// -1: never.
+	SweepInterval time.Duration
+	// Delay is how long a deleted key waits before GC takes it (see
+	// server.GCConfig.Delay).
+	Delay time.Duration
 }
 
 func (o *Options) validate() error {
@@ -173,6 +198,7 @@ type Store struct {
 	net     *server.Local
 	nodes   []*server.Node
 	stores  []storage.Store
+	gcs     []*server.GC  // one per node; nil when GC is disabled
 	next    atomic.Uint64 // round-robin entry node
 
 	closeOnce sync.Once
@@ -205,24 +231,52 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	for _, gc := range s.gcs {
+		gc.Start()
+	}
 	return s, nil
 }
 
 func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Options) error {
 	ep := s.net.Endpoint(id)
-	n, err := server.NewNode(server.Config{
+	var gc *server.GC // set below, before any delete can run
+	cfg := server.Config{
 		ID:             id,
 		Acceptors:      acceptors,
 		AttemptTimeout: opts.AttemptTimeout,
 		ReadTimeout:    opts.ReadTimeout,
 		BackoffBase:    opts.BackoffBase,
 		BackoffMax:     opts.BackoffMax,
-	}, s.stores[id-1], ep, ep, opts.Logger)
+	}
+	if !opts.GC.Disabled {
+		cfg.Deleted = func(key string, version uint64) { gc.Enqueue(key, version) }
+	}
+	n, err := server.NewNode(cfg, s.stores[id-1], ep, ep, opts.Logger)
 	if err != nil {
 		return fmt.Errorf("caspaxos: starting node %d: %w", id, err)
 	}
 	s.nodes = append(s.nodes, n)
-	return s.net.Add(n)
+	if err := s.net.Add(n); err != nil {
+		return err
+	}
+	if opts.GC.Disabled {
+		return nil
+	}
+	gc, err = server.NewGC(server.GCConfig{
+		ID:            id,
+		Members:       acceptors.AcceptSet,
+		BatchKeys:     opts.GC.BatchKeys,
+		RoundTimeout:  opts.GC.RoundTimeout,
+		RetryBase:     opts.GC.RetryBase,
+		RetryMax:      opts.GC.RetryMax,
+		SweepInterval: opts.GC.SweepInterval,
+		Delay:         opts.GC.Delay,
+	}, s.stores[id-1], n, server.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
+	if err != nil {
+		return fmt.Errorf("caspaxos: starting the GC of node %d: %w", id, err)
+	}
+	s.gcs = append(s.gcs, gc)
+	return nil
 }
 
 // openPebbles opens dir/node1 ... dir/nodeN.
@@ -249,6 +303,9 @@ func closeAll(stores []storage.Store) error {
 }
 
 func (s *Store) stopNodes() {
+	for _, gc := range s.gcs {
+		gc.Stop()
+	}
 	for _, n := range s.nodes {
 		n.Stop()
 	}
@@ -266,6 +323,15 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// GCStats returns each node's deletion GC counters (none when disabled).
+func (s *Store) GCStats() []server.GCStats {
+	out := make([]server.GCStats, len(s.gcs))
+	for i, gc := range s.gcs {
+		out[i] = gc.Stats()
+	}
+	return out
 }
 
 // Stats returns each node's counters, for metrics.

@@ -1,0 +1,272 @@
+package caspaxos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+// fastGC makes GC take deleted keys at once and retry quickly.
+func fastGC(o *Options) {
+	o.GC = GCOptions{Delay: time.Microsecond, RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond, RoundTimeout: time.Second}
+}
+
+// registers counts each store's registers, and those holding no value.
+func registers(t *testing.T, stores []storage.Store) (all, dead []int) {
+	t.Helper()
+	for _, st := range stores {
+		n, d := 0, 0
+		err := st.Scan("", func(_ string, reg protocol.Register) bool {
+			n++
+			if !reg.State.Exists() {
+				d++
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, dead = append(all, n), append(dead, d)
+	}
+	return all, dead
+}
+
+// waitUntil polls cond until it holds, failing the test after a deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitCollected waits until no store holds a register without a value and
+// every GC queue is empty.
+func waitCollected(t *testing.T, s *Store, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !noDeadRegisters(t, s.stores)() || queued(t, s) > 0 {
+		if time.Now().After(deadline) {
+			all, dead := registers(t, s.stores)
+			var items []storage.GCItem
+			for _, st := range s.stores {
+				it, _ := st.GCQueue("", 5)
+				items = append(items, it...)
+			}
+			t.Fatalf("timed out waiting until %s: registers %v, without value %v; GC %+v; queued %v", what, all, dead, s.GCStats(), items)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func queued(t *testing.T, s *Store) int {
+	n := 0
+	for _, st := range s.stores {
+		items, err := st.GCQueue("", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(items)
+	}
+	return n
+}
+
+func noDeadRegisters(t *testing.T, stores []storage.Store) func() bool {
+	return func() bool {
+		_, dead := registers(t, stores)
+		for _, d := range dead {
+			if d != 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestGCCollectsDeletes(t *testing.T) {
+	s := openTest(t, fastGC)
+	ctx := testCtx(t)
+	must := mustVersion(t)
+	versions := map[string]uint64{}
+	for i := range 60 {
+		k := fmt.Sprintf("k%d", i)
+		versions[k] = must(s.Put(ctx, k, []byte("v")))
+	}
+	for i := range 50 {
+		if err := s.Delete(ctx, fmt.Sprintf("k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCollected(t, s, "every tombstone is collected on every node")
+	// (A node may not have the live registers yet: a quorum is two.)
+	if all, _ := registers(t, s.stores); all[0] > 10 || all[1] > 10 || all[2] > 10 {
+		t.Fatalf("registers left per node: %v, want only the 10 live ones", all)
+	}
+	for i := range 60 {
+		k := fmt.Sprintf("k%d", i)
+		_, err := s.Get(ctx, k)
+		if (i < 50) != errors.Is(err, ErrNotFound) {
+			t.Fatalf("get %s after GC: %v", k, err)
+		}
+	}
+	// A collected key comes back with a higher version (PROTOCOL.md §7).
+	if v := must(s.Put(ctx, "k1", []byte("again"))); v <= versions["k1"] {
+		t.Fatalf("re-created after GC with version %d, not above %d", v, versions["k1"])
+	}
+}
+
+// cut takes node id's acceptor down: every request to it is lost (its
+// proposer still works, so that the node still serves as an entry).
+func cut(s *Store, id protocol.NodeID) {
+	s.net.SetHook(server.Hook{Filter: func(_, to protocol.NodeID, msgs []protocol.Message) []protocol.Message {
+		if to != id {
+			return msgs
+		}
+		return slices.DeleteFunc(msgs, func(m protocol.Message) bool { return m.Kind.IsRequest() })
+	}})
+}
+
+func TestGCWaitsWhileANodeIsDown(t *testing.T) {
+	s := openTest(t, func(o *Options) { fastGC(o); o.GC.RoundTimeout = 200 * time.Millisecond })
+	ctx := testCtx(t)
+	must := mustVersion(t)
+	cut(s, 3)
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		must(s.Put(ctx, k, []byte("v")))
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "GC rounds fail while node 3 is cut off", func() bool {
+		var failed uint64
+		for _, st := range s.GCStats() {
+			failed += st.Failed
+		}
+		return failed >= 2
+	})
+	if _, dead := registers(t, s.stores[:2]); dead[0] != 20 || dead[1] != 20 {
+		t.Fatalf("with node 3 down, tombstones left on nodes 1 and 2: %v, want all 20 (nothing may be removed)", dead)
+	}
+	s.net.SetHook(server.Hook{})
+	waitCollected(t, s, "every tombstone is collected once node 3 is back")
+}
+
+func TestGCResumesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := func(o *Options) { fastGC(o); o.Stores = nil; o.Dir = dir }
+	s := openTest(t, opts)
+	ctx := testCtx(t)
+	must := mustVersion(t)
+	cut(s, 3)
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		must(s.Put(ctx, k, []byte("v")))
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the deletes are queued", func() bool { return queued(t, s) >= 20 })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopen with every node up, the sweep off: the persisted queue alone
+	// must bring GC to the end.
+	s = openTest(t, func(o *Options) { opts(o); o.GC.SweepInterval = -1 })
+	waitCollected(t, s, "the queued tombstones are collected after the restart")
+	// The proposers restored their ages: nothing they send is fenced.
+	for i := range 20 {
+		must(s.Put(ctx, fmt.Sprintf("k%d", i), []byte("w")))
+	}
+}
+
+func TestGCSweepFindsLostEnqueues(t *testing.T) {
+	stores := memoryStores(3)
+	s := openTest(t, func(o *Options) { o.Stores = stores; o.GC.Disabled = true })
+	ctx := testCtx(t)
+	for i := range 30 {
+		k := fmt.Sprintf("k%d", i)
+		mustVersion(t)(s.Put(ctx, k, []byte("v")))
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Stop the nodes without closing the stores, and start again with GC.
+	s.closeOnce.Do(func() { s.stopNodes() })
+	s = openTest(t, func(o *Options) { fastGC(o); o.Stores = stores })
+	waitCollected(t, s, "the sweep queued and GC collected every tombstone")
+}
+
+// TestGCNothingResurrected runs writers that put, delete and re-create
+// their own keys while GC collects them, and checks every read: a deleted
+// value never comes back, versions never go down.
+func TestGCNothingResurrected(t *testing.T) {
+	s := openTest(t, fastGC)
+	ctx := testCtx(t)
+	const writers, keysEach, rounds = 4, 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- resurrectionWriter(s, ctx, w, keysEach, rounds)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var collected uint64
+	for _, st := range s.GCStats() {
+		collected += st.Collected
+	}
+	if collected == 0 {
+		t.Fatal("GC collected nothing during the workload")
+	}
+	t.Logf("GC finished %d keys during the workload", collected)
+}
+
+func resurrectionWriter(s *Store, ctx context.Context, w, keys, rounds int) error {
+	last := map[string]uint64{} // highest version seen per key
+	for r := range rounds {
+		for k := range keys {
+			key := fmt.Sprintf("w%d/k%d", w, k)
+			val := fmt.Sprintf("%d", r)
+			v, err := s.Put(ctx, key, []byte(val))
+			if errors.Is(err, ErrUnknownOutcome) {
+				continue // GC met the put in flight; the next round overwrites
+			}
+			if err != nil {
+				return fmt.Errorf("put %s: %w", key, err)
+			}
+			if v <= last[key] {
+				return fmt.Errorf("put %s got version %d after %d", key, v, last[key])
+			}
+			last[key] = v
+			if err := s.Delete(ctx, key); err != nil && !errors.Is(err, ErrUnknownOutcome) {
+				return fmt.Errorf("delete %s: %w", key, err)
+			} else if err != nil {
+				continue
+			}
+			if got, err := s.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("get %s after its delete: %q@%d, %v: a deleted value came back", key, got.Data, got.Version, err)
+			}
+		}
+	}
+	return nil
+}
