@@ -1,0 +1,139 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Errors of MemberState.Set; match with errors.Is.
+var (
+	// ErrMembershipHeld: another controller's change is in progress on
+	// this node.
+	ErrMembershipHeld = errors.New("caspaxos/server: another membership change holds this node")
+	// ErrMembershipOlder: the node already uses a newer membership.
+	ErrMembershipOlder = errors.New("caspaxos/server: membership is older than the one in use")
+	// ErrMembershipConflict: the node uses another membership of the same version.
+	ErrMembershipConflict = errors.New("caspaxos/server: another membership of the same version is in use")
+)
+
+// PeerLinks is the part of a network transport membership change drives:
+// it replaces the set of peers (ID to peer address; this node excluded).
+type PeerLinks interface {
+	SetPeers(peers map[protocol.NodeID]string)
+}
+
+// MemberState holds a node's NodeState and applies a new one to the node:
+// its proposer's configuration, its peer links and its home routing.
+type MemberState struct {
+	self    protocol.NodeID
+	node    *Node
+	links   PeerLinks
+	persist func(NodeState) error
+
+	// gcMu is held shared by every GC call of GuardGC for its duration, and
+	// exclusively by Set: a change begins only once the GC calls in flight
+	// here have ended. Taken before mu.
+	gcMu  sync.RWMutex
+	mu    sync.Mutex
+	st    NodeState
+	epoch uint64 // raised whenever the membership or Changing changes (membership_gc.go)
+}
+
+// NewMemberState returns the state st of node, which must already use st's
+// configuration (the node was built with it). persist makes a state durable;
+// links may be nil (in-process nodes).
+func NewMemberState(node *Node, st NodeState, links PeerLinks, persist func(NodeState) error) *MemberState {
+	s := &MemberState{self: node.ID(), node: node, links: links, persist: persist, st: st}
+	s.applyLinks(st.Membership)
+	return s
+}
+
+// State returns the node's state.
+func (s *MemberState) State() NodeState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return NodeState{Membership: s.st.Membership.Clone(), Changing: s.st.Changing, Controller: s.st.Controller}
+}
+
+// Membership returns the membership the node uses.
+func (s *MemberState) Membership() Membership { return s.State().Membership }
+
+// Set makes the node take st, durably before it is used: an equal
+// membership only updates whether a change is in progress; a newer one is
+// persisted, then given to the proposer (SetConfig), the peer links and
+// home routing. It refuses an older membership (ErrMembershipOlder),
+// another of the same version (ErrMembershipConflict), and any state from
+// a controller other than the one whose change is in progress
+// (ErrMembershipHeld).
+func (s *MemberState) Set(ctx context.Context, st NodeState) error {
+	if err := st.Membership.Validate(); err != nil {
+		return err
+	}
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.st
+	if cur.Changing && cur.Controller != st.Controller {
+		return fmt.Errorf("%w: %s's", ErrMembershipHeld, cur.Controller)
+	}
+	v, cv := st.Membership.Version(), cur.Membership.Version()
+	switch {
+	case v < cv:
+		return fmt.Errorf("%w: %d < %d", ErrMembershipOlder, v, cv)
+	case v == cv && !sameMembership(st.Membership, cur.Membership):
+		return fmt.Errorf("%w: version %d", ErrMembershipConflict, v)
+	case v == cv && st.Changing == cur.Changing && st.Controller == cur.Controller:
+		return nil
+	}
+	st.Membership = st.Membership.Clone()
+	if err := s.persist(st); err != nil {
+		return fmt.Errorf("caspaxos/server: persisting membership: %w", err)
+	}
+	s.st = st
+	s.epoch++
+	if v == cv {
+		return nil
+	}
+	if err := s.node.proposer.SetConfig(ctx, st.Membership.Config); err != nil {
+		// Persisted: a restart uses it. The driver stopped, or already
+		// has it (a retried Set after a restart).
+		cfg, cerr := s.node.proposer.Config(ctx)
+		if cerr != nil || cfg.Version < v {
+			return errors.Join(err, cerr)
+		}
+	}
+	s.applyLinks(st.Membership)
+	s.node.SetMembers(st.Membership.IDs())
+	return nil
+}
+
+func (s *MemberState) applyLinks(m Membership) {
+	if s.links == nil {
+		return
+	}
+	peers := make(map[protocol.NodeID]string, len(m.Nodes))
+	for _, n := range m.Nodes {
+		if n.ID != s.self {
+			peers[n.ID] = n.PeerAddr
+		}
+	}
+	s.links.SetPeers(peers)
+}
+
+// sameMembership reports whether a and b are the same configuration and nodes.
+func sameMembership(a, b Membership) bool {
+	ca, cb := a.Config, b.Config
+	return ca.Version == cb.Version && ca.PrepareQuorum == cb.PrepareQuorum && ca.AcceptQuorum == cb.AcceptQuorum &&
+		slices.Equal(ca.PrepareSet, cb.PrepareSet) && slices.Equal(ca.AcceptSet, cb.AcceptSet) && slices.Equal(a.Nodes, b.Nodes)
+}
+
+// Settled reports whether the node's proposer settled on version.
+func (s *MemberState) Settled(ctx context.Context, version uint64) (bool, error) {
+	return s.node.proposer.Settled(ctx, version)
+}
