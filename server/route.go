@@ -25,7 +25,10 @@ type Distancer interface {
 
 // near reports whether forwarding to home pays: its measured round-trip
 // time is at most ForwardMaxRTT, or nothing was measured yet (at start-up,
-// forwarding is what keeps two proposers from competing for a key).
+// forwarding is what keeps two proposers from competing for a key). A home
+// that has just come back from a failure reports itself far until it
+// answers steadily again (transport.Transport.RTT): it is still working
+// off what piled up for it, and a forward would wait behind that.
 func near(fwd Forwarder, home protocol.NodeID) bool {
 	d, ok := fwd.(Distancer)
 	if !ok {

@@ -236,19 +236,23 @@ func (l *link) notSent(forwards []*peerpb.Forward) {
 }
 
 // rttSamples is how many probes RTT looks back over, probeEvery (in
-// heartbeats) how often a link probes, and probeTimeout how long one probe
-// may take before it is not counted.
+// heartbeats) how often a link probes, probeTimeout how long one probe may
+// take before it counts as failed, and rttSettle how many probes in a row
+// a peer must answer after a failure before its RTT is measured again.
 const (
 	rttSamples   = 16
 	probeEvery   = 4
 	probeTimeout = 2 * time.Second
+	rttSettle    = 4
 )
 
 // probe measures the round-trip time to the peer every probeEvery
 // heartbeats while the link is up: a gRPC health check on the link's own
 // connection, so it crosses what the link's frames cross. The peer need not
 // serve the health service: an Unimplemented answer came back from the peer
-// all the same. A probe that fails or times out is not counted.
+// all the same. A probe that fails or times out, or a link that went down
+// or silent (DeadAfter) after it was up, marks the peer as failed (see
+// rttWindow).
 func (l *link) probe() {
 	defer l.t.wg.Done()
 	hc := healthpb.NewHealthClient(l.conn)
@@ -260,7 +264,12 @@ func (l *link) probe() {
 			return
 		case <-tick.C:
 		}
-		if !l.up.Load() {
+		if !l.up.Load() || l.t.silent(l.id) {
+			select {
+			case <-l.firstUp:
+				l.rtt.fail()
+			default: // not up yet: nothing was measured, nothing failed
+			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(l.t.ctx, probeTimeout)
@@ -268,17 +277,28 @@ func (l *link) probe() {
 		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
 		took := time.Since(start)
 		cancel()
-		if c := status.Code(err); c == codes.OK || c == codes.Unimplemented || c == codes.NotFound {
+		switch status.Code(err) {
+		case codes.OK, codes.Unimplemented, codes.NotFound:
 			l.rtt.add(took)
+		case codes.Canceled:
+			// The transport is closing.
+		default:
+			l.rtt.fail()
 		}
 	}
 }
 
-// rttWindow keeps the last rttSamples round-trip times.
+// rttWindow keeps the last rttSamples round-trip times. After a failure
+// (a probe that got no answer, a link that broke) it forgets them and
+// reports the peer as probeTimeout away until rttSettle probes in a row
+// were answered: a peer that comes back from a partition first works off
+// what piled up for it, and requests sent to it meanwhile would wait.
 type rttWindow struct {
 	mu      sync.Mutex
 	samples [rttSamples]time.Duration
 	n, next int
+	failed  bool // since the last failure, fewer than rttSettle answers
+	settled int  // answers since the last failure
 }
 
 func (w *rttWindow) add(d time.Duration) {
@@ -286,13 +306,27 @@ func (w *rttWindow) add(d time.Duration) {
 	w.samples[w.next] = d
 	w.next = (w.next + 1) % rttSamples
 	w.n = min(w.n+1, rttSamples)
+	if w.failed {
+		w.settled++
+		w.failed = w.settled < rttSettle
+	}
 	w.mu.Unlock()
 }
 
-// min returns the smallest sample, false if there is none yet.
+func (w *rttWindow) fail() {
+	w.mu.Lock()
+	w.n, w.next, w.failed, w.settled = 0, 0, true, 0
+	w.mu.Unlock()
+}
+
+// min returns the smallest sample (probeTimeout while settling after a
+// failure), false if nothing was measured yet.
 func (w *rttWindow) min() (time.Duration, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.failed {
+		return probeTimeout, true
+	}
 	if w.n == 0 {
 		return 0, false
 	}
@@ -306,8 +340,9 @@ func (w *rttWindow) min() (time.Duration, bool) {
 // RTT returns the smallest round-trip time to node id over its link's last
 // probes (about the last 16 × 4 heartbeats: the path's own latency, with
 // queueing and scheduling delays filtered out), or false when nothing was
-// measured yet (the link never came up, or id is no peer). Routing uses it
-// to tell near peers from far ones.
+// measured yet (the link never came up, or id is no peer). A peer whose
+// probe failed (or whose link broke) is 2s away until it answered 4 probes
+// in a row again. Routing uses it to tell near peers from far ones.
 func (t *Transport) RTT(id protocol.NodeID) (time.Duration, bool) {
 	l := t.links[id]
 	if l == nil {

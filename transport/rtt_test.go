@@ -35,3 +35,20 @@ func TestRTTWindow(t *testing.T) {
 		t.Fatalf("min after the window moved on: %v, want 7ms", d)
 	}
 }
+
+// After a failure the window reports the peer far until it answered
+// rttSettle probes in a row, and forgets the samples from before.
+func TestRTTWindowFailure(t *testing.T) {
+	var w rttWindow
+	w.add(time.Millisecond)
+	w.fail()
+	for i := range rttSettle {
+		if d, ok := w.min(); !ok || d != probeTimeout {
+			t.Fatalf("after a failure and %d answers: %v %v, want %v", i, d, ok, probeTimeout)
+		}
+		w.add(2 * time.Millisecond)
+	}
+	if d, ok := w.min(); !ok || d != 2*time.Millisecond {
+		t.Fatalf("settled: %v %v, want 2ms", d, ok)
+	}
+}
