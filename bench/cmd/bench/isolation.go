@@ -51,8 +51,11 @@ type isolRun struct {
 	Errors       map[string]int       `json:"errors"`
 	Linearizable string               `json:"linearizable"`
 	Final        map[string]string    `json:"final_reads"`
-	Failure      string               `json:"failure,omitempty"`
-	LengthS      float64              `json:"length_seconds"`
+	// SystemUnavailabilityMs is, per round, the complete unavailability
+	// over every client of the system (both loops).
+	SystemUnavailabilityMs []float64 `json:"system_complete_unavailability_ms"`
+	Failure                string    `json:"failure,omitempty"`
+	LengthS                float64   `json:"length_seconds"`
 }
 
 func runIsolation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -183,6 +186,10 @@ func isolateSystem(ctx context.Context, r *runner, o *isolationOptions, system s
 		return fail(err)
 	}
 	failed = lin != "ok"
+	var overall []float64
+	for _, rd := range rounds {
+		overall = append(overall, netlab.Analyze(clients, rd, time.Second, rounds[0].Cut).CompleteUnavailabilityMs)
+	}
 	var runs []*isolRun
 	for _, loop := range []netlab.Loop{netlab.LoopIncr, netlab.LoopGetPut} {
 		var cs []*netlab.Client
@@ -195,7 +202,7 @@ func isolateSystem(ctx context.Context, r *runner, o *isolationOptions, system s
 			continue
 		}
 		run := &isolRun{System: system, Loop: loop, Cuts: rounds, Timelines: map[string][]int{}, Successes: map[string]int{},
-			Errors: map[string]int{}, Final: map[string]string{}, Linearizable: lin, LengthS: length.Seconds()}
+			Errors: map[string]int{}, Final: map[string]string{}, Linearizable: lin, LengthS: length.Seconds(), SystemUnavailabilityMs: overall}
 		for _, rd := range rounds {
 			run.Rounds = append(run.Rounds, netlab.Analyze(cs, rd, time.Second, rounds[0].Cut))
 		}
@@ -223,7 +230,7 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 
 func printIsolation(w io.Writer, rep *isolationReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tloop\tisolated\tcomplete unavailability ms\tmax gap, connected clients ms\tisolated: first success after heal ms\tisolated: half rate after heal ms\tsuccesses\terrors\tlinearizable\t")
+	fmt.Fprintln(tw, "system\tloop\tisolated\tcomplete unavailability ms (loop / all clients)\tmax gap, connected clients ms\tisolated: first success after heal ms\tisolated: half rate after heal ms\tsuccesses\terrors\tlinearizable\t")
 	for _, run := range rep.Runs {
 		if run.Failure != "" {
 			fmt.Fprintf(tw, "%s\t\t\tFAILED: %s\t\t\t\t\t\t\t\n", run.System, firstLine(run.Failure))
@@ -241,8 +248,8 @@ func printIsolation(w io.Writer, rep *isolationReport) {
 			if i == 0 {
 				s, e = strconv.Itoa(succ), strconv.Itoa(errs)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t\n", run.System, run.Loop, nodeName(run.System, rd.Isolated),
-				rd.CompleteUnavailabilityMs, rd.MaxGapConnectedMs, rd.RecoveryMs, rd.FullRateMs, s, e, run.Linearizable)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f / %.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t\n", run.System, run.Loop, nodeName(run.System, rd.Isolated),
+				rd.CompleteUnavailabilityMs, run.SystemUnavailabilityMs[i], rd.MaxGapConnectedMs, rd.RecoveryMs, rd.FullRateMs, s, e, run.Linearizable)
 		}
 	}
 	tw.Flush()

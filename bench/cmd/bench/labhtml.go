@@ -22,16 +22,17 @@ func isolationHTML(w io.Writer, rep *isolationReport) error {
 	fmt.Fprintf(&b, `<h1>Isolating one node: caspaxos vs etcd</h1><p class="note">%d CPUs (%s), Linux %s. Three members each, separate processes on 127.0.0.1, every directed peer link through a proxy. One client per node and loop, each connected only to its own node, doing read-modify-write of its own key; operation deadline %s. %.0f s steady, then one node's peer links cut (%s) for %.0f s, healed, %.0f s more (caspaxos: each node in turn; etcd: the leader). Load average: %s. Started %s.</p>`,
 		rep.Host.CPUs, html.EscapeString(rep.Host.CPU), html.EscapeString(rep.Host.Kernel), rep.OpTimeout, rep.SteadyS, rep.CutMode, rep.CutS, rep.AfterS,
 		html.EscapeString(strings.Join(rep.Load, "; ")), rep.Started.Format("2006-01-02 15:04:05 MST"))
-	b.WriteString(`<table><tr><th>system</th><th>loop</th><th>isolated</th><th>complete unavailability ms</th><th>max gap, connected clients ms</th><th>isolated: first success after heal ms</th><th>isolated: half rate after heal ms</th><th>linearizable</th></tr>`)
+	b.WriteString(`<table><tr><th>system</th><th>loop</th><th>isolated</th><th>complete unavailability ms (this loop's clients)</th><th>complete unavailability ms (all clients)</th><th>max gap, connected clients ms</th><th>isolated: first success after heal ms</th><th>isolated: half rate after heal ms</th><th>linearizable</th></tr>`)
 	for _, run := range rep.Runs {
 		if run.Failure != "" {
-			fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l bad" colspan="7">%s</td></tr>`, run.System, html.EscapeString(run.Failure))
+			fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l bad" colspan="8">%s</td></tr>`, run.System, html.EscapeString(run.Failure))
 			continue
 		}
-		for _, rd := range run.Rounds {
-			fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="l">%s</td><td%s>%.0f</td><td%s>%.0f</td><td>%.0f</td><td%s>%.0f</td><td class="l%s">%s</td></tr>`,
+		for i, rd := range run.Rounds {
+			fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="l">%s</td><td%s>%.0f</td><td%s>%.0f</td><td%s>%.0f</td><td>%.0f</td><td%s>%.0f</td><td class="l%s">%s</td></tr>`,
 				run.System, run.Loop, nodeName(run.System, rd.Isolated),
 				goodIf(run.System == "caspaxos", rd.CompleteUnavailabilityMs == 0), rd.CompleteUnavailabilityMs,
+				goodIf(run.System == "caspaxos", run.SystemUnavailabilityMs[i] == 0), run.SystemUnavailabilityMs[i],
 				goodIf(run.System == "caspaxos", rd.MaxGapConnectedMs <= 500), rd.MaxGapConnectedMs,
 				rd.RecoveryMs, goodIf(run.System == "caspaxos", rd.FullRateMs >= 0 && rd.FullRateMs <= 1000), rd.FullRateMs,
 				map[bool]string{true: " good", false: " bad"}[run.Linearizable == "ok"], run.Linearizable)
