@@ -110,7 +110,7 @@ func TestForgetFencesTheAttemptInFlight(t *testing.T) {
 	}
 	fences := map[NodeID]uint64{}
 	for id, p := range c.proposers {
-		fences[id] = p.Forget("k", gc.Ballot)
+		fences[id] = p.Forget("k", gc.Ballot, gc.State.Version)
 		if fences[id] != 1 {
 			t.Fatalf("proposer %d age after Forget = %d, want 1", id, fences[id])
 		}
@@ -169,7 +169,7 @@ func TestForgetAbandonsAChangeThatMayHaveLanded(t *testing.T) {
 	// Prepare answered; the accept leaves but no reply comes back.
 	c.drop = func(m Message) bool { return m.Kind == MsgAccepted }
 	c.run()
-	p.Forget("k", Ballot{Counter: 10, Proposer: 2})
+	p.Forget("k", Ballot{Counter: 10, Proposer: 2}, 3)
 	c.collect(1)
 	if r := c.results[1]; !errors.Is(r.Err, ErrUnknownOutcome) {
 		t.Fatalf("change in flight during Forget answered %+v, want ErrUnknownOutcome", r)
@@ -273,13 +273,18 @@ func TestForgetPersistsTheFastForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Forget("k", Ballot{Counter: 1000, Proposer: 2})
+	p.Forget("k", Ballot{Counter: 1000, Proposer: 2}, 7)
 	if c := p.Ready().Ceiling; c < 1000 {
 		t.Fatalf("Ready.Ceiling after Forget past counter 1000 = %d; a restart would reuse counters below the tombstone's", c)
 	}
-	p.Forget("k", Ballot{Counter: 5, Proposer: 2})
+	p.Forget("k", Ballot{Counter: 5, Proposer: 2}, 5)
 	if c := p.Ready().Ceiling; c != 0 {
 		t.Fatalf("Forget below the ceiling asked for ceiling %d", c)
+	}
+	// A version above the ballot's counter (composition) moves it too.
+	p.Forget("k", Ballot{Counter: 5, Proposer: 2}, 90000)
+	if c := p.Ready().Ceiling; c < 90000 {
+		t.Fatalf("Forget of a tombstone at version 90000 asked for ceiling %d", c)
 	}
 }
 

@@ -442,18 +442,19 @@ func (p *Proposer) Rewrite(id ReqID, key string) {
 }
 
 // Forget is deletion GC's step 2 on this proposer (PROTOCOL.md §9) for key,
-// whose tombstone was accepted under b everywhere: it drops the key's
-// one-round-trip state, moves the ballot counter past b (a version never
-// exceeds the counter of the ballot it was accepted under, so this also
-// passes the tombstone's version), and raises the age by one. It returns
+// whose tombstone of the given version was accepted under b everywhere: it
+// drops the key's one-round-trip state, moves the ballot counter past b and
+// past version (the next write of the key, finding no register, takes the
+// counter as its first version; composition lets versions outrun ballot
+// counters, so passing b alone is not enough), and raises the age by one. It returns
 // the new age, which the caller must persist, with the Ready's ceiling,
 // before reporting the step done. An attempt in flight on key keeps the old age and so is fenced by
 // the acceptors from step 3 on; if it may already have changed the state,
 // its requests answer ErrUnknownOutcome now, since the register that would
 // have shown what became of them is about to be removed.
-func (p *Proposer) Forget(key string, b Ballot) uint64 {
+func (p *Proposer) Forget(key string, b Ballot, version uint64) uint64 {
 	p.dropCache(key)
-	p.FastForward(b.Counter)
+	p.FastForward(max(b.Counter, version))
 	old := p.age
 	p.age++
 	if ks := p.keys[key]; ks != nil && ks.active != nil {

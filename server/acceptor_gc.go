@@ -8,11 +8,14 @@ import (
 )
 
 // Tombstone names a register deletion GC collects: Key, whose state (a
-// tombstone, or no state at all) was accepted under Ballot by every
-// acceptor (PROTOCOL.md §9 step 1).
+// tombstone of Version, or no state at all) was accepted under Ballot by
+// every acceptor, leaving Promise there (PROTOCOL.md §9 step 1; see
+// protocol.Proposer.ProposeGC).
 type Tombstone struct {
-	Key    string
-	Ballot protocol.Ballot
+	Key     string
+	Ballot  protocol.Ballot
+	Version uint64
+	Promise protocol.Ballot
 }
 
 // Fence is deletion GC's step 3 on this acceptor (PROTOCOL.md §9): from
@@ -66,7 +69,8 @@ func (a *Acceptor) enterGC() error {
 
 // Collect is deletion GC's step 4 on this acceptor (PROTOCOL.md §9): it
 // removes the register of each tombstone's key if the register still holds
-// a state with no value accepted under the tombstone's ballot, in one
+// a state with no value accepted under the tombstone's ballot and no promise
+// above the tombstone's Promise, in one
 // durable write. It reports per tombstone whether the step is done here:
 // the register was removed, or holds something else (then it is not this
 // GC's to remove). A register with a write still in flight is left for a
@@ -128,8 +132,10 @@ func (a *Acceptor) removable(b *batch, tombs []Tombstone, done []bool) (expect [
 		case s.loadErr != nil || a.failure != nil:
 		case s.write != nil && !s.write.finished():
 			// A write in flight: the store may not hold s.reg yet.
-		case s.reg.Accepted != t.Ballot || s.reg.State.Exists():
-			done[i] = true // not this tombstone (any more): not ours to remove
+		case s.reg.Accepted != t.Ballot || s.reg.State.Exists() || t.Promise.Less(s.reg.Promise):
+			// Not this tombstone (any more), or promised to a proposer
+			// since, which may accept on top of it: not ours to remove.
+			done[i] = true
 		default:
 			s.write = nil // finished: the store holds s.reg
 			expect = append(expect, storage.Entry{Key: t.Key, Register: s.reg})

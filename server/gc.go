@@ -444,7 +444,7 @@ func (g *GC) round(items []storage.GCItem) error {
 		case r.State.Exists():
 			done[keys[i]] = true // live again: nothing to collect
 		default:
-			tombs = append(tombs, Tombstone{Key: keys[i], Ballot: r.Ballot})
+			tombs = append(tombs, Tombstone{Key: keys[i], Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise})
 		}
 	}
 	err := g.collect(ctx, tombs, done)

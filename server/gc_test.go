@@ -70,19 +70,24 @@ func TestAcceptorCollect(t *testing.T) {
 		return m
 	}
 	// "gone" holds the tombstone under 7, "newer" was accepted again
-	// since, "live" holds a value; all are cached in the acceptor.
-	a.Handle([]protocol.Message{tomb("gone", 7), tomb("newer", 7), acceptMsg("live", 7, "v")})
+	// since, "promised" promised a higher ballot since (to a proposer that
+	// may accept on top of the tombstone), "live" holds a value; all are
+	// cached in the acceptor.
+	a.Handle([]protocol.Message{tomb("gone", 7), tomb("newer", 7), tomb("promised", 7), acceptMsg("live", 7, "v")})
 	rec.next(t)
-	a.Handle([]protocol.Message{tomb("newer", 8)})
+	a.Handle([]protocol.Message{tomb("newer", 8), prepareMsg("promised", 8)})
 	rec.next(t)
-	done, err := a.Collect([]Tombstone{{"gone", ballot(7)}, {"newer", ballot(7)}, {"live", ballot(7)}, {"absent", ballot(7)}})
+	gc := func(key string) Tombstone {
+		return Tombstone{Key: key, Ballot: ballot(7), Version: 3, Promise: ballot(7)}
+	}
+	done, err := a.Collect([]Tombstone{gc("gone"), gc("newer"), gc("promised"), gc("live"), gc("absent")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []bool{true, true, true, true}; !slices.Equal(done, want) {
+	if want := []bool{true, true, true, true, true}; !slices.Equal(done, want) {
 		t.Fatalf("Collect = %v, want %v", done, want)
 	}
-	for key, want := range map[string]bool{"gone": false, "newer": true, "live": true} {
+	for key, want := range map[string]bool{"gone": false, "newer": true, "promised": true, "live": true} {
 		if reg, _ := st.Get(key); !registersEqual(reg, protocol.Register{}) != want {
 			t.Errorf("after Collect, %q holds %v; want kept=%v", key, reg, want)
 		}
@@ -113,7 +118,7 @@ func TestProposerForgetPersistsAgeAndRestores(t *testing.T) {
 		t.Fatalf("probe Forget = %d, %v", age, err)
 	}
 	far := protocol.Ballot{Counter: 1 << 30, Proposer: 2}
-	age, err := p.Forget(ctx, []Tombstone{{"k", far}, {"j", far}})
+	age, err := p.Forget(ctx, []Tombstone{{Key: "k", Ballot: far, Version: 9}, {Key: "j", Ballot: far, Version: 9}})
 	if err != nil || age != 2 || ceil.age.Load() != 2 {
 		t.Fatalf("Forget = %d, %v (persisted %d); want 2, persisted", age, err, ceil.age.Load())
 	}

@@ -71,7 +71,7 @@ func (p *Proposer) Forget(ctx context.Context, tombs []Tombstone) (uint64, error
 // fc answered by the next flush.
 func (p *Proposer) forget(fc *forgetCall) {
 	for _, t := range fc.tombs {
-		p.core.Forget(t.Key, t.Ballot)
+		p.core.Forget(t.Key, t.Ballot, t.Version)
 		p.collect()
 	}
 	if len(fc.tombs) > 0 {

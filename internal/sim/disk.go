@@ -18,6 +18,7 @@ type disk struct {
 	synced        map[string]protocol.Register
 	syncedCeiling uint64
 	syncedAge     uint64                       // the proposer's age (deletion GC)
+	syncedConfig  protocol.Config              // the proposer's configuration (membership)
 	syncedFence   map[protocol.NodeID]uint64   // the acceptor's age fence per proposer
 	fence         map[protocol.NodeID]uint64   // synced with pending on top
 	view          map[string]protocol.Register // synced with pending on top: what Step sees
@@ -42,10 +43,12 @@ type write struct {
 	age       uint64
 	fence     map[protocol.NodeID]uint64 // the whole fence, if not nil
 	remove    bool
+	isConfig  bool
+	config    protocol.Config
 }
 
 // isRegister reports whether w writes (or removes) a register.
-func (w write) isRegister() bool { return !w.isCeiling && !w.isAge && w.fence == nil }
+func (w write) isRegister() bool { return !w.isCeiling && !w.isAge && w.fence == nil && !w.isConfig }
 
 func newDisk() *disk {
 	return &disk{
@@ -96,6 +99,23 @@ func (d *disk) putFence(ages map[protocol.NodeID]uint64) uint64 {
 	return seq
 }
 
+// putConfig writes the proposer's configuration to the pending layer.
+func (d *disk) putConfig(c protocol.Config) uint64 {
+	seq := d.take()
+	d.pending = append(d.pending, write{seq: seq, isConfig: true, config: c.Clone()})
+	return seq
+}
+
+// wipe loses the acceptor's registers and fences (a lost disk; call it
+// while the node is down).
+func (d *disk) wipe() {
+	clear(d.synced)
+	clear(d.view)
+	clear(d.lastWrite)
+	d.syncedFence = make(map[protocol.NodeID]uint64)
+	d.fence = make(map[protocol.NodeID]uint64)
+}
+
 // remove deletes key's register in the pending layer.
 func (d *disk) remove(key string) uint64 {
 	seq := d.take()
@@ -136,6 +156,8 @@ func (d *disk) finishSync() []write {
 			d.syncedCeiling = w.ceiling
 		case w.isAge:
 			d.syncedAge = w.age
+		case w.isConfig:
+			d.syncedConfig = w.config
 		case w.fence != nil:
 			d.syncedFence = w.fence
 		case w.remove:

@@ -39,7 +39,11 @@
 //
 // Most plans also run deletion GC (PROTOCOL.md §9) as events among the
 // faults: all four steps, each redone on a node that crashed before syncing
-// it; a GC run is an operation of its key's history (see gc.go).
+// it; a GC run is an operation of its key's history (see gc.go). Half of
+// them change membership (PROTOCOL.md §8) among a pool of 5 nodes, between
+// 3 and 5 acceptors, one step at a time with the catch-up, never during a
+// GC (see member.go); invariant 2 then holds against every configuration a
+// proposer may use.
 //
 // Faults follow a Plan drawn from the seed first thing (and printed by
 // TestReplay and by every failure): message loss (0-30%), duplication
@@ -102,7 +106,7 @@
 // TestBrokenVariantsAreCaught runs deliberately broken variants (an
 // acceptor that replies before its write is synced, a read quorum one
 // short, a one-round-trip cache kept after a timed-out accept, deletion GC
-// without the age fence) and fails
+// without the age fence, membership change without the catch-up) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

@@ -27,6 +27,8 @@ const (
 	evFaultEnd
 	// evGC advances the deletion GC (see gc.go).
 	evGC
+	// evMember advances the membership change (see member.go).
+	evMember
 )
 
 var eventNames = [...]string{
@@ -38,6 +40,7 @@ var eventNames = [...]string{
 	evFaultStart: "fault-start",
 	evFaultEnd:   "fault-end",
 	evGC:         "gc",
+	evMember:     "member",
 }
 
 func (k eventKind) String() string { return eventNames[k] }

@@ -3,6 +3,8 @@ package sim
 import (
 	"fmt"
 	"strings"
+
+	"github.com/caspaxos/caspaxos/protocol"
 )
 
 // faultKind is a kind of fault that comes and goes.
@@ -56,7 +58,7 @@ func (s *sim) faultStart(f faultKind) {
 	case faultCrash:
 		// At most a minority is down at once; the next crash is scheduled
 		// either way, so crashes overlap.
-		if n := s.pickNode(func(n *node) bool { return n.up }); n != nil && s.down < len(s.nodes)/2 {
+		if n := s.pickNode(func(n *node) bool { return n.up }); n != nil && s.down < len(s.nodes)/2 && s.quorumsSurvive(n) {
 			s.crash(n)
 			s.schedule(event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.DownFor))
 		}
@@ -164,4 +166,19 @@ func (s *sim) describeLinks() string {
 		}
 	}
 	return strings.Join(cuts, " ")
+}
+
+// quorumsSurvive reports whether, with n down too, the up acceptors of the
+// latest configuration still fill a prepare quorum and an accept quorum.
+func (s *sim) quorumsSurvive(n *node) bool {
+	up := func(set []protocol.NodeID) int {
+		c := 0
+		for _, id := range set {
+			if m := s.nodes[id-1]; m.up && m != n {
+				c++
+			}
+		}
+		return c
+	}
+	return up(s.cfg.PrepareSet) >= s.cfg.PrepareQuorum && up(s.cfg.AcceptSet) >= s.cfg.AcceptQuorum
 }

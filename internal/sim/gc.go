@@ -47,6 +47,7 @@ type gcState struct {
 	started time.Duration
 	ballot  protocol.Ballot
 	promise protocol.Ballot
+	version uint64
 	ages    map[protocol.NodeID]uint64
 	marks   []gcMark
 	op      *op
@@ -83,7 +84,9 @@ func (s *sim) gcTick() {
 	}()
 	switch g.phase {
 	case gcIdle:
-		s.gcStart()
+		if !s.member.active {
+			s.gcStart()
+		}
 	case gcWrite:
 		n := s.nodes[g.coord]
 		if !n.up || n.inc != g.inc {
@@ -140,7 +143,7 @@ func (s *sim) gcResult(n *node, r protocol.Result) {
 		g.phase = gcIdle
 		return
 	}
-	g.ballot, g.promise = r.Ballot, r.Promise
+	g.ballot, g.promise, g.version = r.Ballot, r.Promise, r.State.Version
 	g.ages = make(map[protocol.NodeID]uint64)
 	g.op = &op{client: len(s.clients), in: input{key: g.key, kind: opGC}, call: g.started, status: opDone, out: output{outcome: outOK}}
 	g.ops = append(g.ops, g.op)
@@ -182,7 +185,7 @@ func (s *sim) gcStep() {
 		switch g.phase {
 		case gcForget:
 			var age uint64
-			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age = p.Forget(g.key, g.ballot) })
+			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age = p.Forget(g.key, g.ballot, g.version) })
 			g.ages[n.id] = age
 			m.seqs = [2]uint64{n.disk.putAge(age), n.ceilingGate}
 		case gcFence:

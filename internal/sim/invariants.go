@@ -13,11 +13,13 @@ import (
 //     accepts, synced or not, carries one state only. Checked at every
 //     accept an acceptor writes.
 //  2. A chosen value is never lost: once (key, ballot) is accepted by an
-//     accept quorum in synced storage, at least an accept quorum keep a
-//     synced accepted ballot >= it; and once an accept quorum has
-//     acknowledged it, at least an accept quorum keep accepted >= it in
-//     what survives (synced storage, plus pending writes of nodes that are
-//     up). Only a crash can lose data, so this is checked at every crash,
+//     accept quorum (a majority of the acceptors it was sent to, which is
+//     what every configuration of ours takes) in synced storage,
+//     every prepare quorum of every configuration a proposer holds meets an
+//     acceptor keeping a synced accepted ballot >= it; and once an accept
+//     quorum has acknowledged it, likewise in what survives (synced
+//     storage, plus pending writes of nodes that are up). With a fixed
+//     majority configuration: a majority keeps it. Only a crash can lose data, so this is checked at every crash,
 //     at every new chosen ballot, and at the end.
 //  3. A promise never goes backwards: an acceptor's synced promise never
 //     drops (checked at every sync), and after a crash the acceptor's
@@ -32,7 +34,11 @@ import (
 // that G, or anything below it, survive.
 
 type invariants struct {
-	quorum        int
+	// configs lists every configuration issued in the run, first to last.
+	configs []protocol.Config
+	// sentTo: the acceptors an accept went to (bit i: node i). A ballot is
+	// chosen (acknowledged) once a majority of them hold (acknowledged) it.
+	sentTo        map[ballotKey]uint32
 	values        map[ballotKey]protocol.State
 	syncedBy      map[ballotKey]uint32       // bit i: node i holds it in synced storage
 	ackedBy       map[ballotKey]uint32       // bit i: node i acknowledged it
@@ -48,9 +54,10 @@ type ballotKey struct {
 	b   protocol.Ballot
 }
 
-func newInvariants(nodes int) invariants {
+func newInvariants(nodes int, first protocol.Config) invariants {
 	inv := invariants{
-		quorum:       nodes/2 + 1,
+		configs:      []protocol.Config{first},
+		sentTo:       make(map[ballotKey]uint32),
 		values:       make(map[ballotKey]protocol.State),
 		syncedBy:     make(map[ballotKey]uint32),
 		ackedBy:      make(map[ballotKey]uint32),
@@ -98,7 +105,7 @@ func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
 	}
 	bk := ballotKey{key, pr.msg.Ballot}
 	inv.ackedBy[bk] |= 1 << n.idx
-	if bits.OnesCount32(inv.ackedBy[bk]) >= inv.quorum && inv.acknowledged[key].Less(bk.b) {
+	if inv.acceptQuorum(bk, inv.ackedBy[bk]) && inv.acknowledged[key].Less(bk.b) {
 		inv.acknowledged[key] = bk.b
 	}
 }
@@ -124,7 +131,7 @@ func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 		}
 		bk := ballotKey{w.key, w.reg.Accepted}
 		inv.syncedBy[bk] |= 1 << n.idx
-		if bits.OnesCount32(inv.syncedBy[bk]) >= inv.quorum && inv.chosen[w.key].Less(bk.b) {
+		if inv.acceptQuorum(bk, inv.syncedBy[bk]) && inv.chosen[w.key].Less(bk.b) {
 			inv.chosen[w.key] = bk.b
 			s.stats.Chosen++
 			s.ret.onChosen(s, w.key, bk.b)
@@ -146,7 +153,21 @@ func (inv *invariants) onCrash(s *sim, n *node) {
 	}
 }
 
-// checkChosen checks invariant 2 for key.
+// acceptQuorum reports whether the nodes of set (bit i: node i) hold an
+// accept quorum for bk: a majority of the acceptors its accept went to (our
+// configurations' accept quorums are majorities of their accept sets).
+func (inv *invariants) acceptQuorum(bk ballotKey, set uint32) bool {
+	to := inv.sentTo[bk]
+	return to != 0 && bits.OnesCount32(set&to) >= bits.OnesCount32(to)/2+1
+}
+
+// onSend: an accept for bk leaves for acceptor to.
+func (inv *invariants) onSend(bk ballotKey, to protocol.NodeID) { inv.sentTo[bk] |= 1 << (to - 1) }
+
+// checkChosen checks invariant 2 for key: the chosen ballot must be seen by
+// every prepare quorum of every configuration a proposer holds (or will
+// hold when it restarts), that is, held by at least |prepare set| -
+// prepare quorum + 1 of its prepare set.
 func (inv *invariants) checkChosen(s *sim, key string) {
 	chosen, acked := inv.chosen[key], inv.acknowledged[key]
 	// Deletion GC removes a tombstone chosen under its ballot (and
@@ -159,22 +180,37 @@ func (inv *invariants) checkChosen(s *sim, key string) {
 			acked = protocol.Ballot{}
 		}
 	}
-	var synced, kept int
-	for _, n := range s.nodes {
-		if !n.disk.synced[key].Accepted.Less(chosen) {
-			synced++
-		}
-		if !n.disk.get(key).Accepted.Less(acked) {
-			kept++
-		}
+	if chosen.IsZero() && acked.IsZero() {
+		return
 	}
-	switch {
-	case !chosen.IsZero() && synced < inv.quorum:
-		s.fail("invariant 2 (a chosen value is never lost): ballot %s was chosen on %q, but only %d acceptors keep a synced accepted ballot at or above it",
-			chosen, key, synced)
-	case !acked.IsZero() && kept < inv.quorum:
-		s.fail("invariant 2 (a chosen value is never lost): ballot %s was acknowledged by a quorum on %q, but only %d acceptors keep an accepted ballot at or above it",
-			acked, key, kept)
+	seen := make(map[uint64]bool)
+	for _, n := range s.nodes {
+		c := s.configOf(n)
+		if seen[c.Version] {
+			continue
+		}
+		seen[c.Version] = true
+		need := len(c.PrepareSet) - c.PrepareQuorum + 1
+		var synced, kept int
+		for _, id := range c.PrepareSet {
+			d := s.nodes[id-1].disk
+			if !d.synced[key].Accepted.Less(chosen) {
+				synced++
+			}
+			if !d.get(key).Accepted.Less(acked) {
+				kept++
+			}
+		}
+		switch {
+		case !chosen.IsZero() && synced < need:
+			s.fail("invariant 2 (a chosen value is never lost): ballot %s was chosen on %q, but only %d acceptors of configuration %d's prepare set %v keep a synced accepted ballot at or above it (%d needed to meet every prepare quorum of %d)",
+				chosen, key, synced, c.Version, c.PrepareSet, need, c.PrepareQuorum)
+			return
+		case !acked.IsZero() && kept < need:
+			s.fail("invariant 2 (a chosen value is never lost): ballot %s was acknowledged by a quorum on %q, but only %d acceptors of configuration %d's prepare set %v keep an accepted ballot at or above it (%d needed)",
+				acked, key, kept, c.Version, c.PrepareSet, need)
+			return
+		}
 	}
 }
 

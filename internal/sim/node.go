@@ -54,12 +54,22 @@ func newNode(idx int) *node {
 	return &node{idx: idx, id: protocol.NodeID(idx + 1), disk: newDisk(), slowDisk: 1, slowNet: 1}
 }
 
-func (s *sim) acceptorIDs() []protocol.NodeID {
-	ids := make([]protocol.NodeID, len(s.nodes))
-	for i, n := range s.nodes {
-		ids[i] = n.id
+// configAfterRestart is the configuration n's proposer starts with: the one
+// it synced last, or the run's first.
+func (s *sim) configAfterRestart(n *node) protocol.Config {
+	if n.disk.syncedConfig.Version > 0 {
+		return n.disk.syncedConfig
 	}
-	return ids
+	return s.inv.configs[0]
+}
+
+// configOf is the configuration n's proposer uses, or will use when it
+// restarts.
+func (s *sim) configOf(n *node) protocol.Config {
+	if n.up {
+		return n.prop.Config()
+	}
+	return s.configAfterRestart(n)
 }
 
 // acceptorStep runs a request through protocol.Step and queues its reply
@@ -148,6 +158,10 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 	if rd.Empty() {
 		return
 	}
+	keys := make([]string, len(rd.Results))
+	for i, r := range rd.Results {
+		keys[i] = n.pending[r.ID]
+	}
 	s.observe(n, rd, cause)
 	gate := n.ceilingGate
 	if rd.Ceiling != 0 {
@@ -161,12 +175,8 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 		s.stats.HeldReadys++
 		n.held = append(n.held, heldReady{gate: gate, rd: rd})
 	}
-	for _, r := range rd.Results {
-		key := s.gc.key
-		if !isGCReq(r.ID) {
-			key = s.w.byReq[r.ID].in.key
-		}
-		s.ret.onAnswered(s, n, r.ID, key)
+	for i, r := range rd.Results {
+		s.ret.onAnswered(s, n, r.ID, keys[i])
 	}
 }
 
@@ -192,6 +202,7 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			return
 		}
 		if m.Kind == protocol.MsgAccept {
+			s.inv.onSend(ballotKey{m.Key, m.Ballot}, m.To)
 			n.acceptsSent[m.Key]++
 			if n.sentAccept[m.Key].Less(m.Ballot) {
 				n.sentAccept[m.Key] = m.Ballot
@@ -200,9 +211,12 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 		s.send(n.idx, m)
 	}
 	for _, r := range rd.Results {
-		if isGCReq(r.ID) {
+		switch {
+		case isGCReq(r.ID):
 			s.gcResult(n, r)
-		} else {
+		case isMemberReq(r.ID):
+			s.memberResult(n, r)
+		default:
 			s.clientResult(n, r)
 		}
 	}
@@ -269,7 +283,7 @@ func (s *sim) restart(n *node) {
 	n.acceptsSent = make(map[string]uint64)
 	p, err := protocol.NewProposer(protocol.ProposerConfig{
 		ID:            n.id,
-		Acceptors:     protocol.Majority(1, s.acceptorIDs()...),
+		Acceptors:     s.configAfterRestart(n),
 		Ceiling:       n.disk.syncedCeiling,
 		Age:           n.disk.syncedAge,
 		CeilingStep:   s.plan.CeilingStep,

@@ -35,6 +35,10 @@ type Plan struct {
 
 	// GCEvery is the mean gap between deletion GC runs (0: no GC).
 	GCEvery time.Duration
+	// MemberEvery is the mean gap between membership changes (0: none).
+	// With changes, the run has a pool of 5 nodes, of which the first
+	// Nodes start as acceptors.
+	MemberEvery time.Duration
 
 	AttemptTimeout time.Duration // protocol.TimerAttempt
 	ReadTimeout    time.Duration // protocol.TimerRead
@@ -99,6 +103,9 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 	if rng.Float64() < 0.7 {
 		p.GCEvery = between(rng, 5*time.Millisecond, 100*time.Millisecond)
 	}
+	if rng.Float64() < 0.5 {
+		p.MemberEvery = between(rng, 20*time.Millisecond, 300*time.Millisecond)
+	}
 	return p
 }
 
@@ -119,6 +126,11 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "\ndeletion GC: every ~%v", p.GCEvery)
 	} else {
 		b.WriteString("\ndeletion GC: off")
+	}
+	if p.MemberEvery > 0 {
+		fmt.Fprintf(&b, "\nmembership: a pool of 5 nodes, a change every ~%v", p.MemberEvery)
+	} else {
+		b.WriteString("\nmembership: fixed")
 	}
 	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d",
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys)

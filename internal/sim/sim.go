@@ -45,6 +45,8 @@ type Variant struct {
 	Bugs protocol.Bugs
 	// NoAgeFence runs deletion GC without the acceptors' age fence (§9 step 3).
 	NoAgeFence bool
+	// NoCatchUp changes membership without the catch-up step (§8 step 3).
+	NoCatchUp bool
 }
 
 // Report describes a run that passed every check.
@@ -125,6 +127,8 @@ type sim struct {
 	inv     invariants
 	ret     retirement
 	gc      gcState
+	member  memberState
+	cfg     protocol.Config // the latest configuration (membership)
 	trace   trace
 	stats   Stats
 	// computing counts change functions run per key during one proposer call.
@@ -180,14 +184,24 @@ func newSim(opts Options) *sim {
 		computing: make(map[string]int),
 	}
 	s.w = newWorkload(plan)
-	s.inv = newInvariants(plan.Nodes)
+	pool := plan.Nodes
+	if plan.MemberEvery > 0 {
+		pool = 5
+	}
+	var first []protocol.NodeID
+	for i := range plan.Nodes {
+		first = append(first, protocol.NodeID(i+1))
+	}
+	s.cfg = protocol.Majority(1, first...)
+	s.inv = newInvariants(pool, s.cfg)
+	s.member.removed = make(map[int]bool)
 	s.ret = newRetirement()
 	for i := range plan.Keys {
 		s.keys = append(s.keys, fmt.Sprintf("k%d", i))
 	}
-	s.blocked = make([][]bool, plan.Nodes)
-	for i := range plan.Nodes {
-		s.blocked[i] = make([]bool, plan.Nodes)
+	s.blocked = make([][]bool, pool)
+	for i := range pool {
+		s.blocked[i] = make([]bool, pool)
 		s.nodes = append(s.nodes, newNode(i))
 	}
 	for _, n := range s.nodes {
@@ -199,6 +213,7 @@ func newSim(opts Options) *sim {
 	}
 	s.scheduleFaults()
 	s.scheduleGC()
+	s.scheduleMembership()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -249,6 +264,8 @@ func (s *sim) dispatch(ev *event) {
 		s.faultEnd(ev)
 	case evGC:
 		s.gcTick()
+	case evMember:
+		s.memberTick()
 	}
 }
 

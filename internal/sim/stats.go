@@ -42,6 +42,10 @@ type Stats struct {
 	GCDone              int // ... and finished on every node
 	GCRemoved           int // registers removed by GC
 	GCFenced            int // requests refused by an acceptor's age fence
+	MemberChanges       int // membership changes begun ...
+	MemberDone          int // ... and finished
+	CatchUpKeys         int // keys rewritten by catch-ups
+	Wipes               int // acceptors emptied before being added back
 	Events              int
 	VirtualTime         time.Duration
 }
@@ -101,6 +105,10 @@ func (st *Stats) fields() []statField {
 		{"gc-done", &st.GCDone, true},
 		{"gc-removed", &st.GCRemoved, true},
 		{"gc-fenced", &st.GCFenced, true},
+		{"member-changes", &st.MemberChanges, true},
+		{"member-done", &st.MemberDone, true},
+		{"catch-up-keys", &st.CatchUpKeys, true},
+		{"wipes", &st.Wipes, true},
 		{"events", &st.Events, true},
 	}
 }

@@ -1,0 +1,348 @@
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Membership change (PROTOCOL.md §8) as an event of the run. The run keeps
+// a pool of nodes, all of them proposers; the configuration names which are
+// acceptors (3 to 5 of them). One change at a time, never during a deletion
+// GC (whose "every acceptor" must hold still), driven by ticks like GC, each
+// step redone on nodes that crashed before syncing it and waiting while a
+// node is down. With F the failures tolerated:
+//
+//   - grow odd -> even (2F+1 -> 2F+2, add X): X gets the age fences of the
+//     acceptors (see below); every proposer takes the accept set + X with
+//     quorum F+2; catch-up (Rewrite of every key, through the new accept
+//     set); every proposer takes the prepare set + X with quorum F+2;
+//   - grow even -> odd (2F+2 -> 2F+3): X's fences, then X in both sets with
+//     quorum F+2 on every proposer;
+//   - shrink odd -> even (2F+3 -> 2F+2, remove X): both sets - X with
+//     quorum F+2, then catch-up, so that every even configuration has been
+//     reached through a catch-up (which a later even -> odd grow relies on);
+//   - shrink even -> odd (2F+2 -> 2F+1): the prepare set - X with quorum
+//     F+1, then the accept set - X with quorum F+1 (no catch-up: what F+2 of
+//     2F+2 accepted is on a majority of the rest).
+//
+// "Every proposer takes c" is done on a node once c is synced on its disk
+// (a restart takes the synced configuration) and its proposer is Settled
+// at c's version.
+//
+// A new acceptor starts empty. A node added back after it was removed comes
+// back with its acceptor's registers wiped (its proposer keeps its ceiling:
+// a real replacement needs a fresh node ID for that, see the server's
+// membership): stale registers are harmless while the other acceptors hold
+// newer ones, but once deletion GC has removed a key from them, a stale
+// register would be the newest a prepare finds, and its value would come
+// back (the simulator found this). And a new acceptor must get the age
+// fences of the others before anyone sends it a request, so that a message
+// delayed from before a deletion GC cannot land on it.
+//
+// Variant.NoCatchUp skips the catch-up: the broken change.
+
+type memberStepKind uint8
+
+const (
+	stepFences memberStepKind = iota + 1
+	stepConfig
+	stepCatchUp
+)
+
+type memberStep struct {
+	kind memberStepKind
+	node int             // stepFences: the new acceptor
+	cfg  protocol.Config // stepConfig, stepCatchUp
+}
+
+type memberState struct {
+	active  bool
+	what    string
+	steps   []memberStep
+	marks   []gcMark
+	removed map[int]bool // nodes that were acceptors once and were removed
+
+	// catch-up progress
+	keysDone []bool
+	req      map[protocol.ReqID]int // rewrite request -> key index
+	reqNode  map[protocol.ReqID]int
+	nextReq  protocol.ReqID
+}
+
+// memberReqBase sets catch-up requests' IDs apart from clients' and GC's.
+const memberReqBase protocol.ReqID = 1 << 61
+
+func isMemberReq(id protocol.ReqID) bool { return id >= memberReqBase && id < gcReqBase }
+
+func (s *sim) scheduleMembership() {
+	if s.plan.MemberEvery > 0 {
+		s.schedule(event{kind: evMember}, s.jitter(s.plan.MemberEvery))
+	}
+}
+
+func (s *sim) memberTick() {
+	m := &s.member
+	if !m.active {
+		if s.gc.phase == gcIdle {
+			s.memberStart()
+		}
+	} else {
+		s.memberStep()
+	}
+	if m.active {
+		s.schedule(event{kind: evMember}, s.jitter(2*s.plan.NetLatency+s.plan.DiskLatency))
+	} else {
+		s.schedule(event{kind: evMember}, s.jitter(s.plan.MemberEvery))
+	}
+}
+
+// memberStart plans the next change from the current configuration.
+func (s *sim) memberStart() {
+	m := &s.member
+	cur := s.cfg
+	size := len(cur.AcceptSet)
+	var outside []int
+	for _, n := range s.nodes {
+		if !slices.Contains(cur.AcceptSet, n.id) && !slices.Contains(cur.PrepareSet, n.id) {
+			outside = append(outside, n.idx)
+		}
+	}
+	grow := size < 5 && len(outside) > 0 && (size == 3 || s.chance(0.5))
+	if !grow && size <= 3 {
+		return
+	}
+	v := cur.Version
+	cfg := func(p []protocol.NodeID, pq int, a []protocol.NodeID, aq int) protocol.Config {
+		v++
+		return protocol.Config{Version: v, PrepareSet: p, PrepareQuorum: pq, AcceptSet: a, AcceptQuorum: aq}
+	}
+	var steps []memberStep
+	if grow {
+		x := outside[s.rng.IntN(len(outside))]
+		xid := s.nodes[x].id
+		plus := append(slices.Clone(cur.AcceptSet), xid)
+		if m.removed[x] {
+			s.wipe(s.nodes[x])
+		}
+		steps = append(steps, memberStep{kind: stepFences, node: x})
+		if size%2 == 1 { // 2F+1 -> 2F+2
+			f := size / 2
+			a := cfg(cur.PrepareSet, f+1, plus, f+2)
+			steps = append(steps, memberStep{kind: stepConfig, cfg: a})
+			if !s.opts.Variant.NoCatchUp {
+				steps = append(steps, memberStep{kind: stepCatchUp, cfg: a})
+			}
+			steps = append(steps, memberStep{kind: stepConfig, cfg: cfg(plus, f+2, plus, f+2)})
+		} else { // 2F+2 -> 2F+3
+			f := (size - 2) / 2
+			steps = append(steps, memberStep{kind: stepConfig, cfg: cfg(plus, f+2, plus, f+2)})
+		}
+		m.what = fmt.Sprintf("grow %d -> %d: add node %d", size, size+1, xid)
+	} else {
+		xid := cur.AcceptSet[s.rng.IntN(size)]
+		minus := slices.DeleteFunc(slices.Clone(cur.AcceptSet), func(id protocol.NodeID) bool { return id == xid })
+		if size%2 == 1 { // 2F+3 -> 2F+2
+			f := (size - 3) / 2
+			c := cfg(minus, f+2, minus, f+2)
+			steps = append(steps, memberStep{kind: stepConfig, cfg: c})
+			if !s.opts.Variant.NoCatchUp {
+				steps = append(steps, memberStep{kind: stepCatchUp, cfg: c})
+			}
+		} else { // 2F+2 -> 2F+1
+			f := (size - 2) / 2
+			steps = append(steps,
+				memberStep{kind: stepConfig, cfg: cfg(minus, f+1, cur.AcceptSet, f+2)},
+				memberStep{kind: stepConfig, cfg: cfg(minus, f+1, minus, f+1)})
+		}
+		m.removed[int(xid)-1] = true
+		m.what = fmt.Sprintf("shrink %d -> %d: remove node %d", size, size-1, xid)
+	}
+	for _, st := range steps {
+		if st.kind == stepConfig {
+			if err := st.cfg.Validate(); err != nil {
+				s.fail("sim: membership planned an invalid configuration %+v: %v", st.cfg, err)
+				return
+			}
+		}
+	}
+	m.active, m.steps = true, steps
+	s.stats.MemberChanges++
+	s.tracef("membership: %s", m.what)
+	s.memberBegin()
+}
+
+// memberBegin starts the first step left.
+func (s *sim) memberBegin() {
+	m := &s.member
+	m.marks = make([]gcMark, len(s.nodes))
+	st := m.steps[0]
+	switch st.kind {
+	case stepConfig:
+		s.cfg = st.cfg
+		s.inv.configs = append(s.inv.configs, st.cfg)
+		s.tracef("membership: configuration %d: prepare %v/%d, accept %v/%d", st.cfg.Version, st.cfg.PrepareSet, st.cfg.PrepareQuorum, st.cfg.AcceptSet, st.cfg.AcceptQuorum)
+	case stepCatchUp:
+		m.keysDone = make([]bool, len(s.keys))
+		m.req = make(map[protocol.ReqID]int)
+		m.reqNode = make(map[protocol.ReqID]int)
+	}
+	s.memberStep()
+}
+
+func (s *sim) memberStep() {
+	m := &s.member
+	if !m.active {
+		return
+	}
+	st := m.steps[0]
+	var done bool
+	switch st.kind {
+	case stepFences:
+		done = s.memberFences(st.node)
+	case stepConfig:
+		done = s.memberConfig(st.cfg)
+	case stepCatchUp:
+		done = s.memberCatchUp()
+	}
+	if !done {
+		return
+	}
+	m.steps = m.steps[1:]
+	if len(m.steps) == 0 {
+		m.active = false
+		s.stats.MemberDone++
+		s.tracef("membership: %s done", m.what)
+		return
+	}
+	s.memberBegin()
+}
+
+// memberFences gives node x the highest age fences of the acceptors.
+func (s *sim) memberFences(x int) bool {
+	n, mk := s.nodes[x], &s.member.marks[x]
+	if mk.issued && mk.inc == n.inc && n.disk.isSynced(mk.seqs[0]) {
+		return true
+	}
+	if !n.up || (mk.issued && mk.inc == n.inc) {
+		return false
+	}
+	fences := make(map[protocol.NodeID]uint64)
+	for _, id := range s.cfg.AcceptSet {
+		for p, a := range s.nodes[id-1].disk.fence {
+			fences[p] = max(fences[p], a)
+		}
+	}
+	*mk = gcMark{issued: true, inc: n.inc, seqs: [2]uint64{n.disk.putFence(fences)}}
+	s.startSync(n)
+	return false
+}
+
+// memberConfig has every proposer take c durably and settle on it.
+func (s *sim) memberConfig(c protocol.Config) bool {
+	all := true
+	for _, n := range s.nodes {
+		mk := &s.member.marks[n.idx]
+		if mk.done {
+			continue
+		}
+		if n.up && n.disk.syncedConfig.Version >= c.Version && n.prop.Settled(c.Version) {
+			mk.done = true
+			continue
+		}
+		all = false
+		if !n.up || (mk.issued && mk.inc == n.inc) {
+			continue
+		}
+		*mk = gcMark{issued: true, inc: n.inc}
+		if n.prop.Config().Version < c.Version {
+			var err error
+			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { err = p.SetConfig(c) })
+			if err != nil {
+				s.fail("sim: node %d refused configuration %d: %v", n.id, c.Version, err)
+				return false
+			}
+		}
+		mk.seqs[0] = n.disk.putConfig(c)
+		s.startSync(n)
+	}
+	return all
+}
+
+// memberCatchUp rewrites every key through the new accept set, a key at a
+// time per node, until each has been rewritten once.
+func (s *sim) memberCatchUp() bool {
+	m := &s.member
+	busy := make(map[int]bool)
+	for id, k := range m.req {
+		n := s.nodes[m.reqNode[id]]
+		if !n.up || n.pending[id] == "" {
+			delete(m.req, id) // lost with its node
+			delete(m.reqNode, id)
+			continue
+		}
+		busy[k] = true
+	}
+	left := false
+	for k, key := range s.keys {
+		if m.keysDone[k] {
+			continue
+		}
+		left = true
+		if busy[k] {
+			continue
+		}
+		n := s.pickNode(func(n *node) bool { return n.up })
+		if n == nil {
+			return false
+		}
+		m.nextReq++
+		id := memberReqBase + m.nextReq
+		m.req[id], m.reqNode[id] = k, n.idx
+		n.pending[id] = key
+		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Rewrite(id, key) })
+	}
+	return !left
+}
+
+// memberResult takes the answer to a catch-up rewrite.
+func (s *sim) memberResult(n *node, r protocol.Result) {
+	m := &s.member
+	k, ok := m.req[r.ID]
+	if !ok {
+		return // from an earlier catch-up, or its node crashed meanwhile
+	}
+	delete(m.req, r.ID)
+	delete(m.reqNode, r.ID)
+	switch {
+	case r.Err == nil:
+		if !m.keysDone[k] {
+			m.keysDone[k] = true
+			s.stats.CatchUpKeys++
+		}
+	case errors.Is(r.Err, protocol.ErrAborted), errors.Is(r.Err, protocol.ErrUnknownOutcome):
+		// tried again at the next tick
+	default:
+		s.fail("sim: catch-up rewrite of %q failed with %v", s.keys[k], r.Err)
+	}
+}
+
+// wipe empties n's acceptor before it is added back: it crashes and comes
+// back with no registers and no fences (its proposer's ceiling, age and
+// configuration are kept; see the comment at the top).
+func (s *sim) wipe(n *node) {
+	up := n.up
+	if up {
+		s.crash(n)
+	}
+	n.disk.wipe()
+	clear(s.inv.revealed[n.idx])
+	clear(s.inv.syncedPromise[n.idx])
+	s.stats.Wipes++
+	s.tracef("node %d's acceptor is emptied", n.id)
+	if up {
+		s.restart(n) // else its crash's end restarts it
+	}
+}
