@@ -39,23 +39,10 @@ func (l *labCluster) close(keep bool) {
 // reaches node j at mesh.Addr(i, j). setup runs on the mesh before the
 // nodes start (to set delays); extra are more flags of caspaxos serve.
 func (r *runner) startCaspaxosLab(setup func(*netlab.Mesh), extra ...string) (*labCluster, error) {
-	dir, err := os.MkdirTemp(r.dataDir, "caspaxos-lab-")
+	dir, ports, peers, mesh, err := r.labNetwork("caspaxos-lab-", setup)
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
-	if err != nil {
-		return nil, err
-	}
-	var peers []string
-	for i := range 3 {
-		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", ports[3+i]))
-	}
-	mesh, err := netlab.NewMesh(peers)
-	if err != nil {
-		return nil, err
-	}
-	setup(mesh)
 	c := &cluster{system: "caspaxos", dir: dir}
 	var ms []member
 	for i := range 3 {
@@ -83,28 +70,35 @@ func (r *runner) startCaspaxosLab(setup func(*netlab.Mesh), extra ...string) (*l
 	return l, nil
 }
 
+// labNetwork makes a data directory, picks six ports (clients, then real
+// peer addresses) and starts the mesh of proxies in front of the peers;
+// setup runs on it before any member starts (to set delays).
+func (r *runner) labNetwork(prefix string, setup func(*netlab.Mesh)) (dir string, ports []int, peers []string, mesh *netlab.Mesh, err error) {
+	if dir, err = os.MkdirTemp(r.dataDir, prefix); err != nil {
+		return "", nil, nil, nil, err
+	}
+	if ports, err = freePorts(6); err != nil {
+		return "", nil, nil, nil, err
+	}
+	for i := range 3 {
+		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", ports[3+i]))
+	}
+	if mesh, err = netlab.NewMesh(peers); err != nil {
+		return "", nil, nil, nil, err
+	}
+	setup(mesh)
+	return dir, ports, peers, mesh, nil
+}
+
 // startEtcdLab starts a three-member etcd with extra flags. etcd members
 // share one list of peer URLs, so a member's advertised peer URL is a
 // front, which tells the connecting member by the process that owns the
 // connection's other end and passes it on to that pair's proxy.
 func (r *runner) startEtcdLab(setup func(*netlab.Mesh), extra ...string) (*labCluster, error) {
-	dir, err := os.MkdirTemp(r.dataDir, "etcd-lab-")
+	dir, ports, peers, mesh, err := r.labNetwork("etcd-lab-", setup)
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
-	if err != nil {
-		return nil, err
-	}
-	var peers []string
-	for i := range 3 {
-		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", ports[3+i]))
-	}
-	mesh, err := netlab.NewMesh(peers)
-	if err != nil {
-		return nil, err
-	}
-	setup(mesh)
 	c := &cluster{system: "etcd", dir: dir}
 	fr, err := newFront(mesh, 3, c.pids)
 	if err != nil {
