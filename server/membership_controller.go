@@ -386,7 +386,7 @@ func (c *Controller) finish(ctx context.Context, ch *Change) error {
 	final := ch.Steps[len(ch.Steps)-1].Membership
 	req, opt := c.involved(ch, len(ch.Steps))
 	return c.each(ctx, req, opt, func(ctx context.Context, m Member) error {
-		return c.peers.SetState(ctx, m, NodeState{Membership: final})
+		return c.peers.SetState(ctx, m, NodeState{Membership: final, Controller: c.cfg.Self.Name})
 	})
 }
 

@@ -137,3 +137,29 @@ func sameMembership(a, b Membership) bool {
 func (s *MemberState) Settled(ctx context.Context, version uint64) (bool, error) {
 	return s.node.proposer.Settled(ctx, version)
 }
+
+// JoiningConfig is the configuration of a node that waits to be added: its
+// own acceptor and one that does not exist, with quorums of both, so that
+// nothing it proposes can be chosen before the cluster gives it a
+// configuration (version 0: any real one is newer).
+func JoiningConfig(self protocol.NodeID) protocol.Config {
+	nobody := protocol.NodeID(1 << 63) // no node ID has the top bit (daemon.NodeID)
+	return protocol.Config{Version: 0, PrepareSet: []protocol.NodeID{self, nobody}, PrepareQuorum: 2,
+		AcceptSet: []protocol.NodeID{self, nobody}, AcceptQuorum: 2}
+}
+
+// ScanKeys returns up to limit keys of store at or after start, in order
+// (the catch-up's key stream, MemberPeers.ScanKeys).
+func ScanKeys(store interface {
+	Scan(start string, fn func(string, protocol.Register) bool) error
+}, start string, limit int) ([]string, error) {
+	var keys []string
+	err := store.Scan(start, func(key string, _ protocol.Register) bool {
+		if len(keys) == limit {
+			return false
+		}
+		keys = append(keys, key)
+		return true
+	})
+	return keys, err
+}

@@ -1,0 +1,436 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
+)
+
+func TestPlanQuorums(t *testing.T) {
+	cur := memberOf(1, 2, 3)
+	for n := 3; n < 7; n++ {
+		x := Member{Name: fmt.Sprint("n", n+1), ID: protocol.NodeID(n + 1), PeerAddr: "x"}
+		steps, err := PlanAdd(cur, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		odd := n%2 == 1
+		if want := map[bool]int{true: 2, false: 1}[odd]; len(steps) != want {
+			t.Fatalf("add to %d: %d steps, want %d", n, len(steps), want)
+		}
+		first := steps[0]
+		if !first.CopyFences || first.CatchUp != odd {
+			t.Fatalf("add to %d: first step %+v", n, first)
+		}
+		if odd && (len(first.Membership.Config.PrepareSet) != n || first.Membership.Config.AcceptQuorum != (n-1)/2+2) {
+			t.Fatalf("add to %d: first step grows the prepare set or has accept quorum %d", n, first.Membership.Config.AcceptQuorum)
+		}
+		last := steps[len(steps)-1].Membership
+		if !last.steady() || len(last.Config.AcceptSet) != n+1 || last.Version() != cur.Version()+uint64(len(steps)) {
+			t.Fatalf("add to %d: ends with %+v", n, last.Config)
+		}
+		cur = last
+	}
+	for n := 7; n > 1; n-- {
+		name := fmt.Sprint("n", n)
+		steps, err := PlanRemove(cur, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		odd := n%2 == 1
+		if odd != steps[0].CatchUp || len(steps) != map[bool]int{true: 1, false: 2}[odd] {
+			t.Fatalf("remove from %d: %+v", n, steps)
+		}
+		if !odd && len(steps[0].Membership.Config.PrepareSet) != n-1 {
+			t.Fatalf("remove from %d: the prepare set shrinks first", n)
+		}
+		last := steps[len(steps)-1].Membership
+		if _, ok := last.ByName(name); ok || !last.steady() || len(last.Nodes) != n-1 {
+			t.Fatalf("remove from %d: ends with %+v", n, last)
+		}
+		cur = last
+	}
+	if _, err := PlanRemove(cur, "n1"); err == nil {
+		t.Fatal("removed the last member")
+	}
+	if _, err := PlanAdd(cur, Member{Name: "n1", ID: 9, PeerAddr: "x"}); err == nil {
+		t.Fatal("added a name twice")
+	}
+	steps, _ := PlanAdd(memberOf(1, 2, 3), Member{Name: "n4", ID: 4, PeerAddr: "x"})
+	if _, err := PlanAdd(steps[0].Membership, Member{Name: "n5", ID: 5, PeerAddr: "x"}); !errors.Is(err, ErrNotSteady) {
+		t.Fatalf("planned from a configuration halfway through a change: %v", err)
+	}
+}
+
+func memberOf(ids ...protocol.NodeID) Membership {
+	m := Membership{Config: protocol.Majority(1, ids...)}
+	for _, id := range ids {
+		m.Nodes = append(m.Nodes, Member{Name: fmt.Sprint("n", id), ID: id, PeerAddr: fmt.Sprint("addr-", id)})
+	}
+	return m
+}
+
+// memberCluster is nodes on a Local network with membership state, which
+// a controller reaches through localMembers.
+type memberCluster struct {
+	t      *testing.T
+	net    *Local
+	mu     sync.Mutex
+	nodes  map[protocol.NodeID]*Node
+	states map[protocol.NodeID]*MemberState
+	stores map[protocol.NodeID]*storage.Memory
+}
+
+func newMemberCluster(t *testing.T, n int) *memberCluster {
+	c := &memberCluster{t: t, net: NewLocal(), nodes: map[protocol.NodeID]*Node{},
+		states: map[protocol.NodeID]*MemberState{}, stores: map[protocol.NodeID]*storage.Memory{}}
+	ids := make([]protocol.NodeID, n)
+	for i := range ids {
+		ids[i] = protocol.NodeID(i + 1)
+	}
+	m := memberOf(ids...)
+	for _, id := range ids {
+		c.start(id, NodeState{Membership: m})
+	}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, n := range c.nodes {
+			n.Stop()
+		}
+	})
+	return c
+}
+
+// start runs node id with st; a zero st is a joining node (no configuration
+// it could reach a quorum with).
+func (c *memberCluster) start(id protocol.NodeID, st NodeState) {
+	cfg := st.Membership.Config
+	if cfg.Version == 0 {
+		cfg = JoiningConfig(id)
+	}
+	store := storage.NewMemory()
+	ep := c.net.Endpoint(id)
+	node, err := NewNode(fastConfig(id, cfg), store, ep, ep, testLogger(c.t))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.net.Add(node); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[id], c.stores[id] = node, store
+	c.states[id] = NewMemberState(node, st, nil, func(NodeState) error { return nil })
+}
+
+func (c *memberCluster) state(id protocol.NodeID) *MemberState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.states[id]
+}
+
+// localMembers is MemberPeers over a memberCluster; down nodes fail.
+type localMembers struct {
+	c    *memberCluster
+	down sync.Map // protocol.NodeID -> bool
+}
+
+func (l *localMembers) get(m Member) (*MemberState, error) {
+	if d, _ := l.down.Load(m.ID); d == true {
+		return nil, ErrUnreachable
+	}
+	s := l.c.state(m.ID)
+	if s == nil {
+		return nil, ErrUnreachable
+	}
+	return s, nil
+}
+
+func (l *localMembers) SetState(ctx context.Context, to Member, st NodeState) error {
+	s, err := l.get(to)
+	if err != nil {
+		return err
+	}
+	return s.Set(ctx, st)
+}
+
+func (l *localMembers) Settled(ctx context.Context, to Member, v uint64) (bool, error) {
+	s, err := l.get(to)
+	if err != nil {
+		return false, err
+	}
+	return s.Settled(ctx, v)
+}
+
+func (l *localMembers) Fences(_ context.Context, to Member) (map[protocol.NodeID]uint64, error) {
+	if _, err := l.get(to); err != nil {
+		return nil, err
+	}
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.c.stores[to.ID].Fences()
+}
+
+func (l *localMembers) SetFences(_ context.Context, to Member, ages map[protocol.NodeID]uint64) error {
+	if _, err := l.get(to); err != nil {
+		return err
+	}
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.c.nodes[to.ID].Fence(ages)
+}
+
+func (l *localMembers) ScanKeys(_ context.Context, to Member, start string, limit int) ([]string, error) {
+	if _, err := l.get(to); err != nil {
+		return nil, err
+	}
+	l.c.mu.Lock()
+	st := l.c.stores[to.ID]
+	l.c.mu.Unlock()
+	return ScanKeys(st, start, limit)
+}
+
+// memChanges is a ChangeStore in memory; crashAt > 0 makes the crashAt-th
+// save and every later one fail without saving (the disk is gone).
+type memChanges struct {
+	mu      sync.Mutex
+	saved   []byte
+	saves   int
+	crashAt int
+	crashed chan struct{}
+}
+
+func (m *memChanges) LoadChange() (*Change, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.saved == nil {
+		return nil, nil
+	}
+	var ch Change
+	return &ch, json.Unmarshal(m.saved, &ch)
+}
+
+func (m *memChanges) SaveChange(ch *Change) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.saves++
+	if m.crashAt > 0 && m.saves >= m.crashAt {
+		if m.saves == m.crashAt {
+			close(m.crashed)
+		}
+		return errors.New("crashed")
+	}
+	if ch == nil {
+		m.saved = nil
+		return nil
+	}
+	b, err := json.Marshal(ch)
+	m.saved = b
+	return err
+}
+
+func (c *memberCluster) controller(id protocol.NodeID, peers MemberPeers, store ChangeStore) *Controller {
+	s := c.state(id)
+	self, _ := s.Membership().Node(id)
+	ctl, err := NewController(ControllerConfig{Self: self, PageKeys: 7, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		CallTimeout: time.Second, SettlePoll: time.Millisecond}, peers, c.nodes[id].Proposer(), store, s.Membership, testLogger(c.t))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(ctl.Stop)
+	return ctl
+}
+
+// load increments counters through random nodes until stop, and returns
+// per key the increments acknowledged and those of unknown outcome.
+type load struct {
+	acked, unknown [8]atomic.Int64
+	stop           chan struct{}
+	wg             sync.WaitGroup
+}
+
+func (c *memberCluster) runLoad(t *testing.T, ids func() []protocol.NodeID) *load {
+	l := &load{stop: make(chan struct{})}
+	for w := range 4 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				live := ids()
+				c.mu.Lock()
+				n := c.nodes[live[rng.IntN(len(live))]]
+				c.mu.Unlock()
+				k := rng.IntN(len(l.acked))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, err := n.Do(ctx, kv.Op{Kind: kv.OpIncrement, Key: fmt.Sprint("k", k), Delta: 1})
+				cancel()
+				switch {
+				case err == nil:
+					l.acked[k].Add(1)
+				case errors.Is(err, kv.ErrUnknownOutcome):
+					l.unknown[k].Add(1)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// check stops the load and reads every counter through node id: each must
+// count every acknowledged increment and no more than were sent.
+func (l *load) check(t *testing.T, n *Node) {
+	close(l.stop)
+	l.wg.Wait()
+	for k := range l.acked {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s, err := n.Do(ctx, kv.Op{Kind: kv.OpGet, Key: fmt.Sprint("k", k)})
+		cancel()
+		if err != nil {
+			t.Fatalf("k%d: %v", k, err)
+		}
+		got := int64(0)
+		if s.Exists() {
+			got, _ = strconv.ParseInt(string(s.Value), 10, 64)
+		}
+		if a, u := l.acked[k].Load(), l.unknown[k].Load(); got < a || got > a+u {
+			t.Fatalf("k%d = %d; acknowledged %d, unknown %d", k, got, a, u)
+		}
+	}
+}
+
+func waitChange(t *testing.T, done <-chan struct{}, ctl *Controller) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		ch, _ := ctl.Status()
+		t.Fatalf("membership change did not finish: %+v", ch)
+	}
+	if _, err := ctl.Status(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestControllerGrowShrink grows 3 -> 5 and shrinks to 3 again under load,
+// then replaces a node that lost its disk; no acknowledged increment is lost.
+func TestControllerGrowShrink(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	peers := &localMembers{c: c}
+	ctl := c.controller(1, peers, &memChanges{})
+	members := func() []protocol.NodeID { return c.state(1).Membership().IDs() }
+	l := c.runLoad(t, members)
+	grow := func(id protocol.NodeID) {
+		c.start(id, NodeState{})
+		done, err := ctl.Add(Member{Name: fmt.Sprint("n", id), ID: id, PeerAddr: fmt.Sprint("addr-", id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitChange(t, done, ctl)
+	}
+	shrink := func(id protocol.NodeID) {
+		done, err := ctl.Remove(fmt.Sprint("n", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitChange(t, done, ctl)
+	}
+	grow(4)
+	grow(5)
+	shrink(5)
+	shrink(2)
+	// n3 loses its disk: remove it while it is down, add it back empty
+	// under a new ID (a new incarnation: its ballots start again at 0).
+	peers.down.Store(protocol.NodeID(3), true)
+	shrink(3)
+	grow(6)
+	want := []protocol.NodeID{1, 4, 6}
+	for _, id := range want {
+		st := c.state(id).State()
+		if st.Changing || !slices.Equal(st.Membership.IDs(), want) || !st.Membership.steady() {
+			t.Fatalf("node %d ends with %+v", id, st)
+		}
+	}
+	// Nothing is lost with any one node of the three cut off: the old
+	// node n1 here, so that the counters come from n4 and the new n6.
+	c.net.SetHook(Hook{Down: func(from, to protocol.NodeID) bool { return from == 1 || to == 1 }})
+	l.check(t, c.nodes[6])
+}
+
+// TestControllerResume crashes the controller at every save of a change
+// and resumes it with a new controller: the change completes each time.
+func TestControllerResume(t *testing.T) {
+	for crashAt := 1; crashAt < 14; crashAt++ {
+		t.Run(fmt.Sprint("crash-at-", crashAt), func(t *testing.T) {
+			c := newMemberCluster(t, 3)
+			for i := range 20 {
+				if _, err := c.nodes[1].Do(ctxTimeout(t, time.Second), kv.Op{Kind: kv.OpPut, Key: fmt.Sprint("key-", i), Value: []byte("v")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			peers := &localMembers{c: c}
+			store := &memChanges{crashAt: crashAt, crashed: make(chan struct{})}
+			ctl := c.controller(1, peers, store)
+			c.start(4, NodeState{})
+			done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+			if err != nil {
+				if crashAt == 1 {
+					return // the first save failed: nothing began
+				}
+				t.Fatal(err)
+			}
+			select {
+			case <-store.crashed:
+			case <-done:
+			}
+			ctl.Stop()
+			store.mu.Lock()
+			store.crashAt = 0
+			store.mu.Unlock()
+			ctl2 := c.controller(1, peers, store)
+			if err := ctl2.Resume(); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				ch, err := ctl2.Status()
+				if ch == nil && err == nil {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			st := c.state(4).State()
+			if st.Changing || len(st.Membership.IDs()) != 4 || !st.Membership.steady() {
+				t.Fatalf("after resume: %+v", st)
+			}
+			// The catch-up's accepts reach n4 (a quorum of the others may
+			// have answered first): without it, n4 would never get them.
+			for i := range 20 {
+				waitFor(t, fmt.Sprint("key-", i, " on n4"), func() bool {
+					reg, _ := c.stores[4].Get(fmt.Sprint("key-", i))
+					return reg.State.Exists()
+				})
+			}
+		})
+	}
+}
