@@ -27,7 +27,7 @@ const codeNotSent = "caspaxos_not_sent"
 //   - kv.ErrNoQuorum: a read got no answer in time.
 //   - the errors of package kv that the peer answered with.
 func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (protocol.State, error) {
-	l := t.links[to]
+	l := t.set().links[to]
 	if l == nil {
 		return protocol.State{}, fmt.Errorf("%w: node %d is not a peer", ErrUnreachable, to)
 	}
@@ -163,19 +163,20 @@ func (t *Transport) Stream(s peerpb.Peer_StreamServer) error {
 			return nil
 		}
 		from := protocol.NodeID(f.GetFrom())
-		heard := t.heard[from]
+		ps := t.set()
+		heard := ps.heard[from]
 		if heard == nil {
 			return status.Errorf(codes.PermissionDenied, "caspaxos/transport: node %d is not a member", from)
 		}
 		heard.Store(time.Now().UnixNano())
-		if f.GetLeaving() && !t.gone[from].Swap(true) {
+		if f.GetLeaving() && !ps.gone[from].Swap(true) {
 			// Acknowledge on our own link, behind any forward queued there.
-			t.links[from].poke()
+			ps.links[from].poke()
 		} else if !f.GetLeaving() {
-			t.gone[from].Store(false)
+			ps.gone[from].Store(false)
 		}
 		if f.GetAcksLeaving() {
-			t.acked[from]()
+			ps.acked[from]()
 		}
 		t.receive(from, f)
 	}
@@ -236,7 +237,7 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 // reply sends r to peer. A lost reply leaves the caller with an unknown
 // outcome, as any lost message would.
 func (t *Transport) reply(to protocol.NodeID, r *peerpb.ForwardReply) {
-	if l := t.links[to]; l != nil {
+	if l := t.set().links[to]; l != nil {
 		_ = l.enqueue(func(b *frameBuf) { b.addReply(r) }, 1, replyBytes(r))
 	}
 }

@@ -113,7 +113,7 @@ func (l *link) poke() {
 func (l *link) take() *peerpb.Frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.gone[l.id].Load()}
+	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.set().isGone(l.id)}
 	b := budget{items: l.t.cfg.FrameLimit, bytes: l.t.cfg.FrameBytes}
 	f.ForwardReplies, l.buf.replies = takeSized(l.buf.replies, &b)
 	f.Forwards, l.buf.forwards = takeSized(l.buf.forwards, &b)
@@ -344,7 +344,7 @@ func (w *rttWindow) min() (time.Duration, bool) {
 // probe failed (or whose link broke) is 2s away until it answered 4 probes
 // in a row again. Routing uses it to tell near peers from far ones.
 func (t *Transport) RTT(id protocol.NodeID) (time.Duration, bool) {
-	l := t.links[id]
+	l := t.set().links[id]
 	if l == nil {
 		return 0, false
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/caspaxos/caspaxos/kv"
@@ -121,16 +120,13 @@ func setDefault[T int | time.Duration](v *T, def T) {
 type Transport struct {
 	cfg          Config
 	h            Handler
-	links        map[protocol.NodeID]*link
+	ps           atomic.Pointer[peerSet] // replaced whole by SetPeers (admin.go)
+	psMu         sync.Mutex              // serializes SetPeers and Close
 	nextID       atomic.Uint64
 	mu           sync.Mutex
 	pending      map[uint64]pendingForward
 	serving      chan struct{}                     // a slot per forwarded operation running here
-	heard        map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
-	gone         map[protocol.NodeID]*atomic.Bool  // peers whose last frame said they are leaving
-	leaving      atomic.Bool                       // set by Leave: every frame says so
-	acked        map[protocol.NodeID]func()        // closes ackedCh: the peer saw us leave
-	ackedCh      map[protocol.NodeID]chan struct{}
+	leaving      atomic.Bool // set by Leave: every frame says so
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
 	started      time.Time
@@ -146,35 +142,17 @@ func New(cfg Config, h Handler) (*Transport, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t := &Transport{cfg: cfg, h: h, links: make(map[protocol.NodeID]*link),
-		pending: make(map[uint64]pendingForward), heard: make(map[protocol.NodeID]*atomic.Int64),
+	t := &Transport{cfg: cfg, h: h,
+		pending: make(map[uint64]pendingForward),
 		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, started: time.Now()}
 	// Forward IDs start at a random point: a peer may still answer a
 	// forward of this node's previous run, and its reply must not match a
 	// forward of this run. (Replies are also matched by peer.)
 	t.nextID.Store(rand.Uint64())
-	t.gone = make(map[protocol.NodeID]*atomic.Bool)
-	t.acked = make(map[protocol.NodeID]func())
-	t.ackedCh = make(map[protocol.NodeID]chan struct{})
-	for id := range cfg.Peers {
-		t.heard[id] = new(atomic.Int64)
-		t.gone[id] = new(atomic.Bool)
-		ch := make(chan struct{})
-		t.ackedCh[id], t.acked[id] = ch, sync.OnceFunc(func() { close(ch) })
-	}
-	for id, addr := range cfg.Peers {
-		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("caspaxos/transport: peer %d at %q: %w", id, addr, err)
-		}
-		l := newLink(t, id, addr, conn)
-		t.links[id] = l
-		t.wg.Add(1)
-		go l.run()
+	t.ps.Store(&peerSet{})
+	if err := t.SetPeers(cfg.Peers); err != nil {
+		t.Close()
+		return nil, err
 	}
 	return t, nil
 }
@@ -194,11 +172,13 @@ func (t *Transport) Register(s *grpc.Server) { peerpb.RegisterPeerServer(s, t) }
 // Close stops every link and fails the forwards waiting for replies.
 func (t *Transport) Close() {
 	t.cancel()
-	for _, l := range t.links {
+	t.psMu.Lock()
+	defer t.psMu.Unlock()
+	for _, l := range t.set().links {
 		l.close()
 	}
 	t.wg.Wait()
-	for _, l := range t.links {
+	for _, l := range t.set().links {
 		l.conn.Close()
 	}
 }
@@ -206,7 +186,7 @@ func (t *Transport) Close() {
 // Send queues msgs for node to. It returns ErrUnreachable (and drops them)
 // when the link is down or its queue is full; nil means queued, not delivered.
 func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
-	l := t.links[to]
+	l := t.set().links[to]
 	if l == nil {
 		return fmt.Errorf("%w: no link to node %d", ErrUnreachable, to)
 	}
@@ -226,17 +206,18 @@ func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
 //
 // A peer that announced it is leaving is not reachable either.
 func (t *Transport) Reachable(id protocol.NodeID) bool {
-	return !t.silent(id) && !t.gone[id].Load()
+	return !t.silent(id) && !t.set().isGone(id)
 }
 
 // silent reports whether node id's link is down or the node was not heard
 // from within DeadAfter: a forward in flight to it will get no answer.
 func (t *Transport) silent(id protocol.NodeID) bool {
-	l := t.links[id]
+	ps := t.set()
+	l := ps.links[id]
 	if l == nil || !l.up.Load() {
 		return true
 	}
-	return time.Since(time.Unix(0, t.heard[id].Load())) >= t.cfg.DeadAfter
+	return time.Since(time.Unix(0, ps.heard[id].Load())) >= t.cfg.DeadAfter
 }
 
 // Leave tells every peer that this node is shutting down, so that they stop
@@ -246,15 +227,16 @@ func (t *Transport) silent(id protocol.NodeID) bool {
 // serves them.
 func (t *Transport) Leave(ctx context.Context) {
 	t.leaving.Store(true)
-	for _, l := range t.links {
+	ps := t.set()
+	for _, l := range ps.links {
 		l.poke()
 	}
 	check := time.NewTicker(t.cfg.Heartbeat)
 	defer check.Stop()
-	for id := range t.links {
+	for id := range ps.links {
 		for !t.silent(id) {
 			select {
-			case <-t.ackedCh[id]:
+			case <-ps.ackedCh[id]:
 			case <-check.C:
 				continue
 			case <-ctx.Done():

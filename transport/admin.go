@@ -1,0 +1,96 @@
+package transport
+
+import (
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// peerSet is everything the transport keeps per peer. SetPeers replaces it
+// whole (copy on write), so readers take one snapshot with set() and never
+// lock; a peer's entries are in every map or in none.
+type peerSet struct {
+	addrs   map[protocol.NodeID]string
+	links   map[protocol.NodeID]*link
+	heard   map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
+	gone    map[protocol.NodeID]*atomic.Bool  // peers whose last frame said they are leaving
+	acked   map[protocol.NodeID]func()        // closes ackedCh: the peer saw us leave
+	ackedCh map[protocol.NodeID]chan struct{}
+}
+
+func (t *Transport) set() *peerSet { return t.ps.Load() }
+
+// isGone reports whether peer id said it is leaving (false for no peer).
+func (ps *peerSet) isGone(id protocol.NodeID) bool {
+	g := ps.gone[id]
+	return g != nil && g.Load()
+}
+
+// SetPeers makes peers (ID to peer address, this node excluded) the
+// transport's peers, at runtime (membership change, PROTOCOL.md §8): links
+// to new peers start connecting, links to peers no longer listed close
+// (what waited for them is dropped), and frames from them are refused. A
+// peer whose address changed gets a new link.
+func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
+	for id, addr := range peers {
+		if id == 0 || id == t.cfg.Self || addr == "" {
+			return fmt.Errorf("caspaxos/transport: bad peer %d at %q", id, addr)
+		}
+	}
+	t.psMu.Lock()
+	defer t.psMu.Unlock()
+	if t.ctx.Err() != nil {
+		return ErrClosed
+	}
+	cur := t.set()
+	next := &peerSet{addrs: maps.Clone(peers), links: map[protocol.NodeID]*link{}, heard: map[protocol.NodeID]*atomic.Int64{},
+		gone: map[protocol.NodeID]*atomic.Bool{}, acked: map[protocol.NodeID]func(){}, ackedCh: map[protocol.NodeID]chan struct{}{}}
+	var closing []*link
+	for id, l := range cur.links {
+		if peers[id] == cur.addrs[id] {
+			next.links[id], next.heard[id], next.gone[id] = l, cur.heard[id], cur.gone[id]
+			next.acked[id], next.ackedCh[id] = cur.acked[id], cur.ackedCh[id]
+		} else {
+			closing = append(closing, l)
+		}
+	}
+	var started []*link
+	for id, addr := range peers {
+		if next.links[id] != nil {
+			continue
+		}
+		conn, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			for _, l := range started {
+				l.conn.Close()
+			}
+			return fmt.Errorf("caspaxos/transport: peer %d at %q: %w", id, addr, err)
+		}
+		l := newLink(t, id, addr, conn)
+		started = append(started, l)
+		next.links[id], next.heard[id], next.gone[id] = l, new(atomic.Int64), new(atomic.Bool)
+		ch := make(chan struct{})
+		next.ackedCh[id], next.acked[id] = ch, sync.OnceFunc(func() { close(ch) })
+	}
+	t.ps.Store(next)
+	for _, l := range started {
+		t.wg.Add(1)
+		go l.run()
+	}
+	for _, l := range closing {
+		l.close()
+		go l.conn.Close() // its goroutines end on quit; the stream ends with the connection
+	}
+	return nil
+}
