@@ -48,15 +48,21 @@ func brokenVariants() []brokenVariant {
 		{
 			// GC without the age fence: an accept or prepare sent before a
 			// key's GC, delayed past the removal of its register, lands on
-			// an empty register. Needs GC often, on few keys, and messages
-			// that arrive late (reordering).
+			// an empty register, and a prepare then finds the old value.
+			// Needs GCs that finish (every node up), keys idle long enough
+			// for a tombstone to be removed (few clients), and messages
+			// that arrive very late (reordering).
 			variant: Variant{Name: "gc-without-age-fence", NoAgeFence: true},
 			tweak: func(p *Plan) {
 				p.Nodes = 3
-				p.GCEvery = 5 * time.Millisecond
-				p.Keys = min(p.Keys, 4)
-				p.Reorder = max(p.Reorder, 0.3)
-				p.ReorderDelay = max(p.ReorderDelay, 30*time.Millisecond)
+				p.MemberEvery = 0
+				p.CrashEvery, p.PartitionEvery = 0, 0 // GC needs every node
+				p.Loss = min(p.Loss, 0.05)
+				p.GCEvery = 2 * time.Millisecond
+				p.Clients = 3
+				p.Think = max(p.Think, time.Millisecond)
+				p.Reorder = max(p.Reorder, 0.4)
+				p.ReorderDelay = max(p.ReorderDelay, 100*time.Millisecond)
 			},
 		},
 		{
