@@ -149,7 +149,7 @@ func (p *Proposer) flush(now time.Time) error {
 	p.answer()
 	p.answerForgets()
 	for _, t := range p.acc.timers {
-		p.timers.add(now.Add(p.delay(t)), t)
+		p.timers.add(now.Add(p.delay(t, now)), t)
 	}
 	clear(p.acc.timers)
 	p.acc.timers = p.acc.timers[:0]
@@ -192,12 +192,12 @@ func (p *Proposer) answer() {
 	p.acc.results = p.acc.results[:0]
 }
 
-func (p *Proposer) delay(t protocol.Timer) time.Duration {
+func (p *Proposer) delay(t protocol.Timer, now time.Time) time.Duration {
 	switch t.Kind {
 	case protocol.TimerAttempt:
-		return p.cfg.AttemptTimeout
+		return p.stretch(p.cfg.AttemptTimeout, false, now)
 	case protocol.TimerRead:
-		return p.cfg.ReadTimeout
+		return p.stretch(p.cfg.ReadTimeout, true, now)
 	default:
 		return backoff(p.cfg.BackoffBase, p.cfg.BackoffMax, t.Retry, p.rng)
 	}

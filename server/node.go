@@ -110,7 +110,11 @@ func NewNode(cfg Config, store storage.Store, tr Transport, fwd Forwarder, log *
 	if err != nil {
 		return nil, err
 	}
-	prop, err := NewProposer(cfg.proposer(), store, tr, log)
+	pc := cfg.proposer()
+	if d, ok := fwd.(Distancer); ok {
+		pc.Distances = d // timeouts follow the measured round trips
+	}
+	prop, err := NewProposer(pc, store, tr, log)
 	if err != nil {
 		return nil, err
 	}

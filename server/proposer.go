@@ -38,6 +38,10 @@ type ProposerConfig struct {
 	CeilingStep   uint64
 	// RandSeed seeds the backoff jitter; zero picks a seed from the clock.
 	RandSeed uint64
+	// Distances, if not nil, reports measured round trips to other nodes:
+	// the attempt and read timeouts then stretch to twice the round trip to
+	// the nearest quorum when that is longer (see timeouts.go).
+	Distances Distancer
 	// Deleted, if not nil, is called with the key and the tombstone's
 	// version of every change that left a tombstone (a delete that
 	// succeeded), after it was chosen and before Propose returns: deletion
@@ -108,6 +112,7 @@ type Proposer struct {
 	once    sync.Once
 
 	// Owned by the run goroutine.
+	dist   quorumDistances
 	calls  map[protocol.ReqID]*call
 	timers timerQueue
 	acc    ready

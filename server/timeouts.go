@@ -1,0 +1,73 @@
+package server
+
+import (
+	"slices"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Timeouts that follow the network. The configured attempt and read
+// timeouts suit a LAN; across regions the nearest quorum can be further
+// away than they allow (a 100 ms read timeout against a 169 ms round trip
+// makes every fast-path read time out and pay a second round trip). So when
+// the driver knows the measured round trips (ProposerConfig.Distances), a
+// timeout is at least twice the round trip to the farthest member of the
+// nearest quorum it waits for. Unmeasured peers count as near: then the
+// configured timeouts apply.
+
+// distanceRefresh is how often the quorum round trips are recomputed.
+const distanceRefresh = 250 * time.Millisecond
+
+type quorumDistances struct {
+	at            time.Time
+	read, attempt time.Duration // round trip to the q-th nearest acceptor
+}
+
+// stretch returns base, or twice the round trip to the quorum that timer
+// waits for if that is longer. It runs on the driver's goroutine.
+func (p *Proposer) stretch(base time.Duration, read bool, now time.Time) time.Duration {
+	if p.cfg.Distances == nil {
+		return base
+	}
+	if now.Sub(p.dist.at) >= distanceRefresh {
+		p.dist = p.measureQuorums(now)
+	}
+	rtt := p.dist.attempt
+	if read {
+		rtt = p.dist.read
+	}
+	return max(base, 2*rtt)
+}
+
+func (p *Proposer) measureQuorums(now time.Time) quorumDistances {
+	q := nearestQuorums(p.core.Config(), p.cfg.ID, p.cfg.Distances)
+	q.at = now
+	return q
+}
+
+// nearestQuorums returns the round trip from self to the farthest member of
+// the nearest read quorum, and of the nearest prepare or accept quorum.
+func nearestQuorums(cfg protocol.Config, self protocol.NodeID, dist Distancer) quorumDistances {
+	nth := func(set []protocol.NodeID, q int) time.Duration {
+		rtts := make([]time.Duration, 0, len(set))
+		for _, id := range set {
+			var d time.Duration
+			if id != self {
+				if m, ok := dist.RTT(id); ok {
+					d = m
+				}
+			}
+			rtts = append(rtts, d)
+		}
+		slices.Sort(rtts)
+		if q < 1 || q > len(rtts) {
+			return 0
+		}
+		return rtts[q-1]
+	}
+	return quorumDistances{
+		read:    nth(cfg.AcceptSet, cfg.ReadQuorum()),
+		attempt: max(nth(cfg.PrepareSet, cfg.PrepareQuorum), nth(cfg.AcceptSet, cfg.AcceptQuorum)),
+	}
+}

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+type fixedDistances map[protocol.NodeID]time.Duration
+
+func (f fixedDistances) RTT(id protocol.NodeID) (time.Duration, bool) {
+	d, ok := f[id]
+	return d, ok
+}
+
+func TestNearestQuorums(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name          string
+		cfg           protocol.Config
+		dist          fixedDistances
+		read, attempt time.Duration
+	}{
+		{"LAN", protocol.Majority(1, 1, 2, 3), fixedDistances{2: 1 * ms, 3: 2 * ms}, 1 * ms, 1 * ms},
+		// Node 1 and the nearer of the other two make a quorum.
+		{"WAN", protocol.Majority(1, 1, 2, 3), fixedDistances{2: 169 * ms, 3: 189 * ms}, 169 * ms, 169 * ms},
+		{"unmeasured peers count as near", protocol.Majority(1, 1, 2, 3), fixedDistances{3: 189 * ms}, 0, 0},
+		// 4 acceptors, quorum 3 (and read quorum 3): the third nearest.
+		{"even", protocol.Config{Version: 2, PrepareSet: []protocol.NodeID{1, 2, 3}, PrepareQuorum: 2, AcceptSet: []protocol.NodeID{1, 2, 3, 4}, AcceptQuorum: 3},
+			fixedDistances{2: 10 * ms, 3: 20 * ms, 4: 30 * ms}, 20 * ms, 20 * ms},
+		// Node 1 is no acceptor: every quorum member is remote.
+		{"not an acceptor", protocol.Majority(1, 2, 3, 4), fixedDistances{2: 5 * ms, 3: 7 * ms, 4: 9 * ms}, 7 * ms, 7 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := nearestQuorums(tc.cfg, 1, tc.dist)
+			if got.read != tc.read || got.attempt != tc.attempt {
+				t.Errorf("nearestQuorums = read %v, attempt %v; want %v, %v", got.read, got.attempt, tc.read, tc.attempt)
+			}
+		})
+	}
+}
