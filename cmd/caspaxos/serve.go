@@ -20,6 +20,7 @@ type serveOptions struct {
 	clientAddr    string
 	peerAddr      string
 	cluster       string
+	join          bool
 	prepareQuorum int
 	acceptQuorum  int
 	maxKeyBytes   int
@@ -69,7 +70,8 @@ storage fails a write or a sync (fail-stop).`,
 	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's durable state (required)")
 	f.StringVar(&o.clientAddr, "client-addr", "127.0.0.1:7070", "address of the client API (gRPC and HTTP)")
 	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:7080", "address of the peer transport")
-	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required)")
+	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required unless --join)")
+	f.BoolVar(&o.join, "join", false, "wait to be added to a running cluster with `caspaxos members add NAME=PEER_ADDR` (the data directory gets a fresh incarnation: a replaced disk is a new node ID)")
 	f.IntVar(&o.prepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")
 	f.IntVar(&o.acceptQuorum, "accept-quorum", 0, "acceptors an accept needs (0: majority); prepare + accept must exceed the members")
 	f.IntVar(&o.maxKeyBytes, "max-key-bytes", 4<<10, "largest key accepted")
@@ -129,7 +131,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		return daemon.Config{}, err
 	}
 	cfg := daemon.Config{
-		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members,
+		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members, Join: o.join,
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
 		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -17,6 +18,10 @@ func (d *Daemon) reachable(id protocol.NodeID) bool {
 // Health returns nil when this node reaches a prepare quorum and an accept
 // quorum of acceptors (clientapi.Backend).
 func (d *Daemon) Health(context.Context) error {
+	acceptors := d.members.Membership().Config
+	if acceptors.Version == 0 {
+		return errors.New("not a member yet: add it with caspaxos members add")
+	}
 	count := func(set []protocol.NodeID) int {
 		n := 0
 		for _, id := range set {
@@ -26,19 +31,20 @@ func (d *Daemon) Health(context.Context) error {
 		}
 		return n
 	}
-	p, a := count(d.acceptors.PrepareSet), count(d.acceptors.AcceptSet)
-	if p < d.acceptors.PrepareQuorum || a < d.acceptors.AcceptQuorum {
+	p, a := count(acceptors.PrepareSet), count(acceptors.AcceptSet)
+	if p < acceptors.PrepareQuorum || a < acceptors.AcceptQuorum {
 		return fmt.Errorf("reaches %d of %d acceptors for prepare (quorum %d) and %d of %d for accept (quorum %d)",
-			p, len(d.acceptors.PrepareSet), d.acceptors.PrepareQuorum, a, len(d.acceptors.AcceptSet), d.acceptors.AcceptQuorum)
+			p, len(acceptors.PrepareSet), acceptors.PrepareQuorum, a, len(acceptors.AcceptSet), acceptors.AcceptQuorum)
 	}
 	return nil
 }
 
 // Members lists the members as this node sees them (clientapi.Backend).
 func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
-	out := clientapi.Membership{ConfigVersion: d.acceptors.Version}
-	for _, m := range d.cfg.Cluster {
-		id := NodeID(m.Name)
+	st := d.members.State()
+	out := clientapi.Membership{ConfigVersion: st.Membership.Version()}
+	for _, m := range st.Membership.Nodes {
+		id := m.ID
 		mem := clientapi.Member{Name: m.Name, ID: uint64(id), PeerAddr: m.PeerAddr, Reachable: d.reachable(id)}
 		if m.Name == d.cfg.Name {
 			mem.ClientAddr = d.cfg.ClientAddr

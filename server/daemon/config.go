@@ -33,8 +33,13 @@ type Config struct {
 	ClientAddr string
 	// PeerAddr serves the peer transport; it must be this node's address in Cluster.
 	PeerAddr string
-	// Cluster lists the initial members.
+	// Cluster lists the initial members (bootstrap only: once the node
+	// has a persisted membership, that wins).
 	Cluster []Member
+	// Join starts a node that waits to be added with `caspaxos members
+	// add` (no --cluster needed): its ID comes from its name and a fresh
+	// incarnation of its data directory (membership.go).
+	Join bool
 	// PrepareQuorum and AcceptQuorum default to a majority of Cluster.
 	PrepareQuorum int
 	AcceptQuorum  int
@@ -91,12 +96,14 @@ func (c *Config) Validate() error {
 	}
 	need(c.Name != "", "--name is required")
 	need(c.DataDir != "", "--data-dir is required")
-	need(len(c.Cluster) > 0, "--cluster is required (e.g. n1=127.0.0.1:7080,n2=127.0.0.1:7081,n3=127.0.0.1:7082)")
+	need(c.Join || len(c.Cluster) > 0, "--cluster is required (e.g. n1=127.0.0.1:7080,n2=127.0.0.1:7081,n3=127.0.0.1:7082)")
 	for _, a := range []struct{ flag, addr string }{{"--client-addr", c.ClientAddr}, {"--peer-addr", c.PeerAddr}} {
 		_, _, err := net.SplitHostPort(a.addr)
 		need(err == nil, "%s %q is not HOST:PORT", a.flag, a.addr)
 	}
-	errs = append(errs, c.checkMembers()...)
+	if !c.Join {
+		errs = append(errs, c.checkMembers()...)
+	}
 	if c.Limits == (kv.Limits{}) {
 		c.Limits = kv.DefaultLimits
 	}
@@ -148,6 +155,9 @@ func (c *Config) checkMembers() []error {
 
 // acceptors is the protocol configuration of the initial cluster.
 func (c *Config) acceptors() (protocol.Config, error) {
+	if c.Join {
+		return protocol.Config{}, nil // a joining node is given its configuration
+	}
 	ids := make([]protocol.NodeID, 0, len(c.Cluster))
 	for _, m := range c.Cluster {
 		ids = append(ids, NodeID(m.Name))

@@ -19,6 +19,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Daemon is one running node.
@@ -30,6 +31,9 @@ type Daemon struct {
 	tr        *transport.Transport
 	relay     *relay
 	node      *server.Node
+	members   *server.MemberState // membership.go
+	ctl       *server.Controller
+	admin     *adminPeers
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
@@ -54,10 +58,14 @@ func Start(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, id: NodeID(cfg.Name), acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name),
+	d := &Daemon{cfg: cfg, acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name),
 		done: make(chan struct{}), fatal: make(chan struct{})}
 	d.store, err = storage.OpenPebble(cfg.DataDir, storage.PebbleOptions{Logger: d.log})
 	if err != nil {
+		return nil, err
+	}
+	if d.id, err = identity(cfg); err != nil {
+		d.store.Close()
 		return nil, err
 	}
 	peerLis, clientLis, err := listen(cfg)
@@ -94,14 +102,17 @@ func listen(cfg Config) (peer, client net.Listener, err error) {
 // startNode builds the transport and the node; they refer to each other
 // through the relay, which drops what arrives before the node exists.
 func (d *Daemon) startNode() error {
-	peers := map[protocol.NodeID]string{}
-	for _, m := range d.cfg.Cluster {
-		if m.Name != d.cfg.Name {
-			peers[NodeID(m.Name)] = m.PeerAddr
-		}
+	st, err := loadState(d.cfg, d.acceptors)
+	if err != nil {
+		return err
+	}
+	if st.Membership.Version() > 0 {
+		d.acceptors = st.Membership.Config
+	} else {
+		d.acceptors = server.JoiningConfig(d.id)
 	}
 	d.relay = &relay{limits: d.cfg.Limits}
-	tr, err := transport.New(transport.Config{Self: d.id, Peers: peers, Heartbeat: d.cfg.Heartbeat,
+	tr, err := transport.New(transport.Config{Self: d.id, Heartbeat: d.cfg.Heartbeat,
 		DeadAfter: d.cfg.DeadAfter, Logger: d.log}, d.relay)
 	if err != nil {
 		return err
@@ -115,6 +126,20 @@ func (d *Daemon) startNode() error {
 		return err
 	}
 	d.node = node
+	d.members = server.NewMemberState(node, st, peerLinks{tr}, d.saveState)
+	d.node.SetMembers(st.Membership.IDs())
+	d.admin = &adminPeers{}
+	self := server.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
+	d.ctl, err = server.NewController(server.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.cfg.DataDir},
+		d.members.Membership, d.log)
+	if err == nil {
+		err = d.ctl.Resume()
+	}
+	if err != nil {
+		node.Stop()
+		tr.Close()
+		return err
+	}
 	d.relay.node.Store(node)
 	d.metrics = newMetrics(d)
 	return nil
@@ -123,6 +148,7 @@ func (d *Daemon) startNode() error {
 func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	d.tr.Register(d.peerSrv)
+	peerpb.RegisterAdminServer(d.peerSrv, adminServer{d: d})
 	go func() { _ = d.peerSrv.Serve(peerLis) }()
 
 	d.split = newSplitListener(clientLis)
@@ -188,6 +214,8 @@ func (d *Daemon) Stop() error {
 			d.grpcSrv.Stop()
 		}
 		d.split.Close()
+		d.ctl.Stop()
+		d.admin.close()
 		d.node.Stop()
 		d.peerSrv.Stop()
 		d.tr.Close()
@@ -280,4 +308,11 @@ func (f forwarder) Forward(ctx context.Context, to protocol.NodeID, req server.R
 		return s, fmt.Errorf("%w: %v", server.ErrUnreachable, err)
 	}
 	return s, err
+}
+
+// peerLinks gives the transport the peers of a new membership.
+type peerLinks struct{ tr *transport.Transport }
+
+func (p peerLinks) SetPeers(peers map[protocol.NodeID]string) {
+	_ = p.tr.SetPeers(peers) // validated with the membership
 }

@@ -1,0 +1,351 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/storage"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
+)
+
+// Membership change on a networked node (PROTOCOL.md §8; the steps are in
+// server/membership.go). Files in the data directory, next to the store:
+//
+//	MEMBERSHIP         the node's server.NodeState (JSON): once present it
+//	                   wins over --cluster, which only bootstraps a cluster
+//	MEMBERSHIP-CHANGE  the change this node's controller runs (JSON)
+//	INCARNATION        a node that joined: a random ID of its data
+//	                   directory, part of its node ID
+//
+// A node's ID is part of every ballot it makes, and a ballot must never be
+// used twice (PROTOCOL.md §2). The proposer persists its ballot ceiling in
+// its data directory, so a node that lost its disk and came back under the
+// same ID would start counting again at 0 and could reuse a ballot of its
+// former life with another value. So a node started with --join takes an
+// ID of its name and a fresh incarnation of its data directory: a new disk
+// is a new node as far as ballots are concerned. Nodes of the bootstrap
+// cluster keep the ID of their name, as before.
+const (
+	stateFile       = "MEMBERSHIP"
+	changeFile      = "MEMBERSHIP-CHANGE"
+	incarnationFile = "INCARNATION"
+)
+
+// identity returns the node's ID: of its name and incarnation for a node
+// that joined (the incarnation is created at its first start), of its name
+// alone for a bootstrap member.
+func identity(cfg Config) (protocol.NodeID, error) {
+	inc, err := storage.ReadFile(cfg.DataDir, incarnationFile)
+	if err != nil {
+		return 0, err
+	}
+	if inc == nil && !cfg.Join {
+		return NodeID(cfg.Name), nil
+	}
+	if inc == nil {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return 0, err
+		}
+		inc = []byte(hex.EncodeToString(b))
+		if err := storage.WriteFileAtomic(cfg.DataDir, incarnationFile, inc); err != nil {
+			return 0, err
+		}
+	}
+	return NodeID(cfg.Name + "#" + string(inc)), nil
+}
+
+// loadState returns the persisted state, or the bootstrap cluster's, or
+// (joining) none.
+func loadState(cfg Config, acceptors protocol.Config) (server.NodeState, error) {
+	b, err := storage.ReadFile(cfg.DataDir, stateFile)
+	if err != nil || b != nil {
+		var st server.NodeState
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err != nil {
+			return st, fmt.Errorf("caspaxos/daemon: %s: %w", stateFile, err)
+		}
+		return st, nil
+	}
+	if cfg.Join {
+		return server.NodeState{}, nil
+	}
+	m := server.Membership{Config: acceptors}
+	for _, c := range cfg.Cluster {
+		m.Nodes = append(m.Nodes, server.Member{Name: c.Name, ID: NodeID(c.Name), PeerAddr: c.PeerAddr})
+	}
+	slices.SortFunc(m.Nodes, func(a, b server.Member) int { return cmp.Compare(a.ID, b.ID) })
+	return server.NodeState{Membership: m}, nil
+}
+
+func (d *Daemon) saveState(st server.NodeState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return storage.WriteFileAtomic(d.cfg.DataDir, stateFile, b)
+}
+
+// changeStore is the controller's server.ChangeStore in the data directory.
+type changeStore struct{ dir string }
+
+func (c changeStore) LoadChange() (*server.Change, error) {
+	b, err := storage.ReadFile(c.dir, changeFile)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var ch server.Change
+	if err := json.Unmarshal(b, &ch); err != nil {
+		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", changeFile, err)
+	}
+	return &ch, nil
+}
+
+func (c changeStore) SaveChange(ch *server.Change) error {
+	if ch == nil {
+		return storage.RemoveFile(c.dir, changeFile)
+	}
+	b, err := json.Marshal(ch)
+	if err != nil {
+		return err
+	}
+	return storage.WriteFileAtomic(c.dir, changeFile, b)
+}
+
+// adminServer serves the Admin service on the peer address.
+type adminServer struct {
+	peerpb.UnimplementedAdminServer
+	d *Daemon
+}
+
+func (a adminServer) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoReply, error) {
+	return &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: a.d.members.Membership().Version()}, nil
+}
+
+func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
+	var st server.NodeState
+	if err := json.Unmarshal(r.GetStateJson(), &st); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := a.d.members.Set(ctx, st); err != nil {
+		if errors.Is(err, server.ErrMembershipHeld) {
+			return nil, status.Error(codes.Aborted, err.Error())
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &peerpb.SetStateReply{}, nil
+}
+
+func (a adminServer) Settled(ctx context.Context, r *peerpb.SettledRequest) (*peerpb.SettledReply, error) {
+	ok, err := a.d.members.Settled(ctx, r.GetVersion())
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &peerpb.SettledReply{Settled: ok}, nil
+}
+
+func (a adminServer) Fences(context.Context, *peerpb.FencesRequest) (*peerpb.FencesReply, error) {
+	f, err := a.d.store.Fences()
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	out := &peerpb.FencesReply{Ages: map[uint64]uint64{}}
+	for id, age := range f {
+		out.Ages[uint64(id)] = age
+	}
+	return out, nil
+}
+
+func (a adminServer) SetFences(_ context.Context, r *peerpb.FencesReply) (*peerpb.SetFencesReply, error) {
+	ages := map[protocol.NodeID]uint64{}
+	for id, age := range r.GetAges() {
+		ages[protocol.NodeID(id)] = age
+	}
+	if err := a.d.node.Fence(ages); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &peerpb.SetFencesReply{}, nil
+}
+
+func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*peerpb.ScanKeysReply, error) {
+	limit := int(min(max(r.GetLimit(), 1), 1<<14))
+	keys, err := server.ScanKeys(a.d.store, string(r.GetStart()), limit)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	out := &peerpb.ScanKeysReply{Keys: make([][]byte, len(keys))}
+	for i, k := range keys {
+		out.Keys[i] = []byte(k)
+	}
+	return out, nil
+}
+
+// adminPeers is the controller's server.MemberPeers over the Admin service,
+// one connection per peer address.
+type adminPeers struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (p *adminPeers) client(addr string) (peerpb.AdminClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[addr]; c != nil {
+		return peerpb.NewAdminClient(c), nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	if p.conns == nil {
+		p.conns = map[string]*grpc.ClientConn{}
+	}
+	p.conns[addr] = c
+	return peerpb.NewAdminClient(c), nil
+}
+
+func (p *adminPeers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// info asks the node at addr for its name and ID.
+func (p *adminPeers) info(ctx context.Context, addr string) (*peerpb.InfoReply, error) {
+	c, err := p.client(addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(ctx, &peerpb.InfoRequest{})
+}
+
+func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.NodeState) error {
+	c, err := p.client(to.PeerAddr)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	_, err = c.SetState(ctx, &peerpb.SetStateRequest{StateJson: b})
+	if status.Code(err) == codes.Aborted {
+		return fmt.Errorf("%w: %v", server.ErrMembershipHeld, err)
+	}
+	return err
+}
+
+func (p *adminPeers) Settled(ctx context.Context, to server.Member, version uint64) (bool, error) {
+	c, err := p.client(to.PeerAddr)
+	if err != nil {
+		return false, err
+	}
+	r, err := c.Settled(ctx, &peerpb.SettledRequest{Version: version})
+	return r.GetSettled(), err
+}
+
+func (p *adminPeers) Fences(ctx context.Context, to server.Member) (map[protocol.NodeID]uint64, error) {
+	c, err := p.client(to.PeerAddr)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Fences(ctx, &peerpb.FencesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[protocol.NodeID]uint64{}
+	for id, age := range r.GetAges() {
+		out[protocol.NodeID(id)] = age
+	}
+	return out, nil
+}
+
+func (p *adminPeers) SetFences(ctx context.Context, to server.Member, ages map[protocol.NodeID]uint64) error {
+	c, err := p.client(to.PeerAddr)
+	if err != nil {
+		return err
+	}
+	r := &peerpb.FencesReply{Ages: map[uint64]uint64{}}
+	for id, age := range ages {
+		r.Ages[uint64(id)] = age
+	}
+	_, err = c.SetFences(ctx, r)
+	return err
+}
+
+func (p *adminPeers) ScanKeys(ctx context.Context, to server.Member, start string, limit int) ([]string, error) {
+	c, err := p.client(to.PeerAddr)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.ScanKeys(ctx, &peerpb.ScanKeysRequest{Start: []byte(start), Limit: uint32(limit)})
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(r.GetKeys()))
+	for i, k := range r.GetKeys() {
+		keys[i] = string(k)
+	}
+	return keys, nil
+}
+
+// AddMember adds the node serving the peer address addr under name, and
+// returns once the change is done (or ctx ends: it then goes on).
+func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
+	info, err := d.admin.info(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("caspaxos/daemon: asking the node at %s for its ID: %w", addr, err)
+	}
+	if info.GetName() != name {
+		return fmt.Errorf("caspaxos/daemon: the node at %s is called %q, not %q", addr, info.GetName(), name)
+	}
+	done, err := d.ctl.Add(server.Member{Name: name, ID: protocol.NodeID(info.GetId()), PeerAddr: addr})
+	if err != nil {
+		return err
+	}
+	return d.waitChange(ctx, done)
+}
+
+// RemoveMember removes the member called name; see AddMember.
+func (d *Daemon) RemoveMember(ctx context.Context, name string) error {
+	done, err := d.ctl.Remove(name)
+	if err != nil {
+		return err
+	}
+	return d.waitChange(ctx, done)
+}
+
+func (d *Daemon) waitChange(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		_, err := d.ctl.Status()
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("caspaxos/daemon: the membership change goes on: %w", ctx.Err())
+	}
+}
+
+// MemberChange returns the change this node's controller runs, nil if none.
+func (d *Daemon) MemberChange() *server.Change {
+	ch, _ := d.ctl.Status()
+	return ch
+}
