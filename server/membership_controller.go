@@ -464,7 +464,11 @@ func (c *Controller) each(ctx context.Context, required, optional []Member, fn f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+			d := c.cfg.CallTimeout
+			if i >= len(required) {
+				d = min(d, time.Second) // the removed node is often gone for good
+			}
+			cctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()
 			if err := fn(cctx, m); err != nil && i < len(required) {
 				errs[i] = fmt.Errorf("node %s: %w", m.Name, err)

@@ -23,6 +23,8 @@ type Backend interface {
 type Membership struct {
 	ConfigVersion uint64   `json:"config_version"`
 	Members       []Member `json:"members"`
+	// Change is the membership change this node runs, if any.
+	Change *MemberChange `json:"change,omitempty"`
 }
 
 // Member is one node of the cluster.

@@ -50,6 +50,8 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/kv/{key...}", h.incr)
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/members", h.members)
+	mux.HandleFunc("POST /v1/members", h.addMember)
+	mux.HandleFunc("DELETE /v1/members/{name}", h.removeMember)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

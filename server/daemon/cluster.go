@@ -43,6 +43,13 @@ func (d *Daemon) Health(context.Context) error {
 func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
 	st := d.members.State()
 	out := clientapi.Membership{ConfigVersion: st.Membership.Version()}
+	if ch := d.MemberChange(); ch != nil {
+		out.Change = &clientapi.MemberChange{Op: ch.Op, Target: ch.Target.Name, Step: ch.Next, Steps: len(ch.Steps),
+			CatchUpDone: ch.CatchUp.Done, CatchUpTotal: ch.CatchUp.Total, Error: ch.Error}
+		if ch.Next < len(ch.Steps) {
+			out.Change.Version = ch.Steps[ch.Next].Membership.Version()
+		}
+	}
 	for _, m := range st.Membership.Nodes {
 		id := m.ID
 		mem := clientapi.Member{Name: m.Name, ID: uint64(id), PeerAddr: m.PeerAddr, Reachable: d.reachable(id)}

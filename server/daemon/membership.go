@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -209,7 +211,12 @@ func (p *adminPeers) client(addr string) (peerpb.AdminClient, error) {
 	if c := p.conns[addr]; c != nil {
 		return peerpb.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Wait for a (re)starting peer within the call's deadline, and retry
+	// its address often: a replaced node comes back at the same address.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
+		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
+			Backoff: backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}))
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +318,9 @@ func (p *adminPeers) ScanKeys(ctx context.Context, to server.Member, start strin
 // AddMember adds the node serving the peer address addr under name, and
 // returns once the change is done (or ctx ends: it then goes on).
 func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
-	info, err := d.admin.info(ctx, addr)
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	info, err := d.admin.info(ictx, addr)
+	cancel()
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: asking the node at %s for its ID: %w", addr, err)
 	}
