@@ -10,7 +10,7 @@ import (
 )
 
 func newMembersCmd(o *clientOptions) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "members",
 		Short: "List the cluster's members",
 		Long: `List the cluster's members as the first reachable endpoint sees them: name,
@@ -35,4 +35,6 @@ that node reaches it now.`,
 			})
 		},
 	}
+	cmd.AddCommand(newMembersAddCmd(o), newMembersRemoveCmd(o))
+	return cmd
 }
