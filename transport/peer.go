@@ -125,8 +125,8 @@ type Transport struct {
 	nextID       atomic.Uint64
 	mu           sync.Mutex
 	pending      map[uint64]pendingForward
-	serving      chan struct{}                     // a slot per forwarded operation running here
-	leaving      atomic.Bool // set by Leave: every frame says so
+	serving      chan struct{} // a slot per forwarded operation running here
+	leaving      atomic.Bool   // set by Leave: every frame says so
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
 	started      time.Time
