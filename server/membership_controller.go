@@ -392,7 +392,14 @@ func (c *Controller) finish(ctx context.Context, ch *Change) error {
 
 // copyFences raises the joining acceptor's GC age fences to the highest of
 // the current acceptors', so that a message fenced there cannot land on it.
+// A joiner that enters a prepare set without a catch-up must hold no
+// registers (see checkEmptyJoiner).
 func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
+	if !ch.Steps[ch.Next].CatchUp {
+		if err := c.checkEmptyJoiner(ctx, ch); err != nil {
+			return err
+		}
+	}
 	var mu sync.Mutex
 	ages := map[protocol.NodeID]uint64{}
 	answered := 0
