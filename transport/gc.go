@@ -1,0 +1,55 @@
+package transport
+
+import (
+	"fmt"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
+)
+
+// Deletion GC's calls (PROTOCOL.md §9, gc.proto) travel on the peer links'
+// connections: a GC runner reaches exactly the peers the transport has,
+// which follow membership changes (SetPeers).
+
+// GC returns the GC service of peer id over its link's connection. It
+// fails with ErrUnreachable, sending nothing, when id is not a peer or its
+// link is down or silent: a GC round cannot finish without every node, and
+// waiting for one that is down would only hold the round until its timeout.
+func (t *Transport) GC(id protocol.NodeID) (peerpb.GCClient, error) {
+	l := t.set().links[id]
+	if l == nil {
+		return nil, fmt.Errorf("%w: no link to node %d", ErrUnreachable, id)
+	}
+	if !t.Reachable(id) {
+		return nil, fmt.Errorf("%w: node %d", ErrUnreachable, id)
+	}
+	return peerpb.NewGCClient(l.conn), nil
+}
+
+// BallotToWire converts a ballot into its wire form.
+func BallotToWire(b protocol.Ballot) *peerpb.Ballot {
+	return &peerpb.Ballot{Counter: b.Counter, Proposer: uint64(b.Proposer)}
+}
+
+// BallotFromWire converts a ballot back; nil is the zero ballot.
+func BallotFromWire(b *peerpb.Ballot) protocol.Ballot {
+	return protocol.Ballot{Counter: b.GetCounter(), Proposer: protocol.NodeID(b.GetProposer())}
+}
+
+// AgesToWire converts age fences (proposer to minimum age) into their wire form.
+func AgesToWire(ages map[protocol.NodeID]uint64) map[uint64]uint64 {
+	out := make(map[uint64]uint64, len(ages))
+	for id, age := range ages {
+		out[uint64(id)] = age
+	}
+	return out
+}
+
+// AgesFromWire converts age fences back.
+func AgesFromWire(ages map[uint64]uint64) map[protocol.NodeID]uint64 {
+	out := make(map[protocol.NodeID]uint64, len(ages))
+	for id, age := range ages {
+		out[protocol.NodeID(id)] = age
+	}
+	return out
+}
