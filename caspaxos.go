@@ -132,6 +132,10 @@ type GCOptions struct {
 	// Delay is how long a deleted key waits before GC takes it (see
 	// server.GCConfig.Delay).
 	Delay time.Duration
+	// OrphanDelay is how long a tombstone a sweep found on a node other
+	// than its key's home waits before that node collects it itself (see
+	// server.GCConfig.OrphanDelay).
+	OrphanDelay time.Duration
 }
 
 func (o *Options) validate() error {
@@ -264,13 +268,13 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 	}
 	gc, err = server.NewGC(server.GCConfig{
 		ID:            id,
-		Members:       acceptors.AcceptSet,
 		BatchKeys:     opts.GC.BatchKeys,
 		RoundTimeout:  opts.GC.RoundTimeout,
 		RetryBase:     opts.GC.RetryBase,
 		RetryMax:      opts.GC.RetryMax,
 		SweepInterval: opts.GC.SweepInterval,
 		Delay:         opts.GC.Delay,
+		OrphanDelay:   opts.GC.OrphanDelay,
 	}, s.stores[id-1], n, server.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
 	if err != nil {
 		return fmt.Errorf("caspaxos: starting the GC of node %d: %w", id, err)

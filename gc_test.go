@@ -208,6 +208,46 @@ func TestGCSweepFindsLostEnqueues(t *testing.T) {
 	waitCollected(t, s, "the sweep queued and GC collected every tombstone")
 }
 
+// TestGCSweepCollectsTombstonesTheHomeMissed deletes keys homed on node 1
+// while node 1's acceptor is cut off, with GC off: the tombstones are on
+// nodes 2 and 3 only, and no runner has them queued. Node 1's sweep cannot
+// find them; the sweeps of nodes 2 and 3 must (as orphans, after
+// OrphanDelay), or they stay forever.
+func TestGCSweepCollectsTombstonesTheHomeMissed(t *testing.T) {
+	stores := memoryStores(3)
+	s := openTest(t, func(o *Options) { o.Stores = stores; o.GC.Disabled = true })
+	ctx := testCtx(t)
+	ids := []protocol.NodeID{1, 2, 3}
+	var keys []string
+	for i := 0; len(keys) < 30; i++ {
+		if k := fmt.Sprintf("k%d", i); server.Home(k, ids) == 1 {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		mustVersion(t)(s.Put(ctx, k, []byte("v")))
+	}
+	cut(s, 1)
+	for _, k := range keys {
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, dead := registers(t, stores); dead[0] != 0 || dead[1]+dead[2] < len(keys) {
+		t.Fatalf("tombstones per node before GC: %v; want none on node 1", dead)
+	}
+	s.closeOnce.Do(func() { s.stopNodes() })
+	s = openTest(t, func(o *Options) { fastGC(o); o.Stores = stores; o.GC.OrphanDelay = 20 * time.Millisecond })
+	waitCollected(t, s, "the tombstones node 1 never had are collected")
+	var adopted uint64
+	for _, st := range s.GCStats() {
+		adopted += st.Adopted
+	}
+	if adopted == 0 {
+		t.Fatalf("no runner adopted an orphan tombstone: %+v", s.GCStats())
+	}
+}
+
 // TestGCNothingResurrected runs writers that put, delete and re-create
 // their own keys while GC collects them, and checks every read: a deleted
 // value never comes back, versions never go down.

@@ -45,6 +45,18 @@ import (
 // delete): their step-1 ballots differ, and each step 4 removes only the
 // register holding its own ballot, so the loser finds "something else" and
 // is done.
+//
+// The sweep covers every tombstone without every node doing all the work:
+// a runner queues at once the tombstones it finds whose key's home (Home
+// among GCPeers.Proposers) is its own node, the runner most deletes of the
+// key went through. Those of other homes it keeps in memory for
+// OrphanDelay, then reads its register again and queues the key only if it
+// still holds a tombstone. The home's runner has collected it meanwhile,
+// unless the home never knew of it: an accept quorum need not include the
+// home, so its own store may lack the tombstone, and a crash or a full feed
+// may have lost its enqueue. Such orphans were left forever when each
+// sweep queued only its own homes' tombstones. A restart forgets the
+// waiting orphans; the sweep at start finds them again.
 
 // GCPeers reaches the proposers and acceptors of the cluster for steps 2 to
 // 4. The in-process implementation is LocalGC; a networked node supplies
@@ -70,11 +82,9 @@ type GCWriter interface {
 
 // GCConfig configures a GC runner. Zero values mean the defaults.
 type GCConfig struct {
-	// ID is the node the runner belongs to; Members are the nodes whose
-	// runners share the sweep: a runner sweeps only the tombstones whose
-	// key's home (Home) is ID. No Members: it sweeps every tombstone.
-	ID      protocol.NodeID
-	Members []protocol.NodeID
+	// ID is the node the runner belongs to. Its sweep queues at once the
+	// tombstones whose key's home (Home among GCPeers.Proposers) is ID.
+	ID protocol.NodeID
 	// BatchKeys is the number of keys one round collects (default 1024).
 	BatchKeys int
 	// RoundTimeout bounds one round (default 10s).
@@ -93,6 +103,14 @@ type GCConfig struct {
 	// is left alone for a moment. Keys found by a sweep or after a
 	// restart do not wait.
 	Delay time.Duration
+	// OrphanDelay is how long a tombstone a sweep found, of a key homed on
+	// another node, waits before this runner queues it, if the register
+	// still holds a tombstone then (default 10m). Not for safety: several
+	// runners may GC a key at once.
+	OrphanDelay time.Duration
+	// MaxOrphans bounds the tombstones of other homes waiting in memory
+	// (default 1<<20); a sweep that finds more leaves them to the next.
+	MaxOrphans int
 	// FeedBuffer bounds the enqueues waiting to be written (default 8192);
 	// beyond it they are dropped and left to the sweep.
 	FeedBuffer int
@@ -104,8 +122,11 @@ func (c *GCConfig) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/server: GC runner ID must not be 0")
 	}
-	if c.BatchKeys < 0 || c.FeedBuffer < 0 {
-		return errors.New("caspaxos/server: GC BatchKeys and FeedBuffer must not be negative")
+	if c.BatchKeys < 0 || c.FeedBuffer < 0 || c.MaxOrphans < 0 {
+		return errors.New("caspaxos/server: GC BatchKeys, FeedBuffer and MaxOrphans must not be negative")
+	}
+	if c.MaxOrphans == 0 {
+		c.MaxOrphans = 1 << 20
 	}
 	if c.BatchKeys == 0 {
 		c.BatchKeys = 1024
@@ -123,6 +144,7 @@ func (c *GCConfig) validate() error {
 		{"RetryMax", &c.RetryMax, 5 * time.Second},
 		{"SweepInterval", &c.SweepInterval, time.Hour},
 		{"Delay", &c.Delay, time.Second},
+		{"OrphanDelay", &c.OrphanDelay, 10 * time.Minute},
 	}
 	for _, d := range durations {
 		if *d.d == -1 && d.name == "SweepInterval" {
@@ -161,6 +183,11 @@ type GC struct {
 	mu    sync.Mutex
 	young map[string]time.Time // keys enqueued by deletes less than Delay ago
 	prune time.Time            // when young was last pruned
+
+	// orphans are the tombstones of other homes the sweeps found, waiting
+	// for OrphanDelay in the order found (run goroutine only).
+	orphans   []orphanBatch
+	orphanLen int
 
 	stats gcCounters
 }
@@ -272,6 +299,9 @@ func (g *GC) run() {
 			}
 			nextSweep = time.Now().Add(g.cfg.SweepInterval)
 		}
+		if err := g.adoptOrphans(); err != nil {
+			g.log.Warn("could not queue the tombstones of other homes for GC; the next sweep finds them", slog.Any("error", err))
+		}
 		items, err := g.store.GCQueue(cursor, g.cfg.BatchKeys)
 		switch {
 		case err != nil:
@@ -320,10 +350,16 @@ func (g *GC) wait(nextSweep time.Time, delay time.Duration) bool {
 		wake = g.wake
 	}
 	d, timed := delay, delay > 0
-	if g.cfg.SweepInterval > 0 {
-		if s := max(time.Until(nextSweep), 0); !timed || s < d {
+	at := func(t time.Time) {
+		if s := max(time.Until(t), 0); !timed || s < d {
 			d, timed = s, true
 		}
+	}
+	if g.cfg.SweepInterval > 0 {
+		at(nextSweep)
+	}
+	if len(g.orphans) > 0 {
+		at(g.orphans[0].due)
 	}
 	var timeout <-chan time.Time
 	if timed {
@@ -340,12 +376,14 @@ func (g *GC) wait(nextSweep time.Time, delay time.Duration) bool {
 	return true
 }
 
-// sweep enqueues every tombstone of the local store this runner owns.
+// sweep enqueues every tombstone of the local store whose key's home is
+// this node, and keeps the others as orphans for OrphanDelay.
 func (g *GC) sweep() error {
 	const page = 1 << 14 // registers per Scan, so that no iterator lives long
 	start := ""
 	for {
-		var items []storage.GCItem
+		var items, orphans []storage.GCItem
+		homes := g.peers.Proposers()
 		next, more, n := "", false, 0
 		err := g.store.Scan(start, func(key string, reg protocol.Register) bool {
 			if n == page {
@@ -353,8 +391,15 @@ func (g *GC) sweep() error {
 				return false
 			}
 			n++
-			if reg.State.Deleted && g.owns(key) {
-				items = append(items, storage.GCItem{Key: key, Version: reg.State.Version})
+			if !reg.State.Deleted {
+				return true
+			}
+			it := storage.GCItem{Key: key, Version: reg.State.Version}
+			switch {
+			case Home(key, homes) == g.cfg.ID:
+				items = append(items, it)
+			case g.orphanLen+len(orphans) < g.cfg.MaxOrphans:
+				orphans = append(orphans, it)
 			}
 			return true
 		})
@@ -363,6 +408,10 @@ func (g *GC) sweep() error {
 		}
 		if err != nil {
 			return err
+		}
+		if len(orphans) > 0 {
+			g.orphans = append(g.orphans, orphanBatch{due: time.Now().Add(g.cfg.OrphanDelay), items: orphans})
+			g.orphanLen += len(orphans)
 		}
 		g.stats.swept.Add(uint64(len(items)))
 		if len(items) > 0 {
@@ -380,8 +429,40 @@ func (g *GC) sweep() error {
 	}
 }
 
-func (g *GC) owns(key string) bool {
-	return len(g.cfg.Members) == 0 || Home(key, g.cfg.Members) == g.cfg.ID
+// orphanBatch is the tombstones of other homes one sweep page found.
+type orphanBatch struct {
+	due   time.Time
+	items []storage.GCItem
+}
+
+// adoptOrphans queues the orphans that waited OrphanDelay and whose
+// register still holds a tombstone here: their home did not collect them.
+func (g *GC) adoptOrphans() error {
+	now := time.Now()
+	for len(g.orphans) > 0 && !now.Before(g.orphans[0].due) {
+		b := g.orphans[0]
+		var items []storage.GCItem
+		for _, it := range b.items {
+			reg, err := g.store.Get(it.Key)
+			if err != nil {
+				return err
+			}
+			if reg.State.Deleted {
+				items = append(items, storage.GCItem{Key: it.Key, Version: reg.State.Version})
+			}
+		}
+		if err := g.store.QueueGC(items); err != nil {
+			return err
+		}
+		g.orphans[0] = orphanBatch{}
+		g.orphans = g.orphans[1:]
+		g.orphanLen -= len(b.items)
+		g.stats.adopted.Add(uint64(len(items)))
+		if len(items) > 0 {
+			g.signal()
+		}
+	}
+	return nil
 }
 
 // errIncomplete: a round left keys queued (a key busy, a step 1 that lost
@@ -555,14 +636,17 @@ type GCStats struct {
 	// Collected counts keys finished: removed from every acceptor, or
 	// found live again.
 	Collected uint64
-	// Swept counts tombstones the sweeps queued; Dropped the enqueues lost
-	// to a full feed or a failed queue write (the sweep finds them).
+	// Swept counts tombstones the sweeps queued at once (their key's home
+	// is this node); Adopted those of other homes queued after
+	// OrphanDelay because they were still there; Dropped the enqueues
+	// lost to a full feed or a failed queue write (the sweep finds them).
 	Swept   uint64
+	Adopted uint64
 	Dropped uint64
 }
 
 type gcCounters struct {
-	rounds, failed, collected, swept, dropped atomic.Uint64
+	rounds, failed, collected, swept, adopted, dropped atomic.Uint64
 }
 
 // Stats returns the runner's counters.
@@ -573,6 +657,7 @@ func (g *GC) Stats() GCStats {
 		Failed:    s.failed.Load(),
 		Collected: s.collected.Load(),
 		Swept:     s.swept.Load(),
+		Adopted:   s.adopted.Load(),
 		Dropped:   s.dropped.Load(),
 	}
 }
