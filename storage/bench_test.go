@@ -23,7 +23,7 @@ import (
 
 // Benchmarks run on the real disk, in a temporary directory under $TMPDIR:
 //
-//	go test -run '^$' -bench . -benchtime 100000x ./storage/
+//	go test -run '^$' -bench . -benchtime 50000x ./storage/
 //
 // BenchmarkFdatasync is the ceiling one writer can reach; BenchmarkApply
 // shows what group commit makes of it with many writers. Each reports
