@@ -380,7 +380,7 @@ func (g *GC) wait(nextSweep time.Time, delay time.Duration) bool {
 // this node, and keeps the others as orphans for OrphanDelay.
 func (g *GC) sweep() error {
 	const page = 1 << 14 // registers per Scan, so that no iterator lives long
-	start := ""
+	start, tombstones := "", uint64(0)
 	for {
 		var items, orphans []storage.GCItem
 		homes := g.peers.Proposers()
@@ -394,6 +394,7 @@ func (g *GC) sweep() error {
 			if !reg.State.Deleted {
 				return true
 			}
+			tombstones++
 			it := storage.GCItem{Key: key, Version: reg.State.Version}
 			switch {
 			case Home(key, homes) == g.cfg.ID:
@@ -423,6 +424,8 @@ func (g *GC) sweep() error {
 		default:
 		}
 		if !more {
+			g.stats.tombstones.Store(tombstones)
+			g.stats.sweeps.Add(1)
 			return nil
 		}
 		start = next
@@ -643,21 +646,47 @@ type GCStats struct {
 	Swept   uint64
 	Adopted uint64
 	Dropped uint64
+	// Sweeps counts complete sweeps; Tombstones is the number of
+	// tombstones the last one found in the local store (not a counter).
+	Sweeps     uint64
+	Tombstones uint64
 }
 
 type gcCounters struct {
-	rounds, failed, collected, swept, adopted, dropped atomic.Uint64
+	rounds, failed, collected, swept, adopted, dropped, sweeps, tombstones atomic.Uint64
+}
+
+// Queued counts the items of the persisted queue, up to limit (a key
+// queued under several versions may count once when a page ends on it).
+func (g *GC) Queued(limit int) (int, error) {
+	const page = 4096
+	n, start := 0, ""
+	for n < limit {
+		want := min(page, limit-n)
+		items, err := g.store.GCQueue(start, want)
+		if err != nil {
+			return n, err
+		}
+		n += len(items)
+		if len(items) < want {
+			break
+		}
+		start = items[len(items)-1].Key + "\x00"
+	}
+	return n, nil
 }
 
 // Stats returns the runner's counters.
 func (g *GC) Stats() GCStats {
 	s := &g.stats
 	return GCStats{
-		Rounds:    s.rounds.Load(),
-		Failed:    s.failed.Load(),
-		Collected: s.collected.Load(),
-		Swept:     s.swept.Load(),
-		Adopted:   s.adopted.Load(),
-		Dropped:   s.dropped.Load(),
+		Rounds:     s.rounds.Load(),
+		Failed:     s.failed.Load(),
+		Collected:  s.collected.Load(),
+		Swept:      s.swept.Load(),
+		Adopted:    s.adopted.Load(),
+		Sweeps:     s.sweeps.Load(),
+		Tombstones: s.tombstones.Load(),
+		Dropped:    s.dropped.Load(),
 	}
 }

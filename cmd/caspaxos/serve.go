@@ -33,6 +33,19 @@ type serveOptions struct {
 	logLevel      string
 	logFormat     string
 	pprofAddr     string
+	gc            gcFlags
+}
+
+// gcFlags are the deletion GC flags of `caspaxos serve`.
+type gcFlags struct {
+	enabled       bool
+	batchKeys     int
+	roundTO       time.Duration
+	retryBase     time.Duration
+	retryMax      time.Duration
+	sweepInterval time.Duration
+	delay         time.Duration
+	orphanDelay   time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -84,6 +97,14 @@ storage fails a write or a sync (fail-stop).`,
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	f.BoolVar(&o.gc.enabled, "gc", true, "run deletion GC: collect the tombstones deletes leave, once every node is reachable (--gc=false: they stay)")
+	f.IntVar(&o.gc.batchKeys, "gc-batch-keys", 1024, "keys one GC round collects")
+	f.DurationVar(&o.gc.roundTO, "gc-round-timeout", 10*time.Second, "deadline of one GC round")
+	f.DurationVar(&o.gc.retryBase, "gc-retry-base", 100*time.Millisecond, "first wait before a GC round that could not finish is retried (doubling, jittered)")
+	f.DurationVar(&o.gc.retryMax, "gc-retry-max", 5*time.Second, "longest wait before a GC round that could not finish (a node down) is retried")
+	f.DurationVar(&o.gc.sweepInterval, "gc-sweep-interval", time.Hour, "time between scans of the store for tombstones whose GC a crash lost (first at start; -1ns: never)")
+	f.DurationVar(&o.gc.delay, "gc-delay", time.Second, "how long a deleted key waits before GC takes it")
+	f.DurationVar(&o.gc.orphanDelay, "gc-orphan-delay", 10*time.Minute, "how long a tombstone a sweep found, of a key homed on another node, waits before this node collects it itself")
 	return cmd
 }
 
@@ -135,6 +156,8 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
 		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
+		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
+			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},
 	}
 	cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes = o.maxKeyBytes, o.maxValueBytes
 	if o.maxKeyBytes <= 0 || o.maxValueBytes <= 0 {

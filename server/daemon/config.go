@@ -53,7 +53,9 @@ type Config struct {
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
 	DeadAfter time.Duration
-	Logger    *slog.Logger
+	// GC tunes deletion GC, which runs by default (gc.go).
+	GC     GCOptions
+	Logger *slog.Logger
 }
 
 // ParseCluster parses "n1=host:port,n2=host:port,...".

@@ -34,6 +34,7 @@ type Daemon struct {
 	members   *server.MemberState // membership.go
 	ctl       *server.Controller
 	admin     *adminPeers
+	gc        atomic.Pointer[server.GC] // gc.go; nil when disabled
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
@@ -80,6 +81,9 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.serve(peerLis, clientLis)
+	if gc := d.gc.Load(); gc != nil {
+		gc.Start()
+	}
 	go d.watch()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
@@ -120,6 +124,7 @@ func (d *Daemon) startNode() error {
 	d.tr = tr
 	node, err := server.NewNode(server.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
+		Deleted: d.deleted,
 	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
@@ -135,6 +140,9 @@ func (d *Daemon) startNode() error {
 	if err == nil {
 		err = d.ctl.Resume()
 	}
+	if err == nil {
+		err = d.startGC()
+	}
 	if err != nil {
 		node.Stop()
 		tr.Close()
@@ -149,6 +157,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	d.tr.Register(d.peerSrv)
 	peerpb.RegisterAdminServer(d.peerSrv, adminServer{d: d})
+	peerpb.RegisterGCServer(d.peerSrv, gcServer{d: d})
 	go func() { _ = d.peerSrv.Serve(peerLis) }()
 
 	d.split = newSplitListener(clientLis)
@@ -214,6 +223,9 @@ func (d *Daemon) Stop() error {
 			d.grpcSrv.Stop()
 		}
 		d.split.Close()
+		if gc := d.gc.Load(); gc != nil {
+			gc.Stop()
+		}
 		d.ctl.Stop()
 		d.admin.close()
 		d.node.Stop()

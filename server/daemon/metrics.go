@@ -32,6 +32,7 @@ func newMetrics(d *Daemon) *metrics {
 	}
 	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(&statsCollector{d: d})
+	m.reg.MustRegister(&gcCollector{d: d})
 	return m
 }
 
