@@ -38,7 +38,7 @@ type testCluster struct {
 	daemons []*Daemon
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int, mods ...func(*Config)) *testCluster {
 	t.Helper()
 	addrs := freeAddrs(t, 2*n)
 	var members []Member
@@ -52,6 +52,9 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		// without being gone, and fail-fast would refuse with no_quorum.
 		c.cfgs = append(c.cfgs, Config{Name: members[i].Name, DataDir: t.TempDir(), ClientAddr: addrs[i],
 			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, DeadAfter: 2 * time.Second})
+		for _, mod := range mods {
+			mod(&c.cfgs[i])
+		}
 		c.daemons = append(c.daemons, nil)
 		c.start(t, i)
 	}
