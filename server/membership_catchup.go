@@ -94,34 +94,8 @@ func (c *Controller) page(ctx context.Context, ch *Change, cursor string) (keys 
 		}
 	}
 	limit := c.cfg.PageKeys
-	lists := make([][]string, len(sources))
-	ok := make([]bool, len(sources))
-	var wg sync.WaitGroup
-	for i, m := range sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-			defer cancel()
-			l, err := c.peers.ScanKeys(cctx, m, cursor, limit)
-			if err == nil {
-				lists[i], ok[i] = l, true
-			}
-		}()
-	}
-	wg.Wait()
-	old, target := 0, false
-	for i, m := range sources {
-		if !ok[i] {
-			continue
-		}
-		if slices.Contains(ch.From.Config.AcceptSet, m.ID) {
-			old++
-		}
-		if m.ID == ch.Target.ID {
-			target = true
-		}
-	}
+	lists, ok := c.scan(ctx, ch, sources, cursor, limit)
+	old, target := c.scanned(ch, sources, ok, true)
 	if need := len(ch.From.Config.AcceptSet)/2 + 1; old < need {
 		return nil, "", false, fmt.Errorf("%d of the %d old acceptors answered a key scan; a majority (%d) is needed", old, len(ch.From.Config.AcceptSet), need)
 	}
@@ -152,4 +126,57 @@ func (c *Controller) page(ctx context.Context, ch *Change, cursor string) (keys 
 		return keys, "", false, nil
 	}
 	return keys, bound + "\x00", true, nil
+}
+
+// scan asks every source for its keys at or after cursor, each within
+// CallTimeout, and reports which answered. The node a removal takes out
+// may be gone for good (a lost disk) and then never answers: its scan is
+// given up as soon as the others answered with a majority of the old
+// acceptors, instead of costing CallTimeout on each page of both passes
+// (a dead node's removal took 2 x 5s per 256 keys).
+func (c *Controller) scan(ctx context.Context, ch *Change, sources []Member, cursor string, limit int) ([][]string, []bool) {
+	lists := make([][]string, len(sources))
+	ok := make([]bool, len(sources))
+	leavingCtx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	var others, leaving sync.WaitGroup
+	for i, m := range sources {
+		wg, parent := &others, ctx
+		if ch.Op == "remove" && m.ID == ch.Target.ID {
+			wg, parent = &leaving, leavingCtx
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(parent, c.cfg.CallTimeout)
+			defer cancel()
+			l, err := c.peers.ScanKeys(cctx, m, cursor, limit)
+			if err == nil {
+				lists[i], ok[i] = l, true
+			}
+		}()
+	}
+	others.Wait()
+	if old, _ := c.scanned(ch, sources, ok, false); old >= len(ch.From.Config.AcceptSet)/2+1 {
+		giveUp()
+	}
+	leaving.Wait()
+	return lists, ok
+}
+
+// scanned counts the old acceptors that answered a scan, and reports
+// whether the change's target did; withLeaving false leaves out the node
+// a removal takes out (its scan may still be running).
+func (c *Controller) scanned(ch *Change, sources []Member, ok []bool, withLeaving bool) (old int, target bool) {
+	for i, m := range sources {
+		isTarget := m.ID == ch.Target.ID
+		if (isTarget && ch.Op == "remove" && !withLeaving) || !ok[i] {
+			continue
+		}
+		if slices.Contains(ch.From.Config.AcceptSet, m.ID) {
+			old++
+		}
+		target = target || isTarget
+	}
+	return old, target
 }

@@ -434,3 +434,46 @@ func TestControllerResume(t *testing.T) {
 		})
 	}
 }
+
+// hungScans is localMembers whose down nodes' key scans hang until their
+// deadline, as a gRPC call waiting for a peer that never comes back does.
+type hungScans struct{ *localMembers }
+
+func (h hungScans) ScanKeys(ctx context.Context, to Member, start string, limit int) ([]string, error) {
+	if d, _ := h.down.Load(to.ID); d == true {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.localMembers.ScanKeys(ctx, to, start, limit)
+}
+
+// TestControllerRemoveDeadNode: removing a node that is gone for good
+// does not wait for its key scans once a majority of the old acceptors
+// answered (it waited CallTimeout for each page of both catch-up passes:
+// 2 x 5s per 256 keys on a daemon).
+func TestControllerRemoveDeadNode(t *testing.T) {
+	c := newMemberCluster(t, 5)
+	for i := range 30 { // 5 pages of 7 keys
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.nodes[1].Do(ctx, kv.Op{Kind: kv.OpPut, Key: fmt.Sprint("k", i), Value: []byte("v")})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	peers := hungScans{&localMembers{c: c}}
+	ctl := c.controller(1, peers, &memChanges{}) // CallTimeout 1s
+	peers.down.Store(protocol.NodeID(5), true)
+	start := time.Now()
+	done, err := ctl.Remove("n5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitChange(t, done, ctl)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("removing a dead node took %v: its key scans were waited for", took)
+	}
+	if ch, _ := ctl.Status(); ch != nil {
+		t.Fatalf("change still reported: %+v", ch)
+	}
+}
