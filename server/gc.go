@@ -185,9 +185,10 @@ type GC struct {
 	prune time.Time            // when young was last pruned
 
 	// orphans are the tombstones of other homes the sweeps found, waiting
-	// for OrphanDelay in the order found (run goroutine only).
-	orphans   []orphanBatch
-	orphanLen int
+	// for OrphanDelay in the order found, each key once (waiting); run
+	// goroutine only.
+	orphans []orphanBatch
+	waiting map[string]bool
 
 	stats gcCounters
 }
@@ -206,16 +207,17 @@ func NewGC(cfg GCConfig, store storage.Store, w GCWriter, peers GCPeers, log *sl
 		seed = uint64(time.Now().UnixNano())
 	}
 	return &GC{
-		cfg:   cfg,
-		store: store,
-		w:     w,
-		peers: peers,
-		log:   log.With(slog.String("component", "gc")),
-		rng:   rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
-		feed:  make(chan storage.GCItem, cfg.FeedBuffer),
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		young: make(map[string]time.Time),
+		cfg:     cfg,
+		store:   store,
+		w:       w,
+		peers:   peers,
+		log:     log.With(slog.String("component", "gc")),
+		rng:     rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
+		feed:    make(chan storage.GCItem, cfg.FeedBuffer),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		young:   make(map[string]time.Time),
+		waiting: make(map[string]bool),
 	}, nil
 }
 
@@ -399,20 +401,21 @@ func (g *GC) sweep() error {
 			switch {
 			case Home(key, homes) == g.cfg.ID:
 				items = append(items, it)
-			case g.orphanLen+len(orphans) < g.cfg.MaxOrphans:
+			case !g.waiting[key] && len(g.waiting) < g.cfg.MaxOrphans:
+				g.waiting[key] = true
 				orphans = append(orphans, it)
 			}
 			return true
 		})
+		if len(orphans) > 0 {
+			// Even when the page fails below: they wait, then are read again.
+			g.orphans = append(g.orphans, orphanBatch{due: time.Now().Add(g.cfg.OrphanDelay), items: orphans})
+		}
 		if err == nil {
 			err = g.store.QueueGC(items)
 		}
 		if err != nil {
 			return err
-		}
-		if len(orphans) > 0 {
-			g.orphans = append(g.orphans, orphanBatch{due: time.Now().Add(g.cfg.OrphanDelay), items: orphans})
-			g.orphanLen += len(orphans)
 		}
 		g.stats.swept.Add(uint64(len(items)))
 		if len(items) > 0 {
@@ -459,7 +462,9 @@ func (g *GC) adoptOrphans() error {
 		}
 		g.orphans[0] = orphanBatch{}
 		g.orphans = g.orphans[1:]
-		g.orphanLen -= len(b.items)
+		for _, it := range b.items {
+			delete(g.waiting, it.Key)
+		}
 		g.stats.adopted.Add(uint64(len(items)))
 		if len(items) > 0 {
 			g.signal()
