@@ -32,6 +32,9 @@ var (
 	ErrTooLarge = errors.New("caspaxos/client: key or value too large")
 	// ErrBadRequest: the server refused the request as malformed.
 	ErrBadRequest = errors.New("caspaxos/client: bad request")
+	// ErrMembership: a membership change was refused or failed (the name
+	// or address is in use or unknown, another change is in progress, ...).
+	ErrMembership = errors.New("caspaxos/client: membership change refused")
 	// ErrUnavailable: no endpoint could be reached.
 	ErrUnavailable = errors.New("caspaxos/client: no endpoint reachable")
 )
@@ -58,6 +61,7 @@ var byCode = map[string]error{
 	"key_too_large":   ErrTooLarge,
 	"value_too_large": ErrTooLarge,
 	"bad_request":     ErrBadRequest,
+	"membership":      ErrMembership,
 }
 
 // fromStatus turns a server's answer into a typed error. It reports false

@@ -96,9 +96,7 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 	var out []Member
 	err := c.call(ctx, true, func(conn *grpc.ClientConn) error {
 		r, err := caspaxospb.NewClusterClient(conn).Members(ctx, &caspaxospb.MembersRequest{})
-		for _, m := range r.GetMembers() {
-			out = append(out, Member{Name: m.GetName(), ID: m.GetId(), PeerAddr: m.GetPeerAddr(), ClientAddr: m.GetClientAddr(), Reachable: m.GetReachable()})
-		}
+		out = membership(r).Members
 		return err
 	})
 	return out, err

@@ -654,6 +654,8 @@ type MembersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	ConfigVersion uint64                 `protobuf:"varint,2,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
+	// The membership change this node runs, if any.
+	Change        *MemberChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -702,6 +704,214 @@ func (x *MembersResponse) GetConfigVersion() uint64 {
 	return 0
 }
 
+func (x *MembersResponse) GetChange() *MemberChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// MemberChange is a membership change in progress.
+type MemberChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "add" or "remove", and the member it adds or removes.
+	Op     string `protobuf:"bytes,1,opt,name=op,proto3" json:"op,omitempty"`
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// Step of steps is being applied, towards configuration version.
+	Step    uint32 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	Steps   uint32 `protobuf:"varint,4,opt,name=steps,proto3" json:"steps,omitempty"`
+	Version uint64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// The catch-up's progress: keys rewritten of those counted.
+	CatchUpDone  uint64 `protobuf:"varint,6,opt,name=catch_up_done,json=catchUpDone,proto3" json:"catch_up_done,omitempty"`
+	CatchUpTotal uint64 `protobuf:"varint,7,opt,name=catch_up_total,json=catchUpTotal,proto3" json:"catch_up_total,omitempty"`
+	// The last failure; the step is being retried.
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberChange) Reset() {
+	*x = MemberChange{}
+	mi := &file_api_caspaxos_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberChange) ProtoMessage() {}
+
+func (x *MemberChange) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
+func (*MemberChange) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *MemberChange) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+func (x *MemberChange) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *MemberChange) GetStep() uint32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *MemberChange) GetSteps() uint32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *MemberChange) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *MemberChange) GetCatchUpDone() uint64 {
+	if x != nil {
+		return x.CatchUpDone
+	}
+	return 0
+}
+
+func (x *MemberChange) GetCatchUpTotal() uint64 {
+	if x != nil {
+		return x.CatchUpTotal
+	}
+	return 0
+}
+
+func (x *MemberChange) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type MemberAddRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	PeerAddr      string                 `protobuf:"bytes,2,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberAddRequest) Reset() {
+	*x = MemberAddRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberAddRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberAddRequest) ProtoMessage() {}
+
+func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
+func (*MemberAddRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *MemberAddRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberAddRequest) GetPeerAddr() string {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return ""
+}
+
+type MemberRemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRemoveRequest) Reset() {
+	*x = MemberRemoveRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRemoveRequest) ProtoMessage() {}
+
+func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
+func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MemberRemoveRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -710,7 +920,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +932,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +945,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 type HealthResponse struct {
@@ -749,7 +959,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +971,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +984,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -793,7 +1003,9 @@ func (x *HealthResponse) GetMessage() string {
 
 // ErrorInfo is attached to every failed call's status. code is one of:
 // not_found, version_mismatch, not_an_integer, overflow, no_quorum,
-// unknown_outcome, key_too_large, value_too_large, bad_request, internal.
+// unknown_outcome, key_too_large, value_too_large, bad_request, internal,
+// membership (a membership change refused or failed: the name or address is
+// in use or unknown, another change is in progress, ...).
 type ErrorInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Code  string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
@@ -805,7 +1017,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1029,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1042,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -894,10 +1106,25 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\tpeer_addr\x18\x03 \x01(\tR\bpeerAddr\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x1c\n" +
-	"\treachable\x18\x05 \x01(\bR\treachable\"g\n" +
+	"\treachable\x18\x05 \x01(\bR\treachable\"\x9a\x01\n" +
 	"\x0fMembersResponse\x12-\n" +
 	"\amembers\x18\x01 \x03(\v2\x13.caspaxos.v1.MemberR\amembers\x12%\n" +
-	"\x0econfig_version\x18\x02 \x01(\x04R\rconfigVersion\"\x0f\n" +
+	"\x0econfig_version\x18\x02 \x01(\x04R\rconfigVersion\x121\n" +
+	"\x06change\x18\x03 \x01(\v2\x19.caspaxos.v1.MemberChangeR\x06change\"\xda\x01\n" +
+	"\fMemberChange\x12\x0e\n" +
+	"\x02op\x18\x01 \x01(\tR\x02op\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\rR\x04step\x12\x14\n" +
+	"\x05steps\x18\x04 \x01(\rR\x05steps\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\"\n" +
+	"\rcatch_up_done\x18\x06 \x01(\x04R\vcatchUpDone\x12$\n" +
+	"\x0ecatch_up_total\x18\a \x01(\x04R\fcatchUpTotal\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"C\n" +
+	"\x10MemberAddRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\")\n" +
+	"\x13MemberRemoveRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x0f\n" +
 	"\rHealthRequest\"D\n" +
 	"\x0eHealthResponse\x12\x18\n" +
 	"\ahealthy\x18\x01 \x01(\bR\ahealthy\x12\x18\n" +
@@ -911,10 +1138,12 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x06Create\x12\x1a.caspaxos.v1.CreateRequest\x1a\x18.caspaxos.v1.PutResponse\x12N\n" +
 	"\x0eCompareAndSwap\x12\".caspaxos.v1.CompareAndSwapRequest\x1a\x18.caspaxos.v1.PutResponse\x12A\n" +
 	"\x06Delete\x12\x1a.caspaxos.v1.DeleteRequest\x1a\x1b.caspaxos.v1.DeleteResponse\x12J\n" +
-	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse2\x92\x01\n" +
+	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse2\xac\x02\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
-	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
+	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
+	"\tMemberAdd\x12\x1d.caspaxos.v1.MemberAddRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12N\n" +
+	"\fMemberRemove\x12 .caspaxos.v1.MemberRemoveRequest\x1a\x1c.caspaxos.v1.MembersResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
 
 var (
 	file_api_caspaxos_proto_rawDescOnce sync.Once
@@ -928,7 +1157,7 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 	return file_api_caspaxos_proto_rawDescData
 }
 
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_api_caspaxos_proto_goTypes = []any{
 	(*GetRequest)(nil),            // 0: caspaxos.v1.GetRequest
 	(*GetResponse)(nil),           // 1: caspaxos.v1.GetResponse
@@ -943,33 +1172,41 @@ var file_api_caspaxos_proto_goTypes = []any{
 	(*MembersRequest)(nil),        // 10: caspaxos.v1.MembersRequest
 	(*Member)(nil),                // 11: caspaxos.v1.Member
 	(*MembersResponse)(nil),       // 12: caspaxos.v1.MembersResponse
-	(*HealthRequest)(nil),         // 13: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 14: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 15: caspaxos.v1.ErrorInfo
+	(*MemberChange)(nil),          // 13: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),      // 14: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 15: caspaxos.v1.MemberRemoveRequest
+	(*HealthRequest)(nil),         // 16: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 17: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 18: caspaxos.v1.ErrorInfo
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	11, // 0: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	0,  // 1: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	2,  // 2: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	3,  // 3: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	4,  // 4: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	6,  // 5: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	8,  // 6: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	10, // 7: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	13, // 8: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	1,  // 9: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	5,  // 10: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	5,  // 11: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	5,  // 12: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	7,  // 13: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	9,  // 14: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	12, // 15: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	14, // 16: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	9,  // [9:17] is the sub-list for method output_type
-	1,  // [1:9] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	13, // 1: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	0,  // 2: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	2,  // 3: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	3,  // 4: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	4,  // 5: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	6,  // 6: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	8,  // 7: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	10, // 8: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	16, // 9: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	14, // 10: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	15, // 11: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	1,  // 12: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	5,  // 13: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	5,  // 14: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	5,  // 15: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	7,  // 16: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	9,  // 17: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	12, // 18: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	17, // 19: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	12, // 20: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	12, // 21: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	12, // [12:22] is the sub-list for method output_type
+	2,  // [2:12] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -985,7 +1222,7 @@ func file_api_caspaxos_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

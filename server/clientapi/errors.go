@@ -45,6 +45,7 @@ var errorTable = map[string]errorClass{
 	CodeValueTooLarge:   {CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
 	CodeBadRequest:      {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
 	CodeInternal:        {CodeInternal, http.StatusInternalServerError, codes.Internal},
+	CodeMembership:      {CodeMembership, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.
@@ -52,8 +53,11 @@ var errBadRequest = errors.New("bad request")
 
 // classify finds err's row, and the current version a mismatch carries.
 func classify(err error) (errorClass, uint64) {
-	if errors.Is(err, errBadRequest) {
+	switch {
+	case errors.Is(err, errBadRequest):
 		return errorTable[CodeBadRequest], 0
+	case errors.Is(err, errMembership):
+		return errorTable[CodeMembership], 0
 	}
 	code, current := kv.Code(err)
 	return errorTable[code], current

@@ -120,13 +120,7 @@ func (g *grpcAPI) Members(ctx context.Context, _ *caspaxospb.MembersRequest) (*c
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	out := &caspaxospb.MembersResponse{ConfigVersion: m.ConfigVersion}
-	for _, x := range m.Members {
-		out.Members = append(out.Members, &caspaxospb.Member{
-			Name: x.Name, Id: x.ID, PeerAddr: x.PeerAddr, ClientAddr: x.ClientAddr, Reachable: x.Reachable,
-		})
-	}
-	return out, nil
+	return membersProto(m), nil
 }
 
 func (g *grpcAPI) Health(ctx context.Context, _ *caspaxospb.HealthRequest) (*caspaxospb.HealthResponse, error) {

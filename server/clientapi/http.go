@@ -33,7 +33,9 @@ type HTTPConfig struct {
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
-//	GET    /v1/members             the members
+//	GET    /v1/members             the members, and a membership change in progress
+//	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
+//	DELETE /v1/members/{name}      remove a member; answers once done
 //	GET    /metrics                Prometheus metrics (if configured)
 func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	if cfg.RequestTimeout <= 0 {
