@@ -90,7 +90,7 @@ func TestClientCommandsEndToEnd(t *testing.T) {
 			"NAME  ID  PEER ADDRESS    CLIENT ADDRESS  REACHABLE\n" +
 			"n1    1   127.0.0.1:7080  127.0.0.1:7070  yes\n" +
 			"n2    2   127.0.0.1:7081  -               no\n"},
-		{args: []string{"members", "-o", "json"}, stdout: `{"members":[` +
+		{args: []string{"members", "-o", "json"}, stdout: `{"config_version":1,"members":[` +
 			`{"name":"n1","id":1,"peer_addr":"127.0.0.1:7080","client_addr":"127.0.0.1:7070","reachable":true},` +
 			`{"name":"n2","id":2,"peer_addr":"127.0.0.1:7081","reachable":false}]}` + "\n"},
 		{args: []string{"health"}, stdout: "healthy\n"},

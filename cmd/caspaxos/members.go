@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 
 	"github.com/spf13/cobra"
 
@@ -15,23 +14,19 @@ func newMembersCmd(o *clientOptions) *cobra.Command {
 		Short: "List the cluster's members",
 		Long: `List the cluster's members as the first reachable endpoint sees them: name,
 id, peer address, client address (known for the answering node) and whether
-that node reaches it now.`,
+that node reaches it now; and a membership change that node runs, with its
+catch-up progress (keys done of the total).`,
 		Example: `  caspaxos members
   caspaxos --endpoints 127.0.0.1:7071 members
   caspaxos members -o json | jq -r '.members[] | select(.reachable | not) | .name'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.call(cmd, func(ctx context.Context, c *client.Client, p printer) error {
-				members, err := c.Members(ctx)
+				m, err := c.Membership(ctx)
 				if err != nil {
 					return &opError{op: "members", err: err}
 				}
-				if members == nil {
-					members = []client.Member{}
-				}
-				return p.print(membersJSON{Members: members}, func(w io.Writer) error {
-					return writeMembers(w, members)
-				})
+				return printMembership(p, m)
 			})
 		},
 	}

@@ -2,17 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/client"
 )
 
-// membersChangeTimeout bounds a membership change the CLI waits for; the
-// change goes on in the cluster if it is not done by then.
+// membersChangeTimeout bounds a membership change the CLI waits for (unless
+// --timeout is longer); the change goes on in the cluster if it is not done
+// by then.
 const membersChangeTimeout = 10 * time.Minute
 
 func newMembersAddCmd(o *clientOptions) *cobra.Command {
@@ -21,13 +24,21 @@ func newMembersAddCmd(o *clientOptions) *cobra.Command {
 		Short: "Add a node to the cluster (start it with `serve --join` first)",
 		Long: `Add the node serving PEER_ADDR under NAME, through the steps of PROTOCOL.md §8
 (its acceptor gets the GC fences, joins the accept set, every key is caught up,
-then it joins the prepare set). The first endpoint runs the change and this
-command waits until it is done; 'caspaxos members' shows its progress.`,
+then it joins the prepare set). The endpoint that answers runs the change (gRPC
+Cluster.MemberAdd, as the Go client's MemberAdd) and this command waits until it
+is done, for at least 10 minutes; 'caspaxos members' shows its progress. If the
+wait ends first, it exits 6 (outcome unknown): the change goes on.`,
 		Example: `  caspaxos serve --join --name n4 --data-dir /data/n4 --client-addr :7073 --peer-addr 10.0.0.4:7080 &
   caspaxos members add n4=10.0.0.4:7080`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.membersHTTP(cmd, http.MethodPost, "/v1/members", args[0])
+			name, addr, _ := strings.Cut(args[0], "=")
+			if name == "" || addr == "" {
+				return usagef(cmd.CommandPath(), "want NAME=PEER_ADDR, got %q", args[0])
+			}
+			return o.changeMembers(cmd, "members add", func(ctx context.Context, c *client.Client) (client.Membership, error) {
+				return c.MemberAdd(ctx, name, addr)
+			})
 		},
 	}
 }
@@ -38,34 +49,61 @@ func newMembersRemoveCmd(o *clientOptions) *cobra.Command {
 		Short: "Remove a node from the cluster",
 		Long: `Remove the member NAME through the steps of PROTOCOL.md §8. The node may be
 down for good (a lost disk: remove it, then add it back with 'serve --join' on an
-empty data directory; it gets a new node ID).`,
+empty data directory; it gets a new node ID). Waits as 'members add' does.`,
 		Example: `  caspaxos members remove n2`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.membersHTTP(cmd, http.MethodDelete, "/v1/members/"+args[0], "")
+			return o.changeMembers(cmd, "members remove", func(ctx context.Context, c *client.Client) (client.Membership, error) {
+				return c.MemberRemove(ctx, args[0])
+			})
 		},
 	}
 }
 
-// membersHTTP sends a membership change to the first endpoint and prints
+// changeMembers runs a membership change through the client and prints
 // the membership it answers with.
-func (o *clientOptions) membersHTTP(cmd *cobra.Command, method, path, body string) error {
-	endpoint := strings.TrimSpace(strings.Split(o.endpoints, ",")[0])
-	ctx, cancel := context.WithTimeout(cmd.Context(), max(o.timeout, membersChangeTimeout))
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+endpoint+path, strings.NewReader(body))
-	if err != nil {
-		return err
+func (o *clientOptions) changeMembers(cmd *cobra.Command, op string, fn func(context.Context, *client.Client) (client.Membership, error)) error {
+	return o.callWithin(cmd, max(o.timeout, membersChangeTimeout), func(ctx context.Context, c *client.Client, p printer) error {
+		m, err := fn(ctx, c)
+		if err != nil {
+			return &memberChangeError{opError{op: op, err: err}}
+		}
+		return printMembership(p, m)
+	})
+}
+
+// memberChangeError says what an unknown outcome means for a change.
+type memberChangeError struct{ opError }
+
+func (e *memberChangeError) Error() string {
+	if errors.Is(e.err, client.ErrUnknownOutcome) {
+		return e.op + ": not done in time; the change may go on: see 'caspaxos members'"
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("members: %w", err)
+	return e.opError.Error()
+}
+
+func (e *memberChangeError) Unwrap() error { return e.err }
+
+func printMembership(p printer, m client.Membership) error {
+	if m.Members == nil {
+		m.Members = []client.Member{}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("members: %s", strings.TrimSpace(string(b)))
+	return p.print(m, func(w io.Writer) error {
+		if err := writeMembers(w, m.Members); err != nil {
+			return err
+		}
+		if ch := m.Change; ch != nil {
+			_, err := fmt.Fprintf(w, "change in progress: %s %s, step %d of %d (configuration %d), catch-up %d of %d keys%s\n",
+				ch.Op, ch.Target, min(ch.Step+1, ch.Steps), ch.Steps, ch.Version, ch.CatchUpDone, ch.CatchUpTotal, changeError(ch.Error))
+			return err
+		}
+		return nil
+	})
+}
+
+func changeError(msg string) string {
+	if msg == "" {
+		return ""
 	}
-	_, err = cmd.OutOrStdout().Write(b)
-	return err
+	return "; retrying after: " + msg
 }

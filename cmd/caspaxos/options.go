@@ -69,6 +69,11 @@ type printer struct {
 // call checks the options, then runs fn with a client and a context bounded
 // by --timeout.
 func (o *clientOptions) call(cmd *cobra.Command, fn func(context.Context, *client.Client, printer) error) error {
+	return o.callWithin(cmd, o.timeout, fn)
+}
+
+// callWithin is call with a deadline of timeout instead of --timeout.
+func (o *clientOptions) callWithin(cmd *cobra.Command, timeout time.Duration, fn func(context.Context, *client.Client, printer) error) error {
 	p := printer{out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
 	switch o.output {
 	case "plain":
@@ -89,7 +94,7 @@ func (o *clientOptions) call(cmd *cobra.Command, fn func(context.Context, *clien
 		return err
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	return fn(ctx, c, p)
 }

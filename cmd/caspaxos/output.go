@@ -46,10 +46,6 @@ type incrJSON struct {
 	Version uint64 `json:"version"`
 }
 
-type membersJSON struct {
-	Members []client.Member `json:"members"`
-}
-
 type healthJSON struct {
 	Healthy bool   `json:"healthy"`
 	Message string `json:"message,omitempty"`

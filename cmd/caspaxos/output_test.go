@@ -64,8 +64,14 @@ func TestPrinterFormats(t *testing.T) {
 			return p.print(healthJSON{Healthy: false, Message: "reaches 1 of 3"}, nil)
 		}, `{"healthy":false,"message":"reaches 1 of 3"}` + "\n"},
 		{"members json", true, func(p printer) error {
-			return p.print(membersJSON{Members: []client.Member{{Name: "n1", ID: 9, PeerAddr: "a:1", Reachable: true}}}, nil)
-		}, `{"members":[{"name":"n1","id":9,"peer_addr":"a:1","reachable":true}]}` + "\n"},
+			return printMembership(p, client.Membership{ConfigVersion: 3, Members: []client.Member{{Name: "n1", ID: 9, PeerAddr: "a:1", Reachable: true}}})
+		}, `{"config_version":3,"members":[{"name":"n1","id":9,"peer_addr":"a:1","reachable":true}]}` + "\n"},
+		{"members plain with a change", false, func(p printer) error {
+			return printMembership(p, client.Membership{ConfigVersion: 3, Members: []client.Member{{Name: "n1", ID: 9, PeerAddr: "a:1", Reachable: true}},
+				Change: &client.MemberChange{Op: "add", Target: "n4", Step: 1, Steps: 2, Version: 5, CatchUpDone: 256, CatchUpTotal: 1000, Error: "node n4: unavailable"}})
+		}, "NAME  ID  PEER ADDRESS  CLIENT ADDRESS  REACHABLE\n" +
+			"n1    9   a:1           -               yes\n" +
+			"change in progress: add n4, step 2 of 2 (configuration 5), catch-up 256 of 1000 keys; retrying after: node n4: unavailable\n"},
 		{"plain runs the plain writer", false, func(p printer) error {
 			return p.print(incrJSON{}, func(w io.Writer) error { _, err := io.WriteString(w, "raw"); return err })
 		}, "raw"},
