@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
@@ -70,6 +71,7 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 		conn, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.WithConnectParams(t.connectParams()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
 		if err != nil {
 			for _, l := range started {
@@ -93,4 +95,17 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 		go l.conn.Close() // its goroutines end on quit; the stream ends with the connection
 	}
 	return nil
+}
+
+// dialTimeout is how long one attempt to connect to a peer may take.
+const dialTimeout = 2 * time.Second
+
+// connectParams makes gRPC's reconnect backoff that of the links. gRPC
+// keeps its own per connection (by default 1s after a refused dial, growing
+// to 120s), and until it runs out every stream a link opens fails at once:
+// a peer that started after this node, or came back after being down a
+// while, stayed unreachable for seconds to minutes after it listened again.
+func (t *Transport) connectParams() grpc.ConnectParams {
+	return grpc.ConnectParams{MinConnectTimeout: dialTimeout,
+		Backoff: backoff.Config{BaseDelay: t.cfg.ReconnectMin, Multiplier: 2, Jitter: 0.2, MaxDelay: t.cfg.ReconnectMax}}
 }

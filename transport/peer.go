@@ -72,7 +72,8 @@ type Config struct {
 	// compete.
 	StartupGrace time.Duration
 	// ReconnectMin and ReconnectMax bound the backoff between attempts to
-	// bring a link up (defaults 50ms, 1s).
+	// bring a link up (defaults 50ms, 1s); gRPC's own reconnect backoff to
+	// the peer follows them too.
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
 	Logger       *slog.Logger

@@ -237,3 +237,50 @@ func TestLeaveStopsForwardsButAnswersThoseInFlight(t *testing.T) {
 		t.Fatalf("forward in flight when its peer left: %v", err)
 	}
 }
+
+// A peer that starts after this node is reached within the link's own
+// reconnect backoff. gRPC keeps a backoff of its own per connection (1s
+// after the first refused dial, growing to 120s), and while it runs every
+// stream the link opens fails at once: a node that started before its
+// peers, or whose peer was down a while, saw it unreachable for seconds
+// after it came back (a survivor of a stop then counted too few acceptors).
+func TestLateStartingPeerIsReachedWithinReconnectBackoff(t *testing.T) {
+	lisA, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lisB, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrB := lisB.Addr().String()
+	lisB.Close() // node 2 is not started yet: dials to it are refused
+	cfg := Config{Heartbeat: 10 * time.Millisecond, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond}
+	serve := func(self, peer protocol.NodeID, peerAddr string, lis net.Listener) *Transport {
+		c := cfg
+		c.Self, c.Peers = self, map[protocol.NodeID]string{peer: peerAddr}
+		tr, err := New(c, &node{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(tr.ServerOptions()...)
+		tr.Register(s)
+		go func() { _ = s.Serve(lis) }()
+		t.Cleanup(func() { tr.Close(); s.Stop() })
+		return tr
+	}
+	a := serve(1, 2, addrB, lisA)
+	waitFor(t, "a refused dial to node 2", func() bool { return a.Stats().LinkFailures > 0 })
+	lisB, err = net.Listen("tcp", addrB)
+	if err != nil {
+		t.Skipf("node 2's port was taken meanwhile: %v", err)
+	}
+	serve(2, 1, lisA.Addr().String(), lisB)
+	start := time.Now()
+	waitFor(t, "node 2 reachable", func() bool { return a.Reachable(2) })
+	// A few ReconnectMax and heartbeats; gRPC's default backoff would take
+	// at least 800ms (1s less its 20% jitter).
+	if took := time.Since(start); took > 600*time.Millisecond {
+		t.Fatalf("node 2 reachable %v after it started; ReconnectMax is %v", took, cfg.ReconnectMax)
+	}
+}
