@@ -409,6 +409,7 @@ func TestControllerResume(t *testing.T) {
 			if err := ctl2.Resume(); err != nil {
 				t.Fatal(err)
 			}
+			deadline := time.Now().Add(20 * time.Second)
 			for {
 				ch, err := ctl2.Status()
 				if ch == nil && err == nil {
@@ -416,6 +417,9 @@ func TestControllerResume(t *testing.T) {
 				}
 				if err != nil {
 					t.Fatal(err)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the resumed change did not finish: %+v", ch)
 				}
 				time.Sleep(time.Millisecond)
 			}
