@@ -56,8 +56,7 @@ func (c *Controller) catchUpPage(ctx context.Context, ch *Change) error {
 			}
 			cursor = next
 		}
-		c.record(ch, func() { ch.CatchUp = CatchUp{Counted: true, Total: total} })
-		return c.store.SaveChange(ch)
+		return c.commit(ch, func(n *Change) { n.CatchUp = CatchUp{Counted: true, Total: total} })
 	}
 	keys, next, more, err := c.page(ctx, ch, ch.CatchUp.Cursor)
 	if err != nil {
@@ -72,13 +71,12 @@ func (c *Controller) catchUpPage(ctx context.Context, ch *Change) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("catch-up rewrite: %w", err)
 	}
-	c.record(ch, func() {
-		ch.CatchUp.Done += uint64(len(keys))
-		ch.CatchUp.Total = max(ch.CatchUp.Total, ch.CatchUp.Done) // keys written since the count
-		ch.CatchUp.Cursor = next
-		ch.CaughtUp = !more
+	return c.commit(ch, func(n *Change) {
+		n.CatchUp.Done += uint64(len(keys))
+		n.CatchUp.Total = max(n.CatchUp.Total, n.CatchUp.Done) // keys written since the count
+		n.CatchUp.Cursor = next
+		n.CaughtUp = !more
 	})
-	return c.store.SaveChange(ch)
 }
 
 // page returns the next keys at or after cursor of the union of the

@@ -297,38 +297,53 @@ func (c *Controller) advance(ctx context.Context, ch *Change) (bool, error) {
 	}
 	s := ch.Steps[ch.Next]
 	var err error
+	var done func(*Change)
 	switch {
 	case s.CopyFences && !ch.FencesCopied:
 		err = c.copyFences(ctx, ch)
-		c.record(ch, func() { ch.FencesCopied = err == nil })
+		done = func(n *Change) { n.FencesCopied = true }
 	case !ch.Applied:
 		err = c.apply(ctx, ch, NodeState{Membership: s.Membership, Changing: true, Controller: c.cfg.Self.Name})
-		c.record(ch, func() { ch.Applied = err == nil })
+		done = func(n *Change) { n.Applied = true }
 	case !ch.Settled:
 		err = c.settle(ctx, ch, s.Membership.Version())
-		c.record(ch, func() { ch.Settled = err == nil })
+		done = func(n *Change) { n.Settled = true }
 	case s.CatchUp && !ch.CaughtUp:
-		err = c.catchUpPage(ctx, ch)
+		return false, c.catchUpPage(ctx, ch) // commits each page
 	default:
 		c.log.Info("membership step done", slog.Uint64("version", s.Membership.Version()))
-		c.record(ch, func() {
-			ch.Next++
-			ch.FencesCopied, ch.Applied, ch.Settled, ch.CaughtUp = false, false, false, false
-			ch.CatchUp = CatchUp{}
-		})
+		done = func(n *Change) {
+			n.Next++
+			n.FencesCopied, n.Applied, n.Settled, n.CaughtUp = false, false, false, false
+			n.CatchUp = CatchUp{}
+		}
 	}
 	if err != nil {
 		return false, err
 	}
-	return false, c.store.SaveChange(ch)
+	return false, c.commit(ch, done)
 }
 
-// record changes ch under mu (Status reads it).
-func (c *Controller) record(ch *Change, fn func()) {
+// commit persists ch as fn changes it, and only once that is durable makes
+// it ch (under mu: Status reads it). The progress a controller acts on
+// never runs ahead of the store: when a save fails, the phase is retried
+// (each is idempotent) instead of the next one begun. Otherwise a
+// controller whose store failed could take the nodes through later steps,
+// and one resumed from the store would re-apply a step they passed: a node
+// refuses an older membership, so that change would be retried forever.
+// Nodes are at most one phase ahead of the stored progress, and redoing
+// that phase is harmless.
+func (c *Controller) commit(ch *Change, fn func(*Change)) error {
+	next := ch.Clone()
+	fn(next)
+	next.Error = ""
+	if err := c.store.SaveChange(next); err != nil {
+		return fmt.Errorf("persisting the change's progress: %w", err)
+	}
 	c.mu.Lock()
-	fn()
-	ch.Error = ""
+	*ch = *next
 	c.mu.Unlock()
+	return nil
 }
 
 // involved returns the nodes a step must reach: those of the membership
@@ -377,8 +392,7 @@ func (c *Controller) pause(ctx context.Context, ch *Change) error {
 		}
 		return fmt.Errorf("pausing deletion GC: %w", err)
 	}
-	c.record(ch, func() { ch.Paused = true })
-	return c.store.SaveChange(ch)
+	return c.commit(ch, func(n *Change) { n.Paused = true })
 }
 
 // finish gives every node the final membership with no change in progress.

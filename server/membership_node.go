@@ -42,13 +42,17 @@ type MemberState struct {
 	mu    sync.Mutex
 	st    NodeState
 	epoch uint64 // raised whenever the membership or Changing changes (membership_gc.go)
+	// applied is the version of the membership the proposer, the peer
+	// links and home routing took; below st's when a Set persisted st but
+	// ended (its ctx) before the proposer took it: a retried Set gives it.
+	applied uint64
 }
 
 // NewMemberState returns the state st of node, which must already use st's
 // configuration (the node was built with it). persist makes a state durable;
 // links may be nil (in-process nodes).
 func NewMemberState(node *Node, st NodeState, links PeerLinks, persist func(NodeState) error) *MemberState {
-	s := &MemberState{self: node.ID(), node: node, links: links, persist: persist, st: st}
+	s := &MemberState{self: node.ID(), node: node, links: links, persist: persist, st: st, applied: st.Membership.Version()}
 	s.applyLinks(st.Membership)
 	return s
 }
@@ -69,7 +73,9 @@ func (s *MemberState) Membership() Membership { return s.State().Membership }
 // home routing. It refuses an older membership (ErrMembershipOlder),
 // another of the same version (ErrMembershipConflict), and any state from
 // a controller other than the one whose change is in progress
-// (ErrMembershipHeld).
+// (ErrMembershipHeld). A Set that failed after persisting (its ctx ended
+// before the proposer took the configuration) is completed by a retry with
+// the same state: the controller's Settled waits for the proposer.
 func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 	if err := st.Membership.Validate(); err != nil {
 		return err
@@ -88,28 +94,29 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 		return fmt.Errorf("%w: %d < %d", ErrMembershipOlder, v, cv)
 	case v == cv && !sameMembership(st.Membership, cur.Membership):
 		return fmt.Errorf("%w: version %d", ErrMembershipConflict, v)
-	case v == cv && st.Changing == cur.Changing && st.Controller == cur.Controller:
+	}
+	if v != cv || st.Changing != cur.Changing || st.Controller != cur.Controller {
+		st.Membership = st.Membership.Clone()
+		if err := s.persist(st); err != nil {
+			return fmt.Errorf("caspaxos/server: persisting membership: %w", err)
+		}
+		s.st = st
+		s.epoch++
+	}
+	if s.applied >= v {
 		return nil
 	}
-	st.Membership = st.Membership.Clone()
-	if err := s.persist(st); err != nil {
-		return fmt.Errorf("caspaxos/server: persisting membership: %w", err)
-	}
-	s.st = st
-	s.epoch++
-	if v == cv {
-		return nil
-	}
-	if err := s.node.proposer.SetConfig(ctx, st.Membership.Config); err != nil {
-		// Persisted: a restart uses it. The driver stopped, or already
-		// has it (a retried Set after a restart).
+	if err := s.node.proposer.SetConfig(ctx, s.st.Membership.Config); err != nil {
+		// Persisted: a restart uses it, and so does a retried Set. The
+		// driver stopped, ctx ended, or the proposer already has it.
 		cfg, cerr := s.node.proposer.Config(ctx)
 		if cerr != nil || cfg.Version < v {
 			return errors.Join(err, cerr)
 		}
 	}
-	s.applyLinks(st.Membership)
-	s.node.SetMembers(st.Membership.IDs())
+	s.applyLinks(s.st.Membership)
+	s.node.SetMembers(s.st.Membership.IDs())
+	s.applied = v
 	return nil
 }
 

@@ -42,6 +42,9 @@ func (p *Proposer) Settled(ctx context.Context, version uint64) (bool, error) {
 func (p *Proposer) onDriver(ctx context.Context, fn func(*protocol.Proposer)) error {
 	done := make(chan struct{})
 	wrapped := func(core *protocol.Proposer) { fn(core); close(done) }
+	if err := ctx.Err(); err != nil { // select picks at random among ready cases
+		return err
+	}
 	select {
 	case p.admin <- wrapped:
 	case <-ctx.Done():
