@@ -15,6 +15,13 @@ import (
 // done: harmless, the change was the identity), kv.ErrNoQuorum or
 // ErrStopped.
 func (p *Proposer) ProposeGC(ctx context.Context, keys []string) []protocol.Result {
+	return p.identityEach(ctx, keys, func(c *call) { c.gc = true })
+}
+
+// identityEach runs an identity call for every key at once, marked by
+// mark (a GC write or a catch-up rewrite), and returns the results in the
+// order of keys, a driver error in the result's Err.
+func (p *Proposer) identityEach(ctx context.Context, keys []string, mark func(*call)) []protocol.Result {
 	out := make([]protocol.Result, len(keys))
 	var wg sync.WaitGroup
 	for i, key := range keys {
@@ -24,9 +31,9 @@ func (p *Proposer) ProposeGC(ctx context.Context, keys []string) []protocol.Resu
 			c := &call{
 				id:     protocol.ReqID(p.nextID.Add(1)),
 				key:    key,
-				gc:     true,
 				result: make(chan protocol.Result, 1),
 			}
+			mark(c)
 			r, err := p.roundTrip(ctx, c)
 			if err != nil {
 				r.Err = err

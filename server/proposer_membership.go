@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"slices"
-	"sync"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -61,27 +60,7 @@ func (p *Proposer) onDriver(ctx context.Context, fn func(*protocol.Proposer)) er
 // configuration in use. Results are in the order of keys; Err nil means the
 // key's state is now accepted by an accept quorum of that configuration.
 func (p *Proposer) Rewrite(ctx context.Context, keys []string) []protocol.Result {
-	out := make([]protocol.Result, len(keys))
-	var wg sync.WaitGroup
-	for i, key := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &call{
-				id:     protocol.ReqID(p.nextID.Add(1)),
-				key:    key,
-				force:  true,
-				result: make(chan protocol.Result, 1),
-			}
-			r, err := p.roundTrip(ctx, c)
-			if err != nil {
-				r.Err = err
-			}
-			out[i] = r
-		}()
-	}
-	wg.Wait()
-	return out
+	return p.identityEach(ctx, keys, func(c *call) { c.force = true })
 }
 
 // SetMembers replaces the nodes whose proposers share the keys by home
