@@ -70,6 +70,17 @@ func freeAddrs(t *testing.T, n int) []string {
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	c := newProcs(t, n)
+	for i := range c.procs {
+		c.start(i)
+	}
+	return c
+}
+
+// newProcs lays out n nodes (names, addresses, data directories), not
+// started, and kills whatever of them runs when the test ends.
+func newProcs(t *testing.T, n int) *cluster {
+	t.Helper()
 	addrs := freeAddrs(t, 2*n)
 	c := &cluster{t: t}
 	var members []string
@@ -79,9 +90,6 @@ func newCluster(t *testing.T, n int) *cluster {
 		members = append(members, p.name+"="+p.peer)
 	}
 	c.members = strings.Join(members, ",")
-	for i := range c.procs {
-		c.start(i)
-	}
 	t.Cleanup(func() {
 		for i := range c.procs {
 			c.kill(i)

@@ -98,23 +98,10 @@ func TestGCDeleteHeavyWithRestart(t *testing.T) {
 // milliseconds and to sweep twice a second.
 func newGCCluster(t *testing.T, n int) *gcCluster {
 	t.Helper()
-	addrs := freeAddrs(t, 2*n)
-	c := &gcCluster{cluster: &cluster{t: t}}
-	var members []string
-	for i := 0; i < n; i++ {
-		p := &proc{name: fmt.Sprintf("n%d", i+1), client: addrs[i], peer: addrs[n+i], dir: t.TempDir()}
-		c.procs = append(c.procs, p)
-		members = append(members, p.name+"="+p.peer)
-	}
-	c.members = strings.Join(members, ",")
+	c := &gcCluster{cluster: newProcs(t, n)}
 	for i := range c.procs {
 		c.startGC(i)
 	}
-	t.Cleanup(func() {
-		for i := range c.procs {
-			c.kill(i)
-		}
-	})
 	return c
 }
 
