@@ -72,9 +72,10 @@ func (a *Acceptor) enterGC() error {
 // a state with no value accepted under the tombstone's ballot and no promise
 // above the tombstone's Promise, in one
 // durable write. It reports per tombstone whether the step is done here:
-// the register was removed, or holds something else (then it is not this
-// GC's to remove). A register with a write still in flight is left for a
-// later try (not done). Keys must be distinct.
+// the register was removed, holds a live value again, or holds nothing. A
+// register that still holds no value but was written or promised since the
+// round's GC write is not done (a later round, with a fresh GC write, takes
+// it), nor is one with a write still in flight. Keys must be distinct.
 //
 // It goes through the service's slots, as a received batch does (see the
 // design comment in acceptor.go): it pins every key, so that the
@@ -132,10 +133,14 @@ func (a *Acceptor) removable(b *batch, tombs []Tombstone, done []bool) (expect [
 		case s.loadErr != nil || a.failure != nil:
 		case s.write != nil && !s.write.finished():
 			// A write in flight: the store may not hold s.reg yet.
-		case s.reg.Accepted != t.Ballot || s.reg.State.Exists() || t.Promise.Less(s.reg.Promise):
-			// Not this tombstone (any more), or promised to a proposer
-			// since, which may accept on top of it: not ours to remove.
-			done[i] = true
+		case s.reg.State.Exists() || registersEqual(s.reg, protocol.Register{}):
+			done[i] = true // live again, or nothing there: nothing to collect
+		case s.reg.Accepted != t.Ballot || t.Promise.Less(s.reg.Promise):
+			// Still no value, but written or promised since this round's
+			// GC write (a promise may belong to a proposer that read the
+			// tombstone and may yet accept on top of it): not this
+			// round's to remove. Not done either: the item stays queued,
+			// and a later round's fresh GC write collects it.
 		default:
 			s.write = nil // finished: the store holds s.reg
 			expect = append(expect, storage.Entry{Key: t.Key, Register: s.reg})
