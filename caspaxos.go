@@ -113,30 +113,8 @@ type Options struct {
 
 // GCOptions tunes deletion GC (PROTOCOL.md §9): a delete leaves a
 // tombstone, and a background runner per node removes it from every node
-// once every node is reachable. Zero values mean server.GCConfig's defaults.
-type GCOptions struct {
-	// Disabled turns GC off: tombstones stay. Deletes are not queued, so
-	// a later Open with GC on finds them only by its sweep.
-	Disabled bool
-	// BatchKeys is the number of keys one round collects.
-	BatchKeys int
-	// RoundTimeout bounds one round; RetryBase and RetryMax bound the
-	// delay before a round that could not finish (a node down) is retried.
-	RoundTimeout time.Duration
-	RetryBase    time.Duration
-	RetryMax     time.Duration
-	// SweepInterval is the time between scans of each node's store for
-	// tombstones whose queueing a crash lost; the first runs at Open.
-	// -1: never.
-	SweepInterval time.Duration
-	// Delay is how long a deleted key waits before GC takes it (see
-	// server.GCConfig.Delay).
-	Delay time.Duration
-	// OrphanDelay is how long a tombstone a sweep found on a node other
-	// than its key's home waits before that node collects it itself (see
-	// server.GCConfig.OrphanDelay).
-	OrphanDelay time.Duration
-}
+// once every node is reachable. See server.GCOptions and server.GCConfig.
+type GCOptions = server.GCOptions
 
 func (o *Options) validate() error {
 	if o.Dir == "" && o.Stores == nil {
@@ -266,16 +244,7 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 	if opts.GC.Disabled {
 		return nil
 	}
-	gc, err = server.NewGC(server.GCConfig{
-		ID:            id,
-		BatchKeys:     opts.GC.BatchKeys,
-		RoundTimeout:  opts.GC.RoundTimeout,
-		RetryBase:     opts.GC.RetryBase,
-		RetryMax:      opts.GC.RetryMax,
-		SweepInterval: opts.GC.SweepInterval,
-		Delay:         opts.GC.Delay,
-		OrphanDelay:   opts.GC.OrphanDelay,
-	}, s.stores[id-1], n, server.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
+	gc, err = server.NewGC(opts.GC.Config(id), s.stores[id-1], n, server.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
 	if err != nil {
 		return fmt.Errorf("caspaxos: starting the GC of node %d: %w", id, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -25,22 +24,8 @@ import (
 // round takes the members of the membership in use when it starts, and is
 // refused, then retried with the new members, once a change begins.
 
-// GCOptions tunes a node's deletion GC; zero values mean
-// server.GCConfig's defaults.
-type GCOptions struct {
-	// Disabled turns GC off: tombstones stay, and deletes are not queued
-	// (a later start with GC on finds them by its sweep).
-	Disabled bool
-	// BatchKeys, RoundTimeout, RetryBase, RetryMax, SweepInterval, Delay
-	// and OrphanDelay: see server.GCConfig.
-	BatchKeys     int
-	RoundTimeout  time.Duration
-	RetryBase     time.Duration
-	RetryMax      time.Duration
-	SweepInterval time.Duration
-	Delay         time.Duration
-	OrphanDelay   time.Duration
-}
+// GCOptions tunes a node's deletion GC (see server.GCOptions).
+type GCOptions = server.GCOptions
 
 // deleted is the proposer's Deleted hook: it feeds the runner's queue.
 // The runner exists before the node serves anything (startGC).
@@ -57,10 +42,7 @@ func (d *Daemon) startGC() error {
 	if o.Disabled {
 		return nil
 	}
-	gc, err := server.NewGC(server.GCConfig{
-		ID: d.id, BatchKeys: o.BatchKeys, RoundTimeout: o.RoundTimeout, RetryBase: o.RetryBase, RetryMax: o.RetryMax,
-		SweepInterval: o.SweepInterval, Delay: o.Delay, OrphanDelay: o.OrphanDelay,
-	}, d.store, d.node, d.members.GuardGC(&gcPeers{d: d}), d.log)
+	gc, err := server.NewGC(o.Config(d.id), d.store, d.node, d.members.GuardGC(&gcPeers{d: d}), d.log)
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: deletion GC: %w", err)
 	}
