@@ -99,12 +99,14 @@ type Options struct {
 	// DefaultTimeout bounds an operation whose ctx has no deadline
 	// (default 5s).
 	DefaultTimeout time.Duration
-	// AttemptTimeout, ReadTimeout, BackoffBase and BackoffMax tune the
-	// proposers (see server.ProposerConfig; zero: its defaults).
-	AttemptTimeout time.Duration
-	ReadTimeout    time.Duration
-	BackoffBase    time.Duration
-	BackoffMax     time.Duration
+	// AttemptTimeout, ReadTimeout, ReadNearTimeout, BackoffBase and
+	// BackoffMax tune the proposers (see server.ProposerConfig; zero: its
+	// defaults).
+	AttemptTimeout  time.Duration
+	ReadTimeout     time.Duration
+	ReadNearTimeout time.Duration
+	BackoffBase     time.Duration
+	BackoffMax      time.Duration
 	// Logger receives the nodes' logs (default: discarded).
 	Logger *slog.Logger
 	// GC tunes deletion GC, which runs in the background by default.
@@ -223,12 +225,13 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 	ep := s.net.Endpoint(id)
 	var gc *server.GC // set below, before any delete can run
 	cfg := server.Config{
-		ID:             id,
-		Acceptors:      acceptors,
-		AttemptTimeout: opts.AttemptTimeout,
-		ReadTimeout:    opts.ReadTimeout,
-		BackoffBase:    opts.BackoffBase,
-		BackoffMax:     opts.BackoffMax,
+		ID:              id,
+		Acceptors:       acceptors,
+		AttemptTimeout:  opts.AttemptTimeout,
+		ReadTimeout:     opts.ReadTimeout,
+		ReadNearTimeout: opts.ReadNearTimeout,
+		BackoffBase:     opts.BackoffBase,
+		BackoffMax:      opts.BackoffMax,
 	}
 	if !opts.GC.Disabled {
 		cfg.Deleted = func(key string, version uint64) { gc.Enqueue(key, version) }

@@ -46,7 +46,9 @@ const (
 	// TimerBackoff fires when a failed attempt may be retried; Retry counts
 	// the failures so far, for exponential backoff.
 	TimerBackoff
-	// TimerRead fires when a fast-path read has waited long enough.
+	// TimerRead fires when a fast-path read has waited long enough: with
+	// Retry 0 for the nearest acceptors it asked first (about a round trip
+	// to them), with Retry 1 for all of them (the read timeout).
 	TimerRead
 )
 
@@ -155,6 +157,7 @@ type Proposer struct {
 	keys  map[string]*keyState
 	reqs  map[ReqID]*request
 	reads map[Ballot]*readOp
+	tier  map[NodeID]int           // proximity tiers (SetProximity)
 	cache map[string]*list.Element // of *cacheEntry
 	lru   list.List                // front = most recently used
 	ready Ready
@@ -338,9 +341,7 @@ func (p *Proposer) Step(m Message) {
 // Fire tells the Proposer that a Timer from an earlier Ready went off.
 func (p *Proposer) Fire(t Timer) {
 	if t.Kind == TimerRead {
-		if rd := p.reads[t.Ballot]; rd != nil && rd.key == t.Key {
-			p.fallBack(rd)
-		}
+		p.fireRead(t)
 		return
 	}
 	ks := p.keys[t.Key]

@@ -95,6 +95,8 @@ func (p *Proposer) start(c *call) {
 		p.core.ProposeGC(c.id, c.key)
 	case c.force:
 		p.core.Rewrite(c.id, c.key)
+	case c.fast:
+		p.core.FastRead(c.id, c.key)
 	case c.change == nil:
 		p.core.Read(c.id, c.key)
 	default:
@@ -197,6 +199,9 @@ func (p *Proposer) delay(t protocol.Timer, now time.Time) time.Duration {
 	case protocol.TimerAttempt:
 		return p.stretch(p.cfg.AttemptTimeout, false, now)
 	case protocol.TimerRead:
+		if t.Retry == 0 {
+			return p.stretch(p.cfg.ReadNearTimeout, true, now)
+		}
 		return p.stretch(p.cfg.ReadTimeout, true, now)
 	default:
 		return backoff(p.cfg.BackoffBase, p.cfg.BackoffMax, t.Retry, p.rng)

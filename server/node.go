@@ -28,12 +28,14 @@ type Config struct {
 
 	AttemptTimeout time.Duration
 	ReadTimeout    time.Duration
-	BackoffBase    time.Duration
-	BackoffMax     time.Duration
-	MaxBatch       int
-	MaxCachedKeys  int
-	CeilingStep    uint64
-	RandSeed       uint64
+	// ReadNearTimeout: see ProposerConfig.
+	ReadNearTimeout time.Duration
+	BackoffBase     time.Duration
+	BackoffMax      time.Duration
+	MaxBatch        int
+	MaxCachedKeys   int
+	CeilingStep     uint64
+	RandSeed        uint64
 
 	MaxInflightBatches int
 	CacheBytes         int64
@@ -61,17 +63,18 @@ func (c *Config) validate() error {
 
 func (c Config) proposer() ProposerConfig {
 	return ProposerConfig{
-		ID:             c.ID,
-		Acceptors:      c.Acceptors,
-		AttemptTimeout: c.AttemptTimeout,
-		ReadTimeout:    c.ReadTimeout,
-		BackoffBase:    c.BackoffBase,
-		BackoffMax:     c.BackoffMax,
-		MaxBatch:       c.MaxBatch,
-		MaxCachedKeys:  c.MaxCachedKeys,
-		CeilingStep:    c.CeilingStep,
-		RandSeed:       c.RandSeed,
-		Deleted:        c.Deleted,
+		ID:              c.ID,
+		Acceptors:       c.Acceptors,
+		AttemptTimeout:  c.AttemptTimeout,
+		ReadTimeout:     c.ReadTimeout,
+		ReadNearTimeout: c.ReadNearTimeout,
+		BackoffBase:     c.BackoffBase,
+		BackoffMax:      c.BackoffMax,
+		MaxBatch:        c.MaxBatch,
+		MaxCachedKeys:   c.MaxCachedKeys,
+		CeilingStep:     c.CeilingStep,
+		RandSeed:        c.RandSeed,
+		Deleted:         c.Deleted,
 	}
 }
 
@@ -87,8 +90,8 @@ type Node struct {
 	fwd      Forwarder
 	log      *slog.Logger
 
-	forwarded, fallbacks atomic.Uint64
-	stopping             atomic.Bool
+	forwarded, fallbacks, localReads atomic.Uint64
+	stopping                         atomic.Bool
 }
 
 // NewNode starts a node. It reads the proposer's ballot ceiling from store,
@@ -186,6 +189,18 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
 	home := Home(req.Op.Key, *n.members.Load())
 	if home != 0 && home != n.id && near(n.fwd, home) {
+		if req.Change == nil && req.Op.Kind == kv.OpGet {
+			// A read needs no promise and no cache: try the fast path
+			// here, and forward only a read that cannot finish on it (a
+			// change of the key is in flight), so that its fallback
+			// identity change runs at the home and leaves the home's
+			// promises alone.
+			s, err := n.proposer.FastRead(ctx, req.Op.Key)
+			if !errors.Is(err, protocol.ErrSlowRead) {
+				n.localReads.Add(1)
+				return s, err
+			}
+		}
 		s, err := n.fwd.Forward(ctx, home, req)
 		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrStopped) {
 			n.forwarded.Add(1)
@@ -221,15 +236,19 @@ type NodeStats struct {
 	// Fallbacks those the home did not take, which ran here instead.
 	Forwarded uint64
 	Fallbacks uint64
+	// LocalReads counts reads of keys homed elsewhere that this node
+	// answered on the fast path instead of forwarding them.
+	LocalReads uint64
 }
 
 // Stats returns the node's counters.
 func (n *Node) Stats() NodeStats {
 	return NodeStats{
-		Proposer:  n.proposer.Stats(),
-		Acceptor:  n.acceptor.Stats(),
-		Forwarded: n.forwarded.Load(),
-		Fallbacks: n.fallbacks.Load(),
+		Proposer:   n.proposer.Stats(),
+		Acceptor:   n.acceptor.Stats(),
+		Forwarded:  n.forwarded.Load(),
+		Fallbacks:  n.fallbacks.Load(),
+		LocalReads: n.localReads.Load(),
 	}
 }
 

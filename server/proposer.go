@@ -27,6 +27,12 @@ type ProposerConfig struct {
 	// ReadTimeout is how long a fast-path read waits before it falls back
 	// to the identity change (default 100ms).
 	ReadTimeout time.Duration
+	// ReadNearTimeout is how long a fast-path read waits for the read
+	// quorum it asks first (its own acceptor and the nearest others)
+	// before it asks the remaining acceptors too (default 10ms). Asking
+	// only a quorum first saves messages; this bounds what that costs when
+	// one of them is slow or down.
+	ReadNearTimeout time.Duration
 	// BackoffBase and BackoffMax bound the jittered exponential delay before
 	// a failed attempt is retried (defaults 2ms and 200ms).
 	BackoffBase time.Duration
@@ -60,6 +66,7 @@ func (c *ProposerConfig) validate() error {
 	}{
 		{"AttemptTimeout", &c.AttemptTimeout, 500 * time.Millisecond},
 		{"ReadTimeout", &c.ReadTimeout, 100 * time.Millisecond},
+		{"ReadNearTimeout", &c.ReadNearTimeout, 10 * time.Millisecond},
 		{"BackoffBase", &c.BackoffBase, 2 * time.Millisecond},
 		{"BackoffMax", &c.BackoffMax, 200 * time.Millisecond},
 	}
@@ -127,6 +134,7 @@ type call struct {
 	change protocol.Change // nil: a read, or a GC write
 	gc     bool            // a deletion GC write (ProposeGC)
 	force  bool            // a membership catch-up write (Rewrite)
+	fast   bool            // a read on the fast path only (FastRead)
 	result chan protocol.Result
 }
 
@@ -221,6 +229,20 @@ func (p *Proposer) Propose(ctx context.Context, req Request) (protocol.State, er
 		p.cfg.Deleted(c.key, st.Version)
 	}
 	return st, err
+}
+
+// FastRead reads key on the fast path only (protocol.Proposer.FastRead):
+// what a node that is not the key's home does before it forwards a read.
+// It returns protocol.ErrSlowRead when the fast path could not finish
+// (nothing was changed; the key's home can run the read), and otherwise
+// what Propose returns for a read.
+func (p *Proposer) FastRead(ctx context.Context, key string) (protocol.State, error) {
+	c := &call{id: protocol.ReqID(p.nextID.Add(1)), key: key, fast: true, result: make(chan protocol.Result, 1)}
+	r, err := p.roundTrip(ctx, c)
+	if err != nil {
+		return protocol.State{}, err
+	}
+	return outcome(ctx, r)
 }
 
 // roundTrip hands c to the driver and waits for its result. It returns an

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -41,9 +42,40 @@ func (p *Proposer) stretch(base time.Duration, read bool, now time.Time) time.Du
 }
 
 func (p *Proposer) measureQuorums(now time.Time) quorumDistances {
-	q := nearestQuorums(p.core.Config(), p.cfg.ID, p.cfg.Distances)
+	cfg := p.core.Config()
+	q := nearestQuorums(cfg, p.cfg.ID, p.cfg.Distances)
 	q.at = now
+	p.core.SetProximity(proximityTiers(cfg.AcceptSet, p.cfg.ID, p.cfg.Distances))
 	return q
+}
+
+// proximityTiers orders the acceptors other than self for the read fast
+// path (protocol.Proposer.SetProximity): those within ForwardMaxRTT, or not
+// measured yet, share the first tier (reads spread over them by key); each
+// farther one is a tier of its own, nearest first.
+func proximityTiers(set []protocol.NodeID, self protocol.NodeID, dist Distancer) [][]protocol.NodeID {
+	type far struct {
+		id  protocol.NodeID
+		rtt time.Duration
+	}
+	var near []protocol.NodeID
+	var fars []far
+	for _, id := range set {
+		if id == self {
+			continue
+		}
+		if rtt, ok := dist.RTT(id); ok && rtt > ForwardMaxRTT {
+			fars = append(fars, far{id, rtt})
+			continue
+		}
+		near = append(near, id)
+	}
+	slices.SortFunc(fars, func(a, b far) int { return cmp.Compare(a.rtt, b.rtt) })
+	tiers := [][]protocol.NodeID{near}
+	for _, f := range fars {
+		tiers = append(tiers, []protocol.NodeID{f.id})
+	}
+	return tiers
 }
 
 // nearestQuorums returns the round trip from self to the farthest member of

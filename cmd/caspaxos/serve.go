@@ -28,6 +28,7 @@ type serveOptions struct {
 	requestTO     time.Duration
 	attemptTO     time.Duration
 	readTO        time.Duration
+	readNearTO    time.Duration
 	heartbeat     time.Duration
 	deadAfter     time.Duration
 	logLevel      string
@@ -92,6 +93,7 @@ storage fails a write or a sync (fail-stop).`,
 	f.DurationVar(&o.requestTO, "request-timeout", 5*time.Second, "deadline of a client request")
 	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
 	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
+	f.DurationVar(&o.readNearTO, "read-near-timeout", 10*time.Millisecond, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
 	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
 	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -154,7 +156,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	cfg := daemon.Config{
 		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members, Join: o.join,
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
-		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO,
+		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
 		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
 			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},

@@ -186,9 +186,14 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 		s.stats.VersionedDeletes++
 	}
 	s.noteOp("issues", o)
-	if in.kind == opGet {
+	switch {
+	case in.kind == opGet && s.nodes[k%len(s.nodes)] != n:
+		// Away from the key's home, as the server does: the fast path
+		// only, then (on ErrSlowRead) a Read, here on the same node.
+		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.FastRead(o.id, in.key) })
+	case in.kind == opGet:
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, in.key) })
-	} else {
+	default:
 		ch := s.counted(n, o, in.change())
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
 	}
@@ -227,6 +232,11 @@ func (s *sim) clientResult(n *node, r protocol.Result) {
 	o := s.w.byReq[r.ID]
 	if o == nil || o.status != opPending {
 		s.fail("sim: node %d answered request %d, which is not waiting", n.id, r.ID)
+		return
+	}
+	if errors.Is(r.Err, protocol.ErrSlowRead) {
+		s.stats.SlowFastReads++
+		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, o.in.key) })
 		return
 	}
 	o.ret = s.now

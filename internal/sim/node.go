@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
@@ -176,7 +177,9 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 		n.held = append(n.held, heldReady{gate: gate, rd: rd})
 	}
 	for i, r := range rd.Results {
-		s.ret.onAnswered(s, n, r.ID, keys[i])
+		if !errors.Is(r.Err, protocol.ErrSlowRead) {
+			s.ret.onAnswered(s, n, r.ID, keys[i])
+		}
 	}
 }
 
@@ -232,6 +235,9 @@ func (s *sim) timerDelay(t protocol.Timer) time.Duration {
 	case protocol.TimerAttempt:
 		return s.jitter(s.plan.AttemptTimeout)
 	case protocol.TimerRead:
+		if t.Retry == 0 { // the nearest read quorum was slow: ask the rest
+			return s.jitter(s.plan.ReadTimeout / 4)
+		}
 		return s.jitter(s.plan.ReadTimeout)
 	}
 	d := s.plan.BackoffBase << min(t.Retry, 10)
@@ -295,5 +301,16 @@ func (s *sim) restart(n *node) {
 		s.fail("cannot start node %d: %v", n.id, err)
 		return
 	}
+	p.SetProximity(s.proximity(n))
 	n.prop = p
+}
+
+// proximity gives node n's proposer a fixed, made-up view of which peers
+// are nearer: the next node of the pool in its own tier, the one after in
+// another, the rest in none. Reads then ask acceptors in orders that differ
+// from node to node and from the key's rank alone.
+func (s *sim) proximity(n *node) [][]protocol.NodeID {
+	pool := len(s.nodes)
+	next := func(d int) protocol.NodeID { return s.nodes[(n.idx+d)%pool].id }
+	return [][]protocol.NodeID{{next(1)}, {next(2)}}
 }

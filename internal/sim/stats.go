@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type Stats struct {
 	Composed            int // accepts carrying more than one change
 	FastReads           int // reads answered by the read fast path
 	SlowReads           int // reads answered through the normal path (fallbacks)
+	SlowFastReads       int // FastReads answered ErrSlowRead (then sent as Read)
 	Chosen              int
 	Crashes             int
 	PartitionsSymmetric int
@@ -89,6 +91,7 @@ func (st *Stats) fields() []statField {
 		{"composed-accepts", &st.Composed, true},
 		{"fast-reads", &st.FastReads, true},
 		{"slow-reads", &st.SlowReads, true},
+		{"fast-reads-refused", &st.SlowFastReads, true},
 		{"chosen", &st.Chosen, true},
 		{"crashes", &st.Crashes, true},
 		{"partitions-symmetric", &st.PartitionsSymmetric, true},
@@ -180,6 +183,9 @@ func (s *sim) observe(n *node, rd protocol.Ready, c cause) {
 		if _, ok := n.pending[r.ID]; !ok {
 			s.fail("sim: node %d answers request %d, which it was not asked or answered already", n.id, r.ID)
 			return
+		}
+		if errors.Is(r.Err, protocol.ErrSlowRead) {
+			continue // the request goes on as a Read (clientResult)
 		}
 		delete(n.pending, r.ID)
 		if o := s.w.byReq[r.ID]; o != nil && o.in.kind == opGet && r.Err == nil {

@@ -47,9 +47,11 @@ type Config struct {
 	Limits kv.Limits
 	// RequestTimeout bounds each client request (default 5s).
 	RequestTimeout time.Duration
-	// AttemptTimeout, ReadTimeout: see server.ProposerConfig (defaults 500ms, 100ms).
-	AttemptTimeout time.Duration
-	ReadTimeout    time.Duration
+	// AttemptTimeout, ReadTimeout, ReadNearTimeout: see
+	// server.ProposerConfig (defaults 500ms, 100ms, 10ms).
+	AttemptTimeout  time.Duration
+	ReadTimeout     time.Duration
+	ReadNearTimeout time.Duration
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
 	DeadAfter time.Duration

@@ -124,7 +124,8 @@ func (d *Daemon) startNode() error {
 	d.tr = tr
 	node, err := server.NewNode(server.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
-		Deleted: d.deleted,
+		ReadNearTimeout: d.cfg.ReadNearTimeout,
+		Deleted:         d.deleted,
 	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
