@@ -46,10 +46,14 @@ const (
 	// TimerBackoff fires when a failed attempt may be retried; Retry counts
 	// the failures so far, for exponential backoff.
 	TimerBackoff
-	// TimerRead fires when a fast-path read has waited long enough: with
-	// Retry 0 for the nearest acceptors it asked first (about a round trip
-	// to them), with Retry 1 for all of them (the read timeout).
+	// TimerRead fires when a fast-path read has waited long enough for
+	// every acceptor it asked (the read timeout).
 	TimerRead
+	// TimerWiden fires when a fast-path read sent to the nearest read
+	// quorum first (its own acceptor and the nearest others) has waited
+	// long enough for it (about a round trip to them): then it asks the
+	// other acceptors too.
+	TimerWiden
 )
 
 // Timer asks the caller to call Proposer.Fire(t) after a delay of its
@@ -340,9 +344,11 @@ func (p *Proposer) Step(m Message) {
 
 // Fire tells the Proposer that a Timer from an earlier Ready went off.
 func (p *Proposer) Fire(t Timer) {
-	if t.Kind == TimerRead {
-		p.fireRead(t)
-		return
+	if t.Kind == TimerRead || t.Kind == TimerWiden {
+		if rd := p.reads[t.Ballot]; rd != nil && rd.key == t.Key {
+			p.fireRead(rd, t)
+			return
+		}
 	}
 	ks := p.keys[t.Key]
 	if ks == nil || ks.active == nil || ks.active.ballot != t.Ballot || ks.active.seq != t.Seq {

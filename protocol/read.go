@@ -100,9 +100,9 @@ func (p *Proposer) readOrder(key string, set []NodeID) []NodeID {
 }
 
 // ask sends the read to the acceptors of its order up to the first n, those
-// not asked yet, and sets its timer: TimerRead with Retry 0 while some
-// acceptors are still unasked (when it fires, the rest are asked), Retry 1
-// once all were (when it fires, the read leaves the fast path).
+// not asked yet, and sets its timer: TimerWiden while some acceptors are
+// still unasked (when it fires, the rest are asked), TimerRead once all
+// were (when it fires, the read leaves the fast path).
 func (p *Proposer) ask(rd *readOp, n int) {
 	n = min(n, len(rd.order))
 	if n <= len(rd.asked) {
@@ -113,10 +113,10 @@ func (p *Proposer) ask(rd *readOp, n int) {
 	p.send(MsgRead, to, Message{Key: rd.key, Ballot: rd.ballot})
 	switch {
 	case len(rd.asked) < len(rd.order):
-		p.timer(TimerRead, rd.key, rd.ballot, 0)
+		p.timer(TimerWiden, rd.key, rd.ballot, 0)
 	case !rd.widened:
 		rd.widened = true
-		p.timer(TimerRead, rd.key, rd.ballot, 1)
+		p.timer(TimerRead, rd.key, rd.ballot, 0)
 	}
 }
 
@@ -152,14 +152,10 @@ func (p *Proposer) stepRead(rd *readOp, m Message) {
 	}
 }
 
-// fireRead handles a read's timer: the first asks the acceptors not asked
-// yet, the last ends the fast path.
-func (p *Proposer) fireRead(t Timer) {
-	rd := p.reads[t.Ballot]
-	if rd == nil || rd.key != t.Key {
-		return
-	}
-	if t.Retry == 0 {
+// fireRead handles a read's timer: TimerWiden asks the acceptors not asked
+// yet, TimerRead ends the fast path.
+func (p *Proposer) fireRead(rd *readOp, t Timer) {
+	if t.Kind == TimerWiden {
 		p.ask(rd, len(rd.order)) // does nothing if a disagreement already did
 		return
 	}

@@ -47,8 +47,8 @@ func TestReadAsksNearestQuorumFirst(t *testing.T) {
 				if got, want := readsTo(rd.Messages), tt.want(key); !slices.Equal(got, want) {
 					t.Fatalf("key %q: read sent to %v, want %v", key, got, want)
 				}
-				if len(rd.Timers) != 1 || rd.Timers[0].Kind != TimerRead || rd.Timers[0].Retry != 0 {
-					t.Fatalf("key %q: timers %+v, want one TimerRead with Retry 0", key, rd.Timers)
+				if len(rd.Timers) != 1 || rd.Timers[0].Kind != TimerWiden {
+					t.Fatalf("key %q: timers %+v, want one TimerWiden", key, rd.Timers)
 				}
 			}
 		})
@@ -101,11 +101,11 @@ func TestReadWidensThenFallsBack(t *testing.T) {
 				off := func(m Message) bool { return m.Kind == MsgReadReply && m.From != 1 }
 				c.drop = dropAlso(c.drop, off)
 				c.run()
-				c.fireAll(1) // Retry 0: asks the third, whose reply is dropped too
-				if n := len(c.timers); n != 1 || c.timers[0].Kind != TimerRead || c.timers[0].Retry != 1 {
-					c.t.Fatalf("timers %+v, want one TimerRead with Retry 1", c.timers)
+				c.fireAll(1) // TimerWiden: asks the third, whose reply is dropped too
+				if n := len(c.timers); n != 1 || c.timers[0].Kind != TimerRead {
+					c.t.Fatalf("timers %+v, want one TimerRead", c.timers)
 				}
-				c.fireAll(1) // Retry 1: the identity change
+				c.fireAll(1) // TimerRead: the identity change
 			},
 			asked:    3,
 			slowPath: true,

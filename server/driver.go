@@ -199,10 +199,9 @@ func (p *Proposer) delay(t protocol.Timer, now time.Time) time.Duration {
 	case protocol.TimerAttempt:
 		return p.stretch(p.cfg.AttemptTimeout, false, now)
 	case protocol.TimerRead:
-		if t.Retry == 0 {
-			return p.stretch(p.cfg.ReadNearTimeout, true, now)
-		}
 		return p.stretch(p.cfg.ReadTimeout, true, now)
+	case protocol.TimerWiden:
+		return p.stretch(p.cfg.ReadNearTimeout, true, now)
 	default:
 		return backoff(p.cfg.BackoffBase, p.cfg.BackoffMax, t.Retry, p.rng)
 	}

@@ -140,3 +140,55 @@ func TestSplitRequests(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeReadsKeysHomedElsewhereItself(t *testing.T) {
+	dropReadsFrom1To := func(to ...protocol.NodeID) Hook {
+		return Hook{Filter: func(from, dst protocol.NodeID, msgs []protocol.Message) []protocol.Message {
+			if from != 1 || !slices.Contains(to, dst) {
+				return msgs
+			}
+			return slices.DeleteFunc(slices.Clone(msgs), func(m protocol.Message) bool { return m.Kind == protocol.MsgRead })
+		}}
+	}
+	tests := []struct {
+		name      string
+		hook      Hook
+		local     uint64 // reads node 1 answered itself
+		forwarded uint64 // reads it forwarded to the home
+	}{
+		{"acceptors agree", Hook{}, 1, 0},
+		{"one acceptor silent: the read asks the third", dropReadsFrom1To(3), 1, 0},
+		{"no peer answers: the home reads", dropReadsFrom1To(2, 3), 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCluster(t, 3)
+			key := keyHomedAt(t, 2, members3)
+			ctx := ctxTimeout(t, 10*time.Second)
+			if _, err := c.node(2).Do(ctx, kv.Op{Kind: kv.OpPut, Key: key, Value: []byte("v")}); err != nil {
+				t.Fatal(err)
+			}
+			// Every acceptor holds the put before the read starts.
+			waitFor(t, "the put on every acceptor", func() bool {
+				for _, st := range c.stores {
+					if reg, err := st.Get(key); err != nil || string(reg.State.Value) != "v" {
+						return false
+					}
+				}
+				return true
+			})
+			c.net.SetHook(tt.hook)
+			s, err := c.node(1).Do(ctx, kv.Op{Kind: kv.OpGet, Key: key})
+			if err != nil || string(s.Value) != "v" {
+				t.Fatalf("get: %v, %v", s, err)
+			}
+			st := c.node(1).Stats()
+			if st.LocalReads != tt.local || st.Forwarded != tt.forwarded {
+				t.Fatalf("node 1: %d local reads, %d forwarded; want %d, %d", st.LocalReads, st.Forwarded, tt.local, tt.forwarded)
+			}
+			if st.Proposer.Requests != tt.local+tt.forwarded {
+				t.Fatalf("node 1 proposer took %d requests, want %d (fast reads only)", st.Proposer.Requests, tt.local+tt.forwarded)
+			}
+		})
+	}
+}

@@ -235,10 +235,9 @@ func (s *sim) timerDelay(t protocol.Timer) time.Duration {
 	case protocol.TimerAttempt:
 		return s.jitter(s.plan.AttemptTimeout)
 	case protocol.TimerRead:
-		if t.Retry == 0 { // the nearest read quorum was slow: ask the rest
-			return s.jitter(s.plan.ReadTimeout / 4)
-		}
 		return s.jitter(s.plan.ReadTimeout)
+	case protocol.TimerWiden:
+		return s.jitter(s.plan.ReadTimeout / 4)
 	}
 	d := s.plan.BackoffBase << min(t.Retry, 10)
 	return s.jitter(min(d, s.plan.BackoffMax))

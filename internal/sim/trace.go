@@ -130,7 +130,7 @@ func (e traceEntry) String() string {
 	return fmt.Sprintf("%12v  %s", e.at, e.ev.String())
 }
 
-var timerNames = [...]string{protocol.TimerAttempt: "attempt", protocol.TimerBackoff: "backoff", protocol.TimerRead: "read"}
+var timerNames = [...]string{protocol.TimerAttempt: "attempt", protocol.TimerBackoff: "backoff", protocol.TimerRead: "read", protocol.TimerWiden: "widen"}
 
 func (e event) String() string {
 	switch e.kind {
