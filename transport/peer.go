@@ -254,9 +254,18 @@ type Stats struct {
 	Dropped uint64
 	// LinkFailures counts streams to peers that broke or could not open.
 	LinkFailures uint64
+	// RTT is each peer's round-trip time as RTT reports it, for the peers
+	// with one measured.
+	RTT map[protocol.NodeID]time.Duration
 }
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
-	return Stats{Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load()}
+	s := Stats{Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load(), RTT: make(map[protocol.NodeID]time.Duration)}
+	for id := range t.set().links {
+		if d, ok := t.RTT(id); ok {
+			s.RTT[id] = d
+		}
+	}
+	return s
 }

@@ -260,3 +260,25 @@ func TestGracefulStopLeavesNoUnknownOutcomes(t *testing.T) {
 		}
 	}
 }
+
+func TestPeerRTTMetric(t *testing.T) {
+	c := newTestCluster(t, 3)
+	waitHealthy(t, c.cfgs[0].ClientAddr, 200)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + c.cfgs[0].ClientAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		n := strings.Count(string(body), "\ncaspaxos_peer_rtt_seconds{peer=")
+		if n == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s, %d of 2 peers have a caspaxos_peer_rtt_seconds gauge:\n%s", n, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 )
 
@@ -61,7 +62,10 @@ type snapshot struct {
 }
 
 type storageStats struct{ applies, entries, syncs uint64 }
-type transportStats struct{ dropped, linkFailures uint64 }
+type transportStats struct {
+	dropped, linkFailures uint64
+	rtt                   map[protocol.NodeID]time.Duration
+}
 
 var counters = []counter{
 	{"caspaxos_proposer_requests_total", "Changes and reads taken by this node's proposer.", func(s snapshot) uint64 { return s.node.Proposer.Requests }},
@@ -94,7 +98,11 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- prometheus.NewDesc(k.name, k.help, nil, nil)
 	}
 	ch <- composedDesc
+	ch <- peerRTTDesc
 }
+
+var peerRTTDesc = prometheus.NewDesc("caspaxos_peer_rtt_seconds",
+	"Round-trip time to each peer: the smallest of its link's last 16 probes (a gRPC health check over the peer connection, every 4 heartbeats); 2s while a peer that failed settles. Routing and the timeouts follow it.", []string{"peer"}, nil)
 
 var composedDesc = prometheus.NewDesc("caspaxos_composed_batch_size_total",
 	"Batches by size class: le is the upper bound of the class (2^i .. 2^(i+1)-1 changes).", []string{"le"}, nil)
@@ -111,6 +119,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(composedDesc, prometheus.CounterValue, float64(n), le)
 	}
+	for id, d := range s.network.rtt {
+		ch <- prometheus.MustNewConstMetric(peerRTTDesc, prometheus.GaugeValue, d.Seconds(), strconv.FormatUint(uint64(id), 10))
+	}
 }
 
 func (d *Daemon) snapshot() snapshot {
@@ -119,6 +130,6 @@ func (d *Daemon) snapshot() snapshot {
 	return snapshot{
 		node:    d.node.Stats(),
 		store:   storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs},
-		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures},
+		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures, rtt: ts.RTT},
 	}
 }
