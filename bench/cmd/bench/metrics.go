@@ -51,3 +51,36 @@ func diffCounters(before, after map[string]float64) map[string]float64 {
 	}
 	return out
 }
+
+// scrapeNearestRTT returns, per node (the order of urls), the smallest
+// caspaxos_peer_rtt_seconds it reports in ms: its round trip to the nearest
+// peer, which with three nodes is the round trip to its nearest quorum. It
+// is measured through whatever the peer links cross (the proxies of a lab),
+// so it includes their cost. 0 where nothing was reported.
+func scrapeNearestRTT(ctx context.Context, urls []string) []float64 {
+	out := make([]float64, len(urls))
+	hc := &http.Client{Timeout: time.Second}
+	for i, u := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			continue
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			name, val, ok := strings.Cut(sc.Text(), " ")
+			if !ok || !strings.HasPrefix(name, "caspaxos_peer_rtt_seconds{") {
+				continue
+			}
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil && (out[i] == 0 || v*1e3 < out[i]) {
+				out[i] = v * 1e3
+			}
+		}
+		resp.Body.Close()
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"html"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,6 +66,12 @@ type wanRow struct {
 	Errors int            `json:"errors"`
 	Paper  float64        `json:"paper_mean_ms"`
 	Target float64        `json:"target_ms,omitempty"`
+	// QuorumRTT (caspaxos) is the round trip to the nearest quorum that the
+	// region's node measured through the proxies during the run
+	// (caspaxos_peer_rtt_seconds), and RTTs the mean latency in units of it:
+	// what the protocol costs, apart from the proxies' own delay and jitter.
+	QuorumRTT float64 `json:"quorum_rtt_ms,omitempty"`
+	RTTs      float64 `json:"mean_in_quorum_rtts,omitempty"`
 }
 
 func runWAN(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -175,6 +182,7 @@ func wanSystem(ctx context.Context, r *runner, o *wanOptions, system, variant st
 		}
 	}
 	var before map[string]float64
+	var quorumRTT []float64
 	t0 := time.Now()
 	length := o.warmup + o.duration
 	done := make(chan struct{})
@@ -184,6 +192,9 @@ func wanSystem(ctx context.Context, r *runner, o *wanOptions, system, variant st
 	}()
 	if sleepUntil(ctx, t0.Add(o.warmup)) && system == "caspaxos" {
 		before = scrapeCounters(ctx, l.metrics)
+	}
+	if system == "caspaxos" && sleepUntil(ctx, t0.Add(o.warmup+o.duration/2)) {
+		quorumRTT = scrapeNearestRTT(ctx, l.metrics)
 	}
 	<-done
 	if system == "caspaxos" && before != nil {
@@ -214,6 +225,10 @@ func wanSystem(ctx context.Context, r *runner, o *wanOptions, system, variant st
 			if c.Loop == netlab.LoopIncr {
 				row.Paper, row.Target = 0, targetIncr[c.Node]
 			}
+			if c.Node < len(quorumRTT) && quorumRTT[c.Node] > 0 {
+				row.QuorumRTT = quorumRTT[c.Node]
+				row.RTTs = row.Lat.MeanMs / row.QuorumRTT
+			}
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
@@ -229,10 +244,10 @@ func wanSystem(ctx context.Context, r *runner, o *wanOptions, system, variant st
 
 func printWAN(w io.Writer, rep *wanReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "region\tsystem\tloop\tmean ms\tp50 ms\tp99 ms\tops\terrors\tpaper mean ms\ttarget ms\t")
+	fmt.Fprintln(tw, "region\tsystem\tloop\tmean ms\tp50 ms\tp99 ms\tops\terrors\tpaper mean ms\ttarget ms\tquorum RTT ms\tmean in RTTs\t")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s\t%s\t\n", r.Region, r.System, r.Loop, r.Lat.MeanMs, r.Lat.P50Ms, r.Lat.P99Ms,
-			r.Lat.N, r.Errors, optMs(r.Paper), optMs(r.Target))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%.1f\t%d\t%d\t%s\t%s\t%s\t%s\t\n", r.Region, r.System, r.Loop, r.Lat.MeanMs, r.Lat.P50Ms, r.Lat.P99Ms,
+			r.Lat.N, r.Errors, optMs(r.Paper), optMs(r.Target), optF(r.QuorumRTT, 1), optF(r.RTTs, 2))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "linearizable: %v; etcd %s\n%s", rep.Checks, strings.Join(rep.EtcdFlags, " "), counterLines(rep))
@@ -240,6 +255,13 @@ func printWAN(w io.Writer, rep *wanReport) {
 	for _, f := range rep.Failures {
 		fmt.Fprintf(w, "FAILED: %s\n", f)
 	}
+}
+
+func optF(v float64, prec int) string {
+	if v == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
 }
 
 func optMs(v float64) string {
@@ -255,16 +277,16 @@ func wanHTML(w io.Writer, rep *wanReport) error {
 	fmt.Fprintf(&b, `<h1>Read-modify-write over a WAN: caspaxos vs etcd</h1><p class="note">%d CPUs (%s). Three members each, separate processes on 127.0.0.1, peer links through proxies adding half of the paper's round trips each way (West US 2 - West Central US 21.8 ms, West US 2 - Southeast Asia 169 ms, West Central US - Southeast Asia 189.2 ms). One client per region and loop, connected to its own node, changing its own key; %.0f s measured after %.0f s warm-up. etcd: leader moved to Southeast Asia, %s. caspaxos: default settings. Load average: %s. Started %s.</p>`,
 		rep.Host.CPUs, html.EscapeString(rep.Host.CPU), rep.Duration, rep.Warmup, html.EscapeString(strings.Join(rep.EtcdFlags, " ")),
 		html.EscapeString(strings.Join(rep.Load, "; ")), rep.Started.Format("2006-01-02 15:04:05 MST"))
-	b.WriteString(`<table><tr><th>region</th><th>system</th><th>loop</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>ops</th><th>errors</th><th>paper mean ms (etcd 3.2 / Gryadka)</th><th>target ms</th></tr>`)
+	b.WriteString(`<table><tr><th>region</th><th>system</th><th>loop</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>ops</th><th>errors</th><th>paper mean ms (etcd 3.2 / Gryadka)</th><th>target ms</th><th>quorum RTT ms (measured)</th><th>mean in quorum RTTs</th></tr>`)
 	for _, r := range rep.Rows {
 		cls := ""
 		if r.Target > 0 {
 			cls = goodIf(true, r.Lat.MeanMs <= r.Target*1.1)
 		}
-		fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="l">%s</td><td%s>%.1f</td><td>%.1f</td><td>%.1f</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td></tr>`,
-			r.Region, r.System, r.Loop, cls, r.Lat.MeanMs, r.Lat.P50Ms, r.Lat.P99Ms, r.Lat.N, r.Errors, optMs(r.Paper), optMs(r.Target))
+		fmt.Fprintf(&b, `<tr><td class="l">%s</td><td class="l">%s</td><td class="l">%s</td><td%s>%.1f</td><td>%.1f</td><td>%.1f</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>`,
+			r.Region, r.System, r.Loop, cls, r.Lat.MeanMs, r.Lat.P50Ms, r.Lat.P99Ms, r.Lat.N, r.Errors, optMs(r.Paper), optMs(r.Target), optF(r.QuorumRTT, 1), optF(r.RTTs, 2))
 	}
-	fmt.Fprintf(&b, `</table><p class="note">Linearizable: %s. Targets: get+put at most two round trips to the nearest quorum, incr one (green: within 10%%).<br>%s</p>`,
+	fmt.Fprintf(&b, `</table><p class="note">Linearizable: %s. Targets: get+put at most two round trips to the nearest quorum, incr one (green: within 10%%). Quorum RTT: the round trip to the nearest quorum that the node measured through the proxies during the run (caspaxos_peer_rtt_seconds, the smallest of its last 16 probes); the last column is the mean in units of it.<br>%s</p>`,
 		html.EscapeString(fmt.Sprint(rep.Checks)), strings.ReplaceAll(html.EscapeString(counterLines(rep)), "\n", "<br>"))
 	ch := chart{Title: "mean read-modify-write latency per region", XLabel: "region", YLabel: "ms", Width: 700}
 	for i, rg := range regions {
