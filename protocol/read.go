@@ -59,16 +59,39 @@ func (p *Proposer) read(id ReqID, key string, fastOnly bool) {
 	}
 	r.read = rd
 	p.reads[rd.ballot] = rd
-	p.ask(rd, p.readQuorum(rd))
+	first := p.readQuorum(rd)
+	if p.tier != nil && p.ranked(rd.order) < first {
+		// Too few acceptors the caller counts as reachable to make a read
+		// quorum: ask all at once rather than wait for the widen timer.
+		first = len(rd.order)
+	}
+	p.ask(rd, first)
+}
+
+// ranked counts the acceptors of order that are this node or in a tier.
+func (p *Proposer) ranked(order []NodeID) int {
+	n := 0
+	for _, id := range order {
+		if _, ok := p.tier[id]; ok || id == p.id {
+			n++
+		}
+	}
+	return n
 }
 
 // SetProximity tells the proposer how near the acceptors are, as tiers:
 // tiers[0] the nearest, and so on; an acceptor in no tier counts as the
-// farthest. A read asks its own node's acceptor first, then the others tier
-// by tier, each tier in the key's Rank (which spreads reads of different
-// keys over equally near acceptors). Without it every other acceptor is in
-// one tier. It changes only whom reads ask first, never a quorum.
+// farthest, possibly unreachable. A read asks its own node's acceptor
+// first, then the others tier by tier, each tier in the key's Rank (which
+// spreads reads of different keys over equally near acceptors); if this
+// node and the tiers hold fewer acceptors than a read quorum, it asks all
+// at once. Without it every other acceptor is in one tier. It changes only
+// whom reads ask first, never a quorum.
 func (p *Proposer) SetProximity(tiers [][]NodeID) {
+	if len(tiers) == 0 {
+		p.tier = nil
+		return
+	}
 	p.tier = make(map[NodeID]int)
 	for i, t := range tiers {
 		for _, id := range t {

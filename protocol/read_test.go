@@ -35,6 +35,10 @@ func TestReadAsksNearestQuorumFirst(t *testing.T) {
 			return append([]NodeID{3}, r...) // three make the read quorum of five
 		}},
 		{"proposer not an acceptor", 9, nil, func(key string) []NodeID { return Rank(key, acceptors)[:3] }},
+		{"too few reachable: ask all", 1, [][]NodeID{{2}}, func(key string) []NodeID {
+			r := slices.DeleteFunc(Rank(key, acceptors), func(id NodeID) bool { return id == 1 || id == 2 })
+			return append([]NodeID{1, 2}, r...)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,8 +51,12 @@ func TestReadAsksNearestQuorumFirst(t *testing.T) {
 				if got, want := readsTo(rd.Messages), tt.want(key); !slices.Equal(got, want) {
 					t.Fatalf("key %q: read sent to %v, want %v", key, got, want)
 				}
-				if len(rd.Timers) != 1 || rd.Timers[0].Kind != TimerWiden {
-					t.Fatalf("key %q: timers %+v, want one TimerWiden", key, rd.Timers)
+				wantTimer := TimerWiden
+				if len(readsTo(rd.Messages)) == len(acceptors) {
+					wantTimer = TimerRead
+				}
+				if len(rd.Timers) != 1 || rd.Timers[0].Kind != wantTimer {
+					t.Fatalf("key %q: timers %+v, want one of kind %d", key, rd.Timers, wantTimer)
 				}
 			}
 		})

@@ -18,10 +18,19 @@ const ForwardMaxRTT = 5 * time.Millisecond
 // Distancer is what a Forwarder may also report: the measured round-trip
 // time to a node, false while none was measured. The network forwarder
 // reports its transport's link probes; a Forwarder without it (the
-// in-process one) counts every node as near.
+// in-process one) counts every node as near. A node that failed (a probe
+// got no answer, its link broke) and has not answered steadily since is
+// reported FailedRTT away.
 type Distancer interface {
 	RTT(id protocol.NodeID) (time.Duration, bool)
 }
+
+// FailedRTT is the round trip a Distancer reports for a node that failed
+// and has not answered steadily since (the transport's probe timeout; no
+// probe that took longer counts as an answer). Routing counts such a node
+// as far; the timeouts and the read fast path's proximity leave it out
+// instead of waiting for it (timeouts.go).
+const FailedRTT = 2 * time.Second
 
 // near reports whether forwarding to home pays: its measured round-trip
 // time is at most ForwardMaxRTT, or nothing was measured yet (at start-up,

@@ -52,7 +52,9 @@ func (p *Proposer) measureQuorums(now time.Time) quorumDistances {
 // proximityTiers orders the acceptors other than self for the read fast
 // path (protocol.Proposer.SetProximity): those within ForwardMaxRTT, or not
 // measured yet, share the first tier (reads spread over them by key); each
-// farther one is a tier of its own, nearest first.
+// farther one is a tier of its own, nearest first. A node that failed and
+// is settling (FailedRTT) is in no tier: reads ask it last, or, when too
+// few others are in tiers, ask every acceptor at once.
 func proximityTiers(set []protocol.NodeID, self protocol.NodeID, dist Distancer) [][]protocol.NodeID {
 	type far struct {
 		id  protocol.NodeID
@@ -64,7 +66,11 @@ func proximityTiers(set []protocol.NodeID, self protocol.NodeID, dist Distancer)
 		if id == self {
 			continue
 		}
-		if rtt, ok := dist.RTT(id); ok && rtt > ForwardMaxRTT {
+		rtt, ok := dist.RTT(id)
+		switch {
+		case ok && rtt >= FailedRTT:
+			continue
+		case ok && rtt > ForwardMaxRTT:
 			fars = append(fars, far{id, rtt})
 			continue
 		}
@@ -79,14 +85,17 @@ func proximityTiers(set []protocol.NodeID, self protocol.NodeID, dist Distancer)
 }
 
 // nearestQuorums returns the round trip from self to the farthest member of
-// the nearest read quorum, and of the nearest prepare or accept quorum.
+// the nearest read quorum, and of the nearest prepare or accept quorum. A
+// node that failed and is settling (FailedRTT) counts as unmeasured: a
+// timeout stretched to twice FailedRTT would leave an attempt whose
+// messages were lost as the partition healed waiting seconds for its timer.
 func nearestQuorums(cfg protocol.Config, self protocol.NodeID, dist Distancer) quorumDistances {
 	nth := func(set []protocol.NodeID, q int) time.Duration {
 		rtts := make([]time.Duration, 0, len(set))
 		for _, id := range set {
 			var d time.Duration
 			if id != self {
-				if m, ok := dist.RTT(id); ok {
+				if m, ok := dist.RTT(id); ok && m < FailedRTT {
 					d = m
 				}
 			}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ func TestNearestQuorums(t *testing.T) {
 		// Node 1 and the nearer of the other two make a quorum.
 		{"WAN", protocol.Majority(1, 1, 2, 3), fixedDistances{2: 169 * ms, 3: 189 * ms}, 169 * ms, 169 * ms},
 		{"unmeasured peers count as near", protocol.Majority(1, 1, 2, 3), fixedDistances{3: 189 * ms}, 0, 0},
+		// A failed peer that is settling stretches nothing: twice FailedRTT
+		// would stall an attempt whose messages a healed partition lost.
+		{"failed peers count as unmeasured", protocol.Majority(1, 1, 2, 3), fixedDistances{2: FailedRTT, 3: FailedRTT}, 0, 0},
 		// 4 acceptors, quorum 3 (and read quorum 3): the third nearest.
 		{"even", protocol.Config{Version: 2, PrepareSet: []protocol.NodeID{1, 2, 3}, PrepareQuorum: 2, AcceptSet: []protocol.NodeID{1, 2, 3, 4}, AcceptQuorum: 3},
 			fixedDistances{2: 10 * ms, 3: 20 * ms, 4: 30 * ms}, 20 * ms, 20 * ms},
@@ -36,6 +40,27 @@ func TestNearestQuorums(t *testing.T) {
 			got := nearestQuorums(tc.cfg, 1, tc.dist)
 			if got.read != tc.read || got.attempt != tc.attempt {
 				t.Errorf("nearestQuorums = read %v, attempt %v; want %v, %v", got.read, got.attempt, tc.read, tc.attempt)
+			}
+		})
+	}
+}
+
+func TestProximityTiers(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name string
+		dist fixedDistances
+		want [][]protocol.NodeID
+	}{
+		{"LAN: one tier", fixedDistances{2: 1 * ms, 3: 2 * ms}, [][]protocol.NodeID{{2, 3}}},
+		{"unmeasured is near", fixedDistances{3: 2 * ms}, [][]protocol.NodeID{{2, 3}}},
+		{"WAN: nearest first", fixedDistances{2: 189 * ms, 3: 22 * ms}, [][]protocol.NodeID{nil, {3}, {2}}},
+		{"a failed peer in no tier", fixedDistances{2: FailedRTT, 3: 1 * ms}, [][]protocol.NodeID{{3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := proximityTiers([]protocol.NodeID{1, 2, 3}, 1, tc.dist)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("proximityTiers = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -246,6 +246,11 @@ const (
 	rttSettle    = 4
 )
 
+// FailedRTT is what RTT reports for a peer that failed and is settling
+// (probeTimeout). server.FailedRTT states the same to routing and timeouts;
+// a daemon test keeps the two equal.
+const FailedRTT = probeTimeout
+
 // probe measures the round-trip time to the peer every probeEvery
 // heartbeats while the link is up: a gRPC health check on the link's own
 // connection, so it crosses what the link's frames cross. The peer need not

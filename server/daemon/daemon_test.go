@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/transport"
 )
 
 // freeAddrs returns n loopback addresses that were free a moment ago.
@@ -280,5 +282,11 @@ func TestPeerRTTMetric(t *testing.T) {
 			t.Fatalf("after 10s, %d of 2 peers have a caspaxos_peer_rtt_seconds gauge:\n%s", n, body)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFailedRTTAgrees(t *testing.T) {
+	if transport.FailedRTT != server.FailedRTT {
+		t.Fatalf("the transport reports a failed peer %v away, the server expects %v", transport.FailedRTT, server.FailedRTT)
 	}
 }
