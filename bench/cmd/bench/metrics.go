@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// scrapeCounters sums the unlabelled caspaxos_*_total counters of the nodes.
-// A node that does not answer within a second is left out.
-func scrapeCounters(ctx context.Context, urls []string) map[string]float64 {
-	out := map[string]float64{}
+// scrapeSamples calls each, for every node (its index in urls), with the
+// name (labels included) and value of every caspaxos_* sample the node
+// serves. A node that does not answer within a second is left out.
+func scrapeSamples(ctx context.Context, urls []string, each func(node int, name string, v float64)) {
 	hc := &http.Client{Timeout: time.Second}
-	for _, u := range urls {
+	for i, u := range urls {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			continue
@@ -26,20 +26,26 @@ func scrapeCounters(ctx context.Context, urls []string) map[string]float64 {
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			line := sc.Text()
-			if !strings.HasPrefix(line, "caspaxos_") {
-				continue
-			}
-			name, val, ok := strings.Cut(line, " ")
-			if !ok || strings.Contains(name, "{") || !strings.HasSuffix(name, "_total") {
+			name, val, ok := strings.Cut(sc.Text(), " ")
+			if !ok || !strings.HasPrefix(name, "caspaxos_") {
 				continue
 			}
 			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-				out[name] += v
+				each(i, name, v)
 			}
 		}
 		resp.Body.Close()
 	}
+}
+
+// scrapeCounters sums the unlabelled caspaxos_*_total counters of the nodes.
+func scrapeCounters(ctx context.Context, urls []string) map[string]float64 {
+	out := map[string]float64{}
+	scrapeSamples(ctx, urls, func(_ int, name string, v float64) {
+		if !strings.Contains(name, "{") && strings.HasSuffix(name, "_total") {
+			out[name] += v
+		}
+	})
 	return out
 }
 
@@ -59,28 +65,10 @@ func diffCounters(before, after map[string]float64) map[string]float64 {
 // so it includes their cost. 0 where nothing was reported.
 func scrapeNearestRTT(ctx context.Context, urls []string) []float64 {
 	out := make([]float64, len(urls))
-	hc := &http.Client{Timeout: time.Second}
-	for i, u := range urls {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			continue
+	scrapeSamples(ctx, urls, func(i int, name string, v float64) {
+		if strings.HasPrefix(name, "caspaxos_peer_rtt_seconds{") && (out[i] == 0 || v*1e3 < out[i]) {
+			out[i] = v * 1e3
 		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			name, val, ok := strings.Cut(sc.Text(), " ")
-			if !ok || !strings.HasPrefix(name, "caspaxos_peer_rtt_seconds{") {
-				continue
-			}
-			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil && (out[i] == 0 || v*1e3 < out[i]) {
-				out[i] = v * 1e3
-			}
-		}
-		resp.Body.Close()
-	}
+	})
 	return out
 }
