@@ -90,8 +90,8 @@ type Node struct {
 	fwd      Forwarder
 	log      *slog.Logger
 
-	forwarded, fallbacks, localReads atomic.Uint64
-	stopping                         atomic.Bool
+	forwarded, fallbacks, localReads, farHomes atomic.Uint64
+	stopping                                   atomic.Bool
 }
 
 // NewNode starts a node. It reads the proposer's ballot ceiling from store,
@@ -188,7 +188,11 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 // did not take it.
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
 	home := Home(req.Op.Key, *n.members.Load())
-	if home != 0 && home != n.id && near(n.fwd, home) {
+	remote := home != 0 && home != n.id
+	if remote && !near(n.fwd, home) {
+		n.farHomes.Add(1)
+	}
+	if remote && near(n.fwd, home) {
 		if req.Change == nil && req.Op.Kind == kv.OpGet {
 			// A read needs no promise and no cache: try the fast path
 			// here, and forward only a read that cannot finish on it (a
@@ -239,6 +243,9 @@ type NodeStats struct {
 	// LocalReads counts reads of keys homed elsewhere that this node
 	// answered on the fast path instead of forwarding them.
 	LocalReads uint64
+	// FarHomes counts requests run here because their home was far (its
+	// round trip above ForwardMaxRTT, or failed and settling).
+	FarHomes uint64
 }
 
 // Stats returns the node's counters.
@@ -249,6 +256,7 @@ func (n *Node) Stats() NodeStats {
 		Forwarded:  n.forwarded.Load(),
 		Fallbacks:  n.fallbacks.Load(),
 		LocalReads: n.localReads.Load(),
+		FarHomes:   n.farHomes.Load(),
 	}
 }
 

@@ -80,6 +80,7 @@ var counters = []counter{
 	{"caspaxos_composed_changes_total", "Changes in those batches (mean batch size: this / batches).", func(s snapshot) uint64 { return s.node.Proposer.ComposedChanges }},
 	{"caspaxos_forwarded_total", "Requests answered by their home proposer on another node.", func(s snapshot) uint64 { return s.node.Forwarded }},
 	{"caspaxos_forward_fallbacks_total", "Requests whose home was unreachable, proposed here instead.", func(s snapshot) uint64 { return s.node.Fallbacks }},
+	{"caspaxos_far_home_requests_total", "Requests run here because their home node was far (round trip above 5ms) or had failed and not yet answered steadily.", func(s snapshot) uint64 { return s.node.FarHomes }},
 	{"caspaxos_local_reads_total", "Reads of keys homed on another node answered here on the fast path instead of forwarded.", func(s snapshot) uint64 { return s.node.LocalReads }},
 	{"caspaxos_acceptor_batches_total", "Message batches the acceptor processed.", func(s snapshot) uint64 { return s.node.Acceptor.Batches }},
 	{"caspaxos_acceptor_dropped_batches_total", "Message batches the acceptor dropped.", func(s snapshot) uint64 { return s.node.Acceptor.DroppedBatches }},
