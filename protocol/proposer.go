@@ -161,7 +161,8 @@ type Proposer struct {
 	keys  map[string]*keyState
 	reqs  map[ReqID]*request
 	reads map[Ballot]*readOp
-	tier  map[NodeID]int           // proximity tiers (SetProximity)
+	tier  map[NodeID]int           // proximity tier of each acceptor (SetProximity)
+	tiers int                      // how many tiers SetProximity was given
 	cache map[string]*list.Element // of *cacheEntry
 	lru   list.List                // front = most recently used
 	ready Ready

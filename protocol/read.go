@@ -89,10 +89,10 @@ func (p *Proposer) ranked(order []NodeID) int {
 // whom reads ask first, never a quorum.
 func (p *Proposer) SetProximity(tiers [][]NodeID) {
 	if len(tiers) == 0 {
-		p.tier = nil
+		p.tier, p.tiers = nil, 0
 		return
 	}
-	p.tier = make(map[NodeID]int)
+	p.tier, p.tiers = make(map[NodeID]int), len(tiers)
 	for i, t := range tiers {
 		for _, id := range t {
 			if _, ok := p.tier[id]; !ok {
@@ -116,7 +116,7 @@ func (p *Proposer) readOrder(key string, set []NodeID) []NodeID {
 		if len(p.tier) == 0 {
 			return 0
 		}
-		return len(set) + 1 // in no tier: after every tier
+		return p.tiers // in no tier: after every tier
 	}
 	slices.SortStableFunc(out, func(a, b NodeID) int { return tierOf(a) - tierOf(b) })
 	return out

@@ -35,6 +35,9 @@ func TestReadAsksNearestQuorumFirst(t *testing.T) {
 			return append([]NodeID{3}, r...) // three make the read quorum of five
 		}},
 		{"proposer not an acceptor", 9, nil, func(key string) []NodeID { return Rank(key, acceptors)[:3] }},
+		{"many tiers, unlisted last", 2, [][]NodeID{nil, nil, nil, nil, nil, nil, {4}, {1}}, func(key string) []NodeID {
+			return []NodeID{2, 4, 1}
+		}},
 		{"too few reachable: ask all", 1, [][]NodeID{{2}}, func(key string) []NodeID {
 			r := slices.DeleteFunc(Rank(key, acceptors), func(id NodeID) bool { return id == 1 || id == 2 })
 			return append([]NodeID{1, 2}, r...)
