@@ -188,11 +188,12 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 // did not take it.
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
 	home := Home(req.Op.Key, *n.members.Load())
-	remote := home != 0 && home != n.id
-	if remote && !near(n.fwd, home) {
+	forward := home != 0 && home != n.id
+	if forward && !near(n.fwd, home) {
+		forward = false
 		n.farHomes.Add(1)
 	}
-	if remote && near(n.fwd, home) {
+	if forward {
 		if req.Change == nil && req.Op.Kind == kv.OpGet {
 			// A read needs no promise and no cache: try the fast path
 			// here, and forward only a read that cannot finish on it (a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/storage"
 )
 
 var members3 = []protocol.NodeID{1, 2, 3}
@@ -190,5 +191,43 @@ func TestNodeReadsKeysHomedElsewhereItself(t *testing.T) {
 				t.Fatalf("node 1 proposer took %d requests, want %d (fast reads only)", st.Proposer.Requests, tt.local+tt.forwarded)
 			}
 		})
+	}
+}
+
+func TestNodeProposesKeysOfFarHomesItself(t *testing.T) {
+	acceptors := protocol.Majority(1, members3...)
+	net := NewLocal()
+	var nodes []*Node
+	for _, id := range members3 {
+		ep := net.Endpoint(id)
+		var fwd Forwarder = ep
+		if id == 1 {
+			// Node 2 is in another region as node 1 measures it.
+			fwd = distantForwarder{rtt: map[protocol.NodeID]time.Duration{2: 22 * time.Millisecond, 3: time.Millisecond}}
+		}
+		n, err := NewNode(fastConfig(id, acceptors), storage.NewMemory(), ep, fwd, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Add(n); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Stop()
+		}
+	})
+	key := keyHomedAt(t, 2, members3)
+	ctx := ctxTimeout(t, 10*time.Second)
+	for i := range 3 {
+		s, err := nodes[0].Do(ctx, kv.Op{Kind: kv.OpIncrement, Key: key, Delta: 1})
+		if err != nil || string(s.Value) != fmt.Sprint(i+1) {
+			t.Fatalf("increment %d: %v, %v", i, s, err)
+		}
+	}
+	if s := nodes[0].Stats(); s.FarHomes != 3 || s.Forwarded != 0 || s.Fallbacks != 0 || s.Proposer.Requests != 3 {
+		t.Fatalf("node 1 stats %+v: want 3 requests proposed here for a far home, none forwarded", s)
 	}
 }
