@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -152,33 +149,6 @@ func (t *Transport) resolve(from protocol.NodeID, r *peerpb.ForwardReply) {
 	t.mu.Unlock()
 	if ok && p.peer == from {
 		p.ch <- r
-	}
-}
-
-// Stream receives a peer's frames (the Peer service).
-func (t *Transport) Stream(s peerpb.Peer_StreamServer) error {
-	for {
-		f, err := s.Recv()
-		if err != nil {
-			return nil
-		}
-		from := protocol.NodeID(f.GetFrom())
-		ps := t.set()
-		heard := ps.heard[from]
-		if heard == nil {
-			return status.Errorf(codes.PermissionDenied, "caspaxos/transport: node %d is not a member", from)
-		}
-		heard.Store(time.Now().UnixNano())
-		if f.GetLeaving() && !ps.gone[from].Swap(true) {
-			// Acknowledge on our own link, behind any forward queued there.
-			ps.links[from].poke()
-		} else if !f.GetLeaving() {
-			ps.gone[from].Store(false)
-		}
-		if f.GetAcksLeaving() {
-			ps.acked[from]()
-		}
-		t.receive(from, f)
 	}
 }
 

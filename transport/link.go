@@ -1,17 +1,18 @@
 package transport
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -51,14 +52,14 @@ func forwardBytes(f *peerpb.Forward) int    { return len(f.GetKey()) + len(f.Get
 func replyBytes(r *peerpb.ForwardReply) int { return len(r.GetValue()) + len(r.GetErrorMessage()) + 64 }
 
 // link is the sending half of this node's connection to one peer: a queue
-// and a goroutine that keeps a stream open and drains the queue into it,
-// one frame per pass, whatever has accumulated since the last.
+// and a goroutine that keeps a connection open and drains the queue into
+// it, one frame per pass, whatever has accumulated since the last.
 type link struct {
 	t     *Transport
 	id    protocol.NodeID
 	addr  string
 	conn  *grpc.ClientConn
-	up    atomic.Bool // a stream is open
+	up    atomic.Bool // a connection is open
 	mu    sync.Mutex
 	buf   frameBuf
 	wake  chan struct{}
@@ -70,10 +71,14 @@ type link struct {
 	markFirst func()
 	// rtt holds the round-trip times of the latest probes (see probe).
 	rtt rttWindow
+	// ping is the probe to put in the next frame (0: none; under mu), pongs
+	// carries the peer's answers to probes from listen to probe.
+	ping  uint64
+	pongs chan uint64
 }
 
 func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientConn) *link {
-	l := &link{t: t, id: id, addr: addr, conn: conn, wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	l := &link{t: t, id: id, addr: addr, conn: conn, wake: make(chan struct{}, 1), quit: make(chan struct{}), pongs: make(chan uint64, 1)}
 	l.close = sync.OnceFunc(func() { close(l.quit) })
 	l.firstUp = make(chan struct{})
 	l.markFirst = sync.OnceFunc(func() { close(l.firstUp) })
@@ -83,7 +88,7 @@ func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientCon
 // enqueue adds n items of size bytes through fill, unless the link is
 // down or full.
 func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
-	if !l.up.Load() {
+	if !l.up.Load() || l.t.ctx.Err() != nil {
 		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: link to node %d (%s) is down", ErrUnreachable, l.id, l.addr)
 	}
@@ -113,7 +118,8 @@ func (l *link) poke() {
 func (l *link) take() *peerpb.Frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.set().isGone(l.id)}
+	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.set().isGone(l.id), Ping: l.ping}
+	l.ping = 0
 	b := budget{items: l.t.cfg.FrameLimit, bytes: l.t.cfg.FrameBytes}
 	f.ForwardReplies, l.buf.replies = takeSized(l.buf.replies, &b)
 	f.Forwards, l.buf.forwards = takeSized(l.buf.forwards, &b)
@@ -151,20 +157,22 @@ func (l *link) more() bool {
 	return l.buf.len() > 0
 }
 
-// run keeps a stream to the peer open, reconnecting with jittered backoff.
+// run keeps a connection to the peer open, reconnecting with jittered
+// backoff.
 func (l *link) run() {
 	defer l.t.wg.Done()
 	l.t.wg.Add(1)
 	go l.probe()
 	delay := l.t.cfg.ReconnectMin
 	for {
-		stream, err := peerpb.NewPeerClient(l.conn).Stream(l.t.ctx)
+		conn, err := l.dial()
 		if err == nil {
 			l.up.Store(true)
 			l.markFirst()
 			delay = l.t.cfg.ReconnectMin
-			err = l.pump(stream)
+			err = l.pump(conn)
 			l.up.Store(false)
+			conn.Close()
 			l.discard()
 		}
 		select {
@@ -184,30 +192,80 @@ func (l *link) run() {
 	}
 }
 
-// pump sends frames until the stream fails or the link is closed. An idle
-// link sends an empty frame every Heartbeat, so the peer can tell it is alive.
-func (l *link) pump(stream peerpb.Peer_StreamClient) error {
+// dial connects to the peer and exchanges the framing's preface
+// (frames.go): the link is up only once the peer answered it.
+func (l *link) dial() (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(l.t.ctx, dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", l.addr)
+	if err != nil {
+		return nil, err
+	}
+	// Close ends a dial that waits for the answer.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	_, err = conn.Write(framePreface)
+	head := make([]byte, len(framePreface))
+	if err == nil {
+		_, err = io.ReadFull(conn, head)
+	}
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err == nil && !bytes.Equal(head, framePreface) {
+		err = fmt.Errorf("caspaxos/transport: node %d at %s answered with preface %q, want %q", l.id, l.addr, head, framePreface)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// pump sends frames until the connection fails or the link is closed. An
+// idle link sends an empty frame every Heartbeat, so the peer can tell it is
+// alive. Only pump writes to conn; listen reads from it.
+func (l *link) pump(conn net.Conn) error {
+	broken := make(chan error, 1)
+	go l.listen(conn, broken)
 	heartbeat := time.NewTicker(l.t.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	var buf []byte
 	for {
 		select {
 		case <-l.quit:
-			_, _ = stream.CloseAndRecv()
 			return ErrClosed
-		case <-stream.Context().Done():
-			return fmt.Errorf("stream to node %d ended: %w", l.id, stream.Context().Err())
+		case err := <-broken:
+			return fmt.Errorf("connection to node %d ended: %w", l.id, err)
 		case <-l.wake:
 		case <-heartbeat.C:
 		}
 		for {
+			if l.t.ctx.Err() != nil {
+				// Closing: nothing more leaves, not even what was queued.
+				return ErrClosed
+			}
 			f := l.take()
-			if err := stream.Send(f); err != nil {
-				// SendMsg fails only when the stream was already broken:
-				// this frame never reached the connection, so its forwards
-				// were not sent and may run elsewhere.
+			var err error
+			if buf, err = appendFrame(buf[:0], f); err != nil {
+				// Only an item over the receiver's bound gets here: drop
+				// the frame, keep the link.
+				l.t.dropped.Add(uint64(len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)))
 				l.notSent(f.Forwards)
-				_, err = stream.CloseAndRecv()
+				l.t.cfg.Logger.Error("frame not sent", "peer", uint64(l.id), "err", err)
+				continue
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := conn.Write(buf); err != nil {
+				// A write that failed wrote part of the frame at most, and
+				// the receiver drops a frame cut short: its forwards were
+				// not run, and may run elsewhere.
+				l.notSent(f.Forwards)
 				return fmt.Errorf("sending to node %d: %w", l.id, err)
+			}
+			if cap(buf) > 1<<20 {
+				buf = nil // keep no large frame's buffer
 			}
 			if !l.more() {
 				break
@@ -216,7 +274,28 @@ func (l *link) pump(stream peerpb.Peer_StreamClient) error {
 	}
 }
 
-// discard drops what waited for a stream that broke; forwards among it
+// listen reads what the peer sends back on the link's connection: answers
+// to probes. It reports why the connection ended on broken.
+func (l *link) listen(conn net.Conn, broken chan<- error) {
+	r := bufio.NewReader(conn)
+	var body []byte
+	for {
+		f := &peerpb.Frame{}
+		var err error
+		if body, err = readFrame(r, body, f); err != nil {
+			broken <- err
+			return
+		}
+		if p := f.GetPong(); p != 0 {
+			select {
+			case l.pongs <- p:
+			default: // nobody waits for it any more
+			}
+		}
+	}
+}
+
+// discard drops what waited for a connection that broke; forwards among it
 // never left, so their callers may run them elsewhere.
 func (l *link) discard() {
 	l.mu.Lock()
@@ -252,17 +331,17 @@ const (
 const FailedRTT = probeTimeout
 
 // probe measures the round-trip time to the peer every probeEvery
-// heartbeats while the link is up: a gRPC health check on the link's own
-// connection, so it crosses what the link's frames cross. The peer need not
-// serve the health service: an Unimplemented answer came back from the peer
-// all the same. A probe that fails or times out, or a link that went down
-// or silent (DeadAfter) after it was up, marks the peer as failed (see
+// heartbeats while the link is up: a ping in the link's next frame, which
+// the peer answers on the same connection, so it crosses what the link's
+// frames cross (queueing behind them included; rttWindow keeps the
+// smallest). A probe unanswered within probeTimeout, or a link that went
+// down or silent (DeadAfter) after it was up, marks the peer as failed (see
 // rttWindow).
 func (l *link) probe() {
 	defer l.t.wg.Done()
-	hc := healthpb.NewHealthClient(l.conn)
 	tick := time.NewTicker(probeEvery * l.t.cfg.Heartbeat)
 	defer tick.Stop()
+	var seq uint64
 	for {
 		select {
 		case <-l.quit:
@@ -277,18 +356,46 @@ func (l *link) probe() {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(l.t.ctx, probeTimeout)
+		seq++
 		start := time.Now()
-		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		took := time.Since(start)
-		cancel()
-		switch status.Code(err) {
-		case codes.OK, codes.Unimplemented, codes.NotFound:
-			l.rtt.add(took)
-		case codes.Canceled:
-			// The transport is closing.
-		default:
+		l.mu.Lock()
+		l.ping = seq
+		l.mu.Unlock()
+		l.poke()
+		switch l.awaitPong(seq, probeTimeout) {
+		case pongOK:
+			l.rtt.add(time.Since(start))
+		case pongLate:
 			l.rtt.fail()
+		case pongClosed:
+			return
+		}
+	}
+}
+
+type pongOutcome int
+
+const (
+	pongOK pongOutcome = iota
+	pongLate
+	pongClosed
+)
+
+// awaitPong waits for the answer to probe seq; answers to earlier probes,
+// which timed out, are skipped.
+func (l *link) awaitPong(seq uint64, timeout time.Duration) pongOutcome {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return pongClosed
+		case <-timer.C:
+			return pongLate
+		case p := <-l.pongs:
+			if p == seq {
+				return pongOK
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,9 +14,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Errors of the transport; match with errors.Is.
@@ -116,11 +117,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Transport links this node with its peers over gRPC: one long-lived
-// client stream to each peer carries frames that hold everything waiting
-// for that peer (protocol messages of many keys, forwarded operations,
-// replies to forwards), so ops/s is not bounded by RPCs/s. Frames from
-// peers arrive on the Peer service this Transport registers.
+// Transport links this node with its peers: one long-lived TCP connection
+// to each peer carries frames that hold everything waiting for that peer
+// (protocol messages of many keys, forwarded operations, replies to
+// forwards), so ops/s is not bounded by RPCs/s. Frames from peers arrive on
+// the peer port, which Serve shares with gRPC (frames.go). A gRPC client
+// connection to each peer serves the GC service.
 type Transport struct {
 	cfg          Config
 	h            Handler
@@ -134,10 +136,12 @@ type Transport struct {
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
 	started      time.Time
+	connMu       sync.Mutex // guards conns and listeners, and orders cancel with track
+	conns        map[net.Conn]struct{}
+	listeners    []*connsplit.Listener
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
-	peerpb.UnimplementedPeerServer
 }
 
 // New starts links to every peer; they connect in the background.
@@ -147,7 +151,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{cfg: cfg, h: h,
-		pending: make(map[uint64]pendingForward),
+		pending: make(map[uint64]pendingForward), conns: make(map[net.Conn]struct{}),
 		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, started: time.Now()}
 	// Forward IDs start at a random point: a peer may still answer a
 	// forward of this node's previous run, and its reply must not match a
@@ -161,8 +165,9 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	return t, nil
 }
 
-// ServerOptions are the gRPC server options the Peer service needs: it
-// accepts the links' keepalive probes.
+// ServerOptions are the gRPC server options the peer port's gRPC server
+// needs (the one given to Serve): it accepts the keepalive probes of the
+// peers' gRPC connections, and large GC batches.
 func (t *Transport) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -170,12 +175,12 @@ func (t *Transport) ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// Register serves the Peer service on s.
-func (t *Transport) Register(s *grpc.Server) { peerpb.RegisterPeerServer(s, t) }
-
 // Close stops every link and fails the forwards waiting for replies.
 func (t *Transport) Close() {
+	t.connMu.Lock()
 	t.cancel()
+	t.connMu.Unlock()
+	t.closeServing()
 	t.psMu.Lock()
 	defer t.psMu.Unlock()
 	for _, l := range t.set().links {
@@ -255,7 +260,7 @@ func (t *Transport) Leave(ctx context.Context) {
 type Stats struct {
 	// Dropped counts items not sent because their link was down or full.
 	Dropped uint64
-	// LinkFailures counts streams to peers that broke or could not open.
+	// LinkFailures counts connections to peers that broke or could not open.
 	LinkFailures uint64
 	// RTT is each peer's round-trip time as RTT reports it, for the peers
 	// with one measured.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
@@ -60,13 +62,16 @@ type cluster struct {
 	tr      map[protocol.NodeID]*Transport
 	nodes   map[protocol.NodeID]*node
 	servers map[protocol.NodeID]*grpc.Server
+	addrs   map[protocol.NodeID]string
 }
 
-// newCluster starts n transports on loopback, each with its own gRPC server.
+// newCluster starts n transports on loopback, each with its own gRPC server
+// (serving the health service) on its peer port.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{tr: map[protocol.NodeID]*Transport{}, nodes: map[protocol.NodeID]*node{}, servers: map[protocol.NodeID]*grpc.Server{}}
 	addrs := map[protocol.NodeID]string{}
+	c.addrs = addrs
 	lis := map[protocol.NodeID]net.Listener{}
 	for id := protocol.NodeID(1); id <= protocol.NodeID(n); id++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,8 +93,8 @@ func newCluster(t *testing.T, n int) *cluster {
 			t.Fatal(err)
 		}
 		s := grpc.NewServer(tr.ServerOptions()...)
-		tr.Register(s)
-		go func() { _ = s.Serve(lis[id]) }()
+		healthpb.RegisterHealthServer(s, health.NewServer())
+		tr.Serve(lis[id], s)
 		c.tr[id], c.servers[id] = tr, s
 		t.Cleanup(func() { tr.Close(); s.Stop() })
 	}
@@ -264,8 +269,7 @@ func TestLateStartingPeerIsReachedWithinReconnectBackoff(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := grpc.NewServer(tr.ServerOptions()...)
-		tr.Register(s)
-		go func() { _ = s.Serve(lis) }()
+		tr.Serve(lis, s)
 		t.Cleanup(func() { tr.Close(); s.Stop() })
 		return tr
 	}

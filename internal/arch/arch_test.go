@@ -30,7 +30,9 @@ var allowed = map[string][]string{
 	"kv":        {"protocol"},
 	"storage":   {"protocol"},
 	"client":    {"api"},
-	"transport": {"protocol", "kv"},
+	"transport": {"protocol", "kv", "internal/connsplit"},
+	// A leaf: the transport and the daemon share it.
+	"internal/connsplit": {},
 }
 
 // imports returns the imports of the non-test Go files of every package

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
@@ -38,7 +39,7 @@ type Daemon struct {
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
-	split     *splitListener
+	split     *connsplit.Listener
 	metrics   *metrics
 	log       *slog.Logger
 	stopOnce  sync.Once
@@ -156,21 +157,23 @@ func (d *Daemon) startNode() error {
 
 func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
-	d.tr.Register(d.peerSrv)
 	peerpb.RegisterAdminServer(d.peerSrv, adminServer{d: d})
 	peerpb.RegisterGCServer(d.peerSrv, gcServer{d: d})
-	go func() { _ = d.peerSrv.Serve(peerLis) }()
+	d.tr.Serve(peerLis, d.peerSrv)
 
-	d.split = newSplitListener(clientLis)
+	// gRPC and HTTP/1 share the client address: gRPC connections begin
+	// with the HTTP/2 client preface. (gRPC's net/http bridge would avoid
+	// this, at a large cost in throughput.)
+	d.split = connsplit.New(clientLis, []byte("PRI"), 10*time.Second)
 	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(d.cfg.Limits.MaxValueBytes + d.cfg.Limits.MaxKeyBytes + 4096))
 	clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
-	go func() { _ = d.grpcSrv.Serve(d.split.grpc) }()
+	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = &http.Server{
 		Handler: clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 			Metrics: d.metrics.handler(), Logger: d.log}, d),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	go func() { _ = d.httpSrv.Serve(d.split.http) }()
+	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 }
 
 // Fatal is closed when the node stopped for good because its storage
@@ -202,7 +205,7 @@ func (d *Daemon) watch() {
 
 // ClientAddr is the address the client API listens on (with the port the
 // system chose, if the configuration said port 0).
-func (d *Daemon) ClientAddr() string { return d.split.l.Addr().String() }
+func (d *Daemon) ClientAddr() string { return d.split.Addr().String() }
 
 // Stop stops serving, answers what is in flight and closes the storage.
 func (d *Daemon) Stop() error {

@@ -88,7 +88,7 @@ var counters = []counter{
 	{"caspaxos_storage_entries_total", "Registers written by them.", func(s snapshot) uint64 { return s.store.entries }},
 	{"caspaxos_storage_syncs_total", "WAL fsyncs (sync batch size: applies / syncs).", func(s snapshot) uint64 { return s.store.syncs }},
 	{"caspaxos_peer_dropped_total", "Items not sent to a peer (link down or queue full).", func(s snapshot) uint64 { return s.network.dropped }},
-	{"caspaxos_peer_link_failures_total", "Peer streams that broke.", func(s snapshot) uint64 { return s.network.linkFailures }},
+	{"caspaxos_peer_link_failures_total", "Connections of peer links that broke or could not open.", func(s snapshot) uint64 { return s.network.linkFailures }},
 }
 
 // statsCollector reads the counters at scrape time.

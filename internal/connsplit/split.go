@@ -1,0 +1,126 @@
+// Package connsplit serves two protocols on one listening address: it reads
+// the first bytes of every accepted connection and hands the connection
+// (those bytes included) to one of two listeners by whether they match a
+// prefix.
+package connsplit
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Listener splits the connections of one net.Listener between Match (their
+// first bytes are the prefix) and Other (anything else).
+type Listener struct {
+	l      net.Listener
+	prefix []byte
+	sniff  time.Duration
+	// Match gets the connections that begin with the prefix, Other the rest.
+	Match, Other net.Listener
+	match, other *chanListener
+}
+
+// New starts splitting l's connections by prefix. A connection that does not
+// send len(prefix) bytes within sniff is closed; the sniffing happens on the
+// connection's own goroutine, so a silent client holds up no other.
+func New(l net.Listener, prefix []byte, sniff time.Duration) *Listener {
+	s := &Listener{l: l, prefix: bytes.Clone(prefix), sniff: sniff,
+		match: newChanListener(l.Addr()), other: newChanListener(l.Addr())}
+	s.Match, s.Other = s.match, s.other
+	go s.run()
+	return s
+}
+
+func (s *Listener) run() {
+	for {
+		conn, err := s.l.Accept()
+		if err != nil {
+			s.match.close(err)
+			s.other.close(err)
+			return
+		}
+		go s.route(conn)
+	}
+}
+
+func (s *Listener) route(conn net.Conn) {
+	head := make([]byte, len(s.prefix))
+	_ = conn.SetReadDeadline(time.Now().Add(s.sniff))
+	n, err := io.ReadFull(conn, head)
+	_ = conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		return
+	}
+	c := &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(head[:n]), conn)}
+	if bytes.Equal(head, s.prefix) {
+		s.match.push(c)
+	} else {
+		s.other.push(c)
+	}
+}
+
+// Close closes the underlying listener, which ends both halves.
+func (s *Listener) Close() error { return s.l.Close() }
+
+// Addr is the underlying listener's address.
+func (s *Listener) Addr() net.Addr { return s.l.Addr() }
+
+// prefixConn replays the sniffed bytes before the rest of the connection.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener is a net.Listener fed by Listener.
+type chanListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	err   error
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (c *chanListener) push(conn net.Conn) {
+	select {
+	case c.conns <- conn:
+	case <-c.done:
+		conn.Close()
+	}
+}
+
+func (c *chanListener) Accept() (net.Conn, error) {
+	select {
+	case conn := <-c.conns:
+		return conn, nil
+	case <-c.done:
+		return nil, c.err
+	}
+}
+
+func (c *chanListener) close(err error) {
+	c.once.Do(func() {
+		if err == nil {
+			err = net.ErrClosed
+		}
+		c.err = err
+		close(c.done)
+	})
+}
+
+// Close ends this half only; the shared listener stays open for the other.
+func (c *chanListener) Close() error {
+	c.close(net.ErrClosed)
+	return nil
+}
+
+func (c *chanListener) Addr() net.Addr { return c.addr }
