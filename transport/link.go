@@ -264,6 +264,8 @@ func (l *link) pump(conn net.Conn) error {
 				l.notSent(f.Forwards)
 				return fmt.Errorf("sending to node %d: %w", l.id, err)
 			}
+			l.t.frames.Add(1)
+			l.t.items.Add(uint64(len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)))
 			if cap(buf) > 1<<20 {
 				buf = nil // keep no large frame's buffer
 			}

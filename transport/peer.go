@@ -135,6 +135,8 @@ type Transport struct {
 	leaving      atomic.Bool   // set by Leave: every frame says so
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
+	frames       atomic.Uint64
+	items        atomic.Uint64
 	started      time.Time
 	connMu       sync.Mutex // guards conns and listeners, and orders cancel with track
 	conns        map[net.Conn]struct{}
@@ -256,8 +258,11 @@ func (t *Transport) Leave(ctx context.Context) {
 	}
 }
 
-// Stats counts the transport's trouble since it started.
+// Stats counts the transport's work and trouble since it started.
 type Stats struct {
+	// Frames and Items count the frames written to peers and the messages,
+	// forwards and replies in them (heartbeats are frames of no item).
+	Frames, Items uint64
 	// Dropped counts items not sent because their link was down or full.
 	Dropped uint64
 	// LinkFailures counts connections to peers that broke or could not open.
@@ -269,7 +274,8 @@ type Stats struct {
 
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
-	s := Stats{Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load(), RTT: make(map[protocol.NodeID]time.Duration)}
+	s := Stats{Frames: t.frames.Load(), Items: t.items.Load(), Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load(),
+		RTT: make(map[protocol.NodeID]time.Duration)}
 	for id := range t.set().links {
 		if d, ok := t.RTT(id); ok {
 			s.RTT[id] = d

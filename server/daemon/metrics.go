@@ -64,6 +64,7 @@ type snapshot struct {
 type storageStats struct{ applies, entries, syncs uint64 }
 type transportStats struct {
 	dropped, linkFailures uint64
+	frames, items         uint64
 	rtt                   map[protocol.NodeID]time.Duration
 }
 
@@ -88,6 +89,8 @@ var counters = []counter{
 	{"caspaxos_storage_entries_total", "Registers written by them.", func(s snapshot) uint64 { return s.store.entries }},
 	{"caspaxos_storage_syncs_total", "WAL fsyncs (sync batch size: applies / syncs).", func(s snapshot) uint64 { return s.store.syncs }},
 	{"caspaxos_peer_dropped_total", "Items not sent to a peer (link down or queue full).", func(s snapshot) uint64 { return s.network.dropped }},
+	{"caspaxos_peer_frames_total", "Frames written to peers (heartbeats included).", func(s snapshot) uint64 { return s.network.frames }},
+	{"caspaxos_peer_frame_items_total", "Messages, forwards and replies written to peers, in frames.", func(s snapshot) uint64 { return s.network.items }},
 	{"caspaxos_peer_link_failures_total", "Connections of peer links that broke or could not open.", func(s snapshot) uint64 { return s.network.linkFailures }},
 }
 
@@ -131,6 +134,6 @@ func (d *Daemon) snapshot() snapshot {
 	return snapshot{
 		node:    d.node.Stats(),
 		store:   storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs},
-		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures, rtt: ts.RTT},
+		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures, frames: ts.Frames, items: ts.Items, rtt: ts.RTT},
 	}
 }
