@@ -1,7 +1,9 @@
 // Package client is the Go client of caspaxos.
 //
-// A Client talks gRPC to one or more nodes; any node serves any key. Calls
-// take a context first and return the typed errors of this package:
+// A Client talks gRPC to one or more nodes; any node serves any key. Its KV
+// calls share one Batch stream per node, so that many concurrent calls
+// travel in few messages. Calls take a context first and return the typed
+// errors of this package:
 //
 //   - ErrNotFound, *VersionMismatchError (ErrVersionMismatch),
 //     ErrNotAnInteger, ErrOverflow, ErrTooLarge, ErrBadRequest: the request
@@ -49,10 +51,13 @@ func (c *Config) validate() error {
 
 // Client is safe for concurrent use.
 type Client struct {
-	cfg   Config
-	conns []*grpc.ClientConn
-	mu    sync.Mutex
-	next  int // endpoint to try first
+	cfg    Config
+	conns  []*grpc.ClientConn
+	muxes  []*mux // per endpoint: its Batch stream (batch.go)
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	next   int // endpoint to try first
 }
 
 // New connects lazily to the endpoints.
@@ -61,6 +66,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, ep := range cfg.Endpoints {
 		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -68,12 +74,14 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("caspaxos/client: endpoint %q: %w", ep, err)
 		}
 		c.conns = append(c.conns, conn)
+		c.muxes = append(c.muxes, &mux{conn: conn, ctx: c.ctx})
 	}
 	return c, nil
 }
 
-// Close closes all connections.
+// Close closes all connections; calls in flight end with an error.
 func (c *Client) Close() error {
+	c.cancel()
 	for _, conn := range c.conns {
 		conn.Close()
 	}

@@ -64,6 +64,18 @@ var byCode = map[string]error{
 	"membership":      ErrMembership,
 }
 
+// fromInfo turns the ErrorInfo of a server's answer, and its message, into
+// a typed error.
+func fromInfo(info *caspaxospb.ErrorInfo, msg string) error {
+	if info.GetCode() == "version_mismatch" {
+		return &VersionMismatchError{Current: info.GetCurrentVersion(), Message: msg}
+	}
+	if e, ok := byCode[info.GetCode()]; ok {
+		return fmt.Errorf("%w: %s", e, msg)
+	}
+	return fmt.Errorf("caspaxos/client: server error %s: %s", info.GetCode(), msg)
+}
+
 // fromStatus turns a server's answer into a typed error. It reports false
 // when err carries no ErrorInfo: the call did not get a server's answer.
 func fromStatus(err error) (error, bool) {
@@ -72,17 +84,9 @@ func fromStatus(err error) (error, bool) {
 		return err, false
 	}
 	for _, d := range st.Details() {
-		info, ok := d.(*caspaxospb.ErrorInfo)
-		if !ok {
-			continue
+		if info, ok := d.(*caspaxospb.ErrorInfo); ok {
+			return fromInfo(info, st.Message()), true
 		}
-		if info.GetCode() == "version_mismatch" {
-			return &VersionMismatchError{Current: info.GetCurrentVersion(), Message: st.Message()}, true
-		}
-		if e, ok := byCode[info.GetCode()]; ok {
-			return fmt.Errorf("%w: %s", e, st.Message()), true
-		}
-		return fmt.Errorf("caspaxos/client: server error %s: %s", info.GetCode(), st.Message()), true
 	}
 	if st.Code() == codes.Unimplemented || st.Code() == codes.InvalidArgument {
 		return fmt.Errorf("%w: %s", ErrBadRequest, st.Message()), true

@@ -16,70 +16,44 @@ type Value struct {
 
 // Get reads a key (linearizable). Absent or deleted: ErrNotFound.
 func (c *Client) Get(ctx context.Context, key string) (Value, error) {
-	var v Value
-	err := c.call(ctx, true, func(conn *grpc.ClientConn) error {
-		r, err := caspaxospb.NewKVClient(conn).Get(ctx, &caspaxospb.GetRequest{Key: []byte(key)})
-		if err == nil {
-			v = Value{Data: r.GetValue(), Version: r.GetVersion()}
-		}
-		return err
-	})
-	return v, err
+	r, err := c.do(ctx, true, &caspaxospb.Op{Kind: caspaxospb.Op_GET, Key: []byte(key)})
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{Data: r.GetValue(), Version: r.GetVersion()}, nil
 }
 
 // Put stores value and returns the new version.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value})
+	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_PUT, Key: []byte(key), Value: value})
 }
 
 // Create stores value only if the key is absent or deleted.
 func (c *Client) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	v := uint64(0)
-	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value, IfVersion: &v})
+	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_CREATE, Key: []byte(key), Value: value})
 }
 
 // CompareAndSwap stores value only while the key has version (0: absent).
 func (c *Client) CompareAndSwap(ctx context.Context, key string, version uint64, value []byte) (uint64, error) {
-	return c.put(ctx, &caspaxospb.PutRequest{Key: []byte(key), Value: value, IfVersion: &version})
-}
-
-func (c *Client) put(ctx context.Context, req *caspaxospb.PutRequest) (uint64, error) {
-	var version uint64
-	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
-		r, err := caspaxospb.NewKVClient(conn).Put(ctx, req)
-		version = r.GetVersion()
-		return err
-	})
-	return version, err
+	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_COMPARE_AND_SWAP, Key: []byte(key), Version: version, Value: value})
 }
 
 // Delete deletes a key, only while it has ifVersion unless that is 0, and
 // returns the tombstone's version.
 func (c *Client) Delete(ctx context.Context, key string, ifVersion uint64) (uint64, error) {
-	req := &caspaxospb.DeleteRequest{Key: []byte(key)}
-	if ifVersion != 0 {
-		req.IfVersion = &ifVersion
-	}
-	var version uint64
-	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
-		r, err := caspaxospb.NewKVClient(conn).Delete(ctx, req)
-		version = r.GetVersion()
-		return err
-	})
-	return version, err
+	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_DELETE, Key: []byte(key), Version: ifVersion})
+}
+
+func (c *Client) write(ctx context.Context, op *caspaxospb.Op) (uint64, error) {
+	r, err := c.do(ctx, false, op)
+	return r.GetVersion(), err
 }
 
 // Increment adds delta to the key's decimal integer (absent counts as 0)
 // and returns the new value and version.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, uint64, error) {
-	var value int64
-	var version uint64
-	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
-		r, err := caspaxospb.NewKVClient(conn).Increment(ctx, &caspaxospb.IncrementRequest{Key: []byte(key), Delta: delta})
-		value, version = r.GetValue(), r.GetVersion()
-		return err
-	})
-	return value, version, err
+	r, err := c.do(ctx, false, &caspaxospb.Op{Kind: caspaxospb.Op_INCREMENT, Key: []byte(key), Delta: delta})
+	return r.GetInteger(), r.GetVersion(), err
 }
 
 // Member is a node of the cluster.

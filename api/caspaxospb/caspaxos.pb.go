@@ -23,6 +23,340 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Op_Kind int32
+
+const (
+	Op_KIND_UNSPECIFIED Op_Kind = 0
+	Op_GET              Op_Kind = 1
+	Op_PUT              Op_Kind = 2
+	Op_CREATE           Op_Kind = 3
+	// Compare-and-swap: the put succeeds only while the key has version.
+	Op_COMPARE_AND_SWAP Op_Kind = 4
+	// Delete, only while the key has version unless that is 0.
+	Op_DELETE    Op_Kind = 5
+	Op_INCREMENT Op_Kind = 6
+)
+
+// Enum value maps for Op_Kind.
+var (
+	Op_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "GET",
+		2: "PUT",
+		3: "CREATE",
+		4: "COMPARE_AND_SWAP",
+		5: "DELETE",
+		6: "INCREMENT",
+	}
+	Op_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"GET":              1,
+		"PUT":              2,
+		"CREATE":           3,
+		"COMPARE_AND_SWAP": 4,
+		"DELETE":           5,
+		"INCREMENT":        6,
+	}
+)
+
+func (x Op_Kind) Enum() *Op_Kind {
+	p := new(Op_Kind)
+	*p = x
+	return p
+}
+
+func (x Op_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Op_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_caspaxos_proto_enumTypes[0].Descriptor()
+}
+
+func (Op_Kind) Type() protoreflect.EnumType {
+	return &file_api_caspaxos_proto_enumTypes[0]
+}
+
+func (x Op_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Op_Kind.Descriptor instead.
+func (Op_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{2, 0}
+}
+
+type BatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*Op                  `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BatchRequest) GetOps() []*Op {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*OpResult            `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchResponse) GetResults() []*OpResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// Op is one operation of a Batch.
+type Op struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client; unique among its ops in flight on the stream.
+	Id      uint64  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind    Op_Kind `protobuf:"varint,2,opt,name=kind,proto3,enum=caspaxos.v1.Op_Kind" json:"kind,omitempty"`
+	Key     []byte  `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Value   []byte  `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Version uint64  `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	Delta   int64   `protobuf:"varint,6,opt,name=delta,proto3" json:"delta,omitempty"`
+	// How long the client waits for the answer, in nanoseconds (0: the
+	// server's request timeout, which also bounds it).
+	TimeoutNanos  int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Op) Reset() {
+	*x = Op{}
+	mi := &file_api_caspaxos_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Op) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Op) ProtoMessage() {}
+
+func (x *Op) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Op.ProtoReflect.Descriptor instead.
+func (*Op) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Op) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Op) GetKind() Op_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Op_KIND_UNSPECIFIED
+}
+
+func (x *Op) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Op) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Op) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Op) GetDelta() int64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *Op) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
+	}
+	return 0
+}
+
+// OpResult answers the Op with the same id.
+type OpResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// GET: the value; INCREMENT: the new integer in integer.
+	Value   []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	Integer int64  `protobuf:"varint,4,opt,name=integer,proto3" json:"integer,omitempty"`
+	// Set when the op failed; message says why.
+	Error         *ErrorInfo `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	Message       string     `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpResult) Reset() {
+	*x = OpResult{}
+	mi := &file_api_caspaxos_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpResult) ProtoMessage() {}
+
+func (x *OpResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
+func (*OpResult) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OpResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *OpResult) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *OpResult) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *OpResult) GetInteger() int64 {
+	if x != nil {
+		return x.Integer
+	}
+	return 0
+}
+
+func (x *OpResult) GetError() *ErrorInfo {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *OpResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -32,7 +366,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +378,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +391,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -77,7 +411,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -89,7 +423,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -102,7 +436,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -131,7 +465,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +477,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +490,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -190,7 +524,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +536,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +549,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -243,7 +577,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +589,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +602,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -301,7 +635,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +647,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +660,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -346,7 +680,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +692,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +705,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -398,7 +732,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +744,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +757,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -443,7 +777,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +789,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +802,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -495,7 +829,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +841,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +854,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -545,7 +879,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +891,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +904,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 type Member struct {
@@ -587,7 +921,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +933,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +946,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Member) GetName() string {
@@ -662,7 +996,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +1008,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +1021,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -732,7 +1066,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +1078,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +1091,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -826,7 +1160,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1172,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1185,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -877,7 +1211,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1223,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1236,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -920,7 +1254,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1266,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1279,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 type HealthResponse struct {
@@ -959,7 +1293,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1305,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1318,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -1017,7 +1351,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1363,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1376,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1063,7 +1397,36 @@ var File_api_caspaxos_proto protoreflect.FileDescriptor
 
 const file_api_caspaxos_proto_rawDesc = "" +
 	"\n" +
-	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"\x1e\n" +
+	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"1\n" +
+	"\fBatchRequest\x12!\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.caspaxos.v1.OpR\x03ops\"@\n" +
+	"\rBatchResponse\x12/\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.caspaxos.v1.OpResultR\aresults\"\xa8\x02\n" +
+	"\x02Op\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.caspaxos.v1.Op.KindR\x04kind\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
+	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\"k\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\a\n" +
+	"\x03GET\x10\x01\x12\a\n" +
+	"\x03PUT\x10\x02\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x03\x12\x14\n" +
+	"\x10COMPARE_AND_SWAP\x10\x04\x12\n" +
+	"\n" +
+	"\x06DELETE\x10\x05\x12\r\n" +
+	"\tINCREMENT\x10\x06\"\xac\x01\n" +
+	"\bOpResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
+	"\ainteger\x18\x04 \x01(\x03R\ainteger\x12,\n" +
+	"\x05error\x18\x05 \x01(\v2\x16.caspaxos.v1.ErrorInfoR\x05error\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"=\n" +
@@ -1131,14 +1494,15 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"H\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12'\n" +
-	"\x0fcurrent_version\x18\x02 \x01(\x04R\x0ecurrentVersion2\x97\x03\n" +
+	"\x0fcurrent_version\x18\x02 \x01(\x04R\x0ecurrentVersion2\xdb\x03\n" +
 	"\x02KV\x128\n" +
 	"\x03Get\x12\x17.caspaxos.v1.GetRequest\x1a\x18.caspaxos.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.caspaxos.v1.PutRequest\x1a\x18.caspaxos.v1.PutResponse\x12>\n" +
 	"\x06Create\x12\x1a.caspaxos.v1.CreateRequest\x1a\x18.caspaxos.v1.PutResponse\x12N\n" +
 	"\x0eCompareAndSwap\x12\".caspaxos.v1.CompareAndSwapRequest\x1a\x18.caspaxos.v1.PutResponse\x12A\n" +
 	"\x06Delete\x12\x1a.caspaxos.v1.DeleteRequest\x1a\x1b.caspaxos.v1.DeleteResponse\x12J\n" +
-	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse2\xac\x02\n" +
+	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse\x12B\n" +
+	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x012\xac\x02\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -1157,56 +1521,68 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 	return file_api_caspaxos_proto_rawDescData
 }
 
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_api_caspaxos_proto_goTypes = []any{
-	(*GetRequest)(nil),            // 0: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),           // 1: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),            // 2: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),         // 3: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil), // 4: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),           // 5: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),         // 6: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 7: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),      // 8: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),     // 9: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),        // 10: caspaxos.v1.MembersRequest
-	(*Member)(nil),                // 11: caspaxos.v1.Member
-	(*MembersResponse)(nil),       // 12: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),          // 13: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),      // 14: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 15: caspaxos.v1.MemberRemoveRequest
-	(*HealthRequest)(nil),         // 16: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 17: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 18: caspaxos.v1.ErrorInfo
+	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
+	(*BatchRequest)(nil),          // 1: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),         // 2: caspaxos.v1.BatchResponse
+	(*Op)(nil),                    // 3: caspaxos.v1.Op
+	(*OpResult)(nil),              // 4: caspaxos.v1.OpResult
+	(*GetRequest)(nil),            // 5: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),           // 6: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),            // 7: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),         // 8: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil), // 9: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),           // 10: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),         // 11: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 12: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),      // 13: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),     // 14: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),        // 15: caspaxos.v1.MembersRequest
+	(*Member)(nil),                // 16: caspaxos.v1.Member
+	(*MembersResponse)(nil),       // 17: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),          // 18: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),      // 19: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 20: caspaxos.v1.MemberRemoveRequest
+	(*HealthRequest)(nil),         // 21: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 22: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 23: caspaxos.v1.ErrorInfo
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
-	11, // 0: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	13, // 1: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	0,  // 2: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	2,  // 3: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	3,  // 4: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	4,  // 5: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	6,  // 6: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	8,  // 7: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	10, // 8: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	16, // 9: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	14, // 10: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	15, // 11: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	1,  // 12: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	5,  // 13: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	5,  // 14: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	5,  // 15: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	7,  // 16: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	9,  // 17: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	12, // 18: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	17, // 19: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	12, // 20: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	12, // 21: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	12, // [12:22] is the sub-list for method output_type
-	2,  // [2:12] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	3,  // 0: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	4,  // 1: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	0,  // 2: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
+	23, // 3: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	16, // 4: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	18, // 5: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	5,  // 6: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	7,  // 7: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	8,  // 8: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	9,  // 9: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	11, // 10: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	13, // 11: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	1,  // 12: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	15, // 13: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	21, // 14: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	19, // 15: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	20, // 16: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	6,  // 17: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	10, // 18: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	10, // 19: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	10, // 20: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	12, // 21: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	14, // 22: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	2,  // 23: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	17, // 24: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	22, // 25: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	17, // 26: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	17, // 27: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	17, // [17:28] is the sub-list for method output_type
+	6,  // [6:17] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -1214,20 +1590,21 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[2].OneofWrappers = []any{}
 	file_api_caspaxos_proto_msgTypes[6].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[10].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   19,
+			NumEnums:      1,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_api_caspaxos_proto_goTypes,
 		DependencyIndexes: file_api_caspaxos_proto_depIdxs,
+		EnumInfos:         file_api_caspaxos_proto_enumTypes,
 		MessageInfos:      file_api_caspaxos_proto_msgTypes,
 	}.Build()
 	File_api_caspaxos_proto = out.File

@@ -27,6 +27,7 @@ const (
 	KV_CompareAndSwap_FullMethodName = "/caspaxos.v1.KV/CompareAndSwap"
 	KV_Delete_FullMethodName         = "/caspaxos.v1.KV/Delete"
 	KV_Increment_FullMethodName      = "/caspaxos.v1.KV/Increment"
+	KV_Batch_FullMethodName          = "/caspaxos.v1.KV/Batch"
 )
 
 // KVClient is the client API for KV service.
@@ -44,6 +45,15 @@ type KVClient interface {
 	CompareAndSwap(ctx context.Context, in *CompareAndSwapRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	Increment(ctx context.Context, in *IncrementRequest, opts ...grpc.CallOption) (*IncrementResponse, error)
+	// Batch carries many operations over one stream: each Op is answered by
+	// an OpResult with its id, in any order, and many travel in one message
+	// either way. A client with many requests in flight then pays per message,
+	// not per call; the Go client sends every KV operation this way. Ops run
+	// as their unary calls would. The server answers every op it received
+	// before it ends the stream; when it ends the stream with an OK status
+	// (it is shutting down), an op left unanswered was never received and may
+	// be sent elsewhere.
+	Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchResponse], error)
 }
 
 type kVClient struct {
@@ -114,6 +124,19 @@ func (c *kVClient) Increment(ctx context.Context, in *IncrementRequest, opts ...
 	return out, nil
 }
 
+func (c *kVClient) Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[0], KV_Batch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BatchRequest, BatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_BatchClient = grpc.BidiStreamingClient[BatchRequest, BatchResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -129,6 +152,15 @@ type KVServer interface {
 	CompareAndSwap(context.Context, *CompareAndSwapRequest) (*PutResponse, error)
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	Increment(context.Context, *IncrementRequest) (*IncrementResponse, error)
+	// Batch carries many operations over one stream: each Op is answered by
+	// an OpResult with its id, in any order, and many travel in one message
+	// either way. A client with many requests in flight then pays per message,
+	// not per call; the Go client sends every KV operation this way. Ops run
+	// as their unary calls would. The server answers every op it received
+	// before it ends the stream; when it ends the stream with an OK status
+	// (it is shutting down), an op left unanswered was never received and may
+	// be sent elsewhere.
+	Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -156,6 +188,9 @@ func (UnimplementedKVServer) Delete(context.Context, *DeleteRequest) (*DeleteRes
 }
 func (UnimplementedKVServer) Increment(context.Context, *IncrementRequest) (*IncrementResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Increment not implemented")
+}
+func (UnimplementedKVServer) Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -286,6 +321,13 @@ func _KV_Increment_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Batch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(KVServer).Batch(&grpc.GenericServerStream[BatchRequest, BatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_BatchServer = grpc.BidiStreamingServer[BatchRequest, BatchResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -318,7 +360,14 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _KV_Increment_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Batch",
+			Handler:       _KV_Batch_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "api/caspaxos.proto",
 }
 

@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,30 +21,52 @@ type GRPCConfig struct {
 	RequestTimeout time.Duration
 }
 
+// GRPC is a node's gRPC API, registered on a server.
+type GRPC struct{ api *grpcAPI }
+
 // RegisterGRPC registers the KV and Cluster services of a node on s.
-func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) {
+func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
-	g := &grpcAPI{cfg: cfg, b: b}
+	g := &grpcAPI{cfg: cfg, b: b, draining: make(chan struct{})}
+	g.drain = sync.OnceFunc(func() { close(g.draining) })
 	caspaxospb.RegisterKVServer(s, g)
 	caspaxospb.RegisterClusterServer(s, g)
+	return &GRPC{api: g}
 }
+
+// Drain makes every Batch stream, open or opened later, take no more ops
+// and end with an OK status once the ops it took are answered (see the
+// Batch RPC). Call it before the server's GracefulStop, which would
+// otherwise wait for the clients to close their streams.
+func (g *GRPC) Drain() { g.api.drain() }
 
 type grpcAPI struct {
 	caspaxospb.UnimplementedKVServer
 	caspaxospb.UnimplementedClusterServer
-	cfg GRPCConfig
-	b   Backend
+	cfg      GRPCConfig
+	b        Backend
+	draining chan struct{}
+	drain    func()
+}
+
+// exec checks op and runs it, within timeout if that is earlier than the
+// request timeout (0: none).
+func (g *grpcAPI) exec(ctx context.Context, op kv.Op, timeout time.Duration) (protocol.State, error) {
+	if err := op.Validate(g.cfg.Limits); err != nil {
+		return protocol.State{}, err
+	}
+	if timeout <= 0 || timeout > g.cfg.RequestTimeout {
+		timeout = g.cfg.RequestTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return g.b.Do(ctx, op)
 }
 
 func (g *grpcAPI) run(ctx context.Context, op kv.Op) (protocol.State, error) {
-	if err := op.Validate(g.cfg.Limits); err != nil {
-		return protocol.State{}, statusOf(err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.RequestTimeout)
-	defer cancel()
-	s, err := g.b.Do(ctx, op)
+	s, err := g.exec(ctx, op, 0)
 	if err != nil {
 		return s, statusOf(err)
 	}

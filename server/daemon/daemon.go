@@ -40,6 +40,7 @@ type Daemon struct {
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
 	split     *connsplit.Listener
+	grpcAPI   *clientapi.GRPC
 	metrics   *metrics
 	log       *slog.Logger
 	stopOnce  sync.Once
@@ -166,7 +167,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	// this, at a large cost in throughput.)
 	d.split = connsplit.New(clientLis, []byte("PRI"), 10*time.Second)
 	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(d.cfg.Limits.MaxValueBytes + d.cfg.Limits.MaxKeyBytes + 4096))
-	clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
+	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = &http.Server{
 		Handler: clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
@@ -220,6 +221,7 @@ func (d *Daemon) Stop() error {
 		cancelLeave()
 		_ = d.httpSrv.Shutdown(ctx)
 		graceful := make(chan struct{})
+		d.grpcAPI.Drain() // Batch streams end once their ops are answered
 		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()
 		select {
 		case <-graceful:

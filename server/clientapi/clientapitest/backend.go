@@ -116,14 +116,20 @@ func (b *Backend) Members(context.Context) (clientapi.Membership, error) {
 // ServeGRPC serves b's gRPC client API on a free loopback port until the
 // test ends, and returns its address and the server (to stop it early).
 func ServeGRPC(t testing.TB, b clientapi.Backend) (string, *grpc.Server) {
+	addr, s, _ := ServeGRPCAPI(t, b)
+	return addr, s
+}
+
+// ServeGRPCAPI is ServeGRPC that also returns the API (to drain it).
+func ServeGRPCAPI(t testing.TB, b clientapi.Backend) (string, *grpc.Server, *clientapi.GRPC) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	api := clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
-	return lis.Addr().String(), s
+	return lis.Addr().String(), s, api
 }
