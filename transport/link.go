@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,6 +242,13 @@ func (l *link) pump(conn net.Conn) error {
 		case <-l.wake:
 		case <-heartbeat.C:
 		}
+		// Let the goroutines that are ready to run (acceptor workers, the
+		// proposer, readers of other links) queue what they are about to
+		// send before this pass takes the queue: under load a frame then
+		// carries about three items instead of under two, and a frame
+		// costs a write here and a read at the peer whatever it holds.
+		// Idle, nothing else is runnable and this returns at once.
+		runtime.Gosched()
 		for {
 			if l.t.ctx.Err() != nil {
 				// Closing: nothing more leaves, not even what was queued.
