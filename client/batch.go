@@ -179,8 +179,8 @@ func (st *stream) end(err error) {
 	close(st.done)
 }
 
-// do runs op on endpoints in turn, starting with the last that worked, as
-// call does for unary calls: an op that provably never reached a node
+// do runs op on endpoints in turn, starting with the last that worked (a
+// write: with its key's home, see route.go), as call does for unary calls: an op that provably never reached a node
 // moves on to the next endpoint; one that may have reached it moves on only
 // if it is idempotent, and otherwise is an unknown outcome.
 func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*caspaxospb.OpResult, error) {
@@ -190,9 +190,23 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 	c.mu.Lock()
 	start := c.next
 	c.mu.Unlock()
+	routed := -1
+	if !idempotent && !c.cfg.NoRouting {
+		c.learn.Do(func() { go c.learnRoutes() })
+		if idx, ok := c.routes.Load().home(op.GetKey()); ok {
+			routed = idx
+		}
+	}
 	var last error
 	for i := range c.conns {
 		idx := (start + i) % len(c.conns)
+		switch {
+		case routed < 0:
+		case i == 0:
+			idx = routed
+		case idx == routed:
+			idx = start // the home went first; the preferred takes its turn
+		}
 		if !c.ready(ctx, c.conns[idx]) {
 			last = fmt.Errorf("endpoint %s not connected", c.cfg.Endpoints[idx])
 			continue
@@ -208,7 +222,9 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 		}
 		r, left, err := st.call(ctx, op)
 		if err == nil {
-			c.remember(idx)
+			if idx != routed {
+				c.remember(idx)
+			}
 			if info := r.GetError(); info != nil {
 				return nil, fromInfo(info, r.GetMessage())
 			}

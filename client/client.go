@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -37,6 +38,13 @@ type Config struct {
 	// DialTimeout bounds how long a call waits for a connection to an
 	// endpoint before trying the next (default 2s).
 	DialTimeout time.Duration
+	// NoRouting sends every call to the preferred endpoint first (the one
+	// that last worked) instead of sending writes to their key's home node
+	// (route.go).
+	NoRouting bool
+	// RouteRefresh is how often the client asks the endpoints which member
+	// each is, for routing (default 10s).
+	RouteRefresh time.Duration
 }
 
 func (c *Config) validate() error {
@@ -46,6 +54,9 @@ func (c *Config) validate() error {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 2 * time.Second
 	}
+	if c.RouteRefresh <= 0 {
+		c.RouteRefresh = 10 * time.Second
+	}
 	return nil
 }
 
@@ -54,6 +65,8 @@ type Client struct {
 	cfg    Config
 	conns  []*grpc.ClientConn
 	muxes  []*mux // per endpoint: its Batch stream (batch.go)
+	routes atomic.Pointer[routes]
+	learn  sync.Once // starts learnRoutes on the first write
 	ctx    context.Context
 	cancel context.CancelFunc
 	mu     sync.Mutex

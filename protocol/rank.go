@@ -8,7 +8,8 @@ import "slices"
 // order, and removing a member leaves the others' order as it was. The
 // server's routing takes the first as the key's home proposer; the read fast
 // path asks acceptors in this order (after itself and nearer ones), so that
-// reads of different keys spread over the acceptors.
+// reads of different keys spread over the acceptors. The Go client sends
+// each write to the first too (client/route.go).
 func Rank(key string, set []NodeID) []NodeID {
 	h := hashKey(key)
 	out := slices.Clone(set)

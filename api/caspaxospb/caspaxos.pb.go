@@ -989,7 +989,10 @@ type MembersResponse struct {
 	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	ConfigVersion uint64                 `protobuf:"varint,2,opt,name=config_version,json=configVersion,proto3" json:"config_version,omitempty"`
 	// The membership change this node runs, if any.
-	Change        *MemberChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
+	Change *MemberChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
+	// The answering node's ID: a client learns which endpoint is which
+	// member, to send each key's writes to its home (the Go client's routing).
+	SelfId        uint64 `protobuf:"varint,4,opt,name=self_id,json=selfId,proto3" json:"self_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1043,6 +1046,13 @@ func (x *MembersResponse) GetChange() *MemberChange {
 		return x.Change
 	}
 	return nil
+}
+
+func (x *MembersResponse) GetSelfId() uint64 {
+	if x != nil {
+		return x.SelfId
+	}
+	return 0
 }
 
 // MemberChange is a membership change in progress.
@@ -1469,11 +1479,12 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\tpeer_addr\x18\x03 \x01(\tR\bpeerAddr\x12\x1f\n" +
 	"\vclient_addr\x18\x04 \x01(\tR\n" +
 	"clientAddr\x12\x1c\n" +
-	"\treachable\x18\x05 \x01(\bR\treachable\"\x9a\x01\n" +
+	"\treachable\x18\x05 \x01(\bR\treachable\"\xb3\x01\n" +
 	"\x0fMembersResponse\x12-\n" +
 	"\amembers\x18\x01 \x03(\v2\x13.caspaxos.v1.MemberR\amembers\x12%\n" +
 	"\x0econfig_version\x18\x02 \x01(\x04R\rconfigVersion\x121\n" +
-	"\x06change\x18\x03 \x01(\v2\x19.caspaxos.v1.MemberChangeR\x06change\"\xda\x01\n" +
+	"\x06change\x18\x03 \x01(\v2\x19.caspaxos.v1.MemberChangeR\x06change\x12\x17\n" +
+	"\aself_id\x18\x04 \x01(\x04R\x06selfId\"\xda\x01\n" +
 	"\fMemberChange\x12\x0e\n" +
 	"\x02op\x18\x01 \x01(\tR\x02op\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x12\n" +

@@ -21,8 +21,10 @@ type Backend interface {
 
 // Membership is the cluster as one node sees it.
 type Membership struct {
-	ConfigVersion uint64   `json:"config_version"`
-	Members       []Member `json:"members"`
+	ConfigVersion uint64 `json:"config_version"`
+	// SelfID is the answering node's ID.
+	SelfID  uint64   `json:"self_id,omitempty"`
+	Members []Member `json:"members"`
 	// Change is the membership change this node runs, if any.
 	Change *MemberChange `json:"change,omitempty"`
 }

@@ -118,7 +118,7 @@ func (g *grpcAPI) changeMembers(ctx context.Context, c memberChange) (*caspaxosp
 }
 
 func membersProto(m Membership) *caspaxospb.MembersResponse {
-	out := &caspaxospb.MembersResponse{ConfigVersion: m.ConfigVersion}
+	out := &caspaxospb.MembersResponse{ConfigVersion: m.ConfigVersion, SelfId: m.SelfID}
 	for _, x := range m.Members {
 		out.Members = append(out.Members, &caspaxospb.Member{
 			Name: x.Name, Id: x.ID, PeerAddr: x.PeerAddr, ClientAddr: x.ClientAddr, Reachable: x.Reachable,

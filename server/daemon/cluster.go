@@ -42,7 +42,7 @@ func (d *Daemon) Health(context.Context) error {
 // Members lists the members as this node sees them (clientapi.Backend).
 func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
 	st := d.members.State()
-	out := clientapi.Membership{ConfigVersion: st.Membership.Version()}
+	out := clientapi.Membership{ConfigVersion: st.Membership.Version(), SelfID: uint64(d.id)}
 	if ch := d.MemberChange(); ch != nil {
 		out.Change = &clientapi.MemberChange{Op: ch.Op, Target: ch.Target.Name, Step: ch.Next, Steps: len(ch.Steps),
 			CatchUpDone: ch.CatchUp.Done, CatchUpTotal: ch.CatchUp.Total, Error: ch.Error}

@@ -6,6 +6,7 @@ package clientapitest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -27,6 +28,8 @@ type Backend struct {
 	// is closed or its context is done.
 	hold chan struct{}
 	seen chan struct{}
+	// members, when set, is what Members reports.
+	members *clientapi.Membership
 }
 
 // New returns an empty backend.
@@ -105,12 +108,30 @@ func (b *Backend) Health(context.Context) error {
 	return nil
 }
 
-// Members reports two members, n1 reachable and n2 not.
+// Members reports two members, n1 (itself) reachable and n2 not, unless
+// SetMembers set others.
 func (b *Backend) Members(context.Context) (clientapi.Membership, error) {
-	return clientapi.Membership{ConfigVersion: 1, Members: []clientapi.Member{
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.members != nil {
+		return *b.members, nil
+	}
+	return clientapi.Membership{ConfigVersion: 1, SelfID: 1, Members: []clientapi.Member{
 		{Name: "n1", ID: 1, PeerAddr: "127.0.0.1:7080", ClientAddr: "127.0.0.1:7070", Reachable: true},
 		{Name: "n2", ID: 2, PeerAddr: "127.0.0.1:7081"},
 	}}, nil
+}
+
+// SetMembers makes Members report this backend as member self of the
+// members ids, at configuration version.
+func (b *Backend) SetMembers(self, version uint64, ids ...uint64) {
+	m := &clientapi.Membership{ConfigVersion: version, SelfID: self}
+	for _, id := range ids {
+		m.Members = append(m.Members, clientapi.Member{Name: fmt.Sprintf("n%d", id), ID: id, Reachable: true})
+	}
+	b.mu.Lock()
+	b.members = m
+	b.mu.Unlock()
 }
 
 // ServeGRPC serves b's gRPC client API on a free loopback port until the
