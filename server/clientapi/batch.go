@@ -16,14 +16,16 @@ import (
 // sends faster than the node answers is slowed by gRPC's flow control.
 const MaxBatchInflight = 4096
 
-// Batch serves the Batch RPC: a goroutine reads ops and starts each on its
-// own goroutine; results gather in a queue, and this handler sends
+// Batch serves the Batch RPC: a goroutine reads ops and hands each to a
+// worker of the stream; results gather in a queue, and this handler sends
 // whatever has gathered in one message whenever it can. It ends once the
 // client closed its side (or went away) or Drain was called, and every op
 // it took was answered.
 func (g *grpcAPI) Batch(s caspaxospb.KV_BatchServer) error {
-	b := &batchStream{g: g, s: s, wake: make(chan struct{}, 1), slots: make(chan struct{}, MaxBatchInflight),
-		recvDone: make(chan struct{})}
+	b := &batchStream{g: g, s: s, wake: make(chan struct{}, 1), work: make(chan *caspaxospb.Op),
+		recvDone: make(chan struct{}), quit: make(chan struct{})}
+	defer close(b.quit) // idle workers leave
+	defer b.deadline.close()
 	go b.recv()
 	var ended bool
 	for {
@@ -57,16 +59,21 @@ type batchStream struct {
 	g        *grpcAPI
 	s        caspaxospb.KV_BatchServer
 	wake     chan struct{}
-	slots    chan struct{} // one per op running
+	work     chan *caspaxospb.Op // to an idle worker
 	recvDone chan struct{}
+	quit     chan struct{} // closed when the handler returned
 	running  sync.WaitGroup
+	workers  int // recv's goroutine only
+	deadline deadlines
 
 	mu      sync.Mutex
 	closed  bool // no op is started any more
 	results []*caspaxospb.OpResult
 }
 
-// recv reads ops until the stream ends and starts each that may run.
+// recv reads ops until the stream ends and hands each that may run to a
+// worker: an idle one, a new one while fewer than MaxBatchInflight run,
+// or else the first to finish.
 func (b *batchStream) recv() {
 	defer close(b.recvDone)
 	for {
@@ -75,36 +82,54 @@ func (b *batchStream) recv() {
 			return
 		}
 		for _, o := range req.GetOps() {
-			select {
-			case b.slots <- struct{}{}:
-			case <-b.s.Context().Done():
-				return
-			}
 			b.mu.Lock()
 			if b.closed || b.g.isDraining() {
 				// Draining: this op is not run and not answered; the
 				// stream's OK end tells the client it was never taken.
 				b.mu.Unlock()
-				<-b.slots
 				return
 			}
 			b.running.Add(1)
 			b.mu.Unlock()
-			go b.run(o)
+			select {
+			case b.work <- o:
+				continue
+			default:
+			}
+			if b.workers < MaxBatchInflight {
+				b.workers++
+				go b.worker(o)
+				continue
+			}
+			select {
+			case b.work <- o:
+			case <-b.s.Context().Done():
+				b.running.Done()
+				return
+			}
 		}
 	}
 }
 
-func (b *batchStream) run(o *caspaxospb.Op) {
-	defer b.running.Done()
-	r := b.g.one(b.s.Context(), o)
-	b.mu.Lock()
-	b.results = append(b.results, r)
-	b.mu.Unlock()
-	<-b.slots
-	select {
-	case b.wake <- struct{}{}:
-	default:
+// worker runs ops until the stream is over. Workers live as long as the
+// stream: a goroutine per op would grow a fresh stack for every op.
+func (b *batchStream) worker(o *caspaxospb.Op) {
+	for {
+		ctx := b.deadline.context(b.s.Context(), b.g.timeout(time.Duration(o.GetTimeoutNanos())))
+		r := b.g.one(ctx, o)
+		b.mu.Lock()
+		b.results = append(b.results, r)
+		b.mu.Unlock()
+		b.running.Done()
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case o = <-b.work:
+		case <-b.quit:
+			return
+		}
 	}
 }
 
@@ -118,6 +143,62 @@ func (b *batchStream) flush() error {
 		return nil
 	}
 	return b.s.Send(&caspaxospb.BatchResponse{Results: results})
+}
+
+// deadlineGrain is how close the deadlines of a stream's ops must be to
+// share one context; an op's own is never later than it asked.
+const deadlineGrain = 5 * time.Millisecond
+
+// deadlines hands out contexts that end at an op's deadline, rounded down
+// to deadlineGrain, sharing one context among the ops of a stream that
+// round to the same instant: a context with a deadline costs a timer and
+// a channel, which is much next to a read served from memory.
+type deadlines struct {
+	mu   sync.Mutex
+	ctxs []sharedDeadline // by deadline, oldest first
+}
+
+type sharedDeadline struct {
+	at     time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (d *deadlines) context(parent context.Context, timeout time.Duration) context.Context {
+	now := time.Now()
+	at := now.Add(timeout).Truncate(deadlineGrain)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for n < len(d.ctxs) && !d.ctxs[n].at.After(now) {
+		d.ctxs[n].cancel() // over: its timer has ended it already
+		n++
+	}
+	d.ctxs = d.ctxs[n:]
+	for i := len(d.ctxs) - 1; i >= 0 && !d.ctxs[i].at.Before(at); i-- {
+		if d.ctxs[i].at.Equal(at) {
+			return d.ctxs[i].ctx
+		}
+	}
+	ctx, cancel := context.WithDeadline(parent, at)
+	i := len(d.ctxs)
+	for i > 0 && d.ctxs[i-1].at.After(at) {
+		i--
+	}
+	d.ctxs = append(d.ctxs, sharedDeadline{})
+	copy(d.ctxs[i+1:], d.ctxs[i:])
+	d.ctxs[i] = sharedDeadline{at: at, ctx: ctx, cancel: cancel}
+	return ctx
+}
+
+// close ends every context handed out; the ops that used them are over.
+func (d *deadlines) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.ctxs {
+		c.cancel()
+	}
+	d.ctxs = nil
 }
 
 func (g *grpcAPI) isDraining() bool {
@@ -154,7 +235,7 @@ func (g *grpcAPI) one(ctx context.Context, o *caspaxospb.Op) *caspaxospb.OpResul
 		err = fmt.Errorf("%w %d", errBadKind, o.GetKind())
 	}
 	if err == nil {
-		s, e := g.exec(ctx, op, time.Duration(o.GetTimeoutNanos()))
+		s, e := g.exec(ctx, op)
 		switch {
 		case e != nil:
 			err = e

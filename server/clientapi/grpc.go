@@ -51,22 +51,27 @@ type grpcAPI struct {
 	drain    func()
 }
 
-// exec checks op and runs it, within timeout if that is earlier than the
-// request timeout (0: none).
-func (g *grpcAPI) exec(ctx context.Context, op kv.Op, timeout time.Duration) (protocol.State, error) {
+// timeout is the time an op may take: the caller's if it set one earlier
+// than the request timeout (0: none).
+func (g *grpcAPI) timeout(caller time.Duration) time.Duration {
+	if caller <= 0 || caller > g.cfg.RequestTimeout {
+		return g.cfg.RequestTimeout
+	}
+	return caller
+}
+
+// exec checks op and runs it within ctx.
+func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := op.Validate(g.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
-	if timeout <= 0 || timeout > g.cfg.RequestTimeout {
-		timeout = g.cfg.RequestTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	return g.b.Do(ctx, op)
 }
 
 func (g *grpcAPI) run(ctx context.Context, op kv.Op) (protocol.State, error) {
-	s, err := g.exec(ctx, op, 0)
+	ctx, cancel := context.WithTimeout(ctx, g.timeout(0))
+	defer cancel()
+	s, err := g.exec(ctx, op)
 	if err != nil {
 		return s, statusOf(err)
 	}
