@@ -213,25 +213,24 @@ func (g *grpcAPI) isDraining() bool {
 // errBadKind: an Op of a kind this server does not know.
 var errBadKind = fmt.Errorf("%w: unknown op kind", errBadRequest)
 
+// opKinds maps the kinds of a Batch's ops onto the store's.
+var opKinds = map[caspaxospb.Op_Kind]kv.OpKind{
+	caspaxospb.Op_GET:              kv.OpGet,
+	caspaxospb.Op_PUT:              kv.OpPut,
+	caspaxospb.Op_CREATE:           kv.OpCreate,
+	caspaxospb.Op_COMPARE_AND_SWAP: kv.OpCompareAndSwap,
+	caspaxospb.Op_DELETE:           kv.OpDelete,
+	caspaxospb.Op_INCREMENT:        kv.OpIncrement,
+}
+
 // one runs an op of a Batch as its unary call would, and answers it.
 func (g *grpcAPI) one(ctx context.Context, o *caspaxospb.Op) *caspaxospb.OpResult {
 	r := &caspaxospb.OpResult{Id: o.GetId()}
 	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta()}
 	var err error
-	switch o.GetKind() {
-	case caspaxospb.Op_GET:
-		op.Kind = kv.OpGet
-	case caspaxospb.Op_PUT:
-		op.Kind = kv.OpPut
-	case caspaxospb.Op_CREATE:
-		op.Kind = kv.OpCreate
-	case caspaxospb.Op_COMPARE_AND_SWAP:
-		op.Kind = kv.OpCompareAndSwap
-	case caspaxospb.Op_DELETE:
-		op.Kind = kv.OpDelete
-	case caspaxospb.Op_INCREMENT:
-		op.Kind = kv.OpIncrement
-	default:
+	kind, ok := opKinds[o.GetKind()]
+	op.Kind = kind
+	if !ok {
 		err = fmt.Errorf("%w %d", errBadKind, o.GetKind())
 	}
 	if err == nil {

@@ -11,17 +11,23 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
-// Every op of a Batch is answered by id with what its unary call answers,
-// refusals included; one message may carry many ops.
-func TestBatchAnswersEachOp(t *testing.T) {
-	b := clientapitest.New()
+// openBatch opens a Batch stream to b's gRPC API for the test.
+func openBatch(t *testing.T, b *clientapitest.Backend) caspaxospb.KV_BatchClient {
+	t.Helper()
 	kvc, _ := grpcClient(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	s, err := kvc.Batch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// Every op of a Batch is answered by id with what its unary call answers,
+// refusals included; one message may carry many ops.
+func TestBatchAnswersEachOp(t *testing.T) {
+	s := openBatch(t, clientapitest.New())
 	// Ops of one message run concurrently: each test case's ops are sent
 	// only after the earlier ones were answered.
 	type want struct {
@@ -104,13 +110,7 @@ func TestBatchOpTimeout(t *testing.T) {
 	b := clientapitest.New()
 	_, release := b.HoldWrites()
 	defer release()
-	kvc, _ := grpcClient(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := kvc.Batch(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openBatch(t, b)
 	op := &caspaxospb.Op{Id: 1, Kind: caspaxospb.Op_PUT, Key: []byte("k"), Value: []byte("v"), TimeoutNanos: int64(50 * time.Millisecond)}
 	if err := s.Send(&caspaxospb.BatchRequest{Ops: []*caspaxospb.Op{op}}); err != nil {
 		t.Fatal(err)
