@@ -20,6 +20,21 @@ import (
 // results come back the same way, so many concurrent calls cost a few
 // messages rather than a call each.
 
+// batchBytes bounds the ops of one BatchRequest (one op larger than it
+// goes alone), and batchOpBytes the ops that go over Batch at all: a
+// larger one is sent as its unary call, so that a message never nears the
+// node's receive limit (at least 4 MiB) and an op over the node's value
+// limit is refused by itself (value_too_large) rather than breaking the
+// stream and every op in flight on it.
+const (
+	batchBytes   = 1 << 20
+	batchOpBytes = 256 << 10
+)
+
+// opBytes is about an op's encoded size: its variable parts and a bound
+// on the rest.
+func opBytes(o *caspaxospb.Op) int { return len(o.GetKey()) + len(o.GetValue()) + 48 }
+
 // mux holds the Batch stream of one endpoint, opening a new one when the
 // last ended.
 type mux struct {
@@ -130,8 +145,13 @@ func (st *stream) send() {
 		}
 		for {
 			st.mu.Lock()
-			ops := st.queue
-			st.queue = nil
+			n, size := 0, 0
+			for n < len(st.queue) && (n == 0 || size+opBytes(st.queue[n]) <= batchBytes) {
+				size += opBytes(st.queue[n])
+				n++
+			}
+			ops := st.queue[:n:n]
+			st.queue = st.queue[n:]
 			for _, o := range ops {
 				st.pending[o.Id].sent = true
 			}
@@ -184,6 +204,9 @@ func (st *stream) end(err error) {
 // moves on to the next endpoint; one that may have reached it moves on only
 // if it is idempotent, and otherwise is an unknown outcome.
 func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*caspaxospb.OpResult, error) {
+	if opBytes(op) > batchOpBytes {
+		return c.unary(ctx, idempotent, op)
+	}
 	if d, ok := ctx.Deadline(); ok {
 		op.TimeoutNanos = max(int64(time.Until(d)), 1)
 	}
@@ -239,4 +262,51 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 		last = err
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnavailable, last)
+}
+
+// unary runs op as its unary call (for ops too large for Batch).
+func (c *Client) unary(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*caspaxospb.OpResult, error) {
+	if _, ok := caspaxospb.Op_Kind_name[int32(op.GetKind())]; !ok || op.GetKind() == caspaxospb.Op_KIND_UNSPECIFIED {
+		return nil, fmt.Errorf("%w: op kind %v", ErrBadRequest, op.GetKind())
+	}
+	r := &caspaxospb.OpResult{}
+	err := c.call(ctx, idempotent, func(conn *grpc.ClientConn) error {
+		kc := caspaxospb.NewKVClient(conn)
+		var err error
+		switch op.GetKind() {
+		case caspaxospb.Op_GET:
+			var g *caspaxospb.GetResponse
+			g, err = kc.Get(ctx, &caspaxospb.GetRequest{Key: op.GetKey()})
+			r.Value, r.Version = g.GetValue(), g.GetVersion()
+		case caspaxospb.Op_PUT:
+			var p *caspaxospb.PutResponse
+			p, err = kc.Put(ctx, &caspaxospb.PutRequest{Key: op.GetKey(), Value: op.GetValue()})
+			r.Version = p.GetVersion()
+		case caspaxospb.Op_CREATE:
+			var p *caspaxospb.PutResponse
+			p, err = kc.Create(ctx, &caspaxospb.CreateRequest{Key: op.GetKey(), Value: op.GetValue()})
+			r.Version = p.GetVersion()
+		case caspaxospb.Op_COMPARE_AND_SWAP:
+			var p *caspaxospb.PutResponse
+			p, err = kc.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: op.GetKey(), Version: op.GetVersion(), Value: op.GetValue()})
+			r.Version = p.GetVersion()
+		case caspaxospb.Op_DELETE:
+			req := &caspaxospb.DeleteRequest{Key: op.GetKey()}
+			if v := op.GetVersion(); v != 0 {
+				req.IfVersion = &v
+			}
+			var d *caspaxospb.DeleteResponse
+			d, err = kc.Delete(ctx, req)
+			r.Version = d.GetVersion()
+		case caspaxospb.Op_INCREMENT:
+			var i *caspaxospb.IncrementResponse
+			i, err = kc.Increment(ctx, &caspaxospb.IncrementRequest{Key: op.GetKey(), Delta: op.GetDelta()})
+			r.Integer, r.Version = i.GetValue(), i.GetVersion()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

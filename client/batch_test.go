@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -114,5 +116,62 @@ func TestDeadlineInFlight(t *testing.T) {
 	cancel2()
 	if _, err := c.Get(expired, "k"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("read with a done context: %v, want unavailable", err)
+	}
+}
+
+// Large values: many in flight at once do not exceed a message's limit
+// either way, an op too large for a Batch goes as its unary call, and one
+// over the node's limit is refused by itself.
+func TestLargeValues(t *testing.T) {
+	addr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
+	c, err := New(Config{Endpoints: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	value := func(i, n int) []byte {
+		v := make([]byte, n)
+		for j := range v {
+			v[j] = byte(i + j)
+		}
+		return v
+	}
+	const n = 40 // 40 × 200 KiB: twice gRPC's default 4 MiB per message
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			if _, err := c.Put(ctx, "big"+strconv.Itoa(i), value(i, 200<<10)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		wg.Go(func() {
+			v, err := c.Get(ctx, "big"+strconv.Itoa(i))
+			if err != nil || !bytes.Equal(v.Data, value(i, 200<<10)) {
+				errs <- fmt.Errorf("get big%d: %d bytes, %v", i, len(v.Data), err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	huge := value(1, batchOpBytes+1) // goes unary
+	if _, err := c.Put(ctx, "huge", huge); err != nil {
+		t.Fatalf("put of %d bytes: %v", len(huge), err)
+	}
+	if v, err := c.Get(ctx, "huge"); err != nil || !bytes.Equal(v.Data, huge) {
+		t.Fatalf("get huge: %d bytes, %v", len(v.Data), err)
+	}
+	if _, err := c.Put(ctx, "over", value(2, kv.DefaultLimits.MaxValueBytes+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a value over the limit: %v, want too large", err)
+	}
+	if _, err := c.Put(ctx, "after", []byte("x")); err != nil {
+		t.Fatalf("a put after the refusal: %v", err)
 	}
 }

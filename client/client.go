@@ -60,6 +60,9 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// maxRecvBytes bounds a message from a node (gRPC's default is 4 MiB).
+const maxRecvBytes = 256 << 20
+
 // Client is safe for concurrent use.
 type Client struct {
 	cfg    Config
@@ -81,7 +84,9 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, ep := range cfg.Endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			// A Batch answer may carry many values; a node bounds each.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("caspaxos/client: endpoint %q: %w", ep, err)

@@ -56,17 +56,17 @@ func (r *routes) home(key []byte) (int, bool) {
 // RouteRefresh, and more often at first (after 0.25 s, 0.5 s, 1 s, ...) so
 // that the distances soon rest on several samples.
 func (c *Client) learnRoutes() {
-	wait := 250 * time.Millisecond
+	wait := min(250*time.Millisecond, c.cfg.RouteRefresh)
 	for {
 		c.refreshRoutes()
-		t := time.NewTimer(min(wait, c.cfg.RouteRefresh))
+		t := time.NewTimer(wait)
 		select {
 		case <-c.ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		wait *= 2
+		wait = min(2*wait, c.cfg.RouteRefresh)
 	}
 }
 

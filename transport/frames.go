@@ -42,6 +42,10 @@ const (
 	writeTimeout = 2 * time.Second
 )
 
+// idleTimeout is how long a receiving connection may go without a frame:
+// ten times DeadAfter (3 s by default), well past any heartbeat.
+func (t *Transport) idleTimeout() time.Duration { return 10 * t.cfg.DeadAfter }
+
 // errFrameTooLarge: a frame's length header exceeds maxFrameBytes.
 var errFrameTooLarge = errors.New("caspaxos/transport: frame too large")
 
@@ -135,6 +139,9 @@ func (t *Transport) serveConn(conn net.Conn) {
 	)
 	for {
 		f := &peerpb.Frame{}
+		// A live link sends a frame at least every Heartbeat; one silent
+		// for idleTimeout is gone (half-open), and holds its buffer.
+		_ = conn.SetReadDeadline(time.Now().Add(t.idleTimeout()))
 		if body, err = readFrame(r, body, f); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				t.cfg.Logger.Debug("peer connection ended", "remote", conn.RemoteAddr().String(), "err", err)

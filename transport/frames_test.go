@@ -225,3 +225,71 @@ func TestLinkNeedsThePrefaceAnswered(t *testing.T) {
 		t.Fatalf("Close took %v with a dial waiting", took)
 	}
 }
+
+// A peer that answers the preface and then nothing (a half-open
+// connection, a hung path) loses the link once a probe goes unanswered:
+// the link dials again instead of writing into it for minutes.
+func TestLinkDropsAConnectionThatAnswersNoProbe(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			head := make([]byte, len(framePreface))
+			if _, err := io.ReadFull(conn, head); err == nil {
+				_, _ = conn.Write(framePreface)
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn) }() // reads, never answers
+			accepted <- conn
+		}
+	}()
+	tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: lis.Addr().String()},
+		Heartbeat: 10 * time.Millisecond, DeadAfter: time.Hour}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	first := <-accepted
+	defer first.Close()
+	select {
+	case second := <-accepted:
+		second.Close()
+	case <-time.After(probeTimeout + 5*time.Second):
+		t.Fatal("the link kept a connection that answered no probe")
+	}
+	if tr.Stats().LinkFailures == 0 {
+		t.Fatal("the dropped connection was not counted")
+	}
+}
+
+// A connection to the peer port that goes silent after the preface is
+// closed after idleTimeout.
+func TestPeerPortClosesSilentConnections(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{Self: 1, Heartbeat: 10 * time.Millisecond, DeadAfter: 20 * time.Millisecond}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Serve(lis, grpc.NewServer())
+	c := &cluster{addrs: map[protocol.NodeID]string{1: lis.Addr().String()}}
+	conn, answer := dialPeerPort(t, c, 1, framePreface)
+	if !bytes.Equal(answer, framePreface) {
+		t.Fatalf("answered %q", answer)
+	}
+	start := time.Now()
+	expectClosed(t, conn)
+	if took := time.Since(start); took < tr.idleTimeout()/2 {
+		t.Fatalf("closed after %v, before the idle timeout %v", took, tr.idleTimeout())
+	}
+}

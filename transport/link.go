@@ -76,10 +76,14 @@ type link struct {
 	// carries the peer's answers to probes from listen to probe.
 	ping  uint64
 	pongs chan uint64
+	// unanswered tells pump that a probe went unanswered: it drops the
+	// connection and dials again.
+	unanswered chan struct{}
 }
 
 func newLink(t *Transport, id protocol.NodeID, addr string, conn *grpc.ClientConn) *link {
-	l := &link{t: t, id: id, addr: addr, conn: conn, wake: make(chan struct{}, 1), quit: make(chan struct{}), pongs: make(chan uint64, 1)}
+	l := &link{t: t, id: id, addr: addr, conn: conn, wake: make(chan struct{}, 1), quit: make(chan struct{}), pongs: make(chan uint64, 1),
+		unanswered: make(chan struct{}, 1)}
 	l.close = sync.OnceFunc(func() { close(l.quit) })
 	l.firstUp = make(chan struct{})
 	l.markFirst = sync.OnceFunc(func() { close(l.firstUp) })
@@ -228,6 +232,10 @@ func (l *link) dial() (net.Conn, error) {
 // idle link sends an empty frame every Heartbeat, so the peer can tell it is
 // alive. Only pump writes to conn; listen reads from it.
 func (l *link) pump(conn net.Conn) error {
+	select {
+	case <-l.unanswered: // about the connection before this one
+	default:
+	}
 	broken := make(chan error, 1)
 	go l.listen(conn, broken)
 	heartbeat := time.NewTicker(l.t.cfg.Heartbeat)
@@ -239,6 +247,8 @@ func (l *link) pump(conn net.Conn) error {
 			return ErrClosed
 		case err := <-broken:
 			return fmt.Errorf("connection to node %d ended: %w", l.id, err)
+		case <-l.unanswered:
+			return fmt.Errorf("node %d did not answer a probe within %v", l.id, probeTimeout)
 		case <-l.wake:
 		case <-heartbeat.C:
 		}
@@ -346,7 +356,7 @@ const FailedRTT = probeTimeout
 // frames cross (queueing behind them included; rttWindow keeps the
 // smallest). A probe unanswered within probeTimeout, or a link that went
 // down or silent (DeadAfter) after it was up, marks the peer as failed (see
-// rttWindow).
+// rttWindow); an unanswered probe also drops the connection.
 func (l *link) probe() {
 	defer l.t.wg.Done()
 	tick := time.NewTicker(probeEvery * l.t.cfg.Heartbeat)
@@ -358,13 +368,20 @@ func (l *link) probe() {
 			return
 		case <-tick.C:
 		}
-		if !l.up.Load() || l.t.silent(l.id) {
+		if !l.up.Load() {
 			select {
 			case <-l.firstUp:
 				l.rtt.fail()
 			default: // not up yet: nothing was measured, nothing failed
 			}
 			continue
+		}
+		// A silent peer (its frames to us stopped) counts as failed, but
+		// this link's connection is probed all the same: it may work
+		// while the peer's link to us does not, or be half-open.
+		silent := l.t.silent(l.id)
+		if silent {
+			l.rtt.fail()
 		}
 		seq++
 		start := time.Now()
@@ -374,9 +391,18 @@ func (l *link) probe() {
 		l.poke()
 		switch l.awaitPong(seq, probeTimeout) {
 		case pongOK:
-			l.rtt.add(time.Since(start))
+			if !silent {
+				l.rtt.add(time.Since(start))
+			}
 		case pongLate:
 			l.rtt.fail()
+			// The connection may be half-open (the peer is gone without a
+			// reset, or its path hangs): frames would go into it unseen
+			// until the kernel gives up, minutes later. Start over.
+			select {
+			case l.unanswered <- struct{}{}:
+			default:
+			}
 		case pongClosed:
 			return
 		}

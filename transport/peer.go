@@ -96,6 +96,9 @@ func (c *Config) validate() error {
 	setDefault(&c.QueueBytes, 256<<20)
 	setDefault(&c.FrameLimit, 4096)
 	setDefault(&c.FrameBytes, 16<<20)
+	if c.FrameBytes > maxFrameBytes/2 {
+		return fmt.Errorf("caspaxos/transport: FrameBytes %d is over %d, half of what a receiver accepts", c.FrameBytes, maxFrameBytes/2)
+	}
 	setDefault(&c.MaxServing, 4096)
 	setDefault(&c.Heartbeat, 50*time.Millisecond)
 	setDefault(&c.DeadAfter, 300*time.Millisecond)

@@ -6,6 +6,7 @@ package connsplit
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -35,13 +36,23 @@ func New(l net.Listener, prefix []byte, sniff time.Duration) *Listener {
 }
 
 func (s *Listener) run() {
+	var delay time.Duration
 	for {
 		conn, err := s.l.Accept()
-		if err != nil {
+		switch {
+		case errors.Is(err, net.ErrClosed):
 			s.match.close(err)
 			s.other.close(err)
 			return
+		case err != nil:
+			// Out of file descriptors, a connection reset before it was
+			// accepted, ...: the listener is still good. Wait a little
+			// longer each time, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		go s.route(conn)
 	}
 }

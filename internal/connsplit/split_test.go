@@ -68,3 +68,40 @@ func TestSplit(t *testing.T) {
 		t.Fatal("accept after the listener closed")
 	}
 }
+
+// flaky fails its first Accept as a listener out of file descriptors does.
+type flaky struct {
+	net.Listener
+	failed bool
+}
+
+func (f *flaky) Accept() (net.Conn, error) {
+	if !f.failed {
+		f.failed = true
+		return nil, errors.New("accept: too many open files")
+	}
+	return f.Listener.Accept()
+}
+
+// An Accept error other than a closed listener does not end the halves.
+func TestSplitSurvivesAcceptErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(&flaky{Listener: l}, []byte("AB"), time.Second)
+	defer s.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("AB")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Match.Accept()
+	if err != nil {
+		t.Fatalf("after an accept error: %v", err)
+	}
+	got.Close()
+}

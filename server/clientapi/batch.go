@@ -63,13 +63,18 @@ type batchStream struct {
 	recvDone chan struct{}
 	quit     chan struct{} // closed when the handler returned
 	running  sync.WaitGroup
-	workers  int // recv's goroutine only
 	deadline deadlines
 
 	mu      sync.Mutex
 	closed  bool // no op is started any more
 	results []*caspaxospb.OpResult
+	workers int // running or idle
+	idle    int
 }
+
+// maxIdleBatchWorkers bounds the idle workers a stream keeps: a burst of
+// thousands of ops leaves that many goroutines, not thousands.
+const maxIdleBatchWorkers = 128
 
 // recv reads ops until the stream ends and hands each that may run to a
 // worker: an idle one, a new one while fewer than MaxBatchInflight run,
@@ -96,8 +101,13 @@ func (b *batchStream) recv() {
 				continue
 			default:
 			}
-			if b.workers < MaxBatchInflight {
+			b.mu.Lock()
+			spawn := b.workers < MaxBatchInflight
+			if spawn {
 				b.workers++
+			}
+			b.mu.Unlock()
+			if spawn {
 				go b.worker(o)
 				continue
 			}
@@ -111,38 +121,71 @@ func (b *batchStream) recv() {
 	}
 }
 
-// worker runs ops until the stream is over. Workers live as long as the
-// stream: a goroutine per op would grow a fresh stack for every op.
+// worker runs ops until the stream is over, or until it finds enough
+// others idle. Workers live on because a goroutine per op would grow a
+// fresh stack for every op.
 func (b *batchStream) worker(o *caspaxospb.Op) {
 	for {
 		ctx := b.deadline.context(b.s.Context(), b.g.timeout(time.Duration(o.GetTimeoutNanos())))
 		r := b.g.one(ctx, o)
 		b.mu.Lock()
 		b.results = append(b.results, r)
+		leave := b.idle >= maxIdleBatchWorkers
+		if leave {
+			b.workers--
+		} else {
+			b.idle++
+		}
 		b.mu.Unlock()
 		b.running.Done()
 		select {
 		case b.wake <- struct{}{}:
 		default:
 		}
+		if leave {
+			return
+		}
 		select {
 		case o = <-b.work:
+			b.mu.Lock()
+			b.idle--
+			b.mu.Unlock()
 		case <-b.quit:
 			return
 		}
 	}
 }
 
-// flush sends the results gathered so far, if any, in one message.
+// batchReplyBytes bounds the results of one BatchResponse (one larger
+// result goes alone), well under a client's receive limit (the Go
+// client's is 256 MiB, gRPC's default 4 MiB).
+const batchReplyBytes = 1 << 20
+
+// resultBytes is about a result's encoded size: its variable parts and a
+// bound on the rest.
+func resultBytes(r *caspaxospb.OpResult) int {
+	return len(r.GetValue()) + len(r.GetMessage()) + len(r.GetError().GetCode()) + 64
+}
+
+// flush sends the results gathered so far, if any, in as few messages as
+// batchReplyBytes allows.
 func (b *batchStream) flush() error {
 	b.mu.Lock()
 	results := b.results
 	b.results = nil
 	b.mu.Unlock()
-	if len(results) == 0 {
-		return nil
+	for len(results) > 0 {
+		n, size := 0, 0
+		for n < len(results) && (n == 0 || size+resultBytes(results[n]) <= batchReplyBytes) {
+			size += resultBytes(results[n])
+			n++
+		}
+		if err := b.s.Send(&caspaxospb.BatchResponse{Results: results[:n]}); err != nil {
+			return err
+		}
+		results = results[n:]
 	}
-	return b.s.Send(&caspaxospb.BatchResponse{Results: results})
+	return nil
 }
 
 // deadlineGrain is how close the deadlines of a stream's ops must be to

@@ -166,7 +166,9 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	// with the HTTP/2 client preface. (gRPC's net/http bridge would avoid
 	// this, at a large cost in throughput.)
 	d.split = connsplit.New(clientLis, []byte("PRI"), 10*time.Second)
-	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(d.cfg.Limits.MaxValueBytes + d.cfg.Limits.MaxKeyBytes + 4096))
+	// One op at the limits, or a Batch message of many small ones (the Go
+	// client keeps those under 1.25 MiB): gRPC's default 4 MiB at least.
+	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = &http.Server{
