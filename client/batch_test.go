@@ -14,14 +14,21 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
-// Many calls in flight at once share the stream; each gets its own answer.
-func TestConcurrentCallsShareTheStream(t *testing.T) {
+// oneNode returns a client of one fresh test node, closed with the test.
+func oneNode(t *testing.T) *Client {
+	t.Helper()
 	addr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
 	c, err := New(Config{Endpoints: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Many calls in flight at once share the stream; each gets its own answer.
+func TestConcurrentCallsShareTheStream(t *testing.T) {
+	c := oneNode(t)
 	ctx := context.Background()
 	const n = 300
 	var wg sync.WaitGroup
@@ -123,12 +130,7 @@ func TestDeadlineInFlight(t *testing.T) {
 // either way, an op too large for a Batch goes as its unary call, and one
 // over the node's limit is refused by itself.
 func TestLargeValues(t *testing.T) {
-	addr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
-	c, err := New(Config{Endpoints: []string{addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := oneNode(t)
 	ctx := context.Background()
 	value := func(i, n int) []byte {
 		v := make([]byte, n)

@@ -190,14 +190,16 @@ func TestPeerPortServesPingsAndGRPC(t *testing.T) {
 	}
 }
 
-// A peer that accepts connections but never answers the preface (a hung
-// proxy, another service) keeps the link down.
-func TestLinkNeedsThePrefaceAnswered(t *testing.T) {
+// fakePeer listens for a link and hands over each connection it accepts.
+// With preface, it answers the preface and then reads all and answers
+// nothing more; without, it reads and answers nothing at all.
+func fakePeer(t *testing.T, preface bool) (string, <-chan net.Conn) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
+	t.Cleanup(func() { lis.Close() })
 	accepted := make(chan net.Conn, 16)
 	go func() {
 		for {
@@ -205,10 +207,24 @@ func TestLinkNeedsThePrefaceAnswered(t *testing.T) {
 			if err != nil {
 				return
 			}
-			accepted <- conn // read nothing, answer nothing
+			if preface {
+				head := make([]byte, len(framePreface))
+				if _, err := io.ReadFull(conn, head); err == nil {
+					_, _ = conn.Write(framePreface)
+				}
+				go func() { _, _ = io.Copy(io.Discard, conn) }()
+			}
+			accepted <- conn
 		}
 	}()
-	tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: lis.Addr().String()}}, &node{})
+	return lis.Addr().String(), accepted
+}
+
+// A peer that accepts connections but never answers the preface (a hung
+// proxy, another service) keeps the link down.
+func TestLinkNeedsThePrefaceAnswered(t *testing.T) {
+	addr, accepted := fakePeer(t, false)
+	tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: addr}}, &node{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,27 +246,8 @@ func TestLinkNeedsThePrefaceAnswered(t *testing.T) {
 // connection, a hung path) loses the link once a probe goes unanswered:
 // the link dials again instead of writing into it for minutes.
 func TestLinkDropsAConnectionThatAnswersNoProbe(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	accepted := make(chan net.Conn, 16)
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			head := make([]byte, len(framePreface))
-			if _, err := io.ReadFull(conn, head); err == nil {
-				_, _ = conn.Write(framePreface)
-			}
-			go func() { _, _ = io.Copy(io.Discard, conn) }() // reads, never answers
-			accepted <- conn
-		}
-	}()
-	tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: lis.Addr().String()},
+	addr, accepted := fakePeer(t, true)
+	tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: addr},
 		Heartbeat: 10 * time.Millisecond, DeadAfter: time.Hour}, &node{})
 	if err != nil {
 		t.Fatal(err)
