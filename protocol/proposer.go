@@ -222,6 +222,24 @@ func (p *Proposer) Ready() Ready {
 	return r
 }
 
+// Recycle gives back the slices of a Ready the caller has finished with (it
+// keeps nothing of them), so that later Readys reuse them instead of
+// allocating. Calling it is optional.
+func (p *Proposer) Recycle(r Ready) {
+	if p.ready.Messages == nil {
+		clear(r.Messages)
+		p.ready.Messages = r.Messages[:0]
+	}
+	if p.ready.Results == nil {
+		clear(r.Results)
+		p.ready.Results = r.Results[:0]
+	}
+	if p.ready.Timers == nil {
+		clear(r.Timers)
+		p.ready.Timers = r.Timers[:0]
+	}
+}
+
 // Propose asks for change to be applied to key. Its Result comes in a later
 // Ready. It panics if id is already pending (a caller's bug).
 func (p *Proposer) Propose(id ReqID, key string, change Change) {

@@ -412,6 +412,8 @@ func (a *Acceptor) step(b *batch) {
 	if a.failure != nil {
 		return
 	}
+	b.replies = make([]protocol.Message, 0, len(b.msgs))
+	b.deps = make([]*commit, 0, len(b.msgs))
 	for i, m := range b.msgs {
 		s := b.slots[i]
 		if s.loadErr != nil {
@@ -504,10 +506,20 @@ func (a *Acceptor) fail(err error) {
 // and reports which ones it sent.
 func (a *Acceptor) sendReady(b *batch) []bool {
 	sent := make([]bool, len(b.replies))
-	var out []protocol.Message
-	for i, r := range b.replies {
+	n := 0
+	for i := range b.replies {
 		if d := b.deps[i]; d == nil || (d.finished() && d.err == nil) {
 			sent[i] = true
+			n++
+		}
+	}
+	if n == len(b.replies) {
+		a.send(b.replies) // all of them: no copy (b.replies is not used again)
+		return sent
+	}
+	out := make([]protocol.Message, 0, n)
+	for i, r := range b.replies {
+		if sent[i] {
 			out = append(out, r)
 		}
 	}
@@ -534,8 +546,14 @@ func (a *Acceptor) sendRest(b *batch, sent []bool) {
 	a.send(out)
 }
 
-// send groups replies by destination and hands them to the transport.
+// send groups replies by destination and hands them to the transport, which
+// may keep what it is given: replies itself when all go to one destination
+// (the common case: one batch came from one proposer), otherwise copies.
 func (a *Acceptor) send(replies []protocol.Message) {
+	if len(replies) > 0 && allTo(replies, replies[0].To) {
+		a.sendTo(replies[0].To, replies)
+		return
+	}
 	for len(replies) > 0 {
 		to := replies[0].To
 		var group, rest []protocol.Message
@@ -546,12 +564,25 @@ func (a *Acceptor) send(replies []protocol.Message) {
 				rest = append(rest, r)
 			}
 		}
-		if err := a.tr.Send(to, group); err != nil {
-			a.log.Debug("acceptor could not send replies", slog.Uint64("to", uint64(to)), slog.Any("error", err))
-		}
-		a.stats.replies.Add(uint64(len(group)))
+		a.sendTo(to, group)
 		replies = rest
 	}
+}
+
+func (a *Acceptor) sendTo(to protocol.NodeID, group []protocol.Message) {
+	if err := a.tr.Send(to, group); err != nil {
+		a.log.Debug("acceptor could not send replies", slog.Uint64("to", uint64(to)), slog.Any("error", err))
+	}
+	a.stats.replies.Add(uint64(len(group)))
+}
+
+func allTo(msgs []protocol.Message, to protocol.NodeID) bool {
+	for _, m := range msgs {
+		if m.To != to {
+			return false
+		}
+	}
+	return true
 }
 
 // AcceptorStats counts an acceptor's work since it started.

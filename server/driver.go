@@ -120,6 +120,7 @@ func (p *Proposer) step(msgs []protocol.Message) {
 // what lets count tell composed batches apart.
 func (p *Proposer) collect() {
 	rd := p.core.Ready()
+	defer p.core.Recycle(rd) // everything is copied below
 	if rd.Empty() {
 		return
 	}
@@ -147,7 +148,8 @@ func (p *Proposer) flush(now time.Time) error {
 		p.acc.age = 0
 	}
 	p.send(p.acc.messages)
-	p.acc.messages = nil
+	clear(p.acc.messages)
+	p.acc.messages = p.acc.messages[:0]
 	p.answer()
 	p.answerForgets()
 	for _, t := range p.acc.timers {
@@ -158,22 +160,41 @@ func (p *Proposer) flush(now time.Time) error {
 	return nil
 }
 
-// send groups msgs by destination and hands each group to the transport.
+// send groups msgs by destination and hands each group to the transport,
+// which may keep the group: each is a slice of its own, allocated once at
+// its final size. msgs itself is not kept.
 func (p *Proposer) send(msgs []protocol.Message) {
 	type group struct {
 		to   protocol.NodeID
 		msgs []protocol.Message
 	}
-	var groups []group
-next:
-	for _, m := range msgs {
+	var buf [8]group
+	groups := buf[:0]
+	find := func(to protocol.NodeID) int {
 		for i := range groups {
-			if groups[i].to == m.To {
-				groups[i].msgs = append(groups[i].msgs, m)
-				continue next
+			if groups[i].to == to {
+				return i
 			}
 		}
-		groups = append(groups, group{to: m.To, msgs: []protocol.Message{m}})
+		return -1
+	}
+	var sizes [8]int
+	counts := sizes[:0]
+	for _, m := range msgs {
+		i := find(m.To)
+		if i < 0 {
+			groups = append(groups, group{to: m.To})
+			counts = append(counts, 0)
+			i = len(groups) - 1
+		}
+		counts[i]++
+	}
+	for i := range groups {
+		groups[i].msgs = make([]protocol.Message, 0, counts[i])
+	}
+	for _, m := range msgs {
+		i := find(m.To)
+		groups[i].msgs = append(groups[i].msgs, m)
 	}
 	for _, g := range groups {
 		if err := p.tr.Send(g.to, g.msgs); err != nil {

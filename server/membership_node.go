@@ -52,6 +52,7 @@ type MemberState struct {
 // configuration (the node was built with it). persist makes a state durable;
 // links may be nil (in-process nodes).
 func NewMemberState(node *Node, st NodeState, links PeerLinks, persist func(NodeState) error) *MemberState {
+	st.Membership = st.Membership.Clone() // Config shares its slices: they must be ours
 	s := &MemberState{self: node.ID(), node: node, links: links, persist: persist, st: st, applied: st.Membership.Version()}
 	s.applyLinks(st.Membership)
 	return s
@@ -66,6 +67,15 @@ func (s *MemberState) State() NodeState {
 
 // Membership returns the membership the node uses.
 func (s *MemberState) Membership() Membership { return s.State().Membership }
+
+// Config returns the configuration the node uses, without copying it (it is
+// read on every request): its slices are shared, to be read and never
+// changed. A new membership replaces them; it never changes them in place.
+func (s *MemberState) Config() protocol.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Membership.Config
+}
 
 // Set makes the node take st, durably before it is used: an equal
 // membership only updates whether a change is in progress; a newer one is

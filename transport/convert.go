@@ -1,34 +1,43 @@
 // Package transport carries protocol messages and forwarded operations
-// between caspaxos nodes over gRPC. It only converts and carries: it never
-// decides anything about the protocol.
+// between caspaxos nodes, in frames over TCP (frames.go), with the admin and
+// GC services on gRPC beside them on the same port. It only converts and
+// carries: it never decides anything about the protocol.
 package transport
 
 import (
+	"unsafe"
+
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // ToWire converts a protocol message into its wire form. The key and value
-// bytes are shared with m, not copied.
+// bytes are shared with m, not copied: the result is for marshalling and
+// must not be changed.
 func ToWire(m protocol.Message) *peerpb.Message {
-	return &peerpb.Message{
-		Kind:             uint32(m.Kind),
-		From:             uint64(m.From),
-		To:               uint64(m.To),
-		Key:              []byte(m.Key),
-		BallotCounter:    m.Ballot.Counter,
-		BallotProposer:   uint64(m.Ballot.Proposer),
-		NextCounter:      m.Next.Counter,
-		NextProposer:     uint64(m.Next.Proposer),
-		AcceptedCounter:  m.Accepted.Counter,
-		AcceptedProposer: uint64(m.Accepted.Proposer),
-		SeenCounter:      m.Seen.Counter,
-		SeenProposer:     uint64(m.Seen.Proposer),
-		Value:            m.State.Value,
-		Version:          m.State.Version,
-		Deleted:          m.State.Deleted,
-		Age:              m.Age,
-	}
+	w := new(peerpb.Message)
+	toWire(w, m)
+	return w
+}
+
+// toWire fills w, which must be zero, with m's wire form (see ToWire).
+func toWire(w *peerpb.Message, m protocol.Message) {
+	w.Kind = uint32(m.Kind)
+	w.From = uint64(m.From)
+	w.To = uint64(m.To)
+	w.Key = unsafe.Slice(unsafe.StringData(m.Key), len(m.Key)) // read only, by Marshal
+	w.BallotCounter = m.Ballot.Counter
+	w.BallotProposer = uint64(m.Ballot.Proposer)
+	w.NextCounter = m.Next.Counter
+	w.NextProposer = uint64(m.Next.Proposer)
+	w.AcceptedCounter = m.Accepted.Counter
+	w.AcceptedProposer = uint64(m.Accepted.Proposer)
+	w.SeenCounter = m.Seen.Counter
+	w.SeenProposer = uint64(m.Seen.Proposer)
+	w.Value = m.State.Value
+	w.Version = m.State.Version
+	w.Deleted = m.State.Deleted
+	w.Age = m.Age
 }
 
 // FromWire converts a wire message back. It reports false for a message of

@@ -17,6 +17,7 @@ import (
 	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Errors of the transport; match with errors.Is.
@@ -209,8 +210,10 @@ func (t *Transport) Send(to protocol.NodeID, msgs []protocol.Message) error {
 		size += messageBytes(m)
 	}
 	return l.enqueue(func(f *frameBuf) {
-		for _, m := range msgs {
-			f.addMessage(ToWire(m), messageBytes(m))
+		wire := make([]peerpb.Message, len(msgs)) // one allocation for the lot
+		for i, m := range msgs {
+			toWire(&wire[i], m)
+			f.addMessage(&wire[i], messageBytes(m))
 		}
 	}, len(msgs), size)
 }

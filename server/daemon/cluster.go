@@ -18,7 +18,7 @@ func (d *Daemon) reachable(id protocol.NodeID) bool {
 // Health returns nil when this node reaches a prepare quorum and an accept
 // quorum of acceptors (clientapi.Backend).
 func (d *Daemon) Health(context.Context) error {
-	acceptors := d.members.Membership().Config
+	acceptors := d.members.Config()
 	if acceptors.Version == 0 {
 		return errors.New("not a member yet: add it with caspaxos members add")
 	}
