@@ -69,7 +69,11 @@ func (s *Pebble) Apply(entries []Entry) error {
 	for i, e := range entries {
 		k := registerKey(e.Key)
 		keys[i] = string(k)
-		if err := b.Set(k, encodeRegister(k, e.Register), nil); err != nil {
+		// Encoded in place in the batch's buffer: no copy of the value.
+		op := b.SetDeferred(len(k), registerBytes(e.Register))
+		copy(op.Key, k)
+		encodeRegisterInto(op.Value, k, e.Register)
+		if err := op.Finish(); err != nil {
 			return fmt.Errorf("caspaxos/storage: apply: %w", err)
 		}
 	}

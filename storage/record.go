@@ -82,7 +82,17 @@ func unseal(pebbleKey, rec []byte) ([]byte, error) {
 // encodeRegister returns the register record of reg under pebbleKey.
 // The caller has checked that the value fits (maxValueBytes).
 func encodeRegister(pebbleKey []byte, reg protocol.Register) []byte {
-	rec := make([]byte, headerBytes+registerBodyBytes+len(reg.State.Value))
+	rec := make([]byte, registerBytes(reg))
+	return encodeRegisterInto(rec, pebbleKey, reg)
+}
+
+// registerBytes is the size of reg's record.
+func registerBytes(reg protocol.Register) int {
+	return headerBytes + registerBodyBytes + len(reg.State.Value)
+}
+
+// encodeRegisterInto is encodeRegister into rec, of registerBytes(reg) bytes.
+func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
 	b := rec[headerBytes:]
 	binary.LittleEndian.PutUint64(b[0:], reg.Promise.Counter)
 	binary.LittleEndian.PutUint64(b[8:], uint64(reg.Promise.Proposer))
