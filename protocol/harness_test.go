@@ -63,6 +63,7 @@ func (c *cluster) collect(id NodeID) {
 		c.results[r.ID] = r
 	}
 	c.timers = append(c.timers, rd.Timers...)
+	c.proposers[id].Recycle(rd) // everything was copied: every test runs with reuse
 }
 
 // run delivers messages until none are left.

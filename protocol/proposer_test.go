@@ -147,3 +147,37 @@ func TestCancelBeforeAndAfterAccept(t *testing.T) {
 		t.Fatalf("results %+v", c.results)
 	}
 }
+
+func TestRecycleReusesReadySlices(t *testing.T) {
+	p, err := NewProposer(ProposerConfig{ID: 1, Acceptors: Majority(1, 1, 2, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Propose(1, "a", set("x"))
+	first := p.Ready()
+	if len(first.Messages) != 3 {
+		t.Fatalf("first Ready has %d messages, want 3 prepares", len(first.Messages))
+	}
+	p.Recycle(first)
+	p.Propose(2, "b", set("y"))
+	second := p.Ready()
+	if len(second.Messages) != 3 {
+		t.Fatalf("second Ready has %d messages, want 3 prepares", len(second.Messages))
+	}
+	if &second.Messages[0] != &first.Messages[0] {
+		t.Error("the second Ready did not reuse the recycled Messages")
+	}
+	for _, m := range second.Messages {
+		if m.Key != "b" || m.Kind != MsgPrepare {
+			t.Errorf("second Ready carries %v, want only prepares of b", m)
+		}
+	}
+	// A Ready recycled after newer output was queued gives nothing back:
+	// the newer output must stay as it is.
+	p.Propose(3, "c", set("z"))
+	p.Recycle(second)
+	third := p.Ready()
+	if len(third.Messages) != 3 || third.Messages[0].Key != "c" {
+		t.Fatalf("third Ready = %v, want the 3 prepares of c", third.Messages)
+	}
+}

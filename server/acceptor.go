@@ -531,11 +531,11 @@ func (a *Acceptor) sendReady(b *batch) []bool {
 // those whose dependency succeeded.
 func (a *Acceptor) sendRest(b *batch, sent []bool) {
 	var out []protocol.Message
-	for i, r := range b.replies {
+	for i := range sent {
 		if sent[i] {
-			continue
+			continue // sendReady may have handed b.replies itself on: not read again
 		}
-		d := b.deps[i]
+		r, d := b.replies[i], b.deps[i]
 		<-d.done
 		if d.err == nil {
 			out = append(out, r)
