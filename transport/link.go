@@ -63,7 +63,11 @@ type link struct {
 	up    atomic.Bool // a connection is open
 	mu    sync.Mutex
 	buf   frameBuf
-	wake  chan struct{}
+	// queued counts the items ever queued, done those written or dropped
+	// (both under mu): everything queued before a moment has left once
+	// done reaches queued as it was then (see Transport.Quiesce).
+	queued, done uint64
+	wake         chan struct{}
 	quit  chan struct{}
 	close func()
 	// firstUp is closed when the link first comes up; until then the peer
@@ -105,6 +109,7 @@ func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
 	}
 	fill(&l.buf)
 	l.buf.bytes += size
+	l.queued += uint64(n)
 	l.mu.Unlock()
 	l.poke()
 	return nil
@@ -155,11 +160,28 @@ func takeSized[T any](q []sized[T], b *budget) (head []T, rest []sized[T]) {
 	return head, q[n:]
 }
 
-// more reports whether anything still waits to be sent.
-func (l *link) more() bool {
+// more reports whether anything still waits to be sent, once items of the
+// frame taken before have been written or dropped.
+func (l *link) more(items int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.done += uint64(items)
 	return l.buf.len() > 0
+}
+
+// mark returns the count of items queued so far.
+func (l *link) mark() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queued
+}
+
+// left reports whether every item queued before mark returned m has been
+// written, or dropped with a connection that broke.
+func (l *link) left(m uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.done >= m
 }
 
 // run keeps a connection to the peer open, reconnecting with jittered
@@ -266,12 +288,16 @@ func (l *link) pump(conn net.Conn) error {
 			}
 			f := l.take()
 			var err error
+			items := len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)
 			if buf, err = appendFrame(buf[:0], f); err != nil {
 				// Only an item over the receiver's bound gets here: drop
 				// the frame, keep the link.
-				l.t.dropped.Add(uint64(len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)))
+				l.t.dropped.Add(uint64(items))
 				l.notSent(f.Forwards)
 				l.t.cfg.Logger.Error("frame not sent", "peer", uint64(l.id), "err", err)
+				if !l.more(items) {
+					break
+				}
 				continue
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -283,11 +309,11 @@ func (l *link) pump(conn net.Conn) error {
 				return fmt.Errorf("sending to node %d: %w", l.id, err)
 			}
 			l.t.frames.Add(1)
-			l.t.items.Add(uint64(len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)))
+			l.t.items.Add(uint64(items))
 			if cap(buf) > 1<<20 {
 				buf = nil // keep no large frame's buffer
 			}
-			if !l.more() {
+			if !l.more(items) {
 				break
 			}
 		}
@@ -324,6 +350,7 @@ func (l *link) discard() {
 		forwards[i] = f.v
 	}
 	l.buf = frameBuf{}
+	l.done = l.queued // dropped, or cut short by the broken connection
 	l.mu.Unlock()
 	l.notSent(forwards)
 }

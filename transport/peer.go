@@ -264,6 +264,37 @@ func (t *Transport) Leave(ctx context.Context) {
 	}
 }
 
+// Quiesce returns once no forwarded operation is being served here and
+// what was queued to peers until then (their answers among it) has been
+// written, or when ctx is done. A node that stops calls it after Leave and
+// before it stops what serves forwards and closes the transport: an
+// operation a peer forwarded here before it learnt this node was leaving
+// then gets its answer, not an unknown outcome.
+func (t *Transport) Quiesce(ctx context.Context) {
+	check := time.NewTicker(time.Millisecond)
+	defer check.Stop()
+	wait := func(ok func() bool) bool {
+		for !ok() {
+			select {
+			case <-check.C:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}
+	if !wait(func() bool { return len(t.serving) == 0 }) {
+		return
+	}
+	// A forward's answer is queued before its slot in serving is freed.
+	for _, l := range t.set().links {
+		m := l.mark()
+		if !wait(func() bool { return !l.up.Load() || l.left(m) }) {
+			return
+		}
+	}
+}
+
 // Stats counts the transport's work and trouble since it started.
 type Stats struct {
 	// Frames and Items count the frames written to peers and the messages,

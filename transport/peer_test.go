@@ -288,3 +288,41 @@ func TestLateStartingPeerIsReachedWithinReconnectBackoff(t *testing.T) {
 		t.Fatalf("node 2 reachable %v after it started; ReconnectMax is %v", took, cfg.ReconnectMax)
 	}
 }
+
+// A node that stops runs the forwards it took to the end and sends their
+// answers before it closes the transport: the peer that forwarded gets a
+// result, not an unknown outcome.
+func TestQuiesceWaitsForForwardsInFlightAndTheirAnswers(t *testing.T) {
+	c := newCluster(t, 2)
+	c.nodes[2].hold = make(chan struct{})
+	c.nodes[2].seen = make(chan kv.Op, 1)
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
+		done <- err
+	}()
+	<-c.nodes[2].seen
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.tr[2].Leave(ctx)
+	quiesced := make(chan struct{})
+	go func() {
+		c.tr[2].Quiesce(ctx)
+		close(quiesced)
+	}()
+	select {
+	case <-quiesced:
+		t.Fatal("Quiesce returned while a forward was still being served")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(c.nodes[2].hold)
+	<-quiesced
+	if ctx.Err() != nil {
+		t.Fatal("Quiesce gave up at its deadline")
+	}
+	c.tr[2].Close() // nothing more leaves after Close
+	if err := <-done; err != nil {
+		t.Fatalf("forward answered by a node that stopped right after Quiesce: %v", err)
+	}
+}

@@ -230,6 +230,9 @@ func (d *Daemon) Stop() error {
 		case <-ctx.Done():
 			d.grpcSrv.Stop()
 		}
+		// Forwards taken before the peers learnt of the leave run to the
+		// end here, and their answers leave, before the node stops.
+		d.tr.Quiesce(ctx)
 		d.split.Close()
 		if gc := d.gc.Load(); gc != nil {
 			gc.Stop()
