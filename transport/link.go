@@ -56,20 +56,20 @@ func replyBytes(r *peerpb.ForwardReply) int { return len(r.GetValue()) + len(r.G
 // and a goroutine that keeps a connection open and drains the queue into
 // it, one frame per pass, whatever has accumulated since the last.
 type link struct {
-	t     *Transport
-	id    protocol.NodeID
-	addr  string
-	conn  *grpc.ClientConn
-	up    atomic.Bool // a connection is open
-	mu    sync.Mutex
-	buf   frameBuf
+	t    *Transport
+	id   protocol.NodeID
+	addr string
+	conn *grpc.ClientConn
+	up   atomic.Bool // a connection is open
+	mu   sync.Mutex
+	buf  frameBuf
 	// queued counts the items ever queued, done those written or dropped
 	// (both under mu): everything queued before a moment has left once
 	// done reaches queued as it was then (see Transport.Quiesce).
 	queued, done uint64
 	wake         chan struct{}
-	quit  chan struct{}
-	close func()
+	quit         chan struct{}
+	close        func()
 	// firstUp is closed when the link first comes up; until then the peer
 	// may simply not have started yet (see Transport.Forward).
 	firstUp   chan struct{}
