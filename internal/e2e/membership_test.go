@@ -68,7 +68,7 @@ func TestMembershipChangeUnderLoad(t *testing.T) {
 
 	stopN1()
 	c.change(n3, "remove", "n1")
-	c.kill(n1)
+	c.waitRemovedExit(n1)
 	// The last change through the Go client (gRPC) rather than the CLI.
 	stopN4()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -77,7 +77,7 @@ func TestMembershipChangeUnderLoad(t *testing.T) {
 	if err != nil || m.Change != nil || len(m.Members) != 3 {
 		t.Fatalf("client MemberRemove n4: %+v %v", m, err)
 	}
-	c.kill(n4)
+	c.waitRemovedExit(n4)
 	w.waitSuccesses(t, 20)
 	w.stopAll()
 	changed := time.Since(start)
@@ -97,6 +97,22 @@ func TestMembershipChangeUnderLoad(t *testing.T) {
 	default:
 		t.Fatalf("no linearizability verdict within 30s (%v)", res)
 	}
+}
+
+// waitRemovedExit waits for node i, just removed from the cluster, to stop
+// by itself with exit status 0.
+func (c *cluster) waitRemovedExit(i int) {
+	c.t.Helper()
+	p := c.procs[i]
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("%s still runs 10s after its removal", p.name)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		c.t.Fatalf("%s exited with status %d after its removal, want 0", p.name, code)
+	}
+	p.cmd = nil
 }
 
 // startJoiner starts a new node with --join on a fresh data directory and

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type Daemon struct {
 	done      chan struct{}
 	fatal     chan struct{}
 	fatalErr  error
+	removed   chan struct{}
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -62,7 +64,7 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name),
-		done: make(chan struct{}), fatal: make(chan struct{})}
+		done: make(chan struct{}), fatal: make(chan struct{}), removed: make(chan struct{})}
 	d.store, err = storage.OpenPebble(cfg.DataDir, storage.PebbleOptions{Logger: d.log})
 	if err != nil {
 		return nil, err
@@ -86,7 +88,7 @@ func Start(cfg Config) (*Daemon, error) {
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
-	go d.watch()
+	go d.watch(d.isMember())
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
 	return d, nil
@@ -187,8 +189,16 @@ func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
 // FatalErr is the error that closed Fatal.
 func (d *Daemon) FatalErr() error { return d.fatalErr }
 
-// watch closes Fatal when the acceptor service stops after a failed write.
-func (d *Daemon) watch() {
+// Removed is closed when a membership change removed this node from the
+// cluster and no change is in progress on its own controller: the node has
+// no part left in the cluster, and the process should stop (as etcd's
+// removed members do), instead of serving clients from outside it.
+func (d *Daemon) Removed() <-chan struct{} { return d.removed }
+
+// watch closes Fatal when the acceptor service stops after a failed write,
+// and Removed when this node, once a member, is no longer one.
+// wasMember says whether the node was a member when it started.
+func (d *Daemon) watch(wasMember bool) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -202,8 +212,20 @@ func (d *Daemon) watch() {
 				close(d.fatal)
 				return
 			}
+			if d.isMember() {
+				wasMember = true
+			} else if wasMember && d.MemberChange() == nil {
+				d.log.Warn("this node was removed from the cluster; it stops serving", "membership_version", d.members.Config().Version)
+				close(d.removed)
+				return
+			}
 		}
 	}
+}
+
+// isMember reports whether the membership this node uses lists it.
+func (d *Daemon) isMember() bool {
+	return slices.ContainsFunc(d.members.Membership().Nodes, func(n server.Member) bool { return n.ID == d.id })
 }
 
 // ClientAddr is the address the client API listens on (with the port the

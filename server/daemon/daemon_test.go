@@ -290,3 +290,52 @@ func TestFailedRTTAgrees(t *testing.T) {
 		t.Fatalf("the transport reports a failed peer %v away, the server expects %v", transport.FailedRTT, server.FailedRTT)
 	}
 }
+
+// A node removed from the cluster closes Removed once the change is done,
+// whichever node ran it (itself included); the members left do not, and
+// keep serving.
+func TestRemovedNodeStops(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		controller int // index of the node that runs the removal of n3 (index 2)
+	}{
+		{"removed by a peer", 0},
+		{"removed by itself", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t, 3)
+			for _, cfg := range c.cfgs {
+				waitHealthy(t, cfg.ClientAddr, 200)
+			}
+			done, err := c.daemons[tc.controller].ctl.Remove("n3")
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the removal did not finish within 30s")
+			}
+			if ch, err := c.daemons[tc.controller].ctl.Status(); ch != nil || err != nil {
+				t.Fatalf("after the removal the controller reports %+v, %v", ch, err)
+			}
+			select {
+			case <-c.daemons[2].Removed():
+			case <-time.After(10 * time.Second):
+				st := c.daemons[2].members.State()
+				t.Fatalf("the removed node did not stop serving within 10s of the change; it has %+v changing=%v change=%+v", st.Membership, st.Changing, c.daemons[2].MemberChange())
+			}
+			for i := 0; i < 2; i++ {
+				select {
+				case <-c.daemons[i].Removed():
+					t.Fatalf("n%d reports itself removed", i+1)
+				default:
+				}
+			}
+			cl := c.client(t, 0)
+			if _, err := cl.Put(context.Background(), "after", []byte("v")); err != nil {
+				t.Fatalf("put on the two members left: %v", err)
+			}
+		})
+	}
+}
