@@ -145,6 +145,12 @@ func (d *Daemon) startNode() error {
 	if err == nil {
 		err = d.ctl.Resume()
 	}
+	if err == nil && !d.cfg.Join && st.Membership.Version() > 0 && !d.isMember() && d.MemberChange() == nil {
+		// Started from --cluster, it listed itself; a membership that no
+		// longer does, with no change of its own to finish, is a removal.
+		err = fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster (membership version %d); to add it again, start it with --join on an empty data directory and add it",
+			d.cfg.Name, st.Membership.Version())
+	}
 	if err == nil {
 		err = d.startGC()
 	}

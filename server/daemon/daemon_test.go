@@ -336,6 +336,14 @@ func TestRemovedNodeStops(t *testing.T) {
 			if _, err := cl.Put(context.Background(), "after", []byte("v")); err != nil {
 				t.Fatalf("put on the two members left: %v", err)
 			}
+			// Started again on its data directory, it refuses to serve.
+			c.stop(2)
+			if d, err := Start(c.cfgs[2]); err == nil || !strings.Contains(err.Error(), "was removed from the cluster") {
+				if d != nil {
+					d.Stop()
+				}
+				t.Fatalf("a removed node started again: %v, want a refusal that says it was removed", err)
+			}
 		})
 	}
 }
