@@ -371,7 +371,9 @@ func (c *Controller) involved(ch *Change, step int) (required []Member, optional
 	add(prev.Nodes)
 	if step < len(ch.Steps) {
 		add(ch.Steps[step].Membership.Nodes)
-	} else if ch.Op == "add" {
+	} else {
+		// The end of the change: the node added must take it; the node
+		// removed is told too (optional), so that it knows it is over.
 		add([]Member{ch.Target})
 	}
 	return required, optional

@@ -88,7 +88,7 @@ func Start(cfg Config) (*Daemon, error) {
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
-	go d.watch(d.isMember())
+	go d.watch()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
 	return d, nil
@@ -145,11 +145,8 @@ func (d *Daemon) startNode() error {
 	if err == nil {
 		err = d.ctl.Resume()
 	}
-	if err == nil && !d.cfg.Join && st.Membership.Version() > 0 && !d.isMember() && d.MemberChange() == nil {
-		// Started from --cluster, it listed itself; a membership that no
-		// longer does, with no change of its own to finish, is a removal.
-		err = fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster (membership version %d); to add it again, start it with --join on an empty data directory and add it",
-			d.cfg.Name, st.Membership.Version())
+	if err == nil {
+		err = d.checkNotRemoved()
 	}
 	if err == nil {
 		err = d.startGC()
@@ -196,17 +193,44 @@ func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
 func (d *Daemon) FatalErr() error { return d.fatalErr }
 
 // Removed is closed when a membership change removed this node from the
-// cluster and no change is in progress on its own controller: the node has
-// no part left in the cluster, and the process should stop (as etcd's
-// removed members do), instead of serving clients from outside it.
+// cluster: it had been a member, the membership it uses no longer lists it,
+// the change is over (or the node has been outside the membership for
+// removedGrace) and no change runs on its own controller. The node has no
+// part left in the cluster, and the process should stop (as etcd's removed
+// members do), instead of serving clients from outside it.
 func (d *Daemon) Removed() <-chan struct{} { return d.removed }
 
+// removedGrace bounds how long a node outside the membership waits for the
+// change that removed it to end before it reports itself removed (the
+// change's last call to it may never come: it is not required).
+const removedGrace = 10 * time.Second
+
+// checkNotRemoved refuses to start a node that was removed: one that has
+// been a member, is not listed any more and has no change of its own to
+// finish. It records that the node is a member when it is one.
+func (d *Daemon) checkNotRemoved() error {
+	if d.isMember() {
+		return d.markMember()
+	}
+	was, err := d.wasMember()
+	if err != nil || !was || d.MemberChange() != nil {
+		return err
+	}
+	return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster (membership version %d); to add it again, start it with --join on an empty data directory and add it",
+		d.cfg.Name, d.members.Config().Version)
+}
+
 // watch closes Fatal when the acceptor service stops after a failed write,
-// and Removed when this node, once a member, is no longer one.
-// wasMember says whether the node was a member when it started.
-func (d *Daemon) watch(wasMember bool) {
+// and Removed when this node is no longer a member (see Removed).
+func (d *Daemon) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	was, err := d.wasMember()
+	if err != nil {
+		d.log.Error("cannot tell whether this node has been a member; it will not stop by itself if removed", "err", err)
+	}
+	var outside time.Time // since when a member is not listed; zero while it is
+	removed := false
 	for {
 		select {
 		case <-d.done:
@@ -218,12 +242,24 @@ func (d *Daemon) watch(wasMember bool) {
 				close(d.fatal)
 				return
 			}
-			if d.isMember() {
-				wasMember = true
-			} else if wasMember && d.MemberChange() == nil {
-				d.log.Warn("this node was removed from the cluster; it stops serving", "membership_version", d.members.Config().Version)
+			switch st := d.members.State(); {
+			case removed:
+			case d.isMember():
+				outside = time.Time{}
+				if !was {
+					if err := d.markMember(); err != nil {
+						d.log.Error("cannot record that this node is a member; it will not stop by itself if removed", "err", err)
+						continue
+					}
+					was = true
+				}
+			case !was || d.MemberChange() != nil:
+			case outside.IsZero():
+				outside = time.Now()
+			case !st.Changing || time.Since(outside) >= removedGrace:
+				d.log.Warn("this node was removed from the cluster; it stops serving", "membership_version", st.Membership.Version())
+				removed = true
 				close(d.removed)
-				return
 			}
 		}
 	}
@@ -259,8 +295,11 @@ func (d *Daemon) Stop() error {
 			d.grpcSrv.Stop()
 		}
 		// Forwards taken before the peers learnt of the leave run to the
-		// end here, and their answers leave, before the node stops.
-		d.tr.Quiesce(ctx)
+		// end here, and their answers leave, before the node stops. A
+		// budget of its own: slow clients may have used up ctx.
+		quiesce, cancelQuiesce := context.WithTimeout(context.Background(), 3*time.Second)
+		d.tr.Quiesce(quiesce)
+		cancelQuiesce()
 		d.split.Close()
 		if gc := d.gc.Load(); gc != nil {
 			gc.Stop()

@@ -45,7 +45,22 @@ const (
 	stateFile       = "MEMBERSHIP"
 	changeFile      = "MEMBERSHIP-CHANGE"
 	incarnationFile = "INCARNATION"
+	// memberFile exists once the node has been listed in a membership it
+	// used: a membership that no longer lists it then means a removal,
+	// where for a node being added it only means not yet.
+	memberFile = "WAS-MEMBER"
 )
+
+// wasMember reports whether the node has been a member (memberFile).
+func (d *Daemon) wasMember() (bool, error) {
+	b, err := storage.ReadFile(d.cfg.DataDir, memberFile)
+	return b != nil, err
+}
+
+// markMember records durably that the node has been a member.
+func (d *Daemon) markMember() error {
+	return storage.WriteFileAtomic(d.cfg.DataDir, memberFile, []byte("1\n"))
+}
 
 // identity returns the node's ID: of its name and incarnation for a node
 // that joined (the incarnation is created at its first start), of its name

@@ -86,3 +86,34 @@ func TestMembershipOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// A node that joined, was added and then removed stops by itself and is
+// refused if started again on its data directory, though it runs with
+// --join; while it was being added, it did not take itself for removed.
+func TestRemovedJoinerStopsAndIsRefused(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	admin := "http://" + c.cfgs[0].ClientAddr + "/v1/members"
+	n4 := c.joiner(t, "n4", t.TempDir())
+	httpDo(t, "POST", admin, "n4="+c.cfgs[n4].PeerAddr)
+	select {
+	case <-c.daemons[n4].Removed():
+		t.Fatal("a node that was being added reported itself removed")
+	default:
+	}
+	httpDo(t, "DELETE", admin+"/n4", "")
+	select {
+	case <-c.daemons[n4].Removed():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the removed joiner did not stop serving within 20s of the change")
+	}
+	c.stop(n4)
+	if d, err := Start(c.cfgs[n4]); err == nil || !strings.Contains(err.Error(), "was removed from the cluster") {
+		if d != nil {
+			d.Stop()
+		}
+		t.Fatalf("a removed joiner started again: %v, want a refusal that says it was removed", err)
+	}
+}
