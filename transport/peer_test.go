@@ -220,16 +220,7 @@ func TestRepliesMatchTheirPeerAndRun(t *testing.T) {
 }
 
 func TestLeaveStopsForwardsButAnswersThoseInFlight(t *testing.T) {
-	c := newCluster(t, 2)
-	c.nodes[2].hold = make(chan struct{})
-	c.nodes[2].seen = make(chan kv.Op, 1)
-	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
-		done <- err
-	}()
-	<-c.nodes[2].seen
+	c, done := heldForward(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c.tr[2].Leave(ctx)
@@ -293,16 +284,7 @@ func TestLateStartingPeerIsReachedWithinReconnectBackoff(t *testing.T) {
 // answers before it closes the transport: the peer that forwarded gets a
 // result, not an unknown outcome.
 func TestQuiesceWaitsForForwardsInFlightAndTheirAnswers(t *testing.T) {
-	c := newCluster(t, 2)
-	c.nodes[2].hold = make(chan struct{})
-	c.nodes[2].seen = make(chan kv.Op, 1)
-	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
-		done <- err
-	}()
-	<-c.nodes[2].seen
+	c, done := heldForward(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c.tr[2].Leave(ctx)
@@ -325,4 +307,21 @@ func TestQuiesceWaitsForForwardsInFlightAndTheirAnswers(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("forward answered by a node that stopped right after Quiesce: %v", err)
 	}
+}
+
+// heldForward starts two nodes and a forward from node 1 that node 2 has
+// taken and holds until c.nodes[2].hold is closed; done gets its result.
+func heldForward(t *testing.T) (*cluster, <-chan error) {
+	t.Helper()
+	c := newCluster(t, 2)
+	c.nodes[2].hold = make(chan struct{})
+	c.nodes[2].seen = make(chan kv.Op, 1)
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.tr[1].Forward(context.Background(), 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
+		done <- err
+	}()
+	<-c.nodes[2].seen
+	return c, done
 }
