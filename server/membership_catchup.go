@@ -62,8 +62,13 @@ func (c *Controller) catchUpPage(ctx context.Context, ch *Change) error {
 	if err != nil {
 		return fmt.Errorf("catch-up: %w", err)
 	}
+	// A page's rewrites get a deadline like every other call of a change:
+	// one that does not finish is retried (x -> x is idempotent) rather than
+	// holding the change for good.
+	rctx, cancel := context.WithTimeout(ctx, 2*c.cfg.CallTimeout)
+	defer cancel()
 	var errs []error
-	for i, r := range c.rw.Rewrite(ctx, keys) {
+	for i, r := range c.rw.Rewrite(rctx, keys) {
 		if r.Err != nil {
 			errs = append(errs, fmt.Errorf("key %q: %w", keys[i], r.Err))
 		}
