@@ -49,6 +49,7 @@ type Daemon struct {
 	fatal     chan struct{}
 	fatalErr  error
 	removed   chan struct{}
+	member    atomic.Bool // memberFile exists (membership.go)
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -225,8 +226,7 @@ func (d *Daemon) checkNotRemoved() error {
 func (d *Daemon) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	was, err := d.wasMember()
-	if err != nil {
+	if _, err := d.wasMember(); err != nil {
 		d.log.Error("cannot tell whether this node has been a member; it will not stop by itself if removed", "err", err)
 	}
 	var outside time.Time // since when a member is not listed; zero while it is
@@ -244,16 +244,9 @@ func (d *Daemon) watch() {
 			}
 			switch st := d.members.State(); {
 			case removed:
-			case d.isMember():
+			case d.lists(st.Membership):
 				outside = time.Time{}
-				if !was {
-					if err := d.markMember(); err != nil {
-						d.log.Error("cannot record that this node is a member; it will not stop by itself if removed", "err", err)
-						continue
-					}
-					was = true
-				}
-			case !was || d.MemberChange() != nil:
+			case !d.member.Load() || d.MemberChange() != nil:
 			case outside.IsZero():
 				outside = time.Now()
 			case !st.Changing || time.Since(outside) >= removedGrace:
@@ -266,8 +259,11 @@ func (d *Daemon) watch() {
 }
 
 // isMember reports whether the membership this node uses lists it.
-func (d *Daemon) isMember() bool {
-	return slices.ContainsFunc(d.members.Membership().Nodes, func(n server.Member) bool { return n.ID == d.id })
+func (d *Daemon) isMember() bool { return d.lists(d.members.Membership()) }
+
+// lists reports whether m lists this node.
+func (d *Daemon) lists(m server.Membership) bool {
+	return slices.ContainsFunc(m.Nodes, func(n server.Member) bool { return n.ID == d.id })
 }
 
 // ClientAddr is the address the client API listens on (with the port the

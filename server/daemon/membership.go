@@ -53,13 +53,26 @@ const (
 
 // wasMember reports whether the node has been a member (memberFile).
 func (d *Daemon) wasMember() (bool, error) {
+	if d.member.Load() {
+		return true, nil
+	}
 	b, err := storage.ReadFile(d.cfg.DataDir, memberFile)
+	if b != nil {
+		d.member.Store(true)
+	}
 	return b != nil, err
 }
 
 // markMember records durably that the node has been a member.
 func (d *Daemon) markMember() error {
-	return storage.WriteFileAtomic(d.cfg.DataDir, memberFile, []byte("1\n"))
+	if d.member.Load() {
+		return nil
+	}
+	if err := storage.WriteFileAtomic(d.cfg.DataDir, memberFile, []byte("1\n")); err != nil {
+		return err
+	}
+	d.member.Store(true)
+	return nil
 }
 
 // identity returns the node's ID: of its name and incarnation for a node
@@ -112,6 +125,14 @@ func loadState(cfg Config, acceptors protocol.Config) (server.NodeState, error) 
 }
 
 func (d *Daemon) saveState(st server.NodeState) error {
+	// A membership that lists this node is recorded as such before it is
+	// used: a removal that follows at once is then still told from an add
+	// that has not reached the node yet (see Removed).
+	if d.lists(st.Membership) {
+		if err := d.markMember(); err != nil {
+			return err
+		}
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
