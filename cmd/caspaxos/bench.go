@@ -107,7 +107,7 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 		if r.Counter != nil {
 			check = "ok"
 			if !r.Counter.OK {
-				check = fmt.Sprintf("BAD: counter %d, %d increments succeeded", r.Counter.Final, r.Counter.Successes)
+				check = fmt.Sprintf("BAD: counter rose by %d, %d increments succeeded", r.Counter.Gain(), r.Counter.Successes)
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t\n", r.Workload, r.Clients, r.OpsPerSec, r.P50, r.P90, r.P99, r.P999, r.Errors, check)

@@ -167,19 +167,28 @@ type Result struct {
 	Hist *Histogram `json:"-"`
 }
 
-// CounterCheck compares the final hot-key counter with the increments that
-// succeeded (warm-up included). Failed increments may or may not have been
-// applied, so the counter must lie in [Successes, Successes+Failed].
+// CounterCheck compares what the hot-key counter gained during the run with
+// the increments that succeeded (warm-up included). Failed increments may or
+// may not have been applied, so the gain must lie in [Successes,
+// Successes+Failed]. Initial is the counter before the run (an earlier run
+// on the same cluster left it there); an increment of an earlier run whose
+// outcome was unknown, and which took effect only after that read, would
+// show as a failed check.
 type CounterCheck struct {
 	Successes uint64 `json:"successes"`
 	Failed    uint64 `json:"failed"`
+	Initial   int64  `json:"initial,omitempty"`
 	Final     int64  `json:"final"`
 	OK        bool   `json:"ok"`
 }
 
+// Gain is how much the counter rose during the run.
+func (c *CounterCheck) Gain() int64 { return c.Final - c.Initial }
+
 // Check fills in OK.
 func (c *CounterCheck) Check() bool {
-	c.OK = c.Final >= 0 && uint64(c.Final) >= c.Successes && uint64(c.Final) <= c.Successes+c.Failed
+	g := c.Gain()
+	c.OK = g >= 0 && uint64(g) >= c.Successes && uint64(g) <= c.Successes+c.Failed
 	return c.OK
 }
 
@@ -194,7 +203,8 @@ type worker struct {
 }
 
 // Run runs one cell against drivers (the clients share them round robin)
-// and returns its result. It returns early only if ctx ends.
+// and returns its result. It returns early only if ctx ends or, for incr,
+// if the counter cannot be read before the run.
 func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -216,6 +226,13 @@ func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 	var zipf *Zipfian
 	if cfg.Workload == Zipf {
 		zipf = NewZipfian(uint64(len(keys)), 0.99)
+	}
+	var initial int64
+	if cfg.Workload == Incr {
+		var err error
+		if initial, err = readCounter(ctx, cfg, drivers[0], hot); err != nil {
+			return nil, fmt.Errorf("caspaxos/benchload: reading the counter before the run: %w", err)
+		}
 	}
 	var live atomic.Int64
 	start := time.Now()
@@ -257,16 +274,31 @@ func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 	}
 	res := summarise(cfg, workers)
 	if cfg.Workload == Incr {
-		cctx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
-		defer cancel()
-		final, err := drivers[0].Counter(cctx, hot)
+		final, err := readCounter(ctx, cfg, drivers[0], hot)
 		if err != nil {
 			return res, fmt.Errorf("caspaxos/benchload: reading the counter: %w", err)
 		}
-		res.Counter.Final = final
+		res.Counter.Initial, res.Counter.Final = initial, final
 		res.Counter.Check()
 	}
 	return res, nil
+}
+
+// readCounter reads the hot-key counter, trying up to 5 times (a cluster
+// under load may miss one read's deadline).
+func readCounter(ctx context.Context, cfg Config, d Driver, hot string) (int64, error) {
+	var err error
+	for range 5 {
+		cctx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
+		var n int64
+		n, err = d.Counter(cctx, hot)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return n, err
+		}
+		pause(ctx, 100*time.Millisecond)
+	}
+	return 0, err
 }
 
 // watch reports progress, calls OnMeasure at the window's edges, and returns

@@ -90,8 +90,10 @@ func TestCounterCheck(t *testing.T) {
 		ok, failed uint64
 		final      int64
 		want       bool
-	}{{10, 0, 10, true}, {10, 2, 11, true}, {10, 2, 12, true}, {10, 0, 9, false}, {10, 2, 13, false}} {
-		cc := CounterCheck{Successes: c.ok, Failed: c.failed, Final: c.final}
+		initial    int64
+	}{{10, 0, 10, true, 0}, {10, 2, 11, true, 0}, {10, 2, 12, true, 0}, {10, 0, 9, false, 0}, {10, 2, 13, false, 0},
+		{10, 0, 25, true, 15}, {10, 0, 20, false, 15}, {10, 0, 10, false, 15}} {
+		cc := CounterCheck{Successes: c.ok, Failed: c.failed, Final: c.final, Initial: c.initial}
 		if cc.Check() != c.want {
 			t.Errorf("%+v: got %v", c, !c.want)
 		}
@@ -151,6 +153,22 @@ func TestRunEveryWorkloadAgainstMemory(t *testing.T) {
 		}
 		if w.preloaded() && len(d.data) < 100 {
 			t.Errorf("%s: preloaded %d keys, want 100", w, len(d.data))
+		}
+	}
+}
+
+// TestIncrTwiceOnOneCluster runs the incr workload twice against one store:
+// the second run's check counts from where the first left the counter.
+func TestIncrTwiceOnOneCluster(t *testing.T) {
+	d := &memDriver{data: map[string]string{}}
+	for run := range 2 {
+		res, err := Run(context.Background(), Config{Workload: Incr, Clients: 2, Duration: 20 * time.Millisecond,
+			Warmup: 5 * time.Millisecond}, []Driver{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Counter.OK || (run == 1) != (res.Counter.Initial > 0) {
+			t.Errorf("run %d: counter check %+v", run, res.Counter)
 		}
 	}
 }

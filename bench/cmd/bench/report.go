@@ -112,7 +112,7 @@ func (s *systemResult) brief() string {
 	}
 	b := fmt.Sprintf("%9.0f ops/s  p50 %7.2fms  p99 %7.2fms  errors %d", s.OpsPerSec, s.P50, s.P99, s.Errors)
 	if s.Counter != nil {
-		b += fmt.Sprintf("  counter %d/%d ok=%v", s.Counter.Final, s.Counter.Successes, s.Counter.OK)
+		b += fmt.Sprintf("  counter %d/%d ok=%v", s.Counter.Gain(), s.Counter.Successes, s.Counter.OK)
 	}
 	if s.WarmupErrors > 0 {
 		b += fmt.Sprintf("  warm-up errors %d (%s)", s.WarmupErrors, firstLine(s.FirstWarmupError))
@@ -245,7 +245,7 @@ func check(c *cell) string {
 		if s := c.Systems[name]; s.ok() && s.Counter != nil {
 			v := "ok"
 			if !s.Counter.OK {
-				v = fmt.Sprintf("BAD %d≠%d", s.Counter.Final, s.Counter.Successes)
+				v = fmt.Sprintf("BAD %d≠%d", s.Counter.Gain(), s.Counter.Successes)
 			}
 			parts = append(parts, v)
 		}
