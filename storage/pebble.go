@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	crerrors "github.com/cockroachdb/errors"
 	"github.com/cockroachdb/pebble/v2"
@@ -43,6 +44,11 @@ type PebbleStats struct {
 	// WALSyncs is the number of fsyncs of Pebble's write-ahead log, for
 	// every kind of write (Apply, Remove, SetCeiling) and for log rotations.
 	WALSyncs uint64
+	// WALSyncTime is how long they took in all, and WALSyncTimes[i] how
+	// many took at most SyncBucketBound(i) and more than the bound below
+	// (not cumulative).
+	WALSyncTime  time.Duration
+	WALSyncTimes [SyncBuckets]uint64
 }
 
 // Pebble is the durable Store, on github.com/cockroachdb/pebble.
@@ -67,7 +73,8 @@ type Pebble struct {
 	dbClose sync.Once
 	dbErr   error // what db.Close returned
 
-	applies, entries, walSyncs atomic.Uint64
+	applies, entries atomic.Uint64
+	walSyncs         syncTimes
 }
 
 var _ Store = (*Pebble)(nil)
@@ -199,10 +206,13 @@ func (s *Pebble) closeDB() error {
 
 // Stats returns the store's counters.
 func (s *Pebble) Stats() PebbleStats {
+	syncs, took, buckets := s.walSyncs.load()
 	return PebbleStats{
-		Applies:  s.applies.Load(),
-		Entries:  s.entries.Load(),
-		WALSyncs: s.walSyncs.Load(),
+		Applies:      s.applies.Load(),
+		Entries:      s.entries.Load(),
+		WALSyncs:     syncs,
+		WALSyncTime:  took,
+		WALSyncTimes: buckets,
 	}
 }
 

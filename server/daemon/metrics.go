@@ -12,6 +12,7 @@ import (
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/storage"
 )
 
 // metrics is the node's Prometheus registry: request latency histograms it
@@ -61,7 +62,11 @@ type snapshot struct {
 	network transportStats
 }
 
-type storageStats struct{ applies, entries, syncs uint64 }
+type storageStats struct {
+	applies, entries, syncs uint64
+	syncTime                time.Duration
+	syncTimes               [storage.SyncBuckets]uint64
+}
 type transportStats struct {
 	dropped, linkFailures uint64
 	frames, items         uint64
@@ -103,7 +108,11 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- composedDesc
 	ch <- peerRTTDesc
+	ch <- walSyncDesc
 }
+
+var walSyncDesc = prometheus.NewDesc("caspaxos_storage_wal_sync_duration_seconds",
+	"Time each fsync of the storage's write-ahead log took (every acknowledged write waits for one; compare etcd_disk_wal_fsync_duration_seconds).", nil, nil)
 
 var peerRTTDesc = prometheus.NewDesc("caspaxos_peer_rtt_seconds",
 	"Round-trip time to each peer: the smallest of its link's last 16 probes (a gRPC health check over the peer connection, every 4 heartbeats); 2s while a peer that failed settles. Routing and the timeouts follow it.", []string{"peer"}, nil)
@@ -123,6 +132,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(composedDesc, prometheus.CounterValue, float64(n), le)
 	}
+	buckets := make(map[float64]uint64, storage.SyncBuckets-1)
+	var cum uint64
+	for i, n := range s.store.syncTimes[:storage.SyncBuckets-1] {
+		cum += n
+		buckets[storage.SyncBucketBound(i).Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(walSyncDesc, s.store.syncs, s.store.syncTime.Seconds(), buckets)
 	for id, d := range s.network.rtt {
 		ch <- prometheus.MustNewConstMetric(peerRTTDesc, prometheus.GaugeValue, d.Seconds(), strconv.FormatUint(uint64(id), 10))
 	}
@@ -132,8 +148,9 @@ func (d *Daemon) snapshot() snapshot {
 	ps := d.store.Stats()
 	ts := d.tr.Stats()
 	return snapshot{
-		node:    d.node.Stats(),
-		store:   storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs},
+		node: d.node.Stats(),
+		store: storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs,
+			syncTime: ps.WALSyncTime, syncTimes: ps.WALSyncTimes},
 		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures, frames: ts.Frames, items: ts.Items, rtt: ts.RTT},
 	}
 }
