@@ -34,8 +34,9 @@ results. After any call, the caller takes Ready() and must, in order:
  4. Start Ready.Timers and call Fire(t) when each is due: TimerAttempt after
     the attempt timeout, TimerRead after the read timeout, TimerWiden after
     about a round trip to the nearest quorum (a read that asked it first
-    then asks the other acceptors too), TimerBackoff after a
-    jittered exponential delay that grows with Timer.Retry.
+    then asks the other acceptors too), TimerGather after about one
+    turnaround of a caller (only with ProposerConfig.Gather), TimerBackoff
+    after a jittered exponential delay that grows with Timer.Retry.
  5. Call Cancel(id) when a caller stops waiting. The Result then says whether
     the change may still take effect (ErrUnknownOutcome) or never will
     (ErrAborted).

@@ -78,15 +78,20 @@ func (c *cluster) run() {
 			continue
 		}
 		if m.Kind.IsRequest() {
-			regs := c.acceptors[m.To]
-			next, reply, _ := Step(regs[m.Key], m)
-			regs[m.Key] = next
-			c.queue = append(c.queue, reply)
+			c.stepAcceptor(m)
 			continue
 		}
 		c.proposers[m.To].Step(m)
 		c.collect(m.To)
 	}
+}
+
+// stepAcceptor hands a request to its acceptor and queues the reply.
+func (c *cluster) stepAcceptor(m Message) {
+	regs := c.acceptors[m.To]
+	next, reply, _ := Step(regs[m.Key], m)
+	regs[m.Key] = next
+	c.queue = append(c.queue, reply)
 }
 
 // fireAll fires every pending timer once (of any kind), then runs.

@@ -22,6 +22,10 @@ type proposal struct {
 	replied nodeSet // acceptors that answered the current attempt
 	oks     int
 	refused int
+	// behind counts the prepare refusals that showed a ballot above ours:
+	// the key moved on (its home committing through its cache, PROTOCOL.md
+	// §5) rather than another proposer dueling for it.
+	behind int
 
 	// Phase 1: the highest accepted ballot and its state among the promises,
 	// and how many promises from accept-set members carried each ballot.
@@ -81,17 +85,18 @@ func (pr *proposal) reset(b Ballot, ph phase) {
 	pr.phase = ph
 	pr.seq++
 	pr.replied = pr.replied[:0]
-	pr.oks, pr.refused = 0, 0
+	pr.oks, pr.refused, pr.behind = 0, 0, 0
 	pr.highest, pr.highestState = Ballot{}, State{}
 	pr.agree = nil
 }
 
 // kick starts the next batch of key if nothing is in flight for it.
 func (p *Proposer) kick(key string, ks *keyState) {
-	if ks.active != nil || len(ks.queue) == 0 {
+	if ks.active != nil || len(ks.queue) == 0 || len(ks.queue) < ks.hold {
 		p.gcKey(key, ks)
 		return
 	}
+	ks.hold = 0
 	n := min(len(ks.queue), p.maxB)
 	all := ks.queue[0].all
 	if all {
@@ -119,9 +124,9 @@ func (p *Proposer) kick(key string, ks *keyState) {
 	p.startPrepare(pr)
 }
 
-// gcKey forgets a key with nothing in flight and nothing waiting.
+// gcKey forgets a key with nothing in flight, nothing waiting and no hold.
 func (p *Proposer) gcKey(key string, ks *keyState) {
-	if ks.active == nil && len(ks.queue) == 0 {
+	if !ks.busy() && ks.hold == 0 {
 		delete(p.keys, key)
 	}
 }
@@ -320,6 +325,9 @@ func (p *Proposer) stepConflict(pr *proposal, m Message) {
 	}
 	pr.replied.add(m.From)
 	pr.refused++
+	if pr.phase == phasePrepare && pr.ballot.Less(m.Seen) {
+		pr.behind++
+	}
 	if pr.refused > len(set)-quorum {
 		p.fail(pr, false)
 	}
@@ -337,9 +345,21 @@ func (p *Proposer) fail(pr *proposal, timedOut bool) {
 		p.abandonUnknown(pr)
 		return
 	}
+	// Backoff grows only after a duel: a timeout or a refused accept. A
+	// prepare refused only by ballots above ours was behind; Step has moved
+	// the counter past them, so the next prepare should go soon. Were its
+	// backoff to grow as well, a proposer that is not the key's home (the
+	// membership catch-up's Rewrite) would wait ever longer while the home
+	// kept committing through its cache, raising the key's promise past
+	// every ballot it then sent: starved for as long as the key was busy.
+	behind := !timedOut && pr.phase == phasePrepare && pr.refused > 0 && pr.behind == pr.refused
 	pr.phase = phaseBackoff
-	pr.retry++
-	p.ready.Timers = append(p.ready.Timers, Timer{Kind: TimerBackoff, Key: pr.key, Ballot: pr.ballot, Retry: pr.retry, Seq: pr.seq})
+	retry := 1
+	if !behind {
+		pr.retry++
+		retry = pr.retry
+	}
+	p.ready.Timers = append(p.ready.Timers, Timer{Kind: TimerBackoff, Key: pr.key, Ballot: pr.ballot, Retry: retry, Seq: pr.seq})
 }
 
 // changed reports whether any accept this batch sent may have changed the state.
@@ -379,7 +399,27 @@ func (p *Proposer) succeed(pr *proposal, results []Result) {
 	for i, r := range pr.batch {
 		p.answerAt(r, results[i])
 	}
+	p.holdNext(pr)
 	p.finish(pr)
+}
+
+// holdNext holds back the batch after pr if its key is contended
+// (ProposerConfig.Gather): until as many changes wait as pr carried plus
+// those already waiting, or until TimerGather.
+func (p *Proposer) holdNext(pr *proposal) {
+	if !p.gather || pr.all {
+		return
+	}
+	ks := p.keys[pr.key]
+	want := min(len(pr.batch)+len(ks.queue), p.maxB)
+	if want < 2 || len(ks.queue) >= want || len(ks.queue) > 0 && ks.queue[0].all {
+		// Uncontended, enough waiting already, or the next batch is a
+		// deletion-GC write, which goes alone anyway.
+		return
+	}
+	p.holds++
+	ks.hold, ks.holdSeq = want, p.holds
+	p.ready.Timers = append(p.ready.Timers, Timer{Kind: TimerGather, Key: pr.key, Seq: p.holds})
 }
 
 // abandonUnknown ends a batch whose outcome cannot be known. Requests that

@@ -54,6 +54,12 @@ const (
 	// long enough for it (about a round trip to them): then it asks the
 	// other acceptors too.
 	TimerWiden
+	// TimerGather fires when a contended key has held its next batch back
+	// long enough (ProposerConfig.Gather): the batch then starts with the
+	// changes that arrived. Its delay should be about one turnaround of a
+	// caller (an answer out, the caller's next change in), well under a
+	// round trip to the acceptors.
+	TimerGather
 )
 
 // Timer asks the caller to call Proposer.Fire(t) after a delay of its
@@ -116,6 +122,17 @@ type ProposerConfig struct {
 	MaxCachedKeys int
 	// Age is the proposer's age for the deletion GC's fence (PROTOCOL.md §9).
 	Age uint64
+	// Gather holds back the next batch of a contended key. When a batch of
+	// a key succeeds and the key saw contention (the batch held more than
+	// one change, or changes were waiting for it), the next batch waits
+	// until as many changes are waiting as the finished batch and the
+	// waiting ones together, or until a TimerGather fires, whichever comes
+	// first. Callers that were just answered then join their next changes
+	// to the others', and a key written by n callers at once commits them
+	// in one round instead of alternating between two half-size batches,
+	// one in flight while the other waits. A key written by one caller at
+	// a time is never held.
+	Gather bool
 	// Bugs is for negative tests only.
 	Bugs Bugs
 }
@@ -156,6 +173,8 @@ type Proposer struct {
 	step    uint64
 	maxB    int
 	maxC    int
+	gather  bool
+	holds   uint64 // numbers the holds of Gather, for their timers
 	bugs    Bugs
 
 	keys  map[string]*keyState
@@ -182,7 +201,14 @@ type request struct {
 type keyState struct {
 	active *proposal
 	queue  []*request
+	// hold, when not zero, is how many changes must be waiting before the
+	// next batch starts (ProposerConfig.Gather); holdSeq names its timer.
+	hold    int
+	holdSeq uint64
 }
+
+// busy reports whether the key has changes in flight or waiting.
+func (ks *keyState) busy() bool { return ks.active != nil || len(ks.queue) > 0 }
 
 // cacheEntry is the one-round-trip state of a key (PROTOCOL.md §5): the
 // ballot its acceptors promised with the last accept, and the state chosen
@@ -207,6 +233,7 @@ func NewProposer(cfg ProposerConfig) (*Proposer, error) {
 		step:    cfg.CeilingStep,
 		maxB:    cfg.MaxBatch,
 		maxC:    cfg.MaxCachedKeys,
+		gather:  cfg.Gather,
 		bugs:    cfg.Bugs,
 		keys:    make(map[string]*keyState),
 		reqs:    make(map[ReqID]*request),
@@ -363,6 +390,13 @@ func (p *Proposer) Step(m Message) {
 
 // Fire tells the Proposer that a Timer from an earlier Ready went off.
 func (p *Proposer) Fire(t Timer) {
+	if t.Kind == TimerGather {
+		if ks := p.keys[t.Key]; ks != nil && ks.hold > 0 && ks.holdSeq == t.Seq {
+			ks.hold = 0
+			p.kick(t.Key, ks)
+		}
+		return
+	}
 	if t.Kind == TimerRead || t.Kind == TimerWiden {
 		if rd := p.reads[t.Ballot]; rd != nil && rd.key == t.Key {
 			p.fireRead(rd, t)

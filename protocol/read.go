@@ -48,7 +48,7 @@ func (p *Proposer) FastRead(id ReqID, key string) { p.read(id, key, true) }
 
 func (p *Proposer) read(id ReqID, key string, fastOnly bool) {
 	r := p.newRequest(id, key, nil)
-	if p.keys[key] != nil {
+	if ks := p.keys[key]; ks != nil && ks.busy() {
 		p.enqueue(r)
 		return
 	}

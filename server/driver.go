@@ -223,6 +223,8 @@ func (p *Proposer) delay(t protocol.Timer, now time.Time) time.Duration {
 		return p.stretch(p.cfg.ReadTimeout, true, now)
 	case protocol.TimerWiden:
 		return p.stretch(p.cfg.ReadNearTimeout, true, now)
+	case protocol.TimerGather:
+		return p.cfg.GatherWindow
 	default:
 		return backoff(p.cfg.BackoffBase, p.cfg.BackoffMax, t.Retry, p.rng)
 	}

@@ -30,12 +30,14 @@ type Config struct {
 	ReadTimeout    time.Duration
 	// ReadNearTimeout: see ProposerConfig.
 	ReadNearTimeout time.Duration
-	BackoffBase     time.Duration
-	BackoffMax      time.Duration
-	MaxBatch        int
-	MaxCachedKeys   int
-	CeilingStep     uint64
-	RandSeed        uint64
+	// GatherWindow: see ProposerConfig.
+	GatherWindow  time.Duration
+	BackoffBase   time.Duration
+	BackoffMax    time.Duration
+	MaxBatch      int
+	MaxCachedKeys int
+	CeilingStep   uint64
+	RandSeed      uint64
 
 	MaxInflightBatches int
 	CacheBytes         int64
@@ -68,6 +70,7 @@ func (c Config) proposer() ProposerConfig {
 		AttemptTimeout:  c.AttemptTimeout,
 		ReadTimeout:     c.ReadTimeout,
 		ReadNearTimeout: c.ReadNearTimeout,
+		GatherWindow:    c.GatherWindow,
 		BackoffBase:     c.BackoffBase,
 		BackoffMax:      c.BackoffMax,
 		MaxBatch:        c.MaxBatch,

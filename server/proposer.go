@@ -33,6 +33,12 @@ type ProposerConfig struct {
 	// only a quorum first saves messages; this bounds what that costs when
 	// one of them is slow or down.
 	ReadNearTimeout time.Duration
+	// GatherWindow is how long a contended key may hold its next batch
+	// back for the callers its last batch just answered, so that their next
+	// changes join the ones already waiting and commit in the same round
+	// (protocol.ProposerConfig.Gather). It should be about one turnaround
+	// of a caller. Default 1ms; negative: never hold.
+	GatherWindow time.Duration
 	// BackoffBase and BackoffMax bound the jittered exponential delay before
 	// a failed attempt is retried (defaults 2ms and 200ms).
 	BackoffBase time.Duration
@@ -54,6 +60,9 @@ type ProposerConfig struct {
 	// GC's queue is fed from it. It must not block.
 	Deleted func(key string, version uint64)
 }
+
+// DefaultGatherWindow is ProposerConfig.GatherWindow's default.
+const DefaultGatherWindow = time.Millisecond
 
 func (c *ProposerConfig) validate() error {
 	if c.ID == 0 {
@@ -77,6 +86,12 @@ func (c *ProposerConfig) validate() error {
 		if *d.d == 0 {
 			*d.d = d.def
 		}
+	}
+	switch {
+	case c.GatherWindow > time.Second:
+		return fmt.Errorf("caspaxos/server: GatherWindow is %v; it must be at most 1s (negative: off)", c.GatherWindow)
+	case c.GatherWindow == 0:
+		c.GatherWindow = DefaultGatherWindow
 	}
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("caspaxos/server: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)
@@ -174,6 +189,7 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 		MaxBatch:      cfg.MaxBatch,
 		MaxCachedKeys: cfg.MaxCachedKeys,
 		Age:           age,
+		Gather:        cfg.GatherWindow > 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: %w", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/daemon"
 )
 
@@ -29,6 +30,7 @@ type serveOptions struct {
 	attemptTO     time.Duration
 	readTO        time.Duration
 	readNearTO    time.Duration
+	gather        time.Duration
 	heartbeat     time.Duration
 	deadAfter     time.Duration
 	logLevel      string
@@ -94,6 +96,7 @@ storage fails a write or a sync (fail-stop).`,
 	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
 	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
 	f.DurationVar(&o.readNearTO, "read-near-timeout", 10*time.Millisecond, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
+	f.DurationVar(&o.gather, "gather-window", server.DefaultGatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
 	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
 	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -160,7 +163,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	cfg := daemon.Config{
 		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members, Join: o.join,
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
-		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO,
+		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
 		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
 			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},

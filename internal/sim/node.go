@@ -238,6 +238,8 @@ func (s *sim) timerDelay(t protocol.Timer) time.Duration {
 		return s.jitter(s.plan.ReadTimeout)
 	case protocol.TimerWiden:
 		return s.jitter(s.plan.ReadTimeout / 4)
+	case protocol.TimerGather:
+		return s.jitter(s.plan.GatherDelay)
 	}
 	d := s.plan.BackoffBase << min(t.Retry, 10)
 	return s.jitter(min(d, s.plan.BackoffMax))
@@ -294,6 +296,7 @@ func (s *sim) restart(n *node) {
 		CeilingStep:   s.plan.CeilingStep,
 		MaxBatch:      s.plan.MaxBatch,
 		MaxCachedKeys: s.plan.MaxCachedKeys,
+		Gather:        s.plan.Gather,
 		Bugs:          s.opts.Variant.Bugs,
 	})
 	if err != nil {

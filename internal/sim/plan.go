@@ -47,6 +47,10 @@ type Plan struct {
 	CeilingStep    uint64
 	MaxBatch       int
 	MaxCachedKeys  int
+	// Gather turns on protocol.ProposerConfig.Gather; GatherDelay is
+	// TimerGather's delay (jittered).
+	Gather      bool
+	GatherDelay time.Duration
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -106,6 +110,10 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 	if rng.Float64() < 0.5 {
 		p.MemberEvery = between(rng, 20*time.Millisecond, 300*time.Millisecond)
 	}
+	if rng.Float64() < 0.5 {
+		p.Gather = true
+		p.GatherDelay = between(rng, 50*time.Microsecond, 2*p.Think)
+	}
 	return p
 }
 
@@ -134,6 +142,9 @@ func (p Plan) String() string {
 	}
 	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d",
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys)
+	if p.Gather {
+		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
+	}
 	return b.String()
 }
 

@@ -52,6 +52,8 @@ type Config struct {
 	AttemptTimeout  time.Duration
 	ReadTimeout     time.Duration
 	ReadNearTimeout time.Duration
+	// GatherWindow: see server.ProposerConfig (default 1ms; negative: off).
+	GatherWindow time.Duration
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
 	DeadAfter time.Duration
