@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,8 +131,8 @@ func (d *Daemon) startNode() error {
 	d.tr = tr
 	node, err := server.NewNode(server.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
-		ReadNearTimeout: d.cfg.ReadNearTimeout,
-		Deleted:         d.deleted,
+		ReadNearTimeout: d.cfg.ReadNearTimeout, GatherWindow: d.cfg.GatherWindow,
+		Deleted: d.deleted,
 	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
@@ -210,6 +212,12 @@ const removedGrace = 10 * time.Second
 // been a member, is not listed any more and has no change of its own to
 // finish. It records that the node is a member when it is one.
 func (d *Daemon) checkNotRemoved() error {
+	if b, err := storage.ReadFile(d.cfg.DataDir, removedFile); err != nil {
+		return err
+	} else if b != nil {
+		return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster while it was down (a peer uses membership version %s, which does not list it); to add it again, start it with --join on an empty data directory and add it",
+			d.cfg.Name, strings.TrimSpace(string(b)))
+	}
 	if d.isMember() {
 		return d.markMember()
 	}
@@ -221,20 +229,74 @@ func (d *Daemon) checkNotRemoved() error {
 		d.cfg.Name, d.members.Config().Version)
 }
 
+// removedProbeEvery is how often a member asks its peers whether their
+// membership, if newer than its own, still lists it: a node removed while
+// it was down learns of it only from them.
+const removedProbeEvery = 2 * time.Second
+
+// probeRemoved asks the other members of the membership this node uses for
+// theirs. It returns the version of a newer one that does not list this
+// node and whose change is over, or 0. Node IDs are never reused, so such a
+// membership means that this node was removed for good. A peer that is in
+// the middle of a change is not asked to decide (the change may still
+// reach this node, which then stops by the rule in watch), nor is one that
+// predates the question (its answer has no caller_listed).
+func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
+	m := d.members.Membership()
+	for _, n := range m.Nodes {
+		if n.ID == d.id {
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := d.admin.info(ictx, n.PeerAddr, d.id)
+		cancel()
+		if err != nil || protocol.NodeID(info.GetId()) != n.ID {
+			continue // down, or another node at that address now
+		}
+		if info.GetVersion() > m.Version() && info.CallerListed != nil && !info.GetCallerListed() && !info.GetChanging() {
+			return info.GetVersion()
+		}
+	}
+	return 0
+}
+
 // watch closes Fatal when the acceptor service stops after a failed write,
-// and Removed when this node is no longer a member (see Removed).
+// and Removed when this node is no longer a member (see Removed): by the
+// membership it uses, or by a peer's newer one (probeRemoved).
 func (d *Daemon) watch() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	probe := time.NewTicker(removedProbeEvery)
+	defer probe.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	if _, err := d.wasMember(); err != nil {
 		d.log.Error("cannot tell whether this node has been a member; it will not stop by itself if removed", "err", err)
 	}
 	var outside time.Time // since when a member is not listed; zero while it is
-	removed := false
+	removed, probing := false, false
+	found := make(chan uint64, 1)
 	for {
 		select {
 		case <-d.done:
 			return
+		case <-probe.C:
+			if !removed && !probing && d.member.Load() && d.isMember() && d.MemberChange() == nil {
+				probing = true
+				go func() { found <- d.probeRemoved(ctx) }()
+			}
+		case v := <-found:
+			probing = false
+			if v == 0 || removed || d.MemberChange() != nil {
+				continue
+			}
+			if err := storage.WriteFileAtomic(d.cfg.DataDir, removedFile, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
+				d.log.Error("cannot record the removal in the data directory", "err", err)
+			}
+			d.log.Warn("this node was removed from the cluster while it was down (a peer uses a newer membership that does not list it); it stops serving",
+				"membership_version", d.members.Membership().Version(), "peer_membership_version", v)
+			removed = true
+			close(d.removed)
 		case <-t.C:
 			if err := d.node.Err(); err != nil {
 				d.fatalErr = err

@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/transport"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // freeAddrs returns n loopback addresses that were free a moment ago.
@@ -82,6 +85,20 @@ func (c *testCluster) start(t *testing.T, i int) {
 func (c *testCluster) stop(i int) {
 	c.daemons[i].Stop()
 	c.daemons[i] = nil
+}
+
+// remove runs the removal of name on node i's controller and waits for it.
+func (c *testCluster) remove(t *testing.T, i int, name string) {
+	t.Helper()
+	done, err := c.daemons[i].ctl.Remove(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the removal of %s did not finish within 30s", name)
+	}
 }
 
 func (c *testCluster) client(t *testing.T, i int) *client.Client {
@@ -307,15 +324,7 @@ func TestRemovedNodeStops(t *testing.T) {
 			for _, cfg := range c.cfgs {
 				waitHealthy(t, cfg.ClientAddr, 200)
 			}
-			done, err := c.daemons[tc.controller].ctl.Remove("n3")
-			if err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the removal did not finish within 30s")
-			}
+			c.remove(t, tc.controller, "n3")
 			if ch, err := c.daemons[tc.controller].ctl.Status(); ch != nil || err != nil {
 				t.Fatalf("after the removal the controller reports %+v, %v", ch, err)
 			}
@@ -338,5 +347,61 @@ func TestRemovedNodeStops(t *testing.T) {
 				t.Fatalf("a removed node started again: %v, want a refusal that says it was removed", err)
 			}
 		})
+	}
+}
+
+// TestRemovedWhileDownStops: a node removed while it was down still lists
+// itself when it starts again; it learns of the removal from a peer, stops
+// serving, and refuses to start after that.
+func TestRemovedWhileDownStops(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, 200)
+	}
+	c.stop(2)
+	c.remove(t, 0, "n3")
+	c.start(t, 2) // its own state still lists it: it starts
+	if !c.daemons[2].isMember() {
+		t.Fatal("the restarted node already knows it was removed; the test shows nothing")
+	}
+	select {
+	case <-c.daemons[2].Removed():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the node removed while down did not stop within 10s of its restart")
+	}
+	c.stop(2)
+	if d, err := Start(c.cfgs[2]); err == nil || !strings.Contains(err.Error(), "removed from the cluster while it was down") {
+		if d != nil {
+			d.Stop()
+		}
+		t.Fatalf("a node removed while down started again: %v, want a refusal that says it was removed", err)
+	}
+	cl := c.client(t, 0)
+	if _, err := cl.Put(context.Background(), "after", []byte("v")); err != nil {
+		t.Fatalf("put on the two members left: %v", err)
+	}
+}
+
+// TestInfoSaysWhetherCallerListed: Admin.Info answers caller_listed only
+// when asked about a caller, so that a removal probe can tell "not listed"
+// from a node that predates the question (see probeRemoved).
+func TestInfoSaysWhetherCallerListed(t *testing.T) {
+	c := newTestCluster(t, 3)
+	a := adminServer{d: c.daemons[0]}
+	for _, tc := range []struct {
+		caller uint64
+		want   *bool
+	}{
+		{0, nil},
+		{uint64(c.daemons[1].id), proto.Bool(true)},
+		{uint64(c.daemons[1].id) + 12345, proto.Bool(false)},
+	} {
+		r, err := a.Info(context.Background(), &peerpb.InfoRequest{Caller: tc.caller})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (r.CallerListed == nil) != (tc.want == nil) || r.CallerListed != nil && *r.CallerListed != *tc.want || r.GetChanging() {
+			t.Errorf("caller %d: caller_listed %v changing %v, want %v and false", tc.caller, r.CallerListed, r.GetChanging(), tc.want)
+		}
 	}
 }

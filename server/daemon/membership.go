@@ -49,6 +49,10 @@ const (
 	// used: a membership that no longer lists it then means a removal,
 	// where for a node being added it only means not yet.
 	memberFile = "WAS-MEMBER"
+	// removedFile exists once a peer told this node that it was removed
+	// (a newer membership that does not list it): the node's own state
+	// still lists it, since the removal happened while it was down.
+	removedFile = "REMOVED"
 )
 
 // wasMember reports whether the node has been a member (memberFile).
@@ -172,8 +176,14 @@ type adminServer struct {
 	d *Daemon
 }
 
-func (a adminServer) Info(context.Context, *peerpb.InfoRequest) (*peerpb.InfoReply, error) {
-	return &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: a.d.members.Membership().Version()}, nil
+func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.InfoReply, error) {
+	st := a.d.members.State()
+	out := &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: st.Membership.Version(), Changing: st.Changing}
+	if r.GetCaller() != 0 {
+		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return uint64(n.ID) == r.GetCaller() })
+		out.CallerListed = &listed
+	}
+	return out, nil
 }
 
 func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
@@ -237,13 +247,17 @@ func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*pe
 // adminPeers is the controller's server.MemberPeers over the Admin service,
 // one connection per peer address.
 type adminPeers struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool // by close: no new connections
 }
 
 func (p *adminPeers) client(addr string) (peerpb.AdminClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("caspaxos/daemon: the node is stopping")
+	}
 	if c := p.conns[addr]; c != nil {
 		return peerpb.NewAdminClient(c), nil
 	}
@@ -269,16 +283,17 @@ func (p *adminPeers) close() {
 	for _, c := range p.conns {
 		c.Close()
 	}
-	p.conns = nil
+	p.conns, p.closed = nil, true
 }
 
-// info asks the node at addr for its name and ID.
-func (p *adminPeers) info(ctx context.Context, addr string) (*peerpb.InfoReply, error) {
+// info asks the node at addr for its name and ID, its membership version,
+// and whether that membership lists caller (0: none).
+func (p *adminPeers) info(ctx context.Context, addr string, caller protocol.NodeID) (*peerpb.InfoReply, error) {
 	c, err := p.client(addr)
 	if err != nil {
 		return nil, err
 	}
-	return c.Info(ctx, &peerpb.InfoRequest{})
+	return c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller)})
 }
 
 func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.NodeState) error {
@@ -355,7 +370,7 @@ func (p *adminPeers) ScanKeys(ctx context.Context, to server.Member, start strin
 // returns once the change is done (or ctx ends: it then goes on).
 func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	info, err := d.admin.info(ictx, addr)
+	info, err := d.admin.info(ictx, addr, 0)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: asking the node at %s for its ID: %w", addr, err)

@@ -26,7 +26,10 @@ const (
 )
 
 type InfoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// caller is the asking node's ID, 0 if it has none yet (a controller
+	// asking a joining node its name).
+	Caller        uint64 `protobuf:"varint,1,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -61,11 +64,26 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 	return file_transport_admin_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *InfoRequest) GetCaller() uint64 {
+	if x != nil {
+		return x.Caller
+	}
+	return 0
+}
+
 type InfoReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
-	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Id      uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`
+	Version uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// caller_listed: the membership this node uses lists the caller (set
+	// only when the request named one; absent from nodes that predate it). A
+	// node that was a member and is not listed by a newer membership whose
+	// change is over was removed while it was down (IDs are never reused).
+	CallerListed *bool `protobuf:"varint,4,opt,name=caller_listed,json=callerListed,proto3,oneof" json:"caller_listed,omitempty"`
+	// changing: a membership change is under way (that membership is one of
+	// its steps).
+	Changing      bool `protobuf:"varint,5,opt,name=changing,proto3" json:"changing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +137,20 @@ func (x *InfoReply) GetVersion() uint64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *InfoReply) GetCallerListed() bool {
+	if x != nil && x.CallerListed != nil {
+		return *x.CallerListed
+	}
+	return false
+}
+
+func (x *InfoReply) GetChanging() bool {
+	if x != nil {
+		return x.Changing
+	}
+	return false
 }
 
 type SetStateRequest struct {
@@ -505,12 +537,16 @@ var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"\r\n" +
-	"\vInfoRequest\"I\n" +
+	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"%\n" +
+	"\vInfoRequest\x12\x16\n" +
+	"\x06caller\x18\x01 \x01(\x04R\x06caller\"\xa1\x01\n" +
 	"\tInfoReply\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x04R\aversion\"0\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12(\n" +
+	"\rcaller_listed\x18\x04 \x01(\bH\x00R\fcallerListed\x88\x01\x01\x12\x1a\n" +
+	"\bchanging\x18\x05 \x01(\bR\bchangingB\x10\n" +
+	"\x0e_caller_listed\"0\n" +
 	"\x0fSetStateRequest\x12\x1d\n" +
 	"\n" +
 	"state_json\x18\x01 \x01(\fR\tstateJson\"\x0f\n" +
@@ -592,6 +628,7 @@ func file_transport_admin_proto_init() {
 	if File_transport_admin_proto != nil {
 		return
 	}
+	file_transport_admin_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -36,7 +36,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AdminClient interface {
 	// Info names the node: its ID (a joining node's depends on its data
-	// directory's incarnation) and the membership version it uses.
+	// directory's incarnation), the membership version it uses, and whether
+	// that membership lists the caller.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoReply, error)
 	// SetState makes the node take a membership state (server.NodeState as
 	// JSON); idempotent; an older or conflicting one is refused.
@@ -124,7 +125,8 @@ func (c *adminClient) ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ..
 // for forward compatibility.
 type AdminServer interface {
 	// Info names the node: its ID (a joining node's depends on its data
-	// directory's incarnation) and the membership version it uses.
+	// directory's incarnation), the membership version it uses, and whether
+	// that membership lists the caller.
 	Info(context.Context, *InfoRequest) (*InfoReply, error)
 	// SetState makes the node take a membership state (server.NodeState as
 	// JSON); idempotent; an older or conflicting one is refused.
