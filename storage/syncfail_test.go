@@ -103,7 +103,14 @@ func checkStopped(t *testing.T, s *Pebble, logs *lockedBuffer) {
 			t.Errorf("%s on a stopped store = %v, want ErrSyncFailed", name, err)
 		}
 	}
-	if n := strings.Count(logs.String(), `msg="caspaxos/storage: store stopped`); n != 1 {
+	// The stop becomes visible to callers just before the goroutine that
+	// stopped the store (Pebble's, for a background failure) logs it.
+	stopLines := func() int { return strings.Count(logs.String(), `msg="caspaxos/storage: store stopped`) }
+	deadline := time.Now().Add(10 * time.Second)
+	for stopLines() == 0 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if n := stopLines(); n != 1 {
 		t.Errorf("logged %d stop lines, want 1:\n%s", n, logs)
 	}
 }
