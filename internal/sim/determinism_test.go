@@ -1,6 +1,9 @@
 package sim
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestSameSeedSameRun runs seeds twice: the event traces (hashed) must be
 // identical, and different seeds must give different traces.
@@ -25,4 +28,32 @@ func TestSameSeedSameRun(t *testing.T) {
 	if hashes[7] == hashes[8] {
 		t.Fatalf("seeds 7 and 8 have the same trace hash %016x", hashes[7])
 	}
+}
+
+// TestTraceNamesEveryEvent writes the trace of a run with every timer kind
+// (gather among them): each event must print, none under a made-up name.
+func TestTraceNamesEveryEvent(t *testing.T) {
+	t.Parallel()
+	for seed := uint64(1); seed < 100; seed++ {
+		opts := Options{Seed: seed, Ops: 500}
+		if !opts.Plan().Gather {
+			continue
+		}
+		var trace strings.Builder
+		opts.Trace = &trace
+		if _, err := Run(opts); err != nil {
+			t.Fatal(err)
+		}
+		out := trace.String()
+		for _, name := range []string{" attempt timer ", " gather timer "} {
+			if !strings.Contains(out, name) {
+				t.Errorf("seed %d: no %q in the trace", seed, name)
+			}
+		}
+		if strings.Contains(out, "timer-kind-") {
+			t.Errorf("seed %d: a timer without a name in the trace", seed)
+		}
+		return
+	}
+	t.Fatal("no seed below 100 turns gather on")
 }

@@ -130,7 +130,15 @@ func (e traceEntry) String() string {
 	return fmt.Sprintf("%12v  %s", e.at, e.ev.String())
 }
 
-var timerNames = [...]string{protocol.TimerAttempt: "attempt", protocol.TimerBackoff: "backoff", protocol.TimerRead: "read", protocol.TimerWiden: "widen"}
+var timerNames = [...]string{protocol.TimerAttempt: "attempt", protocol.TimerBackoff: "backoff", protocol.TimerRead: "read",
+	protocol.TimerWiden: "widen", protocol.TimerGather: "gather"}
+
+func timerName(k protocol.TimerKind) string {
+	if int(k) < len(timerNames) && timerNames[k] != "" {
+		return timerNames[k]
+	}
+	return fmt.Sprintf("timer-kind-%d", k)
+}
 
 func (e event) String() string {
 	switch e.kind {
@@ -139,7 +147,7 @@ func (e event) String() string {
 	case evSyncDone:
 		return fmt.Sprintf("node %d sync done", e.node+1)
 	case evTimer:
-		return fmt.Sprintf("node %d %s timer %q b=%s retry=%d", e.node+1, timerNames[e.timer.Kind], e.timer.Key, e.timer.Ballot, e.timer.Retry)
+		return fmt.Sprintf("node %d %s timer %q b=%s retry=%d", e.node+1, timerName(e.timer.Kind), e.timer.Key, e.timer.Ballot, e.timer.Retry)
 	case evClientNext:
 		return fmt.Sprintf("client %d ready", e.client)
 	case evDeadline:
