@@ -226,7 +226,7 @@ func (p *Proposer) delay(t protocol.Timer, now time.Time) time.Duration {
 	case protocol.TimerGather:
 		return p.cfg.GatherWindow
 	default:
-		return backoff(p.cfg.BackoffBase, p.cfg.BackoffMax, t.Retry, p.rng)
+		return p.retryDelay(t.Retry, now)
 	}
 }
 

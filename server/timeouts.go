@@ -28,17 +28,33 @@ type quorumDistances struct {
 // stretch returns base, or twice the round trip to the quorum that timer
 // waits for if that is longer. It runs on the driver's goroutine.
 func (p *Proposer) stretch(base time.Duration, read bool, now time.Time) time.Duration {
+	return max(base, 2*p.quorumRTT(read, now))
+}
+
+// quorumRTT returns the round trip to the nearest read quorum (read) or
+// prepare/accept quorum, 0 if the driver measures none.
+func (p *Proposer) quorumRTT(read bool, now time.Time) time.Duration {
 	if p.cfg.Distances == nil {
-		return base
+		return 0
 	}
 	if now.Sub(p.dist.at) >= distanceRefresh {
 		p.dist = p.measureQuorums(now)
 	}
-	rtt := p.dist.attempt
 	if read {
-		rtt = p.dist.read
+		return p.dist.read
 	}
-	return max(base, 2*rtt)
+	return p.dist.attempt
+}
+
+// retryDelay returns the backoff before retry number retry: BackoffBase,
+// or the round trip to the nearest quorum if that is longer, doubled per
+// earlier retry (protocol.Timer.Retry), capped, jittered. Across regions a
+// retry after a couple of milliseconds lands while the rival's accept is
+// still on its way, and its prepare makes the acceptors refuse it; waiting
+// about a round trip lets that accept arrive first.
+func (p *Proposer) retryDelay(retry int, now time.Time) time.Duration {
+	base := max(p.cfg.BackoffBase, p.quorumRTT(false, now))
+	return backoff(base, max(p.cfg.BackoffMax, base), retry, p.rng)
 }
 
 func (p *Proposer) measureQuorums(now time.Time) quorumDistances {

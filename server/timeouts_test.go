@@ -65,3 +65,36 @@ func TestProximityTiers(t *testing.T) {
 		})
 	}
 }
+
+// A retry waits BackoffBase, or the round trip to the nearest quorum if
+// that is longer, doubled per earlier retry and capped; jittered into the
+// upper half.
+func TestRetryDelayFollowsTheRoundTrip(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		dist     Distancer
+		retry    int
+		min, max time.Duration
+	}{
+		{"nothing measured", nil, 1, 1 * ms, 2 * ms},
+		{"LAN", fixedDistances{2: ms / 2, 3: ms / 2}, 1, 1 * ms, 2 * ms},
+		{"LAN, third retry", fixedDistances{2: ms / 2, 3: ms / 2}, 3, 4 * ms, 8 * ms},
+		{"WAN", fixedDistances{2: 80 * ms, 3: 90 * ms}, 1, 40 * ms, 80 * ms},
+		{"WAN, third retry", fixedDistances{2: 80 * ms, 3: 90 * ms}, 3, 100 * ms, 200 * ms},
+		{"round trip above BackoffMax", fixedDistances{2: 300 * ms, 3: 300 * ms}, 4, 150 * ms, 300 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newTestProposer(t, newLoopback(), &ceilings{}, func(c *ProposerConfig) {
+				c.BackoffBase, c.BackoffMax, c.Distances = 2*ms, 200*ms, tc.dist
+			})
+			p.Stop() // the driver's state is the test's now
+			now := time.Now()
+			for range 100 {
+				if d := p.retryDelay(tc.retry, now); d < tc.min || d > tc.max {
+					t.Fatalf("retryDelay(%d) = %v, want within [%v, %v]", tc.retry, d, tc.min, tc.max)
+				}
+			}
+		})
+	}
+}
