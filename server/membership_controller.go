@@ -72,6 +72,11 @@ type Change struct {
 	CatchUp      CatchUp `json:"catch_up"`
 	// Error is the last failure (the step is being retried).
 	Error string `json:"error,omitempty"`
+	// Abandon, when set, says why the change cannot go on (a node is held
+	// by another controller's change, or already uses a newer membership);
+	// nothing of it was applied. The controller then frees the nodes its
+	// pause held, and the change ends with that reason.
+	Abandon string `json:"abandon,omitempty"`
 }
 
 // CatchUp is the progress of a catch-up: keys before Cursor are done.
@@ -283,13 +288,22 @@ func (c *Controller) run(ch *Change) error {
 }
 
 // errAbort: the change cannot go on (another controller's change holds
-// the nodes); nothing of it was applied.
+// the nodes, or a newer membership replaced the one it was planned from);
+// nothing of it was applied.
 var errAbort = errors.New("caspaxos/server: membership change abandoned")
+
+// ErrMembershipHeld, ErrMembershipOlder and ErrMembershipConflict from a
+// node at pause mean the change cannot go on.
+func abandons(err error) bool {
+	return errors.Is(err, ErrMembershipHeld) || errors.Is(err, ErrMembershipOlder) || errors.Is(err, ErrMembershipConflict)
+}
 
 // advance runs the next phase of ch and persists the progress. It reports
 // true when the change is complete.
 func (c *Controller) advance(ctx context.Context, ch *Change) (bool, error) {
 	switch {
+	case ch.Abandon != "":
+		return false, c.release(ctx, ch)
 	case !ch.Paused:
 		return false, c.pause(ctx, ch)
 	case ch.Next == len(ch.Steps):
@@ -381,20 +395,49 @@ func (c *Controller) involved(ch *Change, step int) (required []Member, optional
 
 // pause tells every node a change is in progress (deletion GC waits), with
 // the membership it uses now. A node held by another controller's change
-// refuses, and the change is abandoned before anything was applied.
+// refuses, as does one that already uses a newer membership; the change is
+// then abandoned before anything was applied (see release).
 func (c *Controller) pause(ctx context.Context, ch *Change) error {
-	req, opt := c.involved(ch, 0)
-	if ch.Op == "add" {
-		req = append(req, ch.Target)
-	}
+	req, opt := c.pauseSet(ch)
 	st := NodeState{Membership: ch.From, Changing: true, Controller: c.cfg.Self.Name}
 	if err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error { return c.peers.SetState(ctx, m, st) }); err != nil {
-		if errors.Is(err, ErrMembershipHeld) {
-			return fmt.Errorf("%w: %w", errAbort, err)
+		if abandons(err) {
+			c.log.Warn("membership change cannot go on; releasing the nodes it paused", slog.Any("error", err))
+			return c.commit(ch, func(n *Change) { n.Abandon = err.Error() })
 		}
 		return fmt.Errorf("pausing deletion GC: %w", err)
 	}
 	return c.commit(ch, func(n *Change) { n.Paused = true })
+}
+
+// pauseSet returns the nodes pause tells: those of the membership, and the
+// node to be added.
+func (c *Controller) pauseSet(ch *Change) (required, optional []Member) {
+	required, optional = c.involved(ch, 0)
+	if ch.Op == "add" {
+		required = append(required, ch.Target)
+	}
+	return required, optional
+}
+
+// release ends an abandoned change: the nodes its pause held (the others
+// answered it was not theirs to pause) are told that no change is in
+// progress. Left held, they would refuse every other controller's change
+// for good, and their deletion GC would wait for good: two controllers
+// that began at once each held some nodes and were refused by the others.
+func (c *Controller) release(ctx context.Context, ch *Change) error {
+	req, opt := c.pauseSet(ch)
+	st := NodeState{Membership: ch.From, Controller: c.cfg.Self.Name}
+	err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error {
+		if err := c.peers.SetState(ctx, m, st); err != nil && !abandons(err) {
+			return err
+		}
+		return nil // released, or held by another change or past ch.From: not ours
+	})
+	if err != nil {
+		return fmt.Errorf("releasing the nodes of an abandoned change: %w", err)
+	}
+	return fmt.Errorf("%w: %s", errAbort, ch.Abandon)
 }
 
 // finish gives every node the final membership with no change in progress.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -540,5 +541,56 @@ func TestControllerRemoveDeadNode(t *testing.T) {
 	}
 	if ch, _ := ctl.Status(); ch != nil {
 		t.Fatalf("change still reported: %+v", ch)
+	}
+}
+
+// TestAbandonedChangeReleasesNodes: a change whose pause finds a node held
+// by another controller's change is abandoned, and frees the nodes its
+// pause did hold. Left held, they refused every other controller's change
+// (and their deletion GC waited) for good: two controllers that began at
+// once each held some nodes, and no change could run again.
+func TestAbandonedChangeReleasesNodes(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	peers := &localMembers{c: c}
+	from := c.state(1).Membership()
+	// n2's change holds n3 (as if it had just paused it).
+	if err := c.state(3).Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Changing: true, Controller: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	ctl1 := c.controller(1, peers, &memChanges{})
+	c.start(4, NodeState{})
+	done, err := ctl1.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the refused change did not end")
+	}
+	if _, err := ctl1.Status(); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), ErrMembershipHeld.Error()) {
+		t.Fatalf("the refused change ended with %v, want it abandoned because n3 is held", err)
+	}
+	for _, id := range []protocol.NodeID{1, 2, 4} {
+		if st := c.state(id).State(); st.Changing {
+			t.Fatalf("n%d still held after the change was abandoned: %+v", id, st)
+		}
+	}
+	if st := c.state(3).State(); !st.Changing || st.Controller != "n2" {
+		t.Fatalf("n3, held by n2's change, was released by n1's: %+v", st)
+	}
+	// n2's change gets on: here it gives up too, and n2's controller then
+	// adds n4 (it holds n3 already, and n1, n2 and n4 are free).
+	if err := c.state(3).Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Controller: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	ctl2 := c.controller(2, peers, &memChanges{})
+	done, err = ctl2.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitChange(t, done, ctl2)
+	if ids := c.state(1).Membership().IDs(); len(ids) != 4 {
+		t.Fatalf("after n2's change: members %v", ids)
 	}
 }
