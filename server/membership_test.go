@@ -594,3 +594,35 @@ func TestAbandonedChangeReleasesNodes(t *testing.T) {
 		t.Fatalf("after n2's change: members %v", ids)
 	}
 }
+
+// A change planned from a membership some node has already left behind
+// (another controller's change ended in between) is abandoned as well; its
+// pause was retried for good before.
+func TestChangeFromOldMembershipAbandoned(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	peers := &localMembers{c: c}
+	newer := c.state(1).Membership().Clone()
+	newer.Config.Version++
+	if err := c.state(3).Set(ctxTimeout(t, time.Second), NodeState{Membership: newer, Controller: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	ctl := c.controller(1, peers, &memChanges{})
+	c.start(4, NodeState{})
+	done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the change from an old membership did not end")
+	}
+	if _, err := ctl.Status(); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), ErrMembershipOlder.Error()) {
+		t.Fatalf("ended with %v, want it abandoned for an older membership", err)
+	}
+	for _, id := range []protocol.NodeID{1, 2, 4} {
+		if st := c.state(id).State(); st.Changing {
+			t.Fatalf("n%d still held: %+v", id, st)
+		}
+	}
+}
