@@ -77,6 +77,9 @@ type Change struct {
 	// nothing of it was applied. The controller then frees the nodes its
 	// pause held, and the change ends with that reason.
 	Abandon string `json:"abandon,omitempty"`
+	// Refused lists the nodes that answered the abandoned pause that it was
+	// not theirs to pause: release leaves them alone.
+	Refused []protocol.NodeID `json:"refused,omitempty"`
 }
 
 // CatchUp is the progress of a catch-up: keys before Cursor are done.
@@ -95,6 +98,7 @@ func (c *Change) Clone() *Change {
 	out := *c
 	out.From = c.From.Clone()
 	out.Steps = slices.Clone(c.Steps)
+	out.Refused = slices.Clone(c.Refused)
 	return &out
 }
 
@@ -400,35 +404,60 @@ func (c *Controller) involved(ch *Change, step int) (required []Member, optional
 func (c *Controller) pause(ctx context.Context, ch *Change) error {
 	req, opt := c.pauseSet(ch)
 	st := NodeState{Membership: ch.From, Changing: true, Controller: c.cfg.Self.Name}
-	if err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error { return c.peers.SetState(ctx, m, st) }); err != nil {
+	var mu sync.Mutex
+	var refused []protocol.NodeID
+	err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error {
+		err := c.peers.SetState(ctx, m, st)
+		if abandons(err) {
+			mu.Lock()
+			refused = append(refused, m.ID)
+			mu.Unlock()
+		}
+		return err
+	})
+	if err != nil {
 		if abandons(err) {
 			c.log.Warn("membership change cannot go on; releasing the nodes it paused", slog.Any("error", err))
-			return c.commit(ch, func(n *Change) { n.Abandon = err.Error() })
+			slices.Sort(refused)
+			return c.commit(ch, func(n *Change) { n.Abandon, n.Refused = err.Error(), refused })
 		}
 		return fmt.Errorf("pausing deletion GC: %w", err)
 	}
 	return c.commit(ch, func(n *Change) { n.Paused = true })
 }
 
-// pauseSet returns the nodes pause tells: those of the membership, and the
+// pauseSet returns the nodes pause tells: those of the membership before
+// the change (a removed node optional: it may be gone for good), and the
 // node to be added.
 func (c *Controller) pauseSet(ch *Change) (required, optional []Member) {
 	required, optional = c.involved(ch, 0)
-	if ch.Op == "add" {
+	if ch.Op == "add" && !slices.ContainsFunc(required, func(m Member) bool { return m.ID == ch.Target.ID }) {
 		required = append(required, ch.Target)
 	}
 	return required, optional
 }
 
-// release ends an abandoned change: the nodes its pause held (the others
-// answered it was not theirs to pause) are told that no change is in
-// progress. Left held, they would refuse every other controller's change
-// for good, and their deletion GC would wait for good: two controllers
-// that began at once each held some nodes and were refused by the others.
+// release ends an abandoned change: every node its pause told, but those
+// that refused it (Change.Refused), is told that no change is in progress,
+// waiting for members that are down as any phase does; the node to be
+// added or removed is tried but not waited for (it may be gone for good).
+// Left held, the nodes would refuse every other controller's change for
+// good, and their deletion GC would wait for good: two controllers that
+// began at once each held some nodes and were refused by the others.
 func (c *Controller) release(ctx context.Context, ch *Change) error {
 	req, opt := c.pauseSet(ch)
+	var required, optional []Member
+	for _, m := range append(req, opt...) {
+		switch {
+		case slices.Contains(ch.Refused, m.ID):
+		case m.ID == ch.Target.ID:
+			optional = append(optional, m)
+		default:
+			required = append(required, m)
+		}
+	}
 	st := NodeState{Membership: ch.From, Controller: c.cfg.Self.Name}
-	err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error {
+	err := c.each(ctx, required, optional, func(ctx context.Context, m Member) error {
 		if err := c.peers.SetState(ctx, m, st); err != nil && !abandons(err) {
 			return err
 		}

@@ -94,6 +94,12 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 	defer s.gcMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		// The caller gave up while this waited for the locks (behind GC
+		// calls): a controller may have gone on since, and a late state
+		// (a release) must not undo what it did after.
+		return err
+	}
 	cur := s.st
 	if cur.Changing && cur.Controller != st.Controller {
 		return fmt.Errorf("%w: %s's", ErrMembershipHeld, cur.Controller)

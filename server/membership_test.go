@@ -626,3 +626,57 @@ func TestChangeFromOldMembershipAbandoned(t *testing.T) {
 		}
 	}
 }
+
+// An abandoned change does not wait for the node it was to add when that
+// node is down, nor ask the nodes that refused it; resumed from its store
+// (its controller restarted), it goes on releasing.
+func TestAbandonedChangeReleaseDoesNotWaitForTheJoiner(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	peers := &localMembers{c: c}
+	from := c.state(1).Membership()
+	if err := c.state(3).Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Changing: true, Controller: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	c.start(4, NodeState{})
+	peers.down.Store(protocol.NodeID(4), true)
+	store := &memChanges{}
+	ctl := c.controller(1, peers, store)
+	done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		ch, _ := ctl.Status()
+		t.Fatalf("the abandoned change waits: %+v", ch)
+	}
+	if _, err := ctl.Status(); !errors.Is(err, errAbort) {
+		t.Fatalf("ended with %v, want abandoned", err)
+	}
+	for _, id := range []protocol.NodeID{1, 2} {
+		if st := c.state(id).State(); st.Changing {
+			t.Fatalf("n%d still held: %+v", id, st)
+		}
+	}
+
+	// A controller restarted mid-release goes on releasing.
+	if err := c.state(1).Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Changing: true, Controller: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveChange(&Change{Op: "add", Target: Member{Name: "n4", ID: 4, PeerAddr: "addr-4"}, From: from,
+		Abandon: "test", Refused: []protocol.NodeID{3}}); err != nil {
+		t.Fatal(err)
+	}
+	ctl2 := c.controller(1, peers, store)
+	if err := ctl2.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the resumed release", func() bool {
+		ch, _ := ctl2.Status()
+		return ch == nil && !c.state(1).State().Changing
+	})
+	if _, err := ctl2.Status(); !errors.Is(err, errAbort) {
+		t.Fatalf("resumed release ended with %v, want abandoned", err)
+	}
+}

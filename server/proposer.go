@@ -40,7 +40,9 @@ type ProposerConfig struct {
 	// of a caller. Default 1ms; negative: never hold.
 	GatherWindow time.Duration
 	// BackoffBase and BackoffMax bound the jittered exponential delay before
-	// a failed attempt is retried (defaults 2ms and 200ms).
+	// a failed attempt is retried (defaults 2ms and 200ms). With Distances,
+	// the delay starts at the round trip to the nearest quorum when that is
+	// longer than BackoffBase, and may then exceed BackoffMax (retryDelay).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// MaxBatch, MaxCachedKeys and CeilingStep are passed to

@@ -405,3 +405,47 @@ func TestInfoSaysWhetherCallerListed(t *testing.T) {
 		}
 	}
 }
+
+// A node's refusals of a membership state cross the Admin service as the
+// errors a controller tells apart: held by another change, older than the
+// node's, or another membership of the same version. (Only "held" did: an
+// older membership at a change's pause was then retried for good.)
+func TestSetStateRefusalsCrossTheWire(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	cur := c.daemons[1].members.State().Membership
+	to, ok := cur.Node(c.daemons[1].id)
+	if !ok {
+		t.Fatal("node 1 not in its own membership")
+	}
+	newer := cur.Clone()
+	newer.Config.Version++
+	if err := c.daemons[1].members.Set(ctx, server.NodeState{Membership: newer, Controller: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	other := newer.Clone()
+	other.Nodes[0].PeerAddr = "elsewhere:1"
+	for _, tc := range []struct {
+		name string
+		hold bool // node 1 is held by x's change first
+		st   server.NodeState
+		want error
+	}{
+		{"older", false, server.NodeState{Membership: cur, Changing: true, Controller: "y"}, server.ErrMembershipOlder},
+		{"conflict", false, server.NodeState{Membership: other, Changing: true, Controller: "y"}, server.ErrMembershipConflict},
+		{"held", true, server.NodeState{Membership: newer, Changing: true, Controller: "y"}, server.ErrMembershipHeld},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.hold {
+				if err := c.daemons[1].members.Set(ctx, server.NodeState{Membership: newer, Changing: true, Controller: "x"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := c.daemons[0].admin.SetState(cctx, to, tc.st); !errors.Is(err, tc.want) {
+				t.Fatalf("SetState = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -192,8 +192,13 @@ func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := a.d.members.Set(ctx, st); err != nil {
-		if errors.Is(err, server.ErrMembershipHeld) {
+		switch {
+		case errors.Is(err, server.ErrMembershipHeld):
 			return nil, status.Error(codes.Aborted, err.Error())
+		case errors.Is(err, server.ErrMembershipOlder):
+			return nil, status.Error(codes.OutOfRange, err.Error())
+		case errors.Is(err, server.ErrMembershipConflict):
+			return nil, status.Error(codes.AlreadyExists, err.Error())
 		}
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
@@ -306,8 +311,13 @@ func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.N
 		return err
 	}
 	_, err = c.SetState(ctx, &peerpb.SetStateRequest{StateJson: b})
-	if status.Code(err) == codes.Aborted {
+	switch status.Code(err) {
+	case codes.Aborted:
 		return fmt.Errorf("%w: %v", server.ErrMembershipHeld, err)
+	case codes.OutOfRange:
+		return fmt.Errorf("%w: %v", server.ErrMembershipOlder, err)
+	case codes.AlreadyExists:
+		return fmt.Errorf("%w: %v", server.ErrMembershipConflict, err)
 	}
 	return err
 }
