@@ -20,6 +20,10 @@ type NodeState struct {
 	Membership Membership `json:"membership"`
 	Changing   bool       `json:"changing,omitempty"`
 	Controller string     `json:"controller,omitempty"`
+	// ChangeID names the change that holds the node (with Changing; empty
+	// from controllers that predate it), so that a node can ask whether
+	// that change still runs (see MemberState.ReleaseStale).
+	ChangeID string `json:"change_id,omitempty"`
 }
 
 // MemberPeers reaches the nodes of the cluster for a Controller, by member
@@ -56,6 +60,9 @@ type ChangeStore interface {
 // Change is a membership change in progress, as persisted: a controller
 // that crashes resumes it at Next.
 type Change struct {
+	// ID names the change on the nodes it holds (NodeState.ChangeID);
+	// empty for changes persisted before IDs.
+	ID     string     `json:"id,omitempty"`
 	Op     string     `json:"op"` // "add" or "remove"
 	Target Member     `json:"target"`
 	From   Membership `json:"from"`
@@ -203,7 +210,7 @@ func (c *Controller) begin(op string, target Member, plan func(Membership) ([]St
 	if op == "remove" {
 		target, _ = cur.ByName(target.Name)
 	}
-	ch := &Change{Op: op, Target: target, From: cur.Clone(), Steps: steps}
+	ch := &Change{ID: fmt.Sprintf("%016x", rand.Uint64()), Op: op, Target: target, From: cur.Clone(), Steps: steps}
 	if err := c.store.SaveChange(ch); err != nil {
 		return nil, err
 	}
@@ -321,7 +328,7 @@ func (c *Controller) advance(ctx context.Context, ch *Change) (bool, error) {
 		err = c.copyFences(ctx, ch)
 		done = func(n *Change) { n.FencesCopied = true }
 	case !ch.Applied:
-		err = c.apply(ctx, ch, NodeState{Membership: s.Membership, Changing: true, Controller: c.cfg.Self.Name})
+		err = c.apply(ctx, ch, NodeState{Membership: s.Membership, Changing: true, Controller: c.cfg.Self.Name, ChangeID: ch.ID})
 		done = func(n *Change) { n.Applied = true }
 	case !ch.Settled:
 		err = c.settle(ctx, ch, s.Membership.Version())
@@ -403,7 +410,7 @@ func (c *Controller) involved(ch *Change, step int) (required []Member, optional
 // then abandoned before anything was applied (see release).
 func (c *Controller) pause(ctx context.Context, ch *Change) error {
 	req, opt := c.pauseSet(ch)
-	st := NodeState{Membership: ch.From, Changing: true, Controller: c.cfg.Self.Name}
+	st := NodeState{Membership: ch.From, Changing: true, Controller: c.cfg.Self.Name, ChangeID: ch.ID}
 	var mu sync.Mutex
 	var refused []protocol.NodeID
 	err := c.each(ctx, req, opt, func(ctx context.Context, m Member) error {

@@ -62,7 +62,7 @@ func NewMemberState(node *Node, st NodeState, links PeerLinks, persist func(Node
 func (s *MemberState) State() NodeState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return NodeState{Membership: s.st.Membership.Clone(), Changing: s.st.Changing, Controller: s.st.Controller}
+	return NodeState{Membership: s.st.Membership.Clone(), Changing: s.st.Changing, Controller: s.st.Controller, ChangeID: s.st.ChangeID}
 }
 
 // Membership returns the membership the node uses.
@@ -111,7 +111,7 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 	case v == cv && !sameMembership(st.Membership, cur.Membership):
 		return fmt.Errorf("%w: version %d", ErrMembershipConflict, v)
 	}
-	if v != cv || st.Changing != cur.Changing || st.Controller != cur.Controller {
+	if v != cv || st.Changing != cur.Changing || st.Controller != cur.Controller || st.ChangeID != cur.ChangeID {
 		st.Membership = st.Membership.Clone()
 		if err := s.persist(st); err != nil {
 			return fmt.Errorf("caspaxos/server: persisting membership: %w", err)
@@ -134,6 +134,32 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 	s.node.SetMembers(s.st.Membership.IDs())
 	s.applied = v
 	return nil
+}
+
+// ReleaseStale ends the hold held describes (Changing, its controller, its
+// change and membership version) if it is still the node's state, and
+// reports whether it did. It is for a hold whose change is over: its
+// controller no longer stores it (a change abandoned by a controller of an
+// earlier release, which freed nothing, or one whose release could not
+// reach this node). A new change of the same controller that held the node
+// in the meantime changed its state, so it is left alone.
+func (s *MemberState) ReleaseStale(held NodeState) (bool, error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.st
+	if !held.Changing || !cur.Changing || cur.Controller != held.Controller || cur.ChangeID != held.ChangeID ||
+		cur.Membership.Version() != held.Membership.Version() {
+		return false, nil
+	}
+	next := NodeState{Membership: cur.Membership, Controller: cur.Controller}
+	if err := s.persist(next); err != nil {
+		return false, fmt.Errorf("caspaxos/server: persisting membership: %w", err)
+	}
+	s.st = next
+	s.epoch++
+	return true, nil
 }
 
 func (s *MemberState) applyLinks(m Membership) {

@@ -680,3 +680,42 @@ func TestAbandonedChangeReleaseDoesNotWaitForTheJoiner(t *testing.T) {
 		t.Fatalf("resumed release ended with %v, want abandoned", err)
 	}
 }
+
+// ReleaseStale frees only the hold it was asked about: a node that some
+// change (or the same controller's next one) held since keeps that hold.
+func TestReleaseStaleOnlyTheHoldAskedAbout(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	s := c.state(1)
+	from := s.Membership()
+	held := NodeState{Membership: from, Changing: true, Controller: "n2", ChangeID: "c1"}
+	if err := s.Set(ctxTimeout(t, time.Second), held); err != nil {
+		t.Fatal(err)
+	}
+	newer := from.Clone()
+	newer.Config.Version++
+	for _, tc := range []struct {
+		name string
+		ask  NodeState
+	}{
+		{"another controller", NodeState{Membership: from, Changing: true, Controller: "n3", ChangeID: "c1"}},
+		{"another change", NodeState{Membership: from, Changing: true, Controller: "n2", ChangeID: "c2"}},
+		{"another membership", NodeState{Membership: newer, Changing: true, Controller: "n2", ChangeID: "c1"}},
+		{"not a hold", NodeState{Membership: from, Controller: "n2", ChangeID: "c1"}},
+	} {
+		if ok, err := s.ReleaseStale(tc.ask); ok || err != nil {
+			t.Fatalf("%s: released %v, %v", tc.name, ok, err)
+		}
+		if !s.State().Changing {
+			t.Fatalf("%s: the hold is gone", tc.name)
+		}
+	}
+	if ok, err := s.ReleaseStale(held); !ok || err != nil {
+		t.Fatalf("the hold asked about: released %v, %v", ok, err)
+	}
+	if st := s.State(); st.Changing || st.ChangeID != "" || st.Membership.Version() != from.Version() {
+		t.Fatalf("after release: %+v", st)
+	}
+	if ok, _ := s.ReleaseStale(held); ok {
+		t.Fatal("released twice")
+	}
+}

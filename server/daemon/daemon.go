@@ -260,6 +260,59 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 	return 0
 }
 
+// probeHold asks the controller of the change that holds this node (held)
+// whether it still stores that change, and frees the node if it does not
+// (server.MemberState.ReleaseStale). It reports whether it freed it.
+func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
+	ctl, ok := held.Membership.ByName(held.Controller)
+	if !ok {
+		return false // not a member here: nobody to ask
+	}
+	var controls *bool
+	var changeID string
+	if ctl.ID == d.id {
+		ch, err := (changeStore{d.cfg.DataDir}).LoadChange()
+		if err != nil {
+			return false
+		}
+		c := ch != nil
+		controls = &c
+		if ch != nil {
+			changeID = ch.ID
+		}
+	} else {
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := d.admin.info(ictx, ctl.PeerAddr, d.id)
+		cancel()
+		if err != nil || protocol.NodeID(info.GetId()) != ctl.ID {
+			return false // down, or another node (a new incarnation) at that address
+		}
+		controls, changeID = info.Controls, info.GetChangeId()
+	}
+	if !holdOver(controls, changeID, held) {
+		return false
+	}
+	released, err := d.members.ReleaseStale(held)
+	if err != nil {
+		d.log.Error("cannot free this node of a membership change that is over", "controller", held.Controller, "err", err)
+		return false
+	}
+	if released {
+		d.log.Warn("freed this node of a membership change its controller no longer runs (deletion GC resumes)",
+			"controller", held.Controller, "change", held.ChangeID)
+	}
+	return released
+}
+
+// holdOver reports whether the change that holds a node (held) is over,
+// by what its controller said: whether it stores a change (controls; nil
+// when it could not tell, or predates the question) and which (changeID).
+// Another change of the same controller is not the one that holds the node
+// either: had it held the node, the node's state would name it.
+func holdOver(controls *bool, changeID string, held server.NodeState) bool {
+	return controls != nil && (!*controls || changeID != held.ChangeID)
+}
+
 // watch closes Fatal when the acceptor service stops after a failed write,
 // and Removed when this node is no longer a member (see Removed): by the
 // membership it uses, or by a peer's newer one (probeRemoved).
@@ -274,8 +327,9 @@ func (d *Daemon) watch() {
 		d.log.Error("cannot tell whether this node has been a member; it will not stop by itself if removed", "err", err)
 	}
 	var outside time.Time // since when a member is not listed; zero while it is
-	removed, probing := false, false
+	removed, probing, holdProbing := false, false, false
 	found := make(chan uint64, 1)
+	holdDone := make(chan bool, 1)
 	for {
 		select {
 		case <-d.done:
@@ -285,6 +339,12 @@ func (d *Daemon) watch() {
 				probing = true
 				go func() { found <- d.probeRemoved(ctx) }()
 			}
+			if st := d.members.State(); !removed && !holdProbing && st.Changing {
+				holdProbing = true
+				go func() { holdDone <- d.probeHold(ctx, st) }()
+			}
+		case <-holdDone:
+			holdProbing = false
 		case v := <-found:
 			probing = false
 			if v == 0 || removed || d.MemberChange() != nil {

@@ -449,3 +449,51 @@ func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 		})
 	}
 }
+
+func TestHoldOver(t *testing.T) {
+	held := server.NodeState{Changing: true, Controller: "n1", ChangeID: "c1"}
+	old := server.NodeState{Changing: true, Controller: "n1"} // from a controller without change IDs
+	for _, tc := range []struct {
+		name     string
+		controls *bool
+		id       string
+		held     server.NodeState
+		want     bool
+	}{
+		{"the controller cannot tell", nil, "", held, false},
+		{"it runs the change", proto.Bool(true), "c1", held, false},
+		{"it runs no change", proto.Bool(false), "", held, true},
+		{"it runs another change", proto.Bool(true), "c2", held, true},
+		{"an old hold, no change", proto.Bool(false), "", old, true},
+		{"an old hold, an old change", proto.Bool(true), "", old, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := holdOver(tc.controls, tc.id, tc.held); got != tc.want {
+				t.Fatalf("holdOver = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A node held by a change its controller no longer stores (abandoned by a
+// controller that freed nothing, or whose release did not reach the node)
+// frees itself: it would otherwise refuse every other controller's change,
+// and its deletion GC would wait, for good.
+func TestStaleHoldIsFreed(t *testing.T) {
+	c := newTestCluster(t, 3)
+	ctx := context.Background()
+	for _, controller := range []int{0, 1} { // another node's change, and the node's own
+		st := c.daemons[1].members.State()
+		st.Changing, st.Controller, st.ChangeID = true, c.daemons[controller].cfg.Name, "gone"
+		if err := c.daemons[1].members.Set(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for c.daemons[1].members.State().Changing {
+			if time.Now().After(deadline) {
+				t.Fatalf("held by %s's change that is over: still held after 20 s", st.Controller)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}

@@ -183,6 +183,16 @@ func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.Inf
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return uint64(n.ID) == r.GetCaller() })
 		out.CallerListed = &listed
 	}
+	// The store, not the controller's memory: a change is stored before it
+	// holds any node and until it freed them all, also across a restart
+	// before the controller resumed it.
+	if ch, err := (changeStore{a.d.cfg.DataDir}).LoadChange(); err == nil {
+		controls := ch != nil
+		out.Controls = &controls
+		if ch != nil {
+			out.ChangeId = ch.ID
+		}
+	}
 	return out, nil
 }
 

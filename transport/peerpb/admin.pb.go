@@ -83,7 +83,13 @@ type InfoReply struct {
 	CallerListed *bool `protobuf:"varint,4,opt,name=caller_listed,json=callerListed,proto3,oneof" json:"caller_listed,omitempty"`
 	// changing: a membership change is under way (that membership is one of
 	// its steps).
-	Changing      bool `protobuf:"varint,5,opt,name=changing,proto3" json:"changing,omitempty"`
+	Changing bool `protobuf:"varint,5,opt,name=changing,proto3" json:"changing,omitempty"`
+	// controls: this node's controller has a membership change of its own in
+	// its store, named change_id (absent from nodes that predate it, and when
+	// the store could not be read). A node held by a change of this node's
+	// that is no longer stored holds for nothing (see MemberState.ReleaseStale).
+	Controls      *bool  `protobuf:"varint,6,opt,name=controls,proto3,oneof" json:"controls,omitempty"`
+	ChangeId      string `protobuf:"bytes,7,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +157,20 @@ func (x *InfoReply) GetChanging() bool {
 		return x.Changing
 	}
 	return false
+}
+
+func (x *InfoReply) GetControls() bool {
+	if x != nil && x.Controls != nil {
+		return *x.Controls
+	}
+	return false
+}
+
+func (x *InfoReply) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
 }
 
 type SetStateRequest struct {
@@ -539,14 +559,17 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"%\n" +
 	"\vInfoRequest\x12\x16\n" +
-	"\x06caller\x18\x01 \x01(\x04R\x06caller\"\xa1\x01\n" +
+	"\x06caller\x18\x01 \x01(\x04R\x06caller\"\xec\x01\n" +
 	"\tInfoReply\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12(\n" +
 	"\rcaller_listed\x18\x04 \x01(\bH\x00R\fcallerListed\x88\x01\x01\x12\x1a\n" +
-	"\bchanging\x18\x05 \x01(\bR\bchangingB\x10\n" +
-	"\x0e_caller_listed\"0\n" +
+	"\bchanging\x18\x05 \x01(\bR\bchanging\x12\x1f\n" +
+	"\bcontrols\x18\x06 \x01(\bH\x01R\bcontrols\x88\x01\x01\x12\x1b\n" +
+	"\tchange_id\x18\a \x01(\tR\bchangeIdB\x10\n" +
+	"\x0e_caller_listedB\v\n" +
+	"\t_controls\"0\n" +
 	"\x0fSetStateRequest\x12\x1d\n" +
 	"\n" +
 	"state_json\x18\x01 \x01(\fR\tstateJson\"\x0f\n" +
