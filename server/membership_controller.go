@@ -463,7 +463,7 @@ func (c *Controller) release(ctx context.Context, ch *Change) error {
 			required = append(required, m)
 		}
 	}
-	st := NodeState{Membership: ch.From, Controller: c.cfg.Self.Name}
+	st := NodeState{Membership: ch.From, Controller: c.cfg.Self.Name, ChangeID: ch.ID}
 	err := c.each(ctx, required, optional, func(ctx context.Context, m Member) error {
 		if err := c.peers.SetState(ctx, m, st); err != nil && !abandons(err) {
 			return err
@@ -481,7 +481,7 @@ func (c *Controller) finish(ctx context.Context, ch *Change) error {
 	final := ch.Steps[len(ch.Steps)-1].Membership
 	req, opt := c.involved(ch, len(ch.Steps))
 	return c.each(ctx, req, opt, func(ctx context.Context, m Member) error {
-		return c.peers.SetState(ctx, m, NodeState{Membership: final, Controller: c.cfg.Self.Name})
+		return c.peers.SetState(ctx, m, NodeState{Membership: final, Controller: c.cfg.Self.Name, ChangeID: ch.ID})
 	})
 }
 

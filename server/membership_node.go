@@ -104,6 +104,14 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 	if cur.Changing && cur.Controller != st.Controller {
 		return fmt.Errorf("%w: %s's", ErrMembershipHeld, cur.Controller)
 	}
+	if cur.Changing && !st.Changing && cur.ChangeID != "" && st.ChangeID != "" && cur.ChangeID != st.ChangeID {
+		// The end (or release) of an earlier change of the same
+		// controller, arriving late: the node is held by its next one.
+		return fmt.Errorf("%w: %s's change %s, not %s", ErrMembershipHeld, cur.Controller, cur.ChangeID, st.ChangeID)
+	}
+	if !st.Changing {
+		st.ChangeID = "" // a hold's name; no hold, no name
+	}
 	v, cv := st.Membership.Version(), cur.Membership.Version()
 	switch {
 	case v < cv:

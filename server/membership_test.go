@@ -719,3 +719,26 @@ func TestReleaseStaleOnlyTheHoldAskedAbout(t *testing.T) {
 		t.Fatal("released twice")
 	}
 }
+
+// The end of a controller's earlier change, arriving late (its call timed
+// out, then landed), does not free a node its next change holds.
+func TestLateEndOfAnEarlierChangeRefused(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	s := c.state(1)
+	from := s.Membership()
+	if err := s.Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Changing: true, Controller: "n2", ChangeID: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Controller: "n2", ChangeID: "c1"}); !errors.Is(err, ErrMembershipHeld) {
+		t.Fatalf("late end of c1: %v, want ErrMembershipHeld", err)
+	}
+	if !s.State().Changing {
+		t.Fatal("the late end of c1 freed the node c2 holds")
+	}
+	if err := s.Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Controller: "n2", ChangeID: "c2"}); err != nil {
+		t.Fatalf("end of c2: %v", err)
+	}
+	if st := s.State(); st.Changing || st.ChangeID != "" {
+		t.Fatalf("after c2's end: %+v", st)
+	}
+}

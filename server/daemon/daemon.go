@@ -52,6 +52,7 @@ type Daemon struct {
 	fatalErr  error
 	removed   chan struct{}
 	member    atomic.Bool // memberFile exists (membership.go)
+	closing   atomic.Bool // Stop has begun: the hold probe frees nothing more
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -287,9 +288,16 @@ func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
 		if err != nil || protocol.NodeID(info.GetId()) != ctl.ID {
 			return false // down, or another node (a new incarnation) at that address
 		}
+		if info.GetVersion() < held.Membership.Version() {
+			// A controller whose change ended uses at least the membership
+			// it held this node with; one that does not lost its state (a
+			// bootstrap node restarted on an empty disk, whose ID is its
+			// name's): it cannot tell.
+			return false
+		}
 		controls, changeID = info.Controls, info.GetChangeId()
 	}
-	if !holdOver(controls, changeID, held) {
+	if !holdOver(controls, changeID, held) || d.closing.Load() {
 		return false
 	}
 	released, err := d.members.ReleaseStale(held)
@@ -309,8 +317,11 @@ func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
 // when it could not tell, or predates the question) and which (changeID).
 // Another change of the same controller is not the one that holds the node
 // either: had it held the node, the node's state would name it.
+//
+// A stored change without an ID (rewritten by an earlier release, which
+// drops the field) cannot be told from the one holding the node.
 func holdOver(controls *bool, changeID string, held server.NodeState) bool {
-	return controls != nil && (!*controls || changeID != held.ChangeID)
+	return controls != nil && (!*controls || changeID != "" && changeID != held.ChangeID)
 }
 
 // watch closes Fatal when the acceptor service stops after a failed write,
@@ -396,6 +407,7 @@ func (d *Daemon) ClientAddr() string { return d.split.Addr().String() }
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
+		d.closing.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		// Peers stop forwarding here first, while this node still answers

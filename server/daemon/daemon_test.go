@@ -466,6 +466,7 @@ func TestHoldOver(t *testing.T) {
 		{"it runs another change", proto.Bool(true), "c2", held, true},
 		{"an old hold, no change", proto.Bool(false), "", old, true},
 		{"an old hold, an old change", proto.Bool(true), "", old, false},
+		{"a new hold, its change rewritten by an earlier release", proto.Bool(true), "", held, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := holdOver(tc.controls, tc.id, tc.held); got != tc.want {
