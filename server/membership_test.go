@@ -544,6 +544,31 @@ func TestControllerRemoveDeadNode(t *testing.T) {
 	}
 }
 
+// abandonedAdd starts adding n4 through ctl, waits for the change to end,
+// and checks that it was abandoned because of why and that the nodes free
+// are held no more.
+func abandonedAdd(t *testing.T, c *memberCluster, ctl *Controller, why error, free ...protocol.NodeID) {
+	t.Helper()
+	done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		ch, _ := ctl.Status()
+		t.Fatalf("the refused change did not end: %+v", ch)
+	}
+	if _, err := ctl.Status(); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), why.Error()) {
+		t.Fatalf("the refused change ended with %v, want it abandoned for %v", err, why)
+	}
+	for _, id := range free {
+		if st := c.state(id).State(); st.Changing {
+			t.Fatalf("n%d still held after the change was abandoned: %+v", id, st)
+		}
+	}
+}
+
 // TestAbandonedChangeReleasesNodes: a change whose pause finds a node held
 // by another controller's change is abandoned, and frees the nodes its
 // pause did hold. Left held, they refused every other controller's change
@@ -559,23 +584,7 @@ func TestAbandonedChangeReleasesNodes(t *testing.T) {
 	}
 	ctl1 := c.controller(1, peers, &memChanges{})
 	c.start(4, NodeState{})
-	done, err := ctl1.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the refused change did not end")
-	}
-	if _, err := ctl1.Status(); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), ErrMembershipHeld.Error()) {
-		t.Fatalf("the refused change ended with %v, want it abandoned because n3 is held", err)
-	}
-	for _, id := range []protocol.NodeID{1, 2, 4} {
-		if st := c.state(id).State(); st.Changing {
-			t.Fatalf("n%d still held after the change was abandoned: %+v", id, st)
-		}
-	}
+	abandonedAdd(t, c, ctl1, ErrMembershipHeld, 1, 2, 4)
 	if st := c.state(3).State(); !st.Changing || st.Controller != "n2" {
 		t.Fatalf("n3, held by n2's change, was released by n1's: %+v", st)
 	}
@@ -585,7 +594,7 @@ func TestAbandonedChangeReleasesNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl2 := c.controller(2, peers, &memChanges{})
-	done, err = ctl2.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
+	done, err := ctl2.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -608,23 +617,7 @@ func TestChangeFromOldMembershipAbandoned(t *testing.T) {
 	}
 	ctl := c.controller(1, peers, &memChanges{})
 	c.start(4, NodeState{})
-	done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the change from an old membership did not end")
-	}
-	if _, err := ctl.Status(); !errors.Is(err, errAbort) || !strings.Contains(err.Error(), ErrMembershipOlder.Error()) {
-		t.Fatalf("ended with %v, want it abandoned for an older membership", err)
-	}
-	for _, id := range []protocol.NodeID{1, 2, 4} {
-		if st := c.state(id).State(); st.Changing {
-			t.Fatalf("n%d still held: %+v", id, st)
-		}
-	}
+	abandonedAdd(t, c, ctl, ErrMembershipOlder, 1, 2, 4)
 }
 
 // An abandoned change does not wait for the node it was to add when that
@@ -641,24 +634,7 @@ func TestAbandonedChangeReleaseDoesNotWaitForTheJoiner(t *testing.T) {
 	peers.down.Store(protocol.NodeID(4), true)
 	store := &memChanges{}
 	ctl := c.controller(1, peers, store)
-	done, err := ctl.Add(Member{Name: "n4", ID: 4, PeerAddr: "addr-4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		ch, _ := ctl.Status()
-		t.Fatalf("the abandoned change waits: %+v", ch)
-	}
-	if _, err := ctl.Status(); !errors.Is(err, errAbort) {
-		t.Fatalf("ended with %v, want abandoned", err)
-	}
-	for _, id := range []protocol.NodeID{1, 2} {
-		if st := c.state(id).State(); st.Changing {
-			t.Fatalf("n%d still held: %+v", id, st)
-		}
-	}
+	abandonedAdd(t, c, ctl, ErrMembershipHeld, 1, 2)
 
 	// A controller restarted mid-release goes on releasing.
 	if err := c.state(1).Set(ctxTimeout(t, time.Second), NodeState{Membership: from, Changing: true, Controller: "n1"}); err != nil {
