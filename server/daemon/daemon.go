@@ -248,17 +248,25 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 		if n.ID == d.id {
 			continue
 		}
-		ictx, cancel := context.WithTimeout(ctx, time.Second)
-		info, err := d.admin.info(ictx, n.PeerAddr, d.id)
-		cancel()
-		if err != nil || protocol.NodeID(info.GetId()) != n.ID {
-			continue // down, or another node at that address now
+		info, ok := d.memberInfo(ctx, n)
+		if !ok {
+			continue
 		}
 		if info.GetVersion() > m.Version() && info.CallerListed != nil && !info.GetCallerListed() && !info.GetChanging() {
 			return info.GetVersion()
 		}
 	}
 	return 0
+}
+
+// memberInfo asks member m for its Info (naming this node as the caller);
+// ok is false if it did not answer within a second, or if another node
+// (another incarnation) answers at its address.
+func (d *Daemon) memberInfo(ctx context.Context, m server.Member) (*peerpb.InfoReply, bool) {
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	info, err := d.admin.info(ictx, m.PeerAddr, d.id)
+	return info, err == nil && protocol.NodeID(info.GetId()) == m.ID
 }
 
 // probeHold asks the controller of the change that holds this node (held)
@@ -282,11 +290,9 @@ func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
 			changeID = ch.ID
 		}
 	} else {
-		ictx, cancel := context.WithTimeout(ctx, time.Second)
-		info, err := d.admin.info(ictx, ctl.PeerAddr, d.id)
-		cancel()
-		if err != nil || protocol.NodeID(info.GetId()) != ctl.ID {
-			return false // down, or another node (a new incarnation) at that address
+		info, ok := d.memberInfo(ctx, ctl)
+		if !ok {
+			return false
 		}
 		if info.GetVersion() < held.Membership.Version() {
 			// A controller whose change ended uses at least the membership
