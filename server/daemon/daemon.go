@@ -280,15 +280,7 @@ func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
 	var controls *bool
 	var changeID string
 	if ctl.ID == d.id {
-		ch, err := (changeStore{d.cfg.DataDir}).LoadChange()
-		if err != nil {
-			return false
-		}
-		c := ch != nil
-		controls = &c
-		if ch != nil {
-			changeID = ch.ID
-		}
+		controls, changeID = d.storedChange()
 	} else {
 		info, ok := d.memberInfo(ctx, ctl)
 		if !ok {

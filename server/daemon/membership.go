@@ -183,17 +183,25 @@ func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.Inf
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return uint64(n.ID) == r.GetCaller() })
 		out.CallerListed = &listed
 	}
-	// The store, not the controller's memory: a change is stored before it
-	// holds any node and until it freed them all, also across a restart
-	// before the controller resumed it.
-	if ch, err := (changeStore{a.d.cfg.DataDir}).LoadChange(); err == nil {
-		controls := ch != nil
-		out.Controls = &controls
-		if ch != nil {
-			out.ChangeId = ch.ID
-		}
-	}
+	out.Controls, out.ChangeId = a.d.storedChange()
 	return out, nil
+}
+
+// storedChange says whether this node's controller stores a change, and
+// its ID (controls nil: the store could not be read). It reads the store,
+// not the controller's memory: a change is stored before it holds any node
+// and until it freed them all, also across a restart before the controller
+// resumed it.
+func (d *Daemon) storedChange() (controls *bool, id string) {
+	ch, err := (changeStore{d.cfg.DataDir}).LoadChange()
+	if err != nil {
+		return nil, ""
+	}
+	c := ch != nil
+	if ch != nil {
+		id = ch.ID
+	}
+	return &c, id
 }
 
 func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
