@@ -147,7 +147,7 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 		return d.Stop()
 	case <-d.Fatal():
 		_ = d.Stop()
-		return fmt.Errorf("node %s stopped: storage failed: %w", o.name, d.FatalErr())
+		return fmt.Errorf("node %s stopped: %w", o.name, d.FatalErr())
 	case <-d.Removed():
 		err := d.Stop()
 		fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s was removed from the cluster and stopped; to add it again, start it with --join on an empty data directory\n", o.name)

@@ -18,6 +18,9 @@ func (d *Daemon) reachable(id protocol.NodeID) bool {
 // Health returns nil when this node reaches a prepare quorum and an accept
 // quorum of acceptors (clientapi.Backend).
 func (d *Daemon) Health(context.Context) error {
+	if !d.serving.Load() {
+		return d.sealWait.err()
+	}
 	acceptors := d.members.Config()
 	if acceptors.Version == 0 {
 		return errors.New("not a member yet: add it with caspaxos members add")

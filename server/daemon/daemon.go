@@ -53,6 +53,15 @@ type Daemon struct {
 	removed   chan struct{}
 	member    atomic.Bool // memberFile exists (membership.go)
 	closing   atomic.Bool // Stop has begun: the hold probe frees nothing more
+	fatalOnce sync.Once
+
+	ident    dataIdentity // identity.go
+	newDir   bool         // ident was created by this start
+	book     *peerBook
+	sealWait sealWait
+	serveMu  sync.Mutex  // orders startServing with Stop
+	serving  atomic.Bool // the node answers peers and clients (identity.go)
+	stopSeal context.CancelFunc
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -73,7 +82,7 @@ func Start(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.id, err = identity(cfg); err != nil {
+	if err := d.loadIdentity(); err != nil {
 		d.store.Close()
 		return nil, err
 	}
@@ -89,13 +98,58 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.serve(peerLis, clientLis)
+	go d.watch()
+	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
+		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
+		"incarnation", d.ident.Incarnation)
+	if d.ident.Joined || d.book.sealed() || d.members.Config().Version == 0 {
+		d.startServing()
+	} else {
+		d.sealWait.set([]string{"the first answers"})
+		ctx, cancel := context.WithCancel(context.Background())
+		d.stopSeal = cancel
+		go d.sealLoop(ctx)
+	}
+	return d, nil
+}
+
+// loadIdentity reads (or, at the directory's first start, makes) the data
+// directory's identity and the members' incarnations (identity.go).
+func (d *Daemon) loadIdentity() error {
+	var err error
+	if d.ident, d.newDir, err = loadIdentity(d.cfg); err != nil {
+		return err
+	}
+	d.id = d.ident.id()
+	d.book, err = loadPeerBook(d.cfg.DataDir)
+	return err
+}
+
+// startServing lets the node answer its peers' protocol messages and
+// forwards and its clients, and starts deletion GC: at once on a node whose
+// identity the cluster knows, else once the members confirmed it
+// (identity.go).
+func (d *Daemon) startServing() {
+	d.serveMu.Lock()
+	defer d.serveMu.Unlock()
+	if d.closing.Load() {
+		return
+	}
+	d.relay.node.Store(d.node)
+	d.serving.Store(true)
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
-	go d.watch()
-	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
-		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster))
-	return d, nil
+}
+
+// stopFatal stops the node for good with err: Fatal is closed and the
+// process must exit.
+func (d *Daemon) stopFatal(err error) {
+	d.fatalOnce.Do(func() {
+		d.fatalErr = err
+		d.log.Error("this node stops serving", "err", err)
+		close(d.fatal)
+	})
 }
 
 func listen(cfg Config) (peer, client net.Listener, err error) {
@@ -160,7 +214,6 @@ func (d *Daemon) startNode() error {
 		tr.Close()
 		return err
 	}
-	d.relay.node.Store(node)
 	d.metrics = newMetrics(d)
 	return nil
 }
@@ -189,7 +242,8 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 }
 
 // Fatal is closed when the node stopped for good because its storage
-// failed (fail-stop, PROTOCOL.md §10); FatalErr then says why. The process
+// failed (fail-stop, PROTOCOL.md §10), or because the cluster does not know
+// its data directory (identity.go); FatalErr then says why. The process
 // must exit: the node answers no request any more.
 func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
 
@@ -368,9 +422,7 @@ func (d *Daemon) watch() {
 			close(d.removed)
 		case <-t.C:
 			if err := d.node.Err(); err != nil {
-				d.fatalErr = err
-				d.log.Error("storage failed; this node stops serving (fail-stop)", "err", err)
-				close(d.fatal)
+				d.stopFatal(fmt.Errorf("storage failed (fail-stop): %w", err))
 				return
 			}
 			switch st := d.members.State(); {
@@ -405,7 +457,12 @@ func (d *Daemon) ClientAddr() string { return d.split.Addr().String() }
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
+		d.serveMu.Lock()
 		d.closing.Store(true)
+		d.serveMu.Unlock()
+		if d.stopSeal != nil {
+			d.stopSeal()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		// Peers stop forwarding here first, while this node still answers
@@ -429,7 +486,7 @@ func (d *Daemon) Stop() error {
 		d.tr.Quiesce(quiesce)
 		cancelQuiesce()
 		d.split.Close()
-		if gc := d.gc.Load(); gc != nil {
+		if gc := d.gc.Load(); gc != nil && d.serving.Load() {
 			gc.Stop()
 		}
 		d.ctl.Stop()

@@ -3,8 +3,6 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,17 +28,24 @@ import (
 //	MEMBERSHIP         the node's server.NodeState (JSON): once present it
 //	                   wins over --cluster, which only bootstraps a cluster
 //	MEMBERSHIP-CHANGE  the change this node's controller runs (JSON)
-//	INCARNATION        a node that joined: a random ID of its data
-//	                   directory, part of its node ID
+//	IDENTITY, PEERS    the data directory's incarnation and the
+//	                   incarnations of the members (identity.go)
+//	INCARNATION        a node that joined, written by releases before
+//	                   IDENTITY: its incarnation alone
+//
+// Each is a state file (storage.WriteStateFile: a header with a format
+// version and a checksum; a damaged one is an error at start).
 //
 // A node's ID is part of every ballot it makes, and a ballot must never be
 // used twice (PROTOCOL.md §2). The proposer persists its ballot ceiling in
 // its data directory, so a node that lost its disk and came back under the
 // same ID would start counting again at 0 and could reuse a ballot of its
-// former life with another value. So a node started with --join takes an
+// former life with another value, and its acceptor would have forgotten
+// what it promised and accepted. So a node started with --join takes an
 // ID of its name and a fresh incarnation of its data directory: a new disk
-// is a new node as far as ballots are concerned. Nodes of the bootstrap
-// cluster keep the ID of their name, as before.
+// is a new node. Nodes of the bootstrap cluster keep the ID of their name,
+// and never serve on a directory the cluster does not know them by
+// (identity.go).
 const (
 	stateFile       = "MEMBERSHIP"
 	changeFile      = "MEMBERSHIP-CHANGE"
@@ -79,34 +84,10 @@ func (d *Daemon) markMember() error {
 	return nil
 }
 
-// identity returns the node's ID: of its name and incarnation for a node
-// that joined (the incarnation is created at its first start), of its name
-// alone for a bootstrap member.
-func identity(cfg Config) (protocol.NodeID, error) {
-	inc, err := storage.ReadFile(cfg.DataDir, incarnationFile)
-	if err != nil {
-		return 0, err
-	}
-	if inc == nil && !cfg.Join {
-		return NodeID(cfg.Name), nil
-	}
-	if inc == nil {
-		b := make([]byte, 8)
-		if _, err := rand.Read(b); err != nil {
-			return 0, err
-		}
-		inc = []byte(hex.EncodeToString(b))
-		if err := storage.WriteFileAtomic(cfg.DataDir, incarnationFile, inc); err != nil {
-			return 0, err
-		}
-	}
-	return NodeID(cfg.Name + "#" + string(inc)), nil
-}
-
 // loadState returns the persisted state, or the bootstrap cluster's, or
 // (joining) none.
 func loadState(cfg Config, acceptors protocol.Config) (server.NodeState, error) {
-	b, err := storage.ReadFile(cfg.DataDir, stateFile)
+	b, err := storage.ReadStateFile(cfg.DataDir, stateFile)
 	if err != nil || b != nil {
 		var st server.NodeState
 		if err == nil {
@@ -141,14 +122,14 @@ func (d *Daemon) saveState(st server.NodeState) error {
 	if err != nil {
 		return err
 	}
-	return storage.WriteFileAtomic(d.cfg.DataDir, stateFile, b)
+	return storage.WriteStateFile(d.cfg.DataDir, stateFile, b)
 }
 
 // changeStore is the controller's server.ChangeStore in the data directory.
 type changeStore struct{ dir string }
 
 func (c changeStore) LoadChange() (*server.Change, error) {
-	b, err := storage.ReadFile(c.dir, changeFile)
+	b, err := storage.ReadStateFile(c.dir, changeFile)
 	if err != nil || b == nil {
 		return nil, err
 	}
@@ -167,7 +148,7 @@ func (c changeStore) SaveChange(ch *server.Change) error {
 	if err != nil {
 		return err
 	}
-	return storage.WriteFileAtomic(c.dir, changeFile, b)
+	return storage.WriteStateFile(c.dir, changeFile, b)
 }
 
 // adminServer serves the Admin service on the peer address.
@@ -178,10 +159,21 @@ type adminServer struct {
 
 func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.InfoReply, error) {
 	st := a.d.members.State()
-	out := &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: st.Membership.Version(), Changing: st.Changing}
+	out := &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: st.Membership.Version(), Changing: st.Changing,
+		Incarnation: a.d.ident.Incarnation}
 	if r.GetCaller() != 0 {
-		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return uint64(n.ID) == r.GetCaller() })
+		caller := protocol.NodeID(r.GetCaller())
+		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed
+		if listed && caller != a.d.id {
+			// Recorded before the answer that may let the caller seal
+			// (identity.go, step 1).
+			inc, err := a.d.book.learn(caller, r.GetCallerIncarnation())
+			if err != nil {
+				return nil, status.Error(codes.Unavailable, err.Error())
+			}
+			out.CallerIncarnation = inc
+		}
 	}
 	out.Controls, out.ChangeId = a.d.storedChange()
 	return out, nil
@@ -312,11 +304,17 @@ func (p *adminPeers) close() {
 // info asks the node at addr for its name and ID, its membership version,
 // and whether that membership lists caller (0: none).
 func (p *adminPeers) info(ctx context.Context, addr string, caller protocol.NodeID) (*peerpb.InfoReply, error) {
+	return p.infoAs(ctx, addr, caller, "")
+}
+
+// infoAs is info that also tells the node the caller's incarnation, which
+// it records if it knows none (identity.go).
+func (p *adminPeers) infoAs(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (*peerpb.InfoReply, error) {
 	c, err := p.client(addr)
 	if err != nil {
 		return nil, err
 	}
-	return c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller)})
+	return c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller), CallerIncarnation: incarnation})
 }
 
 func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.NodeState) error {

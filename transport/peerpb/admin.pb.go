@@ -29,9 +29,14 @@ type InfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// caller is the asking node's ID, 0 if it has none yet (a controller
 	// asking a joining node its name).
-	Caller        uint64 `protobuf:"varint,1,opt,name=caller,proto3" json:"caller,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Caller uint64 `protobuf:"varint,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	// caller_incarnation is the asking node's data directory's incarnation
+	// (empty from nodes that predate it). A node whose membership lists the
+	// caller and that knows no incarnation of it records this one, durably,
+	// before it answers (see server/daemon/identity.go).
+	CallerIncarnation string `protobuf:"bytes,2,opt,name=caller_incarnation,json=callerIncarnation,proto3" json:"caller_incarnation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InfoRequest) Reset() {
@@ -71,6 +76,13 @@ func (x *InfoRequest) GetCaller() uint64 {
 	return 0
 }
 
+func (x *InfoRequest) GetCallerIncarnation() string {
+	if x != nil {
+		return x.CallerIncarnation
+	}
+	return ""
+}
+
 type InfoReply struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -88,10 +100,18 @@ type InfoReply struct {
 	// its store, named change_id (absent from nodes that predate it, and when
 	// the store could not be read). A node held by a change of this node's
 	// that is no longer stored holds for nothing (see MemberState.ReleaseStale).
-	Controls      *bool  `protobuf:"varint,6,opt,name=controls,proto3,oneof" json:"controls,omitempty"`
-	ChangeId      string `protobuf:"bytes,7,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Controls *bool  `protobuf:"varint,6,opt,name=controls,proto3,oneof" json:"controls,omitempty"`
+	ChangeId string `protobuf:"bytes,7,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	// incarnation is this node's data directory's incarnation (empty from
+	// nodes that predate it).
+	Incarnation string `protobuf:"bytes,8,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// caller_incarnation is the incarnation this node knows the caller by:
+	// empty if it knows none (or the request named no caller). A node that
+	// finds another one than its own was known to the cluster with a data
+	// directory it no longer has, and must not serve under that identity.
+	CallerIncarnation string `protobuf:"bytes,9,opt,name=caller_incarnation,json=callerIncarnation,proto3" json:"caller_incarnation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *InfoReply) Reset() {
@@ -169,6 +189,20 @@ func (x *InfoReply) GetControls() bool {
 func (x *InfoReply) GetChangeId() string {
 	if x != nil {
 		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *InfoReply) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *InfoReply) GetCallerIncarnation() string {
+	if x != nil {
+		return x.CallerIncarnation
 	}
 	return ""
 }
@@ -557,9 +591,10 @@ var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"%\n" +
+	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"T\n" +
 	"\vInfoRequest\x12\x16\n" +
-	"\x06caller\x18\x01 \x01(\x04R\x06caller\"\xec\x01\n" +
+	"\x06caller\x18\x01 \x01(\x04R\x06caller\x12-\n" +
+	"\x12caller_incarnation\x18\x02 \x01(\tR\x11callerIncarnation\"\xbd\x02\n" +
 	"\tInfoReply\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x18\n" +
@@ -567,7 +602,9 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\rcaller_listed\x18\x04 \x01(\bH\x00R\fcallerListed\x88\x01\x01\x12\x1a\n" +
 	"\bchanging\x18\x05 \x01(\bR\bchanging\x12\x1f\n" +
 	"\bcontrols\x18\x06 \x01(\bH\x01R\bcontrols\x88\x01\x01\x12\x1b\n" +
-	"\tchange_id\x18\a \x01(\tR\bchangeIdB\x10\n" +
+	"\tchange_id\x18\a \x01(\tR\bchangeId\x12 \n" +
+	"\vincarnation\x18\b \x01(\tR\vincarnation\x12-\n" +
+	"\x12caller_incarnation\x18\t \x01(\tR\x11callerIncarnationB\x10\n" +
 	"\x0e_caller_listedB\v\n" +
 	"\t_controls\"0\n" +
 	"\x0fSetStateRequest\x12\x1d\n" +
