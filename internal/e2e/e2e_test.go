@@ -46,6 +46,7 @@ type proc struct {
 	name, client, peer, dir string
 	cmd                     *exec.Cmd
 	exited                  chan struct{}
+	logs                    *syncBuffer // its stderr, of its last start
 }
 
 type cluster struct {
@@ -102,9 +103,10 @@ func (c *cluster) start(i int) {
 	p := c.procs[i]
 	p.cmd = exec.Command(binaryPath, "serve", "--name", p.name, "--data-dir", p.dir,
 		"--client-addr", p.client, "--peer-addr", p.peer, "--cluster", c.members, "--request-timeout", "2s")
-	p.cmd.Stdout, p.cmd.Stderr = io.Discard, io.Discard
+	p.logs = &syncBuffer{}
+	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.logs
 	if testing.Verbose() {
-		p.cmd.Stderr = os.Stderr
+		p.cmd.Stderr = io.MultiWriter(os.Stderr, p.logs)
 	}
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
