@@ -50,7 +50,10 @@
 // (0-50%), delay and reordering; partitions that come and go (symmetric,
 // one-way, and a ring in which each node sees a majority but no two the
 // same one; with 3 nodes, a line); crashes losing unsynced writes (at most a
-// minority down at once); slow nodes (disk, network or both). Each fault
+// minority down at once), some of them losing the whole disk (the node then
+// stays down, as the server refuses a data directory the cluster does not
+// know, until a membership change removes it and adds it back empty); slow
+// nodes (disk, network or both). Each fault
 // kind's mean length is at most its mean gap, so faults come and go.
 //
 // # What is checked
@@ -106,7 +109,8 @@
 // TestBrokenVariantsAreCaught runs deliberately broken variants (an
 // acceptor that replies before its write is synced, a read quorum one
 // short, a one-round-trip cache kept after a timed-out accept, deletion GC
-// without the age fence, membership change without the catch-up) and fails
+// without the age fence, membership change without the catch-up, a node
+// that lost its disk coming back under its old identity) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

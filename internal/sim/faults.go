@@ -60,6 +60,9 @@ func (s *sim) faultStart(f faultKind) {
 		// either way, so crashes overlap.
 		if n := s.pickNode(func(n *node) bool { return n.up }); n != nil && s.down < len(s.nodes)/2 && s.quorumsSurvive(n) {
 			s.crash(n)
+			if s.chance(s.plan.DiskLoss) {
+				s.loseDisk(n)
+			}
 			s.schedule(event{kind: evFaultEnd, fault: f, node: n.idx}, s.jitter(s.plan.DownFor))
 		}
 		s.schedule(event{kind: evFaultStart, fault: f}, s.jitter(s.plan.CrashEvery))
@@ -81,12 +84,37 @@ func (s *sim) faultEnd(ev *event) {
 		s.tracef("partition heals")
 		s.schedule(event{kind: evFaultStart, fault: faultPartition}, s.jitter(s.plan.PartitionEvery))
 	case faultCrash:
+		if n := s.nodes[ev.node]; n.up {
+			return // added back by a membership change already
+		} else if n.lost {
+			s.tracef("node %d stays down: its disk was lost, and the cluster refuses it under its identity", n.id)
+			return
+		}
 		s.restart(s.nodes[ev.node])
 	case faultSlow:
 		n := s.nodes[ev.node]
 		n.slowDisk, n.slowNet = 1, 1
 		s.tracef("node %d is fast again", n.id)
 	}
+}
+
+// loseDisk empties the acceptor of n, which just crashed: its disk was
+// lost (its proposer keeps its ceiling, as a node coming back under a new
+// identity would never reuse a ballot). Unless Variant.AmnesiaRestart, the
+// node stays down, refused, until a membership change adds it back.
+func (s *sim) loseDisk(n *node) {
+	s.stats.DiskLosses++
+	n.disk.wipe()
+	if s.opts.Variant.AmnesiaRestart {
+		// What it told others it no longer knows: invariant 3 may
+		// catch that, and so may the checker.
+		s.tracef("node %d lost its disk and will come back empty under its old identity (broken)", n.id)
+		return
+	}
+	n.lost = true
+	clear(s.inv.revealed[n.idx])
+	clear(s.inv.syncedPromise[n.idx])
+	s.tracef("node %d lost its disk", n.id)
 }
 
 // pickNode returns a random node that satisfies ok, or nil.

@@ -28,6 +28,10 @@ import (
 //  4. No ballot counter above the synced ceiling leaves a node (the
 //     proposer's duty; checked at every message sent, in release).
 //
+// A node that lost its disk (Plan.DiskLoss) never answers again under its
+// identity: invariant 2 counts it as keeping every ballot, since no quorum
+// can include it; invariant 3 starts afresh on it once added back.
+//
 // Deletion GC removes registers on purpose: a removal forgets the key's
 // promises on that acceptor (invariant 3 starts afresh there), and once GC
 // removes a tombstone chosen under ballot G, invariant 2 no longer asks
@@ -185,6 +189,9 @@ func (inv *invariants) checkChosen(s *sim, key string) {
 	}
 	seen := make(map[uint64]bool)
 	for _, n := range s.nodes {
+		if n.lost {
+			continue // never restarts with its configuration: added back, it gets the current one
+		}
 		c := s.configOf(n)
 		if seen[c.Version] {
 			continue
@@ -193,6 +200,13 @@ func (inv *invariants) checkChosen(s *sim, key string) {
 		need := len(c.PrepareSet) - c.PrepareQuorum + 1
 		var synced, kept int
 		for _, id := range c.PrepareSet {
+			if s.nodes[id-1].lost {
+				// It never answers again under this identity, so no
+				// prepare quorum can count it.
+				synced++
+				kept++
+				continue
+			}
 			d := s.nodes[id-1].disk
 			if !d.synced[key].Accepted.Less(chosen) {
 				synced++

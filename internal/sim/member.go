@@ -124,7 +124,15 @@ func (s *sim) memberStart() {
 		x := outside[s.rng.IntN(len(outside))]
 		xid := s.nodes[x].id
 		plus := append(slices.Clone(cur.AcceptSet), xid)
-		if m.removed[x] {
+		if n := s.nodes[x]; n.lost {
+			// Started again empty, and given the current configuration
+			// (as a joining node is), before it is added back.
+			n.lost = false
+			n.disk.syncedConfig = cur
+			s.wipe(n)
+			s.restart(n)
+			s.stats.LostReadded++
+		} else if m.removed[x] {
 			s.wipe(s.nodes[x])
 		}
 		steps = append(steps, memberStep{kind: stepFences, node: x})
@@ -143,6 +151,11 @@ func (s *sim) memberStart() {
 		m.what = fmt.Sprintf("grow %d -> %d: add node %d", size, size+1, xid)
 	} else {
 		xid := cur.AcceptSet[s.rng.IntN(size)]
+		for _, id := range cur.AcceptSet {
+			if s.nodes[id-1].lost {
+				xid = id // the operator removes the node that lost its disk first
+			}
+		}
 		minus := slices.DeleteFunc(slices.Clone(cur.AcceptSet), func(id protocol.NodeID) bool { return id == xid })
 		if size%2 == 1 { // 2F+3 -> 2F+2
 			f := (size - 3) / 2
@@ -246,6 +259,12 @@ func (s *sim) memberConfig(c protocol.Config) bool {
 	for _, n := range s.nodes {
 		mk := &s.member.marks[n.idx]
 		if mk.done {
+			continue
+		}
+		if n.lost {
+			// Gone under this identity: it takes the configuration of
+			// the day if it is ever added back.
+			mk.done = true
 			continue
 		}
 		if n.up && n.disk.syncedConfig.Version >= c.Version && n.prop.Settled(c.Version) {

@@ -22,6 +22,9 @@ type node struct {
 	id   protocol.NodeID
 	up   bool
 	inc  uint64 // incarnation: rises at every crash, so stale events are ignored
+	// lost: the node lost its disk and is refused under its identity; it
+	// stays down until a membership change adds it back (Plan.DiskLoss).
+	lost bool
 	disk *disk
 	prop *protocol.Proposer // nil while down
 

@@ -32,6 +32,13 @@ type Plan struct {
 	CrashEvery, DownFor          time.Duration
 	SlowEvery, SlowFor           time.Duration
 	SlowFactor                   int // a slow node's disk and network are this much slower
+	// DiskLoss is the chance that a crash loses the node's whole disk. The
+	// node then never comes back under its identity (the server refuses a
+	// data directory the cluster does not know, server/daemon/identity.go):
+	// it stays down until a membership change removes it and adds it back
+	// as a new, empty acceptor. Variant.AmnesiaRestart brings it back
+	// empty under its old identity instead.
+	DiskLoss float64
 
 	// GCEvery is the mean gap between deletion GC runs (0: no GC).
 	GCEvery time.Duration
@@ -98,6 +105,12 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 		p.SlowFor = between(rng, 20*time.Millisecond, min(300*time.Millisecond, p.SlowEvery))
 		p.SlowFactor = 5 + rng.IntN(46)
 	}
+	// Disk loss in about a third of the plans with crashes, drawn from the
+	// crash timings already drawn rather than from rng, so that the plans
+	// and runs of the seeds without it stay what they were.
+	if p.CrashEvery > 0 && p.CrashEvery%3 == 0 {
+		p.DiskLoss = 0.05 + 0.25*float64(p.DownFor%16)/15
+	}
 	roundTrip := 2*p.NetLatency + p.DiskLatency
 	p.AttemptTimeout = roundTrip * time.Duration(3+rng.IntN(6))
 	p.ReadTimeout = roundTrip * time.Duration(2+rng.IntN(4))
@@ -125,7 +138,11 @@ func (p Plan) String() string {
 		100*p.Loss, 100*p.Dup, p.NetLatency, 100*p.Reorder, p.ReorderDelay)
 	fmt.Fprintf(&b, "disk: sync latency=%v\n", p.DiskLatency)
 	fmt.Fprintf(&b, "partitions: %s\n", onOff(p.PartitionEvery, p.PartitionFor))
-	fmt.Fprintf(&b, "crashes: %s\n", onOff(p.CrashEvery, p.DownFor))
+	fmt.Fprintf(&b, "crashes: %s", onOff(p.CrashEvery, p.DownFor))
+	if p.DiskLoss > 0 {
+		fmt.Fprintf(&b, ", %.0f%% of them losing the whole disk", 100*p.DiskLoss)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "slow nodes: %s", onOff(p.SlowEvery, p.SlowFor))
 	if p.SlowEvery > 0 {
 		fmt.Fprintf(&b, " (x%d)", p.SlowFactor)

@@ -47,6 +47,10 @@ type Variant struct {
 	NoAgeFence bool
 	// NoCatchUp changes membership without the catch-up step (§8 step 3).
 	NoCatchUp bool
+	// AmnesiaRestart restarts a node that lost its disk (Plan.DiskLoss)
+	// under its old identity, with an empty acceptor, as a server that
+	// does not check its data directory's identity would.
+	AmnesiaRestart bool
 }
 
 // Report describes a run that passed every check.

@@ -48,6 +48,8 @@ type Stats struct {
 	MemberDone          int // ... and finished
 	CatchUpKeys         int // keys rewritten by catch-ups
 	Wipes               int // acceptors emptied before being added back
+	DiskLosses          int // crashes that lost the whole disk (Plan.DiskLoss)
+	LostReadded         int // nodes that lost their disk, added back by a membership change
 	Events              int
 	VirtualTime         time.Duration
 }
@@ -112,6 +114,8 @@ func (st *Stats) fields() []statField {
 		{"member-done", &st.MemberDone, true},
 		{"catch-up-keys", &st.CatchUpKeys, true},
 		{"wipes", &st.Wipes, true},
+		{"disk-losses", &st.DiskLosses, true},
+		{"lost-readded", &st.LostReadded, false},
 		{"events", &st.Events, true},
 	}
 }

@@ -76,6 +76,17 @@ func brokenVariants() []brokenVariant {
 				p.GCEvery = 0
 			},
 		},
+		{
+			// A node that lost its disk comes back empty under its old
+			// identity: a value chosen by it and one other acceptor is
+			// then on a minority. Needs crashes that lose the disk.
+			variant: Variant{Name: "amnesia-restart", AmnesiaRestart: true},
+			tweak: func(p *Plan) {
+				p.CrashEvery = min(max(p.CrashEvery, 50*time.Millisecond), 150*time.Millisecond)
+				p.DownFor = max(p.DownFor, 10*time.Millisecond)
+				p.DiskLoss = 0.5
+			},
+		},
 	}
 }
 
