@@ -18,10 +18,10 @@ import (
 //     ceiling asked for before it too (its ballots may need it); then its
 //     messages are sent, its results handed over and its timers started.
 type node struct {
-	idx  int
-	id   protocol.NodeID
-	up   bool
-	inc  uint64 // incarnation: rises at every crash, so stale events are ignored
+	idx int
+	id  protocol.NodeID
+	up  bool
+	inc uint64 // incarnation: rises at every crash, so stale events are ignored
 	// lost: the node lost its disk and is refused under its identity; it
 	// stays down until a membership change adds it back (Plan.DiskLoss).
 	lost bool
