@@ -110,7 +110,7 @@ func TestForgetFencesTheAttemptInFlight(t *testing.T) {
 	}
 	fences := map[NodeID]uint64{}
 	for id, p := range c.proposers {
-		fences[id] = p.Forget("k", gc.Ballot, gc.State.Version)
+		fences[id], _ = p.Forget("k", gc.Ballot, gc.State.Version)
 		if fences[id] != 1 {
 			t.Fatalf("proposer %d age after Forget = %d, want 1", id, fences[id])
 		}

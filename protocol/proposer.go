@@ -418,24 +418,47 @@ func (p *Proposer) Fire(t Timer) {
 
 // observe fast-forwards the ballot counter past a ballot seen in a conflict
 // (PROTOCOL.md §2), so that the next attempt outbids it.
+//
+// A ballot above MaxCounter was never used by any proposer (newBallot stops
+// there): it is bad input, and following it would exhaust this proposer's
+// counters for every key, so it is ignored; the key's attempt fails and
+// retries until its caller gives up.
 func (p *Proposer) observe(b Ballot) {
-	p.counter = max(p.counter, b.Counter)
+	if b.Counter <= MaxCounter {
+		p.counter = max(p.counter, b.Counter)
+	}
 }
 
 // FastForward moves the ballot counter to at least counter (deletion GC,
 // PROTOCOL.md §9). The move must survive a restart, so if it passes the
-// persisted ceiling, the next Ready asks for a new ceiling past it.
-func (p *Proposer) FastForward(counter uint64) {
+// persisted ceiling, the next Ready asks for a new ceiling past it. A
+// counter above MaxCounter is refused with ErrExhausted and changes nothing.
+func (p *Proposer) FastForward(counter uint64) error {
+	if counter > MaxCounter {
+		return fmt.Errorf("%w: fast-forward to counter %d, past %d", ErrExhausted, counter, MaxCounter)
+	}
 	p.counter = max(p.counter, counter)
+	p.reserve()
+	return nil
+}
+
+// reserve asks for a new persisted ceiling if the counter passed the last
+// one: CeilingStep counters ahead, never past MaxCounter.
+func (p *Proposer) reserve() {
 	if p.counter > p.ceiling {
-		p.ceiling = p.counter + p.step - 1
+		p.ceiling = addCapped(p.counter, p.step-1, MaxCounter)
 		p.ready.Ceiling = p.ceiling
 	}
 }
 
+// MaxAge is the highest age a proposer takes (deletion GC, PROTOCOL.md §9):
+// an age never wraps to 0, which every fence would refuse. Forget at MaxAge
+// fails with ErrExhausted.
+const MaxAge uint64 = 1 << 62
+
 // SetAge raises the age carried by every later message to age, if it is
-// higher (a restart restores the persisted age with it).
-func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, age) }
+// higher (a restart restores the persisted age with it); never past MaxAge.
+func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, min(age, MaxAge)) }
 
 // Age returns the proposer's age.
 func (p *Proposer) Age() uint64 { return p.age }
@@ -512,9 +535,18 @@ func (p *Proposer) Rewrite(id ReqID, key string) {
 // the acceptors from step 3 on; if it may already have changed the state,
 // its requests answer ErrUnknownOutcome now, since the register that would
 // have shown what became of them is about to be removed.
-func (p *Proposer) Forget(key string, b Ballot, version uint64) uint64 {
+//
+// A ballot or version past MaxCounter, or an age already at MaxAge, is
+// refused with ErrExhausted and changes nothing: the GC round fails, and no
+// fence or removal follows it.
+func (p *Proposer) Forget(key string, b Ballot, version uint64) (uint64, error) {
+	if p.age >= MaxAge {
+		return p.age, fmt.Errorf("%w: the proposer's age is %d", ErrExhausted, p.age)
+	}
+	if err := p.FastForward(max(b.Counter, version)); err != nil {
+		return p.age, err
+	}
 	p.dropCache(key)
-	p.FastForward(max(b.Counter, version))
 	old := p.age
 	p.age++
 	if ks := p.keys[key]; ks != nil && ks.active != nil {
@@ -525,21 +557,22 @@ func (p *Proposer) Forget(key string, b Ballot, version uint64) uint64 {
 			pr.pinned, pr.pinAge = true, old
 		}
 	}
-	return p.age
+	return p.age, nil
 }
 
 // Config returns the acceptor configuration in use.
 func (p *Proposer) Config() Config { return p.cfg.Clone() }
 
 // newBallot returns a ballot no attempt has used, reserving a new ceiling
-// when the counter passes the persisted one.
-func (p *Proposer) newBallot() Ballot {
-	p.counter++
-	if p.counter > p.ceiling {
-		p.ceiling = p.counter + p.step - 1
-		p.ready.Ceiling = p.ceiling
+// when the counter passes the persisted one; false once the counter reached
+// MaxCounter (it never wraps to reuse a counter).
+func (p *Proposer) newBallot() (Ballot, bool) {
+	if p.counter >= MaxCounter {
+		return Ballot{}, false
 	}
-	return Ballot{Counter: p.counter, Proposer: p.id}
+	p.counter++
+	p.reserve()
+	return Ballot{Counter: p.counter, Proposer: p.id}, true
 }
 
 func (p *Proposer) send(kind Kind, to []NodeID, m Message) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -133,6 +134,19 @@ func TestProposerForgetPersistsAgeAndRestores(t *testing.T) {
 	l.check = nil
 	if len(sent) == 0 || sent[0].Age != 2 || !far.Less(sent[0].Ballot) || sent[0].Kind != protocol.MsgPrepare {
 		t.Fatalf("after Forget sent %v, want a prepare with age 2 past %s", sent, far)
+	}
+	// A tombstone near 2^64 (bad input) is refused: no wrap of the
+	// ceiling, and the proposer keeps working.
+	before := ceil.v.Load()
+	top := protocol.Ballot{Counter: math.MaxUint64, Proposer: 2}
+	if age, err := p.Forget(ctx, []Tombstone{{Key: "k", Ballot: top, Version: 9}}); !errors.Is(err, protocol.ErrExhausted) || age != 2 {
+		t.Fatalf("Forget of a tombstone at counter 2^64-1 = %d, %v; want 2, ErrExhausted", age, err)
+	}
+	if c := ceil.v.Load(); c != before {
+		t.Fatalf("the refused Forget moved the ceiling from %d to %d", before, c)
+	}
+	if _, err := p.Propose(ctx, incr("k")); err != nil {
+		t.Fatalf("a change after the refused Forget: %v", err)
 	}
 	p.Stop()
 	// A restart restores the age.
