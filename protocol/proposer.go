@@ -77,11 +77,15 @@ type Timer struct {
 // Ready is what a Proposer asks its caller to do, in this order:
 //  1. If Ceiling is not zero, persist it durably: no ballot counter above the
 //     last persisted ceiling may leave the node, or a restart could reuse it.
+//     If Age is not zero, persist it too (the proposer learnt a higher age
+//     from an acceptor's fence; see Step), so that a restart does not meet
+//     the same refusals again.
 //  2. Send Messages (only after 1 is done).
 //  3. Hand each Result to its caller.
 //  4. Start Timers.
 type Ready struct {
 	Ceiling  uint64
+	Age      uint64
 	Messages []Message
 	Results  []Result
 	Timers   []Timer
@@ -89,7 +93,7 @@ type Ready struct {
 
 // Empty reports whether there is nothing to do.
 func (r Ready) Empty() bool {
-	return r.Ceiling == 0 && len(r.Messages) == 0 && len(r.Results) == 0 && len(r.Timers) == 0
+	return r.Ceiling == 0 && r.Age == 0 && len(r.Messages) == 0 && len(r.Results) == 0 && len(r.Timers) == 0
 }
 
 // Bugs switches on deliberately broken behaviour, so that tests can show
@@ -362,6 +366,7 @@ func (p *Proposer) answerAt(r *request, res Result) {
 func (p *Proposer) Step(m Message) {
 	if m.Kind == MsgConflict {
 		p.observe(m.Seen)
+		p.learnFence(m.Age)
 	}
 	if rd := p.reads[m.Ballot]; rd != nil && m.Kind == MsgReadReply && rd.key == m.Key {
 		p.stepRead(rd, m)
@@ -426,6 +431,33 @@ func (p *Proposer) Fire(t Timer) {
 func (p *Proposer) observe(b Ballot) {
 	if b.Counter <= MaxCounter {
 		p.counter = max(p.counter, b.Counter)
+	}
+}
+
+// learnFence raises the age to fence, the age an acceptor's fence refusal
+// (Fenced) asked for, if it is higher; the next Ready asks to persist it.
+// A fence above MaxAge is bad input and ignored.
+//
+// Why this keeps deletion GC safe (PROTOCOL.md §9). The fence protects
+// against messages of this proposer created before its step 2 (Forget) of
+// a round: a message carries the age it was created with (a pinned attempt
+// keeps its older age), ages only rise, and a round's fence is the age this
+// proposer answered from Forget, after persisting it. So every message
+// created before that Forget carries an age below the fence, whatever
+// raises the age later: learning a fence changes only messages created
+// after it, and lets no old one through. Learning drops no cache entry and
+// moves no counter, which step 2 does for the keys being collected; it is
+// not a step 2 and does not need to be: a round fences with the ages its
+// Forgets answered, never with a learnt one. Honest fences never exceed the
+// age this proposer persisted; a higher one came from elsewhere (a bad
+// GC.Fence call, a copy of fences), and without learning it every write of
+// this proposer would be refused for good, restarts included. Acceptors
+// refuse fences far above what they have seen of a proposer (server's
+// Acceptor.Fence), so learning cannot push the age to MaxAge in one step.
+func (p *Proposer) learnFence(fence uint64) {
+	if fence > p.age && fence <= MaxAge {
+		p.age = fence
+		p.ready.Age = fence
 	}
 }
 

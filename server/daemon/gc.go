@@ -148,7 +148,11 @@ func (s gcServer) Forget(ctx context.Context, r *peerpb.ForgetRequest) (*peerpb.
 }
 
 func (s gcServer) Fence(_ context.Context, r *peerpb.FenceRequest) (*peerpb.FenceReply, error) {
-	if err := s.d.node.Fence(transport.AgesFromWire(r.GetAges())); err != nil {
+	err := s.d.node.Fence(transport.AgesFromWire(r.GetAges()))
+	switch {
+	case errors.Is(err, server.ErrFenceTooHigh):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &peerpb.FenceReply{}, nil
