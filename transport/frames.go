@@ -35,7 +35,8 @@ import (
 // a member: that frame is read with a small bound (helloFrameBytes; a link
 // sends a hello with no items first), later ones with MaxRecvFrameBytes;
 // the connection stays bound to that member, and the members' connections
-// and the unidentified ones are counted and bounded (Config).
+// and the unidentified ones are counted and bounded (Config). Every frame
+// is checked whole before anything of it is delivered (check.go).
 var framePreface = []byte("CPXF\x01")
 
 const (
@@ -200,12 +201,15 @@ func (t *Transport) connEnded(conn net.Conn, msg string, err error) {
 // frame takes one frame received on member sender's connection.
 func (t *Transport) frame(sender protocol.NodeID, f *peerpb.Frame) error {
 	if from := protocol.NodeID(f.GetFrom()); from != sender {
-		return fmt.Errorf("caspaxos/transport: a frame from node %d on node %d's connection", from, sender)
+		return fmt.Errorf("%w: a frame from node %d on node %d's connection", errBadInput, from, sender)
 	}
 	ps := t.set()
 	heard := ps.heard[sender]
 	if heard == nil {
 		return fmt.Errorf("caspaxos/transport: node %d is not a member", sender)
+	}
+	if err := t.check(sender, f); err != nil {
+		return err
 	}
 	heard.Store(time.Now().UnixNano())
 	if f.GetLeaving() && !ps.gone[sender].Swap(true) {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -115,9 +116,10 @@ func expectClosed(t *testing.T, conn net.Conn) {
 // the members working.
 func TestPeerPortRefusesBadFrames(t *testing.T) {
 	const maxFrame = 1 << 20
+	limits := kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 64}
 	logs := &syncBuffer{}
 	c := newClusterWith(t, 3, func(cfg *Config) {
-		cfg.MaxRecvFrameBytes, cfg.FrameBytes = maxFrame, maxFrame/2
+		cfg.MaxRecvFrameBytes, cfg.FrameBytes, cfg.Limits = maxFrame, maxFrame/2, limits
 		if cfg.Self == 2 {
 			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		}
@@ -131,6 +133,21 @@ func TestPeerPortRefusesBadFrames(t *testing.T) {
 		return b
 	}
 	good := protocol.Message{Kind: protocol.MsgPrepare, From: 1, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: 1, Proposer: 1}}
+	msg := func(change func(*protocol.Message)) []byte {
+		m := good
+		change(&m)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good), ToWire(m)}})
+	}
+	wire := func(change func(*peerpb.Message)) []byte {
+		m := ToWire(good)
+		change(m)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good), m}})
+	}
+	fwd := func(change func(*peerpb.Forward)) []byte {
+		f := &peerpb.Forward{Id: 7, Op: uint32(kv.OpPut), Key: []byte("k"), Value: []byte("v")}
+		change(f)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good)}, Forwards: []*peerpb.Forward{f}})
+	}
 	hello := frame(&peerpb.Frame{From: 1})
 	whole := frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good)}})
 	for _, tc := range []struct {
@@ -149,6 +166,26 @@ func TestPeerPortRefusesBadFrames(t *testing.T) {
 		{"a frame cut short", framePreface, [][]byte{hello, whole[:len(whole)-3]}, ""},
 		{"a body that is no frame", framePreface, [][]byte{{0, 0, 0, 2, 0xff, 0xff}}, ""},
 		{"a frame of another member on the connection", framePreface, [][]byte{hello, frame(&peerpb.Frame{From: 3})}, "node 1's connection"},
+		{"a message of kind 0", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Kind = 0 })}, "unknown kind 0"},
+		{"a message of an unknown kind", framePreface, [][]byte{hello, wire(func(m *peerpb.Message) { m.Kind = 99 })}, "unknown kind 99"},
+		{"a message from another node than its frame", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.From = 3 })}, "from node 3 on node 1's connection"},
+		{"a message addressed to another node", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.To = 3 })}, "addressed to node 3"},
+		{"a key over the limit", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Key = strings.Repeat("k", 17) })}, "key too large"},
+		{"a value over the limit", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.State.Value = make([]byte, 65) })}, "value too large"},
+		{"a ballot counter of 2^64-1", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Ballot.Counter = math.MaxUint64 })}, "ballot counter past"},
+		{"a seen counter past MaxCounter", framePreface, [][]byte{hello, msg(func(m *protocol.Message) {
+			m.Kind, m.From, m.To, m.Seen = protocol.MsgConflict, 1, 2, protocol.Ballot{Counter: protocol.MaxCounter + 1}
+		})}, "ballot counter past"},
+		{"a version past MaxVersion", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.State.Version = protocol.MaxVersion + 1 })}, "version"},
+		{"an age of 2^64-1", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Age = math.MaxUint64 })}, "age"},
+		{"a forward of an unknown operation", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Op = 99 })}, "unknown operation 99"},
+		{"a forward of operation 2^32-1", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Op = math.MaxUint32 })}, "unknown operation"},
+		{"a forward with a negative timeout", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.TimeoutNanos = -1 })}, "negative timeout"},
+		{"a forward of an empty key", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Key = nil })}, "key is empty"},
+		{"a forward with a key over the limit", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Key = bytes.Repeat([]byte("k"), 17) })}, "key too large"},
+		{"a forward with a value over the limit", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Value = make([]byte, 65) })}, "value too large"},
+		{"a reply with a value over the limit", framePreface, [][]byte{hello, frame(&peerpb.Frame{From: 1,
+			ForwardReplies: []*peerpb.ForwardReply{{Id: 1, Value: make([]byte, 65)}}})}, "value too large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, served := c.nodes[2].count(), c.nodes[2].served.Load()
@@ -410,4 +447,45 @@ func TestPeerPortBoundsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "a message on the link", func() bool { return c.nodes[2].count() > before })
+}
+
+// A forward runs at most MaxForwardTimeout, however long (or unbounded)
+// the deadline it asks for.
+func TestServedForwardsAreCapped(t *testing.T) {
+	c := newClusterWith(t, 2, func(cfg *Config) { cfg.MaxForwardTimeout = 100 * time.Millisecond })
+	c.nodes[2].hold = make(chan struct{}) // never released: only the deadline ends a forward
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // 0: no deadline
+	}{
+		{"no deadline", 0},
+		{"a day", 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := c.tr[1].Forward(ctx, 2, kv.Op{Kind: kv.OpPut, Key: "k", Value: []byte("v")})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("a forward held past its cap succeeded")
+				}
+				if took := time.Since(start); took < 100*time.Millisecond {
+					t.Fatalf("answered after %v, before the cap", took)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the forward ran past MaxForwardTimeout")
+			}
+		})
+	}
 }

@@ -73,6 +73,15 @@ type Config struct {
 	// past it, new connections are closed at once.
 	MaxConnsPerPeer      int
 	MaxUnidentifiedConns int
+	// MaxForwardTimeout bounds how long a forwarded operation may run here
+	// (default 1m): a forward asking for longer, or for no deadline, gets
+	// this one.
+	MaxForwardTimeout time.Duration
+	// Limits are the node's key and value limits (default kv.DefaultLimits):
+	// a peer's message, forward or reply carrying a larger key or value is
+	// bad input, and its connection is dropped. Every node of a cluster
+	// should use the same.
+	Limits kv.Limits
 	// MaxServing bounds the forwarded operations this node runs at once
 	// (default 4096); past it, forwards are refused as not taken, and their
 	// callers run them themselves.
@@ -121,6 +130,13 @@ func (c *Config) validate() error {
 	}
 	setDefault(&c.MaxConnsPerPeer, 4)
 	setDefault(&c.MaxUnidentifiedConns, 16)
+	setDefault(&c.MaxForwardTimeout, time.Minute)
+	if c.Limits == (kv.Limits{}) {
+		c.Limits = kv.DefaultLimits
+	}
+	if c.Limits.MaxKeyBytes <= 0 || c.Limits.MaxValueBytes < 0 {
+		return fmt.Errorf("caspaxos/transport: limits %+v: MaxKeyBytes must be positive and MaxValueBytes not negative", c.Limits)
+	}
 	setDefault(&c.MaxServing, 4096)
 	setDefault(&c.Heartbeat, 50*time.Millisecond)
 	setDefault(&c.DeadAfter, 300*time.Millisecond)
