@@ -1,6 +1,40 @@
 package protocol
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// MaxCounter is the highest ballot counter a proposer ever uses, and
+// MaxVersion the highest version a write ever gives a register. Counters and
+// versions never wrap: a proposer whose counter reached MaxCounter answers
+// ErrExhausted instead of using counter 0 again (which would break
+// PROTOCOL.md §2 on every key), a change that would take a version past
+// MaxVersion is refused with ErrExhausted, and a ballot or version shown by a
+// peer above them is bad input. They sit far below 2^64 so that every sum
+// the proposer makes with them (a ceiling step, version + 1) stays in range,
+// and far above anything a cluster reaches: 2^62 counters at a million
+// ballots a second last 146,000 years. MaxVersion is MaxCounter because GC
+// fast-forwards counters past versions (§9).
+const (
+	MaxCounter uint64 = 1 << 62
+	MaxVersion uint64 = MaxCounter
+)
+
+// ErrExhausted: a ballot counter, a version or an age reached its maximum
+// (MaxCounter, MaxVersion, MaxAge); the request was not applied. Only bad
+// input (a peer that showed a counter near 2^64) or a bug gets there.
+var ErrExhausted = errors.New("caspaxos/protocol: ballot counter, version or age exhausted (near 2^64; bad input from a peer?); not applied")
+
+// addCapped returns a + b, or limit if that is above limit (the sum never
+// wraps).
+func addCapped(a, b, limit uint64) uint64 {
+	if b > math.MaxUint64-a || a+b > limit {
+		return limit
+	}
+	return a + b
+}
 
 // NodeID names a node (a proposer, an acceptor, or both). IDs are never
 // reused for a different node, and 0 is not a valid ID.

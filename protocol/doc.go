@@ -28,7 +28,10 @@ results. After any call, the caller takes Ready() and must, in order:
  1. Persist Ready.Ceiling durably if it is not zero, before anything else
     leaves: it is the ballot high-water mark that keeps ballots unique across
     restarts (PROTOCOL.md §2). Pass the last persisted ceiling back in
-    ProposerConfig.Ceiling on restart.
+    ProposerConfig.Ceiling on restart. Persist Ready.Age likewise if it is
+    not zero (an age learnt from an acceptor's fence), and pass it back in
+    ProposerConfig.Age. Counters, versions and ages never pass MaxCounter,
+    MaxVersion and MaxAge: past them requests answer ErrExhausted.
  2. Send Ready.Messages to the nodes named in their To fields.
  3. Deliver Ready.Results to the callers named by their IDs.
  4. Start Ready.Timers and call Fire(t) when each is due: TimerAttempt after

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -110,7 +111,7 @@ func TestForgetFencesTheAttemptInFlight(t *testing.T) {
 	}
 	fences := map[NodeID]uint64{}
 	for id, p := range c.proposers {
-		fences[id] = p.Forget("k", gc.Ballot, gc.State.Version)
+		fences[id], _ = p.Forget("k", gc.Ballot, gc.State.Version)
 		if fences[id] != 1 {
 			t.Fatalf("proposer %d age after Forget = %d, want 1", id, fences[id])
 		}
@@ -306,5 +307,77 @@ func TestRewriteAlwaysAccepts(t *testing.T) {
 		if regs["k"].Accepted.Proposer != 2 {
 			t.Errorf("acceptor %d holds %v, want the rewrite's accept", id, regs["k"])
 		}
+	}
+}
+
+// A proposer refused by a fence above its age takes that age (to persist
+// through Ready.Age) and its next attempt passes the fence; a fence past
+// MaxAge, or below its age, changes nothing.
+func TestProposerLearnsFenceFromRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fence   uint64
+		wantAge uint64
+	}{
+		{"above its age", 500, 500},
+		{"at MaxAge", MaxAge, MaxAge},
+		{"past MaxAge", MaxAge + 1, 2},
+		{"at 2^64-1", math.MaxUint64, 2},
+		{"below its age", 1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, []NodeID{1, 2, 3}, []NodeID{1}, func(cfg *ProposerConfig) { cfg.Age = 2 })
+			c.drop = func(m Message) bool {
+				if m.Kind.IsRequest() {
+					if reply, fenced := Fenced(m, tc.fence); fenced {
+						c.queue = append(c.queue, reply)
+						return true
+					}
+				}
+				return false
+			}
+			p := c.proposers[1]
+			p.Propose(1, "k", set("v"))
+			c.collect(1)
+			var ages []uint64
+			for len(c.queue) > 0 {
+				m := c.queue[0]
+				if m.Kind.IsRequest() {
+					ages = append(ages, m.Age)
+				}
+				c.queue = c.queue[1:]
+				if c.drop(m) {
+					continue
+				}
+				if m.Kind.IsRequest() {
+					c.stepAcceptor(m)
+					continue
+				}
+				p.Step(m)
+				rd := p.Ready()
+				if rd.Age != 0 && rd.Age != tc.wantAge {
+					t.Fatalf("Ready.Age = %d, want %d", rd.Age, tc.wantAge)
+				}
+				c.queue = append(c.queue, rd.Messages...)
+				for _, r := range rd.Results {
+					c.results[r.ID] = r
+				}
+				c.timers = append(c.timers, rd.Timers...)
+				if len(c.queue) == 0 && c.results[1].ID == 0 && len(c.timers) > 0 && len(ages) < 100 {
+					for _, tm := range c.timers {
+						p.Fire(tm)
+					}
+					c.timers = nil
+					c.collect(1)
+				}
+			}
+			if p.Age() != tc.wantAge {
+				t.Fatalf("age after the refusal = %d, want %d", p.Age(), tc.wantAge)
+			}
+			passes := tc.wantAge >= tc.fence
+			if r := c.results[1]; (r.ID != 0 && r.Err == nil) != passes {
+				t.Fatalf("change answered %+v (ages sent %v); want success %v", r, ages, passes)
+			}
+		})
 	}
 }

@@ -133,7 +133,12 @@ func (p *Proposer) gcKey(key string, ks *keyState) {
 
 // startPrepare begins phase 1 with a fresh ballot (PROTOCOL.md §3 step 1).
 func (p *Proposer) startPrepare(pr *proposal) {
-	pr.reset(p.newBallot(), phasePrepare)
+	b, ok := p.newBallot()
+	if !ok {
+		p.abandonExhausted(pr)
+		return
+	}
+	pr.reset(b, phasePrepare)
 	pr.cfg = p.cfg
 	pr.pinned = false
 	pr.agree = make(map[Ballot]int)
@@ -180,7 +185,12 @@ func (p *Proposer) compute(pr *proposal, base State) (State, []Result) {
 			results[i].Err = err
 			continue
 		}
-		cur = apply(cur, w, pr.ballot.Counter)
+		next, err := apply(cur, w, pr.ballot.Counter)
+		if err != nil {
+			results[i].Err = err // a refusal: the state is left as it is
+			continue
+		}
+		cur = next
 		results[i].State = cur
 	}
 	return cur, results
@@ -259,7 +269,9 @@ func (p *Proposer) prepared(pr *proposal) {
 // startAccept sends phase 2 under pr.ballot with the next promise riding on it.
 func (p *Proposer) startAccept(pr *proposal, value State, results []Result, noop bool) {
 	pr.reset(pr.ballot, phaseAccept)
-	pr.next = p.newBallot()
+	// No counter left for the next promise: the accept carries none (the
+	// acceptors keep B as the promise) and the key is not cached.
+	pr.next, _ = p.newBallot()
 	pr.sent = append(pr.sent, sentAccept{ballot: pr.ballot, set: pr.cfg.AcceptSet, value: value, results: results, noop: noop})
 	p.sendFor(pr, MsgAccept, pr.cfg.AcceptSet, Message{Key: pr.key, Ballot: pr.ballot, Next: pr.next, State: value})
 	p.attemptTimer(pr)
@@ -296,7 +308,7 @@ func (p *Proposer) stepAccepted(pr *proposal, m Message) {
 	// A full accept quorum: the only outcome that keeps the cache (§5).
 	// Not so for a promise gathered under an older configuration, or one
 	// that belongs to the key's life before its GC (a pinned attempt).
-	if !pr.pinned && pr.cfg.Version == p.cfg.Version {
+	if !pr.pinned && pr.cfg.Version == p.cfg.Version && !pr.next.IsZero() {
 		p.putCache(pr.key, pr.next, last.value)
 	}
 	for i := range last.results {
@@ -436,6 +448,21 @@ func (p *Proposer) abandonUnknown(pr *proposal) {
 		p.answer(r, State{}, ErrUnknownOutcome)
 	}
 	ks.queue = append(again, ks.queue...)
+	p.finish(pr)
+}
+
+// abandonExhausted ends pr when no ballot counter is left for its next
+// attempt: what an earlier accept of the batch may have applied has an
+// unknown outcome, the rest ErrExhausted (never sent, never applied).
+func (p *Proposer) abandonExhausted(pr *proposal) {
+	p.dropCache(pr.key)
+	err := ErrExhausted
+	if pr.changed() {
+		err = ErrUnknownOutcome
+	}
+	for _, r := range pr.batch {
+		p.answer(r, State{}, err)
+	}
 	p.finish(pr)
 }
 

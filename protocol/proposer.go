@@ -77,11 +77,15 @@ type Timer struct {
 // Ready is what a Proposer asks its caller to do, in this order:
 //  1. If Ceiling is not zero, persist it durably: no ballot counter above the
 //     last persisted ceiling may leave the node, or a restart could reuse it.
+//     If Age is not zero, persist it too (the proposer learnt a higher age
+//     from an acceptor's fence; see Step), so that a restart does not meet
+//     the same refusals again.
 //  2. Send Messages (only after 1 is done).
 //  3. Hand each Result to its caller.
 //  4. Start Timers.
 type Ready struct {
 	Ceiling  uint64
+	Age      uint64
 	Messages []Message
 	Results  []Result
 	Timers   []Timer
@@ -89,7 +93,7 @@ type Ready struct {
 
 // Empty reports whether there is nothing to do.
 func (r Ready) Empty() bool {
-	return r.Ceiling == 0 && len(r.Messages) == 0 && len(r.Results) == 0 && len(r.Timers) == 0
+	return r.Ceiling == 0 && r.Age == 0 && len(r.Messages) == 0 && len(r.Results) == 0 && len(r.Timers) == 0
 }
 
 // Bugs switches on deliberately broken behaviour, so that tests can show
@@ -362,6 +366,7 @@ func (p *Proposer) answerAt(r *request, res Result) {
 func (p *Proposer) Step(m Message) {
 	if m.Kind == MsgConflict {
 		p.observe(m.Seen)
+		p.learnFence(m.Age)
 	}
 	if rd := p.reads[m.Ballot]; rd != nil && m.Kind == MsgReadReply && rd.key == m.Key {
 		p.stepRead(rd, m)
@@ -418,24 +423,74 @@ func (p *Proposer) Fire(t Timer) {
 
 // observe fast-forwards the ballot counter past a ballot seen in a conflict
 // (PROTOCOL.md §2), so that the next attempt outbids it.
+//
+// A ballot above MaxCounter was never used by any proposer (newBallot stops
+// there): it is bad input, and following it would exhaust this proposer's
+// counters for every key, so it is ignored; the key's attempt fails and
+// retries until its caller gives up.
 func (p *Proposer) observe(b Ballot) {
-	p.counter = max(p.counter, b.Counter)
+	if b.Counter <= MaxCounter {
+		p.counter = max(p.counter, b.Counter)
+	}
+}
+
+// learnFence raises the age to fence, the age an acceptor's fence refusal
+// (Fenced) asked for, if it is higher; the next Ready asks to persist it.
+// A fence above MaxAge is bad input and ignored.
+//
+// Why this keeps deletion GC safe (PROTOCOL.md §9). The fence protects
+// against messages of this proposer created before its step 2 (Forget) of
+// a round: a message carries the age it was created with (a pinned attempt
+// keeps its older age), ages only rise, and a round's fence is the age this
+// proposer answered from Forget, after persisting it. So every message
+// created before that Forget carries an age below the fence, whatever
+// raises the age later: learning a fence changes only messages created
+// after it, and lets no old one through. Learning drops no cache entry and
+// moves no counter, which step 2 does for the keys being collected; it is
+// not a step 2 and does not need to be: a round fences with the ages its
+// Forgets answered, never with a learnt one. Honest fences never exceed the
+// age this proposer persisted; a higher one came from elsewhere (a bad
+// GC.Fence call, a copy of fences), and without learning it every write of
+// this proposer would be refused for good, restarts included. Acceptors
+// refuse fences far above what they have seen of a proposer (server's
+// Acceptor.Fence), so learning cannot push the age to MaxAge in one step.
+func (p *Proposer) learnFence(fence uint64) {
+	if fence > p.age && fence <= MaxAge {
+		p.age = fence
+		p.ready.Age = fence
+	}
 }
 
 // FastForward moves the ballot counter to at least counter (deletion GC,
 // PROTOCOL.md §9). The move must survive a restart, so if it passes the
-// persisted ceiling, the next Ready asks for a new ceiling past it.
-func (p *Proposer) FastForward(counter uint64) {
+// persisted ceiling, the next Ready asks for a new ceiling past it. A
+// counter above MaxCounter is refused with ErrExhausted and changes nothing.
+func (p *Proposer) FastForward(counter uint64) error {
+	if counter > MaxCounter {
+		return fmt.Errorf("%w: fast-forward to counter %d, past %d", ErrExhausted, counter, MaxCounter)
+	}
 	p.counter = max(p.counter, counter)
+	p.reserve()
+	return nil
+}
+
+// reserve asks for a new persisted ceiling if the counter passed the last
+// one: CeilingStep counters ahead, never past MaxCounter.
+func (p *Proposer) reserve() {
 	if p.counter > p.ceiling {
-		p.ceiling = p.counter + p.step - 1
+		p.ceiling = addCapped(p.counter, p.step-1, MaxCounter)
 		p.ready.Ceiling = p.ceiling
 	}
 }
 
+// MaxAge is the highest age a proposer takes (deletion GC, PROTOCOL.md §9):
+// an age never wraps to 0, which every fence would refuse. Forget at MaxAge
+// fails with ErrExhausted.
+const MaxAge uint64 = 1 << 62
+
 // SetAge raises the age carried by every later message to age, if it is
-// higher (a restart restores the persisted age with it).
-func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, age) }
+// higher (a restart restores the persisted age with it); never past MaxAge.
+func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, min(age, MaxAge)) }
 
 // Age returns the proposer's age.
 func (p *Proposer) Age() uint64 { return p.age }
@@ -512,9 +567,18 @@ func (p *Proposer) Rewrite(id ReqID, key string) {
 // the acceptors from step 3 on; if it may already have changed the state,
 // its requests answer ErrUnknownOutcome now, since the register that would
 // have shown what became of them is about to be removed.
-func (p *Proposer) Forget(key string, b Ballot, version uint64) uint64 {
+//
+// A ballot or version past MaxCounter, or an age already at MaxAge, is
+// refused with ErrExhausted and changes nothing: the GC round fails, and no
+// fence or removal follows it.
+func (p *Proposer) Forget(key string, b Ballot, version uint64) (uint64, error) {
+	if p.age >= MaxAge {
+		return p.age, fmt.Errorf("%w: the proposer's age is %d", ErrExhausted, p.age)
+	}
+	if err := p.FastForward(max(b.Counter, version)); err != nil {
+		return p.age, err
+	}
 	p.dropCache(key)
-	p.FastForward(max(b.Counter, version))
 	old := p.age
 	p.age++
 	if ks := p.keys[key]; ks != nil && ks.active != nil {
@@ -525,21 +589,22 @@ func (p *Proposer) Forget(key string, b Ballot, version uint64) uint64 {
 			pr.pinned, pr.pinAge = true, old
 		}
 	}
-	return p.age
+	return p.age, nil
 }
 
 // Config returns the acceptor configuration in use.
 func (p *Proposer) Config() Config { return p.cfg.Clone() }
 
 // newBallot returns a ballot no attempt has used, reserving a new ceiling
-// when the counter passes the persisted one.
-func (p *Proposer) newBallot() Ballot {
-	p.counter++
-	if p.counter > p.ceiling {
-		p.ceiling = p.counter + p.step - 1
-		p.ready.Ceiling = p.ceiling
+// when the counter passes the persisted one; false once the counter reached
+// MaxCounter (it never wraps to reuse a counter).
+func (p *Proposer) newBallot() (Ballot, bool) {
+	if p.counter >= MaxCounter {
+		return Ballot{}, false
 	}
-	return Ballot{Counter: p.counter, Proposer: p.id}
+	p.counter++
+	p.reserve()
+	return Ballot{Counter: p.counter, Proposer: p.id}, true
 }
 
 func (p *Proposer) send(kind Kind, to []NodeID, m Message) {

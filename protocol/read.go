@@ -52,10 +52,15 @@ func (p *Proposer) read(id ReqID, key string, fastOnly bool) {
 		p.enqueue(r)
 		return
 	}
+	b, ok := p.newBallot()
+	if !ok {
+		p.answer(r, State{}, ErrExhausted)
+		return
+	}
 	rd := &readOp{
 		req:      r,
 		key:      key,
-		ballot:   p.newBallot(),
+		ballot:   b,
 		cfg:      p.cfg,
 		fastOnly: fastOnly,
 		order:    p.readOrder(key, p.cfg.AcceptSet),

@@ -90,24 +90,43 @@ type Change func(cur State) (Write, error)
 
 // apply runs w on cur. counter is the counter of the ballot the result will
 // be accepted with; a register with no history takes its first version from it
-// so that versions keep rising across deletion GC (PROTOCOL.md §7, §9).
-func apply(cur State, w Write, counter uint64) State {
+// so that versions keep rising across deletion GC (PROTOCOL.md §7, §9). A
+// write that would take the version past MaxVersion is refused with
+// ErrExhausted (the state is left as it is), never wrapped to 0.
+func apply(cur State, w Write, counter uint64) (State, error) {
 	switch w.Kind {
 	case WriteSet:
-		return State{Value: w.Value, Version: nextVersion(cur, counter)}
+		v, err := nextVersion(cur, counter)
+		if err != nil {
+			return cur, err
+		}
+		return State{Value: w.Value, Version: v}, nil
 	case WriteDelete:
 		if !cur.Exists() {
-			return cur
+			return cur, nil
 		}
-		return State{Version: nextVersion(cur, counter), Deleted: true}
+		v, err := nextVersion(cur, counter)
+		if err != nil {
+			return cur, err
+		}
+		return State{Version: v, Deleted: true}, nil
 	default:
-		return cur
+		return cur, nil
 	}
 }
 
-func nextVersion(cur State, counter uint64) uint64 {
+// nextVersion is PROTOCOL.md §7's max(previous + 1, counter) for a register
+// with no history, previous + 1 otherwise.
+func nextVersion(cur State, counter uint64) (uint64, error) {
+	v := max(1, counter)
 	if cur.Version > 0 {
-		return cur.Version + 1
+		if cur.Version >= MaxVersion {
+			return 0, fmt.Errorf("%w: the version is already %d", ErrExhausted, cur.Version)
+		}
+		v = cur.Version + 1
 	}
-	return max(1, counter)
+	if v > MaxVersion {
+		return 0, fmt.Errorf("%w: version %d is past %d", ErrExhausted, v, MaxVersion)
+	}
+	return v, nil
 }

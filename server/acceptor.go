@@ -99,6 +99,12 @@ type AcceptorConfig struct {
 	// finished, counted as key and value bytes plus a fixed overhead
 	// (default 32 MiB; -1 keeps none).
 	CacheBytes int64
+	// MaxFenceStep bounds, in ages, how far Fence may raise a proposer's
+	// age fence above the highest age this acceptor has seen of it (in its
+	// messages, or its fence here); default 1<<20. A fence further up is
+	// refused (ErrFenceTooHigh): the GC round fails and is retried. See
+	// Fence for why this keeps GC both safe and live.
+	MaxFenceStep uint64
 }
 
 func (c *AcceptorConfig) validate() error {
@@ -118,6 +124,9 @@ func (c *AcceptorConfig) validate() error {
 		c.CacheBytes = 32 << 20
 	case c.CacheBytes == -1:
 		c.CacheBytes = 0
+	}
+	if c.MaxFenceStep == 0 {
+		c.MaxFenceStep = 1 << 20
 	}
 	return nil
 }
@@ -145,6 +154,11 @@ type Acceptor struct {
 	// step 3), as persisted; fenceMu serializes raising it (Fence).
 	fences  map[protocol.NodeID]uint64
 	fenceMu sync.Mutex
+	// seen is the highest age each proposer's requests carried here since
+	// the start (not persisted), and maxFenceStep MaxFenceStep: Fence
+	// refuses to raise a fence further than that above it.
+	seen         map[protocol.NodeID]uint64
+	maxFenceStep uint64
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
 	workers, idle, maxWorkers int
@@ -197,8 +211,15 @@ func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: reading the acceptor's age fences: %w", err)
 	}
+	for id, age := range fences {
+		// A fence past MaxAge (left by a release that took any fence) would
+		// refuse its proposer for good: no age reaches it. Honest fences
+		// never pass MaxAge, so lowering it to there is safe.
+		fences[id] = min(age, protocol.MaxAge)
+	}
 	return &Acceptor{
 		fences: fences,
+		seen:   make(map[protocol.NodeID]uint64),
 		id:     cfg.ID,
 		store:  store,
 		tr:     tr,
@@ -207,8 +228,9 @@ func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slo
 		quit:   make(chan struct{}),
 		slots:  make(map[string]*slot),
 
-		maxWorkers: cfg.MaxInflightBatches,
-		maxIdle:    cfg.CacheBytes,
+		maxWorkers:   cfg.MaxInflightBatches,
+		maxIdle:      cfg.CacheBytes,
+		maxFenceStep: cfg.MaxFenceStep,
 	}, nil
 }
 
@@ -421,6 +443,9 @@ func (a *Acceptor) step(b *batch) {
 		}
 		// PROTOCOL.md §9 step 3: a proposer's message older than its age
 		// fence is refused without looking at the register.
+		if m.Age > a.seen[m.From] && m.Age <= protocol.MaxAge {
+			a.seen[m.From] = m.Age
+		}
 		if reply, fenced := protocol.Fenced(m, a.fences[m.From]); fenced {
 			b.replies = append(b.replies, reply)
 			b.deps = append(b.deps, nil)

@@ -23,7 +23,42 @@ type Tombstone struct {
 // below ages[id]. It persists the fences it raises before it returns, and
 // keeps the highest it was ever given. An empty ages changes nothing (a
 // probe: it fails only if the acceptor stopped).
+//
+// It refuses the whole call with ErrFenceTooHigh, changing nothing, if a
+// fence is past protocol.MaxAge or more than MaxFenceStep above the highest
+// age of that proposer this acceptor knows (its fence here, the ages its
+// requests carried since the start). A fence is otherwise a promise nobody
+// checks: one call with age 2^64-1 refused every write of its proposer for
+// good, restarts included.
+//
+// Safety and liveness of the bound. Refusing a fence only fails step 3: the
+// round stops before step 4 removes anything, its items stay queued, and a
+// later round starts again from step 1, so §9's argument is untouched.
+// Every honest fence is the age its proposer answered from step 2, and the
+// proposer's age rises by one per tombstone it forgets, so an honest fence
+// is above what this acceptor knows of it only by the tombstones forgotten
+// since the proposer last sent a request here or a round last fenced it
+// here; the proposer's own GC runner sends requests here every round (step
+// 1), so a lag of MaxFenceStep needs that many tombstones forgotten while
+// neither happened. A fence within the bound but above the proposer's age
+// (not from its Forget) is harmless: the proposer learns it from the first
+// refusal and takes that age (protocol.Proposer.Step), which is safe for the
+// reason given there. So a bad fence either is refused or costs its
+// proposer one refused attempt, and MaxAge is out of reach for all but
+// 2^42 bad calls in a row.
 func (a *Acceptor) Fence(ages map[protocol.NodeID]uint64) error {
+	return a.fence(ages, true)
+}
+
+// CopyFences raises this acceptor's fences to ages, as Fence does but with
+// no bound other than protocol.MaxAge: for the fences a node joining the
+// membership copies from a member's store (PROTOCOL.md §8 with §9), which
+// may be any distance above what the new acceptor has seen.
+func (a *Acceptor) CopyFences(ages map[protocol.NodeID]uint64) error {
+	return a.fence(ages, false)
+}
+
+func (a *Acceptor) fence(ages map[protocol.NodeID]uint64, bounded bool) error {
 	if err := a.enterGC(); err != nil {
 		return err
 	}
@@ -33,9 +68,18 @@ func (a *Acceptor) Fence(ages map[protocol.NodeID]uint64) error {
 	raise := make(map[protocol.NodeID]uint64)
 	a.mu.Lock()
 	for id, age := range ages {
-		if age > a.fences[id] {
-			raise[id] = age
+		if age <= a.fences[id] {
+			continue
 		}
+		if age > protocol.MaxAge {
+			a.mu.Unlock()
+			return fmt.Errorf("%w: fence %d for proposer %d is past the highest age %d", ErrFenceTooHigh, age, id, protocol.MaxAge)
+		}
+		if known := max(a.fences[id], a.seen[id]); bounded && age-known > a.maxFenceStep {
+			a.mu.Unlock()
+			return fmt.Errorf("%w: fence %d for proposer %d is more than %d above its highest age known here, %d", ErrFenceTooHigh, age, id, a.maxFenceStep, known)
+		}
+		raise[id] = age
 	}
 	a.mu.Unlock()
 	if len(raise) == 0 {

@@ -126,13 +126,15 @@ func (p *Proposer) collect() {
 	}
 	p.count(rd)
 	p.acc.ceiling = max(p.acc.ceiling, rd.Ceiling)
+	p.acc.age = max(p.acc.age, rd.Age)
 	p.acc.messages = append(p.acc.messages, rd.Messages...)
 	p.acc.results = append(p.acc.results, rd.Results...)
 	p.acc.timers = append(p.acc.timers, rd.Timers...)
 }
 
 // flush does what the accumulated Ready asks, in the order protocol.Ready
-// requires: persist the ceiling (and the age, which Forget raised), send,
+// requires: persist the ceiling (and the age, which Forget raised or a
+// fence refusal taught), send,
 // answer, start timers.
 func (p *Proposer) flush(now time.Time) error {
 	if p.acc.ceiling != 0 {

@@ -36,7 +36,7 @@ type MemberPeers interface {
 	// has no attempt in flight with an older configuration.
 	Settled(ctx context.Context, to Member, version uint64) (bool, error)
 	// Fences returns node to's acceptor's persisted GC age fences;
-	// SetFences raises them (Acceptor.Fence).
+	// SetFences raises them (Acceptor.CopyFences).
 	Fences(ctx context.Context, to Member) (map[protocol.NodeID]uint64, error)
 	SetFences(ctx context.Context, to Member, ages map[protocol.NodeID]uint64) error
 	// ScanKeys returns up to limit keys of node to's acceptor at or after

@@ -191,7 +191,7 @@ func (l *localMembers) SetFences(_ context.Context, to Member, ages map[protocol
 	}
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
-	return l.c.nodes[to.ID].Fence(ages)
+	return l.c.nodes[to.ID].CopyFences(ages)
 }
 
 func (l *localMembers) ScanKeys(_ context.Context, to Member, start string, limit int) ([]string, error) {

@@ -21,6 +21,10 @@ func (n *Node) Forget(ctx context.Context, tombs []Tombstone) (uint64, error) {
 // Fence runs step 3 on this node's acceptor (Acceptor.Fence).
 func (n *Node) Fence(ages map[protocol.NodeID]uint64) error { return n.acceptor.Fence(ages) }
 
+// CopyFences raises this node's acceptor's fences to ages copied from a
+// member (Acceptor.CopyFences): a joining node's.
+func (n *Node) CopyFences(ages map[protocol.NodeID]uint64) error { return n.acceptor.CopyFences(ages) }
+
 // Collect runs step 4 on this node's acceptor (Acceptor.Collect).
 func (n *Node) Collect(tombs []Tombstone) ([]bool, error) { return n.acceptor.Collect(tombs) }
 

@@ -159,6 +159,7 @@ type call struct {
 type forgetCall struct {
 	tombs  []Tombstone
 	result chan uint64 // the age, once persisted
+	err    error       // set by the driver before result is sent
 }
 
 // maxDrain bounds how many inputs the driver takes before it acts on them:

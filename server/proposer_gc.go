@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/caspaxos/caspaxos/protocol"
@@ -63,11 +64,11 @@ func (p *Proposer) Forget(ctx context.Context, tombs []Tombstone) (uint64, error
 	// The driver answers once the age is persisted: one sync, no network.
 	select {
 	case age := <-fc.result:
-		return age, nil
+		return age, fc.err
 	case <-p.done:
 		select {
 		case age := <-fc.result:
-			return age, nil
+			return age, fc.err
 		default:
 			return 0, ErrStopped
 		}
@@ -78,8 +79,12 @@ func (p *Proposer) Forget(ctx context.Context, tombs []Tombstone) (uint64, error
 // fc answered by the next flush.
 func (p *Proposer) forget(fc *forgetCall) {
 	for _, t := range fc.tombs {
-		p.core.Forget(t.Key, t.Ballot, t.Version)
+		_, err := p.core.Forget(t.Key, t.Ballot, t.Version)
 		p.collect()
+		if err != nil {
+			fc.err = fmt.Errorf("caspaxos/server: forgetting %q: %w", t.Key, err)
+			break
+		}
 	}
 	if len(fc.tombs) > 0 {
 		p.acc.age = p.core.Age()

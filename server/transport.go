@@ -12,6 +12,10 @@ var (
 	// ErrStopped: the node (or the part of it asked) has stopped. A request
 	// answered with it was not applied and never will be.
 	ErrStopped = errors.New("caspaxos/server: node stopped")
+	// ErrFenceTooHigh: an age fence was refused because it is past MaxAge,
+	// or far above any age its proposer has shown this acceptor
+	// (AcceptorConfig.MaxFenceStep); nothing was changed.
+	ErrFenceTooHigh = errors.New("caspaxos/server: age fence refused: too far above the proposer's age")
 	// ErrUnreachable: a node could not be reached, or could not take a
 	// request. Nothing was delivered to it.
 	ErrUnreachable = errors.New("caspaxos/server: node unreachable")

@@ -132,7 +132,7 @@ func (m *Memory) SetCeiling(c uint64) error {
 	defer m.gate.exit()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.ceiling = c
+	m.ceiling = max(m.ceiling, c)
 	return nil
 }
 

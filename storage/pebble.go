@@ -53,7 +53,8 @@ type PebbleStats struct {
 
 // Pebble is the durable Store, on github.com/cockroachdb/pebble.
 //
-// Concurrency: Apply, Get, Scan, Ceiling and SetCeiling run in parallel;
+// Concurrency: Apply, Get, Scan, Ceiling and SetCeiling run in parallel
+// (SetCeilings one at a time: each reads the stored one and keeps the higher);
 // concurrent Applys share fsyncs through Pebble's commit pipeline. Remove
 // reads, compares and deletes under writeMu held exclusively, while every
 // Apply holds it shared: a Remove waits for the Applys in flight and holds
@@ -67,6 +68,7 @@ type Pebble struct {
 
 	gate    gate
 	writeMu sync.RWMutex // Apply: shared; Remove: exclusive
+	ceilMu  sync.Mutex   // SetCeiling's read, compare and write
 	pending pendingWrites
 
 	opened  atomic.Bool // db is set: a stop may release it (see stop)

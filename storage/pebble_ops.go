@@ -206,6 +206,25 @@ func (s *Pebble) SetCeiling(c uint64) error {
 		return err
 	}
 	defer s.gate.exit()
+	// Read, compare and write under ceilMu: the stored ceiling never goes
+	// down, even with SetCeilings racing.
+	s.ceilMu.Lock()
+	defer s.ceilMu.Unlock()
+	raw, found, err := s.read([]byte(ceilingKey))
+	if err != nil {
+		return err
+	}
+	if found {
+		cur, err := decodeCeiling(raw)
+		if err != nil {
+			return err
+		}
+		if c <= cur {
+			// Nothing to raise; a Sync'd no-op batch returns only once
+			// what was stored before is durable.
+			c = cur
+		}
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.Set([]byte(ceilingKey), encodeCeiling(c), nil); err != nil {

@@ -71,9 +71,12 @@ type Store interface {
 
 	// Ceiling returns the proposer's persisted ballot ceiling (0 if none).
 	Ceiling() (uint64, error)
-	// SetCeiling stores the ceiling durably before it returns. It stores c
-	// as given, lower or not: keeping the ceiling rising is the proposer's
-	// duty (PROTOCOL.md §2), and concurrent SetCeilings are not ordered.
+	// SetCeiling raises the stored ceiling to c, durably, before it returns.
+	// The ceiling never goes down: a c at or below the stored one changes
+	// nothing (and still returns once the stored one is durable), so a
+	// lower ceiling asked for by a confused caller (a counter that wrapped,
+	// two proposers on one store) can never let a restart reuse a ballot
+	// counter (PROTOCOL.md §2). Concurrent SetCeilings leave the highest.
 	SetCeiling(c uint64) error
 
 	// GCStore is deletion GC's durable state (meta.go).

@@ -72,7 +72,7 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 			grpc.WithConnectParams(t.connectParams()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(t.cfg.MaxRecvFrameBytes)))
 		if err != nil {
 			for _, l := range started {
 				l.conn.Close()

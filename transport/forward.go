@@ -156,7 +156,7 @@ func (t *Transport) receive(from protocol.NodeID, f *peerpb.Frame) {
 	if len(f.GetMessages()) > 0 {
 		msgs := make([]protocol.Message, 0, len(f.GetMessages()))
 		for _, w := range f.GetMessages() {
-			if m, ok := FromWire(w); ok && m.To == t.cfg.Self {
+			if m, ok := FromWire(w); ok { // checked: always
 				msgs = append(msgs, m)
 			}
 		}
@@ -179,13 +179,15 @@ func (t *Transport) receive(from protocol.NodeID, f *peerpb.Frame) {
 // back on this node's own link to that peer.
 func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 	defer func() { <-t.serving }()
-	ctx := t.ctx
-	if d := f.GetTimeoutNanos(); d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(d))
-		defer cancel()
+	// A forward runs at most MaxForwardTimeout, whatever it asked for (0:
+	// no deadline of the caller's; check refused a negative one).
+	d := time.Duration(f.GetTimeoutNanos())
+	if d <= 0 || d > t.cfg.MaxForwardTimeout {
+		d = t.cfg.MaxForwardTimeout
 	}
-	op := kv.Op{Kind: kv.OpKind(f.GetOp()), Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
+	ctx, cancel := context.WithTimeout(t.ctx, d)
+	defer cancel()
+	op := forwardOp(f)
 	r := &peerpb.ForwardReply{Id: f.GetId()}
 	s, err := t.h.Serve(ctx, op)
 	switch {

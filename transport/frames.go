@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -29,13 +30,22 @@ import (
 // framing's version; the receiver answers with the same preface, so a link
 // counts as up only once a peer that speaks this version answered. Then
 // frames follow, each a 4-byte big-endian length and a peerpb.Frame.
+//
+// The receiver trusts nothing of a connection before its first frame names
+// a member: that frame is read with a small bound (helloFrameBytes; a link
+// sends a hello with no items first), later ones with MaxRecvFrameBytes;
+// the connection stays bound to that member, and the members' connections
+// and the unidentified ones are counted and bounded (Config). Every frame
+// is checked whole before anything of it is delivered (check.go).
 var framePreface = []byte("CPXF\x01")
 
 const (
 	// sniffBytes is how much of the preface tells frames from gRPC.
 	sniffBytes = 3
-	// maxFrameBytes bounds a frame a receiver accepts.
-	maxFrameBytes = 64 << 20
+	// helloFrameBytes bounds a connection's first frame, read before its
+	// sender is known, and what a link reads back (pongs): frames of no
+	// items, a few dozen bytes.
+	helloFrameBytes = 1 << 10
 	// writeTimeout bounds one frame's write: a peer that reads nothing for
 	// that long (a hung connection whose buffers are full) loses its link,
 	// which reconnects.
@@ -46,11 +56,12 @@ const (
 // ten times DeadAfter (3 s by default), well past any heartbeat.
 func (t *Transport) idleTimeout() time.Duration { return 10 * t.cfg.DeadAfter }
 
-// errFrameTooLarge: a frame's length header exceeds maxFrameBytes.
+// errFrameTooLarge: a frame's length header exceeds the bound.
 var errFrameTooLarge = errors.New("caspaxos/transport: frame too large")
 
-// appendFrame appends f's length header and encoding to buf.
-func appendFrame(buf []byte, f *peerpb.Frame) ([]byte, error) {
+// appendFrame appends f's length header and encoding to buf; a frame over
+// limit bytes is refused.
+func appendFrame(buf []byte, f *peerpb.Frame, limit int) ([]byte, error) {
 	start := len(buf)
 	buf = append(buf, 0, 0, 0, 0)
 	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, f)
@@ -58,23 +69,24 @@ func appendFrame(buf []byte, f *peerpb.Frame) ([]byte, error) {
 		return buf[:start], err
 	}
 	n := len(buf) - start - 4
-	if n > maxFrameBytes {
-		return buf[:start], fmt.Errorf("%w: %d bytes", errFrameTooLarge, n)
+	if n > limit {
+		return buf[:start], fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, limit)
 	}
 	binary.BigEndian.PutUint32(buf[start:], uint32(n))
 	return buf, nil
 }
 
-// readFrame reads one frame from r into f, using body as scratch space (it
-// returns the possibly grown scratch). Unmarshal copies what f keeps.
-func readFrame(r *bufio.Reader, body []byte, f *peerpb.Frame) ([]byte, error) {
+// readFrame reads one frame of at most limit bytes from r into f, using
+// body as scratch space (it returns the possibly grown scratch). Unmarshal
+// copies what f keeps. Nothing is allocated for a frame over limit.
+func readFrame(r *bufio.Reader, body []byte, f *peerpb.Frame, limit int) ([]byte, error) {
 	var head [4]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return body, err
 	}
 	n := binary.BigEndian.Uint32(head[:])
-	if n > maxFrameBytes {
-		return body, fmt.Errorf("%w: %d bytes", errFrameTooLarge, n)
+	if uint64(n) > uint64(limit) {
+		return body, fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, limit)
 	}
 	if cap(body) < int(n) {
 		body = make([]byte, n)
@@ -111,7 +123,8 @@ func (t *Transport) Serve(lis net.Listener, s *grpc.Server) {
 }
 
 // serveConn receives one peer's frames until the connection fails, the
-// peer proves not to be a member, or the transport closes.
+// peer proves not to be a member or sends bad input, or the transport
+// closes.
 func (t *Transport) serveConn(conn net.Conn) {
 	if !t.track(conn) {
 		return
@@ -132,28 +145,30 @@ func (t *Transport) serveConn(conn net.Conn) {
 	if _, err := conn.Write(framePreface); err != nil {
 		return
 	}
-	var (
-		body []byte
-		err  error
-		out  []byte
-	)
+	// The first frame names the sender: small, and soon, or nothing.
+	_ = conn.SetReadDeadline(time.Now().Add(dialTimeout))
+	f := &peerpb.Frame{}
+	body, err := readFrame(r, nil, f, helloFrameBytes)
+	if err != nil {
+		t.connEnded(conn, "peer connection ended before it named its sender", err)
+		return
+	}
+	from := protocol.NodeID(f.GetFrom())
+	if t.set().heard[from] == nil {
+		t.cfg.Logger.Warn("refused a peer connection: its sender is not a member", "remote", conn.RemoteAddr().String(), "from", uint64(from))
+		return
+	}
+	if !t.identify(conn, from) {
+		return
+	}
+	var out []byte
 	for {
-		f := &peerpb.Frame{}
-		// A live link sends a frame at least every Heartbeat; one silent
-		// for idleTimeout is gone (half-open), and holds its buffer.
-		_ = conn.SetReadDeadline(time.Now().Add(t.idleTimeout()))
-		if body, err = readFrame(r, body, f); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				t.cfg.Logger.Debug("peer connection ended", "remote", conn.RemoteAddr().String(), "err", err)
-			}
-			return
-		}
-		if err := t.frame(f); err != nil {
-			t.cfg.Logger.Warn("refused a peer's frames", "remote", conn.RemoteAddr().String(), "err", err)
+		if err := t.frame(from, f); err != nil {
+			t.cfg.Logger.Error("refused a peer's frame and dropped its connection", "remote", conn.RemoteAddr().String(), "peer", uint64(from), "err", err)
 			return
 		}
 		if f.GetPing() != 0 {
-			if out, err = appendFrame(out[:0], &peerpb.Frame{From: uint64(t.cfg.Self), Pong: f.GetPing()}); err != nil {
+			if out, err = appendFrame(out[:0], &peerpb.Frame{From: uint64(t.cfg.Self), Pong: f.GetPing()}, helloFrameBytes); err != nil {
 				return
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -161,33 +176,58 @@ func (t *Transport) serveConn(conn net.Conn) {
 				return
 			}
 		}
+		f = &peerpb.Frame{}
+		// A live link sends a frame at least every Heartbeat; one silent
+		// for idleTimeout is gone (half-open), and holds its buffer.
+		_ = conn.SetReadDeadline(time.Now().Add(t.idleTimeout()))
+		if body, err = readFrame(r, body, f, t.cfg.MaxRecvFrameBytes); err != nil {
+			t.connEnded(conn, "peer connection ended", err)
+			return
+		}
 	}
 }
 
-// frame takes one frame received from a peer.
-func (t *Transport) frame(f *peerpb.Frame) error {
-	from := protocol.NodeID(f.GetFrom())
+// connEnded logs why a connection being read ended: a frame over its bound
+// as a warning, anything but a plain close as a debug line.
+func (t *Transport) connEnded(conn net.Conn, msg string, err error) {
+	switch {
+	case errors.Is(err, errFrameTooLarge):
+		t.cfg.Logger.Warn(msg, "remote", conn.RemoteAddr().String(), "err", err)
+	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+		t.cfg.Logger.Debug(msg, "remote", conn.RemoteAddr().String(), "err", err)
+	}
+}
+
+// frame takes one frame received on member sender's connection.
+func (t *Transport) frame(sender protocol.NodeID, f *peerpb.Frame) error {
+	if from := protocol.NodeID(f.GetFrom()); from != sender {
+		return fmt.Errorf("%w: a frame from node %d on node %d's connection", errBadInput, from, sender)
+	}
 	ps := t.set()
-	heard := ps.heard[from]
+	heard := ps.heard[sender]
 	if heard == nil {
-		return fmt.Errorf("caspaxos/transport: node %d is not a member", from)
+		return fmt.Errorf("caspaxos/transport: node %d is not a member", sender)
+	}
+	if err := t.check(sender, f); err != nil {
+		return err
 	}
 	heard.Store(time.Now().UnixNano())
-	if f.GetLeaving() && !ps.gone[from].Swap(true) {
+	if f.GetLeaving() && !ps.gone[sender].Swap(true) {
 		// Acknowledge on our own link, behind any forward queued there.
-		ps.links[from].poke()
+		ps.links[sender].poke()
 	} else if !f.GetLeaving() {
-		ps.gone[from].Store(false)
+		ps.gone[sender].Store(false)
 	}
 	if f.GetAcksLeaving() {
-		ps.acked[from]()
+		ps.acked[sender]()
 	}
-	t.receive(from, f)
+	t.receive(sender, f)
 	return nil
 }
 
 // track records an accepted connection so that Close can end it; false if
-// the transport is already closed (the connection is then closed).
+// the transport is already closed or MaxUnidentifiedConns connections wait
+// to name their sender (the connection is then closed).
 func (t *Transport) track(conn net.Conn) bool {
 	t.connMu.Lock()
 	defer t.connMu.Unlock()
@@ -195,13 +235,55 @@ func (t *Transport) track(conn net.Conn) bool {
 		conn.Close()
 		return false
 	}
-	t.conns[conn] = struct{}{}
+	if t.unidentified >= t.cfg.MaxUnidentifiedConns {
+		conn.Close()
+		t.refusedConns.Add(1)
+		t.cfg.Logger.Warn("refused a peer connection: too many connections have not named their sender",
+			"remote", conn.RemoteAddr().String(), "limit", t.cfg.MaxUnidentifiedConns)
+		return false
+	}
+	t.unidentified++
+	t.conns[conn] = 0
+	return true
+}
+
+// identify binds conn to member from. Past MaxConnsPerPeer connections of
+// from, the oldest is closed: a link that reconnects replaces a connection
+// this end has not yet seen die (it would only be closed after
+// idleTimeout), and a peer cannot hold more. False if conn was closed
+// meanwhile.
+func (t *Transport) identify(conn net.Conn, from protocol.NodeID) bool {
+	t.connMu.Lock()
+	defer t.connMu.Unlock()
+	if _, ok := t.conns[conn]; !ok || t.ctx.Err() != nil {
+		return false
+	}
+	t.unidentified--
+	t.conns[conn] = from
+	t.byPeer[from] = append(t.byPeer[from], conn)
+	if n := len(t.byPeer[from]); n > t.cfg.MaxConnsPerPeer {
+		oldest := t.byPeer[from][0]
+		t.byPeer[from] = slices.Delete(t.byPeer[from], 0, 1)
+		oldest.Close() // its serveConn ends and untracks it
+		t.refusedConns.Add(1)
+		t.cfg.Logger.Info("closed a member's oldest peer connection: too many", "peer", uint64(from), "limit", t.cfg.MaxConnsPerPeer)
+	}
 	return true
 }
 
 func (t *Transport) untrack(conn net.Conn) {
 	t.connMu.Lock()
-	delete(t.conns, conn)
+	if from, ok := t.conns[conn]; ok {
+		delete(t.conns, conn)
+		if from == 0 {
+			t.unidentified--
+		} else if i := slices.Index(t.byPeer[from], conn); i >= 0 {
+			t.byPeer[from] = slices.Delete(t.byPeer[from], i, i+1)
+			if len(t.byPeer[from]) == 0 {
+				delete(t.byPeer, from)
+			}
+		}
+	}
 	t.connMu.Unlock()
 	conn.Close()
 }

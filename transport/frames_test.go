@@ -7,7 +7,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
+	"math"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +19,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
+
+// testMaxFrame is the default MaxRecvFrameBytes.
+const testMaxFrame = 64 << 20
 
 func TestFrameRoundTrip(t *testing.T) {
 	in := []*peerpb.Frame{
@@ -28,7 +36,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	var buf []byte
 	for _, f := range in {
 		var err error
-		if buf, err = appendFrame(buf, f); err != nil {
+		if buf, err = appendFrame(buf, f, testMaxFrame); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -37,7 +45,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	for i, want := range in {
 		got := &peerpb.Frame{}
 		var err error
-		if body, err = readFrame(r, body, got); err != nil {
+		if body, err = readFrame(r, body, got, testMaxFrame); err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
 		if got.GetFrom() != want.GetFrom() || got.GetPing() != want.GetPing() || got.GetPong() != want.GetPong() ||
@@ -45,17 +53,17 @@ func TestFrameRoundTrip(t *testing.T) {
 			t.Fatalf("frame %d: got %v, want %v", i, got, want)
 		}
 	}
-	if _, err := readFrame(r, body, &peerpb.Frame{}); !errors.Is(err, io.EOF) {
+	if _, err := readFrame(r, body, &peerpb.Frame{}, testMaxFrame); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last frame: %v, want EOF", err)
 	}
 }
 
 func TestFrameReadErrors(t *testing.T) {
-	whole, err := appendFrame(nil, &peerpb.Frame{From: 1, Messages: []*peerpb.Message{{Kind: 1, Key: []byte("key")}}})
+	whole, err := appendFrame(nil, &peerpb.Frame{From: 1, Messages: []*peerpb.Message{{Kind: 1, Key: []byte("key")}}}, testMaxFrame)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tooLarge := binary.BigEndian.AppendUint32(nil, maxFrameBytes+1)
+	tooLarge := binary.BigEndian.AppendUint32(nil, testMaxFrame+1)
 	for _, tc := range []struct {
 		name  string
 		input []byte
@@ -66,13 +74,13 @@ func TestFrameReadErrors(t *testing.T) {
 		{"larger than the bound", append(tooLarge, 0), errFrameTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := readFrame(bufio.NewReader(bytes.NewReader(tc.input)), nil, &peerpb.Frame{})
+			_, err := readFrame(bufio.NewReader(bytes.NewReader(tc.input)), nil, &peerpb.Frame{}, testMaxFrame)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
 	}
-	if _, err := readFrame(bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 2, 0xff, 0xff})), nil, &peerpb.Frame{}); err == nil {
+	if _, err := readFrame(bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 2, 0xff, 0xff})), nil, &peerpb.Frame{}, testMaxFrame); err == nil {
 		t.Fatal("a body that is no Frame was read without error")
 	}
 }
@@ -103,61 +111,145 @@ func expectClosed(t *testing.T, conn net.Conn) {
 	}
 }
 
-// What the receiving end refuses: each case ends the connection, delivers
-// nothing, and leaves the links between the members working.
+// What the receiving end refuses: each case ends the connection with a
+// logged error, delivers and serves nothing, and leaves the links between
+// the members working.
 func TestPeerPortRefusesBadFrames(t *testing.T) {
-	c := newCluster(t, 2)
-	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	const maxFrame = 1 << 20
+	limits := kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 64}
+	logs := &syncBuffer{}
+	c := newClusterWith(t, 3, func(cfg *Config) {
+		cfg.MaxRecvFrameBytes, cfg.FrameBytes, cfg.Limits = maxFrame, maxFrame/2, limits
+		if cfg.Self == 2 {
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		}
+	})
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) && c.tr[3].Reachable(2) })
 	frame := func(f *peerpb.Frame) []byte {
-		b, err := appendFrame(nil, f)
+		b, err := appendFrame(nil, f, testMaxFrame)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	msg := []*peerpb.Message{ToWire(protocol.Message{Kind: protocol.MsgPrepare, From: 9, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: 1, Proposer: 9}})}
-	whole := frame(&peerpb.Frame{From: 1, Messages: msg})
+	good := protocol.Message{Kind: protocol.MsgPrepare, From: 1, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: 1, Proposer: 1}}
+	msg := func(change func(*protocol.Message)) []byte {
+		m := good
+		change(&m)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good), ToWire(m)}})
+	}
+	wire := func(change func(*peerpb.Message)) []byte {
+		m := ToWire(good)
+		change(m)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good), m}})
+	}
+	fwd := func(change func(*peerpb.Forward)) []byte {
+		f := &peerpb.Forward{Id: 7, Op: uint32(kv.OpPut), Key: []byte("k"), Value: []byte("v")}
+		change(f)
+		return frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good)}, Forwards: []*peerpb.Forward{f}})
+	}
+	hello := frame(&peerpb.Frame{From: 1})
+	whole := frame(&peerpb.Frame{From: 1, Messages: []*peerpb.Message{ToWire(good)}})
 	for _, tc := range []struct {
 		name    string
 		preface []byte
-		send    []byte
+		send    [][]byte
+		log     string // in the receiver's log
 	}{
-		{"another framing version", []byte("CPXF\x02"), nil},
-		{"a non-member", framePreface, frame(&peerpb.Frame{From: 9, Messages: msg})},
-		{"a frame over the bound", framePreface, binary.BigEndian.AppendUint32(nil, maxFrameBytes+1)},
-		{"a frame cut short", framePreface, whole[:len(whole)-3]},
-		{"a body that is no frame", framePreface, []byte{0, 0, 0, 2, 0xff, 0xff}},
+		{"another framing version", []byte("CPXF\x02"), nil, "unknown framing version"},
+		{"a non-member", framePreface, [][]byte{frame(&peerpb.Frame{From: 9, Messages: []*peerpb.Message{ToWire(good)}})}, "not a member"},
+		{"a first frame over the hello bound", framePreface, [][]byte{binary.BigEndian.AppendUint32(nil, helloFrameBytes+1)}, "frame too large"},
+		{"a first frame of 4 GiB", framePreface, [][]byte{binary.BigEndian.AppendUint32(nil, math.MaxUint32)}, "frame too large"},
+		{"a first frame with items over the hello bound", framePreface, [][]byte{frame(&peerpb.Frame{From: 1,
+			Messages: []*peerpb.Message{{Kind: 1, From: 1, To: 2, Key: bytes.Repeat([]byte("k"), helloFrameBytes)}}})}, "frame too large"},
+		{"a member's frame over the configured bound", framePreface, [][]byte{hello, binary.BigEndian.AppendUint32(nil, maxFrame+1)}, "frame too large"},
+		{"a frame cut short", framePreface, [][]byte{hello, whole[:len(whole)-3]}, ""},
+		{"a body that is no frame", framePreface, [][]byte{{0, 0, 0, 2, 0xff, 0xff}}, ""},
+		{"a frame of another member on the connection", framePreface, [][]byte{hello, frame(&peerpb.Frame{From: 3})}, "node 1's connection"},
+		{"a message of kind 0", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Kind = 0 })}, "unknown kind 0"},
+		{"a message of an unknown kind", framePreface, [][]byte{hello, wire(func(m *peerpb.Message) { m.Kind = 99 })}, "unknown kind 99"},
+		{"a message from another node than its frame", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.From = 3 })}, "from node 3 on node 1's connection"},
+		{"a message addressed to another node", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.To = 3 })}, "addressed to node 3"},
+		{"a key over the limit", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Key = strings.Repeat("k", 17) })}, "key too large"},
+		{"a value over the limit", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.State.Value = make([]byte, 65) })}, "value too large"},
+		{"a ballot counter of 2^64-1", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Ballot.Counter = math.MaxUint64 })}, "ballot counter past"},
+		{"a seen counter past MaxCounter", framePreface, [][]byte{hello, msg(func(m *protocol.Message) {
+			m.Kind, m.From, m.To, m.Seen = protocol.MsgConflict, 1, 2, protocol.Ballot{Counter: protocol.MaxCounter + 1}
+		})}, "ballot counter past"},
+		{"a version past MaxVersion", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.State.Version = protocol.MaxVersion + 1 })}, "version"},
+		{"an age of 2^64-1", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Age = math.MaxUint64 })}, "age"},
+		{"a forward of an unknown operation", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Op = 99 })}, "unknown operation 99"},
+		{"a forward of operation 2^32-1", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Op = math.MaxUint32 })}, "unknown operation"},
+		{"a forward with a negative timeout", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.TimeoutNanos = -1 })}, "negative timeout"},
+		{"a forward of an empty key", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Key = nil })}, "key is empty"},
+		{"a forward with a key over the limit", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Key = bytes.Repeat([]byte("k"), 17) })}, "key too large"},
+		{"a forward with a value over the limit", framePreface, [][]byte{hello, fwd(func(f *peerpb.Forward) { f.Value = make([]byte, 65) })}, "value too large"},
+		{"a reply with a value over the limit", framePreface, [][]byte{hello, frame(&peerpb.Frame{From: 1,
+			ForwardReplies: []*peerpb.ForwardReply{{Id: 1, Value: make([]byte, 65)}}})}, "value too large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := c.nodes[2].count()
+			before, served := c.nodes[2].count(), c.nodes[2].served.Load()
 			conn, answer := dialPeerPort(t, c, 2, tc.preface)
 			if !bytes.Equal(tc.preface, framePreface) {
 				if len(answer) != 0 {
 					t.Fatalf("answered %q to an unknown preface", answer)
 				}
-				return
+			} else {
+				if !bytes.Equal(answer, framePreface) {
+					t.Fatalf("answered %q, want %q", answer, framePreface)
+				}
+				_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				for _, b := range tc.send {
+					if _, err := conn.Write(b); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tc.name == "a frame cut short" {
+					conn.(*net.TCPConn).CloseWrite()
+				}
+				expectClosed(t, conn)
 			}
-			if !bytes.Equal(answer, framePreface) {
-				t.Fatalf("answered %q, want %q", answer, framePreface)
-			}
-			_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := conn.Write(tc.send); err != nil {
-				t.Fatal(err)
-			}
-			if tc.name == "a frame cut short" {
-				conn.(*net.TCPConn).CloseWrite()
-			}
-			expectClosed(t, conn)
 			if got := c.nodes[2].count(); got != before {
 				t.Fatalf("%d messages delivered", got-before)
 			}
+			if got := c.nodes[2].served.Load(); got != served {
+				t.Fatalf("%d forwards served", got-served)
+			}
+			if tc.log != "" {
+				waitFor(t, "the refusal logged", func() bool { return strings.Contains(logs.String(), tc.log) })
+			}
 		})
 	}
-	if err := c.tr[1].Send(2, []protocol.Message{{Kind: protocol.MsgPrepare, From: 1, To: 2, Key: "k"}}); err != nil {
+	// The refused connections are gone from the counts, and the members'
+	// links still work.
+	waitFor(t, "no unidentified connection left", func() bool {
+		c.tr[2].connMu.Lock()
+		defer c.tr[2].connMu.Unlock()
+		return c.tr[2].unidentified == 0
+	})
+	if err := c.tr[1].Send(2, []protocol.Message{good}); err != nil {
 		t.Fatal(err)
 	}
 	before := c.nodes[2].count()
 	waitFor(t, "a member's message after the refusals", func() bool { return c.nodes[2].count() > before })
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // A frame connection answers pings on itself; gRPC shares the port.
@@ -168,12 +260,12 @@ func TestPeerPortServesPingsAndGRPC(t *testing.T) {
 	if !bytes.Equal(answer, framePreface) {
 		t.Fatalf("answered %q", answer)
 	}
-	b, _ := appendFrame(nil, &peerpb.Frame{From: 1, Ping: 42})
+	b, _ := appendFrame(nil, &peerpb.Frame{From: 1, Ping: 42}, helloFrameBytes)
 	if _, err := conn.Write(b); err != nil {
 		t.Fatal(err)
 	}
 	pong := &peerpb.Frame{}
-	if _, err := readFrame(bufio.NewReader(conn), nil, pong); err != nil || pong.GetPong() != 42 || pong.GetFrom() != 2 {
+	if _, err := readFrame(bufio.NewReader(conn), nil, pong, helloFrameBytes); err != nil || pong.GetPong() != 42 || pong.GetFrom() != 2 {
 		t.Fatalf("answer to a ping: %v %v", pong, err)
 	}
 
@@ -288,5 +380,112 @@ func TestPeerPortClosesSilentConnections(t *testing.T) {
 	expectClosed(t, conn)
 	if took := time.Since(start); took < tr.idleTimeout()/2 {
 		t.Fatalf("closed after %v, before the idle timeout %v", took, tr.idleTimeout())
+	}
+}
+
+// Connections that have not named their sender are bounded: past
+// MaxUnidentifiedConns a new one is closed at once, and a slot frees when
+// one of them ends. A member holds at most MaxConnsPerPeer: past it its
+// oldest is closed, and its link still works.
+func TestPeerPortBoundsConnections(t *testing.T) {
+	c := newClusterWith(t, 2, func(cfg *Config) { cfg.MaxUnidentifiedConns, cfg.MaxConnsPerPeer = 2, 2 })
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	var waiting []net.Conn
+	for range 2 {
+		conn, answer := dialPeerPort(t, c, 2, framePreface)
+		if !bytes.Equal(answer, framePreface) {
+			t.Fatalf("connection within the bound answered %q", answer)
+		}
+		waiting = append(waiting, conn)
+	}
+	over, answer := dialPeerPort(t, c, 2, framePreface)
+	if len(answer) != 0 {
+		t.Fatalf("a connection past MaxUnidentifiedConns answered %q", answer)
+	}
+	expectClosed(t, over)
+	if got := c.tr[2].Stats().RefusedConns; got != 1 {
+		t.Fatalf("RefusedConns = %d, want 1", got)
+	}
+	waiting[0].Close()
+	waitFor(t, "a slot freed", func() bool {
+		conn, answer := dialPeerPort(t, c, 2, framePreface)
+		defer conn.Close()
+		return bytes.Equal(answer, framePreface)
+	})
+
+	waiting[1].Close()
+	waitFor(t, "no unidentified connection left", func() bool {
+		c.tr[2].connMu.Lock()
+		defer c.tr[2].connMu.Unlock()
+		return c.tr[2].unidentified == 0
+	})
+
+	// Member 1: its link's connection, then two more that say hello as 1.
+	hello, _ := appendFrame(nil, &peerpb.Frame{From: 1}, helloFrameBytes)
+	var mine []net.Conn
+	for range 2 {
+		conn, _ := dialPeerPort(t, c, 2, framePreface)
+		if _, err := conn.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, conn)
+	}
+	peerConns := func() int {
+		c.tr[2].connMu.Lock()
+		defer c.tr[2].connMu.Unlock()
+		return len(c.tr[2].byPeer[1])
+	}
+	// The link's connection was the oldest: closed, it reconnects and
+	// pushes out the oldest of ours.
+	expectClosed(t, mine[0])
+	if n := peerConns(); n > 2 {
+		t.Fatalf("member 1 holds %d connections, limit 2", n)
+	}
+	waitFor(t, "the link back", func() bool { return c.tr[1].Reachable(2) })
+	before := c.nodes[2].count()
+	if err := c.tr[1].Send(2, []protocol.Message{{Kind: protocol.MsgPrepare, From: 1, To: 2, Key: "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a message on the link", func() bool { return c.nodes[2].count() > before })
+}
+
+// A forward runs at most MaxForwardTimeout, however long (or unbounded)
+// the deadline it asks for.
+func TestServedForwardsAreCapped(t *testing.T) {
+	c := newClusterWith(t, 2, func(cfg *Config) { cfg.MaxForwardTimeout = 100 * time.Millisecond })
+	c.nodes[2].hold = make(chan struct{}) // never released: only the deadline ends a forward
+	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // 0: no deadline
+	}{
+		{"no deadline", 0},
+		{"a day", 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+				defer cancel()
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() {
+				_, err := c.tr[1].Forward(ctx, 2, kv.Op{Kind: kv.OpPut, Key: "k", Value: []byte("v")})
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("a forward held past its cap succeeded")
+				}
+				if took := time.Since(start); took < 100*time.Millisecond {
+					t.Fatalf("answered after %v, before the cap", took)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the forward ran past MaxForwardTimeout")
+			}
+		})
 	}
 }

@@ -258,6 +258,17 @@ func (l *link) pump(conn net.Conn) error {
 	case <-l.unanswered: // about the connection before this one
 	default:
 	}
+	// A hello first: the receiver reads a connection's first frame with a
+	// small bound until it knows the sender (frames.go), so it carries no
+	// items.
+	hello, err := appendFrame(nil, &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load()}, helloFrameBytes)
+	if err != nil {
+		return err
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := conn.Write(hello); err != nil {
+		return fmt.Errorf("sending the hello to node %d: %w", l.id, err)
+	}
 	broken := make(chan error, 1)
 	go l.listen(conn, broken)
 	heartbeat := time.NewTicker(l.t.cfg.Heartbeat)
@@ -289,7 +300,7 @@ func (l *link) pump(conn net.Conn) error {
 			f := l.take()
 			var err error
 			items := len(f.Messages) + len(f.Forwards) + len(f.ForwardReplies)
-			if buf, err = appendFrame(buf[:0], f); err != nil {
+			if buf, err = appendFrame(buf[:0], f, l.t.cfg.MaxRecvFrameBytes); err != nil {
 				// Only an item over the receiver's bound gets here: drop
 				// the frame, keep the link.
 				l.t.dropped.Add(uint64(items))
@@ -321,14 +332,15 @@ func (l *link) pump(conn net.Conn) error {
 }
 
 // listen reads what the peer sends back on the link's connection: answers
-// to probes. It reports why the connection ended on broken.
+// to probes, frames of no items (bounded by helloFrameBytes). It reports
+// why the connection ended on broken.
 func (l *link) listen(conn net.Conn, broken chan<- error) {
 	r := bufio.NewReader(conn)
 	var body []byte
 	for {
 		f := &peerpb.Frame{}
 		var err error
-		if body, err = readFrame(r, body, f); err != nil {
+		if body, err = readFrame(r, body, f, helloFrameBytes); err != nil {
 			broken <- err
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -54,10 +55,33 @@ type Config struct {
 	QueueLimit int
 	QueueBytes int
 	// FrameLimit and FrameBytes bound one frame (defaults 4096 items,
-	// 16 MiB; a single larger item still goes alone). The receiver accepts
-	// frames of up to 64 MiB.
+	// 16 MiB; a single larger item still goes alone).
 	FrameLimit int
 	FrameBytes int
+	// MaxRecvFrameBytes bounds a frame this node reads from a member
+	// (default 64 MiB; at least twice FrameBytes), and one it sends: every
+	// node of a cluster should use the same. A connection's first frame,
+	// read before its sender is known to be a member, is bounded by a
+	// small fixed size instead (helloFrameBytes): an unknown connection
+	// cannot make this node allocate more.
+	MaxRecvFrameBytes int
+	// MaxConnsPerPeer bounds the connections a member may hold open to this
+	// node's peer port (default 4); past it, its oldest is closed (a link
+	// that reconnects replaces a connection not yet seen to be dead).
+	// MaxUnidentifiedConns bounds the connections whose sender has not yet
+	// identified itself as a member with its first frame (default 16);
+	// past it, new connections are closed at once.
+	MaxConnsPerPeer      int
+	MaxUnidentifiedConns int
+	// MaxForwardTimeout bounds how long a forwarded operation may run here
+	// (default 1m): a forward asking for longer, or for no deadline, gets
+	// this one.
+	MaxForwardTimeout time.Duration
+	// Limits are the node's key and value limits (default kv.DefaultLimits):
+	// a peer's message, forward or reply carrying a larger key or value is
+	// bad input, and its connection is dropped. Every node of a cluster
+	// should use the same.
+	Limits kv.Limits
 	// MaxServing bounds the forwarded operations this node runs at once
 	// (default 4096); past it, forwards are refused as not taken, and their
 	// callers run them themselves.
@@ -97,8 +121,21 @@ func (c *Config) validate() error {
 	setDefault(&c.QueueBytes, 256<<20)
 	setDefault(&c.FrameLimit, 4096)
 	setDefault(&c.FrameBytes, 16<<20)
-	if c.FrameBytes > maxFrameBytes/2 {
-		return fmt.Errorf("caspaxos/transport: FrameBytes %d is over %d, half of what a receiver accepts", c.FrameBytes, maxFrameBytes/2)
+	setDefault(&c.MaxRecvFrameBytes, 64<<20)
+	if c.FrameBytes > c.MaxRecvFrameBytes/2 {
+		return fmt.Errorf("caspaxos/transport: FrameBytes %d is over %d, half of MaxRecvFrameBytes", c.FrameBytes, c.MaxRecvFrameBytes/2)
+	}
+	if c.MaxRecvFrameBytes > math.MaxUint32 {
+		return fmt.Errorf("caspaxos/transport: MaxRecvFrameBytes %d does not fit a frame's 4-byte length", c.MaxRecvFrameBytes)
+	}
+	setDefault(&c.MaxConnsPerPeer, 4)
+	setDefault(&c.MaxUnidentifiedConns, 16)
+	setDefault(&c.MaxForwardTimeout, time.Minute)
+	if c.Limits == (kv.Limits{}) {
+		c.Limits = kv.DefaultLimits
+	}
+	if c.Limits.MaxKeyBytes <= 0 || c.Limits.MaxValueBytes < 0 {
+		return fmt.Errorf("caspaxos/transport: limits %+v: MaxKeyBytes must be positive and MaxValueBytes not negative", c.Limits)
 	}
 	setDefault(&c.MaxServing, 4096)
 	setDefault(&c.Heartbeat, 50*time.Millisecond)
@@ -139,11 +176,14 @@ type Transport struct {
 	leaving      atomic.Bool   // set by Leave: every frame says so
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
+	refusedConns atomic.Uint64
 	frames       atomic.Uint64
 	items        atomic.Uint64
 	started      time.Time
-	connMu       sync.Mutex // guards conns and listeners, and orders cancel with track
-	conns        map[net.Conn]struct{}
+	connMu       sync.Mutex                     // guards conns, byPeer, unidentified and listeners, and orders cancel with track
+	conns        map[net.Conn]protocol.NodeID   // accepted connections: the member each identified as, 0 if none yet
+	byPeer       map[protocol.NodeID][]net.Conn // each member's identified connections, oldest first
+	unidentified int
 	listeners    []*connsplit.Listener
 	ctx          context.Context
 	cancel       context.CancelFunc
@@ -157,7 +197,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{cfg: cfg, h: h,
-		pending: make(map[uint64]pendingForward), conns: make(map[net.Conn]struct{}),
+		pending: make(map[uint64]pendingForward), conns: make(map[net.Conn]protocol.NodeID), byPeer: make(map[protocol.NodeID][]net.Conn),
 		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, started: time.Now()}
 	// Forward IDs start at a random point: a peer may still answer a
 	// forward of this node's previous run, and its reply must not match a
@@ -177,7 +217,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 func (t *Transport) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(64 << 20),
+		grpc.MaxRecvMsgSize(t.cfg.MaxRecvFrameBytes),
 	}
 }
 
@@ -304,6 +344,9 @@ type Stats struct {
 	Dropped uint64
 	// LinkFailures counts connections to peers that broke or could not open.
 	LinkFailures uint64
+	// RefusedConns counts connections to the peer port closed by
+	// MaxUnidentifiedConns or MaxConnsPerPeer.
+	RefusedConns uint64
 	// RTT is each peer's round-trip time as RTT reports it, for the peers
 	// with one measured.
 	RTT map[protocol.NodeID]time.Duration
@@ -312,7 +355,7 @@ type Stats struct {
 // Stats returns the transport's counters.
 func (t *Transport) Stats() Stats {
 	s := Stats{Frames: t.frames.Load(), Items: t.items.Load(), Dropped: t.dropped.Load(), LinkFailures: t.linkFailures.Load(),
-		RTT: make(map[protocol.NodeID]time.Duration)}
+		RefusedConns: t.refusedConns.Load(), RTT: make(map[protocol.NodeID]time.Duration)}
 	for id := range t.set().links {
 		if d, ok := t.RTT(id); ok {
 			s.RTT[id] = d

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,11 @@ import (
 // real change functions applied to an empty register; hold, if set, keeps
 // every forward waiting until closed.
 type node struct {
-	mu   sync.Mutex
-	got  []protocol.Message
-	hold chan struct{}
-	seen chan kv.Op
+	mu     sync.Mutex
+	got    []protocol.Message
+	hold   chan struct{}
+	seen   chan kv.Op
+	served atomic.Int64
 }
 
 func (n *node) Deliver(msgs []protocol.Message) {
@@ -40,6 +42,7 @@ func (n *node) count() int {
 }
 
 func (n *node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
+	n.served.Add(1)
 	if n.seen != nil {
 		n.seen <- op
 	}
@@ -69,6 +72,12 @@ type cluster struct {
 // (serving the health service) on its peer port.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, nil)
+}
+
+// newClusterWith is newCluster with each node's Config changed by mod.
+func newClusterWith(t *testing.T, n int, mod func(*Config)) *cluster {
+	t.Helper()
 	c := &cluster{tr: map[protocol.NodeID]*Transport{}, nodes: map[protocol.NodeID]*node{}, servers: map[protocol.NodeID]*grpc.Server{}}
 	addrs := map[protocol.NodeID]string{}
 	c.addrs = addrs
@@ -88,7 +97,11 @@ func newCluster(t *testing.T, n int) *cluster {
 			}
 		}
 		c.nodes[id] = &node{}
-		tr, err := New(Config{Self: id, Peers: peers}, c.nodes[id])
+		cfg := Config{Self: id, Peers: peers}
+		if mod != nil {
+			mod(&cfg)
+		}
+		tr, err := New(cfg, c.nodes[id])
 		if err != nil {
 			t.Fatal(err)
 		}

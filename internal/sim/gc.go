@@ -185,7 +185,7 @@ func (s *sim) gcStep() {
 		switch g.phase {
 		case gcForget:
 			var age uint64
-			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age = p.Forget(g.key, g.ballot, g.version) })
+			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age, _ = p.Forget(g.key, g.ballot, g.version) })
 			g.ages[n.id] = age
 			m.seqs = [2]uint64{n.disk.putAge(age), n.ceilingGate}
 		case gcFence:

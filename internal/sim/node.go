@@ -167,6 +167,12 @@ func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 		keys[i] = n.pending[r.ID]
 	}
 	s.observe(n, rd, cause)
+	if rd.Age != 0 {
+		// An age learnt from a fence: persisted, but nothing waits for it
+		// (safety never depends on it; see protocol.Proposer.learnFence).
+		n.disk.putAge(rd.Age)
+		s.startSync(n)
+	}
 	gate := n.ceilingGate
 	if rd.Ceiling != 0 {
 		gate = n.disk.putCeiling(rd.Ceiling)

@@ -179,7 +179,7 @@ func (d *Daemon) startNode() error {
 	}
 	d.relay = &relay{limits: d.cfg.Limits}
 	tr, err := transport.New(transport.Config{Self: d.id, Heartbeat: d.cfg.Heartbeat,
-		DeadAfter: d.cfg.DeadAfter, Logger: d.log}, d.relay)
+		DeadAfter: d.cfg.DeadAfter, Limits: d.cfg.Limits, Logger: d.log}, d.relay)
 	if err != nil {
 		return err
 	}

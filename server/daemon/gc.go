@@ -138,14 +138,21 @@ type gcServer struct {
 
 func (s gcServer) Forget(ctx context.Context, r *peerpb.ForgetRequest) (*peerpb.ForgetReply, error) {
 	age, err := s.d.node.Forget(ctx, tombstonesFromWire(r.GetTombstones()))
-	if err != nil {
+	switch {
+	case errors.Is(err, protocol.ErrExhausted):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &peerpb.ForgetReply{Age: age}, nil
 }
 
 func (s gcServer) Fence(_ context.Context, r *peerpb.FenceRequest) (*peerpb.FenceReply, error) {
-	if err := s.d.node.Fence(transport.AgesFromWire(r.GetAges())); err != nil {
+	err := s.d.node.Fence(transport.AgesFromWire(r.GetAges()))
+	switch {
+	case errors.Is(err, server.ErrFenceTooHigh):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &peerpb.FenceReply{}, nil

@@ -4,11 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // fastGC makes a node's GC act within milliseconds and sweep often.
@@ -90,4 +97,62 @@ func TestGCFollowsMembership(t *testing.T) {
 			t.Fatalf("get key-%d after its delete and GC: %q, %v; want not found", i, v.Data, err)
 		}
 	}
+}
+
+// A GC.Fence call with age 2^64-1 is refused as an invalid argument and
+// changes nothing; one above the proposers' ages but within the bound is
+// taken, and the proposers learn it: writes work, restarts included.
+func TestHugeFenceOverGRPC(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fence := func(age uint64) []error {
+		var errs []error
+		for _, cfg := range c.cfgs {
+			conn, err := grpc.NewClient(cfg.PeerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ages := map[uint64]uint64{}
+			for _, d := range c.daemons {
+				ages[uint64(d.id)] = age
+			}
+			_, err = peerpb.NewGCClient(conn).Fence(ctx, &peerpb.FenceRequest{Ages: ages})
+			conn.Close()
+			errs = append(errs, err)
+		}
+		return errs
+	}
+	for _, err := range fence(math.MaxUint64) {
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("GC.Fence with age 2^64-1: %v, want InvalidArgument", err)
+		}
+	}
+	for _, err := range fence(1000) {
+		if err != nil {
+			t.Fatalf("GC.Fence with age 1000: %v", err)
+		}
+	}
+	write := func(round string) {
+		t.Helper()
+		for i := range c.cfgs {
+			if _, err := c.client(t, i).Put(ctx, fmt.Sprint("key-", i), []byte(round)); err != nil {
+				t.Fatalf("%s: write through %s: %v", round, c.cfgs[i].Name, err)
+			}
+		}
+	}
+	write("fenced")
+	for i := range c.daemons {
+		c.stop(i)
+	}
+	for i := range c.daemons {
+		c.start(t, i)
+	}
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	write("restarted")
 }

@@ -240,7 +240,7 @@ func (a adminServer) SetFences(_ context.Context, r *peerpb.FencesReply) (*peerp
 	for id, age := range r.GetAges() {
 		ages[protocol.NodeID(id)] = age
 	}
-	if err := a.d.node.Fence(ages); err != nil {
+	if err := a.d.node.CopyFences(ages); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &peerpb.SetFencesReply{}, nil

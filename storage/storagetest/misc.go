@@ -15,17 +15,57 @@ func testCeiling(t *testing.T, s storage.Store) {
 	if c, err := s.Ceiling(); err != nil || c != 0 {
 		t.Fatalf("Ceiling of a new store = %d, %v; want 0, nil", c, err)
 	}
-	for _, c := range []uint64{5, 1 << 40, 3, math.MaxUint64, 0, 7} {
-		if err := s.SetCeiling(c); err != nil {
-			t.Fatalf("SetCeiling(%d): %v", c, err)
+	// The ceiling only rises: a lower one changes nothing (a proposer
+	// restarted from 1,000,000 must not be lowered to 65,534 and then
+	// reuse counters).
+	for _, tc := range []struct{ set, want uint64 }{
+		{5, 5},
+		{1_000_000, 1_000_000},
+		{65_534, 1_000_000},
+		{1 << 40, 1 << 40},
+		{3, 1 << 40},
+		{0, 1 << 40},
+		{1<<40 + 1, 1<<40 + 1},
+		{math.MaxUint64, math.MaxUint64},
+		{7, math.MaxUint64},
+	} {
+		if err := s.SetCeiling(tc.set); err != nil {
+			t.Fatalf("SetCeiling(%d): %v", tc.set, err)
 		}
-		if got, err := s.Ceiling(); err != nil || got != c {
-			t.Fatalf("Ceiling after SetCeiling(%d) = %d, %v", c, got, err)
+		if got, err := s.Ceiling(); err != nil || got != tc.want {
+			t.Fatalf("Ceiling after SetCeiling(%d) = %d, %v; want %d", tc.set, got, err, tc.want)
 		}
 	}
 	// The ceiling is not a register.
 	if keys, _ := scanAll(t, s, ""); len(keys) != 0 {
 		t.Fatalf("Scan lists %q after SetCeiling", keys)
+	}
+}
+
+// Racing SetCeilings leave the highest of them.
+func testConcurrentCeiling(t *testing.T, s storage.Store) {
+	const writers, each = 8, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// Half the writers rise, half fall from the highest.
+				c := uint64(w*each + i)
+				if w%2 == 1 {
+					c = uint64(writers*each - i)
+				}
+				if err := s.SetCeiling(c); err != nil {
+					t.Errorf("SetCeiling(%d): %v", c, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got, err := s.Ceiling(); err != nil || got != writers*each {
+		t.Fatalf("Ceiling after racing SetCeilings = %d, %v; want %d", got, err, writers*each)
 	}
 }
 

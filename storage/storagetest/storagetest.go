@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ScanReentrant", testScanReentrant},
 		{"CloseDuringScan", testCloseDuringScan},
 		{"Ceiling", testCeiling},
+		{"ConcurrentCeiling", testConcurrentCeiling},
 		{"Closed", testClosed},
 		{"Aliasing", testAliasing},
 		{"ConcurrentApply", testConcurrentApply},
