@@ -43,10 +43,12 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 // FromWire converts a wire message back. It reports false for a message of
 // an unknown kind, which the receiver must drop.
 func FromWire(w *peerpb.Message) (protocol.Message, bool) {
-	k := protocol.Kind(w.GetKind())
-	if k < protocol.MsgPrepare || k > protocol.MsgConflict {
+	// Check the wire's 32 bits before narrowing to Kind's 8: kind 257 is
+	// unknown, not a Prepare.
+	if w.GetKind() < uint32(protocol.MsgPrepare) || w.GetKind() > uint32(protocol.MsgConflict) {
 		return protocol.Message{}, false
 	}
+	k := protocol.Kind(w.GetKind())
 	return protocol.Message{
 		Kind:     k,
 		From:     protocol.NodeID(w.GetFrom()),
