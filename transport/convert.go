@@ -5,8 +5,10 @@
 package transport
 
 import (
+	"math"
 	"unsafe"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -61,4 +63,14 @@ func FromWire(w *peerpb.Message) (protocol.Message, bool) {
 		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted()},
 		Age:      w.GetAge(),
 	}, true
+}
+
+// forwardOp converts a forwarded operation. A kind past kv.OpKind's 8 bits
+// becomes 0, which Validate refuses, rather than wrapping onto a known one.
+func forwardOp(f *peerpb.Forward) kv.Op {
+	var kind kv.OpKind
+	if f.GetOp() <= math.MaxUint8 {
+		kind = kv.OpKind(f.GetOp())
+	}
+	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
 }

@@ -185,7 +185,7 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(d))
 		defer cancel()
 	}
-	op := kv.Op{Kind: kv.OpKind(f.GetOp()), Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
+	op := forwardOp(f)
 	r := &peerpb.ForwardReply{Id: f.GetId()}
 	s, err := t.h.Serve(ctx, op)
 	switch {

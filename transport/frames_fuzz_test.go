@@ -230,3 +230,22 @@ func FuzzFromWire(f *testing.F) {
 		}
 	})
 }
+
+// FuzzForwardOp: a forwarded operation converts field for field, and one
+// whose kind is not the wire's is refused by Validate (the receiver runs
+// nothing it was not asked to run).
+func FuzzForwardOp(f *testing.F) {
+	f.Add(uint32(kv.OpPut), []byte("k"), []byte("v"), uint64(0), int64(0))
+	f.Add(uint32(kv.OpIncrement), []byte("n"), []byte(nil), uint64(0), int64(-5))
+	f.Add(uint32(99), []byte("k"), []byte(nil), uint64(3), int64(0))
+	f.Fuzz(func(t *testing.T, kind uint32, key, value []byte, version uint64, delta int64) {
+		fw := &peerpb.Forward{Id: 1, Op: kind, Key: key, Value: value, Version: version, Delta: delta}
+		op := forwardOp(fw)
+		if op.Key != string(key) || !bytes.Equal(op.Value, value) || op.Version != version || op.Delta != delta {
+			t.Fatalf("forward %v converted to %+v", fw, op)
+		}
+		if uint32(op.Kind) != kind && op.Validate(kv.DefaultLimits) == nil {
+			t.Fatalf("forward of kind %d converted to a valid op of kind %v", kind, op.Kind)
+		}
+	})
+}
