@@ -1,5 +1,5 @@
 # Regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc).
-.PHONY: proto test soak docker-test image
+.PHONY: proto test soak docker-test image fuzz fuzz-short
 proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
@@ -8,12 +8,13 @@ proto:
 # The test command CI runs (.ci/run). The race-detector pass runs a smaller
 # simulator sweep; the second pass runs the full 200-seed sweep without it.
 # The container test is left out of the race pass (-skip: it only drives
-# docker and HTTP) and runs once, last, through docker-test.
+# docker and HTTP) and runs once, through docker-test; fuzz-short ends it.
 test:
 	go vet ./...
 	go test -race -skip '^TestCompose$$' ./...
 	go test -count=1 ./internal/sim
 	$(MAKE) --no-print-directory docker-test
+	$(MAKE) --no-print-directory fuzz-short
 
 # The container test (internal/dockertest): builds the image, runs the
 # deploy/compose.yaml cluster on random loopback ports, tears it down. It
@@ -32,3 +33,14 @@ image:
 # Opt-in long simulator soak (20,000 seeds); see internal/sim/doc.go.
 soak:
 	go test -count=1 -timeout 0 ./internal/sim -run TestSoak -soak 20000
+
+# Native Go fuzz targets (func FuzzX; scripts/fuzz.sh finds them): plain
+# `go test` replays their seeds and testdata/fuzz; these fuzz each target
+# for a while. fuzz-short is the pass of `make test`; for a longer run:
+# make fuzz FUZZTIME=5m (per target).
+FUZZTIME ?= 1m
+FUZZTIME_SHORT ?= 2s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+fuzz-short:
+	FUZZTIME=$(FUZZTIME_SHORT) scripts/fuzz.sh

@@ -69,8 +69,3 @@ func (t *Transport) checkForward(fw *peerpb.Forward) error {
 	}
 	return forwardOp(fw).Validate(t.cfg.Limits)
 }
-
-// forwardOp is the operation a forward carries.
-func forwardOp(f *peerpb.Forward) kv.Op {
-	return kv.Op{Kind: kv.OpKind(f.GetOp()), Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
-}

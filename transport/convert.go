@@ -5,8 +5,10 @@
 package transport
 
 import (
+	"math"
 	"unsafe"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -43,10 +45,12 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 // FromWire converts a wire message back. It reports false for a message of
 // an unknown kind, which the receiver must drop.
 func FromWire(w *peerpb.Message) (protocol.Message, bool) {
-	k := protocol.Kind(w.GetKind())
-	if k < protocol.MsgPrepare || k > protocol.MsgConflict {
+	// Check the wire's 32 bits before narrowing to Kind's 8: kind 257 is
+	// unknown, not a Prepare.
+	if w.GetKind() < uint32(protocol.MsgPrepare) || w.GetKind() > uint32(protocol.MsgConflict) {
 		return protocol.Message{}, false
 	}
+	k := protocol.Kind(w.GetKind())
 	return protocol.Message{
 		Kind:     k,
 		From:     protocol.NodeID(w.GetFrom()),
@@ -59,4 +63,14 @@ func FromWire(w *peerpb.Message) (protocol.Message, bool) {
 		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted()},
 		Age:      w.GetAge(),
 	}, true
+}
+
+// forwardOp converts a forwarded operation. A kind past kv.OpKind's 8 bits
+// becomes 0, which Validate refuses, rather than wrapping onto a known one.
+func forwardOp(f *peerpb.Forward) kv.Op {
+	var kind kv.OpKind
+	if f.GetOp() <= math.MaxUint8 {
+		kind = kv.OpKind(f.GetOp())
+	}
+	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
 }

@@ -236,8 +236,8 @@ func (t *Transport) track(conn net.Conn) bool {
 		return false
 	}
 	if t.unidentified >= t.cfg.MaxUnidentifiedConns {
+		t.refusedConns.Add(1) // before the close a caller may see
 		conn.Close()
-		t.refusedConns.Add(1)
 		t.cfg.Logger.Warn("refused a peer connection: too many connections have not named their sender",
 			"remote", conn.RemoteAddr().String(), "limit", t.cfg.MaxUnidentifiedConns)
 		return false
@@ -264,8 +264,8 @@ func (t *Transport) identify(conn net.Conn, from protocol.NodeID) bool {
 	if n := len(t.byPeer[from]); n > t.cfg.MaxConnsPerPeer {
 		oldest := t.byPeer[from][0]
 		t.byPeer[from] = slices.Delete(t.byPeer[from], 0, 1)
-		oldest.Close() // its serveConn ends and untracks it
 		t.refusedConns.Add(1)
+		oldest.Close() // its serveConn ends and untracks it
 		t.cfg.Logger.Info("closed a member's oldest peer connection: too many", "peer", uint64(from), "limit", t.cfg.MaxConnsPerPeer)
 	}
 	return true

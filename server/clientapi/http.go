@@ -60,7 +60,15 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no route for %s %s", errBadRequest, r.Method, r.URL.Path), http.StatusNotFound)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI == "*" {
+			// ServeMux answers "GET * HTTP/1.1" with a bare 400; ours has
+			// the error shape.
+			writeError(w, fmt.Errorf("%w: the request target * names no resource", errBadRequest), 0)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 type httpAPI struct {
