@@ -45,11 +45,12 @@ type ProposerConfig struct {
 	// longer than BackoffBase, and may then exceed BackoffMax (retryDelay).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
-	// MaxBatch, MaxCachedKeys and CeilingStep are passed to
-	// protocol.ProposerConfig (zero: its defaults).
-	MaxBatch      int
-	MaxCachedKeys int
-	CeilingStep   uint64
+	// MaxBatch, MaxCachedKeys, MaxCachedBytes and CeilingStep are passed
+	// to protocol.ProposerConfig (zero: its defaults).
+	MaxBatch       int
+	MaxCachedKeys  int
+	MaxCachedBytes int64
+	CeilingStep    uint64
 	// RandSeed seeds the backoff jitter; zero picks a seed from the clock.
 	RandSeed uint64
 	// Distances, if not nil, reports measured round trips to other nodes:
@@ -98,8 +99,8 @@ func (c *ProposerConfig) validate() error {
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("caspaxos/server: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)
 	}
-	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 {
-		return errors.New("caspaxos/server: MaxBatch and MaxCachedKeys must not be negative")
+	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 || c.MaxCachedBytes < 0 {
+		return errors.New("caspaxos/server: MaxBatch, MaxCachedKeys and MaxCachedBytes must not be negative")
 	}
 	return c.Acceptors.Validate()
 }
@@ -184,14 +185,15 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 		return nil, fmt.Errorf("caspaxos/server: reading the proposer's age: %w", err)
 	}
 	core, err := protocol.NewProposer(protocol.ProposerConfig{
-		ID:            cfg.ID,
-		Acceptors:     cfg.Acceptors,
-		Ceiling:       ceiling,
-		CeilingStep:   cfg.CeilingStep,
-		MaxBatch:      cfg.MaxBatch,
-		MaxCachedKeys: cfg.MaxCachedKeys,
-		Age:           age,
-		Gather:        cfg.GatherWindow > 0,
+		ID:             cfg.ID,
+		Acceptors:      cfg.Acceptors,
+		Ceiling:        ceiling,
+		CeilingStep:    cfg.CeilingStep,
+		MaxBatch:       cfg.MaxBatch,
+		MaxCachedKeys:  cfg.MaxCachedKeys,
+		MaxCachedBytes: cfg.MaxCachedBytes,
+		Age:            age,
+		Gather:         cfg.GatherWindow > 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: %w", err)
