@@ -19,7 +19,24 @@ type GRPCConfig struct {
 	// RequestTimeout bounds each operation whose caller set no earlier
 	// deadline (default 5s).
 	RequestTimeout time.Duration
+	// MaxBatchInflightOps bounds the ops of one Batch stream taken and
+	// not yet sent back: running, or answered and waiting to be sent
+	// (default DefaultMaxBatchInflightOps).
+	MaxBatchInflightOps int
+	// MaxBatchQueuedBytes bounds the results of one Batch stream waiting
+	// to be sent (default DefaultMaxBatchQueuedBytes). Past either bound
+	// the stream takes no new op until the client reads, so a client that
+	// sends and never reads is held back by gRPC's flow control and costs
+	// the node at most these bounds (plus the results of the ops still
+	// running).
+	MaxBatchQueuedBytes int64
 }
+
+// Defaults of GRPCConfig.
+const (
+	DefaultMaxBatchInflightOps       = 4096
+	DefaultMaxBatchQueuedBytes int64 = 16 << 20
+)
 
 // GRPC is a node's gRPC API, registered on a server.
 type GRPC struct{ api *grpcAPI }
@@ -28,6 +45,12 @@ type GRPC struct{ api *grpcAPI }
 func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MaxBatchInflightOps <= 0 {
+		cfg.MaxBatchInflightOps = DefaultMaxBatchInflightOps
+	}
+	if cfg.MaxBatchQueuedBytes <= 0 {
+		cfg.MaxBatchQueuedBytes = DefaultMaxBatchQueuedBytes
 	}
 	g := &grpcAPI{cfg: cfg, b: b, draining: make(chan struct{})}
 	g.drain = sync.OnceFunc(func() { close(g.draining) })
