@@ -9,6 +9,8 @@
 //     ErrNotAnInteger, ErrOverflow, ErrTooLarge, ErrBadRequest: the request
 //     was answered and refused; nothing changed.
 //   - ErrNoQuorum: the cluster could not reach a quorum; nothing changed.
+//   - ErrOverloaded: the node refused the request, at its bound of requests
+//     in flight; nothing changed, and it may be retried.
 //   - ErrUnknownOutcome: a write may or may not have taken effect.
 //   - ErrUnavailable: no endpoint could be reached.
 //

@@ -3,10 +3,12 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
@@ -100,5 +102,33 @@ func TestNoEndpointReachable(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("no endpoints accepted")
+	}
+}
+
+// A node's overloaded refusal is ErrOverloaded, over Batch and unary calls
+// alike (a value too large for Batch goes as its unary call).
+func TestOverloadedIsTyped(t *testing.T) {
+	b := clientapitest.New()
+	b.SetFail(fmt.Errorf("%w: 8192 in flight", kv.ErrOverloaded))
+	addr, _ := clientapitest.ServeGRPC(t, b)
+	c, err := New(Config{Endpoints: []string{addr}, NoRouting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := []struct {
+		name string
+		do   func() error
+	}{
+		{"get (batch)", func() error { _, err := c.Get(ctx, "k"); return err }},
+		{"put (batch)", func() error { _, err := c.Put(ctx, "k", []byte("v")); return err }},
+		{"put (unary)", func() error { _, err := c.Put(ctx, "k", make([]byte, batchOpBytes+1)); return err }},
+	}
+	for _, call := range calls {
+		if err := call.do(); !errors.Is(err, ErrOverloaded) {
+			t.Errorf("%s on an overloaded node: %v, want ErrOverloaded", call.name, err)
+		}
 	}
 }

@@ -18,6 +18,7 @@ const (
 	CodeValueTooLarge   = "value_too_large"
 	CodeBadRequest      = "bad_request"
 	CodeInternal        = "internal"
+	CodeOverloaded      = "overloaded"
 )
 
 var codes = []struct {
@@ -29,6 +30,7 @@ var codes = []struct {
 	{ErrNotAnInteger, CodeNotAnInteger},
 	{ErrOverflow, CodeOverflow},
 	{ErrNoQuorum, CodeNoQuorum},
+	{ErrOverloaded, CodeOverloaded},
 	{ErrUnknownOutcome, CodeUnknownOutcome},
 	{ErrKeyTooLarge, CodeKeyTooLarge},
 	{ErrValueTooLarge, CodeValueTooLarge},

@@ -30,6 +30,10 @@ type GRPCConfig struct {
 	// the node at most these bounds (plus the results of the ops still
 	// running).
 	MaxBatchQueuedBytes int64
+	// Admission, if set, bounds the operations in flight (shared with the
+	// HTTP API): a unary call past it is refused with ResourceExhausted
+	// (code overloaded), a Batch op with an overloaded result.
+	Admission *Admission
 }
 
 // Defaults of GRPCConfig.
@@ -83,11 +87,16 @@ func (g *grpcAPI) timeout(caller time.Duration) time.Duration {
 	return caller
 }
 
-// exec checks op and runs it within ctx.
+// exec checks op and runs it within ctx, if the admission bound lets it.
 func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := op.Validate(g.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
+	done, err := g.cfg.Admission.admit()
+	if err != nil {
+		return protocol.State{}, err
+	}
+	defer done()
 	return g.b.Do(ctx, op)
 }
 

@@ -24,6 +24,10 @@ type HTTPConfig struct {
 	// Metrics, if set, serves GET /metrics.
 	Metrics http.Handler
 	Logger  *slog.Logger
+	// Admission, if set, bounds the key operations in flight (shared with
+	// the gRPC API): one past its bound is answered 429 overloaded, with
+	// Retry-After, before its body is read.
+	Admission *Admission
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -46,10 +50,10 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	}
 	h := &httpAPI{cfg: cfg, b: b}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", h.get)
-	mux.HandleFunc("PUT /v1/kv/{key...}", h.put)
-	mux.HandleFunc("DELETE /v1/kv/{key...}", h.delete)
-	mux.HandleFunc("POST /v1/kv/{key...}", h.incr)
+	mux.HandleFunc("GET /v1/kv/{key...}", h.admit(h.get))
+	mux.HandleFunc("PUT /v1/kv/{key...}", h.admit(h.put))
+	mux.HandleFunc("DELETE /v1/kv/{key...}", h.admit(h.delete))
+	mux.HandleFunc("POST /v1/kv/{key...}", h.admit(h.incr))
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/members", h.members)
 	mux.HandleFunc("POST /v1/members", h.addMember)
@@ -66,6 +70,22 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 type httpAPI struct {
 	cfg HTTPConfig
 	b   Backend
+}
+
+// admit runs next within the admission bound, or refuses the request
+// (overloaded) without reading it.
+func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		done, err := h.cfg.Admission.admit()
+		if err != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(h.cfg.Admission.retryAfterSeconds()))
+			w.Header().Set("Connection", "close") // the body is left unread
+			writeError(w, err, 0)
+			return
+		}
+		defer done()
+		next(w, r)
+	}
 }
 
 // run checks and runs one operation with the request's deadline.
