@@ -284,3 +284,54 @@ func writeError(w http.ResponseWriter, err error, status int) {
 	}
 	writeJSON(w, status, map[string]any{"error": body})
 }
+
+// HTTPTimeouts bound how long a client may hold a connection without
+// finishing what it owes (see net/http.Server); zero takes the default.
+type HTTPTimeouts struct {
+	// ReadHeaderTimeout bounds reading a request's headers (default 5s).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included (default
+	// 30s: a value at the 16 MiB limit at 4 Mbit/s).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer (default 60s; well past the request timeout).
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection's wait for its next
+	// request (default 120s).
+	IdleTimeout time.Duration
+}
+
+// Defaults of HTTPTimeouts.
+const (
+	DefaultHTTPReadHeaderTimeout = 5 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPWriteTimeout      = 60 * time.Second
+	DefaultHTTPIdleTimeout       = 120 * time.Second
+)
+
+// NewHTTPServer returns an http.Server for h whose timeouts cut off slow
+// clients (slowloris: headers or a body sent a byte at a time, a
+// connection kept open idle) so that they hold no connection for long.
+func NewHTTPServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Server {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.ReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	def(&t.ReadTimeout, DefaultHTTPReadTimeout)
+	def(&t.WriteTimeout, DefaultHTTPWriteTimeout)
+	def(&t.IdleTimeout, DefaultHTTPIdleTimeout)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeaderTimeout,
+		ReadTimeout:       t.ReadTimeout,
+		WriteTimeout:      t.WriteTimeout,
+		IdleTimeout:       t.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
 )
 
 // Member is a node of the initial cluster.
@@ -63,6 +64,9 @@ type Config struct {
 	// clientapi.DefaultMaxInflightRequests and DefaultMaxClientConns).
 	MaxInflightRequests int
 	MaxClientConns      int
+	// HTTP bounds how long an HTTP client may hold a connection (defaults:
+	// clientapi.HTTPTimeouts).
+	HTTP clientapi.HTTPTimeouts
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC     GCOptions
 	Logger *slog.Logger

@@ -188,11 +188,8 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
-	d.httpSrv = &http.Server{
-		Handler: clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-			Metrics: d.metrics.handler(), Logger: d.log, Admission: d.admission}, d),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
+		Metrics: d.metrics.handler(), Logger: d.log, Admission: d.admission}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 }
 
