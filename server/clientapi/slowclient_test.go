@@ -1,6 +1,7 @@
 package clientapi_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -81,5 +82,56 @@ func TestHTTPSlowClientsCutOff(t *testing.T) {
 				t.Fatal("the slow client still holds its connection after 5s")
 			}
 		})
+	}
+}
+
+// slowChanger is a membership change that takes until release is closed.
+type slowChanger struct {
+	*clientapitest.Backend
+	release chan struct{}
+}
+
+func (c *slowChanger) AddMember(ctx context.Context, _, _ string) error {
+	select {
+	case <-c.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *slowChanger) RemoveMember(ctx context.Context, name string) error { return c.AddMember(ctx, name, "") }
+
+// A membership change answers once done, even past the server's
+// WriteTimeout (which bounds the key operations' answers).
+func TestHTTPMemberChangeOutlivesWriteTimeout(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	b := &slowChanger{Backend: clientapitest.New(), release: make(chan struct{})}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits}, b),
+		clientapi.HTTPTimeouts{WriteTimeout: writeTimeout}, nil)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Close() })
+	start := time.Now()
+	go func() { // the change ends well after the write timeout
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for range tick.C {
+			if time.Since(start) > 3*writeTimeout {
+				close(b.release)
+				return
+			}
+		}
+	}()
+	resp, err := http.Post("http://"+lis.Addr().String()+"/v1/members", "text/plain", strings.NewReader("n4=127.0.0.1:7083"))
+	if err != nil {
+		t.Fatalf("member add past the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("member add: %s", resp.Status)
 	}
 }
