@@ -100,7 +100,9 @@ func (c *slowChanger) AddMember(ctx context.Context, _, _ string) error {
 	}
 }
 
-func (c *slowChanger) RemoveMember(ctx context.Context, name string) error { return c.AddMember(ctx, name, "") }
+func (c *slowChanger) RemoveMember(ctx context.Context, name string) error {
+	return c.AddMember(ctx, name, "")
+}
 
 // A membership change answers once done, even past the server's
 // WriteTimeout (which bounds the key operations' answers).
