@@ -56,12 +56,16 @@ func (e *VersionMismatchError) Error() string {
 // Is makes errors.Is(err, ErrVersionMismatch) true.
 func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
 
+// codeOverloaded is the code of a node's refusal at its bound of requests
+// in flight: nothing was applied, so any call may move on.
+const codeOverloaded = "overloaded"
+
 var byCode = map[string]error{
 	"not_found":       ErrNotFound,
 	"not_an_integer":  ErrNotAnInteger,
 	"overflow":        ErrOverflow,
 	"no_quorum":       ErrNoQuorum,
-	"overloaded":      ErrOverloaded,
+	codeOverloaded:    ErrOverloaded,
 	"unknown_outcome": ErrUnknownOutcome,
 	"key_too_large":   ErrTooLarge,
 	"value_too_large": ErrTooLarge,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
@@ -41,6 +42,18 @@ const (
 	DefaultMaxBatchInflightOps       = 4096
 	DefaultMaxBatchQueuedBytes int64 = 16 << 20
 )
+
+// KeepaliveOptions are the keepalive options of a node's client gRPC
+// server: it lets clients ping a connection every 5s or more (the Go
+// client pings one silent for 10s, to find a node cut off without a reset),
+// and itself pings a client silent for 30s and closes the connection if no
+// answer comes within 10s, so that a vanished client holds no connection.
+func KeepaliveOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+}
 
 // GRPC is a node's gRPC API, registered on a server.
 type GRPC struct{ api *grpcAPI }

@@ -184,7 +184,8 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.split = connsplit.New(d.admission.Listener(clientLis), []byte("PRI"), 10*time.Second)
 	// One op at the limits, or a Batch message of many small ones (the Go
 	// client keeps those under 1.25 MiB): gRPC's default 4 MiB at least.
-	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))
+	d.grpcSrv = grpc.NewServer(append(clientapi.KeepaliveOptions(),
+		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
