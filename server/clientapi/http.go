@@ -79,7 +79,6 @@ func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 		done, err := h.cfg.Admission.admit()
 		if err != nil {
 			w.Header().Set("Retry-After", strconv.Itoa(h.cfg.Admission.retryAfterSeconds()))
-			w.Header().Set("Connection", "close") // the body is left unread
 			writeError(w, err, 0)
 			return
 		}
