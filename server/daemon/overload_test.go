@@ -131,6 +131,15 @@ func TestOverloadLoad(t *testing.T) {
 	if n := c.daemons[0].admission.Inflight(); n != 0 {
 		t.Fatalf("%d requests still counted in flight after the load", n)
 	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("caspaxos_overloaded_total %d\n", counts["overloaded"]); !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %q", want)
+	}
 	// Within the bound, every request is served.
 	var after sync.WaitGroup
 	errs := make(chan string, maxInflight*10)
