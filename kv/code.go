@@ -29,8 +29,10 @@ var codes = []struct {
 	{ErrVersionMismatch, CodeVersionMismatch},
 	{ErrNotAnInteger, CodeNotAnInteger},
 	{ErrOverflow, CodeOverflow},
-	{ErrNoQuorum, CodeNoQuorum},
+	// Before ErrNoQuorum: an error may wrap both (server.Proposer's
+	// driver did not take a request in time), and overloaded says more.
 	{ErrOverloaded, CodeOverloaded},
+	{ErrNoQuorum, CodeNoQuorum},
 	{ErrUnknownOutcome, CodeUnknownOutcome},
 	{ErrKeyTooLarge, CodeKeyTooLarge},
 	{ErrValueTooLarge, CodeValueTooLarge},

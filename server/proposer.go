@@ -226,7 +226,10 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 // (for a read or a refusal: the state it was given). Errors:
 //   - the change's own refusal (kv's errors), once the state it saw is chosen;
 //   - kv.ErrNoQuorum wrapping ctx.Err(): ctx was done before any accept
-//     carrying the change was sent; it was not applied and never will be;
+//     carrying the change was sent; it was not applied and never will be.
+//     If ctx was done before the driver even took the change (it is busy:
+//     a queue of maxDrain waits already), the error also wraps
+//     kv.ErrOverloaded, and its code is overloaded;
 //   - kv.ErrUnknownOutcome: an accept was sent and no quorum confirmed it
 //     before ctx was done or the proposer stopped; it may still take effect;
 //   - ErrStopped: the proposer stopped first; not applied.
@@ -266,7 +269,7 @@ func (p *Proposer) FastRead(ctx context.Context, key string) (protocol.State, er
 }
 
 // roundTrip hands c to the driver and waits for its result. It returns an
-// error only when there is no result: kv.ErrNoQuorum wrapping ctx.Err()
+// error only when there is no result: kv.ErrNoQuorum (and kv.ErrOverloaded) wrapping ctx.Err()
 // if ctx was done before the driver took c, ErrStopped if the driver
 // stopped first.
 func (p *Proposer) roundTrip(ctx context.Context, c *call) (protocol.Result, error) {
@@ -276,7 +279,9 @@ func (p *Proposer) roundTrip(ctx context.Context, c *call) (protocol.Result, err
 	select {
 	case p.submit <- c:
 	case <-ctx.Done():
-		return protocol.Result{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, ctx.Err())
+		// Nothing of it left this node: its driver is the bottleneck.
+		return protocol.Result{}, fmt.Errorf("%w: the proposer did not take the request before its deadline: %w: %w",
+			kv.ErrOverloaded, kv.ErrNoQuorum, ctx.Err())
 	case <-p.done:
 		return protocol.Result{}, ErrStopped
 	}
