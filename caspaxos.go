@@ -32,7 +32,8 @@
 //     Options.Limits; it was checked before anything was sent.
 //   - ErrNoQuorum: ctx was done before a quorum of acceptors could be asked
 //     to accept the change: it was not applied and never will be. The
-//     error also wraps ctx.Err().
+//     error also wraps ctx.Err(), and ErrOverloaded if the node's proposer
+//     was too busy to take the change before ctx was done.
 //   - ErrUnknownOutcome: the change was sent to the acceptors and ctx was
 //     done before a quorum confirmed it: it may or may not take effect.
 //     Retrying a non-idempotent change (Increment, say) may apply it twice.
@@ -68,6 +69,7 @@ var (
 	ErrKeyTooLarge     = kv.ErrKeyTooLarge
 	ErrValueTooLarge   = kv.ErrValueTooLarge
 	ErrNoQuorum        = kv.ErrNoQuorum
+	ErrOverloaded      = kv.ErrOverloaded
 	ErrUnknownOutcome  = kv.ErrUnknownOutcome
 	ErrClosed          = errors.New("caspaxos: store is closed")
 )

@@ -220,16 +220,8 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 			routed = idx
 		}
 	}
-	var last error
-	for i := range c.conns {
-		idx := (start + i) % len(c.conns)
-		switch {
-		case routed < 0:
-		case i == 0:
-			idx = routed
-		case idx == routed:
-			idx = start // the home went first; the preferred takes its turn
-		}
+	var last, refused error
+	for i, idx := range c.order(start, routed) {
 		if !c.ready(ctx, c.conns[idx]) {
 			last = fmt.Errorf("endpoint %s not connected", c.cfg.Endpoints[idx])
 			continue
@@ -244,7 +236,14 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 			op = proto.Clone(op).(*caspaxospb.Op)
 		}
 		r, left, err := st.call(ctx, op)
+		if err == nil && r.GetError().GetCode() == codeOverloaded {
+			// Refused, nothing applied: the next endpoint may take it.
+			c.suspect(idx)
+			refused = fromInfo(r.GetError(), r.GetMessage())
+			continue
+		}
 		if err == nil {
+			c.trust(idx)
 			if idx != routed {
 				c.remember(idx)
 			}
@@ -253,13 +252,21 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 			}
 			return r, nil
 		}
+		if ctx.Err() != nil {
+			c.suspect(idx) // no answer in time: a silent node?
+		}
 		switch {
 		case left && !idempotent:
 			return nil, fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
+		case ctx.Err() != nil && refused != nil:
+			return nil, refused
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		last = err
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnavailable, last)
 }

@@ -9,6 +9,8 @@
 //     ErrNotAnInteger, ErrOverflow, ErrTooLarge, ErrBadRequest: the request
 //     was answered and refused; nothing changed.
 //   - ErrNoQuorum: the cluster could not reach a quorum; nothing changed.
+//   - ErrOverloaded: the node refused the request, at its bound of requests
+//     in flight; nothing changed, and it may be retried.
 //   - ErrUnknownOutcome: a write may or may not have taken effect.
 //   - ErrUnavailable: no endpoint could be reached.
 //
@@ -16,6 +18,9 @@
 // A write moves on only if it provably never left (the endpoint's connection
 // was down before the call); if a connection breaks while a write is in
 // flight, the write returns ErrUnknownOutcome instead of being sent again.
+// A request refused as overloaded (nothing applied) moves on at once. An
+// endpoint that let a call's deadline pass unanswered, or refused one as
+// overloaded, is tried last for SuspectFor (suspect.go).
 package client
 
 import (
@@ -29,6 +34,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Config configures a Client.
@@ -45,7 +51,24 @@ type Config struct {
 	// RouteRefresh is how often the client asks the endpoints which member
 	// each is, for routing (default 10s).
 	RouteRefresh time.Duration
+	// SuspectFor is how long an endpoint that let a call's deadline pass
+	// without an answer, or refused one as overloaded, is tried last
+	// (default 5s; suspect.go).
+	SuspectFor time.Duration
+	// KeepaliveTime and KeepaliveTimeout: the client pings a connection
+	// silent for KeepaliveTime and closes it if no answer comes within
+	// KeepaliveTimeout (defaults 10s, gRPC's least, and 5s), so that a
+	// node cut off without a reset is found dead.
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultSuspectFor       = 5 * time.Second
+	DefaultKeepaliveTime    = 10 * time.Second
+	DefaultKeepaliveTimeout = 5 * time.Second
+)
 
 func (c *Config) validate() error {
 	if len(c.Endpoints) == 0 {
@@ -57,6 +80,15 @@ func (c *Config) validate() error {
 	if c.RouteRefresh <= 0 {
 		c.RouteRefresh = 10 * time.Second
 	}
+	if c.SuspectFor <= 0 {
+		c.SuspectFor = DefaultSuspectFor
+	}
+	if c.KeepaliveTime <= 0 {
+		c.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if c.KeepaliveTimeout <= 0 {
+		c.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
 	return nil
 }
 
@@ -65,15 +97,17 @@ const maxRecvBytes = 256 << 20
 
 // Client is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	conns  []*grpc.ClientConn
-	muxes  []*mux // per endpoint: its Batch stream (batch.go)
-	routes atomic.Pointer[routes]
-	learn  sync.Once // starts learnRoutes on the first write
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	next   int // endpoint to try first
+	cfg   Config
+	conns []*grpc.ClientConn
+	muxes []*mux // per endpoint: its Batch stream (batch.go)
+	// suspects, per endpoint: until when (Unix ns) it is tried last (suspect.go)
+	suspects []atomic.Int64
+	routes   atomic.Pointer[routes]
+	learn    sync.Once // starts learnRoutes on the first write
+	ctx      context.Context
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	next     int // endpoint to try first
 }
 
 // New connects lazily to the endpoints.
@@ -81,10 +115,11 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, ep := range cfg.Endpoints {
 		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 			// A Batch answer may carry many values; a node bounds each.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
 		if err != nil {
@@ -111,9 +146,8 @@ func (c *Client) call(ctx context.Context, idempotent bool, fn func(*grpc.Client
 	c.mu.Lock()
 	start := c.next
 	c.mu.Unlock()
-	var last error
-	for i := range c.conns {
-		idx := (start + i) % len(c.conns)
+	var last, refused error
+	for _, idx := range c.order(start, -1) {
 		conn := c.conns[idx]
 		if !c.ready(ctx, conn) {
 			last = fmt.Errorf("endpoint %s not connected", c.cfg.Endpoints[idx])
@@ -121,13 +155,27 @@ func (c *Client) call(ctx context.Context, idempotent bool, fn func(*grpc.Client
 		}
 		err := fn(conn)
 		if err == nil {
+			c.trust(idx)
 			c.remember(idx)
 			return nil
 		}
 		typed, answered := fromStatus(err)
+		if answered && errors.Is(typed, ErrOverloaded) {
+			// Refused, nothing applied: the next endpoint may take it.
+			c.suspect(idx)
+			refused = typed
+			continue
+		}
 		if answered {
+			c.trust(idx)
 			c.remember(idx)
 			return typed
+		}
+		if ctx.Err() != nil {
+			c.suspect(idx) // no answer in time: a silent node?
+		}
+		if ctx.Err() != nil && refused != nil {
+			return refused
 		}
 		if ctx.Err() != nil || !idempotent {
 			if idempotent {
@@ -136,6 +184,9 @@ func (c *Client) call(ctx context.Context, idempotent bool, fn func(*grpc.Client
 			return fmt.Errorf("%w: %v", ErrUnknownOutcome, err)
 		}
 		last = err
+	}
+	if refused != nil {
+		return refused
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, last)
 }

@@ -3,10 +3,13 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/internal/faultproxy"
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
@@ -100,5 +103,117 @@ func TestNoEndpointReachable(t *testing.T) {
 	}
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("no endpoints accepted")
+	}
+}
+
+// A node's overloaded refusal is ErrOverloaded, over Batch and unary calls
+// alike (a value too large for Batch goes as its unary call).
+func TestOverloadedIsTyped(t *testing.T) {
+	b := clientapitest.New()
+	b.SetFail(fmt.Errorf("%w: 8192 in flight", kv.ErrOverloaded))
+	addr, _ := clientapitest.ServeGRPC(t, b)
+	c, err := New(Config{Endpoints: []string{addr}, NoRouting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := []struct {
+		name string
+		do   func() error
+	}{
+		{"get (batch)", func() error { _, err := c.Get(ctx, "k"); return err }},
+		{"put (batch)", func() error { _, err := c.Put(ctx, "k", []byte("v")); return err }},
+		{"put (unary)", func() error { _, err := c.Put(ctx, "k", make([]byte, batchOpBytes+1)); return err }},
+	}
+	for _, call := range calls {
+		if err := call.do(); !errors.Is(err, ErrOverloaded) {
+			t.Errorf("%s on an overloaded node: %v, want ErrOverloaded", call.name, err)
+		}
+	}
+}
+
+// A node cut off without a reset (packets dropped: the connection looks
+// ready) costs the calls in flight when it went silent, not the later
+// ones: those move on to the next endpoint, reads and writes alike.
+func TestSilentEndpointIsPassedOver(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(ctx context.Context, c *Client) error
+	}{
+		{"read", func(ctx context.Context, c *Client) error { _, err := c.Get(ctx, "k"); return err }},
+		{"write", func(ctx context.Context, c *Client) error { _, err := c.Put(ctx, "k", []byte("w")); return err }},
+		{"unary write", func(ctx context.Context, c *Client) error {
+			_, err := c.Put(ctx, "k", make([]byte, batchOpBytes+1))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, _ := clientapitest.ServeGRPC(t, clientapitest.New())
+			second, _ := clientapitest.ServeGRPC(t, clientapitest.New())
+			proxy, err := faultproxy.New("127.0.0.1:0", first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.Close()
+			c, err := New(Config{Endpoints: []string{proxy.Addr(), second}, NoRouting: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.Put(ctx, "k", []byte("v")); err != nil { // through the proxy
+				t.Fatal(err)
+			}
+			proxy.Cut(faultproxy.Hang)
+			// A call in flight on the silent node waits for its deadline.
+			short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+			err = tt.call(short, c)
+			cancelShort()
+			if err == nil {
+				t.Fatal("a call through a silent node was answered")
+			}
+			// Later calls go to the next endpoint and are answered.
+			for i := range 3 {
+				call, cancelCall := context.WithTimeout(ctx, 2*time.Second)
+				err := tt.call(call, c)
+				cancelCall()
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					t.Fatalf("call %d after the node went silent: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// A request an overloaded node refused (nothing applied) moves on to the
+// next endpoint, writes included.
+func TestOverloadedMovesOn(t *testing.T) {
+	busy := clientapitest.New()
+	busy.SetFail(fmt.Errorf("%w: 8192 in flight", kv.ErrOverloaded))
+	busyAddr, _ := clientapitest.ServeGRPC(t, busy)
+	okAddr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
+	c, err := New(Config{Endpoints: []string{busyAddr, okAddr}, NoRouting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	calls := []struct {
+		name string
+		do   func() error
+	}{
+		{"put (batch)", func() error { _, err := c.Put(ctx, "k", []byte("v")); return err }},
+		{"put (unary)", func() error { _, err := c.Put(ctx, "k", make([]byte, batchOpBytes+1)); return err }},
+		{"get (batch)", func() error { _, err := c.Get(ctx, "k"); return err }},
+	}
+	for _, call := range calls {
+		if err := call.do(); err != nil {
+			t.Errorf("%s with the first endpoint overloaded: %v", call.name, err)
+		}
 	}
 }

@@ -24,6 +24,10 @@ var (
 	ErrOverflow = errors.New("caspaxos/client: integer overflow")
 	// ErrNoQuorum: the cluster could not reach a quorum; nothing was applied.
 	ErrNoQuorum = errors.New("caspaxos/client: no quorum: nothing was applied")
+	// ErrOverloaded: the node refused the request because it runs as many
+	// requests as it may at once; nothing was applied, so the request may
+	// be retried (later, or at another endpoint).
+	ErrOverloaded = errors.New("caspaxos/client: node overloaded: nothing was applied")
 	// ErrUnknownOutcome: the write may or may not have been applied (the
 	// deadline passed after it was sent, or the connection broke while it
 	// was in flight). The client never retries such a write by itself.
@@ -52,11 +56,16 @@ func (e *VersionMismatchError) Error() string {
 // Is makes errors.Is(err, ErrVersionMismatch) true.
 func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
 
+// codeOverloaded is the code of a node's refusal at its bound of requests
+// in flight: nothing was applied, so any call may move on.
+const codeOverloaded = "overloaded"
+
 var byCode = map[string]error{
 	"not_found":       ErrNotFound,
 	"not_an_integer":  ErrNotAnInteger,
 	"overflow":        ErrOverflow,
 	"no_quorum":       ErrNoQuorum,
+	codeOverloaded:    ErrOverloaded,
 	"unknown_outcome": ErrUnknownOutcome,
 	"key_too_large":   ErrTooLarge,
 	"value_too_large": ErrTooLarge,

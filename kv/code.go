@@ -18,6 +18,7 @@ const (
 	CodeValueTooLarge   = "value_too_large"
 	CodeBadRequest      = "bad_request"
 	CodeInternal        = "internal"
+	CodeOverloaded      = "overloaded"
 )
 
 var codes = []struct {
@@ -28,6 +29,9 @@ var codes = []struct {
 	{ErrVersionMismatch, CodeVersionMismatch},
 	{ErrNotAnInteger, CodeNotAnInteger},
 	{ErrOverflow, CodeOverflow},
+	// Before ErrNoQuorum: an error may wrap both (server.Proposer's
+	// driver did not take a request in time), and overloaded says more.
+	{ErrOverloaded, CodeOverloaded},
 	{ErrNoQuorum, CodeNoQuorum},
 	{ErrUnknownOutcome, CodeUnknownOutcome},
 	{ErrKeyTooLarge, CodeKeyTooLarge},

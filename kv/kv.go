@@ -26,6 +26,10 @@ var (
 	// ErrNoQuorum: no quorum of acceptors answered in time; nothing was
 	// applied and nothing will be.
 	ErrNoQuorum = errors.New("caspaxos: no quorum: nothing was applied")
+	// ErrOverloaded: the node refused the request because it runs as many
+	// requests as it may at once; nothing was applied. Retry later, or
+	// at another node.
+	ErrOverloaded = errors.New("caspaxos: overloaded: the node refused the request; nothing was applied")
 	// ErrUnknownOutcome: the change was sent to the acceptors and the
 	// deadline passed without an answer; it may or may not take effect.
 	// Retrying a non-idempotent change after it may apply it twice.

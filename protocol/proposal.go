@@ -1,5 +1,7 @@
 package protocol
 
+import "container/list"
+
 type phase uint8
 
 const (
@@ -477,19 +479,22 @@ func (p *Proposer) takeCache(key string) *cacheEntry {
 	if el == nil {
 		return nil
 	}
-	e := el.Value.(*cacheEntry)
-	p.lru.Remove(el)
-	delete(p.cache, key)
-	return e
+	return p.removeCache(el)
 }
 
+// putCache keeps key's one-round-trip state, then drops the least recently
+// used entries until the cache is within MaxCachedKeys and MaxCachedBytes.
+// An entry larger than MaxCachedBytes by itself is not kept.
 func (p *Proposer) putCache(key string, next Ballot, s State) {
 	p.dropCache(key)
-	p.cache[key] = p.lru.PushFront(&cacheEntry{key: key, next: next, state: s})
-	for p.lru.Len() > p.maxC {
-		old := p.lru.Back()
-		p.lru.Remove(old)
-		delete(p.cache, old.Value.(*cacheEntry).key)
+	e := &cacheEntry{key: key, next: next, state: s}
+	if e.bytes() > p.maxCB {
+		return
+	}
+	p.cache[key] = p.lru.PushFront(e)
+	p.cacheB += e.bytes()
+	for p.lru.Len() > p.maxC || p.cacheB > p.maxCB {
+		p.removeCache(p.lru.Back())
 	}
 }
 
@@ -498,9 +503,17 @@ func (p *Proposer) DropCache(key string) { p.dropCache(key) }
 
 func (p *Proposer) dropCache(key string) {
 	if el := p.cache[key]; el != nil {
-		p.lru.Remove(el)
-		delete(p.cache, key)
+		p.removeCache(el)
 	}
+}
+
+// removeCache takes el's entry out of the cache and returns it.
+func (p *Proposer) removeCache(el *list.Element) *cacheEntry {
+	e := el.Value.(*cacheEntry)
+	p.lru.Remove(el)
+	delete(p.cache, e.key)
+	p.cacheB -= e.bytes()
+	return e
 }
 
 // nodeSet is a small set of node IDs; clusters are small enough that a

@@ -124,6 +124,12 @@ type ProposerConfig struct {
 	// MaxCachedKeys bounds the one-round-trip cache (default 1<<17 keys);
 	// the least recently used entry is dropped first.
 	MaxCachedKeys int
+	// MaxCachedBytes bounds the same cache by size: its keys and values
+	// and CacheEntryOverheadBytes per entry (default
+	// DefaultMaxCachedBytes). The least recently used entries are dropped
+	// to stay under it; an entry larger than the whole bound is not kept
+	// (the key's next change then takes two round trips).
+	MaxCachedBytes int64
 	// Age is the proposer's age for the deletion GC's fence (PROTOCOL.md §9).
 	Age uint64
 	// Gather holds back the next batch of a contended key. When a batch of
@@ -141,6 +147,14 @@ type ProposerConfig struct {
 	Bugs Bugs
 }
 
+// DefaultMaxCachedBytes is ProposerConfig.MaxCachedBytes's default.
+const DefaultMaxCachedBytes = 64 << 20
+
+// CacheEntryOverheadBytes is what one cache entry is counted to cost
+// beyond its key and value (the entry, its list element, its map slot),
+// so that many small entries count too.
+const CacheEntryOverheadBytes = 128
+
 func (c *ProposerConfig) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/protocol: proposer ID must not be 0")
@@ -156,6 +170,9 @@ func (c *ProposerConfig) validate() error {
 	}
 	if c.MaxCachedKeys <= 0 {
 		c.MaxCachedKeys = 1 << 17
+	}
+	if c.MaxCachedBytes <= 0 {
+		c.MaxCachedBytes = DefaultMaxCachedBytes
 	}
 	return nil
 }
@@ -177,18 +194,20 @@ type Proposer struct {
 	step    uint64
 	maxB    int
 	maxC    int
+	maxCB   int64
 	gather  bool
 	holds   uint64 // numbers the holds of Gather, for their timers
 	bugs    Bugs
 
-	keys  map[string]*keyState
-	reqs  map[ReqID]*request
-	reads map[Ballot]*readOp
-	tier  map[NodeID]int           // proximity tier of each acceptor (SetProximity)
-	tiers int                      // how many tiers SetProximity was given
-	cache map[string]*list.Element // of *cacheEntry
-	lru   list.List                // front = most recently used
-	ready Ready
+	keys   map[string]*keyState
+	reqs   map[ReqID]*request
+	reads  map[Ballot]*readOp
+	tier   map[NodeID]int           // proximity tier of each acceptor (SetProximity)
+	tiers  int                      // how many tiers SetProximity was given
+	cache  map[string]*list.Element // of *cacheEntry
+	lru    list.List                // front = most recently used
+	cacheB int64                    // the cache's size, by cacheEntry.bytes
+	ready  Ready
 }
 
 type request struct {
@@ -223,6 +242,11 @@ type cacheEntry struct {
 	state State
 }
 
+// bytes is what the entry counts against MaxCachedBytes.
+func (e *cacheEntry) bytes() int64 {
+	return int64(len(e.key)+len(e.state.Value)) + CacheEntryOverheadBytes
+}
+
 // NewProposer returns a Proposer, or an error if cfg is invalid.
 func NewProposer(cfg ProposerConfig) (*Proposer, error) {
 	if err := cfg.validate(); err != nil {
@@ -237,6 +261,7 @@ func NewProposer(cfg ProposerConfig) (*Proposer, error) {
 		step:    cfg.CeilingStep,
 		maxB:    cfg.MaxBatch,
 		maxC:    cfg.MaxCachedKeys,
+		maxCB:   cfg.MaxCachedBytes,
 		gather:  cfg.Gather,
 		bugs:    cfg.Bugs,
 		keys:    make(map[string]*keyState),
@@ -510,6 +535,7 @@ func (p *Proposer) SetConfig(c Config) error {
 	p.cfg = c.Clone()
 	p.cache = make(map[string]*list.Element)
 	p.lru.Init()
+	p.cacheB = 0
 	return nil
 }
 

@@ -30,7 +30,8 @@ Node as it is.
 
 Requests end with the operation's result or one of kv's errors: its own
 refusals, kv.ErrNoQuorum (ctx ended before any accept carrying it was sent:
-not applied, never will be), kv.ErrUnknownOutcome (an accept was sent and
+not applied, never will be; it also wraps kv.ErrOverloaded when the
+proposer's driver had not even taken it), kv.ErrUnknownOutcome (an accept was sent and
 not confirmed: it may take effect), or ErrStopped (the node stopped first:
 not applied).
 */

@@ -36,8 +36,10 @@ type Config struct {
 	BackoffMax    time.Duration
 	MaxBatch      int
 	MaxCachedKeys int
-	CeilingStep   uint64
-	RandSeed      uint64
+	// MaxCachedBytes: see ProposerConfig.
+	MaxCachedBytes int64
+	CeilingStep    uint64
+	RandSeed       uint64
 
 	MaxInflightBatches int
 	CacheBytes         int64
@@ -75,6 +77,7 @@ func (c Config) proposer() ProposerConfig {
 		BackoffMax:      c.BackoffMax,
 		MaxBatch:        c.MaxBatch,
 		MaxCachedKeys:   c.MaxCachedKeys,
+		MaxCachedBytes:  c.MaxCachedBytes,
 		CeilingStep:     c.CeilingStep,
 		RandSeed:        c.RandSeed,
 		Deleted:         c.Deleted,

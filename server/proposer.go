@@ -45,11 +45,12 @@ type ProposerConfig struct {
 	// longer than BackoffBase, and may then exceed BackoffMax (retryDelay).
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
-	// MaxBatch, MaxCachedKeys and CeilingStep are passed to
-	// protocol.ProposerConfig (zero: its defaults).
-	MaxBatch      int
-	MaxCachedKeys int
-	CeilingStep   uint64
+	// MaxBatch, MaxCachedKeys, MaxCachedBytes and CeilingStep are passed
+	// to protocol.ProposerConfig (zero: its defaults).
+	MaxBatch       int
+	MaxCachedKeys  int
+	MaxCachedBytes int64
+	CeilingStep    uint64
 	// RandSeed seeds the backoff jitter; zero picks a seed from the clock.
 	RandSeed uint64
 	// Distances, if not nil, reports measured round trips to other nodes:
@@ -98,8 +99,8 @@ func (c *ProposerConfig) validate() error {
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("caspaxos/server: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)
 	}
-	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 {
-		return errors.New("caspaxos/server: MaxBatch and MaxCachedKeys must not be negative")
+	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 || c.MaxCachedBytes < 0 {
+		return errors.New("caspaxos/server: MaxBatch, MaxCachedKeys and MaxCachedBytes must not be negative")
 	}
 	return c.Acceptors.Validate()
 }
@@ -185,14 +186,15 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 		return nil, fmt.Errorf("caspaxos/server: reading the proposer's age: %w", err)
 	}
 	core, err := protocol.NewProposer(protocol.ProposerConfig{
-		ID:            cfg.ID,
-		Acceptors:     cfg.Acceptors,
-		Ceiling:       ceiling,
-		CeilingStep:   cfg.CeilingStep,
-		MaxBatch:      cfg.MaxBatch,
-		MaxCachedKeys: cfg.MaxCachedKeys,
-		Age:           age,
-		Gather:        cfg.GatherWindow > 0,
+		ID:             cfg.ID,
+		Acceptors:      cfg.Acceptors,
+		Ceiling:        ceiling,
+		CeilingStep:    cfg.CeilingStep,
+		MaxBatch:       cfg.MaxBatch,
+		MaxCachedKeys:  cfg.MaxCachedKeys,
+		MaxCachedBytes: cfg.MaxCachedBytes,
+		Age:            age,
+		Gather:         cfg.GatherWindow > 0,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("caspaxos/server: %w", err)
@@ -225,7 +227,10 @@ func NewProposer(cfg ProposerConfig, ceil ProposerStore, tr Transport, log *slog
 // (for a read or a refusal: the state it was given). Errors:
 //   - the change's own refusal (kv's errors), once the state it saw is chosen;
 //   - kv.ErrNoQuorum wrapping ctx.Err(): ctx was done before any accept
-//     carrying the change was sent; it was not applied and never will be;
+//     carrying the change was sent; it was not applied and never will be.
+//     If ctx was done before the driver even took the change (it is busy:
+//     a queue of maxDrain waits already), the error also wraps
+//     kv.ErrOverloaded, and its code is overloaded;
 //   - kv.ErrUnknownOutcome: an accept was sent and no quorum confirmed it
 //     before ctx was done or the proposer stopped; it may still take effect;
 //   - ErrStopped: the proposer stopped first; not applied.
@@ -265,7 +270,7 @@ func (p *Proposer) FastRead(ctx context.Context, key string) (protocol.State, er
 }
 
 // roundTrip hands c to the driver and waits for its result. It returns an
-// error only when there is no result: kv.ErrNoQuorum wrapping ctx.Err()
+// error only when there is no result: kv.ErrNoQuorum (and kv.ErrOverloaded) wrapping ctx.Err()
 // if ctx was done before the driver took c, ErrStopped if the driver
 // stopped first.
 func (p *Proposer) roundTrip(ctx context.Context, c *call) (protocol.Result, error) {
@@ -275,7 +280,9 @@ func (p *Proposer) roundTrip(ctx context.Context, c *call) (protocol.Result, err
 	select {
 	case p.submit <- c:
 	case <-ctx.Done():
-		return protocol.Result{}, fmt.Errorf("%w: %w", kv.ErrNoQuorum, ctx.Err())
+		// Nothing of it left this node: its driver is the bottleneck.
+		return protocol.Result{}, fmt.Errorf("%w: the proposer did not take the request before its deadline: %w: %w",
+			kv.ErrOverloaded, kv.ErrNoQuorum, ctx.Err())
 	case <-p.done:
 		return protocol.Result{}, ErrStopped
 	}

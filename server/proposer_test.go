@@ -324,3 +324,39 @@ func TestProposerConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v, %+v", err, cfg)
 	}
 }
+
+// A request the driver does not take before its deadline (the driver is
+// stuck and its queue is full) is refused as overloaded: nothing of it
+// left the node. It still counts as no quorum for callers that match that.
+func TestProposerBusyDriverRefusesOverloaded(t *testing.T) {
+	l := newLoopback()
+	block := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(block) }) }
+	defer unblock()
+	l.check = func([]protocol.Message) { <-block } // the driver hangs in its first Send
+	p := newTestProposer(t, l, &ceilings{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// The driver takes at most 1+maxDrain before it sends (and hangs),
+	// and its queue holds maxDrain: the rest are never taken.
+	const n = 3 * maxDrain
+	const neverTaken = n - 2*maxDrain - 1
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := p.Propose(ctx, incr("k"+strconv.Itoa(i)))
+			errs <- err
+		}()
+	}
+	for range neverTaken { // only they can answer while the driver hangs
+		err := <-errs
+		if code, _ := kv.Code(err); code != kv.CodeOverloaded || !errors.Is(err, kv.ErrNoQuorum) {
+			t.Fatalf("a request the driver never took: %v (code %s), want overloaded and no quorum", err, code)
+		}
+	}
+	unblock()
+	for range n - neverTaken {
+		<-errs
+	}
+}

@@ -19,6 +19,7 @@ const (
 	exitUnknownOutcome = 6
 	exitUnavailable    = 7
 	exitNotInteger     = 8
+	exitOverloaded     = 9
 )
 
 // errUnhealthy: the node answered health and reported that it does not
@@ -47,6 +48,7 @@ func exitCodes() []exitRow {
 		{exitUnknownOutcome, []error{client.ErrUnknownOutcome}, "unknown outcome: the write may or may not have taken effect; read the key before retrying"},
 		{exitUnavailable, []error{client.ErrUnavailable}, "no endpoint reachable"},
 		{exitNotInteger, []error{client.ErrNotAnInteger, client.ErrOverflow}, "incr: the value is not a decimal integer, or the result would overflow int64"},
+		{exitOverloaded, []error{client.ErrOverloaded}, "overloaded: the node refused the request at its bound of requests in flight; nothing changed, retry later"},
 	}
 }
 
@@ -129,6 +131,8 @@ func describe(err error) string {
 		return "the result would overflow int64"
 	case errors.Is(err, client.ErrNoQuorum):
 		return "no quorum: the cluster could not apply the request; nothing changed"
+	case errors.Is(err, client.ErrOverloaded):
+		return "node overloaded: it refused the request and nothing changed; retry later"
 	case errors.Is(err, client.ErrUnknownOutcome):
 		return "outcome unknown: the write may or may not have taken effect; read the key before retrying"
 	case errors.Is(err, client.ErrUnavailable):

@@ -30,6 +30,7 @@ func TestExitCode(t *testing.T) {
 		{"unavailable", fmt.Errorf("%w: endpoint down", client.ErrUnavailable), 7},
 		{"not an integer", fmt.Errorf("%w: \"abc\"", client.ErrNotAnInteger), 8},
 		{"overflow", fmt.Errorf("%w: 1 + max", client.ErrOverflow), 8},
+		{"overloaded", fmt.Errorf("%w: 8192 in flight", client.ErrOverloaded), 9},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
 )
 
@@ -27,6 +28,9 @@ type serveOptions struct {
 	maxKeyBytes   int
 	maxValueBytes int
 	requestTO     time.Duration
+	maxInflight   int
+	maxConns      int
+	http          clientapi.HTTPTimeouts
 	attemptTO     time.Duration
 	readTO        time.Duration
 	readNearTO    time.Duration
@@ -93,6 +97,12 @@ storage fails a write or a sync (fail-stop).`,
 	f.IntVar(&o.maxKeyBytes, "max-key-bytes", 4<<10, "largest key accepted")
 	f.IntVar(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value accepted (at most 16 MiB)")
 	f.DurationVar(&o.requestTO, "request-timeout", 5*time.Second, "deadline of a client request")
+	f.IntVar(&o.maxInflight, "max-inflight-requests", clientapi.DefaultMaxInflightRequests, "client operations the node runs at once (HTTP, gRPC and Batch ops together); one past it is refused with the code overloaded (HTTP 429, gRPC RESOURCE_EXHAUSTED), nothing applied")
+	f.IntVar(&o.maxConns, "max-client-conns", clientapi.DefaultMaxClientConns, "client connections open at once; one past it is closed as soon as it is accepted")
+	f.DurationVar(&o.http.ReadHeaderTimeout, "http-read-header-timeout", clientapi.DefaultHTTPReadHeaderTimeout, "an HTTP client that has not sent its request's headers by then is cut off")
+	f.DurationVar(&o.http.ReadTimeout, "http-read-timeout", clientapi.DefaultHTTPReadTimeout, "an HTTP client that has not sent its whole request, body included, by then is cut off")
+	f.DurationVar(&o.http.WriteTimeout, "http-write-timeout", clientapi.DefaultHTTPWriteTimeout, "an HTTP answer not written by then (from the end of the request's headers) is cut off")
+	f.DurationVar(&o.http.IdleTimeout, "http-idle-timeout", clientapi.DefaultHTTPIdleTimeout, "an idle kept-alive HTTP connection is closed after this")
 	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
 	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
 	f.DurationVar(&o.readNearTO, "read-near-timeout", 10*time.Millisecond, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
@@ -163,7 +173,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	cfg := daemon.Config{
 		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members, Join: o.join,
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
-		RequestTimeout: o.requestTO, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
+		RequestTimeout: o.requestTO, MaxInflightRequests: o.maxInflight, MaxClientConns: o.maxConns, HTTP: o.http, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
 		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
 			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},

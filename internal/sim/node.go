@@ -298,15 +298,16 @@ func (s *sim) restart(n *node) {
 	n.lastNext = make(map[string]protocol.Ballot)
 	n.acceptsSent = make(map[string]uint64)
 	p, err := protocol.NewProposer(protocol.ProposerConfig{
-		ID:            n.id,
-		Acceptors:     s.configAfterRestart(n),
-		Ceiling:       n.disk.syncedCeiling,
-		Age:           n.disk.syncedAge,
-		CeilingStep:   s.plan.CeilingStep,
-		MaxBatch:      s.plan.MaxBatch,
-		MaxCachedKeys: s.plan.MaxCachedKeys,
-		Gather:        s.plan.Gather,
-		Bugs:          s.opts.Variant.Bugs,
+		ID:             n.id,
+		Acceptors:      s.configAfterRestart(n),
+		Ceiling:        n.disk.syncedCeiling,
+		Age:            n.disk.syncedAge,
+		CeilingStep:    s.plan.CeilingStep,
+		MaxBatch:       s.plan.MaxBatch,
+		MaxCachedKeys:  s.plan.MaxCachedKeys,
+		MaxCachedBytes: s.plan.MaxCachedBytes,
+		Gather:         s.plan.Gather,
+		Bugs:           s.opts.Variant.Bugs,
 	})
 	if err != nil {
 		s.fail("cannot start node %d: %v", n.id, err)

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
 )
 
 // Plan is the workload and fault mix of one run. It is drawn from the run's
@@ -54,6 +56,9 @@ type Plan struct {
 	CeilingStep    uint64
 	MaxBatch       int
 	MaxCachedKeys  int
+	// MaxCachedBytes is drawn small at times (a few entries, or none), so
+	// that the cache's byte bound evicts under the simulator too.
+	MaxCachedBytes int64
 	// Gather turns on protocol.ProposerConfig.Gather; GatherDelay is
 	// TimerGather's delay (jittered).
 	Gather      bool
@@ -88,6 +93,7 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 		MaxBatch:          pick(rng, 2, 8, 256),
 		MaxCachedKeys:     pick(rng, 2, 1<<17),
 	}
+	p.MaxCachedBytes = pick[int64](rng, 1, 3*protocol.CacheEntryOverheadBytes, protocol.DefaultMaxCachedBytes)
 	p.ReorderDelay = p.NetLatency * time.Duration(5+rng.IntN(16))
 	// Each fault lasts no longer than the gap before the next one, so
 	// that it comes and goes rather than being there nearly all the time
@@ -157,8 +163,8 @@ func (p Plan) String() string {
 	} else {
 		b.WriteString("\nmembership: fixed")
 	}
-	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d",
-		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys)
+	fmt.Fprintf(&b, "\nproposer: attempt-timeout=%v read-timeout=%v backoff=%v..%v ceiling-step=%d max-batch=%d max-cached-keys=%d max-cached-bytes=%d",
+		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys, p.MaxCachedBytes)
 	if p.Gather {
 		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
 	}

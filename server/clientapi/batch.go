@@ -11,18 +11,19 @@ import (
 	"github.com/caspaxos/caspaxos/kv"
 )
 
-// MaxBatchInflight bounds the ops of one Batch stream that run at once;
-// past it the stream is not read until one finishes, so a client that
-// sends faster than the node answers is slowed by gRPC's flow control.
-const MaxBatchInflight = 4096
-
 // Batch serves the Batch RPC: a goroutine reads ops and hands each to a
 // worker of the stream; results gather in a queue, and this handler sends
 // whatever has gathered in one message whenever it can. It ends once the
 // client closed its side (or went away) or Drain was called, and every op
 // it took was answered.
+//
+// The ops taken and not yet sent back, and the bytes of the results
+// waiting to be sent, are bounded (GRPCConfig.MaxBatchInflightOps,
+// MaxBatchQueuedBytes): past either bound the stream is not read until
+// results leave, so a client that sends faster than it reads (or never
+// reads) is held back by gRPC's flow control instead of growing a queue.
 func (g *grpcAPI) Batch(s caspaxospb.KV_BatchServer) error {
-	b := &batchStream{g: g, s: s, wake: make(chan struct{}, 1), work: make(chan *caspaxospb.Op),
+	b := &batchStream{g: g, s: s, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), work: make(chan *caspaxospb.Op),
 		recvDone: make(chan struct{}), quit: make(chan struct{})}
 	defer close(b.quit) // idle workers leave
 	defer b.deadline.close()
@@ -59,6 +60,7 @@ type batchStream struct {
 	g        *grpcAPI
 	s        caspaxospb.KV_BatchServer
 	wake     chan struct{}
+	room     chan struct{}       // results left: recv may take ops again
 	work     chan *caspaxospb.Op // to an idle worker
 	recvDone chan struct{}
 	quit     chan struct{} // closed when the handler returned
@@ -70,6 +72,8 @@ type batchStream struct {
 	results []*caspaxospb.OpResult
 	workers int // running or idle
 	idle    int
+	taken   int   // ops taken and not yet sent back
+	queued  int64 // resultBytes of the results not yet sent
 }
 
 // maxIdleBatchWorkers bounds the idle workers a stream keeps: a burst of
@@ -77,8 +81,9 @@ type batchStream struct {
 const maxIdleBatchWorkers = 128
 
 // recv reads ops until the stream ends and hands each that may run to a
-// worker: an idle one, a new one while fewer than MaxBatchInflight run,
-// or else the first to finish.
+// worker: an idle one, a new one while fewer than MaxBatchInflightOps
+// run, or else the first to finish. It takes an op only while the stream
+// is within its bounds (waitRoom).
 func (b *batchStream) recv() {
 	defer close(b.recvDone)
 	for {
@@ -87,6 +92,9 @@ func (b *batchStream) recv() {
 			return
 		}
 		for _, o := range req.GetOps() {
+			if !b.waitRoom() {
+				return
+			}
 			b.mu.Lock()
 			if b.closed || b.g.isDraining() {
 				// Draining: this op is not run and not answered; the
@@ -95,6 +103,7 @@ func (b *batchStream) recv() {
 				return
 			}
 			b.running.Add(1)
+			b.taken++
 			b.mu.Unlock()
 			select {
 			case b.work <- o:
@@ -102,7 +111,7 @@ func (b *batchStream) recv() {
 			default:
 			}
 			b.mu.Lock()
-			spawn := b.workers < MaxBatchInflight
+			spawn := b.workers < b.g.cfg.MaxBatchInflightOps
 			if spawn {
 				b.workers++
 			}
@@ -121,6 +130,30 @@ func (b *batchStream) recv() {
 	}
 }
 
+// waitRoom waits until the stream may take one more op: fewer than
+// MaxBatchInflightOps taken and not sent back, and fewer than
+// MaxBatchQueuedBytes of results waiting. It reports false if the stream
+// ended (or drains) first: the op is then not taken.
+func (b *batchStream) waitRoom() bool {
+	for {
+		b.mu.Lock()
+		ok := b.taken < b.g.cfg.MaxBatchInflightOps && b.queued < b.g.cfg.MaxBatchQueuedBytes
+		b.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-b.room:
+		case <-b.quit:
+			return false
+		case <-b.g.draining:
+			return false
+		case <-b.s.Context().Done():
+			return false
+		}
+	}
+}
+
 // worker runs ops until the stream is over, or until it finds enough
 // others idle. Workers live on because a goroutine per op would grow a
 // fresh stack for every op.
@@ -130,6 +163,7 @@ func (b *batchStream) worker(o *caspaxospb.Op) {
 		r := b.g.one(ctx, o)
 		b.mu.Lock()
 		b.results = append(b.results, r)
+		b.queued += int64(resultBytes(r))
 		leave := b.idle >= maxIdleBatchWorkers
 		if leave {
 			b.workers--
@@ -182,6 +216,14 @@ func (b *batchStream) flush() error {
 		}
 		if err := b.s.Send(&caspaxospb.BatchResponse{Results: results[:n]}); err != nil {
 			return err
+		}
+		b.mu.Lock()
+		b.taken -= n
+		b.queued -= int64(size)
+		b.mu.Unlock()
+		select {
+		case b.room <- struct{}{}:
+		default:
 		}
 		results = results[n:]
 	}

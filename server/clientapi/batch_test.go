@@ -1,13 +1,22 @@
 package clientapi_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
@@ -121,5 +130,135 @@ func TestBatchOpTimeout(t *testing.T) {
 	}
 	if r := resp.GetResults()[0]; r.GetError().GetCode() != "unknown_outcome" {
 		t.Fatalf("held write past its timeout: %v", r)
+	}
+}
+
+// countingBackend counts the ops run.
+type countingBackend struct {
+	*clientapitest.Backend
+	ops atomic.Int64
+}
+
+func (c *countingBackend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	c.ops.Add(1)
+	return c.Backend.Do(ctx, op)
+}
+
+// A client that sends ops and never reads their results costs the node a
+// bounded number of ops and bytes: past GRPCConfig's bounds the stream is
+// not read (flow control holds the client back). Once the client reads,
+// every op it sent is answered.
+func TestBatchClientThatDoesNotRead(t *testing.T) {
+	const (
+		perMsg = 100
+		// What the transports hold unread past the stream's bounds: the
+		// client's fixed 64 KiB window, the server's 64 KiB write quota and
+		// one reply being written (batchReplyBytes).
+		transportBytes = 64<<10 + 64<<10 + 1<<20
+	)
+	// The ops bound shows here: the ops run stop at it. The bytes bound
+	// caps the results waiting, not the ops run (TestBatchWaitRoom).
+	// Each case sends more ops than the node's receive window holds, so
+	// that a client held back shows.
+	tests := []struct {
+		name      string
+		total     int // ops the client sends
+		keySize   int
+		valueSize int
+		ops       int
+		maxRun    int // ops the backend may run before the client reads
+	}{
+		{"small results", 20000, 1, 1 << 10, 64, 64 + transportBytes/(1<<10)},
+		{"large results", 1000, 1 << 10, 32 << 10, 16, 16 + transportBytes/(32<<10)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &countingBackend{Backend: clientapitest.New()}
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := grpc.NewServer()
+			clientapi.RegisterGRPC(srv, clientapi.GRPCConfig{Limits: kv.DefaultLimits,
+				MaxBatchInflightOps: tt.ops}, b)
+			go func() { _ = srv.Serve(lis) }()
+			t.Cleanup(srv.Stop)
+			// Fixed windows: no BDP estimation growing them.
+			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			kvc := caspaxospb.NewKVClient(conn)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			key := bytes.Repeat([]byte("k"), tt.keySize)
+			if _, err := kvc.Put(ctx, &caspaxospb.PutRequest{Key: key, Value: make([]byte, tt.valueSize)}); err != nil {
+				t.Fatal(err)
+			}
+			b.ops.Store(0)
+			s, err := kvc.Batch(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sent atomic.Int64
+			sendDone := make(chan error, 1)
+			go func() {
+				for i := 0; i < tt.total; i += perMsg {
+					ops := make([]*caspaxospb.Op, perMsg)
+					for j := range ops {
+						ops[j] = &caspaxospb.Op{Id: uint64(i + j), Kind: caspaxospb.Op_GET, Key: key}
+					}
+					if err := s.Send(&caspaxospb.BatchRequest{Ops: ops}); err != nil {
+						sendDone <- err
+						return
+					}
+					sent.Add(perMsg)
+				}
+				sendDone <- s.CloseSend()
+			}()
+			// The node runs ops until its bounds hold the stream; then
+			// nothing moves. Wait for 30 polls in a row without a change.
+			last, still := int64(-1), 0
+			for deadline := time.Now().Add(10 * time.Second); still < 30; {
+				ran := b.ops.Load()
+				if ran > int64(tt.maxRun) {
+					t.Fatalf("the node ran %d ops for a client that reads nothing, bound %d (client sent %d)", ran, tt.maxRun, sent.Load())
+				}
+				if ran == last {
+					still++
+				} else {
+					last, still = ran, 0
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ops run kept changing: %d", ran)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if last == 0 || sent.Load() == int64(tt.total) {
+				t.Fatalf("the node ran %d ops and the client sent %d of %d: want some run and the client held back", last, sent.Load(), tt.total)
+			}
+			// The client reads: everything it sent is answered.
+			answered := make(map[uint64]bool, tt.total)
+			for len(answered) < tt.total {
+				resp, err := s.Recv()
+				if err != nil {
+					t.Fatalf("after %d answers: %v", len(answered), err)
+				}
+				for _, r := range resp.GetResults() {
+					if r.GetError() != nil || len(r.GetValue()) != tt.valueSize || answered[r.GetId()] {
+						t.Fatalf("result %d: %v %s", r.GetId(), r.GetError(), r.GetMessage())
+					}
+					answered[r.GetId()] = true
+				}
+			}
+			if err := <-sendDone; err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+				t.Fatalf("stream end: %v", err)
+			}
+		})
 	}
 }

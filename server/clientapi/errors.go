@@ -25,6 +25,7 @@ const (
 	CodeValueTooLarge   = kv.CodeValueTooLarge
 	CodeBadRequest      = kv.CodeBadRequest
 	CodeInternal        = kv.CodeInternal
+	CodeOverloaded      = kv.CodeOverloaded
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -46,6 +47,7 @@ var errorTable = map[string]errorClass{
 	CodeBadRequest:      {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
 	CodeInternal:        {CodeInternal, http.StatusInternalServerError, codes.Internal},
 	CodeMembership:      {CodeMembership, http.StatusConflict, codes.FailedPrecondition},
+	CodeOverloaded:      {CodeOverloaded, http.StatusTooManyRequests, codes.ResourceExhausted},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
@@ -19,6 +20,39 @@ type GRPCConfig struct {
 	// RequestTimeout bounds each operation whose caller set no earlier
 	// deadline (default 5s).
 	RequestTimeout time.Duration
+	// MaxBatchInflightOps bounds the ops of one Batch stream taken and
+	// not yet sent back: running, or answered and waiting to be sent
+	// (default DefaultMaxBatchInflightOps).
+	MaxBatchInflightOps int
+	// MaxBatchQueuedBytes bounds the results of one Batch stream waiting
+	// to be sent (default DefaultMaxBatchQueuedBytes). Past either bound
+	// the stream takes no new op until the client reads, so a client that
+	// sends and never reads is held back by gRPC's flow control and costs
+	// the node at most these bounds (plus the results of the ops still
+	// running).
+	MaxBatchQueuedBytes int64
+	// Admission, if set, bounds the operations in flight (shared with the
+	// HTTP API): a unary call past it is refused with ResourceExhausted
+	// (code overloaded), a Batch op with an overloaded result.
+	Admission *Admission
+}
+
+// Defaults of GRPCConfig.
+const (
+	DefaultMaxBatchInflightOps       = 4096
+	DefaultMaxBatchQueuedBytes int64 = 16 << 20
+)
+
+// KeepaliveOptions are the keepalive options of a node's client gRPC
+// server: it lets clients ping a connection every 5s or more (the Go
+// client pings one silent for 10s, to find a node cut off without a reset),
+// and itself pings a client silent for 30s and closes the connection if no
+// answer comes within 10s, so that a vanished client holds no connection.
+func KeepaliveOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
 }
 
 // GRPC is a node's gRPC API, registered on a server.
@@ -28,6 +62,12 @@ type GRPC struct{ api *grpcAPI }
 func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MaxBatchInflightOps <= 0 {
+		cfg.MaxBatchInflightOps = DefaultMaxBatchInflightOps
+	}
+	if cfg.MaxBatchQueuedBytes <= 0 {
+		cfg.MaxBatchQueuedBytes = DefaultMaxBatchQueuedBytes
 	}
 	g := &grpcAPI{cfg: cfg, b: b, draining: make(chan struct{})}
 	g.drain = sync.OnceFunc(func() { close(g.draining) })
@@ -60,11 +100,16 @@ func (g *grpcAPI) timeout(caller time.Duration) time.Duration {
 	return caller
 }
 
-// exec checks op and runs it within ctx.
+// exec checks op and runs it within ctx, if the admission bound lets it.
 func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := op.Validate(g.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
+	done, err := g.cfg.Admission.admit()
+	if err != nil {
+		return protocol.State{}, err
+	}
+	defer done()
 	return g.b.Do(ctx, op)
 }
 

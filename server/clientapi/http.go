@@ -24,6 +24,10 @@ type HTTPConfig struct {
 	// Metrics, if set, serves GET /metrics.
 	Metrics http.Handler
 	Logger  *slog.Logger
+	// Admission, if set, bounds the key operations in flight (shared with
+	// the gRPC API): one past its bound is answered 429 overloaded, with
+	// Retry-After, before its body is read.
+	Admission *Admission
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -46,10 +50,10 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	}
 	h := &httpAPI{cfg: cfg, b: b}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", h.get)
-	mux.HandleFunc("PUT /v1/kv/{key...}", h.put)
-	mux.HandleFunc("DELETE /v1/kv/{key...}", h.delete)
-	mux.HandleFunc("POST /v1/kv/{key...}", h.incr)
+	mux.HandleFunc("GET /v1/kv/{key...}", h.admit(h.get))
+	mux.HandleFunc("PUT /v1/kv/{key...}", h.admit(h.put))
+	mux.HandleFunc("DELETE /v1/kv/{key...}", h.admit(h.delete))
+	mux.HandleFunc("POST /v1/kv/{key...}", h.admit(h.incr))
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/members", h.members)
 	mux.HandleFunc("POST /v1/members", h.addMember)
@@ -74,6 +78,21 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 type httpAPI struct {
 	cfg HTTPConfig
 	b   Backend
+}
+
+// admit runs next within the admission bound, or refuses the request
+// (overloaded) without reading it.
+func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		done, err := h.cfg.Admission.admit()
+		if err != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(h.cfg.Admission.retryAfterSeconds()))
+			writeError(w, err, 0)
+			return
+		}
+		defer done()
+		next(w, r)
+	}
 }
 
 // run checks and runs one operation with the request's deadline.
@@ -271,4 +290,55 @@ func writeError(w http.ResponseWriter, err error, status int) {
 		body["current_version"] = current
 	}
 	writeJSON(w, status, map[string]any{"error": body})
+}
+
+// HTTPTimeouts bound how long a client may hold a connection without
+// finishing what it owes (see net/http.Server); zero takes the default.
+type HTTPTimeouts struct {
+	// ReadHeaderTimeout bounds reading a request's headers (default 5s).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included (default
+	// 30s: a value at the 16 MiB limit at 4 Mbit/s).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer (default 60s; well past the request timeout).
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a kept-alive connection's wait for its next
+	// request (default 120s).
+	IdleTimeout time.Duration
+}
+
+// Defaults of HTTPTimeouts.
+const (
+	DefaultHTTPReadHeaderTimeout = 5 * time.Second
+	DefaultHTTPReadTimeout       = 30 * time.Second
+	DefaultHTTPWriteTimeout      = 60 * time.Second
+	DefaultHTTPIdleTimeout       = 120 * time.Second
+)
+
+// NewHTTPServer returns an http.Server for h whose timeouts cut off slow
+// clients (slowloris: headers or a body sent a byte at a time, a
+// connection kept open idle) so that they hold no connection for long.
+func NewHTTPServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Server {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.ReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
+	def(&t.ReadTimeout, DefaultHTTPReadTimeout)
+	def(&t.WriteTimeout, DefaultHTTPWriteTimeout)
+	def(&t.IdleTimeout, DefaultHTTPIdleTimeout)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeaderTimeout,
+		ReadTimeout:       t.ReadTimeout,
+		WriteTimeout:      t.WriteTimeout,
+		IdleTimeout:       t.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
@@ -78,6 +79,9 @@ func changeMembers(ctx context.Context, b Backend, c memberChange) (Membership, 
 	return b.Members(ctx)
 }
 
+// memberAnswerWriteTimeout bounds writing a membership change's answer.
+const memberAnswerWriteTimeout = 30 * time.Second
+
 // addMember serves POST /v1/members with the body NAME=PEER_ADDR.
 func (h *httpAPI) addMember(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 4096))
@@ -92,6 +96,10 @@ func (h *httpAPI) removeMember(w http.ResponseWriter, r *http.Request) {
 
 func (h *httpAPI) changeMembers(w http.ResponseWriter, r *http.Request, c memberChange) {
 	m, err := changeMembers(r.Context(), h.b, c)
+	// A change answers once done, which may be past the server's
+	// WriteTimeout (a catch-up of many keys): the answer's write gets a
+	// deadline of its own.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(memberAnswerWriteTimeout))
 	if err != nil {
 		writeError(w, err, 0)
 		return

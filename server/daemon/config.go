@@ -15,6 +15,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
 )
 
 // Member is a node of the initial cluster.
@@ -57,6 +58,15 @@ type Config struct {
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
 	DeadAfter time.Duration
+	// MaxInflightRequests and MaxClientConns bound the client operations
+	// the node runs at once and its client connections (see
+	// clientapi.AdmissionConfig; defaults
+	// clientapi.DefaultMaxInflightRequests and DefaultMaxClientConns).
+	MaxInflightRequests int
+	MaxClientConns      int
+	// HTTP bounds how long an HTTP client may hold a connection (defaults:
+	// clientapi.HTTPTimeouts).
+	HTTP clientapi.HTTPTimeouts
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC     GCOptions
 	Logger *slog.Logger
@@ -119,6 +129,8 @@ func (c *Config) Validate() error {
 		c.RequestTimeout = 5 * time.Second
 	}
 	need(c.RequestTimeout > 0, "--request-timeout must be positive")
+	need(c.MaxInflightRequests >= 0, "--max-inflight-requests must not be negative")
+	need(c.MaxClientConns >= 0, "--max-client-conns must not be negative")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -44,6 +44,7 @@ type Daemon struct {
 	httpSrv   *http.Server
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
+	admission *clientapi.Admission
 	metrics   *metrics
 	log       *slog.Logger
 	stopOnce  sync.Once
@@ -83,6 +84,12 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	if err := d.loadIdentity(); err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	d.admission, err = clientapi.NewAdmission(clientapi.AdmissionConfig{MaxInflightRequests: cfg.MaxInflightRequests,
+		MaxConns: cfg.MaxClientConns})
+	if err != nil {
 		d.store.Close()
 		return nil, err
 	}
@@ -227,17 +234,16 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	// gRPC and HTTP/1 share the client address: gRPC connections begin
 	// with the HTTP/2 client preface. (gRPC's net/http bridge would avoid
 	// this, at a large cost in throughput.)
-	d.split = connsplit.New(clientLis, []byte("PRI"), 10*time.Second)
+	d.split = connsplit.New(d.admission.Listener(clientLis), []byte("PRI"), 10*time.Second)
 	// One op at the limits, or a Batch message of many small ones (the Go
 	// client keeps those under 1.25 MiB): gRPC's default 4 MiB at least.
-	d.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))
-	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout}, d)
+	d.grpcSrv = grpc.NewServer(append(clientapi.KeepaliveOptions(),
+		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))...)
+	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
+		Admission: d.admission}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
-	d.httpSrv = &http.Server{
-		Handler: clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-			Metrics: d.metrics.handler(), Logger: d.log}, d),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
+		Metrics: d.metrics.handler(), Logger: d.log, Admission: d.admission}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 }
 

@@ -57,9 +57,10 @@ type counter struct {
 }
 
 type snapshot struct {
-	node    server.NodeStats
-	store   storageStats
-	network transportStats
+	refusedOps, refusedConns uint64 // clientapi.Admission
+	node                     server.NodeStats
+	store                    storageStats
+	network                  transportStats
 }
 
 type storageStats struct {
@@ -90,6 +91,8 @@ var counters = []counter{
 	{"caspaxos_local_reads_total", "Reads of keys homed on another node answered here on the fast path instead of forwarded.", func(s snapshot) uint64 { return s.node.LocalReads }},
 	{"caspaxos_acceptor_batches_total", "Message batches the acceptor processed.", func(s snapshot) uint64 { return s.node.Acceptor.Batches }},
 	{"caspaxos_acceptor_dropped_batches_total", "Message batches the acceptor dropped.", func(s snapshot) uint64 { return s.node.Acceptor.DroppedBatches }},
+	{"caspaxos_overloaded_total", "Client operations refused as overloaded (the bound of requests in flight, --max-inflight-requests).", func(s snapshot) uint64 { return s.refusedOps }},
+	{"caspaxos_refused_connections_total", "Client connections closed at once, past --max-client-conns.", func(s snapshot) uint64 { return s.refusedConns }},
 	{"caspaxos_storage_applies_total", "Synced storage writes.", func(s snapshot) uint64 { return s.store.applies }},
 	{"caspaxos_storage_entries_total", "Registers written by them.", func(s snapshot) uint64 { return s.store.entries }},
 	{"caspaxos_storage_syncs_total", "WAL fsyncs (sync batch size: applies / syncs).", func(s snapshot) uint64 { return s.store.syncs }},
@@ -147,7 +150,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 func (d *Daemon) snapshot() snapshot {
 	ps := d.store.Stats()
 	ts := d.tr.Stats()
+	refusedOps, refusedConns := d.admission.Refused()
 	return snapshot{
+		refusedOps: refusedOps, refusedConns: refusedConns,
 		node: d.node.Stats(),
 		store: storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs,
 			syncTime: ps.WALSyncTime, syncTimes: ps.WALSyncTimes},

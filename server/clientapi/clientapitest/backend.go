@@ -148,7 +148,7 @@ func ServeGRPCAPI(t testing.TB, b clientapi.Backend) (string, *grpc.Server, *cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(clientapi.KeepaliveOptions()...)
 	api := clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
