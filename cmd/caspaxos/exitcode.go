@@ -19,6 +19,7 @@ const (
 	exitUnknownOutcome = 6
 	exitUnavailable    = 7
 	exitNotInteger     = 8
+	exitNoSpace        = 10
 )
 
 // errUnhealthy: the node answered health and reported that it does not
@@ -47,6 +48,7 @@ func exitCodes() []exitRow {
 		{exitUnknownOutcome, []error{client.ErrUnknownOutcome}, "unknown outcome: the write may or may not have taken effect; read the key before retrying"},
 		{exitUnavailable, []error{client.ErrUnavailable}, "no endpoint reachable"},
 		{exitNotInteger, []error{client.ErrNotAnInteger, client.ErrOverflow}, "incr: the value is not a decimal integer, or the result would overflow int64"},
+		{exitNoSpace, []error{client.ErrNoSpace}, "no space: a node's disk is nearly full or its store over quota; the write was refused and nothing changed (get and del still work)"},
 	}
 }
 
@@ -131,6 +133,8 @@ func describe(err error) string {
 		return "no quorum: the cluster could not apply the request; nothing changed"
 	case errors.Is(err, client.ErrUnknownOutcome):
 		return "outcome unknown: the write may or may not have taken effect; read the key before retrying"
+	case errors.Is(err, client.ErrNoSpace):
+		return "no space: " + detail(err, client.ErrNoSpace)
 	case errors.Is(err, client.ErrUnavailable):
 		return "no endpoint reachable (" + detail(err, client.ErrUnavailable) + ")"
 	}

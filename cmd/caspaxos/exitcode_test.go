@@ -30,6 +30,7 @@ func TestExitCode(t *testing.T) {
 		{"unavailable", fmt.Errorf("%w: endpoint down", client.ErrUnavailable), 7},
 		{"not an integer", fmt.Errorf("%w: \"abc\"", client.ErrNotAnInteger), 8},
 		{"overflow", fmt.Errorf("%w: 1 + max", client.ErrOverflow), 8},
+		{"no space", fmt.Errorf("%w: 10 MiB free", client.ErrNoSpace), 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

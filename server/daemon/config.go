@@ -15,6 +15,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
 )
 
 // Member is a node of the initial cluster.
@@ -57,6 +58,10 @@ type Config struct {
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
 	DeadAfter time.Duration
+	// Space sets when the node refuses new writes with no_space because its
+	// disk is nearly full or its store is over a quota (server.SpaceConfig;
+	// default: refuse below 256 MiB free, no quota).
+	Space server.SpaceConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC     GCOptions
 	Logger *slog.Logger
@@ -119,6 +124,7 @@ func (c *Config) Validate() error {
 		c.RequestTimeout = 5 * time.Second
 	}
 	need(c.RequestTimeout > 0, "--request-timeout must be positive")
+	need(c.Space.QuotaBytes >= 0, "--quota-bytes must not be negative (0: no quota)")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

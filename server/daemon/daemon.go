@@ -133,7 +133,7 @@ func (d *Daemon) startNode() error {
 	node, err := server.NewNode(server.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
 		ReadNearTimeout: d.cfg.ReadNearTimeout, GatherWindow: d.cfg.GatherWindow,
-		Deleted: d.deleted,
+		Deleted: d.deleted, Space: d.cfg.Space,
 	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
