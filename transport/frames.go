@@ -172,7 +172,7 @@ func (t *Transport) frame(f *peerpb.Frame) error {
 	if heard == nil {
 		return fmt.Errorf("caspaxos/transport: node %d is not a member", from)
 	}
-	heard.Store(time.Now().UnixNano())
+	t.markHeard(heard)
 	if f.GetLeaving() && !ps.gone[from].Swap(true) {
 		// Acknowledge on our own link, behind any forward queued there.
 		ps.links[from].poke()
