@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +92,27 @@ func TestMembersRelease(t *testing.T) {
 	}
 	if c.daemons[1].members.State().Changing {
 		t.Fatal("node 1 still held after a forced release")
+	}
+
+	// Over HTTP.
+	c.hold(t, 1, "ghost", "g2")
+	for _, tc := range []struct {
+		query  string
+		status int
+		want   string
+	}{
+		{"?force=maybe", http.StatusBadRequest, `"bad_request"`},
+		{"", http.StatusOK, `{"releases":[{"name":"n2","released":true,"controller":"ghost","change_id":"g2"}]}`},
+	} {
+		resp, err := http.Post("http://"+c.cfgs[0].ClientAddr+"/v1/members/release"+tc.query, "text/plain", strings.NewReader(names[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
+			t.Fatalf("POST /v1/members/release%s: %d %s, want %d with %s", tc.query, resp.StatusCode, body, tc.status, tc.want)
+		}
 	}
 }
 
