@@ -16,10 +16,12 @@ import (
 
 // A node over its quota refuses writes with no_space, over HTTP (507) and
 // the Go client (ErrNoSpace), also writes that another node forwards to
-// it as their home; gets still answer. Node n1 has no quota; n2 and n3
+// it as their home; gets and deletes still answer, and deletion GC
+// collects the tombstones on every node. Node n1 has no quota; n2 and n3
 // have a quota of one byte, which their stores (a WAL at least) exceed.
 func TestNoSpaceOverTheNetwork(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
+		fastGC(cfg)
 		cfg.Space = server.SpaceConfig{CheckInterval: time.Nanosecond}
 		if cfg.Name != "n1" {
 			cfg.Space.QuotaBytes = 1
@@ -74,6 +76,16 @@ func TestNoSpaceOverTheNetwork(t *testing.T) {
 	for _, want := range []string{"\ncaspaxos_storage_bytes ", "\ncaspaxos_storage_disk_free_bytes ", `outcome="no_space"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+
+	if _, err := cl2.Delete(ctx, k1, 0); err != nil {
+		t.Fatalf("delete at n2 (over quota): %v", err)
+	}
+	for i, d := range c.daemons {
+		waitGCDone(t, c.cfgs[i].Name, d)
+		if r, err := d.store.Get(k1); err != nil || r.State.Deleted || r.Accepted.Counter != 0 {
+			t.Fatalf("%s still holds %s after its delete and GC: %+v, %v", c.cfgs[i].Name, k1, r, err)
 		}
 	}
 }
