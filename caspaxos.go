@@ -71,6 +71,7 @@ var (
 	ErrNoQuorum        = kv.ErrNoQuorum
 	ErrOverloaded      = kv.ErrOverloaded
 	ErrUnknownOutcome  = kv.ErrUnknownOutcome
+	ErrNoSpace         = kv.ErrNoSpace
 	ErrClosed          = errors.New("caspaxos: store is closed")
 )
 
@@ -113,7 +114,14 @@ type Options struct {
 	Logger *slog.Logger
 	// GC tunes deletion GC, which runs in the background by default.
 	GC GCOptions
+	// Space sets when the nodes refuse new writes with ErrNoSpace because
+	// their disk is nearly full (default: below 256 MiB free; see
+	// server.SpaceConfig).
+	Space SpaceOptions
 }
+
+// SpaceOptions: see server.SpaceConfig.
+type SpaceOptions = server.SpaceConfig
 
 // GCOptions tunes deletion GC (PROTOCOL.md §9): a delete leaves a
 // tombstone, and a background runner per node removes it from every node
@@ -234,6 +242,7 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 		ReadNearTimeout: opts.ReadNearTimeout,
 		BackoffBase:     opts.BackoffBase,
 		BackoffMax:      opts.BackoffMax,
+		Space:           opts.Space,
 	}
 	if !opts.GC.Disabled {
 		cfg.Deleted = func(key string, version uint64) { gc.Enqueue(key, version) }

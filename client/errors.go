@@ -39,6 +39,10 @@ var (
 	// ErrMembership: a membership change was refused or failed (the name
 	// or address is in use or unknown, another change is in progress, ...).
 	ErrMembership = errors.New("caspaxos/client: membership change refused")
+	// ErrNoSpace: the node's disk is nearly full, or its store is over its
+	// quota: it refuses puts, creates, compare-and-swaps and increments
+	// (nothing was applied); gets and deletes still work.
+	ErrNoSpace = errors.New("caspaxos/client: no space on the server: nothing was applied")
 	// ErrUnavailable: no endpoint could be reached.
 	ErrUnavailable = errors.New("caspaxos/client: no endpoint reachable")
 )
@@ -71,6 +75,7 @@ var byCode = map[string]error{
 	"value_too_large": ErrTooLarge,
 	"bad_request":     ErrBadRequest,
 	"membership":      ErrMembership,
+	"no_space":        ErrNoSpace,
 }
 
 // fromInfo turns the ErrorInfo of a server's answer, and its message, into

@@ -88,3 +88,30 @@ func membership(r *caspaxospb.MembersResponse) Membership {
 	}
 	return out
 }
+
+// HoldRelease is what MemberRelease did on one node.
+type HoldRelease struct {
+	Name string `json:"name"`
+	// Released: the node was held by Controller's change ChangeID and is
+	// free now. False with an empty Controller: it was not held.
+	Released   bool   `json:"released"`
+	Controller string `json:"controller,omitempty"`
+	ChangeID   string `json:"change_id,omitempty"`
+}
+
+// MemberRelease frees the member called name (every member when name is
+// empty) of a membership change whose controller is gone: one that removed
+// itself, or, with force, a member down for good. A node held by a change
+// its controller still runs is refused with ErrMembership, and so, without
+// force, is one held by a member that does not answer.
+func (c *Client) MemberRelease(ctx context.Context, name string, force bool) ([]HoldRelease, error) {
+	var out []HoldRelease
+	err := c.call(ctx, false, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewClusterClient(conn).MemberRelease(ctx, &caspaxospb.MemberReleaseRequest{Name: name, Force: force})
+		for _, x := range r.GetReleases() {
+			out = append(out, HoldRelease{Name: x.GetName(), Released: x.GetReleased(), Controller: x.GetController(), ChangeID: x.GetChangeId()})
+		}
+		return err
+	})
+	return out, err
+}

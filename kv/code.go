@@ -17,6 +17,7 @@ const (
 	CodeKeyTooLarge     = "key_too_large"
 	CodeValueTooLarge   = "value_too_large"
 	CodeBadRequest      = "bad_request"
+	CodeNoSpace         = "no_space"
 	CodeInternal        = "internal"
 	CodeOverloaded      = "overloaded"
 )
@@ -37,6 +38,7 @@ var codes = []struct {
 	{ErrKeyTooLarge, CodeKeyTooLarge},
 	{ErrValueTooLarge, CodeValueTooLarge},
 	{ErrEmptyKey, CodeBadRequest},
+	{ErrNoSpace, CodeNoSpace},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

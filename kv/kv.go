@@ -34,6 +34,11 @@ var (
 	// deadline passed without an answer; it may or may not take effect.
 	// Retrying a non-idempotent change after it may apply it twice.
 	ErrUnknownOutcome = errors.New("caspaxos: outcome unknown: the change may or may not take effect")
+	// ErrNoSpace: the node's disk is nearly full (or its store is over its
+	// quota), so it refuses new writes; nothing was applied. Reads and
+	// deletes still run: deletes free space once deletion GC collects
+	// their tombstones.
+	ErrNoSpace = errors.New("caspaxos: no space: the node's disk is nearly full or its store is over quota; nothing was applied")
 	// ErrEmptyKey, ErrKeyTooLarge, ErrValueTooLarge: the request breaks a limit.
 	ErrEmptyKey      = errors.New("caspaxos: key is empty")
 	ErrKeyTooLarge   = errors.New("caspaxos: key too large")

@@ -46,6 +46,11 @@ type MemberState struct {
 	// links and home routing took; below st's when a Set persisted st but
 	// ended (its ctx) before the proposer took it: a retried Set gives it.
 	applied uint64
+	// holder is the controller of the change holding the node, as the last
+	// membership listing it gave it: a controller that removes itself is
+	// no longer listed by the membership it holds the node with, but it
+	// can still be asked about its change (HoldController).
+	holder Member
 }
 
 // NewMemberState returns the state st of node, which must already use st's
@@ -54,6 +59,7 @@ type MemberState struct {
 func NewMemberState(node *Node, st NodeState, links PeerLinks, persist func(NodeState) error) *MemberState {
 	st.Membership = st.Membership.Clone() // Config shares its slices: they must be ours
 	s := &MemberState{self: node.ID(), node: node, links: links, persist: persist, st: st, applied: st.Membership.Version()}
+	s.noteHolder()
 	s.applyLinks(st.Membership)
 	return s
 }
@@ -126,6 +132,7 @@ func (s *MemberState) Set(ctx context.Context, st NodeState) error {
 		}
 		s.st = st
 		s.epoch++
+		s.noteHolder()
 	}
 	if s.applied >= v {
 		return nil
@@ -167,7 +174,41 @@ func (s *MemberState) ReleaseStale(held NodeState) (bool, error) {
 	}
 	s.st = next
 	s.epoch++
+	s.noteHolder()
 	return true, nil
+}
+
+// noteHolder remembers the holding controller's address while the
+// membership lists it. Under mu.
+func (s *MemberState) noteHolder() {
+	if !s.st.Changing {
+		s.holder = Member{}
+		return
+	}
+	if c, ok := s.st.Membership.ByName(s.st.Controller); ok {
+		s.holder = c
+	}
+}
+
+// HoldController returns the controller of the change that holds the node
+// in held (a state State returned): as held's membership lists it, or, if
+// it does not (the controller removes itself), as an earlier membership
+// of this run listed it. ok is false when the node is not held or the
+// controller's address is unknown (it was never listed since this node
+// started): nobody to ask.
+func (s *MemberState) HoldController(held NodeState) (Member, bool) {
+	if !held.Changing {
+		return Member{}, false
+	}
+	if c, ok := held.Membership.ByName(held.Controller); ok {
+		return c, true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holder.Name == held.Controller && s.holder.Name != "" {
+		return s.holder, true
+	}
+	return Member{}, false
 }
 
 func (s *MemberState) applyLinks(m Membership) {

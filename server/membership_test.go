@@ -718,3 +718,38 @@ func TestLateEndOfAnEarlierChangeRefused(t *testing.T) {
 		t.Fatalf("after c2's end: %+v", st)
 	}
 }
+
+// TestHoldController: the controller of a hold is found while the
+// membership lists it, and still once a step of its change (it removes
+// itself) gave the node a membership that does not: it may still run the
+// change, and must be asked before the hold is freed.
+func TestHoldController(t *testing.T) {
+	c := newMemberCluster(t, 3)
+	ctx := ctxTimeout(t, 5*time.Second)
+	s := c.state(2)
+	if _, ok := s.HoldController(s.State()); ok {
+		t.Fatal("a node not held has a hold controller")
+	}
+	held := s.State()
+	held.Changing, held.Controller, held.ChangeID = true, "n3", "c1"
+	if err := s.Set(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := held.Membership.ByName("n3")
+	if got, ok := s.HoldController(s.State()); !ok || got != want {
+		t.Fatalf("controller listed: %+v, %v; want %+v", got, ok, want)
+	}
+	step := memberOf(1, 2) // n3 removes itself
+	step.Config.Version = held.Membership.Version() + 1
+	if err := s.Set(ctx, NodeState{Membership: step, Changing: true, Controller: "n3", ChangeID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.HoldController(s.State()); !ok || got != want {
+		t.Fatalf("controller no longer listed: %+v, %v; want %+v as listed before", got, ok, want)
+	}
+	other := s.State()
+	other.Controller = "n9"
+	if _, ok := s.HoldController(other); ok {
+		t.Fatal("a controller never listed was found")
+	}
+}

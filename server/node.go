@@ -46,6 +46,11 @@ type Config struct {
 
 	// Deleted is passed to ProposerConfig: deletion GC's queue feed.
 	Deleted func(key string, version uint64)
+
+	// Space sets when the node refuses new writes because its disk is
+	// nearly full (space.go). It applies when the store is a
+	// storage.SpaceReporter.
+	Space SpaceConfig
 }
 
 func (c *Config) validate() error {
@@ -62,7 +67,7 @@ func (c *Config) validate() error {
 		}
 		seen[id] = true
 	}
-	return nil
+	return c.Space.setDefaults()
 }
 
 func (c Config) proposer() ProposerConfig {
@@ -94,6 +99,7 @@ type Node struct {
 	acceptor *Acceptor
 	proposer *Proposer
 	fwd      Forwarder
+	space    *spaceGuard // nil: no check
 	log      *slog.Logger
 
 	forwarded, fallbacks, localReads, farHomes atomic.Uint64
@@ -133,6 +139,9 @@ func NewNode(cfg Config, store storage.Store, tr Transport, fwd Forwarder, log *
 		proposer: prop,
 		fwd:      fwd,
 		log:      log,
+	}
+	if sr, ok := store.(storage.SpaceReporter); ok {
+		n.space = newSpaceGuard(cfg.Space, sr)
 	}
 	n.SetMembers(cfg.Members)
 	return n, nil
@@ -183,7 +192,8 @@ func splitRequests(msgs []protocol.Message) (reqs, replies []protocol.Message) {
 // Do runs op, routed to the home proposer of op.Key. It returns the key's
 // state after op (for kv.OpGet: its current state) and kv's errors: the
 // operation's refusals, kv.ErrNoQuorum, kv.ErrUnknownOutcome (see
-// Proposer.Propose), or ErrStopped. Limits are the caller's to check.
+// Proposer.Propose), kv.ErrNoSpace (a write while the disk is nearly
+// full: see SpaceConfig), or ErrStopped. Limits are the caller's to check.
 func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	return n.Run(ctx, Request{Op: op})
 }
@@ -193,6 +203,9 @@ func (n *Node) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 // is above ForwardMaxRTT: forwarding would add a wide-area round trip), or
 // did not take it.
 func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
+	if err := n.admit(req); err != nil {
+		return protocol.State{}, err
+	}
 	home := Home(req.Op.Key, *n.members.Load())
 	forward := home != 0 && home != n.id
 	if forward && !near(n.fwd, home) {
@@ -227,6 +240,9 @@ func (n *Node) Run(ctx context.Context, req Request) (protocol.State, error) {
 // Propose runs req on this node's own proposer, without routing: what a
 // forwarded request runs. See Proposer.Propose for its results.
 func (n *Node) Propose(ctx context.Context, req Request) (protocol.State, error) {
+	if err := n.admit(req); err != nil {
+		return protocol.State{}, err
+	}
 	return n.proposer.Propose(ctx, req)
 }
 
@@ -270,7 +286,7 @@ func (n *Node) Stats() NodeStats {
 // Serve runs an operation forwarded by a peer on this node's proposer (the
 // network transport's entry point for forwards).
 func (n *Node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
-	return n.proposer.Propose(ctx, Request{Op: op})
+	return n.Propose(ctx, Request{Op: op})
 }
 
 // Err returns the error that stopped the node for good: a failed storage

@@ -14,6 +14,9 @@
 //	dir/
 //	  LOCK      held (flock) while a store is open; never read
 //	  FORMAT    "caspaxos storage format 1\n": the layout version below
+//	  BALLAST   64 MiB (by default) of reserved space, deleted by an open
+//	            on a full disk so that Pebble can open there (keepBallast);
+//	            never read
 //	  pebble/   the Pebble database
 //
 // FORMAT is written once, atomically (temporary file, fsync, rename, fsync

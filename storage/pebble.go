@@ -31,6 +31,10 @@ type PebbleOptions struct {
 	// Pebble's background errors (Error), slow disk operations (Warn) and
 	// Pebble's informational messages (Debug). Nil discards them.
 	Logger *slog.Logger
+	// BallastBytes is the size of the BALLAST file kept in the data
+	// directory so that the store can open on a full disk (see
+	// keepBallast; default DefaultBallastBytes, negative: none).
+	BallastBytes int64
 }
 
 // PebbleStats counts a Pebble store's writes since it was opened, for
@@ -61,10 +65,12 @@ type PebbleStats struct {
 // off new ones for one fsync. Remove is rare (deletion GC), so a mutex is
 // simpler than making the read part of an indexed batch and re-checking it.
 type Pebble struct {
-	dir  string
-	log  *slog.Logger
-	lock io.Closer
-	db   *pebble.DB
+	dir          string
+	fs           vfs.FS
+	ballastBytes int64
+	log          *slog.Logger
+	lock         io.Closer
+	db           *pebble.DB
 
 	gate    gate
 	writeMu sync.RWMutex // Apply: shared; Remove: exclusive
@@ -101,7 +107,11 @@ func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Pebble{dir: dir, log: log, lock: lock}
+	s := &Pebble{dir: dir, fs: fs, log: log, lock: lock}
+	s.ballastBytes = opts.BallastBytes
+	if s.ballastBytes == 0 {
+		s.ballastBytes = DefaultBallastBytes
+	}
 	if s.db, err = s.openDB(fs); err != nil {
 		return nil, errors.Join(err, lock.Close())
 	}
@@ -118,6 +128,7 @@ func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
 	if err := checkFormat(fs, s.dir); err != nil {
 		return nil, err
 	}
+	s.keepBallast(fs, s.ballastBytes)
 	path := fs.PathJoin(s.dir, pebbleDirName)
 	if err := fs.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("caspaxos/storage: create %s: %w", path, err)

@@ -21,7 +21,7 @@ import (
 type peerSet struct {
 	addrs   map[protocol.NodeID]string
 	links   map[protocol.NodeID]*link
-	heard   map[protocol.NodeID]*atomic.Int64 // unix nanos of the last frame from each peer
+	heard   map[protocol.NodeID]*atomic.Int64 // when the last frame from each peer came: see markHeard
 	gone    map[protocol.NodeID]*atomic.Bool  // peers whose last frame said they are leaving
 	acked   map[protocol.NodeID]func()        // closes ackedCh: the peer saw us leave
 	ackedCh map[protocol.NodeID]chan struct{}

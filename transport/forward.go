@@ -55,7 +55,7 @@ func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (
 // propose the keys homed there itself, competing with their home proposer.
 // A peer dead from the start costs only the forwards of that first window.
 func (t *Transport) awaitFirstContact(ctx context.Context, l *link) {
-	left := t.cfg.StartupGrace - time.Since(t.started)
+	left := t.cfg.StartupGrace - t.now().Sub(t.started)
 	if left <= 0 {
 		return
 	}

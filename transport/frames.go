@@ -211,7 +211,7 @@ func (t *Transport) frame(sender protocol.NodeID, f *peerpb.Frame) error {
 	if err := t.check(sender, f); err != nil {
 		return err
 	}
-	heard.Store(time.Now().UnixNano())
+	t.markHeard(heard)
 	if f.GetLeaving() && !ps.gone[sender].Swap(true) {
 		// Acknowledge on our own link, behind any forward queued there.
 		ps.links[sender].poke()

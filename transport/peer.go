@@ -179,7 +179,8 @@ type Transport struct {
 	refusedConns atomic.Uint64
 	frames       atomic.Uint64
 	items        atomic.Uint64
-	started      time.Time
+	started      time.Time                      // from now: it carries a monotonic reading
+	now          func() time.Time               // time.Now; tests step its wall clock
 	connMu       sync.Mutex                     // guards conns, byPeer, unidentified and listeners, and orders cancel with track
 	conns        map[net.Conn]protocol.NodeID   // accepted connections: the member each identified as, 0 if none yet
 	byPeer       map[protocol.NodeID][]net.Conn // each member's identified connections, oldest first
@@ -198,7 +199,8 @@ func New(cfg Config, h Handler) (*Transport, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{cfg: cfg, h: h,
 		pending: make(map[uint64]pendingForward), conns: make(map[net.Conn]protocol.NodeID), byPeer: make(map[protocol.NodeID][]net.Conn),
-		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, started: time.Now()}
+		serving: make(chan struct{}, cfg.MaxServing), ctx: ctx, cancel: cancel, now: time.Now}
+	t.started = t.now()
 	// Forward IDs start at a random point: a peer may still answer a
 	// forward of this node's previous run, and its reply must not match a
 	// forward of this run. (Replies are also matched by peer.)
@@ -274,7 +276,22 @@ func (t *Transport) silent(id protocol.NodeID) bool {
 	if l == nil || !l.up.Load() {
 		return true
 	}
-	return time.Since(time.Unix(0, ps.heard[id].Load())) >= t.cfg.DeadAfter
+	return t.quiet(ps.heard[id])
+}
+
+// markHeard records in heard that its peer was heard from just now: as
+// the monotonic time since the transport started, plus 1 (0 is "never").
+// A time of day (UnixNano) would have no monotonic reading, and a step of
+// the system clock would make every peer look dead, or alive for minutes.
+func (t *Transport) markHeard(heard *atomic.Int64) {
+	heard.Store(int64(t.now().Sub(t.started)) + 1)
+}
+
+// quiet reports whether heard's peer was never heard from, or not within
+// DeadAfter: monotonic time, like markHeard.
+func (t *Transport) quiet(heard *atomic.Int64) bool {
+	at := heard.Load()
+	return at == 0 || t.now().Sub(t.started)-time.Duration(at-1) >= t.cfg.DeadAfter
 }
 
 // Leave tells every peer that this node is shutting down, so that they stop

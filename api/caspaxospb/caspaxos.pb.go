@@ -1256,6 +1256,173 @@ func (x *MemberRemoveRequest) GetName() string {
 	return ""
 }
 
+type MemberReleaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberReleaseRequest) Reset() {
+	*x = MemberReleaseRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberReleaseRequest) ProtoMessage() {}
+
+func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
+func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MemberReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MemberReleaseRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type MemberReleaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Releases      []*HoldRelease         `protobuf:"bytes,1,rep,name=releases,proto3" json:"releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberReleaseResponse) Reset() {
+	*x = MemberReleaseResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberReleaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberReleaseResponse) ProtoMessage() {}
+
+func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
+func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
+	if x != nil {
+		return x.Releases
+	}
+	return nil
+}
+
+// HoldRelease is what MemberRelease did on one node.
+type HoldRelease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// released: the node was held by controller's change change_id and is
+	// free now; false with an empty controller: it was not held.
+	Released      bool   `protobuf:"varint,2,opt,name=released,proto3" json:"released,omitempty"`
+	Controller    string `protobuf:"bytes,3,opt,name=controller,proto3" json:"controller,omitempty"`
+	ChangeId      string `protobuf:"bytes,4,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldRelease) Reset() {
+	*x = HoldRelease{}
+	mi := &file_api_caspaxos_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldRelease) ProtoMessage() {}
+
+func (x *HoldRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
+func (*HoldRelease) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *HoldRelease) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HoldRelease) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *HoldRelease) GetController() string {
+	if x != nil {
+		return x.Controller
+	}
+	return ""
+}
+
+func (x *HoldRelease) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1264,7 +1431,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1443,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1456,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 type HealthResponse struct {
@@ -1303,7 +1470,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1482,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1495,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -1361,7 +1528,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1540,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1553,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1498,7 +1665,19 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
 	"\tpeer_addr\x18\x02 \x01(\tR\bpeerAddr\")\n" +
 	"\x13MemberRemoveRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x0f\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
+	"\x14MemberReleaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"M\n" +
+	"\x15MemberReleaseResponse\x124\n" +
+	"\breleases\x18\x01 \x03(\v2\x18.caspaxos.v1.HoldReleaseR\breleases\"z\n" +
+	"\vHoldRelease\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\breleased\x18\x02 \x01(\bR\breleased\x12\x1e\n" +
+	"\n" +
+	"controller\x18\x03 \x01(\tR\n" +
+	"controller\x12\x1b\n" +
+	"\tchange_id\x18\x04 \x01(\tR\bchangeId\"\x0f\n" +
 	"\rHealthRequest\"D\n" +
 	"\x0eHealthResponse\x12\x18\n" +
 	"\ahealthy\x18\x01 \x01(\bR\ahealthy\x12\x18\n" +
@@ -1513,12 +1692,13 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x0eCompareAndSwap\x12\".caspaxos.v1.CompareAndSwapRequest\x1a\x18.caspaxos.v1.PutResponse\x12A\n" +
 	"\x06Delete\x12\x1a.caspaxos.v1.DeleteRequest\x1a\x1b.caspaxos.v1.DeleteResponse\x12J\n" +
 	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse\x12B\n" +
-	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x012\xac\x02\n" +
+	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x012\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
 	"\tMemberAdd\x12\x1d.caspaxos.v1.MemberAddRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12N\n" +
-	"\fMemberRemove\x12 .caspaxos.v1.MemberRemoveRequest\x1a\x1c.caspaxos.v1.MembersResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
+	"\fMemberRemove\x12 .caspaxos.v1.MemberRemoveRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12V\n" +
+	"\rMemberRelease\x12!.caspaxos.v1.MemberReleaseRequest\x1a\".caspaxos.v1.MemberReleaseResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
 
 var (
 	file_api_caspaxos_proto_rawDescOnce sync.Once
@@ -1533,7 +1713,7 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
 	(*BatchRequest)(nil),          // 1: caspaxos.v1.BatchRequest
@@ -1556,44 +1736,50 @@ var file_api_caspaxos_proto_goTypes = []any{
 	(*MemberChange)(nil),          // 18: caspaxos.v1.MemberChange
 	(*MemberAddRequest)(nil),      // 19: caspaxos.v1.MemberAddRequest
 	(*MemberRemoveRequest)(nil),   // 20: caspaxos.v1.MemberRemoveRequest
-	(*HealthRequest)(nil),         // 21: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 22: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 23: caspaxos.v1.ErrorInfo
+	(*MemberReleaseRequest)(nil),  // 21: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil), // 22: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),           // 23: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),         // 24: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 25: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 26: caspaxos.v1.ErrorInfo
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	3,  // 0: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
 	4,  // 1: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
 	0,  // 2: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	23, // 3: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	26, // 3: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
 	16, // 4: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
 	18, // 5: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	5,  // 6: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	7,  // 7: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	8,  // 8: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	9,  // 9: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	11, // 10: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	13, // 11: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	1,  // 12: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	15, // 13: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	21, // 14: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	19, // 15: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	20, // 16: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	6,  // 17: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	10, // 18: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	10, // 19: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	10, // 20: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	12, // 21: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	14, // 22: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	2,  // 23: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	17, // 24: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	22, // 25: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	17, // 26: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	17, // 27: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	17, // [17:28] is the sub-list for method output_type
-	6,  // [6:17] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	23, // 6: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	5,  // 7: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	7,  // 8: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	8,  // 9: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	9,  // 10: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	11, // 11: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	13, // 12: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	1,  // 13: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	15, // 14: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	24, // 15: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	19, // 16: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	20, // 17: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	21, // 18: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	6,  // 19: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	10, // 20: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	10, // 21: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	10, // 22: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	12, // 23: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	14, // 24: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	2,  // 25: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	17, // 26: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	25, // 27: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	17, // 28: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	17, // 29: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	22, // 30: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	19, // [19:31] is the sub-list for method output_type
+	7,  // [7:19] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -1609,7 +1795,7 @@ func file_api_caspaxos_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

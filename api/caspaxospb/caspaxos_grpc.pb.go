@@ -372,10 +372,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Cluster_Members_FullMethodName      = "/caspaxos.v1.Cluster/Members"
-	Cluster_Health_FullMethodName       = "/caspaxos.v1.Cluster/Health"
-	Cluster_MemberAdd_FullMethodName    = "/caspaxos.v1.Cluster/MemberAdd"
-	Cluster_MemberRemove_FullMethodName = "/caspaxos.v1.Cluster/MemberRemove"
+	Cluster_Members_FullMethodName       = "/caspaxos.v1.Cluster/Members"
+	Cluster_Health_FullMethodName        = "/caspaxos.v1.Cluster/Health"
+	Cluster_MemberAdd_FullMethodName     = "/caspaxos.v1.Cluster/MemberAdd"
+	Cluster_MemberRemove_FullMethodName  = "/caspaxos.v1.Cluster/MemberRemove"
+	Cluster_MemberRelease_FullMethodName = "/caspaxos.v1.Cluster/MemberRelease"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -395,6 +396,12 @@ type ClusterClient interface {
 	// MemberRemove removes the member called name, which may be down for
 	// good; see MemberAdd.
 	MemberRemove(ctx context.Context, in *MemberRemoveRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// MemberRelease frees the node called name (every member when name is
+	// empty) of the membership change that holds it, when that change's
+	// controller is gone: not a member any more, or (force) a member down
+	// for good. A controller that answers that it still runs the change is
+	// refused with the code membership.
+	MemberRelease(ctx context.Context, in *MemberReleaseRequest, opts ...grpc.CallOption) (*MemberReleaseResponse, error)
 }
 
 type clusterClient struct {
@@ -445,6 +452,16 @@ func (c *clusterClient) MemberRemove(ctx context.Context, in *MemberRemoveReques
 	return out, nil
 }
 
+func (c *clusterClient) MemberRelease(ctx context.Context, in *MemberReleaseRequest, opts ...grpc.CallOption) (*MemberReleaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MemberReleaseResponse)
+	err := c.cc.Invoke(ctx, Cluster_MemberRelease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -462,6 +479,12 @@ type ClusterServer interface {
 	// MemberRemove removes the member called name, which may be down for
 	// good; see MemberAdd.
 	MemberRemove(context.Context, *MemberRemoveRequest) (*MembersResponse, error)
+	// MemberRelease frees the node called name (every member when name is
+	// empty) of the membership change that holds it, when that change's
+	// controller is gone: not a member any more, or (force) a member down
+	// for good. A controller that answers that it still runs the change is
+	// refused with the code membership.
+	MemberRelease(context.Context, *MemberReleaseRequest) (*MemberReleaseResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -483,6 +506,9 @@ func (UnimplementedClusterServer) MemberAdd(context.Context, *MemberAddRequest) 
 }
 func (UnimplementedClusterServer) MemberRemove(context.Context, *MemberRemoveRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MemberRemove not implemented")
+}
+func (UnimplementedClusterServer) MemberRelease(context.Context, *MemberReleaseRequest) (*MemberReleaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MemberRelease not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -577,6 +603,24 @@ func _Cluster_MemberRemove_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_MemberRelease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MemberReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).MemberRelease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_MemberRelease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).MemberRelease(ctx, req.(*MemberReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -599,6 +643,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MemberRemove",
 			Handler:    _Cluster_MemberRemove_Handler,
+		},
+		{
+			MethodName: "MemberRelease",
+			Handler:    _Cluster_MemberRelease_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -20,6 +20,7 @@ const (
 	exitUnavailable    = 7
 	exitNotInteger     = 8
 	exitOverloaded     = 9
+	exitNoSpace        = 10
 )
 
 // errUnhealthy: the node answered health and reported that it does not
@@ -49,6 +50,7 @@ func exitCodes() []exitRow {
 		{exitUnavailable, []error{client.ErrUnavailable}, "no endpoint reachable"},
 		{exitNotInteger, []error{client.ErrNotAnInteger, client.ErrOverflow}, "incr: the value is not a decimal integer, or the result would overflow int64"},
 		{exitOverloaded, []error{client.ErrOverloaded}, "overloaded: the node refused the request at its bound of requests in flight; nothing changed, retry later"},
+		{exitNoSpace, []error{client.ErrNoSpace}, "no space: a node's disk is nearly full or its store over quota; the write was refused and nothing changed (get and del still work)"},
 	}
 }
 
@@ -135,6 +137,8 @@ func describe(err error) string {
 		return "node overloaded: it refused the request and nothing changed; retry later"
 	case errors.Is(err, client.ErrUnknownOutcome):
 		return "outcome unknown: the write may or may not have taken effect; read the key before retrying"
+	case errors.Is(err, client.ErrNoSpace):
+		return "no space: " + detail(err, client.ErrNoSpace)
 	case errors.Is(err, client.ErrUnavailable):
 		return "no endpoint reachable (" + detail(err, client.ErrUnavailable) + ")"
 	}

@@ -31,6 +31,7 @@ func TestExitCode(t *testing.T) {
 		{"not an integer", fmt.Errorf("%w: \"abc\"", client.ErrNotAnInteger), 8},
 		{"overflow", fmt.Errorf("%w: 1 + max", client.ErrOverflow), 8},
 		{"overloaded", fmt.Errorf("%w: 8192 in flight", client.ErrOverloaded), 9},
+		{"no space", fmt.Errorf("%w: 10 MiB free", client.ErrNoSpace), 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

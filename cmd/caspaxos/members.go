@@ -30,6 +30,6 @@ catch-up progress (keys done of the total).`,
 			})
 		},
 	}
-	cmd.AddCommand(newMembersAddCmd(o), newMembersRemoveCmd(o))
+	cmd.AddCommand(newMembersAddCmd(o), newMembersRemoveCmd(o), newMembersReleaseCmd(o))
 	return cmd
 }

@@ -40,6 +40,8 @@ type serveOptions struct {
 	logLevel      string
 	logFormat     string
 	pprofAddr     string
+	minFreeBytes  int64
+	quotaBytes    int64
 	gc            gcFlags
 }
 
@@ -109,6 +111,8 @@ storage fails a write or a sync (fail-stop).`,
 	f.DurationVar(&o.gather, "gather-window", server.DefaultGatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
 	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
 	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
+	f.Int64Var(&o.minFreeBytes, "min-free-bytes", server.DefaultMinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
+	f.Int64Var(&o.quotaBytes, "quota-bytes", 0, "refuse new writes with no_space while the store's files take more than this, like etcd's --quota-backend-bytes (0: no quota)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
@@ -175,6 +179,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
 		RequestTimeout: o.requestTO, MaxInflightRequests: o.maxInflight, MaxClientConns: o.maxConns, HTTP: o.http, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
+		Space: server.SpaceConfig{MinFreeBytes: o.minFreeBytes, QuotaBytes: o.quotaBytes},
 		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
 			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},
 	}

@@ -241,6 +241,7 @@ const deadlineGrain = 5 * time.Millisecond
 type deadlines struct {
 	mu   sync.Mutex
 	ctxs []sharedDeadline // by deadline, oldest first
+	now  func() time.Time // nil: time.Now; tests step its wall clock
 }
 
 type sharedDeadline struct {
@@ -251,7 +252,15 @@ type sharedDeadline struct {
 
 func (d *deadlines) context(parent context.Context, timeout time.Duration) context.Context {
 	now := time.Now()
-	at := now.Add(timeout).Truncate(deadlineGrain)
+	if d.now != nil {
+		now = d.now()
+	}
+	// Rounded down on the wall clock, but through Add, so that the deadline
+	// keeps now's monotonic reading: Truncate would strip it, and then
+	// comparing and timing deadlines would follow the wall clock (a step
+	// of the system clock ended every context of the stream, or none).
+	end := now.Add(timeout)
+	at := end.Add(-time.Duration(end.UnixNano() % int64(deadlineGrain)))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/caspaxos/caspaxos/internal/clocktest"
 )
 
 func TestSharedDeadlines(t *testing.T) {
@@ -50,5 +52,29 @@ func TestSharedDeadlines(t *testing.T) {
 	d.close()
 	if a.Err() == nil || long.Err() == nil {
 		t.Fatal("close left contexts running")
+	}
+}
+
+// A stream's deadlines run on the monotonic clock: a step of the system
+// clock by minutes neither ends the contexts handed out before it nor
+// hands out one that has ended already.
+func TestSharedDeadlinesIgnoreWallClockSteps(t *testing.T) {
+	for _, step := range []time.Duration{10 * time.Minute, -10 * time.Minute} {
+		t.Run(step.String(), func(t *testing.T) {
+			base := time.Now()
+			var wallStep time.Duration
+			d := deadlines{now: func() time.Time { return clocktest.StepWall(t, base, wallStep) }}
+			defer d.close()
+			parent := context.Background()
+			before := d.context(parent, time.Minute)
+			wallStep = step
+			after := d.context(parent, time.Minute)
+			if before.Err() != nil || after.Err() != nil {
+				t.Fatalf("wall clock stepped by %v: contexts of a minute ended at once: before the step %v, after it %v", step, before.Err(), after.Err())
+			}
+			if at, _ := after.Deadline(); time.Until(at) < 50*time.Second {
+				t.Fatalf("wall clock stepped by %v: a minute's deadline is %v away", step, time.Until(at))
+			}
+		})
 	}
 }

@@ -24,6 +24,7 @@ const (
 	CodeKeyTooLarge     = kv.CodeKeyTooLarge
 	CodeValueTooLarge   = kv.CodeValueTooLarge
 	CodeBadRequest      = kv.CodeBadRequest
+	CodeNoSpace         = kv.CodeNoSpace
 	CodeInternal        = kv.CodeInternal
 	CodeOverloaded      = kv.CodeOverloaded
 )
@@ -45,6 +46,7 @@ var errorTable = map[string]errorClass{
 	CodeKeyTooLarge:     {CodeKeyTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
 	CodeValueTooLarge:   {CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
 	CodeBadRequest:      {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
+	CodeNoSpace:         {CodeNoSpace, http.StatusInsufficientStorage, codes.ResourceExhausted},
 	CodeInternal:        {CodeInternal, http.StatusInternalServerError, codes.Internal},
 	CodeMembership:      {CodeMembership, http.StatusConflict, codes.FailedPrecondition},
 	CodeOverloaded:      {CodeOverloaded, http.StatusTooManyRequests, codes.ResourceExhausted},

@@ -2,6 +2,7 @@ package clientapi_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 
@@ -96,11 +97,20 @@ func TestGRPCAPI(t *testing.T) {
 }
 
 func TestGRPCQuorumErrors(t *testing.T) {
-	b := clientapitest.New()
-	b.SetFail(kv.ErrUnknownOutcome)
-	c, _ := grpcClient(t, b)
-	_, err := c.Put(context.Background(), &caspaxospb.PutRequest{Key: []byte("k"), Value: []byte("v")})
-	if code, info := errorInfo(t, err); code != codes.DeadlineExceeded || info.Code != clientapi.CodeUnknownOutcome {
-		t.Fatalf("unknown outcome: %v %v", code, info)
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+		info string
+	}{
+		{kv.ErrUnknownOutcome, codes.DeadlineExceeded, clientapi.CodeUnknownOutcome},
+		{fmt.Errorf("wrapped: %w", kv.ErrNoSpace), codes.ResourceExhausted, clientapi.CodeNoSpace},
+	} {
+		b := clientapitest.New()
+		b.SetFail(tc.err)
+		c, _ := grpcClient(t, b)
+		_, err := c.Put(context.Background(), &caspaxospb.PutRequest{Key: []byte("k"), Value: []byte("v")})
+		if code, info := errorInfo(t, err); code != tc.code || info.Code != tc.info {
+			t.Fatalf("%s: %v %v", tc.info, code, info)
+		}
 	}
 }

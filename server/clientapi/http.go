@@ -40,6 +40,7 @@ type HTTPConfig struct {
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
 //	DELETE /v1/members/{name}      remove a member; answers once done
+//	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
 //	GET    /metrics                Prometheus metrics (if configured)
 func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	if cfg.RequestTimeout <= 0 {
@@ -58,6 +59,7 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("GET /v1/members", h.members)
 	mux.HandleFunc("POST /v1/members", h.addMember)
 	mux.HandleFunc("DELETE /v1/members/{name}", h.removeMember)
+	mux.HandleFunc("POST /v1/members/release", h.releaseMembers)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -74,6 +74,7 @@ func TestHTTPQuorumErrors(t *testing.T) {
 	}{
 		{kv.ErrNoQuorum, 503, clientapi.CodeNoQuorum},
 		{fmt.Errorf("wrapped: %w", kv.ErrUnknownOutcome), 504, clientapi.CodeUnknownOutcome},
+		{fmt.Errorf("wrapped: %w", kv.ErrNoSpace), 507, clientapi.CodeNoSpace},
 		{fmt.Errorf("disk on fire"), 500, clientapi.CodeInternal},
 	} {
 		b := clientapitest.New()

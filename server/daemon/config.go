@@ -15,6 +15,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	// HTTP bounds how long an HTTP client may hold a connection (defaults:
 	// clientapi.HTTPTimeouts).
 	HTTP clientapi.HTTPTimeouts
+	// Space sets when the node refuses new writes with no_space because its
+	// disk is nearly full or its store is over a quota (server.SpaceConfig;
+	// default: refuse below 256 MiB free, no quota).
+	Space server.SpaceConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC     GCOptions
 	Logger *slog.Logger
@@ -131,6 +136,7 @@ func (c *Config) Validate() error {
 	need(c.RequestTimeout > 0, "--request-timeout must be positive")
 	need(c.MaxInflightRequests >= 0, "--max-inflight-requests must not be negative")
 	need(c.MaxClientConns >= 0, "--max-client-conns must not be negative")
+	need(c.Space.QuotaBytes >= 0, "--quota-bytes must not be negative (0: no quota)")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

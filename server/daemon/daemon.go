@@ -194,7 +194,7 @@ func (d *Daemon) startNode() error {
 	node, err := server.NewNode(server.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
 		ReadNearTimeout: d.cfg.ReadNearTimeout, GatherWindow: d.cfg.GatherWindow,
-		Deleted: d.deleted,
+		Deleted: d.deleted, Space: d.cfg.Space,
 	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
@@ -333,29 +333,15 @@ func (d *Daemon) memberInfo(ctx context.Context, m server.Member) (*peerpb.InfoR
 // whether it still stores that change, and frees the node if it does not
 // (server.MemberState.ReleaseStale). It reports whether it freed it.
 func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
-	ctl, ok := held.Membership.ByName(held.Controller)
+	// The controller as the membership lists it, or, if it removed
+	// itself, as an earlier membership did: a controller gone from the
+	// membership may still run its change (its catch-up), and is asked too.
+	ctl, ok := d.members.HoldController(held)
 	if !ok {
-		return false // not a member here: nobody to ask
+		return false // nobody to ask: an operator's `members release` frees it
 	}
-	var controls *bool
-	var changeID string
-	if ctl.ID == d.id {
-		controls, changeID = d.storedChange()
-	} else {
-		info, ok := d.memberInfo(ctx, ctl)
-		if !ok {
-			return false
-		}
-		if info.GetVersion() < held.Membership.Version() {
-			// A controller whose change ended uses at least the membership
-			// it held this node with; one that does not lost its state (a
-			// bootstrap node restarted on an empty disk, whose ID is its
-			// name's): it cannot tell.
-			return false
-		}
-		controls, changeID = info.Controls, info.GetChangeId()
-	}
-	if !holdOver(controls, changeID, held) || d.closing.Load() {
+	controls, changeID, ok := d.askController(ctx, ctl, held)
+	if !ok || !holdOver(controls, changeID, held) || d.closing.Load() {
 		return false
 	}
 	released, err := d.members.ReleaseStale(held)

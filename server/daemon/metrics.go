@@ -112,7 +112,15 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- composedDesc
 	ch <- peerRTTDesc
 	ch <- walSyncDesc
+	ch <- storeBytesDesc
+	ch <- diskFreeDesc
 }
+
+var storeBytesDesc = prometheus.NewDesc("caspaxos_storage_bytes",
+	"The store's files on disk (what --quota-bytes bounds; compare etcd_mvcc_db_total_size_in_bytes).", nil, nil)
+
+var diskFreeDesc = prometheus.NewDesc("caspaxos_storage_disk_free_bytes",
+	"Free space of the data directory's filesystem; writes are refused with no_space below --min-free-bytes.", nil, nil)
 
 var walSyncDesc = prometheus.NewDesc("caspaxos_storage_wal_sync_duration_seconds",
 	"Time each fsync of the storage's write-ahead log took (every acknowledged write waits for one; compare etcd_disk_wal_fsync_duration_seconds).", nil, nil)
@@ -144,6 +152,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(walSyncDesc, s.store.syncs, s.store.syncTime.Seconds(), buckets)
 	for id, d := range s.network.rtt {
 		ch <- prometheus.MustNewConstMetric(peerRTTDesc, prometheus.GaugeValue, d.Seconds(), strconv.FormatUint(uint64(id), 10))
+	}
+	if sp, err := c.d.store.Space(); err == nil {
+		ch <- prometheus.MustNewConstMetric(storeBytesDesc, prometheus.GaugeValue, float64(sp.StoreBytes))
+		if sp.FSKnown {
+			ch <- prometheus.MustNewConstMetric(diskFreeDesc, prometheus.GaugeValue, float64(sp.AvailBytes))
+		}
 	}
 }
 

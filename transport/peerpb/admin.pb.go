@@ -25,6 +25,115 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReleaseHoldRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// force: release a hold whose controller is a member that cannot be
+	// reached (the operator says it is down for good).
+	Force         bool `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldRequest) Reset() {
+	*x = ReleaseHoldRequest{}
+	mi := &file_transport_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldRequest) ProtoMessage() {}
+
+func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
+	return file_transport_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReleaseHoldRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type ReleaseHoldReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// released: the node was held and is free now; controller and
+	// change_id name the hold it was freed of. Not released and no
+	// controller: the node was not held.
+	Released      bool   `protobuf:"varint,1,opt,name=released,proto3" json:"released,omitempty"`
+	Controller    string `protobuf:"bytes,2,opt,name=controller,proto3" json:"controller,omitempty"`
+	ChangeId      string `protobuf:"bytes,3,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseHoldReply) Reset() {
+	*x = ReleaseHoldReply{}
+	mi := &file_transport_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseHoldReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseHoldReply) ProtoMessage() {}
+
+func (x *ReleaseHoldReply) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseHoldReply.ProtoReflect.Descriptor instead.
+func (*ReleaseHoldReply) Descriptor() ([]byte, []int) {
+	return file_transport_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReleaseHoldReply) GetReleased() bool {
+	if x != nil {
+		return x.Released
+	}
+	return false
+}
+
+func (x *ReleaseHoldReply) GetController() string {
+	if x != nil {
+		return x.Controller
+	}
+	return ""
+}
+
+func (x *ReleaseHoldReply) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
 type InfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// caller is the asking node's ID, 0 if it has none yet (a controller
@@ -41,7 +150,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_transport_admin_proto_msgTypes[0]
+	mi := &file_transport_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +162,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[0]
+	mi := &file_transport_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +175,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{0}
+	return file_transport_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *InfoRequest) GetCaller() uint64 {
@@ -116,7 +225,7 @@ type InfoReply struct {
 
 func (x *InfoReply) Reset() {
 	*x = InfoReply{}
-	mi := &file_transport_admin_proto_msgTypes[1]
+	mi := &file_transport_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +237,7 @@ func (x *InfoReply) String() string {
 func (*InfoReply) ProtoMessage() {}
 
 func (x *InfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[1]
+	mi := &file_transport_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +250,7 @@ func (x *InfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoReply.ProtoReflect.Descriptor instead.
 func (*InfoReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{1}
+	return file_transport_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InfoReply) GetName() string {
@@ -216,7 +325,7 @@ type SetStateRequest struct {
 
 func (x *SetStateRequest) Reset() {
 	*x = SetStateRequest{}
-	mi := &file_transport_admin_proto_msgTypes[2]
+	mi := &file_transport_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +337,7 @@ func (x *SetStateRequest) String() string {
 func (*SetStateRequest) ProtoMessage() {}
 
 func (x *SetStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[2]
+	mi := &file_transport_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +350,7 @@ func (x *SetStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStateRequest.ProtoReflect.Descriptor instead.
 func (*SetStateRequest) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{2}
+	return file_transport_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SetStateRequest) GetStateJson() []byte {
@@ -259,7 +368,7 @@ type SetStateReply struct {
 
 func (x *SetStateReply) Reset() {
 	*x = SetStateReply{}
-	mi := &file_transport_admin_proto_msgTypes[3]
+	mi := &file_transport_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -271,7 +380,7 @@ func (x *SetStateReply) String() string {
 func (*SetStateReply) ProtoMessage() {}
 
 func (x *SetStateReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[3]
+	mi := &file_transport_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -284,7 +393,7 @@ func (x *SetStateReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStateReply.ProtoReflect.Descriptor instead.
 func (*SetStateReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{3}
+	return file_transport_admin_proto_rawDescGZIP(), []int{5}
 }
 
 type SettledRequest struct {
@@ -296,7 +405,7 @@ type SettledRequest struct {
 
 func (x *SettledRequest) Reset() {
 	*x = SettledRequest{}
-	mi := &file_transport_admin_proto_msgTypes[4]
+	mi := &file_transport_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +417,7 @@ func (x *SettledRequest) String() string {
 func (*SettledRequest) ProtoMessage() {}
 
 func (x *SettledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[4]
+	mi := &file_transport_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +430,7 @@ func (x *SettledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettledRequest.ProtoReflect.Descriptor instead.
 func (*SettledRequest) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{4}
+	return file_transport_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SettledRequest) GetVersion() uint64 {
@@ -340,7 +449,7 @@ type SettledReply struct {
 
 func (x *SettledReply) Reset() {
 	*x = SettledReply{}
-	mi := &file_transport_admin_proto_msgTypes[5]
+	mi := &file_transport_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +461,7 @@ func (x *SettledReply) String() string {
 func (*SettledReply) ProtoMessage() {}
 
 func (x *SettledReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[5]
+	mi := &file_transport_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +474,7 @@ func (x *SettledReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettledReply.ProtoReflect.Descriptor instead.
 func (*SettledReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{5}
+	return file_transport_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SettledReply) GetSettled() bool {
@@ -383,7 +492,7 @@ type FencesRequest struct {
 
 func (x *FencesRequest) Reset() {
 	*x = FencesRequest{}
-	mi := &file_transport_admin_proto_msgTypes[6]
+	mi := &file_transport_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +504,7 @@ func (x *FencesRequest) String() string {
 func (*FencesRequest) ProtoMessage() {}
 
 func (x *FencesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[6]
+	mi := &file_transport_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +517,7 @@ func (x *FencesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FencesRequest.ProtoReflect.Descriptor instead.
 func (*FencesRequest) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{6}
+	return file_transport_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type FencesReply struct {
@@ -420,7 +529,7 @@ type FencesReply struct {
 
 func (x *FencesReply) Reset() {
 	*x = FencesReply{}
-	mi := &file_transport_admin_proto_msgTypes[7]
+	mi := &file_transport_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -432,7 +541,7 @@ func (x *FencesReply) String() string {
 func (*FencesReply) ProtoMessage() {}
 
 func (x *FencesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[7]
+	mi := &file_transport_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -445,7 +554,7 @@ func (x *FencesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FencesReply.ProtoReflect.Descriptor instead.
 func (*FencesReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{7}
+	return file_transport_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FencesReply) GetAges() map[uint64]uint64 {
@@ -463,7 +572,7 @@ type SetFencesReply struct {
 
 func (x *SetFencesReply) Reset() {
 	*x = SetFencesReply{}
-	mi := &file_transport_admin_proto_msgTypes[8]
+	mi := &file_transport_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +584,7 @@ func (x *SetFencesReply) String() string {
 func (*SetFencesReply) ProtoMessage() {}
 
 func (x *SetFencesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[8]
+	mi := &file_transport_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +597,7 @@ func (x *SetFencesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFencesReply.ProtoReflect.Descriptor instead.
 func (*SetFencesReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{8}
+	return file_transport_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type ScanKeysRequest struct {
@@ -501,7 +610,7 @@ type ScanKeysRequest struct {
 
 func (x *ScanKeysRequest) Reset() {
 	*x = ScanKeysRequest{}
-	mi := &file_transport_admin_proto_msgTypes[9]
+	mi := &file_transport_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +622,7 @@ func (x *ScanKeysRequest) String() string {
 func (*ScanKeysRequest) ProtoMessage() {}
 
 func (x *ScanKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[9]
+	mi := &file_transport_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +635,7 @@ func (x *ScanKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanKeysRequest.ProtoReflect.Descriptor instead.
 func (*ScanKeysRequest) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{9}
+	return file_transport_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ScanKeysRequest) GetStart() []byte {
@@ -552,7 +661,7 @@ type ScanKeysReply struct {
 
 func (x *ScanKeysReply) Reset() {
 	*x = ScanKeysReply{}
-	mi := &file_transport_admin_proto_msgTypes[10]
+	mi := &file_transport_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +673,7 @@ func (x *ScanKeysReply) String() string {
 func (*ScanKeysReply) ProtoMessage() {}
 
 func (x *ScanKeysReply) ProtoReflect() protoreflect.Message {
-	mi := &file_transport_admin_proto_msgTypes[10]
+	mi := &file_transport_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +686,7 @@ func (x *ScanKeysReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanKeysReply.ProtoReflect.Descriptor instead.
 func (*ScanKeysReply) Descriptor() ([]byte, []int) {
-	return file_transport_admin_proto_rawDescGZIP(), []int{10}
+	return file_transport_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScanKeysReply) GetKeys() [][]byte {
@@ -591,7 +700,15 @@ var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"T\n" +
+	"\x15transport/admin.proto\x12\x10caspaxos.peer.v1\"*\n" +
+	"\x12ReleaseHoldRequest\x12\x14\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"k\n" +
+	"\x10ReleaseHoldReply\x12\x1a\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\x12\x1e\n" +
+	"\n" +
+	"controller\x18\x02 \x01(\tR\n" +
+	"controller\x12\x1b\n" +
+	"\tchange_id\x18\x03 \x01(\tR\bchangeId\"T\n" +
 	"\vInfoRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\x04R\x06caller\x12-\n" +
 	"\x12caller_incarnation\x18\x02 \x01(\tR\x11callerIncarnation\"\xbd\x02\n" +
@@ -626,14 +743,15 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"#\n" +
 	"\rScanKeysReply\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys2\xd0\x03\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys2\xa9\x04\n" +
 	"\x05Admin\x12B\n" +
 	"\x04Info\x12\x1d.caspaxos.peer.v1.InfoRequest\x1a\x1b.caspaxos.peer.v1.InfoReply\x12N\n" +
 	"\bSetState\x12!.caspaxos.peer.v1.SetStateRequest\x1a\x1f.caspaxos.peer.v1.SetStateReply\x12K\n" +
 	"\aSettled\x12 .caspaxos.peer.v1.SettledRequest\x1a\x1e.caspaxos.peer.v1.SettledReply\x12H\n" +
 	"\x06Fences\x12\x1f.caspaxos.peer.v1.FencesRequest\x1a\x1d.caspaxos.peer.v1.FencesReply\x12L\n" +
 	"\tSetFences\x12\x1d.caspaxos.peer.v1.FencesReply\x1a .caspaxos.peer.v1.SetFencesReply\x12N\n" +
-	"\bScanKeys\x12!.caspaxos.peer.v1.ScanKeysRequest\x1a\x1f.caspaxos.peer.v1.ScanKeysReplyB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
+	"\bScanKeys\x12!.caspaxos.peer.v1.ScanKeysRequest\x1a\x1f.caspaxos.peer.v1.ScanKeysReply\x12W\n" +
+	"\vReleaseHold\x12$.caspaxos.peer.v1.ReleaseHoldRequest\x1a\".caspaxos.peer.v1.ReleaseHoldReplyB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 
 var (
 	file_transport_admin_proto_rawDescOnce sync.Once
@@ -647,37 +765,41 @@ func file_transport_admin_proto_rawDescGZIP() []byte {
 	return file_transport_admin_proto_rawDescData
 }
 
-var file_transport_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_transport_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_transport_admin_proto_goTypes = []any{
-	(*InfoRequest)(nil),     // 0: caspaxos.peer.v1.InfoRequest
-	(*InfoReply)(nil),       // 1: caspaxos.peer.v1.InfoReply
-	(*SetStateRequest)(nil), // 2: caspaxos.peer.v1.SetStateRequest
-	(*SetStateReply)(nil),   // 3: caspaxos.peer.v1.SetStateReply
-	(*SettledRequest)(nil),  // 4: caspaxos.peer.v1.SettledRequest
-	(*SettledReply)(nil),    // 5: caspaxos.peer.v1.SettledReply
-	(*FencesRequest)(nil),   // 6: caspaxos.peer.v1.FencesRequest
-	(*FencesReply)(nil),     // 7: caspaxos.peer.v1.FencesReply
-	(*SetFencesReply)(nil),  // 8: caspaxos.peer.v1.SetFencesReply
-	(*ScanKeysRequest)(nil), // 9: caspaxos.peer.v1.ScanKeysRequest
-	(*ScanKeysReply)(nil),   // 10: caspaxos.peer.v1.ScanKeysReply
-	nil,                     // 11: caspaxos.peer.v1.FencesReply.AgesEntry
+	(*ReleaseHoldRequest)(nil), // 0: caspaxos.peer.v1.ReleaseHoldRequest
+	(*ReleaseHoldReply)(nil),   // 1: caspaxos.peer.v1.ReleaseHoldReply
+	(*InfoRequest)(nil),        // 2: caspaxos.peer.v1.InfoRequest
+	(*InfoReply)(nil),          // 3: caspaxos.peer.v1.InfoReply
+	(*SetStateRequest)(nil),    // 4: caspaxos.peer.v1.SetStateRequest
+	(*SetStateReply)(nil),      // 5: caspaxos.peer.v1.SetStateReply
+	(*SettledRequest)(nil),     // 6: caspaxos.peer.v1.SettledRequest
+	(*SettledReply)(nil),       // 7: caspaxos.peer.v1.SettledReply
+	(*FencesRequest)(nil),      // 8: caspaxos.peer.v1.FencesRequest
+	(*FencesReply)(nil),        // 9: caspaxos.peer.v1.FencesReply
+	(*SetFencesReply)(nil),     // 10: caspaxos.peer.v1.SetFencesReply
+	(*ScanKeysRequest)(nil),    // 11: caspaxos.peer.v1.ScanKeysRequest
+	(*ScanKeysReply)(nil),      // 12: caspaxos.peer.v1.ScanKeysReply
+	nil,                        // 13: caspaxos.peer.v1.FencesReply.AgesEntry
 }
 var file_transport_admin_proto_depIdxs = []int32{
-	11, // 0: caspaxos.peer.v1.FencesReply.ages:type_name -> caspaxos.peer.v1.FencesReply.AgesEntry
-	0,  // 1: caspaxos.peer.v1.Admin.Info:input_type -> caspaxos.peer.v1.InfoRequest
-	2,  // 2: caspaxos.peer.v1.Admin.SetState:input_type -> caspaxos.peer.v1.SetStateRequest
-	4,  // 3: caspaxos.peer.v1.Admin.Settled:input_type -> caspaxos.peer.v1.SettledRequest
-	6,  // 4: caspaxos.peer.v1.Admin.Fences:input_type -> caspaxos.peer.v1.FencesRequest
-	7,  // 5: caspaxos.peer.v1.Admin.SetFences:input_type -> caspaxos.peer.v1.FencesReply
-	9,  // 6: caspaxos.peer.v1.Admin.ScanKeys:input_type -> caspaxos.peer.v1.ScanKeysRequest
-	1,  // 7: caspaxos.peer.v1.Admin.Info:output_type -> caspaxos.peer.v1.InfoReply
-	3,  // 8: caspaxos.peer.v1.Admin.SetState:output_type -> caspaxos.peer.v1.SetStateReply
-	5,  // 9: caspaxos.peer.v1.Admin.Settled:output_type -> caspaxos.peer.v1.SettledReply
-	7,  // 10: caspaxos.peer.v1.Admin.Fences:output_type -> caspaxos.peer.v1.FencesReply
-	8,  // 11: caspaxos.peer.v1.Admin.SetFences:output_type -> caspaxos.peer.v1.SetFencesReply
-	10, // 12: caspaxos.peer.v1.Admin.ScanKeys:output_type -> caspaxos.peer.v1.ScanKeysReply
-	7,  // [7:13] is the sub-list for method output_type
-	1,  // [1:7] is the sub-list for method input_type
+	13, // 0: caspaxos.peer.v1.FencesReply.ages:type_name -> caspaxos.peer.v1.FencesReply.AgesEntry
+	2,  // 1: caspaxos.peer.v1.Admin.Info:input_type -> caspaxos.peer.v1.InfoRequest
+	4,  // 2: caspaxos.peer.v1.Admin.SetState:input_type -> caspaxos.peer.v1.SetStateRequest
+	6,  // 3: caspaxos.peer.v1.Admin.Settled:input_type -> caspaxos.peer.v1.SettledRequest
+	8,  // 4: caspaxos.peer.v1.Admin.Fences:input_type -> caspaxos.peer.v1.FencesRequest
+	9,  // 5: caspaxos.peer.v1.Admin.SetFences:input_type -> caspaxos.peer.v1.FencesReply
+	11, // 6: caspaxos.peer.v1.Admin.ScanKeys:input_type -> caspaxos.peer.v1.ScanKeysRequest
+	0,  // 7: caspaxos.peer.v1.Admin.ReleaseHold:input_type -> caspaxos.peer.v1.ReleaseHoldRequest
+	3,  // 8: caspaxos.peer.v1.Admin.Info:output_type -> caspaxos.peer.v1.InfoReply
+	5,  // 9: caspaxos.peer.v1.Admin.SetState:output_type -> caspaxos.peer.v1.SetStateReply
+	7,  // 10: caspaxos.peer.v1.Admin.Settled:output_type -> caspaxos.peer.v1.SettledReply
+	9,  // 11: caspaxos.peer.v1.Admin.Fences:output_type -> caspaxos.peer.v1.FencesReply
+	10, // 12: caspaxos.peer.v1.Admin.SetFences:output_type -> caspaxos.peer.v1.SetFencesReply
+	12, // 13: caspaxos.peer.v1.Admin.ScanKeys:output_type -> caspaxos.peer.v1.ScanKeysReply
+	1,  // 14: caspaxos.peer.v1.Admin.ReleaseHold:output_type -> caspaxos.peer.v1.ReleaseHoldReply
+	8,  // [8:15] is the sub-list for method output_type
+	1,  // [1:8] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -688,14 +810,14 @@ func file_transport_admin_proto_init() {
 	if File_transport_admin_proto != nil {
 		return
 	}
-	file_transport_admin_proto_msgTypes[1].OneofWrappers = []any{}
+	file_transport_admin_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_admin_proto_rawDesc), len(file_transport_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

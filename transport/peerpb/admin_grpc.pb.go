@@ -23,12 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Info_FullMethodName      = "/caspaxos.peer.v1.Admin/Info"
-	Admin_SetState_FullMethodName  = "/caspaxos.peer.v1.Admin/SetState"
-	Admin_Settled_FullMethodName   = "/caspaxos.peer.v1.Admin/Settled"
-	Admin_Fences_FullMethodName    = "/caspaxos.peer.v1.Admin/Fences"
-	Admin_SetFences_FullMethodName = "/caspaxos.peer.v1.Admin/SetFences"
-	Admin_ScanKeys_FullMethodName  = "/caspaxos.peer.v1.Admin/ScanKeys"
+	Admin_Info_FullMethodName        = "/caspaxos.peer.v1.Admin/Info"
+	Admin_SetState_FullMethodName    = "/caspaxos.peer.v1.Admin/SetState"
+	Admin_Settled_FullMethodName     = "/caspaxos.peer.v1.Admin/Settled"
+	Admin_Fences_FullMethodName      = "/caspaxos.peer.v1.Admin/Fences"
+	Admin_SetFences_FullMethodName   = "/caspaxos.peer.v1.Admin/SetFences"
+	Admin_ScanKeys_FullMethodName    = "/caspaxos.peer.v1.Admin/ScanKeys"
+	Admin_ReleaseHold_FullMethodName = "/caspaxos.peer.v1.Admin/ReleaseHold"
 )
 
 // AdminClient is the client API for Admin service.
@@ -50,6 +51,10 @@ type AdminClient interface {
 	SetFences(ctx context.Context, in *FencesReply, opts ...grpc.CallOption) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
 	ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ...grpc.CallOption) (*ScanKeysReply, error)
+	// ReleaseHold frees the node of the membership change that holds it, on
+	// an operator's word that its controller is gone (`caspaxos members
+	// release`); see Daemon.releaseHold for what it refuses.
+	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldReply, error)
 }
 
 type adminClient struct {
@@ -120,6 +125,16 @@ func (c *adminClient) ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseHoldReply)
+	err := c.cc.Invoke(ctx, Admin_ReleaseHold_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -139,6 +154,10 @@ type AdminServer interface {
 	SetFences(context.Context, *FencesReply) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
 	ScanKeys(context.Context, *ScanKeysRequest) (*ScanKeysReply, error)
+	// ReleaseHold frees the node of the membership change that holds it, on
+	// an operator's word that its controller is gone (`caspaxos members
+	// release`); see Daemon.releaseHold for what it refuses.
+	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -166,6 +185,9 @@ func (UnimplementedAdminServer) SetFences(context.Context, *FencesReply) (*SetFe
 }
 func (UnimplementedAdminServer) ScanKeys(context.Context, *ScanKeysRequest) (*ScanKeysReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScanKeys not implemented")
+}
+func (UnimplementedAdminServer) ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseHold not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -296,6 +318,24 @@ func _Admin_ScanKeys_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ReleaseHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseHoldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ReleaseHold(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ReleaseHold_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ReleaseHold(ctx, req.(*ReleaseHoldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -326,6 +366,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ScanKeys",
 			Handler:    _Admin_ScanKeys_Handler,
+		},
+		{
+			MethodName: "ReleaseHold",
+			Handler:    _Admin_ReleaseHold_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
