@@ -17,9 +17,9 @@ import (
 type disk struct {
 	synced        map[string]protocol.Register
 	syncedCeiling uint64
-	syncedAge     uint64                       // the proposer's age (deletion GC)
-	syncedConfig  protocol.Config              // the proposer's configuration (membership)
-	syncedFence   map[protocol.NodeID]uint64   // the acceptor's age fence per proposer
+	syncedAge     uint64                     // the proposer's age (deletion GC)
+	syncedConfig  protocol.Config            // the proposer's configuration (membership)
+	syncedFence   map[protocol.NodeID]uint64 // the acceptor's age fence per proposer
 	// The acceptor's ceiling (§12): the highest asked for (pending or
 	// synced) and the seq of its write, and the synced one.
 	accCeiling       uint64
@@ -27,15 +27,15 @@ type disk struct {
 	syncedAccCeiling uint64
 	// floor is the acceptor's floor (§12), set when it starts from
 	// syncedAccCeiling; it is not written.
-	floor uint64
-	fence         map[protocol.NodeID]uint64   // synced with pending on top
-	view          map[string]protocol.Register // synced with pending on top: what Step sees
-	pending       []write
-	lastWrite     map[string]uint64 // seq of each key's latest write, if not lost
-	nextSeq       uint64
-	syncedSeq     uint64
-	syncing       bool   // a sync is in flight ...
-	syncUpTo      uint64 // ... and covers the writes up to this seq
+	floor     uint64
+	fence     map[protocol.NodeID]uint64   // synced with pending on top
+	view      map[string]protocol.Register // synced with pending on top: what Step sees
+	pending   []write
+	lastWrite map[string]uint64 // seq of each key's latest write, if not lost
+	nextSeq   uint64
+	syncedSeq uint64
+	syncing   bool   // a sync is in flight ...
+	syncUpTo  uint64 // ... and covers the writes up to this seq
 }
 
 // write is one pending write: a register, or the ceiling if isCeiling, or
