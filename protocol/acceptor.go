@@ -6,11 +6,19 @@ package protocol
 // The caller's duties:
 //  1. Serialize Steps on one key: each Step must see the register the
 //     previous Step on that key returned, whether or not it is synced yet.
-//  2. When persist is true, write next durably (fsync) before reply leaves
-//     the node. Several Steps may share one sync (group commit).
+//  2. When persist is true, write next, in the order of the Steps on its
+//     key. If SyncBeforeReply(reply), write it durably (fsync) before reply
+//     leaves; otherwise (a promise, PROTOCOL.md §12) the write may trail the
+//     reply. Several Steps may share one sync (group commit).
 //  3. A reply whose Step returned persist == false must still wait for every
 //     earlier write to that key to be synced: it may describe it.
 //  4. A register whose Step returned persist == false is unchanged.
+//  5. Hand Step only requests that the acceptor-wide checks let through:
+//     deletion GC's age fence (Fenced) and the floor (BelowFloor, §12),
+//     whose refusals are sent instead. And before a reply to a prepare or an
+//     accept leaves, have a durable acceptor ceiling of at least
+//     CeilingFor(m) (raise it with RaiseCeiling and sync it first when it
+//     is lower). Without duty 5, duty 2 must sync promises too.
 //
 // Step panics if m is not a request; that is a programming error of the caller.
 func Step(reg Register, m Message) (next Register, reply Message, persist bool) {

@@ -19,6 +19,14 @@ register to store and the reply. Its caller must:
     says so; many Steps may share one sync.
  3. Hold back any reply until every earlier write to its key is synced.
 
+With the acceptor's ceiling and floor (PROTOCOL.md §12, floor.go), a
+promise's write need not be synced before its reply (SyncBeforeReply): the
+caller then refuses requests below its floor (BelowFloor, the ceiling it
+found on disk when it started) before Step, and holds each reply until its
+durable ceiling is at least CeilingFor(request), raising it with
+RaiseCeiling when it is not. Both or neither: unsynced promises without the
+floor break promises in a crash.
+
 # Proposer
 
 A Proposer turns requests (Propose with a Change, Read) into messages to the

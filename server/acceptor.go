@@ -79,6 +79,21 @@ import (
 // dependency is finished after the free commit are sent then; the rest after
 // the chained commit and the other batches' commits they wait for.
 //
+// Promises without a sync (PROTOCOL.md §12) are not switched on here yet:
+// this service still syncs every write, promises included, before the
+// reply that depends on it (Store.Apply), so a promise survives any crash
+// by itself and the acceptor needs no floor. The pure rules
+// (protocol.BelowFloor, CeilingFor, RaiseCeiling, SyncBeforeReply, whose
+// safety argument is in protocol/floor.go) and the storage
+// (storage.AcceptorStore: the acceptor ceiling record and ApplyUnsynced)
+// are ready, and internal/sim checks them. They must be switched on here
+// all together, never in part: the floor read from AcceptorCeiling in
+// NewAcceptor before anything is answered; BelowFloor after Fenced; a
+// ceiling raise (SetAcceptorCeiling) that every reply whose request needs
+// it waits for; promise-only commits through ApplyUnsynced, a promise's
+// reply depending on no commit. Unsynced promises without the floor break
+// promises in a crash (the simulator's variant restart-without-floor).
+//
 // Failures. A failed Apply leaves registers in memory that may never be
 // durable, and a failed fsync may have lost writes the store had
 // acknowledged (PROTOCOL.md §10). The service then stops for good: it

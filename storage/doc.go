@@ -1,7 +1,8 @@
 // Package storage keeps an acceptor's state durable: one protocol.Register
 // per key, plus the little state a node must not forget across restarts:
-// its proposer's ballot ceiling and age, its acceptor's age fences, and the
-// deletion GC's queue (GCStore, PROTOCOL.md §9).
+// its proposer's ballot ceiling and age, its acceptor's age fences and
+// ceiling, and the deletion GC's queue (GCStore, PROTOCOL.md §9;
+// AcceptorStore, §12).
 //
 // Two implementations satisfy Store: Pebble (the product's default, durable)
 // and Memory (unit tests and the simulator only). Both pass the same
@@ -33,6 +34,10 @@
 //	'r' + register key    one protocol.Register (register record)
 //	'm' + "ceiling"       the proposer's ballot ceiling (ceiling record)
 //	'm' + "age"           the proposer's age (age record)
+//	'm' + "acceptor-ceiling"
+//	                      the acceptor's ceiling (acceptor ceiling record,
+//	                      PROTOCOL.md §12): no ballot with a counter at or
+//	                      above it was ever promised or accepted here
 //	'm' + "fence/" + ID   the acceptor's minimum age for proposer ID, 8 bytes
 //	                      big-endian (fence record)
 //	'q' + escaped key + 0x00 0x01 + version
@@ -43,10 +48,13 @@
 //
 // so Scan walks registers only, in the byte order of their keys.
 //
-// Age, fence and queue records were added to format version 1 after its
-// first release; a build that predates them ignores them, which would drop
-// the age fences of deletion GC: do not open a data directory with a build
-// older than the one that wrote it.
+// Age, fence, queue and acceptor ceiling records were added to format
+// version 1 after its first release; a build that predates them ignores
+// them, which would drop the age fences of deletion GC and, worse, the
+// acceptor's floor while promises are written unsynced: do not open a data
+// directory with a build older than the one that wrote it. A directory
+// written by a build that predates the acceptor ceiling has none (0): its
+// promises were all synced, so a floor of 0 keeps them.
 //
 // # Records (format version 1)
 //
@@ -75,8 +83,9 @@
 // Flags bit 0 is State.Deleted; the other bits are zero. The body is
 // exactly 45 + Length bytes. An empty Value reads back as nil.
 //
-// A ceiling record's body is the ceiling, 8 bytes; an age record's the age
-// and a fence record's the minimum age, 8 bytes each. A queue record's body
+// A ceiling record's body is the ceiling, 8 bytes; an acceptor ceiling
+// record's the acceptor ceiling, an age record's the age and a fence
+// record's the minimum age, 8 bytes each. A queue record's body
 // is empty: the item is its key.
 //
 // A record that is too short, has trailing bytes, an unknown Version, unknown
@@ -85,9 +94,11 @@
 //
 // # Durability
 //
-// Apply, Remove, RemoveMany, SetCeiling and every GCStore write each commit
-// one Pebble batch with Sync, so
-// they return only after Pebble's write-ahead log is fsynced. Concurrent
+// Apply, Remove, RemoveMany, SetCeiling, SetAcceptorCeiling and every
+// GCStore write each commit one Pebble batch with Sync, so they return only
+// after Pebble's write-ahead log is fsynced. ApplyUnsynced commits without
+// Sync (promises, §12): the write-ahead log keeps batches in commit order,
+// so the next synced commit makes it durable, and a crash keeps a prefix. Concurrent
 // writers queue in Pebble's commit pipeline and share fsyncs (group commit).
 // Pebble makes a batch visible to readers before its fsync completes; Get
 // and Scan therefore wait for any write still in flight on a key they

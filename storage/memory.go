@@ -20,7 +20,9 @@ type Memory struct {
 	mu      sync.RWMutex
 	regs    map[string]protocol.Register // values owned by the store, never modified
 	ceiling uint64
-	gc      memoryGC // deletion GC's state (memory_meta.go)
+	// accCeiling is the acceptor's ceiling (AcceptorStore).
+	accCeiling uint64
+	gc         memoryGC // deletion GC's state (memory_meta.go)
 }
 
 var _ Store = (*Memory)(nil)

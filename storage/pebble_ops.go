@@ -52,7 +52,10 @@ func (s *Pebble) readError(what string, err error) error {
 }
 
 // Apply implements Store: one Pebble batch, committed with Sync.
-func (s *Pebble) Apply(entries []Entry) error {
+func (s *Pebble) Apply(entries []Entry) error { return s.apply(entries, pebble.Sync) }
+
+// apply writes entries in one Pebble batch committed with opts.
+func (s *Pebble) apply(entries []Entry, opts *pebble.WriteOptions) error {
 	if err := s.gate.enter(); err != nil {
 		return err
 	}
@@ -78,7 +81,7 @@ func (s *Pebble) Apply(entries []Entry) error {
 		}
 	}
 	s.writeMu.RLock()
-	err := s.commit(b, keys)
+	err := s.commitWith(b, keys, opts)
 	s.writeMu.RUnlock()
 	if err != nil {
 		return err
@@ -91,9 +94,15 @@ func (s *Pebble) Apply(entries []Entry) error {
 // commit applies b with Sync and reports a failure; keys are the Pebble
 // keys b writes, registered as pending while it syncs.
 func (s *Pebble) commit(b *pebble.Batch, keys []string) error {
+	return s.commitWith(b, keys, pebble.Sync)
+}
+
+// commitWith is commit with the given write options (pebble.NoSync: the
+// keys are pending only until the batch is applied).
+func (s *Pebble) commitWith(b *pebble.Batch, keys []string, opts *pebble.WriteOptions) error {
 	done := make(chan struct{})
 	s.pending.add(keys, done)
-	err := s.db.Apply(b, pebble.Sync)
+	err := s.db.Apply(b, opts)
 	// A failed sync has stopped the store before DB.Apply returned (see
 	// pebbleLogger), so readers released by finish see the stop.
 	s.pending.finish(keys, done)

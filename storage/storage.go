@@ -82,6 +82,10 @@ type Store interface {
 	// GCStore is deletion GC's durable state (meta.go).
 	GCStore
 
+	// AcceptorStore is the acceptor's ceiling and its unsynced promise
+	// writes (acceptor.go, PROTOCOL.md §12).
+	AcceptorStore
+
 	// Close waits for the calls in progress, then releases the store.
 	// Further calls, Close included, return ErrClosed.
 	Close() error

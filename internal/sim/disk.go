@@ -6,8 +6,8 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
-// disk is one node's storage: acceptor registers and the proposer's ballot
-// ceiling. It keeps synced and unsynced writes apart. Writes go to the
+// disk is one node's storage: acceptor registers, the acceptor's ceiling
+// (PROTOCOL.md §12) and the proposer's ballot ceiling. It keeps synced and unsynced writes apart. Writes go to the
 // pending (unsynced) layer; a sync covers every write pending when it starts
 // (group commit) and, when it completes, moves them to the synced layer. A
 // crash keeps the synced layer and loses the rest.
@@ -17,17 +17,25 @@ import (
 type disk struct {
 	synced        map[string]protocol.Register
 	syncedCeiling uint64
-	syncedAge     uint64                       // the proposer's age (deletion GC)
-	syncedConfig  protocol.Config              // the proposer's configuration (membership)
-	syncedFence   map[protocol.NodeID]uint64   // the acceptor's age fence per proposer
-	fence         map[protocol.NodeID]uint64   // synced with pending on top
-	view          map[string]protocol.Register // synced with pending on top: what Step sees
-	pending       []write
-	lastWrite     map[string]uint64 // seq of each key's latest write, if not lost
-	nextSeq       uint64
-	syncedSeq     uint64
-	syncing       bool   // a sync is in flight ...
-	syncUpTo      uint64 // ... and covers the writes up to this seq
+	syncedAge     uint64                     // the proposer's age (deletion GC)
+	syncedConfig  protocol.Config            // the proposer's configuration (membership)
+	syncedFence   map[protocol.NodeID]uint64 // the acceptor's age fence per proposer
+	// The acceptor's ceiling (§12): the highest asked for (pending or
+	// synced) and the seq of its write, and the synced one.
+	accCeiling       uint64
+	accCeilingSeq    uint64
+	syncedAccCeiling uint64
+	// floor is the acceptor's floor (§12), set when it starts from
+	// syncedAccCeiling; it is not written.
+	floor     uint64
+	fence     map[protocol.NodeID]uint64   // synced with pending on top
+	view      map[string]protocol.Register // synced with pending on top: what Step sees
+	pending   []write
+	lastWrite map[string]uint64 // seq of each key's latest write, if not lost
+	nextSeq   uint64
+	syncedSeq uint64
+	syncing   bool   // a sync is in flight ...
+	syncUpTo  uint64 // ... and covers the writes up to this seq
 }
 
 // write is one pending write: a register, or the ceiling if isCeiling, or
@@ -45,10 +53,13 @@ type write struct {
 	remove    bool
 	isConfig  bool
 	config    protocol.Config
+	isAccCeil bool // the acceptor's ceiling, in ceiling
 }
 
 // isRegister reports whether w writes (or removes) a register.
-func (w write) isRegister() bool { return !w.isCeiling && !w.isAge && w.fence == nil && !w.isConfig }
+func (w write) isRegister() bool {
+	return !w.isCeiling && !w.isAge && w.fence == nil && !w.isConfig && !w.isAccCeil
+}
 
 func newDisk() *disk {
 	return &disk{
@@ -81,6 +92,24 @@ func (d *disk) putCeiling(c uint64) uint64 {
 	return seq
 }
 
+// raiseAccCeiling makes sure a durable acceptor ceiling of at least need
+// is on its way (§12): it writes RaiseCeiling(need, step) to the pending
+// layer if no ceiling that high was asked for yet. It returns the seq a
+// reply must wait for (0: the synced ceiling covers need already) and
+// whether it wrote.
+func (d *disk) raiseAccCeiling(need, step uint64) (wait uint64, wrote bool) {
+	if need <= d.syncedAccCeiling {
+		return 0, false
+	}
+	if need > d.accCeiling {
+		d.accCeiling = protocol.RaiseCeiling(need, step)
+		d.accCeilingSeq = d.take()
+		d.pending = append(d.pending, write{seq: d.accCeilingSeq, isAccCeil: true, ceiling: d.accCeiling})
+		wrote = true
+	}
+	return d.accCeilingSeq, wrote
+}
+
 // putAge writes the proposer's age to the pending layer.
 func (d *disk) putAge(age uint64) uint64 {
 	seq := d.take()
@@ -106,9 +135,10 @@ func (d *disk) putConfig(c protocol.Config) uint64 {
 	return seq
 }
 
-// wipe loses the acceptor's registers and fences (a lost disk; call it
-// while the node is down).
+// wipe loses the acceptor's registers, fences and ceiling (a lost disk;
+// call it while the node is down).
 func (d *disk) wipe() {
+	d.accCeiling, d.accCeilingSeq, d.syncedAccCeiling = 0, 0, 0
 	clear(d.synced)
 	clear(d.view)
 	clear(d.lastWrite)
@@ -158,6 +188,8 @@ func (d *disk) finishSync() []write {
 			d.syncedAge = w.age
 		case w.isConfig:
 			d.syncedConfig = w.config
+		case w.isAccCeil:
+			d.syncedAccCeiling = max(d.syncedAccCeiling, w.ceiling)
 		case w.fence != nil:
 			d.syncedFence = w.fence
 		case w.remove:
@@ -183,6 +215,7 @@ func (d *disk) crash() {
 		d.view[k] = r
 	}
 	d.fence = maps.Clone(d.syncedFence)
+	d.accCeiling, d.accCeilingSeq = d.syncedAccCeiling, 0
 	for k, seq := range d.lastWrite {
 		if seq > d.syncedSeq {
 			delete(d.lastWrite, k) // lost: nothing left to wait for

@@ -20,8 +20,18 @@
 // Ready's ceiling is synced before its messages leave, and Readys are
 // handled in order (messages, then results, then timers).
 //
+// Acceptors follow PROTOCOL.md §12 through the core's own rules
+// (protocol.BelowFloor, CeilingFor, RaiseCeiling, SyncBeforeReply): a
+// promise's reply leaves without waiting for its write's sync, but only
+// once the acceptor's ceiling, a write of its own (raised by the plan's
+// CeilingStep, so that small steps raise it often), covers the request's
+// ballots in synced storage; at every restart the acceptor takes its
+// synced ceiling as its floor and refuses every prepare and accept below
+// it. An acceptor emptied before it is added back loses its ceiling with
+// its registers, and starts with floor 0.
+//
 // Each node's storage keeps synced and unsynced writes apart: writes (the
-// acceptor's registers and the proposer's ceiling) go to a pending layer; a
+// acceptor's registers and ceiling, and the proposer's ceiling) go to a pending layer; a
 // sync takes a simulated disk latency and covers every write pending when
 // it started (group commit). A crash loses the pending layer, the sync in
 // flight, the replies and Readys waiting, and the proposer's memory; the
@@ -59,8 +69,10 @@
 // # What is checked
 //
 // While the run goes, the invariants documented on type invariants: one
-// value per ballot, a chosen value is never lost, a promise never goes
-// backwards, no ballot above the synced ceiling leaves a node. At the end,
+// value per ballot, a chosen value is never lost, a promise is never broken
+// (kept by the synced register or below the floor after a restart), no
+// ballot above the synced ceiling leaves a node, no promise above the
+// synced acceptor ceiling leaves an acceptor. At the end,
 // every key's history, with Porcupine (partitioned per key).
 //
 // The model is a register per key: exists, value, version, with kv's change
@@ -110,7 +122,8 @@
 // acceptor that replies before its write is synced, a read quorum one
 // short, a one-round-trip cache kept after a timed-out accept, deletion GC
 // without the age fence, membership change without the catch-up, a node
-// that lost its disk coming back under its old identity) and fails
+// that lost its disk coming back under its old identity, acceptors that
+// restart without their floor) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

@@ -21,12 +21,23 @@ import (
 //     storage, plus pending writes of nodes that are up). With a fixed
 //     majority configuration: a majority keeps it. Only a crash can lose data, so this is checked at every crash,
 //     at every new chosen ballot, and at the end.
-//  3. A promise never goes backwards: an acceptor's synced promise never
-//     drops (checked at every sync), and after a crash the acceptor's
-//     register still covers every promise and accepted ballot it told
-//     anyone about (checked at every crash).
+//  3. A promise is never broken. Promises are written without a sync
+//     before their reply (PROTOCOL.md §12), so a crash may take one back;
+//     what must hold is that the acceptor still refuses what it promised
+//     to refuse. So: an acceptor's synced promise never drops (checked at
+//     every sync); every accepted ballot it told anyone about, in any reply
+//     but a promise (which may show an accept still being synced, §12),
+//     is in its synced register after a crash (checked at every crash);
+//     and when it restarts, every promise it revealed (any reply's) is
+//     either still in its synced register or has a counter below its
+//     floor, which refuses every ballot with a counter below it on every
+//     key (checked at every restart).
 //  4. No ballot counter above the synced ceiling leaves a node (the
 //     proposer's duty; checked at every message sent, in release).
+//  5. No promise leaves an acceptor at or above its synced acceptor ceiling
+//     (§12; the acceptor's duty that makes 3 hold): every promise or
+//     accepted reply, including the Next promised with an accept, has a
+//     counter below it when it leaves.
 //
 // A node that lost its disk (Plan.DiskLoss) never answers again under its
 // identity: invariant 2 counts it as keeping every ballot, since no quorum
@@ -90,17 +101,26 @@ func (inv *invariants) onAccept(s *sim, n *node, key string, prev, next protocol
 	inv.values[bk] = next.State
 }
 
-// onReply: a reply describing reg leaves n (invariants 2 and 3).
+// onReply: a reply describing reg leaves n (invariants 2, 3 and 5).
 func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
 	key := pr.msg.Key
 	if pr.forgotten {
 		return
 	}
+	switch pr.msg.Kind {
+	case protocol.MsgPromise, protocol.MsgAccepted:
+		if c := n.disk.syncedAccCeiling; pr.reg.Promise.Counter >= c {
+			s.fail("invariant 5 (no promise above the acceptor's ceiling): node %d answers %v, promising %s, with its synced acceptor ceiling at %d",
+				n.id, pr.msg, pr.reg.Promise, c)
+			return
+		}
+	}
 	rv := inv.revealed[n.idx][key]
 	if rv.Promise.Less(pr.reg.Promise) {
 		rv.Promise = pr.reg.Promise
 	}
-	if rv.Accepted.Less(pr.reg.Accepted) {
+	// A promise may show an accepted state still being synced (§12).
+	if pr.msg.Kind != protocol.MsgPromise && rv.Accepted.Less(pr.reg.Accepted) {
 		rv.Accepted = pr.reg.Accepted
 	}
 	inv.revealed[n.idx][key] = rv
@@ -125,7 +145,7 @@ func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 			continue
 		}
 		if w.reg.Promise.Less(inv.syncedPromise[n.idx][w.key]) {
-			s.fail("invariant 3 (promise never goes backwards): node %d syncs promise %s on %q after %s",
+			s.fail("invariant 3 (a promise is never broken): node %d syncs promise %s on %q after %s",
 				n.id, w.reg.Promise, w.key, inv.syncedPromise[n.idx][w.key])
 			return
 		}
@@ -148,12 +168,26 @@ func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 func (inv *invariants) onCrash(s *sim, n *node) {
 	for _, key := range s.keys {
 		reg, rv := n.disk.synced[key], inv.revealed[n.idx][key]
-		if reg.Promise.Less(rv.Promise) || reg.Accepted.Less(rv.Accepted) {
-			s.fail("invariant 3 (promise never goes backwards): node %d restarts with %v on %q, but had answered with promise %s, accepted %s",
-				n.id, reg, key, rv.Promise, rv.Accepted)
+		if reg.Accepted.Less(rv.Accepted) {
+			s.fail("invariant 3 (a promise is never broken): node %d restarts with %v on %q, but had answered with accepted %s",
+				n.id, reg, key, rv.Accepted)
 			return
 		}
 		inv.checkChosen(s, key)
+	}
+}
+
+// onRestart: n's acceptor starts with its floor (invariant 3): every
+// promise it revealed is kept by its synced register or lies below the
+// floor.
+func (inv *invariants) onRestart(s *sim, n *node) {
+	for _, key := range s.keys {
+		reg, rv := n.disk.synced[key], inv.revealed[n.idx][key]
+		if reg.Promise.Less(rv.Promise) && rv.Promise.Counter >= n.disk.floor {
+			s.fail("invariant 3 (a promise is never broken): node %d restarts with %v on %q and floor %d, but had promised %s",
+				n.id, reg, key, n.disk.floor, rv.Promise)
+			return
+		}
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 // The simulator is its driver and honours the core's duties:
 //   - acceptor: Steps on a key are serialized (the event loop runs one at a
 //     time) and each sees the register the last one left, synced or not;
-//     a reply leaves only once the write it depends on is synced (its own,
-//     or for a Step that wrote nothing, the key's latest write);
+//     requests below the floor are refused before Step (§12); a reply leaves
+//     only once the acceptor ceiling covering its request is synced and,
+//     unless it is a promise, once the write it depends on is synced (its
+//     own, or for a Step that wrote nothing, the key's latest write);
 //   - proposer: a Ready's Ceiling is written and synced before its messages
 //     leave; Readys are handled in order, so a Ready waits for every
 //     ceiling asked for before it too (its ballots may need it); then its
@@ -76,8 +78,11 @@ func (s *sim) configOf(n *node) protocol.Config {
 	return s.configAfterRestart(n)
 }
 
-// acceptorStep runs a request through protocol.Step and queues its reply
-// behind the sync it depends on.
+// acceptorStep runs a request through the acceptor's checks (the age fence,
+// the floor) and protocol.Step, and queues its reply behind the syncs it
+// depends on (§12): the acceptor ceiling covering the request's ballots,
+// and, unless it is a promise, the key's latest write. Writes sync in order,
+// so one seq to wait for covers both.
 func (s *sim) acceptorStep(n *node, m protocol.Message) {
 	if reply, fenced := protocol.Fenced(m, n.disk.fence[m.From]); fenced {
 		s.stats.GCFenced++
@@ -86,6 +91,16 @@ func (s *sim) acceptorStep(n *node, m protocol.Message) {
 			return
 		}
 	}
+	if reply, refused := protocol.BelowFloor(m, n.disk.floor); refused {
+		s.stats.FloorRefused++
+		s.send(n.idx, reply) // reveals only the floor, a synced ceiling
+		return
+	}
+	ceil, raised := n.disk.raiseAccCeiling(protocol.CeilingFor(m), s.plan.CeilingStep)
+	if raised {
+		s.stats.CeilingRaises++
+		s.startSync(n)
+	}
 	prev := n.disk.get(m.Key)
 	next, reply, persist := protocol.Step(prev, m)
 	wait := n.disk.lastWrite[m.Key]
@@ -93,7 +108,12 @@ func (s *sim) acceptorStep(n *node, m protocol.Message) {
 		s.inv.onAccept(s, n, m.Key, prev, next)
 		wait = n.disk.put(m.Key, next)
 		s.startSync(n)
+		if !protocol.SyncBeforeReply(reply) {
+			wait = 0 // the promise's write trails its reply
+			s.stats.PromisesUnsynced++
+		}
 	}
+	wait = max(wait, ceil)
 	pr := pendingReply{wait: wait, msg: reply, reg: next}
 	if s.opts.Variant.ReplyBeforeSync || n.disk.isSynced(wait) {
 		s.sendReply(n, pr)
@@ -288,8 +308,15 @@ func (s *sim) crash(n *node) {
 func (s *sim) restart(n *node) {
 	if n.inc > 0 {
 		s.down--
-		s.tracef("node %d restarts with ceiling %d", n.id, n.disk.syncedCeiling)
+		s.tracef("node %d restarts with ceiling %d, acceptor floor %d", n.id, n.disk.syncedCeiling, n.disk.syncedAccCeiling)
 	}
+	// §12: the acceptor's floor is its synced ceiling, set before it
+	// answers anything.
+	n.disk.floor = n.disk.syncedAccCeiling
+	if s.opts.Variant.NoFloor {
+		n.disk.floor = 0
+	}
+	s.inv.onRestart(s, n)
 	n.up = true
 	n.inc++
 	n.ceilingGate = 0

@@ -51,6 +51,10 @@ type Variant struct {
 	// under its old identity, with an empty acceptor, as a server that
 	// does not check its data directory's identity would.
 	AmnesiaRestart bool
+	// NoFloor restarts acceptors without their floor (PROTOCOL.md §12)
+	// while their promises are still written without a sync before the
+	// reply: a promise lost in a crash can then be broken.
+	NoFloor bool
 }
 
 // Report describes a run that passed every check.

@@ -44,6 +44,9 @@ type Stats struct {
 	GCDone              int // ... and finished on every node
 	GCRemoved           int // registers removed by GC
 	GCFenced            int // requests refused by an acceptor's age fence
+	FloorRefused        int // requests refused by an acceptor's floor (§12)
+	CeilingRaises       int // acceptor ceilings raised (each one write, synced before replies)
+	PromisesUnsynced    int // promise replies sent before their write was synced
 	MemberChanges       int // membership changes begun ...
 	MemberDone          int // ... and finished
 	CatchUpKeys         int // keys rewritten by catch-ups
@@ -110,6 +113,9 @@ func (st *Stats) fields() []statField {
 		{"gc-done", &st.GCDone, true},
 		{"gc-removed", &st.GCRemoved, true},
 		{"gc-fenced", &st.GCFenced, true},
+		{"floor-refused", &st.FloorRefused, true},
+		{"acceptor-ceiling-raises", &st.CeilingRaises, true},
+		{"promises-unsynced", &st.PromisesUnsynced, true},
 		{"member-changes", &st.MemberChanges, true},
 		{"member-done", &st.MemberDone, true},
 		{"catch-up-keys", &st.CatchUpKeys, true},

@@ -87,6 +87,19 @@ func brokenVariants() []brokenVariant {
 				p.DiskLoss = 0.5
 			},
 		},
+		{
+			// Acceptors restart without their floor (§12) while promises
+			// still reply before their sync: a crash takes back a promise
+			// that was answered, and the acceptor then accepts below it.
+			// Needs crashes landing between a promise's reply and its
+			// sync (slow syncs).
+			variant: Variant{Name: "restart-without-floor", NoFloor: true},
+			tweak: func(p *Plan) {
+				p.CrashEvery = min(max(p.CrashEvery, 50*time.Millisecond), 150*time.Millisecond)
+				p.DownFor = max(p.DownFor, 10*time.Millisecond)
+				p.DiskLatency = max(p.DiskLatency, time.Millisecond)
+			},
+		},
 	}
 }
 

@@ -51,6 +51,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"GCQueue", testGCQueue},
 		{"RemoveMany", testRemoveMany},
 		{"GCClosed", testGCClosed},
+		{"AcceptorCeiling", testAcceptorCeiling},
+		{"ConcurrentAcceptorCeiling", testConcurrentAcceptorCeiling},
+		{"ApplyUnsynced", testApplyUnsynced},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
