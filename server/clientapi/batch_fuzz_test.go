@@ -66,8 +66,7 @@ func FuzzBatch(f *testing.F) {
 			return // gRPC refuses it before the handler
 		}
 		b := &recordingBackend{}
-		g := &grpcAPI{cfg: GRPCConfig{Limits: kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 16}, RequestTimeout: 5 * time.Second},
-			b: b, draining: make(chan struct{})}
+		g := newGRPCAPI(GRPCConfig{Limits: kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 16}, RequestTimeout: 5 * time.Second}, b)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s := &fakeBatchStream{ctx: ctx, reqs: []*caspaxospb.BatchRequest{&req}}

@@ -60,6 +60,14 @@ type GRPC struct{ api *grpcAPI }
 
 // RegisterGRPC registers the KV and Cluster services of a node on s.
 func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
+	g := newGRPCAPI(cfg, b)
+	caspaxospb.RegisterKVServer(s, g)
+	caspaxospb.RegisterClusterServer(s, g)
+	return &GRPC{api: g}
+}
+
+// newGRPCAPI returns the services of cfg, its defaults filled in, over b.
+func newGRPCAPI(cfg GRPCConfig, b Backend) *grpcAPI {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
 	}
@@ -71,9 +79,7 @@ func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	}
 	g := &grpcAPI{cfg: cfg, b: b, draining: make(chan struct{})}
 	g.drain = sync.OnceFunc(func() { close(g.draining) })
-	caspaxospb.RegisterKVServer(s, g)
-	caspaxospb.RegisterClusterServer(s, g)
-	return &GRPC{api: g}
+	return g
 }
 
 // Drain makes every Batch stream, open or opened later, take no more ops
