@@ -184,10 +184,13 @@ func TestForwardInFlightToSilentPeerIsUnknown(t *testing.T) {
 }
 
 func TestLargeValuesSplitIntoFrames(t *testing.T) {
-	c := newCluster(t, 2)
+	// A receiver that takes frames of at most 8 MiB, and 10 MiB to send:
+	// more than one frame may carry. (Small, so that under the race
+	// detector the receiver answers the link's probes in time.)
+	c := newClusterWith(t, 2, func(cfg *Config) { cfg.MaxRecvFrameBytes, cfg.FrameBytes = 8<<20, 4<<20 })
 	waitFor(t, "link up", func() bool { return c.tr[1].Reachable(2) })
 	value := make([]byte, 1<<20)
-	msgs := make([]protocol.Message, 70) // 70 MiB: more than one frame may carry
+	msgs := make([]protocol.Message, 10)
 	for i := range msgs {
 		msgs[i] = protocol.Message{Kind: protocol.MsgAccept, From: 1, To: 2, Key: "k", Ballot: protocol.Ballot{Counter: uint64(i + 1), Proposer: 1},
 			State: protocol.State{Value: value, Version: 1}}
@@ -195,7 +198,7 @@ func TestLargeValuesSplitIntoFrames(t *testing.T) {
 	if err := c.tr[1].Send(2, msgs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "70 large messages at node 2", func() bool { return c.nodes[2].count() == 70 })
+	waitFor(t, "10 large messages at node 2", func() bool { return c.nodes[2].count() == len(msgs) })
 	if s := c.tr[1].Stats(); s.LinkFailures != 0 || s.Dropped != 0 {
 		t.Fatalf("stats %+v: large values broke the link", s)
 	}
