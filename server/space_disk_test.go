@@ -4,35 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/internal/disktest"
+
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/storage"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory; it skips
-// the test where that cannot be done (not root, no mount).
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: mounting a small tmpfs to fill needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("skipped: cannot mount a tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
 
 // pebbleCluster runs three nodes over Local, each on a Pebble store in
 // dir/nodeN, with space; stop stops the nodes and closes the stores.
@@ -86,7 +68,7 @@ func pebbleCluster(t *testing.T, dir string, space SpaceConfig) (nodes []*Node, 
 // TestNodeRefusesWritesOverQuota shows deletes bringing a store back under
 // its quota.)
 func TestNodeRefusesWritesOnAFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 96<<20)
+	mnt := disktest.MountTmpfs(t, 96<<20)
 	space := SpaceConfig{CheckInterval: time.Nanosecond}
 	nodes, stop := pebbleCluster(t, mnt, space)
 	// Three open stores take some room of their own (WALs, which Pebble

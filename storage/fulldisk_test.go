@@ -4,53 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/internal/disktest"
+
 	"github.com/caspaxos/caspaxos/protocol"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory, for tests
-// that fill a disk; it skips the test where that cannot be done (not root,
-// no mount).
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: mounting a small tmpfs to fill needs root")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("skipped: cannot mount a tmpfs on %s: %v: %s", dir, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes a file in dir until the filesystem is full.
-func fillDisk(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "junk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", dir, err)
-			}
-			return
-		}
-	}
-}
 
 // openWithin opens a store, failing the test if it takes longer than d
 // (Pebble waits forever for a flush that fails for lack of space).
@@ -82,7 +43,7 @@ func openWithin(t *testing.T, d time.Duration, dir string, opts PebbleOptions) *
 // back and a write (a delete's tombstone) still fits. Once space is freed,
 // the next open writes the ballast again.
 func TestPebbleOpensOnAFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 32<<20)
+	mnt := disktest.MountTmpfs(t, 32<<20)
 	dir := filepath.Join(mnt, "data")
 	opts := PebbleOptions{BallastBytes: 4 << 20}
 	s := openWithin(t, 30*time.Second, dir, opts)
@@ -105,7 +66,7 @@ func TestPebbleOpensOnAFullDisk(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	fillDisk(t, mnt)
+	disktest.Fill(t, mnt)
 
 	s = openWithin(t, 30*time.Second, dir, opts)
 	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {

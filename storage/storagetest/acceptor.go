@@ -3,7 +3,6 @@ package storagetest
 import (
 	"errors"
 	"math"
-	"sync"
 	"testing"
 
 	"github.com/caspaxos/caspaxos/storage"
@@ -46,28 +45,7 @@ func testAcceptorCeiling(t *testing.T, s storage.Store) {
 
 // Racing SetAcceptorCeilings leave the highest.
 func testConcurrentAcceptorCeiling(t *testing.T, s storage.Store) {
-	const writers, each = 4, 50
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				c := uint64(w*each + i)
-				if w%2 == 1 {
-					c = uint64(writers*each - i)
-				}
-				if err := s.SetAcceptorCeiling(c); err != nil {
-					t.Errorf("SetAcceptorCeiling(%d): %v", c, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if c, err := s.AcceptorCeiling(); err != nil || c != writers*each {
-		t.Fatalf("AcceptorCeiling = %d, %v; want %d", c, err, writers*each)
-	}
+	raceCeiling(t, "SetAcceptorCeiling", s.SetAcceptorCeiling, s.AcceptorCeiling)
 }
 
 // ApplyUnsynced writes what Apply writes (durability aside), and the last

@@ -44,6 +44,12 @@ func testCeiling(t *testing.T, s storage.Store) {
 
 // Racing SetCeilings leave the highest of them.
 func testConcurrentCeiling(t *testing.T, s storage.Store) {
+	raceCeiling(t, "SetCeiling", s.SetCeiling, s.Ceiling)
+}
+
+// raceCeiling has writers set a ceiling at once, half of them rising, half
+// falling from the highest, and checks that the highest is left.
+func raceCeiling(t *testing.T, name string, set func(uint64) error, get func() (uint64, error)) {
 	const writers, each = 8, 50
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -51,21 +57,20 @@ func testConcurrentCeiling(t *testing.T, s storage.Store) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				// Half the writers rise, half fall from the highest.
 				c := uint64(w*each + i)
 				if w%2 == 1 {
 					c = uint64(writers*each - i)
 				}
-				if err := s.SetCeiling(c); err != nil {
-					t.Errorf("SetCeiling(%d): %v", c, err)
+				if err := set(c); err != nil {
+					t.Errorf("%s(%d): %v", name, c, err)
 					return
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if got, err := s.Ceiling(); err != nil || got != writers*each {
-		t.Fatalf("Ceiling after racing SetCeilings = %d, %v; want %d", got, err, writers*each)
+	if got, err := get(); err != nil || got != writers*each {
+		t.Fatalf("after racing %ss: %d, %v; want %d", name, got, err, writers*each)
 	}
 }
 
