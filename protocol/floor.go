@@ -34,12 +34,17 @@ package protocol
 // answers anything. Accepted values are still synced before their reply,
 // as are the promises an accept's Next carries (same write).
 //
-// A promise's reply may show an accepted state whose write is still being
-// synced (the prepare did not wait for it). The proposer may adopt it: it
-// was proposed under its ballot, and Paxos's argument holds for any value
-// actually proposed under a ballot, accepted durably or not; if a crash
-// takes it back, the acceptor simply never accepted it, and the floor keeps
-// the promise that revealed it.
+// A promise's reply must not show an accepted state whose write is still
+// being synced: only the promise's own write may trail its reply, and the
+// reply waits for the key's earlier writes (Step's duty 3 otherwise). Paxos
+// alone would let the proposer adopt such a state (it was proposed under
+// its ballot), but the proposer also takes matching accepted ballots in a
+// quorum of promises as proof that a state is chosen (PROTOCOL.md §4 and
+// §6: a refusal answered without committing the state it read). An
+// accepted state revealed before it was durable, then lost in a crash, is
+// no such proof: the simulator found a failed compare-and-swap answered
+// with a tombstone at a version that later held another value (seed 17 of
+// the sweep, before this rule).
 //
 // What the floor refusal shows. It reports (F, 0) as Seen, so the proposer
 // fast-forwards past the floor and its retry is admitted. It reports (F, 0)
@@ -117,6 +122,7 @@ func RaiseCeiling(need, step uint64) uint64 {
 // SyncBeforeReply reports whether the register a Step asked to persist
 // (persist == true) must be durable before reply leaves. A promise's need
 // not (§12: the floor keeps it, once the ceiling covers it); an accept's
-// must (its state may be chosen). A reply whose Step persisted nothing still
-// waits for the key's earlier writes (Step's duty 3).
+// must (its state may be chosen). Every reply, a promise's included, still
+// waits for the key's earlier writes (Step's duty 3): a promise reveals the
+// accepted state, which must be durable before anyone sees it.
 func SyncBeforeReply(reply Message) bool { return reply.Kind != MsgPromise }

@@ -26,8 +26,8 @@ import (
 //     what must hold is that the acceptor still refuses what it promised
 //     to refuse. So: an acceptor's synced promise never drops (checked at
 //     every sync); every accepted ballot it told anyone about, in any reply
-//     but a promise (which may show an accept still being synced, §12),
-//     is in its synced register after a crash (checked at every crash);
+//     (a promise's included: it waits for the key's earlier writes), is in
+//     its synced register after a crash (checked at every crash);
 //     and when it restarts, every promise it revealed (any reply's) is
 //     either still in its synced register or has a counter below its
 //     floor, which refuses every ballot with a counter below it on every
@@ -119,8 +119,9 @@ func (inv *invariants) onReply(s *sim, n *node, pr pendingReply) {
 	if rv.Promise.Less(pr.reg.Promise) {
 		rv.Promise = pr.reg.Promise
 	}
-	// A promise may show an accepted state still being synced (§12).
-	if pr.msg.Kind != protocol.MsgPromise && rv.Accepted.Less(pr.reg.Accepted) {
+	// A promise's own write may trail it (§12), but the accepted state it
+	// shows was synced before it left, as any other reply's.
+	if rv.Accepted.Less(pr.reg.Accepted) {
 		rv.Accepted = pr.reg.Accepted
 	}
 	inv.revealed[n.idx][key] = rv

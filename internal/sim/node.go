@@ -12,9 +12,9 @@ import (
 //   - acceptor: Steps on a key are serialized (the event loop runs one at a
 //     time) and each sees the register the last one left, synced or not;
 //     requests below the floor are refused before Step (§12); a reply leaves
-//     only once the acceptor ceiling covering its request is synced and,
-//     unless it is a promise, once the write it depends on is synced (its
-//     own, or for a Step that wrote nothing, the key's latest write);
+//     only once the acceptor ceiling covering its request is synced and
+//     once the write it depends on is synced (its own, or for a promise or
+//     a Step that wrote nothing, the key's latest write before it);
 //   - proposer: a Ready's Ceiling is written and synced before its messages
 //     leave; Readys are handled in order, so a Ready waits for every
 //     ceiling asked for before it too (its ballots may need it); then its
@@ -81,7 +81,7 @@ func (s *sim) configOf(n *node) protocol.Config {
 // acceptorStep runs a request through the acceptor's checks (the age fence,
 // the floor) and protocol.Step, and queues its reply behind the syncs it
 // depends on (§12): the acceptor ceiling covering the request's ballots,
-// and, unless it is a promise, the key's latest write. Writes sync in order,
+// and the key's latest write (for a promise: the latest before its own). Writes sync in order,
 // so one seq to wait for covers both.
 func (s *sim) acceptorStep(n *node, m protocol.Message) {
 	if reply, fenced := protocol.Fenced(m, n.disk.fence[m.From]); fenced {
@@ -106,10 +106,14 @@ func (s *sim) acceptorStep(n *node, m protocol.Message) {
 	wait := n.disk.lastWrite[m.Key]
 	if persist {
 		s.inv.onAccept(s, n, m.Key, prev, next)
-		wait = n.disk.put(m.Key, next)
+		w := n.disk.put(m.Key, next)
 		s.startSync(n)
-		if !protocol.SyncBeforeReply(reply) {
-			wait = 0 // the promise's write trails its reply
+		if protocol.SyncBeforeReply(reply) {
+			wait = w
+		} else {
+			// The promise's own write trails its reply; the key's
+			// earlier writes (an accepted state the reply reveals) do
+			// not: see protocol.SyncBeforeReply.
 			s.stats.PromisesUnsynced++
 		}
 	}
