@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"strconv"
+	"time"
 	"testing"
 )
 
@@ -17,6 +18,7 @@ func TestMain(m *testing.M) {
 	flag.Uint64("soak-from", 1000000, "TestSoak: the first seed")
 	flag.String("events", "", "TestReplay: write every event to this file")
 	flag.Bool("no-retire", false, "keep unknown outcomes open to the end (cross-checks the retirement rule; slow)")
+	flag.Duration("check-timeout", 0, "TestReplay: bound of Porcupine's search (default Options.CheckTimeout's)")
 	flag.Parse()
 	os.Exit(m.Run())
 }
@@ -29,6 +31,14 @@ func flagInt(t testing.TB, name string) int {
 		t.Fatalf("-%s: %v", name, err)
 	}
 	return n
+}
+
+func flagDuration(t testing.TB, name string) time.Duration {
+	d, err := time.ParseDuration(flagString(name))
+	if err != nil {
+		t.Fatalf("-%s: %v", name, err)
+	}
+	return d
 }
 
 func flagUint(t testing.TB, name string) uint64 {

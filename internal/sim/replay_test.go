@@ -17,7 +17,7 @@ func TestReplay(t *testing.T) {
 	if seed == 0 {
 		t.Skip("no -seed given")
 	}
-	opts := Options{Seed: seed, Ops: flagInt(t, "ops"), NoRetire: flagBool("no-retire")}
+	opts := Options{Seed: seed, Ops: flagInt(t, "ops"), NoRetire: flagBool("no-retire"), CheckTimeout: flagDuration(t, "check-timeout")}
 	if name := flagString("variant"); name != "" {
 		v, ok := variantByName(name)
 		if !ok {
