@@ -53,7 +53,7 @@ func TestAcceptorRefusesBelowFloorAfterRestart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecorder()
-			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, withoutFloor: tt.withoutFloor}, st, rec, testLogger(t))
+			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, withoutFloor: tt.withoutFloor}, st, rec, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +133,7 @@ func TestAcceptorRaisesCeilingBeforeReply(t *testing.T) {
 	rec := newRecorder()
 	rec.check = st.check
 	const step = 100
-	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, ceilingStep: step}, st, rec, testLogger(t))
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, ceilingStep: step}, st, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestAcceptorCrashLosesUnsyncedPromise(t *testing.T) {
 				t.Fatalf("after the crash k holds %v, %v; want the promise lost", reg, err)
 			}
 			rec = newRecorder()
-			a, err = NewAcceptor(AcceptorConfig{ID: acceptorID, withoutFloor: tt.withoutFloor}, st, rec, testLogger(t))
+			a, err = NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, withoutFloor: tt.withoutFloor}, st, rec, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -312,5 +312,31 @@ func TestAcceptorCrashLosesUnsyncedPromise(t *testing.T) {
 				t.Fatalf("refusal %v shows a floor at or below the lost promise", got[0])
 			}
 		})
+	}
+}
+
+// The product's default (unsyncedPromises off): a promise's reply waits for
+// its synced write, and a restart has no floor.
+func TestAcceptorDefaultSyncsPromises(t *testing.T) {
+	st := newGatedStore()
+	if err := st.Memory.SetAcceptorCeiling(1000); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID}, st, rec, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	defer close(st.stop)
+	a.Handle([]protocol.Message{prepareMsg("k", 5)}) // below the stored ceiling: no floor
+	held := st.next(t)
+	rec.none(t, "the promise is not synced")
+	held.release <- nil
+	if got := rec.next(t); len(got) != 1 || got[0].Kind != protocol.MsgPromise {
+		t.Fatalf("replies %v, want k's promise", got)
+	}
+	if n := st.unsynced.Load(); n != 0 {
+		t.Fatalf("%d unsynced writes, want none", n)
 	}
 }

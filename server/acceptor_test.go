@@ -115,7 +115,7 @@ func replyKeys(msgs []protocol.Message) []string {
 func newTestAcceptor(t *testing.T, st storage.Store) (*Acceptor, *recorder) {
 	t.Helper()
 	rec := newRecorder()
-	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID}, st, rec, testLogger(t))
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true}, st, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestAcceptorConcurrentBatchesKeepOrderAndDurability(t *testing.T) {
 	}
 	// Ceiling step 1: every higher counter raises the ceiling, and raises
 	// race each other.
-	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, MaxInflightBatches: 1 << 12, ceilingStep: 1}, st, rec, testLogger(t))
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, MaxInflightBatches: 1 << 12, ceilingStep: 1}, st, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func TestAcceptorCachesRegisters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &countingStore{Memory: storage.NewMemory()}
 			rec := newRecorder()
-			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, CacheBytes: tt.cacheBytes}, st, rec, testLogger(t))
+			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, CacheBytes: tt.cacheBytes}, st, rec, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
