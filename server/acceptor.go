@@ -68,31 +68,53 @@ import (
 // write chose (the later ones replace its entry), so each key is in one
 // commit of the batch and its order holds.
 //
-// Replies. A reply leaves only after the write it depends on is synced (duty
-// 2), and that is not only the batch's own write: a Step that persisted
-// nothing (a refused prepare, a duplicate accept, a read) may describe a
-// register another batch stepped and has not synced yet (duty 3). Answering
-// from it would let a proposer count a promise or an accepted state that a
-// crash takes back. So every reply carries a dependency: the commit that last
-// wrote its key when it was stepped (its own commit when it wrote), or none
-// when the slot holds only what the store holds. Replies whose
-// dependency is finished after the free commit are sent then; the rest after
-// the chained commit and the other batches' commits they wait for.
+// Replies. A reply leaves only after the write it depends on is finished
+// (duty 2; synced, but for the promises of the next paragraph), and that is
+// not only the batch's own write: a Step that persisted nothing (a refused
+// prepare, a duplicate accept, a read) may describe a register another
+// batch stepped and has not written yet (duty 3). Answering from it would
+// let a proposer count an accepted state that a crash takes back. So every
+// reply carries a dependency: the commit that last wrote its key when it
+// was stepped (its own commit when it wrote; none for a promise it wrote),
+// or none when the slot holds only what the store holds; and the ceiling
+// raise it needs, if any. Replies are sent as soon as what they wait for
+// has finished: once the batch is stepped, after its free commit, and
+// after its chained commit and the other batches' commits they wait for.
 //
-// Promises without a sync (PROTOCOL.md §12) are not switched on here yet:
-// this service still syncs every write, promises included, before the
-// reply that depends on it (Store.Apply), so a promise survives any crash
-// by itself and the acceptor needs no floor. The pure rules
-// (protocol.BelowFloor, CeilingFor, RaiseCeiling, SyncBeforeReply, whose
-// safety argument is in protocol/floor.go) and the storage
-// (storage.AcceptorStore: the acceptor ceiling record and ApplyUnsynced)
-// are ready, and internal/sim checks them. They must be switched on here
-// all together, never in part: the floor read from AcceptorCeiling in
-// NewAcceptor before anything is answered; BelowFloor after Fenced; a
-// ceiling raise (SetAcceptorCeiling) that every reply whose request needs
-// it waits for; promise-only commits through ApplyUnsynced, a promise's
-// reply depending on no commit. Unsynced promises without the floor break
-// promises in a crash (the simulator's variant restart-without-floor).
+// Promises without a sync (PROTOCOL.md §12; the rules and their safety
+// argument are in protocol/floor.go, and internal/sim checks them). Four
+// pieces, switched on together by AcceptorConfig.unsyncedPromises, which is
+// OFF in the product until the simulator passes with them (see there);
+// unsynced promises without the floor break promises in a crash
+// (TestAcceptorCrashLosesUnsyncedPromise):
+//   - The floor: NewAcceptor reads the durable acceptor ceiling
+//     (storage.AcceptorStore) before it answers anything and keeps it as
+//     the floor; step refuses below it (protocol.BelowFloor) right after
+//     the age fence, a refusal that waits for nothing.
+//   - The ceiling: a request that BelowFloor let through needs a durable
+//     ceiling above its counters (protocol.CeilingFor). When the ceiling
+//     known durable (ceilDurable) is lower, its reply waits for a raise:
+//     the newest one asked for (ceilRaise) if that is high enough, or one
+//     of its own batch's, asked for protocol.RaiseCeiling (a step above,
+//     so raises are rare). A batch makes at most one raise
+//     (SetAcceptorCeiling), before its commits; raises only go up, so a
+//     finished raise makes every lower need durable.
+//   - Promise-only commits: a commit whose entries all come from promises
+//     (protocol.SyncBeforeReply false) is written with ApplyUnsynced; one
+//     entry that needs the sync (an accept) makes the whole commit synced.
+//     Per-key order is kept as for any commit (chained commits wait for
+//     the key's earlier one), and the store keeps its writes in order, so
+//     a later accept's sync makes the promise before it durable, and the
+//     accept's register carries that promise anyway (Step's register).
+//   - Promise replies: a prepare that persisted a promise replies with no
+//     commit dependency (its own write, or the key's earlier accept still
+//     syncing, may trail it; see protocol/floor.go for why a promise may
+//     reveal an accepted state still syncing), only its ceiling. Such
+//     replies are sent before the batch's writes start.
+// A commit of unsynced promises is "finished" once applied, not durable:
+// a refusal or a read waiting for it may describe a promise a crash takes
+// back (harmless: a refusal promises nothing, and a read shows only the
+// accepted state, which came from a synced commit it was chained after).
 //
 // Failures. A failed Apply leaves registers in memory that may never be
 // durable, and a failed fsync may have lost writes the store had
@@ -120,6 +142,23 @@ type AcceptorConfig struct {
 	// refused (ErrFenceTooHigh): the GC round fails and is retried. See
 	// Fence for why this keeps GC both safe and live.
 	MaxFenceStep uint64
+
+	// unsyncedPromises switches on PROTOCOL.md §12 (the floor, the
+	// ceiling, promises written without a sync). Off in the product for
+	// now: the simulator's sweep finds a linearizability failure with
+	// unsynced promises (seed 17) and none with promises synced, so the
+	// model must be fixed first. Off, the acceptor syncs every write
+	// before the reply that depends on it, and has no floor and no
+	// ceiling. Tests switch it on.
+	unsyncedPromises bool
+	// withoutFloor (tests only) starts the acceptor with floor 0, whatever
+	// its stored ceiling: the broken variant of PROTOCOL.md §12 (the
+	// simulator's restart-without-floor), which a crash that loses an
+	// unsynced promise lets break it.
+	withoutFloor bool
+	// ceilingStep (tests only) is RaiseCeiling's step; 0 takes
+	// protocol.DefaultAcceptorCeilingStep.
+	ceilingStep uint64
 }
 
 func (c *AcceptorConfig) validate() error {
@@ -174,6 +213,14 @@ type Acceptor struct {
 	// refuses to raise a fence further than that above it.
 	seen         map[protocol.NodeID]uint64
 	maxFenceStep uint64
+	// floor is PROTOCOL.md §12's floor, set once in NewAcceptor; ceilStep
+	// is RaiseCeiling's step. ceilDurable is the highest acceptor ceiling
+	// known durable, ceilRaise the newest raise asked for (nil if none);
+	// both under mu.
+	floor, ceilStep uint64
+	ceilDurable     uint64
+	ceilRaise       *commit
+	unsynced        bool // AcceptorConfig.unsyncedPromises
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
 	workers, idle, maxWorkers int
@@ -195,10 +242,14 @@ type slot struct {
 	index   int     // reg's entry in write.entries
 }
 
-// commit is one Apply of a batch.
+// commit is one write of a batch: register entries (one Apply, or one
+// ApplyUnsynced when no entry needs a sync), or a raise of the acceptor
+// ceiling to ceiling (no entries).
 type commit struct {
 	entries []storage.Entry
-	done    chan struct{} // closed when the Apply returned or was given up
+	sync    bool          // some entry must be durable before its reply
+	ceiling uint64        // a ceiling raise: the ceiling it persists
+	done    chan struct{} // closed when the write returned or was given up
 	err     error         // set before done is closed
 }
 
@@ -232,16 +283,30 @@ func NewAcceptor(cfg AcceptorConfig, store storage.Store, tr Transport, log *slo
 		// never pass MaxAge, so lowering it to there is safe.
 		fences[id] = min(age, protocol.MaxAge)
 	}
+	// PROTOCOL.md §12: the floor is the durable ceiling, read before the
+	// acceptor answers anything.
+	ceiling, err := store.AcceptorCeiling()
+	if err != nil {
+		return nil, fmt.Errorf("caspaxos/server: reading the acceptor's ceiling: %w", err)
+	}
+	floor := ceiling
+	if cfg.withoutFloor || !cfg.unsyncedPromises {
+		floor = 0
+	}
 	return &Acceptor{
-		fences: fences,
-		seen:   make(map[protocol.NodeID]uint64),
-		id:     cfg.ID,
-		store:  store,
-		tr:     tr,
-		log:    log,
-		work:   make(chan []protocol.Message),
-		quit:   make(chan struct{}),
-		slots:  make(map[string]*slot),
+		floor:       floor,
+		ceilStep:    cfg.ceilingStep,
+		ceilDurable: ceiling,
+		unsynced:    cfg.unsyncedPromises,
+		fences:      fences,
+		seen:        make(map[protocol.NodeID]uint64),
+		id:          cfg.ID,
+		store:       store,
+		tr:          tr,
+		log:         log,
+		work:        make(chan []protocol.Message),
+		quit:        make(chan struct{}),
+		slots:       make(map[string]*slot),
 
 		maxWorkers:   cfg.MaxInflightBatches,
 		maxIdle:      cfg.CacheBytes,
@@ -355,6 +420,8 @@ type batch struct {
 	slots   []*slot
 	replies []protocol.Message
 	deps    []*commit // per reply: the commit it waits for, nil if none
+	ceils   []*commit // per reply: the ceiling raise it waits for, nil if none
+	raise   *commit   // this batch's ceiling raise, if it needs one
 	free    *commit   // writes that wait for nothing
 	chained *commit   // writes that wait for other batches' commits
 	after   []*commit // the other batches' commits chained waits for
@@ -364,8 +431,11 @@ func (a *Acceptor) process(msgs []protocol.Message) {
 	b := &batch{msgs: msgs}
 	a.pin(b)
 	a.step(b)
+	sent := make([]bool, len(b.replies))
+	a.sendReady(b, sent) // refusals, promises, replies from synced registers
+	a.raiseCeiling(b.raise)
 	a.apply(b.free, nil)
-	sent := a.sendReady(b)
+	a.sendReady(b, sent)
 	a.apply(b.chained, b.after)
 	a.unpin(b)
 	a.sendRest(b, sent)
@@ -407,7 +477,9 @@ func (a *Acceptor) pin(b *batch) {
 
 // unpin drops b's references. A slot nobody holds any more goes to the
 // cache: b's own commits have finished by now, and so have those of every
-// batch that no longer holds the slot, so its register is in the store.
+// batch that no longer holds the slot, so its register is in the store
+// (synced, or written unsynced if it changed only a promise: Get returns
+// it all the same).
 func (a *Acceptor) unpin(b *batch) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -451,6 +523,7 @@ func (a *Acceptor) step(b *batch) {
 	}
 	b.replies = make([]protocol.Message, 0, len(b.msgs))
 	b.deps = make([]*commit, 0, len(b.msgs))
+	b.ceils = make([]*commit, 0, len(b.msgs))
 	for i, m := range b.msgs {
 		s := b.slots[i]
 		if s.loadErr != nil {
@@ -464,26 +537,68 @@ func (a *Acceptor) step(b *batch) {
 		if reply, fenced := protocol.Fenced(m, a.fences[m.From]); fenced {
 			b.replies = append(b.replies, reply)
 			b.deps = append(b.deps, nil)
+			b.ceils = append(b.ceils, nil)
 			a.stats.fenced.Add(1)
 			continue
+		}
+		// PROTOCOL.md §12: below the floor, refused on every key; the
+		// refusal reveals only the floor, which is durable.
+		if reply, refused := protocol.BelowFloor(m, a.floor); refused {
+			b.replies = append(b.replies, reply)
+			b.deps = append(b.deps, nil)
+			b.ceils = append(b.ceils, nil)
+			a.stats.floorRefused.Add(1)
+			continue
+		}
+		var ceil *commit
+		if a.unsynced {
+			ceil = a.ceilingFor(b, protocol.CeilingFor(m))
 		}
 		next, reply, persist := protocol.Step(s.reg, m)
 		dep := s.write
 		if persist {
-			dep = b.record(m.Key, s, next)
+			synced := !a.unsynced || protocol.SyncBeforeReply(reply)
+			dep = b.record(m.Key, s, next, synced)
+			if !synced {
+				dep = nil // a promise: the floor keeps it, once ceil is durable
+			}
 		}
 		b.replies = append(b.replies, reply)
 		b.deps = append(b.deps, dep)
+		b.ceils = append(b.ceils, ceil)
 	}
 }
 
+// ceilingFor returns the ceiling raise a reply must wait for so that the
+// durable acceptor ceiling is at least need (nil if it already is), asking
+// b's raise for it when no raise asked for so far is high enough. Called
+// under mu, before b's raise starts.
+func (a *Acceptor) ceilingFor(b *batch, need uint64) *commit {
+	if need <= a.ceilDurable {
+		return nil
+	}
+	// A raise not durable yet (or b's own): the newest one asked for is
+	// the highest, and finished raises have made ceilDurable reach theirs.
+	if r := a.ceilRaise; r != nil && need <= r.ceiling {
+		return r
+	}
+	if b.raise == nil {
+		b.raise = newCommit()
+		a.ceilRaise = b.raise
+	}
+	b.raise.ceiling = max(b.raise.ceiling, protocol.RaiseCeiling(need, a.ceilStep))
+	return b.raise
+}
+
 // record makes next the newest register of s and puts it in one of b's
-// commits; it returns that commit. Called under Acceptor.mu.
-func (b *batch) record(key string, s *slot, next protocol.Register) *commit {
+// commits, which it marks synced if synced; it returns that commit. Called
+// under Acceptor.mu.
+func (b *batch) record(key string, s *slot, next protocol.Register, synced bool) *commit {
 	s.reg = next
 	if w := s.write; w != nil && (w == b.free || w == b.chained) {
 		// Written earlier in this batch: replace that entry.
 		w.entries[s.index].Register = next
+		w.sync = w.sync || synced
 		return w
 	}
 	var c *commit
@@ -500,12 +615,34 @@ func (b *batch) record(key string, s *slot, next protocol.Register) *commit {
 		b.after = append(b.after, s.write)
 	}
 	c.entries = append(c.entries, storage.Entry{Key: key, Register: next})
+	c.sync = c.sync || synced
 	s.write, s.index = c, len(c.entries)-1
 	return c
 }
 
-// apply waits for the commits in after, then writes c (if not nil) durably.
-// It gives c up, with an error, if one of them failed or the acceptor has.
+// raiseCeiling persists r's ceiling (if r is not nil) and then counts it
+// as durable. A failure stops the acceptor, as a failed Apply does.
+func (a *Acceptor) raiseCeiling(r *commit) {
+	if r == nil {
+		return
+	}
+	defer close(r.done)
+	if r.err = a.Err(); r.err != nil {
+		return
+	}
+	if r.err = a.store.SetAcceptorCeiling(r.ceiling); r.err != nil {
+		a.fail(r.err)
+		return
+	}
+	a.mu.Lock()
+	a.ceilDurable = max(a.ceilDurable, r.ceiling)
+	a.mu.Unlock()
+	a.stats.ceilingRaises.Add(1)
+}
+
+// apply waits for the commits in after, then writes c (if not nil):
+// durably, or with ApplyUnsynced if none of its entries needs a sync. It
+// gives c up, with an error, if one of them failed or the acceptor has.
 func (a *Acceptor) apply(c *commit, after []*commit) {
 	if c == nil {
 		return
@@ -521,9 +658,16 @@ func (a *Acceptor) apply(c *commit, after []*commit) {
 	if c.err = a.Err(); c.err != nil {
 		return
 	}
-	if c.err = a.store.Apply(c.entries); c.err != nil {
+	write := a.store.Apply
+	if !c.sync {
+		write = a.store.ApplyUnsynced
+	}
+	if c.err = write(c.entries); c.err != nil {
 		a.fail(c.err)
 		return
+	}
+	if !c.sync {
+		a.stats.unsyncedApplies.Add(1)
 	}
 	a.stats.applies.Add(1)
 	a.stats.entries.Add(uint64(len(c.entries)))
@@ -542,42 +686,51 @@ func (a *Acceptor) fail(err error) {
 	}
 }
 
-// sendReady sends the replies whose dependency has finished without error,
-// and reports which ones it sent.
-func (a *Acceptor) sendReady(b *batch) []bool {
-	sent := make([]bool, len(b.replies))
-	n := 0
+// written reports whether the write w a reply waits for (nil: none) has
+// finished without error.
+func written(w *commit) bool { return w == nil || (w.finished() && w.err == nil) }
+
+// sendReady sends the replies not sent yet (sent) whose commit and
+// ceiling raise have finished without error, and marks them sent.
+func (a *Acceptor) sendReady(b *batch, sent []bool) {
+	var now []int
 	for i := range b.replies {
-		if d := b.deps[i]; d == nil || (d.finished() && d.err == nil) {
+		if !sent[i] && written(b.deps[i]) && written(b.ceils[i]) {
 			sent[i] = true
-			n++
+			now = append(now, i)
 		}
 	}
-	if n == len(b.replies) {
-		a.send(b.replies) // all of them: no copy (b.replies is not used again)
-		return sent
+	switch len(now) {
+	case 0:
+		return
+	case len(b.replies):
+		a.send(b.replies) // all of them at once: no copy (b.replies is not read again)
+		return
 	}
-	out := make([]protocol.Message, 0, n)
-	for i, r := range b.replies {
-		if sent[i] {
-			out = append(out, r)
-		}
+	out := make([]protocol.Message, len(now))
+	for j, i := range now {
+		out[j] = b.replies[i]
 	}
 	a.send(out)
-	return sent
 }
 
-// sendRest waits for the dependencies of the replies not sent yet and sends
-// those whose dependency succeeded.
+// sendRest waits for the commits and raises of the replies not sent yet
+// and sends those whose writes succeeded.
 func (a *Acceptor) sendRest(b *batch, sent []bool) {
 	var out []protocol.Message
 	for i := range sent {
 		if sent[i] {
-			continue // sendReady may have handed b.replies itself on: not read again
+			continue
 		}
-		r, d := b.replies[i], b.deps[i]
-		<-d.done
-		if d.err == nil {
+		r := b.replies[i]
+		ok := true
+		for _, w := range [2]*commit{b.ceils[i], b.deps[i]} {
+			if w != nil {
+				<-w.done
+				ok = ok && w.err == nil
+			}
+		}
+		if ok {
 			out = append(out, r)
 		} else {
 			a.stats.droppedReplies.Add(1)
@@ -631,37 +784,46 @@ type AcceptorStats struct {
 	Batches uint64
 	// DroppedBatches counts batches dropped (too many in flight, or stopped).
 	DroppedBatches uint64
-	// Applies is the number of Store.Apply calls that succeeded, and
-	// Entries the registers they wrote: Entries/Applies is the mean number
-	// of registers per write.
-	Applies uint64
-	Entries uint64
+	// Applies is the number of register writes that succeeded (Store.Apply
+	// or, for promise-only commits, ApplyUnsynced), and Entries the
+	// registers they wrote: Entries/Applies is the mean number of registers
+	// per write. UnsyncedApplies counts the ApplyUnsynced among Applies.
+	Applies         uint64
+	Entries         uint64
+	UnsyncedApplies uint64
 	// Replies is the number of replies sent; DroppedReplies the number
 	// withheld because a write they depended on failed.
 	Replies        uint64
 	DroppedReplies uint64
 	// Fenced counts requests refused by deletion GC's age fence.
 	Fenced uint64
+	// FloorRefused counts requests refused below the floor (PROTOCOL.md
+	// §12), and CeilingRaises the acceptor ceiling raises persisted.
+	FloorRefused  uint64
+	CeilingRaises uint64
 	// Collected counts registers removed by deletion GC.
 	Collected uint64
 }
 
 type acceptorCounters struct {
 	batches, droppedBatches, applies, entries, replies, droppedReplies atomic.Uint64
-	fenced, collected                                                  atomic.Uint64
+	fenced, collected, unsyncedApplies, floorRefused, ceilingRaises    atomic.Uint64
 }
 
 // Stats returns the acceptor's counters.
 func (a *Acceptor) Stats() AcceptorStats {
 	s := &a.stats
 	return AcceptorStats{
-		Batches:        s.batches.Load(),
-		DroppedBatches: s.droppedBatches.Load(),
-		Applies:        s.applies.Load(),
-		Entries:        s.entries.Load(),
-		Replies:        s.replies.Load(),
-		DroppedReplies: s.droppedReplies.Load(),
-		Fenced:         s.fenced.Load(),
-		Collected:      s.collected.Load(),
+		Batches:         s.batches.Load(),
+		DroppedBatches:  s.droppedBatches.Load(),
+		Applies:         s.applies.Load(),
+		Entries:         s.entries.Load(),
+		Replies:         s.replies.Load(),
+		DroppedReplies:  s.droppedReplies.Load(),
+		Fenced:          s.fenced.Load(),
+		FloorRefused:    s.floorRefused.Load(),
+		CeilingRaises:   s.ceilingRaises.Load(),
+		UnsyncedApplies: s.unsyncedApplies.Load(),
+		Collected:       s.collected.Load(),
 	}
 }

@@ -38,12 +38,19 @@ func readMsg(key string, counter uint64) protocol.Message {
 	return protocol.Message{Kind: protocol.MsgRead, From: proposerID, To: acceptorID, Key: key, Ballot: ballot(counter)}
 }
 
-// gatedStore holds every Apply until the test releases it, or until the
-// test ends (close), so that a failing test does not hang in Stop.
+// gatedStore holds every Apply (a synced write) until the test releases
+// it, or until the test ends (close), so that a failing test does not hang
+// in Stop. ApplyUnsynced (promises) is not held; it counts them.
 type gatedStore struct {
 	*storage.Memory
-	held chan *heldApply
-	stop chan struct{}
+	held     chan *heldApply
+	stop     chan struct{}
+	unsynced atomic.Int64
+}
+
+func (g *gatedStore) ApplyUnsynced(entries []storage.Entry) error {
+	g.unsynced.Add(1)
+	return g.Memory.ApplyUnsynced(entries)
 }
 
 var errTestOver = errors.New("test over")
@@ -108,7 +115,7 @@ func replyKeys(msgs []protocol.Message) []string {
 func newTestAcceptor(t *testing.T, st storage.Store) (*Acceptor, *recorder) {
 	t.Helper()
 	rec := newRecorder()
-	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID}, st, rec, testLogger(t))
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true}, st, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +140,7 @@ func TestAcceptorOneApplyPerBatch(t *testing.T) {
 	if len(replies) != 100 {
 		t.Fatalf("%d replies in the first send, want all 100 in one", len(replies))
 	}
+	waitFor(t, "the batch to finish", func() bool { return a.Stats().Batches == 1 })
 	for _, r := range replies {
 		if r.Kind != protocol.MsgPromise || r.To != proposerID || r.From != acceptorID {
 			t.Fatalf("reply %v", r)
@@ -143,8 +151,8 @@ func TestAcceptorOneApplyPerBatch(t *testing.T) {
 		}
 	}
 	a.Stop()
-	if s := a.Stats(); s.Applies != 1 || s.Entries != 100 || s.Batches != 1 {
-		t.Fatalf("stats %+v, want one Apply of 100 entries", s)
+	if s := a.Stats(); s.Applies != 1 || s.UnsyncedApplies != 1 || s.Entries != 100 || s.Batches != 1 || s.CeilingRaises != 1 {
+		t.Fatalf("stats %+v, want one unsynced write of 100 entries and one ceiling raise", s)
 	}
 }
 
@@ -154,10 +162,10 @@ func TestAcceptorKeysDoNotWaitForOtherKeys(t *testing.T) {
 	st := newGatedStore()
 	a, rec := newTestAcceptor(t, st)
 
-	a.Handle([]protocol.Message{prepareMsg("k1", 1)})
+	a.Handle([]protocol.Message{acceptMsg("k1", 1, "v1")})
 	first := st.next(t) // batch A holds k1
 
-	a.Handle([]protocol.Message{acceptMsg("k1", 1, "v"), prepareMsg("k2", 1)})
+	a.Handle([]protocol.Message{acceptMsg("k1", 2, "v2"), acceptMsg("k2", 1, "v")})
 	free := st.next(t)
 	if got := free.keys(); !slices.Equal(got, []string{"k2"}) {
 		t.Fatalf("batch B's first Apply writes %v, want only k2 (k1 must wait for A)", got)
@@ -183,7 +191,7 @@ func TestAcceptorKeysDoNotWaitForOtherKeys(t *testing.T) {
 		t.Fatalf("last replies %v, want k1 accepted", last)
 	}
 	reg, _ := st.Get("k1")
-	if reg.Accepted != ballot(1) || reg.Promise != ballot(1) {
+	if reg.Accepted != ballot(2) || reg.Promise != ballot(2) || string(reg.State.Value) != "v2" {
 		t.Fatalf("k1 stored as %v", reg)
 	}
 }
@@ -197,13 +205,13 @@ func TestAcceptorReplyWaitsForUnsyncedWriteOfItsKey(t *testing.T) {
 	a.Handle([]protocol.Message{acceptMsg("k", 3, "v3")})
 	write := st.next(t)
 
-	// The read of k steps after A's accept; k2's prepare proves B stepped
+	// The read of k steps after A's accept; k2's accept proves B stepped
 	// once its Apply shows up.
-	a.Handle([]protocol.Message{readMsg("k", 4), prepareMsg("k2", 1)})
+	a.Handle([]protocol.Message{readMsg("k", 4), acceptMsg("k2", 1, "v")})
 	other := st.next(t)
 	other.release <- nil
 	if got := rec.next(t); len(got) != 1 || got[0].Key != "k2" {
-		t.Fatalf("first replies %v, want k2's promise alone", got)
+		t.Fatalf("first replies %v, want k2's accept alone", got)
 	}
 	rec.none(t, "the read describes an accept not synced yet")
 
@@ -227,7 +235,7 @@ func TestAcceptorStopsAfterFailedWrite(t *testing.T) {
 
 	a.Handle([]protocol.Message{acceptMsg("k", 3, "v3")})
 	write := st.next(t)
-	a.Handle([]protocol.Message{readMsg("k", 4), prepareMsg("k2", 1)})
+	a.Handle([]protocol.Message{readMsg("k", 4), acceptMsg("k2", 1, "v")})
 	other := st.next(t)
 
 	failure := errors.New("disk on fire")
@@ -261,20 +269,42 @@ func TestAcceptorStopsAfterFailedWrite(t *testing.T) {
 	}
 }
 
-// checkingStore checks, at every Apply, that no two writes of one key are
-// in flight at once and that durable ballots never go back.
+// checkingStore checks, at every write, that no two writes of one key are
+// in flight at once and that ballots never go back. It also tracks what a
+// crash would keep (durable): a synced Apply makes durable its own entries
+// and every unsynced write applied before it started, as Pebble's ordered
+// write-ahead log does.
 type checkingStore struct {
 	*storage.Memory
 	t        *testing.T
 	mu       sync.Mutex
 	inflight map[string]bool
+	seq      uint64
+	unsynced []seqEntry          // applied without a sync, not durable yet
+	durable  map[string]seqEntry // per key, the newest durable write
 }
 
-func (c *checkingStore) Apply(entries []storage.Entry) error {
+type seqEntry struct {
+	seq uint64
+	storage.Entry
+}
+
+func newCheckingStore(t *testing.T) *checkingStore {
+	return &checkingStore{Memory: storage.NewMemory(), t: t, inflight: make(map[string]bool), durable: make(map[string]seqEntry)}
+}
+
+func (c *checkingStore) Apply(entries []storage.Entry) error { return c.write(entries, true) }
+
+func (c *checkingStore) ApplyUnsynced(entries []storage.Entry) error { return c.write(entries, false) }
+
+func (c *checkingStore) write(entries []storage.Entry, synced bool) error {
 	c.mu.Lock()
+	c.seq++
+	seq := c.seq
+	covered := c.seqsUnsynced() // applied before this write started
 	for _, e := range entries {
 		if c.inflight[e.Key] {
-			c.t.Errorf("two Applys of %q in flight at once", e.Key)
+			c.t.Errorf("two writes of %q in flight at once", e.Key)
 		}
 		c.inflight[e.Key] = true
 		old, _ := c.Memory.Get(e.Key)
@@ -286,50 +316,98 @@ func (c *checkingStore) Apply(entries []storage.Entry) error {
 	runtime.Gosched() // let other batches step and apply meanwhile
 	err := c.Memory.Apply(entries)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, e := range entries {
 		delete(c.inflight, e.Key)
 	}
-	c.mu.Unlock()
-	return err
+	if err != nil {
+		return err
+	}
+	if !synced {
+		for _, e := range entries {
+			c.unsynced = append(c.unsynced, seqEntry{seq, e})
+		}
+		return nil
+	}
+	var now, rest []seqEntry
+	for _, e := range c.unsynced {
+		if covered[e.seq] {
+			now = append(now, e)
+		} else {
+			rest = append(rest, e)
+		}
+	}
+	c.unsynced = rest
+	for _, e := range entries {
+		now = append(now, seqEntry{seq, e})
+	}
+	for _, e := range now {
+		if e.seq > c.durable[e.Key].seq {
+			c.durable[e.Key] = e
+		}
+	}
+	return nil
 }
 
-// checkDurable fails the test if reply tells more than the store holds.
-func checkDurable(t *testing.T, st storage.Store, m protocol.Message) {
-	reg, err := st.Get(m.Key)
+// seqsUnsynced returns the writes in c.unsynced. Called under c.mu.
+func (c *checkingStore) seqsUnsynced() map[uint64]bool {
+	seqs := make(map[uint64]bool)
+	for _, e := range c.unsynced {
+		seqs[e.seq] = true
+	}
+	return seqs
+}
+
+// checkDurable fails the test if reply m tells more than a crash would
+// keep: an accepted state shown (by an accept's, a read's or a refusal's
+// reply) must be durable, and every reply but a read's must leave under a
+// durable acceptor ceiling above its ballot (PROTOCOL.md §12, which lets a
+// promise and the accepted state a promise shows trail their reply).
+func (c *checkingStore) checkDurable(m protocol.Message) {
+	c.mu.Lock()
+	reg := c.durable[m.Key].Register
+	c.mu.Unlock()
+	written, err := c.Memory.Get(m.Key)
 	if err != nil {
-		t.Errorf("get %q: %v", m.Key, err)
+		c.t.Errorf("get %q: %v", m.Key, err)
 		return
 	}
-	ok := true
+	ceiling, err := c.Memory.AcceptorCeiling()
+	if err != nil {
+		c.t.Errorf("acceptor ceiling: %v", err)
+		return
+	}
+	ok := m.Kind == protocol.MsgReadReply || ceiling > m.Ballot.Counter
 	switch m.Kind {
-	case protocol.MsgPromise:
-		ok = !reg.Promise.Less(m.Ballot) && !reg.Accepted.Less(m.Accepted)
 	case protocol.MsgAccepted:
-		ok = !reg.Accepted.Less(m.Ballot)
+		ok = ok && !reg.Accepted.Less(m.Ballot)
 	case protocol.MsgReadReply:
-		ok = !reg.Accepted.Less(m.Accepted)
+		ok = ok && !reg.Accepted.Less(m.Accepted)
 	case protocol.MsgConflict:
-		seen := reg.Promise
-		if seen.Less(reg.Accepted) {
-			seen = reg.Accepted
+		// Seen may be a promise not synced yet, but one the store was given.
+		seen := written.Promise
+		if seen.Less(written.Accepted) {
+			seen = written.Accepted
 		}
-		ok = !seen.Less(m.Seen) && !reg.Accepted.Less(m.Accepted)
+		ok = ok && !seen.Less(m.Seen) && !reg.Accepted.Less(m.Accepted)
 	}
 	if !ok {
-		t.Errorf("reply %v sent while the store holds only %v", m, reg)
+		c.t.Errorf("reply %v sent while a crash keeps only %v (ceiling %d)", m, reg, ceiling)
 	}
 }
 
 func TestAcceptorConcurrentBatchesKeepOrderAndDurability(t *testing.T) {
-	st := &checkingStore{Memory: storage.NewMemory(), t: t, inflight: make(map[string]bool)}
+	st := newCheckingStore(t)
 	rec := newRecorder()
 	rec.ch = make(chan []protocol.Message, 1<<16)
 	rec.check = func(_ protocol.NodeID, msgs []protocol.Message) {
 		for _, m := range msgs {
-			checkDurable(t, st.Memory, m)
+			st.checkDurable(m)
 		}
 	}
-	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, MaxInflightBatches: 1 << 12}, st, rec, testLogger(t))
+	// Ceiling step 1: every higher counter raises the ceiling, and raises
+	// race each other.
+	a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, MaxInflightBatches: 1 << 12, ceilingStep: 1}, st, rec, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,8 +424,8 @@ func TestAcceptorConcurrentBatchesKeepOrderAndDurability(t *testing.T) {
 	}
 	wg.Wait()
 	a.Stop()
-	if s := a.Stats(); s.Batches+s.DroppedBatches != 8*200 || s.Applies == 0 {
-		t.Fatalf("stats %+v: batches lost or nothing written", s)
+	if s := a.Stats(); s.Batches+s.DroppedBatches != 8*200 || s.Applies == 0 || s.UnsyncedApplies == 0 || s.CeilingRaises == 0 {
+		t.Fatalf("stats %+v: batches lost, nothing written, no promise unsynced or no ceiling raised", s)
 	}
 }
 
@@ -404,7 +482,7 @@ func TestAcceptorCachesRegisters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &countingStore{Memory: storage.NewMemory()}
 			rec := newRecorder()
-			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, CacheBytes: tt.cacheBytes}, st, rec, testLogger(t))
+			a, err := NewAcceptor(AcceptorConfig{ID: acceptorID, unsyncedPromises: true, CacheBytes: tt.cacheBytes}, st, rec, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}

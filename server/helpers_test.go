@@ -138,6 +138,19 @@ func (r *recorder) next(t *testing.T) []protocol.Message {
 	}
 }
 
+// nextN returns the next n replies, however many sends carry them.
+func (r *recorder) nextN(t *testing.T, n int) []protocol.Message {
+	t.Helper()
+	var out []protocol.Message
+	for len(out) < n {
+		out = append(out, r.next(t)...)
+	}
+	if len(out) > n {
+		t.Fatalf("got %d replies, want %d: %v", len(out), n, out)
+	}
+	return out
+}
+
 // none fails the test if a batch was sent that nobody took yet.
 func (r *recorder) none(t *testing.T, why string) {
 	t.Helper()

@@ -81,3 +81,30 @@ func TestApplyUnsyncedCrash(t *testing.T) {
 		})
 	}
 }
+
+// PebbleStats counts durable writes: ApplyUnsynced is not an Apply.
+func TestApplyUnsyncedNotCountedAsApply(t *testing.T) {
+	s, err := storage.OpenPebble("/data", storage.PebbleOptions{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reg := protocol.Register{Promise: protocol.Ballot{Counter: 1, Proposer: 1}}
+	tests := []struct {
+		write            func([]storage.Entry) error
+		applies, entries uint64
+	}{
+		{s.ApplyUnsynced, 0, 0},
+		{s.Apply, 1, 2},
+	}
+	for i, tt := range tests {
+		before := s.Stats()
+		if err := tt.write([]storage.Entry{{Key: "a", Register: reg}, {Key: "b", Register: reg}}); err != nil {
+			t.Fatal(err)
+		}
+		after := s.Stats()
+		if a, e := after.Applies-before.Applies, after.Entries-before.Entries; a != tt.applies || e != tt.entries {
+			t.Errorf("write %d counted %d applies of %d entries, want %d of %d", i, a, e, tt.applies, tt.entries)
+		}
+	}
+}

@@ -41,7 +41,8 @@ type PebbleOptions struct {
 // metrics. Applies/WALSyncs is the mean number of Applys sharing one sync
 // (group commit).
 type PebbleStats struct {
-	// Applies is the number of Apply calls that wrote entries durably.
+	// Applies is the number of Apply calls that wrote entries durably
+	// (ApplyUnsynced is not counted).
 	Applies uint64
 	// Entries is the number of registers those Applys wrote.
 	Entries uint64

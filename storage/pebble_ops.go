@@ -86,8 +86,10 @@ func (s *Pebble) apply(entries []Entry, opts *pebble.WriteOptions) error {
 	if err != nil {
 		return err
 	}
-	s.applies.Add(1)
-	s.entries.Add(uint64(len(entries)))
+	if opts == pebble.Sync { // PebbleStats counts durable writes only
+		s.applies.Add(1)
+		s.entries.Add(uint64(len(entries)))
+	}
 	return nil
 }
 
