@@ -106,11 +106,13 @@ import (
 //     the key's earlier one), and the store keeps its writes in order, so
 //     a later accept's sync makes the promise before it durable, and the
 //     accept's register carries that promise anyway (Step's register).
-//   - Promise replies: a prepare that persisted a promise replies with no
-//     commit dependency (its own write, or the key's earlier accept still
-//     syncing, may trail it; see protocol/floor.go for why a promise may
-//     reveal an accepted state still syncing), only its ceiling. Such
-//     replies are sent before the batch's writes start.
+//   - Promise replies: a prepare that persisted a promise replies without
+//     waiting for its own write, only for its ceiling and for the key's
+//     earlier write, if one is still running: the accepted state the
+//     promise reveals must be durable before anyone sees it (a quorum of
+//     matching accepted ballots in promises counts as chosen, §4 and §6;
+//     see protocol.SyncBeforeReply). A cold key's promise reply is sent
+//     before the batch's writes start.
 // A commit of unsynced promises is "finished" once applied, not durable:
 // a refusal or a read waiting for it may describe a promise a crash takes
 // back (harmless: a refusal promises nothing, and a read shows only the
@@ -555,12 +557,15 @@ func (a *Acceptor) step(b *batch) {
 			ceil = a.ceilingFor(b, protocol.CeilingFor(m))
 		}
 		next, reply, persist := protocol.Step(s.reg, m)
-		dep := s.write
+		earlier := s.write // the key's latest write before this Step
+		dep := earlier
 		if persist {
 			synced := !a.unsynced || protocol.SyncBeforeReply(reply)
 			dep = b.record(m.Key, s, next, synced)
 			if !synced {
-				dep = nil // a promise: the floor keeps it, once ceil is durable
+				// A promise: the floor keeps it, once ceil is durable;
+				// the accepted state it shows must be durable already.
+				dep = earlier
 			}
 		}
 		b.replies = append(b.replies, reply)

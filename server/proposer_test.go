@@ -336,19 +336,31 @@ func TestProposerBusyDriverRefusesOverloaded(t *testing.T) {
 	defer unblock()
 	l.check = func([]protocol.Message) { <-block } // the driver hangs in its first Send
 	p := newTestProposer(t, l, &ceilings{}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
 	// The driver takes at most 1+maxDrain before it sends (and hangs),
-	// and its queue holds maxDrain: the rest are never taken.
+	// and its queue holds maxDrain: the rest are never taken. Every
+	// request is submitted before its deadline (a request already past
+	// its deadline is no quorum, not overload): the deadline starts once
+	// all have started, and leaves them time to reach the proposer even
+	// under the race detector.
 	const n = 3 * maxDrain
 	const neverTaken = n - 2*maxDrain - 1
 	errs := make(chan error, n)
+	var started sync.WaitGroup
+	started.Add(n)
+	release := make(chan struct{})
+	var ctx context.Context
 	for i := range n {
 		go func() {
+			started.Done()
+			<-release
 			_, err := p.Propose(ctx, incr("k"+strconv.Itoa(i)))
 			errs <- err
 		}()
 	}
+	started.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	close(release)
 	for range neverTaken { // only they can answer while the driver hangs
 		err := <-errs
 		if code, _ := kv.Code(err); code != kv.CodeOverloaded || !errors.Is(err, kv.ErrNoQuorum) {
