@@ -4,8 +4,8 @@ import (
 	"flag"
 	"os"
 	"strconv"
-	"time"
 	"testing"
+	"time"
 )
 
 // The test flags are registered in TestMain (not in package variables) and
