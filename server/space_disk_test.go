@@ -69,22 +69,28 @@ func pebbleCluster(t *testing.T, dir string, space SpaceConfig) (nodes []*Node, 
 // its quota.)
 func TestNodeRefusesWritesOnAFullDisk(t *testing.T) {
 	mnt := disktest.MountTmpfs(t, 96<<20)
-	space := SpaceConfig{CheckInterval: time.Nanosecond}
+	space := SpaceConfig{CheckInterval: time.Nanosecond, MinFreeBytes: -1}
 	nodes, stop := pebbleCluster(t, mnt, space)
-	// Three open stores take some room of their own (WALs, which Pebble
-	// preallocates in steps of megabytes, ballasts): the threshold is
-	// 24 MiB below what is free once they are open.
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(mnt, &st); err != nil {
-		t.Fatal(err)
-	}
-	space.MinFreeBytes = int64(st.Bavail)*st.Bsize - 24<<20
-	for _, n := range nodes {
-		n.space.cfg = space // before any write reads it
-	}
 	ctx := ctxTimeout(t, 60*time.Second)
 	value := make([]byte, 128<<10)
+	// Three open stores take some room of their own once written to (WALs,
+	// which Pebble preallocates in steps of megabytes, ballasts): a few
+	// writes first, with no check, then the threshold is 24 MiB below what
+	// is free.
 	var keys []string
+	for i := range 3 {
+		k := fmt.Sprint("w", i)
+		if _, err := nodes[i].Do(ctx, kv.Op{Kind: kv.OpPut, Key: k, Value: value}); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+		keys = append(keys, k)
+	}
+	space.MinFreeBytes = freeBytes(t, mnt) - 24<<20
+	for _, n := range nodes {
+		n.space.mu.Lock()
+		n.space.cfg = space
+		n.space.mu.Unlock()
+	}
 	for i := 0; ; i++ {
 		if i == 200 {
 			t.Fatalf("200 puts of 128 KiB on three stores never left less than %d bytes free", space.MinFreeBytes)
@@ -117,36 +123,36 @@ func TestNodeRefusesWritesOnAFullDisk(t *testing.T) {
 	}
 
 	stop()
+	disktest.Fill(t, mnt)
 	junk := filepath.Join(mnt, "junk")
-	fillFile(t, junk)
 	nodes, _ = pebbleCluster(t, mnt, space) // opens on a full disk
+	// The opens gave up their ballasts to open: take that room again, up
+	// to 4 MiB below the threshold (room for the delete below).
+	if free := freeBytes(t, mnt); free > space.MinFreeBytes-4<<20 {
+		if err := os.WriteFile(filepath.Join(mnt, "junk2"), make([]byte, free-space.MinFreeBytes+4<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	refused("restarted on a full disk")
 	if _, err := nodes[2].Do(ctx, kv.Op{Kind: kv.OpDelete, Key: keys[2]}); err != nil {
 		t.Fatalf("delete after a restart on a full disk: %v", err)
 	}
-	if err := os.Remove(junk); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{junk, filepath.Join(mnt, "junk2")} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
 	}
 	if s, err := nodes[0].Do(ctx, kv.Op{Kind: kv.OpPut, Key: keys[0], Value: []byte("new")}); err != nil || string(s.Value) != "new" {
 		t.Fatalf("put once space is freed: %v, %v", s, err)
 	}
 }
 
-// fillFile writes path until its filesystem is full.
-func fillFile(t *testing.T, path string) {
+// freeBytes is what dir's filesystem has free for its user.
+func freeBytes(t *testing.T, dir string) int64 {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			return
-		}
-	}
+	return int64(st.Bavail) * st.Bsize
 }
