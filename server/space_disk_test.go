@@ -126,19 +126,38 @@ func TestNodeRefusesWritesOnAFullDisk(t *testing.T) {
 	disktest.Fill(t, mnt)
 	junk := filepath.Join(mnt, "junk")
 	nodes, _ = pebbleCluster(t, mnt, space) // opens on a full disk
-	// The opens gave up their ballasts to open: take that room again, up
-	// to 4 MiB below the threshold (room for the delete below).
-	if free := freeBytes(t, mnt); free > space.MinFreeBytes-4<<20 {
-		if err := os.WriteFile(filepath.Join(mnt, "junk2"), make([]byte, free-space.MinFreeBytes+4<<20), 0o644); err != nil {
-			t.Fatal(err)
+	// The opens gave up their ballasts to open, and Pebble then removes
+	// obsolete files in the background: take that room again, up to 4 MiB
+	// below the threshold (room for the delete below), until a put is
+	// refused at every node (a put while there was room is no failure).
+	var tops []string
+	for attempt := 0; ; attempt++ {
+		if free := freeBytes(t, mnt); free > space.MinFreeBytes-4<<20 {
+			f := filepath.Join(mnt, fmt.Sprint("top", attempt))
+			if err := os.WriteFile(f, make([]byte, free-space.MinFreeBytes+4<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tops = append(tops, f)
 		}
+		all := true
+		for _, n := range nodes {
+			_, err := n.Do(ctx, kv.Op{Kind: kv.OpPut, Key: "probe", Value: []byte("x")})
+			all = all && errors.Is(err, kv.ErrNoSpace)
+		}
+		if all {
+			break
+		}
+		if attempt == 50 {
+			t.Fatalf("after a restart on a full disk, a put is still taken with %d bytes free (threshold %d)", freeBytes(t, mnt), space.MinFreeBytes)
+		}
+		time.Sleep(20 * time.Millisecond) // Pebble's background deletions
 	}
 	refused("restarted on a full disk")
 	if _, err := nodes[2].Do(ctx, kv.Op{Kind: kv.OpDelete, Key: keys[2]}); err != nil {
 		t.Fatalf("delete after a restart on a full disk: %v", err)
 	}
-	for _, f := range []string{junk, filepath.Join(mnt, "junk2")} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, f := range append(tops, junk) {
+		if err := os.Remove(f); err != nil {
 			t.Fatal(err)
 		}
 	}
