@@ -113,8 +113,14 @@ func TestNodeRefusesWritesOverQuota(t *testing.T) {
 		}
 		k := keyHomedAt(t, 1, members3) + fmt.Sprint("/", i)
 		_, err := n1.Do(ctx, kv.Op{Kind: kv.OpPut, Key: k, Value: value})
-		if errors.Is(err, kv.ErrNoSpace) {
+		if sp, _ := c.stores[0].Space(); errors.Is(err, kv.ErrNoSpace) && sp.StoreBytes >= quota {
+			// Node 1's own store is over (a refusal may also come from
+			// another node's: node 1's acceptor may miss a write that
+			// the two others took).
 			break
+		}
+		if errors.Is(err, kv.ErrNoSpace) {
+			continue
 		}
 		if err != nil {
 			t.Fatalf("put %d: %v", i, err)
@@ -135,11 +141,7 @@ func TestNodeRefusesWritesOverQuota(t *testing.T) {
 	if got := n1.Stats().Proposer.Requests; got != before {
 		t.Fatalf("refused writes reached the proposer: %d requests, had %d", got, before)
 	}
-	// Node 2 has room of its own? No: every acceptor holds every key, so
-	// node 2 is over quota too and refuses what is forwarded to it.
-	if _, err := c.node(3).Do(ctx, kv.Op{Kind: kv.OpPut, Key: keyHomedAt(t, 2, members3), Value: value}); !errors.Is(err, kv.ErrNoSpace) {
-		t.Fatalf("put at node 3: %v, want kv.ErrNoSpace", err)
-	}
+	// A write refused at its home after a forward: TestNodeRefusesWritesAtAFullHome.
 	s, err := n1.Do(ctx, kv.Op{Kind: kv.OpGet, Key: keys[0]})
 	if err != nil || s.Version != 1 || len(s.Value) != len(value) {
 		t.Fatalf("get over quota: %v %v, want the first put unchanged", s, err)
