@@ -57,7 +57,7 @@ type Daemon struct {
 	fatalOnce sync.Once
 
 	ident    dataIdentity // identity.go
-	newDir   bool         // ident was created by this start
+	dirAge   dirAge       // what loadIdentity found
 	book     *peerBook
 	sealWait sealWait
 	serveMu  sync.Mutex  // orders startServing with Stop
@@ -109,9 +109,13 @@ func Start(cfg Config) (*Daemon, error) {
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
 		"incarnation", d.ident.Incarnation)
-	if d.ident.Joined || d.book.sealed() || d.members.Config().Version == 0 {
+	switch {
+	case d.ident.Joined || d.book.sealed() || d.members.Config().Version == 0:
 		d.startServing()
-	} else {
+	default:
+		if d.dirAge == dirUpgraded {
+			d.startServing() // its state is there; it seals meanwhile
+		}
 		d.sealWait.set([]string{"the first answers"})
 		ctx, cancel := context.WithCancel(context.Background())
 		d.stopSeal = cancel
@@ -124,7 +128,7 @@ func Start(cfg Config) (*Daemon, error) {
 // directory's identity and the members' incarnations (identity.go).
 func (d *Daemon) loadIdentity() error {
 	var err error
-	if d.ident, d.newDir, err = loadIdentity(d.cfg); err != nil {
+	if d.ident, d.dirAge, err = loadIdentity(d.cfg); err != nil {
 		return err
 	}
 	d.id = d.ident.id()
@@ -139,7 +143,7 @@ func (d *Daemon) loadIdentity() error {
 func (d *Daemon) startServing() {
 	d.serveMu.Lock()
 	defer d.serveMu.Unlock()
-	if d.closing.Load() {
+	if d.closing.Load() || d.serving.Load() {
 		return
 	}
 	d.relay.node.Store(d.node)

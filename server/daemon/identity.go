@@ -60,6 +60,12 @@ import (
 // The price: a brand-new cluster serves once all its bootstrap members
 // have started; a restart of a sealed node asks nobody.
 //
+// A directory of a release before IDENTITY (it has WAS-MEMBER, which every
+// member wrote at each start) holds its state: it gets an incarnation and
+// serves at once, sealing in the background as its peers are upgraded, so
+// that a rolling upgrade never takes a quorum out. Until sealed, its
+// amnesia would go unseen, as it did before.
+//
 // Not covered: a directory restored from an old copy of itself keeps its
 // incarnation, and every node of a cluster losing its state at once is a
 // new cluster.
@@ -90,35 +96,53 @@ func (i dataIdentity) id() protocol.NodeID {
 	return NodeID(i.Name)
 }
 
+// dirAge says what loadIdentity found in a data directory.
+type dirAge int
+
+const (
+	dirKnown    dirAge = iota // IDENTITY was there
+	dirNew                    // nothing: a new (or emptied) directory
+	dirUpgraded               // the state of a release before IDENTITY
+)
+
 // loadIdentity returns the identity of cfg.DataDir, creating it at the
-// directory's first start, and whether it was created now.
-func loadIdentity(cfg Config) (dataIdentity, bool, error) {
+// directory's first start, and what it found.
+func loadIdentity(cfg Config) (dataIdentity, dirAge, error) {
 	var ident dataIdentity
 	b, err := storage.ReadStateFile(cfg.DataDir, identityFile)
 	if err != nil {
-		return ident, false, err
+		return ident, dirKnown, err
 	}
 	if b != nil {
 		if err := json.Unmarshal(b, &ident); err != nil {
-			return ident, false, fmt.Errorf("caspaxos/daemon: %s: %w", identityFile, err)
+			return ident, dirKnown, fmt.Errorf("caspaxos/daemon: %s: %w", identityFile, err)
 		}
 		if ident.Name != cfg.Name || ident.Incarnation == "" {
-			return ident, false, fmt.Errorf("caspaxos/daemon: the data directory %s belongs to node %q (incarnation %q), not to %q",
+			return ident, dirKnown, fmt.Errorf("caspaxos/daemon: the data directory %s belongs to node %q (incarnation %q), not to %q",
 				cfg.DataDir, ident.Name, ident.Incarnation, cfg.Name)
 		}
-		return ident, false, nil
+		return ident, dirKnown, nil
 	}
 	// Releases before IDENTITY kept a joined node's incarnation alone in
-	// INCARNATION, and nothing for a bootstrap node.
+	// INCARNATION, nothing for a bootstrap node, and WAS-MEMBER in every
+	// directory that had served (written at every start of a member).
 	legacy, err := storage.ReadFile(cfg.DataDir, incarnationFile)
 	if err != nil {
-		return ident, false, err
+		return ident, dirKnown, err
+	}
+	was, err := storage.ReadFile(cfg.DataDir, memberFile)
+	if err != nil {
+		return ident, dirKnown, err
+	}
+	age := dirNew
+	if legacy != nil || was != nil {
+		age = dirUpgraded
 	}
 	ident = dataIdentity{Name: cfg.Name, Incarnation: string(legacy), Joined: legacy != nil || cfg.Join}
 	if legacy == nil {
 		r := make([]byte, 8)
 		if _, err := rand.Read(r); err != nil {
-			return ident, false, err
+			return ident, age, err
 		}
 		ident.Incarnation = hex.EncodeToString(r)
 	}
@@ -126,7 +150,7 @@ func loadIdentity(cfg Config) (dataIdentity, bool, error) {
 	if err == nil {
 		err = storage.WriteStateFile(cfg.DataDir, identityFile, b)
 	}
-	return ident, legacy == nil, err
+	return ident, age, err
 }
 
 // peerRecords is the PEERS state file: the incarnation of every member
@@ -298,7 +322,7 @@ func (d *Daemon) confirm(ctx context.Context, ms server.Membership, m server.Mem
 	case known != "" && known != d.ident.Incarnation:
 		return false, fmt.Errorf("%w: member %s knows %s by incarnation %s, and this data directory is incarnation %s: it was emptied, replaced or restored since %s last served, and serving under that identity could lose acknowledged writes; %s",
 			errIdentity, m.Name, d.cfg.Name, known, d.ident.Incarnation, d.cfg.Name, fix)
-	case d.newDir && r.GetVersion() > ms.Version():
+	case d.dirAge == dirNew && r.GetVersion() > ms.Version():
 		return false, fmt.Errorf("%w: member %s uses membership version %d, and this node started on a new data directory from --cluster (version %d): the cluster has moved past its bootstrap membership, whose quorums may not meet the current ones; %s",
 			errIdentity, m.Name, r.GetVersion(), ms.Version(), fix)
 	case known == "" || r.GetIncarnation() == "":

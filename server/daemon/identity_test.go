@@ -124,6 +124,47 @@ func TestEmptiedMemberAfterMembershipChangeRefused(t *testing.T) {
 	}
 }
 
+// TestUpgradedMembersServeWhileSealing: directories of a release before
+// IDENTITY (no IDENTITY or PEERS, a WAS-MEMBER) hold their state: such
+// nodes serve at once, two of three being enough, and seal once every
+// member answers; a rolling upgrade never takes a quorum out.
+func TestUpgradedMembersServeWhileSealing(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, 200)
+	}
+	if _, err := c.client(t, 0).Put(context.Background(), "k", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.daemons {
+		c.stop(i)
+		for _, name := range []string{identityFile, peersFile} {
+			if err := os.Remove(filepath.Join(c.cfgs[i].DataDir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.start(t, 0)
+	c.start(t, 1)
+	waitHealthy(t, c.cfgs[0].ClientAddr, 200)
+	if v, err := c.client(t, 1).Get(context.Background(), "k"); err != nil || string(v.Data) != "before" {
+		t.Fatalf("get on upgraded n1, n2 with n3 down: %q %v", v.Data, err)
+	}
+	if c.daemons[0].book.sealed() {
+		t.Fatal("n1 sealed without n3's word")
+	}
+	c.start(t, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for i, d := range c.daemons {
+		for !d.book.sealed() {
+			if time.Now().After(deadline) {
+				t.Fatalf("n%d not sealed 10s after every member was upgraded", i+1)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 // TestStateFileDamageRefusedAtStart: a damaged membership state file is an
 // error at start, never used as it is.
 func TestStateFileDamageRefusedAtStart(t *testing.T) {
