@@ -1,5 +1,6 @@
-// Package disktest gives tests a small filesystem to fill: a tmpfs of a
-// given size, mounted for the test and unmounted after it.
+// Package disktest is the disks of tests: a small filesystem to fill (a
+// tmpfs of a given size, mounted for the test and unmounted after it), and
+// a data directory emptied as a lost disk would leave it.
 package disktest
 
 import (
@@ -46,6 +47,21 @@ func Fill(t *testing.T, dir string) {
 				t.Fatalf("filling %s: %v", dir, err)
 			}
 			return
+		}
+	}
+}
+
+// Empty removes everything in dir, as a re-created container without its
+// volume, or a replaced disk, would leave a node's data directory.
+func Empty(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

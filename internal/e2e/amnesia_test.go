@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caspaxos/caspaxos/internal/disktest"
 )
 
 // TestEmptiedMemberKeepsAcknowledgedWrite runs, with real processes and
@@ -60,7 +60,7 @@ func TestEmptiedMemberKeepsAcknowledgedWrite(t *testing.T) {
 	// 3. n1 stops, its directory is emptied, it starts with the same
 	// flags; n3 starts; n2 stops.
 	c.terminate(0)
-	emptyDir(t, c.procs[0].dir)
+	disktest.Empty(t, c.procs[0].dir)
 	logs := c.startLogged(0)
 	c.start(2)
 	c.terminate(1)
@@ -92,7 +92,7 @@ func TestEmptiedMemberKeepsAcknowledgedWrite(t *testing.T) {
 	// The operator path: remove n1, start it with --join on an empty
 	// directory, add it.
 	c.change(1, "remove", "n1")
-	emptyDir(t, c.procs[0].dir)
+	disktest.Empty(t, c.procs[0].dir)
 	c.startJoin(0)
 	c.change(1, "add", "n1="+c.procs[0].peer)
 	c.waitHealth(0, 200)
@@ -140,19 +140,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// emptyDir empties a stopped node's data directory, as a re-created
-// container without its volume would.
-func emptyDir(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/internal/disktest"
+
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -50,7 +52,7 @@ func TestEmptiedMemberRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.stop(0)
-			wipe(t, c.cfgs[0].DataDir)
+			disktest.Empty(t, c.cfgs[0].DataDir)
 			if tc.up == 2 {
 				c.stop(1)
 				c.start(t, 2)
@@ -116,7 +118,7 @@ func TestEmptiedMemberAfterMembershipChangeRefused(t *testing.T) {
 	}
 	c.stop(2)
 	c.remove(t, 0, "n3")
-	wipe(t, c.cfgs[2].DataDir)
+	disktest.Empty(t, c.cfgs[2].DataDir)
 	c.start(t, 2)
 	err := waitFatal(t, c.daemons[2])
 	if !errors.Is(err, errIdentity) || !strings.Contains(err.Error(), "does not list n3") {
@@ -219,19 +221,4 @@ func waitHealthSays(t *testing.T, addr, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered health 503 with %q (last: %s)", addr, want, last)
-}
-
-// wipe empties a stopped node's data directory, as a re-created container
-// without its volume would.
-func wipe(t *testing.T, dir string) {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
