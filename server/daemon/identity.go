@@ -66,6 +66,13 @@ import (
 // that a rolling upgrade never takes a quorum out. Until sealed, its
 // amnesia would go unseen, as it did before.
 //
+// A node that is not sealed takes no membership (Admin.SetState) and lists
+// no keys (Admin.ScanKeys): members added after the bootstrap never learnt
+// the incarnations of the bootstrap members, so an emptied bootstrap
+// member handed the current membership by a change would seal against
+// them (a reviewer's finding), and an emptied store's empty key list would
+// count in a catch-up.
+//
 // Not covered: a directory restored from an old copy of itself keeps its
 // incarnation, and every node of a cluster losing its state at once is a
 // new cluster.

@@ -167,6 +167,41 @@ func TestUpgradedMembersServeWhileSealing(t *testing.T) {
 	}
 }
 
+// TestEmptiedMemberNotSealedByAChange (a reviewer's scenario): every other
+// bootstrap member was replaced by joiners, which never learnt n1's
+// incarnation; n1 is emptied and restarted, and a change run elsewhere
+// pauses every member, n1 included. n1 must not take that membership (it
+// would then seal against the joiners and serve empty).
+func TestEmptiedMemberNotSealedByAChange(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	admin := "http://" + c.cfgs[0].ClientAddr + "/v1/members"
+	n4 := c.joiner(t, "n4", t.TempDir())
+	httpDo(t, "POST", admin, "n4="+c.cfgs[n4].PeerAddr)
+	n5 := c.joiner(t, "n5", t.TempDir())
+	httpDo(t, "POST", admin, "n5="+c.cfgs[n5].PeerAddr)
+	httpDo(t, "DELETE", admin+"/n2", "")
+	httpDo(t, "DELETE", admin+"/n3", "")
+	c.stop(1)
+	c.stop(2)
+	c.stop(0)
+	disktest.Empty(t, c.cfgs[0].DataDir)
+	c.start(t, 0)
+	n6 := c.joiner(t, "n6", t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := c.daemons[n4].AddMember(ctx, "n6", c.cfgs[n6].PeerAddr) // pauses n1 too
+	t.Logf("add n6 with the emptied n1 a member: %v", err)
+	if c.daemons[0].serving.Load() || c.daemons[0].book.sealed() {
+		t.Fatal("the emptied n1 sealed and served once a change handed it the membership")
+	}
+	if v := c.daemons[0].members.Config().Version; v != 1 {
+		t.Fatalf("the emptied n1 took membership version %d; want the bootstrap one", v)
+	}
+}
+
 // TestStateFileDamageRefusedAtStart: a damaged membership state file is an
 // error at start, never used as it is.
 func TestStateFileDamageRefusedAtStart(t *testing.T) {

@@ -179,6 +179,19 @@ func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.Inf
 	return out, nil
 }
 
+// checkServing refuses, as unavailable, what a node that has not
+// confirmed its data directory's identity must not do (identity.go): take
+// a membership (a newer one would let it seal against members that never
+// knew its incarnation: those added after the bootstrap), or list its
+// keys for a catch-up (an emptied store's empty list would count among
+// the old acceptors').
+func (d *Daemon) checkServing() error {
+	if d.serving.Load() {
+		return nil
+	}
+	return status.Error(codes.Unavailable, d.sealWait.err().Error())
+}
+
 // storedChange says whether this node's controller stores a change, and
 // its ID (controls nil: the store could not be read). It reads the store,
 // not the controller's memory: a change is stored before it holds any node
@@ -197,6 +210,9 @@ func (d *Daemon) storedChange() (controls *bool, id string) {
 }
 
 func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
+	if err := a.d.checkServing(); err != nil {
+		return nil, err
+	}
 	var st server.NodeState
 	if err := json.Unmarshal(r.GetStateJson(), &st); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -247,6 +263,9 @@ func (a adminServer) SetFences(_ context.Context, r *peerpb.FencesReply) (*peerp
 }
 
 func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*peerpb.ScanKeysReply, error) {
+	if err := a.d.checkServing(); err != nil {
+		return nil, err
+	}
 	limit := int(min(max(r.GetLimit(), 1), 1<<14))
 	keys, err := server.ScanKeys(a.d.store, string(r.GetStart()), limit)
 	if err != nil {
