@@ -44,7 +44,7 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&b.workloads, "workloads", "put", "comma-separated: put, get, incr, mixed, zipf, or all")
+	f.StringVar(&b.workloads, "workloads", "put", "comma-separated: put, create, get, incr, mixed, zipf, or all")
 	f.StringVar(&b.clients, "clients", "1,16,64", "comma-separated numbers of concurrent clients")
 	f.DurationVar(&b.duration, "duration", 10*time.Second, "measured time per cell")
 	f.DurationVar(&b.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")

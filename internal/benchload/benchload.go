@@ -9,6 +9,8 @@ package benchload
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -42,15 +44,18 @@ type Workload string
 // Zipf, where rank i is chosen with probability proportional to
 // 1/(i+1)^0.99 (YCSB's constant).
 const (
-	Put   Workload = "put"   // put values of Config.ValueBytes over preloaded keys
-	Get   Workload = "get"   // linearizable get of preloaded keys
-	Incr  Workload = "incr"  // read-modify-write increment of one hot key
-	Mixed Workload = "mixed" // 50% get, 50% put
-	Zipf  Workload = "zipf"  // 50% get, 50% put, zipfian keys (YCSB A)
+	Put Workload = "put" // put values of Config.ValueBytes over preloaded keys
+	// Create puts values to keys never written before, in this run or any
+	// other (a run-unique prefix): every write is a cold one.
+	Create Workload = "create"
+	Get    Workload = "get"   // linearizable get of preloaded keys
+	Incr   Workload = "incr"  // read-modify-write increment of one hot key
+	Mixed  Workload = "mixed" // 50% get, 50% put
+	Zipf   Workload = "zipf"  // 50% get, 50% put, zipfian keys (YCSB A)
 )
 
 // AllWorkloads lists every workload in report order.
-func AllWorkloads() []Workload { return []Workload{Put, Get, Incr, Mixed, Zipf} }
+func AllWorkloads() []Workload { return []Workload{Put, Create, Get, Incr, Mixed, Zipf} }
 
 // ParseWorkloads parses a comma-separated list ("all" for every workload).
 func ParseWorkloads(s string) ([]Workload, error) {
@@ -61,7 +66,7 @@ func ParseWorkloads(s string) ([]Workload, error) {
 	for _, name := range splitList(s) {
 		w := Workload(name)
 		if !w.valid() {
-			return nil, fmt.Errorf("caspaxos/benchload: unknown workload %q (want put, get, incr, mixed, zipf or all)", name)
+			return nil, fmt.Errorf("caspaxos/benchload: unknown workload %q (want put, create, get, incr, mixed, zipf or all)", name)
 		}
 		out = append(out, w)
 	}
@@ -96,7 +101,7 @@ func (w Workload) valid() bool {
 // and puts overwrite existing keys as in a store's steady state (the first
 // write of a key costs caspaxos a prepare round, later ones do not). Only
 // incr, which touches one key, starts empty.
-func (w Workload) preloaded() bool { return w != Incr }
+func (w Workload) preloaded() bool { return w != Incr && w != Create }
 
 // Config is one cell: a workload at a number of clients.
 type Config struct {
@@ -234,6 +239,9 @@ func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 			return nil, fmt.Errorf("caspaxos/benchload: reading the counter before the run: %w", err)
 		}
 	}
+	// Create's keys: a prefix of this run's own, then the client and a
+	// count, so that no key was written by an earlier run either.
+	run := fmt.Sprintf("%screate/%x/", cfg.KeyPrefix, cryptoRand64())
 	var live atomic.Int64
 	start := time.Now()
 	measureAt := start.Add(cfg.Warmup)
@@ -249,6 +257,11 @@ func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 			value[j] = byte('a' + rng.IntN(26))
 		}
 		d := drivers[i%len(drivers)]
+		var n uint64
+		fresh := func() string {
+			n++
+			return fmt.Sprintf("%s%d/%d", run, i, n)
+		}
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				t0 := time.Now()
@@ -256,7 +269,7 @@ func Run(ctx context.Context, cfg Config, drivers []Driver) (*Result, error) {
 					return
 				}
 				measured := !t0.Before(measureAt)
-				conflicts, err := step(ctx, cfg, d, rng, zipf, keys, hot, value)
+				conflicts, err := step(ctx, cfg, d, rng, zipf, keys, hot, value, fresh)
 				took := time.Since(t0)
 				w.tally(cfg.Workload, measured, conflicts, took, err)
 				if measured && err == nil {
@@ -353,12 +366,14 @@ func watch(ctx context.Context, cfg Config, start, measureAt, end time.Time, liv
 	}
 }
 
-func step(ctx context.Context, cfg Config, d Driver, rng *rand.Rand, zipf *Zipfian, keys []string, hot string, value []byte) (int, error) {
+func step(ctx context.Context, cfg Config, d Driver, rng *rand.Rand, zipf *Zipfian, keys []string, hot string, value []byte, fresh func() string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 	defer cancel()
 	switch cfg.Workload {
 	case Put:
 		return 0, d.Put(ctx, keys[rng.IntN(len(keys))], value)
+	case Create:
+		return 0, d.Put(ctx, fresh(), value)
 	case Get:
 		return 0, d.Get(ctx, keys[rng.IntN(len(keys))])
 	case Incr:
@@ -520,4 +535,14 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// cryptoRand64 is a random number that no seed repeats: Create's keys must
+// differ between runs against one cluster.
+func cryptoRand64() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return uint64(time.Now().UnixNano())
+	}
+	return binary.LittleEndian.Uint64(b[:])
 }

@@ -157,6 +157,43 @@ func TestRunEveryWorkloadAgainstMemory(t *testing.T) {
 	}
 }
 
+// TestCreateWritesEveryKeyOnce: every put of the create workload goes to a
+// key no earlier put wrote, within a run and across two runs on one store.
+func TestCreateWritesEveryKeyOnce(t *testing.T) {
+	d := &countingDriver{memDriver: memDriver{data: map[string]string{}}, puts: map[string]int{}}
+	total := uint64(0)
+	for range 2 {
+		res, err := Run(context.Background(), Config{Workload: Create, Clients: 4, Duration: 20 * time.Millisecond,
+			Warmup: 5 * time.Millisecond}, []Driver{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += res.Ops
+	}
+	for k, n := range d.puts {
+		if n != 1 {
+			t.Fatalf("key %q written %d times", k, n)
+		}
+	}
+	if uint64(len(d.puts)) < total {
+		t.Fatalf("%d keys written for %d measured puts", len(d.puts), total)
+	}
+}
+
+// countingDriver counts the puts of each key.
+type countingDriver struct {
+	memDriver
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (c *countingDriver) Put(ctx context.Context, k string, v []byte) error {
+	c.mu.Lock()
+	c.puts[k]++
+	c.mu.Unlock()
+	return c.memDriver.Put(ctx, k, v)
+}
+
 // TestIncrTwiceOnOneCluster runs the incr workload twice against one store:
 // the second run's check counts from where the first left the counter.
 func TestIncrTwiceOnOneCluster(t *testing.T) {

@@ -62,7 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per cell and system")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
 	fs.StringVar(&o.clients, "clients", "1,16,64,256", "comma-separated numbers of concurrent clients")
-	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, get, incr, mixed, zipf, or all")
+	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, create, get, incr, mixed, zipf, or all")
 	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run, in this order per cell")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1 and 64 (explicit flags win)")
 	fs.StringVar(&o.out, "out", "results", "directory for results.json and report.html")
