@@ -30,7 +30,8 @@ a running cluster at --endpoints: closed-loop clients for --duration after an
 unmeasured --warmup, per workload and number of clients, then print ops/s,
 latency percentiles (p50, p90, p99, p99.9) and errors.
 
-Workloads: put (--value-bytes values over --keys keys), get (linearizable,
+Workloads: put (--value-bytes values over --keys keys), create (every put to
+a key never written before: cold writes), get (linearizable,
 keys preloaded first), incr (increments of one hot key; the final counter is
 checked against the successful increments), mixed (50% get, 50% put), zipf
 (mixed with zipfian key choice, YCSB's 0.99).
