@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -52,18 +51,19 @@ func TestEmptiedMemberKeepsAcknowledgedWrite(t *testing.T) {
 	if code := put(0, "other", "x"); code != 200 {
 		t.Fatalf("PUT other: %d", code)
 	}
-	c.terminate(2)
+	c.terminate(t, 2)
 	// 2. A write acknowledged by n1 and n2.
 	if code := put(0, "k", "acknowledged"); code != 200 {
 		t.Fatalf("PUT k with n1 and n2 up: %d", code)
 	}
 	// 3. n1 stops, its directory is emptied, it starts with the same
 	// flags; n3 starts; n2 stops.
-	c.terminate(0)
+	c.terminate(t, 0)
 	disktest.Empty(t, c.procs[0].dir)
-	logs := c.startLogged(0)
+	c.start(0)
+	logs := c.procs[0].logs
 	c.start(2)
-	c.terminate(1)
+	c.terminate(t, 1)
 
 	// n1 refuses to serve under the identity it lost, and says what to do.
 	select {
@@ -102,25 +102,6 @@ func TestEmptiedMemberKeepsAcknowledgedWrite(t *testing.T) {
 	if code := put(0, "k", "again", "If-None-Match", "*"); code != http.StatusPreconditionFailed {
 		t.Fatalf("a create-only PUT of k: %d, want 412", code)
 	}
-}
-
-// terminate stops node i with SIGTERM and waits for it to be gone.
-func (c *cluster) terminate(i int) {
-	p := c.procs[i]
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		c.kill(i)
-	}
-	p.cmd = nil
-}
-
-// startLogged starts node i (as start) and returns what it writes to
-// stderr.
-func (c *cluster) startLogged(i int) *syncBuffer {
-	c.start(i)
-	return c.procs[i].logs
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's writes and a test's

@@ -125,7 +125,7 @@ func (c *gcCluster) startGC(i int) {
 }
 
 // terminate stops node i with SIGTERM (a clean stop) and waits for it.
-func (c *gcCluster) terminate(t *testing.T, i int) {
+func (c *cluster) terminate(t *testing.T, i int) {
 	t.Helper()
 	p := c.procs[i]
 	if p.cmd == nil {
