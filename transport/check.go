@@ -40,10 +40,11 @@ func (t *Transport) check(sender protocol.NodeID, f *peerpb.Frame) error {
 }
 
 func (t *Transport) checkMessage(sender protocol.NodeID, m *peerpb.Message) error {
+	if !knownKind(m.GetKind()) {
+		return fmt.Errorf("unknown kind %d", m.GetKind())
+	}
 	k := protocol.Kind(m.GetKind())
 	switch {
-	case k < protocol.MsgPrepare || k > protocol.MsgConflict:
-		return fmt.Errorf("unknown kind %d", m.GetKind())
 	case protocol.NodeID(m.GetFrom()) != sender:
 		return fmt.Errorf("%v from node %d on node %d's connection", k, m.GetFrom(), sender)
 	case protocol.NodeID(m.GetTo()) != t.cfg.Self:
@@ -64,8 +65,5 @@ func (t *Transport) checkForward(fw *peerpb.Forward) error {
 	if fw.GetTimeoutNanos() < 0 {
 		return fmt.Errorf("negative timeout %d ns", fw.GetTimeoutNanos())
 	}
-	if fw.GetOp() > 255 {
-		return fmt.Errorf("unknown operation %d", fw.GetOp())
-	}
-	return forwardOp(fw).Validate(t.cfg.Limits)
+	return forwardOp(fw).Validate(t.cfg.Limits) // a kind past 255 is kind 0: refused
 }

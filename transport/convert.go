@@ -42,12 +42,17 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 	w.Age = m.Age
 }
 
+// knownKind reports whether a wire message's kind is one of protocol's. It
+// checks the wire's 32 bits before any narrowing to Kind's 8: kind 257 is
+// unknown, not a Prepare.
+func knownKind(k uint32) bool {
+	return k >= uint32(protocol.MsgPrepare) && k <= uint32(protocol.MsgConflict)
+}
+
 // FromWire converts a wire message back. It reports false for a message of
 // an unknown kind, which the receiver must drop.
 func FromWire(w *peerpb.Message) (protocol.Message, bool) {
-	// Check the wire's 32 bits before narrowing to Kind's 8: kind 257 is
-	// unknown, not a Prepare.
-	if w.GetKind() < uint32(protocol.MsgPrepare) || w.GetKind() > uint32(protocol.MsgConflict) {
+	if !knownKind(w.GetKind()) {
 		return protocol.Message{}, false
 	}
 	k := protocol.Kind(w.GetKind())

@@ -168,6 +168,7 @@ func TestPeerPortRefusesBadFrames(t *testing.T) {
 		{"a frame of another member on the connection", framePreface, [][]byte{hello, frame(&peerpb.Frame{From: 3})}, "node 1's connection"},
 		{"a message of kind 0", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Kind = 0 })}, "unknown kind 0"},
 		{"a message of an unknown kind", framePreface, [][]byte{hello, wire(func(m *peerpb.Message) { m.Kind = 99 })}, "unknown kind 99"},
+		{"a message of a kind past 8 bits", framePreface, [][]byte{hello, wire(func(m *peerpb.Message) { m.Kind = 257 })}, "unknown kind 257"},
 		{"a message from another node than its frame", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.From = 3 })}, "from node 3 on node 1's connection"},
 		{"a message addressed to another node", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.To = 3 })}, "addressed to node 3"},
 		{"a key over the limit", framePreface, [][]byte{hello, msg(func(m *protocol.Message) { m.Key = strings.Repeat("k", 17) })}, "key too large"},
