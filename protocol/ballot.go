@@ -20,6 +20,10 @@ import (
 const (
 	MaxCounter uint64 = 1 << 62
 	MaxVersion uint64 = MaxCounter
+	// MaxAge is the highest age a proposer takes (deletion GC, §9): an age
+	// never wraps to 0, which every fence would refuse. Forget at MaxAge
+	// fails with ErrExhausted.
+	MaxAge uint64 = MaxCounter
 )
 
 // ErrExhausted: a ballot counter, a version or an age reached its maximum

@@ -508,11 +508,6 @@ func (p *Proposer) reserve() {
 	}
 }
 
-// MaxAge is the highest age a proposer takes (deletion GC, PROTOCOL.md §9):
-// an age never wraps to 0, which every fence would refuse. Forget at MaxAge
-// fails with ErrExhausted.
-const MaxAge uint64 = 1 << 62
-
 // SetAge raises the age carried by every later message to age, if it is
 // higher (a restart restores the persisted age with it); never past MaxAge.
 func (p *Proposer) SetAge(age uint64) { p.age = max(p.age, min(age, MaxAge)) }

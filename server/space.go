@@ -77,12 +77,11 @@ func refusesWhenFull(req Request) bool {
 // spaceGuard reads a store's Space at most once per CheckInterval and
 // answers from the last reading in between.
 type spaceGuard struct {
-	cfg   SpaceConfig
-	src   storage.SpaceReporter
-	now   func() time.Time // time.Now; its readings are compared monotonically
-	mu    sync.Mutex       // held while reading
-	last  atomic.Pointer[spaceReading]
-	fails atomic.Uint64 // readings that failed (the store answered an error)
+	cfg  SpaceConfig
+	src  storage.SpaceReporter
+	now  func() time.Time // time.Now; its readings are compared monotonically
+	mu   sync.Mutex       // held while reading
+	last atomic.Pointer[spaceReading]
 }
 
 type spaceReading struct {
@@ -107,9 +106,7 @@ func (g *spaceGuard) check() error {
 		return r.err // another caller just read it
 	}
 	r := &spaceReading{at: g.now()}
-	if sp, err := g.src.Space(); err != nil {
-		g.fails.Add(1)
-	} else {
+	if sp, err := g.src.Space(); err == nil {
 		r.err = spaceErr(sp, g.cfg)
 	}
 	g.last.Store(r)

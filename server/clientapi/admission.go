@@ -70,24 +70,29 @@ func (a *Admission) errOverloaded() error {
 }
 
 // admit takes a slot for one operation, or returns kv.ErrOverloaded; the
-// caller calls done once the operation is over.
-func (a *Admission) admit() (done func(), err error) {
+// caller calls release once the operation is over (only if admitted).
+func (a *Admission) admit() error {
 	if a == nil {
-		return func() {}, nil
+		return nil
 	}
 	if a.inflight.Add(1) > int64(a.cfg.MaxInflightRequests) {
 		a.inflight.Add(-1)
 		a.refusedOps.Add(1)
-		return nil, a.errOverloaded()
+		return a.errOverloaded()
 	}
-	return sync.OnceFunc(func() { a.inflight.Add(-1) }), nil
+	return nil
 }
 
-// retryAfterSeconds is RetryAfter for the HTTP header: whole seconds, at least 1.
-func (a *Admission) retryAfterSeconds() int {
-	if a == nil {
-		return int(DefaultRetryAfter / time.Second)
+// release frees the slot of an admitted operation.
+func (a *Admission) release() {
+	if a != nil {
+		a.inflight.Add(-1)
 	}
+}
+
+// retryAfterSeconds is RetryAfter for the HTTP header (only asked after a
+// refusal, so never of a nil Admission): whole seconds, at least 1.
+func (a *Admission) retryAfterSeconds() int {
 	return max(1, int((a.cfg.RetryAfter+time.Second-1)/time.Second))
 }
 

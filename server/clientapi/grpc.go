@@ -111,11 +111,10 @@ func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := op.Validate(g.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
-	done, err := g.cfg.Admission.admit()
-	if err != nil {
+	if err := g.cfg.Admission.admit(); err != nil {
 		return protocol.State{}, err
 	}
-	defer done()
+	defer g.cfg.Admission.release()
 	return g.b.Do(ctx, op)
 }
 

@@ -86,13 +86,12 @@ type httpAPI struct {
 // (overloaded) without reading it.
 func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		done, err := h.cfg.Admission.admit()
-		if err != nil {
+		if err := h.cfg.Admission.admit(); err != nil {
 			w.Header().Set("Retry-After", strconv.Itoa(h.cfg.Admission.retryAfterSeconds()))
 			writeError(w, err, 0)
 			return
 		}
-		defer done()
+		defer h.cfg.Admission.release()
 		next(w, r)
 	}
 }
