@@ -1,8 +1,6 @@
 package storage
 
 import (
-	"fmt"
-
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -47,32 +45,7 @@ func (s *Pebble) AcceptorCeiling() (uint64, error) {
 
 // SetAcceptorCeiling implements AcceptorStore.
 func (s *Pebble) SetAcceptorCeiling(c uint64) error {
-	if err := s.gate.enter(); err != nil {
-		return err
-	}
-	defer s.gate.exit()
-	// Read, compare and write under ceilMu: never lowered, even with
-	// calls racing.
-	s.ceilMu.Lock()
-	defer s.ceilMu.Unlock()
-	key := []byte(acceptorCeilingKey)
-	raw, found, err := s.read(key)
-	if err != nil {
-		return err
-	}
-	if found {
-		cur, err := decodeUint64(key, raw)
-		if err != nil {
-			return err
-		}
-		c = max(c, cur) // a no-op write still waits for what is stored to be durable
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(key, encodeUint64(key, c), nil); err != nil {
-		return fmt.Errorf("caspaxos/storage: set acceptor ceiling: %w", err)
-	}
-	return s.commit(b, []string{acceptorCeilingKey})
+	return s.raiseUint64(acceptorCeilingKey, c)
 }
 
 // ApplyUnsynced implements AcceptorStore: one Pebble batch, committed

@@ -212,34 +212,36 @@ func (s *Pebble) Ceiling() (uint64, error) {
 }
 
 // SetCeiling implements Store.
-func (s *Pebble) SetCeiling(c uint64) error {
+func (s *Pebble) SetCeiling(c uint64) error { return s.raiseUint64(ceilingKey, c) }
+
+// raiseUint64 stores c in the 8-byte record under key (a ceiling) unless
+// a higher value is there, durably: read, compare and write under ceilMu,
+// so the stored value never goes down, even with calls racing. A no-op
+// write still commits with Sync, so it returns only once what was stored
+// before is durable.
+func (s *Pebble) raiseUint64(key string, c uint64) error {
 	if err := s.gate.enter(); err != nil {
 		return err
 	}
 	defer s.gate.exit()
-	// Read, compare and write under ceilMu: the stored ceiling never goes
-	// down, even with SetCeilings racing.
 	s.ceilMu.Lock()
 	defer s.ceilMu.Unlock()
-	raw, found, err := s.read([]byte(ceilingKey))
+	k := []byte(key)
+	raw, found, err := s.read(k)
 	if err != nil {
 		return err
 	}
 	if found {
-		cur, err := decodeCeiling(raw)
+		cur, err := decodeUint64(k, raw)
 		if err != nil {
 			return err
 		}
-		if c <= cur {
-			// Nothing to raise; a Sync'd no-op batch returns only once
-			// what was stored before is durable.
-			c = cur
-		}
+		c = max(c, cur)
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := b.Set([]byte(ceilingKey), encodeCeiling(c), nil); err != nil {
-		return fmt.Errorf("caspaxos/storage: set ceiling: %w", err)
+	if err := b.Set(k, encodeUint64(k, c), nil); err != nil {
+		return fmt.Errorf("caspaxos/storage: set %s: %w", keyName(k), err)
 	}
-	return s.commit(b, []string{ceilingKey})
+	return s.commit(b, []string{key})
 }
