@@ -55,7 +55,8 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -103,7 +104,7 @@ type Options struct {
 	// (default 5s).
 	DefaultTimeout time.Duration
 	// AttemptTimeout, ReadTimeout, ReadNearTimeout, BackoffBase and
-	// BackoffMax tune the proposers (see server.ProposerConfig; zero: its
+	// BackoffMax tune the proposers (see proposer.Config; zero: its
 	// defaults).
 	AttemptTimeout  time.Duration
 	ReadTimeout     time.Duration
@@ -116,17 +117,17 @@ type Options struct {
 	GC GCOptions
 	// Space sets when the nodes refuse new writes with ErrNoSpace because
 	// their disk is nearly full (default: below 256 MiB free; see
-	// server.SpaceConfig).
+	// node.SpaceConfig).
 	Space SpaceOptions
 }
 
-// SpaceOptions: see server.SpaceConfig.
-type SpaceOptions = server.SpaceConfig
+// SpaceOptions: see node.SpaceConfig.
+type SpaceOptions = node.SpaceConfig
 
 // GCOptions tunes deletion GC (PROTOCOL.md §9): a delete leaves a
 // tombstone, and a background runner per node removes it from every node
-// once every node is reachable. See server.GCOptions and server.GCConfig.
-type GCOptions = server.GCOptions
+// once every node is reachable. See gc.Options and gc.Config.
+type GCOptions = gc.Options
 
 func (o *Options) validate() error {
 	if o.Dir == "" && o.Stores == nil {
@@ -189,10 +190,10 @@ func (o *Options) acceptors() (protocol.Config, error) {
 type Store struct {
 	limits  kv.Limits
 	timeout time.Duration
-	net     *server.Local
-	nodes   []*server.Node
+	net     *node.Local
+	nodes   []*node.Node
 	stores  []storage.Store
-	gcs     []*server.GC  // one per node; nil when GC is disabled
+	gcs     []*gc.Runner  // one per node; nil when GC is disabled
 	next    atomic.Uint64 // round-robin entry node
 
 	closeOnce sync.Once
@@ -215,7 +216,7 @@ func Open(opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{limits: opts.Limits, timeout: opts.DefaultTimeout, net: server.NewLocal(), stores: stores}
+	s := &Store{limits: opts.Limits, timeout: opts.DefaultTimeout, net: node.NewLocal(), stores: stores}
 	for _, id := range acceptors.AcceptSet {
 		if err := s.startNode(id, acceptors, opts); err != nil {
 			s.stopNodes()
@@ -233,8 +234,8 @@ func Open(opts Options) (*Store, error) {
 
 func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Options) error {
 	ep := s.net.Endpoint(id)
-	var gc *server.GC // set below, before any delete can run
-	cfg := server.Config{
+	var g *gc.Runner // set below, before any delete can run
+	cfg := node.Config{
 		ID:              id,
 		Acceptors:       acceptors,
 		AttemptTimeout:  opts.AttemptTimeout,
@@ -245,9 +246,9 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 		Space:           opts.Space,
 	}
 	if !opts.GC.Disabled {
-		cfg.Deleted = func(key string, version uint64) { gc.Enqueue(key, version) }
+		cfg.Deleted = func(key string, version uint64) { g.Enqueue(key, version) }
 	}
-	n, err := server.NewNode(cfg, s.stores[id-1], ep, ep, opts.Logger)
+	n, err := node.New(cfg, s.stores[id-1], ep, ep, opts.Logger)
 	if err != nil {
 		return fmt.Errorf("caspaxos: starting node %d: %w", id, err)
 	}
@@ -258,11 +259,11 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 	if opts.GC.Disabled {
 		return nil
 	}
-	gc, err = server.NewGC(opts.GC.Config(id), s.stores[id-1], n, server.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
+	g, err = gc.New(opts.GC.Config(id), s.stores[id-1], n, node.NewLocalGC(s.net, id, acceptors.AcceptSet), opts.Logger.With(slog.Uint64("node_id", uint64(id))))
 	if err != nil {
 		return fmt.Errorf("caspaxos: starting the GC of node %d: %w", id, err)
 	}
-	s.gcs = append(s.gcs, gc)
+	s.gcs = append(s.gcs, g)
 	return nil
 }
 
@@ -313,8 +314,8 @@ func (s *Store) Close() error {
 }
 
 // GCStats returns each node's deletion GC counters (none when disabled).
-func (s *Store) GCStats() []server.GCStats {
-	out := make([]server.GCStats, len(s.gcs))
+func (s *Store) GCStats() []gc.Stats {
+	out := make([]gc.Stats, len(s.gcs))
 	for i, gc := range s.gcs {
 		out[i] = gc.Stats()
 	}
@@ -322,8 +323,8 @@ func (s *Store) GCStats() []server.GCStats {
 }
 
 // Stats returns each node's counters, for metrics.
-func (s *Store) Stats() []server.NodeStats {
-	out := make([]server.NodeStats, len(s.nodes))
+func (s *Store) Stats() []node.Stats {
+	out := make([]node.Stats, len(s.nodes))
 	for i, n := range s.nodes {
 		out[i] = n.Stats()
 	}

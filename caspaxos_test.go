@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -276,8 +276,8 @@ func TestValuesAreCopied(t *testing.T) {
 }
 
 // isolate cuts every link that touches one of ids.
-func isolate(ids ...protocol.NodeID) server.Hook {
-	return server.Hook{Down: func(from, to protocol.NodeID) bool {
+func isolate(ids ...protocol.NodeID) node.Hook {
+	return node.Hook{Down: func(from, to protocol.NodeID) bool {
 		return from != to && (slices.Contains(ids, from) || slices.Contains(ids, to))
 	}}
 }
@@ -299,7 +299,7 @@ func TestNoQuorum(t *testing.T) {
 			t.Fatalf("put %s took %v with a %v deadline", key, took, deadline)
 		}
 	}
-	s.net.SetHook(server.Hook{})
+	s.net.SetHook(node.Hook{})
 	ctx := testCtx(t)
 	for i := range 6 {
 		if _, err := s.Get(ctx, fmt.Sprintf("k%d", i)); !errors.Is(err, ErrNotFound) {
@@ -314,7 +314,7 @@ func TestUnknownOutcome(t *testing.T) {
 	defer cancel()
 	// Accepts reach the acceptors, their confirmations are lost, and the
 	// caller gives up once an accept was sent.
-	s.net.SetHook(server.Hook{Filter: func(_, _ protocol.NodeID, msgs []protocol.Message) []protocol.Message {
+	s.net.SetHook(node.Hook{Filter: func(_, _ protocol.NodeID, msgs []protocol.Message) []protocol.Message {
 		if slices.ContainsFunc(msgs, func(m protocol.Message) bool { return m.Kind == protocol.MsgAccept }) {
 			cancel()
 		}
@@ -324,7 +324,7 @@ func TestUnknownOutcome(t *testing.T) {
 	if !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("put with accepts unconfirmed: %v, want ErrUnknownOutcome wrapping the cancellation", err)
 	}
-	s.net.SetHook(server.Hook{})
+	s.net.SetHook(node.Hook{})
 	// Here the acceptors did accept it: the change took effect.
 	if v, err := s.Get(testCtx(t), "k"); err != nil || string(v.Data) != "maybe" {
 		t.Fatalf("get after the unknown outcome: %q, %v", v.Data, err)

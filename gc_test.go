@@ -11,6 +11,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -165,7 +166,7 @@ func TestGCLeavesALaggingReplicaOfALiveKey(t *testing.T) {
 	must := mustVersion(t)
 	var mu sync.Mutex
 	var held []protocol.Message
-	s.net.SetHook(server.Hook{Filter: func(_, to protocol.NodeID, msgs []protocol.Message) []protocol.Message {
+	s.net.SetHook(node.Hook{Filter: func(_, to protocol.NodeID, msgs []protocol.Message) []protocol.Message {
 		return slices.DeleteFunc(msgs, func(m protocol.Message) bool {
 			if to != 1 || m.Kind != protocol.MsgAccept || m.Key != "live" {
 				return false
@@ -182,7 +183,7 @@ func TestGCLeavesALaggingReplicaOfALiveKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCollected(t, s, "the deleted key is collected", keysIn(map[string]bool{"gone": true}))
-	s.net.SetHook(server.Hook{})
+	s.net.SetHook(node.Hook{})
 	mu.Lock()
 	late := held
 	mu.Unlock()
@@ -215,7 +216,7 @@ func TestGCLeavesALaggingReplicaOfALiveKey(t *testing.T) {
 // cut takes node id's acceptor down: every request to it is lost (its
 // proposer still works, so that the node still serves as an entry).
 func cut(s *Store, id protocol.NodeID) {
-	s.net.SetHook(server.Hook{Filter: func(_, to protocol.NodeID, msgs []protocol.Message) []protocol.Message {
+	s.net.SetHook(node.Hook{Filter: func(_, to protocol.NodeID, msgs []protocol.Message) []protocol.Message {
 		if to != id {
 			return msgs
 		}
@@ -245,7 +246,7 @@ func TestGCWaitsWhileANodeIsDown(t *testing.T) {
 	if _, dead := registers(t, s.stores[:2]); dead[0] != 20 || dead[1] != 20 {
 		t.Fatalf("with node 3 down, tombstones left on nodes 1 and 2: %v, want all 20 (nothing may be removed)", dead)
 	}
-	s.net.SetHook(server.Hook{})
+	s.net.SetHook(node.Hook{})
 	waitCollected(t, s, "every tombstone is collected once node 3 is back", everyKey)
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
@@ -17,14 +18,10 @@ import (
 // to its key's home saves the cluster that forward. So once the client has
 // learnt which endpoint is which member (Members, in the background, on the
 // first write and every RouteRefresh), a write goes first to its key's home
-// if that endpoint answers within RouteNear of the nearest endpoint; then
+// if that endpoint answers within kv.ForwardMaxRTT of the nearest endpoint (the nodes' own bound
+// for forwarding); then
 // on, as every call, in the endpoint order. Reads go to the preferred
 // endpoint as before: any node reads any key without a forward.
-
-// RouteNear is how much farther than the nearest endpoint a key's home may
-// be for the client to send it the key's writes (the server's own bound for
-// forwarding, server.ForwardMaxRTT).
-const RouteNear = 5 * time.Millisecond
 
 // rttSamples is how many of an endpoint's latest round trips count: the
 // smallest of them is its distance, so that answers slowed by load (the
@@ -46,7 +43,7 @@ func (r *routes) home(key []byte) (int, bool) {
 		return 0, false
 	}
 	idx, ok := r.byID[protocol.Top(string(key), r.members)]
-	if !ok || r.rtt[idx] > r.nearest+RouteNear {
+	if !ok || r.rtt[idx] > r.nearest+kv.ForwardMaxRTT {
 		return 0, false
 	}
 	return idx, true

@@ -39,8 +39,8 @@ func TestRoutesHome(t *testing.T) {
 		{"no members", &routes{}, 1, 0, false},
 		{"home reached", &routes{members: members, byID: map[protocol.NodeID]int{1: 2, 2: 0, 3: 1}, rtt: []time.Duration{ms, ms, ms}, nearest: ms}, 1, 2, true},
 		{"home not reached", &routes{members: members, byID: map[protocol.NodeID]int{2: 0, 3: 1}, rtt: []time.Duration{ms, ms, 0}, nearest: ms}, 1, 0, false},
-		{"home within RouteNear", &routes{members: members, byID: map[protocol.NodeID]int{1: 0, 2: 1}, rtt: []time.Duration{ms + RouteNear, ms}, nearest: ms}, 1, 0, true},
-		{"home too far", &routes{members: members, byID: map[protocol.NodeID]int{1: 0, 2: 1}, rtt: []time.Duration{2*ms + RouteNear, ms}, nearest: ms}, 1, 0, false},
+		{"home within kv.ForwardMaxRTT", &routes{members: members, byID: map[protocol.NodeID]int{1: 0, 2: 1}, rtt: []time.Duration{ms + kv.ForwardMaxRTT, ms}, nearest: ms}, 1, 0, true},
+		{"home too far", &routes{members: members, byID: map[protocol.NodeID]int{1: 0, 2: 1}, rtt: []time.Duration{2*ms + kv.ForwardMaxRTT, ms}, nearest: ms}, 1, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			idx, ok := tc.r.home(keyHomedOn(t, tc.home))
@@ -72,7 +72,7 @@ func TestWritesGoToTheirHome(t *testing.T) {
 	if _, err := c.Put(ctx, "first", []byte("x")); err != nil { // starts learning
 		t.Fatal(err)
 	}
-	// Routing needs every endpoint reached and within RouteNear of the
+	// Routing needs every endpoint reached and within kv.ForwardMaxRTT of the
 	// nearest. A first round trip can include the dial and, under -race on
 	// a loaded machine, be slower than that; more samples bring each
 	// endpoint's distance (their minimum) down.

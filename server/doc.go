@@ -1,38 +1,40 @@
 /*
-Package server is the node runtime of caspaxos: the only package with
-goroutines, timers and retries around the pure core of package protocol.
+Package server is the node runtime of caspaxos: the packages with goroutines,
+timers and retries around the pure core of package protocol. This package is
+their shared leaf: the seams between them (Transport, Receiver, Forwarder,
+Distancer, Request, Tombstone), the errors they share, the routing rule
+(Home) and the retry delay (Backoff). It holds no goroutine of its own.
 
-A Node is one member of a cluster. It holds:
+One package per concern lives below it; each reaches the others only through
+this leaf and the small interfaces it declares itself (internal/arch checks
+the graph):
 
-  - an Acceptor, the acceptor service: it steps the requests it receives
-    through protocol.Step, one batch of many keys at a time, makes the
-    registers durable with one Store.Apply per batch (concurrent batches
-    share fsyncs), keeps the writes of each key in step order, and releases
-    each reply only once every write it may describe is synced (see the
-    design comment in acceptor.go);
-  - a Proposer, the proposer driver: one goroutine owns a
-    protocol.Proposer and performs the duties of its Ready in order
-    (persist the ballot ceiling, send, answer, start timers), fires its
-    timers (attempt and read timeouts, jittered exponential backoff), and
-    cancels the requests whose callers' contexts end;
-  - routing: a request runs on the home proposer of its key (Home,
-    rendezvous hashing over the members), forwarded there through a
-    Forwarder, and on the node's own proposer when the home does not take
-    it. Correctness never depends on routing; the one-round-trip cache does.
+	acceptor/    the acceptor service: protocol.Step over one batch of many keys,
+	             group commit, per-key write order, replies released after the
+	             sync they depend on, GC fences and collection
+	proposer/    the proposer driver: one goroutine owns a protocol.Proposer and
+	             performs its Ready; timers, backoff, round-trip-adaptive timeouts
+	node/        one member: an acceptor and a proposer, routing to a key's home,
+	             the free-space guard, and Local, the in-process network
+	gc/          deletion GC: the persisted queue, the sweep and the four-step
+	             rounds over every proposer and acceptor (PROTOCOL.md §9)
+	membership/  membership change: plans, the controller, the catch-up, and the
+	             Keeper of one node's membership state (PROTOCOL.md §8)
+	clientapi/   the client port: gRPC and HTTP over one listener, admission
+	daemon/      assembly: one node of a network cluster from a nested Config
+	servertest/, node/nodetest/
+	             what the packages' tests share; only tests import them
 
-The seams to the outside are small interfaces: a Transport carries batches of
-protocol messages to a node (whose Deliver takes them), a Forwarder hands a
-Request to another node's proposer, and storage.Store keeps the acceptor's
-registers and the proposer's ceiling. Local implements Transport and
-Forwarder for nodes in one process (the embeddable store in package
-caspaxos); a network server implements them over its peer links and reuses
-Node as it is.
+The data flows one way: a request enters through clientapi (or a forward
+from a peer), a node routes it to the key's home proposer, the proposer's
+messages reach the acceptors through a Transport, the acceptors make their
+registers durable through storage and reply.
 
 Requests end with the operation's result or one of kv's errors: its own
 refusals, kv.ErrNoQuorum (ctx ended before any accept carrying it was sent:
 not applied, never will be; it also wraps kv.ErrOverloaded when the
-proposer's driver had not even taken it), kv.ErrUnknownOutcome (an accept was sent and
-not confirmed: it may take effect), or ErrStopped (the node stopped first:
-not applied).
+proposer's driver had not even taken it), kv.ErrUnknownOutcome (an accept
+was sent and not confirmed: it may take effect), or ErrStopped (the node
+stopped first: not applied).
 */
 package server

@@ -15,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -380,14 +381,10 @@ func (l *link) notSent(forwards []*peerpb.Forward) {
 const (
 	rttSamples   = 16
 	probeEvery   = 4
-	probeTimeout = 2 * time.Second
+	probeTimeout = kv.FailedRTT
 	rttSettle    = 4
 )
 
-// FailedRTT is what RTT reports for a peer that failed and is settling
-// (probeTimeout). server.FailedRTT states the same to routing and timeouts;
-// a daemon test keeps the two equal.
-const FailedRTT = probeTimeout
 
 // probe measures the round-trip time to the peer every probeEvery
 // heartbeats while the link is up: a ping in the link's next frame, which

@@ -9,9 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
+	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/proposer"
 )
 
 // serveOptions are the flags of `caspaxos serve`.
@@ -108,10 +109,10 @@ storage fails a write or a sync (fail-stop).`,
 	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
 	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
 	f.DurationVar(&o.readNearTO, "read-near-timeout", 10*time.Millisecond, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
-	f.DurationVar(&o.gather, "gather-window", server.DefaultGatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
+	f.DurationVar(&o.gather, "gather-window", proposer.DefaultGatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
 	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
 	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
-	f.Int64Var(&o.minFreeBytes, "min-free-bytes", server.DefaultMinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
+	f.Int64Var(&o.minFreeBytes, "min-free-bytes", node.DefaultMinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
 	f.Int64Var(&o.quotaBytes, "quota-bytes", 0, "refuse new writes with no_space while the store's files take more than this, like etcd's --quota-backend-bytes (0: no quota)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -179,7 +180,7 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
 		RequestTimeout: o.requestTO, MaxInflightRequests: o.maxInflight, MaxClientConns: o.maxConns, HTTP: o.http, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
 		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
-		Space: server.SpaceConfig{MinFreeBytes: o.minFreeBytes, QuotaBytes: o.quotaBytes},
+		Space: node.SpaceConfig{MinFreeBytes: o.minFreeBytes, QuotaBytes: o.quotaBytes},
 		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
 			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},
 	}

@@ -3,6 +3,7 @@
 package arch
 
 import (
+	"fmt"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -23,17 +24,53 @@ var forbiddenInCore = []string{
 	"os", "os/exec", "sync", "sync/atomic", "syscall", "time", "unsafe",
 }
 
-// allowed lists, per package folder, the module's packages it may import;
-// a folder not listed may import any of them.
+// allowed lists, per package folder, the module's packages it may import
+// besides its own subfolders. An entry holds for its folder and every
+// subfolder without an entry of its own, except the leaf "server", which
+// holds for itself only; a folder under no entry may import anything.
 var allowed = map[string][]string{
 	"protocol": {},
 	"kv":       {"protocol"},
 	"storage":  {"protocol"},
-	// The pure core only, for its rendezvous order (client/route.go).
-	"client":    {"api", "protocol"},
+	// The pure core for its rendezvous order (client/route.go), kv for the
+	// routing bound it shares with the nodes.
+	"client":    {"api", "kv", "protocol"},
 	"transport": {"protocol", "kv", "internal/connsplit"},
 	// A leaf: the transport and the daemon share it.
 	"internal/connsplit": {},
+	// The server's shared seams (STYLE.md): a leaf below every concern.
+	"server": {"protocol", "kv"},
+	// One package per concern. Each reaches the others only through the
+	// leaf's seams and the small interfaces it declares, except where the
+	// graph says so: a node holds an acceptor and a proposer; membership
+	// drives a node and guards its GC.
+	"server/acceptor":   {"protocol", "kv", "storage", "server"},
+	"server/proposer":   {"protocol", "kv", "storage", "server"},
+	"server/gc":         {"protocol", "kv", "storage", "server"},
+	"server/node":       {"protocol", "kv", "storage", "server", "server/acceptor", "server/proposer"},
+	"server/membership": {"protocol", "kv", "storage", "server", "server/node", "server/gc", "server/proposer"},
+	"server/clientapi":  {"api", "kv", "protocol"},
+}
+
+// rule returns the folder whose entry in allowed holds for dir, false if
+// none does.
+func rule(dir string) (string, bool) {
+	for d := dir; ; {
+		if _, ok := allowed[d]; ok && (d != "server" || dir == "server") {
+			return d, true
+		}
+		i := strings.LastIndex(d, "/")
+		if i < 0 {
+			return "", false
+		}
+		d = d[:i]
+	}
+}
+
+// testSupport reports whether a package exists for tests only (its name
+// ends in "test": servertest, nodetest, storagetest, ...).
+func testSupport(path string) bool {
+	return strings.HasSuffix(path[strings.LastIndex(path, "/")+1:], "test")
 }
 
 // imports returns the imports of the non-test Go files of every package
@@ -75,33 +112,75 @@ func TestImportRules(t *testing.T) {
 	}
 	for dir, imps := range all {
 		for _, p := range imps {
-			checkImport(t, dir, p)
+			if v := violation(dir, p); v != "" {
+				t.Error(v)
+			}
 		}
 	}
 }
 
-func checkImport(t *testing.T, dir, p string) {
-	t.Helper()
+// violation returns why dir may not import p, or "" if it may.
+func violation(dir, p string) string {
 	top := strings.SplitN(dir, "/", 2)[0]
 	if top == "protocol" {
 		if strings.Contains(strings.SplitN(p, "/", 2)[0], ".") {
-			t.Errorf("%s imports %s: the protocol core may import the standard library only", dir, p)
+			return fmt.Sprintf("%s imports %s: the protocol core may import the standard library only", dir, p)
 		}
 		if slices.Contains(forbiddenInCore, p) {
-			t.Errorf("%s imports %s: the protocol core has no clock, randomness, I/O or goroutines", dir, p)
+			return fmt.Sprintf("%s imports %s: the protocol core has no clock, randomness, I/O or goroutines", dir, p)
 		}
 	}
 	if !strings.HasPrefix(p, module+"/") {
-		return
+		return ""
 	}
 	target := strings.TrimPrefix(p, module+"/")
 	if strings.HasPrefix(target, "internal/sim") && top != "internal" {
-		t.Errorf("%s imports %s: the simulator is for tests only", dir, p)
+		return fmt.Sprintf("%s imports %s: the simulator is for tests only", dir, p)
 	}
-	if ok, listed := allowed[top]; listed && !slices.ContainsFunc(ok, func(a string) bool {
-		return target == a || strings.HasPrefix(target, a+"/")
-	}) && target != top && !strings.HasPrefix(target, top+"/") {
-		t.Errorf("%s imports %s: %s may import only %v of this module", dir, p, top, ok)
+	if testSupport(target) && !testSupport(dir) {
+		return fmt.Sprintf("%s imports %s: a test-support package is for tests only", dir, p)
+	}
+	key, listed := rule(dir)
+	if testSupport(dir) || !listed || target == key || strings.HasPrefix(target, key+"/") && key != "server" {
+		return ""
+	}
+	if !slices.ContainsFunc(allowed[key], func(a string) bool {
+		return target == a || strings.HasPrefix(target, a+"/") && a != "server"
+	}) {
+		return fmt.Sprintf("%s imports %s: %s may import only %v of this module", dir, p, key, allowed[key])
+	}
+	return ""
+}
+
+// The rules themselves, on imports that must pass and imports that must not.
+func TestImportRuleCases(t *testing.T) {
+	tests := []struct {
+		dir, imp string
+		ok       bool
+	}{
+		{"protocol", "time", false},
+		{"protocol", "sort", true},
+		{"protocol", module + "/kv", false},
+		{"server", module + "/kv", true},
+		{"server", module + "/storage", false},
+		{"server", module + "/server/node", false},
+		{"server/acceptor", module + "/server", true},
+		{"server/acceptor", module + "/server/proposer", false},
+		{"server/gc", module + "/server/node", false},
+		{"server/node", module + "/server/acceptor", true},
+		{"server/node", module + "/server/membership", false},
+		{"server/membership", module + "/server/node", true},
+		{"server/membership", module + "/server/daemon", false},
+		{"server/daemon", module + "/server/membership", true},
+		{"server/daemon", module + "/server/servertest", false},
+		{"server/node/nodetest", module + "/server/servertest", true},
+		{"cmd/caspaxos", module + "/internal/sim", false},
+		{"client", module + "/server", false},
+	}
+	for _, tt := range tests {
+		if got := violation(tt.dir, tt.imp); (got == "") != tt.ok {
+			t.Errorf("%s importing %s: violation %q, want allowed %v", tt.dir, tt.imp, got, tt.ok)
+		}
 	}
 }
 

@@ -1,5 +1,5 @@
 // Package daemon assembles one networked caspaxos node: durable Pebble
-// storage, the gRPC peer transport, the server.Node, and the client
+// storage, the gRPC peer transport, the node.Node, and the client
 // services (gRPC and HTTP/JSON on one address, plus Prometheus metrics).
 // `caspaxos serve` is a thin command around Start.
 package daemon
@@ -15,8 +15,8 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/node"
 )
 
 // Member is a node of the initial cluster.
@@ -50,11 +50,11 @@ type Config struct {
 	// RequestTimeout bounds each client request (default 5s).
 	RequestTimeout time.Duration
 	// AttemptTimeout, ReadTimeout, ReadNearTimeout: see
-	// server.ProposerConfig (defaults 500ms, 100ms, 10ms).
+	// proposer.Config (defaults 500ms, 100ms, 10ms).
 	AttemptTimeout  time.Duration
 	ReadTimeout     time.Duration
 	ReadNearTimeout time.Duration
-	// GatherWindow: see server.ProposerConfig (default 1ms; negative: off).
+	// GatherWindow: see proposer.Config (default 1ms; negative: off).
 	GatherWindow time.Duration
 	// Heartbeat and DeadAfter: see transport.Config (defaults 50ms, 300ms).
 	Heartbeat time.Duration
@@ -69,9 +69,9 @@ type Config struct {
 	// clientapi.HTTPTimeouts).
 	HTTP clientapi.HTTPTimeouts
 	// Space sets when the node refuses new writes with no_space because its
-	// disk is nearly full or its store is over a quota (server.SpaceConfig;
+	// disk is nearly full or its store is over a quota (node.SpaceConfig;
 	// default: refuse below 256 MiB free, no quota).
-	Space server.SpaceConfig
+	Space node.SpaceConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC     GCOptions
 	Logger *slog.Logger

@@ -21,6 +21,9 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/membership"
+	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -34,11 +37,11 @@ type Daemon struct {
 	store     *storage.Pebble
 	tr        *transport.Transport
 	relay     *relay
-	node      *server.Node
-	members   *server.MemberState // membership.go
-	ctl       *server.Controller
+	node      *node.Node
+	members   *membership.Keeper // membership.go
+	ctl       *membership.Controller
 	admin     *adminPeers
-	gc        atomic.Pointer[server.GC] // gc.go; nil when disabled
+	gc        atomic.Pointer[gc.Runner] // gc.go; nil when disabled
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
@@ -186,7 +189,7 @@ func (d *Daemon) startNode() error {
 	if st.Membership.Version() > 0 {
 		d.acceptors = st.Membership.Config
 	} else {
-		d.acceptors = server.JoiningConfig(d.id)
+		d.acceptors = membership.JoiningConfig(d.id)
 	}
 	d.relay = &relay{limits: d.cfg.Limits}
 	tr, err := transport.New(transport.Config{Self: d.id, Heartbeat: d.cfg.Heartbeat,
@@ -195,7 +198,7 @@ func (d *Daemon) startNode() error {
 		return err
 	}
 	d.tr = tr
-	node, err := server.NewNode(server.Config{
+	node, err := node.New(node.Config{
 		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
 		ReadNearTimeout: d.cfg.ReadNearTimeout, GatherWindow: d.cfg.GatherWindow,
 		Deleted: d.deleted, Space: d.cfg.Space,
@@ -205,11 +208,11 @@ func (d *Daemon) startNode() error {
 		return err
 	}
 	d.node = node
-	d.members = server.NewMemberState(node, st, peerLinks{tr}, d.saveState)
+	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
 	d.admin = &adminPeers{}
-	self := server.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
-	d.ctl, err = server.NewController(server.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.cfg.DataDir},
+	self := membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
+	d.ctl, err = membership.NewController(membership.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.cfg.DataDir},
 		d.members.Membership, d.log)
 	if err == nil {
 		err = d.ctl.Resume()
@@ -326,7 +329,7 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 // memberInfo asks member m for its Info (naming this node as the caller);
 // ok is false if it did not answer within a second, or if another node
 // (another incarnation) answers at its address.
-func (d *Daemon) memberInfo(ctx context.Context, m server.Member) (*peerpb.InfoReply, bool) {
+func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (*peerpb.InfoReply, bool) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	info, err := d.admin.info(ictx, m.PeerAddr, d.id)
@@ -335,8 +338,8 @@ func (d *Daemon) memberInfo(ctx context.Context, m server.Member) (*peerpb.InfoR
 
 // probeHold asks the controller of the change that holds this node (held)
 // whether it still stores that change, and frees the node if it does not
-// (server.MemberState.ReleaseStale). It reports whether it freed it.
-func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
+// (membership.Keeper.ReleaseStale). It reports whether it freed it.
+func (d *Daemon) probeHold(ctx context.Context, held membership.NodeState) bool {
 	// The controller as the membership lists it, or, if it removed
 	// itself, as an earlier membership did: a controller gone from the
 	// membership may still run its change (its catch-up), and is asked too.
@@ -368,7 +371,7 @@ func (d *Daemon) probeHold(ctx context.Context, held server.NodeState) bool {
 //
 // A stored change without an ID (rewritten by an earlier release, which
 // drops the field) cannot be told from the one holding the node.
-func holdOver(controls *bool, changeID string, held server.NodeState) bool {
+func holdOver(controls *bool, changeID string, held membership.NodeState) bool {
 	return controls != nil && (!*controls || changeID != "" && changeID != held.ChangeID)
 }
 
@@ -441,8 +444,8 @@ func (d *Daemon) watch() {
 func (d *Daemon) isMember() bool { return d.lists(d.members.Membership()) }
 
 // lists reports whether m lists this node.
-func (d *Daemon) lists(m server.Membership) bool {
-	return slices.ContainsFunc(m.Nodes, func(n server.Member) bool { return n.ID == d.id })
+func (d *Daemon) lists(m membership.Membership) bool {
+	return slices.ContainsFunc(m.Nodes, func(n membership.Member) bool { return n.ID == d.id })
 }
 
 // ClientAddr is the address the client API listens on (with the port the
@@ -516,7 +519,7 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 
 // relay is the transport's Handler: the node, once it exists.
 type relay struct {
-	node   atomic.Pointer[server.Node]
+	node   atomic.Pointer[node.Node]
 	limits kv.Limits
 }
 
@@ -537,7 +540,7 @@ func (r *relay) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := op.Validate(r.limits); err != nil {
 		return protocol.State{}, err
 	}
-	s, err := n.Serve(ctx, op)
+	s, err := n.Propose(ctx, server.Request{Op: op})
 	if errors.Is(err, server.ErrStopped) {
 		return s, fmt.Errorf("%w: %v", transport.ErrNotTaken, err)
 	}

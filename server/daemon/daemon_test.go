@@ -14,8 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/caspaxos/caspaxos/client"
-	"github.com/caspaxos/caspaxos/server"
-	"github.com/caspaxos/caspaxos/transport"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
@@ -302,12 +301,6 @@ func TestPeerRTTMetric(t *testing.T) {
 	}
 }
 
-func TestFailedRTTAgrees(t *testing.T) {
-	if transport.FailedRTT != server.FailedRTT {
-		t.Fatalf("the transport reports a failed peer %v away, the server expects %v", transport.FailedRTT, server.FailedRTT)
-	}
-}
-
 // A node removed from the cluster closes Removed once the change is done,
 // whichever node ran it (itself included); the members left do not, and
 // keep serving.
@@ -423,7 +416,7 @@ func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 	}
 	newer := cur.Clone()
 	newer.Config.Version++
-	if err := c.daemons[1].members.Set(ctx, server.NodeState{Membership: newer, Controller: "x"}); err != nil {
+	if err := c.daemons[1].members.Set(ctx, membership.NodeState{Membership: newer, Controller: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	other := newer.Clone()
@@ -431,16 +424,16 @@ func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		hold bool // node 1 is held by x's change first
-		st   server.NodeState
+		st   membership.NodeState
 		want error
 	}{
-		{"older", false, server.NodeState{Membership: cur, Changing: true, Controller: "y"}, server.ErrMembershipOlder},
-		{"conflict", false, server.NodeState{Membership: other, Changing: true, Controller: "y"}, server.ErrMembershipConflict},
-		{"held", true, server.NodeState{Membership: newer, Changing: true, Controller: "y"}, server.ErrMembershipHeld},
+		{"older", false, membership.NodeState{Membership: cur, Changing: true, Controller: "y"}, membership.ErrMembershipOlder},
+		{"conflict", false, membership.NodeState{Membership: other, Changing: true, Controller: "y"}, membership.ErrMembershipConflict},
+		{"held", true, membership.NodeState{Membership: newer, Changing: true, Controller: "y"}, membership.ErrMembershipHeld},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.hold {
-				if err := c.daemons[1].members.Set(ctx, server.NodeState{Membership: newer, Changing: true, Controller: "x"}); err != nil {
+				if err := c.daemons[1].members.Set(ctx, membership.NodeState{Membership: newer, Changing: true, Controller: "x"}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -454,13 +447,13 @@ func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 }
 
 func TestHoldOver(t *testing.T) {
-	held := server.NodeState{Changing: true, Controller: "n1", ChangeID: "c1"}
-	old := server.NodeState{Changing: true, Controller: "n1"} // from a controller without change IDs
+	held := membership.NodeState{Changing: true, Controller: "n1", ChangeID: "c1"}
+	old := membership.NodeState{Changing: true, Controller: "n1"} // from a controller without change IDs
 	for _, tc := range []struct {
 		name     string
 		controls *bool
 		id       string
-		held     server.NodeState
+		held     membership.NodeState
 		want     bool
 	}{
 		{"the controller cannot tell", nil, "", held, false},

@@ -11,21 +11,23 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/acceptor"
+	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Deletion GC on a networked node (PROTOCOL.md §9; the runner is
-// server/gc.go). Each node runs a runner over its own persisted queue, fed
+// server/gc). Each node runs a runner over its own persisted queue, fed
 // by the deletes its proposer commits and by its sweeps. Steps 2 to 4 reach
 // the other nodes through the GC service (transport/gc.proto) on their peer
 // addresses, over the peer links' connections; the node lists and the gate
-// against membership change come from the node's MemberState (GuardGC): a
+// against membership change come from the node's membership.Keeper (GuardGC): a
 // round takes the members of the membership in use when it starts, and is
 // refused, then retried with the new members, once a change begins.
 
-// GCOptions tunes a node's deletion GC (see server.GCOptions).
-type GCOptions = server.GCOptions
+// GCOptions tunes a node's deletion GC (see gc.Options).
+type GCOptions = gc.Options
 
 // deleted is the proposer's Deleted hook: it feeds the runner's queue.
 // The runner exists before the node serves anything (startGC).
@@ -42,7 +44,7 @@ func (d *Daemon) startGC() error {
 	if o.Disabled {
 		return nil
 	}
-	gc, err := server.NewGC(o.Config(d.id), d.store, d.node, d.members.GuardGC(&gcPeers{d: d}), d.log)
+	gc, err := gc.New(o.Config(d.id), d.store, d.node, d.members.GuardGC(&gcPeers{d: d}), d.log)
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: deletion GC: %w", err)
 	}
@@ -50,7 +52,7 @@ func (d *Daemon) startGC() error {
 	return nil
 }
 
-// gcPeers is the runner's server.GCPeers: this node directly, the others
+// gcPeers is the runner's gc.Peers: this node directly, the others
 // over their GC service. (GuardGC gives the runner the node lists.)
 type gcPeers struct{ d *Daemon }
 
@@ -150,7 +152,7 @@ func (s gcServer) Forget(ctx context.Context, r *peerpb.ForgetRequest) (*peerpb.
 func (s gcServer) Fence(_ context.Context, r *peerpb.FenceRequest) (*peerpb.FenceReply, error) {
 	err := s.d.node.Fence(transport.AgesFromWire(r.GetAges()))
 	switch {
-	case errors.Is(err, server.ErrFenceTooHigh):
+	case errors.Is(err, acceptor.ErrFenceTooHigh):
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	case err != nil:
 		return nil, status.Error(codes.Unavailable, err.Error())
@@ -205,22 +207,22 @@ var (
 		"Tombstones the last complete GC sweep found in this node's store.", nil, nil)
 	gcCounters = []struct {
 		desc  *prometheus.Desc
-		value func(server.GCStats) uint64
+		value func(gc.Stats) uint64
 	}{
 		{prometheus.NewDesc("caspaxos_gc_rounds_total", "Deletion GC rounds run.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Rounds }},
+			func(s gc.Stats) uint64 { return s.Rounds }},
 		{prometheus.NewDesc("caspaxos_gc_rounds_failed_total", "GC rounds that left keys queued (a node unreachable, a key busy); retried.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Failed }},
+			func(s gc.Stats) uint64 { return s.Failed }},
 		{prometheus.NewDesc("caspaxos_gc_collected_total", "Keys GC finished: removed from every acceptor, or found live again.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Collected }},
+			func(s gc.Stats) uint64 { return s.Collected }},
 		{prometheus.NewDesc("caspaxos_gc_sweeps_total", "Complete GC sweeps of this node's store.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Sweeps }},
+			func(s gc.Stats) uint64 { return s.Sweeps }},
 		{prometheus.NewDesc("caspaxos_gc_swept_total", "Tombstones homed on this node the sweeps queued.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Swept }},
+			func(s gc.Stats) uint64 { return s.Swept }},
 		{prometheus.NewDesc("caspaxos_gc_adopted_total", "Tombstones of other homes queued after the orphan delay.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Adopted }},
+			func(s gc.Stats) uint64 { return s.Adopted }},
 		{prometheus.NewDesc("caspaxos_gc_dropped_total", "Deletes not queued (feed full or queue write failed); the sweep finds them.", nil, nil),
-			func(s server.GCStats) uint64 { return s.Dropped }},
+			func(s gc.Stats) uint64 { return s.Dropped }},
 	}
 )
 

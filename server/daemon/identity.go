@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -313,7 +313,7 @@ func (d *Daemon) sealLoop(ctx context.Context) {
 // confirm asks member m whether it knows this node by its incarnation. It
 // returns false (ask again later) when m cannot say yet, and an error
 // wrapping errIdentity when m refuses this node.
-func (d *Daemon) confirm(ctx context.Context, ms server.Membership, m server.Member) (bool, error) {
+func (d *Daemon) confirm(ctx context.Context, ms membership.Membership, m membership.Member) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, sealCallTimeout)
 	defer cancel()
 	r, err := d.admin.infoAs(cctx, m.PeerAddr, d.id, d.ident.Incarnation)

@@ -17,15 +17,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Membership change on a networked node (PROTOCOL.md §8; the steps are in
-// server/membership.go). Files in the data directory, next to the store:
+// server/membership). Files in the data directory, next to the store:
 //
-//	MEMBERSHIP         the node's server.NodeState (JSON): once present it
+//	MEMBERSHIP         the node's membership.NodeState (JSON): once present it
 //	                   wins over --cluster, which only bootstraps a cluster
 //	MEMBERSHIP-CHANGE  the change this node's controller runs (JSON)
 //	IDENTITY, PEERS    the data directory's incarnation and the
@@ -86,10 +86,10 @@ func (d *Daemon) markMember() error {
 
 // loadState returns the persisted state, or the bootstrap cluster's, or
 // (joining) none.
-func loadState(cfg Config, acceptors protocol.Config) (server.NodeState, error) {
+func loadState(cfg Config, acceptors protocol.Config) (membership.NodeState, error) {
 	b, err := storage.ReadStateFile(cfg.DataDir, stateFile)
 	if err != nil || b != nil {
-		var st server.NodeState
+		var st membership.NodeState
 		if err == nil {
 			err = json.Unmarshal(b, &st)
 		}
@@ -99,17 +99,17 @@ func loadState(cfg Config, acceptors protocol.Config) (server.NodeState, error) 
 		return st, nil
 	}
 	if cfg.Join {
-		return server.NodeState{}, nil
+		return membership.NodeState{}, nil
 	}
-	m := server.Membership{Config: acceptors}
+	m := membership.Membership{Config: acceptors}
 	for _, c := range cfg.Cluster {
-		m.Nodes = append(m.Nodes, server.Member{Name: c.Name, ID: NodeID(c.Name), PeerAddr: c.PeerAddr})
+		m.Nodes = append(m.Nodes, membership.Member{Name: c.Name, ID: NodeID(c.Name), PeerAddr: c.PeerAddr})
 	}
-	slices.SortFunc(m.Nodes, func(a, b server.Member) int { return cmp.Compare(a.ID, b.ID) })
-	return server.NodeState{Membership: m}, nil
+	slices.SortFunc(m.Nodes, func(a, b membership.Member) int { return cmp.Compare(a.ID, b.ID) })
+	return membership.NodeState{Membership: m}, nil
 }
 
-func (d *Daemon) saveState(st server.NodeState) error {
+func (d *Daemon) saveState(st membership.NodeState) error {
 	// A membership that lists this node is recorded as such before it is
 	// used: a removal that follows at once is then still told from an add
 	// that has not reached the node yet (see Removed).
@@ -125,22 +125,22 @@ func (d *Daemon) saveState(st server.NodeState) error {
 	return storage.WriteStateFile(d.cfg.DataDir, stateFile, b)
 }
 
-// changeStore is the controller's server.ChangeStore in the data directory.
+// changeStore is the controller's membership.ChangeStore in the data directory.
 type changeStore struct{ dir string }
 
-func (c changeStore) LoadChange() (*server.Change, error) {
+func (c changeStore) LoadChange() (*membership.Change, error) {
 	b, err := storage.ReadStateFile(c.dir, changeFile)
 	if err != nil || b == nil {
 		return nil, err
 	}
-	var ch server.Change
+	var ch membership.Change
 	if err := json.Unmarshal(b, &ch); err != nil {
 		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", changeFile, err)
 	}
 	return &ch, nil
 }
 
-func (c changeStore) SaveChange(ch *server.Change) error {
+func (c changeStore) SaveChange(ch *membership.Change) error {
 	if ch == nil {
 		return storage.RemoveFile(c.dir, changeFile)
 	}
@@ -163,7 +163,7 @@ func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.Inf
 		Incarnation: a.d.ident.Incarnation}
 	if r.GetCaller() != 0 {
 		caller := protocol.NodeID(r.GetCaller())
-		listed := slices.ContainsFunc(st.Membership.Nodes, func(n server.Member) bool { return n.ID == caller })
+		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed
 		if listed && caller != a.d.id {
 			// Recorded before the answer that may let the caller seal
@@ -213,17 +213,17 @@ func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*
 	if err := a.d.checkServing(); err != nil {
 		return nil, err
 	}
-	var st server.NodeState
+	var st membership.NodeState
 	if err := json.Unmarshal(r.GetStateJson(), &st); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err := a.d.members.Set(ctx, st); err != nil {
 		switch {
-		case errors.Is(err, server.ErrMembershipHeld):
+		case errors.Is(err, membership.ErrMembershipHeld):
 			return nil, status.Error(codes.Aborted, err.Error())
-		case errors.Is(err, server.ErrMembershipOlder):
+		case errors.Is(err, membership.ErrMembershipOlder):
 			return nil, status.Error(codes.OutOfRange, err.Error())
-		case errors.Is(err, server.ErrMembershipConflict):
+		case errors.Is(err, membership.ErrMembershipConflict):
 			return nil, status.Error(codes.AlreadyExists, err.Error())
 		}
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
@@ -267,7 +267,7 @@ func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*pe
 		return nil, err
 	}
 	limit := int(min(max(r.GetLimit(), 1), 1<<14))
-	keys, err := server.ScanKeys(a.d.store, string(r.GetStart()), limit)
+	keys, err := membership.ScanKeys(a.d.store, string(r.GetStart()), limit)
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
@@ -278,7 +278,7 @@ func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*pe
 	return out, nil
 }
 
-// adminPeers is the controller's server.MemberPeers over the Admin service,
+// adminPeers is the controller's membership.Peers over the Admin service,
 // one connection per peer address.
 type adminPeers struct {
 	mu     sync.Mutex
@@ -336,7 +336,7 @@ func (p *adminPeers) infoAs(ctx context.Context, addr string, caller protocol.No
 	return c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller), CallerIncarnation: incarnation})
 }
 
-func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.NodeState) error {
+func (p *adminPeers) SetState(ctx context.Context, to membership.Member, st membership.NodeState) error {
 	c, err := p.client(to.PeerAddr)
 	if err != nil {
 		return err
@@ -348,16 +348,16 @@ func (p *adminPeers) SetState(ctx context.Context, to server.Member, st server.N
 	_, err = c.SetState(ctx, &peerpb.SetStateRequest{StateJson: b})
 	switch status.Code(err) {
 	case codes.Aborted:
-		return fmt.Errorf("%w: %v", server.ErrMembershipHeld, err)
+		return fmt.Errorf("%w: %v", membership.ErrMembershipHeld, err)
 	case codes.OutOfRange:
-		return fmt.Errorf("%w: %v", server.ErrMembershipOlder, err)
+		return fmt.Errorf("%w: %v", membership.ErrMembershipOlder, err)
 	case codes.AlreadyExists:
-		return fmt.Errorf("%w: %v", server.ErrMembershipConflict, err)
+		return fmt.Errorf("%w: %v", membership.ErrMembershipConflict, err)
 	}
 	return err
 }
 
-func (p *adminPeers) Settled(ctx context.Context, to server.Member, version uint64) (bool, error) {
+func (p *adminPeers) Settled(ctx context.Context, to membership.Member, version uint64) (bool, error) {
 	c, err := p.client(to.PeerAddr)
 	if err != nil {
 		return false, err
@@ -366,7 +366,7 @@ func (p *adminPeers) Settled(ctx context.Context, to server.Member, version uint
 	return r.GetSettled(), err
 }
 
-func (p *adminPeers) Fences(ctx context.Context, to server.Member) (map[protocol.NodeID]uint64, error) {
+func (p *adminPeers) Fences(ctx context.Context, to membership.Member) (map[protocol.NodeID]uint64, error) {
 	c, err := p.client(to.PeerAddr)
 	if err != nil {
 		return nil, err
@@ -382,7 +382,7 @@ func (p *adminPeers) Fences(ctx context.Context, to server.Member) (map[protocol
 	return out, nil
 }
 
-func (p *adminPeers) SetFences(ctx context.Context, to server.Member, ages map[protocol.NodeID]uint64) error {
+func (p *adminPeers) SetFences(ctx context.Context, to membership.Member, ages map[protocol.NodeID]uint64) error {
 	c, err := p.client(to.PeerAddr)
 	if err != nil {
 		return err
@@ -395,7 +395,7 @@ func (p *adminPeers) SetFences(ctx context.Context, to server.Member, ages map[p
 	return err
 }
 
-func (p *adminPeers) ScanKeys(ctx context.Context, to server.Member, start string, limit int) ([]string, error) {
+func (p *adminPeers) ScanKeys(ctx context.Context, to membership.Member, start string, limit int) ([]string, error) {
 	c, err := p.client(to.PeerAddr)
 	if err != nil {
 		return nil, err
@@ -423,7 +423,7 @@ func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
 	if info.GetName() != name {
 		return fmt.Errorf("caspaxos/daemon: the node at %s is called %q, not %q", addr, info.GetName(), name)
 	}
-	done, err := d.ctl.Add(server.Member{Name: name, ID: protocol.NodeID(info.GetId()), PeerAddr: addr})
+	done, err := d.ctl.Add(membership.Member{Name: name, ID: protocol.NodeID(info.GetId()), PeerAddr: addr})
 	if err != nil {
 		return err
 	}
@@ -450,7 +450,7 @@ func (d *Daemon) waitChange(ctx context.Context, done <-chan struct{}) error {
 }
 
 // MemberChange returns the change this node's controller runs, nil if none.
-func (d *Daemon) MemberChange() *server.Change {
+func (d *Daemon) MemberChange() *membership.Change {
 	ch, _ := d.ctl.Status()
 	return ch
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -58,7 +58,7 @@ type counter struct {
 
 type snapshot struct {
 	refusedOps, refusedConns uint64 // clientapi.Admission
-	node                     server.NodeStats
+	node                     node.Stats
 	store                    storageStats
 	network                  transportStats
 }

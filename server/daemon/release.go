@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
@@ -21,7 +21,7 @@ var errHoldInUse = errors.New("caspaxos/daemon: the hold cannot be released")
 // (held), whether it stores a change and which. ok is false when it cannot
 // tell: it did not answer, or it uses an older membership than the hold
 // (it lost its state: a bootstrap node restarted on an empty disk).
-func (d *Daemon) askController(ctx context.Context, ctl server.Member, held server.NodeState) (controls *bool, changeID string, ok bool) {
+func (d *Daemon) askController(ctx context.Context, ctl membership.Member, held membership.NodeState) (controls *bool, changeID string, ok bool) {
 	if ctl.ID == d.id {
 		controls, changeID = d.storedChange()
 		return controls, changeID, controls != nil
@@ -40,7 +40,7 @@ func (d *Daemon) askController(ctx context.Context, ctl server.Member, held serv
 // unless force: a member may only be unreachable for a while, and a change
 // it still runs must keep the nodes it holds. A controller that is not a
 // member (it removed itself) and cannot be asked is taken as gone.
-func (d *Daemon) releaseHold(ctx context.Context, force bool) (released bool, held server.NodeState, err error) {
+func (d *Daemon) releaseHold(ctx context.Context, force bool) (released bool, held membership.NodeState, err error) {
 	held = d.members.State()
 	if !held.Changing {
 		return false, held, nil
@@ -82,7 +82,7 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 		if !ok {
 			return nil, fmt.Errorf("%w: %q is not a member", errHoldInUse, name)
 		}
-		targets = []server.Member{x}
+		targets = []membership.Member{x}
 	}
 	var out []clientapi.HoldRelease
 	var errs []error
@@ -90,7 +90,7 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 		r := clientapi.HoldRelease{Name: x.Name}
 		var err error
 		if x.ID == d.id {
-			var held server.NodeState
+			var held membership.NodeState
 			r.Released, held, err = d.releaseHold(ctx, force)
 			if held.Changing {
 				r.Controller, r.ChangeID = held.Controller, held.ChangeID
@@ -108,7 +108,7 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 }
 
 // releaseHoldAt runs releaseHold on member x.
-func (d *Daemon) releaseHoldAt(ctx context.Context, x server.Member, force bool, r *clientapi.HoldRelease) error {
+func (d *Daemon) releaseHoldAt(ctx context.Context, x membership.Member, force bool, r *clientapi.HoldRelease) error {
 	c, err := d.admin.client(x.PeerAddr)
 	if err != nil {
 		return err

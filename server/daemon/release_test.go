@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/client"
-	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/membership"
 )
 
 // hold marks daemon i as held by controller's change id, as a pause does.
@@ -60,7 +60,7 @@ func TestMembersRelease(t *testing.T) {
 
 	// Node 0 stores a change c1 (as a running controller does): its hold
 	// on node 2 is refused release, and the hold probe leaves it too.
-	if err := (changeStore{c.cfgs[0].DataDir}).SaveChange(&server.Change{ID: "c1"}); err != nil {
+	if err := (changeStore{c.cfgs[0].DataDir}).SaveChange(&membership.Change{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
 	c.hold(t, 2, names[0], "c1")

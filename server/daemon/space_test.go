@@ -12,6 +12,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/node"
 )
 
 // A node over its quota refuses writes with no_space, over HTTP (507) and
@@ -22,7 +23,7 @@ import (
 func TestNoSpaceOverTheNetwork(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		fastGC(cfg)
-		cfg.Space = server.SpaceConfig{CheckInterval: time.Nanosecond}
+		cfg.Space = node.SpaceConfig{CheckInterval: time.Nanosecond}
 		if cfg.Name != "n1" {
 			cfg.Space.QuotaBytes = 1
 		}

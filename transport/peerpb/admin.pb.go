@@ -208,7 +208,7 @@ type InfoReply struct {
 	// controls: this node's controller has a membership change of its own in
 	// its store, named change_id (absent from nodes that predate it, and when
 	// the store could not be read). A node held by a change of this node's
-	// that is no longer stored holds for nothing (see MemberState.ReleaseStale).
+	// that is no longer stored holds for nothing (see membership.Keeper.ReleaseStale).
 	Controls *bool  `protobuf:"varint,6,opt,name=controls,proto3,oneof" json:"controls,omitempty"`
 	ChangeId string `protobuf:"bytes,7,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
 	// incarnation is this node's data directory's incarnation (empty from

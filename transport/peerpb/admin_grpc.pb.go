@@ -40,7 +40,7 @@ type AdminClient interface {
 	// directory's incarnation), the membership version it uses, and whether
 	// that membership lists the caller.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoReply, error)
-	// SetState makes the node take a membership state (server.NodeState as
+	// SetState makes the node take a membership state (membership.NodeState as
 	// JSON); idempotent; an older or conflicting one is refused.
 	SetState(ctx context.Context, in *SetStateRequest, opts ...grpc.CallOption) (*SetStateReply, error)
 	// Settled: the node's proposer uses the version or newer, with no
@@ -143,7 +143,7 @@ type AdminServer interface {
 	// directory's incarnation), the membership version it uses, and whether
 	// that membership lists the caller.
 	Info(context.Context, *InfoRequest) (*InfoReply, error)
-	// SetState makes the node take a membership state (server.NodeState as
+	// SetState makes the node take a membership state (membership.NodeState as
 	// JSON); idempotent; an older or conflicting one is refused.
 	SetState(context.Context, *SetStateRequest) (*SetStateReply, error)
 	// Settled: the node's proposer uses the version or newer, with no
