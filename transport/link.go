@@ -385,7 +385,6 @@ const (
 	rttSettle    = 4
 )
 
-
 // probe measures the round-trip time to the peer every probeEvery
 // heartbeats while the link is up: a ping in the link's next frame, which
 // the peer answers on the same connection, so it crosses what the link's
