@@ -190,8 +190,8 @@ func (s *sim) gcStep() {
 			m.seqs[0] = n.disk.putFence(g.ages)
 		case gcRemove:
 			// disk.get is the newest register stepped, pending writes
-			// included, and the removal queues behind them: no write in
-			// flight to wait for, as the runtime must.
+			// included, and the removal queues behind them: unlike the
+			// runtime, there is no write in flight to wait for.
 			if protocol.Collectible(g.tomb, n.disk.get(g.key)) != protocol.CollectRemove {
 				// Nothing there, or written or promised since: not the
 				// tombstone to remove. The runtime keeps the latter
