@@ -69,5 +69,19 @@ All calls on one Proposer must be serialized.
     state again if the acceptors show it, applies the batch afresh if they
     prove it can never be chosen, and answers ErrUnknownOutcome otherwise.
   - Conflicts fast-forward the ballot counter past what the acceptor saw.
+
+# Rules for the callers' background work
+
+Two more pure rules belong to work that runs beside the acceptor and the
+proposer, so that the runtime and internal/sim share them:
+
+  - PlanAdd and PlanRemove plan a membership change (PROTOCOL.md §8): the
+    configurations, each a PlanStep, that take a Steady configuration to one
+    with an acceptor more or less, and which steps copy the GC age fences to
+    a joining acceptor or catch up every key. Every step is checked against
+    the one before it. Carrying the plan out is the caller's.
+  - Collectible is deletion GC's step 4 (PROTOCOL.md §9): whether an
+    acceptor's register for a Tombstone is removed now, later (a later
+    round's), or never needs to be. Register.Equal compares registers.
 */
 package protocol

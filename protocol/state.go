@@ -56,6 +56,11 @@ type Register struct {
 	State    State
 }
 
+// Equal reports whether two registers are identical.
+func (r Register) Equal(o Register) bool {
+	return r.Promise == o.Promise && r.Accepted == o.Accepted && r.State.Equal(o.State)
+}
+
 func (r Register) String() string {
 	return fmt.Sprintf("promise=%s accepted=%s state=%s", r.Promise, r.Accepted, r.State)
 }

@@ -18,9 +18,9 @@ import (
 //  3. on every acceptor, the fence raised to the ages of step 2, synced
 //     (Variant.NoAgeFence writes it but lets fenced requests through: the
 //     broken GC, whose stats still count what the fence would refuse);
-//  4. on every acceptor, the register removed if it still holds the
-//     tombstone under G and no promise above the one the GC write left,
-//     synced.
+//  4. on every acceptor, the register removed if protocol.Collectible says
+//     so (it still holds the tombstone under G and no promise above the one
+//     the GC write left), synced.
 //
 // A GC that passed step 1 is an operation of the key's history (opGC),
 // from its start until step 4 is done everywhere (or the end of the run).
@@ -45,9 +45,7 @@ type gcState struct {
 	inc     uint64
 	req     protocol.ReqID
 	started time.Duration
-	ballot  protocol.Ballot
-	promise protocol.Ballot
-	version uint64
+	tomb    protocol.Tombstone // from step 1 on
 	ages    map[protocol.NodeID]uint64
 	marks   []gcMark
 	op      *op
@@ -143,7 +141,7 @@ func (s *sim) gcResult(n *node, r protocol.Result) {
 		g.phase = gcIdle
 		return
 	}
-	g.ballot, g.promise, g.version = r.Ballot, r.Promise, r.State.Version
+	g.tomb = protocol.Tombstone{Key: g.key, Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise}
 	g.ages = make(map[protocol.NodeID]uint64)
 	g.op = &op{client: len(s.clients), in: input{key: g.key, kind: opGC}, call: g.started, status: opDone, out: output{outcome: outOK}}
 	g.ops = append(g.ops, g.op)
@@ -156,7 +154,7 @@ func (s *sim) gcNext(ph gcPhase) {
 	g.phase = ph
 	g.marks = make([]gcMark, len(s.nodes))
 	if ph == gcRemove {
-		s.inv.collected[g.key] = g.ballot
+		s.inv.collected[g.key] = g.tomb.Ballot
 	}
 	s.gcStep()
 }
@@ -185,15 +183,20 @@ func (s *sim) gcStep() {
 		switch g.phase {
 		case gcForget:
 			var age uint64
-			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age, _ = p.Forget(g.key, g.ballot, g.version) })
+			s.callProposer(n, causeTimer, func(p *protocol.Proposer) { age, _ = p.Forget(g.key, g.tomb.Ballot, g.tomb.Version) })
 			g.ages[n.id] = age
 			m.seqs = [2]uint64{n.disk.putAge(age), n.ceilingGate}
 		case gcFence:
 			m.seqs[0] = n.disk.putFence(g.ages)
 		case gcRemove:
-			reg := n.disk.get(g.key)
-			if reg.Accepted != g.ballot || reg.State.Exists() || g.promise.Less(reg.Promise) {
-				// Written or promised since: not the tombstone to remove.
+			// disk.get is the newest register stepped, pending writes
+			// included, and the removal queues behind them: unlike the
+			// runtime, there is no write in flight to wait for.
+			if protocol.Collectible(g.tomb, n.disk.get(g.key)) != protocol.CollectRemove {
+				// Nothing there, or written or promised since: not the
+				// tombstone to remove. The runtime keeps the latter
+				// queued for a later round; here a later GC run picks
+				// the key again (most pick a key holding a tombstone).
 				*m = gcMark{done: true}
 				continue
 			}

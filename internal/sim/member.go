@@ -13,20 +13,14 @@ import (
 // acceptors (3 to 5 of them). One change at a time, never during a deletion
 // GC (whose "every acceptor" must hold still), driven by ticks like GC, each
 // step redone on nodes that crashed before syncing it and waiting while a
-// node is down. With F the failures tolerated:
+// node is down.
 //
-//   - grow odd -> even (2F+1 -> 2F+2, add X): X gets the age fences of the
-//     acceptors (see below); every proposer takes the accept set + X with
-//     quorum F+2; catch-up (Rewrite of every key, through the new accept
-//     set); every proposer takes the prepare set + X with quorum F+2;
-//   - grow even -> odd (2F+2 -> 2F+3): X's fences, then X in both sets with
-//     quorum F+2 on every proposer;
-//   - shrink odd -> even (2F+3 -> 2F+2, remove X): both sets - X with
-//     quorum F+2, then catch-up, so that every even configuration has been
-//     reached through a catch-up (which a later even -> odd grow relies on);
-//   - shrink even -> odd (2F+2 -> 2F+1): the prepare set - X with quorum
-//     F+1, then the accept set - X with quorum F+1 (no catch-up: what F+2 of
-//     2F+2 accepted is on a majority of the rest).
+// The plan is the protocol's (protocol.PlanAdd, protocol.PlanRemove, which
+// the runtime carries out too; protocol/membership.go lists its steps for
+// each size). The run carries out each PlanStep as up to three steps of its
+// own: X gets the age fences of the acceptors (CopyFences; see below);
+// every proposer takes the step's configuration; catch-up (CatchUp: a
+// Rewrite of every key, through the new accept set).
 //
 // "Every proposer takes c" is done on a node once c is synced on its disk
 // (a restart takes the synced configuration) and its proposer is Settled
@@ -114,16 +108,12 @@ func (s *sim) memberStart() {
 	if !grow && size <= 3 {
 		return
 	}
-	v := cur.Version
-	cfg := func(p []protocol.NodeID, pq int, a []protocol.NodeID, aq int) protocol.Config {
-		v++
-		return protocol.Config{Version: v, PrepareSet: p, PrepareQuorum: pq, AcceptSet: a, AcceptQuorum: aq}
-	}
-	var steps []memberStep
+	var x int // the node added or removed
+	var plan []protocol.PlanStep
+	var err error
 	if grow {
-		x := outside[s.rng.IntN(len(outside))]
+		x = outside[s.rng.IntN(len(outside))]
 		xid := s.nodes[x].id
-		plus := append(slices.Clone(cur.AcceptSet), xid)
 		if n := s.nodes[x]; n.lost {
 			// Started again empty, and given the current configuration
 			// (as a joining node is), before it is added back.
@@ -135,19 +125,7 @@ func (s *sim) memberStart() {
 		} else if m.removed[x] {
 			s.wipe(s.nodes[x])
 		}
-		steps = append(steps, memberStep{kind: stepFences, node: x})
-		if size%2 == 1 { // 2F+1 -> 2F+2
-			f := size / 2
-			a := cfg(cur.PrepareSet, f+1, plus, f+2)
-			steps = append(steps, memberStep{kind: stepConfig, cfg: a})
-			if !s.opts.Variant.NoCatchUp {
-				steps = append(steps, memberStep{kind: stepCatchUp, cfg: a})
-			}
-			steps = append(steps, memberStep{kind: stepConfig, cfg: cfg(plus, f+2, plus, f+2)})
-		} else { // 2F+2 -> 2F+3
-			f := (size - 2) / 2
-			steps = append(steps, memberStep{kind: stepConfig, cfg: cfg(plus, f+2, plus, f+2)})
-		}
+		plan, err = protocol.PlanAdd(cur, xid)
 		m.what = fmt.Sprintf("grow %d -> %d: add node %d", size, size+1, xid)
 	} else {
 		xid := cur.AcceptSet[s.rng.IntN(size)]
@@ -156,35 +134,36 @@ func (s *sim) memberStart() {
 				xid = id // the operator removes the node that lost its disk first
 			}
 		}
-		minus := slices.DeleteFunc(slices.Clone(cur.AcceptSet), func(id protocol.NodeID) bool { return id == xid })
-		if size%2 == 1 { // 2F+3 -> 2F+2
-			f := (size - 3) / 2
-			c := cfg(minus, f+2, minus, f+2)
-			steps = append(steps, memberStep{kind: stepConfig, cfg: c})
-			if !s.opts.Variant.NoCatchUp {
-				steps = append(steps, memberStep{kind: stepCatchUp, cfg: c})
-			}
-		} else { // 2F+2 -> 2F+1
-			f := (size - 2) / 2
-			steps = append(steps,
-				memberStep{kind: stepConfig, cfg: cfg(minus, f+1, cur.AcceptSet, f+2)},
-				memberStep{kind: stepConfig, cfg: cfg(minus, f+1, minus, f+1)})
-		}
-		m.removed[int(xid)-1] = true
+		x = int(xid) - 1
+		plan, err = protocol.PlanRemove(cur, xid)
+		m.removed[x] = true
 		m.what = fmt.Sprintf("shrink %d -> %d: remove node %d", size, size-1, xid)
 	}
-	for _, st := range steps {
-		if st.kind == stepConfig {
-			if err := st.cfg.Validate(); err != nil {
-				s.fail("sim: membership planned an invalid configuration %+v: %v", st.cfg, err)
-				return
-			}
-		}
+	if err != nil {
+		s.fail("sim: membership could not plan to %s: %v", m.what, err)
+		return
 	}
-	m.active, m.steps = true, steps
+	m.active, m.steps = true, s.memberSteps(plan, x)
 	s.stats.MemberChanges++
 	s.tracef("membership: %s", m.what)
 	s.memberBegin()
+}
+
+// memberSteps turns the protocol's plan into the run's steps: the fences
+// copied to node x before a step that asks for it, then the step's
+// configuration, then its catch-up (left out by Variant.NoCatchUp).
+func (s *sim) memberSteps(plan []protocol.PlanStep, x int) []memberStep {
+	var steps []memberStep
+	for _, p := range plan {
+		if p.CopyFences {
+			steps = append(steps, memberStep{kind: stepFences, node: x})
+		}
+		steps = append(steps, memberStep{kind: stepConfig, cfg: p.Config})
+		if p.CatchUp && !s.opts.Variant.NoCatchUp {
+			steps = append(steps, memberStep{kind: stepCatchUp, cfg: p.Config})
+		}
+	}
+	return steps
 }
 
 // memberBegin starts the first step left.
