@@ -2,7 +2,7 @@
 Package server is the node runtime of caspaxos: the packages with goroutines,
 timers and retries around the pure core of package protocol. This package is
 their shared leaf: the seams between them (Transport, Receiver, Forwarder,
-Distancer, Request, Tombstone), the errors they share, the routing rule
+Distancer, Request), the errors they share, the routing rule
 (Home) and the retry delay (Backoff). It holds no goroutine of its own.
 
 One package per concern lives below it; each reaches the others only through

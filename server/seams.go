@@ -84,14 +84,3 @@ type Forwarder interface {
 type Distancer interface {
 	RTT(id protocol.NodeID) (time.Duration, bool)
 }
-
-// Tombstone names a register deletion GC collects: Key, whose state (a
-// tombstone of Version, or no state at all) was accepted under Ballot by
-// every acceptor, leaving Promise there (PROTOCOL.md §9 step 1; see
-// protocol.Proposer.ProposeGC).
-type Tombstone struct {
-	Key     string
-	Ballot  protocol.Ballot
-	Version uint64
-	Promise protocol.Ballot
-}

@@ -84,7 +84,7 @@ func TestCorruptRecordInStore(t *testing.T) {
 			}
 			reg, err := s.Get("k2")
 			wantCorrupt(t, "Get", err, `register "k2"`)
-			if !registersEqual(reg, protocol.Register{}) {
+			if !reg.Equal(protocol.Register{}) {
 				t.Fatalf("Get of a corrupt record returned data: %+v", reg)
 			}
 			var seen []string

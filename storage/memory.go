@@ -74,7 +74,7 @@ func (m *Memory) Remove(key string, expect protocol.Register) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.regs[key]
-	if !ok || !registersEqual(cur, expect) {
+	if !ok || !cur.Equal(expect) {
 		return false, nil
 	}
 	delete(m.regs, key)

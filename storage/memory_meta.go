@@ -122,7 +122,7 @@ func (m *Memory) RemoveMany(expect []Entry) ([]bool, error) {
 	defer m.mu.Unlock()
 	removed := make([]bool, len(expect))
 	for i, e := range expect {
-		if cur, ok := m.regs[e.Key]; ok && registersEqual(cur, e.Register) {
+		if cur, ok := m.regs[e.Key]; ok && cur.Equal(e.Register) {
 			delete(m.regs, e.Key)
 			removed[i] = true
 		}

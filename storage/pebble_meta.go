@@ -150,7 +150,7 @@ func (s *Pebble) RemoveMany(expect []Entry) ([]bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !registersEqual(cur, e.Register) {
+		if !cur.Equal(e.Register) {
 			continue
 		}
 		if err := b.Delete(k, nil); err != nil {

@@ -134,7 +134,7 @@ func (s *Pebble) Remove(key string, expect protocol.Register) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !registersEqual(cur, expect) {
+	if !cur.Equal(expect) {
 		return false, nil
 	}
 	b := s.db.NewBatch()

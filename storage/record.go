@@ -169,11 +169,6 @@ func decodeCeiling(rec []byte) (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
-// registersEqual reports whether two registers are identical (Remove's test).
-func registersEqual(a, b protocol.Register) bool {
-	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
-}
-
 // checkEntries refuses entries a record cannot hold.
 func checkEntries(entries []Entry) error {
 	for _, e := range entries {

@@ -50,7 +50,7 @@ func checkRegisterRecord(t *testing.T, key string, rec []byte, flip uint16) {
 	k := registerKey(key)
 	reg, err := decodeRegister(k, rec)
 	if err != nil {
-		if !errors.Is(err, ErrCorrupt) || !registersEqual(reg, protocol.Register{}) {
+		if !errors.Is(err, ErrCorrupt) || !reg.Equal(protocol.Register{}) {
 			t.Fatalf("decode failed with %v and %+v, want ErrCorrupt and nothing", err, reg)
 		}
 		return
@@ -61,7 +61,7 @@ func checkRegisterRecord(t *testing.T, key string, rec []byte, flip uint16) {
 	bad := bytes.Clone(rec)
 	bit := int(flip) % (8 * len(bad))
 	bad[bit/8] ^= 1 << (bit % 8)
-	if got, err := decodeRegister(k, bad); !errors.Is(err, ErrCorrupt) || !registersEqual(got, protocol.Register{}) {
+	if got, err := decodeRegister(k, bad); !errors.Is(err, ErrCorrupt) || !got.Equal(protocol.Register{}) {
 		t.Fatalf("record with bit %d flipped decoded to %+v, %v; want ErrCorrupt", bit, got, err)
 	}
 	// The checksum covers the key: the record read under another key
@@ -89,7 +89,7 @@ func FuzzRegisterRoundTrip(f *testing.F) {
 			t.Fatalf("record of %d bytes, registerBytes says %d", len(rec), registerBytes(want))
 		}
 		got, err := decodeRegister(k, rec)
-		if err != nil || !registersEqual(got, want) {
+		if err != nil || !got.Equal(want) {
 			t.Fatalf("round trip of %+v gave %+v, %v", want, got, err)
 		}
 		if len(value) > 0 && &got.State.Value[0] == &rec[len(rec)-len(value)] {

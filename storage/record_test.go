@@ -20,7 +20,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	for _, want := range regs {
 		k := registerKey("key")
 		got, err := decodeRegister(k, encodeRegister(k, want))
-		if err != nil || !registersEqual(got, want) {
+		if err != nil || !got.Equal(want) {
 			t.Errorf("round trip of %+v = %+v, %v", want, got, err)
 		}
 	}

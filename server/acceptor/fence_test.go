@@ -38,7 +38,7 @@ func TestAcceptorRefusesFencedMessages(t *testing.T) {
 			t.Fatalf("%v with age %d under fence 5 answered %v, want a conflict naming age 5", m, m.Age, got)
 		}
 	}
-	if reg, _ := st.Get("k"); !registersEqual(reg, protocol.Register{}) {
+	if reg, _ := st.Get("k"); !reg.Equal(protocol.Register{}) {
 		t.Fatalf("a fenced message changed the register: %v", reg)
 	}
 	// Reads pass, and so does the fence's own age.
@@ -81,10 +81,10 @@ func TestAcceptorCollect(t *testing.T) {
 	a.Handle([]protocol.Message{tomb("newer", 8), prepareMsg("promised", 8)})
 	rec.NextN(t, 2) // the promise may leave before the accept
 	servertest.WaitFor(t, "the batch to finish", func() bool { return a.Stats().Batches == 2 })
-	gc := func(key string) server.Tombstone {
-		return server.Tombstone{Key: key, Ballot: ballot(7), Version: 3, Promise: ballot(7)}
+	gc := func(key string) protocol.Tombstone {
+		return protocol.Tombstone{Key: key, Ballot: ballot(7), Version: 3, Promise: ballot(7)}
 	}
-	done, err := a.Collect([]server.Tombstone{gc("gone"), gc("newer"), gc("promised"), gc("live"), gc("absent")})
+	done, err := a.Collect([]protocol.Tombstone{gc("gone"), gc("newer"), gc("promised"), gc("live"), gc("absent")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestAcceptorCollect(t *testing.T) {
 		t.Fatalf("Collect = %v, want %v", done, want)
 	}
 	for key, want := range map[string]bool{"gone": false, "newer": true, "promised": true, "live": true} {
-		if reg, _ := st.Get(key); !registersEqual(reg, protocol.Register{}) != want {
+		if reg, _ := st.Get(key); !reg.Equal(protocol.Register{}) != want {
 			t.Errorf("after Collect, %q holds %v; want kept=%v", key, reg, want)
 		}
 	}

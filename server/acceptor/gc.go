@@ -124,7 +124,7 @@ func (a *Acceptor) enterGC() error {
 // batch stepped them meanwhile (whose write then lands after the removal:
 // Store orders RemoveMany and Apply, and the removal compared the register
 // that batch stepped from). Steps never wait for Collect.
-func (a *Acceptor) Collect(tombs []server.Tombstone) ([]bool, error) {
+func (a *Acceptor) Collect(tombs []protocol.Tombstone) ([]bool, error) {
 	if err := a.enterGC(); err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (a *Acceptor) Collect(tombs []server.Tombstone) ([]bool, error) {
 		i := which[j]
 		done[i] = true
 		a.stats.collected.Add(1)
-		if s := b.slots[i]; s.write == nil && registersEqual(s.reg, expect[j].Register) {
+		if s := b.slots[i]; s.write == nil && s.reg.Equal(expect[j].Register) {
 			s.reg = protocol.Register{}
 		}
 	}
@@ -164,7 +164,7 @@ func (a *Acceptor) Collect(tombs []server.Tombstone) ([]bool, error) {
 // removable decides, under mu, which of b's registers Collect removes: it
 // returns them with their index in tombs, and marks done the tombstones
 // whose register holds something else.
-func (a *Acceptor) removable(b *batch, tombs []server.Tombstone, done []bool) (expect []storage.Entry, which []int) {
+func (a *Acceptor) removable(b *batch, tombs []protocol.Tombstone, done []bool) (expect []storage.Entry, which []int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i, t := range tombs {
@@ -173,24 +173,21 @@ func (a *Acceptor) removable(b *batch, tombs []server.Tombstone, done []bool) (e
 		case s.loadErr != nil || a.failure != nil:
 		case s.write != nil && !s.write.finished():
 			// A write in flight: the store may not hold s.reg yet.
-		case s.reg.State.Exists() || registersEqual(s.reg, protocol.Register{}):
-			done[i] = true // live again, or nothing there: nothing to collect
-		case s.reg.Accepted != t.Ballot || t.Promise.Less(s.reg.Promise):
-			// Still no value, but written or promised since this round's
-			// GC write (a promise may belong to a proposer that read the
-			// tombstone and may yet accept on top of it): not this
-			// round's to remove. Not done either: the item stays queued,
-			// and a later round's fresh GC write collects it.
 		default:
-			s.write = nil // finished: the store holds s.reg
-			expect = append(expect, storage.Entry{Key: t.Key, Register: s.reg})
-			which = append(which, i)
+			switch protocol.Collectible(t, s.reg) {
+			case protocol.CollectDone:
+				done[i] = true // live again, or nothing there
+			case protocol.CollectLater:
+				// Not this round's to remove (a promise may belong to a
+				// proposer that read the tombstone and may yet accept on
+				// top of it); not done either: the item stays queued, and
+				// a later round's fresh GC write collects it.
+			case protocol.CollectRemove:
+				s.write = nil // finished: the store holds s.reg
+				expect = append(expect, storage.Entry{Key: t.Key, Register: s.reg})
+				which = append(which, i)
+			}
 		}
 	}
 	return expect, which
-}
-
-// registersEqual reports whether two registers are identical.
-func registersEqual(a, b protocol.Register) bool {
-	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
 }

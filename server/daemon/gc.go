@@ -80,7 +80,7 @@ func (p *gcPeers) member() error {
 	return nil
 }
 
-func (p *gcPeers) Forget(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) (uint64, error) {
+func (p *gcPeers) Forget(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (uint64, error) {
 	if err := p.member(); err != nil {
 		return 0, err
 	}
@@ -110,7 +110,7 @@ func (p *gcPeers) Fence(ctx context.Context, id protocol.NodeID, ages map[protoc
 	return err
 }
 
-func (p *gcPeers) Collect(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) ([]bool, error) {
+func (p *gcPeers) Collect(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) ([]bool, error) {
 	if err := p.member(); err != nil {
 		return nil, err
 	}
@@ -176,7 +176,7 @@ func (s gcServer) Collect(_ context.Context, r *peerpb.CollectRequest) (*peerpb.
 	return &peerpb.CollectReply{Done: done}, nil
 }
 
-func tombstonesToWire(tombs []server.Tombstone) []*peerpb.Tombstone {
+func tombstonesToWire(tombs []protocol.Tombstone) []*peerpb.Tombstone {
 	out := make([]*peerpb.Tombstone, len(tombs))
 	for i, t := range tombs {
 		out[i] = &peerpb.Tombstone{Key: []byte(t.Key), Ballot: transport.BallotToWire(t.Ballot), Version: t.Version,
@@ -185,10 +185,10 @@ func tombstonesToWire(tombs []server.Tombstone) []*peerpb.Tombstone {
 	return out
 }
 
-func tombstonesFromWire(tombs []*peerpb.Tombstone) []server.Tombstone {
-	out := make([]server.Tombstone, len(tombs))
+func tombstonesFromWire(tombs []*peerpb.Tombstone) []protocol.Tombstone {
+	out := make([]protocol.Tombstone, len(tombs))
 	for i, t := range tombs {
-		out[i] = server.Tombstone{Key: string(t.GetKey()), Ballot: transport.BallotFromWire(t.GetBallot()), Version: t.GetVersion(),
+		out[i] = protocol.Tombstone{Key: string(t.GetKey()), Ballot: transport.BallotFromWire(t.GetBallot()), Version: t.GetVersion(),
 			Promise: transport.BallotFromWire(t.GetPromise())}
 	}
 	return out

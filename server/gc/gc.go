@@ -69,11 +69,11 @@ type Peers interface {
 	Proposers() []protocol.NodeID
 	Acceptors() []protocol.NodeID
 	// Forget runs Proposer.Forget on node id.
-	Forget(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) (age uint64, err error)
+	Forget(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (age uint64, err error)
 	// Fence runs Acceptor.Fence on node id; nil ages is a reachability probe.
 	Fence(ctx context.Context, id protocol.NodeID, ages map[protocol.NodeID]uint64) error
 	// Collect runs Acceptor.Collect on node id.
-	Collect(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) (done []bool, err error)
+	Collect(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (done []bool, err error)
 }
 
 // Writer runs step 1 on the runner's own node: a *Node is one.
@@ -527,14 +527,14 @@ func (g *Runner) round(items []storage.GCItem) error {
 	}
 	keys := distinctKeys(items)
 	done := make(map[string]bool, len(keys))
-	var tombs []server.Tombstone
+	var tombs []protocol.Tombstone
 	for i, r := range g.w.ProposeGC(ctx, keys) {
 		switch {
 		case r.Err != nil:
 		case r.State.Exists():
 			done[keys[i]] = true // live again: nothing to collect
 		default:
-			tombs = append(tombs, server.Tombstone{Key: keys[i], Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise})
+			tombs = append(tombs, protocol.Tombstone{Key: keys[i], Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise})
 		}
 	}
 	err := g.collect(ctx, tombs, done)
@@ -556,7 +556,7 @@ func (g *Runner) round(items []storage.GCItem) error {
 
 // collect runs steps 2 to 4 for tombs and marks done the keys finished on
 // every acceptor.
-func (g *Runner) collect(ctx context.Context, tombs []server.Tombstone, done map[string]bool) error {
+func (g *Runner) collect(ctx context.Context, tombs []protocol.Tombstone, done map[string]bool) error {
 	if len(tombs) == 0 {
 		return nil
 	}

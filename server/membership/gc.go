@@ -63,7 +63,7 @@ func (g *guardedGC) Proposers() []protocol.NodeID { return g.s.Membership().IDs(
 
 func (g *guardedGC) Acceptors() []protocol.NodeID { return g.s.Membership().IDs() }
 
-func (g *guardedGC) Forget(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) (uint64, error) {
+func (g *guardedGC) Forget(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (uint64, error) {
 	g.s.gcMu.RLock()
 	defer g.s.gcMu.RUnlock()
 	if err := g.admit(false); err != nil {
@@ -81,7 +81,7 @@ func (g *guardedGC) Fence(ctx context.Context, id protocol.NodeID, ages map[prot
 	return g.inner.Fence(ctx, id, ages)
 }
 
-func (g *guardedGC) Collect(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) ([]bool, error) {
+func (g *guardedGC) Collect(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) ([]bool, error) {
 	g.s.gcMu.RLock()
 	defer g.s.gcMu.RUnlock()
 	if err := g.admit(false); err != nil {

@@ -1,7 +1,6 @@
 package membership
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 
@@ -106,17 +105,6 @@ func (m Membership) Clone() Membership {
 	return Membership{Config: m.Config.Clone(), Nodes: slices.Clone(m.Nodes)}
 }
 
-// steady reports whether m is a configuration a change may start from: the
-// same acceptors in both sets with majority quorums.
-func (m Membership) steady() bool {
-	c := m.Config
-	p, a := slices.Clone(c.PrepareSet), slices.Clone(c.AcceptSet)
-	slices.Sort(p)
-	slices.Sort(a)
-	q := len(a)/2 + 1
-	return slices.Equal(p, a) && c.PrepareQuorum == q && c.AcceptQuorum == q
-}
-
 // Step is one configuration of a change's plan.
 type Step struct {
 	// Membership is what every node takes in this step.
@@ -132,11 +120,12 @@ type Step struct {
 
 // ErrNotSteady: a change can start only from a configuration with equal
 // sets and majority quorums (a finished change leaves one).
-var ErrNotSteady = errors.New("caspaxos/membership: membership change needs equal prepare and accept sets with majority quorums")
+var ErrNotSteady = protocol.ErrNotSteady
 
-// PlanAdd returns the steps that add x to cur.
+// PlanAdd returns the steps that add x to cur: protocol.PlanAdd's plan of
+// configurations, each with the members it names.
 func PlanAdd(cur Membership, x Member) ([]Step, error) {
-	if !cur.steady() {
+	if !cur.Config.Steady() {
 		return nil, ErrNotSteady
 	}
 	if x.ID == 0 || x.Name == "" || x.PeerAddr == "" {
@@ -147,87 +136,47 @@ func PlanAdd(cur Membership, x Member) ([]Step, error) {
 			return nil, fmt.Errorf("caspaxos/membership: %q (%d) is already a member", x.Name, x.ID)
 		}
 	}
-	old := slices.Clone(cur.Config.AcceptSet)
-	grown := append(slices.Clone(old), x.ID)
-	slices.Sort(grown)
-	nodes := append(slices.Clone(cur.Nodes), x)
-	sortMembers(nodes)
-	v := cur.Version()
-	n := len(old)
-	if n%2 == 1 { // 2F+1 -> 2F+2
-		f := (n - 1) / 2
-		first := protocol.Config{Version: v + 1, PrepareSet: old, PrepareQuorum: f + 1, AcceptSet: grown, AcceptQuorum: f + 2}
-		second := protocol.Config{Version: v + 2, PrepareSet: grown, PrepareQuorum: f + 2, AcceptSet: grown, AcceptQuorum: f + 2}
-		return checkPlan(cur, []Step{
-			{Membership: Membership{Config: first, Nodes: nodes}, CopyFences: true, CatchUp: true},
-			{Membership: Membership{Config: second, Nodes: slices.Clone(nodes)}},
-		})
+	plan, err := protocol.PlanAdd(cur.Config, x.ID)
+	if err != nil {
+		return nil, err
 	}
-	f := (n - 2) / 2 // 2F+2 -> 2F+3
-	c := protocol.Config{Version: v + 1, PrepareSet: grown, PrepareQuorum: f + 2, AcceptSet: slices.Clone(grown), AcceptQuorum: f + 2}
-	return checkPlan(cur, []Step{{Membership: Membership{Config: c, Nodes: nodes}, CopyFences: true}})
+	return withMembers(plan, append(slices.Clone(cur.Nodes), x))
 }
 
-// PlanRemove returns the steps that remove the member called name from cur.
+// PlanRemove returns the steps that remove the member called name from
+// cur: protocol.PlanRemove's plan of configurations, each with the members
+// it names.
 func PlanRemove(cur Membership, name string) ([]Step, error) {
-	if !cur.steady() {
+	if !cur.Config.Steady() {
 		return nil, ErrNotSteady
 	}
 	x, ok := cur.ByName(name)
 	if !ok {
 		return nil, fmt.Errorf("caspaxos/membership: %q is not a member", name)
 	}
-	old := slices.Clone(cur.Config.AcceptSet)
-	n := len(old)
-	if n < 2 {
-		return nil, errors.New("caspaxos/membership: the last member cannot be removed")
+	plan, err := protocol.PlanRemove(cur.Config, x.ID)
+	if err != nil {
+		return nil, err
 	}
-	rest := slices.DeleteFunc(slices.Clone(old), func(id protocol.NodeID) bool { return id == x.ID })
-	nodes := slices.DeleteFunc(slices.Clone(cur.Nodes), func(m Member) bool { return m.ID == x.ID })
-	v := cur.Version()
-	if n%2 == 1 { // 2F+3 -> 2F+2
-		f := (n - 3) / 2
-		c := protocol.Config{Version: v + 1, PrepareSet: rest, PrepareQuorum: f + 2, AcceptSet: slices.Clone(rest), AcceptQuorum: f + 2}
-		return checkPlan(cur, []Step{{Membership: Membership{Config: c, Nodes: nodes}, CatchUp: true}})
-	}
-	f := (n - 2) / 2 // 2F+2 -> 2F+1
-	first := protocol.Config{Version: v + 1, PrepareSet: rest, PrepareQuorum: f + 1, AcceptSet: old, AcceptQuorum: f + 2}
-	second := protocol.Config{Version: v + 2, PrepareSet: slices.Clone(rest), PrepareQuorum: f + 1, AcceptSet: slices.Clone(rest), AcceptQuorum: f + 1}
-	return checkPlan(cur, []Step{
-		{Membership: Membership{Config: first, Nodes: slices.Clone(cur.Nodes)}},
-		{Membership: Membership{Config: second, Nodes: nodes}},
-	})
+	return withMembers(plan, cur.Nodes)
 }
 
-// checkPlan validates every step, and that each step's prepare quorums meet
-// the accept quorums of the step before (an attempt that began before the
-// step may still be accepting with the older configuration while one that
-// began after prepares with the newer: the controller waits for Settled
-// before the next step, so only neighbours overlap).
-func checkPlan(cur Membership, steps []Step) ([]Step, error) {
-	prev := cur.Config
-	for _, s := range steps {
-		if err := s.Membership.Validate(); err != nil {
-			return nil, fmt.Errorf("caspaxos/membership: planned configuration %d: %w", s.Membership.Version(), err)
+// withMembers gives each step of plan the members of known its
+// configuration names, sorted by ID, and checks that each step is a valid
+// Membership (every node named, addressed, once).
+func withMembers(plan []protocol.PlanStep, known []Member) ([]Step, error) {
+	steps := make([]Step, 0, len(plan))
+	for _, p := range plan {
+		m := Membership{Config: p.Config}
+		for _, id := range m.IDs() {
+			if n, ok := (Membership{Nodes: known}).Node(id); ok {
+				m.Nodes = append(m.Nodes, n)
+			}
 		}
-		c := s.Membership.Config
-		if !protocol.QuorumsIntersect(c.PrepareSet, c.PrepareQuorum, prev.AcceptSet, prev.AcceptQuorum) ||
-			!protocol.QuorumsIntersect(prev.PrepareSet, prev.PrepareQuorum, c.AcceptSet, c.AcceptQuorum) {
-			return nil, fmt.Errorf("caspaxos/membership: planned configuration %d does not overlap the one before", c.Version)
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("caspaxos/membership: planned configuration %d: %w", m.Version(), err)
 		}
-		prev = c
+		steps = append(steps, Step{Membership: m, CopyFences: p.CopyFences, CatchUp: p.CatchUp})
 	}
 	return steps, nil
-}
-
-func sortMembers(ms []Member) {
-	slices.SortFunc(ms, func(a, b Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
 }

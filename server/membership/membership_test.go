@@ -43,7 +43,7 @@ func TestPlanQuorums(t *testing.T) {
 			t.Fatalf("add to %d: first step grows the prepare set or has accept quorum %d", n, first.Membership.Config.AcceptQuorum)
 		}
 		last := steps[len(steps)-1].Membership
-		if !last.steady() || len(last.Config.AcceptSet) != n+1 || last.Version() != cur.Version()+uint64(len(steps)) {
+		if !last.Config.Steady() || len(last.Config.AcceptSet) != n+1 || last.Version() != cur.Version()+uint64(len(steps)) {
 			t.Fatalf("add to %d: ends with %+v", n, last.Config)
 		}
 		cur = last
@@ -62,7 +62,7 @@ func TestPlanQuorums(t *testing.T) {
 			t.Fatalf("remove from %d: the prepare set shrinks first", n)
 		}
 		last := steps[len(steps)-1].Membership
-		if _, ok := last.ByName(name); ok || !last.steady() || len(last.Nodes) != n-1 {
+		if _, ok := last.ByName(name); ok || !last.Config.Steady() || len(last.Nodes) != n-1 {
 			t.Fatalf("remove from %d: ends with %+v", n, last)
 		}
 		cur = last
@@ -370,7 +370,7 @@ func TestControllerGrowShrink(t *testing.T) {
 	want := []protocol.NodeID{1, 4, 6}
 	for _, id := range want {
 		st := c.state(id).State()
-		if st.Changing || !slices.Equal(st.Membership.IDs(), want) || !st.Membership.steady() {
+		if st.Changing || !slices.Equal(st.Membership.IDs(), want) || !st.Membership.Config.Steady() {
 			t.Fatalf("node %d ends with %+v", id, st)
 		}
 	}
@@ -441,7 +441,7 @@ func TestControllerResume(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			st := c.state(4).State()
-			if st.Changing || len(st.Membership.IDs()) != 4 || !st.Membership.steady() {
+			if st.Changing || len(st.Membership.IDs()) != 4 || !st.Membership.Config.Steady() {
 				t.Fatalf("after resume: %+v", st)
 			}
 			// The catch-up's accepts reach n4 (a quorum of the others may

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
 )
 
 // Deletion GC's operations on one node (PROTOCOL.md §9; see gc.go).
@@ -15,7 +14,7 @@ func (n *Node) ProposeGC(ctx context.Context, keys []string) []protocol.Result {
 }
 
 // Forget runs step 2 on this node's proposer (Proposer.Forget).
-func (n *Node) Forget(ctx context.Context, tombs []server.Tombstone) (uint64, error) {
+func (n *Node) Forget(ctx context.Context, tombs []protocol.Tombstone) (uint64, error) {
 	return n.proposer.Forget(ctx, tombs)
 }
 
@@ -27,7 +26,7 @@ func (n *Node) Fence(ages map[protocol.NodeID]uint64) error { return n.acceptor.
 func (n *Node) CopyFences(ages map[protocol.NodeID]uint64) error { return n.acceptor.CopyFences(ages) }
 
 // Collect runs step 4 on this node's acceptor (Acceptor.Collect).
-func (n *Node) Collect(tombs []server.Tombstone) ([]bool, error) { return n.acceptor.Collect(tombs) }
+func (n *Node) Collect(tombs []protocol.Tombstone) ([]bool, error) { return n.acceptor.Collect(tombs) }
 
 // LocalGC is gc.Peers over a Local network: every node on it is a proposer
 // and an acceptor, and a call reaches a node as a forward would (a cut
@@ -50,7 +49,7 @@ func (g *LocalGC) Proposers() []protocol.NodeID { return g.ids }
 func (g *LocalGC) Acceptors() []protocol.NodeID { return g.ids }
 
 // Forget implements gc.Peers.
-func (g *LocalGC) Forget(ctx context.Context, id protocol.NodeID, tombs []server.Tombstone) (uint64, error) {
+func (g *LocalGC) Forget(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (uint64, error) {
 	n, _, err := g.net.link(g.from, id)
 	if err != nil {
 		return 0, err
@@ -68,7 +67,7 @@ func (g *LocalGC) Fence(_ context.Context, id protocol.NodeID, ages map[protocol
 }
 
 // Collect implements gc.Peers.
-func (g *LocalGC) Collect(_ context.Context, id protocol.NodeID, tombs []server.Tombstone) ([]bool, error) {
+func (g *LocalGC) Collect(_ context.Context, id protocol.NodeID, tombs []protocol.Tombstone) ([]bool, error) {
 	n, _, err := g.net.link(g.from, id)
 	if err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func (p *Proposer) identityEach(ctx context.Context, keys []string, mark func(*c
 // tombstone. It returns the new age once it is persisted; the acceptors'
 // fences (step 3) use it. With no tombstones it returns the age and
 // changes nothing (a probe). server.ErrStopped if the driver stopped first.
-func (p *Proposer) Forget(ctx context.Context, tombs []server.Tombstone) (uint64, error) {
+func (p *Proposer) Forget(ctx context.Context, tombs []protocol.Tombstone) (uint64, error) {
 	fc := &forgetCall{tombs: tombs, result: make(chan uint64, 1)}
 	select {
 	case p.forgets <- fc:

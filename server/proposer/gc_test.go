@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/servertest"
 )
 
@@ -23,7 +22,7 @@ func TestProposerForgetPersistsAgeAndRestores(t *testing.T) {
 		t.Fatalf("probe Forget = %d, %v", age, err)
 	}
 	far := protocol.Ballot{Counter: 1 << 30, Proposer: 2}
-	age, err := p.Forget(ctx, []server.Tombstone{{Key: "k", Ballot: far, Version: 9}, {Key: "j", Ballot: far, Version: 9}})
+	age, err := p.Forget(ctx, []protocol.Tombstone{{Key: "k", Ballot: far, Version: 9}, {Key: "j", Ballot: far, Version: 9}})
 	if err != nil || age != 2 || ceil.age.Load() != 2 {
 		t.Fatalf("Forget = %d, %v (persisted %d); want 2, persisted", age, err, ceil.age.Load())
 	}
@@ -41,7 +40,7 @@ func TestProposerForgetPersistsAgeAndRestores(t *testing.T) {
 	// ceiling, and the proposer keeps working.
 	before := ceil.v.Load()
 	top := protocol.Ballot{Counter: math.MaxUint64, Proposer: 2}
-	if age, err := p.Forget(ctx, []server.Tombstone{{Key: "k", Ballot: top, Version: 9}}); !errors.Is(err, protocol.ErrExhausted) || age != 2 {
+	if age, err := p.Forget(ctx, []protocol.Tombstone{{Key: "k", Ballot: top, Version: 9}}); !errors.Is(err, protocol.ErrExhausted) || age != 2 {
 		t.Fatalf("Forget of a tombstone at counter 2^64-1 = %d, %v; want 2, ErrExhausted", age, err)
 	}
 	if c := ceil.v.Load(); c != before {

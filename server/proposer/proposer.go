@@ -159,7 +159,7 @@ type call struct {
 
 // forgetCall is one Forget waiting for the driver.
 type forgetCall struct {
-	tombs  []server.Tombstone
+	tombs  []protocol.Tombstone
 	result chan uint64 // the age, once persisted
 	err    error       // set by the driver before result is sent
 }

@@ -78,7 +78,7 @@ func (x *Ballot) GetProposer() uint64 {
 	return 0
 }
 
-// Tombstone is a server.Tombstone: key's tombstone of version, accepted
+// Tombstone is a protocol.Tombstone: key's tombstone of version, accepted
 // under ballot by every acceptor, which left promise there.
 type Tombstone struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
