@@ -155,7 +155,7 @@ func (m *crashModel) verify(t *testing.T, s storage.Store, acked map[string]uint
 		seq, batch, ok := parseCrashRegister(reg)
 		var writer int
 		fmt.Sscanf(key, "w%d/", &writer)
-		if !ok || !equalRegister(reg, crashRegister(writer, seq, batch)) {
+		if !ok || !reg.Equal(crashRegister(writer, seq, batch)) {
 			t.Errorf("%s holds a register no writer wrote: %+v", key, reg)
 			return false
 		}
@@ -192,10 +192,6 @@ func (m *crashModel) checkAtomic(t *testing.T, s storage.Store, found map[string
 			}
 		}
 	}
-}
-
-func equalRegister(a, b protocol.Register) bool {
-	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
 }
 
 // TestCrashRecovery runs writers on a crashable in-memory filesystem,

@@ -179,7 +179,7 @@ func checkAfterKill(t *testing.T, dir string, acked map[string]uint64, ceiling u
 			reg protocol.Register
 		}{{ka, ra}, {kb, rb}} {
 			p := kr.reg.Promise.Counter
-			if p > 0 && !equalRegister(kr.reg, killRegister(kr.key, p)) {
+			if p > 0 && !kr.reg.Equal(killRegister(kr.key, p)) {
 				t.Errorf("%s holds %+v, which the child never wrote", kr.key, kr.reg)
 			}
 			if p < acked[kr.key] {

@@ -166,7 +166,7 @@ func testConcurrentApply(t *testing.T, s storage.Store) {
 	for i := range 4 {
 		got := mustGet(t, s, fmt.Sprintf("shared/%d", i))
 		n := got.State.Version
-		if n%perWriter%4 != uint64(i) || !equal(got, reg(n, "shared")) {
+		if n%perWriter%4 != uint64(i) || !got.Equal(reg(n, "shared")) {
 			t.Errorf("shared/%d holds %s, which no writer wrote there", i, describe(got))
 		}
 	}
@@ -203,7 +203,7 @@ func testConcurrentGetApply(t *testing.T, s storage.Store) {
 					return
 				}
 				v := got.State.Version
-				if v < last || (v > 0 && !equal(got, reg(v, key))) {
+				if v < last || (v > 0 && !got.Equal(reg(v, key))) {
 					t.Errorf("Get(%q) = %s after version %d", key, describe(got), last)
 					return
 				}

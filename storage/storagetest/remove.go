@@ -112,7 +112,7 @@ func testRemoveAtomicWithApply(t *testing.T, s storage.Store) {
 		switch {
 		case got.State.Version == 0 && !asked:
 			t.Errorf("version %d vanished, but no Remove expected it", v)
-		case got.State.Version != 0 && !equal(got, reg(v, "v")):
+		case got.State.Version != 0 && !got.Equal(reg(v, "v")):
 			t.Errorf("wrote version %d, read %s", v, describe(got))
 		}
 	}

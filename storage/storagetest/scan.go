@@ -122,7 +122,7 @@ func testScanReentrant(t *testing.T, s storage.Store) {
 	n := 0
 	err := s.Scan("", func(k string, r protocol.Register) bool {
 		n++
-		if got := mustGet(t, s, k); !equal(got, r) {
+		if got := mustGet(t, s, k); !got.Equal(r) {
 			t.Errorf("Get(%q) inside Scan = %s, want %s", k, describe(got), describe(r))
 		}
 		if _, err := s.Remove(k, r); err != nil {

@@ -78,12 +78,6 @@ func reg(n uint64, value string) protocol.Register {
 	}
 }
 
-// equal reports whether two registers are identical, nil and empty values
-// being equal (a Store may return either for an empty value).
-func equal(a, b protocol.Register) bool {
-	return a.Promise == b.Promise && a.Accepted == b.Accepted && a.State.Equal(b.State)
-}
-
 func describe(r protocol.Register) string {
 	return fmt.Sprintf("{promise %s accepted %s state %s}", r.Promise, r.Accepted, r.State)
 }
@@ -106,7 +100,7 @@ func mustGet(t *testing.T, s storage.Store, key string) protocol.Register {
 
 func wantReg(t *testing.T, s storage.Store, key string, want protocol.Register) {
 	t.Helper()
-	if got := mustGet(t, s, key); !equal(got, want) {
+	if got := mustGet(t, s, key); !got.Equal(want) {
 		t.Fatalf("Get(%q) = %s, want %s", key, describe(got), describe(want))
 	}
 }
@@ -174,7 +168,7 @@ func testRoundTrip(t *testing.T, s storage.Store) {
 		t.Fatalf("Scan gave %d keys, want %d", len(keys), len(applied))
 	}
 	for i, k := range keys {
-		if want := applied[k]; !equal(regs[i], want) {
+		if want := applied[k]; !regs[i].Equal(want) {
 			t.Errorf("Scan gave %q = %s, want %s", k, describe(regs[i]), describe(want))
 		}
 	}
