@@ -21,6 +21,7 @@ the graph):
 	membership/  membership change: plans, the controller, the catch-up, and the
 	             Keeper of one node's membership state (PROTOCOL.md §8)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
+	peerapi/     the peer port's Admin and GC services and their clients
 	daemon/      assembly: one node of a network cluster from a nested Config
 	servertest/, node/nodetest/
 	             what the packages' tests share; only tests import them

@@ -25,31 +25,3 @@ func (t *Transport) GC(id protocol.NodeID) (peerpb.GCClient, error) {
 	}
 	return peerpb.NewGCClient(l.conn), nil
 }
-
-// BallotToWire converts a ballot into its wire form.
-func BallotToWire(b protocol.Ballot) *peerpb.Ballot {
-	return &peerpb.Ballot{Counter: b.Counter, Proposer: uint64(b.Proposer)}
-}
-
-// BallotFromWire converts a ballot back; nil is the zero ballot.
-func BallotFromWire(b *peerpb.Ballot) protocol.Ballot {
-	return protocol.Ballot{Counter: b.GetCounter(), Proposer: protocol.NodeID(b.GetProposer())}
-}
-
-// AgesToWire converts age fences (proposer to minimum age) into their wire form.
-func AgesToWire(ages map[protocol.NodeID]uint64) map[uint64]uint64 {
-	out := make(map[uint64]uint64, len(ages))
-	for id, age := range ages {
-		out[uint64(id)] = age
-	}
-	return out
-}
-
-// AgesFromWire converts age fences back.
-func AgesFromWire(ages map[uint64]uint64) map[protocol.NodeID]uint64 {
-	out := make(map[protocol.NodeID]uint64, len(ages))
-	for id, age := range ages {
-		out[protocol.NodeID(id)] = age
-	}
-	return out
-}

@@ -50,6 +50,9 @@ var allowed = map[string][]string{
 	"server/node":       {"protocol", "kv", "storage", "server", "server/acceptor", "server/proposer"},
 	"server/membership": {"protocol", "kv", "storage", "server", "server/node", "server/gc", "server/proposer"},
 	"server/clientapi":  {"api", "kv", "protocol"},
+	// The peer port's services: their wire, and the errors of the
+	// packages whose calls they carry.
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if
@@ -176,6 +179,9 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/node/nodetest", module + "/server/servertest", true},
 		{"cmd/caspaxos", module + "/internal/sim", false},
 		{"client", module + "/server", false},
+		{"server/peerapi", module + "/transport/peerpb", true},
+		{"server/peerapi", module + "/server/node", false},
+		{"server/peerapi", module + "/server/daemon", false},
 	}
 	for _, tt := range tests {
 		if got := violation(tt.dir, tt.imp); (got == "") != tt.ok {

@@ -24,9 +24,9 @@ import (
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
-	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Daemon is one running node.
@@ -40,7 +40,7 @@ type Daemon struct {
 	node      *node.Node
 	members   *membership.Keeper // membership.go
 	ctl       *membership.Controller
-	admin     *adminPeers
+	admin     *peerapi.AdminClients
 	gc        atomic.Pointer[gc.Runner] // gc.go; nil when disabled
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
@@ -210,7 +210,7 @@ func (d *Daemon) startNode() error {
 	d.node = node
 	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
-	d.admin = &adminPeers{}
+	d.admin = &peerapi.AdminClients{}
 	self := membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(membership.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.cfg.DataDir},
 		d.members.Membership, d.log)
@@ -234,8 +234,7 @@ func (d *Daemon) startNode() error {
 
 func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
-	peerpb.RegisterAdminServer(d.peerSrv, adminServer{d: d})
-	peerpb.RegisterGCServer(d.peerSrv, gcServer{d: d})
+	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
 	d.tr.Serve(peerLis, d.peerSrv)
 
 	// gRPC and HTTP/1 share the client address: gRPC connections begin
@@ -319,8 +318,8 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 		if !ok {
 			continue
 		}
-		if info.GetVersion() > m.Version() && info.CallerListed != nil && !info.GetCallerListed() && !info.GetChanging() {
-			return info.GetVersion()
+		if info.Version > m.Version() && info.CallerListed != nil && !*info.CallerListed && !info.Changing {
+			return info.Version
 		}
 	}
 	return 0
@@ -329,11 +328,11 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 // memberInfo asks member m for its Info (naming this node as the caller);
 // ok is false if it did not answer within a second, or if another node
 // (another incarnation) answers at its address.
-func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (*peerpb.InfoReply, bool) {
+func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (peerapi.Info, bool) {
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	info, err := d.admin.info(ictx, m.PeerAddr, d.id)
-	return info, err == nil && protocol.NodeID(info.GetId()) == m.ID
+	info, err := d.admin.Info(ictx, m.PeerAddr, d.id, "")
+	return info, err == nil && info.ID == m.ID
 }
 
 // probeHold asks the controller of the change that holds this node (held)
@@ -489,7 +488,7 @@ func (d *Daemon) Stop() error {
 			gc.Stop()
 		}
 		d.ctl.Stop()
-		d.admin.close()
+		d.admin.Close()
 		d.node.Stop()
 		d.peerSrv.Stop()
 		d.tr.Close()

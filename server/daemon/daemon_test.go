@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/membership"
-	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // freeAddrs returns n loopback addresses that were free a moment ago.
@@ -380,21 +380,21 @@ func TestRemovedWhileDownStops(t *testing.T) {
 // from a node that predates the question (see probeRemoved).
 func TestInfoSaysWhetherCallerListed(t *testing.T) {
 	c := newTestCluster(t, 3)
-	a := adminServer{d: c.daemons[0]}
 	for _, tc := range []struct {
-		caller uint64
+		caller protocol.NodeID
 		want   *bool
 	}{
 		{0, nil},
-		{uint64(c.daemons[1].id), proto.Bool(true)},
-		{uint64(c.daemons[1].id) + 12345, proto.Bool(false)},
+		{c.daemons[1].id, proto.Bool(true)},
+		{c.daemons[1].id + 12345, proto.Bool(false)},
 	} {
-		r, err := a.Info(context.Background(), &peerpb.InfoRequest{Caller: tc.caller})
+		// Through the Admin service of node 0, as its peers ask it.
+		r, err := c.daemons[1].admin.Info(context.Background(), c.cfgs[0].PeerAddr, tc.caller, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if (r.CallerListed == nil) != (tc.want == nil) || r.CallerListed != nil && *r.CallerListed != *tc.want || r.GetChanging() {
-			t.Errorf("caller %d: caller_listed %v changing %v, want %v and false", tc.caller, r.CallerListed, r.GetChanging(), tc.want)
+		if (r.CallerListed == nil) != (tc.want == nil) || r.CallerListed != nil && *r.CallerListed != *tc.want || r.Changing {
+			t.Errorf("caller %d: caller_listed %v changing %v, want %v and false", tc.caller, r.CallerListed, r.Changing, tc.want)
 		}
 	}
 }

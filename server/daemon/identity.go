@@ -316,30 +316,30 @@ func (d *Daemon) sealLoop(ctx context.Context) {
 func (d *Daemon) confirm(ctx context.Context, ms membership.Membership, m membership.Member) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, sealCallTimeout)
 	defer cancel()
-	r, err := d.admin.infoAs(cctx, m.PeerAddr, d.id, d.ident.Incarnation)
-	if err != nil || r.GetId() != uint64(m.ID) {
+	r, err := d.admin.Info(cctx, m.PeerAddr, d.id, d.ident.Incarnation)
+	if err != nil || r.ID != m.ID {
 		return false, nil // down, or another node at its address: ask again
 	}
 	fix := fmt.Sprintf("to bring this node back, run `caspaxos members remove %s` against a running member, empty this node's data directory (%s), start it with --join and run `caspaxos members add %s=%s`",
 		d.cfg.Name, d.cfg.DataDir, d.cfg.Name, d.cfg.PeerAddr)
-	switch known := r.GetCallerIncarnation(); {
-	case r.CallerListed != nil && !r.GetCallerListed():
+	switch known := r.CallerIncarnation; {
+	case r.CallerListed != nil && !*r.CallerListed:
 		return false, fmt.Errorf("%w: member %s uses membership version %d, which does not list %s (it was removed, or this directory was started with another cluster's --cluster); %s",
-			errIdentity, m.Name, r.GetVersion(), d.cfg.Name, fix)
+			errIdentity, m.Name, r.Version, d.cfg.Name, fix)
 	case known != "" && known != d.ident.Incarnation:
 		return false, fmt.Errorf("%w: member %s knows %s by incarnation %s, and this data directory is incarnation %s: it was emptied, replaced or restored since %s last served, and serving under that identity could lose acknowledged writes; %s",
 			errIdentity, m.Name, d.cfg.Name, known, d.ident.Incarnation, d.cfg.Name, fix)
-	case d.dirAge == dirNew && r.GetVersion() > ms.Version():
+	case d.dirAge == dirNew && r.Version > ms.Version():
 		return false, fmt.Errorf("%w: member %s uses membership version %d, and this node started on a new data directory from --cluster (version %d): the cluster has moved past its bootstrap membership, whose quorums may not meet the current ones; %s",
-			errIdentity, m.Name, r.GetVersion(), ms.Version(), fix)
-	case known == "" || r.GetIncarnation() == "":
+			errIdentity, m.Name, r.Version, ms.Version(), fix)
+	case known == "" || r.Incarnation == "":
 		return false, nil // it predates incarnations: ask again
 	}
-	if k, err := d.book.learn(m.ID, r.GetIncarnation()); err != nil {
+	if k, err := d.book.learn(m.ID, r.Incarnation); err != nil {
 		return false, err
-	} else if k != r.GetIncarnation() {
+	} else if k != r.Incarnation {
 		d.log.Warn("a member answers with another data directory than the one this node knows it by; it must be removed and added again",
-			"member", m.Name, "known_incarnation", k, "incarnation", r.GetIncarnation())
+			"member", m.Name, "known_incarnation", k, "incarnation", r.Incarnation)
 		return false, nil
 	}
 	return true, nil

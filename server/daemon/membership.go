@@ -4,22 +4,14 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/membership"
+	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/storage"
-	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
 // Membership change on a networked node (PROTOCOL.md §8; the steps are in
@@ -151,31 +143,30 @@ func (c changeStore) SaveChange(ch *membership.Change) error {
 	return storage.WriteStateFile(c.dir, changeFile, b)
 }
 
-// adminServer serves the Admin service on the peer address.
-type adminServer struct {
-	peerpb.UnimplementedAdminServer
-	d *Daemon
-}
+// adminNode is what this node's Admin service asks of it (peerapi.Admin).
+type adminNode struct{ d *Daemon }
 
-func (a adminServer) Info(_ context.Context, r *peerpb.InfoRequest) (*peerpb.InfoReply, error) {
+var _ peerapi.Admin = adminNode{}
+
+// Info implements peerapi.Admin.
+func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (peerapi.Info, error) {
 	st := a.d.members.State()
-	out := &peerpb.InfoReply{Name: a.d.cfg.Name, Id: uint64(a.d.id), Version: st.Membership.Version(), Changing: st.Changing,
+	out := peerapi.Info{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
 		Incarnation: a.d.ident.Incarnation}
-	if r.GetCaller() != 0 {
-		caller := protocol.NodeID(r.GetCaller())
+	if caller != 0 {
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed
 		if listed && caller != a.d.id {
 			// Recorded before the answer that may let the caller seal
 			// (identity.go, step 1).
-			inc, err := a.d.book.learn(caller, r.GetCallerIncarnation())
+			inc, err := a.d.book.learn(caller, callerIncarnation)
 			if err != nil {
-				return nil, status.Error(codes.Unavailable, err.Error())
+				return peerapi.Info{}, err
 			}
 			out.CallerIncarnation = inc
 		}
 	}
-	out.Controls, out.ChangeId = a.d.storedChange()
+	out.Controls, out.ChangeID = a.d.storedChange()
 	return out, nil
 }
 
@@ -189,7 +180,7 @@ func (d *Daemon) checkServing() error {
 	if d.serving.Load() {
 		return nil
 	}
-	return status.Error(codes.Unavailable, d.sealWait.err().Error())
+	return peerapi.Unavailable(d.sealWait.err())
 }
 
 // storedChange says whether this node's controller stores a change, and
@@ -209,221 +200,61 @@ func (d *Daemon) storedChange() (controls *bool, id string) {
 	return &c, id
 }
 
-func (a adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
+// SetState implements peerapi.Admin.
+func (a adminNode) SetState(ctx context.Context, st membership.NodeState) error {
+	if err := a.d.checkServing(); err != nil {
+		return err
+	}
+	return a.d.members.Set(ctx, st)
+}
+
+// Settled implements peerapi.Admin.
+func (a adminNode) Settled(ctx context.Context, version uint64) (bool, error) {
+	return a.d.members.Settled(ctx, version)
+}
+
+// Fences implements peerapi.Admin.
+func (a adminNode) Fences() (map[protocol.NodeID]uint64, error) { return a.d.store.Fences() }
+
+// CopyFences implements peerapi.Admin.
+func (a adminNode) CopyFences(ages map[protocol.NodeID]uint64) error {
+	return a.d.node.CopyFences(ages)
+}
+
+// ScanKeys implements peerapi.Admin.
+func (a adminNode) ScanKeys(start string, limit int) ([]string, error) {
 	if err := a.d.checkServing(); err != nil {
 		return nil, err
 	}
-	var st membership.NodeState
-	if err := json.Unmarshal(r.GetStateJson(), &st); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if err := a.d.members.Set(ctx, st); err != nil {
-		switch {
-		case errors.Is(err, membership.ErrMembershipHeld):
-			return nil, status.Error(codes.Aborted, err.Error())
-		case errors.Is(err, membership.ErrMembershipOlder):
-			return nil, status.Error(codes.OutOfRange, err.Error())
-		case errors.Is(err, membership.ErrMembershipConflict):
-			return nil, status.Error(codes.AlreadyExists, err.Error())
-		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	}
-	return &peerpb.SetStateReply{}, nil
+	return membership.ScanKeys(a.d.store, start, limit)
 }
 
-func (a adminServer) Settled(ctx context.Context, r *peerpb.SettledRequest) (*peerpb.SettledReply, error) {
-	ok, err := a.d.members.Settled(ctx, r.GetVersion())
+// ReleaseHold implements peerapi.Admin: releaseHold on this node.
+func (a adminNode) ReleaseHold(ctx context.Context, force bool) (peerapi.Hold, error) {
+	released, held, err := a.d.releaseHold(ctx, force)
 	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+		return peerapi.Hold{}, err
 	}
-	return &peerpb.SettledReply{Settled: ok}, nil
-}
-
-func (a adminServer) Fences(context.Context, *peerpb.FencesRequest) (*peerpb.FencesReply, error) {
-	f, err := a.d.store.Fences()
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	out := &peerpb.FencesReply{Ages: map[uint64]uint64{}}
-	for id, age := range f {
-		out.Ages[uint64(id)] = age
+	out := peerapi.Hold{Released: released}
+	if held.Changing {
+		out.Controller, out.ChangeID = held.Controller, held.ChangeID
 	}
 	return out, nil
-}
-
-func (a adminServer) SetFences(_ context.Context, r *peerpb.FencesReply) (*peerpb.SetFencesReply, error) {
-	ages := map[protocol.NodeID]uint64{}
-	for id, age := range r.GetAges() {
-		ages[protocol.NodeID(id)] = age
-	}
-	if err := a.d.node.CopyFences(ages); err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	return &peerpb.SetFencesReply{}, nil
-}
-
-func (a adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*peerpb.ScanKeysReply, error) {
-	if err := a.d.checkServing(); err != nil {
-		return nil, err
-	}
-	limit := int(min(max(r.GetLimit(), 1), 1<<14))
-	keys, err := membership.ScanKeys(a.d.store, string(r.GetStart()), limit)
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	out := &peerpb.ScanKeysReply{Keys: make([][]byte, len(keys))}
-	for i, k := range keys {
-		out.Keys[i] = []byte(k)
-	}
-	return out, nil
-}
-
-// adminPeers is the controller's membership.Peers over the Admin service,
-// one connection per peer address.
-type adminPeers struct {
-	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	closed bool // by close: no new connections
-}
-
-func (p *adminPeers) client(addr string) (peerpb.AdminClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, errors.New("caspaxos/daemon: the node is stopping")
-	}
-	if c := p.conns[addr]; c != nil {
-		return peerpb.NewAdminClient(c), nil
-	}
-	// Wait for a (re)starting peer within the call's deadline, and retry
-	// its address often: a replaced node comes back at the same address.
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
-		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: time.Second,
-			Backoff: backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond}}))
-	if err != nil {
-		return nil, err
-	}
-	if p.conns == nil {
-		p.conns = map[string]*grpc.ClientConn{}
-	}
-	p.conns[addr] = c
-	return peerpb.NewAdminClient(c), nil
-}
-
-func (p *adminPeers) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns, p.closed = nil, true
-}
-
-// info asks the node at addr for its name and ID, its membership version,
-// and whether that membership lists caller (0: none).
-func (p *adminPeers) info(ctx context.Context, addr string, caller protocol.NodeID) (*peerpb.InfoReply, error) {
-	return p.infoAs(ctx, addr, caller, "")
-}
-
-// infoAs is info that also tells the node the caller's incarnation, which
-// it records if it knows none (identity.go).
-func (p *adminPeers) infoAs(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (*peerpb.InfoReply, error) {
-	c, err := p.client(addr)
-	if err != nil {
-		return nil, err
-	}
-	return c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller), CallerIncarnation: incarnation})
-}
-
-func (p *adminPeers) SetState(ctx context.Context, to membership.Member, st membership.NodeState) error {
-	c, err := p.client(to.PeerAddr)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	_, err = c.SetState(ctx, &peerpb.SetStateRequest{StateJson: b})
-	switch status.Code(err) {
-	case codes.Aborted:
-		return fmt.Errorf("%w: %v", membership.ErrMembershipHeld, err)
-	case codes.OutOfRange:
-		return fmt.Errorf("%w: %v", membership.ErrMembershipOlder, err)
-	case codes.AlreadyExists:
-		return fmt.Errorf("%w: %v", membership.ErrMembershipConflict, err)
-	}
-	return err
-}
-
-func (p *adminPeers) Settled(ctx context.Context, to membership.Member, version uint64) (bool, error) {
-	c, err := p.client(to.PeerAddr)
-	if err != nil {
-		return false, err
-	}
-	r, err := c.Settled(ctx, &peerpb.SettledRequest{Version: version})
-	return r.GetSettled(), err
-}
-
-func (p *adminPeers) Fences(ctx context.Context, to membership.Member) (map[protocol.NodeID]uint64, error) {
-	c, err := p.client(to.PeerAddr)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.Fences(ctx, &peerpb.FencesRequest{})
-	if err != nil {
-		return nil, err
-	}
-	out := map[protocol.NodeID]uint64{}
-	for id, age := range r.GetAges() {
-		out[protocol.NodeID(id)] = age
-	}
-	return out, nil
-}
-
-func (p *adminPeers) SetFences(ctx context.Context, to membership.Member, ages map[protocol.NodeID]uint64) error {
-	c, err := p.client(to.PeerAddr)
-	if err != nil {
-		return err
-	}
-	r := &peerpb.FencesReply{Ages: map[uint64]uint64{}}
-	for id, age := range ages {
-		r.Ages[uint64(id)] = age
-	}
-	_, err = c.SetFences(ctx, r)
-	return err
-}
-
-func (p *adminPeers) ScanKeys(ctx context.Context, to membership.Member, start string, limit int) ([]string, error) {
-	c, err := p.client(to.PeerAddr)
-	if err != nil {
-		return nil, err
-	}
-	r, err := c.ScanKeys(ctx, &peerpb.ScanKeysRequest{Start: []byte(start), Limit: uint32(limit)})
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, len(r.GetKeys()))
-	for i, k := range r.GetKeys() {
-		keys[i] = string(k)
-	}
-	return keys, nil
 }
 
 // AddMember adds the node serving the peer address addr under name, and
 // returns once the change is done (or ctx ends: it then goes on).
 func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	info, err := d.admin.info(ictx, addr, 0)
+	info, err := d.admin.Info(ictx, addr, 0, "")
 	cancel()
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: asking the node at %s for its ID: %w", addr, err)
 	}
-	if info.GetName() != name {
-		return fmt.Errorf("caspaxos/daemon: the node at %s is called %q, not %q", addr, info.GetName(), name)
+	if info.Name != name {
+		return fmt.Errorf("caspaxos/daemon: the node at %s is called %q, not %q", addr, info.Name, name)
 	}
-	done, err := d.ctl.Add(membership.Member{Name: name, ID: protocol.NodeID(info.GetId()), PeerAddr: addr})
+	done, err := d.ctl.Add(membership.Member{Name: name, ID: info.ID, PeerAddr: addr})
 	if err != nil {
 		return err
 	}

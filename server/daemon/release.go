@@ -5,17 +5,10 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/membership"
-	"github.com/caspaxos/caspaxos/transport/peerpb"
+	"github.com/caspaxos/caspaxos/server/peerapi"
 )
-
-// errHoldInUse: a release of a hold whose controller still runs its
-// change, or is a member that cannot be asked (without force).
-var errHoldInUse = errors.New("caspaxos/daemon: the hold cannot be released")
 
 // askController asks ctl, the controller of the change holding this node
 // (held), whether it stores a change and which. ok is false when it cannot
@@ -27,15 +20,15 @@ func (d *Daemon) askController(ctx context.Context, ctl membership.Member, held 
 		return controls, changeID, controls != nil
 	}
 	info, ok := d.memberInfo(ctx, ctl)
-	if !ok || info.GetVersion() < held.Membership.Version() {
+	if !ok || info.Version < held.Membership.Version() {
 		return nil, "", false
 	}
-	return info.Controls, info.GetChangeId(), info.Controls != nil
+	return info.Controls, info.ChangeID, info.Controls != nil
 }
 
 // releaseHold frees this node of the membership change that holds it, on
 // an operator's word that the change's controller is gone. It refuses
-// (errHoldInUse) when the controller answers that it still runs that
+// (peerapi.ErrHoldInUse) when the controller answers that it still runs that
 // change, and when the controller is a member that cannot be asked,
 // unless force: a member may only be unreachable for a while, and a change
 // it still runs must keep the nodes it holds. A controller that is not a
@@ -53,12 +46,12 @@ func (d *Daemon) releaseHold(ctx context.Context, force bool) (released bool, he
 		controls, changeID, answered = d.askController(ctx, ctl, held)
 		if answered && !holdOver(controls, changeID, held) {
 			return false, held, fmt.Errorf("%w: %s still runs the change (%s) that holds %s; the node is freed when it ends",
-				errHoldInUse, held.Controller, held.ChangeID, d.cfg.Name)
+				peerapi.ErrHoldInUse, held.Controller, held.ChangeID, d.cfg.Name)
 		}
 	}
 	if !answered && member && !force {
 		return false, held, fmt.Errorf("%w: %s is held by %s's change (%s), and %s is a member that does not answer; if it is down for good, release with force",
-			errHoldInUse, d.cfg.Name, held.Controller, held.ChangeID, held.Controller)
+			peerapi.ErrHoldInUse, d.cfg.Name, held.Controller, held.ChangeID, held.Controller)
 	}
 	released, err = d.members.ReleaseStale(held)
 	if err != nil {
@@ -80,7 +73,7 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 	if name != "" {
 		x, ok := m.ByName(name)
 		if !ok {
-			return nil, fmt.Errorf("%w: %q is not a member", errHoldInUse, name)
+			return nil, fmt.Errorf("%w: %q is not a member", peerapi.ErrHoldInUse, name)
 		}
 		targets = []membership.Member{x}
 	}
@@ -109,33 +102,10 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 
 // releaseHoldAt runs releaseHold on member x.
 func (d *Daemon) releaseHoldAt(ctx context.Context, x membership.Member, force bool, r *clientapi.HoldRelease) error {
-	c, err := d.admin.client(x.PeerAddr)
+	h, err := d.admin.ReleaseHold(ctx, x.PeerAddr, force)
 	if err != nil {
 		return err
 	}
-	reply, err := c.ReleaseHold(ctx, &peerpb.ReleaseHoldRequest{Force: force})
-	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-			return fmt.Errorf("%w: %s", errHoldInUse, st.Message())
-		}
-		return err
-	}
-	r.Released, r.Controller, r.ChangeID = reply.GetReleased(), reply.GetController(), reply.GetChangeId()
+	r.Released, r.Controller, r.ChangeID = h.Released, h.Controller, h.ChangeID
 	return nil
-}
-
-// ReleaseHold serves Admin.ReleaseHold: releaseHold on this node.
-func (a adminServer) ReleaseHold(ctx context.Context, r *peerpb.ReleaseHoldRequest) (*peerpb.ReleaseHoldReply, error) {
-	released, held, err := a.d.releaseHold(ctx, r.GetForce())
-	if errors.Is(err, errHoldInUse) {
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
-	}
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	out := &peerpb.ReleaseHoldReply{Released: released}
-	if held.Changing {
-		out.Controller, out.ChangeId = held.Controller, held.ChangeID
-	}
-	return out, nil
 }

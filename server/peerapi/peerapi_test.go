@@ -1,0 +1,199 @@
+package peerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/acceptor"
+	"github.com/caspaxos/caspaxos/server/membership"
+	"github.com/caspaxos/caspaxos/transport/peerpb"
+)
+
+// Every error of the table reaches the peer as its code, whatever wraps it,
+// and the client turns the code back into the error; an error outside the
+// table gets the handler's fallback, and Unavailable wins over the table.
+func TestErrorTable(t *testing.T) {
+	for _, tc := range []struct {
+		err      error
+		fallback codes.Code
+		want     codes.Code
+	}{
+		{membership.ErrMembershipHeld, codes.FailedPrecondition, codes.Aborted},
+		{membership.ErrMembershipOlder, codes.FailedPrecondition, codes.OutOfRange},
+		{membership.ErrMembershipConflict, codes.FailedPrecondition, codes.AlreadyExists},
+		{ErrHoldInUse, codes.Unavailable, codes.FailedPrecondition},
+		{protocol.ErrExhausted, codes.Unavailable, codes.InvalidArgument},
+		{acceptor.ErrFenceTooHigh, codes.Unavailable, codes.InvalidArgument},
+		{errors.New("disk on fire"), codes.Unavailable, codes.Unavailable},
+		{errors.New("disk on fire"), codes.FailedPrecondition, codes.FailedPrecondition},
+		{Unavailable(fmt.Errorf("sealing: %w", membership.ErrMembershipHeld)), codes.FailedPrecondition, codes.Unavailable},
+	} {
+		wrapped := fmt.Errorf("node 3: %w", tc.err)
+		got := toStatus(wrapped, tc.fallback)
+		if status.Code(got) != tc.want {
+			t.Errorf("%v: code %v, want %v", tc.err, status.Code(got), tc.want)
+		}
+		if back := fromStatus(got, tc.err); tc.want != codes.Unavailable && tc.want != tc.fallback && !errors.Is(back, tc.err) {
+			t.Errorf("%v: the client reads %v back, not the error", tc.err, back)
+		}
+	}
+}
+
+// fakeNode answers the services with the errors it is given.
+type fakeNode struct {
+	setState  error
+	release   error
+	scanLimit int
+	collected [][]protocol.Tombstone
+}
+
+func (f *fakeNode) Info(context.Context, protocol.NodeID, string) (Info, error) {
+	return Info{Name: "n1", ID: 1}, nil
+}
+func (f *fakeNode) SetState(context.Context, membership.NodeState) error { return f.setState }
+func (f *fakeNode) Settled(context.Context, uint64) (bool, error)        { return true, nil }
+func (f *fakeNode) Fences() (map[protocol.NodeID]uint64, error) {
+	return map[protocol.NodeID]uint64{2: 7}, nil
+}
+func (f *fakeNode) CopyFences(map[protocol.NodeID]uint64) error { return nil }
+func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
+	f.scanLimit = limit
+	return []string{"a"}, nil
+}
+func (f *fakeNode) ReleaseHold(context.Context, bool) (Hold, error) { return Hold{}, f.release }
+func (f *fakeNode) Forget(context.Context, []protocol.Tombstone) (uint64, error) {
+	return 0, protocol.ErrExhausted
+}
+func (f *fakeNode) Fence(map[protocol.NodeID]uint64) error { return acceptor.ErrFenceTooHigh }
+func (f *fakeNode) Collect(tombs []protocol.Tombstone) ([]bool, error) {
+	f.collected = append(f.collected, tombs)
+	return make([]bool, len(tombs)), nil
+}
+
+// serve runs the services over f on a loopback listener.
+func serve(t *testing.T, f *fakeNode) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	Register(s, f, f)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	return lis.Addr().String()
+}
+
+// The services and their clients over a real connection: errors keep
+// their identity across it, bad requests are refused, limits hold.
+func TestServicesOverTheWire(t *testing.T) {
+	f := &fakeNode{}
+	addr := serve(t, f)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl := &AdminClients{}
+	defer cl.Close()
+	to := membership.Member{Name: "n1", ID: 1, PeerAddr: addr}
+
+	for _, want := range []error{membership.ErrMembershipHeld, membership.ErrMembershipOlder, membership.ErrMembershipConflict} {
+		f.setState = fmt.Errorf("refused: %w", want)
+		if err := cl.SetState(ctx, to, membership.NodeState{}); !errors.Is(err, want) {
+			t.Errorf("SetState = %v, want %v", err, want)
+		}
+	}
+	f.release = fmt.Errorf("%w: n2 still runs it", ErrHoldInUse)
+	if _, err := cl.ReleaseHold(ctx, addr, false); !errors.Is(err, ErrHoldInUse) {
+		t.Errorf("ReleaseHold = %v, want ErrHoldInUse", err)
+	}
+	if ages, err := cl.Fences(ctx, to); err != nil || ages[2] != 7 {
+		t.Errorf("Fences = %v, %v", ages, err)
+	}
+	if _, err := cl.ScanKeys(ctx, to, "", 1<<30); err != nil || f.scanLimit != MaxScanKeys {
+		t.Errorf("ScanKeys asked for 2^30 keys: node asked for %d (%v), want %d", f.scanLimit, err, MaxScanKeys)
+	}
+
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := peerpb.NewAdminClient(conn).SetState(ctx, &peerpb.SetStateRequest{StateJson: []byte("{")}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("SetState with bad JSON = %v, want InvalidArgument", err)
+	}
+	g := peerpb.NewGCClient(conn)
+	twice := []protocol.Tombstone{{Key: "k"}, {Key: "k"}}
+	if _, err := g.Collect(ctx, &peerpb.CollectRequest{Tombstones: tombstonesToWire(twice)}); status.Code(err) != codes.InvalidArgument || len(f.collected) != 0 {
+		t.Errorf("Collect of a key twice = %v (node called %d times), want InvalidArgument before the node", err, len(f.collected))
+	}
+	if _, err := g.Forget(ctx, &peerpb.ForgetRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Forget past the last age = %v, want InvalidArgument", err)
+	}
+	if _, err := g.Fence(ctx, &peerpb.FenceRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a fence too high = %v, want InvalidArgument", err)
+	}
+}
+
+// GCPeers runs this node's steps directly and the others' over their
+// service; it runs nothing while not Ready, and refuses an answer of the
+// wrong length.
+func TestGCPeers(t *testing.T) {
+	local, remote := &fakeNode{}, &fakeNode{}
+	addr := serve(t, remote)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	notYet := errors.New("not a member yet")
+	var ready error
+	dialed := 0
+	p := &GCPeers{Self: 1, Local: local, Members: func() []protocol.NodeID { return []protocol.NodeID{1, 2} },
+		Ready: func() error { return ready },
+		Dial: func(id protocol.NodeID) (peerpb.GCClient, error) {
+			dialed++
+			if id != 2 {
+				return nil, errors.New("no link")
+			}
+			return peerpb.NewGCClient(conn), nil
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tombs := []protocol.Tombstone{{Key: "a"}, {Key: "b"}}
+	for _, id := range []protocol.NodeID{1, 2} {
+		if done, err := p.Collect(ctx, id, tombs); err != nil || len(done) != 2 {
+			t.Fatalf("Collect on %d = %v, %v", id, done, err)
+		}
+	}
+	if len(local.collected) != 1 || len(remote.collected) != 1 || dialed != 1 {
+		t.Fatalf("local ran %d, remote %d, dialed %d: want one each, one dial", len(local.collected), len(remote.collected), dialed)
+	}
+	if _, err := p.Collect(ctx, 3, tombs); !errors.Is(err, server.ErrUnreachable) {
+		t.Errorf("Collect on a node without a link = %v, want ErrUnreachable", err)
+	}
+	ready = notYet
+	for _, id := range []protocol.NodeID{1, 2} {
+		if _, err := p.Collect(ctx, id, tombs); !errors.Is(err, notYet) {
+			t.Errorf("Collect on %d while not ready = %v, want the readiness error", id, err)
+		}
+		if _, err := p.Forget(ctx, id, tombs); !errors.Is(err, notYet) {
+			t.Errorf("Forget on %d while not ready = %v", id, err)
+		}
+		if err := p.Fence(ctx, id, nil); !errors.Is(err, notYet) {
+			t.Errorf("Fence on %d while not ready = %v", id, err)
+		}
+	}
+	if len(local.collected) != 1 || len(remote.collected) != 1 {
+		t.Errorf("steps ran while not ready")
+	}
+}
