@@ -22,6 +22,7 @@ the graph):
 	             Keeper of one node's membership state (PROTOCOL.md §8)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	peerapi/     the peer port's Admin and GC services and their clients
+	metrics/     the Prometheus registry: every part's counters at scrape time
 	daemon/      assembly: one node of a network cluster from a nested Config
 	servertest/, node/nodetest/
 	             what the packages' tests share; only tests import them

@@ -52,6 +52,8 @@ var allowed = map[string][]string{
 	"server/clientapi":  {"api", "kv", "protocol"},
 	// The peer port's services: their wire, and the errors of the
 	// packages whose calls they carry.
+	// Reads every part's stats at scrape time.
+	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/membership"
+	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/storage"
@@ -48,7 +49,7 @@ type Daemon struct {
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
 	admission *clientapi.Admission
-	metrics   *metrics
+	metrics   *metrics.Metrics
 	log       *slog.Logger
 	stopOnce  sync.Once
 	done      chan struct{}
@@ -228,7 +229,13 @@ func (d *Daemon) startNode() error {
 		tr.Close()
 		return err
 	}
-	d.metrics = newMetrics(d)
+	d.metrics = metrics.New(metrics.Sources{
+		Node:      node.Stats,
+		Store:     d.store,
+		Transport: d.tr.Stats,
+		Admission: d.admission.Refused,
+		GC:        d.gc.Load,
+	})
 	return nil
 }
 
@@ -249,7 +256,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 		Admission: d.admission}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Metrics: d.metrics.handler(), Logger: d.log, Admission: d.admission}, d), d.cfg.HTTP, d.log)
+		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 }
 
@@ -512,7 +519,7 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	} else {
 		s, err = d.node.Do(ctx, op)
 	}
-	d.metrics.observe(op.Kind, err, time.Since(start))
+	d.metrics.Observe(op.Kind, err, time.Since(start))
 	return s, err
 }
 

@@ -1,4 +1,8 @@
-package daemon
+// Package metrics is a node's Prometheus registry: request latency
+// histograms it observes itself, and counters and gauges read from the
+// node, its store, its peer transport, its admission control and its GC
+// runner at scrape time, through the Sources it is given.
+package metrics
 
 import (
 	"net/http"
@@ -11,20 +15,38 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
+	"github.com/caspaxos/caspaxos/transport"
 )
 
-// metrics is the node's Prometheus registry: request latency histograms it
-// observes itself, and counters read from the node, storage and transport
-// at scrape time.
-type metrics struct {
+// Sources is where a scrape reads a node's state. Each is called at
+// scrape time; GC may return nil (no runner, or not built yet).
+type Sources struct {
+	Node      func() node.Stats
+	Store     Store
+	Transport func() transport.Stats
+	// Admission returns the client operations and connections refused.
+	Admission func() (ops, conns uint64)
+	GC        func() *gc.Runner
+}
+
+// Store is what a scrape reads of the node's store.
+type Store interface {
+	Stats() storage.PebbleStats
+	Space() (storage.Space, error)
+}
+
+// Metrics is the node's Prometheus registry.
+type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.HistogramVec
 }
 
-func newMetrics(d *Daemon) *metrics {
-	m := &metrics{
+// New returns a registry over src.
+func New(src Sources) *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "caspaxos_request_duration_seconds",
@@ -33,16 +55,19 @@ func newMetrics(d *Daemon) *metrics {
 		}, []string{"op", "outcome"}),
 	}
 	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.reg.MustRegister(&statsCollector{d: d})
-	m.reg.MustRegister(&gcCollector{d: d})
+	m.reg.MustRegister(&statsCollector{src: src})
+	m.reg.MustRegister(&gcCollector{src: src})
 	return m
 }
 
-func (m *metrics) handler() http.Handler {
+// Handler serves the registry in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-func (m *metrics) observe(op kv.OpKind, err error, took time.Duration) {
+// Observe records one client operation of kind op that took took and
+// ended with err.
+func (m *Metrics) Observe(op kv.OpKind, err error, took time.Duration) {
 	outcome := "ok"
 	if err != nil {
 		outcome, _ = kv.Code(err)
@@ -103,7 +128,7 @@ var counters = []counter{
 }
 
 // statsCollector reads the counters at scrape time.
-type statsCollector struct{ d *Daemon }
+type statsCollector struct{ src Sources }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, k := range counters {
@@ -132,7 +157,7 @@ var composedDesc = prometheus.NewDesc("caspaxos_composed_batch_size_total",
 	"Batches by size class: le is the upper bound of the class (2^i .. 2^(i+1)-1 changes).", []string{"le"}, nil)
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.d.snapshot()
+	s := c.src.snapshot()
 	for _, k := range counters {
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(k.name, k.help, nil, nil), prometheus.CounterValue, float64(k.value(s)))
 	}
@@ -153,7 +178,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	for id, d := range s.network.rtt {
 		ch <- prometheus.MustNewConstMetric(peerRTTDesc, prometheus.GaugeValue, d.Seconds(), strconv.FormatUint(uint64(id), 10))
 	}
-	if sp, err := c.d.store.Space(); err == nil {
+	if sp, err := c.src.Store.Space(); err == nil {
 		ch <- prometheus.MustNewConstMetric(storeBytesDesc, prometheus.GaugeValue, float64(sp.StoreBytes))
 		if sp.FSKnown {
 			ch <- prometheus.MustNewConstMetric(diskFreeDesc, prometheus.GaugeValue, float64(sp.AvailBytes))
@@ -161,13 +186,13 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (d *Daemon) snapshot() snapshot {
-	ps := d.store.Stats()
-	ts := d.tr.Stats()
-	refusedOps, refusedConns := d.admission.Refused()
+func (src Sources) snapshot() snapshot {
+	ps := src.Store.Stats()
+	ts := src.Transport()
+	refusedOps, refusedConns := src.Admission()
 	return snapshot{
 		refusedOps: refusedOps, refusedConns: refusedConns,
-		node: d.node.Stats(),
+		node: src.Node(),
 		store: storageStats{applies: ps.Applies, entries: ps.Entries, syncs: ps.WALSyncs,
 			syncTime: ps.WALSyncTime, syncTimes: ps.WALSyncTimes},
 		network: transportStats{dropped: ts.Dropped, linkFailures: ts.LinkFailures, frames: ts.Frames, items: ts.Items, rtt: ts.RTT},
