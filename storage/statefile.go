@@ -100,11 +100,13 @@ func (d *Dir) ReadState(f StateFile) ([]byte, error) {
 // After an error (a failed fsync among them) the caller must not go on as
 // if the write happened.
 func (d *Dir) WriteState(f StateFile, body []byte) error {
-	content := body
 	if f.headed() {
-		content = EncodeStateFile(string(f), body)
+		return d.replace(string(f), writeBytes(EncodeStateFile(string(f), body)))
 	}
-	return d.replace(string(f), writeBytes(content))
+	// A copy: body stays the caller's, whatever the filesystem does with
+	// what it is given to write (Pebble's in-memory one scrambles it in its
+	// invariant-checking builds, -race among them).
+	return d.replace(string(f), writeBytes(bytes.Clone(body)))
 }
 
 // RemoveState removes state file f durably; a missing file is no error.
