@@ -102,7 +102,7 @@ func TestCorruptRecordInStore(t *testing.T) {
 // writeFormat replaces dir's FORMAT file.
 func writeFormat(t *testing.T, fs vfs.FS, dir, content string) {
 	t.Helper()
-	if err := writeFileAtomic(fs, dir, formatTempName, formatFileName, []byte(content)); err != nil {
+	if err := NewDir(fs, dir).replace(formatFileName, writeBytes([]byte(content))); err != nil {
 		t.Fatal(err)
 	}
 }

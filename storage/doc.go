@@ -10,21 +10,56 @@
 //
 // # Data directory
 //
-// OpenPebble owns one directory:
+// A node's data directory holds the store and the node's state files, and
+// has one owner: Dir, which names every file below and reaches each through
+// vfs.FS. OpenPebble creates and locks the directory; the store's Dir
+// method gives the node (server/daemon) the same Dir for its state files,
+// whose meaning is its own. Who writes each file, and when:
 //
 //	dir/
-//	  LOCK      held (flock) while a store is open; never read
-//	  FORMAT    "caspaxos storage format 1\n": the layout version below
-//	  BALLAST   64 MiB (by default) of reserved space, deleted by an open
-//	            on a full disk so that Pebble can open there (keepBallast);
-//	            never read
-//	  pebble/   the Pebble database
+//	  LOCK               OpenPebble, at every open: held (flock) while the
+//	                     store is open, released by Close; never read
+//	  FORMAT             OpenPebble, at the directory's first open:
+//	                     "caspaxos storage format 1\n", the layout version
+//	                     below; checked by every later open
+//	  BALLAST            OpenPebble, at an open with room: 64 MiB (by
+//	                     default) of reserved space, deleted by an open on a
+//	                     full disk so that Pebble can open there
+//	                     (keepBallast); never read
+//	  pebble/            Pebble: the database, written by every store call
+//	  IDENTITY           server/daemon, at the directory's first start: its
+//	                     node's name and incarnation (JSON, identity.go)
+//	  PEERS              server/daemon, when it first hears a member's
+//	                     incarnation and when its identity is sealed: the
+//	                     members' incarnations (JSON, identity.go)
+//	  MEMBERSHIP         server/daemon, before the node uses a new membership
+//	                     state: its membership.NodeState (JSON)
+//	  MEMBERSHIP-CHANGE  server/daemon, when its controller starts a change
+//	                     and at each step of it, removed when the change ends:
+//	                     the membership.Change (JSON)
+//	  WAS-MEMBER         server/daemon, the first time the node uses a
+//	                     membership that lists it: "1\n", read for its
+//	                     presence alone
+//	  REMOVED            server/daemon, when a peer says a newer membership
+//	                     no longer lists the node: that membership's version
+//	  INCARNATION        releases before IDENTITY, on a node started with
+//	                     --join: its incarnation; read once, to make IDENTITY
+//	  NAME.tmp           a replace of NAME (FORMAT, BALLAST, a state file) in
+//	                     progress, or left by a crash during one: never read,
+//	                     overwritten by the next replace of NAME
 //
-// FORMAT is written once, atomically (temporary file, fsync, rename, fsync
-// of dir), before pebble/ is created. A directory whose FORMAT names another
-// version, or that holds pebble/ without FORMAT, is refused with ErrFormat.
-// Format version 1 pins Pebble's own format major version (see
-// pebbleFormatMajorVersion), so a newer Pebble library never silently
+// Every file but LOCK and pebble/ is written whole, by one helper (replace):
+// a temporary file, fsync, rename, fsync of dir. After a crash such a file
+// holds its old content or its new one, never a part, and once the write
+// returned, the new one. A state file (StateFile) is read and written with
+// Dir.ReadState and Dir.WriteState; each but WAS-MEMBER, REMOVED and
+// INCARNATION starts with a header that holds its format version, length
+// and checksum (statefile.go).
+//
+// FORMAT is written before pebble/ is created. A directory whose FORMAT
+// names another version, or that holds pebble/ without FORMAT, is refused
+// with ErrFormat. Format version 1 pins Pebble's own format major version
+// (see pebbleFormatMajorVersion), so a newer Pebble library never silently
 // rewrites a directory an older build must still read.
 //
 // # Keys

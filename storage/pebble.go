@@ -66,8 +66,7 @@ type PebbleStats struct {
 // off new ones for one fsync. Remove is rare (deletion GC), so a mutex is
 // simpler than making the read part of an indexed batch and re-checking it.
 type Pebble struct {
-	dir          string
-	fs           vfs.FS
+	dir          *Dir
 	ballastBytes int64
 	log          *slog.Logger
 	lock         io.Closer
@@ -93,27 +92,24 @@ var _ Store = (*Pebble)(nil)
 // ErrFormat if dir was written in an unknown format, and with ErrCorrupt if
 // Pebble finds its files damaged.
 func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
-	}
+	d := NewDir(opts.FS, dir)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := makeDir(fs, dir); err != nil {
+	if err := d.create(); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(fs, dir)
+	lock, err := d.lock()
 	if err != nil {
 		return nil, err
 	}
-	s := &Pebble{dir: dir, fs: fs, log: log, lock: lock}
+	s := &Pebble{dir: d, log: log, lock: lock}
 	s.ballastBytes = opts.BallastBytes
 	if s.ballastBytes == 0 {
 		s.ballastBytes = DefaultBallastBytes
 	}
-	if s.db, err = s.openDB(fs); err != nil {
+	if s.db, err = s.openDB(); err != nil {
 		return nil, errors.Join(err, lock.Close())
 	}
 	s.opened.Store(true)
@@ -124,17 +120,21 @@ func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
 	return s, nil
 }
 
+// Dir returns the data directory the store lives in, for the node's state
+// files next to it. The store holds the directory's LOCK while it is open.
+func (s *Pebble) Dir() *Dir { return s.dir }
+
 // openDB checks the format and opens Pebble in dir/pebble.
-func (s *Pebble) openDB(fs vfs.FS) (*pebble.DB, error) {
-	if err := checkFormat(fs, s.dir); err != nil {
+func (s *Pebble) openDB() (*pebble.DB, error) {
+	if err := s.dir.checkFormat(); err != nil {
 		return nil, err
 	}
-	s.keepBallast(fs, s.ballastBytes)
-	path := fs.PathJoin(s.dir, pebbleDirName)
+	s.dir.keepBallast(s.log, s.ballastBytes)
+	fs, path := s.dir.fs, s.dir.join(pebbleDirName)
 	if err := fs.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("caspaxos/storage: create %s: %w", path, err)
 	}
-	if err := syncDir(fs, s.dir); err != nil {
+	if err := syncDir(fs, s.dir.path); err != nil {
 		return nil, err
 	}
 	// Memtable, WAL and compaction options stay at Pebble's defaults: none
@@ -179,13 +179,13 @@ func (s *Pebble) eventListener() *pebble.EventListener {
 			if s.gate.failure() != nil {
 				level = slog.LevelDebug // the stop was logged; Pebble may retry until released
 			}
-			s.log.Log(context.Background(), level, "caspaxos/storage: pebble background error", "dir", s.dir, "err", err)
+			s.log.Log(context.Background(), level, "caspaxos/storage: pebble background error", "dir", s.dir.path, "err", err)
 		},
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			s.stop(ErrCorrupt, fmt.Errorf("pebble found %s damaged: %w", info.Path, info.Details))
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
-			s.log.Warn("caspaxos/storage: slow disk", "dir", s.dir, "path", info.Path,
+			s.log.Warn("caspaxos/storage: slow disk", "dir", s.dir.path, "path", info.Path,
 				"op", info.OpType.String(), "duration", info.Duration)
 		},
 	}
@@ -203,7 +203,7 @@ func (s *Pebble) stop(kind, cause error) {
 		return
 	}
 	s.log.Error("caspaxos/storage: store stopped: every further call fails; restart the node",
-		"dir", s.dir, "err", kind.Error()+": "+cause.Error())
+		"dir", s.dir.path, "err", kind.Error()+": "+cause.Error())
 	if s.opened.Load() {
 		go func() {
 			s.gate.waitIdle()
@@ -238,10 +238,10 @@ func (s *Pebble) Close() error {
 	}
 	var err error
 	if cerr := s.closeDB(); cerr != nil {
-		err = fmt.Errorf("caspaxos/storage: close pebble in %s: %w", s.dir, cerr)
+		err = fmt.Errorf("caspaxos/storage: close pebble in %s: %w", s.dir.path, cerr)
 	}
 	if lerr := s.lock.Close(); lerr != nil {
-		err = errors.Join(err, fmt.Errorf("caspaxos/storage: release lock of %s: %w", s.dir, lerr))
+		err = errors.Join(err, fmt.Errorf("caspaxos/storage: release lock of %s: %w", s.dir.path, lerr))
 	}
 	return err
 }

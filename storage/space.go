@@ -44,11 +44,11 @@ func (s *Pebble) Space() (Space, error) {
 	}
 	defer s.gate.exit()
 	sp := Space{StoreBytes: s.db.Metrics().DiskSpaceUsage()}
-	u, err := s.fs.GetDiskUsage(s.dir)
+	u, err := s.dir.fs.GetDiskUsage(s.dir.path)
 	switch {
 	case errors.Is(err, vfs.ErrUnsupported):
 	case err != nil:
-		return sp, fmt.Errorf("caspaxos/storage: free space of %s: %w", s.dir, err)
+		return sp, fmt.Errorf("caspaxos/storage: free space of %s: %w", s.dir.path, err)
 	default:
 		sp.AvailBytes, sp.TotalBytes, sp.FSKnown = u.AvailBytes, u.TotalBytes, true
 	}

@@ -7,9 +7,10 @@ import (
 	"strconv"
 )
 
-// State files (membership, a controller's change, a node's identity) are
-// whole files replaced atomically (WriteFileAtomic). Each starts with one
-// header line that names the format version, the body's length and a
+// State files (membership, a controller's change, a node's identity: see
+// StateFile) are whole files replaced atomically (Dir.WriteState). Each,
+// but the few that predate it (StateFile.headed), starts with one header
+// line that names the format version, the body's length and a
 // checksum, then the body:
 //
 //	caspaxos-state 1 <length> <crc32c, 8 hex digits>\n
@@ -25,7 +26,7 @@ import (
 const (
 	stateFileMagic   = "caspaxos-state"
 	stateFileVersion = 1
-	// maxStateFileBytes bounds what ReadStateFile reads: a membership of
+	// maxStateFileBytes bounds what ReadState reads: a membership of
 	// thousands of members fits many times over.
 	maxStateFileBytes = 16 << 20
 )
@@ -72,26 +73,41 @@ func stateChecksum(name string, body []byte) uint32 {
 	return h.Sum32()
 }
 
-// WriteStateFile replaces state file dir/name with body durably
-// (WriteFileAtomic), under its header.
-func WriteStateFile(dir, name string, body []byte) error {
-	return WriteFileAtomic(dir, name, EncodeStateFile(name, body))
-}
-
-// ReadStateFile returns the body of state file dir/name, nil if there is no
-// such file, and an error wrapping ErrCorrupt or ErrFormat if it fails its
-// checks.
-func ReadStateFile(dir, name string) ([]byte, error) {
-	b, err := ReadFile(dir, name)
+// ReadState returns the content of state file f (the body under its
+// header, for a file that has one), nil if there is no such file, and an
+// error wrapping ErrCorrupt or ErrFormat if it fails its checks.
+func (d *Dir) ReadState(f StateFile) ([]byte, error) {
+	b, err := d.read(string(f), maxStateFileBytes+1)
 	if err != nil || b == nil {
 		return nil, err
 	}
 	if len(b) > maxStateFileBytes {
-		return nil, fmt.Errorf("%w: state file %s has %d bytes, more than the %d a state file may have", ErrCorrupt, name, len(b), maxStateFileBytes)
+		return nil, fmt.Errorf("%w: state file %s in %s has more than the %d bytes a state file may have", ErrCorrupt, f, d.path, maxStateFileBytes)
 	}
-	body, err := DecodeStateFile(name, b)
+	if !f.headed() {
+		return b, nil
+	}
+	body, err := DecodeStateFile(string(f), b)
 	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, dir)
+		return nil, fmt.Errorf("%w (in %s)", err, d.path)
 	}
 	return body, nil
 }
+
+// WriteState replaces state file f with body, under its header if it has
+// one, durably and atomically: once it returns, body is what a crash
+// leaves; if a crash comes before, the old content or body, never a part.
+// After an error (a failed fsync among them) the caller must not go on as
+// if the write happened.
+func (d *Dir) WriteState(f StateFile, body []byte) error {
+	if f.headed() {
+		return d.replace(string(f), writeBytes(EncodeStateFile(string(f), body)))
+	}
+	// A copy: body stays the caller's, whatever the filesystem does with
+	// what it is given to write (Pebble's in-memory one scrambles it in its
+	// invariant-checking builds, -race among them).
+	return d.replace(string(f), writeBytes(bytes.Clone(body)))
+}
+
+// RemoveState removes state file f durably; a missing file is no error.
+func (d *Dir) RemoveState(f StateFile) error { return d.remove(string(f)) }

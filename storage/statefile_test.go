@@ -45,20 +45,20 @@ func TestStateFile(t *testing.T) {
 }
 
 func TestStateFileOnDisk(t *testing.T) {
-	dir := t.TempDir()
-	if b, err := ReadStateFile(dir, "S"); b != nil || err != nil {
+	dir := NewDir(nil, t.TempDir())
+	if b, err := dir.ReadState("S"); b != nil || err != nil {
 		t.Fatalf("a missing state file reads %q, %v; want nil, nil", b, err)
 	}
-	if err := WriteStateFile(dir, "S", []byte("body")); err != nil {
+	if err := dir.WriteState("S", []byte("body")); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := ReadStateFile(dir, "S"); string(b) != "body" || err != nil {
+	if b, err := dir.ReadState("S"); string(b) != "body" || err != nil {
 		t.Fatalf("read %q, %v", b, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "S"), []byte("garbage\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir.Path(), "S"), []byte("garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadStateFile(dir, "S"); !errors.Is(err, ErrCorrupt) {
+	if _, err := dir.ReadState("S"); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("a damaged state file: %v, want ErrCorrupt", err)
 	}
 }

@@ -36,6 +36,7 @@ type Daemon struct {
 	id        protocol.NodeID
 	acceptors protocol.Config
 	store     *storage.Pebble
+	dir       *storage.Dir // the store's data directory: the state files
 	tr        *transport.Transport
 	relay     *relay
 	node      *node.Node
@@ -56,7 +57,7 @@ type Daemon struct {
 	fatal     chan struct{}
 	fatalErr  error
 	removed   chan struct{}
-	member    atomic.Bool // memberFile exists (membership.go)
+	member    atomic.Bool // WAS-MEMBER exists (membership.go)
 	closing   atomic.Bool // Stop has begun: the hold probe frees nothing more
 	fatalOnce sync.Once
 
@@ -87,6 +88,7 @@ func Start(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.dir = d.store.Dir()
 	if err := d.loadIdentity(); err != nil {
 		d.store.Close()
 		return nil, err
@@ -132,11 +134,11 @@ func Start(cfg Config) (*Daemon, error) {
 // directory's identity and the members' incarnations (identity.go).
 func (d *Daemon) loadIdentity() error {
 	var err error
-	if d.ident, d.dirAge, err = loadIdentity(d.cfg); err != nil {
+	if d.ident, d.dirAge, err = loadIdentity(d.cfg, d.dir); err != nil {
 		return err
 	}
 	d.id = d.ident.id()
-	d.book, err = loadPeerBook(d.cfg.DataDir)
+	d.book, err = loadPeerBook(d.dir)
 	return err
 }
 
@@ -183,7 +185,7 @@ func listen(cfg Config) (peer, client net.Listener, err error) {
 // startNode builds the transport and the node; they refer to each other
 // through the relay, which drops what arrives before the node exists.
 func (d *Daemon) startNode() error {
-	st, err := loadState(d.cfg, d.acceptors)
+	st, err := loadState(d.cfg, d.dir, d.acceptors)
 	if err != nil {
 		return err
 	}
@@ -213,7 +215,7 @@ func (d *Daemon) startNode() error {
 	d.node.SetMembers(st.Membership.IDs())
 	d.admin = &peerapi.AdminClients{}
 	self := membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
-	d.ctl, err = membership.NewController(membership.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.cfg.DataDir},
+	d.ctl, err = membership.NewController(membership.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.dir},
 		d.members.Membership, d.log)
 	if err == nil {
 		err = d.ctl.Resume()
@@ -286,7 +288,7 @@ const removedGrace = 10 * time.Second
 // been a member, is not listed any more and has no change of its own to
 // finish. It records that the node is a member when it is one.
 func (d *Daemon) checkNotRemoved() error {
-	if b, err := storage.ReadFile(d.cfg.DataDir, removedFile); err != nil {
+	if b, err := d.dir.ReadState(storage.RemovedFile); err != nil {
 		return err
 	} else if b != nil {
 		return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster while it was down (a peer uses membership version %s, which does not list it); to add it again, start it with --join on an empty data directory and add it",
@@ -418,7 +420,7 @@ func (d *Daemon) watch() {
 			if v == 0 || removed || d.MemberChange() != nil {
 				continue
 			}
-			if err := storage.WriteFileAtomic(d.cfg.DataDir, removedFile, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
+			if err := d.dir.WriteState(storage.RemovedFile, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
 				d.log.Error("cannot record the removal in the data directory", "err", err)
 			}
 			d.log.Warn("this node was removed from the cluster while it was down (a peer uses a newer membership that does not list it); it stops serving",

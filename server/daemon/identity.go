@@ -77,8 +77,6 @@ import (
 // incarnation, and every node of a cluster losing its state at once is a
 // new cluster.
 const (
-	identityFile = "IDENTITY"
-	peersFile    = "PEERS"
 	// sealRetry is how often a node that is not sealed asks the members it
 	// has not heard from yet.
 	sealRetry = 200 * time.Millisecond
@@ -112,32 +110,32 @@ const (
 	dirUpgraded               // the state of a release before IDENTITY
 )
 
-// loadIdentity returns the identity of cfg.DataDir, creating it at the
-// directory's first start, and what it found.
-func loadIdentity(cfg Config) (dataIdentity, dirAge, error) {
+// loadIdentity returns the identity of the data directory dir, creating it
+// at the directory's first start, and what it found.
+func loadIdentity(cfg Config, dir *storage.Dir) (dataIdentity, dirAge, error) {
 	var ident dataIdentity
-	b, err := storage.ReadStateFile(cfg.DataDir, identityFile)
+	b, err := dir.ReadState(storage.IdentityFile)
 	if err != nil {
 		return ident, dirKnown, err
 	}
 	if b != nil {
 		if err := json.Unmarshal(b, &ident); err != nil {
-			return ident, dirKnown, fmt.Errorf("caspaxos/daemon: %s: %w", identityFile, err)
+			return ident, dirKnown, fmt.Errorf("caspaxos/daemon: %s: %w", storage.IdentityFile, err)
 		}
 		if ident.Name != cfg.Name || ident.Incarnation == "" {
 			return ident, dirKnown, fmt.Errorf("caspaxos/daemon: the data directory %s belongs to node %q (incarnation %q), not to %q",
-				cfg.DataDir, ident.Name, ident.Incarnation, cfg.Name)
+				dir.Path(), ident.Name, ident.Incarnation, cfg.Name)
 		}
 		return ident, dirKnown, nil
 	}
 	// Releases before IDENTITY kept a joined node's incarnation alone in
 	// INCARNATION, nothing for a bootstrap node, and WAS-MEMBER in every
 	// directory that had served (written at every start of a member).
-	legacy, err := storage.ReadFile(cfg.DataDir, incarnationFile)
+	legacy, err := dir.ReadState(storage.IncarnationFile)
 	if err != nil {
 		return ident, dirKnown, err
 	}
-	was, err := storage.ReadFile(cfg.DataDir, memberFile)
+	was, err := dir.ReadState(storage.WasMemberFile)
 	if err != nil {
 		return ident, dirKnown, err
 	}
@@ -155,7 +153,7 @@ func loadIdentity(cfg Config) (dataIdentity, dirAge, error) {
 	}
 	b, err = json.Marshal(ident)
 	if err == nil {
-		err = storage.WriteStateFile(cfg.DataDir, identityFile, b)
+		err = dir.WriteState(storage.IdentityFile, b)
 	}
 	return ident, age, err
 }
@@ -169,19 +167,19 @@ type peerRecords struct {
 
 // peerBook is a node's peerRecords, kept durable.
 type peerBook struct {
-	dir string
+	dir *storage.Dir
 	mu  sync.Mutex
 	rec peerRecords
 }
 
-func loadPeerBook(dir string) (*peerBook, error) {
+func loadPeerBook(dir *storage.Dir) (*peerBook, error) {
 	p := &peerBook{dir: dir, rec: peerRecords{Incarnations: map[string]string{}}}
-	b, err := storage.ReadStateFile(dir, peersFile)
+	b, err := dir.ReadState(storage.PeersFile)
 	if err != nil || b == nil {
 		return p, err
 	}
 	if err := json.Unmarshal(b, &p.rec); err != nil {
-		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", peersFile, err)
+		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", storage.PeersFile, err)
 	}
 	if p.rec.Incarnations == nil {
 		p.rec.Incarnations = map[string]string{}
@@ -234,7 +232,7 @@ func (p *peerBook) seal() error {
 func (p *peerBook) save(rec peerRecords) error {
 	b, err := json.Marshal(rec)
 	if err == nil {
-		err = storage.WriteStateFile(p.dir, peersFile, b)
+		err = p.dir.WriteState(storage.PeersFile, b)
 	}
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: recording a member's incarnation: %w", err)

@@ -140,8 +140,8 @@ func TestUpgradedMembersServeWhileSealing(t *testing.T) {
 	}
 	for i := range c.daemons {
 		c.stop(i)
-		for _, name := range []string{identityFile, peersFile} {
-			if err := os.Remove(filepath.Join(c.cfgs[i].DataDir, name)); err != nil {
+		for _, name := range []storage.StateFile{storage.IdentityFile, storage.PeersFile} {
+			if err := os.Remove(filepath.Join(c.cfgs[i].DataDir, string(name))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -210,8 +210,8 @@ func TestStateFileDamageRefusedAtStart(t *testing.T) {
 		waitHealthy(t, cfg.ClientAddr, 200)
 	}
 	c.stop(0)
-	for _, name := range []string{identityFile, peersFile} {
-		path := filepath.Join(c.cfgs[0].DataDir, name)
+	for _, name := range []storage.StateFile{storage.IdentityFile, storage.PeersFile} {
+		path := filepath.Join(c.cfgs[0].DataDir, string(name))
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

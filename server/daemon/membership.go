@@ -15,18 +15,21 @@ import (
 )
 
 // Membership change on a networked node (PROTOCOL.md §8; the steps are in
-// server/membership). Files in the data directory, next to the store:
+// server/membership). The node keeps its membership (MEMBERSHIP), its
+// controller's change (MEMBERSHIP-CHANGE) and whether it has been a member
+// (WAS-MEMBER) or was removed (REMOVED) in state files of its data
+// directory, next to the store: storage.Dir reads and writes them, and the
+// package documentation of storage draws the directory, every file in it
+// and who writes it when. Once present, MEMBERSHIP wins over --cluster,
+// which only bootstraps a cluster. A damaged state file is an error at
+// start.
 //
-//	MEMBERSHIP         the node's membership.NodeState (JSON): once present it
-//	                   wins over --cluster, which only bootstraps a cluster
-//	MEMBERSHIP-CHANGE  the change this node's controller runs (JSON)
-//	IDENTITY, PEERS    the data directory's incarnation and the
-//	                   incarnations of the members (identity.go)
-//	INCARNATION        a node that joined, written by releases before
-//	                   IDENTITY: its incarnation alone
-//
-// Each is a state file (storage.WriteStateFile: a header with a format
-// version and a checksum; a damaged one is an error at start).
+// WAS-MEMBER exists once the node has been listed in a membership it used:
+// a membership that no longer lists it then means a removal, where for a
+// node being added it only means not yet. REMOVED exists once a peer told
+// this node that it was removed (a newer membership that does not list
+// it): the node's own state still lists it, since the removal happened
+// while it was down.
 //
 // A node's ID is part of every ballot it makes, and a ballot must never be
 // used twice (PROTOCOL.md §2). The proposer persists its ballot ceiling in
@@ -38,26 +41,13 @@ import (
 // is a new node. Nodes of the bootstrap cluster keep the ID of their name,
 // and never serve on a directory the cluster does not know them by
 // (identity.go).
-const (
-	stateFile       = "MEMBERSHIP"
-	changeFile      = "MEMBERSHIP-CHANGE"
-	incarnationFile = "INCARNATION"
-	// memberFile exists once the node has been listed in a membership it
-	// used: a membership that no longer lists it then means a removal,
-	// where for a node being added it only means not yet.
-	memberFile = "WAS-MEMBER"
-	// removedFile exists once a peer told this node that it was removed
-	// (a newer membership that does not list it): the node's own state
-	// still lists it, since the removal happened while it was down.
-	removedFile = "REMOVED"
-)
 
-// wasMember reports whether the node has been a member (memberFile).
+// wasMember reports whether the node has been a member (WAS-MEMBER).
 func (d *Daemon) wasMember() (bool, error) {
 	if d.member.Load() {
 		return true, nil
 	}
-	b, err := storage.ReadFile(d.cfg.DataDir, memberFile)
+	b, err := d.dir.ReadState(storage.WasMemberFile)
 	if b != nil {
 		d.member.Store(true)
 	}
@@ -69,7 +59,7 @@ func (d *Daemon) markMember() error {
 	if d.member.Load() {
 		return nil
 	}
-	if err := storage.WriteFileAtomic(d.cfg.DataDir, memberFile, []byte("1\n")); err != nil {
+	if err := d.dir.WriteState(storage.WasMemberFile, []byte("1\n")); err != nil {
 		return err
 	}
 	d.member.Store(true)
@@ -78,15 +68,15 @@ func (d *Daemon) markMember() error {
 
 // loadState returns the persisted state, or the bootstrap cluster's, or
 // (joining) none.
-func loadState(cfg Config, acceptors protocol.Config) (membership.NodeState, error) {
-	b, err := storage.ReadStateFile(cfg.DataDir, stateFile)
+func loadState(cfg Config, dir *storage.Dir, acceptors protocol.Config) (membership.NodeState, error) {
+	b, err := dir.ReadState(storage.MembershipFile)
 	if err != nil || b != nil {
 		var st membership.NodeState
 		if err == nil {
 			err = json.Unmarshal(b, &st)
 		}
 		if err != nil {
-			return st, fmt.Errorf("caspaxos/daemon: %s: %w", stateFile, err)
+			return st, fmt.Errorf("caspaxos/daemon: %s: %w", storage.MembershipFile, err)
 		}
 		return st, nil
 	}
@@ -114,33 +104,33 @@ func (d *Daemon) saveState(st membership.NodeState) error {
 	if err != nil {
 		return err
 	}
-	return storage.WriteStateFile(d.cfg.DataDir, stateFile, b)
+	return d.dir.WriteState(storage.MembershipFile, b)
 }
 
 // changeStore is the controller's membership.ChangeStore in the data directory.
-type changeStore struct{ dir string }
+type changeStore struct{ dir *storage.Dir }
 
 func (c changeStore) LoadChange() (*membership.Change, error) {
-	b, err := storage.ReadStateFile(c.dir, changeFile)
+	b, err := c.dir.ReadState(storage.MembershipChangeFile)
 	if err != nil || b == nil {
 		return nil, err
 	}
 	var ch membership.Change
 	if err := json.Unmarshal(b, &ch); err != nil {
-		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", changeFile, err)
+		return nil, fmt.Errorf("caspaxos/daemon: %s: %w", storage.MembershipChangeFile, err)
 	}
 	return &ch, nil
 }
 
 func (c changeStore) SaveChange(ch *membership.Change) error {
 	if ch == nil {
-		return storage.RemoveFile(c.dir, changeFile)
+		return c.dir.RemoveState(storage.MembershipChangeFile)
 	}
 	b, err := json.Marshal(ch)
 	if err != nil {
 		return err
 	}
-	return storage.WriteStateFile(c.dir, changeFile, b)
+	return c.dir.WriteState(storage.MembershipChangeFile, b)
 }
 
 // adminNode is what this node's Admin service asks of it (peerapi.Admin).
@@ -189,7 +179,7 @@ func (d *Daemon) checkServing() error {
 // and until it freed them all, also across a restart before the controller
 // resumed it.
 func (d *Daemon) storedChange() (controls *bool, id string) {
-	ch, err := (changeStore{d.cfg.DataDir}).LoadChange()
+	ch, err := (changeStore{d.dir}).LoadChange()
 	if err != nil {
 		return nil, ""
 	}

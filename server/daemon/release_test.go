@@ -60,7 +60,7 @@ func TestMembersRelease(t *testing.T) {
 
 	// Node 0 stores a change c1 (as a running controller does): its hold
 	// on node 2 is refused release, and the hold probe leaves it too.
-	if err := (changeStore{c.cfgs[0].DataDir}).SaveChange(&membership.Change{ID: "c1"}); err != nil {
+	if err := (changeStore{c.daemons[0].dir}).SaveChange(&membership.Change{ID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
 	c.hold(t, 2, names[0], "c1")
@@ -73,7 +73,7 @@ func TestMembersRelease(t *testing.T) {
 	if !c.daemons[2].members.State().Changing {
 		t.Fatal("node 2 freed of a running change")
 	}
-	if err := (changeStore{c.cfgs[0].DataDir}).SaveChange(nil); err != nil {
+	if err := (changeStore{c.daemons[0].dir}).SaveChange(nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the hold probe to free node 2 of the change its controller dropped", func() bool {
