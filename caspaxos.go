@@ -57,6 +57,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -101,7 +102,7 @@ type Options struct {
 	// Limits bounds keys and values (default kv.DefaultLimits).
 	Limits Limits
 	// DefaultTimeout bounds an operation whose ctx has no deadline
-	// (default 5s).
+	// (default kv.DefaultRequestTimeout, 5s).
 	DefaultTimeout time.Duration
 	// AttemptTimeout, ReadTimeout, ReadNearTimeout, BackoffBase and
 	// BackoffMax tune the proposers (see proposer.Config; zero: its
@@ -119,6 +120,29 @@ type Options struct {
 	// their disk is nearly full (default: below 256 MiB free; see
 	// node.SpaceConfig).
 	Space SpaceOptions
+}
+
+// MaxNodes bounds Options.Nodes: every node runs in this process, and each
+// change is sent to all of them.
+const MaxNodes = 64
+
+// DefaultOptions returns the defaults of Options, each from the component
+// it tunes: a zero field of the Options given to Open takes its value from
+// here. Dir and Stores are the caller's.
+func DefaultOptions() Options {
+	p := proposer.DefaultConfig()
+	return Options{
+		Nodes:           3,
+		Limits:          kv.DefaultLimits,
+		DefaultTimeout:  kv.DefaultRequestTimeout,
+		AttemptTimeout:  p.AttemptTimeout,
+		ReadTimeout:     p.ReadTimeout,
+		ReadNearTimeout: p.ReadNearTimeout,
+		BackoffBase:     p.BackoffBase,
+		BackoffMax:      p.BackoffMax,
+		GC:              gc.DefaultOptions(),
+		Space:           node.DefaultSpaceConfig(),
+	}
 }
 
 // SpaceOptions: see node.SpaceConfig.
@@ -139,17 +163,18 @@ func (o *Options) validate() error {
 	if o.Nodes == 0 {
 		o.Nodes = len(o.Stores)
 	}
+	def := DefaultOptions()
 	if o.Nodes == 0 {
-		o.Nodes = 3
+		o.Nodes = def.Nodes
 	}
 	if o.Stores != nil && len(o.Stores) != o.Nodes {
 		return fmt.Errorf("caspaxos: %d stores for %d nodes", len(o.Stores), o.Nodes)
 	}
-	if o.Nodes < 1 || o.Nodes > 64 {
-		return fmt.Errorf("caspaxos: Nodes is %d; it must be between 1 and 64", o.Nodes)
+	if o.Nodes < 1 || o.Nodes > MaxNodes {
+		return fmt.Errorf("caspaxos: Nodes is %d; it must be between 1 and %d", o.Nodes, MaxNodes)
 	}
 	if o.Limits == (kv.Limits{}) {
-		o.Limits = kv.DefaultLimits
+		o.Limits = def.Limits
 	}
 	if o.Limits.MaxKeyBytes <= 0 || o.Limits.MaxValueBytes < 0 {
 		return fmt.Errorf("caspaxos: limits %+v: MaxKeyBytes must be positive and MaxValueBytes not negative", o.Limits)
@@ -158,7 +183,7 @@ func (o *Options) validate() error {
 		return fmt.Errorf("caspaxos: DefaultTimeout is %v; it must not be negative", o.DefaultTimeout)
 	}
 	if o.DefaultTimeout == 0 {
-		o.DefaultTimeout = 5 * time.Second
+		o.DefaultTimeout = def.DefaultTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -236,14 +261,16 @@ func (s *Store) startNode(id protocol.NodeID, acceptors protocol.Config, opts Op
 	ep := s.net.Endpoint(id)
 	var g *gc.Runner // set below, before any delete can run
 	cfg := node.Config{
-		ID:              id,
-		Acceptors:       acceptors,
-		AttemptTimeout:  opts.AttemptTimeout,
-		ReadTimeout:     opts.ReadTimeout,
-		ReadNearTimeout: opts.ReadNearTimeout,
-		BackoffBase:     opts.BackoffBase,
-		BackoffMax:      opts.BackoffMax,
-		Space:           opts.Space,
+		ID:        id,
+		Acceptors: acceptors,
+		Proposer: proposer.Config{
+			AttemptTimeout:  opts.AttemptTimeout,
+			ReadTimeout:     opts.ReadTimeout,
+			ReadNearTimeout: opts.ReadNearTimeout,
+			BackoffBase:     opts.BackoffBase,
+			BackoffMax:      opts.BackoffMax,
+		},
+		Space: opts.Space,
 	}
 	if !opts.GC.Disabled {
 		cfg.Deleted = func(key string, version uint64) { g.Enqueue(key, version) }

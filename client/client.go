@@ -63,31 +63,37 @@ type Config struct {
 	KeepaliveTimeout time.Duration
 }
 
-// Defaults of Config.
-const (
-	DefaultSuspectFor       = 5 * time.Second
-	DefaultKeepaliveTime    = 10 * time.Second
-	DefaultKeepaliveTimeout = 5 * time.Second
-)
+// DefaultConfig returns the defaults of every tunable field (Endpoints and
+// NoRouting are the caller's). A zero or negative field of a Config given
+// to New takes its value from here.
+func DefaultConfig() Config {
+	return Config{
+		DialTimeout:      2 * time.Second,
+		RouteRefresh:     10 * time.Second,
+		SuspectFor:       5 * time.Second,
+		KeepaliveTime:    10 * time.Second,
+		KeepaliveTimeout: 5 * time.Second,
+	}
+}
 
 func (c *Config) validate() error {
 	if len(c.Endpoints) == 0 {
 		return errors.New("caspaxos/client: no endpoints")
 	}
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.RouteRefresh <= 0 {
-		c.RouteRefresh = 10 * time.Second
-	}
-	if c.SuspectFor <= 0 {
-		c.SuspectFor = DefaultSuspectFor
-	}
-	if c.KeepaliveTime <= 0 {
-		c.KeepaliveTime = DefaultKeepaliveTime
-	}
-	if c.KeepaliveTimeout <= 0 {
-		c.KeepaliveTimeout = DefaultKeepaliveTimeout
+	def := DefaultConfig()
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.DialTimeout, def.DialTimeout},
+		{&c.RouteRefresh, def.RouteRefresh},
+		{&c.SuspectFor, def.SuspectFor},
+		{&c.KeepaliveTime, def.KeepaliveTime},
+		{&c.KeepaliveTimeout, def.KeepaliveTimeout},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
 	}
 	return nil
 }

@@ -49,11 +49,15 @@ func (r *routes) home(key []byte) (int, bool) {
 	return idx, true
 }
 
+// firstRouteRefresh is the wait before the second refresh of the routes;
+// it doubles up to RouteRefresh.
+const firstRouteRefresh = 250 * time.Millisecond
+
 // learnRoutes refreshes the routes until the client closes: every
 // RouteRefresh, and more often at first (after 0.25 s, 0.5 s, 1 s, ...) so
 // that the distances soon rest on several samples.
 func (c *Client) learnRoutes() {
-	wait := min(250*time.Millisecond, c.cfg.RouteRefresh)
+	wait := min(firstRouteRefresh, c.cfg.RouteRefresh)
 	for {
 		c.refreshRoutes()
 		t := time.NewTimer(wait)

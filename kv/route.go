@@ -17,6 +17,11 @@ import "time"
 // proposes itself. See docs/routing.md.
 const ForwardMaxRTT = 5 * time.Millisecond
 
+// DefaultRequestTimeout bounds a client request that sets no deadline of
+// its own: the networked node's client API, the embeddable store and the
+// command line's client commands all default to it.
+const DefaultRequestTimeout = 5 * time.Second
+
 // FailedRTT is the round trip the peer transport reports for a node that
 // failed and has not answered steadily since: its probe timeout, beyond
 // which no probe counts as an answer. Routing counts such a node as far;

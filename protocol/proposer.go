@@ -155,6 +155,18 @@ const DefaultMaxCachedBytes = 64 << 20
 // so that many small entries count too.
 const CacheEntryOverheadBytes = 128
 
+// DefaultProposerConfig returns the defaults of ProposerConfig's bounds
+// (the other fields are the caller's). A zero or negative bound given to
+// NewProposer takes its value from here.
+func DefaultProposerConfig() ProposerConfig {
+	return ProposerConfig{
+		CeilingStep:    1 << 16,
+		MaxBatch:       256,
+		MaxCachedKeys:  1 << 17,
+		MaxCachedBytes: DefaultMaxCachedBytes,
+	}
+}
+
 func (c *ProposerConfig) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/protocol: proposer ID must not be 0")
@@ -162,17 +174,18 @@ func (c *ProposerConfig) validate() error {
 	if err := c.Acceptors.Validate(); err != nil {
 		return err
 	}
+	def := DefaultProposerConfig()
 	if c.CeilingStep == 0 {
-		c.CeilingStep = 1 << 16
+		c.CeilingStep = def.CeilingStep
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 256
+		c.MaxBatch = def.MaxBatch
 	}
 	if c.MaxCachedKeys <= 0 {
-		c.MaxCachedKeys = 1 << 17
+		c.MaxCachedKeys = def.MaxCachedKeys
 	}
 	if c.MaxCachedBytes <= 0 {
-		c.MaxCachedBytes = DefaultMaxCachedBytes
+		c.MaxCachedBytes = def.MaxCachedBytes
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 		}
 		conn, err := grpc.NewClient(addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepalivePingIdle, Timeout: keepalivePingTimeout, PermitWithoutStream: true}),
 			grpc.WithConnectParams(t.connectParams()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(t.cfg.MaxRecvFrameBytes)))
 		if err != nil {
@@ -96,6 +96,22 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 	}
 	return nil
 }
+
+// The keepalive of the peers' gRPC connections (the GC and admin
+// services; the links have their own heartbeat): a connection silent for
+// keepalivePingIdle is pinged and closed if no answer comes within
+// keepalivePingTimeout. The serving side lets peers ping every
+// keepaliveMinPingInterval or more, which keepalivePingIdle must not be
+// below (gRPC cuts off a client that pings more often).
+const (
+	keepalivePingIdle        = 10 * time.Second
+	keepalivePingTimeout     = 5 * time.Second
+	keepaliveMinPingInterval = 5 * time.Second
+)
+
+// keepalivePingIdle is at least keepaliveMinPingInterval: the compiler
+// refuses a negative constant converted to uint64.
+const _ = uint64(keepalivePingIdle - keepaliveMinPingInterval)
 
 // dialTimeout is how long one attempt to connect to a peer may take.
 const dialTimeout = 2 * time.Second

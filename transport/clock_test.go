@@ -12,7 +12,7 @@ import (
 // by minutes, forwards or backwards, neither makes a peer heard just now
 // look dead nor keeps a silent one alive.
 func TestLivenessIgnoresWallClockSteps(t *testing.T) {
-	const deadAfter = 300 * time.Millisecond
+	deadAfter := DefaultConfig().DeadAfter
 	for _, step := range []time.Duration{10 * time.Minute, -10 * time.Minute, 0} {
 		t.Run(step.String(), func(t *testing.T) {
 			base := time.Now()

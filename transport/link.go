@@ -103,7 +103,7 @@ func (l *link) enqueue(fill func(*frameBuf), n, size int) error {
 		return fmt.Errorf("%w: link to node %d (%s) is down", ErrUnreachable, l.id, l.addr)
 	}
 	l.mu.Lock()
-	if l.buf.len()+n > l.t.cfg.QueueLimit || (l.buf.bytes > 0 && l.buf.bytes+size > l.t.cfg.QueueBytes) {
+	if l.buf.len()+n > l.t.cfg.QueueItems || (l.buf.bytes > 0 && l.buf.bytes+size > l.t.cfg.QueueBytes) {
 		l.mu.Unlock()
 		l.t.dropped.Add(uint64(n))
 		return fmt.Errorf("%w: queue to node %d is full", ErrUnreachable, l.id)
@@ -124,14 +124,14 @@ func (l *link) poke() {
 	}
 }
 
-// take removes one frame's worth from the queue: up to FrameLimit items and
+// take removes one frame's worth from the queue: up to FrameItems items and
 // FrameBytes bytes (at least one item, however large), replies first.
 func (l *link) take() *peerpb.Frame {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := &peerpb.Frame{From: uint64(l.t.cfg.Self), Leaving: l.t.leaving.Load(), AcksLeaving: l.t.set().isGone(l.id), Ping: l.ping}
 	l.ping = 0
-	b := budget{items: l.t.cfg.FrameLimit, bytes: l.t.cfg.FrameBytes}
+	b := budget{items: l.t.cfg.FrameItems, bytes: l.t.cfg.FrameBytes}
 	f.ForwardReplies, l.buf.replies = takeSized(l.buf.replies, &b)
 	f.Forwards, l.buf.forwards = takeSized(l.buf.forwards, &b)
 	f.Messages, l.buf.messages = takeSized(l.buf.messages, &b)

@@ -48,15 +48,15 @@ type Config struct {
 	Self protocol.NodeID
 	// Peers maps every other member's ID to its peer address (host:port).
 	Peers map[protocol.NodeID]string
-	// QueueLimit and QueueBytes bound what waits for one peer (messages,
+	// QueueItems and QueueBytes bound what waits for one peer (messages,
 	// forwards and replies together; defaults 65536 items, 256 MiB). Past
 	// them, what is sent is dropped (the protocol tolerates loss) so that a
 	// slow peer never blocks the others.
-	QueueLimit int
+	QueueItems int
 	QueueBytes int
-	// FrameLimit and FrameBytes bound one frame (defaults 4096 items,
+	// FrameItems and FrameBytes bound one frame (defaults 4096 items,
 	// 16 MiB; a single larger item still goes alone).
-	FrameLimit int
+	FrameItems int
 	FrameBytes int
 	// MaxRecvFrameBytes bounds a frame this node reads from a member
 	// (default 64 MiB; at least twice FrameBytes), and one it sends: every
@@ -108,6 +108,29 @@ type Config struct {
 	Logger       *slog.Logger
 }
 
+// DefaultConfig returns the defaults of every tunable field (Self, Peers
+// and Logger are the caller's). A zero or negative field of a Config given
+// to New takes its value from here.
+func DefaultConfig() Config {
+	return Config{
+		QueueItems:           1 << 16,
+		QueueBytes:           256 << 20,
+		FrameItems:           4096,
+		FrameBytes:           16 << 20,
+		MaxRecvFrameBytes:    64 << 20,
+		MaxConnsPerPeer:      4,
+		MaxUnidentifiedConns: 16,
+		MaxForwardTimeout:    time.Minute,
+		Limits:               kv.DefaultLimits,
+		MaxServing:           4096,
+		Heartbeat:            50 * time.Millisecond,
+		DeadAfter:            300 * time.Millisecond,
+		StartupGrace:         2 * time.Second,
+		ReconnectMin:         50 * time.Millisecond,
+		ReconnectMax:         250 * time.Millisecond,
+	}
+}
+
 func (c *Config) validate() error {
 	if c.Self == 0 {
 		return errors.New("caspaxos/transport: Self must not be 0")
@@ -117,35 +140,36 @@ func (c *Config) validate() error {
 			return fmt.Errorf("caspaxos/transport: bad peer %d at %q", id, addr)
 		}
 	}
-	setDefault(&c.QueueLimit, 1<<16)
-	setDefault(&c.QueueBytes, 256<<20)
-	setDefault(&c.FrameLimit, 4096)
-	setDefault(&c.FrameBytes, 16<<20)
-	setDefault(&c.MaxRecvFrameBytes, 64<<20)
+	def := DefaultConfig()
+	setDefault(&c.QueueItems, def.QueueItems)
+	setDefault(&c.QueueBytes, def.QueueBytes)
+	setDefault(&c.FrameItems, def.FrameItems)
+	setDefault(&c.FrameBytes, def.FrameBytes)
+	setDefault(&c.MaxRecvFrameBytes, def.MaxRecvFrameBytes)
 	if c.FrameBytes > c.MaxRecvFrameBytes/2 {
 		return fmt.Errorf("caspaxos/transport: FrameBytes %d is over %d, half of MaxRecvFrameBytes", c.FrameBytes, c.MaxRecvFrameBytes/2)
 	}
 	if c.MaxRecvFrameBytes > math.MaxUint32 {
 		return fmt.Errorf("caspaxos/transport: MaxRecvFrameBytes %d does not fit a frame's 4-byte length", c.MaxRecvFrameBytes)
 	}
-	setDefault(&c.MaxConnsPerPeer, 4)
-	setDefault(&c.MaxUnidentifiedConns, 16)
-	setDefault(&c.MaxForwardTimeout, time.Minute)
+	setDefault(&c.MaxConnsPerPeer, def.MaxConnsPerPeer)
+	setDefault(&c.MaxUnidentifiedConns, def.MaxUnidentifiedConns)
+	setDefault(&c.MaxForwardTimeout, def.MaxForwardTimeout)
 	if c.Limits == (kv.Limits{}) {
-		c.Limits = kv.DefaultLimits
+		c.Limits = def.Limits
 	}
 	if c.Limits.MaxKeyBytes <= 0 || c.Limits.MaxValueBytes < 0 {
 		return fmt.Errorf("caspaxos/transport: limits %+v: MaxKeyBytes must be positive and MaxValueBytes not negative", c.Limits)
 	}
-	setDefault(&c.MaxServing, 4096)
-	setDefault(&c.Heartbeat, 50*time.Millisecond)
-	setDefault(&c.DeadAfter, 300*time.Millisecond)
+	setDefault(&c.MaxServing, def.MaxServing)
+	setDefault(&c.Heartbeat, def.Heartbeat)
+	setDefault(&c.DeadAfter, def.DeadAfter)
 	if c.DeadAfter < 2*c.Heartbeat {
 		return fmt.Errorf("caspaxos/transport: DeadAfter %v must be at least twice Heartbeat %v", c.DeadAfter, c.Heartbeat)
 	}
-	setDefault(&c.StartupGrace, 2*time.Second)
-	setDefault(&c.ReconnectMin, 50*time.Millisecond)
-	setDefault(&c.ReconnectMax, 250*time.Millisecond)
+	setDefault(&c.StartupGrace, def.StartupGrace)
+	setDefault(&c.ReconnectMin, def.ReconnectMin)
+	setDefault(&c.ReconnectMax, def.ReconnectMax)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -218,7 +242,7 @@ func New(cfg Config, h Handler) (*Transport, error) {
 // peers' gRPC connections, and large GC batches.
 func (t *Transport) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinPingInterval, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(t.cfg.MaxRecvFrameBytes),
 	}
 }
@@ -321,6 +345,10 @@ func (t *Transport) Leave(ctx context.Context) {
 	}
 }
 
+// quiescePollInterval is how often Quiesce looks again at what it waits
+// for: the wait lies on a stopping node's path, so it is short.
+const quiescePollInterval = time.Millisecond
+
 // Quiesce returns once no forwarded operation is being served here and
 // what was queued to peers until then (their answers among it) has been
 // written, or when ctx is done. A node that stops calls it after Leave and
@@ -328,7 +356,7 @@ func (t *Transport) Leave(ctx context.Context) {
 // operation a peer forwarded here before it learnt this node was leaving
 // then gets its answer, not an unknown outcome.
 func (t *Transport) Quiesce(ctx context.Context) {
-	check := time.NewTicker(time.Millisecond)
+	check := time.NewTicker(quiescePollInterval)
 	defer check.Stop()
 	wait := func(ok func() bool) bool {
 		for !ok() {

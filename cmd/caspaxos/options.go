@@ -12,15 +12,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/kv"
 )
 
 const (
 	envEndpoints     = "CASPAXOS_ENDPOINTS"
-	defaultEndpoints = "127.0.0.1:7070"
-	defaultTimeout   = 5 * time.Second
-	// maxDialTimeout bounds the wait for one endpoint's connection before
-	// the client tries the next, whatever --timeout says.
-	maxDialTimeout = 2 * time.Second
+	defaultEndpoints = defaultClientAddr
 	// maxStdinBytes bounds a value read from stdin (servers refuse far
 	// smaller values by default; this only stops unbounded reads).
 	maxStdinBytes = 64 << 20
@@ -42,7 +39,7 @@ func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string
 	fs := root.PersistentFlags()
 	fs.StringVar(&o.endpoints, "endpoints", endpoints,
 		"comma-separated client addresses (host:port) of nodes; default from $"+envEndpoints+" if set")
-	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "deadline for the whole command")
+	fs.DurationVar(&o.timeout, "timeout", kv.DefaultRequestTimeout, "deadline for the whole command")
 	fs.StringVarP(&o.output, "output", "o", "plain", "output format: plain or json")
 }
 
@@ -89,7 +86,10 @@ func (o *clientOptions) callWithin(cmd *cobra.Command, timeout time.Duration, fn
 	if err != nil {
 		return err
 	}
-	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, maxDialTimeout)})
+	// The wait for one endpoint's connection before the client tries the
+	// next stays at the client's default, whatever --timeout says, unless
+	// --timeout is shorter.
+	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout)})
 	if err != nil {
 		return err
 	}

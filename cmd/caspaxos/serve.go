@@ -5,58 +5,87 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
-	"github.com/caspaxos/caspaxos/server/node"
-	"github.com/caspaxos/caspaxos/server/proposer"
 )
 
-// serveOptions are the flags of `caspaxos serve`.
+// serveOptions are the flags of `caspaxos serve`. Most set a field of the
+// node's daemon.Config directly (serveFlagFields) and take its default
+// from daemon.DefaultConfig.
 type serveOptions struct {
-	config        string
-	name          string
-	dataDir       string
-	clientAddr    string
-	peerAddr      string
-	cluster       string
-	join          bool
-	prepareQuorum int
-	acceptQuorum  int
-	maxKeyBytes   int
-	maxValueBytes int
-	requestTO     time.Duration
-	maxInflight   int
-	maxConns      int
-	http          clientapi.HTTPTimeouts
-	attemptTO     time.Duration
-	readTO        time.Duration
-	readNearTO    time.Duration
-	gather        time.Duration
-	heartbeat     time.Duration
-	deadAfter     time.Duration
-	logLevel      string
-	logFormat     string
-	pprofAddr     string
-	minFreeBytes  int64
-	quotaBytes    int64
-	gc            gcFlags
+	cfg       daemon.Config
+	config    string
+	cluster   string
+	gc        bool // the inverse of cfg.GC.Disabled
+	logLevel  string
+	logFormat string
+	pprofAddr string
 }
 
-// gcFlags are the deletion GC flags of `caspaxos serve`.
-type gcFlags struct {
-	enabled       bool
-	batchKeys     int
-	roundTO       time.Duration
-	retryBase     time.Duration
-	retryMax      time.Duration
-	sweepInterval time.Duration
-	delay         time.Duration
-	orphanDelay   time.Duration
+// serveFlagFields maps each flag of `caspaxos serve` that sets a field of
+// daemon.Config to that field: the daemon's configuration errors name
+// fields, and the command names its flags instead (flagNames).
+func serveFlagFields() map[string]daemon.Field {
+	return map[string]daemon.Field{
+		"name":                     "Name",
+		"data-dir":                 "DataDir",
+		"client-addr":              "ClientAddr",
+		"peer-addr":                "PeerAddr",
+		"cluster":                  "Cluster",
+		"join":                     "Join",
+		"prepare-quorum":           "PrepareQuorum",
+		"accept-quorum":            "AcceptQuorum",
+		"max-key-bytes":            "Limits.MaxKeyBytes",
+		"max-value-bytes":          "Limits.MaxValueBytes",
+		"request-timeout":          "RequestTimeout",
+		"max-inflight-requests":    "Admission.MaxInflightRequests",
+		"max-client-conns":         "Admission.MaxConns",
+		"http-read-header-timeout": "HTTP.ReadHeaderTimeout",
+		"http-read-timeout":        "HTTP.ReadTimeout",
+		"http-write-timeout":       "HTTP.WriteTimeout",
+		"http-idle-timeout":        "HTTP.IdleTimeout",
+		"attempt-timeout":          "Node.Proposer.AttemptTimeout",
+		"read-timeout":             "Node.Proposer.ReadTimeout",
+		"read-near-timeout":        "Node.Proposer.ReadNearTimeout",
+		"gather-window":            "Node.Proposer.GatherWindow",
+		"heartbeat":                "Transport.Heartbeat",
+		"dead-after":               "Transport.DeadAfter",
+		"min-free-bytes":           "Node.Space.MinFreeBytes",
+		"quota-bytes":              "Node.Space.QuotaBytes",
+		"gc":                       "GC.Disabled",
+		"gc-batch-keys":            "GC.BatchKeys",
+		"gc-round-timeout":         "GC.RoundTimeout",
+		"gc-retry-base":            "GC.RetryBase",
+		"gc-retry-max":             "GC.RetryMax",
+		"gc-sweep-interval":        "GC.SweepInterval",
+		"gc-delay":                 "GC.Delay",
+		"gc-orphan-delay":          "GC.OrphanDelay",
+	}
 }
+
+// flagNames names a daemon.Config field by its flag, if it has one.
+func flagNames() func(daemon.Field) string {
+	byField := map[daemon.Field]string{}
+	for flag, field := range serveFlagFields() {
+		byField[field] = "--" + flag
+	}
+	return func(f daemon.Field) string {
+		if flag, ok := byField[f]; ok {
+			return flag
+		}
+		return string(f)
+	}
+}
+
+// Defaults of the flags that set no daemon.Config tunable: the addresses
+// a node listens on unless told otherwise.
+const (
+	defaultClientAddr = "127.0.0.1:7070"
+	defaultPeerAddr   = "127.0.0.1:7080"
+)
 
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}
@@ -87,45 +116,53 @@ storage fails a write or a sync (fail-stop).`,
 		},
 		RunE: o.run,
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// addFlags defines the flags of `caspaxos serve` on f, bound to o.
+func (o *serveOptions) addFlags(f *pflag.FlagSet) {
+	def := daemon.DefaultConfig()
+	c := &o.cfg
 	f.StringVar(&o.config, "config", "", "config file of `flag = value` lines")
-	f.StringVar(&o.name, "name", "", "this node's name, one of --cluster (required)")
-	f.StringVar(&o.dataDir, "data-dir", "", "directory of the node's durable state (required)")
-	f.StringVar(&o.clientAddr, "client-addr", "127.0.0.1:7070", "address of the client API (gRPC and HTTP)")
-	f.StringVar(&o.peerAddr, "peer-addr", "127.0.0.1:7080", "address of the peer transport")
+	f.StringVar(&c.Name, "name", "", "this node's name, one of --cluster (required)")
+	f.StringVar(&c.DataDir, "data-dir", "", "directory of the node's durable state (required)")
+	f.StringVar(&c.ClientAddr, "client-addr", defaultClientAddr, "address of the client API (gRPC and HTTP)")
+	f.StringVar(&c.PeerAddr, "peer-addr", defaultPeerAddr, "address of the peer transport")
 	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required unless --join)")
-	f.BoolVar(&o.join, "join", false, "wait to be added to a running cluster with `caspaxos members add NAME=PEER_ADDR` (the data directory gets a fresh incarnation: a replaced disk is a new node ID)")
-	f.IntVar(&o.prepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")
-	f.IntVar(&o.acceptQuorum, "accept-quorum", 0, "acceptors an accept needs (0: majority); prepare + accept must exceed the members")
-	f.IntVar(&o.maxKeyBytes, "max-key-bytes", 4<<10, "largest key accepted")
-	f.IntVar(&o.maxValueBytes, "max-value-bytes", 1<<20, "largest value accepted (at most 16 MiB)")
-	f.DurationVar(&o.requestTO, "request-timeout", 5*time.Second, "deadline of a client request")
-	f.IntVar(&o.maxInflight, "max-inflight-requests", clientapi.DefaultMaxInflightRequests, "client operations the node runs at once (HTTP, gRPC and Batch ops together); one past it is refused with the code overloaded (HTTP 429, gRPC RESOURCE_EXHAUSTED), nothing applied")
-	f.IntVar(&o.maxConns, "max-client-conns", clientapi.DefaultMaxClientConns, "client connections open at once; one past it is closed as soon as it is accepted")
-	f.DurationVar(&o.http.ReadHeaderTimeout, "http-read-header-timeout", clientapi.DefaultHTTPReadHeaderTimeout, "an HTTP client that has not sent its request's headers by then is cut off")
-	f.DurationVar(&o.http.ReadTimeout, "http-read-timeout", clientapi.DefaultHTTPReadTimeout, "an HTTP client that has not sent its whole request, body included, by then is cut off")
-	f.DurationVar(&o.http.WriteTimeout, "http-write-timeout", clientapi.DefaultHTTPWriteTimeout, "an HTTP answer not written by then (from the end of the request's headers) is cut off")
-	f.DurationVar(&o.http.IdleTimeout, "http-idle-timeout", clientapi.DefaultHTTPIdleTimeout, "an idle kept-alive HTTP connection is closed after this")
-	f.DurationVar(&o.attemptTO, "attempt-timeout", 500*time.Millisecond, "how long one protocol round waits for a quorum")
-	f.DurationVar(&o.readTO, "read-timeout", 100*time.Millisecond, "how long a fast-path read waits before it falls back")
-	f.DurationVar(&o.readNearTO, "read-near-timeout", 10*time.Millisecond, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
-	f.DurationVar(&o.gather, "gather-window", proposer.DefaultGatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
-	f.DurationVar(&o.heartbeat, "heartbeat", 50*time.Millisecond, "how often an idle peer link says it is alive")
-	f.DurationVar(&o.deadAfter, "dead-after", 300*time.Millisecond, "silence after which a peer counts as unreachable")
-	f.Int64Var(&o.minFreeBytes, "min-free-bytes", node.DefaultMinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
-	f.Int64Var(&o.quotaBytes, "quota-bytes", 0, "refuse new writes with no_space while the store's files take more than this, like etcd's --quota-backend-bytes (0: no quota)")
+	f.BoolVar(&c.Join, "join", false, "wait to be added to a running cluster with `caspaxos members add NAME=PEER_ADDR` (the data directory gets a fresh incarnation: a replaced disk is a new node ID)")
+	f.IntVar(&c.PrepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")
+	f.IntVar(&c.AcceptQuorum, "accept-quorum", 0, "acceptors an accept needs (0: majority); prepare + accept must exceed the members")
+	f.IntVar(&c.Limits.MaxKeyBytes, "max-key-bytes", def.Limits.MaxKeyBytes, "largest key accepted")
+	f.IntVar(&c.Limits.MaxValueBytes, "max-value-bytes", def.Limits.MaxValueBytes, fmt.Sprintf("largest value accepted (at most %d MiB)", daemon.MaxValueBytesLimit>>20))
+	f.DurationVar(&c.RequestTimeout, "request-timeout", def.RequestTimeout, "deadline of a client request")
+	f.IntVar(&c.Admission.MaxInflightRequests, "max-inflight-requests", def.Admission.MaxInflightRequests, "client operations the node runs at once (HTTP, gRPC and Batch ops together); one past it is refused with the code overloaded (HTTP 429, gRPC RESOURCE_EXHAUSTED), nothing applied")
+	f.IntVar(&c.Admission.MaxConns, "max-client-conns", def.Admission.MaxConns, "client connections open at once; one past it is closed as soon as it is accepted")
+	f.DurationVar(&c.HTTP.ReadHeaderTimeout, "http-read-header-timeout", def.HTTP.ReadHeaderTimeout, "an HTTP client that has not sent its request's headers by then is cut off")
+	f.DurationVar(&c.HTTP.ReadTimeout, "http-read-timeout", def.HTTP.ReadTimeout, "an HTTP client that has not sent its whole request, body included, by then is cut off")
+	f.DurationVar(&c.HTTP.WriteTimeout, "http-write-timeout", def.HTTP.WriteTimeout, "an HTTP answer not written by then (from the end of the request's headers) is cut off")
+	f.DurationVar(&c.HTTP.IdleTimeout, "http-idle-timeout", def.HTTP.IdleTimeout, "an idle kept-alive HTTP connection is closed after this")
+	p := &c.Node.Proposer
+	f.DurationVar(&p.AttemptTimeout, "attempt-timeout", def.Node.Proposer.AttemptTimeout, "how long one protocol round waits for a quorum")
+	f.DurationVar(&p.ReadTimeout, "read-timeout", def.Node.Proposer.ReadTimeout, "how long a fast-path read waits before it falls back")
+	f.DurationVar(&p.ReadNearTimeout, "read-near-timeout", def.Node.Proposer.ReadNearTimeout, "how long a fast-path read waits for the read quorum it asks first before it asks the other acceptors too")
+	f.DurationVar(&p.GatherWindow, "gather-window", def.Node.Proposer.GatherWindow, "how long a key written by several clients at once holds its next batch for the clients just answered, so that their next changes commit in the same round (0: the default; negative: never hold)")
+	f.DurationVar(&c.Transport.Heartbeat, "heartbeat", def.Transport.Heartbeat, "how often an idle peer link says it is alive")
+	f.DurationVar(&c.Transport.DeadAfter, "dead-after", def.Transport.DeadAfter, "silence after which a peer counts as unreachable")
+	f.Int64Var(&c.Node.Space.MinFreeBytes, "min-free-bytes", def.Node.Space.MinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
+	f.Int64Var(&c.Node.Space.QuotaBytes, "quota-bytes", def.Node.Space.QuotaBytes, "refuse new writes with no_space while the store's files take more than this, like etcd's --quota-backend-bytes (0: no quota)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
-	f.BoolVar(&o.gc.enabled, "gc", true, "run deletion GC: collect the tombstones deletes leave, once every node is reachable (--gc=false: they stay)")
-	f.IntVar(&o.gc.batchKeys, "gc-batch-keys", 1024, "keys one GC round collects")
-	f.DurationVar(&o.gc.roundTO, "gc-round-timeout", 10*time.Second, "deadline of one GC round")
-	f.DurationVar(&o.gc.retryBase, "gc-retry-base", 100*time.Millisecond, "first wait before a GC round that could not finish is retried (doubling, jittered)")
-	f.DurationVar(&o.gc.retryMax, "gc-retry-max", 5*time.Second, "longest wait before a GC round that could not finish (a node down) is retried")
-	f.DurationVar(&o.gc.sweepInterval, "gc-sweep-interval", time.Hour, "time between scans of the store for tombstones whose GC a crash lost (first at start; -1ns: never)")
-	f.DurationVar(&o.gc.delay, "gc-delay", time.Second, "how long a deleted key waits before GC takes it")
-	f.DurationVar(&o.gc.orphanDelay, "gc-orphan-delay", 10*time.Minute, "how long a tombstone a sweep found, of a key homed on another node, waits before this node collects it itself")
-	return cmd
+	g := &c.GC
+	f.BoolVar(&o.gc, "gc", !def.GC.Disabled, "run deletion GC: collect the tombstones deletes leave, once every node is reachable (--gc=false: they stay)")
+	f.IntVar(&g.BatchKeys, "gc-batch-keys", def.GC.BatchKeys, "keys one GC round collects")
+	f.DurationVar(&g.RoundTimeout, "gc-round-timeout", def.GC.RoundTimeout, "deadline of one GC round")
+	f.DurationVar(&g.RetryBase, "gc-retry-base", def.GC.RetryBase, "first wait before a GC round that could not finish is retried (doubling, jittered)")
+	f.DurationVar(&g.RetryMax, "gc-retry-max", def.GC.RetryMax, "longest wait before a GC round that could not finish (a node down) is retried")
+	f.DurationVar(&g.SweepInterval, "gc-sweep-interval", def.GC.SweepInterval, "time between scans of the store for tombstones whose GC a crash lost (first at start; -1ns: never)")
+	f.DurationVar(&g.Delay, "gc-delay", def.GC.Delay, "how long a deleted key waits before GC takes it")
+	f.DurationVar(&g.OrphanDelay, "gc-orphan-delay", def.GC.OrphanDelay, "how long a tombstone a sweep found, of a key homed on another node, waits before this node collects it itself")
 }
 
 func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
@@ -154,18 +191,18 @@ func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {
 	}
 	d, err := daemon.Start(cfg)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s serving clients on %s (pid %d)\n", o.name, d.ClientAddr(), os.Getpid())
+	fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s serving clients on %s (pid %d)\n", o.cfg.Name, d.ClientAddr(), os.Getpid())
 	select {
 	case <-cmd.Context().Done():
 		return d.Stop()
 	case <-d.Fatal():
 		_ = d.Stop()
-		return fmt.Errorf("node %s stopped: %w", o.name, d.FatalErr())
+		return fmt.Errorf("node %s stopped: %w", o.cfg.Name, d.FatalErr())
 	case <-d.Removed():
 		err := d.Stop()
-		fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s was removed from the cluster and stopped; to add it again, start it with --join on an empty data directory\n", o.name)
+		fmt.Fprintf(cmd.ErrOrStderr(), "caspaxos node %s was removed from the cluster and stopped; to add it again, start it with --join on an empty data directory\n", o.cfg.Name)
 		return err
 	}
 }
@@ -175,20 +212,24 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	if err != nil {
 		return daemon.Config{}, err
 	}
-	cfg := daemon.Config{
-		Name: o.name, DataDir: o.dataDir, ClientAddr: o.clientAddr, PeerAddr: o.peerAddr, Cluster: members, Join: o.join,
-		PrepareQuorum: o.prepareQuorum, AcceptQuorum: o.acceptQuorum,
-		RequestTimeout: o.requestTO, MaxInflightRequests: o.maxInflight, MaxClientConns: o.maxConns, HTTP: o.http, AttemptTimeout: o.attemptTO, ReadTimeout: o.readTO, ReadNearTimeout: o.readNearTO, GatherWindow: o.gather,
-		Heartbeat: o.heartbeat, DeadAfter: o.deadAfter, Logger: log,
-		Space: node.SpaceConfig{MinFreeBytes: o.minFreeBytes, QuotaBytes: o.quotaBytes},
-		GC: daemon.GCOptions{Disabled: !o.gc.enabled, BatchKeys: o.gc.batchKeys, RoundTimeout: o.gc.roundTO, RetryBase: o.gc.retryBase,
-			RetryMax: o.gc.retryMax, SweepInterval: o.gc.sweepInterval, Delay: o.gc.delay, OrphanDelay: o.gc.orphanDelay},
-	}
-	cfg.Limits.MaxKeyBytes, cfg.Limits.MaxValueBytes = o.maxKeyBytes, o.maxValueBytes
-	if o.maxKeyBytes <= 0 || o.maxValueBytes <= 0 {
+	cfg := o.cfg
+	cfg.Cluster, cfg.GC.Disabled, cfg.Logger = members, !o.gc, log
+	// A zero limit would mean the default to the daemon; on the command
+	// line it is a mistake.
+	if cfg.Limits.MaxKeyBytes <= 0 || cfg.Limits.MaxValueBytes <= 0 {
 		return cfg, errors.New("--max-key-bytes and --max-value-bytes must be positive")
 	}
-	return cfg, cfg.Validate()
+	return cfg, flagError(cfg.Validate())
+}
+
+// flagError names the fields of a daemon configuration error by their
+// flags; other errors pass unchanged.
+func flagError(err error) error {
+	var ce *daemon.ConfigError
+	if errors.As(err, &ce) {
+		return errors.New(ce.Text(flagNames()))
+	}
+	return err
 }
 
 func (o *serveOptions) logger(cmd *cobra.Command) (*slog.Logger, error) {

@@ -164,26 +164,37 @@ type Config struct {
 	ceilingStep uint64
 }
 
+// DefaultConfig returns the defaults of every tunable field (ID is the
+// caller's). A zero field of a Config given to New takes its value from here.
+func DefaultConfig() Config {
+	return Config{
+		MaxInflightBatches: 1024,
+		CacheBytes:         32 << 20,
+		MaxFenceStep:       1 << 20,
+	}
+}
+
 func (c *Config) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/acceptor: acceptor ID must not be 0")
 	}
+	def := DefaultConfig()
 	if c.MaxInflightBatches < 0 {
 		return fmt.Errorf("caspaxos/acceptor: MaxInflightBatches is %d; it must not be negative", c.MaxInflightBatches)
 	}
 	if c.MaxInflightBatches == 0 {
-		c.MaxInflightBatches = 1024
+		c.MaxInflightBatches = def.MaxInflightBatches
 	}
 	switch {
 	case c.CacheBytes < -1:
 		return fmt.Errorf("caspaxos/acceptor: CacheBytes is %d; use -1 for no cache", c.CacheBytes)
 	case c.CacheBytes == 0:
-		c.CacheBytes = 32 << 20
+		c.CacheBytes = def.CacheBytes
 	case c.CacheBytes == -1:
 		c.CacheBytes = 0
 	}
 	if c.MaxFenceStep == 0 {
-		c.MaxFenceStep = 1 << 20
+		c.MaxFenceStep = def.MaxFenceStep
 	}
 	return nil
 }

@@ -15,12 +15,12 @@ import (
 type AdmissionConfig struct {
 	// MaxInflightRequests bounds the client operations the node runs at
 	// once: HTTP requests, unary gRPC calls and the ops of Batch streams
-	// together (default DefaultMaxInflightRequests). One past it is
+	// together (default 8192). One past it is
 	// refused at once with kv.ErrOverloaded (code overloaded; HTTP 429
 	// with Retry-After, gRPC ResourceExhausted), having done nothing.
 	MaxInflightRequests int
 	// MaxConns bounds the client connections open at once, HTTP and gRPC
-	// together (default DefaultMaxClientConns). A connection past it is
+	// together (default 4096). A connection past it is
 	// closed as soon as it is accepted.
 	MaxConns int
 	// RetryAfter is what a refusal tells the client to wait (HTTP
@@ -28,12 +28,11 @@ type AdmissionConfig struct {
 	RetryAfter time.Duration
 }
 
-// Defaults of AdmissionConfig.
-const (
-	DefaultMaxInflightRequests = 8192
-	DefaultMaxClientConns      = 4096
-	DefaultRetryAfter          = time.Second
-)
+// DefaultAdmissionConfig returns AdmissionConfig's defaults; a zero field
+// given to NewAdmission takes its value from here.
+func DefaultAdmissionConfig() AdmissionConfig {
+	return AdmissionConfig{MaxInflightRequests: 8192, MaxConns: 4096, RetryAfter: time.Second}
+}
 
 // Admission counts the operations and connections of a node's client
 // services against AdmissionConfig. One Admission is shared by the HTTP
@@ -51,14 +50,15 @@ func NewAdmission(cfg AdmissionConfig) (*Admission, error) {
 	if cfg.MaxInflightRequests < 0 || cfg.MaxConns < 0 || cfg.RetryAfter < 0 {
 		return nil, errors.New("caspaxos/clientapi: admission bounds must not be negative")
 	}
+	def := DefaultAdmissionConfig()
 	if cfg.MaxInflightRequests == 0 {
-		cfg.MaxInflightRequests = DefaultMaxInflightRequests
+		cfg.MaxInflightRequests = def.MaxInflightRequests
 	}
 	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxClientConns
+		cfg.MaxConns = def.MaxConns
 	}
 	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = DefaultRetryAfter
+		cfg.RetryAfter = def.RetryAfter
 	}
 	return &Admission{cfg: cfg}, nil
 }

@@ -18,14 +18,14 @@ import (
 type GRPCConfig struct {
 	Limits kv.Limits
 	// RequestTimeout bounds each operation whose caller set no earlier
-	// deadline (default 5s).
+	// deadline (default kv.DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// MaxBatchInflightOps bounds the ops of one Batch stream taken and
 	// not yet sent back: running, or answered and waiting to be sent
-	// (default DefaultMaxBatchInflightOps).
+	// (default 4096).
 	MaxBatchInflightOps int
 	// MaxBatchQueuedBytes bounds the results of one Batch stream waiting
-	// to be sent (default DefaultMaxBatchQueuedBytes). Past either bound
+	// to be sent (default 16 MiB). Past either bound
 	// the stream takes no new op until the client reads, so a client that
 	// sends and never reads is held back by gRPC's flow control and costs
 	// the node at most these bounds (plus the results of the ops still
@@ -37,21 +37,38 @@ type GRPCConfig struct {
 	Admission *Admission
 }
 
-// Defaults of GRPCConfig.
+// DefaultGRPCConfig returns GRPCConfig's defaults (Limits and Admission
+// are the caller's); a zero or negative field given to RegisterGRPC takes
+// its value from here.
+func DefaultGRPCConfig() GRPCConfig {
+	return GRPCConfig{
+		RequestTimeout:      kv.DefaultRequestTimeout,
+		MaxBatchInflightOps: 4096,
+		MaxBatchQueuedBytes: 16 << 20,
+	}
+}
+
+// The keepalive of a node's client gRPC server: it lets clients ping a
+// connection every KeepaliveMinPingInterval or more (the Go client pings
+// one silent for client.Config.KeepaliveTime, 10s by default, to find a
+// node cut off without a reset), and itself pings a client silent for
+// keepalivePingIdle and closes the connection if no answer comes within
+// keepalivePingTimeout, so that a vanished client holds no connection.
 const (
-	DefaultMaxBatchInflightOps       = 4096
-	DefaultMaxBatchQueuedBytes int64 = 16 << 20
+	// KeepaliveMinPingInterval is the least time between a client's
+	// pings; a client pinging more often is cut off (gRPC's enforcement).
+	// The Go client's KeepaliveTime must not be shorter.
+	KeepaliveMinPingInterval = 5 * time.Second
+	keepalivePingIdle        = 30 * time.Second
+	keepalivePingTimeout     = 10 * time.Second
 )
 
 // KeepaliveOptions are the keepalive options of a node's client gRPC
-// server: it lets clients ping a connection every 5s or more (the Go
-// client pings one silent for 10s, to find a node cut off without a reset),
-// and itself pings a client silent for 30s and closes the connection if no
-// answer comes within 10s, so that a vanished client holds no connection.
+// server (see KeepaliveMinPingInterval).
 func KeepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinPingInterval, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepalivePingIdle, Timeout: keepalivePingTimeout}),
 	}
 }
 
@@ -68,14 +85,15 @@ func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 
 // newGRPCAPI returns the services of cfg, its defaults filled in, over b.
 func newGRPCAPI(cfg GRPCConfig, b Backend) *grpcAPI {
+	def := DefaultGRPCConfig()
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
+		cfg.RequestTimeout = def.RequestTimeout
 	}
 	if cfg.MaxBatchInflightOps <= 0 {
-		cfg.MaxBatchInflightOps = DefaultMaxBatchInflightOps
+		cfg.MaxBatchInflightOps = def.MaxBatchInflightOps
 	}
 	if cfg.MaxBatchQueuedBytes <= 0 {
-		cfg.MaxBatchQueuedBytes = DefaultMaxBatchQueuedBytes
+		cfg.MaxBatchQueuedBytes = def.MaxBatchQueuedBytes
 	}
 	g := &grpcAPI{cfg: cfg, b: b, draining: make(chan struct{})}
 	g.drain = sync.OnceFunc(func() { close(g.draining) })

@@ -19,7 +19,7 @@ import (
 // HTTPConfig configures the HTTP/JSON API.
 type HTTPConfig struct {
 	Limits kv.Limits
-	// RequestTimeout bounds each operation (default 5s).
+	// RequestTimeout bounds each operation (default kv.DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// Metrics, if set, serves GET /metrics.
 	Metrics http.Handler
@@ -44,7 +44,7 @@ type HTTPConfig struct {
 //	GET    /metrics                Prometheus metrics (if configured)
 func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
+		cfg.RequestTimeout = kv.DefaultRequestTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -309,13 +309,21 @@ type HTTPTimeouts struct {
 	IdleTimeout time.Duration
 }
 
-// Defaults of HTTPTimeouts.
-const (
-	DefaultHTTPReadHeaderTimeout = 5 * time.Second
-	DefaultHTTPReadTimeout       = 30 * time.Second
-	DefaultHTTPWriteTimeout      = 60 * time.Second
-	DefaultHTTPIdleTimeout       = 120 * time.Second
-)
+// DefaultHTTPTimeouts returns HTTPTimeouts's defaults; a zero or negative
+// field given to NewHTTPServer takes its value from here.
+func DefaultHTTPTimeouts() HTTPTimeouts {
+	return HTTPTimeouts{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+}
+
+// maxHTTPHeaderBytes bounds a request's line and headers (net/http's
+// default is 1 MiB): the key, which travels in the path, and the few
+// headers the API reads fit well within it.
+const maxHTTPHeaderBytes = 64 << 10
 
 // NewHTTPServer returns an http.Server for h whose timeouts cut off slow
 // clients (slowloris: headers or a body sent a byte at a time, a
@@ -326,10 +334,11 @@ func NewHTTPServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Serve
 			*d = v
 		}
 	}
-	def(&t.ReadHeaderTimeout, DefaultHTTPReadHeaderTimeout)
-	def(&t.ReadTimeout, DefaultHTTPReadTimeout)
-	def(&t.WriteTimeout, DefaultHTTPWriteTimeout)
-	def(&t.IdleTimeout, DefaultHTTPIdleTimeout)
+	defaults := DefaultHTTPTimeouts()
+	def(&t.ReadHeaderTimeout, defaults.ReadHeaderTimeout)
+	def(&t.ReadTimeout, defaults.ReadTimeout)
+	def(&t.WriteTimeout, defaults.WriteTimeout)
+	def(&t.IdleTimeout, defaults.IdleTimeout)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -339,7 +348,7 @@ func NewHTTPServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Serve
 		ReadTimeout:       t.ReadTimeout,
 		WriteTimeout:      t.WriteTimeout,
 		IdleTimeout:       t.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHTTPHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }

@@ -93,8 +93,7 @@ func Start(cfg Config) (*Daemon, error) {
 		d.store.Close()
 		return nil, err
 	}
-	d.admission, err = clientapi.NewAdmission(clientapi.AdmissionConfig{MaxInflightRequests: cfg.MaxInflightRequests,
-		MaxConns: cfg.MaxClientConns})
+	d.admission, err = clientapi.NewAdmission(cfg.Admission)
 	if err != nil {
 		d.store.Close()
 		return nil, err
@@ -172,12 +171,12 @@ func (d *Daemon) stopFatal(err error) {
 func listen(cfg Config) (peer, client net.Listener, err error) {
 	peer, err = net.Listen("tcp", cfg.PeerAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("caspaxos/daemon: --peer-addr: %w", err)
+		return nil, nil, &ConfigError{Problems: []Problem{problem("%s: %v", Field("PeerAddr"), err)}}
 	}
 	client, err = net.Listen("tcp", cfg.ClientAddr)
 	if err != nil {
 		peer.Close()
-		return nil, nil, fmt.Errorf("caspaxos/daemon: --client-addr: %w", err)
+		return nil, nil, &ConfigError{Problems: []Problem{problem("%s: %v", Field("ClientAddr"), err)}}
 	}
 	return peer, client, nil
 }
@@ -195,17 +194,16 @@ func (d *Daemon) startNode() error {
 		d.acceptors = membership.JoiningConfig(d.id)
 	}
 	d.relay = &relay{limits: d.cfg.Limits}
-	tr, err := transport.New(transport.Config{Self: d.id, Heartbeat: d.cfg.Heartbeat,
-		DeadAfter: d.cfg.DeadAfter, Limits: d.cfg.Limits, Logger: d.log}, d.relay)
+	tc := d.cfg.Transport
+	tc.Self, tc.Peers, tc.Limits, tc.Logger = d.id, nil, d.cfg.Limits, d.log
+	tr, err := transport.New(tc, d.relay)
 	if err != nil {
 		return err
 	}
 	d.tr = tr
-	node, err := node.New(node.Config{
-		ID: d.id, Acceptors: d.acceptors, AttemptTimeout: d.cfg.AttemptTimeout, ReadTimeout: d.cfg.ReadTimeout,
-		ReadNearTimeout: d.cfg.ReadNearTimeout, GatherWindow: d.cfg.GatherWindow,
-		Deleted: d.deleted, Space: d.cfg.Space,
-	}, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
+	nc := d.cfg.Node
+	nc.ID, nc.Members, nc.Acceptors, nc.Deleted = d.id, nil, d.acceptors, d.deleted
+	node, err := node.New(nc, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()
 		return err
@@ -214,8 +212,9 @@ func (d *Daemon) startNode() error {
 	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
 	d.admin = &peerapi.AdminClients{}
-	self := membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
-	d.ctl, err = membership.NewController(membership.ControllerConfig{Self: self}, d.admin, node.Proposer(), changeStore{d.dir},
+	cc := d.cfg.Membership
+	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
+	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},
 		d.members.Membership, d.log)
 	if err == nil {
 		err = d.ctl.Resume()
@@ -241,6 +240,15 @@ func (d *Daemon) startNode() error {
 	return nil
 }
 
+// The client gRPC server's receive bound: one op at the limits (its key,
+// its value and grpcOpOverheadBytes for the rest), or a Batch message of
+// many small ones (the Go client keeps those under 1.25 MiB), and gRPC's
+// default minGRPCRecvBytes at least.
+const (
+	grpcOpOverheadBytes = 4096
+	minGRPCRecvBytes    = 4 << 20
+)
+
 func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
@@ -249,11 +257,9 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	// gRPC and HTTP/1 share the client address: gRPC connections begin
 	// with the HTTP/2 client preface. (gRPC's net/http bridge would avoid
 	// this, at a large cost in throughput.)
-	d.split = connsplit.New(d.admission.Listener(clientLis), []byte("PRI"), 10*time.Second)
-	// One op at the limits, or a Batch message of many small ones (the Go
-	// client keeps those under 1.25 MiB): gRPC's default 4 MiB at least.
+	d.split = connsplit.New(d.admission.Listener(clientLis), []byte("PRI"), d.cfg.Timers.SniffTimeout)
 	d.grpcSrv = grpc.NewServer(append(clientapi.KeepaliveOptions(),
-		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+4096, 4<<20)))...)
+		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
@@ -274,15 +280,10 @@ func (d *Daemon) FatalErr() error { return d.fatalErr }
 // Removed is closed when a membership change removed this node from the
 // cluster: it had been a member, the membership it uses no longer lists it,
 // the change is over (or the node has been outside the membership for
-// removedGrace) and no change runs on its own controller. The node has no
+// Timers.RemovedGrace) and no change runs on its own controller. The node has no
 // part left in the cluster, and the process should stop (as etcd's removed
 // members do), instead of serving clients from outside it.
 func (d *Daemon) Removed() <-chan struct{} { return d.removed }
-
-// removedGrace bounds how long a node outside the membership waits for the
-// change that removed it to end before it reports itself removed (the
-// change's last call to it may never come: it is not required).
-const removedGrace = 10 * time.Second
 
 // checkNotRemoved refuses to start a node that was removed: one that has
 // been a member, is not listed any more and has no change of its own to
@@ -304,11 +305,6 @@ func (d *Daemon) checkNotRemoved() error {
 	return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster (membership version %d); to add it again, start it with --join on an empty data directory and add it",
 		d.cfg.Name, d.members.Config().Version)
 }
-
-// removedProbeEvery is how often a member asks its peers whether their
-// membership, if newer than its own, still lists it: a node removed while
-// it was down learns of it only from them.
-const removedProbeEvery = 2 * time.Second
 
 // probeRemoved asks the other members of the membership this node uses for
 // theirs. It returns the version of a newer one that does not list this
@@ -335,10 +331,10 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 }
 
 // memberInfo asks member m for its Info (naming this node as the caller);
-// ok is false if it did not answer within a second, or if another node
+// ok is false if it did not answer within Timers.MemberInfoTimeout, or if another node
 // (another incarnation) answers at its address.
 func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (peerapi.Info, bool) {
-	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.MemberInfoTimeout)
 	defer cancel()
 	info, err := d.admin.Info(ictx, m.PeerAddr, d.id, "")
 	return info, err == nil && info.ID == m.ID
@@ -387,9 +383,9 @@ func holdOver(controls *bool, changeID string, held membership.NodeState) bool {
 // and Removed when this node is no longer a member (see Removed): by the
 // membership it uses, or by a peer's newer one (probeRemoved).
 func (d *Daemon) watch() {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(d.cfg.Timers.WatchInterval)
 	defer t.Stop()
-	probe := time.NewTicker(removedProbeEvery)
+	probe := time.NewTicker(d.cfg.Timers.RemovedProbeInterval)
 	defer probe.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -439,7 +435,7 @@ func (d *Daemon) watch() {
 			case !d.member.Load() || d.MemberChange() != nil:
 			case outside.IsZero():
 				outside = time.Now()
-			case !st.Changing || time.Since(outside) >= removedGrace:
+			case !st.Changing || time.Since(outside) >= d.cfg.Timers.RemovedGrace:
 				d.log.Warn("this node was removed from the cluster; it stops serving", "membership_version", st.Membership.Version())
 				removed = true
 				close(d.removed)
@@ -470,11 +466,11 @@ func (d *Daemon) Stop() error {
 		if d.stopSeal != nil {
 			d.stopSeal()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timers.StopTimeout)
 		defer cancel()
 		// Peers stop forwarding here first, while this node still answers
 		// the forwards it has: a graceful stop leaves no unknown outcomes.
-		leave, cancelLeave := context.WithTimeout(ctx, time.Second)
+		leave, cancelLeave := context.WithTimeout(ctx, d.cfg.Timers.LeaveTimeout)
 		d.tr.Leave(leave)
 		cancelLeave()
 		_ = d.httpSrv.Shutdown(ctx)
@@ -489,7 +485,7 @@ func (d *Daemon) Stop() error {
 		// Forwards taken before the peers learnt of the leave run to the
 		// end here, and their answers leave, before the node stops. A
 		// budget of its own: slow clients may have used up ctx.
-		quiesce, cancelQuiesce := context.WithTimeout(context.Background(), 3*time.Second)
+		quiesce, cancelQuiesce := context.WithTimeout(context.Background(), d.cfg.Timers.QuiesceTimeout)
 		d.tr.Quiesce(quiesce)
 		cancelQuiesce()
 		d.split.Close()
@@ -511,7 +507,7 @@ func (d *Daemon) Stop() error {
 // Do runs one client operation (clientapi.Backend).
 //
 // A node that knows it cannot reach a quorum (its peers have been silent
-// past DeadAfter) answers kv.ErrNoQuorum at once, having sent nothing.
+// past Transport.DeadAfter) answers kv.ErrNoQuorum at once, having sent nothing.
 func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	start := time.Now()
 	var s protocol.State

@@ -16,6 +16,7 @@ import (
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/membership"
+	"github.com/caspaxos/caspaxos/transport"
 )
 
 // freeAddrs returns n loopback addresses that were free a moment ago.
@@ -55,7 +56,7 @@ func newTestCluster(t *testing.T, n int, mods ...func(*Config)) *testCluster {
 		// packages' tests: a peer may miss the default 300ms liveness window
 		// without being gone, and fail-fast would refuse with no_quorum.
 		c.cfgs = append(c.cfgs, Config{Name: members[i].Name, DataDir: t.TempDir(), ClientAddr: addrs[i],
-			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, DeadAfter: 2 * time.Second})
+			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, Transport: transport.Config{DeadAfter: 2 * time.Second}})
 		for _, mod := range mods {
 			mod(&c.cfgs[i])
 		}
@@ -228,10 +229,10 @@ func TestInvalidConfiguration(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"no name", func(c *Config) { c.Name = "" }, "--name is required"},
-		{"name not in cluster", func(c *Config) { c.Name = "n9" }, `"n9" is not in --cluster`},
+		{"no name", func(c *Config) { c.Name = "" }, "Name is required"},
+		{"name not in cluster", func(c *Config) { c.Name = "n9" }, `"n9" is not in Cluster`},
 		{"peer addr differs", func(c *Config) { c.PeerAddr = "127.0.0.1:9999" }, "peer address"},
-		{"bad client addr", func(c *Config) { c.ClientAddr = "nohost" }, "--client-addr"},
+		{"bad client addr", func(c *Config) { c.ClientAddr = "nohost" }, "ClientAddr"},
 		{"duplicate member", func(c *Config) { c.Cluster = append(c.Cluster, Member{"n2", "x:1"}) }, "twice"},
 		{"quorums too small", func(c *Config) { c.PrepareQuorum, c.AcceptQuorum = 1, 2 }, "quorum"},
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
@@ -72,7 +73,7 @@ func TestGCFollowsMembership(t *testing.T) {
 
 	addrs := freeAddrs(t, 2)
 	c.cfgs = append(c.cfgs, Config{Name: "n4", DataDir: t.TempDir(), ClientAddr: addrs[0], PeerAddr: addrs[1], Join: true,
-		RequestTimeout: 2 * time.Second, DeadAfter: 2 * time.Second})
+		RequestTimeout: 2 * time.Second, Transport: transport.Config{DeadAfter: 2 * time.Second}})
 	fastGC(&c.cfgs[3])
 	c.daemons = append(c.daemons, nil)
 	c.start(t, 3)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/membership"
@@ -235,7 +234,7 @@ func (a adminNode) ReleaseHold(ctx context.Context, force bool) (peerapi.Hold, e
 // AddMember adds the node serving the peer address addr under name, and
 // returns once the change is done (or ctx ends: it then goes on).
 func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.JoinerInfoTimeout)
 	info, err := d.admin.Info(ictx, addr, 0, "")
 	cancel()
 	if err != nil {

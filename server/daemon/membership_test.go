@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caspaxos/caspaxos/transport"
 )
 
 // joiner starts a node with --join at fresh addresses and data directory.
@@ -15,7 +17,7 @@ func (c *testCluster) joiner(t *testing.T, name, dir string) int {
 	t.Helper()
 	addrs := freeAddrs(t, 2)
 	c.cfgs = append(c.cfgs, Config{Name: name, DataDir: dir, ClientAddr: addrs[0], PeerAddr: addrs[1], Join: true,
-		RequestTimeout: 2 * time.Second, DeadAfter: 2 * time.Second})
+		RequestTimeout: 2 * time.Second, Transport: transport.Config{DeadAfter: 2 * time.Second}})
 	c.daemons = append(c.daemons, nil)
 	c.start(t, len(c.daemons)-1)
 	return len(c.daemons) - 1

@@ -32,7 +32,10 @@ func TestOverloadLoad(t *testing.T) {
 		valueBytes  = 1 << 10
 		heapBound   = 512 << 20
 	)
-	c := newTestCluster(t, 1, func(cfg *Config) { cfg.MaxInflightRequests = maxInflight; cfg.RequestTimeout = 5 * time.Second })
+	c := newTestCluster(t, 1, func(cfg *Config) {
+		cfg.Admission.MaxInflightRequests = maxInflight
+		cfg.RequestTimeout = DefaultConfig().RequestTimeout
+	})
 	addr := c.cfgs[0].ClientAddr
 	waitHealthy(t, addr, http.StatusOK)
 	cl := c.client(t, 0)

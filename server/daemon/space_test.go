@@ -23,9 +23,9 @@ import (
 func TestNoSpaceOverTheNetwork(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		fastGC(cfg)
-		cfg.Space = node.SpaceConfig{CheckInterval: time.Nanosecond}
+		cfg.Node.Space = node.SpaceConfig{CheckInterval: time.Nanosecond}
 		if cfg.Name != "n1" {
-			cfg.Space.QuotaBytes = 1
+			cfg.Node.Space.QuotaBytes = 1
 		}
 	})
 	for _, cfg := range c.cfgs {

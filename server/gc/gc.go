@@ -112,47 +112,69 @@ type Config struct {
 	// MaxOrphans bounds the tombstones of other homes waiting in memory
 	// (default 1<<20); a sweep that finds more leaves them to the next.
 	MaxOrphans int
-	// FeedBuffer bounds the enqueues waiting to be written (default 8192);
+	// MaxFeedItems bounds the enqueues waiting to be written (default 8192);
 	// beyond it they are dropped and left to the sweep.
-	FeedBuffer int
+	MaxFeedItems int
 	// RandSeed seeds the retry jitter; zero picks a seed from the clock.
 	RandSeed uint64
+}
+
+// MaxDuration bounds every duration of Config: a longer one is a mistake
+// in its unit, not a tuning.
+const MaxDuration = 24 * time.Hour
+
+// DefaultConfig returns the defaults of every tunable field (ID and
+// RandSeed are the caller's). A zero field of a Config given to New takes
+// its value from here.
+func DefaultConfig() Config {
+	return Config{
+		BatchKeys:     1024,
+		RoundTimeout:  10 * time.Second,
+		RetryBase:     100 * time.Millisecond,
+		RetryMax:      5 * time.Second,
+		SweepInterval: time.Hour,
+		Delay:         time.Second,
+		OrphanDelay:   10 * time.Minute,
+		MaxOrphans:    1 << 20,
+		MaxFeedItems:  8192,
+	}
 }
 
 func (c *Config) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/gc: GC runner ID must not be 0")
 	}
-	if c.BatchKeys < 0 || c.FeedBuffer < 0 || c.MaxOrphans < 0 {
-		return errors.New("caspaxos/gc: BatchKeys, FeedBuffer and MaxOrphans must not be negative")
+	if c.BatchKeys < 0 || c.MaxFeedItems < 0 || c.MaxOrphans < 0 {
+		return errors.New("caspaxos/gc: BatchKeys, MaxFeedItems and MaxOrphans must not be negative")
 	}
+	def := DefaultConfig()
 	if c.MaxOrphans == 0 {
-		c.MaxOrphans = 1 << 20
+		c.MaxOrphans = def.MaxOrphans
 	}
 	if c.BatchKeys == 0 {
-		c.BatchKeys = 1024
+		c.BatchKeys = def.BatchKeys
 	}
-	if c.FeedBuffer == 0 {
-		c.FeedBuffer = 8192
+	if c.MaxFeedItems == 0 {
+		c.MaxFeedItems = def.MaxFeedItems
 	}
 	durations := []struct {
 		name string
 		d    *time.Duration
 		def  time.Duration
 	}{
-		{"RoundTimeout", &c.RoundTimeout, 10 * time.Second},
-		{"RetryBase", &c.RetryBase, 100 * time.Millisecond},
-		{"RetryMax", &c.RetryMax, 5 * time.Second},
-		{"SweepInterval", &c.SweepInterval, time.Hour},
-		{"Delay", &c.Delay, time.Second},
-		{"OrphanDelay", &c.OrphanDelay, 10 * time.Minute},
+		{"RoundTimeout", &c.RoundTimeout, def.RoundTimeout},
+		{"RetryBase", &c.RetryBase, def.RetryBase},
+		{"RetryMax", &c.RetryMax, def.RetryMax},
+		{"SweepInterval", &c.SweepInterval, def.SweepInterval},
+		{"Delay", &c.Delay, def.Delay},
+		{"OrphanDelay", &c.OrphanDelay, def.OrphanDelay},
 	}
 	for _, d := range durations {
 		if *d.d == -1 && d.name == "SweepInterval" {
 			continue
 		}
-		if *d.d < 0 || *d.d > 24*time.Hour {
-			return fmt.Errorf("caspaxos/gc: %s is %v; it must be between 0 (default %v) and 24h", d.name, *d.d, d.def)
+		if *d.d < 0 || *d.d > MaxDuration {
+			return fmt.Errorf("caspaxos/gc: %s is %v; it must be between 0 (default %v) and %v", d.name, *d.d, d.def, MaxDuration)
 		}
 		if *d.d == 0 {
 			*d.d = d.def
@@ -214,7 +236,7 @@ func New(cfg Config, store storage.Store, w Writer, peers Peers, log *slog.Logge
 		peers:   peers,
 		log:     log.With(slog.String("component", "gc")),
 		rng:     rand.New(rand.NewPCG(seed, uint64(cfg.ID))),
-		feed:    make(chan storage.GCItem, cfg.FeedBuffer),
+		feed:    make(chan storage.GCItem, cfg.MaxFeedItems),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		young:   make(map[string]time.Time),

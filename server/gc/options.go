@@ -24,6 +24,21 @@ type Options struct {
 	OrphanDelay   time.Duration
 }
 
+// DefaultOptions returns the defaults of Options: GC on, and the
+// runner's defaults (DefaultConfig).
+func DefaultOptions() Options {
+	def := DefaultConfig()
+	return Options{
+		BatchKeys:     def.BatchKeys,
+		RoundTimeout:  def.RoundTimeout,
+		RetryBase:     def.RetryBase,
+		RetryMax:      def.RetryMax,
+		SweepInterval: def.SweepInterval,
+		Delay:         def.Delay,
+		OrphanDelay:   def.OrphanDelay,
+	}
+}
+
 // Config is the runner's configuration on node id.
 func (o Options) Config(id protocol.NodeID) Config {
 	return Config{

@@ -125,14 +125,28 @@ type ControllerConfig struct {
 	SettlePoll  time.Duration
 }
 
+// DefaultControllerConfig returns the defaults of every tunable field
+// (Self is the caller's). A zero or negative field of a ControllerConfig
+// given to NewController takes its value from here.
+func DefaultControllerConfig() ControllerConfig {
+	return ControllerConfig{
+		PageKeys:    256,
+		RetryBase:   50 * time.Millisecond,
+		RetryMax:    2 * time.Second,
+		CallTimeout: 5 * time.Second,
+		SettlePoll:  20 * time.Millisecond,
+	}
+}
+
 func (c *ControllerConfig) defaults() {
+	def := DefaultControllerConfig()
 	if c.PageKeys <= 0 {
-		c.PageKeys = 256
+		c.PageKeys = def.PageKeys
 	}
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&c.RetryBase, 50 * time.Millisecond}, {&c.RetryMax, 2 * time.Second}, {&c.CallTimeout, 5 * time.Second}, {&c.SettlePoll, 20 * time.Millisecond}} {
+	}{{&c.RetryBase, def.RetryBase}, {&c.RetryMax, def.RetryMax}, {&c.CallTimeout, def.CallTimeout}, {&c.SettlePoll, def.SettlePoll}} {
 		if *d.v <= 0 {
 			*d.v = d.def
 		}
@@ -557,6 +571,11 @@ func (c *Controller) settle(ctx context.Context, ch *Change, version uint64) err
 	})
 }
 
+// optionalCallTimeout bounds a call to an optional node (a node being
+// removed) below CallTimeout: such a node is often gone for good, and a
+// step should not wait long for a reply it does not need.
+const optionalCallTimeout = time.Second
+
 // each runs fn on every node at once, each call within CallTimeout. It fails
 // if fn failed on a required node; failures on optional nodes are ignored.
 func (c *Controller) each(ctx context.Context, required, optional []Member, fn func(context.Context, Member) error) error {
@@ -569,7 +588,7 @@ func (c *Controller) each(ctx context.Context, required, optional []Member, fn f
 			defer wg.Done()
 			d := c.cfg.CallTimeout
 			if i >= len(required) {
-				d = min(d, time.Second) // the removed node is often gone for good
+				d = min(d, optionalCallTimeout)
 			}
 			cctx, cancel := context.WithTimeout(ctx, d)
 			defer cancel()

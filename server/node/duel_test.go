@@ -13,6 +13,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/server/servertest"
 	"github.com/caspaxos/caspaxos/storage"
 )
@@ -51,7 +52,7 @@ func TestDuelOverSlowLinks(t *testing.T) {
 			acceptors := protocol.Majority(1, ids...)
 			var nodes []*node.Node
 			for _, id := range ids {
-				cfg := node.Config{ID: id, Acceptors: acceptors, RandSeed: uint64(id)}
+				cfg := node.Config{ID: id, Acceptors: acceptors, Proposer: proposer.Config{RandSeed: uint64(id)}}
 				ep := net.local.Endpoint(id)
 				n, err := node.New(cfg, storage.NewMemory(), ep, slowForwarder{ep, 2 * tc.oneWay}, servertest.Logger(t))
 				if err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
@@ -18,8 +17,7 @@ import (
 )
 
 // Config configures a Node: its acceptor service, its proposer driver and
-// its routing. Zero values mean the defaults of proposer.Config and
-// acceptor.Config.
+// its routing. Zero values mean the defaults (DefaultConfig).
 type Config struct {
 	// ID is the node's ID (not 0, never reused for another node).
 	ID protocol.NodeID
@@ -29,23 +27,13 @@ type Config struct {
 	// Acceptors is the acceptor configuration the node's proposer uses.
 	Acceptors protocol.Config
 
-	AttemptTimeout time.Duration
-	ReadTimeout    time.Duration
-	// ReadNearTimeout: see proposer.Config.
-	ReadNearTimeout time.Duration
-	// GatherWindow: see proposer.Config.
-	GatherWindow  time.Duration
-	BackoffBase   time.Duration
-	BackoffMax    time.Duration
-	MaxBatch      int
-	MaxCachedKeys int
-	// MaxCachedBytes: see proposer.Config.
-	MaxCachedBytes int64
-	CeilingStep    uint64
-	RandSeed       uint64
-
-	MaxInflightBatches int
-	CacheBytes         int64
+	// Proposer tunes the node's proposer driver. Its ID, Acceptors and
+	// Deleted are the node's (the fields of this Config) and its
+	// Distances the forwarder's, if that is a server.Distancer: whatever
+	// they hold here is replaced.
+	Proposer proposer.Config
+	// Acceptor tunes the node's acceptor service; its ID is the node's.
+	Acceptor acceptor.Config
 
 	// Deleted is passed to proposer.Config: deletion GC's queue feed.
 	Deleted func(key string, version uint64)
@@ -54,6 +42,16 @@ type Config struct {
 	// nearly full (space.go). It applies when the store is a
 	// storage.SpaceReporter.
 	Space SpaceConfig
+}
+
+// DefaultConfig returns the defaults of the node's tunables: its
+// proposer's, its acceptor's and its space check's.
+func DefaultConfig() Config {
+	return Config{
+		Proposer: proposer.DefaultConfig(),
+		Acceptor: acceptor.DefaultConfig(),
+		Space:    DefaultSpaceConfig(),
+	}
 }
 
 func (c *Config) validate() error {
@@ -73,23 +71,12 @@ func (c *Config) validate() error {
 	return c.Space.setDefaults()
 }
 
+// proposer is the proposer driver's configuration: Proposer with the
+// node's own fields.
 func (c Config) proposer() proposer.Config {
-	return proposer.Config{
-		ID:              c.ID,
-		Acceptors:       c.Acceptors,
-		AttemptTimeout:  c.AttemptTimeout,
-		ReadTimeout:     c.ReadTimeout,
-		ReadNearTimeout: c.ReadNearTimeout,
-		GatherWindow:    c.GatherWindow,
-		BackoffBase:     c.BackoffBase,
-		BackoffMax:      c.BackoffMax,
-		MaxBatch:        c.MaxBatch,
-		MaxCachedKeys:   c.MaxCachedKeys,
-		MaxCachedBytes:  c.MaxCachedBytes,
-		CeilingStep:     c.CeilingStep,
-		RandSeed:        c.RandSeed,
-		Deleted:         c.Deleted,
-	}
+	pc := c.Proposer
+	pc.ID, pc.Acceptors, pc.Deleted, pc.Distances = c.ID, c.Acceptors, c.Deleted, nil
+	return pc
 }
 
 // Node is one caspaxos node: an acceptor service and a proposer driver
@@ -120,11 +107,9 @@ func New(cfg Config, store storage.Store, tr server.Transport, fwd server.Forwar
 		return nil, errors.New("caspaxos/node: New needs a store, a transport, a forwarder and a logger")
 	}
 	log = log.With(slog.Uint64("node_id", uint64(cfg.ID)))
-	acc, err := acceptor.New(acceptor.Config{
-		ID:                 cfg.ID,
-		MaxInflightBatches: cfg.MaxInflightBatches,
-		CacheBytes:         cfg.CacheBytes,
-	}, store, tr, log)
+	ac := cfg.Acceptor
+	ac.ID = cfg.ID
+	acc, err := acceptor.New(ac, store, tr, log)
 	if err != nil {
 		return nil, err
 	}

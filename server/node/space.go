@@ -11,12 +11,6 @@ import (
 	"github.com/caspaxos/caspaxos/storage"
 )
 
-// Defaults of SpaceConfig.
-const (
-	DefaultMinFreeBytes       = 256 << 20
-	DefaultSpaceCheckInterval = 100 * time.Millisecond
-)
-
 // SpaceConfig sets when a node refuses new writes with kv.ErrNoSpace, so
 // that its disk never fills: a full disk fails a write's fsync, and a
 // failed fsync stops the node (PROTOCOL.md §10). Puts, creates,
@@ -28,28 +22,35 @@ const (
 // nodes' proposals: the free space kept is their headroom.
 type SpaceConfig struct {
 	// MinFreeBytes: writes are refused while the data directory's
-	// filesystem has less than this free (default DefaultMinFreeBytes,
-	// 256 MiB; negative: no check).
+	// filesystem has less than this free (default 256 MiB; negative: no
+	// check).
 	MinFreeBytes int64
 	// QuotaBytes: writes are refused while the store is larger than this
 	// (storage.Space.StoreBytes; 0: no quota), like etcd's
 	// --quota-backend-bytes.
 	QuotaBytes int64
 	// CheckInterval: how long one reading of the disk is trusted (default
-	// DefaultSpaceCheckInterval). Writes in that time may overshoot the
+	// 100ms). Writes in that time may overshoot the
 	// limits by what they write.
 	CheckInterval time.Duration
 }
 
+// DefaultSpaceConfig returns SpaceConfig's defaults. A zero MinFreeBytes
+// or a zero or negative CheckInterval takes its value from here.
+func DefaultSpaceConfig() SpaceConfig {
+	return SpaceConfig{MinFreeBytes: 256 << 20, CheckInterval: 100 * time.Millisecond}
+}
+
 func (c *SpaceConfig) setDefaults() error {
+	def := DefaultSpaceConfig()
 	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = DefaultMinFreeBytes
+		c.MinFreeBytes = def.MinFreeBytes
 	}
 	if c.QuotaBytes < 0 {
 		return fmt.Errorf("caspaxos/node: QuotaBytes %d must not be negative", c.QuotaBytes)
 	}
 	if c.CheckInterval <= 0 {
-		c.CheckInterval = DefaultSpaceCheckInterval
+		c.CheckInterval = def.CheckInterval
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func pebbleCluster(t *testing.T, dir string, space node.SpaceConfig) (nodes []*n
 		}
 		ep := net.Endpoint(id)
 		cfg := nodetest.FastConfig(id, protocol.Majority(1, ids...))
-		cfg.AttemptTimeout = time.Second // Pebble syncs on tmpfs, under the race detector
+		cfg.Proposer.AttemptTimeout = time.Second // Pebble syncs on tmpfs, under the race detector
 		cfg.Space = space
 		n, err := node.New(cfg, st, ep, ep, servertest.Logger(t))
 		if err != nil {

@@ -68,34 +68,64 @@ type Config struct {
 // DefaultGatherWindow is Config.GatherWindow's default.
 const DefaultGatherWindow = time.Millisecond
 
+// MaxTimeout bounds every timeout and backoff of Config: a longer one is
+// a mistake in its unit, not a tuning.
+const MaxTimeout = time.Hour
+
+// MaxGatherWindow bounds GatherWindow: holding a batch longer than this
+// would cost more latency than any round it saves.
+const MaxGatherWindow = time.Second
+
+// DefaultConfig returns the defaults of every tunable field (ID,
+// Acceptors, Distances, Deleted and RandSeed are the caller's). A zero
+// field of a Config given to New takes its value from here; MaxBatch,
+// MaxCachedKeys, MaxCachedBytes and CeilingStep take
+// protocol.DefaultProposerConfig's.
+func DefaultConfig() Config {
+	core := protocol.DefaultProposerConfig()
+	return Config{
+		AttemptTimeout:  500 * time.Millisecond,
+		ReadTimeout:     100 * time.Millisecond,
+		ReadNearTimeout: 10 * time.Millisecond,
+		GatherWindow:    DefaultGatherWindow,
+		BackoffBase:     2 * time.Millisecond,
+		BackoffMax:      200 * time.Millisecond,
+		MaxBatch:        core.MaxBatch,
+		MaxCachedKeys:   core.MaxCachedKeys,
+		MaxCachedBytes:  core.MaxCachedBytes,
+		CeilingStep:     core.CeilingStep,
+	}
+}
+
 func (c *Config) validate() error {
 	if c.ID == 0 {
 		return errors.New("caspaxos/proposer: proposer ID must not be 0")
 	}
+	def := DefaultConfig()
 	durations := []struct {
 		name string
 		d    *time.Duration
 		def  time.Duration
 	}{
-		{"AttemptTimeout", &c.AttemptTimeout, 500 * time.Millisecond},
-		{"ReadTimeout", &c.ReadTimeout, 100 * time.Millisecond},
-		{"ReadNearTimeout", &c.ReadNearTimeout, 10 * time.Millisecond},
-		{"BackoffBase", &c.BackoffBase, 2 * time.Millisecond},
-		{"BackoffMax", &c.BackoffMax, 200 * time.Millisecond},
+		{"AttemptTimeout", &c.AttemptTimeout, def.AttemptTimeout},
+		{"ReadTimeout", &c.ReadTimeout, def.ReadTimeout},
+		{"ReadNearTimeout", &c.ReadNearTimeout, def.ReadNearTimeout},
+		{"BackoffBase", &c.BackoffBase, def.BackoffBase},
+		{"BackoffMax", &c.BackoffMax, def.BackoffMax},
 	}
 	for _, d := range durations {
-		if *d.d < 0 || *d.d > time.Hour {
-			return fmt.Errorf("caspaxos/proposer: %s is %v; it must be between 0 (default %v) and 1h", d.name, *d.d, d.def)
+		if *d.d < 0 || *d.d > MaxTimeout {
+			return fmt.Errorf("caspaxos/proposer: %s is %v; it must be between 0 (default %v) and %v", d.name, *d.d, d.def, MaxTimeout)
 		}
 		if *d.d == 0 {
 			*d.d = d.def
 		}
 	}
 	switch {
-	case c.GatherWindow > time.Second:
-		return fmt.Errorf("caspaxos/proposer: GatherWindow is %v; it must be at most 1s (negative: off)", c.GatherWindow)
+	case c.GatherWindow > MaxGatherWindow:
+		return fmt.Errorf("caspaxos/proposer: GatherWindow is %v; it must be at most %v (negative: off)", c.GatherWindow, MaxGatherWindow)
 	case c.GatherWindow == 0:
-		c.GatherWindow = DefaultGatherWindow
+		c.GatherWindow = def.GatherWindow
 	}
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("caspaxos/proposer: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)

@@ -10,6 +10,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/server/servertest"
 	"github.com/caspaxos/caspaxos/storage"
 )
@@ -24,13 +25,15 @@ type Cluster struct {
 // FastConfig is a node configuration with short timeouts, for tests.
 func FastConfig(id protocol.NodeID, acceptors protocol.Config) node.Config {
 	return node.Config{
-		ID:             id,
-		Acceptors:      acceptors,
-		AttemptTimeout: 30 * time.Millisecond,
-		ReadTimeout:    20 * time.Millisecond,
-		BackoffBase:    time.Millisecond,
-		BackoffMax:     5 * time.Millisecond,
-		RandSeed:       uint64(id),
+		ID:        id,
+		Acceptors: acceptors,
+		Proposer: proposer.Config{
+			AttemptTimeout: 30 * time.Millisecond,
+			ReadTimeout:    20 * time.Millisecond,
+			BackoffBase:    time.Millisecond,
+			BackoffMax:     5 * time.Millisecond,
+			RandSeed:       uint64(id),
+		},
 	}
 }
 
