@@ -333,7 +333,7 @@ func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
 // memberInfo asks member m for its Info (naming this node as the caller);
 // ok is false if it did not answer within Timers.MemberInfoTimeout, or if another node
 // (another incarnation) answers at its address.
-func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (peerapi.Info, bool) {
+func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (membership.PeerInfo, bool) {
 	ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.MemberInfoTimeout)
 	defer cancel()
 	info, err := d.admin.Info(ictx, m.PeerAddr, d.id, "")

@@ -138,9 +138,9 @@ type adminNode struct{ d *Daemon }
 var _ peerapi.Admin = adminNode{}
 
 // Info implements peerapi.Admin.
-func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (peerapi.Info, error) {
+func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (membership.PeerInfo, error) {
 	st := a.d.members.State()
-	out := peerapi.Info{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
+	out := membership.PeerInfo{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
 		Incarnation: a.d.ident.Incarnation}
 	if caller != 0 {
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
@@ -150,7 +150,7 @@ func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarna
 			// (identity.go, step 1).
 			inc, err := a.d.book.learn(caller, callerIncarnation)
 			if err != nil {
-				return peerapi.Info{}, err
+				return membership.PeerInfo{}, err
 			}
 			out.CallerIncarnation = inc
 		}
@@ -219,12 +219,12 @@ func (a adminNode) ScanKeys(start string, limit int) ([]string, error) {
 }
 
 // ReleaseHold implements peerapi.Admin: releaseHold on this node.
-func (a adminNode) ReleaseHold(ctx context.Context, force bool) (peerapi.Hold, error) {
+func (a adminNode) ReleaseHold(ctx context.Context, force bool) (membership.Hold, error) {
 	released, held, err := a.d.releaseHold(ctx, force)
 	if err != nil {
-		return peerapi.Hold{}, err
+		return membership.Hold{}, err
 	}
-	out := peerapi.Hold{Released: released}
+	out := membership.Hold{Released: released}
 	if held.Changing {
 		out.Controller, out.ChangeID = held.Controller, held.ChangeID
 	}

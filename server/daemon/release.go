@@ -7,7 +7,6 @@ import (
 
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/membership"
-	"github.com/caspaxos/caspaxos/server/peerapi"
 )
 
 // askController asks ctl, the controller of the change holding this node
@@ -28,7 +27,7 @@ func (d *Daemon) askController(ctx context.Context, ctl membership.Member, held 
 
 // releaseHold frees this node of the membership change that holds it, on
 // an operator's word that the change's controller is gone. It refuses
-// (peerapi.ErrHoldInUse) when the controller answers that it still runs that
+// (membership.ErrHoldInUse) when the controller answers that it still runs that
 // change, and when the controller is a member that cannot be asked,
 // unless force: a member may only be unreachable for a while, and a change
 // it still runs must keep the nodes it holds. A controller that is not a
@@ -46,12 +45,12 @@ func (d *Daemon) releaseHold(ctx context.Context, force bool) (released bool, he
 		controls, changeID, answered = d.askController(ctx, ctl, held)
 		if answered && !holdOver(controls, changeID, held) {
 			return false, held, fmt.Errorf("%w: %s still runs the change (%s) that holds %s; the node is freed when it ends",
-				peerapi.ErrHoldInUse, held.Controller, held.ChangeID, d.cfg.Name)
+				membership.ErrHoldInUse, held.Controller, held.ChangeID, d.cfg.Name)
 		}
 	}
 	if !answered && member && !force {
 		return false, held, fmt.Errorf("%w: %s is held by %s's change (%s), and %s is a member that does not answer; if it is down for good, release with force",
-			peerapi.ErrHoldInUse, d.cfg.Name, held.Controller, held.ChangeID, held.Controller)
+			membership.ErrHoldInUse, d.cfg.Name, held.Controller, held.ChangeID, held.Controller)
 	}
 	released, err = d.members.ReleaseStale(held)
 	if err != nil {
@@ -73,7 +72,7 @@ func (d *Daemon) ReleaseHolds(ctx context.Context, name string, force bool) ([]c
 	if name != "" {
 		x, ok := m.ByName(name)
 		if !ok {
-			return nil, fmt.Errorf("%w: %q is not a member", peerapi.ErrHoldInUse, name)
+			return nil, fmt.Errorf("%w: %q is not a member", membership.ErrHoldInUse, name)
 		}
 		targets = []membership.Member{x}
 	}
