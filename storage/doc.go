@@ -27,11 +27,11 @@
 //	                     full disk so that Pebble can open there
 //	                     (keepBallast); never read
 //	  pebble/            Pebble: the database, written by every store call
-//	  IDENTITY           server/daemon, at the directory's first start: its
-//	                     node's name and incarnation (JSON, identity.go)
-//	  PEERS              server/daemon, when it first hears a member's
+//	  IDENTITY           server/identity, at the directory's first start:
+//	                     its node's name and incarnation (JSON)
+//	  PEERS              server/identity, when it first hears a member's
 //	                     incarnation and when its identity is sealed: the
-//	                     members' incarnations (JSON, identity.go)
+//	                     members' incarnations (JSON)
 //	  MEMBERSHIP         server/daemon, before the node uses a new membership
 //	                     state: its membership.NodeState (JSON)
 //	  MEMBERSHIP-CHANGE  server/daemon, when its controller starts a change

@@ -22,6 +22,7 @@ import (
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/identity"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
@@ -60,14 +61,7 @@ type Daemon struct {
 	member    atomic.Bool // WAS-MEMBER exists (membership.go)
 	closing   atomic.Bool // Stop has begun: the hold probe frees nothing more
 	fatalOnce sync.Once
-
-	ident    dataIdentity // identity.go
-	dirAge   dirAge       // what loadIdentity found
-	book     *peerBook
-	sealWait sealWait
-	serveMu  sync.Mutex  // orders startServing with Stop
-	serving  atomic.Bool // the node answers peers and clients (identity.go)
-	stopSeal context.CancelFunc
+	guard     *identity.Guard // the amnesia guard: the node serves once it opens
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -89,10 +83,15 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.dir = d.store.Dir()
-	if err := d.loadIdentity(); err != nil {
+	d.admin = &peerapi.AdminClients{}
+	// The guard reads the membership from Start on, once the Keeper exists.
+	d.guard, err = identity.New(identity.Config{Name: cfg.Name, Join: cfg.Join, DataDir: cfg.DataDir, PeerAddr: cfg.PeerAddr},
+		d.dir, d.admin, func() membership.Membership { return d.members.Membership() }, d.stopFatal, d.log)
+	if err != nil {
 		d.store.Close()
 		return nil, err
 	}
+	d.id = d.guard.ID()
 	d.admission, err = clientapi.NewAdmission(cfg.Admission)
 	if err != nil {
 		d.store.Close()
@@ -113,46 +112,17 @@ func Start(cfg Config) (*Daemon, error) {
 	go d.watch()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
-		"incarnation", d.ident.Incarnation)
-	switch {
-	case d.ident.Joined || d.book.sealed() || d.members.Config().Version == 0:
-		d.startServing()
-	default:
-		if d.dirAge == dirUpgraded {
-			d.startServing() // its state is there; it seals meanwhile
-		}
-		d.sealWait.set([]string{"the first answers"})
-		ctx, cancel := context.WithCancel(context.Background())
-		d.stopSeal = cancel
-		go d.sealLoop(ctx)
-	}
+		"incarnation", d.guard.Incarnation())
+	d.guard.Start(d.startServing)
 	return d, nil
 }
 
-// loadIdentity reads (or, at the directory's first start, makes) the data
-// directory's identity and the members' incarnations (identity.go).
-func (d *Daemon) loadIdentity() error {
-	var err error
-	if d.ident, d.dirAge, err = loadIdentity(d.cfg, d.dir); err != nil {
-		return err
-	}
-	d.id = d.ident.id()
-	d.book, err = loadPeerBook(d.dir)
-	return err
-}
-
 // startServing lets the node answer its peers' protocol messages and
-// forwards and its clients, and starts deletion GC: at once on a node whose
-// identity the cluster knows, else once the members confirmed it
-// (identity.go).
+// forwards and its clients, and starts deletion GC. The guard calls it: at
+// once on a node whose identity the cluster knows, else once the members
+// confirmed it (server/identity).
 func (d *Daemon) startServing() {
-	d.serveMu.Lock()
-	defer d.serveMu.Unlock()
-	if d.closing.Load() || d.serving.Load() {
-		return
-	}
 	d.relay.node.Store(d.node)
-	d.serving.Store(true)
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
@@ -211,7 +181,6 @@ func (d *Daemon) startNode() error {
 	d.node = node
 	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
-	d.admin = &peerapi.AdminClients{}
 	cc := d.cfg.Membership
 	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},
@@ -270,7 +239,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 
 // Fatal is closed when the node stopped for good because its storage
 // failed (fail-stop, PROTOCOL.md §10), or because the cluster does not know
-// its data directory (identity.go); FatalErr then says why. The process
+// its data directory (server/identity); FatalErr then says why. The process
 // must exit: the node answers no request any more.
 func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
 
@@ -460,12 +429,8 @@ func (d *Daemon) ClientAddr() string { return d.split.Addr().String() }
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
-		d.serveMu.Lock()
 		d.closing.Store(true)
-		d.serveMu.Unlock()
-		if d.stopSeal != nil {
-			d.stopSeal()
-		}
+		d.guard.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timers.StopTimeout)
 		defer cancel()
 		// Peers stop forwarding here first, while this node still answers
@@ -489,7 +454,7 @@ func (d *Daemon) Stop() error {
 		d.tr.Quiesce(quiesce)
 		cancelQuiesce()
 		d.split.Close()
-		if gc := d.gc.Load(); gc != nil && d.serving.Load() {
+		if gc := d.gc.Load(); gc != nil && d.guard.Serving() {
 			gc.Stop()
 		}
 		d.ctl.Stop()

@@ -406,7 +406,7 @@ func TestInfoSaysWhetherCallerListed(t *testing.T) {
 // older membership at a change's pause was then retried for good.)
 func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for _, cfg := range c.cfgs { // serving: a node that is not refuses every state (identity.go)
+	for _, cfg := range c.cfgs { // serving: a node that is not refuses every state (server/identity)
 		waitHealthy(t, cfg.ClientAddr, 200)
 	}
 	ctx := context.Background()

@@ -39,7 +39,7 @@ import (
 // ID of its name and a fresh incarnation of its data directory: a new disk
 // is a new node. Nodes of the bootstrap cluster keep the ID of their name,
 // and never serve on a directory the cluster does not know them by
-// (identity.go).
+// (server/identity).
 
 // wasMember reports whether the node has been a member (WAS-MEMBER).
 func (d *Daemon) wasMember() (bool, error) {
@@ -141,14 +141,14 @@ var _ peerapi.Admin = adminNode{}
 func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (membership.PeerInfo, error) {
 	st := a.d.members.State()
 	out := membership.PeerInfo{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
-		Incarnation: a.d.ident.Incarnation}
+		Incarnation: a.d.guard.Incarnation()}
 	if caller != 0 {
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed
 		if listed && caller != a.d.id {
 			// Recorded before the answer that may let the caller seal
-			// (identity.go, step 1).
-			inc, err := a.d.book.learn(caller, callerIncarnation)
+			// (server/identity, step 1).
+			inc, err := a.d.guard.Learn(caller, callerIncarnation)
 			if err != nil {
 				return membership.PeerInfo{}, err
 			}
@@ -160,16 +160,16 @@ func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarna
 }
 
 // checkServing refuses, as unavailable, what a node that has not
-// confirmed its data directory's identity must not do (identity.go): take
+// confirmed its data directory's identity must not do (server/identity): take
 // a membership (a newer one would let it seal against members that never
 // knew its incarnation: those added after the bootstrap), or list its
 // keys for a catch-up (an emptied store's empty list would count among
 // the old acceptors').
 func (d *Daemon) checkServing() error {
-	if d.serving.Load() {
-		return nil
+	if err := d.guard.Err(); err != nil {
+		return peerapi.Unavailable(err)
 	}
-	return peerapi.Unavailable(d.sealWait.err())
+	return nil
 }
 
 // storedChange says whether this node's controller stores a change, and
