@@ -37,11 +37,12 @@
 //	  MEMBERSHIP-CHANGE  server/daemon, when its controller starts a change
 //	                     and at each step of it, removed when the change ends:
 //	                     the membership.Change (JSON)
-//	  WAS-MEMBER         server/daemon, the first time the node uses a
+//	  WAS-MEMBER         server/membership, the first time the node uses a
 //	                     membership that lists it: "1\n", read for its
 //	                     presence alone
-//	  REMOVED            server/daemon, when a peer says a newer membership
-//	                     no longer lists the node: that membership's version
+//	  REMOVED            server/membership, when a peer says a newer
+//	                     membership no longer lists the node: that
+//	                     membership's version
 //	  INCARNATION        releases before IDENTITY, on a node started with
 //	                     --join: its incarnation; read once, to make IDENTITY
 //	  NAME.tmp           a replace of NAME (FORMAT, BALLAST, a state file) in

@@ -186,6 +186,7 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/identity", module + "/server/peerapi", false},
 		{"server/identity", module + "/server/node", false},
 		{"server/membership", module + "/server/identity", false},
+		{"server/membership", module + "/server/peerapi", false},
 		{"server/daemon", module + "/server/servertest", false},
 		{"server/node/nodetest", module + "/server/servertest", true},
 		{"cmd/caspaxos", module + "/internal/sim", false},

@@ -23,12 +23,8 @@ import (
 // which only bootstraps a cluster. A damaged state file is an error at
 // start.
 //
-// WAS-MEMBER exists once the node has been listed in a membership it used:
-// a membership that no longer lists it then means a removal, where for a
-// node being added it only means not yet. REMOVED exists once a peer told
-// this node that it was removed (a newer membership that does not list
-// it): the node's own state still lists it, since the removal happened
-// while it was down.
+// WAS-MEMBER and REMOVED are membership.Record's, read and written by
+// membership.Standing, which tells a removal from an add not done yet.
 //
 // A node's ID is part of every ballot it makes, and a ballot must never be
 // used twice (PROTOCOL.md §2). The proposer persists its ballot ceiling in
@@ -40,30 +36,6 @@ import (
 // is a new node. Nodes of the bootstrap cluster keep the ID of their name,
 // and never serve on a directory the cluster does not know them by
 // (server/identity).
-
-// wasMember reports whether the node has been a member (WAS-MEMBER).
-func (d *Daemon) wasMember() (bool, error) {
-	if d.member.Load() {
-		return true, nil
-	}
-	b, err := d.dir.ReadState(storage.WasMemberFile)
-	if b != nil {
-		d.member.Store(true)
-	}
-	return b != nil, err
-}
-
-// markMember records durably that the node has been a member.
-func (d *Daemon) markMember() error {
-	if d.member.Load() {
-		return nil
-	}
-	if err := d.dir.WriteState(storage.WasMemberFile, []byte("1\n")); err != nil {
-		return err
-	}
-	d.member.Store(true)
-	return nil
-}
 
 // loadState returns the persisted state, or the bootstrap cluster's, or
 // (joining) none.
@@ -94,8 +66,8 @@ func (d *Daemon) saveState(st membership.NodeState) error {
 	// A membership that lists this node is recorded as such before it is
 	// used: a removal that follows at once is then still told from an add
 	// that has not reached the node yet (see Removed).
-	if d.lists(st.Membership) {
-		if err := d.markMember(); err != nil {
+	if _, listed := st.Membership.Node(d.id); listed {
+		if err := d.record.MarkMember(); err != nil {
 			return err
 		}
 	}
@@ -155,7 +127,7 @@ func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarna
 			out.CallerIncarnation = inc
 		}
 	}
-	out.Controls, out.ChangeID = a.d.storedChange()
+	out.Controls, out.ChangeID = a.d.ctl.Stored()
 	return out, nil
 }
 
@@ -170,23 +142,6 @@ func (d *Daemon) checkServing() error {
 		return peerapi.Unavailable(err)
 	}
 	return nil
-}
-
-// storedChange says whether this node's controller stores a change, and
-// its ID (controls nil: the store could not be read). It reads the store,
-// not the controller's memory: a change is stored before it holds any node
-// and until it freed them all, also across a restart before the controller
-// resumed it.
-func (d *Daemon) storedChange() (controls *bool, id string) {
-	ch, err := (changeStore{d.dir}).LoadChange()
-	if err != nil {
-		return nil, ""
-	}
-	c := ch != nil
-	if ch != nil {
-		id = ch.ID
-	}
-	return &c, id
 }
 
 // SetState implements peerapi.Admin.
@@ -218,17 +173,9 @@ func (a adminNode) ScanKeys(start string, limit int) ([]string, error) {
 	return membership.ScanKeys(a.d.store, start, limit)
 }
 
-// ReleaseHold implements peerapi.Admin: releaseHold on this node.
+// ReleaseHold implements peerapi.Admin: membership.Standing.ReleaseHold.
 func (a adminNode) ReleaseHold(ctx context.Context, force bool) (membership.Hold, error) {
-	released, held, err := a.d.releaseHold(ctx, force)
-	if err != nil {
-		return membership.Hold{}, err
-	}
-	out := membership.Hold{Released: released}
-	if held.Changing {
-		out.Controller, out.ChangeID = held.Controller, held.ChangeID
-	}
-	return out, nil
+	return a.d.standing.ReleaseHold(ctx, force)
 }
 
 // AddMember adds the node serving the peer address addr under name, and
