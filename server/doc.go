@@ -18,8 +18,11 @@ the graph):
 	             the free-space guard, and Local, the in-process network
 	gc/          deletion GC: the persisted queue, the sweep and the four-step
 	             rounds over every proposer and acceptor (PROTOCOL.md §9)
-	membership/  membership change: plans, the controller, the catch-up, and the
-	             Keeper of one node's membership state (PROTOCOL.md §8)
+	membership/  membership change: plans, the controller, the catch-up, the
+	             Keeper of one node's membership state (PROTOCOL.md §8), and
+	             its Standing: removal and hold probes, hold releases
+	identity/    the amnesia guard: a data directory's incarnation, the
+	             members' word on it, and the gate a node serves through
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time

@@ -27,21 +27,22 @@
 //	                     full disk so that Pebble can open there
 //	                     (keepBallast); never read
 //	  pebble/            Pebble: the database, written by every store call
-//	  IDENTITY           server/daemon, at the directory's first start: its
-//	                     node's name and incarnation (JSON, identity.go)
-//	  PEERS              server/daemon, when it first hears a member's
+//	  IDENTITY           server/identity, at the directory's first start:
+//	                     its node's name and incarnation (JSON)
+//	  PEERS              server/identity, when it first hears a member's
 //	                     incarnation and when its identity is sealed: the
-//	                     members' incarnations (JSON, identity.go)
+//	                     members' incarnations (JSON)
 //	  MEMBERSHIP         server/daemon, before the node uses a new membership
 //	                     state: its membership.NodeState (JSON)
 //	  MEMBERSHIP-CHANGE  server/daemon, when its controller starts a change
 //	                     and at each step of it, removed when the change ends:
 //	                     the membership.Change (JSON)
-//	  WAS-MEMBER         server/daemon, the first time the node uses a
+//	  WAS-MEMBER         server/membership, the first time the node uses a
 //	                     membership that lists it: "1\n", read for its
 //	                     presence alone
-//	  REMOVED            server/daemon, when a peer says a newer membership
-//	                     no longer lists the node: that membership's version
+//	  REMOVED            server/membership, when a peer says a newer
+//	                     membership no longer lists the node: that
+//	                     membership's version
 //	  INCARNATION        releases before IDENTITY, on a node started with
 //	                     --join: its incarnation; read once, to make IDENTITY
 //	  NAME.tmp           a replace of NAME (FORMAT, BALLAST, a state file) in

@@ -55,6 +55,9 @@ var allowed = map[string][]string{
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
+	// The amnesia guard: the data directory's identity in storage, the
+	// members' word on it through the membership's answer type.
+	"server/identity": {"protocol", "storage", "server/membership"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if
@@ -177,6 +180,13 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/membership", module + "/server/node", true},
 		{"server/membership", module + "/server/daemon", false},
 		{"server/daemon", module + "/server/membership", true},
+		{"server/daemon", module + "/server/identity", true},
+		{"server/identity", module + "/server/membership", true},
+		{"server/identity", module + "/storage", true},
+		{"server/identity", module + "/server/peerapi", false},
+		{"server/identity", module + "/server/node", false},
+		{"server/membership", module + "/server/identity", false},
+		{"server/membership", module + "/server/peerapi", false},
 		{"server/daemon", module + "/server/servertest", false},
 		{"server/node/nodetest", module + "/server/servertest", true},
 		{"cmd/caspaxos", module + "/internal/sim", false},

@@ -36,7 +36,7 @@ type Plan struct {
 	SlowFactor                   int // a slow node's disk and network are this much slower
 	// DiskLoss is the chance that a crash loses the node's whole disk. The
 	// node then never comes back under its identity (the server refuses a
-	// data directory the cluster does not know, server/daemon/identity.go):
+	// data directory the cluster does not know, server/identity):
 	// it stays down until a membership change removes it and adds it back
 	// as a new, empty acceptor. Variant.AmnesiaRestart brings it back
 	// empty under its old identity instead.

@@ -18,8 +18,8 @@ func (d *Daemon) reachable(id protocol.NodeID) bool {
 // Health returns nil when this node reaches a prepare quorum and an accept
 // quorum of acceptors (clientapi.Backend).
 func (d *Daemon) Health(context.Context) error {
-	if !d.serving.Load() {
-		return d.sealWait.err()
+	if err := d.guard.Err(); err != nil {
+		return err
 	}
 	acceptors := d.members.Config()
 	if acceptors.Version == 0 {

@@ -6,7 +6,6 @@ package daemon
 
 import (
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/identity"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/transport"
@@ -177,16 +177,9 @@ func ParseCluster(s string) ([]Member, error) {
 }
 
 // NodeID derives a member's node ID from its name, so that every node
-// agrees on IDs without coordination and a name keeps its ID across restarts.
-func NodeID(name string) protocol.NodeID {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	id := h.Sum64() &^ (1 << 63) // keep IDs readable as int64 in JSON tools
-	if id == 0 {
-		id = 1
-	}
-	return protocol.NodeID(id)
-}
+// agrees on IDs without coordination and a name keeps its ID across
+// restarts (identity.NodeID).
+func NodeID(name string) protocol.NodeID { return identity.NodeID(name) }
 
 // Field names a field of Config in a Problem, as its path
 // ("Limits.MaxValueBytes").

@@ -7,9 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +19,7 @@ import (
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/identity"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
@@ -42,6 +40,8 @@ type Daemon struct {
 	node      *node.Node
 	members   *membership.Keeper // membership.go
 	ctl       *membership.Controller
+	record    *membership.Record   // WAS-MEMBER and REMOVED
+	standing  *membership.Standing // removal and hold probes
 	admin     *peerapi.AdminClients
 	gc        atomic.Pointer[gc.Runner] // gc.go; nil when disabled
 	peerSrv   *grpc.Server
@@ -56,18 +56,8 @@ type Daemon struct {
 	done      chan struct{}
 	fatal     chan struct{}
 	fatalErr  error
-	removed   chan struct{}
-	member    atomic.Bool // WAS-MEMBER exists (membership.go)
-	closing   atomic.Bool // Stop has begun: the hold probe frees nothing more
 	fatalOnce sync.Once
-
-	ident    dataIdentity // identity.go
-	dirAge   dirAge       // what loadIdentity found
-	book     *peerBook
-	sealWait sealWait
-	serveMu  sync.Mutex  // orders startServing with Stop
-	serving  atomic.Bool // the node answers peers and clients (identity.go)
-	stopSeal context.CancelFunc
+	guard     *identity.Guard // the amnesia guard: the node serves once it opens
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -83,16 +73,21 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, acceptors: acceptors, log: cfg.Logger.With("node", cfg.Name),
-		done: make(chan struct{}), fatal: make(chan struct{}), removed: make(chan struct{})}
+		done: make(chan struct{}), fatal: make(chan struct{})}
 	d.store, err = storage.OpenPebble(cfg.DataDir, storage.PebbleOptions{Logger: d.log})
 	if err != nil {
 		return nil, err
 	}
 	d.dir = d.store.Dir()
-	if err := d.loadIdentity(); err != nil {
+	d.admin = &peerapi.AdminClients{}
+	// The guard reads the membership from Start on, once the Keeper exists.
+	d.guard, err = identity.New(identity.Config{Name: cfg.Name, Join: cfg.Join, DataDir: cfg.DataDir, PeerAddr: cfg.PeerAddr},
+		d.dir, d.admin, func() membership.Membership { return d.members.Membership() }, d.stopFatal, d.log)
+	if err != nil {
 		d.store.Close()
 		return nil, err
 	}
+	d.id = d.guard.ID()
 	d.admission, err = clientapi.NewAdmission(cfg.Admission)
 	if err != nil {
 		d.store.Close()
@@ -111,48 +106,20 @@ func Start(cfg Config) (*Daemon, error) {
 	}
 	d.serve(peerLis, clientLis)
 	go d.watch()
+	d.standing.Start()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
-		"incarnation", d.ident.Incarnation)
-	switch {
-	case d.ident.Joined || d.book.sealed() || d.members.Config().Version == 0:
-		d.startServing()
-	default:
-		if d.dirAge == dirUpgraded {
-			d.startServing() // its state is there; it seals meanwhile
-		}
-		d.sealWait.set([]string{"the first answers"})
-		ctx, cancel := context.WithCancel(context.Background())
-		d.stopSeal = cancel
-		go d.sealLoop(ctx)
-	}
+		"incarnation", d.guard.Incarnation())
+	d.guard.Start(d.startServing)
 	return d, nil
 }
 
-// loadIdentity reads (or, at the directory's first start, makes) the data
-// directory's identity and the members' incarnations (identity.go).
-func (d *Daemon) loadIdentity() error {
-	var err error
-	if d.ident, d.dirAge, err = loadIdentity(d.cfg, d.dir); err != nil {
-		return err
-	}
-	d.id = d.ident.id()
-	d.book, err = loadPeerBook(d.dir)
-	return err
-}
-
 // startServing lets the node answer its peers' protocol messages and
-// forwards and its clients, and starts deletion GC: at once on a node whose
-// identity the cluster knows, else once the members confirmed it
-// (identity.go).
+// forwards and its clients, and starts deletion GC. The guard calls it: at
+// once on a node whose identity the cluster knows, else once the members
+// confirmed it (server/identity).
 func (d *Daemon) startServing() {
-	d.serveMu.Lock()
-	defer d.serveMu.Unlock()
-	if d.closing.Load() || d.serving.Load() {
-		return
-	}
 	d.relay.node.Store(d.node)
-	d.serving.Store(true)
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
@@ -209,18 +176,24 @@ func (d *Daemon) startNode() error {
 		return err
 	}
 	d.node = node
+	d.record = membership.NewRecord(d.dir)
 	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
-	d.admin = &peerapi.AdminClients{}
 	cc := d.cfg.Membership
 	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},
 		d.members.Membership, d.log)
 	if err == nil {
+		t := d.cfg.Timers
+		d.standing, err = membership.NewStanding(membership.StandingConfig{Self: cc.Self, WatchInterval: t.WatchInterval,
+			ProbeInterval: t.RemovedProbeInterval, RemovedGrace: t.RemovedGrace, InfoTimeout: t.MemberInfoTimeout},
+			d.members, d.ctl, d.record, d.admin, d.log)
+	}
+	if err == nil {
 		err = d.ctl.Resume()
 	}
 	if err == nil {
-		err = d.checkNotRemoved()
+		err = d.standing.Check()
 	}
 	if err == nil {
 		err = d.startGC()
@@ -270,7 +243,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 
 // Fatal is closed when the node stopped for good because its storage
 // failed (fail-stop, PROTOCOL.md §10), or because the cluster does not know
-// its data directory (identity.go); FatalErr then says why. The process
+// its data directory (server/identity); FatalErr then says why. The process
 // must exit: the node answers no request any more.
 func (d *Daemon) Fatal() <-chan struct{} { return d.fatal }
 
@@ -280,176 +253,27 @@ func (d *Daemon) FatalErr() error { return d.fatalErr }
 // Removed is closed when a membership change removed this node from the
 // cluster: it had been a member, the membership it uses no longer lists it,
 // the change is over (or the node has been outside the membership for
-// Timers.RemovedGrace) and no change runs on its own controller. The node has no
-// part left in the cluster, and the process should stop (as etcd's removed
-// members do), instead of serving clients from outside it.
-func (d *Daemon) Removed() <-chan struct{} { return d.removed }
+// Timers.RemovedGrace) and no change runs on its own controller; or a peer
+// uses a newer membership that does not list it (membership.Standing). The
+// node has no part left in the cluster, and the process should stop (as
+// etcd's removed members do), instead of serving clients from outside it.
+func (d *Daemon) Removed() <-chan struct{} { return d.standing.Removed() }
 
-// checkNotRemoved refuses to start a node that was removed: one that has
-// been a member, is not listed any more and has no change of its own to
-// finish. It records that the node is a member when it is one.
-func (d *Daemon) checkNotRemoved() error {
-	if b, err := d.dir.ReadState(storage.RemovedFile); err != nil {
-		return err
-	} else if b != nil {
-		return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster while it was down (a peer uses membership version %s, which does not list it); to add it again, start it with --join on an empty data directory and add it",
-			d.cfg.Name, strings.TrimSpace(string(b)))
-	}
-	if d.isMember() {
-		return d.markMember()
-	}
-	was, err := d.wasMember()
-	if err != nil || !was || d.MemberChange() != nil {
-		return err
-	}
-	return fmt.Errorf("caspaxos/daemon: node %s was removed from the cluster (membership version %d); to add it again, start it with --join on an empty data directory and add it",
-		d.cfg.Name, d.members.Config().Version)
-}
-
-// probeRemoved asks the other members of the membership this node uses for
-// theirs. It returns the version of a newer one that does not list this
-// node and whose change is over, or 0. Node IDs are never reused, so such a
-// membership means that this node was removed for good. A peer that is in
-// the middle of a change is not asked to decide (the change may still
-// reach this node, which then stops by the rule in watch), nor is one that
-// predates the question (its answer has no caller_listed).
-func (d *Daemon) probeRemoved(ctx context.Context) uint64 {
-	m := d.members.Membership()
-	for _, n := range m.Nodes {
-		if n.ID == d.id {
-			continue
-		}
-		info, ok := d.memberInfo(ctx, n)
-		if !ok {
-			continue
-		}
-		if info.Version > m.Version() && info.CallerListed != nil && !*info.CallerListed && !info.Changing {
-			return info.Version
-		}
-	}
-	return 0
-}
-
-// memberInfo asks member m for its Info (naming this node as the caller);
-// ok is false if it did not answer within Timers.MemberInfoTimeout, or if another node
-// (another incarnation) answers at its address.
-func (d *Daemon) memberInfo(ctx context.Context, m membership.Member) (peerapi.Info, bool) {
-	ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.MemberInfoTimeout)
-	defer cancel()
-	info, err := d.admin.Info(ictx, m.PeerAddr, d.id, "")
-	return info, err == nil && info.ID == m.ID
-}
-
-// probeHold asks the controller of the change that holds this node (held)
-// whether it still stores that change, and frees the node if it does not
-// (membership.Keeper.ReleaseStale). It reports whether it freed it.
-func (d *Daemon) probeHold(ctx context.Context, held membership.NodeState) bool {
-	// The controller as the membership lists it, or, if it removed
-	// itself, as an earlier membership did: a controller gone from the
-	// membership may still run its change (its catch-up), and is asked too.
-	ctl, ok := d.members.HoldController(held)
-	if !ok {
-		return false // nobody to ask: an operator's `members release` frees it
-	}
-	controls, changeID, ok := d.askController(ctx, ctl, held)
-	if !ok || !holdOver(controls, changeID, held) || d.closing.Load() {
-		return false
-	}
-	released, err := d.members.ReleaseStale(held)
-	if err != nil {
-		d.log.Error("cannot free this node of a membership change that is over", "controller", held.Controller, "err", err)
-		return false
-	}
-	if released {
-		d.log.Warn("freed this node of a membership change its controller no longer runs (deletion GC resumes)",
-			"controller", held.Controller, "change", held.ChangeID)
-	}
-	return released
-}
-
-// holdOver reports whether the change that holds a node (held) is over,
-// by what its controller said: whether it stores a change (controls; nil
-// when it could not tell, or predates the question) and which (changeID).
-// Another change of the same controller is not the one that holds the node
-// either: had it held the node, the node's state would name it.
-//
-// A stored change without an ID (rewritten by an earlier release, which
-// drops the field) cannot be told from the one holding the node.
-func holdOver(controls *bool, changeID string, held membership.NodeState) bool {
-	return controls != nil && (!*controls || changeID != "" && changeID != held.ChangeID)
-}
-
-// watch closes Fatal when the acceptor service stops after a failed write,
-// and Removed when this node is no longer a member (see Removed): by the
-// membership it uses, or by a peer's newer one (probeRemoved).
+// watch closes Fatal when the acceptor service stops after a failed write.
 func (d *Daemon) watch() {
 	t := time.NewTicker(d.cfg.Timers.WatchInterval)
 	defer t.Stop()
-	probe := time.NewTicker(d.cfg.Timers.RemovedProbeInterval)
-	defer probe.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if _, err := d.wasMember(); err != nil {
-		d.log.Error("cannot tell whether this node has been a member; it will not stop by itself if removed", "err", err)
-	}
-	var outside time.Time // since when a member is not listed; zero while it is
-	removed, probing, holdProbing := false, false, false
-	found := make(chan uint64, 1)
-	holdDone := make(chan bool, 1)
 	for {
 		select {
 		case <-d.done:
 			return
-		case <-probe.C:
-			if !removed && !probing && d.member.Load() && d.isMember() && d.MemberChange() == nil {
-				probing = true
-				go func() { found <- d.probeRemoved(ctx) }()
-			}
-			if st := d.members.State(); !removed && !holdProbing && st.Changing {
-				holdProbing = true
-				go func() { holdDone <- d.probeHold(ctx, st) }()
-			}
-		case <-holdDone:
-			holdProbing = false
-		case v := <-found:
-			probing = false
-			if v == 0 || removed || d.MemberChange() != nil {
-				continue
-			}
-			if err := d.dir.WriteState(storage.RemovedFile, []byte(strconv.FormatUint(v, 10)+"\n")); err != nil {
-				d.log.Error("cannot record the removal in the data directory", "err", err)
-			}
-			d.log.Warn("this node was removed from the cluster while it was down (a peer uses a newer membership that does not list it); it stops serving",
-				"membership_version", d.members.Membership().Version(), "peer_membership_version", v)
-			removed = true
-			close(d.removed)
 		case <-t.C:
 			if err := d.node.Err(); err != nil {
 				d.stopFatal(fmt.Errorf("storage failed (fail-stop): %w", err))
 				return
 			}
-			switch st := d.members.State(); {
-			case removed:
-			case d.lists(st.Membership):
-				outside = time.Time{}
-			case !d.member.Load() || d.MemberChange() != nil:
-			case outside.IsZero():
-				outside = time.Now()
-			case !st.Changing || time.Since(outside) >= d.cfg.Timers.RemovedGrace:
-				d.log.Warn("this node was removed from the cluster; it stops serving", "membership_version", st.Membership.Version())
-				removed = true
-				close(d.removed)
-			}
 		}
 	}
-}
-
-// isMember reports whether the membership this node uses lists it.
-func (d *Daemon) isMember() bool { return d.lists(d.members.Membership()) }
-
-// lists reports whether m lists this node.
-func (d *Daemon) lists(m membership.Membership) bool {
-	return slices.ContainsFunc(m.Nodes, func(n membership.Member) bool { return n.ID == d.id })
 }
 
 // ClientAddr is the address the client API listens on (with the port the
@@ -460,12 +284,8 @@ func (d *Daemon) ClientAddr() string { return d.split.Addr().String() }
 func (d *Daemon) Stop() error {
 	var err error
 	d.stopOnce.Do(func() {
-		d.serveMu.Lock()
-		d.closing.Store(true)
-		d.serveMu.Unlock()
-		if d.stopSeal != nil {
-			d.stopSeal()
-		}
+		d.guard.Stop()
+		d.standing.Stop() // the hold probe frees nothing more
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timers.StopTimeout)
 		defer cancel()
 		// Peers stop forwarding here first, while this node still answers
@@ -489,7 +309,7 @@ func (d *Daemon) Stop() error {
 		d.tr.Quiesce(quiesce)
 		cancelQuiesce()
 		d.split.Close()
-		if gc := d.gc.Load(); gc != nil && d.serving.Load() {
+		if gc := d.gc.Load(); gc != nil && d.guard.Serving() {
 			gc.Stop()
 		}
 		d.ctl.Stop()

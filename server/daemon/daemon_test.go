@@ -355,7 +355,7 @@ func TestRemovedWhileDownStops(t *testing.T) {
 	c.stop(2)
 	c.remove(t, 0, "n3")
 	c.start(t, 2) // its own state still lists it: it starts
-	if !c.daemons[2].isMember() {
+	if _, listed := c.daemons[2].members.Membership().Node(c.daemons[2].id); !listed {
 		t.Fatal("the restarted node already knows it was removed; the test shows nothing")
 	}
 	select {
@@ -378,7 +378,7 @@ func TestRemovedWhileDownStops(t *testing.T) {
 
 // TestInfoSaysWhetherCallerListed: Admin.Info answers caller_listed only
 // when asked about a caller, so that a removal probe can tell "not listed"
-// from a node that predates the question (see probeRemoved).
+// from a node that predates the question (see membership.removedBy).
 func TestInfoSaysWhetherCallerListed(t *testing.T) {
 	c := newTestCluster(t, 3)
 	for _, tc := range []struct {
@@ -406,7 +406,7 @@ func TestInfoSaysWhetherCallerListed(t *testing.T) {
 // older membership at a change's pause was then retried for good.)
 func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 	c := newTestCluster(t, 3)
-	for _, cfg := range c.cfgs { // serving: a node that is not refuses every state (identity.go)
+	for _, cfg := range c.cfgs { // serving: a node that is not refuses every state (server/identity)
 		waitHealthy(t, cfg.ClientAddr, 200)
 	}
 	ctx := context.Background()
@@ -442,32 +442,6 @@ func TestSetStateRefusalsCrossTheWire(t *testing.T) {
 			defer cancel()
 			if err := c.daemons[0].admin.SetState(cctx, to, tc.st); !errors.Is(err, tc.want) {
 				t.Fatalf("SetState = %v, want %v", err, tc.want)
-			}
-		})
-	}
-}
-
-func TestHoldOver(t *testing.T) {
-	held := membership.NodeState{Changing: true, Controller: "n1", ChangeID: "c1"}
-	old := membership.NodeState{Changing: true, Controller: "n1"} // from a controller without change IDs
-	for _, tc := range []struct {
-		name     string
-		controls *bool
-		id       string
-		held     membership.NodeState
-		want     bool
-	}{
-		{"the controller cannot tell", nil, "", held, false},
-		{"it runs the change", proto.Bool(true), "c1", held, false},
-		{"it runs no change", proto.Bool(false), "", held, true},
-		{"it runs another change", proto.Bool(true), "c2", held, true},
-		{"an old hold, no change", proto.Bool(false), "", old, true},
-		{"an old hold, an old change", proto.Bool(true), "", old, false},
-		{"a new hold, its change rewritten by an earlier release", proto.Bool(true), "", held, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := holdOver(tc.controls, tc.id, tc.held); got != tc.want {
-				t.Fatalf("holdOver = %v, want %v", got, tc.want)
 			}
 		})
 	}

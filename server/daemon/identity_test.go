@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/internal/disktest"
-
+	"github.com/caspaxos/caspaxos/server/identity"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -59,10 +59,10 @@ func TestEmptiedMemberRefused(t *testing.T) {
 			}
 			c.start(t, 0)
 			err := waitFatal(t, c.daemons[0])
-			if !errors.Is(err, errIdentity) || !strings.Contains(err.Error(), "members remove n1") {
+			if !errors.Is(err, identity.ErrRefused) || !strings.Contains(err.Error(), "members remove n1") {
 				t.Fatalf("the emptied n1 stopped with %v, want a refusal of its identity that says what to do", err)
 			}
-			if c.daemons[0].serving.Load() {
+			if c.daemons[0].guard.Serving() {
 				t.Fatal("the emptied n1 served")
 			}
 		})
@@ -88,7 +88,7 @@ func TestNewClusterServesOnceEveryMemberAnswered(t *testing.T) {
 	c.start(t, 0)
 	c.start(t, 1)
 	waitHealthSays(t, c.cfgs[0].ClientAddr, "waiting for n3")
-	if c.daemons[0].serving.Load() || c.daemons[1].serving.Load() {
+	if c.daemons[0].guard.Serving() || c.daemons[1].guard.Serving() {
 		t.Fatal("a node served before every member confirmed it")
 	}
 	c.start(t, 2)
@@ -102,7 +102,7 @@ func TestNewClusterServesOnceEveryMemberAnswered(t *testing.T) {
 	c.stop(2)
 	c.stop(0)
 	c.start(t, 0)
-	if !c.daemons[0].serving.Load() {
+	if !c.daemons[0].guard.Serving() {
 		t.Fatal("a sealed node restarted with its peers down does not serve (as an acceptor) at once")
 	}
 }
@@ -121,7 +121,7 @@ func TestEmptiedMemberAfterMembershipChangeRefused(t *testing.T) {
 	disktest.Empty(t, c.cfgs[2].DataDir)
 	c.start(t, 2)
 	err := waitFatal(t, c.daemons[2])
-	if !errors.Is(err, errIdentity) || !strings.Contains(err.Error(), "does not list n3") {
+	if !errors.Is(err, identity.ErrRefused) || !strings.Contains(err.Error(), "does not list n3") {
 		t.Fatalf("the removed and emptied n3 stopped with %v, want a refusal: not listed", err)
 	}
 }
@@ -152,13 +152,13 @@ func TestUpgradedMembersServeWhileSealing(t *testing.T) {
 	if v, err := c.client(t, 1).Get(context.Background(), "k"); err != nil || string(v.Data) != "before" {
 		t.Fatalf("get on upgraded n1, n2 with n3 down: %q %v", v.Data, err)
 	}
-	if c.daemons[0].book.sealed() {
+	if c.daemons[0].guard.Sealed() {
 		t.Fatal("n1 sealed without n3's word")
 	}
 	c.start(t, 2)
 	deadline := time.Now().Add(10 * time.Second)
 	for i, d := range c.daemons {
-		for !d.book.sealed() {
+		for !d.guard.Sealed() {
 			if time.Now().After(deadline) {
 				t.Fatalf("n%d not sealed 10s after every member was upgraded", i+1)
 			}
@@ -194,7 +194,7 @@ func TestEmptiedMemberNotSealedByAChange(t *testing.T) {
 	defer cancel()
 	err := c.daemons[n4].AddMember(ctx, "n6", c.cfgs[n6].PeerAddr) // pauses n1 too
 	t.Logf("add n6 with the emptied n1 a member: %v", err)
-	if c.daemons[0].serving.Load() || c.daemons[0].book.sealed() {
+	if c.daemons[0].guard.Serving() || c.daemons[0].guard.Sealed() {
 		t.Fatal("the emptied n1 sealed and served once a change handed it the membership")
 	}
 	if v := c.daemons[0].members.Config().Version; v != 1 {

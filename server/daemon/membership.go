@@ -23,12 +23,8 @@ import (
 // which only bootstraps a cluster. A damaged state file is an error at
 // start.
 //
-// WAS-MEMBER exists once the node has been listed in a membership it used:
-// a membership that no longer lists it then means a removal, where for a
-// node being added it only means not yet. REMOVED exists once a peer told
-// this node that it was removed (a newer membership that does not list
-// it): the node's own state still lists it, since the removal happened
-// while it was down.
+// WAS-MEMBER and REMOVED are membership.Record's, read and written by
+// membership.Standing, which tells a removal from an add not done yet.
 //
 // A node's ID is part of every ballot it makes, and a ballot must never be
 // used twice (PROTOCOL.md §2). The proposer persists its ballot ceiling in
@@ -39,31 +35,7 @@ import (
 // ID of its name and a fresh incarnation of its data directory: a new disk
 // is a new node. Nodes of the bootstrap cluster keep the ID of their name,
 // and never serve on a directory the cluster does not know them by
-// (identity.go).
-
-// wasMember reports whether the node has been a member (WAS-MEMBER).
-func (d *Daemon) wasMember() (bool, error) {
-	if d.member.Load() {
-		return true, nil
-	}
-	b, err := d.dir.ReadState(storage.WasMemberFile)
-	if b != nil {
-		d.member.Store(true)
-	}
-	return b != nil, err
-}
-
-// markMember records durably that the node has been a member.
-func (d *Daemon) markMember() error {
-	if d.member.Load() {
-		return nil
-	}
-	if err := d.dir.WriteState(storage.WasMemberFile, []byte("1\n")); err != nil {
-		return err
-	}
-	d.member.Store(true)
-	return nil
-}
+// (server/identity).
 
 // loadState returns the persisted state, or the bootstrap cluster's, or
 // (joining) none.
@@ -94,8 +66,8 @@ func (d *Daemon) saveState(st membership.NodeState) error {
 	// A membership that lists this node is recorded as such before it is
 	// used: a removal that follows at once is then still told from an add
 	// that has not reached the node yet (see Removed).
-	if d.lists(st.Membership) {
-		if err := d.markMember(); err != nil {
+	if _, listed := st.Membership.Node(d.id); listed {
+		if err := d.record.MarkMember(); err != nil {
 			return err
 		}
 	}
@@ -138,55 +110,38 @@ type adminNode struct{ d *Daemon }
 var _ peerapi.Admin = adminNode{}
 
 // Info implements peerapi.Admin.
-func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (peerapi.Info, error) {
+func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (membership.PeerInfo, error) {
 	st := a.d.members.State()
-	out := peerapi.Info{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
-		Incarnation: a.d.ident.Incarnation}
+	out := membership.PeerInfo{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
+		Incarnation: a.d.guard.Incarnation()}
 	if caller != 0 {
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed
 		if listed && caller != a.d.id {
 			// Recorded before the answer that may let the caller seal
-			// (identity.go, step 1).
-			inc, err := a.d.book.learn(caller, callerIncarnation)
+			// (server/identity, step 1).
+			inc, err := a.d.guard.Learn(caller, callerIncarnation)
 			if err != nil {
-				return peerapi.Info{}, err
+				return membership.PeerInfo{}, err
 			}
 			out.CallerIncarnation = inc
 		}
 	}
-	out.Controls, out.ChangeID = a.d.storedChange()
+	out.Controls, out.ChangeID = a.d.ctl.Stored()
 	return out, nil
 }
 
 // checkServing refuses, as unavailable, what a node that has not
-// confirmed its data directory's identity must not do (identity.go): take
+// confirmed its data directory's identity must not do (server/identity): take
 // a membership (a newer one would let it seal against members that never
 // knew its incarnation: those added after the bootstrap), or list its
 // keys for a catch-up (an emptied store's empty list would count among
 // the old acceptors').
 func (d *Daemon) checkServing() error {
-	if d.serving.Load() {
-		return nil
+	if err := d.guard.Err(); err != nil {
+		return peerapi.Unavailable(err)
 	}
-	return peerapi.Unavailable(d.sealWait.err())
-}
-
-// storedChange says whether this node's controller stores a change, and
-// its ID (controls nil: the store could not be read). It reads the store,
-// not the controller's memory: a change is stored before it holds any node
-// and until it freed them all, also across a restart before the controller
-// resumed it.
-func (d *Daemon) storedChange() (controls *bool, id string) {
-	ch, err := (changeStore{d.dir}).LoadChange()
-	if err != nil {
-		return nil, ""
-	}
-	c := ch != nil
-	if ch != nil {
-		id = ch.ID
-	}
-	return &c, id
+	return nil
 }
 
 // SetState implements peerapi.Admin.
@@ -218,17 +173,9 @@ func (a adminNode) ScanKeys(start string, limit int) ([]string, error) {
 	return membership.ScanKeys(a.d.store, start, limit)
 }
 
-// ReleaseHold implements peerapi.Admin: releaseHold on this node.
-func (a adminNode) ReleaseHold(ctx context.Context, force bool) (peerapi.Hold, error) {
-	released, held, err := a.d.releaseHold(ctx, force)
-	if err != nil {
-		return peerapi.Hold{}, err
-	}
-	out := peerapi.Hold{Released: released}
-	if held.Changing {
-		out.Controller, out.ChangeID = held.Controller, held.ChangeID
-	}
-	return out, nil
+// ReleaseHold implements peerapi.Admin: membership.Standing.ReleaseHold.
+func (a adminNode) ReleaseHold(ctx context.Context, force bool) (membership.Hold, error) {
+	return a.d.standing.ReleaseHold(ctx, force)
 }
 
 // AddMember adds the node serving the peer address addr under name, and

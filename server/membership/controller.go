@@ -257,6 +257,22 @@ func (c *Controller) Status() (*Change, error) {
 	return c.change.Clone(), c.lastErr
 }
 
+// Stored says whether the controller's store holds a change, and its ID
+// (controls nil: the store could not be read). It reads the store, not the
+// controller's memory: a change is stored before it holds any node and
+// until it freed them all, also across a restart before Resume.
+func (c *Controller) Stored() (controls *bool, id string) {
+	ch, err := c.store.LoadChange()
+	if err != nil {
+		return nil, ""
+	}
+	stored := ch != nil
+	if ch != nil {
+		id = ch.ID
+	}
+	return &stored, id
+}
+
 // Stop abandons the change in progress (it stays persisted: Resume
 // continues it) and waits for the controller's goroutine.
 func (c *Controller) Stop() {

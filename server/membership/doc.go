@@ -7,6 +7,8 @@ copying GC fences to a joining node and catching every key up where a step
 needs it (controller.go, catchup.go); a Keeper holds one node's membership
 state, persists it and applies it to the node's proposer, routing and peer
 links (keeper.go), and pauses deletion GC while a change holds the node
-(gc.go).
+(gc.go); a Standing watches whether the node is still a member, by its own
+membership and by its peers' (removed.go), and frees it of a hold whose
+change is over, by its controller's word or an operator's (hold.go).
 */
 package membership

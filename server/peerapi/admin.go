@@ -22,40 +22,13 @@ import (
 // caller asks for.
 const MaxScanKeys = 1 << 14
 
-// Info is what a node tells a peer about itself (Admin.Info).
-type Info struct {
-	Name        string
-	ID          protocol.NodeID
-	Version     uint64 // its membership's version
-	Changing    bool   // a membership change holds it
-	Incarnation string // its data directory's incarnation
-	// CallerListed says whether its membership lists the caller (nil: the
-	// caller did not say who it is).
-	CallerListed *bool
-	// CallerIncarnation is the caller's incarnation as this node knows it
-	// ("" if it knows none).
-	CallerIncarnation string
-	// Controls says whether its controller stores a membership change
-	// (nil: it could not read its store), ChangeID which.
-	Controls *bool
-	ChangeID string
-}
-
-// Hold is the outcome of a hold release on one node: whether it was
-// released, and the change that held it (empty if none did).
-type Hold struct {
-	Released   bool
-	Controller string
-	ChangeID   string
-}
-
 // Admin is what the Admin service asks of the node that serves it. Its
 // errors are those of errors.go's table; Unavailable marks a refusal for
 // now.
 type Admin interface {
 	// Info describes the node to caller (0: unnamed), recording
 	// callerIncarnation if the node lists caller and knows none.
-	Info(ctx context.Context, caller protocol.NodeID, callerIncarnation string) (Info, error)
+	Info(ctx context.Context, caller protocol.NodeID, callerIncarnation string) (membership.PeerInfo, error)
 	// SetState is membership.Keeper.Set.
 	SetState(ctx context.Context, st membership.NodeState) error
 	// Settled is membership.Keeper.Settled.
@@ -67,9 +40,9 @@ type Admin interface {
 	// ScanKeys returns up to limit keys of the acceptor at or after start.
 	ScanKeys(start string, limit int) ([]string, error)
 	// ReleaseHold frees the node of the membership change holding it
-	// (ErrHoldInUse if the change still runs, or cannot be asked without
+	// (membership.ErrHoldInUse if the change still runs, or cannot be asked without
 	// force).
-	ReleaseHold(ctx context.Context, force bool) (Hold, error)
+	ReleaseHold(ctx context.Context, force bool) (membership.Hold, error)
 }
 
 // adminServer serves the Admin service over an Admin.
@@ -199,16 +172,16 @@ func (p *AdminClients) Close() {
 // Info asks the node at addr about itself, as caller (0: unnamed) of
 // incarnation (which it records if it lists caller and knows none; "":
 // nothing to record).
-func (p *AdminClients) Info(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (Info, error) {
+func (p *AdminClients) Info(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (membership.PeerInfo, error) {
 	c, err := p.client(addr)
 	if err != nil {
-		return Info{}, err
+		return membership.PeerInfo{}, err
 	}
 	r, err := c.Info(ctx, &peerpb.InfoRequest{Caller: uint64(caller), CallerIncarnation: incarnation})
 	if err != nil {
-		return Info{}, err
+		return membership.PeerInfo{}, err
 	}
-	return Info{Name: r.GetName(), ID: protocol.NodeID(r.GetId()), Version: r.GetVersion(), Changing: r.GetChanging(),
+	return membership.PeerInfo{Name: r.GetName(), ID: protocol.NodeID(r.GetId()), Version: r.GetVersion(), Changing: r.GetChanging(),
 		Incarnation: r.GetIncarnation(), CallerListed: r.CallerListed, CallerIncarnation: r.GetCallerIncarnation(),
 		Controls: r.Controls, ChangeID: r.GetChangeId()}, nil
 }
@@ -278,15 +251,15 @@ func (p *AdminClients) ScanKeys(ctx context.Context, to membership.Member, start
 }
 
 // ReleaseHold asks the node at addr to free itself of the membership
-// change holding it (ErrHoldInUse if it refused).
-func (p *AdminClients) ReleaseHold(ctx context.Context, addr string, force bool) (Hold, error) {
+// change holding it (membership.ErrHoldInUse if it refused).
+func (p *AdminClients) ReleaseHold(ctx context.Context, addr string, force bool) (membership.Hold, error) {
 	c, err := p.client(addr)
 	if err != nil {
-		return Hold{}, err
+		return membership.Hold{}, err
 	}
 	r, err := c.ReleaseHold(ctx, &peerpb.ReleaseHoldRequest{Force: force})
 	if err != nil {
-		return Hold{}, fromStatus(err, ErrHoldInUse)
+		return membership.Hold{}, fromStatus(err, membership.ErrHoldInUse)
 	}
-	return Hold{Released: r.GetReleased(), Controller: r.GetController(), ChangeID: r.GetChangeId()}, nil
+	return membership.Hold{Released: r.GetReleased(), Controller: r.GetController(), ChangeID: r.GetChangeId()}, nil
 }

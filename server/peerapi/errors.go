@@ -12,10 +12,6 @@ import (
 	"github.com/caspaxos/caspaxos/server/membership"
 )
 
-// ErrHoldInUse: a release of a membership hold whose controller still runs
-// its change, or is a member that cannot be asked (without force).
-var ErrHoldInUse = errors.New("caspaxos/peerapi: the hold cannot be released")
-
 // errBadRequest marks a request the service refuses as malformed.
 var errBadRequest = errors.New("caspaxos/peerapi: bad request")
 
@@ -41,7 +37,7 @@ var codeOf = []struct {
 	{membership.ErrMembershipHeld, codes.Aborted},
 	{membership.ErrMembershipOlder, codes.OutOfRange},
 	{membership.ErrMembershipConflict, codes.AlreadyExists},
-	{ErrHoldInUse, codes.FailedPrecondition},
+	{membership.ErrHoldInUse, codes.FailedPrecondition},
 	{protocol.ErrExhausted, codes.InvalidArgument},
 	{acceptor.ErrFenceTooHigh, codes.InvalidArgument},
 	{errBadRequest, codes.InvalidArgument},

@@ -32,7 +32,7 @@ func TestErrorTable(t *testing.T) {
 		{membership.ErrMembershipHeld, codes.FailedPrecondition, codes.Aborted},
 		{membership.ErrMembershipOlder, codes.FailedPrecondition, codes.OutOfRange},
 		{membership.ErrMembershipConflict, codes.FailedPrecondition, codes.AlreadyExists},
-		{ErrHoldInUse, codes.Unavailable, codes.FailedPrecondition},
+		{membership.ErrHoldInUse, codes.Unavailable, codes.FailedPrecondition},
 		{protocol.ErrExhausted, codes.Unavailable, codes.InvalidArgument},
 		{acceptor.ErrFenceTooHigh, codes.Unavailable, codes.InvalidArgument},
 		{errors.New("disk on fire"), codes.Unavailable, codes.Unavailable},
@@ -58,8 +58,8 @@ type fakeNode struct {
 	collected [][]protocol.Tombstone
 }
 
-func (f *fakeNode) Info(context.Context, protocol.NodeID, string) (Info, error) {
-	return Info{Name: "n1", ID: 1}, nil
+func (f *fakeNode) Info(context.Context, protocol.NodeID, string) (membership.PeerInfo, error) {
+	return membership.PeerInfo{Name: "n1", ID: 1}, nil
 }
 func (f *fakeNode) SetState(context.Context, membership.NodeState) error { return f.setState }
 func (f *fakeNode) Settled(context.Context, uint64) (bool, error)        { return true, nil }
@@ -71,7 +71,9 @@ func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
 	f.scanLimit = limit
 	return []string{"a"}, nil
 }
-func (f *fakeNode) ReleaseHold(context.Context, bool) (Hold, error) { return Hold{}, f.release }
+func (f *fakeNode) ReleaseHold(context.Context, bool) (membership.Hold, error) {
+	return membership.Hold{}, f.release
+}
 func (f *fakeNode) Forget(context.Context, []protocol.Tombstone) (uint64, error) {
 	return 0, protocol.ErrExhausted
 }
@@ -112,9 +114,9 @@ func TestServicesOverTheWire(t *testing.T) {
 			t.Errorf("SetState = %v, want %v", err, want)
 		}
 	}
-	f.release = fmt.Errorf("%w: n2 still runs it", ErrHoldInUse)
-	if _, err := cl.ReleaseHold(ctx, addr, false); !errors.Is(err, ErrHoldInUse) {
-		t.Errorf("ReleaseHold = %v, want ErrHoldInUse", err)
+	f.release = fmt.Errorf("%w: n2 still runs it", membership.ErrHoldInUse)
+	if _, err := cl.ReleaseHold(ctx, addr, false); !errors.Is(err, membership.ErrHoldInUse) {
+		t.Errorf("ReleaseHold = %v, want membership.ErrHoldInUse", err)
 	}
 	if ages, err := cl.Fences(ctx, to); err != nil || ages[2] != 7 {
 		t.Errorf("Fences = %v, %v", ages, err)

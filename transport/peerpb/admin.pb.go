@@ -142,7 +142,7 @@ type InfoRequest struct {
 	// caller_incarnation is the asking node's data directory's incarnation
 	// (empty from nodes that predate it). A node whose membership lists the
 	// caller and that knows no incarnation of it records this one, durably,
-	// before it answers (see server/daemon/identity.go).
+	// before it answers (see server/identity).
 	CallerIncarnation string `protobuf:"bytes,2,opt,name=caller_incarnation,json=callerIncarnation,proto3" json:"caller_incarnation,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache

@@ -53,7 +53,7 @@ type AdminClient interface {
 	ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ...grpc.CallOption) (*ScanKeysReply, error)
 	// ReleaseHold frees the node of the membership change that holds it, on
 	// an operator's word that its controller is gone (`caspaxos members
-	// release`); see Daemon.releaseHold for what it refuses.
+	// release`); see membership.Standing.ReleaseHold for what it refuses.
 	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldReply, error)
 }
 
@@ -156,7 +156,7 @@ type AdminServer interface {
 	ScanKeys(context.Context, *ScanKeysRequest) (*ScanKeysReply, error)
 	// ReleaseHold frees the node of the membership change that holds it, on
 	// an operator's word that its controller is gone (`caspaxos members
-	// release`); see Daemon.releaseHold for what it refuses.
+	// release`); see membership.Standing.ReleaseHold for what it refuses.
 	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldReply, error)
 	mustEmbedUnimplementedAdminServer()
 }
