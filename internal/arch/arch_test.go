@@ -50,10 +50,10 @@ var allowed = map[string][]string{
 	"server/node":       {"protocol", "kv", "storage", "server", "server/acceptor", "server/proposer"},
 	"server/membership": {"protocol", "kv", "storage", "server", "server/node", "server/gc", "server/proposer"},
 	"server/clientapi":  {"api", "kv", "protocol"},
-	// The peer port's services: their wire, and the errors of the
-	// packages whose calls they carry.
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
+	// The peer port's services: their wire, and the errors of the
+	// packages whose calls they carry.
 	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
