@@ -218,16 +218,20 @@ func (g *Guard) Authenticate(ctx context.Context, c Credentials) (Principal, err
 
 // Authorize checks that p may do a, by the current state (within
 // Staleness): kv.ErrPermissionDenied if not.
+//
+// An open principal (authenticated while auth was disabled: a Batch
+// stream opened before `auth enable`) is refused as unauthenticated once
+// auth is enabled, so that no stream keeps the access it had before.
 func (g *Guard) Authorize(ctx context.Context, p Principal, a Access) error {
-	if p.Open {
-		return nil
-	}
 	s, err := g.current(ctx)
 	if err != nil {
 		return err
 	}
-	if !s.Enabled || s.Allowed(p.User, a) {
+	if !s.Enabled || (!p.Open && s.Allowed(p.User, a)) {
 		return nil
+	}
+	if p.Open {
+		return fmt.Errorf("%w: auth was enabled after this stream opened; open it again with credentials", kv.ErrUnauthenticated)
 	}
 	if _, ok := s.Users[p.User]; !ok {
 		return fmt.Errorf("%w: user %q no longer exists", kv.ErrUnauthenticated, p.User)
