@@ -34,9 +34,13 @@ a linearizable read, before the request is checked. A change made through a
 node replaces that node's cache at once. So a revoked permission, a deleted
 user or a disabled auth takes effect at once on the node that changed it and
 within Staleness on every other node. When the read fails (no quorum), the
-node keeps checking against the last state it read: the requests it would
-let through need a quorum themselves and fail the same way. A node that has
-never read the state refuses every request that needs a check.
+node keeps checking against the last state it read; a node that has never
+read it (it restarted amid a partition) checks against the copy its own
+acceptor last accepted (Registers.Local), which may be a change that was
+never chosen but was sent by an admin. Most requests it would then let
+through need a quorum themselves and fail the same way; the exception is
+releasing held nodes, which is meant for a degraded cluster, and needs admin
+by whichever of these states.
 
 A Batch stream authenticates once, when it opens; each of its ops is then
 checked against the permissions the user holds at that moment (within

@@ -20,6 +20,11 @@ import (
 // through: that is how auth reaches StateKey.
 type Registers interface {
 	Do(ctx context.Context, op kv.Op) (protocol.State, error)
+	// Local returns the state of key that this node's own acceptor last
+	// accepted (possibly never chosen; zero if it holds none), read
+	// without any round trip: the fallback of a node that reaches no
+	// quorum and has never read the auth state.
+	Local(key string) (protocol.State, error)
 }
 
 // Config configures a Guard. A zero field takes DefaultConfig's.
@@ -106,13 +111,21 @@ func (g *Guard) current(ctx context.Context) (State, error) {
 	s, _, err := g.load(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err != nil {
-		if g.read {
-			return g.state, nil
-		}
-		return State{}, fmt.Errorf("caspaxos/auth: reading the auth state: %w", err)
+	if err == nil {
+		g.state, g.read, g.fetched = s, true, g.cfg.Now()
+		return s, nil
 	}
-	g.state, g.read, g.fetched = s, true, g.cfg.Now()
+	if g.read {
+		return g.state, nil
+	}
+	local, lerr := g.regs.Local(StateKey)
+	if lerr == nil {
+		s, lerr = DecodeState(local.Value)
+	}
+	if lerr != nil {
+		return State{}, fmt.Errorf("caspaxos/auth: reading the auth state: %w (and this node's own copy: %v)", err, lerr)
+	}
+	// Not cached: the next request tries the cluster again.
 	return s, nil
 }
 

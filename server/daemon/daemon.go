@@ -542,6 +542,12 @@ func (a authRegisters) Do(ctx context.Context, op kv.Op) (protocol.State, error)
 	return a.d.node.Do(ctx, op)
 }
 
+// Local is the auth state's register as this node's acceptor holds it.
+func (a authRegisters) Local(key string) (protocol.State, error) {
+	reg, err := a.d.store.Get(key)
+	return reg.State, err
+}
+
 // relay is the transport's Handler: the node, once it exists.
 type relay struct {
 	node   atomic.Pointer[node.Node]
