@@ -64,6 +64,17 @@ func (m *mux) stream() (*stream, error) {
 	return st, nil
 }
 
+// drop ends st if it is the current stream, so that the next call opens
+// another; its ops all fail as the one that found it unusable did.
+func (m *mux) drop(st *stream) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == st {
+		m.cur = nil
+		st.cancel()
+	}
+}
+
 // stream is one Batch stream: a queue of ops a goroutine sends, and the
 // ops sent that wait for their results, which another goroutine receives.
 type stream struct {
@@ -227,6 +238,9 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 			continue
 		}
 		st, err := c.muxes[idx].stream()
+		if typed, ok := authRefusal(err); ok {
+			return nil, typed
+		}
 		if err != nil {
 			last = err
 			continue
@@ -248,9 +262,18 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 				c.remember(idx)
 			}
 			if info := r.GetError(); info != nil {
+				if info.GetCode() == "unauthenticated" {
+					// The stream's credentials no longer hold (it opened
+					// before auth was enabled): the next call opens
+					// another, with a fresh token.
+					c.muxes[idx].drop(st)
+				}
 				return nil, fromInfo(info, r.GetMessage())
 			}
 			return r, nil
+		}
+		if typed, ok := authRefusal(err); ok {
+			return nil, typed // the stream was refused as it opened: nothing ran
 		}
 		if ctx.Err() != nil {
 			c.suspect(idx) // no answer in time: a silent node?

@@ -12,6 +12,9 @@
 //   - ErrOverloaded: the node refused the request, at its bound of requests
 //     in flight; nothing changed, and it may be retried.
 //   - ErrUnknownOutcome: a write may or may not have taken effect.
+//   - ErrUnauthenticated, ErrPermissionDenied: auth is enabled and the
+//     call's user could not be logged in, or lacks the permission; nothing
+//     changed (auth.go).
 //   - ErrUnavailable: no endpoint could be reached.
 //
 // Failover: a read moves on to the next endpoint after any connection error.
@@ -61,6 +64,10 @@ type Config struct {
 	// node cut off without a reset is found dead.
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
+	// Username and Password, if Username is set, log the client in to a
+	// cluster with auth enabled (auth.go); it keeps its token fresh.
+	Username string
+	Password string
 }
 
 // DefaultConfig returns the defaults of every tunable field (Endpoints and
@@ -123,11 +130,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		// A Batch answer may carry many values; a node bounds each.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes))}
+	if cfg.Username != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(&tokens{c: c}))
+	}
 	for _, ep := range cfg.Endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
-			// A Batch answer may carry many values; a node bounds each.
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))
+		conn, err := grpc.NewClient(ep, opts...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("caspaxos/client: endpoint %q: %w", ep, err)

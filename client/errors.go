@@ -43,6 +43,13 @@ var (
 	// quota: it refuses puts, creates, compare-and-swaps and increments
 	// (nothing was applied); gets and deletes still work.
 	ErrNoSpace = errors.New("caspaxos/client: no space on the server: nothing was applied")
+	// ErrUnauthenticated: auth is enabled and the call carried no valid
+	// credentials (no user, a wrong password, an expired token); nothing
+	// was applied.
+	ErrUnauthenticated = errors.New("caspaxos/client: unauthenticated")
+	// ErrPermissionDenied: the user lacks the permission the call needs;
+	// nothing was applied.
+	ErrPermissionDenied = errors.New("caspaxos/client: permission denied")
 	// ErrUnavailable: no endpoint could be reached.
 	ErrUnavailable = errors.New("caspaxos/client: no endpoint reachable")
 )
@@ -65,17 +72,19 @@ func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersi
 const codeOverloaded = "overloaded"
 
 var byCode = map[string]error{
-	"not_found":       ErrNotFound,
-	"not_an_integer":  ErrNotAnInteger,
-	"overflow":        ErrOverflow,
-	"no_quorum":       ErrNoQuorum,
-	codeOverloaded:    ErrOverloaded,
-	"unknown_outcome": ErrUnknownOutcome,
-	"key_too_large":   ErrTooLarge,
-	"value_too_large": ErrTooLarge,
-	"bad_request":     ErrBadRequest,
-	"membership":      ErrMembership,
-	"no_space":        ErrNoSpace,
+	"not_found":         ErrNotFound,
+	"not_an_integer":    ErrNotAnInteger,
+	"overflow":          ErrOverflow,
+	"no_quorum":         ErrNoQuorum,
+	codeOverloaded:      ErrOverloaded,
+	"unknown_outcome":   ErrUnknownOutcome,
+	"key_too_large":     ErrTooLarge,
+	"value_too_large":   ErrTooLarge,
+	"bad_request":       ErrBadRequest,
+	"membership":        ErrMembership,
+	"no_space":          ErrNoSpace,
+	"unauthenticated":   ErrUnauthenticated,
+	"permission_denied": ErrPermissionDenied,
 }
 
 // fromInfo turns the ErrorInfo of a server's answer, and its message, into

@@ -20,6 +20,10 @@ const (
 	CodeNoSpace         = "no_space"
 	CodeInternal        = "internal"
 	CodeOverloaded      = "overloaded"
+	// Auth is enabled and the request carried no valid credentials.
+	CodeUnauthenticated = "unauthenticated"
+	// The authenticated user lacks the permission the request needs.
+	CodePermissionDenied = "permission_denied"
 )
 
 var codes = []struct {
@@ -39,6 +43,9 @@ var codes = []struct {
 	{ErrValueTooLarge, CodeValueTooLarge},
 	{ErrEmptyKey, CodeBadRequest},
 	{ErrNoSpace, CodeNoSpace},
+	{ErrReservedKey, CodeBadRequest},
+	{ErrUnauthenticated, CodeUnauthenticated},
+	{ErrPermissionDenied, CodePermissionDenied},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

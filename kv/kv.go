@@ -43,7 +43,28 @@ var (
 	ErrEmptyKey      = errors.New("caspaxos: key is empty")
 	ErrKeyTooLarge   = errors.New("caspaxos: key too large")
 	ErrValueTooLarge = errors.New("caspaxos: value too large")
+	// ErrReservedKey: the key begins with ReservedPrefix, which is the
+	// cluster's own (its auth state); the client API refuses it.
+	ErrReservedKey = errors.New("caspaxos: keys beginning with the byte 0x00 are reserved for the cluster itself")
+	// ErrUnauthenticated: auth is enabled and the request carried no valid
+	// credentials (no token, a wrong or expired one, a wrong password);
+	// nothing was applied.
+	ErrUnauthenticated = errors.New("caspaxos: unauthenticated")
+	// ErrPermissionDenied: the authenticated user lacks the permission the
+	// request needs; nothing was applied.
+	ErrPermissionDenied = errors.New("caspaxos: permission denied")
 )
+
+// ReservedPrefix begins every key the cluster keeps for itself.
+const ReservedPrefix = "\x00"
+
+// CheckClientKey returns ErrReservedKey for a key a client may not touch.
+func CheckClientKey(key string) error {
+	if len(key) > 0 && key[0] == ReservedPrefix[0] {
+		return ErrReservedKey
+	}
+	return nil
+}
 
 // VersionMismatchError is a refused compare-and-swap or create. Current is
 // the version the key has (0 when absent or deleted).

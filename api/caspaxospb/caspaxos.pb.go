@@ -1516,7 +1516,9 @@ func (x *HealthResponse) GetMessage() string {
 // not_found, version_mismatch, not_an_integer, overflow, no_quorum,
 // unknown_outcome, key_too_large, value_too_large, bad_request, internal,
 // membership (a membership change refused or failed: the name or address is
-// in use or unknown, another change is in progress, ...).
+// in use or unknown, another change is in progress, ...), unauthenticated
+// (auth is enabled and the call carried no valid token or certificate),
+// permission_denied (the user lacks the permission the call needs).
 type ErrorInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Code  string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
@@ -1568,6 +1570,754 @@ func (x *ErrorInfo) GetCurrentVersion() uint64 {
 		return x.CurrentVersion
 	}
 	return 0
+}
+
+type LoginRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Password      string                 `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LoginRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *LoginRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type LoginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// When the token expires, in Unix nanoseconds.
+	ExpiresUnixNanos int64 `protobuf:"varint,2,opt,name=expires_unix_nanos,json=expiresUnixNanos,proto3" json:"expires_unix_nanos,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LoginResponse) Reset() {
+	*x = LoginResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResponse) ProtoMessage() {}
+
+func (x *LoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
+func (*LoginResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *LoginResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *LoginResponse) GetExpiresUnixNanos() int64 {
+	if x != nil {
+		return x.ExpiresUnixNanos
+	}
+	return 0
+}
+
+type AuthStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStatusRequest) Reset() {
+	*x = AuthStatusRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStatusRequest) ProtoMessage() {}
+
+func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
+func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+}
+
+type AuthStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enabled       bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStatusResponse) Reset() {
+	*x = AuthStatusResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStatusResponse) ProtoMessage() {}
+
+func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
+func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *AuthStatusResponse) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+type AuthChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthChangeResponse) Reset() {
+	*x = AuthChangeResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthChangeResponse) ProtoMessage() {}
+
+func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
+func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+}
+
+type UserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// UserAdd and UserPasswd: the password.
+	Password      string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserRequest) Reset() {
+	*x = UserRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserRequest) ProtoMessage() {}
+
+func (x *UserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
+func (*UserRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *UserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type UserRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserRoleRequest) Reset() {
+	*x = UserRoleRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserRoleRequest) ProtoMessage() {}
+
+func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
+func (*UserRoleRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UserRoleRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UserRoleRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type UserListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserListRequest) Reset() {
+	*x = UserListRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserListRequest) ProtoMessage() {}
+
+func (x *UserListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
+func (*UserListRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+}
+
+type User struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Roles         []string               `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_api_caspaxos_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+type UserListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserListResponse) Reset() {
+	*x = UserListResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserListResponse) ProtoMessage() {}
+
+func (x *UserListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
+func (*UserListResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UserListResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type RoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleRequest) Reset() {
+	*x = RoleRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleRequest) ProtoMessage() {}
+
+func (x *RoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
+func (*RoleRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// Grant is a permission: perm (read, write, readwrite or admin) on key, or
+// on every key beginning with key when prefix is set; admin takes no key.
+type Grant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Perm          string                 `protobuf:"bytes,1,opt,name=perm,proto3" json:"perm,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Prefix        bool                   `protobuf:"varint,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Grant) Reset() {
+	*x = Grant{}
+	mi := &file_api_caspaxos_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Grant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Grant) ProtoMessage() {}
+
+func (x *Grant) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Grant.ProtoReflect.Descriptor instead.
+func (*Grant) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Grant) GetPerm() string {
+	if x != nil {
+		return x.Perm
+	}
+	return ""
+}
+
+func (x *Grant) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Grant) GetPrefix() bool {
+	if x != nil {
+		return x.Prefix
+	}
+	return false
+}
+
+type RoleGrantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	Grant         *Grant                 `protobuf:"bytes,2,opt,name=grant,proto3" json:"grant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleGrantRequest) Reset() {
+	*x = RoleGrantRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleGrantRequest) ProtoMessage() {}
+
+func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
+func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RoleGrantRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *RoleGrantRequest) GetGrant() *Grant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+type RoleListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleListRequest) Reset() {
+	*x = RoleListRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleListRequest) ProtoMessage() {}
+
+func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
+func (*RoleListRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+}
+
+type Role struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Grants        []*Grant               `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_api_caspaxos_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Role) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Role) GetGrants() []*Grant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
+type RoleListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roles         []*Role                `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleListResponse) Reset() {
+	*x = RoleListResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleListResponse) ProtoMessage() {}
+
+func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
+func (*RoleListResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RoleListResponse) GetRoles() []*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
 }
 
 var File_api_caspaxos_proto protoreflect.FileDescriptor
@@ -1684,7 +2434,44 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"H\n" +
 	"\tErrorInfo\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12'\n" +
-	"\x0fcurrent_version\x18\x02 \x01(\x04R\x0ecurrentVersion2\xdb\x03\n" +
+	"\x0fcurrent_version\x18\x02 \x01(\x04R\x0ecurrentVersion\">\n" +
+	"\fLoginRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"S\n" +
+	"\rLoginResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12,\n" +
+	"\x12expires_unix_nanos\x18\x02 \x01(\x03R\x10expiresUnixNanos\"\x13\n" +
+	"\x11AuthStatusRequest\".\n" +
+	"\x12AuthStatusResponse\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\"\x14\n" +
+	"\x12AuthChangeResponse\"=\n" +
+	"\vUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"9\n" +
+	"\x0fUserRoleRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"\x11\n" +
+	"\x0fUserListRequest\"0\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\";\n" +
+	"\x10UserListResponse\x12'\n" +
+	"\x05users\x18\x01 \x03(\v2\x11.caspaxos.v1.UserR\x05users\"!\n" +
+	"\vRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
+	"\x05Grant\x12\x12\n" +
+	"\x04perm\x18\x01 \x01(\tR\x04perm\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\bR\x06prefix\"P\n" +
+	"\x10RoleGrantRequest\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12(\n" +
+	"\x05grant\x18\x02 \x01(\v2\x12.caspaxos.v1.GrantR\x05grant\"\x11\n" +
+	"\x0fRoleListRequest\"F\n" +
+	"\x04Role\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x06grants\x18\x02 \x03(\v2\x12.caspaxos.v1.GrantR\x06grants\";\n" +
+	"\x10RoleListResponse\x12'\n" +
+	"\x05roles\x18\x01 \x03(\v2\x11.caspaxos.v1.RoleR\x05roles2\xdb\x03\n" +
 	"\x02KV\x128\n" +
 	"\x03Get\x12\x17.caspaxos.v1.GetRequest\x1a\x18.caspaxos.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.caspaxos.v1.PutRequest\x1a\x18.caspaxos.v1.PutResponse\x12>\n" +
@@ -1698,7 +2485,29 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
 	"\tMemberAdd\x12\x1d.caspaxos.v1.MemberAddRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12N\n" +
 	"\fMemberRemove\x12 .caspaxos.v1.MemberRemoveRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12V\n" +
-	"\rMemberRelease\x12!.caspaxos.v1.MemberReleaseRequest\x1a\".caspaxos.v1.MemberReleaseResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
+	"\rMemberRelease\x12!.caspaxos.v1.MemberReleaseRequest\x1a\".caspaxos.v1.MemberReleaseResponse2\xe9\b\n" +
+	"\x04Auth\x12>\n" +
+	"\x05Login\x12\x19.caspaxos.v1.LoginRequest\x1a\x1a.caspaxos.v1.LoginResponse\x12M\n" +
+	"\n" +
+	"AuthStatus\x12\x1e.caspaxos.v1.AuthStatusRequest\x1a\x1f.caspaxos.v1.AuthStatusResponse\x12M\n" +
+	"\n" +
+	"AuthEnable\x12\x1e.caspaxos.v1.AuthStatusRequest\x1a\x1f.caspaxos.v1.AuthStatusResponse\x12N\n" +
+	"\vAuthDisable\x12\x1e.caspaxos.v1.AuthStatusRequest\x1a\x1f.caspaxos.v1.AuthStatusResponse\x12D\n" +
+	"\aUserAdd\x12\x18.caspaxos.v1.UserRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12G\n" +
+	"\n" +
+	"UserDelete\x12\x18.caspaxos.v1.UserRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12G\n" +
+	"\n" +
+	"UserPasswd\x12\x18.caspaxos.v1.UserRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12N\n" +
+	"\rUserGrantRole\x12\x1c.caspaxos.v1.UserRoleRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12O\n" +
+	"\x0eUserRevokeRole\x12\x1c.caspaxos.v1.UserRoleRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12G\n" +
+	"\bUserList\x12\x1c.caspaxos.v1.UserListRequest\x1a\x1d.caspaxos.v1.UserListResponse\x12D\n" +
+	"\aRoleAdd\x12\x18.caspaxos.v1.RoleRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12G\n" +
+	"\n" +
+	"RoleDelete\x12\x18.caspaxos.v1.RoleRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12K\n" +
+	"\tRoleGrant\x12\x1d.caspaxos.v1.RoleGrantRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12L\n" +
+	"\n" +
+	"RoleRevoke\x12\x1d.caspaxos.v1.RoleGrantRequest\x1a\x1f.caspaxos.v1.AuthChangeResponse\x12G\n" +
+	"\bRoleList\x12\x1c.caspaxos.v1.RoleListRequest\x1a\x1d.caspaxos.v1.RoleListResponseB-Z+github.com/caspaxos/caspaxos/api/caspaxospbb\x06proto3"
 
 var (
 	file_api_caspaxos_proto_rawDescOnce sync.Once
@@ -1713,7 +2522,7 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
 	(*BatchRequest)(nil),          // 1: caspaxos.v1.BatchRequest
@@ -1742,6 +2551,22 @@ var file_api_caspaxos_proto_goTypes = []any{
 	(*HealthRequest)(nil),         // 24: caspaxos.v1.HealthRequest
 	(*HealthResponse)(nil),        // 25: caspaxos.v1.HealthResponse
 	(*ErrorInfo)(nil),             // 26: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),          // 27: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),         // 28: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),     // 29: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 30: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),    // 31: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),           // 32: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),       // 33: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),       // 34: caspaxos.v1.UserListRequest
+	(*User)(nil),                  // 35: caspaxos.v1.User
+	(*UserListResponse)(nil),      // 36: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),           // 37: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                 // 38: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),      // 39: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),       // 40: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                  // 41: caspaxos.v1.Role
+	(*RoleListResponse)(nil),      // 42: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	3,  // 0: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
@@ -1751,35 +2576,69 @@ var file_api_caspaxos_proto_depIdxs = []int32{
 	16, // 4: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
 	18, // 5: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
 	23, // 6: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	5,  // 7: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	7,  // 8: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	8,  // 9: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	9,  // 10: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	11, // 11: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	13, // 12: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	1,  // 13: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	15, // 14: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	24, // 15: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	19, // 16: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	20, // 17: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	21, // 18: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	6,  // 19: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	10, // 20: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	10, // 21: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	10, // 22: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	12, // 23: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	14, // 24: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	2,  // 25: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	17, // 26: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	25, // 27: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	17, // 28: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	17, // 29: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	22, // 30: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	19, // [19:31] is the sub-list for method output_type
-	7,  // [7:19] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	35, // 7: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	38, // 8: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	38, // 9: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	41, // 10: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	5,  // 11: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	7,  // 12: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	8,  // 13: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	9,  // 14: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	11, // 15: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	13, // 16: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	1,  // 17: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	15, // 18: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	24, // 19: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	19, // 20: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	20, // 21: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	21, // 22: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	27, // 23: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	29, // 24: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	29, // 25: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	29, // 26: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	32, // 27: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	32, // 28: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	32, // 29: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	33, // 30: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	33, // 31: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	34, // 32: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	37, // 33: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	37, // 34: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	39, // 35: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	39, // 36: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	40, // 37: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	6,  // 38: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	10, // 39: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	10, // 40: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	10, // 41: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	12, // 42: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	14, // 43: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	2,  // 44: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	17, // 45: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	25, // 46: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	17, // 47: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	17, // 48: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	22, // 49: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	28, // 50: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	30, // 51: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	30, // 52: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	30, // 53: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	31, // 54: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 55: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 56: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 57: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 58: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 59: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	31, // 60: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 61: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 62: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	31, // 63: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	42, // 64: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	38, // [38:65] is the sub-list for method output_type
+	11, // [11:38] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -1795,9 +2654,9 @@ func file_api_caspaxos_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   42,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_api_caspaxos_proto_goTypes,
 		DependencyIndexes: file_api_caspaxos_proto_depIdxs,

@@ -16,6 +16,7 @@ import (
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/server/acceptor"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
 	"github.com/caspaxos/caspaxos/server/gc"
@@ -51,6 +52,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultAdmissionConfig(),
 		clientapi.DefaultGRPCConfig(),
 		clientapi.DefaultHTTPTimeouts(),
+		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),
 	} {

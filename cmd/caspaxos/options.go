@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/kv"
@@ -29,6 +31,7 @@ type clientOptions struct {
 	endpoints string
 	timeout   time.Duration
 	output    string
+	user      string // NAME[:PASSWORD]
 }
 
 func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string) {
@@ -41,6 +44,39 @@ func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string
 		"comma-separated client addresses (host:port) of nodes; default from $"+envEndpoints+" if set")
 	fs.DurationVar(&o.timeout, "timeout", kv.DefaultRequestTimeout, "deadline for the whole command")
 	fs.StringVarP(&o.output, "output", "o", "plain", "output format: plain or json")
+	fs.StringVar(&o.user, "user", "", "log in as NAME[:PASSWORD] (a cluster with auth enabled); without a password, it is asked for on the terminal")
+}
+
+// credentials parses --user; a missing password is read from the terminal
+// without echo, and is an error when stdin is no terminal.
+func (o *clientOptions) credentials(cmd *cobra.Command) (string, string, error) {
+	if o.user == "" {
+		return "", "", nil
+	}
+	return namePassword(cmd, "--user", o.user)
+}
+
+// namePassword parses what (--user, or an argument) as NAME[:PASSWORD],
+// asking for a missing password on the terminal.
+func namePassword(cmd *cobra.Command, what, s string) (string, string, error) {
+	name, password, ok := strings.Cut(s, ":")
+	if name == "" {
+		return "", "", usagef(cmd.CommandPath(), "%s needs a NAME", what)
+	}
+	if ok {
+		return name, password, nil
+	}
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return "", "", usagef(cmd.CommandPath(), "%s %s has no password and stdin is not a terminal to ask for it: write %s:PASSWORD", what, name, name)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "Password for %s: ", name)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(cmd.ErrOrStderr())
+	if err != nil {
+		return "", "", fmt.Errorf("reading the password: %w", err)
+	}
+	return name, string(b), nil
 }
 
 // endpointList parses --endpoints.
@@ -89,7 +125,13 @@ func (o *clientOptions) callWithin(cmd *cobra.Command, timeout time.Duration, fn
 	// The wait for one endpoint's connection before the client tries the
 	// next stays at the client's default, whatever --timeout says, unless
 	// --timeout is shorter.
-	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout)})
+	user, password, err := o.credentials(cmd)
+	if err != nil {
+		return err
+	}
+	// The client logs in once and keeps its token for the process.
+	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout),
+		Username: user, Password: password})
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ func serveFlagFields() map[string]daemon.Field {
 		"http-read-timeout":        "HTTP.ReadTimeout",
 		"http-write-timeout":       "HTTP.WriteTimeout",
 		"http-idle-timeout":        "HTTP.IdleTimeout",
+		"auth-token-ttl":           "Auth.TokenTTL",
+		"auth-staleness":           "Auth.Staleness",
 		"attempt-timeout":          "Node.Proposer.AttemptTimeout",
 		"read-timeout":             "Node.Proposer.ReadTimeout",
 		"read-near-timeout":        "Node.Proposer.ReadNearTimeout",
@@ -142,6 +144,8 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.HTTP.ReadTimeout, "http-read-timeout", def.HTTP.ReadTimeout, "an HTTP client that has not sent its whole request, body included, by then is cut off")
 	f.DurationVar(&c.HTTP.WriteTimeout, "http-write-timeout", def.HTTP.WriteTimeout, "an HTTP answer not written by then (from the end of the request's headers) is cut off")
 	f.DurationVar(&c.HTTP.IdleTimeout, "http-idle-timeout", def.HTTP.IdleTimeout, "an idle kept-alive HTTP connection is closed after this")
+	f.DurationVar(&c.Auth.TokenTTL, "auth-token-ttl", def.Auth.TokenTTL, "life of a token from a login (once auth is enabled)")
+	f.DurationVar(&c.Auth.Staleness, "auth-staleness", def.Auth.Staleness, "age of the cached users and roles a request is checked against: a change made on another node takes effect here within it")
 	p := &c.Node.Proposer
 	f.DurationVar(&p.AttemptTimeout, "attempt-timeout", def.Node.Proposer.AttemptTimeout, "how long one protocol round waits for a quorum")
 	f.DurationVar(&p.ReadTimeout, "read-timeout", def.Node.Proposer.ReadTimeout, "how long a fast-path read waits before it falls back")

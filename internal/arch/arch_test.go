@@ -49,7 +49,10 @@ var allowed = map[string][]string{
 	"server/gc":         {"protocol", "kv", "storage", "server"},
 	"server/node":       {"protocol", "kv", "storage", "server", "server/acceptor", "server/proposer"},
 	"server/membership": {"protocol", "kv", "storage", "server", "server/node", "server/gc", "server/proposer"},
-	"server/clientapi":  {"api", "kv", "protocol"},
+	// Authorization: its pure parts and the Guard, which reaches the
+	// registers through the small Registers interface it declares.
+	"server/auth":      {"kv", "protocol"},
+	"server/clientapi": {"api", "kv", "protocol", "server/auth"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
@@ -194,6 +197,12 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/peerapi", module + "/transport/peerpb", true},
 		{"server/peerapi", module + "/server/node", false},
 		{"server/peerapi", module + "/server/daemon", false},
+		{"server/auth", module + "/kv", true},
+		{"server/auth", module + "/server/node", false},
+		{"server/auth", module + "/server/clientapi", false},
+		{"server/clientapi", module + "/server/auth", true},
+		{"server/clientapi", module + "/server/node", false},
+		{"server/daemon", module + "/server/auth", true},
 	}
 	for _, tt := range tests {
 		if got := violation(tt.dir, tt.imp); (got == "") != tt.ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/auth"
 )
 
 // Batch serves the Batch RPC: a goroutine reads ops and hands each to a
@@ -22,8 +23,15 @@ import (
 // MaxBatchQueuedBytes): past either bound the stream is not read until
 // results leave, so a client that sends faster than it reads (or never
 // reads) is held back by gRPC's flow control instead of growing a queue.
+//
+// The stream authenticates once, when it opens (a refusal ends it at once
+// with Unauthenticated); each op is then authorized as its unary call is.
 func (g *grpcAPI) Batch(s caspaxospb.KV_BatchServer) error {
-	b := &batchStream{g: g, s: s, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), work: make(chan *caspaxospb.Op),
+	p, err := authenticate(s.Context(), g.cfg.Guard, grpcCredentials(s.Context()))
+	if err != nil {
+		return statusOf(err)
+	}
+	b := &batchStream{g: g, s: s, p: p, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), work: make(chan *caspaxospb.Op),
 		recvDone: make(chan struct{}), quit: make(chan struct{})}
 	defer close(b.quit) // idle workers leave
 	defer b.deadline.close()
@@ -59,6 +67,7 @@ func (g *grpcAPI) Batch(s caspaxospb.KV_BatchServer) error {
 type batchStream struct {
 	g        *grpcAPI
 	s        caspaxospb.KV_BatchServer
+	p        auth.Principal // who the stream acts as
 	wake     chan struct{}
 	room     chan struct{}       // results left: recv may take ops again
 	work     chan *caspaxospb.Op // to an idle worker
@@ -160,7 +169,7 @@ func (b *batchStream) waitRoom() bool {
 func (b *batchStream) worker(o *caspaxospb.Op) {
 	for {
 		ctx := b.deadline.context(b.s.Context(), b.g.timeout(time.Duration(o.GetTimeoutNanos())))
-		r := b.g.one(ctx, o)
+		r := b.g.one(ctx, b.p, o)
 		b.mu.Lock()
 		b.results = append(b.results, r)
 		b.queued += int64(resultBytes(r))
@@ -318,7 +327,7 @@ var opKinds = map[caspaxospb.Op_Kind]kv.OpKind{
 }
 
 // one runs an op of a Batch as its unary call would, and answers it.
-func (g *grpcAPI) one(ctx context.Context, o *caspaxospb.Op) *caspaxospb.OpResult {
+func (g *grpcAPI) one(ctx context.Context, p auth.Principal, o *caspaxospb.Op) *caspaxospb.OpResult {
 	r := &caspaxospb.OpResult{Id: o.GetId()}
 	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta()}
 	var err error
@@ -328,7 +337,7 @@ func (g *grpcAPI) one(ctx context.Context, o *caspaxospb.Op) *caspaxospb.OpResul
 		err = fmt.Errorf("%w %d", errBadKind, o.GetKind())
 	}
 	if err == nil {
-		s, e := g.exec(ctx, op)
+		s, e := g.exec(ctx, p, op)
 		switch {
 		case e != nil:
 			err = e

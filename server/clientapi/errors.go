@@ -11,22 +11,25 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/auth"
 )
 
 // The stable error codes clients match on (kv defines them).
 const (
-	CodeNotFound        = kv.CodeNotFound
-	CodeVersionMismatch = kv.CodeVersionMismatch
-	CodeNotAnInteger    = kv.CodeNotAnInteger
-	CodeOverflow        = kv.CodeOverflow
-	CodeNoQuorum        = kv.CodeNoQuorum
-	CodeUnknownOutcome  = kv.CodeUnknownOutcome
-	CodeKeyTooLarge     = kv.CodeKeyTooLarge
-	CodeValueTooLarge   = kv.CodeValueTooLarge
-	CodeBadRequest      = kv.CodeBadRequest
-	CodeNoSpace         = kv.CodeNoSpace
-	CodeInternal        = kv.CodeInternal
-	CodeOverloaded      = kv.CodeOverloaded
+	CodeNotFound         = kv.CodeNotFound
+	CodeVersionMismatch  = kv.CodeVersionMismatch
+	CodeNotAnInteger     = kv.CodeNotAnInteger
+	CodeOverflow         = kv.CodeOverflow
+	CodeNoQuorum         = kv.CodeNoQuorum
+	CodeUnknownOutcome   = kv.CodeUnknownOutcome
+	CodeKeyTooLarge      = kv.CodeKeyTooLarge
+	CodeValueTooLarge    = kv.CodeValueTooLarge
+	CodeBadRequest       = kv.CodeBadRequest
+	CodeNoSpace          = kv.CodeNoSpace
+	CodeInternal         = kv.CodeInternal
+	CodeOverloaded       = kv.CodeOverloaded
+	CodeUnauthenticated  = kv.CodeUnauthenticated
+	CodePermissionDenied = kv.CodePermissionDenied
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -37,19 +40,21 @@ type errorClass struct {
 }
 
 var errorTable = map[string]errorClass{
-	CodeNotFound:        {CodeNotFound, http.StatusNotFound, codes.NotFound},
-	CodeVersionMismatch: {CodeVersionMismatch, http.StatusPreconditionFailed, codes.FailedPrecondition},
-	CodeNotAnInteger:    {CodeNotAnInteger, http.StatusConflict, codes.FailedPrecondition},
-	CodeOverflow:        {CodeOverflow, http.StatusConflict, codes.OutOfRange},
-	CodeNoQuorum:        {CodeNoQuorum, http.StatusServiceUnavailable, codes.Unavailable},
-	CodeUnknownOutcome:  {CodeUnknownOutcome, http.StatusGatewayTimeout, codes.DeadlineExceeded},
-	CodeKeyTooLarge:     {CodeKeyTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
-	CodeValueTooLarge:   {CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
-	CodeBadRequest:      {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
-	CodeNoSpace:         {CodeNoSpace, http.StatusInsufficientStorage, codes.ResourceExhausted},
-	CodeInternal:        {CodeInternal, http.StatusInternalServerError, codes.Internal},
-	CodeMembership:      {CodeMembership, http.StatusConflict, codes.FailedPrecondition},
-	CodeOverloaded:      {CodeOverloaded, http.StatusTooManyRequests, codes.ResourceExhausted},
+	CodeNotFound:         {CodeNotFound, http.StatusNotFound, codes.NotFound},
+	CodeVersionMismatch:  {CodeVersionMismatch, http.StatusPreconditionFailed, codes.FailedPrecondition},
+	CodeNotAnInteger:     {CodeNotAnInteger, http.StatusConflict, codes.FailedPrecondition},
+	CodeOverflow:         {CodeOverflow, http.StatusConflict, codes.OutOfRange},
+	CodeNoQuorum:         {CodeNoQuorum, http.StatusServiceUnavailable, codes.Unavailable},
+	CodeUnknownOutcome:   {CodeUnknownOutcome, http.StatusGatewayTimeout, codes.DeadlineExceeded},
+	CodeKeyTooLarge:      {CodeKeyTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
+	CodeValueTooLarge:    {CodeValueTooLarge, http.StatusRequestEntityTooLarge, codes.InvalidArgument},
+	CodeBadRequest:       {CodeBadRequest, http.StatusBadRequest, codes.InvalidArgument},
+	CodeNoSpace:          {CodeNoSpace, http.StatusInsufficientStorage, codes.ResourceExhausted},
+	CodeInternal:         {CodeInternal, http.StatusInternalServerError, codes.Internal},
+	CodeMembership:       {CodeMembership, http.StatusConflict, codes.FailedPrecondition},
+	CodeOverloaded:       {CodeOverloaded, http.StatusTooManyRequests, codes.ResourceExhausted},
+	CodeUnauthenticated:  {CodeUnauthenticated, http.StatusUnauthorized, codes.Unauthenticated},
+	CodePermissionDenied: {CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.
@@ -58,7 +63,7 @@ var errBadRequest = errors.New("bad request")
 // classify finds err's row, and the current version a mismatch carries.
 func classify(err error) (errorClass, uint64) {
 	switch {
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, errBadRequest), errors.Is(err, auth.ErrRefused):
 		return errorTable[CodeBadRequest], 0
 	case errors.Is(err, errMembership):
 		return errorTable[CodeMembership], 0

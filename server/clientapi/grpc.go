@@ -12,6 +12,7 @@ import (
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/auth"
 )
 
 // GRPCConfig configures the gRPC API.
@@ -35,6 +36,9 @@ type GRPCConfig struct {
 	// HTTP API): a unary call past it is refused with ResourceExhausted
 	// (code overloaded), a Batch op with an overloaded result.
 	Admission *Admission
+	// Guard, if set, authenticates and authorizes calls (auth.go); nil:
+	// every call is open.
+	Guard *auth.Guard
 }
 
 // DefaultGRPCConfig returns GRPCConfig's defaults (Limits and Admission
@@ -75,11 +79,12 @@ func KeepaliveOptions() []grpc.ServerOption {
 // GRPC is a node's gRPC API, registered on a server.
 type GRPC struct{ api *grpcAPI }
 
-// RegisterGRPC registers the KV and Cluster services of a node on s.
+// RegisterGRPC registers the KV, Cluster and Auth services of a node on s.
 func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	g := newGRPCAPI(cfg, b)
 	caspaxospb.RegisterKVServer(s, g)
 	caspaxospb.RegisterClusterServer(s, g)
+	caspaxospb.RegisterAuthServer(s, &grpcAuth{g: g})
 	return &GRPC{api: g}
 }
 
@@ -124,9 +129,13 @@ func (g *grpcAPI) timeout(caller time.Duration) time.Duration {
 	return caller
 }
 
-// exec checks op and runs it within ctx, if the admission bound lets it.
-func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
-	if err := op.Validate(g.cfg.Limits); err != nil {
+// exec checks op, and that p may run it, and runs it within ctx, if the
+// admission bound lets it.
+func (g *grpcAPI) exec(ctx context.Context, p auth.Principal, op kv.Op) (protocol.State, error) {
+	if err := checkClientOp(op, g.cfg.Limits); err != nil {
+		return protocol.State{}, err
+	}
+	if err := authorize(ctx, g.cfg.Guard, p, access(op)); err != nil {
 		return protocol.State{}, err
 	}
 	if err := g.cfg.Admission.admit(); err != nil {
@@ -139,7 +148,11 @@ func (g *grpcAPI) exec(ctx context.Context, op kv.Op) (protocol.State, error) {
 func (g *grpcAPI) run(ctx context.Context, op kv.Op) (protocol.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout(0))
 	defer cancel()
-	s, err := g.exec(ctx, op)
+	p, err := authenticate(ctx, g.cfg.Guard, grpcCredentials(ctx))
+	if err != nil {
+		return protocol.State{}, statusOf(err)
+	}
+	s, err := g.exec(ctx, p, op)
 	if err != nil {
 		return s, statusOf(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/auth"
 )
 
 // HTTPConfig configures the HTTP/JSON API.
@@ -28,6 +29,9 @@ type HTTPConfig struct {
 	// the gRPC API): one past its bound is answered 429 overloaded, with
 	// Retry-After, before its body is read.
 	Admission *Admission
+	// Guard, if set, authenticates and authorizes requests (auth.go); nil:
+	// every request is open.
+	Guard *auth.Guard
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -41,7 +45,11 @@ type HTTPConfig struct {
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
 //	DELETE /v1/members/{name}      remove a member; answers once done
 //	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
+//	POST   /v1/auth/login          {"user","password"}: a token (auth.go lists the other /v1/auth routes)
 //	GET    /metrics                Prometheus metrics (if configured)
+//
+// Every request that is not GET or HEAD must pass the CSRF rule
+// (checkOrigin), and with a Guard every request its checks (auth.go).
 func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = kv.DefaultRequestTimeout
@@ -57,9 +65,10 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/kv/{key...}", h.admit(h.incr))
 	mux.HandleFunc("GET /v1/health", h.health)
 	mux.HandleFunc("GET /v1/members", h.members)
-	mux.HandleFunc("POST /v1/members", h.addMember)
-	mux.HandleFunc("DELETE /v1/members/{name}", h.removeMember)
-	mux.HandleFunc("POST /v1/members/release", h.releaseMembers)
+	mux.HandleFunc("POST /v1/members", h.adminOnly(h.addMember))
+	mux.HandleFunc("DELETE /v1/members/{name}", h.adminOnly(h.removeMember))
+	mux.HandleFunc("POST /v1/members/release", h.adminOnly(h.releaseMembers))
+	h.authRoutes(mux)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -86,6 +95,10 @@ type httpAPI struct {
 // (overloaded) without reading it.
 func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if err := checkOrigin(r, false); err != nil {
+			writeError(w, err, 0)
+			return
+		}
 		if err := h.cfg.Admission.admit(); err != nil {
 			w.Header().Set("Retry-After", strconv.Itoa(h.cfg.Admission.retryAfterSeconds()))
 			writeError(w, err, 0)
@@ -98,11 +111,18 @@ func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 
 // run checks and runs one operation with the request's deadline.
 func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
-	if err := op.Validate(h.cfg.Limits); err != nil {
+	if err := checkClientOp(op, h.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	defer cancel()
+	p, err := authenticate(ctx, h.cfg.Guard, httpCredentials(r))
+	if err == nil {
+		err = authorize(ctx, h.cfg.Guard, p, access(op))
+	}
+	if err != nil {
+		return protocol.State{}, err
+	}
 	return h.b.Do(ctx, op)
 }
 
@@ -285,6 +305,9 @@ func writeError(w http.ResponseWriter, err error, status int) {
 	c, current := classify(err)
 	if status == 0 {
 		status = c.http
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="caspaxos"`)
 	}
 	body := map[string]any{"code": c.code, "message": err.Error()}
 	if c.code == CodeVersionMismatch {

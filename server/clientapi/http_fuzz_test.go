@@ -37,6 +37,9 @@ var httpStatusOf = map[string]int{
 	clientapi.CodeValueTooLarge:   http.StatusRequestEntityTooLarge,
 	clientapi.CodeBadRequest:      http.StatusBadRequest,
 	clientapi.CodeMembership:      http.StatusConflict,
+	// The CSRF rule refuses an admin POST of a simple content type.
+	clientapi.CodePermissionDenied: http.StatusForbidden,
+	clientapi.CodeUnauthenticated:  http.StatusUnauthorized,
 }
 
 // FuzzHTTPRequest feeds bytes to net/http's request parser, as the server
@@ -58,6 +61,8 @@ func FuzzHTTPRequest(f *testing.F) {
 		"GET /v1/kv/k?x=%zz HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n",
 		"POST /v1/members HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n\r\nn4=host:7080\n",
+		"POST /v1/members HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\n\r\nn4=host:7080\n",
+		"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\nContent-Length: 1\r\n\r\nv",
 		"DELETE /v1/members/n2 HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		f.Add([]byte(s))

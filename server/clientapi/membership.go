@@ -118,6 +118,9 @@ func (g *grpcAPI) MemberRemove(ctx context.Context, r *caspaxospb.MemberRemoveRe
 }
 
 func (g *grpcAPI) changeMembers(ctx context.Context, c memberChange) (*caspaxospb.MembersResponse, error) {
+	if err := g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	m, err := changeMembers(ctx, g.b, c)
 	if err != nil {
 		return nil, statusOf(err)

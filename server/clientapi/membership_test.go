@@ -86,6 +86,7 @@ func TestMemberChangeBothServices(t *testing.T) {
 			req, _ := http.NewRequest("DELETE", srv.URL+"/v1/members/"+tc.member, nil)
 			if tc.add {
 				req, _ = http.NewRequest("POST", srv.URL+"/v1/members", strings.NewReader(tc.member))
+				req.Header.Set("Content-Type", "application/octet-stream") // the CSRF rule (auth.go)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

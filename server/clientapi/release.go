@@ -73,6 +73,9 @@ func (h *httpAPI) releaseMembers(w http.ResponseWriter, r *http.Request) {
 
 // MemberRelease serves Cluster.MemberRelease.
 func (g *grpcAPI) MemberRelease(ctx context.Context, r *caspaxospb.MemberReleaseRequest) (*caspaxospb.MemberReleaseResponse, error) {
+	if err := g.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	out, err := releaseHolds(ctx, g.b, r.GetName(), r.GetForce())
 	if err != nil {
 		return nil, statusOf(err)

@@ -128,7 +128,7 @@ func TestHTTPMemberChangeOutlivesWriteTimeout(t *testing.T) {
 			}
 		}
 	}()
-	resp, err := http.Post("http://"+lis.Addr().String()+"/v1/members", "text/plain", strings.NewReader("n4=127.0.0.1:7083"))
+	resp, err := http.Post("http://"+lis.Addr().String()+"/v1/members", "application/octet-stream", strings.NewReader("n4=127.0.0.1:7083"))
 	if err != nil {
 		t.Fatalf("member add past the write timeout: %v", err)
 	}

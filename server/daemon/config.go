@@ -14,6 +14,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
@@ -72,6 +73,10 @@ type Config struct {
 	Admission clientapi.AdmissionConfig
 	// HTTP bounds how long an HTTP client may hold a connection.
 	HTTP clientapi.HTTPTimeouts
+	// Auth tunes authorization (package auth): the tokens' life and the
+	// staleness bound of each node's cached users and roles. Now is the
+	// daemon's (the wall clock). Auth is off until `caspaxos auth enable`.
+	Auth auth.Config
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC GCOptions
 	// Membership tunes the membership change controller; Self is the
@@ -153,6 +158,7 @@ func DefaultConfig() Config {
 		Transport:      transport.DefaultConfig(),
 		Admission:      clientapi.DefaultAdmissionConfig(),
 		HTTP:           clientapi.DefaultHTTPTimeouts(),
+		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
 		Membership:     membership.DefaultControllerConfig(),
 		Timers:         DefaultTimers(),
@@ -257,6 +263,7 @@ func (c *Config) Validate() error {
 	need(c.RequestTimeout > 0, "%s must be positive", Field("RequestTimeout"))
 	need(c.Admission.MaxInflightRequests >= 0, "%s must not be negative", Field("Admission.MaxInflightRequests"))
 	need(c.Admission.MaxConns >= 0, "%s must not be negative", Field("Admission.MaxConns"))
+	need(c.Auth.TokenTTL >= 0 && c.Auth.Staleness >= 0, "%s and %s must not be negative", Field("Auth.TokenTTL"), Field("Auth.Staleness"))
 	need(c.Node.Space.QuotaBytes >= 0, "%s must not be negative (0: no quota)", Field("Node.Space.QuotaBytes"))
 	c.Timers.setDefaults(def.Timers)
 	if c.Logger == nil {

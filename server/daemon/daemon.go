@@ -17,6 +17,7 @@ import (
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
@@ -50,6 +51,7 @@ type Daemon struct {
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
 	admission *clientapi.Admission
+	authz     *auth.Guard // the client services' authorization
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 	stopOnce  sync.Once
@@ -203,6 +205,13 @@ func (d *Daemon) startNode() error {
 		tr.Close()
 		return err
 	}
+	ac := d.cfg.Auth
+	ac.Now = nil
+	if d.authz, err = auth.New(ac, authRegisters{d}); err != nil {
+		node.Stop()
+		tr.Close()
+		return err
+	}
 	d.metrics = metrics.New(metrics.Sources{
 		Node:      node.Stats,
 		Store:     d.store,
@@ -234,10 +243,10 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) {
 	d.grpcSrv = grpc.NewServer(append(clientapi.KeepaliveOptions(),
 		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Admission: d.admission}, d)
+		Admission: d.admission, Guard: d.authz}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission}, d), d.cfg.HTTP, d.log)
+		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 }
 
@@ -339,6 +348,24 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	}
 	d.metrics.Observe(op.Kind, err, time.Since(start))
 	return s, err
+}
+
+// authRegisters is the Guard's way to the auth state's register: the
+// node itself, past the client API (which refuses the reserved keys) and
+// past the request metrics (auth's own reads are not client operations).
+type authRegisters struct{ d *Daemon }
+
+func (a authRegisters) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	if err := a.d.Health(ctx); err != nil {
+		return protocol.State{}, fmt.Errorf("%w: %v", kv.ErrNoQuorum, err)
+	}
+	return a.d.node.Do(ctx, op)
+}
+
+// Local is the auth state's register as this node's acceptor holds it.
+func (a authRegisters) Local(key string) (protocol.State, error) {
+	reg, err := a.d.store.Get(key)
+	return reg.State, err
 }
 
 // relay is the transport's Handler: the node, once it exists.

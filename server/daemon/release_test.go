@@ -104,7 +104,7 @@ func TestMembersRelease(t *testing.T) {
 		{"?force=maybe", http.StatusBadRequest, `"bad_request"`},
 		{"", http.StatusOK, `{"releases":[{"name":"n2","released":true,"controller":"ghost","change_id":"g2"}]}`},
 	} {
-		resp, err := http.Post("http://"+c.cfgs[0].ClientAddr+"/v1/members/release"+tc.query, "text/plain", strings.NewReader(names[1]))
+		resp, err := http.Post("http://"+c.cfgs[0].ClientAddr+"/v1/members/release"+tc.query, "application/octet-stream", strings.NewReader(names[1]))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,406 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// Registers runs operations on the cluster's registers; a node (through
+// the daemon) implements it. Unlike the client API it lets the reserved keys
+// through: that is how auth reaches StateKey.
+type Registers interface {
+	Do(ctx context.Context, op kv.Op) (protocol.State, error)
+	// Local returns the state of key that this node's own acceptor last
+	// accepted (possibly never chosen; zero if it holds none), read
+	// without any round trip: the fallback of a node that reaches no
+	// quorum and has never read the auth state.
+	Local(key string) (protocol.State, error)
+}
+
+// Config configures a Guard. A zero field takes DefaultConfig's.
+type Config struct {
+	// TokenTTL is how long a token lives (default 5m).
+	TokenTTL time.Duration
+	// Staleness bounds the age of the cached state a request is checked
+	// against (default 5s): a change made on another node takes effect
+	// here within it (doc.go).
+	Staleness time.Duration
+	// BcryptCost is the cost of password hashes (default bcrypt's, 10).
+	BcryptCost int
+	// Now is the clock (nil: time.Now); tests step it.
+	Now func() time.Time
+}
+
+// DefaultConfig returns Config's defaults.
+func DefaultConfig() Config {
+	return Config{TokenTTL: 5 * time.Minute, Staleness: 5 * time.Second, BcryptCost: bcrypt.DefaultCost}
+}
+
+// maxChangeAttempts bounds the compare-and-swap retries of one change: each
+// retry means another node changed the state in between.
+const maxChangeAttempts = 16
+
+// signingKeyBytes is the size of the HMAC key (SHA-256's block is 64).
+const signingKeyBytes = 32
+
+// Guard authenticates and authorizes client requests against the auth
+// state, and changes that state. It is safe for concurrent use.
+type Guard struct {
+	cfg  Config
+	regs Registers
+
+	refresh sync.Mutex // one read of the register at a time
+	mu      sync.Mutex
+	state   State
+	read    bool // state holds what was read at some point
+	fetched time.Time
+
+	dummyOnce sync.Once
+	dummy     []byte
+}
+
+// New returns a Guard over regs.
+func New(cfg Config, regs Registers) (*Guard, error) {
+	def := DefaultConfig()
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = def.TokenTTL
+	}
+	if cfg.Staleness <= 0 {
+		cfg.Staleness = def.Staleness
+	}
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = def.BcryptCost
+	}
+	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
+		return nil, fmt.Errorf("caspaxos/auth: BcryptCost %d outside [%d, %d]", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if regs == nil {
+		return nil, errors.New("caspaxos/auth: no Registers")
+	}
+	return &Guard{cfg: cfg, regs: regs}, nil
+}
+
+// TokenTTL is the life of the tokens this Guard signs.
+func (g *Guard) TokenTTL() time.Duration { return g.cfg.TokenTTL }
+
+// current returns the state to check against: the cache if younger than
+// Staleness, else a fresh read; if the read fails, the last state read
+// (its requests need the quorum that failed), or the error if none was.
+func (g *Guard) current(ctx context.Context) (State, error) {
+	if s, ok := g.cached(); ok {
+		return s, nil
+	}
+	g.refresh.Lock()
+	defer g.refresh.Unlock()
+	if s, ok := g.cached(); ok {
+		return s, nil // another request refreshed it meanwhile
+	}
+	s, _, err := g.load(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil {
+		g.state, g.read, g.fetched = s, true, g.cfg.Now()
+		return s, nil
+	}
+	if g.read {
+		return g.state, nil
+	}
+	local, lerr := g.regs.Local(StateKey)
+	if lerr == nil {
+		s, lerr = DecodeState(local.Value)
+	}
+	if lerr != nil {
+		return State{}, fmt.Errorf("caspaxos/auth: reading the auth state: %w (and this node's own copy: %v)", err, lerr)
+	}
+	// Not cached: the next request tries the cluster again.
+	return s, nil
+}
+
+func (g *Guard) cached() (State, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state, g.read && g.cfg.Now().Sub(g.fetched) < g.cfg.Staleness
+}
+
+// load reads StateKey and returns the state and the register's version
+// (0: absent).
+func (g *Guard) load(ctx context.Context) (State, uint64, error) {
+	reg, err := g.regs.Do(ctx, kv.Op{Kind: kv.OpGet, Key: StateKey})
+	if err != nil {
+		return State{}, 0, err
+	}
+	s, err := DecodeState(reg.Value)
+	return s, kv.CurrentVersion(reg), err
+}
+
+// change applies fn to the stored state with compare-and-swap, retrying
+// when another node changed it in between, and caches the result.
+func (g *Guard) change(ctx context.Context, fn func(*State) error) error {
+	for range maxChangeAttempts {
+		s, version, err := g.load(ctx)
+		if err != nil {
+			return err
+		}
+		s = s.Clone()
+		if err := fn(&s); err != nil {
+			return err
+		}
+		b, err := s.Encode()
+		if err != nil {
+			return err
+		}
+		_, err = g.regs.Do(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: StateKey, Version: version, Value: b})
+		if errors.Is(err, kv.ErrVersionMismatch) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.state, g.read, g.fetched = s, true, g.cfg.Now()
+		g.mu.Unlock()
+		return nil
+	}
+	return fmt.Errorf("caspaxos/auth: the auth state changed %d times during one change; try again: %w", maxChangeAttempts, kv.ErrNoQuorum)
+}
+
+// Credentials are what a request carries: a bearer token, and the common
+// names of the client certificates the transport verified.
+type Credentials struct {
+	Token       string
+	CommonNames []string
+}
+
+// Principal is who a request acts as. Open: auth is disabled, and the
+// request may do anything.
+type Principal struct {
+	User string
+	Open bool
+}
+
+// Enabled reports whether auth is on (by the cached state).
+func (g *Guard) Enabled(ctx context.Context) (bool, error) {
+	s, err := g.current(ctx)
+	return s.Enabled, err
+}
+
+// Authenticate finds who c is. With auth disabled everyone is an open
+// principal; with it enabled, a valid token's user, else the user a
+// verified certificate names, else kv.ErrUnauthenticated.
+func (g *Guard) Authenticate(ctx context.Context, c Credentials) (Principal, error) {
+	s, err := g.current(ctx)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !s.Enabled {
+		return Principal{Open: true}, nil
+	}
+	if c.Token != "" {
+		user, err := VerifyToken(s.SigningKey, c.Token, g.cfg.Now())
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: %w", kv.ErrUnauthenticated, err)
+		}
+		if _, ok := s.Users[user]; !ok {
+			return Principal{}, fmt.Errorf("%w: user %q no longer exists", kv.ErrUnauthenticated, user)
+		}
+		return Principal{User: user}, nil
+	}
+	for _, cn := range c.CommonNames {
+		if _, ok := s.Users[cn]; ok && cn != "" {
+			return Principal{User: cn}, nil
+		}
+	}
+	if len(c.CommonNames) > 0 {
+		return Principal{}, fmt.Errorf("%w: no user named by the client certificate (CN %q)", kv.ErrUnauthenticated, c.CommonNames[0])
+	}
+	return Principal{}, fmt.Errorf("%w: auth is enabled: log in and send the token (Authorization: Bearer), or a client certificate", kv.ErrUnauthenticated)
+}
+
+// Authorize checks that p may do a, by the current state (within
+// Staleness): kv.ErrPermissionDenied if not.
+//
+// An open principal (authenticated while auth was disabled: a Batch
+// stream opened before `auth enable`) is refused as unauthenticated once
+// auth is enabled, so that no stream keeps the access it had before.
+func (g *Guard) Authorize(ctx context.Context, p Principal, a Access) error {
+	s, err := g.current(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.Enabled || (!p.Open && s.Allowed(p.User, a)) {
+		return nil
+	}
+	if p.Open {
+		return fmt.Errorf("%w: auth was enabled after this stream opened; open it again with credentials", kv.ErrUnauthenticated)
+	}
+	if _, ok := s.Users[p.User]; !ok {
+		return fmt.Errorf("%w: user %q no longer exists", kv.ErrUnauthenticated, p.User)
+	}
+	if a.Perm == PermAdmin {
+		return fmt.Errorf("%w: user %q lacks the admin permission", kv.ErrPermissionDenied, p.User)
+	}
+	return fmt.Errorf("%w: user %q lacks %s on key %q", kv.ErrPermissionDenied, p.User, a.Perm, a.Key)
+}
+
+// dummyHash is compared against when the user is unknown, so that a login
+// takes as long whether the user exists or not; made at the first need.
+func (g *Guard) dummyHash() []byte {
+	g.dummyOnce.Do(func() {
+		g.dummy, _ = bcrypt.GenerateFromPassword([]byte("no such user"), g.cfg.BcryptCost)
+	})
+	return g.dummy
+}
+
+// Login checks user's password and returns a token and its expiry. A wrong
+// user or password is kv.ErrUnauthenticated, the same for both. Login works
+// only while auth is enabled: before, there is no signing key.
+func (g *Guard) Login(ctx context.Context, user, password string) (string, time.Time, error) {
+	s, err := g.current(ctx)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if !s.Enabled {
+		return "", time.Time{}, fmt.Errorf("%w: auth is not enabled (caspaxos auth enable)", ErrRefused)
+	}
+	u, ok := s.Users[user]
+	hash := u.PasswordHash
+	if !ok {
+		hash = g.dummyHash()
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !ok {
+		return "", time.Time{}, fmt.Errorf("%w: wrong user name or password", kv.ErrUnauthenticated)
+	}
+	exp := g.cfg.Now().Add(g.cfg.TokenTTL)
+	return SignToken(s.SigningKey, user, exp), exp, nil
+}
+
+func (g *Guard) hash(password string) ([]byte, error) {
+	if password == "" {
+		return nil, fmt.Errorf("%w: empty password", ErrRefused)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), g.cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err) // longer than bcrypt's 72 bytes
+	}
+	return h, nil
+}
+
+// AddUser adds a user with a password.
+func (g *Guard) AddUser(ctx context.Context, name, password string) error {
+	h, err := g.hash(password)
+	if err != nil {
+		return err
+	}
+	return g.change(ctx, func(s *State) error { return s.AddUser(name, h) })
+}
+
+// DeleteUser deletes a user.
+func (g *Guard) DeleteUser(ctx context.Context, name string) error {
+	return g.change(ctx, func(s *State) error { return s.DeleteUser(name) })
+}
+
+// SetPassword changes a user's password.
+func (g *Guard) SetPassword(ctx context.Context, name, password string) error {
+	h, err := g.hash(password)
+	if err != nil {
+		return err
+	}
+	return g.change(ctx, func(s *State) error { return s.SetPassword(name, h) })
+}
+
+// GrantRole gives a user a role.
+func (g *Guard) GrantRole(ctx context.Context, user, role string) error {
+	return g.change(ctx, func(s *State) error { return s.GrantRole(user, role) })
+}
+
+// RevokeRole takes a role from a user.
+func (g *Guard) RevokeRole(ctx context.Context, user, role string) error {
+	return g.change(ctx, func(s *State) error { return s.RevokeRole(user, role) })
+}
+
+// AddRole adds an empty role.
+func (g *Guard) AddRole(ctx context.Context, name string) error {
+	return g.change(ctx, func(s *State) error { return s.AddRole(name) })
+}
+
+// DeleteRole deletes a role and takes it from every user.
+func (g *Guard) DeleteRole(ctx context.Context, name string) error {
+	return g.change(ctx, func(s *State) error { return s.DeleteRole(name) })
+}
+
+// GrantPerm adds a grant to a role.
+func (g *Guard) GrantPerm(ctx context.Context, role string, gr Grant) error {
+	return g.change(ctx, func(s *State) error { return s.GrantPerm(role, gr) })
+}
+
+// RevokePerm removes a grant from a role.
+func (g *Guard) RevokePerm(ctx context.Context, role string, gr Grant) error {
+	return g.change(ctx, func(s *State) error { return s.RevokePerm(role, gr) })
+}
+
+// Enable turns auth on, with a fresh signing key; the root user must exist.
+func (g *Guard) Enable(ctx context.Context) error {
+	key := make([]byte, signingKeyBytes)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	return g.change(ctx, func(s *State) error { return s.Enable(key) })
+}
+
+// Disable turns auth off; every token ends with the signing key.
+func (g *Guard) Disable(ctx context.Context) error {
+	return g.change(ctx, func(s *State) error { s.Disable(); return nil })
+}
+
+// UserInfo is a user as listed: its name and roles, never its hash.
+type UserInfo struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+}
+
+// RoleInfo is a role as listed.
+type RoleInfo struct {
+	Name   string  `json:"name"`
+	Grants []Grant `json:"grants"`
+}
+
+// Users lists the users by name (a fresh read).
+func (g *Guard) Users(ctx context.Context) ([]UserInfo, error) {
+	s, _, err := g.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserInfo, 0, len(s.Users))
+	for n, u := range s.Users {
+		out = append(out, UserInfo{Name: n, Roles: append([]string{}, u.Roles...)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Roles lists the roles by name (a fresh read).
+func (g *Guard) Roles(ctx context.Context) ([]RoleInfo, error) {
+	s, _, err := g.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RoleInfo, 0, len(s.Roles))
+	for n, r := range s.Roles {
+		out = append(out, RoleInfo{Name: n, Grants: append([]Grant{}, r.Grants...)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,115 @@
+package auth
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Perm is what a grant allows: read, write, both, or admin.
+type Perm uint8
+
+const (
+	PermRead Perm = 1 << iota
+	PermWrite
+	PermAdmin
+	PermReadWrite = PermRead | PermWrite
+)
+
+// ParsePerm parses "read", "write", "readwrite" or "admin".
+func ParsePerm(s string) (Perm, error) {
+	switch strings.ToLower(s) {
+	case "read":
+		return PermRead, nil
+	case "write":
+		return PermWrite, nil
+	case "readwrite":
+		return PermReadWrite, nil
+	case "admin":
+		return PermAdmin, nil
+	}
+	return 0, fmt.Errorf("caspaxos/auth: unknown permission %q (read, write, readwrite or admin)", s)
+}
+
+func (p Perm) String() string {
+	switch p {
+	case PermRead:
+		return "read"
+	case PermWrite:
+		return "write"
+	case PermReadWrite:
+		return "readwrite"
+	case PermAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("Perm(%d)", uint8(p))
+}
+
+// MarshalText encodes a Perm by its name, so that the stored state reads well.
+func (p Perm) MarshalText() ([]byte, error) {
+	if _, err := ParsePerm(p.String()); err != nil {
+		return nil, err
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText decodes a Perm's name.
+func (p *Perm) UnmarshalText(b []byte) error {
+	v, err := ParsePerm(string(b))
+	*p = v
+	return err
+}
+
+// Grant is one permission of a role: Perm on Key, or on every key that
+// begins with Key when Prefix is set (an empty prefix covers every key).
+// An admin grant has no key.
+type Grant struct {
+	Perm   Perm   `json:"perm"`
+	Key    string `json:"key,omitempty"`
+	Prefix bool   `json:"prefix,omitempty"`
+}
+
+// Validate checks that g is a grant a role may hold.
+func (g Grant) Validate() error {
+	switch {
+	case g.Perm == PermAdmin && (g.Key != "" || g.Prefix):
+		return fmt.Errorf("caspaxos/auth: the admin permission takes no key or prefix")
+	case g.Perm == PermAdmin:
+		return nil
+	case g.Perm != PermRead && g.Perm != PermWrite && g.Perm != PermReadWrite:
+		return fmt.Errorf("caspaxos/auth: unknown permission %d", g.Perm)
+	case g.Key == "" && !g.Prefix:
+		return fmt.Errorf("caspaxos/auth: a %s grant needs a key or a prefix", g.Perm)
+	}
+	return nil
+}
+
+// Access is what a request needs: Perm on Key (read or write; admin needs
+// no key).
+type Access struct {
+	Perm Perm
+	Key  string
+}
+
+// Covers reports whether g allows a.
+func (g Grant) Covers(a Access) bool {
+	if g.Perm == PermAdmin || a.Perm == PermAdmin {
+		return g.Perm == a.Perm
+	}
+	if g.Perm&a.Perm != a.Perm {
+		return false
+	}
+	if g.Prefix {
+		return strings.HasPrefix(a.Key, g.Key)
+	}
+	return a.Key == g.Key
+}
+
+func (g Grant) String() string {
+	switch {
+	case g.Perm == PermAdmin:
+		return "admin"
+	case g.Prefix:
+		return fmt.Sprintf("%s prefix %q", g.Perm, g.Key)
+	}
+	return fmt.Sprintf("%s key %q", g.Perm, g.Key)
+}

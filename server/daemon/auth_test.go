@@ -1,0 +1,289 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/auth"
+)
+
+// authHTTP sends one request with an optional bearer token and returns
+// the status and body.
+func authHTTP(t *testing.T, method, url, token, contentType, body string, header ...string) (int, string) {
+	t.Helper()
+	r := mustRequest(t, method, url, body)
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func mustAuthHTTP(t *testing.T, method, url, token, body string) string {
+	t.Helper()
+	code, out := authHTTP(t, method, url, token, "application/json", body)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d %s", method, url, code, out)
+	}
+	return out
+}
+
+func login(t *testing.T, base, user, password string) string {
+	t.Helper()
+	var r struct{ Token string }
+	out := mustAuthHTTP(t, "POST", base+"/v1/auth/login", "", `{"user":"`+user+`","password":"`+password+`"}`)
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Token == "" {
+		t.Fatalf("login %s: %s", user, out)
+	}
+	return r.Token
+}
+
+// setupAuth makes root (admin), alice (readwrite on the prefix "app/"),
+// reader (read on "app/") and enables auth, all over HTTP.
+func setupAuth(t *testing.T, base string) {
+	t.Helper()
+	for _, s := range []struct{ method, path, body string }{
+		{"POST", "/v1/auth/users", `{"name":"root","password":"rootpw"}`},
+		{"POST", "/v1/auth/users", `{"name":"alice","password":"alicepw"}`},
+		{"POST", "/v1/auth/users", `{"name":"reader","password":"readerpw"}`},
+		{"POST", "/v1/auth/roles", `{"name":"app"}`},
+		{"POST", "/v1/auth/roles", `{"name":"ro"}`},
+		{"POST", "/v1/auth/roles/app/grant", `{"perm":"readwrite","key":"app/","prefix":true}`},
+		{"POST", "/v1/auth/roles/ro/grant", `{"perm":"read","key":"app/","prefix":true}`},
+		{"POST", "/v1/auth/users/alice/roles", `{"role":"app"}`},
+		{"POST", "/v1/auth/users/reader/roles", `{"role":"ro"}`},
+		{"POST", "/v1/auth/enable", ``},
+	} {
+		mustAuthHTTP(t, s.method, base+s.path, "", s.body)
+	}
+}
+
+// expiredToken signs a token for user that expired a minute ago, with the
+// cluster's own key, read past the client API.
+func expiredToken(t *testing.T, d *Daemon, user string) string {
+	t.Helper()
+	reg, err := d.node.Do(context.Background(), kv.Op{Kind: kv.OpGet, Key: auth.StateKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := auth.DecodeState(reg.Value)
+	if err != nil || len(s.SigningKey) == 0 {
+		t.Fatalf("auth state: %+v, %v", s, err)
+	}
+	return auth.SignToken(s.SigningKey, user, time.Now().Add(-time.Minute))
+}
+
+// TestAuthRejectionMatrix: with auth enabled, each refused request over
+// HTTP and gRPC gets its defined error and changes nothing; the granted
+// ones work, and an admin adds a member.
+func TestAuthRejectionMatrix(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	base := "http://" + c.cfgs[0].ClientAddr
+	// Before auth is enabled everything is open, as before.
+	if code, out := authHTTP(t, "PUT", base+"/v1/kv/app/x", "", "", "v1"); code != http.StatusOK {
+		t.Fatalf("put before auth: %d %s", code, out)
+	}
+	setupAuth(t, base)
+	root, alice, reader := login(t, base, "root", "rootpw"), login(t, base, "alice", "alicepw"), login(t, base, "reader", "readerpw")
+	expired := expiredToken(t, c.daemons[0], "alice")
+	mustAuthHTTP(t, "PUT", base+"/v1/kv/app/x", alice, "v2")
+	membersBefore := mustAuthHTTP(t, "GET", base+"/v1/members", "", "")
+
+	// unchanged checks, after each refusal, that no key and no member changed.
+	unchanged := func(desc string) {
+		t.Helper()
+		if out := mustAuthHTTP(t, "GET", base+"/v1/kv/app/x", root, ""); out != "v2" {
+			t.Fatalf("%s: app/x is %q, want v2", desc, out)
+		}
+		for _, k := range []string{"app0", "other"} {
+			if code, out := authHTTP(t, "GET", base+"/v1/kv/"+k, root, "", ""); code != http.StatusNotFound {
+				t.Fatalf("%s: %s exists: %d %s", desc, k, code, out)
+			}
+		}
+		if out := mustAuthHTTP(t, "GET", base+"/v1/members", "", ""); out != membersBefore {
+			t.Fatalf("%s: members changed: %s", desc, out)
+		}
+	}
+	joinAddr := "127.0.0.1:1" // refused before anyone dials it
+	httpCases := []struct {
+		name, method, path, token, ct, body string
+		header                              []string
+		status                              int
+		code                                string
+	}{
+		{"no token", "PUT", "/v1/kv/app/x", "", "", "v3", nil, 401, kv.CodeUnauthenticated},
+		{"no token, read", "GET", "/v1/kv/app/x", "", "", "", nil, 401, kv.CodeUnauthenticated},
+		{"expired token", "PUT", "/v1/kv/app/x", expired, "", "v3", nil, 401, kv.CodeUnauthenticated},
+		{"forged token", "PUT", "/v1/kv/app/x", alice[:len(alice)-2] + "AA", "", "v3", nil, 401, kv.CodeUnauthenticated},
+		{"wrong password", "POST", "/v1/auth/login", "", "application/json", `{"user":"alice","password":"nope"}`, nil, 401, kv.CodeUnauthenticated},
+		{"unknown user", "POST", "/v1/auth/login", "", "application/json", `{"user":"mallory","password":"x"}`, nil, 401, kv.CodeUnauthenticated},
+		{"read-only user writes", "PUT", "/v1/kv/app/x", reader, "", "v3", nil, 403, kv.CodePermissionDenied},
+		{"read-only user deletes", "DELETE", "/v1/kv/app/x", reader, "", "", nil, 403, kv.CodePermissionDenied},
+		{"read outside the grant", "GET", "/v1/kv/other", reader, "", "", nil, 403, kv.CodePermissionDenied},
+		{"prefix next to the granted", "PUT", "/v1/kv/app0", alice, "", "v", nil, 403, kv.CodePermissionDenied},
+		{"incr next to the granted", "POST", "/v1/kv/app0?incr=1", alice, "", "", nil, 403, kv.CodePermissionDenied},
+		{"membership change", "POST", "/v1/members", alice, "application/octet-stream", "n9=" + joinAddr, nil, 403, kv.CodePermissionDenied},
+		{"member removal", "DELETE", "/v1/members/n3", alice, "", "", nil, 403, kv.CodePermissionDenied},
+		{"release", "POST", "/v1/members/release", alice, "application/octet-stream", "", nil, 403, kv.CodePermissionDenied},
+		{"user management", "POST", "/v1/auth/users", alice, "application/json", `{"name":"eve","password":"x"}`, nil, 403, kv.CodePermissionDenied},
+		{"grant to itself", "POST", "/v1/auth/roles/app/grant", alice, "application/json", `{"perm":"readwrite","prefix":true}`, nil, 403, kv.CodePermissionDenied},
+		{"other user's password", "POST", "/v1/auth/users/root/password", alice, "application/json", `{"password":"mine"}`, nil, 403, kv.CodePermissionDenied},
+		{"disable", "POST", "/v1/auth/disable", alice, "application/json", ``, nil, 403, kv.CodePermissionDenied},
+		{"reserved key, even for root", "GET", "/v1/kv/%00auth/state", root, "", "", nil, 400, kv.CodeBadRequest},
+		{"reserved key write", "PUT", "/v1/kv/%00auth/state", root, "", "{}", nil, 400, kv.CodeBadRequest},
+		{"CSRF: text/plain POST to /v1/members", "POST", "/v1/members", root, "text/plain", "n9=" + joinAddr, nil, 403, kv.CodePermissionDenied},
+		{"CSRF: form POST to /v1/members/release", "POST", "/v1/members/release", root, "application/x-www-form-urlencoded", "", nil, 403, kv.CodePermissionDenied},
+		{"CSRF: cross-origin put", "PUT", "/v1/kv/app/x", root, "", "v3", []string{"Origin", "http://evil.example"}, 403, kv.CodePermissionDenied},
+		{"CSRF: cross-site incr", "POST", "/v1/kv/app0?incr=1", root, "text/plain", "", []string{"Sec-Fetch-Site", "cross-site"}, 403, kv.CodePermissionDenied},
+	}
+	for _, tc := range httpCases {
+		code, out := authHTTP(t, tc.method, base+tc.path, tc.token, tc.ct, tc.body, tc.header...)
+		if code != tc.status || !strings.Contains(out, `"code":"`+tc.code+`"`) {
+			t.Errorf("HTTP %s (%s %s): %d %s, want %d %s", tc.name, tc.method, tc.path, code, out, tc.status, tc.code)
+		}
+		unchanged("HTTP " + tc.name)
+	}
+
+	conn, err := grpc.NewClient(c.cfgs[0].ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	kvc, cl, ac := caspaxospb.NewKVClient(conn), caspaxospb.NewClusterClient(conn), caspaxospb.NewAuthClient(conn)
+	with := func(token string) context.Context {
+		ctx := context.Background()
+		if token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		}
+		return ctx
+	}
+	put := func(token, key string) error {
+		_, err := kvc.Put(with(token), &caspaxospb.PutRequest{Key: []byte(key), Value: []byte("v3")})
+		return err
+	}
+	grpcCases := []struct {
+		name string
+		call func() error
+		code codes.Code
+	}{
+		{"no token", func() error { return put("", "app/x") }, codes.Unauthenticated},
+		{"expired token", func() error { return put(expired, "app/x") }, codes.Unauthenticated},
+		{"wrong password", func() error {
+			_, err := ac.Login(context.Background(), &caspaxospb.LoginRequest{User: "alice", Password: "nope"})
+			return err
+		}, codes.Unauthenticated},
+		{"read-only user writes", func() error { return put(reader, "app/x") }, codes.PermissionDenied},
+		{"read outside the grant", func() error {
+			_, err := kvc.Get(with(reader), &caspaxospb.GetRequest{Key: []byte("other")})
+			return err
+		}, codes.PermissionDenied},
+		{"prefix next to the granted", func() error { return put(alice, "app0") }, codes.PermissionDenied},
+		{"membership change", func() error {
+			_, err := cl.MemberAdd(with(alice), &caspaxospb.MemberAddRequest{Name: "n9", PeerAddr: joinAddr})
+			return err
+		}, codes.PermissionDenied},
+		{"release", func() error {
+			_, err := cl.MemberRelease(with(alice), &caspaxospb.MemberReleaseRequest{})
+			return err
+		}, codes.PermissionDenied},
+		{"user management", func() error {
+			_, err := ac.UserAdd(with(alice), &caspaxospb.UserRequest{Name: "eve", Password: "x"})
+			return err
+		}, codes.PermissionDenied},
+		{"reserved key", func() error { return put(root, auth.StateKey) }, codes.InvalidArgument},
+		{"batch without token", func() error { return batchOp(with(""), kvc, "app/x") }, codes.Unauthenticated},
+		{"batch op next to the granted", func() error { return batchOp(with(alice), kvc, "app0") }, codes.PermissionDenied},
+	}
+	for _, tc := range grpcCases {
+		err := tc.call()
+		if status.Code(err) != tc.code {
+			t.Errorf("gRPC %s: %v, want %v", tc.name, err, tc.code)
+		}
+		unchanged("gRPC " + tc.name)
+	}
+
+	// The happy path: alice through the Go client; root adds a member.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, err := client.New(client.Config{Endpoints: []string{c.cfgs[1].ClientAddr}, Username: "alice", Password: "alicepw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	if _, err := ca.Put(ctx, "app/y", []byte("yes")); err != nil {
+		t.Fatalf("alice puts app/y: %v", err)
+	}
+	if v, err := ca.Get(ctx, "app/y"); err != nil || string(v.Data) != "yes" {
+		t.Fatalf("alice gets app/y: %+v, %v", v, err)
+	}
+	if _, err := ca.Put(ctx, "app0", []byte("no")); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("alice puts app0 through the Go client: %v", err)
+	}
+	bad, err := client.New(client.Config{Endpoints: []string{c.cfgs[1].ClientAddr}, Username: "alice", Password: "wrong"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := bad.Get(ctx, "app/y"); !errors.Is(err, client.ErrUnauthenticated) {
+		t.Fatalf("Go client with a wrong password: %v", err)
+	}
+	unchanged("Go client")
+	n4 := c.joiner(t, "n4", t.TempDir())
+	if code, out := authHTTP(t, "POST", base+"/v1/members", root, "application/octet-stream", "n4="+c.cfgs[n4].PeerAddr); code != http.StatusOK || !strings.Contains(out, `"n4"`) {
+		t.Fatalf("root adds n4: %d %s", code, out)
+	}
+}
+
+// batchOp runs one PUT of key on a Batch stream and returns its refusal
+// as a status error: the stream's, or the op's code.
+func batchOp(ctx context.Context, kvc caspaxospb.KVClient, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := kvc.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&caspaxospb.BatchRequest{Ops: []*caspaxospb.Op{{Id: 1, Kind: caspaxospb.Op_PUT, Key: []byte(key), Value: []byte("v3")}}}); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	r, err := s.Recv()
+	if err != nil {
+		return err
+	}
+	_ = s.CloseSend()
+	if e := r.GetResults()[0].GetError(); e.GetCode() == kv.CodePermissionDenied {
+		return status.Error(codes.PermissionDenied, r.GetResults()[0].GetMessage())
+	} else if e != nil {
+		return status.Error(codes.Unknown, e.GetCode())
+	}
+	return nil
+}
