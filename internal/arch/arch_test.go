@@ -38,6 +38,9 @@ var allowed = map[string][]string{
 	"transport": {"protocol", "kv", "internal/connsplit"},
 	// A leaf: the transport and the daemon share it.
 	"internal/connsplit": {},
+	// TLS material: the transport, the peer services, the daemon, the Go
+	// client and the command all load certificates through it.
+	"internal/certs": {},
 	// The server's shared seams (STYLE.md): a leaf below every concern.
 	"server": {"protocol", "kv"},
 	// One package per concern. Each reaches the others only through the
