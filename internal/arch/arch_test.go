@@ -34,8 +34,8 @@ var allowed = map[string][]string{
 	"storage":  {"protocol"},
 	// The pure core for its rendezvous order (client/route.go), kv for the
 	// routing bound it shares with the nodes.
-	"client":    {"api", "kv", "protocol"},
-	"transport": {"protocol", "kv", "internal/connsplit"},
+	"client":    {"api", "kv", "protocol", "internal/certs"},
+	"transport": {"protocol", "kv", "internal/connsplit", "internal/certs"},
 	// A leaf: the transport and the daemon share it.
 	"internal/connsplit": {},
 	// TLS material: the transport, the peer services, the daemon, the Go
@@ -57,7 +57,7 @@ var allowed = map[string][]string{
 	// packages whose calls they carry.
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
-	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb", "internal/certs"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if
