@@ -25,6 +25,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -33,8 +34,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 // Config configures a Client.
@@ -61,6 +65,12 @@ type Config struct {
 	// node cut off without a reset is found dead.
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
+	// TLS, if set, makes every connection TLS with it: the nodes'
+	// certificates verified against its RootCAs (the system's if nil), its
+	// Certificates presented to a node that asks for one. Nil: built from
+	// CAFile, CertFile and KeyFile (PEM) if any is set, else plain TCP.
+	TLS                       *tls.Config
+	CAFile, CertFile, KeyFile string
 }
 
 // DefaultConfig returns the defaults of every tunable field (Endpoints and
@@ -79,6 +89,13 @@ func DefaultConfig() Config {
 func (c *Config) validate() error {
 	if len(c.Endpoints) == 0 {
 		return errors.New("caspaxos/client: no endpoints")
+	}
+	if c.TLS == nil && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
+		cfg, err := certs.ClientFiles(c.CAFile, c.CertFile, c.KeyFile)
+		if err != nil {
+			return err
+		}
+		c.TLS = cfg
 	}
 	def := DefaultConfig()
 	for _, d := range []struct {
@@ -123,8 +140,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
 	for _, ep := range cfg.Endpoints {
-		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 			// A Batch answer may carry many values; a node bounds each.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes)))

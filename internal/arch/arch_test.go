@@ -57,7 +57,7 @@ var allowed = map[string][]string{
 	// packages whose calls they carry.
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
-	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb", "internal/certs"},
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if

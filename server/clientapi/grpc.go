@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type GRPCConfig struct {
 	// HTTP API): a unary call past it is refused with ResourceExhausted
 	// (code overloaded), a Batch op with an overloaded result.
 	Admission *Admission
+	// Warnings, if set, says what is wrong with the node without making
+	// it unhealthy (peers unauthenticated): a healthy answer's message.
+	Warnings func() []string
 }
 
 // DefaultGRPCConfig returns GRPCConfig's defaults (Limits and Admission
@@ -223,5 +227,9 @@ func (g *grpcAPI) Health(ctx context.Context, _ *caspaxospb.HealthRequest) (*cas
 	if err := g.b.Health(ctx); err != nil {
 		return &caspaxospb.HealthResponse{Healthy: false, Message: err.Error()}, nil
 	}
-	return &caspaxospb.HealthResponse{Healthy: true}, nil
+	r := &caspaxospb.HealthResponse{Healthy: true}
+	if g.cfg.Warnings != nil {
+		r.Message = strings.Join(g.cfg.Warnings(), "; ")
+	}
+	return r, nil
 }

@@ -28,6 +28,10 @@ type HTTPConfig struct {
 	// the gRPC API): one past its bound is answered 429 overloaded, with
 	// Retry-After, before its body is read.
 	Admission *Admission
+	// Warnings, if set, says what is wrong with the node without making
+	// it unhealthy (peers unauthenticated): /v1/health answers 200 with
+	// them under "warnings".
+	Warnings func() []string
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -215,7 +219,13 @@ func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"healthy": false, "message": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
+	answer := map[string]any{"healthy": true}
+	if h.cfg.Warnings != nil {
+		if ws := h.cfg.Warnings(); len(ws) > 0 {
+			answer["warnings"] = ws
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (h *httpAPI) members(w http.ResponseWriter, r *http.Request) {
