@@ -29,6 +29,9 @@ type clientOptions struct {
 	endpoints string
 	timeout   time.Duration
 	output    string
+	// TLS to the nodes' client ports: the CA that signs their
+	// certificates, and the client's own certificate and key.
+	cacert, cert, key string
 }
 
 func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string) {
@@ -41,6 +44,9 @@ func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string
 		"comma-separated client addresses (host:port) of nodes; default from $"+envEndpoints+" if set")
 	fs.DurationVar(&o.timeout, "timeout", kv.DefaultRequestTimeout, "deadline for the whole command")
 	fs.StringVarP(&o.output, "output", "o", "plain", "output format: plain or json")
+	fs.StringVar(&o.cacert, "cacert", "", "PEM CA certificates to verify the nodes' TLS certificates with (TLS on)")
+	fs.StringVar(&o.cert, "cert", "", "PEM client certificate to present (TLS on; for nodes with --client-cert-auth)")
+	fs.StringVar(&o.key, "key", "", "PEM private key of --cert")
 }
 
 // endpointList parses --endpoints.
@@ -89,7 +95,8 @@ func (o *clientOptions) callWithin(cmd *cobra.Command, timeout time.Duration, fn
 	// The wait for one endpoint's connection before the client tries the
 	// next stays at the client's default, whatever --timeout says, unless
 	// --timeout is shorter.
-	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout)})
+	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout),
+		CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key})
 	if err != nil {
 		return err
 	}
