@@ -28,6 +28,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -36,8 +37,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 // Config configures a Client.
@@ -68,6 +72,12 @@ type Config struct {
 	// cluster with auth enabled (auth.go); it keeps its token fresh.
 	Username string
 	Password string
+	// TLS, if set, makes every connection TLS with it: the nodes'
+	// certificates verified against its RootCAs (the system's if nil), its
+	// Certificates presented to a node that asks for one. Nil: built from
+	// CAFile, CertFile and KeyFile (PEM) if any is set, else plain TCP.
+	TLS                       *tls.Config
+	CAFile, CertFile, KeyFile string
 }
 
 // DefaultConfig returns the defaults of every tunable field (Endpoints and
@@ -86,6 +96,13 @@ func DefaultConfig() Config {
 func (c *Config) validate() error {
 	if len(c.Endpoints) == 0 {
 		return errors.New("caspaxos/client: no endpoints")
+	}
+	if c.TLS == nil && (c.CAFile != "" || c.CertFile != "" || c.KeyFile != "") {
+		cfg, err := certs.ClientFiles(c.CAFile, c.CertFile, c.KeyFile)
+		if err != nil {
+			return err
+		}
+		c.TLS = cfg
 	}
 	def := DefaultConfig()
 	for _, d := range []struct {
@@ -130,7 +147,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		// A Batch answer may carry many values; a node bounds each.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes))}

@@ -68,8 +68,15 @@ func (t *Transport) SetPeers(peers map[protocol.NodeID]string) error {
 		if next.links[id] != nil {
 			continue
 		}
+		creds := insecure.NewCredentials()
+		if t.cfg.TLS != nil {
+			var err error
+			if creds, err = t.grpcCredentials(id); err != nil {
+				return err
+			}
+		}
 		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepalivePingIdle, Timeout: keepalivePingTimeout, PermitWithoutStream: true}),
 			grpc.WithConnectParams(t.connectParams()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(t.cfg.MaxRecvFrameBytes)))

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -101,8 +102,25 @@ func readFrame(r *bufio.Reader, body []byte, f *peerpb.Frame, limit int) ([]byte
 // Serve serves the peer port on lis: peer links' connections here, every
 // other connection (gRPC: the Admin and GC services) on s. It returns at
 // once; Close stops it and closes lis.
+//
+// With Config.TLS, every connection must complete a TLS handshake (with a
+// member's certificate, tls.go) before anything else is read; frames and
+// gRPC are then told apart by ALPN.
 func (t *Transport) Serve(lis net.Listener, s *grpc.Server) {
-	split := connsplit.New(lis, framePreface[:sniffBytes], dialTimeout)
+	var split *connsplit.Listener
+	frames, grpcConns := func(l *connsplit.Listener) net.Listener { return l.Match }, func(l *connsplit.Listener) net.Listener { return l.Other }
+	if t.cfg.TLS != nil {
+		cfg, err := t.serverTLS()
+		if err != nil {
+			// Config.validate checked what ServerConfig needs.
+			panic(err)
+		}
+		split = connsplit.NewTLS(lis, cfg, dialTimeout, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
+			t.refusedHandshake)
+		frames, grpcConns = grpcConns, frames
+	} else {
+		split = connsplit.New(lis, framePreface[:sniffBytes], dialTimeout)
+	}
 	t.connMu.Lock()
 	t.listeners = append(t.listeners, split)
 	closed := t.ctx.Err() != nil
@@ -110,10 +128,10 @@ func (t *Transport) Serve(lis net.Listener, s *grpc.Server) {
 	if closed {
 		split.Close()
 	}
-	go func() { _ = s.Serve(split.Other) }()
+	go func() { _ = s.Serve(grpcConns(split)) }()
 	go func() {
 		for {
-			conn, err := split.Match.Accept()
+			conn, err := frames(split).Accept()
 			if err != nil {
 				return
 			}
@@ -158,6 +176,12 @@ func (t *Transport) serveConn(conn net.Conn) {
 		t.cfg.Logger.Warn("refused a peer connection: its sender is not a member", "remote", conn.RemoteAddr().String(), "from", uint64(from))
 		return
 	}
+	if err := t.checkHello(conn, from); err != nil {
+		t.refusedConns.Add(1)
+		t.cfg.Logger.Error("refused a peer connection: its certificate does not name the member its hello names",
+			"remote", conn.RemoteAddr().String(), "from", uint64(from), "err", err)
+		return
+	}
 	if !t.identify(conn, from) {
 		return
 	}
@@ -185,6 +209,14 @@ func (t *Transport) serveConn(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// refusedHandshake logs a connection to a TLS peer port whose handshake
+// failed: plain text, a certificate of another CA, expired, or naming no
+// member.
+func (t *Transport) refusedHandshake(conn net.Conn, err error) {
+	t.refusedConns.Add(1)
+	t.cfg.Logger.Warn("refused a peer connection: TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 
 // connEnded logs why a connection being read ended: a frame over its bound

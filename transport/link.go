@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -229,6 +230,19 @@ func (l *link) dial() (net.Conn, error) {
 	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
 		return nil, err
+	}
+	if t := l.t; t.cfg.TLS != nil {
+		cfg, err := t.clientTLS(l.id)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("caspaxos/transport: TLS to node %d at %s: %w", l.id, l.addr, err)
+		}
+		conn = tc
 	}
 	// Close ends a dial that waits for the answer.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })

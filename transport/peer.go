@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
@@ -105,7 +106,12 @@ type Config struct {
 	// every 250ms costs nothing worth saving.
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
-	Logger       *slog.Logger
+	// TLS, if set, makes the peer port, the links and the peer gRPC
+	// connections speak mutual TLS only, with this node's peer certificate,
+	// verified against its CA file (required), and checks that every peer
+	// is a member (tls.go). Nil: plain TCP, every peer unauthenticated.
+	TLS    *certs.Source
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns the defaults of every tunable field (Self, Peers
@@ -170,6 +176,9 @@ func (c *Config) validate() error {
 	setDefault(&c.StartupGrace, def.StartupGrace)
 	setDefault(&c.ReconnectMin, def.ReconnectMin)
 	setDefault(&c.ReconnectMax, def.ReconnectMax)
+	if c.TLS != nil && c.TLS.Files().CAFile == "" {
+		return errors.New("caspaxos/transport: peer TLS needs a trusted CA file")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,6 +219,7 @@ type Transport struct {
 	byPeer       map[protocol.NodeID][]net.Conn // each member's identified connections, oldest first
 	unidentified int
 	listeners    []*connsplit.Listener
+	names        atomic.Pointer[map[protocol.NodeID]string] // the members' names, for TLS (tls.go)
 	ctx          context.Context
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -239,12 +249,17 @@ func New(cfg Config, h Handler) (*Transport, error) {
 
 // ServerOptions are the gRPC server options the peer port's gRPC server
 // needs (the one given to Serve): it accepts the keepalive probes of the
-// peers' gRPC connections, and large GC batches.
+// peers' gRPC connections, and large GC batches; with TLS, it takes the
+// connections' TLS state and refuses calls of non-members (tls.go).
 func (t *Transport) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinPingInterval, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(t.cfg.MaxRecvFrameBytes),
 	}
+	if t.cfg.TLS != nil {
+		opts = append(opts, t.tlsServerOptions()...)
+	}
+	return opts
 }
 
 // Close stops every link and fails the forwards waiting for replies.

@@ -676,7 +676,7 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Auth manages users, roles and their permissions, and logs users in
-// (docs/authorization.md). Once auth is enabled, every call of every service
+// (docs/security.md). Once auth is enabled, every call of every service
 // but Login, AuthStatus, Health and Members needs credentials: the metadata
 // "authorization: Bearer <token>" from Login, or a verified client
 // certificate whose common name is a user. Management needs the admin
@@ -863,7 +863,7 @@ func (c *authClient) RoleList(ctx context.Context, in *RoleListRequest, opts ...
 // for forward compatibility.
 //
 // Auth manages users, roles and their permissions, and logs users in
-// (docs/authorization.md). Once auth is enabled, every call of every service
+// (docs/security.md). Once auth is enabled, every call of every service
 // but Login, AuthStatus, Health and Members needs credentials: the metadata
 // "authorization: Bearer <token>" from Login, or a verified client
 // certificate whose common name is a user. Management needs the admin

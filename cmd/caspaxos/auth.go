@@ -18,7 +18,7 @@ func newAuthCmd(o *clientOptions) *cobra.Command {
 enable needs the user root (caspaxos user add root); from then on every request
 needs credentials (--user) and is denied unless a role of its user grants it.
 root always holds admin. disable needs admin and ends every token.
-See docs/authorization.md.`,
+See docs/security.md.`,
 		Example: `  caspaxos user add root:secret && caspaxos auth enable
   caspaxos --user root auth status
   caspaxos --user root:secret auth disable`,

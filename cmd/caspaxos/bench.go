@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/benchload"
 )
 
@@ -81,7 +82,8 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 	errOut := cmd.ErrOrStderr()
 	for _, w := range workloads {
 		for _, c := range clients {
-			drivers, closeAll, err := benchload.DialCaspaxos(endpoints, min(b.conns, c))
+			drivers, closeAll, err := benchload.DialCaspaxos(client.Config{Endpoints: endpoints,
+				CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}, min(b.conns, c))
 			if err != nil {
 				return err
 			}

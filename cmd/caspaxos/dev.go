@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 const (
@@ -29,6 +31,7 @@ type devOptions struct {
 	nodes          int
 	baseClientPort int
 	basePeerPort   int
+	tls            bool
 }
 
 // devNode is one node of the dev cluster.
@@ -37,6 +40,7 @@ type devNode struct {
 	clientAddr string
 	peerAddr   string
 	dataDir    string
+	tls        *certs.DevFiles // with --tls: the cluster's certificates
 }
 
 func newDevCmd() *cobra.Command {
@@ -64,7 +68,13 @@ dev stops the others and exits with code 1.`,
 			if err := o.validate(cmd.CommandPath()); err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), o.layout(), o.dataDir, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			nodes := o.layout()
+			if o.tls {
+				if err := devCerts(nodes, o.dataDir, cmd.OutOrStdout()); err != nil {
+					return err
+				}
+			}
+			return runDev(cmd.Context(), nodes, o.dataDir, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -72,6 +82,7 @@ dev stops the others and exits with code 1.`,
 	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes (1 to 9)")
 	fs.IntVar(&o.baseClientPort, "base-client-port", 7070, "client port of n1; n2 gets the next, and so on")
 	fs.IntVar(&o.basePeerPort, "base-peer-port", 7080, "peer port of n1; n2 gets the next, and so on")
+	fs.BoolVar(&o.tls, "tls", false, "serve TLS on both ports with a throwaway CA and certificates written to DATA-DIR/tls (client certificates required)")
 	return cmd
 }
 
@@ -113,7 +124,7 @@ func serveArgs(n devNode, cluster []devNode) []string {
 	for i, m := range cluster {
 		members[i] = m.name + "=" + m.peerAddr
 	}
-	return []string{
+	args := []string{
 		"serve",
 		"--name", n.name,
 		"--data-dir", n.dataDir,
@@ -121,6 +132,30 @@ func serveArgs(n devNode, cluster []devNode) []string {
 		"--peer-addr", n.peerAddr,
 		"--cluster", strings.Join(members, ","),
 	}
+	if f := n.tls; f != nil {
+		nf := f.Nodes[n.name]
+		args = append(args, "--cert-file", nf.CertFile, "--key-file", nf.KeyFile, "--trusted-ca-file", f.CA, "--client-cert-auth",
+			"--peer-cert-file", nf.CertFile, "--peer-key-file", nf.KeyFile, "--peer-trusted-ca-file", f.CA)
+	}
+	return args
+}
+
+// devCerts makes a throwaway CA and the nodes' and a client's certificates
+// under dataDir/tls, and gives them to the nodes.
+func devCerts(nodes []devNode, dataDir string, out io.Writer) error {
+	names := make([]string, len(nodes))
+	for i, n := range nodes {
+		names[i] = n.name
+	}
+	files, err := certs.WriteDev(filepath.Join(dataDir, "tls"), names, time.Now())
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	for i := range nodes {
+		nodes[i].tls = &files
+	}
+	fmt.Fprintf(out, "caspaxos dev: a throwaway CA and certificates are in %s\n", filepath.Dir(files.CA))
+	return nil
 }
 
 // runDev starts the cluster, waits for it to be healthy, and runs it until
@@ -187,6 +222,11 @@ func writeBanner(w io.Writer, nodes []devNode, pids []int, dataDir string) {
 		fmt.Fprintf(&b, "  %-4s  %-7d  %-21s  %-21s  %s\n", n.name, pids[i], n.clientAddr, n.peerAddr, n.dataDir)
 	}
 	first, last := nodes[0].clientAddr, nodes[len(nodes)-1].clientAddr
+	if f := nodes[0].tls; f != nil {
+		writeTLSBanner(&b, f, endpoints, first, last, dataDir)
+		_, _ = w.Write(b.Bytes())
+		return
+	}
 	fmt.Fprintf(&b, `
 Try, in another terminal (caspaxos is "go run ./cmd/caspaxos" from the repository):
   export %s=%s
@@ -202,4 +242,23 @@ Try, in another terminal (caspaxos is "go run ./cmd/caspaxos" from the repositor
 Ctrl-C stops the cluster; the data stays in %s.
 `, envEndpoints, strings.Join(endpoints, ","), first, last, first, last, dataDir)
 	_, _ = w.Write(b.Bytes())
+}
+
+// writeTLSBanner is the banner's usage part for a cluster run with --tls.
+func writeTLSBanner(b *bytes.Buffer, f *certs.DevFiles, endpoints []string, first, last, dataDir string) {
+	// The CLI and curl take the same three flags.
+	flags := fmt.Sprintf("--cacert %s --cert %s --key %s", f.CA, f.Client.CertFile, f.Client.KeyFile)
+	fmt.Fprintf(b, `
+TLS on both ports; clients need the CA and the client certificate.
+Try, in another terminal (caspaxos is "go run ./cmd/caspaxos" from the repository):
+  export %s=%s
+  caspaxos %s put greeting hello
+  caspaxos %s get greeting
+  caspaxos %s members
+  curl %s -X PUT --data-binary hello https://%s/v1/kv/greeting
+  curl %s -i https://%s/v1/kv/greeting
+  curl %s https://%s/v1/health
+
+Ctrl-C stops the cluster; the data stays in %s.
+`, envEndpoints, strings.Join(endpoints, ","), flags, flags, flags, flags, first, flags, last, flags, first, dataDir)
 }

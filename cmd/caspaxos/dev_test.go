@@ -59,6 +59,29 @@ func TestDev(t *testing.T) {
 		d.checkChildrenGone(t)
 	})
 
+	t.Run("--tls: the CLI needs the printed CA and client certificate", func(t *testing.T) {
+		d := startDev(t, bin, "--tls")
+		m := regexp.MustCompile(`caspaxos (--cacert \S+ --cert \S+ --key \S+) put`).FindStringSubmatch(d.stdout.String())
+		if m == nil || !strings.Contains(d.stdout.String(), "curl --cacert") {
+			t.Fatalf("the banner lacks the CLI's and curl's TLS lines:\n%s", d.stdout.String())
+		}
+		tlsFlags := strings.Fields(m[1])
+		r := runBinary(t, bin, append(append([]string{"--endpoints", d.endpoints}, tlsFlags...), "put", "greeting", "hello")...)
+		if r.code != 0 || r.stdout != "1\n" {
+			t.Fatalf("put over TLS: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if r = runBinary(t, bin, "--endpoints", d.endpoints, "--timeout", "2s", "get", "greeting"); r.code == 0 {
+			t.Fatalf("a get without TLS was answered: %q", r.stdout)
+		}
+		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := d.wait(t); code != 0 {
+			t.Fatalf("dev exited %d after SIGTERM; stderr:\n%s", code, d.stderr.String())
+		}
+		d.checkChildrenGone(t)
+	})
+
 	t.Run("a node that dies stops the others", func(t *testing.T) {
 		d := startDev(t, bin)
 		if err := syscall.Kill(d.pids[1], syscall.SIGKILL); err != nil {
@@ -85,12 +108,12 @@ type devRun struct {
 }
 
 // startDev starts dev on free ports and waits for its banner.
-func startDev(t *testing.T, bin string) *devRun {
+func startDev(t *testing.T, bin string, extra ...string) *devRun {
 	t.Helper()
 	clientBase, peerBase := freePortRanges(t, 3)
 	d := &devRun{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "dev", "--data-dir", t.TempDir(),
-		"--base-client-port", strconv.Itoa(clientBase), "--base-peer-port", strconv.Itoa(peerBase))
+	d.cmd = exec.Command(bin, append([]string{"dev", "--data-dir", t.TempDir(),
+		"--base-client-port", strconv.Itoa(clientBase), "--base-peer-port", strconv.Itoa(peerBase)}, extra...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 // child is one node's process.
@@ -138,6 +140,15 @@ func (cl *devCluster) waitHealthy(ctx context.Context, timeout time.Duration) er
 	defer cancel()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
+	scheme := "http"
+	if len(cl.children) > 0 && cl.children[0].node.tls != nil {
+		f := cl.children[0].node.tls
+		cfg, err := certs.ClientFiles(f.CA, f.Client.CertFile, f.Client.KeyFile)
+		if err != nil {
+			return err
+		}
+		tr.TLSClientConfig, scheme = cfg, "https"
+	}
 	hc := &http.Client{Timeout: time.Second, Transport: tr}
 	pending := slices.Clone(cl.children)
 	last := make(map[string]error)
@@ -145,7 +156,7 @@ func (cl *devCluster) waitHealthy(ctx context.Context, timeout time.Duration) er
 	defer tick.Stop()
 	for {
 		pending = slices.DeleteFunc(pending, func(ch *child) bool {
-			last[ch.node.name] = checkHealth(ctx, hc, ch.node.clientAddr)
+			last[ch.node.name] = checkHealth(ctx, hc, scheme+"://"+ch.node.clientAddr)
 			return last[ch.node.name] == nil
 		})
 		if len(pending) == 0 {
@@ -165,9 +176,10 @@ func (cl *devCluster) waitHealthy(ctx context.Context, timeout time.Duration) er
 	}
 }
 
-// checkHealth returns nil if GET /v1/health at addr answers 200.
-func checkHealth(ctx context.Context, hc *http.Client, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/health", nil)
+// checkHealth returns nil if GET /v1/health at base (scheme://host:port)
+// answers 200.
+func checkHealth(ctx context.Context, hc *http.Client, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/health", nil)
 	if err != nil {
 		return err
 	}

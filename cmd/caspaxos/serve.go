@@ -65,6 +65,13 @@ func serveFlagFields() map[string]daemon.Field {
 		"gc-sweep-interval":        "GC.SweepInterval",
 		"gc-delay":                 "GC.Delay",
 		"gc-orphan-delay":          "GC.OrphanDelay",
+		"cert-file":                "TLS.CertFile",
+		"key-file":                 "TLS.KeyFile",
+		"trusted-ca-file":          "TLS.TrustedCAFile",
+		"client-cert-auth":         "TLS.ClientCertAuth",
+		"peer-cert-file":           "TLS.PeerCertFile",
+		"peer-key-file":            "TLS.PeerKeyFile",
+		"peer-trusted-ca-file":     "TLS.PeerTrustedCAFile",
 	}
 }
 
@@ -158,6 +165,14 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")
+	tl := &c.TLS
+	f.StringVar(&tl.CertFile, "cert-file", "", "PEM certificate of the client port: with --key-file, gRPC and HTTP are served over TLS only (reloaded when the file changes)")
+	f.StringVar(&tl.KeyFile, "key-file", "", "PEM private key of --cert-file")
+	f.StringVar(&tl.TrustedCAFile, "trusted-ca-file", "", "PEM CA certificates that sign client certificates (with --client-cert-auth)")
+	f.BoolVar(&tl.ClientCertAuth, "client-cert-auth", false, "require a client certificate signed by a CA of --trusted-ca-file")
+	f.StringVar(&tl.PeerCertFile, "peer-cert-file", "", "PEM certificate of the peer port, naming this node (DNS SAN or CN = --name): with --peer-key-file and --peer-trusted-ca-file, peers speak mutual TLS and refuse non-members")
+	f.StringVar(&tl.PeerKeyFile, "peer-key-file", "", "PEM private key of --peer-cert-file")
+	f.StringVar(&tl.PeerTrustedCAFile, "peer-trusted-ca-file", "", "PEM CA certificates that sign the members' peer certificates")
 	g := &c.GC
 	f.BoolVar(&o.gc, "gc", !def.GC.Disabled, "run deletion GC: collect the tombstones deletes leave, once every node is reachable (--gc=false: they stay)")
 	f.IntVar(&g.BatchKeys, "gc-batch-keys", def.GC.BatchKeys, "keys one GC round collects")

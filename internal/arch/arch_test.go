@@ -34,10 +34,13 @@ var allowed = map[string][]string{
 	"storage":  {"protocol"},
 	// The pure core for its rendezvous order (client/route.go), kv for the
 	// routing bound it shares with the nodes.
-	"client":    {"api", "kv", "protocol"},
-	"transport": {"protocol", "kv", "internal/connsplit"},
+	"client":    {"api", "kv", "protocol", "internal/certs"},
+	"transport": {"protocol", "kv", "internal/connsplit", "internal/certs"},
 	// A leaf: the transport and the daemon share it.
 	"internal/connsplit": {},
+	// TLS material: the transport, the peer services, the daemon, the Go
+	// client and the command all load certificates through it.
+	"internal/certs": {},
 	// The server's shared seams (STYLE.md): a leaf below every concern.
 	"server": {"protocol", "kv"},
 	// One package per concern. Each reaches the others only through the

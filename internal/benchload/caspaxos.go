@@ -13,9 +13,11 @@ type CaspaxosDriver struct {
 	c *client.Client
 }
 
-// DialCaspaxos returns conns drivers, each its own client whose endpoint
-// list starts at a different node, so the load spreads over the nodes.
-func DialCaspaxos(endpoints []string, conns int) ([]Driver, func(), error) {
+// DialCaspaxos returns conns drivers, each its own client of base (its
+// TLS among it) whose endpoint list starts at a different node, so the
+// load spreads over the nodes.
+func DialCaspaxos(base client.Config, conns int) ([]Driver, func(), error) {
+	endpoints := base.Endpoints
 	if len(endpoints) == 0 || conns <= 0 {
 		return nil, nil, errors.New("caspaxos/benchload: need endpoints and at least one connection")
 	}
@@ -28,7 +30,9 @@ func DialCaspaxos(endpoints []string, conns int) ([]Driver, func(), error) {
 	}
 	for i := range conns {
 		eps := append(append([]string{}, endpoints[i%len(endpoints):]...), endpoints[:i%len(endpoints)]...)
-		c, err := client.New(client.Config{Endpoints: eps})
+		cfg := base
+		cfg.Endpoints = eps
+		c, err := client.New(cfg)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

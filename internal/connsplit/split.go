@@ -1,11 +1,15 @@
 // Package connsplit serves two protocols on one listening address: it reads
 // the first bytes of every accepted connection and hands the connection
 // (those bytes included) to one of two listeners by whether they match a
-// prefix.
+// prefix; or, over TLS (NewTLS), it completes each connection's handshake
+// and hands on the *tls.Conn by the protocol the handshake negotiated
+// (ALPN).
 package connsplit
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -22,6 +26,7 @@ type Listener struct {
 	// Match gets the connections that begin with the prefix, Other the rest.
 	Match, Other net.Listener
 	match, other *chanListener
+	route        func(net.Conn) // s.sniffRoute or a TLS handshake's
 }
 
 // New starts splitting l's connections by prefix. A connection that does not
@@ -31,6 +36,38 @@ func New(l net.Listener, prefix []byte, sniff time.Duration) *Listener {
 	s := &Listener{l: l, prefix: bytes.Clone(prefix), sniff: sniff,
 		match: newChanListener(l.Addr()), other: newChanListener(l.Addr())}
 	s.Match, s.Other = s.match, s.other
+	s.route = s.sniffRoute
+	go s.run()
+	return s
+}
+
+// NewTLS serves TLS only on l: each accepted connection's handshake (with
+// cfg) must end within timeout, on the connection's own goroutine; then the
+// *tls.Conn itself goes to Match if match says so of its state, else to
+// Other. A connection whose handshake fails (plain text, a certificate
+// refused) is closed, and reported to refused if it is not nil.
+func NewTLS(l net.Listener, cfg *tls.Config, timeout time.Duration, match func(tls.ConnectionState) bool,
+	refused func(net.Conn, error)) *Listener {
+	s := &Listener{l: l, sniff: timeout, match: newChanListener(l.Addr()), other: newChanListener(l.Addr())}
+	s.Match, s.Other = s.match, s.other
+	s.route = func(conn net.Conn) {
+		tc := tls.Server(conn, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			if refused != nil {
+				refused(conn, err)
+			}
+			conn.Close()
+			return
+		}
+		if match(tc.ConnectionState()) {
+			s.match.push(tc)
+		} else {
+			s.other.push(tc)
+		}
+	}
 	go s.run()
 	return s
 }
@@ -57,7 +94,7 @@ func (s *Listener) run() {
 	}
 }
 
-func (s *Listener) route(conn net.Conn) {
+func (s *Listener) sniffRoute(conn net.Conn) {
 	head := make([]byte, len(s.prefix))
 	_ = conn.SetReadDeadline(time.Now().Add(s.sniff))
 	n, err := io.ReadFull(conn, head)
@@ -85,6 +122,9 @@ type prefixConn struct {
 	net.Conn
 	r io.Reader
 }
+
+// NetConn returns the connection under c (a *tls.Conn, on a TLS port).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 

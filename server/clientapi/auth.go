@@ -21,7 +21,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/auth"
 )
 
-// Authorization (package auth; docs/authorization.md). With no Guard
+// Authorization (package auth; docs/security.md). With no Guard
 // configured every request is open, as before auth existed. With one, each
 // request is authenticated (a bearer token, or the common name of a client
 // certificate the transport verified) and then authorized for what it

@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,9 @@ type GRPCConfig struct {
 	// Guard, if set, authenticates and authorizes calls (auth.go); nil:
 	// every call is open.
 	Guard *auth.Guard
+	// Warnings, if set, says what is wrong with the node without making
+	// it unhealthy (peers unauthenticated): a healthy answer's message.
+	Warnings func() []string
 }
 
 // DefaultGRPCConfig returns GRPCConfig's defaults (Limits and Admission
@@ -236,5 +240,9 @@ func (g *grpcAPI) Health(ctx context.Context, _ *caspaxospb.HealthRequest) (*cas
 	if err := g.b.Health(ctx); err != nil {
 		return &caspaxospb.HealthResponse{Healthy: false, Message: err.Error()}, nil
 	}
-	return &caspaxospb.HealthResponse{Healthy: true}, nil
+	r := &caspaxospb.HealthResponse{Healthy: true}
+	if g.cfg.Warnings != nil {
+		r.Message = strings.Join(g.cfg.Warnings(), "; ")
+	}
+	return r, nil
 }

@@ -32,6 +32,10 @@ type HTTPConfig struct {
 	// Guard, if set, authenticates and authorizes requests (auth.go); nil:
 	// every request is open.
 	Guard *auth.Guard
+	// Warnings, if set, says what is wrong with the node without making
+	// it unhealthy (peers unauthenticated): /v1/health answers 200 with
+	// them under "warnings".
+	Warnings func() []string
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -235,7 +239,13 @@ func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"healthy": false, "message": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"healthy": true})
+	answer := map[string]any{"healthy": true}
+	if h.cfg.Warnings != nil {
+		if ws := h.cfg.Warnings(); len(ws) > 0 {
+			answer["warnings"] = ws
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (h *httpAPI) members(w http.ResponseWriter, r *http.Request) {

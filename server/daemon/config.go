@@ -66,7 +66,7 @@ type Config struct {
 	// whatever those fields hold is replaced.
 	Node node.Config
 	// Transport tunes the peer links (heartbeat, liveness, queues and
-	// frames). Self, Peers, Limits and Logger are the daemon's.
+	// frames). Self, Peers, Limits, TLS and Logger are the daemon's.
 	Transport transport.Config
 	// Admission bounds the client operations the node runs at once and
 	// its client connections.
@@ -77,6 +77,9 @@ type Config struct {
 	// staleness bound of each node's cached users and roles. Now is the
 	// daemon's (the wall clock). Auth is off until `caspaxos auth enable`.
 	Auth auth.Config
+	// TLS names the certificate files of the client and peer ports
+	// (tls.go); none: both ports are plain TCP.
+	TLS TLSConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC GCOptions
 	// Membership tunes the membership change controller; Self is the
@@ -251,6 +254,7 @@ func (c *Config) Validate() error {
 	if !c.Join {
 		probs = append(probs, c.checkMembers()...)
 	}
+	probs = append(probs, c.TLS.check()...)
 	def := DefaultConfig()
 	if c.Limits == (kv.Limits{}) {
 		c.Limits = def.Limits

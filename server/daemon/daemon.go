@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
@@ -60,6 +62,7 @@ type Daemon struct {
 	fatalErr  error
 	fatalOnce sync.Once
 	guard     *identity.Guard // the amnesia guard: the node serves once it opens
+	tls       tlsSources      // tls.go
 }
 
 // Start opens the node's storage, binds its addresses and starts serving.
@@ -81,7 +84,15 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.dir = d.store.Dir()
-	d.admin = &peerapi.AdminClients{}
+	var adminTLS *tls.Config
+	if err = d.loadTLS(); err == nil {
+		adminTLS, err = d.peerClientTLS()
+	}
+	if err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	d.admin = &peerapi.AdminClients{TLS: adminTLS}
 	// The guard reads the membership from Start on, once the Keeper exists.
 	d.guard, err = identity.New(identity.Config{Name: cfg.Name, Join: cfg.Join, DataDir: cfg.DataDir, PeerAddr: cfg.PeerAddr},
 		d.dir, d.admin, func() membership.Membership { return d.members.Membership() }, d.stopFatal, d.log)
@@ -106,12 +117,22 @@ func Start(cfg Config) (*Daemon, error) {
 		d.store.Close()
 		return nil, err
 	}
-	d.serve(peerLis, clientLis)
+	if err := d.serve(peerLis, clientLis); err != nil {
+		d.node.Stop()
+		d.tr.Close()
+		peerLis.Close()
+		clientLis.Close()
+		d.store.Close()
+		return nil, err
+	}
 	go d.watch()
 	d.standing.Start()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
-		"incarnation", d.guard.Incarnation())
+		"incarnation", d.guard.Incarnation(), "client_tls", d.tls.client != nil, "peer_tls", d.tls.peer != nil)
+	for _, w := range d.warnings() {
+		d.log.Error("INSECURE: "+w, "peer_addr", cfg.PeerAddr)
+	}
 	d.guard.Start(d.startServing)
 	return d, nil
 }
@@ -164,7 +185,7 @@ func (d *Daemon) startNode() error {
 	}
 	d.relay = &relay{limits: d.cfg.Limits}
 	tc := d.cfg.Transport
-	tc.Self, tc.Peers, tc.Limits, tc.Logger = d.id, nil, d.cfg.Limits, d.log
+	tc.Self, tc.Peers, tc.Limits, tc.Logger, tc.TLS = d.id, nil, d.cfg.Limits, d.log, d.tls.peer
 	tr, err := transport.New(tc, d.relay)
 	if err != nil {
 		return err
@@ -231,23 +252,34 @@ const (
 	minGRPCRecvBytes    = 4 << 20
 )
 
-func (d *Daemon) serve(peerLis, clientLis net.Listener) {
+func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
+	// gRPC and HTTP/1 share the client address: told apart by their
+	// first bytes, or over TLS by ALPN (tls.go). (gRPC's net/http bridge
+	// would avoid this, at a large cost in throughput.)
+	split, err := d.clientListener(d.admission.Listener(clientLis))
+	if err != nil {
+		return err
+	}
+	d.split = split
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
 	d.tr.Serve(peerLis, d.peerSrv)
 
-	// gRPC and HTTP/1 share the client address: gRPC connections begin
-	// with the HTTP/2 client preface. (gRPC's net/http bridge would avoid
-	// this, at a large cost in throughput.)
-	d.split = connsplit.New(d.admission.Listener(clientLis), []byte("PRI"), d.cfg.Timers.SniffTimeout)
-	d.grpcSrv = grpc.NewServer(append(clientapi.KeepaliveOptions(),
-		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))...)
+	opts := append(clientapi.KeepaliveOptions(),
+		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))
+	if d.tls.client != nil {
+		// TLS ends in the listener; a call's peer.FromContext(ctx).AuthInfo
+		// is still a credentials.TLSInfo with the client's certificate.
+		opts = append(opts, grpc.Creds(certs.Terminated()))
+	}
+	d.grpcSrv = grpc.NewServer(opts...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Admission: d.admission, Guard: d.authz}, d)
+		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz}, d), d.cfg.HTTP, d.log)
+		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
+	return nil
 }
 
 // Fatal is closed when the node stopped for good because its storage
@@ -435,9 +467,12 @@ func (f forwarder) Forward(ctx context.Context, to protocol.NodeID, req server.R
 	return s, err
 }
 
-// peerLinks gives the transport the peers of a new membership.
+// peerLinks gives the transport the peers of a new membership: first the
+// names their certificates must carry, so that a new member's first
+// connections are not refused.
 type peerLinks struct{ tr *transport.Transport }
 
-func (p peerLinks) SetPeers(peers map[protocol.NodeID]string) {
+func (p peerLinks) SetPeers(peers, names map[protocol.NodeID]string) {
+	p.tr.SetNames(names)
 	_ = p.tr.SetPeers(peers) // validated with the membership
 }

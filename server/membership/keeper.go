@@ -23,9 +23,12 @@ var (
 )
 
 // Links is the part of a network transport membership change drives:
-// it replaces the set of peers (ID to peer address; this node excluded).
+// it replaces the set of peers (ID to peer address; this node excluded)
+// and the names of the membership's nodes (ID to name; this node
+// included), which their peer certificates must carry. names is empty
+// while the node is no member yet (a joining node knows nobody).
 type Links interface {
-	SetPeers(peers map[protocol.NodeID]string)
+	SetPeers(peers, names map[protocol.NodeID]string)
 }
 
 // Keeper holds a node's NodeState and applies a new one to the node:
@@ -217,12 +220,16 @@ func (s *Keeper) applyLinks(m Membership) {
 		return
 	}
 	peers := make(map[protocol.NodeID]string, len(m.Nodes))
+	names := make(map[protocol.NodeID]string, len(m.Nodes))
 	for _, n := range m.Nodes {
+		if m.Version() > 0 {
+			names[n.ID] = n.Name
+		}
 		if n.ID != s.self {
 			peers[n.ID] = n.PeerAddr
 		}
 	}
-	s.links.SetPeers(peers)
+	s.links.SetPeers(peers, names)
 }
 
 // sameMembership reports whether a and b are the same configuration and nodes.

@@ -2,6 +2,7 @@ package peerapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/caspaxos/caspaxos/protocol"
@@ -129,6 +131,11 @@ const (
 // per peer address. It implements membership.Peers. Close ends every
 // connection; a call after it fails.
 type AdminClients struct {
+	// TLS, if set, is the configuration of every connection (the node's
+	// peer certificate, the peer CA): a TLS peer port takes nothing else.
+	// Nil: plain TCP.
+	TLS *tls.Config
+
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
@@ -145,7 +152,11 @@ func (p *AdminClients) client(addr string) (peerpb.AdminClient, error) {
 	if c := p.conns[addr]; c != nil {
 		return peerpb.NewAdminClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if p.TLS != nil {
+		creds = credentials.NewTLS(p.TLS)
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: adminMinConnectTimeout,
 			Backoff: backoff.Config{BaseDelay: adminRetryBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: adminRetryMax}}))
