@@ -67,7 +67,7 @@ func TestDev(t *testing.T) {
 		}
 		tlsFlags := strings.Fields(m[1])
 		r := runBinary(t, bin, append(append([]string{"--endpoints", d.endpoints}, tlsFlags...), "put", "greeting", "hello")...)
-		if r.code != 0 || r.stdout != "1\n" {
+		if v, err := strconv.ParseUint(strings.TrimSuffix(r.stdout, "\n"), 10, 64); r.code != 0 || err != nil || v == 0 {
 			t.Fatalf("put over TLS: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 		if r = runBinary(t, bin, "--endpoints", d.endpoints, "--timeout", "2s", "get", "greeting"); r.code == 0 {
