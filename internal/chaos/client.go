@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caspaxos/caspaxos/internal/sim"
@@ -22,6 +23,7 @@ const opTimeout = 300 * time.Millisecond
 // history is the run's operations, as the clients and the GC saw them.
 type history struct {
 	start time.Time
+	gcs   atomic.Uint64 // collection calls
 	mu    sync.Mutex
 	ops   []sim.HistoryOp
 	// counts of outcomes

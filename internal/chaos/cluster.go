@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/storage"
@@ -66,6 +67,7 @@ type cluster struct {
 	plan    Plan
 	variant Variant
 	net     *network
+	h       *history
 	log     *slog.Logger
 	cfg     protocol.Config
 	members map[protocol.NodeID]*member
@@ -78,13 +80,13 @@ type cluster struct {
 	crashes, restarts, syncFailures int
 }
 
-func newCluster(p Plan, seed uint64, v Variant, net *network, log *slog.Logger) *cluster {
+func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
 	ids := make([]protocol.NodeID, p.Nodes)
 	for i := range ids {
 		ids[i] = protocol.NodeID(i + 1)
 	}
 	c := &cluster{
-		plan: p, variant: v, net: net, log: log,
+		plan: p, variant: v, net: net, h: h, log: log,
 		cfg:     protocol.Majority(1, ids...),
 		members: make(map[protocol.NodeID]*member),
 		up:      make(map[protocol.NodeID]*incarnation),
@@ -119,11 +121,19 @@ func (c *cluster) start(m *member) error {
 		return fmt.Errorf("node %d: opening its store: %w", m.id, err)
 	}
 	inc := &incarnation{id: m.id, net: c.net, revealed: make(map[string]protocol.Ballot)}
-	n, err := node.New(c.nodeConfig(m.id), st, inc, inc, c.log)
+	cfg := c.nodeConfig(m.id)
+	cfg.Deleted = func(key string, version uint64) { inc.gc.Enqueue(key, version) }
+	n, err := node.New(cfg, st, inc, inc, c.log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
 	}
 	inc.node = n
+	inc.gc, err = gc.New(gcConfig(m.id), st, n, &gcPeers{inc: inc, ids: c.ids(), h: c.h}, c.log)
+	if err != nil {
+		n.Stop()
+		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
+	}
+	inc.gc.Start()
 	m.store, m.inc = st, inc
 	c.net.attach(inc)
 	c.mu.Lock()
@@ -147,6 +157,7 @@ func (c *cluster) crash(m *member, keepPercent int) {
 	c.net.detach(inc)
 	clone := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keepPercent, RNG: c.rng})
 	c.checkRevealed(inc, clone)
+	inc.gc.Stop()
 	inc.node.Stop()
 	_ = m.store.Close() // the old disk is gone; a store stopped by a failed sync says so again
 	m.fs, m.store, m.inc = clone, nil, nil

@@ -1,6 +1,6 @@
 // Package chaos runs the code that ships under the simulator's faults: a
 // cluster of real nodes (node.New: the acceptor service, the proposer
-// driver and the routing), each on Pebble over its own crashable
+// driver and the routing; gc.Runner: deletion GC), each on Pebble over its own crashable
 // in-memory disk, connected by a faulty in-process network, with clients
 // running every kv operation, and checks what they saw.
 //
@@ -29,6 +29,11 @@
 //     data lost, or a share of it kept, as the plan says), stops the node
 //     and throws the old disk away. The restart opens Pebble on the clone.
 //     At most one node is down at a time.
+//
+// Every node runs deletion GC (gc.Runner, with delays of milliseconds) over
+// the same network (gc.go): a call of a round reaches a node as a forward
+// does. Each collection is an operation of its keys' histories
+// (sim.HistoryOp.GC), so that a collected tombstone may read as absent.
 //
 // Clients (client.go) issue one operation at a time on a few keys, on
 // random running nodes, with a deadline: Get, Put, Create, CompareAndSwap

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/node"
 )
 
@@ -44,6 +45,7 @@ type incarnation struct {
 	id    protocol.NodeID
 	net   *network
 	node  *node.Node
+	gc    *gc.Runner
 	alive atomic.Bool
 
 	// revealed is the highest accepted ballot of each key that any reply
@@ -120,6 +122,9 @@ func (n *network) route(from, to protocol.NodeID) *incarnation {
 	return n.nodes[to]
 }
 
+// lateDelay is how long a late message is held on top of its delay.
+const lateDelay = 150 * time.Millisecond
+
 // fate is what happens to one message.
 type fate struct {
 	copies int           // 0: dropped
@@ -139,6 +144,9 @@ func (n *network) fates(msgs []protocol.Message) []fate {
 		}
 		if n.rng.Float64() < n.plan.Delay {
 			f.delay = time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))
+			if n.rng.Float64() < n.plan.Late {
+				f.delay += lateDelay // outlives a GC round, as the age fence must cope with
+			}
 		}
 		fs[i] = f
 	}

@@ -25,6 +25,8 @@ type Plan struct {
 	// sent twice, and held back for up to MaxDelay (which reorders it).
 	Loss, Dup, Delay float64
 	MaxDelay         time.Duration
+	// Late is a delayed message's chance of being held lateDelay longer.
+	Late float64
 	// SyncLatency is how long each disk sync takes: the window in which
 	// a crash loses writes already made.
 	SyncLatency time.Duration
@@ -83,8 +85,8 @@ func (e Event) String() string {
 
 func (p Plan) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "nodes=%d clients=%d keys=%d length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v sync=%v unsynced-kept=%d%%\n",
-		p.Nodes, p.Clients, p.Keys, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.SyncLatency, p.UnsyncedPercent)
+	fmt.Fprintf(&b, "nodes=%d clients=%d keys=%d length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v late=%.2f sync=%v unsynced-kept=%d%%\n",
+		p.Nodes, p.Clients, p.Keys, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.Late, p.SyncLatency, p.UnsyncedPercent)
 	for _, e := range p.Events {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}
@@ -106,6 +108,7 @@ func drawPlan(seed uint64, length time.Duration) Plan {
 		Dup:             rng.Float64() * 0.2,
 		Delay:           rng.Float64() * 0.3,
 		MaxDelay:        time.Duration(1+rng.IntN(30)) * time.Millisecond,
+		Late:            rng.Float64() * 0.1,
 		SyncLatency:     time.Duration(rng.IntN(3000)) * time.Microsecond,
 		UnsyncedPercent: []int{0, 0, 30}[rng.IntN(3)],
 	}

@@ -55,13 +55,14 @@ type Stats struct {
 	Sent, Dropped, Duplicated, Delayed    uint64
 	CutDrops                              uint64
 	Crashes, Restarts, SyncFailures       int
+	GCCollects                            uint64
 	Partitions                            int
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d",
+	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d; GC collect calls %d",
 		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops,
-		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions)
+		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.GCCollects)
 }
 
 // Report is a run that passed every check.
@@ -126,13 +127,13 @@ func Run(opts Options) (*Report, error) {
 	plan := drawPlan(opts.Seed, opts.Length)
 	inv := newInvariants()
 	net := newNetwork(plan, opts.Seed, inv)
-	c := newCluster(plan, opts.Seed, opts.Variant, net, opts.Log)
+	h := &history{start: time.Now()}
+	c := newCluster(plan, opts.Seed, opts.Variant, net, h, opts.Log)
 	for _, id := range c.ids() {
 		if err := c.start(c.members[id]); err != nil {
 			return nil, fmt.Errorf("caspaxos/chaos: seed %d: %w", opts.Seed, err)
 		}
 	}
-	h := &history{start: time.Now()}
 	ctx, cancel := context.WithTimeout(context.Background(), plan.Length)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -155,7 +156,8 @@ func Run(opts Options) (*Report, error) {
 		Ops: len(h.ops), OK: h.ok, Refused: h.refused, Unknown: h.unknown, NotApplied: h.notApplied,
 		Sent: net.sent.Load(), Dropped: net.dropped.Load(), Duplicated: net.duplicated.Load(),
 		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(),
-		Crashes: crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+		GCCollects: h.gcs.Load(),
+		Crashes:    crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
 	}
 	var reasons []string
 	reasons = append(reasons, h.unexpected...)
@@ -163,7 +165,15 @@ func Run(opts Options) (*Report, error) {
 	if diskErr != nil {
 		reasons = append(reasons, fmt.Sprintf("reading the disks at the end: %v", diskErr))
 	}
-	inv.checkSurvivors(c.cfg, disks, nil)
+	inv.mu.Lock()
+	collected := make(map[string]bool)
+	for _, keys := range inv.collected {
+		for k := range keys {
+			collected[k] = true
+		}
+	}
+	inv.mu.Unlock()
+	inv.checkSurvivors(c.cfg, disks, collected)
 	reasons = append(reasons, inv.failures()...)
 	if err := sim.CheckHistory(h.ops, opts.CheckTimeout); err != nil {
 		reasons = append(reasons, err.Error())
