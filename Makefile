@@ -1,5 +1,5 @@
 # Regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc).
-.PHONY: proto test soak docker-test image fuzz fuzz-short
+.PHONY: proto test soak chaos-soak docker-test image fuzz fuzz-short
 proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
@@ -33,6 +33,13 @@ image:
 # Opt-in long simulator soak (20,000 seeds); see internal/sim/doc.go.
 soak:
 	go test -count=1 -timeout 0 ./internal/sim -run TestSoak -soak 20000
+
+# Opt-in long soak of the real components under faults (internal/chaos):
+# CHAOS_SEEDS seeds from CHAOS_FROM; a failure prints its replay command.
+CHAOS_SEEDS ?= 200
+CHAOS_FROM ?= 1000
+chaos-soak:
+	go test -count=1 -timeout 0 ./internal/chaos -run 'TestChaos$$' -chaos-seeds $(CHAOS_SEEDS) -chaos-from $(CHAOS_FROM) -v
 
 # Native Go fuzz targets (func FuzzX; scripts/fuzz.sh finds them): plain
 # `go test` replays their seeds and testdata/fuzz; these fuzz each target

@@ -148,8 +148,8 @@ func violation(dir, p string) string {
 		return ""
 	}
 	target := strings.TrimPrefix(p, module+"/")
-	if strings.HasPrefix(target, "internal/sim") && top != "internal" {
-		return fmt.Sprintf("%s imports %s: the simulator is for tests only", dir, p)
+	if (strings.HasPrefix(target, "internal/sim") || strings.HasPrefix(target, "internal/chaos")) && top != "internal" {
+		return fmt.Sprintf("%s imports %s: the simulators are for tests only", dir, p)
 	}
 	if testSupport(target) && !testSupport(dir) {
 		return fmt.Sprintf("%s imports %s: a test-support package is for tests only", dir, p)
@@ -196,6 +196,10 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/daemon", module + "/server/servertest", false},
 		{"server/node/nodetest", module + "/server/servertest", true},
 		{"cmd/caspaxos", module + "/internal/sim", false},
+		{"cmd/caspaxos", module + "/internal/chaos", false},
+		{"server/node", module + "/internal/chaos", false},
+		{"internal/chaos", module + "/internal/sim", true},
+		{"internal/chaos", module + "/server/membership", true},
 		{"client", module + "/server", false},
 		{"server/peerapi", module + "/transport/peerpb", true},
 		{"server/peerapi", module + "/server/node", false},

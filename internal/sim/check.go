@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -62,15 +63,15 @@ func (s *sim) checkLinearizable() {
 			s.opts.CheckTimeout, len(ops))
 		return
 	}
-	s.fail("not linearizable\n%s", s.explain(model, ops))
+	s.fail("not linearizable\n%s", explain(model, ops, s.opts.CheckTimeout))
 }
 
 // explain finds the keys whose histories are not linearizable and shows,
 // for the first, where the longest linearization found gets stuck.
-func (s *sim) explain(model porcupine.Model, ops []porcupine.Operation) string {
+func explain(model porcupine.Model, ops []porcupine.Operation, timeout time.Duration) string {
 	var b strings.Builder
 	for _, part := range partitionByKey(ops) {
-		res, info := porcupine.CheckOperationsVerbose(model, part, s.opts.CheckTimeout)
+		res, info := porcupine.CheckOperationsVerbose(model, part, timeout)
 		if res == porcupine.Ok {
 			continue
 		}

@@ -162,6 +162,21 @@ type Config struct {
 	// ceilingStep (tests only) is RaiseCeiling's step; 0 takes
 	// protocol.DefaultAcceptorCeilingStep.
 	ceilingStep uint64
+
+	// Bugs is for negative tests only.
+	Bugs Bugs
+}
+
+// Bugs switches on deliberately broken behaviour of the acceptor service,
+// so that tests can show a harness of the real components (internal/chaos)
+// catching each one. The zero value is correct behaviour; nothing outside
+// tests may set a field.
+type Bugs struct {
+	// ReplyBeforeSync releases every reply as soon as its batch is
+	// stepped, before the writes it depends on are synced (the broken
+	// variant of PROTOCOL.md §10): a crash then takes back what was
+	// answered.
+	ReplyBeforeSync bool
 }
 
 // DefaultConfig returns the defaults of every tunable field (ID is the
@@ -235,6 +250,7 @@ type Acceptor struct {
 	ceilDurable     uint64
 	ceilRaise       *commit
 	unsynced        bool // Config.unsyncedPromises
+	bugs            Bugs
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
 	workers, idle, maxWorkers int
@@ -312,6 +328,7 @@ func New(cfg Config, store storage.Store, tr server.Transport, log *slog.Logger)
 		ceilStep:    cfg.ceilingStep,
 		ceilDurable: ceiling,
 		unsynced:    cfg.unsyncedPromises,
+		bugs:        cfg.Bugs,
 		fences:      fences,
 		seen:        make(map[protocol.NodeID]uint64),
 		id:          cfg.ID,
@@ -579,6 +596,9 @@ func (a *Acceptor) step(b *batch) {
 				// the accepted state it shows must be durable already.
 				dep = earlier
 			}
+		}
+		if a.bugs.ReplyBeforeSync {
+			dep, ceil = nil, nil // the broken variant: wait for nothing
 		}
 		b.replies = append(b.replies, reply)
 		b.deps = append(b.deps, dep)

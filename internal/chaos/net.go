@@ -1,0 +1,238 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
+	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/node"
+)
+
+// network is the faulty in-process network between the cluster's nodes.
+// Each message of a batch is dropped, sent twice, or held back for a while
+// (a timer delivers it later, so it overtakes nothing and is overtaken),
+// with the plan's rates; links listed as cut drop everything, and
+// forwards over them fail with server.ErrUnreachable. A node that is down
+// neither sends nor receives.
+//
+// Every accept that leaves a node is recorded for invariant 1 (one value
+// per ballot), before any fault touches it.
+type network struct {
+	plan Plan
+	inv  *invariants
+
+	mu    sync.Mutex
+	rng   *rand.Rand // the per-message decisions; see doc.go on replay
+	cut   map[[2]protocol.NodeID]bool
+	nodes map[protocol.NodeID]*incarnation // the running one of each node
+
+	held sync.WaitGroup // delayed deliveries not yet made
+	stop atomic.Bool    // set at the end: delayed messages are dropped
+
+	dropped, duplicated, delayed, sent, cutDrops atomic.Uint64
+}
+
+// incarnation is one run of a node, from its start to its crash or stop.
+// Its endpoint stops carrying anything the moment it is cut off, before
+// its disk is cloned, so that nothing it does afterwards reaches anyone.
+type incarnation struct {
+	id    protocol.NodeID
+	net   *network
+	node  *node.Node
+	gc    *gc.Runner
+	alive atomic.Bool
+
+	// revealed is the highest accepted ballot of each key that any reply
+	// of this incarnation's acceptor showed (invariant 3).
+	mu       sync.Mutex
+	revealed map[string]protocol.Ballot
+}
+
+// reveal records the accepted ballots msgs show: an Accepted reply its
+// accept's ballot, every other reply its Accepted field.
+func (inc *incarnation) reveal(msgs []protocol.Message) {
+	inc.mu.Lock()
+	defer inc.mu.Unlock()
+	for _, m := range msgs {
+		b := m.Accepted
+		switch m.Kind {
+		case protocol.MsgAccepted:
+			b = m.Ballot
+		case protocol.MsgPromise, protocol.MsgReadReply, protocol.MsgConflict:
+		default:
+			continue
+		}
+		if inc.revealed[m.Key].Less(b) {
+			inc.revealed[m.Key] = b
+		}
+	}
+}
+
+func newNetwork(p Plan, seed uint64, inv *invariants) *network {
+	return &network{
+		plan:  p,
+		inv:   inv,
+		rng:   rand.New(rand.NewPCG(seed, 0x6e6574)), // "net"
+		cut:   make(map[[2]protocol.NodeID]bool),
+		nodes: make(map[protocol.NodeID]*incarnation),
+	}
+}
+
+// attach makes inc the running incarnation of its node.
+func (n *network) attach(inc *incarnation) {
+	n.mu.Lock()
+	n.nodes[inc.id] = inc
+	n.mu.Unlock()
+	inc.alive.Store(true)
+}
+
+// detach cuts inc off: from now on it sends and receives nothing.
+func (n *network) detach(inc *incarnation) {
+	inc.alive.Store(false)
+	n.mu.Lock()
+	if n.nodes[inc.id] == inc {
+		delete(n.nodes, inc.id)
+	}
+	n.mu.Unlock()
+}
+
+func (n *network) setCut(links [][2]protocol.NodeID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	clear(n.cut)
+	for _, l := range links {
+		n.cut[l] = true
+	}
+}
+
+// route returns the incarnation a message from one node to another
+// reaches, or nil if the link is cut or the receiver is down.
+func (n *network) route(from, to protocol.NodeID) *incarnation {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cut[[2]protocol.NodeID{from, to}] {
+		return nil
+	}
+	return n.nodes[to]
+}
+
+// lateDelay is how long a late message is held on top of its delay.
+const lateDelay = 150 * time.Millisecond
+
+// fate is what happens to one message.
+type fate struct {
+	copies int           // 0: dropped
+	delay  time.Duration // 0: now
+}
+
+func (n *network) fates(msgs []protocol.Message) []fate {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	fs := make([]fate, len(msgs))
+	for i := range msgs {
+		f := fate{copies: 1}
+		if n.rng.Float64() < n.plan.Loss {
+			f.copies = 0
+		} else if n.rng.Float64() < n.plan.Dup {
+			f.copies = 2
+		}
+		if n.rng.Float64() < n.plan.Delay {
+			f.delay = time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))
+			if n.rng.Float64() < n.plan.Late {
+				f.delay += lateDelay // outlives a GC round, as the age fence must cope with
+			}
+		}
+		fs[i] = f
+	}
+	return fs
+}
+
+// send carries msgs from inc's node to node to.
+func (n *network) send(inc *incarnation, to protocol.NodeID, msgs []protocol.Message) error {
+	if !inc.alive.Load() {
+		return nil // a crashed node's last words are lost
+	}
+	n.inv.sent(msgs)
+	inc.reveal(msgs)
+	dst := n.route(inc.id, to)
+	if dst == nil {
+		n.cutDrops.Add(uint64(len(msgs)))
+		return fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
+	}
+	var now []protocol.Message
+	for i, f := range n.fates(msgs) {
+		switch {
+		case f.copies == 0:
+			n.dropped.Add(1)
+			continue
+		case f.copies == 2:
+			n.duplicated.Add(1)
+		}
+		n.sent.Add(uint64(f.copies))
+		for range f.copies {
+			if f.delay == 0 {
+				now = append(now, msgs[i])
+				continue
+			}
+			n.delayed.Add(1)
+			n.later(inc.id, to, msgs[i], f.delay)
+		}
+	}
+	if len(now) > 0 {
+		dst.node.Deliver(now)
+	}
+	return nil
+}
+
+// later delivers m after d, to whichever incarnation of to runs then.
+func (n *network) later(from, to protocol.NodeID, m protocol.Message, d time.Duration) {
+	n.held.Add(1)
+	time.AfterFunc(d, func() {
+		defer n.held.Done()
+		if n.stop.Load() {
+			return
+		}
+		if dst := n.route(from, to); dst != nil {
+			dst.node.Deliver([]protocol.Message{m})
+		}
+	})
+}
+
+// forward runs req on node to's proposer, if the link and the node are up.
+func (n *network) forward(ctx context.Context, inc *incarnation, to protocol.NodeID, req server.Request) (protocol.State, error) {
+	if !inc.alive.Load() {
+		return protocol.State{}, fmt.Errorf("%w: node %d is down", server.ErrUnreachable, inc.id)
+	}
+	dst := n.route(inc.id, to)
+	if dst == nil {
+		return protocol.State{}, fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
+	}
+	return dst.node.Propose(ctx, req)
+}
+
+// shutdown drops every message still held and waits for their timers.
+func (n *network) shutdown() {
+	n.stop.Store(true)
+	n.held.Wait()
+}
+
+// Send implements server.Transport for the incarnation's node.
+func (inc *incarnation) Send(to protocol.NodeID, msgs []protocol.Message) error {
+	return inc.net.send(inc, to, msgs)
+}
+
+// Forward implements server.Forwarder for the incarnation's node.
+func (inc *incarnation) Forward(ctx context.Context, to protocol.NodeID, req server.Request) (protocol.State, error) {
+	return inc.net.forward(ctx, inc, to, req)
+}
+
+var (
+	_ server.Transport = (*incarnation)(nil)
+	_ server.Forwarder = (*incarnation)(nil)
+)

@@ -1,0 +1,239 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caspaxos/caspaxos/internal/sim"
+	"github.com/caspaxos/caspaxos/server/acceptor"
+)
+
+// Options configure one run.
+type Options struct {
+	// Seed names the run: its plan and every random choice follow from it.
+	Seed uint64
+	// Length is how long clients run and faults happen (default
+	// DefaultLength).
+	Length time.Duration
+	// Variant switches on deliberately broken production behaviour
+	// (negative tests only).
+	Variant Variant
+	// CheckTimeout bounds Porcupine's search (default 60s); a search that
+	// does not finish counts as a failure.
+	CheckTimeout time.Duration
+	// Log receives the nodes' logs (default: discarded).
+	Log *slog.Logger
+}
+
+// DefaultLength is a run's default length.
+const DefaultLength = 2 * time.Second
+
+// Variant is a deliberately broken production component, switched on
+// through the components' own test switches. The zero Variant is the code
+// that ships.
+type Variant struct {
+	// Name appears in failures and in the replay command.
+	Name string
+	// ReplyBeforeSync: acceptor services release replies before the write
+	// they depend on is synced (acceptor.Config.Bugs.ReplyBeforeSync).
+	ReplyBeforeSync bool
+}
+
+// acceptor applies the variant to an acceptor service's configuration.
+func (v Variant) acceptor(cfg *acceptor.Config) {
+	cfg.Bugs.ReplyBeforeSync = v.ReplyBeforeSync
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Ops, OK, Refused, Unknown, NotApplied int
+	Sent, Dropped, Duplicated, Delayed    uint64
+	CutDrops                              uint64
+	Crashes, Restarts, SyncFailures       int
+	GCCollects                            uint64
+	Partitions                            int
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d; GC collect calls %d",
+		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops,
+		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.GCCollects)
+}
+
+// Report is a run that passed every check.
+type Report struct {
+	Seed  uint64
+	Plan  Plan
+	Stats Stats
+}
+
+// Failure is a run that broke linearizability or an invariant. Its Error
+// text has the seed, the plan and the command that replays it.
+type Failure struct {
+	Seed    uint64
+	Variant string
+	Length  time.Duration
+	Plan    Plan
+	Stats   Stats
+	Reasons []string
+}
+
+// Replay is the command that reruns the failing seed.
+func (f *Failure) Replay() string {
+	cmd := fmt.Sprintf("go test ./internal/chaos -run TestReplay -chaos-seed %d -v", f.Seed)
+	if f.Variant != "" {
+		cmd += " -chaos-variant " + f.Variant
+	}
+	if f.Length != DefaultLength {
+		cmd += fmt.Sprintf(" -chaos-length %v", f.Length)
+	}
+	return cmd
+}
+
+func (f *Failure) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "caspaxos/chaos: seed %d", f.Seed)
+	if f.Variant != "" {
+		fmt.Fprintf(&b, " (variant %s)", f.Variant)
+	}
+	fmt.Fprintf(&b, " failed:\n")
+	for _, r := range f.Reasons {
+		fmt.Fprintf(&b, "  %s\n", strings.ReplaceAll(r, "\n", "\n  "))
+	}
+	fmt.Fprintf(&b, "stats: %s\nplan: %s", f.Stats, f.Plan)
+	fmt.Fprintf(&b, "replay: %s", f.Replay())
+	return b.String()
+}
+
+// Run runs one seed: it starts the cluster, runs the clients while the
+// plan's faults happen, stops everything, and checks the invariants and
+// every key's history. It returns a *Failure if a check fails, another
+// error if the harness itself could not run.
+func Run(opts Options) (*Report, error) {
+	if opts.Length == 0 {
+		opts.Length = DefaultLength
+	}
+	if opts.CheckTimeout == 0 {
+		opts.CheckTimeout = 60 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	plan := drawPlan(opts.Seed, opts.Length)
+	inv := newInvariants()
+	net := newNetwork(plan, opts.Seed, inv)
+	h := &history{start: time.Now()}
+	c := newCluster(plan, opts.Seed, opts.Variant, net, h, opts.Log)
+	for _, id := range c.ids() {
+		if err := c.start(c.members[id]); err != nil {
+			return nil, fmt.Errorf("caspaxos/chaos: seed %d: %w", opts.Seed, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), plan.Length)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range plan.Clients {
+		cl := &client{id: i, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i))), c: c, h: h, seen: map[string]uint64{}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl.run(ctx)
+		}()
+	}
+	partitions := runFaults(ctx, c, h.start)
+	wg.Wait()
+	crashes := c.crashes
+	net.setCut(nil)
+	disks, diskErr := c.shutdown()
+	net.shutdown()
+
+	st := Stats{
+		Ops: len(h.ops), OK: h.ok, Refused: h.refused, Unknown: h.unknown, NotApplied: h.notApplied,
+		Sent: net.sent.Load(), Dropped: net.dropped.Load(), Duplicated: net.duplicated.Load(),
+		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(),
+		GCCollects: h.gcs.Load(),
+		Crashes:    crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+	}
+	var reasons []string
+	reasons = append(reasons, h.unexpected...)
+	reasons = append(reasons, c.errs...)
+	if diskErr != nil {
+		reasons = append(reasons, fmt.Sprintf("reading the disks at the end: %v", diskErr))
+	}
+	inv.mu.Lock()
+	collected := make(map[string]bool)
+	for _, keys := range inv.collected {
+		for k := range keys {
+			collected[k] = true
+		}
+	}
+	inv.mu.Unlock()
+	inv.checkSurvivors(c.cfg, disks, collected)
+	reasons = append(reasons, inv.failures()...)
+	if err := sim.CheckHistory(h.ops, opts.CheckTimeout); err != nil {
+		reasons = append(reasons, err.Error())
+	}
+	if len(reasons) > 0 {
+		return nil, &Failure{Seed: opts.Seed, Variant: opts.Variant.Name, Length: opts.Length, Plan: plan, Stats: st, Reasons: reasons}
+	}
+	return &Report{Seed: opts.Seed, Plan: plan, Stats: st}, nil
+}
+
+// runFaults carries out the plan's schedule until ctx ends, and restarts
+// nodes that stopped themselves after a failed sync. It returns the number
+// of partitions made.
+func runFaults(ctx context.Context, c *cluster, start time.Time) int {
+	const reapEvery = 5 * time.Millisecond
+	tick := time.NewTicker(reapEvery)
+	defer tick.Stop()
+	partitions := 0
+	events := c.plan.Events
+	for {
+		var due <-chan time.Time
+		var t *time.Timer
+		if len(events) > 0 {
+			t = time.NewTimer(time.Until(start.Add(events[0].At)))
+			due = t.C
+		}
+		fired := false
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			c.reapFailed()
+		case <-due:
+			fired = true
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return partitions
+		}
+		if !fired {
+			continue
+		}
+		e := events[0]
+		events = events[1:]
+		m := c.members[e.Node]
+		switch e.Kind {
+		case Crash:
+			c.crash(m, c.plan.UnsyncedPercent)
+		case FailSync:
+			if m.inc != nil {
+				m.fail.armed.Store(true)
+			}
+		case Restart:
+			c.restart(m)
+		case Partition:
+			partitions++
+			c.net.setCut(e.Cut)
+		case Heal:
+			c.net.setCut(nil)
+		}
+	}
+}

@@ -1,0 +1,18 @@
+package chaos
+
+// Variants lists the deliberately broken production components that the
+// harness must catch (TestBrokenVariantsAreCaught).
+func Variants() []Variant {
+	return []Variant{
+		{Name: "reply-before-sync", ReplyBeforeSync: true},
+	}
+}
+
+func variantByName(name string) (Variant, bool) {
+	for _, v := range Variants() {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Variant{}, false
+}
