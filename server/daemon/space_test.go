@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/client"
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/node"
 )
@@ -49,6 +50,13 @@ func TestNoSpaceOverTheNetwork(t *testing.T) {
 	if _, err := cl1.Put(ctx, k1, []byte("v")); err != nil {
 		t.Fatalf("put at n1, homed at n1 (no quota): %v", err)
 	}
+	// n1 forwards k2 to its home only while it measures n2 near (a loaded
+	// machine can make a round trip look far, and n1 then proposes k2
+	// itself, without a quota).
+	waitFor(t, "n1 to measure n2 near", func() bool {
+		rtt, ok := c.daemons[0].tr.RTT(NodeID("n2"))
+		return ok && rtt <= kv.ForwardMaxRTT
+	})
 	if _, err := cl1.Put(ctx, k2, []byte("v")); !errors.Is(err, client.ErrNoSpace) {
 		t.Fatalf("put at n1 forwarded to n2 (over quota): %v, want ErrNoSpace", err)
 	}
