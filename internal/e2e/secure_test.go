@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,10 @@ func newClusterWith(t *testing.T, n int, s setup, prefix string) *cluster {
 	if c.sec != nil {
 		for i := range c.procs {
 			c.waitHealth(i, 200)
+			// The node says at start what its ports speak.
+			if logs := c.procs[i].logs.String(); !strings.Contains(logs, "client_tls=true peer_tls=true") {
+				t.Fatalf("%s does not say it serves TLS on both ports:\n%s", c.procs[i].name, logs)
+			}
 		}
 		c.enableAuth(prefix)
 	}
