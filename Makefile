@@ -17,7 +17,8 @@ test:
 	$(MAKE) --no-print-directory fuzz-short
 
 # The container test (internal/dockertest): builds the image, runs the
-# deploy/compose.yaml cluster on random loopback ports, tears it down. It
+# deploy/compose.yaml cluster, then deploy/compose-tls.yaml, on random
+# loopback ports, and tears each down. It
 # says "no Docker engine: container test skipped" where no engine answers.
 docker-test:
 	go test -count=1 -v -run '^TestCompose$$' ./internal/dockertest

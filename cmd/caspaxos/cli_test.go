@@ -56,6 +56,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "--nodes", "10"}, "--nodes 10: want 1 to 9"},
 		{[]string{"dev", "--base-client-port", "7080"}, "overlap"},
 		{[]string{"dev", "--base-peer-port", "65534"}, "are not all valid"},
+		{[]string{"certs", "create", "--nodes", "n1"}, "--dir is required"},
+		{[]string{"certs", "create", "--dir", "d", "--nodes", " , "}, "--nodes names no node"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -93,6 +93,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newBenchCmd(opts),
 		newDevCmd(),
 		newServeCmd(),
+		newCertsCmd(),
 	)
 	return root
 }

@@ -33,10 +33,16 @@ import (
 // too, so the reads go through n2 (its new disk) and n5 only, both filled
 // by catch-ups: every acknowledged write must be there, and the whole
 // history must be linearizable, writes of unknown outcome counting as
-// possibly applied.
+// possibly applied. It runs under each setup.
 func TestMembershipChangeUnderLoad(t *testing.T) {
+	for _, s := range setups {
+		t.Run(s.name, func(t *testing.T) { testMembershipChangeUnderLoad(t, s) })
+	}
+}
+
+func testMembershipChangeUnderLoad(t *testing.T, s setup) {
 	start := time.Now()
-	c := newCluster(t, 3)
+	c := newClusterWith(t, 3, s, "m/")
 	for i := range c.procs {
 		c.waitHealth(i, 200)
 	}
@@ -72,7 +78,7 @@ func TestMembershipChangeUnderLoad(t *testing.T) {
 	// The last change through the Go client (gRPC) rather than the CLI.
 	stopN4()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	m, err := c.client(n3).MemberRemove(ctx, "n4")
+	m, err := c.admin(n3).MemberRemove(ctx, "n4")
 	cancel()
 	if err != nil || m.Change != nil || len(m.Members) != 3 {
 		t.Fatalf("client MemberRemove n4: %+v %v", m, err)
@@ -133,6 +139,9 @@ func (c *cluster) startJoin(i int) {
 	p := c.procs[i]
 	p.cmd = exec.Command(binaryPath, "serve", "--join", "--name", p.name, "--data-dir", p.dir,
 		"--client-addr", p.client, "--peer-addr", p.peer, "--request-timeout", "2s")
+	if c.sec != nil {
+		p.cmd.Args = append(p.cmd.Args, c.sec.serveFlags(c.t, p.name)...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, io.Discard
 	if testing.Verbose() {
 		p.cmd.Stderr = os.Stderr
@@ -144,7 +153,7 @@ func (c *cluster) startJoin(i int) {
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.exited)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.client + "/v1/members")
+		resp, err := c.get(i, "/v1/members")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -165,7 +174,8 @@ func (c *cluster) change(via int, op, arg string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	began := time.Now()
-	out, err := exec.CommandContext(ctx, binaryPath, "--endpoints", c.procs[via].client, "members", op, arg).CombinedOutput()
+	args := append(append([]string{"--endpoints", c.procs[via].client}, c.cliFlags(true)...), "members", op, arg)
+	out, err := exec.CommandContext(ctx, binaryPath, args...).CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("caspaxos members %s %s: %v: %s", op, arg, err, out)
 	}
