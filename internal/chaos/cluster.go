@@ -78,6 +78,9 @@ type cluster struct {
 	errs []string // nodes that could not restart
 
 	crashes, restarts, syncFailures int
+	// fenced and collected sum the acceptors' counters over every
+	// incarnation: requests refused by an age fence, registers removed.
+	fenced, collected uint64
 }
 
 func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
@@ -159,6 +162,9 @@ func (c *cluster) crash(m *member, keepPercent int) {
 	c.checkRevealed(inc, clone)
 	inc.gc.Stop()
 	inc.node.Stop()
+	st := inc.node.Stats().Acceptor
+	c.fenced += st.Fenced
+	c.collected += st.Collected
 	_ = m.store.Close() // the old disk is gone; a store stopped by a failed sync says so again
 	m.fs, m.store, m.inc = clone, nil, nil
 	m.fail = &syncFailer{latency: c.plan.SyncLatency}

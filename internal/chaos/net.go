@@ -122,9 +122,6 @@ func (n *network) route(from, to protocol.NodeID) *incarnation {
 	return n.nodes[to]
 }
 
-// lateDelay is how long a late message is held on top of its delay.
-const lateDelay = 150 * time.Millisecond
-
 // fate is what happens to one message.
 type fate struct {
 	copies int           // 0: dropped
@@ -144,8 +141,8 @@ func (n *network) fates(msgs []protocol.Message) []fate {
 		}
 		if n.rng.Float64() < n.plan.Delay {
 			f.delay = time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))
-			if n.rng.Float64() < n.plan.Late {
-				f.delay += lateDelay // outlives a GC round, as the age fence must cope with
+			if n.rng.Float64() < n.plan.Late && (!n.plan.LateAcceptsOnly || msgs[i].Kind == protocol.MsgAccept) {
+				f.delay += time.Duration(1 + n.rng.Int64N(int64(n.plan.LateDelay))) // may outlive a GC round, as the age fence must cope with
 			}
 		}
 		fs[i] = f

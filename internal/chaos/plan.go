@@ -15,9 +15,15 @@ import (
 // partitions and sync failures. The same seed gives the same Plan, whatever
 // the goroutines do.
 type Plan struct {
+	Kind    PlanKind
 	Nodes   int // 3 or 5, IDs 1..Nodes
 	Clients int
 	Keys    int
+	// Think is the most a client waits between two operations (a wait
+	// drawn up to it): 0 in mixed plans, where clients keep every key
+	// busy; a few milliseconds in GC plans, so that a deleted key lies
+	// idle long enough to be collected.
+	Think time.Duration
 	// Length is how long clients run and faults happen (wall time).
 	Length time.Duration
 
@@ -25,8 +31,15 @@ type Plan struct {
 	// sent twice, and held back for up to MaxDelay (which reorders it).
 	Loss, Dup, Delay float64
 	MaxDelay         time.Duration
-	// Late is a delayed message's chance of being held lateDelay longer.
-	Late float64
+	// Late is a delayed message's chance of being held longer, by up to
+	// LateDelay: long enough to outlive a GC round, as the age fence must
+	// cope with.
+	Late      float64
+	LateDelay time.Duration
+	// LateAcceptsOnly holds back only accepts (GC plans): the messages
+	// that carry a value to an acceptor, the ones an age fence must stop,
+	// while the rest of a GC round goes at the network's usual pace.
+	LateAcceptsOnly bool
 	// SyncLatency is how long each disk sync takes: the window in which
 	// a crash loses writes already made.
 	SyncLatency time.Duration
@@ -37,6 +50,26 @@ type Plan struct {
 	// Events is the schedule, in time order.
 	Events []Event
 }
+
+// PlanKind is the shape of a plan's workload and faults.
+type PlanKind uint8
+
+const (
+	// Mixed: every fault, clients keeping a few keys busy (the default).
+	Mixed PlanKind = iota + 1
+	// GCChurn gives deletion GC its chance, as the simulator's plan for
+	// gc-without-age-fence does: 3 nodes, few clients that pause between
+	// operations, on few keys that cycle through delete, collection and
+	// re-creation; many messages held back long enough to outlive a GC
+	// round (an accept sent before the round, arriving after its
+	// removals); no partitions, and at most one short crash, since a
+	// round needs every node.
+	GCChurn
+)
+
+var kindNames = [...]string{Mixed: "mixed", GCChurn: "gc-churn"}
+
+func (k PlanKind) String() string { return kindNames[k] }
 
 // EventKind is what a scheduled fault does.
 type EventKind uint8
@@ -85,21 +118,33 @@ func (e Event) String() string {
 
 func (p Plan) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "nodes=%d clients=%d keys=%d length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v late=%.2f sync=%v unsynced-kept=%d%%\n",
-		p.Nodes, p.Clients, p.Keys, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.Late, p.SyncLatency, p.UnsyncedPercent)
+	fmt.Fprintf(&b, "%s: nodes=%d clients=%d keys=%d think=%v length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v late=%.2f late-delay=%v late-accepts-only=%v sync=%v unsynced-kept=%d%%\n",
+		p.Kind, p.Nodes, p.Clients, p.Keys, p.Think, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.Late, p.LateDelay, p.LateAcceptsOnly, p.SyncLatency, p.UnsyncedPercent)
 	for _, e := range p.Events {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}
 	return b.String()
 }
 
-// drawPlan draws the plan of seed. Faults come and go: each crash is
-// followed by its restart, each partition by a heal, and at most a
-// minority of the nodes is down at once, so that the run makes progress
-// between faults.
-func drawPlan(seed uint64, length time.Duration) Plan {
+// drawPlan draws the plan of seed: of kind if kind is not 0, else of the
+// seed's kind (every fourth seed is GCChurn, so that the default sweep of
+// seeds 1-4 runs both). Faults come and go:
+// each crash is followed by its restart, each partition by a heal, and at
+// most a minority of the nodes is down at once, so that the run makes
+// progress between faults.
+func drawPlan(seed uint64, length time.Duration, kind PlanKind) Plan {
 	rng := rand.New(rand.NewPCG(seed, 0x6368616f73)) // "chaos"
+	if kind == 0 {
+		kind = Mixed
+		if seed%4 == 0 {
+			kind = GCChurn
+		}
+	}
+	if kind == GCChurn {
+		return drawGCChurn(rng, length)
+	}
 	p := Plan{
+		Kind:            Mixed,
 		Nodes:           3,
 		Clients:         4 + rng.IntN(4),
 		Keys:            4 + rng.IntN(6),
@@ -109,6 +154,7 @@ func drawPlan(seed uint64, length time.Duration) Plan {
 		Delay:           rng.Float64() * 0.3,
 		MaxDelay:        time.Duration(1+rng.IntN(30)) * time.Millisecond,
 		Late:            rng.Float64() * 0.1,
+		LateDelay:       150 * time.Millisecond,
 		SyncLatency:     time.Duration(rng.IntN(3000)) * time.Microsecond,
 		UnsyncedPercent: []int{0, 0, 30}[rng.IntN(3)],
 	}
@@ -118,6 +164,41 @@ func drawPlan(seed uint64, length time.Duration) Plan {
 	p.Events = append(p.Events, drawCrashes(rng, p)...)
 	p.Events = append(p.Events, drawPartitions(rng, p)...)
 	slices.SortStableFunc(p.Events, func(a, b Event) int { return int(a.At - b.At) })
+	return p
+}
+
+// drawGCChurn draws a GCChurn plan. What a missing age fence needs, all
+// at once: a key deleted and left alone until every node collected it
+// (few clients, pausing, on few keys; every node up), and an accept of
+// that key sent before the round and delivered after it (late messages,
+// held up to a few hundred milliseconds, against rounds of tens).
+func drawGCChurn(rng *rand.Rand, length time.Duration) Plan {
+	p := Plan{
+		Kind:            GCChurn,
+		Nodes:           3,
+		Clients:         2 + rng.IntN(2),
+		Keys:            4 + rng.IntN(4),
+		Think:           time.Duration(5+rng.IntN(20)) * time.Millisecond,
+		Length:          length,
+		Loss:            rng.Float64() * 0.03,
+		Dup:             rng.Float64() * 0.2,
+		Delay:           0.3 + rng.Float64()*0.2,
+		MaxDelay:        time.Duration(1+rng.IntN(10)) * time.Millisecond,
+		Late:            0.3 + rng.Float64()*0.3,
+		LateDelay:       time.Duration(150+rng.IntN(250)) * time.Millisecond,
+		LateAcceptsOnly: true,
+		SyncLatency:     time.Duration(rng.IntN(1000)) * time.Microsecond,
+		UnsyncedPercent: []int{0, 30}[rng.IntN(2)],
+	}
+	if rng.IntN(2) == 0 {
+		id := protocol.NodeID(1 + rng.IntN(p.Nodes))
+		at := length/4 + time.Duration(rng.Int64N(int64(length/2)))
+		kind := Crash
+		if rng.IntN(2) == 0 {
+			kind = FailSync
+		}
+		p.Events = append(p.Events, Event{At: at, Kind: kind, Node: id}, Event{At: at + time.Duration(20+rng.IntN(80))*time.Millisecond, Kind: Restart, Node: id})
+	}
 	return p
 }
 
@@ -172,4 +253,13 @@ func drawCut(rng *rand.Rand, nodes int) [][2]protocol.NodeID {
 		}
 	}
 	return cut
+}
+
+func kindByName(name string) (PlanKind, bool) {
+	for k, n := range kindNames {
+		if n == name && n != "" {
+			return PlanKind(k), true
+		}
+	}
+	return 0, false
 }

@@ -23,6 +23,9 @@ type Options struct {
 	// Variant switches on deliberately broken production behaviour
 	// (negative tests only).
 	Variant Variant
+	// Kind forces the plan's kind (default: the variant's, else the one
+	// the seed draws).
+	Kind PlanKind
 	// CheckTimeout bounds Porcupine's search (default 60s); a search that
 	// does not finish counts as a failure.
 	CheckTimeout time.Duration
@@ -39,14 +42,20 @@ const DefaultLength = 2 * time.Second
 type Variant struct {
 	// Name appears in failures and in the replay command.
 	Name string
+	// Kind is the plan kind that exposes the variant (0: the seed's).
+	Kind PlanKind
 	// ReplyBeforeSync: acceptor services release replies before the write
 	// they depend on is synced (acceptor.Config.Bugs.ReplyBeforeSync).
 	ReplyBeforeSync bool
+	// NoAgeFence: acceptor services store GC's age fences but never
+	// refuse a message for its age (acceptor.Config.Bugs.NoAgeFence).
+	NoAgeFence bool
 }
 
 // acceptor applies the variant to an acceptor service's configuration.
 func (v Variant) acceptor(cfg *acceptor.Config) {
 	cfg.Bugs.ReplyBeforeSync = v.ReplyBeforeSync
+	cfg.Bugs.NoAgeFence = v.NoAgeFence
 }
 
 // Stats counts what a run did.
@@ -56,13 +65,16 @@ type Stats struct {
 	CutDrops                              uint64
 	Crashes, Restarts, SyncFailures       int
 	GCCollects                            uint64
-	Partitions                            int
+	// Collected counts registers GC removed, Fenced requests an age
+	// fence refused (a stale message GC would otherwise have let in).
+	Collected, Fenced uint64
+	Partitions        int
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d; GC collect calls %d",
+	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d; GC collect calls %d, registers collected %d, requests fenced %d",
 		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops,
-		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.GCCollects)
+		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.GCCollects, s.Collected, s.Fenced)
 }
 
 // Report is a run that passed every check.
@@ -89,6 +101,7 @@ func (f *Failure) Replay() string {
 	if f.Variant != "" {
 		cmd += " -chaos-variant " + f.Variant
 	}
+	cmd += " -chaos-plan " + f.Plan.Kind.String()
 	if f.Length != DefaultLength {
 		cmd += fmt.Sprintf(" -chaos-length %v", f.Length)
 	}
@@ -124,7 +137,10 @@ func Run(opts Options) (*Report, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	plan := drawPlan(opts.Seed, opts.Length)
+	if opts.Kind == 0 {
+		opts.Kind = opts.Variant.Kind
+	}
+	plan := drawPlan(opts.Seed, opts.Length, opts.Kind)
 	inv := newInvariants()
 	net := newNetwork(plan, opts.Seed, inv)
 	h := &history{start: time.Now()}
@@ -156,8 +172,8 @@ func Run(opts Options) (*Report, error) {
 		Ops: len(h.ops), OK: h.ok, Refused: h.refused, Unknown: h.unknown, NotApplied: h.notApplied,
 		Sent: net.sent.Load(), Dropped: net.dropped.Load(), Duplicated: net.duplicated.Load(),
 		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(),
-		GCCollects: h.gcs.Load(),
-		Crashes:    crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+		GCCollects: h.gcs.Load(), Collected: c.collected, Fenced: c.fenced,
+		Crashes: crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
 	}
 	var reasons []string
 	reasons = append(reasons, h.unexpected...)

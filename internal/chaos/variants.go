@@ -5,6 +5,8 @@ package chaos
 func Variants() []Variant {
 	return []Variant{
 		{Name: "reply-before-sync", ReplyBeforeSync: true},
+		// A stale accept must land on a collected register: GC plans.
+		{Name: "gc-without-age-fence", Kind: GCChurn, NoAgeFence: true},
 	}
 }
 
