@@ -78,6 +78,9 @@ func (cl *client) run(ctx context.Context) {
 func (cl *client) next() kv.Op {
 	cl.n++
 	op := kv.Op{Key: fmt.Sprintf("k%d", cl.rng.IntN(cl.c.plan.Keys))}
+	if cold := cl.c.plan.ColdKeys; cold > 0 && cl.rng.IntN(4) == 0 {
+		op.Key = fmt.Sprintf("c%d", cl.rng.IntN(cold))
+	}
 	val := []byte(fmt.Sprintf("c%d.%d", cl.id, cl.n))
 	if cl.rng.IntN(3) == 0 {
 		val = []byte(fmt.Sprint(cl.rng.IntN(100)))

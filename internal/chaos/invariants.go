@@ -14,12 +14,13 @@ import (
 //
 //  1. One value per ballot: every accept that leaves a proposer for a
 //     (key, ballot) carries the same state. Checked at every send.
-//  2. A chosen value is never lost: once an accept quorum of acceptors has
-//     acknowledged (key, ballot), the disks that survive the run (each
-//     node's, cloned as a crash at the end would leave it) keep an
-//     accepted ballot >= it on enough acceptors that every prepare quorum
-//     meets one. Checked at the end, for keys deletion GC never collected
-//     (a collection removes chosen tombstones on purpose).
+//  2. A chosen value is never lost: once an accept quorum of acceptors of
+//     any configuration a node took during the run has acknowledged (key,
+//     ballot), the disks that survive the run (each node's, cloned as a
+//     crash at the end would leave it) keep an accepted ballot >= it on
+//     enough acceptors of the last configuration that every prepare quorum
+//     of it meets one. Checked at the end, for keys deletion GC never
+//     collected (a collection removes chosen tombstones on purpose).
 //  3. What an acceptor showed survives its crash: every accepted ballot
 //     any reply of it showed (the accept it acknowledged, the accepted
 //     state a promise, read reply or conflict revealed) is on its disk
@@ -29,6 +30,7 @@ import (
 type invariants struct {
 	mu        sync.Mutex
 	collected map[protocol.NodeID]map[string]bool // keys GC removed, per acceptor
+	configs   map[uint64]protocol.Config          // every configuration a node took, by version
 	values    map[ballotKey]protocol.State
 	acked     map[ballotKey][]protocol.NodeID // acceptors that acknowledged it
 	violated  []string
@@ -44,6 +46,7 @@ func newInvariants() *invariants {
 		values:    make(map[ballotKey]protocol.State),
 		acked:     make(map[ballotKey][]protocol.NodeID),
 		collected: make(map[protocol.NodeID]map[string]bool),
+		configs:   make(map[uint64]protocol.Config),
 	}
 }
 
@@ -73,31 +76,45 @@ func (v *invariants) violate(format string, args ...any) {
 	}
 }
 
-// chosen returns, per key, the highest ballot an accept quorum of cfg
-// acknowledged.
-func (v *invariants) chosen(cfg protocol.Config) map[string]protocol.Ballot {
+// config records a configuration a node took (a joining node's, which
+// no quorum can reach, is left out).
+func (v *invariants) config(cfg protocol.Config) {
+	if cfg.Version == 0 {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.configs[cfg.Version] = cfg.Clone()
+}
+
+// chosen returns, per key, the highest ballot an accept quorum of any
+// configuration acknowledged.
+func (v *invariants) chosen() map[string]protocol.Ballot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make(map[string]protocol.Ballot)
 	for bk, ids := range v.acked {
-		n := 0
-		for _, id := range ids {
-			if slices.Contains(cfg.AcceptSet, id) {
-				n++
+		for _, cfg := range v.configs {
+			n := 0
+			for _, id := range ids {
+				if slices.Contains(cfg.AcceptSet, id) {
+					n++
+				}
 			}
-		}
-		if n >= cfg.AcceptQuorum && out[bk.key].Less(bk.ballot) {
-			out[bk.key] = bk.ballot
+			if n >= cfg.AcceptQuorum && out[bk.key].Less(bk.ballot) {
+				out[bk.key] = bk.ballot
+			}
 		}
 	}
 	return out
 }
 
 // checkSurvivors checks invariant 2 against the registers read from the
-// surviving disks (per acceptor, per key), for the keys not in collected.
+// surviving disks (per acceptor, per key) of the last configuration cfg,
+// for the keys not in collected.
 func (v *invariants) checkSurvivors(cfg protocol.Config, disks map[protocol.NodeID]map[string]protocol.Register, collected map[string]bool) {
 	need := len(cfg.PrepareSet) - cfg.PrepareQuorum + 1
-	for key, b := range v.chosen(cfg) {
+	for key, b := range v.chosen() {
 		if collected[key] {
 			continue
 		}
