@@ -163,9 +163,7 @@ func (c *cluster) start(m *member) error {
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
 	}
 	inc.node = n
-	c.net.inv.config(state.Membership.Config)
 	inc.keeper = membership.NewKeeper(n, state, inc, func(st membership.NodeState) error {
-		c.net.inv.config(st.Membership.Config)
 		m.state.Store(&st)
 		return nil
 	})

@@ -14,9 +14,11 @@ import (
 //
 //  1. One value per ballot: every accept that leaves a proposer for a
 //     (key, ballot) carries the same state. Checked at every send.
-//  2. A chosen value is never lost: once an accept quorum of acceptors of
-//     any configuration a node took during the run has acknowledged (key,
-//     ballot), the disks that survive the run (each node's, cloned as a
+//  2. A chosen value is never lost: once a majority of the acceptors a
+//     proposer sent (key, ballot)'s accept to have acknowledged it (the
+//     accept quorum of every configuration membership change uses, and
+//     one that follows the configuration the proposer used, whichever
+//     the nodes take meanwhile), the disks that survive the run (each node's, cloned as a
 //     crash at the end would leave it) keep an accepted ballot >= it on
 //     enough acceptors of the last configuration that every prepare quorum
 //     of it meets one. Checked at the end, for keys deletion GC never
@@ -30,9 +32,9 @@ import (
 type invariants struct {
 	mu        sync.Mutex
 	collected map[protocol.NodeID]map[string]bool // keys GC removed, per acceptor
-	configs   map[uint64]protocol.Config          // every configuration a node took, by version
 	values    map[ballotKey]protocol.State
 	acked     map[ballotKey][]protocol.NodeID // acceptors that acknowledged it
+	sentTo    map[ballotKey][]protocol.NodeID // acceptors its accept was sent to
 	violated  []string
 }
 
@@ -46,7 +48,7 @@ func newInvariants() *invariants {
 		values:    make(map[ballotKey]protocol.State),
 		acked:     make(map[ballotKey][]protocol.NodeID),
 		collected: make(map[protocol.NodeID]map[string]bool),
-		configs:   make(map[uint64]protocol.Config),
+		sentTo:    make(map[ballotKey][]protocol.NodeID),
 	}
 }
 
@@ -62,6 +64,9 @@ func (v *invariants) sent(msgs []protocol.Message) {
 				v.violate("invariant 1: key %q ballot %s carried two states: %s and %s", m.Key, m.Ballot, old, m.State)
 			}
 			v.values[bk] = m.State
+			if !slices.Contains(v.sentTo[bk], m.To) {
+				v.sentTo[bk] = append(v.sentTo[bk], m.To)
+			}
 		case protocol.MsgAccepted:
 			if !slices.Contains(v.acked[bk], m.From) {
 				v.acked[bk] = append(v.acked[bk], m.From)
@@ -76,34 +81,21 @@ func (v *invariants) violate(format string, args ...any) {
 	}
 }
 
-// config records a configuration a node took (a joining node's, which
-// no quorum can reach, is left out).
-func (v *invariants) config(cfg protocol.Config) {
-	if cfg.Version == 0 {
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.configs[cfg.Version] = cfg.Clone()
-}
-
-// chosen returns, per key, the highest ballot an accept quorum of any
-// configuration acknowledged.
+// chosen returns, per key, the highest ballot a majority of the acceptors
+// its accept was sent to acknowledged.
 func (v *invariants) chosen() map[string]protocol.Ballot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make(map[string]protocol.Ballot)
 	for bk, ids := range v.acked {
-		for _, cfg := range v.configs {
-			n := 0
-			for _, id := range ids {
-				if slices.Contains(cfg.AcceptSet, id) {
-					n++
-				}
+		n := 0
+		for _, id := range ids {
+			if slices.Contains(v.sentTo[bk], id) {
+				n++
 			}
-			if n >= cfg.AcceptQuorum && out[bk.key].Less(bk.ballot) {
-				out[bk.key] = bk.ballot
-			}
+		}
+		if 2*n > len(v.sentTo[bk]) && out[bk.key].Less(bk.ballot) {
+			out[bk.key] = bk.ballot
 		}
 	}
 	return out
