@@ -73,7 +73,11 @@ func (inc *incarnation) reveal(msgs []protocol.Message) {
 		switch m.Kind {
 		case protocol.MsgAccepted:
 			b = m.Ballot
-		case protocol.MsgPromise, protocol.MsgReadReply, protocol.MsgConflict:
+		case protocol.MsgConflict:
+			if m.Accepted.Proposer == 0 {
+				continue // a floor's refusal (protocol.BelowFloor): it shows the floor, no accepted ballot
+			}
+		case protocol.MsgPromise, protocol.MsgReadReply:
 		default:
 			continue
 		}
