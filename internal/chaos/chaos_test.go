@@ -14,6 +14,7 @@ var (
 	flagSeed    = flag.Uint64("chaos-seed", 0, "TestReplay: the seed to replay")
 	flagVariant = flag.String("chaos-variant", "", "TestReplay: a broken variant to switch on")
 	flagLength  = flag.Duration("chaos-length", DefaultLength, "how long each run's clients and faults last")
+	flagKind    = flag.String("chaos-plan", "", "TestReplay: force the plan kind (mixed, gc-churn)")
 )
 
 // defaultSeeds is how many seeds the package's test runs when -chaos-seeds
@@ -29,7 +30,7 @@ func TestChaos(t *testing.T) {
 		n = defaultSeeds
 	}
 	for seed := *flagFrom; seed < *flagFrom+uint64(n); seed++ {
-		runSeed(t, seed, Variant{})
+		runSeed(t, seed, Variant{}, 0)
 	}
 }
 
@@ -45,17 +46,24 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("no variant %q", *flagVariant)
 		}
 	}
-	runSeed(t, *flagSeed, v)
+	var kind PlanKind
+	if *flagKind != "" {
+		var ok bool
+		if kind, ok = kindByName(*flagKind); !ok {
+			t.Fatalf("no plan kind %q", *flagKind)
+		}
+	}
+	runSeed(t, *flagSeed, v, kind)
 }
 
-func runSeed(t *testing.T, seed uint64, v Variant) {
+func runSeed(t *testing.T, seed uint64, v Variant, kind PlanKind) {
 	t.Helper()
 	start := time.Now()
-	rep, err := Run(Options{Seed: seed, Length: *flagLength, Variant: v})
+	rep, err := Run(Options{Seed: seed, Length: *flagLength, Variant: v, Kind: kind})
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	t.Logf("seed %d passed in %v: %s", seed, time.Since(start).Round(time.Millisecond), rep.Stats)
+	t.Logf("seed %d (%s) passed in %v: %s", seed, rep.Plan.Kind, time.Since(start).Round(time.Millisecond), rep.Stats)
 }
 
 // variantSeeds is how many seeds a broken variant may take to be caught.

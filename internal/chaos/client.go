@@ -53,6 +53,16 @@ type client struct {
 
 func (cl *client) run(ctx context.Context) {
 	for ctx.Err() == nil {
+		if think := cl.c.plan.Think; think > 0 {
+			// A pause drawn from the plan: lets a deleted key lie idle
+			// until GC collects it (GC plans), not a wait for anything.
+			t := time.NewTimer(time.Duration(1 + cl.rng.Int64N(int64(think))))
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		inc := cl.c.pick(cl.rng)
 		op := cl.next()
 		if inc == nil {
@@ -68,6 +78,9 @@ func (cl *client) run(ctx context.Context) {
 func (cl *client) next() kv.Op {
 	cl.n++
 	op := kv.Op{Key: fmt.Sprintf("k%d", cl.rng.IntN(cl.c.plan.Keys))}
+	if cold := cl.c.plan.ColdKeys; cold > 0 && cl.rng.IntN(4) == 0 {
+		op.Key = fmt.Sprintf("c%d", cl.rng.IntN(cold))
+	}
 	val := []byte(fmt.Sprintf("c%d.%d", cl.id, cl.n))
 	if cl.rng.IntN(3) == 0 {
 		val = []byte(fmt.Sprint(cl.rng.IntN(100)))
@@ -76,16 +89,22 @@ func (cl *client) next() kv.Op {
 	if cl.rng.IntN(5) == 0 {
 		version++
 	}
+	// The shares of each kind, as cumulative percentages: GC plans delete
+	// and create more, so that keys cycle through collection.
+	mix := [5]int{25, 43, 53, 73, 85}
+	if cl.c.plan.Kind == GCChurn {
+		mix = [5]int{30, 40, 60, 68, 93}
+	}
 	switch r := cl.rng.IntN(100); {
-	case r < 25:
+	case r < mix[0]:
 		op.Kind = kv.OpGet
-	case r < 43:
+	case r < mix[1]:
 		op.Kind, op.Value = kv.OpPut, val
-	case r < 53:
+	case r < mix[2]:
 		op.Kind, op.Value = kv.OpCreate, val
-	case r < 73:
+	case r < mix[3]:
 		op.Kind, op.Value, op.Version = kv.OpCompareAndSwap, val, version
-	case r < 85:
+	case r < mix[4]:
 		op.Kind = kv.OpDelete
 		if cl.rng.IntN(2) == 0 {
 			op.Version = version

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/storage"
@@ -59,6 +61,19 @@ type member struct {
 	fail  *syncFailer
 	store *storage.Pebble
 	inc   *incarnation // nil while down
+	// state is the membership state its Keeper persisted (as the daemon's
+	// state file would, synced before Set returns): a restart takes it.
+	state atomic.Pointer[membership.NodeState]
+	// active: the node is part of the run (one of the first members, or a
+	// joining node started for its addition) and was not removed; only an
+	// active node is restarted. Read and written by the fault schedule.
+	active bool
+}
+
+// memberOf returns node id as a membership lists it.
+func memberOf(id protocol.NodeID) membership.Member {
+	name := fmt.Sprintf("n%d", id)
+	return membership.Member{Name: name, ID: id, PeerAddr: name}
 }
 
 // cluster is the nodes of a run. Its methods are called from the fault
@@ -69,7 +84,8 @@ type cluster struct {
 	net     *network
 	h       *history
 	log     *slog.Logger
-	cfg     protocol.Config
+	cfg     protocol.Config   // the first configuration
+	pool    []protocol.NodeID // every node that may run: the first members, and those added
 	members map[protocol.NodeID]*member
 	rng     *rand.Rand // crash clones' choice of unsynced data kept
 
@@ -78,6 +94,10 @@ type cluster struct {
 	errs []string // nodes that could not restart
 
 	crashes, restarts, syncFailures int
+	// fenced and collected sum the acceptors' counters over every
+	// incarnation: requests refused by an age fence, registers removed.
+	fenced, collected uint64
+	changes           *changes // Membership plans: node 1's controller
 }
 
 func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
@@ -92,17 +112,31 @@ func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *s
 		up:      make(map[protocol.NodeID]*incarnation),
 		rng:     rand.New(rand.NewPCG(seed, 0x6469736b)), // "disk"
 	}
+	first := membership.Membership{Config: c.cfg}
 	for _, id := range ids {
-		c.members[id] = &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency}}
+		first.Nodes = append(first.Nodes, memberOf(id))
+	}
+	for id := protocol.NodeID(1); int(id) <= p.Pool(); id++ {
+		m := &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency}}
+		st := membership.NodeState{} // a joining node: no membership yet
+		if int(id) <= p.Nodes {
+			st, m.active = membership.NodeState{Membership: first.Clone()}, true
+		}
+		m.state.Store(&st)
+		c.members[id] = m
+		c.pool = append(c.pool, id)
 	}
 	return c
 }
 
 // nodeConfig is every node's configuration: short timeouts, so that a
 // run of a few seconds sees many retries, and the variant's switches.
-func (c *cluster) nodeConfig(id protocol.NodeID) node.Config {
+func (c *cluster) nodeConfig(id protocol.NodeID, st membership.NodeState) node.Config {
 	cfg := node.DefaultConfig()
-	cfg.ID, cfg.Acceptors = id, c.cfg
+	cfg.ID, cfg.Acceptors = id, st.Membership.Config
+	if cfg.Acceptors.Version == 0 {
+		cfg.Acceptors = membership.JoiningConfig(id) // nothing it proposes can be chosen
+	}
 	cfg.Proposer = proposer.Config{
 		AttemptTimeout: 50 * time.Millisecond,
 		ReadTimeout:    30 * time.Millisecond,
@@ -120,15 +154,20 @@ func (c *cluster) start(m *member) error {
 	if err != nil {
 		return fmt.Errorf("node %d: opening its store: %w", m.id, err)
 	}
-	inc := &incarnation{id: m.id, net: c.net, revealed: make(map[string]protocol.Ballot)}
-	cfg := c.nodeConfig(m.id)
+	inc := &incarnation{id: m.id, net: c.net, store: st, revealed: make(map[string]protocol.Ballot)}
+	state := *m.state.Load()
+	cfg := c.nodeConfig(m.id, state)
 	cfg.Deleted = func(key string, version uint64) { inc.gc.Enqueue(key, version) }
 	n, err := node.New(cfg, st, inc, inc, c.log)
 	if err != nil {
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
 	}
 	inc.node = n
-	inc.gc, err = gc.New(gcConfig(m.id), st, n, &gcPeers{inc: inc, ids: c.ids(), h: c.h}, c.log)
+	inc.keeper = membership.NewKeeper(n, state, inc, func(st membership.NodeState) error {
+		m.state.Store(&st)
+		return nil
+	})
+	inc.gc, err = gc.New(gcConfig(m.id), st, n, inc.keeper.GuardGC(&gcPeers{inc: inc, h: c.h}), c.log)
 	if err != nil {
 		n.Stop()
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
@@ -147,9 +186,16 @@ func (c *cluster) start(m *member) error {
 // stops the node, whose later writes go to the disk that was cloned and
 // is now thrown away.
 func (c *cluster) crash(m *member, keepPercent int) {
+	if c.stop(m, keepPercent) {
+		c.crashes++
+	}
+}
+
+// stop takes m down as a crash would, and reports whether it was up.
+func (c *cluster) stop(m *member, keepPercent int) bool {
 	inc := m.inc
 	if inc == nil {
-		return
+		return false
 	}
 	c.mu.Lock()
 	delete(c.up, m.id)
@@ -159,10 +205,13 @@ func (c *cluster) crash(m *member, keepPercent int) {
 	c.checkRevealed(inc, clone)
 	inc.gc.Stop()
 	inc.node.Stop()
+	st := inc.node.Stats().Acceptor
+	c.fenced += st.Fenced
+	c.collected += st.Collected
 	_ = m.store.Close() // the old disk is gone; a store stopped by a failed sync says so again
 	m.fs, m.store, m.inc = clone, nil, nil
 	m.fail = &syncFailer{latency: c.plan.SyncLatency}
-	c.crashes++
+	return true
 }
 
 // checkRevealed checks invariant 3's part that the disks show: every
@@ -191,8 +240,12 @@ func (c *cluster) fail(reason string) {
 	}
 }
 
-// restart starts m again on its crashed disk, if it is down.
+// restart starts m again on its crashed disk, if it is down and still
+// part of the run.
 func (c *cluster) restart(m *member) {
+	if !m.active {
+		return
+	}
 	if m.inc != nil {
 		m.fail.armed.Store(false) // its sync failure never came
 		return
@@ -216,27 +269,34 @@ func (c *cluster) reapFailed() {
 	}
 }
 
-// pick returns a running node chosen by r, nil if none runs.
+// pick returns a running node chosen by r, nil if none runs or the one
+// chosen is no member (a joining node's proposer can choose nothing, and a
+// removed one is about to be stopped).
 func (c *cluster) pick(r *rand.Rand) *incarnation {
-	id := protocol.NodeID(1 + r.IntN(c.plan.Nodes))
+	id := c.pool[r.IntN(len(c.pool))]
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.up[id]
+	inc := c.up[id]
+	c.mu.Unlock()
+	if inc == nil || !slices.Contains(inc.keeper.Membership().IDs(), id) {
+		return nil
+	}
+	return inc
 }
 
+// ids returns every node that may run.
 func (c *cluster) ids() []protocol.NodeID {
-	return c.cfg.AcceptSet
+	return c.pool
 }
 
-// shutdown stops every node as a crash would, and returns what each disk
-// keeps: every register, per node.
-func (c *cluster) shutdown() (map[protocol.NodeID]map[string]protocol.Register, error) {
+// shutdown stops every node as a crash would, and returns what the disks
+// of ids keep: every register, per node.
+func (c *cluster) shutdown(ids []protocol.NodeID) (map[protocol.NodeID]map[string]protocol.Register, error) {
 	for _, id := range c.ids() {
 		c.crash(c.members[id], 0)
 	}
 	disks := make(map[protocol.NodeID]map[string]protocol.Register)
 	var errs []error
-	for _, id := range c.ids() {
+	for _, id := range ids {
 		regs, err := readDisk(c.members[id].fs)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("node %d: %w", id, err))

@@ -2,13 +2,11 @@ package chaos
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/caspaxos/caspaxos/internal/sim"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/gc"
 )
 
@@ -30,25 +28,22 @@ func gcConfig(id protocol.NodeID) gc.Config {
 // node as a forward does (a cut link or a node down fails it with
 // server.ErrUnreachable). Every collection is an operation of its keys'
 // histories (sim.HistoryOp.GC), from before the call to after it.
+//
+// The runner reaches it through its Keeper's GuardGC, which lists the
+// nodes of the membership in use and refuses every call while a
+// membership change holds the node.
 type gcPeers struct {
 	inc *incarnation
-	ids []protocol.NodeID
 	h   *history
 }
 
 var _ gc.Peers = (*gcPeers)(nil)
 
-func (g *gcPeers) Proposers() []protocol.NodeID { return g.ids }
-func (g *gcPeers) Acceptors() []protocol.NodeID { return g.ids }
+func (g *gcPeers) Proposers() []protocol.NodeID { return g.inc.keeper.Membership().IDs() }
+func (g *gcPeers) Acceptors() []protocol.NodeID { return g.inc.keeper.Membership().IDs() }
 
 func (g *gcPeers) route(to protocol.NodeID) (*incarnation, error) {
-	if !g.inc.alive.Load() {
-		return nil, fmt.Errorf("%w: node %d is down", server.ErrUnreachable, g.inc.id)
-	}
-	if dst := g.inc.net.route(g.inc.id, to); dst != nil {
-		return dst, nil
-	}
-	return nil, fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, g.inc.id, to)
+	return g.inc.net.call(g.inc, to)
 }
 
 func (g *gcPeers) Forget(ctx context.Context, id protocol.NodeID, tombs []protocol.Tombstone) (uint64, error) {

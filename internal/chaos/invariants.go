@@ -14,12 +14,15 @@ import (
 //
 //  1. One value per ballot: every accept that leaves a proposer for a
 //     (key, ballot) carries the same state. Checked at every send.
-//  2. A chosen value is never lost: once an accept quorum of acceptors has
-//     acknowledged (key, ballot), the disks that survive the run (each
-//     node's, cloned as a crash at the end would leave it) keep an
-//     accepted ballot >= it on enough acceptors that every prepare quorum
-//     meets one. Checked at the end, for keys deletion GC never collected
-//     (a collection removes chosen tombstones on purpose).
+//  2. A chosen value is never lost: once a majority of the acceptors a
+//     proposer sent (key, ballot)'s accept to have acknowledged it (the
+//     accept quorum of every configuration membership change uses, and
+//     one that follows the configuration the proposer used, whichever
+//     the nodes take meanwhile), the disks that survive the run (each node's, cloned as a
+//     crash at the end would leave it) keep an accepted ballot >= it on
+//     enough acceptors of the last configuration that every prepare quorum
+//     of it meets one. Checked at the end, for keys deletion GC never
+//     collected (a collection removes chosen tombstones on purpose).
 //  3. What an acceptor showed survives its crash: every accepted ballot
 //     any reply of it showed (the accept it acknowledged, the accepted
 //     state a promise, read reply or conflict revealed) is on its disk
@@ -31,6 +34,7 @@ type invariants struct {
 	collected map[protocol.NodeID]map[string]bool // keys GC removed, per acceptor
 	values    map[ballotKey]protocol.State
 	acked     map[ballotKey][]protocol.NodeID // acceptors that acknowledged it
+	sentTo    map[ballotKey][]protocol.NodeID // acceptors its accept was sent to
 	violated  []string
 }
 
@@ -44,6 +48,7 @@ func newInvariants() *invariants {
 		values:    make(map[ballotKey]protocol.State),
 		acked:     make(map[ballotKey][]protocol.NodeID),
 		collected: make(map[protocol.NodeID]map[string]bool),
+		sentTo:    make(map[ballotKey][]protocol.NodeID),
 	}
 }
 
@@ -59,6 +64,9 @@ func (v *invariants) sent(msgs []protocol.Message) {
 				v.violate("invariant 1: key %q ballot %s carried two states: %s and %s", m.Key, m.Ballot, old, m.State)
 			}
 			v.values[bk] = m.State
+			if !slices.Contains(v.sentTo[bk], m.To) {
+				v.sentTo[bk] = append(v.sentTo[bk], m.To)
+			}
 		case protocol.MsgAccepted:
 			if !slices.Contains(v.acked[bk], m.From) {
 				v.acked[bk] = append(v.acked[bk], m.From)
@@ -73,20 +81,20 @@ func (v *invariants) violate(format string, args ...any) {
 	}
 }
 
-// chosen returns, per key, the highest ballot an accept quorum of cfg
-// acknowledged.
-func (v *invariants) chosen(cfg protocol.Config) map[string]protocol.Ballot {
+// chosen returns, per key, the highest ballot a majority of the acceptors
+// its accept was sent to acknowledged.
+func (v *invariants) chosen() map[string]protocol.Ballot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make(map[string]protocol.Ballot)
 	for bk, ids := range v.acked {
 		n := 0
 		for _, id := range ids {
-			if slices.Contains(cfg.AcceptSet, id) {
+			if slices.Contains(v.sentTo[bk], id) {
 				n++
 			}
 		}
-		if n >= cfg.AcceptQuorum && out[bk.key].Less(bk.ballot) {
+		if 2*n > len(v.sentTo[bk]) && out[bk.key].Less(bk.ballot) {
 			out[bk.key] = bk.ballot
 		}
 	}
@@ -94,10 +102,11 @@ func (v *invariants) chosen(cfg protocol.Config) map[string]protocol.Ballot {
 }
 
 // checkSurvivors checks invariant 2 against the registers read from the
-// surviving disks (per acceptor, per key), for the keys not in collected.
+// surviving disks (per acceptor, per key) of the last configuration cfg,
+// for the keys not in collected.
 func (v *invariants) checkSurvivors(cfg protocol.Config, disks map[protocol.NodeID]map[string]protocol.Register, collected map[string]bool) {
 	need := len(cfg.PrepareSet) - cfg.PrepareQuorum + 1
-	for key, b := range v.chosen(cfg) {
+	for key, b := range v.chosen() {
 		if collected[key] {
 			continue
 		}

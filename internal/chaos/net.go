@@ -11,7 +11,9 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/storage"
 )
 
 // network is the faulty in-process network between the cluster's nodes.
@@ -42,11 +44,18 @@ type network struct {
 // Its endpoint stops carrying anything the moment it is cut off, before
 // its disk is cloned, so that nothing it does afterwards reaches anyone.
 type incarnation struct {
-	id    protocol.NodeID
-	net   *network
-	node  *node.Node
-	gc    *gc.Runner
-	alive atomic.Bool
+	id     protocol.NodeID
+	net    *network
+	node   *node.Node
+	store  *storage.Pebble
+	keeper *membership.Keeper
+	gc     *gc.Runner
+	alive  atomic.Bool
+	// links is the set of peers its Keeper gave it (membership.Links):
+	// what the node dials and accepts, as the peer transport does (it
+	// drops the links of nodes the membership no longer lists). Empty
+	// while the node knows nobody (a joining node): it accepts anyone.
+	links atomic.Pointer[map[protocol.NodeID]bool]
 
 	// revealed is the highest accepted ballot of each key that any reply
 	// of this incarnation's acceptor showed (invariant 3).
@@ -64,7 +73,11 @@ func (inc *incarnation) reveal(msgs []protocol.Message) {
 		switch m.Kind {
 		case protocol.MsgAccepted:
 			b = m.Ballot
-		case protocol.MsgPromise, protocol.MsgReadReply, protocol.MsgConflict:
+		case protocol.MsgConflict:
+			if m.Accepted.Proposer == 0 {
+				continue // a floor's refusal (protocol.BelowFloor): it shows the floor, no accepted ballot
+			}
+		case protocol.MsgPromise, protocol.MsgReadReply:
 		default:
 			continue
 		}
@@ -112,18 +125,53 @@ func (n *network) setCut(links [][2]protocol.NodeID) {
 }
 
 // route returns the incarnation a message from one node to another
-// reaches, or nil if the link is cut or the receiver is down.
+// reaches, or nil if the link is cut, the receiver is down, or the
+// receiver's links leave the sender out (checked at delivery, so that a
+// delayed message from a node removed meanwhile is dropped, as the closed
+// connection that carried it would drop it).
 func (n *network) route(from, to protocol.NodeID) *incarnation {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cut[[2]protocol.NodeID{from, to}] {
 		return nil
 	}
-	return n.nodes[to]
+	dst := n.nodes[to]
+	if dst == nil || from == to || dst.linked(from) {
+		return dst
+	}
+	return nil
 }
 
-// lateDelay is how long a late message is held on top of its delay.
-const lateDelay = 150 * time.Millisecond
+// linked reports whether inc's links take id (all do while it knows nobody).
+func (inc *incarnation) linked(id protocol.NodeID) bool {
+	l := inc.links.Load()
+	return l == nil || len(*l) == 0 || (*l)[id]
+}
+
+// SetPeers implements membership.Links: the harness's routing follows
+// the node's membership.
+func (inc *incarnation) SetPeers(peers, _ map[protocol.NodeID]string) {
+	l := make(map[protocol.NodeID]bool, len(peers))
+	for id := range peers {
+		l[id] = true
+	}
+	inc.links.Store(&l)
+}
+
+// call returns the incarnation a call of inc to node to (a forward, a GC
+// call) reaches: inc must be up and link to it, and route must take it.
+func (n *network) call(inc *incarnation, to protocol.NodeID) (*incarnation, error) {
+	if !inc.alive.Load() {
+		return nil, fmt.Errorf("%w: node %d is down", server.ErrUnreachable, inc.id)
+	}
+	if to != inc.id && !inc.linked(to) {
+		return nil, fmt.Errorf("%w: node %d has no link to %d", server.ErrUnreachable, inc.id, to)
+	}
+	if dst := n.route(inc.id, to); dst != nil {
+		return dst, nil
+	}
+	return nil, fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
+}
 
 // fate is what happens to one message.
 type fate struct {
@@ -144,13 +192,21 @@ func (n *network) fates(msgs []protocol.Message) []fate {
 		}
 		if n.rng.Float64() < n.plan.Delay {
 			f.delay = time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))
-			if n.rng.Float64() < n.plan.Late {
-				f.delay += lateDelay // outlives a GC round, as the age fence must cope with
+			if n.rng.Float64() < n.plan.Late && (!n.plan.LateAcceptsOnly || msgs[i].Kind == protocol.MsgAccept) {
+				f.delay += time.Duration(1 + n.rng.Int64N(int64(n.plan.LateDelay))) // may outlive a GC round, as the age fence must cope with
 			}
 		}
 		fs[i] = f
 	}
 	return fs
+}
+
+// callFaults draws whether an in-process call (the controller's) is lost
+// before it runs or after (its reply), each with the plan's loss rate.
+func (n *network) callFaults() (before, after bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rng.Float64() < n.plan.Loss, n.rng.Float64() < n.plan.Loss
 }
 
 // send carries msgs from inc's node to node to.
@@ -161,6 +217,20 @@ func (n *network) send(inc *incarnation, to protocol.NodeID, msgs []protocol.Mes
 	n.inv.sent(msgs)
 	inc.reveal(msgs)
 	dst := n.route(inc.id, to)
+	if dst != nil && to != inc.id && !inc.linked(to) {
+		// Requests go over the node's own links, which leave to out;
+		// replies go back the way their requests came.
+		var replies []protocol.Message
+		for _, m := range msgs {
+			if !m.Kind.IsRequest() {
+				replies = append(replies, m)
+			}
+		}
+		n.cutDrops.Add(uint64(len(msgs) - len(replies)))
+		if msgs = replies; len(msgs) == 0 {
+			return fmt.Errorf("%w: node %d has no link to %d", server.ErrUnreachable, inc.id, to)
+		}
+	}
 	if dst == nil {
 		n.cutDrops.Add(uint64(len(msgs)))
 		return fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
@@ -206,12 +276,9 @@ func (n *network) later(from, to protocol.NodeID, m protocol.Message, d time.Dur
 
 // forward runs req on node to's proposer, if the link and the node are up.
 func (n *network) forward(ctx context.Context, inc *incarnation, to protocol.NodeID, req server.Request) (protocol.State, error) {
-	if !inc.alive.Load() {
-		return protocol.State{}, fmt.Errorf("%w: node %d is down", server.ErrUnreachable, inc.id)
-	}
-	dst := n.route(inc.id, to)
-	if dst == nil {
-		return protocol.State{}, fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
+	dst, err := n.call(inc, to)
+	if err != nil {
+		return protocol.State{}, err
 	}
 	return dst.node.Propose(ctx, req)
 }
@@ -235,4 +302,5 @@ func (inc *incarnation) Forward(ctx context.Context, to protocol.NodeID, req ser
 var (
 	_ server.Transport = (*incarnation)(nil)
 	_ server.Forwarder = (*incarnation)(nil)
+	_ membership.Links = (*incarnation)(nil)
 )

@@ -23,6 +23,9 @@ type Options struct {
 	// Variant switches on deliberately broken production behaviour
 	// (negative tests only).
 	Variant Variant
+	// Kind forces the plan's kind (default: the variant's, else the one
+	// the seed draws).
+	Kind PlanKind
 	// CheckTimeout bounds Porcupine's search (default 60s); a search that
 	// does not finish counts as a failure.
 	CheckTimeout time.Duration
@@ -39,14 +42,23 @@ const DefaultLength = 2 * time.Second
 type Variant struct {
 	// Name appears in failures and in the replay command.
 	Name string
+	// Kind is the plan kind that exposes the variant (0: the seed's).
+	Kind PlanKind
 	// ReplyBeforeSync: acceptor services release replies before the write
 	// they depend on is synced (acceptor.Config.Bugs.ReplyBeforeSync).
 	ReplyBeforeSync bool
+	// NoAgeFence: acceptor services store GC's age fences but never
+	// refuse a message for its age (acceptor.Config.Bugs.NoAgeFence).
+	NoAgeFence bool
+	// NoCatchUp: the membership controller skips the catch-up
+	// (membership.ControllerConfig.Bugs.NoCatchUp).
+	NoCatchUp bool
 }
 
 // acceptor applies the variant to an acceptor service's configuration.
 func (v Variant) acceptor(cfg *acceptor.Config) {
 	cfg.Bugs.ReplyBeforeSync = v.ReplyBeforeSync
+	cfg.Bugs.NoAgeFence = v.NoAgeFence
 }
 
 // Stats counts what a run did.
@@ -56,13 +68,19 @@ type Stats struct {
 	CutDrops                              uint64
 	Crashes, Restarts, SyncFailures       int
 	GCCollects                            uint64
-	Partitions                            int
+	// Collected counts registers GC removed, Fenced requests an age
+	// fence refused (a stale message GC would otherwise have let in).
+	Collected, Fenced uint64
+	Partitions        int
+	// Changes counts membership changes that ended, LateChanges those
+	// that ended only after the clients stopped.
+	Changes, LateChanges int
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d; GC collect calls %d",
+	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d, membership changes %d (%d after the clients); GC collect calls %d, registers collected %d, requests fenced %d",
 		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops,
-		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.GCCollects)
+		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.Changes, s.LateChanges, s.GCCollects, s.Collected, s.Fenced)
 }
 
 // Report is a run that passed every check.
@@ -89,6 +107,7 @@ func (f *Failure) Replay() string {
 	if f.Variant != "" {
 		cmd += " -chaos-variant " + f.Variant
 	}
+	cmd += " -chaos-plan " + f.Plan.Kind.String()
 	if f.Length != DefaultLength {
 		cmd += fmt.Sprintf(" -chaos-length %v", f.Length)
 	}
@@ -124,13 +143,24 @@ func Run(opts Options) (*Report, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	plan := drawPlan(opts.Seed, opts.Length)
+	if opts.Kind == 0 {
+		opts.Kind = opts.Variant.Kind
+	}
+	plan := drawPlan(opts.Seed, opts.Length, opts.Kind)
 	inv := newInvariants()
 	net := newNetwork(plan, opts.Seed, inv)
 	h := &history{start: time.Now()}
 	c := newCluster(plan, opts.Seed, opts.Variant, net, h, opts.Log)
 	for _, id := range c.ids() {
+		if !c.members[id].active {
+			continue // a node to be added: started by its AddNode
+		}
 		if err := c.start(c.members[id]); err != nil {
+			return nil, fmt.Errorf("caspaxos/chaos: seed %d: %w", opts.Seed, err)
+		}
+	}
+	if plan.Grow > 0 {
+		if err := c.startController(); err != nil {
 			return nil, fmt.Errorf("caspaxos/chaos: seed %d: %w", opts.Seed, err)
 		}
 	}
@@ -147,17 +177,29 @@ func Run(opts Options) (*Report, error) {
 	}
 	partitions := runFaults(ctx, c, h.start)
 	wg.Wait()
-	crashes := c.crashes
 	net.setCut(nil)
-	disks, diskErr := c.shutdown()
+	for _, id := range c.ids() {
+		c.reapFailed()
+		c.restart(c.members[id]) // what is down comes back, so that a change in progress can end
+	}
+	c.finishChanges(changeLimit)
+	if c.changes != nil {
+		c.changes.ctl.Stop()
+	}
+	crashes := c.crashes
+	final := c.members[1].state.Load().Membership.Config
+	disks, diskErr := c.shutdown(final.PrepareSet)
 	net.shutdown()
 
 	st := Stats{
 		Ops: len(h.ops), OK: h.ok, Refused: h.refused, Unknown: h.unknown, NotApplied: h.notApplied,
 		Sent: net.sent.Load(), Dropped: net.dropped.Load(), Duplicated: net.duplicated.Load(),
 		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(),
-		GCCollects: h.gcs.Load(),
-		Crashes:    crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+		GCCollects: h.gcs.Load(), Collected: c.collected, Fenced: c.fenced,
+		Crashes: crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+	}
+	if c.changes != nil {
+		st.Changes, st.LateChanges = c.changes.ended, c.changes.late
 	}
 	var reasons []string
 	reasons = append(reasons, h.unexpected...)
@@ -173,7 +215,7 @@ func Run(opts Options) (*Report, error) {
 		}
 	}
 	inv.mu.Unlock()
-	inv.checkSurvivors(c.cfg, disks, collected)
+	inv.checkSurvivors(final, disks, collected)
 	reasons = append(reasons, inv.failures()...)
 	if err := sim.CheckHistory(h.ops, opts.CheckTimeout); err != nil {
 		reasons = append(reasons, err.Error())
@@ -183,6 +225,10 @@ func Run(opts Options) (*Report, error) {
 	}
 	return &Report{Seed: opts.Seed, Plan: plan, Stats: st}, nil
 }
+
+// changeLimit bounds how long a membership change may take to end once
+// the clients stopped and every fault healed.
+const changeLimit = 20 * time.Second
 
 // runFaults carries out the plan's schedule until ctx ends, and restarts
 // nodes that stopped themselves after a failed sync. It returns the number
@@ -205,6 +251,7 @@ func runFaults(ctx context.Context, c *cluster, start time.Time) int {
 		case <-ctx.Done():
 		case <-tick.C:
 			c.reapFailed()
+			c.nextChange()
 		case <-due:
 			fired = true
 		}
@@ -234,6 +281,8 @@ func runFaults(ctx context.Context, c *cluster, start time.Time) int {
 			c.net.setCut(e.Cut)
 		case Heal:
 			c.net.setCut(nil)
+		case AddNode, RemoveNode:
+			c.change(e)
 		}
 	}
 }

@@ -5,6 +5,11 @@ package chaos
 func Variants() []Variant {
 	return []Variant{
 		{Name: "reply-before-sync", ReplyBeforeSync: true},
+		// A stale accept must land on a collected register: GC plans.
+		{Name: "gc-without-age-fence", Kind: GCChurn, NoAgeFence: true},
+		// A key left on the old majority must be missed by a new prepare quorum:
+		// membership plans.
+		{Name: "grow-without-catch-up", Kind: Membership, NoCatchUp: true},
 	}
 }
 

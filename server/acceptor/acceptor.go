@@ -177,6 +177,11 @@ type Bugs struct {
 	// variant of PROTOCOL.md §10): a crash then takes back what was
 	// answered.
 	ReplyBeforeSync bool
+	// NoAgeFence never refuses a message for its age (the broken variant
+	// of PROTOCOL.md §9 step 3): fences are still stored, but an accept
+	// sent before a key's GC round and delayed past it lands on the
+	// removed register, and brings back the value the delete replaced.
+	NoAgeFence bool
 }
 
 // DefaultConfig returns the defaults of every tunable field (ID is the
@@ -565,7 +570,7 @@ func (a *Acceptor) step(b *batch) {
 		if m.Age > a.seen[m.From] && m.Age <= protocol.MaxAge {
 			a.seen[m.From] = m.Age
 		}
-		if reply, fenced := protocol.Fenced(m, a.fences[m.From]); fenced {
+		if reply, fenced := protocol.Fenced(m, a.fences[m.From]); fenced && !a.bugs.NoAgeFence {
 			b.replies = append(b.replies, reply)
 			b.deps = append(b.deps, nil)
 			b.ceils = append(b.ceils, nil)

@@ -123,6 +123,21 @@ type ControllerConfig struct {
 	RetryMax    time.Duration
 	CallTimeout time.Duration
 	SettlePoll  time.Duration
+
+	// Bugs is for negative tests only.
+	Bugs Bugs
+}
+
+// Bugs switches on deliberately broken behaviour of the controller, so
+// that tests can show a harness of the real components (internal/chaos)
+// catching it. The zero value is correct behaviour; nothing outside tests
+// may set a field.
+type Bugs struct {
+	// NoCatchUp skips every step's catch-up (the broken variant of
+	// PROTOCOL.md §8 step 3): a key written before a grow from an odd
+	// number of acceptors stays on a majority of the old ones only, which
+	// a prepare quorum of the next configuration can miss.
+	NoCatchUp bool
 }
 
 // DefaultControllerConfig returns the defaults of every tunable field
@@ -364,7 +379,7 @@ func (c *Controller) advance(ctx context.Context, ch *Change) (bool, error) {
 	case !ch.Settled:
 		err = c.settle(ctx, ch, s.Membership.Version())
 		done = func(n *Change) { n.Settled = true }
-	case s.CatchUp && !ch.CaughtUp:
+	case s.CatchUp && !ch.CaughtUp && !c.cfg.Bugs.NoCatchUp:
 		return false, c.catchUpPage(ctx, ch) // commits each page
 	default:
 		c.log.Info("membership step done", slog.Uint64("version", s.Membership.Version()))
