@@ -59,13 +59,19 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startEtcd starts a three-member etcd with default settings (real fsync).
+// With -tls each member also serves its HTTP API on a port of its own
+// (--listen-client-http-urls), unless -etcd-http-on-client-port: etcd
+// serves gRPC and HTTP on one TLS port by handing gRPC to net/http
+// (grpc.Server.ServeHTTP), far slower than its own transport, and warns
+// that this is not for production (etcd-io/etcd#15402); without TLS it
+// splits the port with cmux and gRPC keeps its own transport.
 func (r *runner) startEtcd() (*cluster, error) {
 	bin := r.etcdBin
 	dir, err := os.MkdirTemp(r.dataDir, "etcd-")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := freePorts(9)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +103,9 @@ func (r *runner) startEtcd() (*cluster, error) {
 			nf := f.Nodes[name]
 			args = append(args, "--cert-file", nf.CertFile, "--key-file", nf.KeyFile, "--trusted-ca-file", f.CA, "--client-cert-auth",
 				"--peer-cert-file", nf.CertFile, "--peer-key-file", nf.KeyFile, "--peer-trusted-ca-file", f.CA, "--peer-client-cert-auth")
+			if !r.opts.etcdHTTPOnClientPort {
+				args = append(args, "--listen-client-http-urls", fmt.Sprintf("https://127.0.0.1:%d", ports[6+i]))
+			}
 		}
 		ms = append(ms, member{bin: bin, log: filepath.Join(dir, name+".log"), args: args})
 	}

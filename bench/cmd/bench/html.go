@@ -193,7 +193,7 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 	fmt.Fprintf(&b, `<h1>caspaxos vs etcd</h1><p class="note">%d CPUs (%s), Linux %s · %.0f s measured per cell after %.0f s warm-up · %d connections per system · %d run(s) per cell, median shown · %d keys, %d-byte values · three members each, separate processes on 127.0.0.1, real fsync, a fresh cluster per cell and system%s. Started %s.</p>`,
 		r.Host.CPUs, html.EscapeString(r.Host.CPU), html.EscapeString(r.Host.Kernel),
 		r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.Conns, r.Settings.Repeat, r.Settings.Keys, r.Settings.ValueBytes,
-		tlsNote(r.Settings.TLS), r.Started.Format("2006-01-02 15:04:05 MST"))
+		tlsNote(r.Settings), r.Started.Format("2006-01-02 15:04:05 MST"))
 	writeHTMLTable(&b, r)
 	for _, wl := range workloadsOf(r) {
 		cells := cellsOf(r, wl)
@@ -231,9 +231,12 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 }
 
 // tlsNote is what the page's note says of TLS.
-func tlsNote(on bool) string {
-	if on {
-		return " · TLS on the client and peer ports of both systems, client certificates required on both"
+func tlsNote(s settings) string {
+	switch {
+	case s.TLS && s.EtcdHTTPOnClientPort:
+		return " · TLS on the client and peer ports of both systems, client certificates required on both; etcd's HTTP API on its client port (gRPC through net/http)"
+	case s.TLS:
+		return " · TLS on the client and peer ports of both systems, client certificates required on both; etcd's HTTP API on a port of its own"
 	}
 	return " · no TLS"
 }

@@ -47,6 +47,9 @@ type options struct {
 	pprofPort          int
 	seed               uint64
 	tls                bool
+	// etcdHTTPOnClientPort leaves etcd's HTTP API on its TLS client port
+	// (see startEtcd).
+	etcdHTTPOnClientPort bool
 }
 
 func main() {
@@ -78,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the clusters' data directories and logs")
 	fs.IntVar(&o.pprofPort, "pprof-port", 0, "if set, caspaxos node i serves net/http/pprof on 127.0.0.1:(port+i)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the clients' key choice")
+	fs.BoolVar(&o.etcdHTTPOnClientPort, "etcd-http-on-client-port", false, "with -tls: leave etcd's HTTP API on its client port, where etcd serves gRPC through net/http (slow; etcd's default, which it warns against)")
 	fs.BoolVar(&o.tls, "tls", false, "TLS on both ports of both systems, client certificates required on both, from a throwaway CA; the clients connect with a client certificate")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
