@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -25,6 +26,9 @@ type cluster struct {
 	procs   []*exec.Cmd
 	clients []string // client addresses, host:port
 	metrics []string // caspaxos: metrics URLs
+	// tls is a client's TLS configuration (CA and client certificate) when
+	// the cluster serves TLS on both ports (-tls), else nil.
+	tls *tls.Config
 }
 
 // member is how to start one process.
@@ -55,34 +59,55 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startEtcd starts a three-member etcd with default settings (real fsync).
+// With -tls each member also serves its HTTP API on a port of its own
+// (--listen-client-http-urls), unless -etcd-http-on-client-port: etcd
+// serves gRPC and HTTP on one TLS port by handing gRPC to net/http
+// (grpc.Server.ServeHTTP), far slower than its own transport, and warns
+// that this is not for production (etcd-io/etcd#15402); without TLS it
+// splits the port with cmux and gRPC keeps its own transport.
 func (r *runner) startEtcd() (*cluster, error) {
 	bin := r.etcdBin
 	dir, err := os.MkdirTemp(r.dataDir, "etcd-")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := freePorts(9)
 	if err != nil {
 		return nil, err
 	}
+	scheme := "http"
+	if r.certs != nil {
+		scheme = "https"
+	}
 	var initial []string
 	for i := range 3 {
-		initial = append(initial, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[3+i]))
+		initial = append(initial, fmt.Sprintf("e%d=%s://127.0.0.1:%d", i+1, scheme, ports[3+i]))
 	}
-	c := &cluster{system: "etcd", dir: dir}
+	c := &cluster{system: "etcd", dir: dir, tls: r.clientTLS()}
 	var ms []member
 	for i := range 3 {
 		name := fmt.Sprintf("e%d", i+1)
-		cu := fmt.Sprintf("http://127.0.0.1:%d", ports[i])
-		pu := fmt.Sprintf("http://127.0.0.1:%d", ports[3+i])
+		cu := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[i])
+		pu := fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[3+i])
 		c.clients = append(c.clients, fmt.Sprintf("127.0.0.1:%d", ports[i]))
-		ms = append(ms, member{bin: bin, log: filepath.Join(dir, name+".log"), args: []string{
+		args := []string{
 			"--name", name, "--data-dir", filepath.Join(dir, name),
 			"--listen-client-urls", cu, "--advertise-client-urls", cu,
 			"--listen-peer-urls", pu, "--initial-advertise-peer-urls", pu,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "bench", "--log-level", "warn",
-		}})
+		}
+		if f := r.certs; f != nil {
+			// Client certificates required on both ports, as caspaxos is
+			// run: the same handshakes on both sides of the comparison.
+			nf := f.Nodes[name]
+			args = append(args, "--cert-file", nf.CertFile, "--key-file", nf.KeyFile, "--trusted-ca-file", f.CA, "--client-cert-auth",
+				"--peer-cert-file", nf.CertFile, "--peer-key-file", nf.KeyFile, "--peer-trusted-ca-file", f.CA, "--peer-client-cert-auth")
+			if !r.opts.etcdHTTPOnClientPort {
+				args = append(args, "--listen-client-http-urls", fmt.Sprintf("https://127.0.0.1:%d", ports[6+i]))
+			}
+		}
+		ms = append(ms, member{bin: bin, log: filepath.Join(dir, name+".log"), args: args})
 	}
 	return c, c.start(ms)
 }
@@ -102,16 +127,27 @@ func (r *runner) startCaspaxos() (*cluster, error) {
 	for i := range 3 {
 		peers = append(peers, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[3+i]))
 	}
-	c := &cluster{system: "caspaxos", dir: dir}
+	c := &cluster{system: "caspaxos", dir: dir, tls: r.clientTLS()}
+	scheme := "http"
+	if r.certs != nil {
+		scheme = "https"
+	}
 	var ms []member
 	for i := range 3 {
 		name := fmt.Sprintf("n%d", i+1)
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
 		c.clients = append(c.clients, addr)
-		c.metrics = append(c.metrics, "http://"+addr+"/metrics")
+		c.metrics = append(c.metrics, scheme+"://"+addr+"/metrics")
 		args := []string{"serve", "--name", name, "--data-dir", filepath.Join(dir, name),
 			"--client-addr", addr, "--peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[3+i]),
 			"--cluster", strings.Join(peers, ","), "--log-level", "warn"}
+		if f := r.certs; f != nil {
+			// The flags caspaxos dev --tls passes: TLS on both ports, client
+			// certificates required on both (peers always need one).
+			nf := f.Nodes[name]
+			args = append(args, "--cert-file", nf.CertFile, "--key-file", nf.KeyFile, "--trusted-ca-file", f.CA, "--client-cert-auth",
+				"--peer-cert-file", nf.CertFile, "--peer-key-file", nf.KeyFile, "--peer-trusted-ca-file", f.CA)
+		}
 		if r.pprofPort > 0 {
 			args = append(args, "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", r.pprofPort+i))
 		}
@@ -267,10 +303,10 @@ func (c *cluster) peakRSSMiB() float64 {
 }
 
 // allReachable reports an error unless every caspaxos node at addrs sees
-// every member reachable.
-func allReachable(ctx context.Context, addrs []string) error {
+// every member reachable. tlsCfg is the client's TLS (nil: plain).
+func allReachable(ctx context.Context, addrs []string, tlsCfg *tls.Config) error {
 	for _, a := range addrs {
-		c, err := client.New(client.Config{Endpoints: []string{a}})
+		c, err := client.New(client.Config{Endpoints: []string{a}, TLS: tlsCfg})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"strconv"
 	"time"
 
@@ -18,8 +19,16 @@ type etcdDriver struct {
 }
 
 // dialEtcd returns conns drivers, each its own client over all endpoints
-// (the client balances its requests over them).
-func dialEtcd(endpoints []string, conns int) ([]benchload.Driver, func(), error) {
+// (the client balances its requests over them). With tlsCfg (the CA and a
+// client certificate) they connect over TLS.
+func dialEtcd(endpoints []string, conns int, tlsCfg *tls.Config) ([]benchload.Driver, func(), error) {
+	if tlsCfg != nil {
+		var eps []string
+		for _, e := range endpoints {
+			eps = append(eps, "https://"+e)
+		}
+		endpoints = eps
+	}
 	var out []benchload.Driver
 	var clients []*clientv3.Client
 	closeAll := func() {
@@ -29,7 +38,11 @@ func dialEtcd(endpoints []string, conns int) ([]benchload.Driver, func(), error)
 	}
 	for i := range conns {
 		eps := append(append([]string{}, endpoints[i%len(endpoints):]...), endpoints[:i%len(endpoints)]...)
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+		if tlsCfg != nil {
+			cfg.TLS = tlsCfg.Clone()
+		}
+		c, err := clientv3.New(cfg)
 		if err != nil {
 			closeAll()
 			return nil, nil, err

@@ -190,10 +190,10 @@ body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collaps
 td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
 .good{background:#e6f4e6}.bad{background:#fbe7e7}.charts{display:flex;flex-wrap:wrap;gap:12px}
 h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head><body>`)
-	fmt.Fprintf(&b, `<h1>caspaxos vs etcd</h1><p class="note">%d CPUs (%s), Linux %s · %.0f s measured per cell after %.0f s warm-up · %d connections per system · %d run(s) per cell, median shown · %d keys, %d-byte values · three members each, separate processes on 127.0.0.1, real fsync, a fresh cluster per cell and system. Started %s.</p>`,
+	fmt.Fprintf(&b, `<h1>caspaxos vs etcd</h1><p class="note">%d CPUs (%s), Linux %s · %.0f s measured per cell after %.0f s warm-up · %d connections per system · %d run(s) per cell, median shown · %d keys, %d-byte values · three members each, separate processes on 127.0.0.1, real fsync, a fresh cluster per cell and system%s. Started %s.</p>`,
 		r.Host.CPUs, html.EscapeString(r.Host.CPU), html.EscapeString(r.Host.Kernel),
 		r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.Conns, r.Settings.Repeat, r.Settings.Keys, r.Settings.ValueBytes,
-		r.Started.Format("2006-01-02 15:04:05 MST"))
+		tlsNote(r.Settings), r.Started.Format("2006-01-02 15:04:05 MST"))
 	writeHTMLTable(&b, r)
 	for _, wl := range workloadsOf(r) {
 		cells := cellsOf(r, wl)
@@ -228,6 +228,17 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 	b.WriteString(`</body></html>` + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// tlsNote is what the page's note says of TLS.
+func tlsNote(s settings) string {
+	switch {
+	case s.TLS && s.EtcdHTTPOnClientPort:
+		return " · TLS on the client and peer ports of both systems, client certificates required on both; etcd's HTTP API on its client port (gRPC through net/http)"
+	case s.TLS:
+		return " · TLS on the client and peer ports of both systems, client certificates required on both; etcd's HTTP API on a port of its own"
+	}
+	return " · no TLS"
 }
 
 // spectrumChart is a cell's latency distribution on a "nines" axis.

@@ -119,7 +119,7 @@ func nodeName(system string, i int) string {
 // caspaxos, every node reaches every peer).
 func labReady(ctx context.Context, l *labCluster, clients []*netlab.Client) error {
 	if l.system == "caspaxos" {
-		if err := l.waitReady(ctx, func(ctx context.Context) error { return allReachable(ctx, l.clients) }); err != nil {
+		if err := l.waitReady(ctx, func(ctx context.Context) error { return allReachable(ctx, l.clients, nil) }); err != nil {
 			return err
 		}
 	}

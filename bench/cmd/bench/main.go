@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,7 +28,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/benchload"
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 // options are the flags.
@@ -43,6 +46,10 @@ type options struct {
 	keep               bool
 	pprofPort          int
 	seed               uint64
+	tls                bool
+	// etcdHTTPOnClientPort leaves etcd's HTTP API on its TLS client port
+	// (see startEtcd).
+	etcdHTTPOnClientPort bool
 }
 
 func main() {
@@ -74,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the clusters' data directories and logs")
 	fs.IntVar(&o.pprofPort, "pprof-port", 0, "if set, caspaxos node i serves net/http/pprof on 127.0.0.1:(port+i)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the clients' key choice")
+	fs.BoolVar(&o.etcdHTTPOnClientPort, "etcd-http-on-client-port", false, "with -tls: leave etcd's HTTP API on its client port, where etcd serves gRPC through net/http (slow; etcd's default, which it warns against)")
+	fs.BoolVar(&o.tls, "tls", false, "TLS on both ports of both systems, client certificates required on both, from a throwaway CA; the clients connect with a client certificate")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -133,6 +142,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
+	if o.tls {
+		cleanup, err := r.makeCerts()
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+	}
 	rep := newReport(o, systems)
 	total := len(workloads) * len(clients) * len(systems) * o.repeat
 	for _, w := range workloads {
@@ -166,7 +182,37 @@ type runner struct {
 	pprofPort            int
 	progress             *progress
 	done                 int
+	// certs (with -tls) are every member's certificate and a client's,
+	// from one throwaway CA; nil without -tls.
+	certs     *certs.DevFiles
+	tlsClient *tls.Config
 }
+
+// makeCerts writes a throwaway CA and certificates for every member of
+// both systems (n1-n3, e1-e3; each also names 127.0.0.1) and a client,
+// once for the run; the returned function deletes them.
+func (r *runner) makeCerts() (func(), error) {
+	dir, err := os.MkdirTemp(r.dataDir, "bench-tls-")
+	if err != nil {
+		return nil, err
+	}
+	f, err := certs.WriteDev(dir, []string{"n1", "n2", "n3", "e1", "e2", "e3"}, time.Now())
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cfg, err := certs.ClientFiles(f.CA, f.Client.CertFile, f.Client.KeyFile)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	r.certs, r.tlsClient = &f, cfg
+	return func() { os.RemoveAll(dir) }, nil
+}
+
+// clientTLS is a client's TLS configuration (the CA, the client
+// certificate), or nil without -tls.
+func (r *runner) clientTLS() *tls.Config { return r.tlsClient }
 
 // buildBinaries builds etcd (this module's cmd/etcd) and caspaxos (the
 // parent module's cmd/caspaxos) into a temporary directory unless given.
@@ -251,11 +297,13 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 		return out
 	}
 	conns := min(r.opts.conns, clients)
-	dial := benchload.DialCaspaxos
+	var drivers []benchload.Driver
+	var closeDrivers func()
 	if system == "etcd" {
-		dial = dialEtcd
+		drivers, closeDrivers, err = dialEtcd(cl.clients, conns, cl.tls)
+	} else {
+		drivers, closeDrivers, err = benchload.DialCaspaxos(client.Config{Endpoints: cl.clients, TLS: cl.tls}, conns)
 	}
-	drivers, closeDrivers, err := dial(cl.clients, conns)
 	if err != nil {
 		return fail(err)
 	}
@@ -268,7 +316,7 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 		// a key itself instead of forwarding it to the key's home, and the
 		// two proposers then duel on a hot key: start when every node
 		// reaches every peer.
-		if err := cl.waitReady(ctx, func(ctx context.Context) error { return allReachable(ctx, cl.clients) }); err != nil {
+		if err := cl.waitReady(ctx, func(ctx context.Context) error { return allReachable(ctx, cl.clients, cl.tls) }); err != nil {
 			return fail(err)
 		}
 	}
@@ -278,12 +326,12 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 		Workload: w, Clients: clients, Duration: r.opts.duration, Warmup: r.opts.warmup, Seed: r.opts.seed + rep,
 		OnMeasure: func(start bool) {
 			if start {
-				cpu0, m0 = cl.cpuSeconds(), scrapeCounters(ctx, cl.metrics)
+				cpu0, m0 = cl.cpuSeconds(), scrapeCounters(ctx, cl.metrics, cl.tls)
 				return
 			}
 			out.CPUSeconds = cl.cpuSeconds() - cpu0
 			if len(cl.metrics) > 0 {
-				out.Counters = diffCounters(m0, scrapeCounters(ctx, cl.metrics))
+				out.Counters = diffCounters(m0, scrapeCounters(ctx, cl.metrics, cl.tls))
 			}
 		},
 		Progress: func(phase string, elapsed, total time.Duration, ops int64) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,9 +12,12 @@ import (
 
 // scrapeSamples calls each, for every node (its index in urls), with the
 // name (labels included) and value of every caspaxos_* sample the node
-// serves. A node that does not answer within a second is left out.
-func scrapeSamples(ctx context.Context, urls []string, each func(node int, name string, v float64)) {
-	hc := &http.Client{Timeout: time.Second}
+// serves. A node that does not answer within a second is left out. tlsCfg
+// is the client's TLS for https URLs (nil: plain).
+func scrapeSamples(ctx context.Context, urls []string, tlsCfg *tls.Config, each func(node int, name string, v float64)) {
+	tr := &http.Transport{TLSClientConfig: tlsCfg}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Timeout: time.Second, Transport: tr}
 	for i, u := range urls {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -39,9 +43,9 @@ func scrapeSamples(ctx context.Context, urls []string, each func(node int, name 
 }
 
 // scrapeCounters sums the unlabelled caspaxos_*_total counters of the nodes.
-func scrapeCounters(ctx context.Context, urls []string) map[string]float64 {
+func scrapeCounters(ctx context.Context, urls []string, tlsCfg *tls.Config) map[string]float64 {
 	out := map[string]float64{}
-	scrapeSamples(ctx, urls, func(_ int, name string, v float64) {
+	scrapeSamples(ctx, urls, tlsCfg, func(_ int, name string, v float64) {
 		if !strings.Contains(name, "{") && strings.HasSuffix(name, "_total") {
 			out[name] += v
 		}
@@ -65,7 +69,7 @@ func diffCounters(before, after map[string]float64) map[string]float64 {
 // so it includes their cost. 0 where nothing was reported.
 func scrapeNearestRTT(ctx context.Context, urls []string) []float64 {
 	out := make([]float64, len(urls))
-	scrapeSamples(ctx, urls, func(i int, name string, v float64) {
+	scrapeSamples(ctx, urls, nil, func(i int, name string, v float64) {
 		if strings.HasPrefix(name, "caspaxos_peer_rtt_seconds{") && (out[i] == 0 || v*1e3 < out[i]) {
 			out[i] = v * 1e3
 		}

@@ -42,6 +42,11 @@ type settings struct {
 	Repeat          int     `json:"repeat"`
 	Keys            int     `json:"keys"`
 	ValueBytes      int     `json:"value_bytes"`
+	// TLS: both systems served TLS on both ports (-tls).
+	TLS bool `json:"tls"`
+	// EtcdHTTPOnClientPort: with TLS, etcd served gRPC and HTTP on one
+	// port (-etcd-http-on-client-port).
+	EtcdHTTPOnClientPort bool `json:"etcd_http_on_client_port,omitempty"`
 }
 
 // cell is one workload at one number of clients, on every system.
@@ -81,7 +86,8 @@ func newReport(o *options, systems []string) *report {
 		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
 			Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()},
 		Settings: settings{DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
-			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256},
+			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, TLS: o.tls,
+			EtcdHTTPOnClientPort: o.tls && o.etcdHTTPOnClientPort},
 	}
 }
 
@@ -194,6 +200,9 @@ func (r *report) write(dir string) error {
 
 // printTable prints one row per cell.
 func printTable(w io.Writer, r *report) {
+	if r.Settings.TLS {
+		fmt.Fprintln(w, strings.TrimPrefix(tlsNote(r.Settings), " · "))
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tclients\tetcd ops/s\tp50 ms\tp99 ms\tcaspaxos ops/s\tp50 ms\tp99 ms\tops ×\tp99 ×\terrors e/c\tcpu µs/op e/c\trss MiB e/c\tcheck\t")
 	for _, c := range r.Cells {

@@ -191,14 +191,14 @@ func wanSystem(ctx context.Context, r *runner, o *wanOptions, system, variant st
 		netlab.Run(ctx, clients, t0, t0.Add(length), netlab.Options{OpTimeout: o.opTimeout})
 	}()
 	if sleepUntil(ctx, t0.Add(o.warmup)) && system == "caspaxos" {
-		before = scrapeCounters(ctx, l.metrics)
+		before = scrapeCounters(ctx, l.metrics, nil)
 	}
 	if system == "caspaxos" && sleepUntil(ctx, t0.Add(o.warmup+o.duration/2)) {
 		quorumRTT = scrapeNearestRTT(ctx, l.metrics)
 	}
 	<-done
 	if system == "caspaxos" && before != nil {
-		for k, v := range diffCounters(before, scrapeCounters(ctx, l.metrics)) {
+		for k, v := range diffCounters(before, scrapeCounters(ctx, l.metrics, nil)) {
 			rep.Counters[label+" "+k] = v
 		}
 	}
