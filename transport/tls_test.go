@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -284,4 +285,52 @@ func peerContext(p *pki) context.Context {
 	leaf := p.member.Leaf
 	st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}
 	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{State: st}})
+}
+
+// A peer's gRPC connection (the GC service's) checks the node it reaches,
+// as its link does: a node at member n2's address presenting another
+// certificate of the peer CA (n9's) gets no call; n2's own does.
+func TestTLSPeerGRPCVerifiesTheMember(t *testing.T) {
+	p := newPKI(t)
+	serveAs := func(name string) string {
+		t.Helper()
+		src, err := certs.Load(certs.Files{CertFile: filepath.Join(p.dir, name+".pem"), KeyFile: filepath.Join(p.dir, name+"-key.pem"), CAFile: p.ca}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := src.ServerConfig(certs.ServerOptions{ClientAuth: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+		healthpb.RegisterHealthServer(s, health.NewServer())
+		go func() { _ = s.Serve(lis) }()
+		t.Cleanup(s.Stop)
+		return lis.Addr().String()
+	}
+	src, err := certs.Load(p.files["n1"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		serves   string
+		answered bool
+	}{{"n9", false}, {"n2", true}} {
+		tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: serveAs(tc.serves)}, TLS: src}, &node{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.SetNames(testNames)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = healthpb.NewHealthClient(tr.set().links[2].conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		cancel()
+		tr.Close()
+		if (err == nil) != tc.answered {
+			t.Errorf("gRPC to n2's address, served with %s's certificate: %v", tc.serves, err)
+		}
+	}
 }

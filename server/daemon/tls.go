@@ -71,15 +71,6 @@ func (d *Daemon) loadTLS() error {
 	return nil
 }
 
-// peerClientTLS is the configuration of the node's Admin connections:
-// its peer certificate, the peer CA.
-func (d *Daemon) peerClientTLS() (*tls.Config, error) {
-	if d.tls.peer == nil {
-		return nil, nil
-	}
-	return d.tls.peer.ClientConfig(nil)
-}
-
 // clientListener serves TLS on the client port when it is configured:
 // gRPC clients negotiate "h2" (ALPN), HTTP clients get "http/1.1" (even
 // those that offer h2 too, as curl does: the server's order wins) or
