@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/internal/certs"
+	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -161,7 +162,8 @@ func TestTLSPeerPortRefusals(t *testing.T) {
 	logs := &syncBuffer{}
 	c := newTLSCluster(t, p, 3, func(cfg *Config) {
 		if cfg.Self == 1 {
-			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			// Debug: refused handshakes past the first are logged there.
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	})
 	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
@@ -332,5 +334,40 @@ func TestTLSPeerGRPCVerifiesTheMember(t *testing.T) {
 		if (err == nil) != tc.answered {
 			t.Errorf("gRPC to n2's address, served with %s's certificate: %v", tc.serves, err)
 		}
+	}
+}
+
+// Refused handshakes on the peer port are logged as a warning at most once
+// per refusedLogInterval, which counts those logged at debug level since.
+func TestRefusedHandshakesLogRateLimited(t *testing.T) {
+	logs := &syncBuffer{}
+	tr, err := New(Config{Self: 1, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	clock := tr.started
+	tr.now = func() time.Time { return clock }
+	conn, other := net.Pipe()
+	defer conn.Close()
+	defer other.Close()
+	warnings := func() int { return strings.Count(logs.String(), "level=WARN") }
+	for range 3 {
+		tr.refusedHandshake(conn, io.EOF)
+	}
+	tr.refusedHandshake(conn, connsplit.ErrTooManyHandshakes)
+	if w, d := warnings(), strings.Count(logs.String(), "level=DEBUG"); w != 1 || d != 3 {
+		t.Fatalf("4 refusals at once: %d warnings and %d debug lines, want 1 and 3:\n%s", w, d, logs.String())
+	}
+	if !strings.Contains(logs.String(), "too many TLS handshakes under way") {
+		t.Errorf("a refusal past the bound does not say so:\n%s", logs.String())
+	}
+	clock = clock.Add(refusedLogInterval)
+	tr.refusedHandshake(conn, io.EOF)
+	if w := warnings(); w != 2 || !strings.Contains(logs.String(), "refused_since_last_warning=3") {
+		t.Fatalf("a refusal an interval later: %d warnings, want 2 counting the 3 in between:\n%s", w, logs.String())
+	}
+	if got := tr.Stats().RefusedConns; got != 5 {
+		t.Errorf("RefusedConns %d, want 5", got)
 	}
 }

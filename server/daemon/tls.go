@@ -85,7 +85,9 @@ func (d *Daemon) clientListener(lis net.Listener) (*connsplit.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return connsplit.NewTLS(lis, cfg, d.cfg.Timers.SniffTimeout, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
+	// Handshakes are not bounded here: the client port takes many more
+	// connections than the peer port, as its plain sniffing does.
+	return connsplit.NewTLS(lis, cfg, d.cfg.Timers.SniffTimeout, 0, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
 		func(conn net.Conn, err error) {
 			d.log.Debug("refused a client connection: TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}), nil
