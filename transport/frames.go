@@ -115,8 +115,11 @@ func (t *Transport) Serve(lis net.Listener, s *grpc.Server) {
 			// Config.validate checked what ServerConfig needs.
 			panic(err)
 		}
-		split = connsplit.NewTLS(lis, cfg, dialTimeout, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
-			t.refusedHandshake)
+		// Handshakes under way count as connections whose sender is not
+		// known yet: MaxUnidentifiedConns bounds them too (a bound of
+		// their own, before the one of track).
+		split = connsplit.NewTLS(lis, cfg, dialTimeout, t.cfg.MaxUnidentifiedConns,
+			func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" }, t.refusedHandshake)
 		frames, grpcConns = grpcConns, frames
 	} else {
 		split = connsplit.New(lis, framePreface[:sniffBytes], dialTimeout)
@@ -211,12 +214,31 @@ func (t *Transport) serveConn(conn net.Conn) {
 	}
 }
 
+// refusedLogInterval is how often at most a refused handshake on the peer
+// port is logged as a warning; those in between are logged at debug level
+// and counted in the next warning. Whoever reaches the port can fail
+// handshakes as fast as it connects, and a warning each would flood the
+// log.
+const refusedLogInterval = 10 * time.Second
+
 // refusedHandshake logs a connection to a TLS peer port whose handshake
-// failed: plain text, a certificate of another CA, expired, or naming no
-// member.
+// failed (plain text, a certificate of another CA, expired, or naming no
+// member) or was not tried (too many under way).
 func (t *Transport) refusedHandshake(conn net.Conn, err error) {
 	t.refusedConns.Add(1)
-	t.cfg.Logger.Warn("refused a peer connection: TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+	msg := "refused a peer connection: TLS handshake failed"
+	if errors.Is(err, connsplit.ErrTooManyHandshakes) {
+		msg = "refused a peer connection: too many TLS handshakes under way"
+	}
+	unlogged := t.refusedUnlogged.Add(1)
+	at := int64(t.now().Sub(t.started)) + 1 // as markHeard
+	last := t.refusedLoggedAt.Load()
+	if last != 0 && time.Duration(at-last) < refusedLogInterval || !t.refusedLoggedAt.CompareAndSwap(last, at) {
+		t.cfg.Logger.Debug(msg, "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	t.refusedUnlogged.Add(-unlogged)
+	t.cfg.Logger.Warn(msg, "remote", conn.RemoteAddr().String(), "err", err, "refused_since_last_warning", unlogged-1)
 }
 
 // connEnded logs why a connection being read ended: a frame over its bound

@@ -71,7 +71,8 @@ type Config struct {
 	// that reconnects replaces a connection not yet seen to be dead).
 	// MaxUnidentifiedConns bounds the connections whose sender has not yet
 	// identified itself as a member with its first frame (default 16);
-	// past it, new connections are closed at once.
+	// past it, new connections are closed at once. With TLS, it bounds the
+	// handshakes under way as well, apart.
 	MaxConnsPerPeer      int
 	MaxUnidentifiedConns int
 	// MaxForwardTimeout bounds how long a forwarded operation may run here
@@ -210,19 +211,24 @@ type Transport struct {
 	dropped      atomic.Uint64
 	linkFailures atomic.Uint64
 	refusedConns atomic.Uint64
-	frames       atomic.Uint64
-	items        atomic.Uint64
-	started      time.Time                      // from now: it carries a monotonic reading
-	now          func() time.Time               // time.Now; tests step its wall clock
-	connMu       sync.Mutex                     // guards conns, byPeer, unidentified and listeners, and orders cancel with track
-	conns        map[net.Conn]protocol.NodeID   // accepted connections: the member each identified as, 0 if none yet
-	byPeer       map[protocol.NodeID][]net.Conn // each member's identified connections, oldest first
-	unidentified int
-	listeners    []*connsplit.Listener
-	names        atomic.Pointer[map[protocol.NodeID]string] // the members' names, for TLS (tls.go)
-	ctx          context.Context
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
+	// refusedLoggedAt is when a refused handshake was last logged as a
+	// warning (as markHeard stores it; 0: never), refusedUnlogged how many
+	// were refused since, that one included (refusedHandshake).
+	refusedLoggedAt atomic.Int64
+	refusedUnlogged atomic.Int64
+	frames          atomic.Uint64
+	items           atomic.Uint64
+	started         time.Time                      // from now: it carries a monotonic reading
+	now             func() time.Time               // time.Now; tests step its wall clock
+	connMu          sync.Mutex                     // guards conns, byPeer, unidentified and listeners, and orders cancel with track
+	conns           map[net.Conn]protocol.NodeID   // accepted connections: the member each identified as, 0 if none yet
+	byPeer          map[protocol.NodeID][]net.Conn // each member's identified connections, oldest first
+	unidentified    int
+	listeners       []*connsplit.Listener
+	names           atomic.Pointer[map[protocol.NodeID]string] // the members' names, for TLS (tls.go)
+	ctx             context.Context
+	cancel          context.CancelFunc
+	wg              sync.WaitGroup
 }
 
 // New starts links to every peer; they connect in the background.
@@ -405,7 +411,8 @@ type Stats struct {
 	// LinkFailures counts connections to peers that broke or could not open.
 	LinkFailures uint64
 	// RefusedConns counts connections to the peer port closed by
-	// MaxUnidentifiedConns or MaxConnsPerPeer.
+	// MaxUnidentifiedConns or MaxConnsPerPeer, or whose TLS handshake
+	// failed.
 	RefusedConns uint64
 	// RTT is each peer's round-trip time as RTT reports it, for the peers
 	// with one measured.

@@ -18,11 +18,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/internal/certs"
+	"github.com/caspaxos/caspaxos/internal/connsplit"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -160,7 +162,8 @@ func TestTLSPeerPortRefusals(t *testing.T) {
 	logs := &syncBuffer{}
 	c := newTLSCluster(t, p, 3, func(cfg *Config) {
 		if cfg.Self == 1 {
-			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+			// Debug: refused handshakes past the first are logged there.
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	})
 	waitFor(t, "links up", func() bool { return c.tr[1].Reachable(2) && c.tr[2].Reachable(1) })
@@ -284,4 +287,87 @@ func peerContext(p *pki) context.Context {
 	leaf := p.member.Leaf
 	st := tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}
 	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{State: st}})
+}
+
+// A peer's gRPC connection (the GC service's) checks the node it reaches,
+// as its link does: a node at member n2's address presenting another
+// certificate of the peer CA (n9's) gets no call; n2's own does.
+func TestTLSPeerGRPCVerifiesTheMember(t *testing.T) {
+	p := newPKI(t)
+	serveAs := func(name string) string {
+		t.Helper()
+		src, err := certs.Load(certs.Files{CertFile: filepath.Join(p.dir, name+".pem"), KeyFile: filepath.Join(p.dir, name+"-key.pem"), CAFile: p.ca}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := src.ServerConfig(certs.ServerOptions{ClientAuth: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+		healthpb.RegisterHealthServer(s, health.NewServer())
+		go func() { _ = s.Serve(lis) }()
+		t.Cleanup(s.Stop)
+		return lis.Addr().String()
+	}
+	src, err := certs.Load(p.files["n1"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		serves   string
+		answered bool
+	}{{"n9", false}, {"n2", true}} {
+		tr, err := New(Config{Self: 1, Peers: map[protocol.NodeID]string{2: serveAs(tc.serves)}, TLS: src}, &node{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.SetNames(testNames)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = healthpb.NewHealthClient(tr.set().links[2].conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		cancel()
+		tr.Close()
+		if (err == nil) != tc.answered {
+			t.Errorf("gRPC to n2's address, served with %s's certificate: %v", tc.serves, err)
+		}
+	}
+}
+
+// Refused handshakes on the peer port are logged as a warning at most once
+// per refusedLogInterval, which counts those logged at debug level since.
+func TestRefusedHandshakesLogRateLimited(t *testing.T) {
+	logs := &syncBuffer{}
+	tr, err := New(Config{Self: 1, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, &node{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	clock := tr.started
+	tr.now = func() time.Time { return clock }
+	conn, other := net.Pipe()
+	defer conn.Close()
+	defer other.Close()
+	warnings := func() int { return strings.Count(logs.String(), "level=WARN") }
+	for range 3 {
+		tr.refusedHandshake(conn, io.EOF)
+	}
+	tr.refusedHandshake(conn, connsplit.ErrTooManyHandshakes)
+	if w, d := warnings(), strings.Count(logs.String(), "level=DEBUG"); w != 1 || d != 3 {
+		t.Fatalf("4 refusals at once: %d warnings and %d debug lines, want 1 and 3:\n%s", w, d, logs.String())
+	}
+	if !strings.Contains(logs.String(), "too many TLS handshakes under way") {
+		t.Errorf("a refusal past the bound does not say so:\n%s", logs.String())
+	}
+	clock = clock.Add(refusedLogInterval)
+	tr.refusedHandshake(conn, io.EOF)
+	if w := warnings(); w != 2 || !strings.Contains(logs.String(), "refused_since_last_warning=3") {
+		t.Fatalf("a refusal an interval later: %d warnings, want 2 counting the 3 in between:\n%s", w, logs.String())
+	}
+	if got := tr.Stats().RefusedConns; got != 5 {
+		t.Errorf("RefusedConns %d, want 5", got)
+	}
 }

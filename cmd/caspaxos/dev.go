@@ -82,7 +82,7 @@ dev stops the others and exits with code 1.`,
 	fs.IntVar(&o.nodes, "nodes", 3, "number of nodes (1 to 9)")
 	fs.IntVar(&o.baseClientPort, "base-client-port", 7070, "client port of n1; n2 gets the next, and so on")
 	fs.IntVar(&o.basePeerPort, "base-peer-port", 7080, "peer port of n1; n2 gets the next, and so on")
-	fs.BoolVar(&o.tls, "tls", false, "serve TLS on both ports with a throwaway CA and certificates written to DATA-DIR/tls (client certificates required)")
+	fs.BoolVar(&o.tls, "tls", false, "serve TLS on both ports with throwaway CAs (one per port) and certificates written to DATA-DIR/tls (client certificates required)")
 	return cmd
 }
 
@@ -133,15 +133,15 @@ func serveArgs(n devNode, cluster []devNode) []string {
 		"--cluster", strings.Join(members, ","),
 	}
 	if f := n.tls; f != nil {
-		nf := f.Nodes[n.name]
+		nf, pf := f.Nodes[n.name], f.Peers[n.name]
 		args = append(args, "--cert-file", nf.CertFile, "--key-file", nf.KeyFile, "--trusted-ca-file", f.CA, "--client-cert-auth",
-			"--peer-cert-file", nf.CertFile, "--peer-key-file", nf.KeyFile, "--peer-trusted-ca-file", f.CA)
+			"--peer-cert-file", pf.CertFile, "--peer-key-file", pf.KeyFile, "--peer-trusted-ca-file", f.PeerCA)
 	}
 	return args
 }
 
-// devCerts makes a throwaway CA and the nodes' and a client's certificates
-// under dataDir/tls, and gives them to the nodes.
+// devCerts makes throwaway CAs (one per port) and the nodes' and a
+// client's certificates under dataDir/tls, and gives them to the nodes.
 func devCerts(nodes []devNode, dataDir string, out io.Writer) error {
 	names := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -154,7 +154,7 @@ func devCerts(nodes []devNode, dataDir string, out io.Writer) error {
 	for i := range nodes {
 		nodes[i].tls = &files
 	}
-	fmt.Fprintf(out, "caspaxos dev: a throwaway CA and certificates are in %s\n", filepath.Dir(files.CA))
+	fmt.Fprintf(out, "caspaxos dev: throwaway CAs and certificates are in %s\n", filepath.Dir(files.CA))
 	return nil
 }
 

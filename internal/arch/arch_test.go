@@ -59,8 +59,9 @@ var allowed = map[string][]string{
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
-	// packages whose calls they carry.
-	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb"},
+	// packages whose calls they carry; the Admin clients' certificate
+	// checks.
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb", "internal/certs"},
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
 	"server/identity": {"protocol", "storage", "server/membership"},

@@ -267,36 +267,63 @@ func TestServerAndClientConfigs(t *testing.T) {
 	}
 }
 
+// WriteDev's two CAs: the peer CA signs the nodes' peer certificates
+// (server and client auth, naming the node) and nothing else; the client
+// CA signs the nodes' client-port certificates (valid for 127.0.0.1) and
+// the client's, which is for client auth only and names no host, so that
+// it can neither pose as a peer nor serve as a node.
 func TestWriteDev(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	files, err := WriteDev(dir, []string{"n1", "n2"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []Files{files.Nodes["n1"], files.Nodes["n2"], files.Client} {
-		s, err := Load(f, nil)
+	pool := func(file string) *x509.CertPool {
+		p, err := LoadPool(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pool, err := LoadPool(files.CA)
-		if err != nil {
-			t.Fatal(err)
+		return p
+	}
+	clientCA, peerCA := pool(files.CA), pool(files.PeerCA)
+	verifies := func(f Files, p *x509.CertPool, usage x509.ExtKeyUsage) bool {
+		_, err := VerifyChain([]*x509.Certificate{f.leaf(t)}, p, usage, time.Now())
+		return err == nil
+	}
+	for _, n := range []string{"n1", "n2"} {
+		node, peer := files.Nodes[n], files.Peers[n]
+		if node.CAFile != files.CA || peer.CAFile != files.PeerCA {
+			t.Errorf("%s: CA files %s and %s", n, node.CAFile, peer.CAFile)
 		}
-		if _, err := VerifyChain([]*x509.Certificate{s.Leaf()}, pool, x509.ExtKeyUsageClientAuth, time.Now()); err != nil {
-			t.Errorf("%s: %v", f.CertFile, err)
+		if !verifies(node, clientCA, x509.ExtKeyUsageServerAuth) || node.leaf(t).VerifyHostname("127.0.0.1") != nil {
+			t.Errorf("%s: its client-port certificate does not serve 127.0.0.1 under the client CA", n)
 		}
-		if err := s.Leaf().VerifyHostname("127.0.0.1"); err != nil {
-			t.Errorf("%s: %v", f.CertFile, err)
+		if !verifies(peer, peerCA, x509.ExtKeyUsageServerAuth) || !verifies(peer, peerCA, x509.ExtKeyUsageClientAuth) || !HasName(peer.leaf(t), n) {
+			t.Errorf("%s: its peer certificate is not a mutual one of the peer CA naming it", n)
 		}
+		if verifies(node, peerCA, x509.ExtKeyUsageClientAuth) || verifies(peer, clientCA, x509.ExtKeyUsageServerAuth) {
+			t.Errorf("%s: a certificate verifies under the other port's CA", n)
+		}
+	}
+	client := files.Client.leaf(t)
+	if !verifies(files.Client, clientCA, x509.ExtKeyUsageClientAuth) {
+		t.Error("the client certificate is not one of the client CA")
+	}
+	if verifies(files.Client, peerCA, x509.ExtKeyUsageClientAuth) || verifies(files.Client, clientCA, x509.ExtKeyUsageServerAuth) {
+		t.Error("the client certificate passes as a peer's or a server's")
+	}
+	if len(client.DNSNames)+len(client.IPAddresses) != 0 || client.Subject.CommonName != "client" {
+		t.Errorf("the client certificate names hosts %v %v, or is not called client", client.DNSNames, client.IPAddresses)
+	}
+	for _, f := range []Files{files.Nodes["n1"], files.Peers["n1"], files.Client} {
 		if fi, err := os.Stat(f.KeyFile); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v, %v", f.KeyFile, fi.Mode(), err)
 		}
 	}
-	if !HasName(files.Nodes["n2"].leaf(t), "n2") {
-		t.Error("n2's certificate does not name n2")
-	}
-	if _, err := WriteDev(dir, []string{"client"}, time.Now()); err == nil {
-		t.Error("a node named client was allowed")
+	for _, names := range [][]string{{"client"}, {"ca"}, {"a", "a-peer"}} {
+		if _, err := WriteDev(t.TempDir(), names, time.Now()); err == nil {
+			t.Errorf("nodes %q: their files would clash, and were allowed", names)
+		}
 	}
 }
 

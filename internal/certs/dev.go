@@ -51,24 +51,37 @@ func NewCA(name string, notBefore, notAfter time.Time) (*CA, error) {
 	return &CA{Cert: cert, Key: key, PEM: pemBlock("CERTIFICATE", der)}, nil
 }
 
-// Issue makes a certificate and key (PEM) for name, valid from notBefore to
-// notAfter, for both ends of a connection (server and client auth). It
-// names name (common name and DNS SAN), localhost, 127.0.0.1 and ::1: the
+// Issue makes a node's certificate and key (PEM) for name, valid from
+// notBefore to notAfter, for both ends of a connection (server and client
+// auth: a peer certificate is presented by the dialing node too). It names
+// name (common name and DNS SAN), localhost, 127.0.0.1 and ::1: the
 // addresses a development cluster listens on.
 func (ca *CA) Issue(name string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: name}, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{name, "localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}})
+}
+
+// IssueClient makes a client's certificate and key (PEM) for name (its
+// common name, the user it authenticates as), valid from notBefore to
+// notAfter: client auth only, and no DNS or IP name, so that it cannot
+// serve as a server's certificate.
+func (ca *CA) IssueClient(name string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(&x509.Certificate{Subject: pkix.Name{CommonName: name}, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+}
+
+// issue signs tmpl (its serial number set here) for a new key.
+func (ca *CA) issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("caspaxos/certs: %w", err)
 	}
-	sn, err := serial()
-	if err != nil {
+	if tmpl.SerialNumber, err = serial(); err != nil {
 		return nil, nil, fmt.Errorf("caspaxos/certs: %w", err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: sn, Subject: pkix.Name{CommonName: name}, NotBefore: notBefore, NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{name, "localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("caspaxos/certs: %w", err)
@@ -84,38 +97,70 @@ func (ca *CA) Issue(name string, notBefore, notAfter time.Time) (certPEM, keyPEM
 // cluster's life, with room to spare.
 const DevValidity = 365 * 24 * time.Hour
 
+// The file names WriteDev writes besides each node's. DevPeerCAFile is
+// written last: its presence says the set is whole.
+const (
+	DevCAFile     = "ca.pem"
+	DevPeerCAFile = "peer-ca.pem"
+)
+
 // DevFiles are the files WriteDev wrote.
 type DevFiles struct {
-	// CA is the CA's certificate: the trusted CA file of every end.
-	CA string
-	// Nodes holds each node's certificate and key (Files with CA set),
-	// by name; Client those of a client.
-	Nodes  map[string]Files
-	Client Files
+	// CA is the client CA's certificate: the trusted CA file of the
+	// clients and of the nodes' client ports. PeerCA is the peer CA's: the
+	// peer CA file of every node, and of nothing else.
+	CA, PeerCA string
+	// Nodes holds each node's client-port certificate and key (CAFile:
+	// CA), Peers its peer-port ones (CAFile: PeerCA), by name; Client
+	// those of a client (CAFile: CA).
+	Nodes, Peers map[string]Files
+	Client       Files
 }
 
-// WriteDev makes a throwaway CA and a certificate for each node and one
-// for a client, and writes them under dir (created 0700; keys 0600):
-// ca.pem, <name>.pem and <name>-key.pem for each node, client.pem and
-// client-key.pem. The CA's key is not kept: nothing more can be issued.
+// WriteDev makes two throwaway CAs and writes under dir (created 0700;
+// keys 0600):
+//
+//   - ca.pem, the client CA, which signs <name>.pem (and <name>-key.pem),
+//     each node's client-port certificate, and client.pem (and
+//     client-key.pem), a client's (client auth only, named "client");
+//   - peer-ca.pem, the peer CA, which signs <name>-peer.pem (and
+//     <name>-peer-key.pem), each node's peer-port certificate, and
+//     nothing else.
+//
+// Two CAs, because a node takes any certificate of its peer CA from a
+// node not yet added (--join) and every certificate of it names a possible
+// member: the client certificate, handed to users, must not be one of
+// them. The CAs' keys are not kept: nothing more can be issued.
 func WriteDev(dir string, nodes []string, now time.Time) (DevFiles, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return DevFiles{}, fmt.Errorf("caspaxos/certs: %w", err)
 	}
-	ca, err := NewCA("caspaxos dev CA", now.Add(-time.Hour), now.Add(DevValidity))
+	nb, na := now.Add(-time.Hour), now.Add(DevValidity)
+	clientCA, err := NewCA("caspaxos dev client CA", nb, na)
 	if err != nil {
 		return DevFiles{}, err
 	}
-	out := DevFiles{CA: filepath.Join(dir, "ca.pem"), Nodes: map[string]Files{}}
-	if err := os.WriteFile(out.CA, ca.PEM, 0o644); err != nil {
-		return DevFiles{}, fmt.Errorf("caspaxos/certs: %w", err)
+	peerCA, err := NewCA("caspaxos dev peer CA", nb, na)
+	if err != nil {
+		return DevFiles{}, err
 	}
-	write := func(name string) (Files, error) {
-		c, k, err := ca.Issue(name, now.Add(-time.Hour), now.Add(DevValidity))
+	out := DevFiles{CA: filepath.Join(dir, DevCAFile), PeerCA: filepath.Join(dir, DevPeerCAFile),
+		Nodes: map[string]Files{}, Peers: map[string]Files{}}
+	taken := map[string]bool{DevCAFile: true, DevPeerCAFile: true}
+	// put issues name's certificate of ca and writes it as base.pem and
+	// base-key.pem.
+	put := func(issue func(*CA, string, time.Time, time.Time) ([]byte, []byte, error), ca *CA, name, base, caFile string) (Files, error) {
+		f := Files{CertFile: filepath.Join(dir, base+".pem"), KeyFile: filepath.Join(dir, base+"-key.pem"), CAFile: caFile}
+		for _, file := range []string{base + ".pem", base + "-key.pem"} {
+			if taken[file] {
+				return Files{}, fmt.Errorf("caspaxos/certs: two dev files would be called %s: rename a node", file)
+			}
+			taken[file] = true
+		}
+		c, k, err := issue(ca, name, nb, na)
 		if err != nil {
 			return Files{}, err
 		}
-		f := Files{CertFile: filepath.Join(dir, name+".pem"), KeyFile: filepath.Join(dir, name+"-key.pem"), CAFile: out.CA}
 		if err := os.WriteFile(f.CertFile, c, 0o644); err != nil {
 			return Files{}, fmt.Errorf("caspaxos/certs: %w", err)
 		}
@@ -124,16 +169,22 @@ func WriteDev(dir string, nodes []string, now time.Time) (DevFiles, error) {
 		}
 		return f, nil
 	}
+	if out.Client, err = put((*CA).IssueClient, clientCA, "client", "client", out.CA); err != nil {
+		return DevFiles{}, err
+	}
 	for _, n := range nodes {
-		if n == "client" || n == "ca" {
-			return DevFiles{}, fmt.Errorf("caspaxos/certs: node name %q is taken by the dev files", n)
+		if out.Nodes[n], err = put((*CA).Issue, clientCA, n, n, out.CA); err != nil {
+			return DevFiles{}, err
 		}
-		if out.Nodes[n], err = write(n); err != nil {
+		if out.Peers[n], err = put((*CA).Issue, peerCA, n, n+"-peer", out.PeerCA); err != nil {
 			return DevFiles{}, err
 		}
 	}
-	if out.Client, err = write("client"); err != nil {
-		return DevFiles{}, err
+	if err := os.WriteFile(out.CA, clientCA.PEM, 0o644); err != nil {
+		return DevFiles{}, fmt.Errorf("caspaxos/certs: %w", err)
+	}
+	if err := os.WriteFile(out.PeerCA, peerCA.PEM, 0o644); err != nil {
+		return DevFiles{}, fmt.Errorf("caspaxos/certs: %w", err)
 	}
 	return out, nil
 }

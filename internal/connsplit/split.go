@@ -27,7 +27,15 @@ type Listener struct {
 	Match, Other net.Listener
 	match, other *chanListener
 	route        func(net.Conn) // s.sniffRoute or a TLS handshake's
+	// handshakes holds a slot per TLS handshake under way (NewTLS with a
+	// bound; nil: unbounded), refused is told of the connections closed.
+	handshakes chan struct{}
+	refused    func(net.Conn, error)
 }
+
+// ErrTooManyHandshakes: NewTLS closed a connection at once, since
+// maxHandshakes handshakes were under way.
+var ErrTooManyHandshakes = errors.New("caspaxos/connsplit: too many TLS handshakes under way")
 
 // New starts splitting l's connections by prefix. A connection that does not
 // send len(prefix) bytes within sniff is closed; the sniffing happens on the
@@ -46,20 +54,29 @@ func New(l net.Listener, prefix []byte, sniff time.Duration) *Listener {
 // *tls.Conn itself goes to Match if match says so of its state, else to
 // Other. A connection whose handshake fails (plain text, a certificate
 // refused) is closed, and reported to refused if it is not nil.
-func NewTLS(l net.Listener, cfg *tls.Config, timeout time.Duration, match func(tls.ConnectionState) bool,
+//
+// At most maxHandshakes handshakes run at once (0: no bound): past it, a
+// new connection is closed at once and reported with ErrTooManyHandshakes.
+// Whoever can reach the port can hold a handshake open for timeout by
+// sending nothing, and each holds a goroutine and a file descriptor; a
+// bound keeps that from growing without end.
+func NewTLS(l net.Listener, cfg *tls.Config, timeout time.Duration, maxHandshakes int, match func(tls.ConnectionState) bool,
 	refused func(net.Conn, error)) *Listener {
-	s := &Listener{l: l, sniff: timeout, match: newChanListener(l.Addr()), other: newChanListener(l.Addr())}
+	s := &Listener{l: l, sniff: timeout, match: newChanListener(l.Addr()), other: newChanListener(l.Addr()), refused: refused}
+	if maxHandshakes > 0 {
+		s.handshakes = make(chan struct{}, maxHandshakes)
+	}
 	s.Match, s.Other = s.match, s.other
 	s.route = func(conn net.Conn) {
 		tc := tls.Server(conn, cfg)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
+		if s.handshakes != nil {
+			<-s.handshakes // before anything that may wait: push waits for an Accept
+		}
 		if err != nil {
-			if refused != nil {
-				refused(conn, err)
-			}
-			conn.Close()
+			s.refuse(conn, err)
 			return
 		}
 		if match(tc.ConnectionState()) {
@@ -70,6 +87,14 @@ func NewTLS(l net.Listener, cfg *tls.Config, timeout time.Duration, match func(t
 	}
 	go s.run()
 	return s
+}
+
+// refuse closes conn, and reports it with err to the refused callback.
+func (s *Listener) refuse(conn net.Conn, err error) {
+	if s.refused != nil {
+		s.refused(conn, err)
+	}
+	conn.Close()
 }
 
 func (s *Listener) run() {
@@ -90,6 +115,17 @@ func (s *Listener) run() {
 			continue
 		}
 		delay = 0
+		if s.handshakes != nil {
+			// Taken here, in accept order, and not on the connection's
+			// goroutine: a connection past the bound is closed without
+			// one.
+			select {
+			case s.handshakes <- struct{}{}:
+			default:
+				s.refuse(conn, ErrTooManyHandshakes)
+				continue
+			}
+		}
 		go s.route(conn)
 	}
 }

@@ -1,9 +1,11 @@
 package connsplit
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -104,4 +106,62 @@ func TestSplitSurvivesAcceptErrors(t *testing.T) {
 		t.Fatalf("after an accept error: %v", err)
 	}
 	got.Close()
+}
+
+// NewTLS runs at most maxHandshakes handshakes at once: a connection past
+// them is closed at once and reported as ErrTooManyHandshakes, without a
+// handshake; a slot freed by a handshake that ended serves the next one.
+func TestTLSHandshakesBounded(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := make(chan error, 8)
+	s := NewTLS(lis, &tls.Config{}, time.Minute, 2, func(tls.ConnectionState) bool { return true },
+		func(_ net.Conn, err error) { refused <- err })
+	defer s.Close()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	next := func() error {
+		t.Helper()
+		select {
+		case err := <-refused:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("no connection refused within 10s")
+			return nil
+		}
+	}
+	// Two silent connections hold both slots for the minute of their
+	// handshakes' timeout.
+	silent := dial()
+	dial()
+	third := dial()
+	if err := next(); !errors.Is(err, ErrTooManyHandshakes) {
+		t.Fatalf("the third connection: %v, want ErrTooManyHandshakes", err)
+	}
+	_ = third.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := third.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the third connection was not closed: read %d, %v", n, err)
+	}
+	silent.Close()
+	if err := next(); err == nil || errors.Is(err, ErrTooManyHandshakes) {
+		t.Fatalf("a silent connection closed: %v, want its handshake's failure", err)
+	}
+	// Its slot is free: the next connection's handshake is tried (and
+	// fails, since it is not TLS).
+	fourth := dial()
+	if _, err := fourth.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := next(); err == nil || errors.Is(err, ErrTooManyHandshakes) {
+		t.Fatalf("the fourth connection: %v, want a failed handshake", err)
+	}
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,15 +83,11 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.dir = d.store.Dir()
-	var adminTLS *tls.Config
-	if err = d.loadTLS(); err == nil {
-		adminTLS, err = d.peerClientTLS()
-	}
-	if err != nil {
+	if err = d.loadTLS(); err != nil {
 		d.store.Close()
 		return nil, err
 	}
-	d.admin = &peerapi.AdminClients{TLS: adminTLS}
+	d.admin = &peerapi.AdminClients{TLS: d.tls.peer}
 	// The guard reads the membership from Start on, once the Keeper exists.
 	d.guard, err = identity.New(identity.Config{Name: cfg.Name, Join: cfg.Join, DataDir: cfg.DataDir, PeerAddr: cfg.PeerAddr},
 		d.dir, d.admin, func() membership.Membership { return d.members.Membership() }, d.stopFatal, d.log)

@@ -395,7 +395,7 @@ func TestInfoSaysWhetherCallerListed(t *testing.T) {
 		{c.daemons[1].id + 12345, proto.Bool(false)},
 	} {
 		// Through the Admin service of node 0, as its peers ask it.
-		r, err := c.daemons[1].admin.Info(context.Background(), c.cfgs[0].PeerAddr, tc.caller, "")
+		r, err := c.daemons[1].admin.Info(context.Background(), membership.Member{Name: c.cfgs[0].Name, PeerAddr: c.cfgs[0].PeerAddr}, tc.caller, "")
 		if err != nil {
 			t.Fatal(err)
 		}

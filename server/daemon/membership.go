@@ -179,10 +179,12 @@ func (a adminNode) ReleaseHold(ctx context.Context, force bool) (membership.Hold
 }
 
 // AddMember adds the node serving the peer address addr under name, and
-// returns once the change is done (or ctx ends: it then goes on).
+// returns once the change is done (or ctx ends: it then goes on). Over
+// TLS, the node at addr must present a certificate naming name, the name
+// the operator gave: its own word for its name and ID is taken only then.
 func (d *Daemon) AddMember(ctx context.Context, name, addr string) error {
 	ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.JoinerInfoTimeout)
-	info, err := d.admin.Info(ictx, addr, 0, "")
+	info, err := d.admin.Info(ictx, membership.Member{Name: name, PeerAddr: addr}, 0, "")
 	cancel()
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: asking the node at %s for its ID: %w", addr, err)

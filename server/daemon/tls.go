@@ -71,15 +71,6 @@ func (d *Daemon) loadTLS() error {
 	return nil
 }
 
-// peerClientTLS is the configuration of the node's Admin connections:
-// its peer certificate, the peer CA.
-func (d *Daemon) peerClientTLS() (*tls.Config, error) {
-	if d.tls.peer == nil {
-		return nil, nil
-	}
-	return d.tls.peer.ClientConfig(nil)
-}
-
 // clientListener serves TLS on the client port when it is configured:
 // gRPC clients negotiate "h2" (ALPN), HTTP clients get "http/1.1" (even
 // those that offer h2 too, as curl does: the server's order wins) or
@@ -94,7 +85,9 @@ func (d *Daemon) clientListener(lis net.Listener) (*connsplit.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return connsplit.NewTLS(lis, cfg, d.cfg.Timers.SniffTimeout, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
+	// Handshakes are not bounded here: the client port takes many more
+	// connections than the peer port, as its plain sniffing does.
+	return connsplit.NewTLS(lis, cfg, d.cfg.Timers.SniffTimeout, 0, func(cs tls.ConnectionState) bool { return cs.NegotiatedProtocol == "h2" },
 		func(conn net.Conn, err error) {
 			d.log.Debug("refused a client connection: TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		}), nil

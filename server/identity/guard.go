@@ -42,9 +42,10 @@ type Config struct {
 // Peers asks a member about itself (the Admin service's Info;
 // *peerapi.AdminClients is one).
 type Peers interface {
-	// Info asks the node at addr about itself, as caller of incarnation
-	// (which it records if it lists caller and knows none).
-	Info(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (membership.PeerInfo, error)
+	// Info asks member to about itself, as caller of incarnation (which it
+	// records if it lists caller and knows none). Over TLS, only a node
+	// whose certificate names the member answers.
+	Info(ctx context.Context, to membership.Member, caller protocol.NodeID, incarnation string) (membership.PeerInfo, error)
 }
 
 // Guard is the amnesia guard of one node (see the package documentation):
@@ -244,7 +245,7 @@ func (g *Guard) sealLoop(ctx context.Context) {
 func (g *Guard) confirm(ctx context.Context, ms membership.Membership, m membership.Member) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, sealCallTimeout)
 	defer cancel()
-	r, err := g.peers.Info(cctx, m.PeerAddr, g.ID(), g.ident.Incarnation)
+	r, err := g.peers.Info(cctx, m, g.ID(), g.ident.Incarnation)
 	if err != nil || r.ID != m.ID {
 		return false, nil // down, or another node at its address: ask again
 	}

@@ -52,11 +52,11 @@ func newFakePeers(ms membership.Membership) *fakePeers {
 	return p
 }
 
-func (p *fakePeers) Info(_ context.Context, addr string, caller protocol.NodeID, inc string) (peerInfo, error) {
+func (p *fakePeers) Info(_ context.Context, to membership.Member, caller protocol.NodeID, inc string) (peerInfo, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
-	m := p.members[addr]
+	m := p.members[to.PeerAddr]
 	if m == nil || m.down {
 		return peerInfo{}, errors.New("connection refused")
 	}

@@ -141,7 +141,7 @@ func (s *Standing) ReleaseHolds(ctx context.Context, name string, force bool) ([
 		if x.ID == s.cfg.Self.ID {
 			h, err = s.ReleaseHold(ctx, force)
 		} else {
-			h, err = s.peers.ReleaseHold(ctx, x.PeerAddr, force)
+			h, err = s.peers.ReleaseHold(ctx, x, force)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", x.Name, err))

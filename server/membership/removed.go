@@ -104,10 +104,12 @@ func removedBy(m Membership, info PeerInfo) bool {
 
 // memberInfo asks member m for its Info (naming this node as the caller);
 // ok is false if it did not answer within InfoTimeout, or if another node
-// (another incarnation) answers at its address.
+// (another incarnation) answers at its address. Over TLS, the answer
+// comes from a node whose certificate names m (StandingPeers); the ID it
+// reports is checked as well.
 func (s *Standing) memberInfo(ctx context.Context, m Member) (PeerInfo, bool) {
 	ictx, cancel := context.WithTimeout(ctx, s.cfg.InfoTimeout)
 	defer cancel()
-	info, err := s.peers.Info(ictx, m.PeerAddr, s.cfg.Self.ID, "")
+	info, err := s.peers.Info(ictx, m, s.cfg.Self.ID, "")
 	return info, err == nil && info.ID == m.ID
 }

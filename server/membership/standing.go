@@ -50,15 +50,16 @@ func (c StandingConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// StandingPeers is how a Standing reaches the other nodes by their peer
-// address (*peerapi.AdminClients is one).
+// StandingPeers is how a Standing reaches the other members
+// (*peerapi.AdminClients is one): at their peer address, and over TLS only
+// if the node there presents a certificate naming the member.
 type StandingPeers interface {
-	// Info asks the node at addr about itself, as caller (0: unnamed) of
+	// Info asks member to about itself, as caller (0: unnamed) of
 	// incarnation ("": nothing for it to record).
-	Info(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (PeerInfo, error)
-	// ReleaseHold asks the node at addr to free itself of the change
-	// holding it (Standing.ReleaseHold there).
-	ReleaseHold(ctx context.Context, addr string, force bool) (Hold, error)
+	Info(ctx context.Context, to Member, caller protocol.NodeID, incarnation string) (PeerInfo, error)
+	// ReleaseHold asks member to to free itself of the change holding it
+	// (Standing.ReleaseHold there).
+	ReleaseHold(ctx context.Context, to Member, force bool) (Hold, error)
 }
 
 // Standing watches one node's standing in the cluster, beside its Keeper:

@@ -108,21 +108,21 @@ func (f *fakeStandingPeers) set(addr string, a fakeAnswer) {
 	f.answers[addr] = a
 }
 
-func (f *fakeStandingPeers) Info(_ context.Context, addr string, caller protocol.NodeID, _ string) (PeerInfo, error) {
+func (f *fakeStandingPeers) Info(_ context.Context, to Member, caller protocol.NodeID, _ string) (PeerInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.callers = append(f.callers, caller)
-	a, ok := f.answers[addr]
+	a, ok := f.answers[to.PeerAddr]
 	if !ok || a.down {
 		return PeerInfo{}, errors.New("connection refused")
 	}
 	return a.info, nil
 }
 
-func (f *fakeStandingPeers) ReleaseHold(_ context.Context, addr string, _ bool) (Hold, error) {
+func (f *fakeStandingPeers) ReleaseHold(_ context.Context, to Member, _ bool) (Hold, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.releases[addr]; err != nil {
+	if err := f.releases[to.PeerAddr]; err != nil {
 		return Hold{}, err
 	}
 	return Hold{Released: true, Controller: "ghost", ChangeID: "g1"}, nil

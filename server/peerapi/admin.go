@@ -3,6 +3,7 @@ package peerapi
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -128,35 +130,55 @@ const (
 )
 
 // AdminClients reaches the Admin service of other nodes, one connection
-// per peer address. It implements membership.Peers. Close ends every
-// connection; a call after it fails.
+// per node (peer address and name). It implements membership.Peers. Close
+// ends every connection; a call after it fails.
 type AdminClients struct {
-	// TLS, if set, is the configuration of every connection (the node's
-	// peer certificate, the peer CA): a TLS peer port takes nothing else.
-	// Nil: plain TCP.
-	TLS *tls.Config
+	// TLS, if set, makes every connection mutual TLS (a TLS peer port
+	// takes nothing else) with the node's peer certificate, verified
+	// against the peer CA; and the node that answers must present a
+	// certificate naming the member it was asked for, by a DNS SAN or its
+	// common name, as a link's does (transport/tls.go). Without the name
+	// check, anyone at a member's address (or spoofing it) with any
+	// certificate of the peer CA, a removed node's say, could answer for
+	// the member: fake its Info (and make this node think it was removed),
+	// its Settled or ScanKeys (and corrupt a catch-up). Nil: plain TCP.
+	TLS *certs.Source
 
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	conns  map[adminTarget]*grpc.ClientConn
 	closed bool
 }
 
+// adminTarget is what one connection reaches: the node called name at
+// addr. A name given at another address (a replaced node), or another
+// name at the same address, gets a connection of its own, verified for
+// that name.
+type adminTarget struct{ addr, name string }
+
 var _ membership.Peers = (*AdminClients)(nil)
 
-func (p *AdminClients) client(addr string) (peerpb.AdminClient, error) {
+// errNoName: a TLS connection must know whom it reaches.
+var errNoName = errors.New("caspaxos/peerapi: a node reached over TLS needs its member name")
+
+func (p *AdminClients) client(to membership.Member) (peerpb.AdminClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, errors.New("caspaxos/peerapi: the node is stopping")
 	}
-	if c := p.conns[addr]; c != nil {
+	key := adminTarget{to.PeerAddr, to.Name}
+	if c := p.conns[key]; c != nil {
 		return peerpb.NewAdminClient(c), nil
 	}
 	creds := insecure.NewCredentials()
 	if p.TLS != nil {
-		creds = credentials.NewTLS(p.TLS)
+		cfg, err := p.tlsTo(to.Name)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+	c, err := grpc.NewClient(to.PeerAddr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true)),
 		grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: adminMinConnectTimeout,
 			Backoff: backoff.Config{BaseDelay: adminRetryBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: adminRetryMax}}))
@@ -164,10 +186,24 @@ func (p *AdminClients) client(addr string) (peerpb.AdminClient, error) {
 		return nil, err
 	}
 	if p.conns == nil {
-		p.conns = map[string]*grpc.ClientConn{}
+		p.conns = map[adminTarget]*grpc.ClientConn{}
 	}
-	p.conns[addr] = c
+	p.conns[key] = c
 	return peerpb.NewAdminClient(c), nil
+}
+
+// tlsTo is the TLS configuration of a connection to the node called name:
+// the handshake fails unless its certificate names name.
+func (p *AdminClients) tlsTo(name string) (*tls.Config, error) {
+	if name == "" {
+		return nil, errNoName
+	}
+	return p.TLS.ClientConfig(func(leaf *x509.Certificate) error {
+		if !certs.HasName(leaf, name) {
+			return fmt.Errorf("caspaxos/peerapi: the node asked for as %q answered with a certificate naming %q", name, certs.Names(leaf))
+		}
+		return nil
+	})
 }
 
 // Close ends every connection.
@@ -180,11 +216,11 @@ func (p *AdminClients) Close() {
 	p.conns, p.closed = nil, true
 }
 
-// Info asks the node at addr about itself, as caller (0: unnamed) of
-// incarnation (which it records if it lists caller and knows none; "":
-// nothing to record).
-func (p *AdminClients) Info(ctx context.Context, addr string, caller protocol.NodeID, incarnation string) (membership.PeerInfo, error) {
-	c, err := p.client(addr)
+// Info asks node to about itself (to.ID may be 0: unknown yet), as caller
+// (0: unnamed) of incarnation (which it records if it lists caller and
+// knows none; "": nothing to record).
+func (p *AdminClients) Info(ctx context.Context, to membership.Member, caller protocol.NodeID, incarnation string) (membership.PeerInfo, error) {
+	c, err := p.client(to)
 	if err != nil {
 		return membership.PeerInfo{}, err
 	}
@@ -199,7 +235,7 @@ func (p *AdminClients) Info(ctx context.Context, addr string, caller protocol.No
 
 // SetState implements membership.Peers.
 func (p *AdminClients) SetState(ctx context.Context, to membership.Member, st membership.NodeState) error {
-	c, err := p.client(to.PeerAddr)
+	c, err := p.client(to)
 	if err != nil {
 		return err
 	}
@@ -213,7 +249,7 @@ func (p *AdminClients) SetState(ctx context.Context, to membership.Member, st me
 
 // Settled implements membership.Peers.
 func (p *AdminClients) Settled(ctx context.Context, to membership.Member, version uint64) (bool, error) {
-	c, err := p.client(to.PeerAddr)
+	c, err := p.client(to)
 	if err != nil {
 		return false, err
 	}
@@ -223,7 +259,7 @@ func (p *AdminClients) Settled(ctx context.Context, to membership.Member, versio
 
 // Fences implements membership.Peers.
 func (p *AdminClients) Fences(ctx context.Context, to membership.Member) (map[protocol.NodeID]uint64, error) {
-	c, err := p.client(to.PeerAddr)
+	c, err := p.client(to)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +272,7 @@ func (p *AdminClients) Fences(ctx context.Context, to membership.Member) (map[pr
 
 // SetFences implements membership.Peers.
 func (p *AdminClients) SetFences(ctx context.Context, to membership.Member, ages map[protocol.NodeID]uint64) error {
-	c, err := p.client(to.PeerAddr)
+	c, err := p.client(to)
 	if err != nil {
 		return err
 	}
@@ -246,7 +282,7 @@ func (p *AdminClients) SetFences(ctx context.Context, to membership.Member, ages
 
 // ScanKeys implements membership.Peers.
 func (p *AdminClients) ScanKeys(ctx context.Context, to membership.Member, start string, limit int) ([]string, error) {
-	c, err := p.client(to.PeerAddr)
+	c, err := p.client(to)
 	if err != nil {
 		return nil, err
 	}
@@ -261,10 +297,10 @@ func (p *AdminClients) ScanKeys(ctx context.Context, to membership.Member, start
 	return keys, nil
 }
 
-// ReleaseHold asks the node at addr to free itself of the membership
-// change holding it (membership.ErrHoldInUse if it refused).
-func (p *AdminClients) ReleaseHold(ctx context.Context, addr string, force bool) (membership.Hold, error) {
-	c, err := p.client(addr)
+// ReleaseHold asks node to to free itself of the membership change
+// holding it (membership.ErrHoldInUse if it refused).
+func (p *AdminClients) ReleaseHold(ctx context.Context, to membership.Member, force bool) (membership.Hold, error) {
+	c, err := p.client(to)
 	if err != nil {
 		return membership.Hold{}, err
 	}

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/acceptor"
@@ -52,6 +57,7 @@ func TestErrorTable(t *testing.T) {
 
 // fakeNode answers the services with the errors it is given.
 type fakeNode struct {
+	calls     atomic.Int64 // Info and ReleaseHold calls
 	setState  error
 	release   error
 	scanLimit int
@@ -59,6 +65,7 @@ type fakeNode struct {
 }
 
 func (f *fakeNode) Info(context.Context, protocol.NodeID, string) (membership.PeerInfo, error) {
+	f.calls.Add(1)
 	return membership.PeerInfo{Name: "n1", ID: 1}, nil
 }
 func (f *fakeNode) SetState(context.Context, membership.NodeState) error { return f.setState }
@@ -72,6 +79,7 @@ func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
 	return []string{"a"}, nil
 }
 func (f *fakeNode) ReleaseHold(context.Context, bool) (membership.Hold, error) {
+	f.calls.Add(1)
 	return membership.Hold{}, f.release
 }
 func (f *fakeNode) Forget(context.Context, []protocol.Tombstone) (uint64, error) {
@@ -115,7 +123,7 @@ func TestServicesOverTheWire(t *testing.T) {
 		}
 	}
 	f.release = fmt.Errorf("%w: n2 still runs it", membership.ErrHoldInUse)
-	if _, err := cl.ReleaseHold(ctx, addr, false); !errors.Is(err, membership.ErrHoldInUse) {
+	if _, err := cl.ReleaseHold(ctx, to, false); !errors.Is(err, membership.ErrHoldInUse) {
 		t.Errorf("ReleaseHold = %v, want membership.ErrHoldInUse", err)
 	}
 	if ages, err := cl.Fences(ctx, to); err != nil || ages[2] != 7 {
@@ -197,5 +205,90 @@ func TestGCPeers(t *testing.T) {
 	}
 	if len(local.collected) != 1 || len(remote.collected) != 1 {
 		t.Errorf("steps ran while not ready")
+	}
+}
+
+// pkiFiles writes a CA and a certificate of it for each name into a new
+// folder, and returns each name's Files (trusting the CA).
+func pkiFiles(t *testing.T, names ...string) map[string]certs.Files {
+	t.Helper()
+	dir, now := t.TempDir(), time.Now()
+	ca, err := certs.NewCA("test CA", now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]certs.Files{}
+	for _, n := range names {
+		c, k, err := ca.Issue(n, now.Add(-time.Hour), now.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := certs.Files{CertFile: filepath.Join(dir, n+".pem"), KeyFile: filepath.Join(dir, n+"-key.pem"), CAFile: caFile}
+		if err := os.WriteFile(f.CertFile, c, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.KeyFile, k, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out[n] = f
+	}
+	return out
+}
+
+// Over TLS, an Admin client takes answers only from the node it asked
+// for: a node at the member's address whose certificate (of the same CA)
+// names another node (a removed one, or a client's) is not called at all,
+// so it cannot pose as the member; the member itself is answered.
+func TestAdminClientsVerifyTheNodeNamed(t *testing.T) {
+	files := pkiFiles(t, "n1", "n2", "n9")
+	load := func(name string) *certs.Source {
+		s, err := certs.Load(files[name], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// n9 listens where the members' Admin clients look for n2.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg, err := load("n9").ServerConfig(certs.ServerOptions{ClientAuth: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(scfg)))
+	f := &fakeNode{}
+	Register(s, f, f)
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	addr := lis.Addr().String()
+
+	cl := &AdminClients{TLS: load("n1")}
+	defer cl.Close()
+	short, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Info(short, membership.Member{Name: "n2", PeerAddr: addr}, 1, ""); err == nil {
+		t.Error("Info of n2 was answered by a node whose certificate names n9")
+	}
+	if _, err := cl.ReleaseHold(short, membership.Member{Name: "n2", PeerAddr: addr}, true); err == nil {
+		t.Error("ReleaseHold of n2 was answered by n9")
+	}
+	if f.calls.Load() != 0 {
+		t.Errorf("the impostor was called %d times", f.calls.Load())
+	}
+	if _, err := cl.Info(short, membership.Member{PeerAddr: addr}, 1, ""); !errors.Is(err, errNoName) {
+		t.Errorf("Info of a node of no name over TLS = %v, want errNoName", err)
+	}
+	// The same address asked for the name its certificate gives is
+	// answered: a connection per address and name, not per address.
+	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if _, err := cl.Info(ctx, membership.Member{Name: "n9", PeerAddr: addr}, 1, ""); err != nil {
+		t.Errorf("Info of n9 at its own address: %v", err)
 	}
 }
