@@ -52,7 +52,10 @@ the token's expiry does not end a stream that opened before it.
 A user logs in with a password (hashed with bcrypt; the hash is stored, never
 the password) and gets a token: "v1.<payload>.<mac>", the payload a base64url
 JSON {user, expiry}, the mac HMAC-SHA256 of it under the signing key. Any
-node verifies a token with the key in the state; none keeps a session. A
+node verifies a token with the key in the state; none keeps a session.
+Because every node takes a token, a login checks the password against a
+fresh linearizable read of the state, never a cache: a node cut off from
+the quorum answers it kv.ErrNoQuorum, whatever it cached. A
 token lives Config.TokenTTL (default 5 minutes); the Go client logs in again
 before it expires. A wrong, forged or expired token is refused as
 unauthenticated, as is a token of a user deleted since. Changing the signing

@@ -267,11 +267,19 @@ func (g *Guard) dummyHash() []byte {
 // Login checks user's password and returns a token and its expiry. A wrong
 // user or password is kv.ErrUnauthenticated, the same for both. Login works
 // only while auth is enabled: before, there is no signing key.
+//
+// Login checks against a fresh linearizable read of the state, never the
+// cache nor this node's own copy: a token made here is taken by every node,
+// so a node cut off from the quorum must not mint one from a password
+// changed since (it answers kv.ErrNoQuorum instead).
 func (g *Guard) Login(ctx context.Context, user, password string) (string, time.Time, error) {
-	s, err := g.current(ctx)
+	s, _, err := g.load(ctx)
 	if err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, fmt.Errorf("caspaxos/auth: login needs a quorum read of the auth state: %w", err)
 	}
+	g.mu.Lock()
+	g.state, g.read, g.fetched = s, true, g.cfg.Now()
+	g.mu.Unlock()
 	if !s.Enabled {
 		return "", time.Time{}, fmt.Errorf("%w: auth is not enabled (caspaxos auth enable)", ErrRefused)
 	}

@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// view is one node's way to the shared registers: it can be cut off from
+// the quorum, can have an own acceptor copy of its own (a lagging
+// acceptor), and can hold its next read after the read, so that a test
+// runs a change in between.
+type view struct {
+	r     *registers
+	mu    sync.Mutex
+	cut   bool
+	local *protocol.State
+	// hold, if set, makes the next Get read, close read, then wait for hold.
+	hold, read chan struct{}
+}
+
+func (v *view) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	v.mu.Lock()
+	cut, hold, read := v.cut, v.hold, v.read
+	if op.Kind == kv.OpGet {
+		v.hold, v.read = nil, nil
+	} else {
+		hold = nil
+	}
+	v.mu.Unlock()
+	if cut {
+		return protocol.State{}, kv.ErrNoQuorum
+	}
+	s, err := v.r.Do(ctx, op)
+	if hold != nil {
+		close(read)
+		<-hold
+	}
+	return s, err
+}
+
+func (v *view) Local(key string) (protocol.State, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.local != nil {
+		return *v.local, nil
+	}
+	return v.r.Local(key)
+}
+
+func (v *view) setCut(cut bool) {
+	v.mu.Lock()
+	v.cut = cut
+	v.mu.Unlock()
+}
+
+func guardOn(t *testing.T, regs Registers, c *clock) *Guard {
+	t.Helper()
+	g, err := New(Config{BcryptCost: bcrypt.MinCost, Now: c.now}, regs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// enabledCluster is a cluster with auth enabled: root, and alice holding
+// readwrite on "app/" through the role app; b is the node that set it up.
+func enabledCluster(t *testing.T) (r *registers, c *clock, b *Guard) {
+	t.Helper()
+	r = &registers{regs: map[string]protocol.State{}}
+	c = &clock{t: time.Unix(1e9, 0)}
+	b = guardOn(t, &view{r: r}, c)
+	ctx := context.Background()
+	for _, err := range []error{
+		b.AddUser(ctx, RootUser, "rootpw"),
+		b.AddUser(ctx, "alice", "old"),
+		b.AddRole(ctx, "app"),
+		b.GrantPerm(ctx, "app", Grant{Perm: PermReadWrite, Key: "app/", Prefix: true}),
+		b.GrantRole(ctx, "alice", "app"),
+		b.Enable(ctx),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, c, b
+}
+
+// TestLoginNeedsQuorum: a node cut off from the quorum mints no token,
+// neither from the state it cached nor from its own acceptor's copy, so a
+// password changed elsewhere cannot be used there (the token would work on
+// every node).
+func TestLoginNeedsQuorum(t *testing.T) {
+	ctx := context.Background()
+	r, c, b := enabledCluster(t)
+	va := &view{r: r}
+	a := guardOn(t, va, c)
+	if _, err := a.Enabled(ctx); err != nil { // a caches the state
+		t.Fatal(err)
+	}
+	if err := b.SetPassword(ctx, "alice", "new"); err != nil {
+		t.Fatal(err)
+	}
+	va.setCut(true)
+	for _, tc := range []struct {
+		name     string
+		password string
+		step     time.Duration
+	}{
+		{"old password, cache fresh", "old", 0},
+		{"new password, cache fresh", "new", 0},
+		{"old password, cache stale", "old", time.Hour},
+	} {
+		c.t = c.t.Add(tc.step)
+		if tok, _, err := a.Login(ctx, "alice", tc.password); !errors.Is(err, kv.ErrNoQuorum) {
+			t.Errorf("%s: token %q, %v; want kv.ErrNoQuorum", tc.name, tok, err)
+		}
+	}
+	// A node that never read the state is cut off too: its own copy is
+	// no ground for a token either.
+	fresh := guardOn(t, &view{r: r, cut: true}, c)
+	if _, _, err := fresh.Login(ctx, "alice", "new"); !errors.Is(err, kv.ErrNoQuorum) {
+		t.Errorf("never read, no quorum: %v; want kv.ErrNoQuorum", err)
+	}
+	va.setCut(false)
+	if _, _, err := a.Login(ctx, "alice", "old"); !errors.Is(err, kv.ErrUnauthenticated) {
+		t.Errorf("old password with a quorum: %v", err)
+	}
+	if _, _, err := a.Login(ctx, "alice", "new"); err != nil {
+		t.Errorf("new password with a quorum: %v", err)
+	}
+}
