@@ -133,6 +133,7 @@ type Client struct {
 	// suspects, per endpoint: until when (Unix ns) it is tried last (suspect.go)
 	suspects []atomic.Int64
 	routes   atomic.Pointer[routes]
+	tokens   *tokens   // nil without Username (auth.go)
 	learn    sync.Once // starts learnRoutes on the first write
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -156,7 +157,8 @@ func New(cfg Config) (*Client, error) {
 		// A Batch answer may carry many values; a node bounds each.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes))}
 	if cfg.Username != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(&tokens{c: c}))
+		c.tokens = &tokens{c: c, password: cfg.Password}
+		opts = append(opts, grpc.WithPerRPCCredentials(c.tokens))
 	}
 	for _, ep := range cfg.Endpoints {
 		conn, err := grpc.NewClient(ep, opts...)

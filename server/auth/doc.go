@@ -51,15 +51,24 @@ the token's expiry does not end a stream that opened before it.
 
 A user logs in with a password (hashed with bcrypt; the hash is stored, never
 the password) and gets a token: "v1.<payload>.<mac>", the payload a base64url
-JSON {user, expiry}, the mac HMAC-SHA256 of it under the signing key. Any
-node verifies a token with the key in the state; none keeps a session.
-Because every node takes a token, a login checks the password against a
-fresh linearizable read of the state, never a cache: a node cut off from
-the quorum answers it kv.ErrNoQuorum, whatever it cached. A
-token lives Config.TokenTTL (default 5 minutes); the Go client logs in again
-before it expires. A wrong, forged or expired token is refused as
-unauthenticated, as is a token of a user deleted since. Changing the signing
-key (disable and enable again) ends every token.
+JSON {user, generation, expiry}, the mac HMAC-SHA256 of it under the
+signing key. Any node verifies a token with the key in the state; none
+keeps a session. Because every node takes a token, a login checks the
+password against a fresh linearizable read of the state, never a cache: a
+node cut off from the quorum answers it kv.ErrNoQuorum, whatever it cached.
+A token lives Config.TokenTTL (default 5 minutes); the Go client logs in
+again before it expires. A wrong, forged or expired token is refused as
+unauthenticated, as is a token of a user deleted since.
+
+Each user holds a random generation (User.Generation), made anew when it
+is added and when its password changes, and each token carries the one it
+was made under: a password change, or a delete and re-add of the name,
+ends the user's tokens (at once on the node that changed it, within
+Staleness elsewhere). A role change does not: permissions are checked per
+request anyway. A user changing its own password must give the current
+one, so that a stolen token cannot take the account over; an admin
+changing another's need not. Changing the signing key (disable and enable
+again) ends every token.
 
 A client certificate verified by the transport (TLS) authenticates the user
 named by its subject's common name, if such a user exists; a token, if

@@ -137,3 +137,67 @@ func TestLoginNeedsQuorum(t *testing.T) {
 		t.Errorf("new password with a quorum: %v", err)
 	}
 }
+
+// TestTokenGeneration: a token ends when its user's password changes or
+// the user is deleted and added again, on the node that changed it at once
+// and on another within Staleness; a role change leaves it (permissions
+// are checked per request). A user changing its own password must give
+// the current one.
+func TestTokenGeneration(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		change    func(b *Guard) error
+		changeErr error // what change answers; nil: it succeeds
+		tokenLive bool  // the token taken before the change still works
+	}{
+		{"admin sets the password", func(b *Guard) error { return b.SetPassword(ctx, "alice", "new") }, nil, false},
+		{"admin sets the same password", func(b *Guard) error { return b.SetPassword(ctx, "alice", "old") }, nil, false},
+		{"own change, right current password", func(b *Guard) error { return b.ChangeOwnPassword(ctx, "alice", "old", "new") }, nil, false},
+		{"own change, wrong current password", func(b *Guard) error { return b.ChangeOwnPassword(ctx, "alice", "guess", "new") }, kv.ErrPermissionDenied, true},
+		{"own change, no current password", func(b *Guard) error { return b.ChangeOwnPassword(ctx, "alice", "", "new") }, kv.ErrPermissionDenied, true},
+		{"deleted and added again", func(b *Guard) error {
+			if err := b.DeleteUser(ctx, "alice"); err != nil {
+				return err
+			}
+			if err := b.AddUser(ctx, "alice", "old"); err != nil {
+				return err
+			}
+			return b.GrantRole(ctx, "alice", "app")
+		}, nil, false},
+		{"role revoked and granted again", func(b *Guard) error {
+			if err := b.RevokeRole(ctx, "alice", "app"); err != nil {
+				return err
+			}
+			return b.GrantRole(ctx, "alice", "app")
+		}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, c, b := enabledCluster(t)
+			other := guardOn(t, &view{r: r}, c)
+			tok, _, err := b.Login(ctx, "alice", "old")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.Authenticate(ctx, Credentials{Token: tok}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.change(b); !errors.Is(err, tt.changeErr) || (tt.changeErr == nil) != (err == nil) {
+				t.Fatalf("change: %v, want %v", err, tt.changeErr)
+			}
+			check := func(who string, g *Guard) {
+				p, err := g.Authenticate(ctx, Credentials{Token: tok})
+				switch {
+				case tt.tokenLive && (err != nil || p.User != "alice"):
+					t.Errorf("%s: the token ended: %+v, %v", who, p, err)
+				case !tt.tokenLive && !errors.Is(err, kv.ErrUnauthenticated):
+					t.Errorf("%s: the token still works: %+v, %v", who, p, err)
+				}
+			}
+			check("changing node, at once", b)
+			c.t = c.t.Add(DefaultConfig().Staleness)
+			check("other node, past Staleness", other)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sort"
@@ -52,6 +53,10 @@ const maxChangeAttempts = 16
 
 // signingKeyBytes is the size of the HMAC key (SHA-256's block is 64).
 const signingKeyBytes = 32
+
+// generationBytes is the size of a user's generation (User.Generation):
+// random, so that a deleted and re-added user never gets its old one back.
+const generationBytes = 16
 
 // Guard authenticates and authorizes client requests against the auth
 // state, and changes that state. It is safe for concurrent use.
@@ -209,12 +214,16 @@ func (g *Guard) Authenticate(ctx context.Context, c Credentials) (Principal, err
 		return Principal{Open: true}, nil
 	}
 	if c.Token != "" {
-		user, err := VerifyToken(s.SigningKey, c.Token, g.cfg.Now())
+		user, gen, err := VerifyToken(s.SigningKey, c.Token, g.cfg.Now())
 		if err != nil {
 			return Principal{}, fmt.Errorf("%w: %w", kv.ErrUnauthenticated, err)
 		}
-		if _, ok := s.Users[user]; !ok {
+		u, ok := s.Users[user]
+		if !ok {
 			return Principal{}, fmt.Errorf("%w: user %q no longer exists", kv.ErrUnauthenticated, user)
+		}
+		if subtle.ConstantTimeCompare(gen, u.Generation) != 1 {
+			return Principal{}, fmt.Errorf("%w: the token of user %q predates a change of its password (or its deletion); log in again", kv.ErrUnauthenticated, user)
 		}
 		return Principal{User: user}, nil
 	}
@@ -283,16 +292,28 @@ func (g *Guard) Login(ctx context.Context, user, password string) (string, time.
 	if !s.Enabled {
 		return "", time.Time{}, fmt.Errorf("%w: auth is not enabled (caspaxos auth enable)", ErrRefused)
 	}
+	if !g.passwordMatches(s, user, password) {
+		return "", time.Time{}, fmt.Errorf("%w: wrong user name or password", kv.ErrUnauthenticated)
+	}
+	exp := g.cfg.Now().Add(g.cfg.TokenTTL)
+	return SignToken(s.SigningKey, user, s.Users[user].Generation, exp), exp, nil
+}
+
+// passwordMatches reports whether user exists in s with password, taking
+// as long when it does not exist.
+func (g *Guard) passwordMatches(s State, user, password string) bool {
 	u, ok := s.Users[user]
 	hash := u.PasswordHash
 	if !ok {
 		hash = g.dummyHash()
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !ok {
-		return "", time.Time{}, fmt.Errorf("%w: wrong user name or password", kv.ErrUnauthenticated)
-	}
-	exp := g.cfg.Now().Add(g.cfg.TokenTTL)
-	return SignToken(s.SigningKey, user, exp), exp, nil
+	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok
+}
+
+func generation() ([]byte, error) {
+	gen := make([]byte, generationBytes)
+	_, err := rand.Read(gen)
+	return gen, err
 }
 
 func (g *Guard) hash(password string) ([]byte, error) {
@@ -306,13 +327,18 @@ func (g *Guard) hash(password string) ([]byte, error) {
 	return h, nil
 }
 
-// AddUser adds a user with a password.
+// AddUser adds a user with a password, under a fresh generation: no token
+// of a user of that name deleted before works for this one.
 func (g *Guard) AddUser(ctx context.Context, name, password string) error {
 	h, err := g.hash(password)
 	if err != nil {
 		return err
 	}
-	return g.change(ctx, func(s *State) error { return s.AddUser(name, h) })
+	gen, err := generation()
+	if err != nil {
+		return err
+	}
+	return g.change(ctx, func(s *State) error { return s.AddUser(name, h, gen) })
 }
 
 // DeleteUser deletes a user.
@@ -320,13 +346,45 @@ func (g *Guard) DeleteUser(ctx context.Context, name string) error {
 	return g.change(ctx, func(s *State) error { return s.DeleteUser(name) })
 }
 
-// SetPassword changes a user's password.
+// SetPassword changes a user's password (an admin's request) and ends
+// every token the user holds.
 func (g *Guard) SetPassword(ctx context.Context, name, password string) error {
+	return g.setPassword(ctx, name, password, nil)
+}
+
+// ChangeOwnPassword changes a user's password at its own request: only if
+// current is its password in the state the change replaces, so that a
+// stolen token alone cannot take the account over. A wrong current
+// password is kv.ErrPermissionDenied. Every token the user holds ends,
+// the one of the request among them.
+func (g *Guard) ChangeOwnPassword(ctx context.Context, name, current, password string) error {
+	return g.setPassword(ctx, name, password, func(s *State) error {
+		if !g.passwordMatches(*s, name, current) {
+			return fmt.Errorf("%w: the current password of user %q is wrong (send it to change one's own password)", kv.ErrPermissionDenied, name)
+		}
+		return nil
+	})
+}
+
+// setPassword replaces name's password hash and generation, after check
+// (if set) accepted the state it replaces.
+func (g *Guard) setPassword(ctx context.Context, name, password string, check func(*State) error) error {
 	h, err := g.hash(password)
 	if err != nil {
 		return err
 	}
-	return g.change(ctx, func(s *State) error { return s.SetPassword(name, h) })
+	gen, err := generation()
+	if err != nil {
+		return err
+	}
+	return g.change(ctx, func(s *State) error {
+		if check != nil {
+			if err := check(s); err != nil {
+				return err
+			}
+		}
+		return s.SetPassword(name, h, gen)
+	})
 }
 
 // GrantRole gives a user a role.
