@@ -34,13 +34,22 @@ a linearizable read, before the request is checked. A change made through a
 node replaces that node's cache at once. So a revoked permission, a deleted
 user or a disabled auth takes effect at once on the node that changed it and
 within Staleness on every other node. When the read fails (no quorum), the
-node keeps checking against the last state it read; a node that has never
-read it (it restarted amid a partition) checks against the copy its own
-acceptor last accepted (Registers.Local), which may be a change that was
-never chosen but was sent by an admin. Most requests it would then let
-through need a quorum themselves and fail the same way; the exception is
-releasing held nodes, which is meant for a degraded cluster, and needs admin
-by whichever of these states.
+node keeps checking against the last state it read since it started: most
+requests it would then let through need a quorum themselves and fail the
+same way; the exception is releasing held nodes, which is meant for a
+degraded cluster.
+
+A node that has not read the state since it started (it restarted amid a
+partition) fails closed: it never takes a missing state, nor its own
+acceptor's copy, as "auth disabled". After each quorum read it keeps on
+its own disk whether auth was enabled (Registers.SetSeen, a Seen); without
+a quorum it treats auth as disabled only if that record says so and its
+own acceptor holds no enabled state, and otherwise refuses everything that
+needs authorization with ErrStateUnknown (code no_quorum). So releasing
+held nodes in a degraded cluster stays possible without credentials only
+where auth was disabled at the node's last read. (The daemon seeds the
+record "disabled" at the first start of a member of a new cluster, where no
+auth state exists yet.)
 
 A Batch stream authenticates once, when it opens; each of its ops is then
 checked against the permissions the user holds at that moment (within

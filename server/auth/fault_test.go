@@ -18,6 +18,7 @@ import (
 // acceptor), and can hold its next read after the read, so that a test
 // runs a change in between.
 type view struct {
+	disk
 	r     *registers
 	mu    sync.Mutex
 	cut   bool
@@ -199,5 +200,76 @@ func TestTokenGeneration(t *testing.T) {
 			c.t = c.t.Add(DefaultConfig().Staleness)
 			check("other node, past Staleness", other)
 		})
+	}
+}
+
+// TestFailClosed: a node cut off from the quorum that has not read the
+// auth state since it started treats auth as disabled only if the last
+// quorum read it kept on its disk found it disabled and its own acceptor
+// holds no enabled state; otherwise it refuses every request that needs
+// authorization, anonymous admin first among them.
+func TestFailClosed(t *testing.T) {
+	ctx := context.Background()
+	r, c, _ := enabledCluster(t)
+	enabled := r.regs[StateKey]
+	disabledBytes, err := State{}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disabled := protocol.State{Version: 1, Value: disabledBytes}
+	empty := protocol.State{}
+	tests := []struct {
+		name   string
+		seen   *Seen // what the node's disk kept; nil: nothing
+		local  *protocol.State
+		closed bool
+	}{
+		{"never read, acceptor lags", nil, &empty, true},
+		{"never read, acceptor holds enabled", nil, &enabled, true},
+		{"never read, acceptor holds disabled", nil, &disabled, true},
+		{"enabled at the last read, acceptor lags", &Seen{Enabled: true, Version: 7}, &empty, true},
+		{"enabled at the last read, acceptor holds disabled", &Seen{Enabled: true, Version: 7}, &disabled, true},
+		{"disabled at the last read, acceptor holds enabled", &Seen{Version: 1}, &enabled, true},
+		{"disabled at the last read, acceptor lags", &Seen{Version: 1}, &empty, false},
+		{"disabled at the last read, acceptor holds disabled", &Seen{Version: 1}, &disabled, false},
+	}
+	for _, tt := range tests {
+		v := &view{r: r, cut: true, local: tt.local}
+		if tt.seen != nil {
+			v.seen, v.seenOK = *tt.seen, true
+		}
+		g := guardOn(t, v, c)
+		p, err := g.Authenticate(ctx, Credentials{})
+		if err == nil {
+			err = g.Authorize(ctx, p, Access{Perm: PermAdmin})
+		}
+		if tt.closed && (!errors.Is(err, ErrStateUnknown) || !errors.Is(err, kv.ErrNoQuorum)) {
+			t.Errorf("%s: anonymous admin: %+v, %v; want ErrStateUnknown and kv.ErrNoQuorum", tt.name, p, err)
+		}
+		if !tt.closed && (err != nil || !p.Open) {
+			t.Errorf("%s: anonymous admin: %+v, %v; want open", tt.name, p, err)
+		}
+		// Once the quorum answers, the node goes by what it read.
+		v.setCut(false)
+		if _, err := g.Authenticate(ctx, Credentials{}); !errors.Is(err, kv.ErrUnauthenticated) {
+			t.Errorf("%s: with the quorum back: %v", tt.name, err)
+		}
+		if seen, ok, _ := v.Seen(); !ok || !seen.Enabled || seen.Version != enabled.Version {
+			t.Errorf("%s: the node kept %+v (%v) after its read, want enabled at version %d", tt.name, seen, ok, enabled.Version)
+		}
+	}
+}
+
+// TestSeenWriteFails: a node that cannot keep what it read on its disk
+// refuses the request rather than go on with a disk that may say that
+// auth is disabled.
+func TestSeenWriteFails(t *testing.T) {
+	ctx := context.Background()
+	r, c, _ := enabledCluster(t)
+	v := &view{r: r}
+	v.disk.err = errors.New("disk full")
+	g := guardOn(t, v, c)
+	if _, err := g.Authenticate(ctx, Credentials{}); err == nil || errors.Is(err, kv.ErrUnauthenticated) {
+		t.Fatalf("the disk failed: %v, want its error", err)
 	}
 }

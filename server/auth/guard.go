@@ -23,10 +23,35 @@ type Registers interface {
 	Do(ctx context.Context, op kv.Op) (protocol.State, error)
 	// Local returns the state of key that this node's own acceptor last
 	// accepted (possibly never chosen; zero if it holds none), read
-	// without any round trip: the fallback of a node that reaches no
-	// quorum and has never read the auth state.
+	// without any round trip. A node that reaches no quorum and has never
+	// read the auth state looks at it only to refuse more, never to allow
+	// more (Guard.unknown).
 	Local(key string) (protocol.State, error)
+	// Seen returns what SetSeen last kept on this node's own disk; ok is
+	// false if it never kept anything.
+	Seen() (s Seen, ok bool, err error)
+	// SetSeen keeps s durably on this node's own disk: once it returns,
+	// a restart's Seen answers s.
+	SetSeen(s Seen) error
 }
+
+// Seen is what a quorum read of the auth state said, as a node keeps it on
+// its own disk: whether auth was enabled, at which version of the register.
+// It lets a node that restarts amid a partition, and so cannot read the
+// state, tell "auth is disabled" (then releasing held nodes stays open)
+// from "auth is enabled, or I never knew" (then it refuses everything that
+// needs authorization until a quorum read succeeds).
+type Seen struct {
+	Enabled bool   `json:"enabled"`
+	Version uint64 `json:"version"`
+}
+
+// ErrStateUnknown: this node has not read the auth state from a quorum
+// since it started, and nothing it holds shows that auth is disabled; it
+// refuses every request that needs authorization until a read succeeds.
+// It comes wrapped with kv.ErrNoQuorum (code no_quorum: HTTP 503, gRPC
+// Unavailable), as the refusal is the missing quorum's.
+var ErrStateUnknown = errors.New("caspaxos/auth: the auth state is unknown on this node")
 
 // Config configures a Guard. A zero field takes DefaultConfig's.
 type Config struct {
@@ -70,6 +95,10 @@ type Guard struct {
 	read    bool // state holds what was read at some point
 	fetched time.Time
 
+	seenMu sync.Mutex // one SetSeen at a time
+	seen   Seen       // what SetSeen last kept (seenOK)
+	seenOK bool
+
 	dummyOnce sync.Once
 	dummy     []byte
 }
@@ -103,7 +132,9 @@ func (g *Guard) TokenTTL() time.Duration { return g.cfg.TokenTTL }
 
 // current returns the state to check against: the cache if younger than
 // Staleness, else a fresh read; if the read fails, the last state read
-// (its requests need the quorum that failed), or the error if none was.
+// (its requests need the quorum that failed), or if none was, the
+// disabled state only if this node's disk says that the last quorum read
+// found auth disabled (unknown).
 func (g *Guard) current(ctx context.Context) (State, error) {
 	if s, ok := g.cached(); ok {
 		return s, nil
@@ -113,25 +144,79 @@ func (g *Guard) current(ctx context.Context) (State, error) {
 	if s, ok := g.cached(); ok {
 		return s, nil // another request refreshed it meanwhile
 	}
-	s, _, err := g.load(ctx)
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	s, version, err := g.load(ctx)
 	if err == nil {
-		g.state, g.read, g.fetched = s, true, g.cfg.Now()
+		return s, g.install(s, version)
+	}
+	g.mu.Lock()
+	s, read := g.state, g.read
+	g.mu.Unlock()
+	if read {
 		return s, nil
 	}
-	if g.read {
-		return g.state, nil
+	// Nothing cached: the next request tries the cluster again.
+	return g.unknown(err)
+}
+
+// install caches s, read from a quorum at version, and keeps on disk what
+// it says (remember).
+func (g *Guard) install(s State, version uint64) error {
+	g.mu.Lock()
+	g.state, g.read, g.fetched = s, true, g.cfg.Now()
+	g.mu.Unlock()
+	return g.remember(Seen{Enabled: s.Enabled, Version: version})
+}
+
+// remember keeps seen on disk when it differs from what was kept last,
+// never going back to an older version. A failed write fails the request:
+// a node must not go on with a disk that may say "disabled" while auth is
+// enabled.
+func (g *Guard) remember(seen Seen) error {
+	g.seenMu.Lock()
+	defer g.seenMu.Unlock()
+	if g.seenOK && (g.seen == seen || seen.Version < g.seen.Version) {
+		return nil
 	}
-	local, lerr := g.regs.Local(StateKey)
-	if lerr == nil {
-		s, lerr = DecodeState(local.Value)
+	if err := g.regs.SetSeen(seen); err != nil {
+		return fmt.Errorf("caspaxos/auth: keeping what the auth state says on this node's disk: %w", err)
 	}
-	if lerr != nil {
-		return State{}, fmt.Errorf("caspaxos/auth: reading the auth state: %w (and this node's own copy: %v)", err, lerr)
+	g.seen, g.seenOK = seen, true
+	return nil
+}
+
+// unknown answers for a node that failed to read the state (readErr) and
+// has read none since it started. A missing or local copy never counts as
+// "disabled": only a quorum read does, as kept on disk by remember. So the
+// node treats auth as disabled only if the last quorum read it kept found
+// it disabled and its own acceptor holds no newer enabled state; otherwise
+// ErrStateUnknown.
+func (g *Guard) unknown(readErr error) (State, error) {
+	seen, ok, err := g.regs.Seen()
+	var why string
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("its record of the last read is unreadable: %v", err)
+	case !ok:
+		why = "it never read it"
+	case seen.Enabled:
+		why = fmt.Sprintf("auth was enabled at its last read (version %d)", seen.Version)
+	default:
+		local, lerr := g.regs.Local(StateKey)
+		var s State
+		if lerr == nil {
+			s, lerr = DecodeState(local.Value)
+		}
+		switch {
+		case lerr != nil:
+			why = fmt.Sprintf("its own acceptor's copy is unreadable: %v", lerr)
+		case s.Enabled:
+			why = fmt.Sprintf("its own acceptor holds an enabled state (version %d) newer than its last read", kv.CurrentVersion(local))
+		default:
+			return State{}, nil // auth was disabled at the last quorum read
+		}
 	}
-	// Not cached: the next request tries the cluster again.
-	return s, nil
+	return State{}, fmt.Errorf("%w: no quorum read of it since this node started (%v), and %s; requests that need authorization are refused until one succeeds: %w",
+		ErrStateUnknown, readErr, why, kv.ErrNoQuorum)
 }
 
 func (g *Guard) cached() (State, bool) {
@@ -167,17 +252,14 @@ func (g *Guard) change(ctx context.Context, fn func(*State) error) error {
 		if err != nil {
 			return err
 		}
-		_, err = g.regs.Do(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: StateKey, Version: version, Value: b})
+		reg, err := g.regs.Do(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: StateKey, Version: version, Value: b})
 		if errors.Is(err, kv.ErrVersionMismatch) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		g.mu.Lock()
-		g.state, g.read, g.fetched = s, true, g.cfg.Now()
-		g.mu.Unlock()
-		return nil
+		return g.install(s, kv.CurrentVersion(reg))
 	}
 	return fmt.Errorf("caspaxos/auth: the auth state changed %d times during one change; try again: %w", maxChangeAttempts, kv.ErrNoQuorum)
 }
@@ -282,13 +364,13 @@ func (g *Guard) dummyHash() []byte {
 // so a node cut off from the quorum must not mint one from a password
 // changed since (it answers kv.ErrNoQuorum instead).
 func (g *Guard) Login(ctx context.Context, user, password string) (string, time.Time, error) {
-	s, _, err := g.load(ctx)
+	s, version, err := g.load(ctx)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("caspaxos/auth: login needs a quorum read of the auth state: %w", err)
 	}
-	g.mu.Lock()
-	g.state, g.read, g.fetched = s, true, g.cfg.Now()
-	g.mu.Unlock()
+	if err := g.install(s, version); err != nil {
+		return "", time.Time{}, err
+	}
 	if !s.Enabled {
 		return "", time.Time{}, fmt.Errorf("%w: auth is not enabled (caspaxos auth enable)", ErrRefused)
 	}
