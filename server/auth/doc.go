@@ -33,7 +33,11 @@ younger than Config.Staleness (default 5s); an older one is read again, with
 a linearizable read, before the request is checked. A change made through a
 node replaces that node's cache at once. So a revoked permission, a deleted
 user or a disabled auth takes effect at once on the node that changed it and
-within Staleness on every other node. When the read fails (no quorum), the
+within Staleness on every other node: a cached state's age counts from the
+start of the read that brought it, and the cache, tagged with the
+register's version, is never replaced by an older one (a refresh that read
+before a change made here and ended after it keeps the change). When the
+read fails (no quorum), the
 node keeps checking against the last state it read since it started: most
 requests it would then let through need a quorum themselves and fail the
 same way; the exception is releasing held nodes, which is meant for a

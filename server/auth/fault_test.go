@@ -273,3 +273,58 @@ func TestSeenWriteFails(t *testing.T) {
 		t.Fatalf("the disk failed: %v, want its error", err)
 	}
 }
+
+// TestCacheNeverRegresses: a refresh that read the state before a revoke
+// made on the same node, and ends after it, does not bring the revoked
+// grant back; and the cache's age counts from its read's start, so that a
+// slow read does not stretch the staleness bound.
+func TestCacheNeverRegresses(t *testing.T) {
+	ctx := context.Background()
+	r, c, _ := enabledCluster(t)
+	v := &view{r: r}
+	a := guardOn(t, v, c)
+	alice := Principal{User: "alice"}
+	write := Access{Perm: PermWrite, Key: "app/x"}
+	if err := a.Authorize(ctx, alice, write); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(DefaultConfig().Staleness) // the cache is stale
+	hold, read := make(chan struct{}), make(chan struct{})
+	v.mu.Lock()
+	v.hold, v.read = hold, read
+	v.mu.Unlock()
+	done := make(chan error)
+	go func() { done <- a.Authorize(ctx, alice, write) }() // reads, then waits
+	<-read
+	if err := a.RevokeRole(ctx, "alice", "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Authorize(ctx, alice, write); !errors.Is(err, kv.ErrPermissionDenied) {
+		t.Fatalf("right after the revoke: %v", err)
+	}
+	close(hold)
+	<-done // checked against what it read before the revoke: either answer
+	if err := a.Authorize(ctx, alice, write); !errors.Is(err, kv.ErrPermissionDenied) {
+		t.Errorf("after the older refresh ended: %v; the revoke was undone", err)
+	}
+
+	// A read that took the whole staleness bound leaves a stale cache:
+	// the next request reads again and sees a change made elsewhere.
+	b := guardOn(t, &view{r: r}, c)
+	c.t = c.t.Add(DefaultConfig().Staleness)
+	hold, read = make(chan struct{}), make(chan struct{})
+	v.mu.Lock()
+	v.hold, v.read = hold, read
+	v.mu.Unlock()
+	go func() { done <- a.Authorize(ctx, alice, write) }()
+	<-read
+	if err := b.GrantRole(ctx, "alice", "app"); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(DefaultConfig().Staleness)
+	close(hold)
+	<-done
+	if err := a.Authorize(ctx, alice, write); err != nil {
+		t.Errorf("a slow read stretched the staleness bound: the grant made elsewhere is not seen: %v", err)
+	}
+}

@@ -92,7 +92,8 @@ type Guard struct {
 	refresh sync.Mutex // one read of the register at a time
 	mu      sync.Mutex
 	state   State
-	read    bool // state holds what was read at some point
+	read    bool   // state holds what was read at some point
+	version uint64 // the register's version state was read at
 	fetched time.Time
 
 	seenMu sync.Mutex // one SetSeen at a time
@@ -144,9 +145,10 @@ func (g *Guard) current(ctx context.Context) (State, error) {
 	if s, ok := g.cached(); ok {
 		return s, nil // another request refreshed it meanwhile
 	}
+	start := g.cfg.Now()
 	s, version, err := g.load(ctx)
 	if err == nil {
-		return s, g.install(s, version)
+		return g.install(s, version, start)
 	}
 	g.mu.Lock()
 	s, read := g.state, g.read
@@ -158,13 +160,23 @@ func (g *Guard) current(ctx context.Context) (State, error) {
 	return g.unknown(err)
 }
 
-// install caches s, read from a quorum at version, and keeps on disk what
-// it says (remember).
-func (g *Guard) install(s State, version uint64) error {
+// install caches s, read from a quorum at version by a read that began at
+// start, keeps on disk what it says (remember), and returns the cached
+// state. The cache never goes back to an older version: a read that began
+// before a change made here, and ended after it, must not bring back what
+// the change removed (a revoke). Its age counts from the read's start, the
+// latest moment the state it read is known to have held.
+func (g *Guard) install(s State, version uint64, start time.Time) (State, error) {
 	g.mu.Lock()
-	g.state, g.read, g.fetched = s, true, g.cfg.Now()
+	switch {
+	case !g.read || version > g.version:
+		g.state, g.read, g.version, g.fetched = s, true, version, start
+	case version == g.version && start.After(g.fetched):
+		g.fetched = start
+	}
+	s, seen := g.state, Seen{Enabled: g.state.Enabled, Version: g.version}
 	g.mu.Unlock()
-	return g.remember(Seen{Enabled: s.Enabled, Version: version})
+	return s, g.remember(seen)
 }
 
 // remember keeps seen on disk when it differs from what was kept last,
@@ -252,6 +264,7 @@ func (g *Guard) change(ctx context.Context, fn func(*State) error) error {
 		if err != nil {
 			return err
 		}
+		start := g.cfg.Now()
 		reg, err := g.regs.Do(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: StateKey, Version: version, Value: b})
 		if errors.Is(err, kv.ErrVersionMismatch) {
 			continue
@@ -259,7 +272,8 @@ func (g *Guard) change(ctx context.Context, fn func(*State) error) error {
 		if err != nil {
 			return err
 		}
-		return g.install(s, kv.CurrentVersion(reg))
+		_, err = g.install(s, kv.CurrentVersion(reg), start)
+		return err
 	}
 	return fmt.Errorf("caspaxos/auth: the auth state changed %d times during one change; try again: %w", maxChangeAttempts, kv.ErrNoQuorum)
 }
@@ -364,11 +378,12 @@ func (g *Guard) dummyHash() []byte {
 // so a node cut off from the quorum must not mint one from a password
 // changed since (it answers kv.ErrNoQuorum instead).
 func (g *Guard) Login(ctx context.Context, user, password string) (string, time.Time, error) {
+	start := g.cfg.Now()
 	s, version, err := g.load(ctx)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("caspaxos/auth: login needs a quorum read of the auth state: %w", err)
 	}
-	if err := g.install(s, version); err != nil {
+	if _, err := g.install(s, version, start); err != nil {
 		return "", time.Time{}, err
 	}
 	if !s.Enabled {
