@@ -328,3 +328,44 @@ func TestCacheNeverRegresses(t *testing.T) {
 		t.Errorf("a slow read stretched the staleness bound: the grant made elsewhere is not seen: %v", err)
 	}
 }
+
+// TestGrantKeyAnyBytes: a grant's key of any bytes survives the stored
+// state: another node checks and revokes the grant as given, and a key
+// with U+FFFD in place of the bytes is not covered.
+func TestGrantKeyAnyBytes(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name, key, inside, lookalike string
+	}{
+		{"not UTF-8", "t\xff", "t\xffx", "t\uFFFDx"},
+		{"a lone continuation byte", "\x80k/", "\x80k/1", "\uFFFDk/1"},
+		{"UTF-8", "té/", "té/1", "te/1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, c, b := enabledCluster(t)
+			gr := Grant{Perm: PermRead, Key: tt.key, Prefix: true}
+			if err := b.GrantPerm(ctx, "app", gr); err != nil {
+				t.Fatal(err)
+			}
+			other := guardOn(t, &view{r: r}, c)
+			alice := Principal{User: "alice"}
+			if err := other.Authorize(ctx, alice, Access{Perm: PermRead, Key: tt.inside}); err != nil {
+				t.Errorf("the other node, a key under the grant: %v", err)
+			}
+			if err := other.Authorize(ctx, alice, Access{Perm: PermRead, Key: tt.lookalike}); !errors.Is(err, kv.ErrPermissionDenied) {
+				t.Errorf("the other node, a lookalike key: %v", err)
+			}
+			roles, err := other.Roles(ctx)
+			if err != nil || len(roles) != 1 || len(roles[0].Grants) != 2 || roles[0].Grants[1] != gr {
+				t.Errorf("listed: %+v, %v", roles, err)
+			}
+			if err := other.RevokePerm(ctx, "app", gr); err != nil {
+				t.Errorf("revoke as granted: %v", err)
+			}
+		})
+	}
+	var g Grant
+	if err := g.UnmarshalJSON([]byte(`{"perm":"read","key":"a","key_b64":"YQ=="}`)); err == nil {
+		t.Errorf("a grant with both key and key_b64 decoded: %+v", g)
+	}
+}

@@ -286,7 +286,9 @@ type authBody struct {
 	Role            string `json:"role"`
 	Perm            string `json:"perm"`
 	Key             string `json:"key"`
-	Prefix          bool   `json:"prefix"`
+	// KeyBase64: a grant's key that is not UTF-8, base64 (standard).
+	KeyBase64 []byte `json:"key_b64"`
+	Prefix    bool   `json:"prefix"`
 }
 
 // authRoutes registers the auth service's HTTP routes.
@@ -363,7 +365,13 @@ func authHTTPRequest(r *http.Request, kind authKind) (authRequest, error) {
 		if err != nil {
 			return req, fmt.Errorf("%w: %v", errBadRequest, err)
 		}
+		if b.Key != "" && b.KeyBase64 != nil {
+			return req, fmt.Errorf("%w: give key or key_b64, not both", errBadRequest)
+		}
 		req.grant = auth.Grant{Perm: perm, Key: b.Key, Prefix: b.Prefix}
+		if b.KeyBase64 != nil {
+			req.grant.Key = string(b.KeyBase64)
+		}
 	}
 	return req, nil
 }
