@@ -69,6 +69,8 @@ signing key. Any node verifies a token with the key in the state; none
 keeps a session. Because every node takes a token, a login checks the
 password against a fresh linearizable read of the state, never a cache: a
 node cut off from the quorum answers it kv.ErrNoQuorum, whatever it cached.
+A node checks at most Config.MaxConcurrentLogins passwords at once
+(bcrypt is slow by design) and refuses one more as kv.ErrOverloaded.
 A token lives Config.TokenTTL (default 5 minutes); the Go client logs in
 again before it expires. A wrong, forged or expired token is refused as
 unauthenticated, as is a token of a user deleted since.

@@ -369,3 +369,43 @@ func TestGrantKeyAnyBytes(t *testing.T) {
 		t.Errorf("a grant with both key and key_b64 decoded: %+v", g)
 	}
 }
+
+// TestLoginsBounded: past MaxConcurrentLogins password checks at once, a
+// login or an own password change is refused at once as overloaded; once
+// one ends, logins go through again.
+func TestLoginsBounded(t *testing.T) {
+	ctx := context.Background()
+	r, c, _ := enabledCluster(t)
+	v := &view{r: r}
+	g, err := New(Config{BcryptCost: bcrypt.MinCost, Now: c.now, MaxConcurrentLogins: 1}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, read := make(chan struct{}), make(chan struct{})
+	v.mu.Lock()
+	v.hold, v.read = hold, read
+	v.mu.Unlock()
+	done := make(chan error)
+	go func() {
+		_, _, err := g.Login(ctx, "alice", "old") // holds the one place
+		done <- err
+	}()
+	<-read
+	for name, call := range map[string]func() error{
+		"login": func() error { _, _, err := g.Login(ctx, "root", "rootpw"); return err },
+		"own password change": func() error {
+			return g.ChangeOwnPassword(ctx, "alice", "old", "new")
+		},
+	} {
+		if err := call(); !errors.Is(err, kv.ErrOverloaded) {
+			t.Errorf("%s past the bound: %v, want kv.ErrOverloaded", name, err)
+		}
+	}
+	close(hold)
+	if err := <-done; err != nil {
+		t.Fatalf("the held login: %v", err)
+	}
+	if _, _, err := g.Login(ctx, "root", "rootpw"); err != nil {
+		t.Errorf("login once the place is free: %v", err)
+	}
+}

@@ -63,13 +63,19 @@ type Config struct {
 	Staleness time.Duration
 	// BcryptCost is the cost of password hashes (default bcrypt's, 10).
 	BcryptCost int
+	// MaxConcurrentLogins bounds the logins (and own password changes)
+	// checked at once (default 4): each costs a bcrypt comparison, tens of
+	// milliseconds of CPU by design, so that unbounded ones would let
+	// anyone who reaches the client port starve the node. One past the
+	// bound is refused at once as kv.ErrOverloaded.
+	MaxConcurrentLogins int
 	// Now is the clock (nil: time.Now); tests step it.
 	Now func() time.Time
 }
 
 // DefaultConfig returns Config's defaults.
 func DefaultConfig() Config {
-	return Config{TokenTTL: 5 * time.Minute, Staleness: 5 * time.Second, BcryptCost: bcrypt.DefaultCost}
+	return Config{TokenTTL: 5 * time.Minute, Staleness: 5 * time.Second, BcryptCost: bcrypt.DefaultCost, MaxConcurrentLogins: 4}
 }
 
 // maxChangeAttempts bounds the compare-and-swap retries of one change: each
@@ -100,8 +106,21 @@ type Guard struct {
 	seen   Seen       // what SetSeen last kept (seenOK)
 	seenOK bool
 
+	logins chan struct{} // a semaphore of MaxConcurrentLogins
+
 	dummyOnce sync.Once
 	dummy     []byte
+}
+
+// admitLogin takes a place among the MaxConcurrentLogins, or refuses at
+// once; the caller calls the returned func when its bcrypt work is done.
+func (g *Guard) admitLogin() (func(), error) {
+	select {
+	case g.logins <- struct{}{}:
+		return func() { <-g.logins }, nil
+	default:
+		return nil, fmt.Errorf("%w: %d password checks in progress on this node; try again shortly", kv.ErrOverloaded, cap(g.logins))
+	}
 }
 
 // New returns a Guard over regs.
@@ -116,6 +135,9 @@ func New(cfg Config, regs Registers) (*Guard, error) {
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = def.BcryptCost
 	}
+	if cfg.MaxConcurrentLogins <= 0 {
+		cfg.MaxConcurrentLogins = def.MaxConcurrentLogins
+	}
 	if cfg.BcryptCost < bcrypt.MinCost || cfg.BcryptCost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("caspaxos/auth: BcryptCost %d outside [%d, %d]", cfg.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
@@ -125,7 +147,7 @@ func New(cfg Config, regs Registers) (*Guard, error) {
 	if regs == nil {
 		return nil, errors.New("caspaxos/auth: no Registers")
 	}
-	return &Guard{cfg: cfg, regs: regs}, nil
+	return &Guard{cfg: cfg, regs: regs, logins: make(chan struct{}, cfg.MaxConcurrentLogins)}, nil
 }
 
 // TokenTTL is the life of the tokens this Guard signs.
@@ -378,6 +400,11 @@ func (g *Guard) dummyHash() []byte {
 // so a node cut off from the quorum must not mint one from a password
 // changed since (it answers kv.ErrNoQuorum instead).
 func (g *Guard) Login(ctx context.Context, user, password string) (string, time.Time, error) {
+	done, err := g.admitLogin()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer done()
 	start := g.cfg.Now()
 	s, version, err := g.load(ctx)
 	if err != nil {
@@ -455,6 +482,11 @@ func (g *Guard) SetPassword(ctx context.Context, name, password string) error {
 // password is kv.ErrPermissionDenied. Every token the user holds ends,
 // the one of the request among them.
 func (g *Guard) ChangeOwnPassword(ctx context.Context, name, current, password string) error {
+	done, err := g.admitLogin()
+	if err != nil {
+		return err
+	}
+	defer done()
 	return g.setPassword(ctx, name, password, func(s *State) error {
 		if !g.passwordMatches(*s, name, current) {
 			return fmt.Errorf("%w: the current password of user %q is wrong (send it to change one's own password)", kv.ErrPermissionDenied, name)
