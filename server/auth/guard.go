@@ -314,6 +314,21 @@ type Principal struct {
 	Open bool
 }
 
+// LastEnabled reports, without any I/O but the node's own disk, whether
+// auth was enabled at the last quorum read: the cached state's, or before
+// any read since the start, the one kept on disk (false if none). For
+// warnings, never for a decision.
+func (g *Guard) LastEnabled() bool {
+	g.mu.Lock()
+	on, read := g.state.Enabled, g.read
+	g.mu.Unlock()
+	if read {
+		return on
+	}
+	seen, ok, err := g.regs.Seen()
+	return err == nil && ok && seen.Enabled
+}
+
 // Enabled reports whether auth is on (by the cached state).
 func (g *Guard) Enabled(ctx context.Context) (bool, error) {
 	s, err := g.current(ctx)
