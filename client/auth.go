@@ -24,11 +24,14 @@ type loggingIn struct{}
 
 // tokens is the client's credentials.PerRPCCredentials.
 type tokens struct {
-	c      *Client
-	mu     sync.Mutex
-	token  string
-	expiry time.Time
-	issued time.Time
+	c  *Client
+	mu sync.Mutex
+	// password is Config.Password until UserPasswd changes the client's
+	// own user's.
+	password string
+	token    string
+	expiry   time.Time
+	issued   time.Time
 	// off: until when calls go without a token, the cluster having said
 	// that auth is not enabled.
 	off time.Time
@@ -73,7 +76,7 @@ func (t *tokens) login(ctx context.Context, now time.Time) error {
 	var answer error // the node's refusal, as its status
 	err := t.c.call(ctx, true, func(conn *grpc.ClientConn) error {
 		var err error
-		resp, err = caspaxospb.NewAuthClient(conn).Login(ctx, &caspaxospb.LoginRequest{User: t.c.cfg.Username, Password: t.c.cfg.Password})
+		resp, err = caspaxospb.NewAuthClient(conn).Login(ctx, &caspaxospb.LoginRequest{User: t.c.cfg.Username, Password: t.password})
 		if _, answered := fromStatus(err); answered {
 			answer = err
 		}
@@ -175,12 +178,30 @@ func (c *Client) UserDelete(ctx context.Context, name string) error {
 	})
 }
 
-// UserPasswd changes a user's password (admin, or the user itself).
+// UserPasswd changes a user's password (admin, or the user itself). It ends
+// every token the user holds. For the client's own user (Config.Username)
+// it sends the current password, which the node requires, and logs in with
+// the new one from then on.
 func (c *Client) UserPasswd(ctx context.Context, name, password string) error {
-	return c.authCall(ctx, true, func(a caspaxospb.AuthClient) error {
-		_, err := a.UserPasswd(ctx, &caspaxospb.UserRequest{Name: name, Password: password})
+	req := &caspaxospb.UserRequest{Name: name, Password: password}
+	own := c.tokens != nil && name == c.cfg.Username
+	if own {
+		c.tokens.mu.Lock()
+		req.CurrentPassword = c.tokens.password
+		c.tokens.mu.Unlock()
+	}
+	// Not sent again once sent when it is one's own: a second try would
+	// carry a current password the first may have changed.
+	err := c.authCall(ctx, !own, func(a caspaxospb.AuthClient) error {
+		_, err := a.UserPasswd(ctx, req)
 		return err
 	})
+	if err == nil && own {
+		c.tokens.mu.Lock()
+		c.tokens.password, c.tokens.token = password, ""
+		c.tokens.mu.Unlock()
+	}
+	return err
 }
 
 // UserGrantRole gives a user a role (admin).

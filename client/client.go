@@ -31,6 +31,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,8 +72,14 @@ type Config struct {
 	KeepaliveTimeout time.Duration
 	// Username and Password, if Username is set, log the client in to a
 	// cluster with auth enabled (auth.go); it keeps its token fresh.
+	// Without TLS, New refuses them for an endpoint that is not loopback,
+	// unless AllowPlaintextCredentials is set.
 	Username string
 	Password string
+	// AllowPlaintextCredentials lets the client send its password and
+	// tokens over plain TCP to endpoints that are not loopback, readable
+	// by anyone on the path: only for a network trusted as a whole.
+	AllowPlaintextCredentials bool
 	// TLS, if set, makes every connection TLS with it: the nodes'
 	// certificates verified against its RootCAs (the system's if nil), its
 	// Certificates presented to a node that asks for one. Nil: built from
@@ -104,6 +112,14 @@ func (c *Config) validate() error {
 		}
 		c.TLS = cfg
 	}
+	if c.Username != "" && c.TLS == nil && !c.AllowPlaintextCredentials {
+		for _, ep := range c.Endpoints {
+			if !loopback(ep) {
+				return fmt.Errorf("caspaxos/client: refusing to send the credentials of user %q over plain TCP to %s: "+
+					"use TLS (TLS or CAFile), or set AllowPlaintextCredentials on a trusted network", c.Username, ep)
+			}
+		}
+	}
 	def := DefaultConfig()
 	for _, d := range []struct {
 		v   *time.Duration
@@ -122,6 +138,19 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// loopback reports whether endpoint (host:port) is on this host.
+func loopback(endpoint string) bool {
+	host, _, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 // maxRecvBytes bounds a message from a node (gRPC's default is 4 MiB).
 const maxRecvBytes = 256 << 20
 
@@ -133,6 +162,7 @@ type Client struct {
 	// suspects, per endpoint: until when (Unix ns) it is tried last (suspect.go)
 	suspects []atomic.Int64
 	routes   atomic.Pointer[routes]
+	tokens   *tokens   // nil without Username (auth.go)
 	learn    sync.Once // starts learnRoutes on the first write
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -156,7 +186,8 @@ func New(cfg Config) (*Client, error) {
 		// A Batch answer may carry many values; a node bounds each.
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvBytes))}
 	if cfg.Username != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(&tokens{c: c}))
+		c.tokens = &tokens{c: c, password: cfg.Password}
+		opts = append(opts, grpc.WithPerRPCCredentials(c.tokens))
 	}
 	for _, ep := range cfg.Endpoints {
 		conn, err := grpc.NewClient(ep, opts...)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -214,6 +215,32 @@ func TestOverloadedMovesOn(t *testing.T) {
 	for _, call := range calls {
 		if err := call.do(); err != nil {
 			t.Errorf("%s with the first endpoint overloaded: %v", call.name, err)
+		}
+	}
+}
+
+// TestPlaintextCredentialsRefused: a client with a user refuses to send
+// its password and tokens over plain TCP to an endpoint that is not
+// loopback, unless told to; TLS, loopback or no user need nothing.
+func TestPlaintextCredentialsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"user, plain, remote", Config{Endpoints: []string{"10.0.0.1:7070"}, Username: "alice"}, false},
+		{"user, plain, one remote among loopback", Config{Endpoints: []string{"127.0.0.1:7070", "db.example:7070"}, Username: "alice"}, false},
+		{"user, plain, remote, allowed", Config{Endpoints: []string{"10.0.0.1:7070"}, Username: "alice", AllowPlaintextCredentials: true}, true},
+		{"user, plain, loopback", Config{Endpoints: []string{"127.0.0.1:7070", "[::1]:7070", "localhost:7070"}, Username: "alice"}, true},
+		{"user, TLS, remote", Config{Endpoints: []string{"10.0.0.1:7070"}, Username: "alice", TLS: &tls.Config{}}, true},
+		{"no user, plain, remote", Config{Endpoints: []string{"10.0.0.1:7070"}}, true},
+	} {
+		c, err := New(tc.cfg)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if c != nil {
+			c.Close()
 		}
 	}
 }

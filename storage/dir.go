@@ -36,6 +36,7 @@ const (
 	PeersFile            StateFile = "PEERS"
 	WasMemberFile        StateFile = "WAS-MEMBER"
 	RemovedFile          StateFile = "REMOVED"
+	AuthSeenFile         StateFile = "AUTH-SEEN"
 	// IncarnationFile is read only: releases before IDENTITY wrote it.
 	IncarnationFile StateFile = "INCARNATION"
 )

@@ -43,6 +43,10 @@
 //	  REMOVED            server/membership, when a peer says a newer
 //	                     membership no longer lists the node: that
 //	                     membership's version
+//	  AUTH-SEEN          server/daemon, for server/auth, after a quorum read
+//	                     of the auth state that differs from the last one
+//	                     written: whether auth was enabled, and the auth
+//	                     register's version (JSON)
 //	  INCARNATION        releases before IDENTITY, on a node started with
 //	                     --join: its incarnation; read once, to make IDENTITY
 //	  NAME.tmp           a replace of NAME (FORMAT, BALLAST, a state file) in

@@ -32,6 +32,8 @@ type clientOptions struct {
 	timeout   time.Duration
 	output    string
 	user      string // NAME[:PASSWORD]
+	// plaintextCredentials lets --user go over plain TCP to a remote node.
+	plaintextCredentials bool
 	// TLS to the nodes' client ports: the CA that signs their
 	// certificates, and the client's own certificate and key.
 	cacert, cert, key string
@@ -48,6 +50,8 @@ func (o *clientOptions) addFlags(root *cobra.Command, getenv func(string) string
 	fs.DurationVar(&o.timeout, "timeout", kv.DefaultRequestTimeout, "deadline for the whole command")
 	fs.StringVarP(&o.output, "output", "o", "plain", "output format: plain or json")
 	fs.StringVar(&o.user, "user", "", "log in as NAME[:PASSWORD] (a cluster with auth enabled); without a password, it is asked for on the terminal")
+	fs.BoolVar(&o.plaintextCredentials, "allow-plaintext-credentials", false,
+		"send --user's password and tokens over plain TCP to nodes that are not on this host (only on a trusted network; else use --cacert)")
 	fs.StringVar(&o.cacert, "cacert", "", "PEM CA certificates to verify the nodes' TLS certificates with (TLS on)")
 	fs.StringVar(&o.cert, "cert", "", "PEM client certificate to present (TLS on; for nodes with --client-cert-auth)")
 	fs.StringVar(&o.key, "key", "", "PEM private key of --cert")
@@ -137,7 +141,8 @@ func (o *clientOptions) callWithin(cmd *cobra.Command, timeout time.Duration, fn
 	}
 	// The client logs in once and keeps its token for the process.
 	c, err := client.New(client.Config{Endpoints: endpoints, DialTimeout: min(o.timeout, client.DefaultConfig().DialTimeout),
-		Username: user, Password: password, CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key})
+		Username: user, Password: password, AllowPlaintextCredentials: o.plaintextCredentials,
+		CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key})
 	if err != nil {
 		return err
 	}

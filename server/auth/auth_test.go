@@ -77,9 +77,9 @@ func testState(t *testing.T) State {
 	t.Helper()
 	var s State
 	for _, step := range []error{
-		s.AddUser(RootUser, []byte("h")),
-		s.AddUser("alice", []byte("h")),
-		s.AddUser("bob", []byte("h")),
+		s.AddUser(RootUser, []byte("h"), nil),
+		s.AddUser("alice", []byte("h"), nil),
+		s.AddUser("bob", []byte("h"), nil),
 		s.AddRole("app"),
 		s.AddRole("ops"),
 		s.GrantPerm("app", Grant{Perm: PermReadWrite, Key: "app/", Prefix: true}),
@@ -129,16 +129,16 @@ func TestStateChanges(t *testing.T) {
 		t.Errorf("deleting a role left it with its user: %+v", s.Users["alice"])
 	}
 	for name, err := range map[string]error{
-		"user twice":        s.AddUser("alice", nil),
+		"user twice":        s.AddUser("alice", nil, nil),
 		"role twice":        s.AddRole("ops"),
 		"unknown role":      s.GrantRole("alice", "nope"),
 		"unknown user":      s.GrantRole("nope", "ops"),
 		"revoke not held":   s.RevokeRole("alice", "ops"),
 		"revoke not grant":  s.RevokePerm("ops", Grant{Perm: PermRead, Key: "a"}),
 		"bad grant":         s.GrantPerm("ops", Grant{Perm: PermRead}),
-		"empty name":        s.AddUser("", nil),
+		"empty name":        s.AddUser("", nil, nil),
 		"delete no user":    s.DeleteUser("nope"),
-		"password for none": s.SetPassword("nope", nil),
+		"password for none": s.SetPassword("nope", nil, nil),
 	} {
 		if !errors.Is(err, ErrRefused) {
 			t.Errorf("%s: %v, want ErrRefused", name, err)
@@ -195,7 +195,8 @@ func TestStateEncoding(t *testing.T) {
 func TestToken(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1000, 0)
-	tok := SignToken(key, "alice", now.Add(time.Minute))
+	gen := []byte("generation 1")
+	tok := SignToken(key, "alice", gen, now.Add(time.Minute))
 	tests := []struct {
 		name  string
 		key   []byte
@@ -212,9 +213,9 @@ func TestToken(t *testing.T) {
 		{"no version", key, tok[3:], now, ErrTokenInvalid},
 	}
 	for _, tt := range tests {
-		user, err := VerifyToken(tt.key, tt.token, tt.now)
-		if !errors.Is(err, tt.want) || (tt.want == nil) != (user == "alice") {
-			t.Errorf("%s: (%q, %v), want error %v", tt.name, user, err, tt.want)
+		user, g, err := VerifyToken(tt.key, tt.token, tt.now)
+		if !errors.Is(err, tt.want) || (tt.want == nil) != (user == "alice" && string(g) == string(gen)) {
+			t.Errorf("%s: (%q, %q, %v), want error %v", tt.name, user, g, err, tt.want)
 		}
 	}
 }

@@ -16,9 +16,34 @@ import (
 // registers is an in-memory Registers: each key's state, changed by the
 // ops' own change functions, as a node would.
 type registers struct {
+	disk
 	mu   sync.Mutex
 	regs map[string]protocol.State
 	err  error // every op fails with it when set
+}
+
+// disk is a node's own disk, for Registers.Seen and SetSeen.
+type disk struct {
+	mu     sync.Mutex
+	seen   Seen
+	seenOK bool
+	err    error // SetSeen fails with it when set
+}
+
+func (d *disk) Seen() (Seen, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.seen, d.seenOK, nil
+}
+
+func (d *disk) SetSeen(s Seen) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		return d.err
+	}
+	d.seen, d.seenOK = s, true
+	return nil
 }
 
 // Local answers what the cluster holds: one acceptor saw every change.
@@ -134,7 +159,7 @@ func TestGuard(t *testing.T) {
 		t.Errorf("expired token: %v", err)
 	}
 	// Unreachable registers: the last state read holds; a node that never
-	// read one checks against its acceptor's copy.
+	// read one refuses (fault_test.go).
 	r.mu.Lock()
 	r.err = kv.ErrNoQuorum
 	r.mu.Unlock()
@@ -143,8 +168,8 @@ func TestGuard(t *testing.T) {
 		t.Errorf("no quorum, stale state: %v", err)
 	}
 	fresh := newGuard(t, r, c)
-	if _, err := fresh.Authenticate(ctx, Credentials{}); !errors.Is(err, kv.ErrUnauthenticated) {
-		t.Errorf("no quorum, never read, local copy enabled: %v", err)
+	if _, err := fresh.Authenticate(ctx, Credentials{}); !errors.Is(err, ErrStateUnknown) || !errors.Is(err, kv.ErrNoQuorum) {
+		t.Errorf("no quorum, never read, enabled at the last read: %v", err)
 	}
 }
 

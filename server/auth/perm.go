@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Perm is what a grant allows: read, write, both, or admin.
@@ -66,6 +68,42 @@ type Grant struct {
 	Perm   Perm   `json:"perm"`
 	Key    string `json:"key,omitempty"`
 	Prefix bool   `json:"prefix,omitempty"`
+}
+
+// grantJSON is a Grant as JSON. A key is any bytes, and JSON strings hold
+// only UTF-8 (encoding/json turns other bytes into U+FFFD), so a key that
+// is not valid UTF-8 travels as KeyBase64 instead of Key: never mangled,
+// and still readable in the common case.
+type grantJSON struct {
+	Perm      Perm   `json:"perm"`
+	Key       string `json:"key,omitempty"`
+	KeyBase64 []byte `json:"key_b64,omitempty"`
+	Prefix    bool   `json:"prefix,omitempty"`
+}
+
+// MarshalJSON encodes g losslessly (grantJSON).
+func (g Grant) MarshalJSON() ([]byte, error) {
+	j := grantJSON{Perm: g.Perm, Key: g.Key, Prefix: g.Prefix}
+	if !utf8.ValidString(g.Key) {
+		j.Key, j.KeyBase64 = "", []byte(g.Key)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (g *Grant) UnmarshalJSON(b []byte) error {
+	var j grantJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if j.Key != "" && j.KeyBase64 != nil {
+		return fmt.Errorf("caspaxos/auth: a grant has both key and key_b64")
+	}
+	*g = Grant{Perm: j.Perm, Key: j.Key, Prefix: j.Prefix}
+	if j.KeyBase64 != nil {
+		g.Key = string(j.KeyBase64)
+	}
+	return nil
 }
 
 // Validate checks that g is a grant a role may hold.

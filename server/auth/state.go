@@ -28,10 +28,17 @@ type State struct {
 	Roles      map[string]Role `json:"roles,omitempty"`
 }
 
-// User is one account: its bcrypt password hash and its roles' names.
+// User is one account: its bcrypt password hash, its generation and its
+// roles' names.
 type User struct {
-	PasswordHash []byte   `json:"password_hash,omitempty"`
-	Roles        []string `json:"roles,omitempty"`
+	PasswordHash []byte `json:"password_hash,omitempty"`
+	// Generation is random, made anew when the user is added and when its
+	// password changes; every token carries the generation it was made
+	// under and is refused once it differs, so that a password change or
+	// a delete and re-add ends the user's tokens. (Empty for a user of a
+	// state written before generations, and in that user's tokens.)
+	Generation []byte   `json:"generation,omitempty"`
+	Roles      []string `json:"roles,omitempty"`
 }
 
 // Role is a named set of grants.
@@ -62,7 +69,7 @@ func (s State) Clone() State {
 	if s.Users != nil {
 		c.Users = make(map[string]User, len(s.Users))
 		for n, u := range s.Users {
-			c.Users[n] = User{PasswordHash: slices.Clone(u.PasswordHash), Roles: slices.Clone(u.Roles)}
+			c.Users[n] = User{PasswordHash: slices.Clone(u.PasswordHash), Generation: slices.Clone(u.Generation), Roles: slices.Clone(u.Roles)}
 		}
 	}
 	if s.Roles != nil {
@@ -105,8 +112,8 @@ func checkName(kind, name string) error {
 	return nil
 }
 
-// AddUser adds user name with a password hash.
-func (s *State) AddUser(name string, hash []byte) error {
+// AddUser adds user name with a password hash and a fresh generation.
+func (s *State) AddUser(name string, hash, generation []byte) error {
 	if err := checkName("user", name); err != nil {
 		return err
 	}
@@ -116,7 +123,7 @@ func (s *State) AddUser(name string, hash []byte) error {
 	if s.Users == nil {
 		s.Users = make(map[string]User)
 	}
-	s.Users[name] = User{PasswordHash: hash}
+	s.Users[name] = User{PasswordHash: hash, Generation: generation}
 	return nil
 }
 
@@ -132,13 +139,14 @@ func (s *State) DeleteUser(name string) error {
 	return nil
 }
 
-// SetPassword replaces user name's password hash.
-func (s *State) SetPassword(name string, hash []byte) error {
+// SetPassword replaces user name's password hash and its generation,
+// which ends the tokens it holds.
+func (s *State) SetPassword(name string, hash, generation []byte) error {
 	u, ok := s.Users[name]
 	if !ok {
 		return refused("no user %q", name)
 	}
-	u.PasswordHash = hash
+	u.PasswordHash, u.Generation = hash, generation
 	s.Users[name] = u
 	return nil
 }

@@ -31,7 +31,8 @@ import (
 //	put, create, cas, delete, incr       write on the key
 //	Batch                                each op as its unary call
 //	members add/remove/release           admin
-//	user and role management, disable    admin (a user may change its own password)
+//	user and role management, disable    admin (a user may change its own
+//	                                     password, giving the current one)
 //	health, metrics, members list,
 //	auth status, login                   open
 //
@@ -184,6 +185,7 @@ const (
 type authRequest struct {
 	kind                 authKind
 	name, password, role string
+	current              string // userPasswd of one's own user: the current password
 	grant                auth.Grant
 }
 
@@ -216,10 +218,13 @@ func doAuth(ctx context.Context, g *auth.Guard, c auth.Credentials, req authRequ
 	if err != nil {
 		return authResult{}, err
 	}
-	if !(req.kind == userPasswd && !p.Open && p.User == req.name) {
-		if err := authorize(ctx, g, p, adminAccess); err != nil {
-			return authResult{}, err
-		}
+	if req.kind == userPasswd && !p.Open && p.User == req.name {
+		// One's own password, admin or not: the current one is needed,
+		// so that a stolen token cannot take the account over.
+		return authResult{}, g.ChangeOwnPassword(ctx, req.name, req.current, req.password)
+	}
+	if err := authorize(ctx, g, p, adminAccess); err != nil {
+		return authResult{}, err
 	}
 	return manage(ctx, g, req)
 }
@@ -276,10 +281,14 @@ type authBody struct {
 	User     string `json:"user"`
 	Name     string `json:"name"`
 	Password string `json:"password"`
-	Role     string `json:"role"`
-	Perm     string `json:"perm"`
-	Key      string `json:"key"`
-	Prefix   bool   `json:"prefix"`
+	// CurrentPassword: a user changing its own password gives it.
+	CurrentPassword string `json:"current_password"`
+	Role            string `json:"role"`
+	Perm            string `json:"perm"`
+	Key             string `json:"key"`
+	// KeyBase64: a grant's key that is not UTF-8, base64 (standard).
+	KeyBase64 []byte `json:"key_b64"`
+	Prefix    bool   `json:"prefix"`
 }
 
 // authRoutes registers the auth service's HTTP routes.
@@ -339,7 +348,7 @@ func authHTTPRequest(r *http.Request, kind authKind) (authRequest, error) {
 			return authRequest{}, fmt.Errorf("%w: a JSON body is needed: %v", errBadRequest, err)
 		}
 	}
-	req := authRequest{kind: kind, name: b.Name, password: b.Password, role: b.Role}
+	req := authRequest{kind: kind, name: b.Name, password: b.Password, role: b.Role, current: b.CurrentPassword}
 	switch kind {
 	case authLogin:
 		req.name = b.User
@@ -356,7 +365,13 @@ func authHTTPRequest(r *http.Request, kind authKind) (authRequest, error) {
 		if err != nil {
 			return req, fmt.Errorf("%w: %v", errBadRequest, err)
 		}
+		if b.Key != "" && b.KeyBase64 != nil {
+			return req, fmt.Errorf("%w: give key or key_b64, not both", errBadRequest)
+		}
 		req.grant = auth.Grant{Perm: perm, Key: b.Key, Prefix: b.Prefix}
+		if b.KeyBase64 != nil {
+			req.grant.Key = string(b.KeyBase64)
+		}
 	}
 	return req, nil
 }
@@ -422,7 +437,7 @@ func (a *grpcAuth) UserDelete(ctx context.Context, r *caspaxospb.UserRequest) (*
 }
 
 func (a *grpcAuth) UserPasswd(ctx context.Context, r *caspaxospb.UserRequest) (*caspaxospb.AuthChangeResponse, error) {
-	return a.change(ctx, authRequest{kind: userPasswd, name: r.GetName(), password: r.GetPassword()})
+	return a.change(ctx, authRequest{kind: userPasswd, name: r.GetName(), password: r.GetPassword(), current: r.GetCurrentPassword()})
 }
 
 func (a *grpcAuth) UserGrantRole(ctx context.Context, r *caspaxospb.UserRoleRequest) (*caspaxospb.AuthChangeResponse, error) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,6 +89,10 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d.admin = &peerapi.AdminClients{TLS: d.tls.peer}
+	if err = d.seedAuthSeen(); err != nil {
+		d.store.Close()
+		return nil, err
+	}
 	// The guard reads the membership from Start on, once the Keeper exists.
 	d.guard, err = identity.New(identity.Config{Name: cfg.Name, Join: cfg.Join, DataDir: cfg.DataDir, PeerAddr: cfg.PeerAddr},
 		d.dir, d.admin, func() membership.Membership { return d.members.Membership() }, d.stopFatal, d.log)
@@ -393,6 +398,50 @@ func (a authRegisters) Do(ctx context.Context, op kv.Op) (protocol.State, error)
 func (a authRegisters) Local(key string) (protocol.State, error) {
 	reg, err := a.d.store.Get(key)
 	return reg.State, err
+}
+
+// seedAuthSeen runs before the identity guard makes the directory's
+// identity: on the first start of a member of a new cluster (no identity
+// yet, no --join) it keeps "auth disabled" as if read from a quorum. No
+// auth state exists anywhere in a cluster being made, and this lets its
+// nodes release held ones before they first read it (auth.Seen). A
+// member re-created without its data directory in an older cluster is
+// stopped by the identity guard once a peer answers; until then, this is
+// the one case where a node may take auth as disabled without having read
+// it (docs/security.md). A joining node, or any later start, keeps no such
+// thing: it refuses what needs authorization until its first quorum read.
+func (d *Daemon) seedAuthSeen() error {
+	if d.cfg.Join {
+		return nil
+	}
+	for _, f := range []storage.StateFile{storage.IdentityFile, storage.IncarnationFile, storage.AuthSeenFile} {
+		if b, err := d.dir.ReadState(f); err != nil || b != nil {
+			return err
+		}
+	}
+	return authRegisters{d}.SetSeen(auth.Seen{})
+}
+
+// Seen reads what the Guard kept of its last quorum read (AUTH-SEEN).
+func (a authRegisters) Seen() (auth.Seen, bool, error) {
+	b, err := a.d.dir.ReadState(storage.AuthSeenFile)
+	if err != nil || b == nil {
+		return auth.Seen{}, false, err
+	}
+	var s auth.Seen
+	if err := json.Unmarshal(b, &s); err != nil {
+		return auth.Seen{}, false, fmt.Errorf("caspaxos/daemon: %s: %w", storage.AuthSeenFile, err)
+	}
+	return s, true, nil
+}
+
+// SetSeen keeps what a quorum read of the auth state said (AUTH-SEEN).
+func (a authRegisters) SetSeen(s auth.Seen) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return a.d.dir.WriteState(storage.AuthSeenFile, b)
 }
 
 // relay is the transport's Handler: the node, once it exists.

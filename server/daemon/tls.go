@@ -98,12 +98,21 @@ func (d *Daemon) clientListener(lis net.Listener) (*connsplit.Listener, error) {
 // pose as a member (forge protocol messages, call Admin.SetState).
 const peersUnauthenticated = "peers are unauthenticated: the peer port is plain TCP on a non-loopback address (set --peer-cert-file, --peer-key-file and --peer-trusted-ca-file)"
 
+// credentialsInClear is the warning of a node with auth enabled whose
+// client port is plain TCP on an address other hosts can reach: passwords
+// and tokens cross the network readable by anyone on the path.
+const credentialsInClear = "credentials travel in clear: auth is enabled and the client port is plain TCP on a non-loopback address (set --cert-file and --key-file)"
+
 // warnings says what is wrong with the node without making it unhealthy.
 func (d *Daemon) warnings() []string {
+	var out []string
 	if d.tls.peer == nil && !loopback(d.cfg.PeerAddr) {
-		return []string{peersUnauthenticated}
+		out = append(out, peersUnauthenticated)
 	}
-	return nil
+	if d.tls.client == nil && !loopback(d.cfg.ClientAddr) && d.authz != nil && d.authz.LastEnabled() {
+		out = append(out, credentialsInClear)
+	}
+	return out
 }
 
 // loopback reports whether addr (host:port) listens on loopback only.

@@ -16,6 +16,9 @@ import (
 
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/certs"
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -212,5 +215,45 @@ func TestUnauthenticatedPeersWarning(t *testing.T) {
 	var peer certs.Source
 	if w := (&Daemon{cfg: Config{PeerAddr: "10.0.0.1:7080"}, tls: tlsSources{peer: &peer}}).warnings(); len(w) != 0 {
 		t.Errorf("warnings with peer TLS: %q", w)
+	}
+}
+
+// seenOnly is a node's way to the auth state that answers only from its
+// disk: what the last quorum read found.
+type seenOnly struct{ seen auth.Seen }
+
+func (s seenOnly) Do(context.Context, kv.Op) (protocol.State, error) {
+	return protocol.State{}, kv.ErrNoQuorum
+}
+func (s seenOnly) Local(string) (protocol.State, error) { return protocol.State{}, nil }
+func (s seenOnly) Seen() (auth.Seen, bool, error)       { return s.seen, true, nil }
+func (s seenOnly) SetSeen(auth.Seen) error              { return nil }
+
+// A node with auth enabled and a plain client port on a non-loopback
+// address warns that credentials travel in clear; not with auth disabled,
+// client TLS, or a loopback client port.
+func TestCredentialsInClearWarning(t *testing.T) {
+	var client certs.Source
+	for _, tc := range []struct {
+		name    string
+		addr    string
+		enabled bool
+		tls     tlsSources
+		warn    bool
+	}{
+		{"auth enabled, plain, 0.0.0.0", "0.0.0.0:7070", true, tlsSources{}, true},
+		{"auth disabled, plain, 0.0.0.0", "0.0.0.0:7070", false, tlsSources{}, false},
+		{"auth enabled, plain, loopback", "127.0.0.1:7070", true, tlsSources{}, false},
+		{"auth enabled, client TLS", "10.0.0.1:7070", true, tlsSources{client: &client}, false},
+	} {
+		g, err := auth.New(auth.Config{}, seenOnly{auth.Seen{Enabled: tc.enabled, Version: 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &Daemon{cfg: Config{ClientAddr: tc.addr, PeerAddr: "127.0.0.1:7080"}, authz: g, tls: tc.tls}
+		w := d.warnings()
+		if got := len(w) == 1 && strings.Contains(w[0], "credentials travel in clear"); got != tc.warn || (!tc.warn && len(w) != 0) {
+			t.Errorf("%s: warnings %q, want the credentials warning %v", tc.name, w, tc.warn)
+		}
 	}
 }
