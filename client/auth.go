@@ -108,6 +108,18 @@ func authRefusal(err error) (error, bool) {
 	return typed, answered && (errors.Is(typed, ErrUnauthenticated) || errors.Is(typed, ErrPermissionDenied))
 }
 
+// loginRefusal reports whether err is a node's answer that it could not
+// log the client in, for want of a quorum to read the auth state from
+// (ErrNoQuorum): the call ran nothing, and a node that reaches a quorum
+// may log it in.
+func loginRefusal(err error) (error, bool) {
+	if err == nil {
+		return nil, false
+	}
+	typed, answered := fromStatus(err)
+	return typed, answered && errors.Is(typed, ErrNoQuorum)
+}
+
 // Grant is a permission of a role: Perm ("read", "write", "readwrite" or
 // "admin") on Key, or on every key beginning with Key when Prefix is set.
 type Grant struct {

@@ -241,6 +241,10 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 		if typed, ok := authRefusal(err); ok {
 			return nil, typed
 		}
+		if typed, ok := loginRefusal(err); ok {
+			refused = typed // nothing ran; a node that reaches a quorum may log in
+			continue
+		}
 		if err != nil {
 			last = err
 			continue
@@ -274,6 +278,10 @@ func (c *Client) do(ctx context.Context, idempotent bool, op *caspaxospb.Op) (*c
 		}
 		if typed, ok := authRefusal(err); ok {
 			return nil, typed // the stream was refused as it opened: nothing ran
+		}
+		if typed, ok := loginRefusal(err); ok {
+			refused = typed
+			continue
 		}
 		if ctx.Err() != nil {
 			c.suspect(idx) // no answer in time: a silent node?

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport"
 )
@@ -56,7 +58,10 @@ func newTestCluster(t *testing.T, n int, mods ...func(*Config)) *testCluster {
 		// packages' tests: a peer may miss the default 300ms liveness window
 		// without being gone, and fail-fast would refuse with no_quorum.
 		c.cfgs = append(c.cfgs, Config{Name: members[i].Name, DataDir: t.TempDir(), ClientAddr: addrs[i],
-			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, Transport: transport.Config{DeadAfter: 2 * time.Second}})
+			PeerAddr: addrs[n+i], Cluster: members, RequestTimeout: 2 * time.Second, Transport: transport.Config{DeadAfter: 2 * time.Second},
+			// bcrypt's cheapest cost: its default takes seconds under -race,
+			// past the requests' deadline.
+			Auth: auth.Config{BcryptCost: bcrypt.MinCost}})
 		for _, mod := range mods {
 			mod(&c.cfgs[i])
 		}
