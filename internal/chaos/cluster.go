@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,9 @@ type member struct {
 	fail  *syncFailer
 	store *storage.Pebble
 	inc   *incarnation // nil while down
+	// promised is the highest ballot of each key that a reply of one of
+	// its crashed incarnations promised (invariant 3).
+	promised map[string]protocol.Ballot
 }
 
 // cluster is the nodes of a run. Its methods are called from the fault
@@ -78,6 +82,9 @@ type cluster struct {
 	errs []string // nodes that could not restart
 
 	crashes, restarts, syncFailures int
+	// What the acceptors of stopped incarnations did under PROTOCOL.md
+	// §12: requests refused below the floor, promise-only writes unsynced.
+	floorRefused, unsyncedApplies uint64
 }
 
 func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
@@ -93,7 +100,8 @@ func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *s
 		rng:     rand.New(rand.NewPCG(seed, 0x6469736b)), // "disk"
 	}
 	for _, id := range ids {
-		c.members[id] = &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency}}
+		c.members[id] = &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency},
+			promised: make(map[string]protocol.Ballot)}
 	}
 	return c
 }
@@ -110,6 +118,9 @@ func (c *cluster) nodeConfig(id protocol.NodeID) node.Config {
 		BackoffMax:     10 * time.Millisecond,
 		RandSeed:       uint64(id),
 	}
+	// PROTOCOL.md §12 on: promises written without a sync, kept across a
+	// crash by the floor.
+	cfg.Acceptor.SyncPromises = false
 	c.variant.acceptor(&cfg.Acceptor)
 	return cfg
 }
@@ -120,7 +131,8 @@ func (c *cluster) start(m *member) error {
 	if err != nil {
 		return fmt.Errorf("node %d: opening its store: %w", m.id, err)
 	}
-	inc := &incarnation{id: m.id, net: c.net, revealed: make(map[string]protocol.Ballot)}
+	inc := &incarnation{id: m.id, net: c.net, revealed: make(map[string]protocol.Ballot),
+		promised: make(map[string]protocol.Ballot), promisedBefore: maps.Clone(m.promised)}
 	cfg := c.nodeConfig(m.id)
 	cfg.Deleted = func(key string, version uint64) { inc.gc.Enqueue(key, version) }
 	n, err := node.New(cfg, st, inc, inc, c.log)
@@ -157,8 +169,18 @@ func (c *cluster) crash(m *member, keepPercent int) {
 	c.net.detach(inc)
 	clone := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keepPercent, RNG: c.rng})
 	c.checkRevealed(inc, clone)
+	inc.mu.Lock()
+	for key, b := range inc.promised {
+		if m.promised[key].Less(b) {
+			m.promised[key] = b
+		}
+	}
+	inc.mu.Unlock()
 	inc.gc.Stop()
 	inc.node.Stop()
+	as := inc.node.Acceptor().Stats()
+	c.floorRefused += as.FloorRefused
+	c.unsyncedApplies += as.UnsyncedApplies
 	_ = m.store.Close() // the old disk is gone; a store stopped by a failed sync says so again
 	m.fs, m.store, m.inc = clone, nil, nil
 	m.fail = &syncFailer{latency: c.plan.SyncLatency}
@@ -201,6 +223,7 @@ func (c *cluster) restart(m *member) {
 		c.fail(err.Error())
 		return
 	}
+	c.net.replayTo(m.id)
 	c.restarts++
 }
 

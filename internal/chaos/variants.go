@@ -5,6 +5,7 @@ package chaos
 func Variants() []Variant {
 	return []Variant{
 		{Name: "reply-before-sync", ReplyBeforeSync: true},
+		{Name: "restart-without-floor", RestartWithoutFloor: true},
 	}
 }
 

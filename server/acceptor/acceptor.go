@@ -84,8 +84,8 @@ import (
 //
 // Promises without a sync (PROTOCOL.md §12; the rules and their safety
 // argument are in protocol/floor.go, and internal/sim checks them). Four
-// pieces, switched on together by Config.unsyncedPromises, which is
-// OFF in the product until the simulator passes with them (see there);
+// pieces, switched on together unless Config.SyncPromises, which the
+// product's DefaultConfig still sets while internal/chaos runs them;
 // unsynced promises without the floor break promises in a crash
 // (TestAcceptorCrashLosesUnsyncedPromise):
 //   - The floor: New reads the durable acceptor ceiling
@@ -146,19 +146,14 @@ type Config struct {
 	// Fence for why this keeps GC both safe and live.
 	MaxFenceStep uint64
 
-	// unsyncedPromises switches on PROTOCOL.md §12 (the floor, the
-	// ceiling, promises written without a sync). Off in the product for
-	// now: the simulator's sweep finds a linearizability failure with
-	// unsynced promises (seed 17) and none with promises synced, so the
-	// model must be fixed first. Off, the acceptor syncs every write
-	// before the reply that depends on it, and has no floor and no
-	// ceiling. Tests switch it on.
-	unsyncedPromises bool
-	// withoutFloor (tests only) starts the acceptor with floor 0, whatever
-	// its stored ceiling: the broken variant of PROTOCOL.md §12 (the
-	// simulator's restart-without-floor), which a crash that loses an
-	// unsynced promise lets break it.
-	withoutFloor bool
+	// SyncPromises turns PROTOCOL.md §12 off: every write, a promise's
+	// included, is synced before the reply that depends on it, and the
+	// acceptor keeps no floor and no ceiling (the behaviour before §12; a
+	// cold write then waits for two sync rounds). Off (false), promises are
+	// written without a sync and the floor keeps them across a crash. For
+	// now the product's default (DefaultConfig) is true, until
+	// internal/chaos has run the code that ships with §12 under faults.
+	SyncPromises bool
 	// ceilingStep (tests only) is RaiseCeiling's step; 0 takes
 	// protocol.DefaultAcceptorCeilingStep.
 	ceilingStep uint64
@@ -177,6 +172,11 @@ type Bugs struct {
 	// variant of PROTOCOL.md §10): a crash then takes back what was
 	// answered.
 	ReplyBeforeSync bool
+	// RestartWithoutFloor starts the acceptor with floor 0, whatever its
+	// stored ceiling: the broken variant of PROTOCOL.md §12 (the
+	// simulator's restart-without-floor), which a crash that loses an
+	// unsynced promise lets break it.
+	RestartWithoutFloor bool
 }
 
 // DefaultConfig returns the defaults of every tunable field (ID is the
@@ -186,6 +186,7 @@ func DefaultConfig() Config {
 		MaxInflightBatches: 1024,
 		CacheBytes:         32 << 20,
 		MaxFenceStep:       1 << 20,
+		SyncPromises:       true,
 	}
 }
 
@@ -249,7 +250,7 @@ type Acceptor struct {
 	floor, ceilStep uint64
 	ceilDurable     uint64
 	ceilRaise       *commit
-	unsynced        bool // Config.unsyncedPromises
+	unsynced        bool // !Config.SyncPromises
 	bugs            Bugs
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
@@ -320,14 +321,14 @@ func New(cfg Config, store storage.Store, tr server.Transport, log *slog.Logger)
 		return nil, fmt.Errorf("caspaxos/acceptor: reading the acceptor's ceiling: %w", err)
 	}
 	floor := ceiling
-	if cfg.withoutFloor || !cfg.unsyncedPromises {
+	if cfg.Bugs.RestartWithoutFloor || cfg.SyncPromises {
 		floor = 0
 	}
 	return &Acceptor{
 		floor:       floor,
 		ceilStep:    cfg.ceilingStep,
 		ceilDurable: ceiling,
-		unsynced:    cfg.unsyncedPromises,
+		unsynced:    !cfg.SyncPromises,
 		bugs:        cfg.Bugs,
 		fences:      fences,
 		seen:        make(map[protocol.NodeID]uint64),
