@@ -116,7 +116,7 @@ func replyKeys(msgs []protocol.Message) []string {
 func newTestAcceptor(t *testing.T, st storage.Store) (*Acceptor, *servertest.Recorder) {
 	t.Helper()
 	rec := servertest.NewRecorder()
-	a, err := New(Config{ID: acceptorID, SyncPromises: true}, st, rec, servertest.Logger(t))
+	a, err := New(Config{ID: acceptorID}, st, rec, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
