@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/benchload"
 )
 
@@ -251,7 +252,9 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 		return out
 	}
 	conns := min(r.opts.conns, clients)
-	dial := benchload.DialCaspaxos
+	dial := func(endpoints []string, conns int) ([]benchload.Driver, func(), error) {
+		return benchload.DialCaspaxos(client.Config{Endpoints: endpoints}, conns)
+	}
 	if system == "etcd" {
 		dial = dialEtcd
 	}
