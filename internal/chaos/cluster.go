@@ -106,8 +106,9 @@ func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *s
 	return c
 }
 
-// nodeConfig is every node's configuration: short timeouts, so that a
-// run of a few seconds sees many retries, and the variant's switches.
+// nodeConfig is every node's configuration: the product's defaults
+// (PROTOCOL.md §12 on), short timeouts, so that a run of a few seconds
+// sees many retries, and the variant's switches.
 func (c *cluster) nodeConfig(id protocol.NodeID) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.Acceptors = id, c.cfg
@@ -118,9 +119,6 @@ func (c *cluster) nodeConfig(id protocol.NodeID) node.Config {
 		BackoffMax:     10 * time.Millisecond,
 		RandSeed:       uint64(id),
 	}
-	// PROTOCOL.md §12 on: promises written without a sync, kept across a
-	// crash by the floor.
-	cfg.Acceptor.SyncPromises = false
 	c.variant.acceptor(&cfg.Acceptor)
 	return cfg
 }

@@ -28,7 +28,11 @@
 //     reaches anyone), takes vfs.MemFS.CrashClone of its disk (unsynced
 //     data lost, or a share of it kept, as the plan says), stops the node
 //     and throws the old disk away. The restart opens Pebble on the clone.
-//     At most one node is down at a time.
+//     At most one node is down at a time. After a restart, each of the
+//     last requests sent to the node before its crash may reach it again
+//     (Plan.Replay): copies the network held across the crash, which the
+//     acceptor must refuse if it promised more before (PROTOCOL.md §12:
+//     its promises are written without a sync, and its floor keeps them).
 //
 // Every node runs deletion GC (gc.Runner, with delays of milliseconds) over
 // the same network (gc.go): a call of a round reaches a node as a forward
@@ -43,8 +47,8 @@
 // # What is checked
 //
 // The invariants of invariants.go while the run goes and at the end (one
-// value per ballot, a chosen value survives, what an acceptor showed
-// survives its crash), and every key's history with Porcupine, through
+// value per ballot, a chosen value survives, what an acceptor showed or
+// promised survives its crash), and every key's history with Porcupine, through
 // internal/sim's model (sim.CheckHistory: one definition of a correct
 // history for both). Outcomes: a result or a kv refusal is known;
 // kv.ErrUnknownOutcome may or may not have taken effect, at any time after

@@ -83,9 +83,12 @@ import (
 // after its chained commit and the other batches' commits they wait for.
 //
 // Promises without a sync (PROTOCOL.md §12; the rules and their safety
-// argument are in protocol/floor.go, and internal/sim checks them). Four
-// pieces, switched on together unless Config.SyncPromises, which the
-// product's DefaultConfig still sets while internal/chaos runs them;
+// argument are in protocol/floor.go). Four pieces, on together unless
+// Config.SyncPromises (the escape hatch, `caspaxos serve --sync-promises`:
+// every promise synced before its reply, no floor, no ceiling). They are
+// on in the product: internal/sim checks the rules, and internal/chaos
+// runs this code under crashes that lose unsynced writes, with requests
+// replayed across a restart, and catches Bugs.RestartWithoutFloor;
 // unsynced promises without the floor break promises in a crash
 // (TestAcceptorCrashLosesUnsyncedPromise):
 //   - The floor: New reads the durable acceptor ceiling
@@ -149,10 +152,12 @@ type Config struct {
 	// SyncPromises turns PROTOCOL.md §12 off: every write, a promise's
 	// included, is synced before the reply that depends on it, and the
 	// acceptor keeps no floor and no ceiling (the behaviour before §12; a
-	// cold write then waits for two sync rounds). Off (false), promises are
-	// written without a sync and the floor keeps them across a crash. For
-	// now the product's default (DefaultConfig) is true, until
-	// internal/chaos has run the code that ships with §12 under faults.
+	// cold write then waits for two sync rounds). Off (the default),
+	// promises are written without a sync and the floor keeps them across
+	// a crash. Either way the acceptor starts with the stored ceiling as
+	// its floor, so that turning it on after a crash keeps the promises
+	// an earlier run left unsynced; on, it only raises no ceiling and
+	// writes nothing unsynced.
 	SyncPromises bool
 	// ceilingStep (tests only) is RaiseCeiling's step; 0 takes
 	// protocol.DefaultAcceptorCeilingStep.
@@ -186,7 +191,6 @@ func DefaultConfig() Config {
 		MaxInflightBatches: 1024,
 		CacheBytes:         32 << 20,
 		MaxFenceStep:       1 << 20,
-		SyncPromises:       true,
 	}
 }
 
@@ -321,7 +325,7 @@ func New(cfg Config, store storage.Store, tr server.Transport, log *slog.Logger)
 		return nil, fmt.Errorf("caspaxos/acceptor: reading the acceptor's ceiling: %w", err)
 	}
 	floor := ceiling
-	if cfg.Bugs.RestartWithoutFloor || cfg.SyncPromises {
+	if cfg.Bugs.RestartWithoutFloor {
 		floor = 0
 	}
 	return &Acceptor{

@@ -315,7 +315,9 @@ func TestAcceptorCrashLosesUnsyncedPromise(t *testing.T) {
 }
 
 // With SyncPromises (§12 off), a promise's reply waits for its synced
-// write, and a restart has no floor.
+// write and no ceiling is raised; the floor still comes from the stored
+// ceiling, so that a run that left promises unsynced may be followed,
+// after a crash, by one with SyncPromises.
 func TestAcceptorSyncPromises(t *testing.T) {
 	st := newGatedStore()
 	if err := st.Memory.SetAcceptorCeiling(1000); err != nil {
@@ -328,7 +330,11 @@ func TestAcceptorSyncPromises(t *testing.T) {
 	}
 	defer a.Stop()
 	defer close(st.stop)
-	a.Handle([]protocol.Message{prepareMsg("k", 5)}) // below the stored ceiling: no floor
+	a.Handle([]protocol.Message{prepareMsg("k", 5)}) // below the stored ceiling: the floor refuses
+	if got := rec.Next(t); len(got) != 1 || got[0].Kind != protocol.MsgConflict || got[0].Seen.Counter != 1000 {
+		t.Fatalf("replies %v, want a refusal at the floor 1000", got)
+	}
+	a.Handle([]protocol.Message{prepareMsg("k", 2000)}) // above the ceiling: no raise
 	held := st.next(t)
 	rec.None(t, "the promise is not synced")
 	held.release <- nil
@@ -337,5 +343,8 @@ func TestAcceptorSyncPromises(t *testing.T) {
 	}
 	if n := st.unsynced.Load(); n != 0 {
 		t.Fatalf("%d unsynced writes, want none", n)
+	}
+	if c, err := st.Memory.AcceptorCeiling(); err != nil || c != 1000 || a.Stats().CeilingRaises != 0 {
+		t.Fatalf("stored ceiling %d (%v), %d raises; want 1000 and none", c, err, a.Stats().CeilingRaises)
 	}
 }
