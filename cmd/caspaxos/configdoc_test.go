@@ -159,11 +159,14 @@ func readConfigDoc(t *testing.T) []docRow {
 }
 
 // parseDefault reads a table default for a value of kind like: a duration
-// ("500ms"), or an integer with an optional binary multiple ("32 MiB",
+// ("500ms"), a switch ("false"), or an integer with an optional binary multiple ("32 MiB",
 // "64 Ki" for a count).
 func parseDefault(s string, like reflect.Value) (any, error) {
-	if like.Type() == reflect.TypeOf(time.Duration(0)) {
+	switch {
+	case like.Type() == reflect.TypeOf(time.Duration(0)):
 		return time.ParseDuration(s)
+	case like.Kind() == reflect.Bool:
+		return strconv.ParseBool(s)
 	}
 	num, mult := s, int64(1)
 	if a, b, ok := strings.Cut(s, " "); ok {

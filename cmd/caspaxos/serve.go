@@ -57,6 +57,7 @@ func serveFlagFields() map[string]daemon.Field {
 		"dead-after":               "Transport.DeadAfter",
 		"min-free-bytes":           "Node.Space.MinFreeBytes",
 		"quota-bytes":              "Node.Space.QuotaBytes",
+		"sync-promises":            "Node.Acceptor.SyncPromises",
 		"gc":                       "GC.Disabled",
 		"gc-batch-keys":            "GC.BatchKeys",
 		"gc-round-timeout":         "GC.RoundTimeout",
@@ -162,6 +163,7 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.Transport.DeadAfter, "dead-after", def.Transport.DeadAfter, "silence after which a peer counts as unreachable")
 	f.Int64Var(&c.Node.Space.MinFreeBytes, "min-free-bytes", def.Node.Space.MinFreeBytes, "refuse new writes (puts, creates, cas, incr; not gets or deletes) with no_space while the data directory's filesystem has less free (-1: no check)")
 	f.Int64Var(&c.Node.Space.QuotaBytes, "quota-bytes", def.Node.Space.QuotaBytes, "refuse new writes with no_space while the store's files take more than this, like etcd's --quota-backend-bytes (0: no quota)")
+	f.BoolVar(&c.Node.Acceptor.SyncPromises, "sync-promises", def.Node.Acceptor.SyncPromises, "sync every promise before its reply, as before PROTOCOL.md §12: a cold write then waits for two sync rounds instead of one (an escape hatch; safe to switch either way across a restart)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	f.StringVar(&o.pprofAddr, "pprof-addr", "", "if set, serve net/http/pprof on this address (e.g. 127.0.0.1:6060)")

@@ -14,7 +14,7 @@ var (
 	flagSeed    = flag.Uint64("chaos-seed", 0, "TestReplay: the seed to replay")
 	flagVariant = flag.String("chaos-variant", "", "TestReplay: a broken variant to switch on")
 	flagLength  = flag.Duration("chaos-length", DefaultLength, "how long each run's clients and faults last")
-	flagKind    = flag.String("chaos-plan", "", "TestReplay: force the plan kind (mixed, gc-churn)")
+	flagKind    = flag.String("chaos-plan", "", "TestReplay: force the plan kind (mixed, gc-churn, membership)")
 )
 
 // defaultSeeds is how many seeds the package's test runs when -chaos-seeds

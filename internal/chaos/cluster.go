@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -68,6 +69,9 @@ type member struct {
 	// joining node started for its addition) and was not removed; only an
 	// active node is restarted. Read and written by the fault schedule.
 	active bool
+	// promised is the highest ballot of each key that a reply of one of
+	// its crashed incarnations promised (invariant 3).
+	promised map[string]protocol.Ballot
 }
 
 // memberOf returns node id as a membership lists it.
@@ -94,10 +98,12 @@ type cluster struct {
 	errs []string // nodes that could not restart
 
 	crashes, restarts, syncFailures int
-	// fenced and collected sum the acceptors' counters over every
-	// incarnation: requests refused by an age fence, registers removed.
-	fenced, collected uint64
-	changes           *changes // Membership plans: node 1's controller
+	// The acceptors' counters summed over every incarnation: requests
+	// refused by an age fence, registers removed; requests refused below
+	// the floor and promise-only writes left unsynced (PROTOCOL.md §12).
+	fenced, collected             uint64
+	floorRefused, unsyncedApplies uint64
+	changes                       *changes // Membership plans: node 1's controller
 }
 
 func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
@@ -117,7 +123,8 @@ func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *s
 		first.Nodes = append(first.Nodes, memberOf(id))
 	}
 	for id := protocol.NodeID(1); int(id) <= p.Pool(); id++ {
-		m := &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency}}
+		m := &member{id: id, fs: vfs.NewCrashableMem(), fail: &syncFailer{latency: p.SyncLatency},
+			promised: make(map[string]protocol.Ballot)}
 		st := membership.NodeState{} // a joining node: no membership yet
 		if int(id) <= p.Nodes {
 			st, m.active = membership.NodeState{Membership: first.Clone()}, true
@@ -129,8 +136,10 @@ func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *s
 	return c
 }
 
-// nodeConfig is every node's configuration: short timeouts, so that a
-// run of a few seconds sees many retries, and the variant's switches.
+// nodeConfig is every node's configuration: the product's defaults
+// (PROTOCOL.md §12 on), the configuration of its membership state st,
+// short timeouts, so that a run of a few seconds sees many retries, and
+// the variant's switches.
 func (c *cluster) nodeConfig(id protocol.NodeID, st membership.NodeState) node.Config {
 	cfg := node.DefaultConfig()
 	cfg.ID, cfg.Acceptors = id, st.Membership.Config
@@ -154,7 +163,8 @@ func (c *cluster) start(m *member) error {
 	if err != nil {
 		return fmt.Errorf("node %d: opening its store: %w", m.id, err)
 	}
-	inc := &incarnation{id: m.id, net: c.net, store: st, revealed: make(map[string]protocol.Ballot)}
+	inc := &incarnation{id: m.id, net: c.net, store: st, revealed: make(map[string]protocol.Ballot),
+		promised: make(map[string]protocol.Ballot), promisedBefore: maps.Clone(m.promised)}
 	state := *m.state.Load()
 	cfg := c.nodeConfig(m.id, state)
 	cfg.Deleted = func(key string, version uint64) { inc.gc.Enqueue(key, version) }
@@ -203,11 +213,20 @@ func (c *cluster) stop(m *member, keepPercent int) bool {
 	c.net.detach(inc)
 	clone := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keepPercent, RNG: c.rng})
 	c.checkRevealed(inc, clone)
+	inc.mu.Lock()
+	for key, b := range inc.promised {
+		if m.promised[key].Less(b) {
+			m.promised[key] = b
+		}
+	}
+	inc.mu.Unlock()
 	inc.gc.Stop()
 	inc.node.Stop()
 	st := inc.node.Stats().Acceptor
 	c.fenced += st.Fenced
 	c.collected += st.Collected
+	c.floorRefused += st.FloorRefused
+	c.unsyncedApplies += st.UnsyncedApplies
 	_ = m.store.Close() // the old disk is gone; a store stopped by a failed sync says so again
 	m.fs, m.store, m.inc = clone, nil, nil
 	m.fail = &syncFailer{latency: c.plan.SyncLatency}
@@ -254,6 +273,7 @@ func (c *cluster) restart(m *member) {
 		c.fail(err.Error())
 		return
 	}
+	c.net.replayTo(m.id)
 	c.restarts++
 }
 

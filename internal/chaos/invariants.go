@@ -25,10 +25,15 @@ import (
 //     collected (a collection removes chosen tombstones on purpose).
 //  3. What an acceptor showed survives its crash: every accepted ballot
 //     any reply of it showed (the accept it acknowledged, the accepted
-//     state a promise, read reply or conflict revealed) is on its disk
-//     after a crash, unless deletion GC collected the key there. Checked
-//     at every crash (the simulator's invariant 3, the part that concerns
-//     accepted ballots: promises are synced in the product).
+//     state a promise, read reply or conflict revealed, but a floor's
+//     refusal: its Accepted is the floor, no accepted ballot) is on its
+//     disk after a crash, unless deletion GC collected the key there.
+//     Checked at every crash. And every promise it gave survives its crash,
+//     though its write may not (PROTOCOL.md §12, the floor's job): after
+//     a restart it never promises a ballot at or below one it promised
+//     before, nor acknowledges an accept below one, unless deletion GC
+//     collected the key there. Checked at every such reply of a restarted
+//     node. (The simulator's invariant 3, seen from outside.)
 type invariants struct {
 	mu        sync.Mutex
 	collected map[protocol.NodeID]map[string]bool // keys GC removed, per acceptor
@@ -73,6 +78,13 @@ func (v *invariants) sent(msgs []protocol.Message) {
 			}
 		}
 	}
+}
+
+// breach records a violation found outside the invariants' own checks.
+func (v *invariants) breach(format string, args ...any) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.violate(format, args...)
 }
 
 func (v *invariants) violate(format string, args ...any) {

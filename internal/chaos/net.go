@@ -33,12 +33,21 @@ type network struct {
 	rng   *rand.Rand // the per-message decisions; see doc.go on replay
 	cut   map[[2]protocol.NodeID]bool
 	nodes map[protocol.NodeID]*incarnation // the running one of each node
+	// recent holds the last recentRequests prepares and accepts sent to
+	// each node, oldest first: what replayTo delivers again after its
+	// restart (Plan.Replay).
+	recent map[protocol.NodeID][]protocol.Message
 
 	held sync.WaitGroup // delayed deliveries not yet made
 	stop atomic.Bool    // set at the end: delayed messages are dropped
 
-	dropped, duplicated, delayed, sent, cutDrops atomic.Uint64
+	dropped, duplicated, delayed, sent, cutDrops, replayed atomic.Uint64
 }
+
+// recentRequests is how many of the requests sent to a node replayTo
+// considers: about what reaches a busy node in the last milliseconds
+// before a crash, whose promises are the likeliest not to be synced yet.
+const recentRequests = 64
 
 // incarnation is one run of a node, from its start to its crash or stop.
 // Its endpoint stops carrying anything the moment it is cut off, before
@@ -58,13 +67,20 @@ type incarnation struct {
 	links atomic.Pointer[map[protocol.NodeID]bool]
 
 	// revealed is the highest accepted ballot of each key that any reply
-	// of this incarnation's acceptor showed (invariant 3).
-	mu       sync.Mutex
-	revealed map[string]protocol.Ballot
+	// of this incarnation's acceptor showed, and promised the highest
+	// ballot it promised (a promise's, or an accept's it acknowledged);
+	// promisedBefore is what the node's earlier incarnations promised
+	// (invariant 3). promisedBefore is not written while inc runs.
+	mu             sync.Mutex
+	revealed       map[string]protocol.Ballot
+	promised       map[string]protocol.Ballot
+	promisedBefore map[string]protocol.Ballot
 }
 
-// reveal records the accepted ballots msgs show: an Accepted reply its
-// accept's ballot, every other reply its Accepted field.
+// reveal records the accepted ballots msgs show (an Accepted reply its
+// accept's ballot, every other reply its Accepted field, but a floor
+// refusal's) and the ballots they promise, and checks that none breaks a
+// promise an earlier incarnation of the node gave.
 func (inc *incarnation) reveal(msgs []protocol.Message) {
 	inc.mu.Lock()
 	defer inc.mu.Unlock()
@@ -73,11 +89,17 @@ func (inc *incarnation) reveal(msgs []protocol.Message) {
 		switch m.Kind {
 		case protocol.MsgAccepted:
 			b = m.Ballot
+			inc.promise(m)
+		case protocol.MsgPromise:
+			inc.promise(m)
 		case protocol.MsgConflict:
-			if m.Accepted.Proposer == 0 {
-				continue // a floor's refusal (protocol.BelowFloor): it shows the floor, no accepted ballot
+			if b.Proposer == 0 && !b.IsZero() {
+				// A floor's refusal (protocol.BelowFloor, PROTOCOL.md
+				// §12) shows the floor as Accepted, a ballot no proposer
+				// made: nothing accepted, and nothing promised.
+				continue
 			}
-		case protocol.MsgPromise, protocol.MsgReadReply:
+		case protocol.MsgReadReply:
 		default:
 			continue
 		}
@@ -87,13 +109,35 @@ func (inc *incarnation) reveal(msgs []protocol.Message) {
 	}
 }
 
+// promise records the ballot a promise or an accepted reply m promises,
+// and checks it against the node's earlier incarnations: a promise of B
+// means never again promising a ballot <= B on the key, nor accepting one
+// < B, crash or not (the floor keeps what the crash took). Only a key's
+// deletion GC on this node starts the key afresh. Called under inc.mu.
+//
+// Only earlier incarnations are compared: within one, the replies of two
+// batches may leave in either order, whatever order they were stepped in.
+func (inc *incarnation) promise(m protocol.Message) {
+	if before, ok := inc.promisedBefore[m.Key]; ok {
+		broken := m.Ballot.Compare(before) < 0 || (m.Kind == protocol.MsgPromise && m.Ballot == before)
+		if broken && !inc.net.inv.collectedAt(inc.id, m.Key) {
+			inc.net.inv.breach("invariant 3: node %d promised key %q ballot %s before a crash, and after it answered %v",
+				inc.id, m.Key, before, m)
+		}
+	}
+	if inc.promised[m.Key].Less(m.Ballot) {
+		inc.promised[m.Key] = m.Ballot
+	}
+}
+
 func newNetwork(p Plan, seed uint64, inv *invariants) *network {
 	return &network{
-		plan:  p,
-		inv:   inv,
-		rng:   rand.New(rand.NewPCG(seed, 0x6e6574)), // "net"
-		cut:   make(map[[2]protocol.NodeID]bool),
-		nodes: make(map[protocol.NodeID]*incarnation),
+		plan:   p,
+		inv:    inv,
+		rng:    rand.New(rand.NewPCG(seed, 0x6e6574)), // "net"
+		cut:    make(map[[2]protocol.NodeID]bool),
+		nodes:  make(map[protocol.NodeID]*incarnation),
+		recent: make(map[protocol.NodeID][]protocol.Message),
 	}
 }
 
@@ -179,11 +223,15 @@ type fate struct {
 	delay  time.Duration // 0: now
 }
 
-func (n *network) fates(msgs []protocol.Message) []fate {
+func (n *network) fates(to protocol.NodeID, msgs []protocol.Message) []fate {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	fs := make([]fate, len(msgs))
-	for i := range msgs {
+	for i, m := range msgs {
+		if m.Kind == protocol.MsgPrepare || m.Kind == protocol.MsgAccept {
+			r := append(n.recent[to], m)
+			n.recent[to] = r[max(0, len(r)-recentRequests):]
+		}
 		f := fate{copies: 1}
 		if n.rng.Float64() < n.plan.Loss {
 			f.copies = 0
@@ -236,7 +284,7 @@ func (n *network) send(inc *incarnation, to protocol.NodeID, msgs []protocol.Mes
 		return fmt.Errorf("%w: %d->%d is cut or down", server.ErrUnreachable, inc.id, to)
 	}
 	var now []protocol.Message
-	for i, f := range n.fates(msgs) {
+	for i, f := range n.fates(to, msgs) {
 		switch {
 		case f.copies == 0:
 			n.dropped.Add(1)
@@ -272,6 +320,29 @@ func (n *network) later(from, to protocol.NodeID, m protocol.Message, d time.Dur
 			dst.node.Deliver([]protocol.Message{m})
 		}
 	})
+}
+
+// replayTo delivers again, to node id just restarted, each of the last
+// requests sent to it before its crash, with the plan's chance, after a
+// delay of up to MaxDelay: copies the network held across the crash.
+func (n *network) replayTo(id protocol.NodeID) {
+	n.mu.Lock()
+	type copyOf struct {
+		m protocol.Message
+		d time.Duration
+	}
+	var out []copyOf
+	for _, m := range n.recent[id] {
+		if n.rng.Float64() < n.plan.Replay {
+			out = append(out, copyOf{m, time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))})
+		}
+	}
+	n.recent[id] = nil
+	n.mu.Unlock()
+	for _, c := range out {
+		n.replayed.Add(1)
+		n.later(c.m.From, id, c.m, c.d)
+	}
 }
 
 // forward runs req on node to's proposer, if the link and the node are up.

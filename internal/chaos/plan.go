@@ -53,6 +53,13 @@ type Plan struct {
 	// UnsyncedPercent is the share of unsynced data a crash keeps
 	// (vfs.CrashCloneCfg.UnsyncedDataPercent).
 	UnsyncedPercent int
+	// Replay is the chance that each of the last requests sent to a node
+	// before its crash reaches it again after its restart: a copy held in
+	// the network across the whole crash, which the acceptor must refuse
+	// if it promised more before (PROTOCOL.md §12, the floor). 0 in GCChurn
+	// plans, whose shape (drawGCChurn) leaves out everything but the
+	// fence's test.
+	Replay float64
 
 	// Events is the schedule, in time order.
 	Events []Event
@@ -135,8 +142,8 @@ func (e Event) String() string {
 
 func (p Plan) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: nodes=%d grow=%d clients=%d keys=%d cold-keys=%d think=%v length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v late=%.2f late-delay=%v late-accepts-only=%v sync=%v unsynced-kept=%d%%\n",
-		p.Kind, p.Nodes, p.Grow, p.Clients, p.Keys, p.ColdKeys, p.Think, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.Late, p.LateDelay, p.LateAcceptsOnly, p.SyncLatency, p.UnsyncedPercent)
+	fmt.Fprintf(&b, "%s: nodes=%d grow=%d clients=%d keys=%d cold-keys=%d think=%v length=%v loss=%.2f dup=%.2f delay=%.2f max-delay=%v late=%.2f late-delay=%v late-accepts-only=%v sync=%v unsynced-kept=%d%% replay=%.2f\n",
+		p.Kind, p.Nodes, p.Grow, p.Clients, p.Keys, p.ColdKeys, p.Think, p.Length, p.Loss, p.Dup, p.Delay, p.MaxDelay, p.Late, p.LateDelay, p.LateAcceptsOnly, p.SyncLatency, p.UnsyncedPercent, p.Replay)
 	for _, e := range p.Events {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}
@@ -185,6 +192,8 @@ func drawPlan(seed uint64, length time.Duration, kind PlanKind) Plan {
 	p.Events = append(p.Events, drawCrashes(rng, p)...)
 	p.Events = append(p.Events, drawPartitions(rng, p)...)
 	slices.SortStableFunc(p.Events, func(a, b Event) int { return int(a.At - b.At) })
+	// Drawn last, so that it changes nothing else of a seed's plan.
+	p.Replay = rng.Float64() * 0.5
 	return p
 }
 

@@ -53,20 +53,26 @@ type Variant struct {
 	// NoCatchUp: the membership controller skips the catch-up
 	// (membership.ControllerConfig.Bugs.NoCatchUp).
 	NoCatchUp bool
+	// RestartWithoutFloor: acceptor services start with no floor
+	// (acceptor.Config.Bugs.RestartWithoutFloor), so that a crash that
+	// loses an unsynced promise lets them break it (PROTOCOL.md §12).
+	RestartWithoutFloor bool
 }
 
 // acceptor applies the variant to an acceptor service's configuration.
 func (v Variant) acceptor(cfg *acceptor.Config) {
 	cfg.Bugs.ReplyBeforeSync = v.ReplyBeforeSync
 	cfg.Bugs.NoAgeFence = v.NoAgeFence
+	cfg.Bugs.RestartWithoutFloor = v.RestartWithoutFloor
 }
 
 // Stats counts what a run did.
 type Stats struct {
 	Ops, OK, Refused, Unknown, NotApplied int
 	Sent, Dropped, Duplicated, Delayed    uint64
-	CutDrops                              uint64
+	CutDrops, Replayed                    uint64
 	Crashes, Restarts, SyncFailures       int
+	FloorRefused, UnsyncedApplies         uint64
 	GCCollects                            uint64
 	// Collected counts registers GC removed, Fenced requests an age
 	// fence refused (a stale message GC would otherwise have let in).
@@ -78,9 +84,10 @@ type Stats struct {
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d; crashes %d (sync failures %d), restarts %d, partitions %d, membership changes %d (%d after the clients); GC collect calls %d, registers collected %d, requests fenced %d",
-		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops,
-		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.Changes, s.LateChanges, s.GCCollects, s.Collected, s.Fenced)
+	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d, replayed after a restart %d; crashes %d (sync failures %d), restarts %d, partitions %d, membership changes %d (%d after the clients); floor refusals %d, unsynced writes %d; GC collect calls %d, registers collected %d, requests fenced %d",
+		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops, s.Replayed,
+		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.Changes, s.LateChanges, s.FloorRefused, s.UnsyncedApplies,
+		s.GCCollects, s.Collected, s.Fenced)
 }
 
 // Report is a run that passed every check.
@@ -194,9 +201,10 @@ func Run(opts Options) (*Report, error) {
 	st := Stats{
 		Ops: len(h.ops), OK: h.ok, Refused: h.refused, Unknown: h.unknown, NotApplied: h.notApplied,
 		Sent: net.sent.Load(), Dropped: net.dropped.Load(), Duplicated: net.duplicated.Load(),
-		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(),
+		Delayed: net.delayed.Load(), CutDrops: net.cutDrops.Load(), Replayed: net.replayed.Load(),
 		GCCollects: h.gcs.Load(), Collected: c.collected, Fenced: c.fenced,
 		Crashes: crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
+		FloorRefused: c.floorRefused, UnsyncedApplies: c.unsyncedApplies,
 	}
 	if c.changes != nil {
 		st.Changes, st.LateChanges = c.changes.ended, c.changes.late

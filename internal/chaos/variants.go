@@ -10,6 +10,9 @@ func Variants() []Variant {
 		// A key left on the old majority must be missed by a new prepare quorum:
 		// membership plans.
 		{Name: "grow-without-catch-up", Kind: Membership, NoCatchUp: true},
+		// A promise a crash took must be broken by a replayed request or a
+		// proposer's retry: mixed plans (crashes, replay after a restart).
+		{Name: "restart-without-floor", Kind: Mixed, RestartWithoutFloor: true},
 	}
 }
 

@@ -83,9 +83,12 @@ import (
 // after its chained commit and the other batches' commits they wait for.
 //
 // Promises without a sync (PROTOCOL.md §12; the rules and their safety
-// argument are in protocol/floor.go, and internal/sim checks them). Four
-// pieces, switched on together by Config.unsyncedPromises, which is
-// OFF in the product until the simulator passes with them (see there);
+// argument are in protocol/floor.go). Four pieces, on together unless
+// Config.SyncPromises (the escape hatch, `caspaxos serve --sync-promises`:
+// every promise synced before its reply, no floor, no ceiling). They are
+// on in the product: internal/sim checks the rules, and internal/chaos
+// runs this code under crashes that lose unsynced writes, with requests
+// replayed across a restart, and catches Bugs.RestartWithoutFloor;
 // unsynced promises without the floor break promises in a crash
 // (TestAcceptorCrashLosesUnsyncedPromise):
 //   - The floor: New reads the durable acceptor ceiling
@@ -146,19 +149,16 @@ type Config struct {
 	// Fence for why this keeps GC both safe and live.
 	MaxFenceStep uint64
 
-	// unsyncedPromises switches on PROTOCOL.md §12 (the floor, the
-	// ceiling, promises written without a sync). Off in the product for
-	// now: the simulator's sweep finds a linearizability failure with
-	// unsynced promises (seed 17) and none with promises synced, so the
-	// model must be fixed first. Off, the acceptor syncs every write
-	// before the reply that depends on it, and has no floor and no
-	// ceiling. Tests switch it on.
-	unsyncedPromises bool
-	// withoutFloor (tests only) starts the acceptor with floor 0, whatever
-	// its stored ceiling: the broken variant of PROTOCOL.md §12 (the
-	// simulator's restart-without-floor), which a crash that loses an
-	// unsynced promise lets break it.
-	withoutFloor bool
+	// SyncPromises turns PROTOCOL.md §12 off: every write, a promise's
+	// included, is synced before the reply that depends on it, and the
+	// acceptor keeps no floor and no ceiling (the behaviour before §12; a
+	// cold write then waits for two sync rounds). Off (the default),
+	// promises are written without a sync and the floor keeps them across
+	// a crash. Either way the acceptor starts with the stored ceiling as
+	// its floor, so that turning it on after a crash keeps the promises
+	// an earlier run left unsynced; on, it only raises no ceiling and
+	// writes nothing unsynced.
+	SyncPromises bool
 	// ceilingStep (tests only) is RaiseCeiling's step; 0 takes
 	// protocol.DefaultAcceptorCeilingStep.
 	ceilingStep uint64
@@ -182,6 +182,11 @@ type Bugs struct {
 	// sent before a key's GC round and delayed past it lands on the
 	// removed register, and brings back the value the delete replaced.
 	NoAgeFence bool
+	// RestartWithoutFloor starts the acceptor with floor 0, whatever its
+	// stored ceiling: the broken variant of PROTOCOL.md §12 (the
+	// simulator's restart-without-floor), which a crash that loses an
+	// unsynced promise lets break it.
+	RestartWithoutFloor bool
 }
 
 // DefaultConfig returns the defaults of every tunable field (ID is the
@@ -254,7 +259,7 @@ type Acceptor struct {
 	floor, ceilStep uint64
 	ceilDurable     uint64
 	ceilRaise       *commit
-	unsynced        bool // Config.unsyncedPromises
+	unsynced        bool // !Config.SyncPromises
 	bugs            Bugs
 	// workers counts the goroutines processing or waiting for batches, idle
 	// those waiting; maxWorkers is MaxInflightBatches.
@@ -325,14 +330,14 @@ func New(cfg Config, store storage.Store, tr server.Transport, log *slog.Logger)
 		return nil, fmt.Errorf("caspaxos/acceptor: reading the acceptor's ceiling: %w", err)
 	}
 	floor := ceiling
-	if cfg.withoutFloor || !cfg.unsyncedPromises {
+	if cfg.Bugs.RestartWithoutFloor {
 		floor = 0
 	}
 	return &Acceptor{
 		floor:       floor,
 		ceilStep:    cfg.ceilingStep,
 		ceilDurable: ceiling,
-		unsynced:    cfg.unsyncedPromises,
+		unsynced:    !cfg.SyncPromises,
 		bugs:        cfg.Bugs,
 		fences:      fences,
 		seen:        make(map[protocol.NodeID]uint64),

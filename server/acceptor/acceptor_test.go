@@ -116,7 +116,7 @@ func replyKeys(msgs []protocol.Message) []string {
 func newTestAcceptor(t *testing.T, st storage.Store) (*Acceptor, *servertest.Recorder) {
 	t.Helper()
 	rec := servertest.NewRecorder()
-	a, err := New(Config{ID: acceptorID, unsyncedPromises: true}, st, rec, servertest.Logger(t))
+	a, err := New(Config{ID: acceptorID}, st, rec, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestAcceptorConcurrentBatchesKeepOrderAndDurability(t *testing.T) {
 	}
 	// Ceiling step 1: every higher counter raises the ceiling, and raises
 	// race each other.
-	a, err := New(Config{ID: acceptorID, unsyncedPromises: true, MaxInflightBatches: 1 << 12, ceilingStep: 1}, st, rec, servertest.Logger(t))
+	a, err := New(Config{ID: acceptorID, MaxInflightBatches: 1 << 12, ceilingStep: 1}, st, rec, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestAcceptorCachesRegisters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &countingStore{Memory: storage.NewMemory()}
 			rec := servertest.NewRecorder()
-			a, err := New(Config{ID: acceptorID, unsyncedPromises: true, CacheBytes: tt.cacheBytes}, st, rec, servertest.Logger(t))
+			a, err := New(Config{ID: acceptorID, CacheBytes: tt.cacheBytes}, st, rec, servertest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,7 +17,7 @@ import (
 // After a restart, the acceptor refuses every prepare and accept below its
 // floor (its stored ceiling), on every key, showing the floor as Seen and
 // as Accepted; the age fence is checked first, reads pass, and the test-only
-// switch withoutFloor lets them through.
+// switch Bugs.RestartWithoutFloor lets them through.
 func TestAcceptorRefusesBelowFloorAfterRestart(t *testing.T) {
 	st := storage.NewMemory()
 	first, rec := newTestAcceptor(t, st)
@@ -55,7 +55,7 @@ func TestAcceptorRefusesBelowFloorAfterRestart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := servertest.NewRecorder()
-			a, err := New(Config{ID: acceptorID, unsyncedPromises: true, withoutFloor: tt.withoutFloor}, st, rec, servertest.Logger(t))
+			a, err := New(Config{ID: acceptorID, Bugs: Bugs{RestartWithoutFloor: tt.withoutFloor}}, st, rec, servertest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +135,7 @@ func TestAcceptorRaisesCeilingBeforeReply(t *testing.T) {
 	rec := servertest.NewRecorder()
 	rec.Check = st.check
 	const step = 100
-	a, err := New(Config{ID: acceptorID, unsyncedPromises: true, ceilingStep: step}, st, rec, servertest.Logger(t))
+	a, err := New(Config{ID: acceptorID, ceilingStep: step}, st, rec, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestAcceptorCrashLosesUnsyncedPromise(t *testing.T) {
 				t.Fatalf("after the crash k holds %v, %v; want the promise lost", reg, err)
 			}
 			rec = servertest.NewRecorder()
-			a, err = New(Config{ID: acceptorID, unsyncedPromises: true, withoutFloor: tt.withoutFloor}, st, rec, servertest.Logger(t))
+			a, err = New(Config{ID: acceptorID, Bugs: Bugs{RestartWithoutFloor: tt.withoutFloor}}, st, rec, servertest.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,21 +314,27 @@ func TestAcceptorCrashLosesUnsyncedPromise(t *testing.T) {
 	}
 }
 
-// The product's default (unsyncedPromises off): a promise's reply waits for
-// its synced write, and a restart has no floor.
-func TestAcceptorDefaultSyncsPromises(t *testing.T) {
+// With SyncPromises (§12 off), a promise's reply waits for its synced
+// write and no ceiling is raised; the floor still comes from the stored
+// ceiling, so that a run that left promises unsynced may be followed,
+// after a crash, by one with SyncPromises.
+func TestAcceptorSyncPromises(t *testing.T) {
 	st := newGatedStore()
 	if err := st.Memory.SetAcceptorCeiling(1000); err != nil {
 		t.Fatal(err)
 	}
 	rec := servertest.NewRecorder()
-	a, err := New(Config{ID: acceptorID}, st, rec, servertest.Logger(t))
+	a, err := New(Config{ID: acceptorID, SyncPromises: true}, st, rec, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Stop()
 	defer close(st.stop)
-	a.Handle([]protocol.Message{prepareMsg("k", 5)}) // below the stored ceiling: no floor
+	a.Handle([]protocol.Message{prepareMsg("k", 5)}) // below the stored ceiling: the floor refuses
+	if got := rec.Next(t); len(got) != 1 || got[0].Kind != protocol.MsgConflict || got[0].Seen.Counter != 1000 {
+		t.Fatalf("replies %v, want a refusal at the floor 1000", got)
+	}
+	a.Handle([]protocol.Message{prepareMsg("k", 2000)}) // above the ceiling: no raise
 	held := st.next(t)
 	rec.None(t, "the promise is not synced")
 	held.release <- nil
@@ -337,5 +343,8 @@ func TestAcceptorDefaultSyncsPromises(t *testing.T) {
 	}
 	if n := st.unsynced.Load(); n != 0 {
 		t.Fatalf("%d unsynced writes, want none", n)
+	}
+	if c, err := st.Memory.AcceptorCeiling(); err != nil || c != 1000 || a.Stats().CeilingRaises != 0 {
+		t.Fatalf("stored ceiling %d (%v), %d raises; want 1000 and none", c, err, a.Stats().CeilingRaises)
 	}
 }
