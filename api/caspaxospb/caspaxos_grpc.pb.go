@@ -28,6 +28,7 @@ const (
 	KV_Delete_FullMethodName         = "/caspaxos.v1.KV/Delete"
 	KV_Increment_FullMethodName      = "/caspaxos.v1.KV/Increment"
 	KV_Batch_FullMethodName          = "/caspaxos.v1.KV/Batch"
+	KV_List_FullMethodName           = "/caspaxos.v1.KV/List"
 )
 
 // KVClient is the client API for KV service.
@@ -54,6 +55,14 @@ type KVClient interface {
 	// (it is shutting down), an op left unanswered was never received and may
 	// be sent elsewhere.
 	Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BatchRequest, BatchResponse], error)
+	// List returns one page of the live keys that begin with prefix, in key
+	// order, starting strictly after after, as a stream of messages of
+	// items; the last message has end set, and more if the page stopped at
+	// its limit (ask again with after = the last key). Every key returned
+	// had that value and version at some instant during the call; every key
+	// that stayed live through the call is returned; no deleted key is
+	// returned; the page is not a snapshot across keys.
+	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListResponse], error)
 }
 
 type kVClient struct {
@@ -137,6 +146,25 @@ func (c *kVClient) Batch(ctx context.Context, opts ...grpc.CallOption) (grpc.Bid
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_BatchClient = grpc.BidiStreamingClient[BatchRequest, BatchResponse]
 
+func (c *kVClient) List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[1], KV_List_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ListRequest, ListResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_ListClient = grpc.ServerStreamingClient[ListResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -161,6 +189,14 @@ type KVServer interface {
 	// (it is shutting down), an op left unanswered was never received and may
 	// be sent elsewhere.
 	Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error
+	// List returns one page of the live keys that begin with prefix, in key
+	// order, starting strictly after after, as a stream of messages of
+	// items; the last message has end set, and more if the page stopped at
+	// its limit (ask again with after = the last key). Every key returned
+	// had that value and version at some instant during the call; every key
+	// that stayed live through the call is returned; no deleted key is
+	// returned; the page is not a snapshot across keys.
+	List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -191,6 +227,9 @@ func (UnimplementedKVServer) Increment(context.Context, *IncrementRequest) (*Inc
 }
 func (UnimplementedKVServer) Batch(grpc.BidiStreamingServer[BatchRequest, BatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Batch not implemented")
+}
+func (UnimplementedKVServer) List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error {
+	return status.Error(codes.Unimplemented, "method List not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -328,6 +367,17 @@ func _KV_Batch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_BatchServer = grpc.BidiStreamingServer[BatchRequest, BatchResponse]
 
+func _KV_List_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ListRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KVServer).List(m, &grpc.GenericServerStream[ListRequest, ListResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_ListServer = grpc.ServerStreamingServer[ListResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +416,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _KV_Batch_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "List",
+			Handler:       _KV_List_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "api/caspaxos.proto",

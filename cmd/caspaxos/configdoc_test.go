@@ -20,6 +20,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
@@ -52,6 +53,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultAdmissionConfig(),
 		clientapi.DefaultGRPCConfig(),
 		clientapi.DefaultHTTPTimeouts(),
+		list.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),

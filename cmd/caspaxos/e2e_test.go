@@ -145,3 +145,19 @@ func serveAddr(t *testing.T, b *clientapitest.Backend) string {
 	addr, _ := clientapitest.ServeGRPC(t, b)
 	return addr
 }
+
+// ls pages through a prefix with the Go client's iterator.
+func TestLs(t *testing.T) {
+	b := clientapitest.New()
+	env := map[string]string{envEndpoints: serveAddr(t, b)}
+	runSteps(t, env, []step{
+		{args: []string{"put", "app/a", "1"}, stdout: "1\n"},
+		{args: []string{"put", "app/b", "two\tlines\n"}, stdout: "1\n"},
+		{args: []string{"put", "other", "3"}, stdout: "1\n"},
+		{args: []string{"del", "app/a"}, stdout: "2\n"},
+		{args: []string{"put", "app/c", "3"}, stdout: "1\n"},
+		{args: []string{"ls", "--page-size", "1", "app/"}, stdout: "app/b\t\"two\\tlines\\n\"\napp/c\t3\n"},
+		{args: []string{"ls", "--keys"}, stdout: "app/b\napp/c\nother\n"},
+		{args: []string{"ls", "-o", "json", "app/c"}, stdout: `{"key":"app/c","value":"3","version":1}` + "\n"},
+	})
+}

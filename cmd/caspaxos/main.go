@@ -80,6 +80,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	opts.addFlags(root, getenv)
 	root.AddCommand(
 		newGetCmd(opts),
+		newLsCmd(opts),
 		newPutCmd(opts),
 		newCreateCmd(opts),
 		newCASCmd(opts),

@@ -56,12 +56,15 @@ var allowed = map[string][]string{
 	// registers through the small Registers interface it declares.
 	"server/auth":      {"kv", "protocol"},
 	"server/clientapi": {"api", "kv", "protocol", "server/auth"},
+	// Listing: the merge rule of the core, its reads through a function
+	// and the acceptors through the small interface it declares.
+	"server/list": {"protocol", "kv"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
 	// packages whose calls they carry; the Admin clients' certificate
 	// checks.
-	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "transport/peerpb", "internal/certs"},
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "server/list", "transport/peerpb", "internal/certs"},
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
 	"server/identity": {"protocol", "storage", "server/membership"},

@@ -17,6 +17,12 @@ type Backend interface {
 	Health(ctx context.Context) error
 	// Members lists the cluster's members as this node sees them.
 	Members(ctx context.Context) (Membership, error)
+	// List runs one page of a listing (req checked by Validate): allow
+	// says whether the caller may see a key (false: skipped, not
+	// counted); emit takes each live key in key order. more: the page
+	// stopped at its limit. Errors are those of package kv; an error
+	// after some items were emitted ends the page there.
+	List(ctx context.Context, req kv.ListRequest, allow func(key string) (bool, error), emit func(kv.ListItem) error) (more bool, err error)
 }
 
 // Membership is the cluster as one node sees it.

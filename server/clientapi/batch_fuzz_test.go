@@ -172,6 +172,10 @@ type recordingBackend struct {
 	ops []string
 }
 
+func (b *recordingBackend) List(context.Context, kv.ListRequest, func(string) (bool, error), func(kv.ListItem) error) (bool, error) {
+	return false, nil
+}
+
 func (b *recordingBackend) Do(_ context.Context, op kv.Op) (protocol.State, error) {
 	b.mu.Lock()
 	b.ops = append(b.ops, describeOp(op))

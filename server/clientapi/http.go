@@ -41,6 +41,7 @@ type HTTPConfig struct {
 // NewHTTP returns the HTTP/JSON API of a node:
 //
 //	GET    /v1/kv/{key}            the value; ETag: "<version>"
+//	GET    /v1/kv/{prefix}?list    a page of the live keys of prefix: &limit=N &after=KEY &keys (list.go)
 //	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
@@ -131,6 +132,10 @@ func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
 }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("list") {
+		h.list(w, r)
+		return
+	}
 	if err := onlyQuery(r); err != nil {
 		writeError(w, err, 0)
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/transport"
@@ -71,6 +72,10 @@ type Config struct {
 	// Admission bounds the client operations the node runs at once and
 	// its client connections.
 	Admission clientapi.AdmissionConfig
+	// List bounds a listing's work: the value size over which a listing
+	// leaves values out (List.MaxValueBytes), the keys per round and the
+	// bytes per acceptor's reply.
+	List list.Config
 	// HTTP bounds how long an HTTP client may hold a connection.
 	HTTP clientapi.HTTPTimeouts
 	// Auth tunes authorization (package auth): the tokens' life and the
@@ -161,6 +166,7 @@ func DefaultConfig() Config {
 		Transport:      transport.DefaultConfig(),
 		Admission:      clientapi.DefaultAdmissionConfig(),
 		HTTP:           clientapi.DefaultHTTPTimeouts(),
+		List:           list.DefaultConfig(),
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
 		Membership:     membership.DefaultControllerConfig(),

@@ -23,6 +23,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
@@ -41,6 +42,7 @@ type Daemon struct {
 	tr        *transport.Transport
 	relay     *relay
 	node      *node.Node
+	lister    *list.Lister       // list.go
 	members   *membership.Keeper // membership.go
 	ctl       *membership.Controller
 	record    *membership.Record   // WAS-MEMBER and REMOVED
@@ -202,6 +204,10 @@ func (d *Daemon) startNode() error {
 	d.record = membership.NewRecord(d.dir)
 	d.members = membership.NewKeeper(node, st, peerLinks{tr}, d.saveState)
 	d.node.SetMembers(st.Membership.IDs())
+	if d.lister, err = d.newLister(); err != nil {
+		tr.Close()
+		return err
+	}
 	cc := d.cfg.Membership
 	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},

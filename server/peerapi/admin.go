@@ -18,6 +18,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -25,6 +26,11 @@ import (
 // MaxScanKeys bounds the keys one ScanKeys call returns, whatever the
 // caller asks for.
 const MaxScanKeys = 1 << 14
+
+// maxScanBytes bounds the keys and values of one ScanRegisters reply, well
+// within gRPC's 4 MiB message limit (one entry past it, at most one value
+// of kv's largest, is still sent).
+const maxScanBytes = 2 << 20
 
 // Admin is what the Admin service asks of the node that serves it. Its
 // errors are those of errors.go's table; Unavailable marks a refusal for
@@ -43,6 +49,8 @@ type Admin interface {
 	CopyFences(ages map[protocol.NodeID]uint64) error
 	// ScanKeys returns up to limit keys of the acceptor at or after start.
 	ScanKeys(start string, limit int) ([]string, error)
+	// ScanRegisters is list.ScanStore over the acceptor's store.
+	ScanRegisters(r list.Range) (protocol.ListReply, error)
 	// ReleaseHold frees the node of the membership change holding it
 	// (membership.ErrHoldInUse if the change still runs, or cannot be asked without
 	// force).
@@ -108,6 +116,25 @@ func (s adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*pe
 	out := &peerpb.ScanKeysReply{Keys: make([][]byte, len(keys))}
 	for i, k := range keys {
 		out.Keys[i] = []byte(k)
+	}
+	return out, nil
+}
+
+func (s adminServer) ScanRegisters(_ context.Context, r *peerpb.ScanRegistersRequest) (*peerpb.ScanRegistersReply, error) {
+	rg := list.Range{Prefix: string(r.GetPrefix()), Start: string(r.GetStart()),
+		Limit: int(min(max(r.GetLimit(), 1), MaxScanKeys)), MaxBytes: int(min(max(r.GetMaxBytes(), 1), maxScanBytes)),
+		MaxValueBytes: int(r.GetMaxValueBytes()), KeysOnly: r.GetKeysOnly()}
+	rep, err := s.a.ScanRegisters(rg)
+	if err != nil {
+		return nil, toStatus(err, codes.Unavailable)
+	}
+	out := &peerpb.ScanRegistersReply{More: rep.More, Registers: make([]*peerpb.ScannedRegister, len(rep.Entries))}
+	for i, e := range rep.Entries {
+		g := e.Register
+		out.Registers[i] = &peerpb.ScannedRegister{Key: []byte(e.Key),
+			PromiseCounter: g.Promise.Counter, PromiseProposer: uint64(g.Promise.Proposer),
+			AcceptedCounter: g.Accepted.Counter, AcceptedProposer: uint64(g.Accepted.Proposer),
+			Value: g.State.Value, Version: g.State.Version, Deleted: g.State.Deleted, ValueOmitted: e.ValueOmitted}
 	}
 	return out, nil
 }
@@ -295,6 +322,27 @@ func (p *AdminClients) ScanKeys(ctx context.Context, to membership.Member, start
 		keys[i] = string(k)
 	}
 	return keys, nil
+}
+
+// ScanRegisters asks node to for its registers of r (list.Acceptors).
+func (p *AdminClients) ScanRegisters(ctx context.Context, to membership.Member, r list.Range) (protocol.ListReply, error) {
+	c, err := p.client(to)
+	if err != nil {
+		return protocol.ListReply{}, err
+	}
+	w, err := c.ScanRegisters(ctx, &peerpb.ScanRegistersRequest{Prefix: []byte(r.Prefix), Start: []byte(r.Start),
+		Limit: uint32(r.Limit), MaxBytes: uint32(r.MaxBytes), MaxValueBytes: uint32(r.MaxValueBytes), KeysOnly: r.KeysOnly})
+	if err != nil {
+		return protocol.ListReply{}, err
+	}
+	rep := protocol.ListReply{More: w.GetMore(), Entries: make([]protocol.ListEntry, len(w.GetRegisters()))}
+	for i, g := range w.GetRegisters() {
+		rep.Entries[i] = protocol.ListEntry{Key: string(g.GetKey()), ValueOmitted: g.GetValueOmitted(), Register: protocol.Register{
+			Promise:  protocol.Ballot{Counter: g.GetPromiseCounter(), Proposer: protocol.NodeID(g.GetPromiseProposer())},
+			Accepted: protocol.Ballot{Counter: g.GetAcceptedCounter(), Proposer: protocol.NodeID(g.GetAcceptedProposer())},
+			State:    protocol.State{Value: g.GetValue(), Version: g.GetVersion(), Deleted: g.GetDeleted()}}}
+	}
+	return rep, nil
 }
 
 // ReleaseHold asks node to to free itself of the membership change

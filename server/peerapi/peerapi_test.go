@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/acceptor"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -61,6 +63,7 @@ type fakeNode struct {
 	setState  error
 	release   error
 	scanLimit int
+	scanRange list.Range
 	collected [][]protocol.Tombstone
 }
 
@@ -77,6 +80,14 @@ func (f *fakeNode) CopyFences(map[protocol.NodeID]uint64) error { return nil }
 func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
 	f.scanLimit = limit
 	return []string{"a"}, nil
+}
+func (f *fakeNode) ScanRegisters(r list.Range) (protocol.ListReply, error) {
+	f.scanRange = r
+	b := protocol.Ballot{Counter: 3, Proposer: 2}
+	return protocol.ListReply{More: true, Entries: []protocol.ListEntry{
+		{Key: "a", Register: protocol.Register{Promise: b, Accepted: b, State: protocol.State{Value: []byte("v"), Version: 4}}},
+		{Key: "b", ValueOmitted: true, Register: protocol.Register{Promise: b, Accepted: b, State: protocol.State{Version: 5}}},
+	}}, nil
 }
 func (f *fakeNode) ReleaseHold(context.Context, bool) (membership.Hold, error) {
 	f.calls.Add(1)
@@ -128,6 +139,18 @@ func TestServicesOverTheWire(t *testing.T) {
 	}
 	if ages, err := cl.Fences(ctx, to); err != nil || ages[2] != 7 {
 		t.Errorf("Fences = %v, %v", ages, err)
+	}
+	rep, err := cl.ScanRegisters(ctx, to, list.Range{Prefix: "p", Start: "p1", Limit: 1 << 30, MaxBytes: 1 << 30, MaxValueBytes: 9, KeysOnly: true})
+	b := protocol.Ballot{Counter: 3, Proposer: 2}
+	want := protocol.ListReply{More: true, Entries: []protocol.ListEntry{
+		{Key: "a", Register: protocol.Register{Promise: b, Accepted: b, State: protocol.State{Value: []byte("v"), Version: 4}}},
+		{Key: "b", ValueOmitted: true, Register: protocol.Register{Promise: b, Accepted: b, State: protocol.State{Version: 5}}},
+	}}
+	if err != nil || !reflect.DeepEqual(rep, want) {
+		t.Errorf("ScanRegisters = %+v, %v; want %+v", rep, err, want)
+	}
+	if r := f.scanRange; r != (list.Range{Prefix: "p", Start: "p1", Limit: MaxScanKeys, MaxBytes: maxScanBytes, MaxValueBytes: 9, KeysOnly: true}) {
+		t.Errorf("ScanRegisters reached the node as %+v, its limits not bounded", r)
 	}
 	if _, err := cl.ScanKeys(ctx, to, "", 1<<30); err != nil || f.scanLimit != MaxScanKeys {
 		t.Errorf("ScanKeys asked for 2^30 keys: node asked for %d (%v), want %d", f.scanLimit, err, MaxScanKeys)

@@ -696,6 +696,252 @@ func (x *ScanKeysReply) GetKeys() [][]byte {
 	return nil
 }
 
+type ScanRegistersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Start         []byte                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	Limit         uint32                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	MaxBytes      uint32                 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxValueBytes uint32                 `protobuf:"varint,5,opt,name=max_value_bytes,json=maxValueBytes,proto3" json:"max_value_bytes,omitempty"`
+	KeysOnly      bool                   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanRegistersRequest) Reset() {
+	*x = ScanRegistersRequest{}
+	mi := &file_transport_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanRegistersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanRegistersRequest) ProtoMessage() {}
+
+func (x *ScanRegistersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanRegistersRequest.ProtoReflect.Descriptor instead.
+func (*ScanRegistersRequest) Descriptor() ([]byte, []int) {
+	return file_transport_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ScanRegistersRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *ScanRegistersRequest) GetStart() []byte {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ScanRegistersRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ScanRegistersRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *ScanRegistersRequest) GetMaxValueBytes() uint32 {
+	if x != nil {
+		return x.MaxValueBytes
+	}
+	return 0
+}
+
+func (x *ScanRegistersRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+type ScanRegistersReply struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Registers []*ScannedRegister     `protobuf:"bytes,1,rep,name=registers,proto3" json:"registers,omitempty"`
+	// more: the scan stopped at a limit; the acceptor holds keys of the
+	// prefix after the last register.
+	More          bool `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanRegistersReply) Reset() {
+	*x = ScanRegistersReply{}
+	mi := &file_transport_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanRegistersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanRegistersReply) ProtoMessage() {}
+
+func (x *ScanRegistersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanRegistersReply.ProtoReflect.Descriptor instead.
+func (*ScanRegistersReply) Descriptor() ([]byte, []int) {
+	return file_transport_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ScanRegistersReply) GetRegisters() []*ScannedRegister {
+	if x != nil {
+		return x.Registers
+	}
+	return nil
+}
+
+func (x *ScanRegistersReply) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+type ScannedRegister struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Key              []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	PromiseCounter   uint64                 `protobuf:"varint,2,opt,name=promise_counter,json=promiseCounter,proto3" json:"promise_counter,omitempty"`
+	PromiseProposer  uint64                 `protobuf:"varint,3,opt,name=promise_proposer,json=promiseProposer,proto3" json:"promise_proposer,omitempty"`
+	AcceptedCounter  uint64                 `protobuf:"varint,4,opt,name=accepted_counter,json=acceptedCounter,proto3" json:"accepted_counter,omitempty"`
+	AcceptedProposer uint64                 `protobuf:"varint,5,opt,name=accepted_proposer,json=acceptedProposer,proto3" json:"accepted_proposer,omitempty"`
+	Value            []byte                 `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	Version          uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
+	Deleted          bool                   `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	ValueOmitted     bool                   `protobuf:"varint,9,opt,name=value_omitted,json=valueOmitted,proto3" json:"value_omitted,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ScannedRegister) Reset() {
+	*x = ScannedRegister{}
+	mi := &file_transport_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScannedRegister) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScannedRegister) ProtoMessage() {}
+
+func (x *ScannedRegister) ProtoReflect() protoreflect.Message {
+	mi := &file_transport_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScannedRegister.ProtoReflect.Descriptor instead.
+func (*ScannedRegister) Descriptor() ([]byte, []int) {
+	return file_transport_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ScannedRegister) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ScannedRegister) GetPromiseCounter() uint64 {
+	if x != nil {
+		return x.PromiseCounter
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetPromiseProposer() uint64 {
+	if x != nil {
+		return x.PromiseProposer
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetAcceptedCounter() uint64 {
+	if x != nil {
+		return x.AcceptedCounter
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetAcceptedProposer() uint64 {
+	if x != nil {
+		return x.AcceptedProposer
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *ScannedRegister) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *ScannedRegister) GetValueOmitted() bool {
+	if x != nil {
+		return x.ValueOmitted
+	}
+	return false
+}
+
 var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
@@ -743,14 +989,35 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\x05start\x18\x01 \x01(\fR\x05start\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"#\n" +
 	"\rScanKeysReply\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys2\xa9\x04\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xbc\x01\n" +
+	"\x14ScanRegistersRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\fR\x05start\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\rR\x05limit\x12\x1b\n" +
+	"\tmax_bytes\x18\x04 \x01(\rR\bmaxBytes\x12&\n" +
+	"\x0fmax_value_bytes\x18\x05 \x01(\rR\rmaxValueBytes\x12\x1b\n" +
+	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\"i\n" +
+	"\x12ScanRegistersReply\x12?\n" +
+	"\tregisters\x18\x01 \x03(\v2!.caspaxos.peer.v1.ScannedRegisterR\tregisters\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xbe\x02\n" +
+	"\x0fScannedRegister\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12'\n" +
+	"\x0fpromise_counter\x18\x02 \x01(\x04R\x0epromiseCounter\x12)\n" +
+	"\x10promise_proposer\x18\x03 \x01(\x04R\x0fpromiseProposer\x12)\n" +
+	"\x10accepted_counter\x18\x04 \x01(\x04R\x0facceptedCounter\x12+\n" +
+	"\x11accepted_proposer\x18\x05 \x01(\x04R\x10acceptedProposer\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\a \x01(\x04R\aversion\x12\x18\n" +
+	"\adeleted\x18\b \x01(\bR\adeleted\x12#\n" +
+	"\rvalue_omitted\x18\t \x01(\bR\fvalueOmitted2\x88\x05\n" +
 	"\x05Admin\x12B\n" +
 	"\x04Info\x12\x1d.caspaxos.peer.v1.InfoRequest\x1a\x1b.caspaxos.peer.v1.InfoReply\x12N\n" +
 	"\bSetState\x12!.caspaxos.peer.v1.SetStateRequest\x1a\x1f.caspaxos.peer.v1.SetStateReply\x12K\n" +
 	"\aSettled\x12 .caspaxos.peer.v1.SettledRequest\x1a\x1e.caspaxos.peer.v1.SettledReply\x12H\n" +
 	"\x06Fences\x12\x1f.caspaxos.peer.v1.FencesRequest\x1a\x1d.caspaxos.peer.v1.FencesReply\x12L\n" +
 	"\tSetFences\x12\x1d.caspaxos.peer.v1.FencesReply\x1a .caspaxos.peer.v1.SetFencesReply\x12N\n" +
-	"\bScanKeys\x12!.caspaxos.peer.v1.ScanKeysRequest\x1a\x1f.caspaxos.peer.v1.ScanKeysReply\x12W\n" +
+	"\bScanKeys\x12!.caspaxos.peer.v1.ScanKeysRequest\x1a\x1f.caspaxos.peer.v1.ScanKeysReply\x12]\n" +
+	"\rScanRegisters\x12&.caspaxos.peer.v1.ScanRegistersRequest\x1a$.caspaxos.peer.v1.ScanRegistersReply\x12W\n" +
 	"\vReleaseHold\x12$.caspaxos.peer.v1.ReleaseHoldRequest\x1a\".caspaxos.peer.v1.ReleaseHoldReplyB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 
 var (
@@ -765,44 +1032,50 @@ func file_transport_admin_proto_rawDescGZIP() []byte {
 	return file_transport_admin_proto_rawDescData
 }
 
-var file_transport_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_transport_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_transport_admin_proto_goTypes = []any{
-	(*ReleaseHoldRequest)(nil), // 0: caspaxos.peer.v1.ReleaseHoldRequest
-	(*ReleaseHoldReply)(nil),   // 1: caspaxos.peer.v1.ReleaseHoldReply
-	(*InfoRequest)(nil),        // 2: caspaxos.peer.v1.InfoRequest
-	(*InfoReply)(nil),          // 3: caspaxos.peer.v1.InfoReply
-	(*SetStateRequest)(nil),    // 4: caspaxos.peer.v1.SetStateRequest
-	(*SetStateReply)(nil),      // 5: caspaxos.peer.v1.SetStateReply
-	(*SettledRequest)(nil),     // 6: caspaxos.peer.v1.SettledRequest
-	(*SettledReply)(nil),       // 7: caspaxos.peer.v1.SettledReply
-	(*FencesRequest)(nil),      // 8: caspaxos.peer.v1.FencesRequest
-	(*FencesReply)(nil),        // 9: caspaxos.peer.v1.FencesReply
-	(*SetFencesReply)(nil),     // 10: caspaxos.peer.v1.SetFencesReply
-	(*ScanKeysRequest)(nil),    // 11: caspaxos.peer.v1.ScanKeysRequest
-	(*ScanKeysReply)(nil),      // 12: caspaxos.peer.v1.ScanKeysReply
-	nil,                        // 13: caspaxos.peer.v1.FencesReply.AgesEntry
+	(*ReleaseHoldRequest)(nil),   // 0: caspaxos.peer.v1.ReleaseHoldRequest
+	(*ReleaseHoldReply)(nil),     // 1: caspaxos.peer.v1.ReleaseHoldReply
+	(*InfoRequest)(nil),          // 2: caspaxos.peer.v1.InfoRequest
+	(*InfoReply)(nil),            // 3: caspaxos.peer.v1.InfoReply
+	(*SetStateRequest)(nil),      // 4: caspaxos.peer.v1.SetStateRequest
+	(*SetStateReply)(nil),        // 5: caspaxos.peer.v1.SetStateReply
+	(*SettledRequest)(nil),       // 6: caspaxos.peer.v1.SettledRequest
+	(*SettledReply)(nil),         // 7: caspaxos.peer.v1.SettledReply
+	(*FencesRequest)(nil),        // 8: caspaxos.peer.v1.FencesRequest
+	(*FencesReply)(nil),          // 9: caspaxos.peer.v1.FencesReply
+	(*SetFencesReply)(nil),       // 10: caspaxos.peer.v1.SetFencesReply
+	(*ScanKeysRequest)(nil),      // 11: caspaxos.peer.v1.ScanKeysRequest
+	(*ScanKeysReply)(nil),        // 12: caspaxos.peer.v1.ScanKeysReply
+	(*ScanRegistersRequest)(nil), // 13: caspaxos.peer.v1.ScanRegistersRequest
+	(*ScanRegistersReply)(nil),   // 14: caspaxos.peer.v1.ScanRegistersReply
+	(*ScannedRegister)(nil),      // 15: caspaxos.peer.v1.ScannedRegister
+	nil,                          // 16: caspaxos.peer.v1.FencesReply.AgesEntry
 }
 var file_transport_admin_proto_depIdxs = []int32{
-	13, // 0: caspaxos.peer.v1.FencesReply.ages:type_name -> caspaxos.peer.v1.FencesReply.AgesEntry
-	2,  // 1: caspaxos.peer.v1.Admin.Info:input_type -> caspaxos.peer.v1.InfoRequest
-	4,  // 2: caspaxos.peer.v1.Admin.SetState:input_type -> caspaxos.peer.v1.SetStateRequest
-	6,  // 3: caspaxos.peer.v1.Admin.Settled:input_type -> caspaxos.peer.v1.SettledRequest
-	8,  // 4: caspaxos.peer.v1.Admin.Fences:input_type -> caspaxos.peer.v1.FencesRequest
-	9,  // 5: caspaxos.peer.v1.Admin.SetFences:input_type -> caspaxos.peer.v1.FencesReply
-	11, // 6: caspaxos.peer.v1.Admin.ScanKeys:input_type -> caspaxos.peer.v1.ScanKeysRequest
-	0,  // 7: caspaxos.peer.v1.Admin.ReleaseHold:input_type -> caspaxos.peer.v1.ReleaseHoldRequest
-	3,  // 8: caspaxos.peer.v1.Admin.Info:output_type -> caspaxos.peer.v1.InfoReply
-	5,  // 9: caspaxos.peer.v1.Admin.SetState:output_type -> caspaxos.peer.v1.SetStateReply
-	7,  // 10: caspaxos.peer.v1.Admin.Settled:output_type -> caspaxos.peer.v1.SettledReply
-	9,  // 11: caspaxos.peer.v1.Admin.Fences:output_type -> caspaxos.peer.v1.FencesReply
-	10, // 12: caspaxos.peer.v1.Admin.SetFences:output_type -> caspaxos.peer.v1.SetFencesReply
-	12, // 13: caspaxos.peer.v1.Admin.ScanKeys:output_type -> caspaxos.peer.v1.ScanKeysReply
-	1,  // 14: caspaxos.peer.v1.Admin.ReleaseHold:output_type -> caspaxos.peer.v1.ReleaseHoldReply
-	8,  // [8:15] is the sub-list for method output_type
-	1,  // [1:8] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	16, // 0: caspaxos.peer.v1.FencesReply.ages:type_name -> caspaxos.peer.v1.FencesReply.AgesEntry
+	15, // 1: caspaxos.peer.v1.ScanRegistersReply.registers:type_name -> caspaxos.peer.v1.ScannedRegister
+	2,  // 2: caspaxos.peer.v1.Admin.Info:input_type -> caspaxos.peer.v1.InfoRequest
+	4,  // 3: caspaxos.peer.v1.Admin.SetState:input_type -> caspaxos.peer.v1.SetStateRequest
+	6,  // 4: caspaxos.peer.v1.Admin.Settled:input_type -> caspaxos.peer.v1.SettledRequest
+	8,  // 5: caspaxos.peer.v1.Admin.Fences:input_type -> caspaxos.peer.v1.FencesRequest
+	9,  // 6: caspaxos.peer.v1.Admin.SetFences:input_type -> caspaxos.peer.v1.FencesReply
+	11, // 7: caspaxos.peer.v1.Admin.ScanKeys:input_type -> caspaxos.peer.v1.ScanKeysRequest
+	13, // 8: caspaxos.peer.v1.Admin.ScanRegisters:input_type -> caspaxos.peer.v1.ScanRegistersRequest
+	0,  // 9: caspaxos.peer.v1.Admin.ReleaseHold:input_type -> caspaxos.peer.v1.ReleaseHoldRequest
+	3,  // 10: caspaxos.peer.v1.Admin.Info:output_type -> caspaxos.peer.v1.InfoReply
+	5,  // 11: caspaxos.peer.v1.Admin.SetState:output_type -> caspaxos.peer.v1.SetStateReply
+	7,  // 12: caspaxos.peer.v1.Admin.Settled:output_type -> caspaxos.peer.v1.SettledReply
+	9,  // 13: caspaxos.peer.v1.Admin.Fences:output_type -> caspaxos.peer.v1.FencesReply
+	10, // 14: caspaxos.peer.v1.Admin.SetFences:output_type -> caspaxos.peer.v1.SetFencesReply
+	12, // 15: caspaxos.peer.v1.Admin.ScanKeys:output_type -> caspaxos.peer.v1.ScanKeysReply
+	14, // 16: caspaxos.peer.v1.Admin.ScanRegisters:output_type -> caspaxos.peer.v1.ScanRegistersReply
+	1,  // 17: caspaxos.peer.v1.Admin.ReleaseHold:output_type -> caspaxos.peer.v1.ReleaseHoldReply
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_transport_admin_proto_init() }
@@ -817,7 +1090,7 @@ func file_transport_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_transport_admin_proto_rawDesc), len(file_transport_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

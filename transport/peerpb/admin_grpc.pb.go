@@ -23,13 +23,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Admin_Info_FullMethodName        = "/caspaxos.peer.v1.Admin/Info"
-	Admin_SetState_FullMethodName    = "/caspaxos.peer.v1.Admin/SetState"
-	Admin_Settled_FullMethodName     = "/caspaxos.peer.v1.Admin/Settled"
-	Admin_Fences_FullMethodName      = "/caspaxos.peer.v1.Admin/Fences"
-	Admin_SetFences_FullMethodName   = "/caspaxos.peer.v1.Admin/SetFences"
-	Admin_ScanKeys_FullMethodName    = "/caspaxos.peer.v1.Admin/ScanKeys"
-	Admin_ReleaseHold_FullMethodName = "/caspaxos.peer.v1.Admin/ReleaseHold"
+	Admin_Info_FullMethodName          = "/caspaxos.peer.v1.Admin/Info"
+	Admin_SetState_FullMethodName      = "/caspaxos.peer.v1.Admin/SetState"
+	Admin_Settled_FullMethodName       = "/caspaxos.peer.v1.Admin/Settled"
+	Admin_Fences_FullMethodName        = "/caspaxos.peer.v1.Admin/Fences"
+	Admin_SetFences_FullMethodName     = "/caspaxos.peer.v1.Admin/SetFences"
+	Admin_ScanKeys_FullMethodName      = "/caspaxos.peer.v1.Admin/ScanKeys"
+	Admin_ScanRegisters_FullMethodName = "/caspaxos.peer.v1.Admin/ScanRegisters"
+	Admin_ReleaseHold_FullMethodName   = "/caspaxos.peer.v1.Admin/ReleaseHold"
 )
 
 // AdminClient is the client API for Admin service.
@@ -51,6 +52,12 @@ type AdminClient interface {
 	SetFences(ctx context.Context, in *FencesReply, opts ...grpc.CallOption) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
 	ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ...grpc.CallOption) (*ScanKeysReply, error)
+	// ScanRegisters returns the acceptor's registers of the keys that begin
+	// with prefix, from start (inclusive) in key order: at most limit of them
+	// and about max_bytes of keys and values, at least one. Values over
+	// max_value_bytes, and all with keys_only, are left out (value_omitted).
+	// A listing's scan (server/list).
+	ScanRegisters(ctx context.Context, in *ScanRegistersRequest, opts ...grpc.CallOption) (*ScanRegistersReply, error)
 	// ReleaseHold frees the node of the membership change that holds it, on
 	// an operator's word that its controller is gone (`caspaxos members
 	// release`); see membership.Standing.ReleaseHold for what it refuses.
@@ -125,6 +132,16 @@ func (c *adminClient) ScanKeys(ctx context.Context, in *ScanKeysRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) ScanRegisters(ctx context.Context, in *ScanRegistersRequest, opts ...grpc.CallOption) (*ScanRegistersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScanRegistersReply)
+	err := c.cc.Invoke(ctx, Admin_ScanRegisters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldReply, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReleaseHoldReply)
@@ -154,6 +171,12 @@ type AdminServer interface {
 	SetFences(context.Context, *FencesReply) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
 	ScanKeys(context.Context, *ScanKeysRequest) (*ScanKeysReply, error)
+	// ScanRegisters returns the acceptor's registers of the keys that begin
+	// with prefix, from start (inclusive) in key order: at most limit of them
+	// and about max_bytes of keys and values, at least one. Values over
+	// max_value_bytes, and all with keys_only, are left out (value_omitted).
+	// A listing's scan (server/list).
+	ScanRegisters(context.Context, *ScanRegistersRequest) (*ScanRegistersReply, error)
 	// ReleaseHold frees the node of the membership change that holds it, on
 	// an operator's word that its controller is gone (`caspaxos members
 	// release`); see membership.Standing.ReleaseHold for what it refuses.
@@ -185,6 +208,9 @@ func (UnimplementedAdminServer) SetFences(context.Context, *FencesReply) (*SetFe
 }
 func (UnimplementedAdminServer) ScanKeys(context.Context, *ScanKeysRequest) (*ScanKeysReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScanKeys not implemented")
+}
+func (UnimplementedAdminServer) ScanRegisters(context.Context, *ScanRegistersRequest) (*ScanRegistersReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScanRegisters not implemented")
 }
 func (UnimplementedAdminServer) ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseHold not implemented")
@@ -318,6 +344,24 @@ func _Admin_ScanKeys_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ScanRegisters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScanRegistersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ScanRegisters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ScanRegisters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ScanRegisters(ctx, req.(*ScanRegistersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_ReleaseHold_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReleaseHoldRequest)
 	if err := dec(in); err != nil {
@@ -366,6 +410,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ScanKeys",
 			Handler:    _Admin_ScanKeys_Handler,
+		},
+		{
+			MethodName: "ScanRegisters",
+			Handler:    _Admin_ScanRegisters_Handler,
 		},
 		{
 			MethodName: "ReleaseHold",

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -106,6 +108,45 @@ func (b *Backend) Health(context.Context) error {
 		return errors.New("reaches 1 of 3 acceptors")
 	}
 	return nil
+}
+
+// List lists the map's live keys of req in key order (a snapshot, which
+// the real store's listing is not; tests of the API need no more).
+func (b *Backend) List(_ context.Context, req kv.ListRequest, allow func(string) (bool, error), emit func(kv.ListItem) error) (bool, error) {
+	b.mu.Lock()
+	if b.fail != nil {
+		b.mu.Unlock()
+		return false, b.fail
+	}
+	var items []kv.ListItem
+	for k, s := range b.m {
+		if s.Exists() && strings.HasPrefix(k, req.Prefix) && k > req.After && kv.CheckClientKey(k) == nil {
+			it := kv.ListItem{Key: k, Version: s.Version}
+			if !req.KeysOnly {
+				it.Value = s.Value
+			}
+			items = append(items, it)
+		}
+	}
+	b.mu.Unlock()
+	slices.SortFunc(items, func(x, y kv.ListItem) int { return strings.Compare(x.Key, y.Key) })
+	n := 0
+	for i, it := range items {
+		ok, err := allow(it.Key)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			continue
+		}
+		if err := emit(it); err != nil {
+			return false, err
+		}
+		if n++; n == req.Limit {
+			return i < len(items)-1, nil
+		}
+	}
+	return false, nil
 }
 
 // Members reports two members, n1 (itself) reachable and n2 not, unless
