@@ -85,17 +85,17 @@ func (p *ctlPeers) Settled(ctx context.Context, to membership.Member, version ui
 	return ok, err
 }
 
-func (p *ctlPeers) Fences(_ context.Context, to membership.Member) (map[protocol.NodeID]uint64, error) {
-	var f map[protocol.NodeID]uint64
+func (p *ctlPeers) Fences(_ context.Context, to membership.Member) (membership.Fences, error) {
+	var f membership.Fences
 	err := p.do(to, func(inc *incarnation) (err error) {
-		f, err = inc.store.Fences()
+		f, err = membership.ReadFences(inc.store)
 		return err
 	})
 	return f, err
 }
 
-func (p *ctlPeers) SetFences(_ context.Context, to membership.Member, ages map[protocol.NodeID]uint64) error {
-	return p.do(to, func(inc *incarnation) error { return inc.node.CopyFences(ages) })
+func (p *ctlPeers) SetFences(ctx context.Context, to membership.Member, f membership.Fences) error {
+	return p.do(to, func(inc *incarnation) error { return membership.TakeFences(ctx, inc.node, f) })
 }
 
 func (p *ctlPeers) ScanKeys(_ context.Context, to membership.Member, start string, limit int) ([]string, error) {

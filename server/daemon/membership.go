@@ -158,11 +158,11 @@ func (a adminNode) Settled(ctx context.Context, version uint64) (bool, error) {
 }
 
 // Fences implements peerapi.Admin.
-func (a adminNode) Fences() (map[protocol.NodeID]uint64, error) { return a.d.store.Fences() }
+func (a adminNode) Fences() (membership.Fences, error) { return membership.ReadFences(a.d.store) }
 
 // CopyFences implements peerapi.Admin.
-func (a adminNode) CopyFences(ages map[protocol.NodeID]uint64) error {
-	return a.d.node.CopyFences(ages)
+func (a adminNode) CopyFences(ctx context.Context, f membership.Fences) error {
+	return membership.TakeFences(ctx, a.d.node, f)
 }
 
 // ScanKeys implements peerapi.Admin.

@@ -36,10 +36,10 @@ type Peers interface {
 	// Settled reports whether node to's proposer uses version or newer and
 	// has no attempt in flight with an older configuration.
 	Settled(ctx context.Context, to Member, version uint64) (bool, error)
-	// Fences returns node to's acceptor's persisted GC age fences;
-	// SetFences raises them (acceptor.Acceptor.CopyFences).
-	Fences(ctx context.Context, to Member) (map[protocol.NodeID]uint64, error)
-	SetFences(ctx context.Context, to Member, ages map[protocol.NodeID]uint64) error
+	// Fences returns what node to holds that a joining node must take
+	// (ReadFences); SetFences makes node to take it (TakeFences).
+	Fences(ctx context.Context, to Member) (Fences, error)
+	SetFences(ctx context.Context, to Member, f Fences) error
 	// ScanKeys returns up to limit keys of node to's acceptor at or after
 	// start, in order.
 	ScanKeys(ctx context.Context, to Member, start string, limit int) ([]string, error)
@@ -542,7 +542,7 @@ func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
 		}
 	}
 	var mu sync.Mutex
-	ages := map[protocol.NodeID]uint64{}
+	all := Fences{Ages: map[protocol.NodeID]uint64{}}
 	answered := 0
 	from := ch.From
 	if ch.Next > 0 {
@@ -556,9 +556,7 @@ func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
 		mu.Lock()
 		defer mu.Unlock()
 		answered++
-		for id, a := range f {
-			ages[id] = max(ages[id], a)
-		}
+		all.merge(f)
 		return nil
 	})
 	if answered < len(from.Config.AcceptSet)/2+1 {
@@ -566,7 +564,7 @@ func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
-	if err := c.peers.SetFences(ctx, ch.Target, ages); err != nil {
+	if err := c.peers.SetFences(ctx, ch.Target, all); err != nil {
 		return fmt.Errorf("copying GC fences to %s: %w", ch.Target.Name, err)
 	}
 	return nil

@@ -180,22 +180,23 @@ func (l *localMembers) Settled(ctx context.Context, to Member, v uint64) (bool, 
 	return s.Settled(ctx, v)
 }
 
-func (l *localMembers) Fences(_ context.Context, to Member) (map[protocol.NodeID]uint64, error) {
+func (l *localMembers) Fences(_ context.Context, to Member) (Fences, error) {
 	if _, err := l.get(to); err != nil {
-		return nil, err
+		return Fences{}, err
 	}
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
-	return l.c.stores[to.ID].Fences()
+	return ReadFences(l.c.stores[to.ID])
 }
 
-func (l *localMembers) SetFences(_ context.Context, to Member, ages map[protocol.NodeID]uint64) error {
+func (l *localMembers) SetFences(ctx context.Context, to Member, f Fences) error {
 	if _, err := l.get(to); err != nil {
 		return err
 	}
 	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
-	return l.c.nodes[to.ID].CopyFences(ages)
+	n := l.c.nodes[to.ID]
+	l.c.mu.Unlock()
+	return TakeFences(ctx, n, f)
 }
 
 func (l *localMembers) ScanKeys(_ context.Context, to Member, start string, limit int) ([]string, error) {

@@ -45,8 +45,8 @@ type Admin interface {
 	Settled(ctx context.Context, version uint64) (bool, error)
 	// Fences returns the acceptor's persisted GC age fences; CopyFences
 	// raises them.
-	Fences() (map[protocol.NodeID]uint64, error)
-	CopyFences(ages map[protocol.NodeID]uint64) error
+	Fences() (membership.Fences, error)
+	CopyFences(ctx context.Context, f membership.Fences) error
 	// ScanKeys returns up to limit keys of the acceptor at or after start.
 	ScanKeys(start string, limit int) ([]string, error)
 	// ScanRegisters is list.ScanStore over the acceptor's store.
@@ -97,11 +97,11 @@ func (s adminServer) Fences(context.Context, *peerpb.FencesRequest) (*peerpb.Fen
 	if err != nil {
 		return nil, toStatus(err, codes.Unavailable)
 	}
-	return &peerpb.FencesReply{Ages: agesToWire(f)}, nil
+	return &peerpb.FencesReply{Ages: agesToWire(f.Ages), Counter: f.Counter}, nil
 }
 
-func (s adminServer) SetFences(_ context.Context, r *peerpb.FencesReply) (*peerpb.SetFencesReply, error) {
-	if err := s.a.CopyFences(agesFromWire(r.GetAges())); err != nil {
+func (s adminServer) SetFences(ctx context.Context, r *peerpb.FencesReply) (*peerpb.SetFencesReply, error) {
+	if err := s.a.CopyFences(ctx, membership.Fences{Ages: agesFromWire(r.GetAges()), Counter: r.GetCounter()}); err != nil {
 		return nil, toStatus(err, codes.Unavailable)
 	}
 	return &peerpb.SetFencesReply{}, nil
@@ -285,25 +285,25 @@ func (p *AdminClients) Settled(ctx context.Context, to membership.Member, versio
 }
 
 // Fences implements membership.Peers.
-func (p *AdminClients) Fences(ctx context.Context, to membership.Member) (map[protocol.NodeID]uint64, error) {
+func (p *AdminClients) Fences(ctx context.Context, to membership.Member) (membership.Fences, error) {
 	c, err := p.client(to)
 	if err != nil {
-		return nil, err
+		return membership.Fences{}, err
 	}
 	r, err := c.Fences(ctx, &peerpb.FencesRequest{})
 	if err != nil {
-		return nil, err
+		return membership.Fences{}, err
 	}
-	return agesFromWire(r.GetAges()), nil
+	return membership.Fences{Ages: agesFromWire(r.GetAges()), Counter: r.GetCounter()}, nil
 }
 
 // SetFences implements membership.Peers.
-func (p *AdminClients) SetFences(ctx context.Context, to membership.Member, ages map[protocol.NodeID]uint64) error {
+func (p *AdminClients) SetFences(ctx context.Context, to membership.Member, f membership.Fences) error {
 	c, err := p.client(to)
 	if err != nil {
 		return err
 	}
-	_, err = c.SetFences(ctx, &peerpb.FencesReply{Ages: agesToWire(ages)})
+	_, err = c.SetFences(ctx, &peerpb.FencesReply{Ages: agesToWire(f.Ages), Counter: f.Counter})
 	return err
 }
 

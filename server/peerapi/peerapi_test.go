@@ -63,6 +63,7 @@ type fakeNode struct {
 	setState  error
 	release   error
 	scanLimit int
+	copied    membership.Fences
 	scanRange list.Range
 	collected [][]protocol.Tombstone
 }
@@ -73,10 +74,13 @@ func (f *fakeNode) Info(context.Context, protocol.NodeID, string) (membership.Pe
 }
 func (f *fakeNode) SetState(context.Context, membership.NodeState) error { return f.setState }
 func (f *fakeNode) Settled(context.Context, uint64) (bool, error)        { return true, nil }
-func (f *fakeNode) Fences() (map[protocol.NodeID]uint64, error) {
-	return map[protocol.NodeID]uint64{2: 7}, nil
+func (f *fakeNode) Fences() (membership.Fences, error) {
+	return membership.Fences{Ages: map[protocol.NodeID]uint64{2: 7}, Counter: 1 << 40}, nil
 }
-func (f *fakeNode) CopyFences(map[protocol.NodeID]uint64) error { return nil }
+func (f *fakeNode) CopyFences(_ context.Context, g membership.Fences) error {
+	f.copied = g
+	return nil
+}
 func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
 	f.scanLimit = limit
 	return []string{"a"}, nil
@@ -137,8 +141,13 @@ func TestServicesOverTheWire(t *testing.T) {
 	if _, err := cl.ReleaseHold(ctx, to, false); !errors.Is(err, membership.ErrHoldInUse) {
 		t.Errorf("ReleaseHold = %v, want membership.ErrHoldInUse", err)
 	}
-	if ages, err := cl.Fences(ctx, to); err != nil || ages[2] != 7 {
-		t.Errorf("Fences = %v, %v", ages, err)
+	if got, err := cl.Fences(ctx, to); err != nil || got.Ages[2] != 7 || got.Counter != 1<<40 {
+		t.Errorf("Fences = %+v, %v", got, err)
+	}
+	// A joining node takes the members' fences and ballot counter.
+	if err := cl.SetFences(ctx, to, membership.Fences{Ages: map[protocol.NodeID]uint64{3: 9}, Counter: 77}); err != nil ||
+		f.copied.Ages[3] != 9 || f.copied.Counter != 77 {
+		t.Errorf("SetFences: %v, node took %+v", err, f.copied)
 	}
 	rep, err := cl.ScanRegisters(ctx, to, list.Range{Prefix: "p", Start: "p1", Limit: 1 << 30, MaxBytes: 1 << 30, MaxValueBytes: 9, KeysOnly: true})
 	b := protocol.Ballot{Counter: 3, Proposer: 2}

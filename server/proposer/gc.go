@@ -54,7 +54,26 @@ func (p *Proposer) identityEach(ctx context.Context, keys []string, mark func(*c
 // fences (step 3) use it. With no tombstones it returns the age and
 // changes nothing (a probe). server.ErrStopped if the driver stopped first.
 func (p *Proposer) Forget(ctx context.Context, tombs []protocol.Tombstone) (uint64, error) {
-	fc := &forgetCall{tombs: tombs, result: make(chan uint64, 1)}
+	return p.forgetCall(ctx, &forgetCall{tombs: tombs, result: make(chan uint64, 1)})
+}
+
+// FastForward moves the ballot counter to at least counter and returns once
+// the ballot ceiling past it is persisted. A node joining the cluster takes
+// the members' counter this way before it proposes anything
+// (membership.Fences): deletion GC fast-forwarded every member's proposer
+// past each register it removed (step 2), and a joining proposer that
+// started from counter 0 would otherwise re-create such a key with a ballot
+// and a version below the removed tombstone's (PROTOCOL.md §7, §9).
+// protocol.ErrExhausted past MaxCounter; server.ErrStopped if the driver
+// stopped first.
+func (p *Proposer) FastForward(ctx context.Context, counter uint64) error {
+	_, err := p.forgetCall(ctx, &forgetCall{counter: counter, result: make(chan uint64, 1)})
+	return err
+}
+
+// forgetCall hands fc to the driver and waits until it answers, once the
+// age and ceiling fc changed are persisted.
+func (p *Proposer) forgetCall(ctx context.Context, fc *forgetCall) (uint64, error) {
 	select {
 	case p.forgets <- fc:
 	case <-ctx.Done():
@@ -79,6 +98,12 @@ func (p *Proposer) Forget(ctx context.Context, tombs []protocol.Tombstone) (uint
 // forget applies fc to the core (run goroutine); the age is persisted and
 // fc answered by the next flush.
 func (p *Proposer) forget(fc *forgetCall) {
+	if fc.counter > 0 {
+		if err := p.core.FastForward(fc.counter); err != nil {
+			fc.err = fmt.Errorf("caspaxos/proposer: %w", err)
+		}
+		p.collect() // the new ceiling, persisted by the flush that answers fc
+	}
 	for _, t := range fc.tombs {
 		_, err := p.core.Forget(t.Key, t.Ballot, t.Version)
 		p.collect()

@@ -189,9 +189,10 @@ type call struct {
 
 // forgetCall is one Forget waiting for the driver.
 type forgetCall struct {
-	tombs  []protocol.Tombstone
-	result chan uint64 // the age, once persisted
-	err    error       // set by the driver before result is sent
+	tombs   []protocol.Tombstone
+	counter uint64      // FastForward's: move the ballot counter to at least this
+	result  chan uint64 // the age, once persisted
+	err     error       // set by the driver before result is sent
 }
 
 // maxDrain bounds how many inputs the driver takes before it acts on them:

@@ -521,8 +521,12 @@ func (*FencesRequest) Descriptor() ([]byte, []int) {
 }
 
 type FencesReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ages          map[uint64]uint64      `protobuf:"bytes,1,rep,name=ages,proto3" json:"ages,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ages  map[uint64]uint64      `protobuf:"bytes,1,rep,name=ages,proto3" json:"ages,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The node's proposer's persisted ballot ceiling: a joining node moves
+	// its counter there (membership.Fences), never below a register that
+	// deletion GC removed. 0 from nodes that predate it.
+	Counter       uint64 `protobuf:"varint,2,opt,name=counter,proto3" json:"counter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -562,6 +566,13 @@ func (x *FencesReply) GetAges() map[uint64]uint64 {
 		return x.Ages
 	}
 	return nil
+}
+
+func (x *FencesReply) GetCounter() uint64 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
 }
 
 type SetFencesReply struct {
@@ -978,9 +989,10 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"(\n" +
 	"\fSettledReply\x12\x18\n" +
 	"\asettled\x18\x01 \x01(\bR\asettled\"\x0f\n" +
-	"\rFencesRequest\"\x83\x01\n" +
+	"\rFencesRequest\"\x9d\x01\n" +
 	"\vFencesReply\x12;\n" +
-	"\x04ages\x18\x01 \x03(\v2'.caspaxos.peer.v1.FencesReply.AgesEntryR\x04ages\x1a7\n" +
+	"\x04ages\x18\x01 \x03(\v2'.caspaxos.peer.v1.FencesReply.AgesEntryR\x04ages\x12\x18\n" +
+	"\acounter\x18\x02 \x01(\x04R\acounter\x1a7\n" +
 	"\tAgesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x10\n" +

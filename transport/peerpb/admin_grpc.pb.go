@@ -47,7 +47,9 @@ type AdminClient interface {
 	// Settled: the node's proposer uses the version or newer, with no
 	// attempt in flight on an older configuration.
 	Settled(ctx context.Context, in *SettledRequest, opts ...grpc.CallOption) (*SettledReply, error)
-	// Fences reads the acceptor's deletion GC age fences; SetFences raises them.
+	// Fences reads what a joining node takes from a member: the acceptor's
+	// deletion GC age fences and the proposer's ballot ceiling; SetFences
+	// makes the joining node take them.
 	Fences(ctx context.Context, in *FencesRequest, opts ...grpc.CallOption) (*FencesReply, error)
 	SetFences(ctx context.Context, in *FencesReply, opts ...grpc.CallOption) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
@@ -166,7 +168,9 @@ type AdminServer interface {
 	// Settled: the node's proposer uses the version or newer, with no
 	// attempt in flight on an older configuration.
 	Settled(context.Context, *SettledRequest) (*SettledReply, error)
-	// Fences reads the acceptor's deletion GC age fences; SetFences raises them.
+	// Fences reads what a joining node takes from a member: the acceptor's
+	// deletion GC age fences and the proposer's ballot ceiling; SetFences
+	// makes the joining node take them.
 	Fences(context.Context, *FencesRequest) (*FencesReply, error)
 	SetFences(context.Context, *FencesReply) (*SetFencesReply, error)
 	// ScanKeys lists up to limit keys of the acceptor at or after start.
