@@ -29,6 +29,10 @@ type history struct {
 	// counts of outcomes
 	ok, refused, unknown, notApplied int
 	unexpected                       []string
+	// pages are the listings' pages (list.go), listItems the items
+	// added to the histories as reads.
+	pages     []*listPage
+	listItems int
 }
 
 func (h *history) now() int64 { return int64(time.Since(h.start)) }
@@ -45,6 +49,7 @@ func (h *history) add(op sim.HistoryOp) {
 type client struct {
 	id   int
 	rng  *rand.Rand
+	lrng *rand.Rand // when and what it lists: apart, so that its operations stay what rng draws
 	c    *cluster
 	h    *history
 	seen map[string]uint64 // the version it last saw of each key
@@ -62,6 +67,12 @@ func (cl *client) run(ctx context.Context) {
 			case <-t.C:
 			}
 			t.Stop()
+		}
+		if cl.lrng.IntN(100) < listPercent {
+			if inc := cl.c.pick(cl.lrng); inc != nil {
+				cl.list(inc, cl.lrng)
+			}
+			continue
 		}
 		inc := cl.c.pick(cl.rng)
 		op := cl.next()

@@ -182,6 +182,11 @@ func (c *cluster) start(m *member) error {
 		n.Stop()
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
 	}
+	if inc.lister, err = c.newLister(inc); err != nil {
+		inc.gc.Stop()
+		n.Stop()
+		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
+	}
 	inc.gc.Start()
 	m.store, m.inc = st, inc
 	c.net.attach(inc)

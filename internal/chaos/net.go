@@ -11,6 +11,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/gc"
+	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/storage"
@@ -59,6 +60,7 @@ type incarnation struct {
 	store  *storage.Pebble
 	keeper *membership.Keeper
 	gc     *gc.Runner
+	lister *list.Lister
 	alive  atomic.Bool
 	// links is the set of peers its Keeper gave it (membership.Links):
 	// what the node dials and accepts, as the peer transport does (it
@@ -255,6 +257,18 @@ func (n *network) callFaults() (before, after bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.rng.Float64() < n.plan.Loss, n.rng.Float64() < n.plan.Loss
+}
+
+// callDelay draws how long one leg of an in-process call (a listing's
+// scan, there or back) is held up: none, or up to MaxDelay at the plan's
+// delay rate.
+func (n *network) callDelay() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rng.Float64() < n.plan.Delay {
+		return time.Duration(1 + n.rng.Int64N(int64(n.plan.MaxDelay)))
+	}
+	return 0
 }
 
 // send carries msgs from inc's node to node to.

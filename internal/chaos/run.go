@@ -57,6 +57,9 @@ type Variant struct {
 	// (acceptor.Config.Bugs.RestartWithoutFloor), so that a crash that
 	// loses an unsynced promise lets them break it (PROTOCOL.md §12).
 	RestartWithoutFloor bool
+	// ListTrustOneReply: every node's Lister merges one acceptor's scan
+	// alone (list.Config.Bugs.TrustOneReply).
+	ListTrustOneReply bool
 }
 
 // acceptor applies the variant to an acceptor service's configuration.
@@ -64,6 +67,13 @@ func (v Variant) acceptor(cfg *acceptor.Config) {
 	cfg.Bugs.ReplyBeforeSync = v.ReplyBeforeSync
 	cfg.Bugs.NoAgeFence = v.NoAgeFence
 	cfg.Bugs.RestartWithoutFloor = v.RestartWithoutFloor
+}
+
+// listStats counts a run's listing pages: asked, ended well, items
+// checked as reads, and (page, key) pairs found live throughout a page
+// and so checked for completeness.
+type listStats struct {
+	Pages, PagesOK, Items, LiveChecked int
 }
 
 // Stats counts what a run did.
@@ -81,13 +91,16 @@ type Stats struct {
 	// Changes counts membership changes that ended, LateChanges those
 	// that ended only after the clients stopped.
 	Changes, LateChanges int
+	List                 listStats
 }
 
 func (s Stats) String() string {
 	return fmt.Sprintf("ops %d in history (ok %d, refused %d, unknown %d; not applied %d); messages sent %d, dropped %d, duplicated %d, delayed %d, cut %d, replayed after a restart %d; crashes %d (sync failures %d), restarts %d, partitions %d, membership changes %d (%d after the clients); floor refusals %d, unsynced writes %d; GC collect calls %d, registers collected %d, requests fenced %d",
 		s.Ops, s.OK, s.Refused, s.Unknown, s.NotApplied, s.Sent, s.Dropped, s.Duplicated, s.Delayed, s.CutDrops, s.Replayed,
 		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.Changes, s.LateChanges, s.FloorRefused, s.UnsyncedApplies,
-		s.GCCollects, s.Collected, s.Fenced)
+		s.GCCollects, s.Collected, s.Fenced) +
+		fmt.Sprintf("; list pages %d (%d ended well), items read %d, live keys checked %d",
+			s.List.Pages, s.List.PagesOK, s.List.Items, s.List.LiveChecked)
 }
 
 // Report is a run that passed every check.
@@ -175,7 +188,8 @@ func Run(opts Options) (*Report, error) {
 	defer cancel()
 	var wg sync.WaitGroup
 	for i := range plan.Clients {
-		cl := &client{id: i, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i))), c: c, h: h, seen: map[string]uint64{}}
+		cl := &client{id: i, rng: rand.New(rand.NewPCG(opts.Seed, uint64(i))),
+			lrng: rand.New(rand.NewPCG(opts.Seed, 0x6c697374+uint64(i))), c: c, h: h, seen: map[string]uint64{}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -211,6 +225,14 @@ func Run(opts Options) (*Report, error) {
 	}
 	var reasons []string
 	reasons = append(reasons, h.unexpected...)
+	listFailures, liveChecked := checkLists(h.pages, h.ops)
+	reasons = append(reasons, listFailures...)
+	st.List = listStats{Pages: len(h.pages), Items: h.listItems, LiveChecked: liveChecked}
+	for _, p := range h.pages {
+		if p.done {
+			st.List.PagesOK++
+		}
+	}
 	reasons = append(reasons, c.errs...)
 	if diskErr != nil {
 		reasons = append(reasons, fmt.Sprintf("reading the disks at the end: %v", diskErr))

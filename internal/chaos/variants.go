@@ -13,6 +13,9 @@ func Variants() []Variant {
 		// A promise a crash took must be broken by a replayed request or a
 		// proposer's retry: mixed plans (crashes, replay after a restart).
 		{Name: "restart-without-floor", Kind: Mixed, RestartWithoutFloor: true},
+		// A lagging acceptor's scan must be trusted alone: membership plans,
+		// whose cold keys sit on a bare majority under loss.
+		{Name: "list-trust-one-reply", Kind: Membership, ListTrustOneReply: true},
 	}
 }
 

@@ -14,8 +14,9 @@
 // through the call is returned; no key deleted through the call is
 // returned; the result is not a snapshot across keys.
 //
-// The simulator-level check of this guarantee (a listing history against a
-// per-key model under faults) is still to be written.
+// internal/chaos checks this guarantee: a Lister per node, over the real
+// stores and a faulty network, whose listings are checked against every
+// key's history (internal/chaos/doc.go, Listing).
 package list
 
 import (
@@ -63,6 +64,20 @@ type Config struct {
 	// reply carries (default 1 MiB; the peer port's gRPC messages are
 	// limited to 4 MiB).
 	ReplyBytes int
+	// Bugs switches on deliberately broken behaviour, for the chaos
+	// harness's negative tests only (internal/chaos.Variants).
+	Bugs Bugs
+}
+
+// Bugs are deliberately broken behaviours of a Lister. The zero value is
+// the correct one.
+type Bugs struct {
+	// TrustOneReply: each round takes the first acceptor's reply alone
+	// and merges it with a quorum of one, so that every key it holds is
+	// "chosen" at whatever that acceptor last accepted, and a key it lacks
+	// is skipped: a lagging acceptor's stale value, deleted key or missing
+	// key is returned as the listing's.
+	TrustOneReply bool
 }
 
 // DefaultConfig returns the defaults.
@@ -192,6 +207,9 @@ func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.List
 func (l *Lister) ask(ctx context.Context, r Range) (int, []protocol.ListReply, error) {
 	conf := l.conf()
 	quorum := conf.ReadQuorum()
+	if l.cfg.Bugs.TrustOneReply {
+		quorum = 1
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type answer struct {
