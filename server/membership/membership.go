@@ -111,7 +111,8 @@ type Step struct {
 	Membership Membership `json:"membership"`
 	// CopyFences: before the step, the deletion GC age fences of the
 	// current acceptors are copied to the joining one, so that a message
-	// fenced elsewhere cannot land on it.
+	// fenced elsewhere cannot land on it, and its proposer moves past the
+	// members' ballot counters (Fences).
 	CopyFences bool `json:"copy_fences,omitempty"`
 	// CatchUp: once every proposer has settled on the step, every key is
 	// rewritten through it (proposer.Proposer.Rewrite).
