@@ -31,8 +31,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +112,7 @@ func (c *Config) validate() error {
 	}
 	if c.Username != "" && c.TLS == nil && !c.AllowPlaintextCredentials {
 		for _, ep := range c.Endpoints {
-			if !loopback(ep) {
+			if !certs.Loopback(ep) {
 				return fmt.Errorf("caspaxos/client: refusing to send the credentials of user %q over plain TCP to %s: "+
 					"use TLS (TLS or CAFile), or set AllowPlaintextCredentials on a trusted network", c.Username, ep)
 			}
@@ -136,19 +134,6 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
-}
-
-// loopback reports whether endpoint (host:port) is on this host.
-func loopback(endpoint string) bool {
-	host, _, err := net.SplitHostPort(endpoint)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // maxRecvBytes bounds a message from a node (gRPC's default is 4 MiB).

@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -272,4 +274,20 @@ func ClientFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 // pemBlock encodes one PEM block.
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+// Loopback reports whether addr (host:port) is on this host only
+// (localhost or a loopback IP): the one place where a plain connection
+// crosses no network, so that a node need not warn about it, nor a client
+// refuse to send credentials over it.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

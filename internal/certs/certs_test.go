@@ -334,3 +334,24 @@ func (f Files) leaf(t *testing.T) *x509.Certificate {
 	}
 	return s.Leaf()
 }
+
+func TestLoopback(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:7070", true},
+		{"127.1.2.3:7070", true},
+		{"[::1]:7070", true},
+		{"localhost:7070", true},
+		{"0.0.0.0:7070", false},
+		{"10.0.0.5:7070", false},
+		{"[::]:7070", false},
+		{"example.com:7070", false},
+		{"127.0.0.1", false}, // no port: not an address
+	} {
+		if got := Loopback(tc.addr); got != tc.want {
+			t.Errorf("Loopback(%q) = %v, want %v", tc.addr, got, tc.want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"crypto/tls"
 	"net"
-	"net/netip"
 
 	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/internal/connsplit"
@@ -106,24 +105,11 @@ const credentialsInClear = "credentials travel in clear: auth is enabled and the
 // warnings says what is wrong with the node without making it unhealthy.
 func (d *Daemon) warnings() []string {
 	var out []string
-	if d.tls.peer == nil && !loopback(d.cfg.PeerAddr) {
+	if d.tls.peer == nil && !certs.Loopback(d.cfg.PeerAddr) {
 		out = append(out, peersUnauthenticated)
 	}
-	if d.tls.client == nil && !loopback(d.cfg.ClientAddr) && d.authz != nil && d.authz.LastEnabled() {
+	if d.tls.client == nil && !certs.Loopback(d.cfg.ClientAddr) && d.authz != nil && d.authz.LastEnabled() {
 		out = append(out, credentialsInClear)
 	}
 	return out
-}
-
-// loopback reports whether addr (host:port) listens on loopback only.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
