@@ -119,13 +119,17 @@ func (s *sim) pickKey() (int, bool) {
 
 // route picks the node an operation on key k goes to: its home node (so
 // that the one-round-trip path and composition happen) or any node.
+// A node that has not joined yet is no one's node: a key homed on it goes
+// to any node that has.
 func (s *sim) route(k int) *node {
 	if s.chance(s.plan.HomeBias) {
-		s.stats.HomeRouted++
-		return s.nodes[k%len(s.nodes)]
+		if n := s.nodes[k%len(s.nodes)]; !n.fresh {
+			s.stats.HomeRouted++
+			return n
+		}
 	}
 	s.stats.RandomRouted++
-	return s.nodes[s.rng.IntN(len(s.nodes))]
+	return s.pickNode(func(n *node) bool { return !n.fresh })
 }
 
 func (s *sim) pickInput(c *client, key string) input {

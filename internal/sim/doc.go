@@ -53,7 +53,10 @@
 // them change membership (PROTOCOL.md §8) among a pool of 5 nodes, between
 // 3 and 5 acceptors, one step at a time with the catch-up, never during a
 // GC (see member.go); invariant 2 then holds against every configuration a
-// proposer may use.
+// proposer may use. The pool's nodes beyond the first acceptors have not
+// joined: they start, empty and with their proposer at counter 0, when a
+// change first adds them, and take the members' age fences and ballot
+// counter before they serve anyone.
 //
 // Faults follow a Plan drawn from the seed first thing (and printed by
 // TestReplay and by every failure): message loss (0-30%), duplication
@@ -123,7 +126,8 @@
 // short, a one-round-trip cache kept after a timed-out accept, deletion GC
 // without the age fence, membership change without the catch-up, a node
 // that lost its disk coming back under its old identity, acceptors that
-// restart without their floor) and fails
+// restart without their floor, a node joining without the members' ballot
+// counter) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

@@ -169,6 +169,12 @@ func (s *sim) gcStep() {
 		if m.done {
 			continue
 		}
+		if n.fresh {
+			// Not in the cluster: it takes the members' counter and
+			// fences when it joins (see memberFences).
+			m.done = true
+			continue
+		}
 		// Done once its writes are synced in the incarnation that made
 		// them; a crash before that lost them: do it again.
 		if m.issued && m.inc == n.inc && n.disk.isSynced(m.seqs[0]) && n.disk.isSynced(m.seqs[1]) {

@@ -224,8 +224,8 @@ func (inv *invariants) checkChosen(s *sim, key string) {
 	}
 	seen := make(map[uint64]bool)
 	for _, n := range s.nodes {
-		if n.lost {
-			continue // never restarts with its configuration: added back, it gets the current one
+		if n.lost || n.fresh {
+			continue // never restarts with its configuration: added, it gets the current one
 		}
 		c := s.configOf(n)
 		if seen[c.Version] {

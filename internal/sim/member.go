@@ -122,6 +122,14 @@ func (s *sim) memberStart() {
 			s.wipe(n)
 			s.restart(n)
 			s.stats.LostReadded++
+		} else if n.fresh {
+			// A new server: empty, its proposer at counter 0, given the
+			// current configuration as it joins.
+			// It stays out of the cluster's work (no clients) until it
+			// has taken the members' fences and counter.
+			n.disk.syncedConfig = cur
+			s.restart(n)
+			s.stats.FreshJoins++
 		} else if m.removed[x] {
 			s.wipe(s.nodes[x])
 		}
@@ -212,22 +220,42 @@ func (s *sim) memberStep() {
 	s.memberBegin()
 }
 
-// memberFences gives node x the highest age fences of the acceptors.
+// memberFences gives node x the highest age fences of the acceptors, and
+// moves its proposer's counter up to the highest synced ceiling of theirs
+// (as server/membership.TakeFences does): deletion GC fast-forwarded the
+// members' proposers past every register it removed (§9 step 2), not a
+// proposer that was not in the cluster then, and where a register is gone
+// nothing refuses a low ballot: a key re-created with it would go back to a
+// version below the removed tombstone's (§7). Both are synced before the
+// step is done. Variant.JoinWithoutCounter leaves the counter out.
 func (s *sim) memberFences(x int) bool {
 	n, mk := s.nodes[x], &s.member.marks[x]
-	if mk.issued && mk.inc == n.inc && n.disk.isSynced(mk.seqs[0]) {
+	if mk.issued && mk.inc == n.inc && n.disk.isSynced(mk.seqs[0]) && n.disk.isSynced(mk.seqs[1]) {
+		n.fresh = false
 		return true
 	}
 	if !n.up || (mk.issued && mk.inc == n.inc) {
 		return false
 	}
 	fences := make(map[protocol.NodeID]uint64)
+	var counter uint64
 	for _, id := range s.cfg.AcceptSet {
-		for p, a := range s.nodes[id-1].disk.fence {
+		d := s.nodes[id-1].disk
+		for p, a := range d.fence {
 			fences[p] = max(fences[p], a)
 		}
+		counter = max(counter, d.syncedCeiling)
 	}
 	*mk = gcMark{issued: true, inc: n.inc, seqs: [2]uint64{n.disk.putFence(fences)}}
+	if !s.opts.Variant.JoinWithoutCounter {
+		var err error
+		s.callProposer(n, causeTimer, func(p *protocol.Proposer) { err = p.FastForward(counter) })
+		if err != nil {
+			s.fail("sim: node %d could not fast-forward to counter %d: %v", n.id, counter, err)
+			return false
+		}
+		mk.seqs[1] = n.ceilingGate
+	}
 	s.startSync(n)
 	return false
 }
@@ -240,9 +268,9 @@ func (s *sim) memberConfig(c protocol.Config) bool {
 		if mk.done {
 			continue
 		}
-		if n.lost {
-			// Gone under this identity: it takes the configuration of
-			// the day if it is ever added back.
+		if n.lost || n.fresh {
+			// Gone under this identity, or not joined yet: it takes the
+			// configuration of the day when it is added.
 			mk.done = true
 			continue
 		}

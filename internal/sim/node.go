@@ -27,8 +27,14 @@ type node struct {
 	// lost: the node lost its disk and is refused under its identity; it
 	// stays down until a membership change adds it back (Plan.DiskLoss).
 	lost bool
-	disk *disk
-	prop *protocol.Proposer // nil while down
+	// fresh: the node has not joined the cluster yet. A membership change
+	// that first adds it starts it (empty, its proposer at counter 0, like
+	// a new server), and it joins once it has the members' fences and
+	// counter (memberFences). Until then it takes no part: no clients, no
+	// GC.
+	fresh bool
+	disk  *disk
+	prop  *protocol.Proposer // nil while down
 
 	replies     []pendingReply // acceptor replies waiting for their write's sync
 	held        []heldReady    // proposer Readys waiting for their ceiling's sync

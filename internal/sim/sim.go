@@ -55,6 +55,11 @@ type Variant struct {
 	// while their promises are still written without a sync before the
 	// reply: a promise lost in a crash can then be broken.
 	NoFloor bool
+	// JoinWithoutCounter adds a node without moving its proposer's
+	// counter up to the members' (server/membership.Fences.Counter): it
+	// may re-create a key deletion GC removed below the removed
+	// tombstone's version.
+	JoinWithoutCounter bool
 }
 
 // Report describes a run that passed every check.
@@ -213,6 +218,10 @@ func newSim(opts Options) *sim {
 		s.nodes = append(s.nodes, newNode(i))
 	}
 	for _, n := range s.nodes {
+		if n.idx >= plan.Nodes {
+			n.fresh = true // started when a membership change adds it
+			continue
+		}
 		s.restart(n)
 	}
 	for i := range plan.Clients {

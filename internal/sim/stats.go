@@ -53,6 +53,7 @@ type Stats struct {
 	Wipes               int // acceptors emptied before being added back
 	DiskLosses          int // crashes that lost the whole disk (Plan.DiskLoss)
 	LostReadded         int // nodes that lost their disk, added back by a membership change
+	FreshJoins          int // nodes that joined for the first time, empty, by a membership change
 	Events              int
 	VirtualTime         time.Duration
 }
@@ -122,6 +123,7 @@ func (st *Stats) fields() []statField {
 		{"wipes", &st.Wipes, true},
 		{"disk-losses", &st.DiskLosses, true},
 		{"lost-readded", &st.LostReadded, false},
+		{"fresh-joins", &st.FreshJoins, true},
 		{"events", &st.Events, true},
 	}
 }
