@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/benchload"
+	"github.com/caspaxos/caspaxos/internal/certs"
 )
 
 // benchOptions are the flags of `caspaxos bench`.
@@ -19,6 +21,7 @@ type benchOptions struct {
 	conns, keys, value int
 	prefix             string
 	seed               uint64
+	mode               string // grpc (the Go client) or http (plain net/http)
 }
 
 func newBenchCmd(o *clientOptions) *cobra.Command {
@@ -38,10 +41,16 @@ checked against the successful increments), mixed (50% get, 50% put), zipf
 (mixed with zipfian key choice, YCSB's 0.99).
 
 It writes keys under --key-prefix: do not point it at data you care about.
+--mode http drives the HTTP API instead of the Go client, as a curl or
+Python user would: plain net/http, one request per operation over
+keep-alive connections, requests spread round robin over the nodes (each
+connection starting at a different one); incr is POST ?incr=1.
+
 Every run is bounded: it stops after warm-up plus duration per cell.`,
 		Example: `  caspaxos bench                                  # put at 1, 16, 64 clients
   caspaxos bench --workloads put,get,incr --clients 64 --duration 30s
-  caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json`,
+  caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json
+  caspaxos bench --mode http --workloads put,get,incr`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
 	}
@@ -55,6 +64,7 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
 	f.IntVar(&b.value, "value-bytes", 256, "size of a put's value")
 	f.StringVar(&b.prefix, "key-prefix", "bench/", "prefix of every key written")
 	f.Uint64Var(&b.seed, "seed", 1, "seed of the clients' key choice")
+	f.StringVar(&b.mode, "mode", "grpc", "grpc (the Go client) or http (the HTTP API through plain net/http)")
 	return cmd
 }
 
@@ -71,6 +81,9 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 	if b.duration <= 0 || b.warmup < 0 || b.conns <= 0 || b.keys <= 0 || b.value <= 0 {
 		return usagef(path, "--duration, --conns, --keys and --value-bytes must be positive, --warmup not negative")
 	}
+	if b.mode != "grpc" && b.mode != "http" {
+		return usagef(path, "--mode %q: want grpc or http", b.mode)
+	}
 	if o.output != "plain" && o.output != "json" {
 		return usagef(path, "--output %q: want plain or json", o.output)
 	}
@@ -82,14 +95,13 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 	errOut := cmd.ErrOrStderr()
 	for _, w := range workloads {
 		for _, c := range clients {
-			drivers, closeAll, err := benchload.DialCaspaxos(client.Config{Endpoints: endpoints,
-				CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}, min(b.conns, c))
+			drivers, closeAll, err := b.dial(o, endpoints, min(b.conns, c))
 			if err != nil {
 				return err
 			}
 			cfg := benchload.Config{Workload: w, Clients: c, Duration: b.duration, Warmup: b.warmup,
 				Keys: b.keys, ValueBytes: b.value, KeyPrefix: b.prefix, Seed: b.seed}
-			fmt.Fprintf(errOut, "%s with %d clients: %s warm-up, %s measured ...\n", w, c, b.warmup, b.duration)
+			fmt.Fprintf(errOut, "%s with %d clients (%s): %s warm-up, %s measured ...\n", w, c, b.mode, b.warmup, b.duration)
 			res, err := benchload.Run(cmd.Context(), cfg, drivers)
 			closeAll()
 			if err != nil {
@@ -116,4 +128,21 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t\n", r.Workload, r.Clients, r.OpsPerSec, r.P50, r.P90, r.P99, r.P999, r.Errors, check)
 	}
 	return tw.Flush()
+}
+
+// dial returns conns drivers of the mode: Go clients, or HTTP clients
+// with the TLS that --cacert, --cert and --key ask for (plain HTTP if none).
+func (b *benchOptions) dial(o *clientOptions, endpoints []string, conns int) ([]benchload.Driver, func(), error) {
+	if b.mode == "grpc" {
+		return benchload.DialCaspaxos(client.Config{Endpoints: endpoints,
+			CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}, conns)
+	}
+	var tlsCfg *tls.Config
+	if o.cacert != "" || o.cert != "" || o.key != "" {
+		var err error
+		if tlsCfg, err = certs.ClientFiles(o.cacert, o.cert, o.key); err != nil {
+			return nil, nil, err
+		}
+	}
+	return benchload.DialHTTP(endpoints, conns, tlsCfg)
 }
