@@ -20,6 +20,8 @@ func colorOf(system string) string {
 		return "#4e79a7"
 	case "caspaxos":
 		return "#e15759"
+	case caspaxosHTTP:
+		return "#f28e2b"
 	}
 	return "#59a14f"
 }
@@ -290,7 +292,7 @@ func writeHTMLTable(b *strings.Builder, r *report) {
 				cls = ` class="good"`
 			}
 		}
-		fmt.Fprintf(b, `<td%s>%s</td><td>%s</td><td>%s</td></tr>`, cls, ratio(c.OpsRatio), ratio(c.P99Ratio), html.EscapeString(check(c)))
+		fmt.Fprintf(b, `<td%s>%s</td><td>%s</td><td>%s</td></tr>`, cls, ratio(c.OpsRatio), ratio(c.P99Ratio), html.EscapeString(check(c, r.Systems)))
 	}
 	b.WriteString(`</table>`)
 }

@@ -38,6 +38,7 @@ type options struct {
 	duration, warmup   time.Duration
 	clients, workloads string
 	systems            string
+	mode               string // grpc, http or both: how caspaxos is driven
 	quick              bool
 	out                string
 	conns, repeat      int
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.clients, "clients", "1,16,64,256", "comma-separated numbers of concurrent clients")
 	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, create, get, incr, mixed, zipf, or all")
 	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run, in this order per cell")
+	fs.StringVar(&o.mode, "mode", "grpc", "how caspaxos is driven: grpc (the Go client), http (its HTTP API through plain net/http, reported as caspaxos-http) or both; etcd always through clientv3")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1 and 64 (explicit flags win)")
 	fs.StringVar(&o.out, "out", "results", "directory for results.json and report.html")
 	fs.IntVar(&o.conns, "conns", 4, "client connections per system (at most one per client)")
@@ -102,6 +104,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			o.clients = "1,64"
 		}
 	}
+	switch o.mode {
+	case "grpc", "http", "both":
+	default:
+		return nil, fmt.Errorf("-mode %q: want grpc, http or both", o.mode)
+	}
 	if o.conns <= 0 || o.repeat <= 0 || o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-conns, -repeat and -duration must be positive, -warmup not negative")
 	}
@@ -129,11 +136,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	systems := strings.Split(o.systems, ",")
-	for _, s := range systems {
-		if s != "etcd" && s != "caspaxos" {
-			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
-		}
+	systems, err := systemsOf(o.systems, o.mode)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -172,6 +177,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\nwrote %s and %s\n", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "report.html"))
 	return nil
+}
+
+// caspaxosHTTP is the name under which results of caspaxos driven through
+// its HTTP API are reported (-mode http or both).
+const caspaxosHTTP = "caspaxos-http"
+
+// systemsOf parses -systems and expands caspaxos by -mode: with both, each
+// cell runs caspaxos through the Go client and then through HTTP, each on
+// a fresh cluster.
+func systemsOf(list, mode string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		switch {
+		case s == "etcd":
+			out = append(out, s)
+		case s == "caspaxos" && mode == "grpc":
+			out = append(out, s)
+		case s == "caspaxos" && mode == "http":
+			out = append(out, caspaxosHTTP)
+		case s == "caspaxos" && mode == "both":
+			out = append(out, s, caspaxosHTTP)
+		default:
+			return nil, fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
+		}
+	}
+	return out, nil
 }
 
 // runner starts clusters and runs cells.
@@ -265,7 +296,7 @@ func (r *runner) runCell(ctx context.Context, w benchload.Workload, clients int,
 				return c
 			}
 			r.done++
-			label := fmt.Sprintf("[%d/%d] %-5s c=%-3d %-8s", r.done, total, w, clients, s)
+			label := fmt.Sprintf("[%d/%d] %-5s c=%-3d %-13s", r.done, total, w, clients, s)
 			res := r.runSystem(ctx, s, w, clients, uint64(rep), label)
 			runs[s] = append(runs[s], res)
 			r.progress.line(fmt.Sprintf("%s %s", label, res.brief()))
@@ -299,9 +330,12 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 	conns := min(r.opts.conns, clients)
 	var drivers []benchload.Driver
 	var closeDrivers func()
-	if system == "etcd" {
+	switch system {
+	case "etcd":
 		drivers, closeDrivers, err = dialEtcd(cl.clients, conns, cl.tls)
-	} else {
+	case caspaxosHTTP:
+		drivers, closeDrivers, err = benchload.DialHTTP(cl.clients, conns, cl.tls)
+	default:
 		drivers, closeDrivers, err = benchload.DialCaspaxos(client.Config{Endpoints: cl.clients, TLS: cl.tls}, conns)
 	}
 	if err != nil {
@@ -311,7 +345,7 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 	if err := cl.waitReady(ctx, func(ctx context.Context) error { return drivers[0].Put(ctx, "bench/ready", []byte("1")) }); err != nil {
 		return fail(err)
 	}
-	if system == "caspaxos" {
+	if system != "etcd" {
 		// A node whose links are still in their start-up backoff proposes
 		// a key itself instead of forwarding it to the key's home, and the
 		// two proposers then duel on a hot key: start when every node

@@ -42,6 +42,9 @@ type settings struct {
 	Repeat          int     `json:"repeat"`
 	Keys            int     `json:"keys"`
 	ValueBytes      int     `json:"value_bytes"`
+	// Mode is how caspaxos was driven (-mode): grpc (the Go client), http
+	// (the HTTP API, reported as caspaxos-http) or both.
+	Mode string `json:"mode"`
 	// TLS: both systems served TLS on both ports (-tls).
 	TLS bool `json:"tls"`
 	// EtcdHTTPOnClientPort: with TLS, etcd served gRPC and HTTP on one
@@ -54,7 +57,8 @@ type cell struct {
 	Workload benchload.Workload       `json:"workload"`
 	Clients  int                      `json:"clients"`
 	Systems  map[string]*systemResult `json:"systems"`
-	// Ratios of caspaxos to etcd (0 if either is missing).
+	// Ratios of caspaxos to etcd (0 if either is missing); of caspaxos-http
+	// when caspaxos ran through HTTP only.
 	OpsRatio float64 `json:"ops_ratio"`
 	P50Ratio float64 `json:"p50_ratio"`
 	P99Ratio float64 `json:"p99_ratio"`
@@ -86,7 +90,7 @@ func newReport(o *options, systems []string) *report {
 		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
 			Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()},
 		Settings: settings{DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
-			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, TLS: o.tls,
+			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, Mode: o.mode, TLS: o.tls,
 			EtcdHTTPOnClientPort: o.tls && o.etcdHTTPOnClientPort},
 	}
 }
@@ -150,8 +154,17 @@ func median(runs []*systemResult) *systemResult {
 	return m
 }
 
+// caspaxosOf is the caspaxos result a cell compares with etcd: the Go
+// client's, else HTTP's.
+func (c *cell) caspaxosOf() *systemResult {
+	if k, ok := c.Systems["caspaxos"]; ok {
+		return k
+	}
+	return c.Systems[caspaxosHTTP]
+}
+
 func (c *cell) ratios() {
-	e, k := c.Systems["etcd"], c.Systems["caspaxos"]
+	e, k := c.Systems["etcd"], c.caspaxosOf()
 	if !e.ok() || !k.ok() {
 		return
 	}
@@ -198,27 +211,44 @@ func (r *report) write(dir string) error {
 	return f.Close()
 }
 
-// printTable prints one row per cell.
+// printTable prints one row per cell: ops/s, p50 and p99 of each system in
+// run order, the ratios of caspaxos to etcd, then errors, CPU, RSS and the
+// counter check of each system joined by "/".
 func printTable(w io.Writer, r *report) {
 	if r.Settings.TLS {
 		fmt.Fprintln(w, strings.TrimPrefix(tlsNote(r.Settings), " · "))
 	}
+	var initials []string
+	for _, s := range r.Systems {
+		initials = append(initials, initial(s))
+	}
+	per := strings.Join(initials, "/")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tetcd ops/s\tp50 ms\tp99 ms\tcaspaxos ops/s\tp50 ms\tp99 ms\tops ×\tp99 ×\terrors e/c\tcpu µs/op e/c\trss MiB e/c\tcheck\t")
+	fmt.Fprint(tw, "workload\tclients\t")
+	for _, s := range r.Systems {
+		fmt.Fprintf(tw, "%s ops/s\tp50 ms\tp99 ms\t", s)
+	}
+	fmt.Fprintf(tw, "ops ×\tp99 ×\terrors %[1]s\tcpu µs/op %[1]s\trss MiB %[1]s\tcheck\t\n", per)
+	joined := func(c *cell, f func(*systemResult) float64) string {
+		var parts []string
+		for _, s := range r.Systems {
+			parts = append(parts, num(c.Systems[s], f, "%.0f"))
+		}
+		return strings.Join(parts, "/")
+	}
 	for _, c := range r.Cells {
-		e, k := c.Systems["etcd"], c.Systems["caspaxos"]
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Workload, c.Clients,
-			num(e, func(s *systemResult) float64 { return s.OpsPerSec }, "%.0f"),
-			num(e, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
-			num(e, func(s *systemResult) float64 { return s.P99 }, "%.2f"),
-			num(k, func(s *systemResult) float64 { return s.OpsPerSec }, "%.0f"),
-			num(k, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
-			num(k, func(s *systemResult) float64 { return s.P99 }, "%.2f"),
-			ratio(c.OpsRatio), ratio(c.P99Ratio),
-			num(e, func(s *systemResult) float64 { return float64(s.Errors) }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return float64(s.Errors) }, "%.0f"),
-			num(e, func(s *systemResult) float64 { return s.CPUMicrosPerOp }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return s.CPUMicrosPerOp }, "%.0f"),
-			num(e, func(s *systemResult) float64 { return s.PeakRSSMiB }, "%.0f")+"/"+num(k, func(s *systemResult) float64 { return s.PeakRSSMiB }, "%.0f"),
-			check(c))
+		fmt.Fprintf(tw, "%s\t%d\t", c.Workload, c.Clients)
+		for _, s := range r.Systems {
+			res := c.Systems[s]
+			fmt.Fprintf(tw, "%s\t%s\t%s\t", num(res, func(s *systemResult) float64 { return s.OpsPerSec }, "%.0f"),
+				num(res, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
+				num(res, func(s *systemResult) float64 { return s.P99 }, "%.2f"))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ratio(c.OpsRatio), ratio(c.P99Ratio),
+			joined(c, func(s *systemResult) float64 { return float64(s.Errors) }),
+			joined(c, func(s *systemResult) float64 { return s.CPUMicrosPerOp }),
+			joined(c, func(s *systemResult) float64 { return s.PeakRSSMiB }),
+			check(c, r.Systems))
 	}
 	tw.Flush()
 	for _, c := range r.Cells {
@@ -228,6 +258,18 @@ func printTable(w io.Writer, r *report) {
 			}
 		}
 	}
+}
+
+// initial abbreviates a system in the joined columns: e (etcd), c
+// (caspaxos), h (caspaxos-http).
+func initial(system string) string {
+	switch system {
+	case "etcd":
+		return "e"
+	case caspaxosHTTP:
+		return "h"
+	}
+	return "c"
 }
 
 func num(s *systemResult, f func(*systemResult) float64, format string) string {
@@ -244,13 +286,13 @@ func ratio(x float64) string {
 	return fmt.Sprintf("%.2f", x)
 }
 
-// check summarises the incr workload's counter checks ("" elsewhere).
-func check(c *cell) string {
+// check summarises the incr workload's counter checks of systems ("" elsewhere).
+func check(c *cell, systems []string) string {
 	if c.Workload != benchload.Incr {
 		return ""
 	}
 	var parts []string
-	for _, name := range []string{"etcd", "caspaxos"} {
+	for _, name := range systems {
 		if s := c.Systems[name]; s.ok() && s.Counter != nil {
 			v := "ok"
 			if !s.Counter.OK {

@@ -64,3 +64,54 @@ func TestStatFieldsSkipsTheCommandName(t *testing.T) {
 		t.Errorf("fields %q", f)
 	}
 }
+
+func TestSystemsOfExpandsCaspaxosByMode(t *testing.T) {
+	for _, tt := range []struct{ list, mode, want string }{
+		{"etcd,caspaxos", "grpc", "etcd,caspaxos"},
+		{"etcd,caspaxos", "http", "etcd,caspaxos-http"},
+		{"caspaxos,etcd", "both", "caspaxos,caspaxos-http,etcd"},
+		{"etcd", "both", "etcd"},
+	} {
+		got, err := systemsOf(tt.list, tt.mode)
+		if err != nil || strings.Join(got, ",") != tt.want {
+			t.Errorf("systemsOf(%q, %q) = %q, %v; want %q", tt.list, tt.mode, got, err, tt.want)
+		}
+	}
+	if _, err := systemsOf("etcd,zookeeper", "grpc"); err == nil {
+		t.Error("an unknown system was accepted")
+	}
+}
+
+// With -mode both the table has a column group per system, and the ratio
+// is the Go client's; with HTTP only it is HTTP's.
+func TestReportLabelsTheHTTPMode(t *testing.T) {
+	incr := func(system string, ops float64) *systemResult {
+		r := fakeResult(system, ops, "")
+		r.Counter = &benchload.CounterCheck{Successes: 5, Final: 5, OK: true}
+		return r
+	}
+	both := &report{Systems: []string{"etcd", "caspaxos", caspaxosHTTP}}
+	c := &cell{Workload: benchload.Incr, Clients: 4, Systems: map[string]*systemResult{
+		"etcd": incr("etcd", 1000), "caspaxos": incr("caspaxos", 3000), caspaxosHTTP: incr(caspaxosHTTP, 2000)}}
+	c.ratios()
+	both.Cells = append(both.Cells, c)
+	var table, page bytes.Buffer
+	printTable(&table, both)
+	for _, want := range []string{"caspaxos-http ops/s", "errors e/c/h", "3.00", "2000", "ok/ok/ok"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if err := renderHTML(&page, both); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "caspaxos-http ops/s") || !strings.Contains(page.String(), colorOf(caspaxosHTTP)) {
+		t.Error("the page lacks the caspaxos-http columns or series")
+	}
+	httpOnly := &cell{Workload: benchload.Put, Clients: 4, Systems: map[string]*systemResult{
+		"etcd": fakeResult("etcd", 1000, ""), caspaxosHTTP: fakeResult(caspaxosHTTP, 2000, "")}}
+	httpOnly.ratios()
+	if httpOnly.OpsRatio != 2 {
+		t.Errorf("HTTP-only ratio %v, want 2", httpOnly.OpsRatio)
+	}
+}
