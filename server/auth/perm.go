@@ -103,7 +103,9 @@ func (g *Grant) UnmarshalJSON(b []byte) error {
 	if j.KeyBase64 != nil {
 		g.Key = string(j.KeyBase64)
 	}
-	return nil
+	// A stored grant is one GrantPerm validated; anything else is not a
+	// state this package wrote, and would not encode again.
+	return g.Validate()
 }
 
 // Validate checks that g is a grant a role may hold.

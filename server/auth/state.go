@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"unicode/utf8"
 )
 
 // StateKey is the register that holds the whole State (doc.go). Its
@@ -105,9 +106,15 @@ func refused(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrRefused}, args...)...)
 }
 
+// checkName refuses a name a user or role may not have: empty, longer than
+// 128 bytes, or not UTF-8 (the state and the tokens are JSON, which would
+// turn the other bytes into U+FFFD, so that two names would become one).
 func checkName(kind, name string) error {
 	if name == "" || len(name) > 128 {
 		return refused("a %s name must have 1 to 128 bytes", kind)
+	}
+	if !utf8.ValidString(name) {
+		return refused("a %s name must be UTF-8", kind)
 	}
 	return nil
 }
