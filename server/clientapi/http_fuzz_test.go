@@ -90,6 +90,10 @@ func FuzzHTTPKV(f *testing.F) {
 	f.Add(uint8(3), "n", "incr=+1", "", "", []byte(nil))
 	f.Add(uint8(3), "k", "incr=1", "", "", []byte(nil))
 	f.Add(uint8(0), "\x00ключ", "a=b", "", "", []byte(nil))
+	f.Add(uint8(0), "a/", "list&limit=3&after=a/b&keys", "", "", []byte(nil))
+	f.Add(uint8(0), "", "list&limit=99999", "", "", []byte(nil))
+	f.Add(uint8(0), "", "list", "", "", []byte(nil))
+	f.Add(uint8(0), "", "list&limit=1&after=k", "", "", []byte(nil))
 	f.Fuzz(func(t *testing.T, method uint8, key, query, ifMatch, ifNoneMatch string, body []byte) {
 		methods := []string{"GET", "PUT", "DELETE", "POST"}
 		u := &url.URL{Path: "/v1/kv/" + key, RawPath: "/v1/kv/" + url.PathEscape(key), RawQuery: query}
@@ -160,6 +164,10 @@ func fuzzServeHTTP(t *testing.T, r *http.Request) {
 	case status >= 300:
 		checkHTTPError(t, desc, resp, body)
 	}
+	if isKV && status == http.StatusOK && (r.Method == "GET" || r.Method == "HEAD") && r.URL.Query().Has("list") {
+		checkHTTPList(t, desc, key, body, do)
+		return
+	}
 	if !isKV || key == "" || len(key) > fuzzLimits.MaxKeyBytes {
 		return
 	}
@@ -174,6 +182,42 @@ func fuzzServeHTTP(t *testing.T, r *http.Request) {
 		t.Fatalf("%s: answered 200 to a body that failed to read (%v)", desc, readErr)
 	}
 	checkHTTPSuccess(t, desc, r.Method, resp, body, sent, after)
+}
+
+// checkHTTPList checks a 200 listing of prefix: the listing shape, every
+// item a live key under the prefix with its stored version (and value,
+// unless left out), in order.
+func checkHTTPList(t *testing.T, desc, prefix string, body []byte, get func(kv.Op) protocol.State) {
+	t.Helper()
+	if len(body) == 0 {
+		return // HEAD
+	}
+	var page struct {
+		Items []struct {
+			Key          string `json:"key"`
+			KeyBase64    []byte `json:"key_b64"`
+			Value        []byte `json:"value"`
+			Version      uint64 `json:"version"`
+			ValueOmitted bool   `json:"value_omitted"`
+		} `json:"items"`
+		More *bool `json:"more"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil || page.More == nil {
+		t.Fatalf("%s: listing %s is not the listing shape (%v)", desc, body, err)
+	}
+	last := ""
+	for i, it := range page.Items {
+		k := it.Key
+		if it.KeyBase64 != nil {
+			k = string(it.KeyBase64)
+		}
+		stored := get(kv.Op{Kind: kv.OpGet, Key: k})
+		if !strings.HasPrefix(k, prefix) || (i > 0 && k <= last) || !stored.Exists() || stored.Version != it.Version ||
+			(it.Value != nil && !bytes.Equal(it.Value, stored.Value)) {
+			t.Fatalf("%s: listed %q@v%d (%q), stored %v", desc, k, it.Version, it.Value, stored)
+		}
+		last = k
+	}
 }
 
 // checkHTTPError checks the JSON error shape and its status.
