@@ -387,6 +387,7 @@ func NewHTTPServer(h http.Handler, t HTTPTimeouts, log *slog.Logger) *http.Serve
 		WriteTimeout:      t.WriteTimeout,
 		IdleTimeout:       t.IdleTimeout,
 		MaxHeaderBytes:    maxHTTPHeaderBytes,
+		Protocols:         httpProtocols(),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }

@@ -259,9 +259,10 @@ const (
 )
 
 func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
-	// gRPC and HTTP/1 share the client address: told apart by their
-	// first bytes, or over TLS by ALPN (tls.go). (gRPC's net/http bridge
-	// would avoid this, at a large cost in throughput.)
+	// gRPC and HTTP share the client address: told apart by their first
+	// bytes and, for HTTP/2, by the first request (connsplit.NewH2), or
+	// over TLS by ALPN (tls.go). (gRPC's net/http bridge would avoid
+	// this, at a large cost in throughput.)
 	split, err := d.clientListener(d.admission.Listener(clientLis))
 	if err != nil {
 		return err
@@ -281,9 +282,17 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	d.grpcSrv = grpc.NewServer(opts...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
-	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d), d.cfg.HTTP, d.log)
+	grpcLis := d.split.Match
+	if d.tls.client == nil {
+		// Plain HTTP/2 is gRPC or an HTTP client speaking h2c with prior
+		// knowledge: told apart by the first request's content-type.
+		h2 := connsplit.NewH2(d.split.Match, d.cfg.Timers.SniffTimeout, clientapi.IsGRPC)
+		grpcLis = h2.Match
+		go func() { _ = d.httpSrv.Serve(h2.Other) }()
+	}
+	go func() { _ = d.grpcSrv.Serve(grpcLis) }()
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 	return nil
 }
