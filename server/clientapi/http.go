@@ -132,7 +132,7 @@ func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
 }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Has("list") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("list") {
 		h.list(w, r)
 		return
 	}
@@ -148,10 +148,7 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	w.Header().Set("ETag", etag(s.Version))
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(s.Value)))
-	_, _ = w.Write(s.Value)
+	writeValue(w, s.Value, s.Version)
 }
 
 func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
@@ -165,8 +162,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	w.Header().Set("ETag", etag(s.Version))
-	writeJSON(w, http.StatusOK, map[string]uint64{"version": s.Version})
+	writeVersion(w, s.Version, true)
 }
 
 func (h *httpAPI) putOp(w http.ResponseWriter, r *http.Request) (kv.Op, error) {
@@ -215,7 +211,7 @@ func (h *httpAPI) delete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]uint64{"version": s.Version})
+	writeVersion(w, s.Version, false)
 }
 
 func (h *httpAPI) incr(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +230,7 @@ func (h *httpAPI) incr(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"value": n, "version": s.Version})
+	writeIncrement(w, n, s.Version)
 }
 
 func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
@@ -264,6 +260,9 @@ func (h *httpAPI) members(w http.ResponseWriter, r *http.Request) {
 
 // onlyQuery refuses query parameters on routes that take none.
 func onlyQuery(r *http.Request, allowed ...string) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
 	for name := range r.URL.Query() {
 		ok := false
 		for _, a := range allowed {
@@ -277,10 +276,12 @@ func onlyQuery(r *http.Request, allowed ...string) error {
 }
 
 func incrQuery(r *http.Request) (int64, error) {
-	if err := onlyQuery(r, "incr"); err != nil {
-		return 0, err
-	}
 	q := r.URL.Query()
+	for name := range q {
+		if name != "incr" {
+			return 0, fmt.Errorf("%w: unknown query parameter %q", errBadRequest, name)
+		}
+	}
 	if len(q["incr"]) != 1 {
 		return 0, fmt.Errorf("%w: POST needs exactly one ?incr=N", errBadRequest)
 	}
