@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -21,7 +22,7 @@ type benchOptions struct {
 	conns, keys, value int
 	prefix             string
 	seed               uint64
-	mode               string // grpc (the Go client) or http (plain net/http)
+	mode               string // grpc (the Go client), http (plain net/http) or h2c (net/http over HTTP/2 cleartext)
 }
 
 func newBenchCmd(o *clientOptions) *cobra.Command {
@@ -45,12 +46,16 @@ It writes keys under --key-prefix: do not point it at data you care about.
 Python user would: plain net/http, one request per operation over
 keep-alive connections, requests spread round robin over the nodes (each
 connection starting at a different one); incr is POST ?incr=1.
+--mode h2c does the same over HTTP/2 cleartext with prior knowledge (as
+curl --http2-prior-knowledge): the requests of each of --conns clients
+share one connection per node.
 
 Every run is bounded: it stops after warm-up plus duration per cell.`,
 		Example: `  caspaxos bench                                  # put at 1, 16, 64 clients
   caspaxos bench --workloads put,get,incr --clients 64 --duration 30s
   caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json
-  caspaxos bench --mode http --workloads put,get,incr`,
+  caspaxos bench --mode http --workloads put,get,incr
+  caspaxos bench --mode h2c --workloads put --clients 64`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
 	}
@@ -64,7 +69,7 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
 	f.IntVar(&b.value, "value-bytes", 256, "size of a put's value")
 	f.StringVar(&b.prefix, "key-prefix", "bench/", "prefix of every key written")
 	f.Uint64Var(&b.seed, "seed", 1, "seed of the clients' key choice")
-	f.StringVar(&b.mode, "mode", "grpc", "grpc (the Go client) or http (the HTTP API through plain net/http)")
+	f.StringVar(&b.mode, "mode", "grpc", "grpc (the Go client), http (the HTTP API through plain net/http, HTTP/1.1) or h2c (the same over HTTP/2 cleartext)")
 	return cmd
 }
 
@@ -81,8 +86,8 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 	if b.duration <= 0 || b.warmup < 0 || b.conns <= 0 || b.keys <= 0 || b.value <= 0 {
 		return usagef(path, "--duration, --conns, --keys and --value-bytes must be positive, --warmup not negative")
 	}
-	if b.mode != "grpc" && b.mode != "http" {
-		return usagef(path, "--mode %q: want grpc or http", b.mode)
+	if b.mode != "grpc" && b.mode != "http" && b.mode != "h2c" {
+		return usagef(path, "--mode %q: want grpc, http or h2c", b.mode)
 	}
 	if o.output != "plain" && o.output != "json" {
 		return usagef(path, "--output %q: want plain or json", o.output)
@@ -137,8 +142,15 @@ func (b *benchOptions) dial(o *clientOptions, endpoints []string, conns int) ([]
 		return benchload.DialCaspaxos(client.Config{Endpoints: endpoints,
 			CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}, conns)
 	}
+	tlsWanted := o.cacert != "" || o.cert != "" || o.key != ""
+	if b.mode == "h2c" {
+		if tlsWanted {
+			return nil, nil, errors.New("--mode h2c is plain HTTP/2; over TLS the client port speaks HTTP/2 only to gRPC: use --mode http")
+		}
+		return benchload.DialH2C(endpoints, conns)
+	}
 	var tlsCfg *tls.Config
-	if o.cacert != "" || o.cert != "" || o.key != "" {
+	if tlsWanted {
 		var err error
 		if tlsCfg, err = certs.ClientFiles(o.cacert, o.cert, o.key); err != nil {
 			return nil, nil, err

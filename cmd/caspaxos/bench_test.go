@@ -16,10 +16,13 @@ import (
 // backend: every operation succeeds and the hot-key counter checks out.
 func TestBenchModesSmoke(t *testing.T) {
 	grpcAddr := serveAddr(t, clientapitest.New())
-	hs := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits}, clientapitest.New()))
+	// The node's HTTP server (NewHTTPServer): HTTP/1.1 and h2c.
+	hs := httptest.NewUnstartedServer(nil)
+	hs.Config = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits}, clientapitest.New()), clientapi.HTTPTimeouts{}, nil)
+	hs.Start()
 	t.Cleanup(hs.Close)
 	httpAddr := strings.TrimPrefix(hs.URL, "http://")
-	for _, tt := range []struct{ mode, addr string }{{"grpc", grpcAddr}, {"http", httpAddr}} {
+	for _, tt := range []struct{ mode, addr string }{{"grpc", grpcAddr}, {"http", httpAddr}, {"h2c", httpAddr}} {
 		t.Run(tt.mode, func(t *testing.T) {
 			r := runCLI(t, map[string]string{envEndpoints: tt.addr}, "", "-o", "json", "bench", "--mode", tt.mode,
 				"--workloads", "put,get,incr", "--clients", "4", "--conns", "2", "--keys", "50",

@@ -45,6 +45,18 @@ const httpMaxBodyBytes = 1 << 20
 // Each driver has a Transport of its own, as separate client processes
 // would. The returned function closes their idle connections.
 func DialHTTP(endpoints []string, conns int, tlsConfig *tls.Config) ([]Driver, func(), error) {
+	return dialHTTP(endpoints, conns, tlsConfig, false)
+}
+
+// DialH2C is DialHTTP over HTTP/2 cleartext with prior knowledge (h2c):
+// each driver's requests share one connection per node, many at once,
+// where HTTP/1.1 needs a connection per request in flight. Plain TCP only
+// (over TLS the client port keeps HTTP/2 for gRPC).
+func DialH2C(endpoints []string, conns int) ([]Driver, func(), error) {
+	return dialHTTP(endpoints, conns, nil, true)
+}
+
+func dialHTTP(endpoints []string, conns int, tlsConfig *tls.Config, h2c bool) ([]Driver, func(), error) {
 	if len(endpoints) == 0 || conns <= 0 {
 		return nil, nil, errors.New("caspaxos/benchload: need endpoints and at least one connection")
 	}
@@ -67,6 +79,10 @@ func DialHTTP(endpoints []string, conns int, tlsConfig *tls.Config) ([]Driver, f
 			MaxIdleConns:        0,   // no bound over all nodes; the per-node bound below holds
 			MaxIdleConnsPerHost: httpIdlePerHost,
 			TLSClientConfig:     tlsConfig.Clone(),
+		}
+		if h2c {
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
 		}
 		transports = append(transports, tr)
 		k := i % len(bases)

@@ -220,3 +220,38 @@ func TestDialHTTPRefusesBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestDialH2C: DialH2C's requests reach the server over HTTP/2 with prior
+// knowledge, and DialHTTP's over HTTP/1.1, on a server that serves both.
+func TestDialH2C(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		dial  func(eps []string) ([]Driver, func(), error)
+		proto string
+	}{
+		{"h2c", func(eps []string) ([]Driver, func(), error) { return DialH2C(eps, 1) }, "HTTP/2.0"},
+		{"http", func(eps []string) ([]Driver, func(), error) { return DialHTTP(eps, 1, nil) }, "HTTP/1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &fakeAPI{}
+			srv := httptest.NewUnstartedServer(api)
+			srv.Config.Protocols = new(http.Protocols)
+			srv.Config.Protocols.SetHTTP1(true)
+			srv.Config.Protocols.SetUnencryptedHTTP2(true)
+			srv.Start()
+			t.Cleanup(srv.Close)
+			ds, closeAll, err := tc.dial([]string{strings.TrimPrefix(srv.URL, "http://")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(closeAll)
+			api.set(200, `{"version":1}`)
+			if err := ds[0].Put(context.Background(), "k", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			if r, _ := api.last(); r.Proto != tc.proto {
+				t.Fatalf("request over %s, want %s", r.Proto, tc.proto)
+			}
+		})
+	}
+}
