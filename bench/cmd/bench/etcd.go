@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -18,16 +19,27 @@ type etcdDriver struct {
 	c *clientv3.Client
 }
 
-// dialEtcd returns conns drivers, each its own client over all endpoints
-// (the client balances its requests over them). With tlsCfg (the CA and a
+// dialEtcd returns conns drivers, each its own client. With toLeader, every
+// client connects to the leader only (etcdLeaderEndpoint), as etcd's performance
+// docs advise for throughput: a follower would forward every write to the
+// leader and ask it for a read index on every linearizable read. Without
+// it, each client is over all endpoints, starting at a different one (the
+// client balances its requests over them). With tlsCfg (the CA and a
 // client certificate) they connect over TLS.
-func dialEtcd(endpoints []string, conns int, tlsCfg *tls.Config) ([]benchload.Driver, func(), error) {
+func dialEtcd(ctx context.Context, endpoints []string, conns int, tlsCfg *tls.Config, toLeader bool) ([]benchload.Driver, func(), error) {
 	if tlsCfg != nil {
 		var eps []string
 		for _, e := range endpoints {
 			eps = append(eps, "https://"+e)
 		}
 		endpoints = eps
+	}
+	if toLeader {
+		leader, err := etcdLeaderEndpoint(ctx, endpoints, tlsCfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		endpoints = []string{leader}
 	}
 	var out []benchload.Driver
 	var clients []*clientv3.Client
@@ -106,4 +118,45 @@ func counterOf(kvs []*mvccpb.KeyValue) (int64, int64) {
 	}
 	n, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64)
 	return n, kvs[0].ModRevision
+}
+
+// etcdLeaderWait bounds the wait for a fresh cluster to elect a leader.
+const etcdLeaderWait = 30 * time.Second
+
+// etcdLeaderEndpoint returns the endpoint of the member that leads now: the one
+// whose Status names itself as leader. It waits for an election, up to
+// etcdLeaderWait.
+func etcdLeaderEndpoint(ctx context.Context, endpoints []string, tlsCfg *tls.Config) (string, error) {
+	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if tlsCfg != nil {
+		cfg.TLS = tlsCfg.Clone()
+	}
+	c, err := clientv3.New(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, etcdLeaderWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		for _, ep := range endpoints {
+			sctx, scancel := context.WithTimeout(ctx, time.Second)
+			st, err := c.Status(sctx, ep)
+			scancel()
+			switch {
+			case err != nil:
+				last = err
+			case st.Leader != 0 && st.Leader == st.Header.MemberId:
+				return ep, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no etcd member leads after %s (last error: %v)", etcdLeaderWait, last)
+		case <-tick.C:
+		}
+	}
 }

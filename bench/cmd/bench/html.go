@@ -22,6 +22,8 @@ func colorOf(system string) string {
 		return "#e15759"
 	case caspaxosHTTP:
 		return "#f28e2b"
+	case caspaxosH2C:
+		return "#b07aa1"
 	}
 	return "#59a14f"
 }
@@ -195,7 +197,7 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 	fmt.Fprintf(&b, `<h1>caspaxos vs etcd</h1><p class="note">%d CPUs (%s), Linux %s · %.0f s measured per cell after %.0f s warm-up · %d connections per system · %d run(s) per cell, median shown · %d keys, %d-byte values · three members each, separate processes on 127.0.0.1, real fsync, a fresh cluster per cell and system%s. Started %s.</p>`,
 		r.Host.CPUs, html.EscapeString(r.Host.CPU), html.EscapeString(r.Host.Kernel),
 		r.Settings.DurationSeconds, r.Settings.WarmupSeconds, r.Settings.Conns, r.Settings.Repeat, r.Settings.Keys, r.Settings.ValueBytes,
-		tlsNote(r.Settings), r.Started.Format("2006-01-02 15:04:05 MST"))
+		tlsNote(r.Settings)+etcdNote(r.Settings), r.Started.Format("2006-01-02 15:04:05 MST"))
 	writeHTMLTable(&b, r)
 	for _, wl := range workloadsOf(r) {
 		cells := cellsOf(r, wl)
@@ -230,6 +232,17 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 	b.WriteString(`</body></html>` + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// etcdNote is what the page's note says of how etcd was driven.
+func etcdNote(s settings) string {
+	switch s.EtcdClients {
+	case "leader":
+		return " · etcd's clients connected to its leader (etcd's advice for throughput)"
+	case "spread":
+		return " · etcd's clients spread over its members"
+	}
+	return ""
 }
 
 // tlsNote is what the page's note says of TLS.
@@ -269,7 +282,10 @@ func writeHTMLTable(b *strings.Builder, r *report) {
 	for _, s := range r.Systems {
 		fmt.Fprintf(b, `<th>%[1]s ops/s</th><th>%[1]s p50 ms</th><th>%[1]s p90</th><th>%[1]s p99</th><th>%[1]s p99.9</th><th>%[1]s errors</th><th>%[1]s CPU µs/op</th><th>%[1]s peak RSS MiB</th>`, html.EscapeString(s))
 	}
-	b.WriteString(`<th>ops/s ratio</th><th>p99 ratio</th><th>counter</th></tr>`)
+	for _, s := range ratioSystems(r) {
+		fmt.Fprintf(b, `<th>%[1]s ÷ etcd ops/s</th><th>%[1]s ÷ etcd p99</th>`, html.EscapeString(s))
+	}
+	b.WriteString(`<th>counter</th></tr>`)
 	for _, c := range r.Cells {
 		fmt.Fprintf(b, `<tr><td class="l">%s</td><td>%d</td>`, html.EscapeString(string(c.Workload)), c.Clients)
 		for _, s := range r.Systems {
@@ -285,14 +301,18 @@ func writeHTMLTable(b *strings.Builder, r *report) {
 			fmt.Fprintf(b, `<td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%d</td><td>%.0f</td><td>%.0f</td>`,
 				res.OpsPerSec, res.P50, res.P90, res.P99, res.P999, res.Errors, res.CPUMicrosPerOp, res.PeakRSSMiB)
 		}
-		cls := ""
-		if c.OpsRatio > 0 {
-			cls = ` class="bad"`
-			if c.OpsRatio >= 1 {
-				cls = ` class="good"`
+		for _, s := range ratioSystems(r) {
+			x := c.Ratios[s]
+			cls := ""
+			if x.Ops > 0 {
+				cls = ` class="bad"`
+				if x.Ops >= 1 {
+					cls = ` class="good"`
+				}
 			}
+			fmt.Fprintf(b, `<td%s>%s</td><td>%s</td>`, cls, ratio(x.Ops), ratio(x.P99))
 		}
-		fmt.Fprintf(b, `<td%s>%s</td><td>%s</td><td>%s</td></tr>`, cls, ratio(c.OpsRatio), ratio(c.P99Ratio), html.EscapeString(check(c, r.Systems)))
+		fmt.Fprintf(b, `<td>%s</td></tr>`, html.EscapeString(check(c, r.Systems)))
 	}
 	b.WriteString(`</table>`)
 }

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +39,8 @@ type options struct {
 	duration, warmup   time.Duration
 	clients, workloads string
 	systems            string
-	mode               string // grpc, http or both: how caspaxos is driven
+	mode               string // grpc, http, h2c, a list of them, or both: how caspaxos is driven
+	etcdClients        string // leader or spread: where etcd's clients connect
 	quick              bool
 	out                string
 	conns, repeat      int
@@ -72,8 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.clients, "clients", "1,16,64,256", "comma-separated numbers of concurrent clients")
 	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, create, get, incr, mixed, zipf, or all")
 	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run, in this order per cell")
-	fs.StringVar(&o.mode, "mode", "grpc", "how caspaxos is driven: grpc (the Go client), http (its HTTP API through plain net/http, reported as caspaxos-http) or both; etcd always through clientv3")
-	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1 and 64 (explicit flags win)")
+	fs.StringVar(&o.mode, "mode", "grpc", "how caspaxos is driven: grpc (the Go client), http (its HTTP API through plain net/http over HTTP/1.1, reported as caspaxos-http), h2c (the same over HTTP/2 cleartext, caspaxos-h2c), a comma-separated list of them, or both (grpc,http); etcd always through clientv3")
+	fs.StringVar(&o.etcdClients, "etcd-clients", "leader", "where etcd's clients connect: leader (every client to the member that leads when the load starts, found with clientv3 Status, as etcd's docs recommend for throughput) or spread (each client over all members, starting at a different one)")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1, 16 and 64 (explicit flags win)")
 	fs.StringVar(&o.out, "out", "results", "directory for results.json and report.html")
 	fs.IntVar(&o.conns, "conns", 4, "client connections per system (at most one per client)")
 	fs.IntVar(&o.repeat, "repeat", 1, "runs per cell and system; the run with the median ops/s is reported")
@@ -101,13 +104,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			o.warmup = time.Second
 		}
 		if !set["clients"] {
-			o.clients = "1,64"
+			o.clients = "1,16,64"
 		}
 	}
-	switch o.mode {
-	case "grpc", "http", "both":
-	default:
-		return nil, fmt.Errorf("-mode %q: want grpc, http or both", o.mode)
+	if _, err := modesOf(o.mode); err != nil {
+		return nil, err
+	}
+	if o.etcdClients != "leader" && o.etcdClients != "spread" {
+		return nil, fmt.Errorf("-etcd-clients %q: want leader or spread", o.etcdClients)
+	}
+	if o.tls && slices.Contains(mustModes(o.mode), "h2c") {
+		return nil, errors.New("-mode h2c is plain HTTP/2: not with -tls (over TLS the client port speaks HTTP/2 only to gRPC)")
 	}
 	if o.conns <= 0 || o.repeat <= 0 || o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-conns, -repeat and -duration must be positive, -warmup not negative")
@@ -179,25 +186,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// caspaxosHTTP is the name under which results of caspaxos driven through
-// its HTTP API are reported (-mode http or both).
-const caspaxosHTTP = "caspaxos-http"
+// The names under which results of caspaxos driven through its HTTP API
+// are reported: over HTTP/1.1 (-mode http) and over HTTP/2 cleartext
+// (-mode h2c).
+const (
+	caspaxosHTTP = "caspaxos-http"
+	caspaxosH2C  = "caspaxos-h2c"
+)
 
-// systemsOf parses -systems and expands caspaxos by -mode: with both, each
-// cell runs caspaxos through the Go client and then through HTTP, each on
-// a fresh cluster.
+// modesOf parses -mode: a comma-separated list of grpc, http and h2c, in
+// run order; both is grpc,http.
+func modesOf(mode string) ([]string, error) {
+	if mode == "both" {
+		return []string{"grpc", "http"}, nil
+	}
+	var out []string
+	for _, m := range strings.Split(mode, ",") {
+		switch {
+		case m != "grpc" && m != "http" && m != "h2c":
+			return nil, fmt.Errorf("-mode %q: want grpc, http, h2c, a comma-separated list of them, or both", mode)
+		case slices.Contains(out, m):
+			return nil, fmt.Errorf("-mode %q: %s twice", mode, m)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// mustModes is modesOf for a -mode already checked.
+func mustModes(mode string) []string {
+	m, _ := modesOf(mode)
+	return m
+}
+
+// systemsOf parses -systems and expands caspaxos by -mode: each mode runs
+// caspaxos on a fresh cluster of its own, in the order of -mode.
 func systemsOf(list, mode string) ([]string, error) {
+	modes, err := modesOf(mode)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
 	for _, s := range strings.Split(list, ",") {
-		switch {
-		case s == "etcd":
+		switch s {
+		case "etcd":
 			out = append(out, s)
-		case s == "caspaxos" && mode == "grpc":
-			out = append(out, s)
-		case s == "caspaxos" && mode == "http":
-			out = append(out, caspaxosHTTP)
-		case s == "caspaxos" && mode == "both":
-			out = append(out, s, caspaxosHTTP)
+		case "caspaxos":
+			for _, m := range modes {
+				out = append(out, map[string]string{"grpc": "caspaxos", "http": caspaxosHTTP, "h2c": caspaxosH2C}[m])
+			}
 		default:
 			return nil, fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
 		}
@@ -332,9 +369,11 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 	var closeDrivers func()
 	switch system {
 	case "etcd":
-		drivers, closeDrivers, err = dialEtcd(cl.clients, conns, cl.tls)
+		drivers, closeDrivers, err = dialEtcd(ctx, cl.clients, conns, cl.tls, r.opts.etcdClients == "leader")
 	case caspaxosHTTP:
 		drivers, closeDrivers, err = benchload.DialHTTP(cl.clients, conns, cl.tls)
+	case caspaxosH2C:
+		drivers, closeDrivers, err = benchload.DialH2C(cl.clients, conns)
 	default:
 		drivers, closeDrivers, err = benchload.DialCaspaxos(client.Config{Endpoints: cl.clients, TLS: cl.tls}, conns)
 	}

@@ -43,8 +43,12 @@ type settings struct {
 	Keys            int     `json:"keys"`
 	ValueBytes      int     `json:"value_bytes"`
 	// Mode is how caspaxos was driven (-mode): grpc (the Go client), http
-	// (the HTTP API, reported as caspaxos-http) or both.
+	// (the HTTP API over HTTP/1.1, reported as caspaxos-http), h2c (over
+	// HTTP/2 cleartext, caspaxos-h2c), a list of them, or both.
 	Mode string `json:"mode"`
+	// EtcdClients is where etcd's clients connected (-etcd-clients):
+	// leader, or spread over the members.
+	EtcdClients string `json:"etcd_clients"`
 	// TLS: both systems served TLS on both ports (-tls).
 	TLS bool `json:"tls"`
 	// EtcdHTTPOnClientPort: with TLS, etcd served gRPC and HTTP on one
@@ -57,11 +61,21 @@ type cell struct {
 	Workload benchload.Workload       `json:"workload"`
 	Clients  int                      `json:"clients"`
 	Systems  map[string]*systemResult `json:"systems"`
-	// Ratios of caspaxos to etcd (0 if either is missing); of caspaxos-http
-	// when caspaxos ran through HTTP only.
+	// Ratios of caspaxos to etcd (0 if either is missing); of the first
+	// HTTP run (caspaxos-http, else caspaxos-h2c) when caspaxos ran
+	// through HTTP only.
 	OpsRatio float64 `json:"ops_ratio"`
 	P50Ratio float64 `json:"p50_ratio"`
 	P99Ratio float64 `json:"p99_ratio"`
+	// Ratios holds the same ratios for every caspaxos system of the cell.
+	Ratios map[string]ratios `json:"ratios,omitempty"`
+}
+
+// ratios are one caspaxos system's ratios to etcd in a cell.
+type ratios struct {
+	Ops float64 `json:"ops"`
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
 }
 
 // systemResult is one system's run of a cell (the median of the repeats).
@@ -90,7 +104,7 @@ func newReport(o *options, systems []string) *report {
 		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
 			Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()},
 		Settings: settings{DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
-			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, Mode: o.mode, TLS: o.tls,
+			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, Mode: o.mode, EtcdClients: o.etcdClients, TLS: o.tls,
 			EtcdHTTPOnClientPort: o.tls && o.etcdHTTPOnClientPort},
 	}
 }
@@ -154,18 +168,24 @@ func median(runs []*systemResult) *systemResult {
 	return m
 }
 
-// caspaxosOf is the caspaxos result a cell compares with etcd: the Go
-// client's, else HTTP's.
+// caspaxosSystems are the names of caspaxos's runs, in the order the
+// ratio columns show them.
+var caspaxosSystems = []string{"caspaxos", caspaxosHTTP, caspaxosH2C}
+
+// caspaxosOf is the caspaxos result a cell compares with etcd first: the
+// Go client's, else HTTP/1.1's, else h2c's.
 func (c *cell) caspaxosOf() *systemResult {
-	if k, ok := c.Systems["caspaxos"]; ok {
-		return k
+	for _, s := range caspaxosSystems {
+		if k, ok := c.Systems[s]; ok {
+			return k
+		}
 	}
-	return c.Systems[caspaxosHTTP]
+	return nil
 }
 
 func (c *cell) ratios() {
-	e, k := c.Systems["etcd"], c.caspaxosOf()
-	if !e.ok() || !k.ok() {
+	e := c.Systems["etcd"]
+	if !e.ok() {
 		return
 	}
 	div := func(a, b float64) float64 {
@@ -174,7 +194,29 @@ func (c *cell) ratios() {
 		}
 		return a / b
 	}
-	c.OpsRatio, c.P50Ratio, c.P99Ratio = div(k.OpsPerSec, e.OpsPerSec), div(k.P50, e.P50), div(k.P99, e.P99)
+	for _, s := range caspaxosSystems {
+		if k := c.Systems[s]; k.ok() {
+			if c.Ratios == nil {
+				c.Ratios = map[string]ratios{}
+			}
+			c.Ratios[s] = ratios{Ops: div(k.OpsPerSec, e.OpsPerSec), P50: div(k.P50, e.P50), P99: div(k.P99, e.P99)}
+		}
+	}
+	if k := c.caspaxosOf(); k.ok() {
+		r := c.Ratios[k.System]
+		c.OpsRatio, c.P50Ratio, c.P99Ratio = r.Ops, r.P50, r.P99
+	}
+}
+
+// ratioSystems are the caspaxos systems of r, in ratio column order.
+func ratioSystems(r *report) []string {
+	var out []string
+	for _, s := range caspaxosSystems {
+		if slices.Contains(r.Systems, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // spectrum samples the distribution at 1 - 10^(-k/4) for k = 0..16 (0% to
@@ -228,7 +270,19 @@ func printTable(w io.Writer, r *report) {
 	for _, s := range r.Systems {
 		fmt.Fprintf(tw, "%s ops/s\tp50 ms\tp99 ms\t", s)
 	}
-	fmt.Fprintf(tw, "ops ×\tp99 ×\terrors %[1]s\tcpu µs/op %[1]s\trss MiB %[1]s\tcheck\t\n", per)
+	var rinit []string
+	for _, s := range ratioSystems(r) {
+		rinit = append(rinit, initial(s))
+	}
+	rper := strings.Join(rinit, "/")
+	fmt.Fprintf(tw, "ops × %[2]s\tp99 × %[2]s\terrors %[1]s\tcpu µs/op %[1]s\trss MiB %[1]s\tcheck\t\n", per, rper)
+	ratioOf := func(c *cell, f func(ratios) float64) string {
+		var parts []string
+		for _, s := range ratioSystems(r) {
+			parts = append(parts, ratio(f(c.Ratios[s])))
+		}
+		return strings.Join(parts, "/")
+	}
 	joined := func(c *cell, f func(*systemResult) float64) string {
 		var parts []string
 		for _, s := range r.Systems {
@@ -244,7 +298,7 @@ func printTable(w io.Writer, r *report) {
 				num(res, func(s *systemResult) float64 { return s.P50 }, "%.2f"),
 				num(res, func(s *systemResult) float64 { return s.P99 }, "%.2f"))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ratio(c.OpsRatio), ratio(c.P99Ratio),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ratioOf(c, func(x ratios) float64 { return x.Ops }), ratioOf(c, func(x ratios) float64 { return x.P99 }),
 			joined(c, func(s *systemResult) float64 { return float64(s.Errors) }),
 			joined(c, func(s *systemResult) float64 { return s.CPUMicrosPerOp }),
 			joined(c, func(s *systemResult) float64 { return s.PeakRSSMiB }),
@@ -261,13 +315,15 @@ func printTable(w io.Writer, r *report) {
 }
 
 // initial abbreviates a system in the joined columns: e (etcd), c
-// (caspaxos), h (caspaxos-http).
+// (caspaxos), h (caspaxos-http), h2 (caspaxos-h2c).
 func initial(system string) string {
 	switch system {
 	case "etcd":
 		return "e"
 	case caspaxosHTTP:
 		return "h"
+	case caspaxosH2C:
+		return "h2"
 	}
 	return "c"
 }

@@ -71,6 +71,8 @@ func TestSystemsOfExpandsCaspaxosByMode(t *testing.T) {
 		{"etcd,caspaxos", "http", "etcd,caspaxos-http"},
 		{"caspaxos,etcd", "both", "caspaxos,caspaxos-http,etcd"},
 		{"etcd", "both", "etcd"},
+		{"etcd,caspaxos", "h2c", "etcd,caspaxos-h2c"},
+		{"etcd,caspaxos", "http,h2c,grpc", "etcd,caspaxos-http,caspaxos-h2c,caspaxos"},
 	} {
 		got, err := systemsOf(tt.list, tt.mode)
 		if err != nil || strings.Join(got, ",") != tt.want {
@@ -79,6 +81,11 @@ func TestSystemsOfExpandsCaspaxosByMode(t *testing.T) {
 	}
 	if _, err := systemsOf("etcd,zookeeper", "grpc"); err == nil {
 		t.Error("an unknown system was accepted")
+	}
+	for _, mode := range []string{"", "h3", "http,http", "both,h2c"} {
+		if _, err := systemsOf("etcd,caspaxos", mode); err == nil {
+			t.Errorf("-mode %q was accepted", mode)
+		}
 	}
 }
 
@@ -113,5 +120,34 @@ func TestReportLabelsTheHTTPMode(t *testing.T) {
 	httpOnly.ratios()
 	if httpOnly.OpsRatio != 2 {
 		t.Errorf("HTTP-only ratio %v, want 2", httpOnly.OpsRatio)
+	}
+}
+
+// Every caspaxos run of a cell gets its ratios to etcd, in the table and
+// on the page.
+func TestReportRatiosPerCaspaxosSystem(t *testing.T) {
+	r := &report{Systems: []string{"etcd", "caspaxos", caspaxosHTTP, caspaxosH2C}, Settings: settings{EtcdClients: "leader"}}
+	c := &cell{Workload: benchload.Put, Clients: 64, Systems: map[string]*systemResult{
+		"etcd": fakeResult("etcd", 1000, ""), "caspaxos": fakeResult("caspaxos", 3000, ""),
+		caspaxosHTTP: fakeResult(caspaxosHTTP, 1500, ""), caspaxosH2C: fakeResult(caspaxosH2C, 2500, "")}}
+	c.ratios()
+	r.Cells = append(r.Cells, c)
+	if c.OpsRatio != 3 || c.Ratios[caspaxosHTTP].Ops != 1.5 || c.Ratios[caspaxosH2C].Ops != 2.5 {
+		t.Fatalf("ratios %v, %v", c.OpsRatio, c.Ratios)
+	}
+	var table, page bytes.Buffer
+	printTable(&table, r)
+	for _, want := range []string{"ops × c/h/h2", "3.00/1.50/2.50", "caspaxos-h2c ops/s", "cpu µs/op e/c/h/h2"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if err := renderHTML(&page, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"caspaxos-h2c ÷ etcd ops/s", "caspaxos-h2c CPU µs/op", ">2.50<", "connected to its leader", colorOf(caspaxosH2C)} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
 	}
 }
