@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -185,7 +184,7 @@ func (h *httpAPI) putOp(w http.ResponseWriter, r *http.Request) (kv.Op, error) {
 	case hasMatch:
 		op.Kind, op.Version = kv.OpCompareAndSwap, match
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.Limits.MaxValueBytes)))
+	body, err := readBody(w, r, h.cfg.Limits.MaxValueBytes)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return op, fmt.Errorf("%w: more than %d bytes", kv.ErrValueTooLarge, h.cfg.Limits.MaxValueBytes)

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 )
@@ -52,4 +53,21 @@ func writeValue(w http.ResponseWriter, value []byte, version uint64) {
 	h["Content-Type"] = contentTypeOctets
 	h["Content-Length"] = []string{strconv.Itoa(len(value))}
 	_, _ = w.Write(value)
+}
+
+// readBody reads a request's body, at most limit bytes (more: an
+// *http.MaxBytesError). A body of announced length (Content-Length: what
+// HTTP/1.1 clients send with a body in hand) is read into one buffer of
+// that size; net/http ends the body there and reports a shorter one as
+// io.ErrUnexpectedEOF. Any other grows as it comes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, int64(limit))
+	if n := r.ContentLength; n >= 0 && n <= int64(limit) {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }

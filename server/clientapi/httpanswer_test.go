@@ -1,10 +1,12 @@
 package clientapi
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +43,41 @@ func TestAnswerBytes(t *testing.T) {
 			tc.ref(ref)
 			if fast.Code != ref.Code || fast.Body.String() != ref.Body.String() || !reflect.DeepEqual(fast.Header(), ref.Header()) {
 				t.Fatalf("got %d %v %q, want %d %v %q", fast.Code, fast.Header(), fast.Body, ref.Code, ref.Header(), ref.Body)
+			}
+		})
+	}
+}
+
+func TestReadBody(t *testing.T) {
+	const limit = 4
+	for _, tc := range []struct {
+		name    string
+		body    string
+		length  int64 // Content-Length; -1: unknown (chunked)
+		want    string
+		tooBig  bool
+		failure bool
+	}{
+		{name: "empty", body: "", length: 0, want: ""},
+		{name: "announced", body: "abc", length: 3, want: "abc"},
+		{name: "at the limit", body: "abcd", length: 4, want: "abcd"},
+		{name: "announced past the limit", body: "abcde", length: 5, tooBig: true},
+		{name: "unknown length", body: "abc", length: -1, want: "abc"},
+		{name: "unknown length past the limit", body: "abcde", length: -1, tooBig: true},
+		{name: "shorter than announced", body: "ab", length: 3, failure: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPut, "/v1/kv/k", strings.NewReader(tc.body))
+			r.ContentLength = tc.length
+			got, err := readBody(httptest.NewRecorder(), r, limit)
+			var mb *http.MaxBytesError
+			switch {
+			case tc.tooBig && !errors.As(err, &mb):
+				t.Fatalf("got %q, %v; want a MaxBytesError", got, err)
+			case tc.failure && err == nil:
+				t.Fatalf("got %q and no error", got)
+			case !tc.tooBig && !tc.failure && (err != nil || string(got) != tc.want || got == nil):
+				t.Fatalf("got %q (nil %v), %v; want %q", got, got == nil, err, tc.want)
 			}
 		})
 	}
