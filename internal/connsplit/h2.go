@@ -31,9 +31,11 @@ import (
 // one of the split's frame (it was the first the client got), taken out of
 // its stream (ackFilter).
 //
-// A client that sends no request within the wait is taken for gRPC: a
-// gRPC client connects ahead of its first call and may stay idle, while
-// an HTTP client connects to send a request.
+// A client that sends no request within the wait, or pings before its
+// first request, is taken for gRPC: a gRPC client connects ahead of its
+// first call and may stay idle, pinging to keep the connection (grpc-go's
+// keepalive: an unanswered ping closes it), while an HTTP client connects
+// to send a request.
 
 // maxSniffFrames bounds the frames read before the first HEADERS (SETTINGS,
 // WINDOW_UPDATE, PING, PRIORITY): a client that sends more is closed.
@@ -79,7 +81,7 @@ func (s *Listener) h2Route(conn net.Conn, match func(string) bool) {
 	_ = conn.SetDeadline(time.Time{})
 	var timeout net.Error
 	switch {
-	case errors.As(err, &timeout) && timeout.Timeout():
+	case errors.As(err, &timeout) && timeout.Timeout(), errors.Is(err, errPinged):
 		// Idle: a gRPC client ahead of its first call.
 		s.match.push(&prefixConn{Conn: conn, r: io.MultiReader(&seen, conn)})
 		return
@@ -95,8 +97,12 @@ func (s *Listener) h2Route(conn net.Conn, match func(string) bool) {
 	s.other.push(&prefixConn{Conn: conn, r: newAckFilter(replay)})
 }
 
+// errPinged: the client pinged before its first request.
+var errPinged = errors.New("caspaxos/connsplit: a PING before the first request")
+
 // firstContentType reads frames after the preface up to the first HEADERS
-// (and its CONTINUATIONs) and returns its content-type ("" if none).
+// (and its CONTINUATIONs) and returns its content-type ("" if none), or
+// errPinged at a PING before it.
 func firstContentType(r io.Reader) (string, error) {
 	fr := http2.NewFramer(nil, r)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -105,6 +111,9 @@ func firstContentType(r io.Reader) (string, error) {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return "", err
+		}
+		if p, ok := f.(*http2.PingFrame); ok && !p.IsAck() {
+			return "", errPinged
 		}
 		h, ok := f.(*http2.MetaHeadersFrame)
 		if !ok {

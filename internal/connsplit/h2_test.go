@@ -118,21 +118,36 @@ type answerError struct{ got, want string }
 func (e *answerError) Error() string { return "answer " + e.got + ", want " + e.want }
 
 // TestH2IdleIsGRPC: a client that sends the preface and its SETTINGS and
-// then no request is handed to Match once the wait is over (a gRPC client
-// connects ahead of its first call), every byte it sent replayed.
+// then no request is handed to Match once the wait is over, or at once if
+// it pings (a gRPC client connects ahead of its first call and keeps the
+// connection alive with pings), every byte it sent replayed.
 func TestH2IdleIsGRPC(t *testing.T) {
+	ping := string([]byte{0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	for _, tc := range []struct {
+		name string
+		wait time.Duration
+		sent string
+	}{
+		{"silent", 100 * time.Millisecond, http2.ClientPreface + string(emptySettings)},
+		// The wait outlasts the test: only the ping can end it.
+		{"pings", time.Hour, http2.ClientPreface + string(emptySettings) + ping},
+	} {
+		t.Run(tc.name, func(t *testing.T) { idleIsGRPC(t, tc.wait, tc.sent) })
+	}
+}
+
+func idleIsGRPC(t *testing.T, wait time.Duration, sent string) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h2 := NewH2(l, 100*time.Millisecond, isGRPC)
+	h2 := NewH2(l, wait, isGRPC)
 	defer h2.Close()
 	c, err := net.Dial("tcp", l.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	sent := http2.ClientPreface + string(emptySettings)
 	if _, err := io.WriteString(c, sent); err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +156,24 @@ func TestH2IdleIsGRPC(t *testing.T) {
 	if _, err := io.ReadFull(c, got); err != nil || string(got) != string(emptySettings) {
 		t.Fatalf("the split's SETTINGS: %x, %v", got, err)
 	}
-	conn, err := h2.Match.Accept()
-	if err != nil {
-		t.Fatal(err)
+	type accepted struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan accepted, 1)
+	go func() {
+		conn, err := h2.Match.Accept()
+		ch <- accepted{conn, err}
+	}()
+	var conn net.Conn
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		conn = a.conn
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not handed to Match within 10s")
 	}
 	defer conn.Close()
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
