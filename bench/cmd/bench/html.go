@@ -208,22 +208,29 @@ h2{margin-top:32px}.note{color:#555;font-size:13px;max-width:60em}</style></head
 		}
 		tput := chart{Title: string(wl) + ": throughput", XLabel: "clients", YLabel: "ops/s", XTicks: ticks}
 		lat := chart{Title: string(wl) + ": latency p50 (dashed), p99", XLabel: "clients", YLabel: "ms", LogY: true, XTicks: ticks}
+		cpu := chart{Title: string(wl) + ": cluster CPU per operation", XLabel: "clients", YLabel: "µs/op", LogY: true, XTicks: ticks}
 		for _, s := range r.Systems {
 			t := series{Name: s, Color: colorOf(s)}
 			p50 := series{Name: s + " p50", Color: colorOf(s), Dash: true}
 			p99 := series{Name: s + " p99", Color: colorOf(s)}
+			perOp := series{Name: s, Color: colorOf(s)}
 			for i, c := range cells {
 				if res := c.Systems[s]; res.ok() {
 					t.Pts = append(t.Pts, xy{float64(i), res.OpsPerSec})
 					p50.Pts = append(p50.Pts, xy{float64(i), res.P50})
 					p99.Pts = append(p99.Pts, xy{float64(i), res.P99})
+					if res.CPUMicrosPerOp > 0 {
+						perOp.Pts = append(perOp.Pts, xy{float64(i), res.CPUMicrosPerOp})
+					}
 				}
 			}
 			tput.Series = append(tput.Series, t)
 			lat.Series = append(lat.Series, p99, p50)
+			cpu.Series = append(cpu.Series, perOp)
 		}
 		b.WriteString(tput.svg())
 		b.WriteString(lat.svg())
+		b.WriteString(cpu.svg())
 		for _, c := range cells {
 			b.WriteString(spectrumChart(r, c).svg())
 		}

@@ -145,7 +145,7 @@ func TestReportRatiosPerCaspaxosSystem(t *testing.T) {
 	if err := renderHTML(&page, r); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"caspaxos-h2c ÷ etcd ops/s", "caspaxos-h2c CPU µs/op", ">2.50<", "connected to its leader", colorOf(caspaxosH2C)} {
+	for _, want := range []string{"caspaxos-h2c ÷ etcd ops/s", "caspaxos-h2c CPU µs/op", ">2.50<", "cluster CPU per operation", "connected to its leader", colorOf(caspaxosH2C)} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("the page lacks %q", want)
 		}
