@@ -51,6 +51,7 @@ type HTTPConfig struct {
 //	DELETE /v1/members/{name}      remove a member; answers once done
 //	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
 //	POST   /v1/auth/login          {"user","password"}: a token (auth.go lists the other /v1/auth routes)
+//	POST   /v1/restore             admin: write keys at a version floor (restore.go)
 //	GET    /metrics                Prometheus metrics (if configured)
 //
 // Every request that is not GET or HEAD must pass the CSRF rule
@@ -73,6 +74,7 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/members", h.adminOnly(h.addMember))
 	mux.HandleFunc("DELETE /v1/members/{name}", h.adminOnly(h.removeMember))
 	mux.HandleFunc("POST /v1/members/release", h.adminOnly(h.releaseMembers))
+	mux.HandleFunc("POST /v1/restore", h.admit(h.adminOnly(h.restore)))
 	h.authRoutes(mux)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)

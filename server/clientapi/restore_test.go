@@ -1,0 +1,92 @@
+package clientapi_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/auth"
+	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
+)
+
+// POST /v1/restore writes each key at a version of at least min_version,
+// or above its current one; it refuses bad bodies, reserved keys and the
+// CSRF shapes of an admin request.
+func TestHTTPRestore(t *testing.T) {
+	json := map[string]string{"Content-Type": "application/json"}
+	steps := []httpCase{
+		{name: "put", method: "PUT", path: "/v1/kv/a", body: "old", status: 200, want: `{"version":1}`},
+		{name: "restore", method: "POST", path: "/v1/restore", header: json, status: 200, want: `{"versions":[101,101]}`,
+			body: `{"min_version":101,"items":[{"key":"YQ==","value":"bmV3"},{"key":"Yg==","value":""}]}`},
+		{name: "restored value", method: "GET", path: "/v1/kv/a", status: 200, want: "new"},
+		{name: "old cas refused", method: "PUT", path: "/v1/kv/a", body: "x", header: map[string]string{"If-Match": `"1"`}, status: 412, code: clientapi.CodeVersionMismatch, current: u64(101)},
+		{name: "again rises", method: "POST", path: "/v1/restore", header: json, status: 200, want: `{"versions":[102]}`,
+			body: `{"min_version":101,"items":[{"key":"YQ==","value":"bmV3"}]}`},
+		{name: "no min_version", method: "POST", path: "/v1/restore", header: json, status: 400, code: clientapi.CodeBadRequest,
+			body: `{"items":[{"key":"YQ==","value":"bmV3"}]}`},
+		{name: "reserved key", method: "POST", path: "/v1/restore", header: json, status: 400, code: clientapi.CodeBadRequest,
+			body: `{"min_version":5,"items":[{"key":"AGF1dGg=","value":""}]}`},
+		{name: "empty key", method: "POST", path: "/v1/restore", header: json, status: 400, code: clientapi.CodeBadRequest,
+			body: `{"min_version":5,"items":[{"key":"","value":""}]}`},
+		{name: "value too large", method: "POST", path: "/v1/restore", header: json, status: 413, code: clientapi.CodeValueTooLarge,
+			body: `{"min_version":5,"items":[{"key":"YQ==","value":"` + strings.Repeat("eHh4", 11) + `"}]}`},
+		{name: "malformed", method: "POST", path: "/v1/restore", header: json, status: 400, code: clientapi.CodeBadRequest, body: `{"min_version":`},
+		{name: "unknown query", method: "POST", path: "/v1/restore?x=1", header: json, status: 400, code: clientapi.CodeBadRequest, body: `{}`},
+		{name: "text/plain (CSRF)", method: "POST", path: "/v1/restore", header: map[string]string{"Content-Type": "text/plain"}, status: 403, code: clientapi.CodePermissionDenied,
+			body: `{"min_version":5,"items":[{"key":"YQ==","value":""}]}`},
+		{name: "cross-origin", method: "POST", path: "/v1/restore", header: map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}, status: 403, code: clientapi.CodePermissionDenied,
+			body: `{"min_version":5,"items":[{"key":"YQ==","value":""}]}`},
+	}
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.Limits{MaxKeyBytes: 32, MaxValueBytes: 32}}, clientapitest.New()))
+	defer srv.Close()
+	for _, tc := range steps {
+		checkHTTP(t, srv.URL, tc)
+	}
+}
+
+// With auth enabled, restore needs admin: a user with readwrite on every
+// key is refused, root is served.
+func TestHTTPRestoreNeedsAdmin(t *testing.T) {
+	ctx := context.Background()
+	b := localBackend{clientapitest.New()}
+	g, err := auth.New(auth.Config{BcryptCost: bcrypt.MinCost}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		g.AddUser(ctx, auth.RootUser, "pw"), g.AddUser(ctx, "alice", "pw"), g.AddRole(ctx, "all"),
+		g.GrantPerm(ctx, "all", auth.Grant{Perm: auth.PermReadWrite, Prefix: true}),
+		g.GrantRole(ctx, "alice", "all"), g.Enable(ctx),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits, Guard: g}, b))
+	defer srv.Close()
+	body := `{"min_version":9,"items":[{"key":"YQ==","value":"eA=="}]}`
+	for _, tc := range []struct {
+		user   string
+		status int
+		code   string
+	}{
+		{"", 401, clientapi.CodeUnauthenticated},
+		{"alice", 403, clientapi.CodePermissionDenied},
+		{auth.RootUser, 200, ""},
+	} {
+		h := map[string]string{"Content-Type": "application/json"}
+		if tc.user != "" {
+			tok, _, err := g.Login(ctx, tc.user, "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h["Authorization"] = "Bearer " + tok
+		}
+		checkHTTP(t, srv.URL, httpCase{name: "restore as " + tc.user, method: "POST", path: "/v1/restore", body: body, header: h, status: tc.status, code: tc.code})
+	}
+}
