@@ -91,6 +91,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newRoleCmd(opts),
 		newAuthCmd(opts),
 		newHealthCmd(opts),
+		newSnapshotCmd(opts),
 		newBenchCmd(opts),
 		newDevCmd(),
 		newServeCmd(),
