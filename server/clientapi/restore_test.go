@@ -90,3 +90,54 @@ func TestHTTPRestoreNeedsAdmin(t *testing.T) {
 		checkHTTP(t, srv.URL, httpCase{name: "restore as " + tc.user, method: "POST", path: "/v1/restore", body: body, header: h, status: tc.status, code: tc.code})
 	}
 }
+
+// GET /v1/status answers the configured figures; with auth on it needs
+// read on every key or admin.
+func TestHTTPStatusPermissions(t *testing.T) {
+	ctx := context.Background()
+	b := localBackend{clientapitest.New()}
+	g, err := auth.New(auth.Config{BcryptCost: bcrypt.MinCost}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		g.AddUser(ctx, auth.RootUser, "pw"), g.AddUser(ctx, "all", "pw"), g.AddUser(ctx, "some", "pw"), g.AddUser(ctx, "adm", "pw"),
+		g.AddRole(ctx, "readall"), g.GrantPerm(ctx, "readall", auth.Grant{Perm: auth.PermRead, Prefix: true}),
+		g.AddRole(ctx, "readapp"), g.GrantPerm(ctx, "readapp", auth.Grant{Perm: auth.PermReadWrite, Key: "app/", Prefix: true}),
+		g.AddRole(ctx, "admin"), g.GrantPerm(ctx, "admin", auth.Grant{Perm: auth.PermAdmin}),
+		g.GrantRole(ctx, "all", "readall"), g.GrantRole(ctx, "some", "readapp"), g.GrantRole(ctx, "adm", "admin"), g.Enable(ctx),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(context.Context) any { return map[string]string{"name": "n1"} }
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits, Guard: g, Status: status}, b))
+	defer srv.Close()
+	for _, tc := range []struct {
+		user   string
+		status int
+		code   string
+	}{
+		{"", 401, clientapi.CodeUnauthenticated},
+		{"some", 403, clientapi.CodePermissionDenied},
+		{"all", 200, ""},
+		{"adm", 200, ""},
+		{auth.RootUser, 200, ""},
+	} {
+		h := map[string]string{}
+		if tc.user != "" {
+			tok, _, err := g.Login(ctx, tc.user, "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h["Authorization"] = "Bearer " + tok
+		}
+		want := ""
+		if tc.status == 200 {
+			want = `"name":"n1"`
+		}
+		checkHTTP(t, srv.URL, httpCase{name: "status as " + tc.user, method: "GET", path: "/v1/status", header: h, status: tc.status, code: tc.code, want: want})
+	}
+	checkHTTP(t, srv.URL, httpCase{name: "status with a query", method: "GET", path: "/v1/status?x", header: map[string]string{}, status: 400, code: clientapi.CodeBadRequest})
+}
