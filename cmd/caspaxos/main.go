@@ -92,6 +92,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newAuthCmd(opts),
 		newHealthCmd(opts),
 		newSnapshotCmd(opts),
+		newStatusCmd(opts),
 		newBenchCmd(opts),
 		newDevCmd(),
 		newServeCmd(),

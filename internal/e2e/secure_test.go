@@ -102,9 +102,10 @@ func (s *security) serveFlags(t *testing.T, name string) []string {
 // newClusterWith starts n nodes as s says. A secure cluster is healthy and
 // has auth on when this returns, and its clients log in as a user who may
 // read and write the keys beginning with prefix.
-func newClusterWith(t *testing.T, n int, s setup, prefix string) *cluster {
+func newClusterWith(t *testing.T, n int, s setup, prefix string, extra ...string) *cluster {
 	t.Helper()
 	c := newProcs(t, n)
+	c.extra = extra
 	if s.secure {
 		c.sec = newSecurity(t)
 	}
