@@ -72,6 +72,8 @@ var allowed = map[string][]string{
 	// daemon hands it the node's parts as functions; storage for the WAL
 	// fsync histogram's buckets.
 	"server/status": {"storage"},
+	// The status page: embedded files and their handler, nothing more.
+	"server/ui": {},
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
 	"server/identity": {"protocol", "storage", "server/membership"},

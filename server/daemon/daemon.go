@@ -29,6 +29,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/server/status"
+	"github.com/caspaxos/caspaxos/server/ui"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 )
@@ -288,7 +289,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings,
-		Status: d.statusJSON}, d), d.cfg.HTTP, d.log)
+		Status: d.statusJSON, UI: ui.Handler()}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 	return nil
 }
