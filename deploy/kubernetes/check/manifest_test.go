@@ -473,4 +473,3 @@ func TestHealthPathAnswers(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
