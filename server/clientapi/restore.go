@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 )
 
 // Restore (`caspaxos snapshot restore`, internal/snapshot): POST
@@ -72,7 +74,15 @@ func (h *httpAPI) restoreRequest(w http.ResponseWriter, r *http.Request) (Restor
 		return req, err
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRestoreBody(h.cfg.Limits)))
-	if err := dec.Decode(&req); err != nil {
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil {
+		// One object and nothing after it (found by FuzzRestoreRequest).
+		if rest := dec.Decode(&struct{}{}); !errors.Is(rest, io.EOF) {
+			err = fmt.Errorf("data after the JSON object")
+		}
+	}
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return req, fmt.Errorf("%w: the restore body is over %d bytes", kv.ErrValueTooLarge, tooLarge.Limit)
@@ -80,8 +90,8 @@ func (h *httpAPI) restoreRequest(w http.ResponseWriter, r *http.Request) (Restor
 		return req, fmt.Errorf("%w: the restore body: %v", errBadRequest, err)
 	}
 	switch {
-	case req.MinVersion == 0:
-		return req, fmt.Errorf("%w: min_version must be at least 1", errBadRequest)
+	case req.MinVersion == 0 || req.MinVersion > protocol.MaxVersion:
+		return req, fmt.Errorf("%w: min_version must be from 1 to %d", errBadRequest, protocol.MaxVersion)
 	case len(req.Items) > MaxRestoreItems:
 		return req, fmt.Errorf("%w: %d items, at most %d per request", errBadRequest, len(req.Items), MaxRestoreItems)
 	}

@@ -1,7 +1,9 @@
 package clientapi_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
@@ -140,4 +143,54 @@ func TestHTTPStatusPermissions(t *testing.T) {
 		checkHTTP(t, srv.URL, httpCase{name: "status as " + tc.user, method: "GET", path: "/v1/status", header: h, status: tc.status, code: tc.code, want: want})
 	}
 	checkHTTP(t, srv.URL, httpCase{name: "status with a query", method: "GET", path: "/v1/status?x", header: map[string]string{}, status: 400, code: clientapi.CodeBadRequest})
+}
+
+// FuzzRestoreRequest: any body of POST /v1/restore is refused with a 4xx
+// and the error shape, or answered 200 with one version per item, each at
+// least min_version, and every item then reads back with its value.
+func FuzzRestoreRequest(f *testing.F) {
+	f.Add(`{"min_version":101,"items":[{"key":"YQ==","value":"bmV3"},{"key":"Yg==","value":""}]}`)
+	f.Add(`{"min_version":1,"items":[]}`)
+	f.Add(`{"min_version":18446744073709551615,"items":[{"key":"YQ==","value":""}]}`)
+	f.Add(`{"min_version":5,"items":[{"key":"AGF1dGg=","value":""}]}`)
+	f.Add(`{"items":null}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		b := clientapitest.New()
+		h := clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.Limits{MaxKeyBytes: 16, MaxValueBytes: 64}}, b)
+		req := httptest.NewRequest("POST", "/v1/restore", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			var e struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			if rec.Code >= 500 || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error.Code == "" {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			return
+		}
+		var in clientapi.RestoreRequest
+		var out clientapi.RestoreResponse
+		if err := json.Unmarshal([]byte(body), &in); err != nil {
+			t.Fatalf("served a body that does not decode: %v", err)
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || len(out.Versions) != len(in.Items) {
+			t.Fatalf("answer %s for %d items (%v)", rec.Body, len(in.Items), err)
+		}
+		times := map[string]int{}
+		for i, it := range in.Items {
+			if out.Versions[i] < in.MinVersion || in.MinVersion > protocol.MaxVersion {
+				t.Fatalf("item %d at version %d, min_version %d", i, out.Versions[i], in.MinVersion)
+			}
+			times[string(it.Key)]++
+		}
+		for _, it := range in.Items {
+			s, err := b.Do(context.Background(), kv.Op{Kind: kv.OpGet, Key: string(it.Key)})
+			// A key given twice is written twice at once: either value.
+			if err != nil || s.Version < in.MinVersion || (times[string(it.Key)] == 1 && !bytes.Equal(s.Value, it.Value)) {
+				t.Fatalf("key %q after the restore: %v %v", it.Key, s, err)
+			}
+		}
+	})
 }
