@@ -32,8 +32,8 @@ func newStatusCmd(o *clientOptions) *cobra.Command {
 		Long: `Ask every endpoint (--endpoints: give each node's client address) for its
 status (GET /v1/status) and print one row per node: its name and ID, the
 binary's version, the size of its data directory, the registers and
-tombstones its store held at the last GC sweep and the keys queued for
-GC, its membership version, the members it reaches with their round trips,
+tombstones in its store (counted every --status-count-interval of serve,
+1m) and the keys queued for GC, its membership version, the members it reaches with their round trips,
 its WAL fsync p99 and the requests it answered per second (both over the
 last 10 s), and whether it reaches a quorum.
 
@@ -121,8 +121,11 @@ func writeStatusTable(w io.Writer, rows []statusRow) error {
 		}
 		s := r.Node
 		regs, tombs, queued := "-", "-", "-"
+		if s.CountedAgoSeconds >= 0 {
+			regs, tombs = fmt.Sprint(s.Registers), fmt.Sprint(s.Tombstones)
+		}
 		if s.GC {
-			regs, tombs, queued = fmt.Sprint(s.Registers), fmt.Sprint(s.Tombstones), fmt.Sprint(s.GCQueued)
+			queued = fmt.Sprint(s.GCQueued)
 		}
 		quorum := "yes"
 		if !s.Quorum {

@@ -14,7 +14,7 @@ import (
 
 // TestStatusCommand runs `caspaxos status` against three real nodes: one
 // row each, with its own name and ID, the members reached, the registers
-// the GC sweep counted, the requests answered, and a quorum; with a node
+// it counted, the requests answered, and a quorum; with a node
 // killed, its row says so, the others see it unreachable, and the command
 // fails. Under tls+auth a user without read on every key is refused.
 func TestStatusCommand(t *testing.T) {
@@ -33,7 +33,7 @@ type statusOut struct {
 
 func testStatusCommand(t *testing.T, s setup) {
 	ctx := context.Background()
-	c := newClusterWith(t, 3, s, "st/", "--gc-sweep-interval", "100ms")
+	c := newClusterWith(t, 3, s, "st/", "--status-count-interval", "100ms")
 	for i := range c.procs {
 		c.waitHealth(i, 200)
 	}
@@ -54,7 +54,7 @@ func testStatusCommand(t *testing.T, s setup) {
 		}
 		return st, errOut, code
 	}
-	// Every node's sweep has counted the keys within a few sweeps.
+	// Every node has counted the keys within a few counts.
 	deadline := time.Now().Add(20 * time.Second)
 	var st statusOut
 	for {

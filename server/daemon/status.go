@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/storage"
 )
@@ -14,7 +15,7 @@ const maxStatusQueued = 1 << 20
 // newStatus builds the node's status sampler (GET /v1/status, `caspaxos
 // status`, the status page) over its parts; the caller starts it.
 func (d *Daemon) newStatus() *status.Sampler {
-	return status.NewSampler(status.DefaultConfig(), status.Sources{
+	return status.NewSampler(d.cfg.Status, status.Sources{
 		Name: d.cfg.Name, ID: uint64(d.id), DataDir: d.cfg.DataDir,
 		Health: d.Health,
 		Members: func(ctx context.Context) (uint64, []status.Member, error) {
@@ -40,17 +41,45 @@ func (d *Daemon) newStatus() *status.Sampler {
 			return sp.StoreBytes, sp.AvailBytes
 		},
 		WALSyncs: func() [storage.SyncBuckets]uint64 { return d.store.Stats().WALSyncTimes },
-		GC: func() (uint64, uint64, int, bool) {
+		GC: func() (int, bool) {
 			r := d.gc.Load()
 			if r == nil {
-				return 0, 0, 0, false
+				return 0, false
 			}
-			st := r.Stats()
 			q, _ := r.Queued(maxStatusQueued)
-			return st.Registers, st.Tombstones, q, true
+			return q, true
 		},
+		Count: d.countRegisters,
 		Requests: d.metrics.Served,
 	})
+}
+
+// countPage bounds the registers of one Scan, so that no iterator lives long.
+const countPage = 1 << 14
+
+// countRegisters counts the local store's registers and tombstones, a page
+// at a time.
+func (d *Daemon) countRegisters() (registers, tombstones uint64, err error) {
+	start := ""
+	for {
+		n, next := 0, ""
+		err := d.store.Scan(start, func(key string, reg protocol.Register) bool {
+			if n == countPage {
+				next = key
+				return false
+			}
+			n++
+			registers++
+			if reg.State.Deleted {
+				tombstones++
+			}
+			return true
+		})
+		if err != nil || next == "" {
+			return registers, tombstones, err
+		}
+		start = next
+	}
 }
 
 // statusJSON is HTTPConfig.Status.

@@ -405,7 +405,7 @@ func (g *Runner) wait(nextSweep time.Time, delay time.Duration) bool {
 // this node, and keeps the others as orphans for OrphanDelay.
 func (g *Runner) sweep() error {
 	const page = 1 << 14 // registers per Scan, so that no iterator lives long
-	start, tombstones, registers := "", uint64(0), uint64(0)
+	start, tombstones := "", uint64(0)
 	for {
 		var items, orphans []storage.GCItem
 		homes := g.peers.Proposers()
@@ -416,7 +416,6 @@ func (g *Runner) sweep() error {
 				return false
 			}
 			n++
-			registers++
 			if !reg.State.Deleted {
 				return true
 			}
@@ -452,7 +451,6 @@ func (g *Runner) sweep() error {
 		}
 		if !more {
 			g.stats.tombstones.Store(tombstones)
-			g.stats.registers.Store(registers)
 			g.stats.sweeps.Add(1)
 			return nil
 		}
@@ -680,13 +678,10 @@ type Stats struct {
 	// tombstones the last one found in the local store (not a counter).
 	Sweeps     uint64
 	Tombstones uint64
-	// Registers is the number of registers (live and tombstones, the
-	// cluster's own included) the last sweep found (not a counter).
-	Registers uint64
 }
 
 type counters struct {
-	rounds, failed, collected, swept, adopted, dropped, sweeps, tombstones, registers atomic.Uint64
+	rounds, failed, collected, swept, adopted, dropped, sweeps, tombstones atomic.Uint64
 }
 
 // Queued counts the items of the persisted queue, up to limit (a key
@@ -720,7 +715,6 @@ func (g *Runner) Stats() Stats {
 		Adopted:    s.adopted.Load(),
 		Sweeps:     s.sweeps.Load(),
 		Tombstones: s.tombstones.Load(),
-		Registers:  s.registers.Load(),
 		Dropped:    s.dropped.Load(),
 	}
 }

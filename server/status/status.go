@@ -42,13 +42,15 @@ type Node struct {
 	DataDirBytes  uint64 `json:"data_dir_bytes"`
 	StoreBytes    uint64 `json:"store_bytes"`
 	DiskFreeBytes uint64 `json:"disk_free_bytes"`
-	// GC: Registers and Tombstones in the local store at the last sweep,
-	// Queued the keys in the GC queue. GC false: no GC runs here, and
-	// these are 0.
-	GC         bool   `json:"gc"`
-	Registers  uint64 `json:"registers"`
-	Tombstones uint64 `json:"tombstones"`
-	GCQueued   int    `json:"gc_queued"`
+	// Registers and Tombstones in the local store (the cluster's own
+	// registers included), as counted CountedAgoSeconds ago (every
+	// Config.CountEvery; -1: not counted yet).
+	Registers         uint64  `json:"registers"`
+	Tombstones        uint64  `json:"tombstones"`
+	CountedAgoSeconds float64 `json:"counted_ago_seconds"`
+	// GC: deletion GC runs here, and GCQueued keys wait in its queue.
+	GC       bool `json:"gc"`
+	GCQueued int  `json:"gc_queued"`
 	// ConfigVersion is the membership's version; Peers its members.
 	ConfigVersion uint64 `json:"config_version"`
 	Peers         []Peer `json:"peers"`
@@ -90,9 +92,11 @@ type Sources struct {
 	Store func() (storeBytes, freeBytes uint64)
 	// WALSyncs returns the WAL fsync histogram (storage.PebbleStats).
 	WALSyncs func() [storage.SyncBuckets]uint64
-	// GC returns the last sweep's registers and tombstones and the queue's
-	// length; ok false when no GC runs.
-	GC func() (registers, tombstones uint64, queued int, ok bool)
+	// Count counts the local store's registers and tombstones (a scan:
+	// the Sampler calls it every Config.CountEvery, never per Collect).
+	Count func() (registers, tombstones uint64, err error)
+	// GC returns the GC queue's length; ok false when no GC runs.
+	GC func() (queued int, ok bool)
 	// Requests returns the client operations answered since the start.
 	Requests func() uint64
 }
@@ -103,10 +107,21 @@ type Config struct {
 	// back the rates reach (default 10s).
 	Every  time.Duration
 	Window time.Duration
+	// CountEvery is the time between counts of the registers (default
+	// 1m): each is a scan of the local store.
+	CountEvery time.Duration
 }
 
 // DefaultConfig returns Config's defaults.
-func DefaultConfig() Config { return Config{Every: time.Second, Window: 10 * time.Second} }
+func DefaultConfig() Config {
+	return Config{Every: time.Second, Window: 10 * time.Second, CountEvery: time.Minute}
+}
+
+// count is the last count of the registers.
+type count struct {
+	at                    time.Time // zero: none yet
+	registers, tombstones uint64
+}
 
 type sample struct {
 	at       time.Time
@@ -123,6 +138,7 @@ type Sampler struct {
 	start   time.Time
 	mu      sync.Mutex
 	samples []sample // oldest first, at most Window/Every+1
+	counted count
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -137,29 +153,57 @@ func NewSampler(cfg Config, src Sources) *Sampler {
 	if cfg.Window < cfg.Every {
 		cfg.Window = max(def.Window, cfg.Every)
 	}
+	if cfg.CountEvery <= 0 {
+		cfg.CountEvery = def.CountEvery
+	}
 	return &Sampler{cfg: cfg, src: src, start: time.Now()}
 }
 
-// Start samples every cfg.Every until Stop.
+// Start samples every cfg.Every, and counts the registers at once and
+// every cfg.CountEvery, until Stop.
 func (s *Sampler) Start() {
 	s.stop, s.done = make(chan struct{}), make(chan struct{})
 	s.record(time.Now())
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(s.done)
-		t := time.NewTicker(s.cfg.Every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case now := <-t.C:
-				s.record(now)
-			}
-		}
+		defer wg.Done()
+		s.every(s.cfg.Every, s.record)
 	}()
+	go func() {
+		defer wg.Done()
+		s.recount(time.Now())
+		s.every(s.cfg.CountEvery, s.recount)
+	}()
+	go func() { wg.Wait(); close(s.done) }()
 }
 
-// Stop ends Start's timer and waits for it.
+// every runs fn at each tick of d until Stop.
+func (s *Sampler) every(d time.Duration, fn func(time.Time)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			fn(now)
+		}
+	}
+}
+
+// recount counts the registers; a failed count keeps the last one.
+func (s *Sampler) recount(now time.Time) {
+	regs, tombs, err := s.src.Count()
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	s.counted = count{at: now, registers: regs, tombstones: tombs}
+	s.mu.Unlock()
+}
+
+// Stop ends Start's timers and waits for them (a count under way ends first).
 func (s *Sampler) Stop() {
 	if s.stop != nil {
 		close(s.stop)
@@ -197,7 +241,14 @@ func (s *Sampler) Collect(ctx context.Context) Node {
 	n := Node{Name: s.src.Name, ID: s.src.ID, Version: BuildVersion(), UptimeSeconds: now.Sub(s.start).Seconds(),
 		DataDirBytes: DirBytes(s.src.DataDir), RequestsTotal: cur.requests}
 	n.StoreBytes, n.DiskFreeBytes = s.src.Store()
-	n.Registers, n.Tombstones, n.GCQueued, n.GC = s.src.GC()
+	n.GCQueued, n.GC = s.src.GC()
+	s.mu.Lock()
+	c := s.counted
+	s.mu.Unlock()
+	n.Registers, n.Tombstones, n.CountedAgoSeconds = c.registers, c.tombstones, -1
+	if !c.at.IsZero() {
+		n.CountedAgoSeconds = now.Sub(c.at).Seconds()
+	}
 	from, to := s.window(cur)
 	if d := to.at.Sub(from.at).Seconds(); d > 0 {
 		n.WindowSeconds = d

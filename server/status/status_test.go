@@ -41,6 +41,7 @@ type fakeNode struct {
 	requests uint64
 	syncs    [storage.SyncBuckets]uint64
 	health   error
+	countErr error
 }
 
 func (f *fakeNode) sources(dir string) Sources {
@@ -53,7 +54,8 @@ func (f *fakeNode) sources(dir string) Sources {
 		RTT:      func() map[uint64]time.Duration { return map[uint64]time.Duration{1: 3 * time.Millisecond} },
 		Store:    func() (uint64, uint64) { return 100, 200 },
 		WALSyncs: func() [storage.SyncBuckets]uint64 { return f.syncs },
-		GC:       func() (uint64, uint64, int, bool) { return 50, 4, 2, true },
+		GC:       func() (int, bool) { return 2, true },
+		Count:    func() (uint64, uint64, error) { return 50, 4, f.countErr },
 		Requests: func() uint64 { return f.requests },
 	}
 }
@@ -85,6 +87,12 @@ func TestCollect(t *testing.T) {
 		}
 		s.record(t0.Add(time.Duration(i) * time.Second))
 	}
+	if n := s.Collect(context.Background()); n.CountedAgoSeconds != -1 || n.Registers != 0 {
+		t.Fatalf("before a count: %v registers counted %vs ago", n.Registers, n.CountedAgoSeconds)
+	}
+	s.recount(time.Now())
+	f.countErr = errors.New("disk on fire")
+	s.recount(time.Now()) // a failed count keeps the last one
 	n := s.Collect(context.Background())
 	if n.RequestsPerSecond != 1000 || n.WindowSeconds != 3 || n.RequestsTotal != 3200 {
 		t.Fatalf("rate %v over %vs (total %d), want 1000 over 3s (3200)", n.RequestsPerSecond, n.WindowSeconds, n.RequestsTotal)
@@ -123,7 +131,7 @@ func TestCollectBeforeAWindow(t *testing.T) {
 
 func TestSamplerStartStop(t *testing.T) {
 	f := &fakeNode{}
-	s := NewSampler(Config{Every: time.Millisecond, Window: 5 * time.Millisecond}, f.sources(t.TempDir()))
+	s := NewSampler(Config{Every: time.Millisecond, Window: 5 * time.Millisecond, CountEvery: time.Hour}, f.sources(t.TempDir()))
 	s.Start()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -135,6 +143,13 @@ func TestSamplerStartStop(t *testing.T) {
 		}
 		if n > 6 || time.Now().After(deadline) {
 			t.Fatalf("%d samples kept, want the window's 6", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The registers are counted at start, without waiting for CountEvery.
+	for n := s.Collect(context.Background()); n.Registers != 50; n = s.Collect(context.Background()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no count at start: %+v", n)
 		}
 		time.Sleep(time.Millisecond)
 	}
