@@ -20,8 +20,8 @@ import (
 	"github.com/caspaxos/caspaxos/server/identity"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
-	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/transport"
 )
 

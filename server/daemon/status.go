@@ -49,7 +49,7 @@ func (d *Daemon) newStatus() *status.Sampler {
 			q, _ := r.Queued(maxStatusQueued)
 			return q, true
 		},
-		Count: d.countRegisters,
+		Count:    d.countRegisters,
 		Requests: d.metrics.Served,
 	})
 }
