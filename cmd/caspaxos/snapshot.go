@@ -29,8 +29,14 @@ const (
 	// after the save (a key written a billion times after it).
 	defaultRestoreBump = 1_000_000_000
 	// restoreBatchKeys and restoreBatchBytes bound one restore request.
-	restoreBatchKeys  = 500
+	restoreBatchKeys  = 200
 	restoreBatchBytes = 4 << 20
+	// restoreAttempts bounds the sends of one batch that failed without a
+	// refusal (unknown outcome, overloaded, no quorum, no endpoint): each
+	// key's write only raises its version again, so a batch may be sent
+	// twice.
+	restoreAttempts = 5
+	restoreBackoff  = 500 * time.Millisecond
 	// progressEvery is how often the progress line is redrawn.
 	progressEvery = 200 * time.Millisecond
 )
@@ -346,8 +352,8 @@ func restoreSnapshot(ctx context.Context, n *nodeHTTP, path string, floor uint64
 		if err != nil {
 			return err
 		}
-		var resp clientapi.RestoreResponse
-		if err := n.callAny(ctx, "POST", "/v1/restore", body, &resp); err != nil {
+		resp, err := sendRestore(ctx, n, body)
+		if err != nil {
 			return &opError{op: "snapshot restore", key: string(req.Items[0].Key), err: err}
 		}
 		if len(resp.Versions) != len(req.Items) {
@@ -389,6 +395,26 @@ func restoreSnapshot(ctx context.Context, n *nodeHTTP, path string, floor uint64
 	}
 	prog.show(out.Keys, total, bytes, true)
 	return out, nil
+}
+
+// sendRestore sends one batch, again after a failure that refused
+// nothing (restoreAttempts).
+func sendRestore(ctx context.Context, n *nodeHTTP, body []byte) (clientapi.RestoreResponse, error) {
+	var resp clientapi.RestoreResponse
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = n.callAny(ctx, "POST", "/v1/restore", body, &resp)
+		retry := errors.Is(err, client.ErrUnknownOutcome) || errors.Is(err, client.ErrOverloaded) ||
+			errors.Is(err, client.ErrNoQuorum) || errors.Is(err, client.ErrUnavailable)
+		if err == nil || !retry || attempt == restoreAttempts {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(restoreBackoff * time.Duration(attempt)):
+		}
+	}
 }
 
 type snapshotStatusJSON struct {

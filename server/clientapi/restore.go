@@ -58,9 +58,7 @@ func (h *httpAPI) restore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
-	defer cancel()
-	versions, err := h.restoreItems(ctx, req)
+	versions, err := h.restoreItems(r.Context(), req)
 	if err != nil {
 		writeError(w, err, 0)
 		return
@@ -103,8 +101,9 @@ func (h *httpAPI) restoreRequest(w http.ResponseWriter, r *http.Request) (Restor
 	return req, nil
 }
 
-// restoreItems writes every item, restoreParallel at a time; the first
-// error ends the request (items already written stay written: a restore
+// restoreItems writes every item, restoreParallel at a time, each within
+// the request timeout of a single operation; the first error ends the
+// request (items already written stay written: a restore
 // is rerun whole, and writing a key again only raises its version).
 func (h *httpAPI) restoreItems(ctx context.Context, req RestoreRequest) ([]uint64, error) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -121,7 +120,9 @@ func (h *httpAPI) restoreItems(ctx context.Context, req RestoreRequest) ([]uint6
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s, err := h.b.Do(ctx, kv.Op{Kind: kv.OpRestore, Key: string(it.Key), Value: it.Value, Version: req.MinVersion})
+			ictx, icancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
+			s, err := h.b.Do(ictx, kv.Op{Kind: kv.OpRestore, Key: string(it.Key), Value: it.Value, Version: req.MinVersion})
+			icancel()
 			if err != nil {
 				mu.Lock()
 				if first == nil {
