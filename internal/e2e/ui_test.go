@@ -82,6 +82,33 @@ func testStatusPage(t *testing.T, s setup) {
 		b.waitFor("a drawn "+id, `(() => { const c = document.getElementById("`+id+`"), blank = document.createElement("canvas");
 			blank.width = c.width; blank.height = c.height; return c.toDataURL() !== blank.toDataURL(); })()`, `"blank"`)
 	}
+	if c.sec == nil {
+		return
+	}
+	// As a user who may read ui/ only: the browser lists no other key,
+	// and the figures say they need more.
+	if _, err := c.admin(0).Put(ctx, "zz/secret", []byte("root's")); err != nil {
+		t.Fatal(err)
+	}
+	b.eval(`document.getElementById("logout").click()`, nil)
+	b.waitFor("the login form again", `!document.getElementById("login").hidden`, `document.body.innerText.slice(0, 300)`)
+	b.eval(`(() => {
+		document.getElementById("login-user").value = "`+appUser+`";
+		document.getElementById("login-password").value = "`+appPassword+`";
+		document.getElementById("login-form").requestSubmit();
+	})()`, nil)
+	b.waitFor("the status refused to "+appUser, `document.getElementById("status-error").textContent.includes("permission")`,
+		`document.getElementById("status-error").textContent`)
+	b.eval(`(() => { document.getElementById("browse-prefix").value = ""; document.getElementById("browse-form").requestSubmit(); })()`, nil)
+	b.waitFor("ui/ keys only", `document.querySelector('#keys tr[data-key="ui/hello"]') !== null`,
+		`document.getElementById("keys").innerText + document.getElementById("browse-error").textContent`)
+	var keys []string
+	b.eval(`[...document.querySelectorAll('#keys tbody tr')].map(r => r.dataset.key)`, &keys)
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "ui/") {
+			t.Fatalf("%s sees %q in the key browser: %v", appUser, k, keys)
+		}
+	}
 }
 
 // checkUIHeaders: the page is served with a policy that keeps it to this
