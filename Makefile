@@ -1,5 +1,5 @@
 # Regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc).
-.PHONY: proto test soak chaos-soak docker-test image fuzz fuzz-short
+.PHONY: proto test soak chaos-soak docker-test kube-test image fuzz fuzz-short
 proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
@@ -14,6 +14,7 @@ test:
 	go test -race -skip '^TestCompose$$' ./...
 	go test -count=1 ./internal/sim
 	$(MAKE) --no-print-directory docker-test
+	$(MAKE) --no-print-directory kube-test
 	$(MAKE) --no-print-directory fuzz-short
 
 # The container test (internal/dockertest): builds the image, runs the
@@ -22,6 +23,12 @@ test:
 # says "no Docker engine: container test skipped" where no engine answers.
 docker-test:
 	go test -count=1 -v -run '^TestCompose$$' ./internal/dockertest
+
+# The Kubernetes manifests' test (deploy/kubernetes/check, a module of its
+# own for its YAML parser): every flag, port, probe and volume checked
+# against the binary's `serve --help`.
+kube-test:
+	cd deploy/kubernetes/check && go vet ./... && go test -count=1 ./...
 
 # The container image (Dockerfile, docs/docker.md): a static binary built
 # here, in a scratch image. IMAGE=name:tag to change the tag.

@@ -140,6 +140,17 @@ func Increment(delta int64) protocol.Change {
 	}
 }
 
+// Restore stores value whatever the key holds, at a version of at least
+// minVersion (and above the key's current one, as every write): a key
+// restored from a snapshot whose versions all lay below minVersion can
+// never match a compare-and-swap a client prepared against the snapshot's
+// cluster (protocol.Write.MinVersion).
+func Restore(value []byte, minVersion uint64) protocol.Change {
+	return func(protocol.State) (protocol.Write, error) {
+		return protocol.Write{Kind: protocol.WriteSet, Value: value, MinVersion: minVersion}, nil
+	}
+}
+
 // Integer reads a state as Increment does: absent is 0.
 func Integer(s protocol.State) (int64, error) {
 	if !s.Exists() {

@@ -46,7 +46,7 @@ func TestChanges(t *testing.T) {
 			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {
 				t.Fatalf("error %v, want %v", err, tt.err)
 			}
-			if got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) {
+			if got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) || got.MinVersion != tt.want.MinVersion {
 				t.Fatalf("write %+v, want %+v", got, tt.want)
 			}
 		})
@@ -95,11 +95,12 @@ func TestOpChange(t *testing.T) {
 		{Op{Kind: OpCompareAndSwap, Key: "k", Version: 4, Value: []byte("v")}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("v")}, nil},
 		{Op{Kind: OpDelete, Key: "k", Version: 3}, protocol.Write{}, ErrVersionMismatch},
 		{Op{Kind: OpIncrement, Key: "k", Delta: -8}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("-1")}, nil},
+		{Op{Kind: OpRestore, Key: "k", Version: 90, Value: []byte("r")}, protocol.Write{Kind: protocol.WriteSet, Value: []byte("r"), MinVersion: 90}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.op.Kind.String(), func(t *testing.T) {
 			got, err := tt.op.Change()(live)
-			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) || got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) {
+			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) || got.Kind != tt.want.Kind || string(got.Value) != string(tt.want.Value) || got.MinVersion != tt.want.MinVersion {
 				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.err)
 			}
 		})

@@ -16,10 +16,13 @@ const (
 	OpCompareAndSwap
 	OpDelete
 	OpIncrement
+	// OpRestore stores Value at a version of at least Version (Restore):
+	// what `caspaxos snapshot restore` writes, admin only.
+	OpRestore
 )
 
 var opNames = [...]string{
-	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr",
+	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore",
 }
 
 func (k OpKind) String() string {
@@ -36,14 +39,14 @@ type Op struct {
 	Key   string
 	Value []byte // OpPut, OpCreate, OpCompareAndSwap
 	// Version is the expected version of OpCompareAndSwap (0: absent) and
-	// of OpDelete (0: any).
+	// of OpDelete (0: any), and the least version OpRestore writes.
 	Version uint64
 	Delta   int64 // OpIncrement
 }
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpIncrement {
+	if o.Kind < OpGet || o.Kind > OpRestore {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
 	if err := l.CheckKey(o.Key); err != nil {
@@ -66,6 +69,8 @@ func (o Op) Change() protocol.Change {
 		return Delete(o.Version)
 	case OpIncrement:
 		return Increment(o.Delta)
+	case OpRestore:
+		return Restore(o.Value, o.Version)
 	default:
 		return nil
 	}

@@ -78,10 +78,15 @@ const (
 )
 
 // Write is what a Change asks for. The version is not the change's to choose:
-// the proposer assigns it.
+// the proposer assigns it. A change may only set a floor under it:
+// MinVersion (0: none) raises the version a WriteSet or WriteDelete gives
+// to at least MinVersion, so that a restore can place a key above every
+// version a client may hold from before (versions still rise strictly: the
+// floor only ever adds to the rule of §7).
 type Write struct {
-	Kind  WriteKind
-	Value []byte
+	Kind       WriteKind
+	Value      []byte
+	MinVersion uint64
 }
 
 // Change computes what to do with the current state of a register.
@@ -101,7 +106,7 @@ type Change func(cur State) (Write, error)
 func apply(cur State, w Write, counter uint64) (State, error) {
 	switch w.Kind {
 	case WriteSet:
-		v, err := nextVersion(cur, counter)
+		v, err := nextVersion(cur, counter, w.MinVersion)
 		if err != nil {
 			return cur, err
 		}
@@ -110,7 +115,7 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if !cur.Exists() {
 			return cur, nil
 		}
-		v, err := nextVersion(cur, counter)
+		v, err := nextVersion(cur, counter, w.MinVersion)
 		if err != nil {
 			return cur, err
 		}
@@ -121,8 +126,8 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 }
 
 // nextVersion is PROTOCOL.md §7's max(previous + 1, counter) for a register
-// with no history, previous + 1 otherwise.
-func nextVersion(cur State, counter uint64) (uint64, error) {
+// with no history, previous + 1 otherwise; never below floor (Write.MinVersion).
+func nextVersion(cur State, counter, floor uint64) (uint64, error) {
 	v := max(1, counter)
 	if cur.Version > 0 {
 		if cur.Version >= MaxVersion {
@@ -130,6 +135,7 @@ func nextVersion(cur State, counter uint64) (uint64, error) {
 		}
 		v = cur.Version + 1
 	}
+	v = max(v, floor)
 	if v > MaxVersion {
 		return 0, fmt.Errorf("%w: version %d is past %d", ErrExhausted, v, MaxVersion)
 	}

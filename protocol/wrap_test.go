@@ -151,10 +151,10 @@ func TestVersionNeverWraps(t *testing.T) {
 	}
 	// A register with no history takes its first version from the counter,
 	// which never passes MaxCounter = MaxVersion.
-	if _, err := nextVersion(State{}, MaxCounter); err != nil {
+	if _, err := nextVersion(State{}, MaxCounter, 0); err != nil {
 		t.Fatalf("first version at MaxCounter: %v", err)
 	}
-	if _, err := nextVersion(State{}, MaxCounter+1); !errors.Is(err, ErrExhausted) {
+	if _, err := nextVersion(State{}, MaxCounter+1, 0); !errors.Is(err, ErrExhausted) {
 		t.Fatalf("first version past MaxCounter: %v, want ErrExhausted", err)
 	}
 }

@@ -26,6 +26,9 @@ the graph):
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time
+	status/      one node's status (GET /v1/status, `caspaxos status`, the
+	             status page): sizes, GC, peers, WAL fsync p99, requests/s
+	ui/          the status page (/ui/): HTML and a small script, embedded
 	daemon/      assembly: one node of a network cluster from a nested Config
 	servertest/, node/nodetest/
 	             what the packages' tests share; only tests import them

@@ -24,6 +24,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
+	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -54,6 +55,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultGRPCConfig(),
 		clientapi.DefaultHTTPTimeouts(),
 		list.DefaultConfig(),
+		status.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),

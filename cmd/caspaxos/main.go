@@ -1,6 +1,7 @@
 // Command caspaxos is the single binary of caspaxos: a node (`serve`), a
 // local development cluster (`dev`) and a command-line client (`get`,
-// `put`, `create`, `cas`, `del`, `incr`, `members`, `health`).
+// `put`, `create`, `cas`, `del`, `incr`, `members`, `health`, `status`,
+// `snapshot`).
 //
 // Only main decides the exit code: commands return errors, and exitCode maps
 // them through one table (exitCodes), which the root command's help prints.
@@ -91,6 +92,8 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newRoleCmd(opts),
 		newAuthCmd(opts),
 		newHealthCmd(opts),
+		newSnapshotCmd(opts),
+		newStatusCmd(opts),
 		newBenchCmd(opts),
 		newDevCmd(),
 		newServeCmd(),

@@ -66,6 +66,7 @@ func serveFlagFields() map[string]daemon.Field {
 		"gc-sweep-interval":        "GC.SweepInterval",
 		"gc-delay":                 "GC.Delay",
 		"gc-orphan-delay":          "GC.OrphanDelay",
+		"status-count-interval":    "Status.CountEvery",
 		"cert-file":                "TLS.CertFile",
 		"key-file":                 "TLS.KeyFile",
 		"trusted-ca-file":          "TLS.TrustedCAFile",
@@ -184,6 +185,7 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&g.SweepInterval, "gc-sweep-interval", def.GC.SweepInterval, "time between scans of the store for tombstones whose GC a crash lost (first at start; -1ns: never)")
 	f.DurationVar(&g.Delay, "gc-delay", def.GC.Delay, "how long a deleted key waits before GC takes it")
 	f.DurationVar(&g.OrphanDelay, "gc-orphan-delay", def.GC.OrphanDelay, "how long a tombstone a sweep found, of a key homed on another node, waits before this node collects it itself")
+	f.DurationVar(&c.Status.CountEvery, "status-count-interval", def.Status.CountEvery, "time between counts of the store's registers and tombstones for status (each a scan of the local store; the first at start)")
 }
 
 func (o *serveOptions) run(cmd *cobra.Command, _ []string) error {

@@ -41,6 +41,9 @@ var allowed = map[string][]string{
 	// TLS material: the transport, the peer services, the daemon, the Go
 	// client and the command all load certificates through it.
 	"internal/certs": {},
+	// The snapshot file format: a pure encoder and decoder, the standard
+	// library only; the command does the I/O around it.
+	"internal/snapshot": {},
 	// The server's shared seams (STYLE.md): a leaf below every concern.
 	"server": {"protocol", "kv"},
 	// One package per concern. Each reaches the others only through the
@@ -65,6 +68,12 @@ var allowed = map[string][]string{
 	// packages whose calls they carry; the Admin clients' certificate
 	// checks.
 	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "server/list", "transport/peerpb", "internal/certs"},
+	// A node's status for `caspaxos status` and the status page: the
+	// daemon hands it the node's parts as functions; storage for the WAL
+	// fsync histogram's buckets.
+	"server/status": {"storage"},
+	// The status page: embedded files and their handler, nothing more.
+	"server/ui": {},
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
 	"server/identity": {"protocol", "storage", "server/membership"},

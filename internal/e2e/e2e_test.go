@@ -54,6 +54,7 @@ type cluster struct {
 	procs   []*proc
 	members string
 	sec     *security // nil: plain; else TLS on both ports and auth on
+	extra   []string  // more flags for every serve
 }
 
 func freeAddrs(t *testing.T, n int) []string {
@@ -104,6 +105,7 @@ func (c *cluster) start(i int) {
 	if c.sec != nil {
 		p.cmd.Args = append(p.cmd.Args, c.sec.serveFlags(c.t, p.name)...)
 	}
+	p.cmd.Args = append(p.cmd.Args, c.extra...)
 	p.logs = &syncBuffer{}
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.logs
 	if testing.Verbose() {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ type setup struct {
 	// secure: TLS on both ports with client certificates required, and
 	// authorization on.
 	secure bool
+	// optionalClientCerts: no --client-cert-auth (a browser presents no
+	// certificate; auth is by token alone).
+	optionalClientCerts bool
 }
 
 var setups = []setup{{name: "plain"}, {name: "tls+auth", secure: true}}
@@ -44,8 +48,10 @@ type security struct {
 	caFile string
 	client certs.Files // the client certificate, for the Go client, the CLI and HTTP
 	nodes  map[string]certs.Files
-	tls    *tls.Config  // the clients' TLS: the CA, the client certificate
-	http   *http.Client // HTTP with tls
+	// optionalClientCerts: the nodes do not require client certificates.
+	optionalClientCerts bool
+	tls                 *tls.Config  // the clients' TLS: the CA, the client certificate
+	http                *http.Client // HTTP with tls
 }
 
 func newSecurity(t *testing.T) *security {
@@ -95,18 +101,24 @@ func (s *security) issue(t *testing.T, name string) certs.Files {
 // client certificates required.
 func (s *security) serveFlags(t *testing.T, name string) []string {
 	f := s.issue(t, name)
-	return []string{"--cert-file", f.CertFile, "--key-file", f.KeyFile, "--trusted-ca-file", s.caFile, "--client-cert-auth",
+	flags := []string{"--cert-file", f.CertFile, "--key-file", f.KeyFile, "--trusted-ca-file", s.caFile, "--client-cert-auth",
 		"--peer-cert-file", f.CertFile, "--peer-key-file", f.KeyFile, "--peer-trusted-ca-file", s.caFile}
+	if s.optionalClientCerts {
+		flags = slices.DeleteFunc(flags, func(f string) bool { return f == "--client-cert-auth" })
+	}
+	return flags
 }
 
 // newClusterWith starts n nodes as s says. A secure cluster is healthy and
 // has auth on when this returns, and its clients log in as a user who may
 // read and write the keys beginning with prefix.
-func newClusterWith(t *testing.T, n int, s setup, prefix string) *cluster {
+func newClusterWith(t *testing.T, n int, s setup, prefix string, extra ...string) *cluster {
 	t.Helper()
 	c := newProcs(t, n)
+	c.extra = extra
 	if s.secure {
 		c.sec = newSecurity(t)
+		c.sec.optionalClientCerts = s.optionalClientCerts
 	}
 	for i := range c.procs {
 		c.start(i)

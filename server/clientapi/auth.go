@@ -31,6 +31,7 @@ import (
 //	put, create, cas, delete, incr       write on the key
 //	Batch                                each op as its unary call
 //	members add/remove/release           admin
+//	restore (POST /v1/restore)           admin
 //	user and role management, disable    admin (a user may change its own
 //	                                     password, giving the current one)
 //	health, metrics, members list,

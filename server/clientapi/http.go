@@ -35,6 +35,11 @@ type HTTPConfig struct {
 	// it unhealthy (peers unauthenticated): /v1/health answers 200 with
 	// them under "warnings".
 	Warnings func() []string
+	// Status, if set, serves GET /v1/status (status.go): what it returns,
+	// as JSON.
+	Status func(ctx context.Context) any
+	// UI, if set, is served under /ui/ (the status page).
+	UI http.Handler
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -50,6 +55,9 @@ type HTTPConfig struct {
 //	DELETE /v1/members/{name}      remove a member; answers once done
 //	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
 //	POST   /v1/auth/login          {"user","password"}: a token (auth.go lists the other /v1/auth routes)
+//	POST   /v1/restore             admin: write keys at a version floor (restore.go)
+//	GET    /v1/status              this node's status (if configured; status.go)
+//	GET    /ui/                    the status page (if configured)
 //	GET    /metrics                Prometheus metrics (if configured)
 //
 // Every request that is not GET or HEAD must pass the CSRF rule
@@ -72,7 +80,9 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/members", h.adminOnly(h.addMember))
 	mux.HandleFunc("DELETE /v1/members/{name}", h.adminOnly(h.removeMember))
 	mux.HandleFunc("POST /v1/members/release", h.adminOnly(h.releaseMembers))
+	mux.HandleFunc("POST /v1/restore", h.admit(h.adminOnly(h.restore)))
 	h.authRoutes(mux)
+	h.statusRoutes(mux)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

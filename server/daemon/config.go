@@ -21,6 +21,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -90,6 +91,8 @@ type Config struct {
 	// Membership tunes the membership change controller; Self is the
 	// daemon's.
 	Membership membership.ControllerConfig
+	// Status tunes the figures of GET /v1/status (server/status).
+	Status status.Config
 	// Timers are the daemon's own: its stop and its watch for removal.
 	Timers Timers
 	Logger *slog.Logger
@@ -170,6 +173,7 @@ func DefaultConfig() Config {
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
 		Membership:     membership.DefaultControllerConfig(),
+		Status:         status.DefaultConfig(),
 		Timers:         DefaultTimers(),
 	}
 }

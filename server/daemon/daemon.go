@@ -28,6 +28,8 @@ import (
 	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/peerapi"
+	"github.com/caspaxos/caspaxos/server/status"
+	"github.com/caspaxos/caspaxos/server/ui"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 )
@@ -57,6 +59,7 @@ type Daemon struct {
 	admission *clientapi.Admission
 	authz     *auth.Guard // the client services' authorization
 	metrics   *metrics.Metrics
+	status    *status.Sampler // status.go
 	log       *slog.Logger
 	stopOnce  sync.Once
 	done      chan struct{}
@@ -128,6 +131,7 @@ func Start(cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	go d.watch()
+	d.status.Start()
 	d.standing.Start()
 	d.log.Info("caspaxos node started", "node_id", uint64(d.id), "client_addr", clientLis.Addr().String(),
 		"peer_addr", peerLis.Addr().String(), "data_dir", cfg.DataDir, "members", len(cfg.Cluster),
@@ -246,6 +250,7 @@ func (d *Daemon) startNode() error {
 		Admission: d.admission.Refused,
 		GC:        d.gc.Load,
 	})
+	d.status = d.newStatus() // started once the node serves
 	return nil
 }
 
@@ -283,7 +288,8 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d), d.cfg.HTTP, d.log)
+		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings,
+		Status: d.statusJSON, UI: ui.Handler()}, d), d.cfg.HTTP, d.log)
 	grpcLis := d.split.Match
 	if d.tls.client == nil {
 		// Plain HTTP/2 is gRPC or an HTTP client speaking h2c with prior
@@ -369,6 +375,7 @@ func (d *Daemon) Stop() error {
 			gc.Stop()
 		}
 		d.ctl.Stop()
+		d.status.Stop()
 		d.admin.Close()
 		d.node.Stop()
 		d.peerSrv.Stop()

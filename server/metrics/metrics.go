@@ -7,6 +7,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,7 @@ type Store interface {
 type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.HistogramVec
+	served   atomic.Uint64 // the operations Observe was given
 }
 
 // New returns a registry over src.
@@ -73,7 +75,12 @@ func (m *Metrics) Observe(op kv.OpKind, err error, took time.Duration) {
 		outcome, _ = kv.Code(err)
 	}
 	m.requests.WithLabelValues(op.String(), outcome).Observe(took.Seconds())
+	m.served.Add(1)
 }
+
+// Served is the number of client operations observed since the start
+// (what `caspaxos status` turns into requests per second).
+func (m *Metrics) Served() uint64 { return m.served.Load() }
 
 // counter is one counter read from the node's stats.
 type counter struct {

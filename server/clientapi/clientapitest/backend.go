@@ -55,7 +55,8 @@ func (b *Backend) HoldWrites() (seen <-chan struct{}, release func()) {
 	return b.seen, sync.OnceFunc(func() { close(b.hold) })
 }
 
-// Do applies op to the map; versions rise by one per change.
+// Do applies op to the map; versions rise by one per change (to a
+// write's MinVersion if that is higher).
 func (b *Backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err := b.wait(ctx, op); err != nil {
 		return protocol.State{}, err
@@ -76,9 +77,9 @@ func (b *Backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	}
 	switch w.Kind {
 	case protocol.WriteSet:
-		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
+		cur = protocol.State{Value: w.Value, Version: max(cur.Version+1, w.MinVersion)}
 	case protocol.WriteDelete:
-		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
+		cur = protocol.State{Version: max(cur.Version+1, w.MinVersion), Deleted: true}
 	}
 	b.m[op.Key] = cur
 	return cur, nil
