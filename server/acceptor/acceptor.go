@@ -266,6 +266,26 @@ type Acceptor struct {
 	workers, idle, maxWorkers int
 
 	stats counters
+
+	hinter atomic.Pointer[Hinter] // SetHinter
+}
+
+// Hinter learns of every accept once it is durable: server/watch's
+// Publisher, whose hint streams tell watching nodes of candidates to
+// confirm. Accepted must not block; the state is shared, never modified.
+type Hinter interface {
+	Accepted(key string, ballot protocol.Ballot, st protocol.State)
+}
+
+// SetHinter makes h learn of every accept made durable from now on (nil:
+// nobody). An accept is passed after the write it depends on finished,
+// never before: a hint is what the acceptor would answer a read with.
+func (a *Acceptor) SetHinter(h Hinter) {
+	if h == nil {
+		a.hinter.Store(nil)
+		return
+	}
+	a.hinter.Store(&h)
 }
 
 // slot is the newest register of a key held by a batch in flight. Fields
@@ -457,15 +477,17 @@ func (a *Acceptor) Err() error {
 
 // batch is one received batch on its way through the service.
 type batch struct {
-	msgs    []protocol.Message
-	slots   []*slot
-	replies []protocol.Message
-	deps    []*commit // per reply: the commit it waits for, nil if none
-	ceils   []*commit // per reply: the ceiling raise it waits for, nil if none
-	raise   *commit   // this batch's ceiling raise, if it needs one
-	free    *commit   // writes that wait for nothing
-	chained *commit   // writes that wait for other batches' commits
-	after   []*commit // the other batches' commits chained waits for
+	msgs     []protocol.Message
+	slots    []*slot
+	replies  []protocol.Message
+	deps     []*commit              // per reply: the commit it waits for, nil if none
+	ceils    []*commit              // per reply: the ceiling raise it waits for, nil if none
+	raise    *commit                // this batch's ceiling raise, if it needs one
+	free     *commit                // writes that wait for nothing
+	chained  *commit                // writes that wait for other batches' commits
+	after    []*commit              // the other batches' commits chained waits for
+	hints    []int                  // replies that confirm an accept, for the Hinter
+	accepted map[int]protocol.State // the state each of those accepted
 }
 
 func (a *Acceptor) process(msgs []protocol.Message) {
@@ -480,7 +502,22 @@ func (a *Acceptor) process(msgs []protocol.Message) {
 	a.apply(b.chained, b.after)
 	a.unpin(b)
 	a.sendRest(b, sent)
+	a.hint(b)
 	a.stats.batches.Add(1)
+}
+
+// hint passes b's accepts whose writes succeeded to the Hinter. Called
+// after every commit of b finished.
+func (a *Acceptor) hint(b *batch) {
+	hp := a.hinter.Load()
+	if hp == nil {
+		return
+	}
+	for _, i := range b.hints {
+		if r := b.replies[i]; written(b.deps[i]) && written(b.ceils[i]) {
+			(*hp).Accepted(r.Key, r.Ballot, b.accepted[i])
+		}
+	}
 }
 
 // pin takes a reference on the slot of every key of b, creating and loading
@@ -609,6 +646,13 @@ func (a *Acceptor) step(b *batch) {
 		}
 		if a.bugs.ReplyBeforeSync {
 			dep, ceil = nil, nil // the broken variant: wait for nothing
+		}
+		if reply.Kind == protocol.MsgAccepted && persist {
+			b.hints = append(b.hints, len(b.replies))
+			if b.accepted == nil {
+				b.accepted = map[int]protocol.State{}
+			}
+			b.accepted[len(b.replies)] = m.State
 		}
 		b.replies = append(b.replies, reply)
 		b.deps = append(b.deps, dep)

@@ -1,0 +1,233 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/caspaxos/caspaxos/protocol"
+)
+
+// The acceptor side: a Publisher is told of every accepted state once it
+// is durable (acceptor.Hinter) and passes those of watched keys to its
+// subscriptions, one per node that watches through this acceptor.
+
+// Hint is one accept an acceptor made durable: a candidate, not a chosen
+// state. Nobody may deliver it to a watcher without confirming it.
+type Hint struct {
+	Key    string
+	Ballot protocol.Ballot
+	State  protocol.State
+}
+
+// Interest is a set of watched keys and prefixes.
+type Interest struct {
+	Keys     []string
+	Prefixes []string
+}
+
+func (i Interest) empty() bool { return len(i.Keys) == 0 && len(i.Prefixes) == 0 }
+
+// Batch is what a hint stream carries to the watching node: the hints
+// since the last batch (the latest per key only), Overflow when some were
+// dropped for the bound (the node then re-reads what it watches), and Ack,
+// the highest interest change the acceptor has taken: every accept made
+// durable after the change took effect is hinted.
+type Batch struct {
+	Ack      uint64
+	Hints    []Hint
+	Overflow bool
+}
+
+// ErrClosed: the subscription (or the hub) was closed.
+var ErrClosed = errors.New("caspaxos/watch: closed")
+
+// Current reads an acceptor's durable register of a key; false: it holds
+// none.
+type Current func(key string) (protocol.Register, bool, error)
+
+// Publisher is the acceptor side of the hint streams of one acceptor.
+type Publisher struct {
+	maxPending int
+	current    Current
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+// NewPublisher returns a Publisher whose subscriptions keep at most
+// maxPending hints each (the latest per key) before they overflow, and
+// that reads current, if not nil, for the register of each key a
+// subscription adds, so that an accept made durable just before the key
+// was watched is hinted too.
+func NewPublisher(maxPending int, current Current) *Publisher {
+	if maxPending < 1 {
+		maxPending = DefaultConfig().MaxPendingHints
+	}
+	return &Publisher{maxPending: maxPending, current: current, subs: map[*Subscription]struct{}{}}
+}
+
+// Accepted takes an accept made durable (acceptor.Hinter). It never
+// blocks on a subscriber: a slow one has its pending hints coalesced per
+// key, and overflows past the bound.
+func (p *Publisher) Accepted(key string, b protocol.Ballot, st protocol.State) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s := range p.subs {
+		s.offer(Hint{Key: key, Ballot: b, State: st}, p.maxPending)
+	}
+}
+
+// Subscribe opens a subscription with no interest.
+func (p *Publisher) Subscribe() *Subscription {
+	s := &Subscription{p: p, keys: map[string]int{}, prefixes: map[string]int{},
+		pending: map[string]Hint{}, wake: make(chan struct{}, 1)}
+	p.mu.Lock()
+	p.subs[s] = struct{}{}
+	p.mu.Unlock()
+	return s
+}
+
+// Subscription is one watching node's hint stream from a Publisher.
+type Subscription struct {
+	p *Publisher
+
+	mu       sync.Mutex
+	keys     map[string]int // refcounts: a key added twice is removed twice
+	prefixes map[string]int
+	pending  map[string]Hint
+	overflow bool
+	ack      uint64
+	acked    bool // ack not sent yet
+	wake     chan struct{}
+	closed   bool
+}
+
+// offer queues h if the subscription watches its key. Called under p.mu.
+func (s *Subscription) offer(h Hint, maxPending int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.matches(h.Key) {
+		return
+	}
+	s.queue(h, maxPending)
+}
+
+func (s *Subscription) queue(h Hint, maxPending int) {
+	if old, ok := s.pending[h.Key]; ok && old.Ballot.Compare(h.Ballot) > 0 {
+		return
+	}
+	if _, ok := s.pending[h.Key]; !ok && len(s.pending) >= maxPending {
+		s.overflow = true
+	} else {
+		s.pending[h.Key] = h
+	}
+	s.signal()
+}
+
+func (s *Subscription) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) matches(key string) bool {
+	if s.keys[key] > 0 {
+		return true
+	}
+	for p := range s.prefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Change applies one interest change, numbered seq (rising), and acks it
+// in the next batch. Every accept made durable after Change returns is
+// hinted if it matches. Each added key's durable register is hinted too
+// (see NewPublisher).
+func (s *Subscription) Change(seq uint64, add, remove Interest) error {
+	s.p.mu.Lock() // no accept is offered while the filter changes
+	s.mu.Lock()
+	for _, k := range add.Keys {
+		s.keys[k]++
+	}
+	for _, p := range add.Prefixes {
+		s.prefixes[p]++
+	}
+	for _, k := range remove.Keys {
+		if s.keys[k]--; s.keys[k] <= 0 {
+			delete(s.keys, k)
+		}
+	}
+	for _, p := range remove.Prefixes {
+		if s.prefixes[p]--; s.prefixes[p] <= 0 {
+			delete(s.prefixes, p)
+		}
+	}
+	s.ack, s.acked = max(s.ack, seq), true
+	closed := s.closed
+	s.mu.Unlock()
+	s.p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if s.p.current == nil {
+		s.signal()
+		return nil
+	}
+	for _, k := range add.Keys {
+		reg, ok, err := s.p.current(k)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if ok && reg.State.Version > 0 {
+			s.queue(Hint{Key: k, Ballot: reg.Accepted, State: reg.State}, s.p.maxPending)
+		}
+		s.mu.Unlock()
+	}
+	s.signal()
+	return nil
+}
+
+// Next waits for the next batch: pending hints, an overflow or an ack.
+func (s *Subscription) Next(ctx context.Context) (Batch, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return Batch{}, ErrClosed
+		}
+		if len(s.pending) > 0 || s.overflow || s.acked {
+			b := Batch{Ack: s.ack, Overflow: s.overflow, Hints: make([]Hint, 0, len(s.pending))}
+			for _, h := range s.pending {
+				b.Hints = append(b.Hints, h)
+			}
+			clear(s.pending)
+			s.overflow, s.acked = false, false
+			s.mu.Unlock()
+			return b, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return Batch{}, ctx.Err()
+		}
+	}
+}
+
+// Close ends the subscription; Next answers ErrClosed.
+func (s *Subscription) Close() {
+	s.p.mu.Lock()
+	delete(s.p.subs, s)
+	s.p.mu.Unlock()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+}
