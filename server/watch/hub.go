@@ -135,8 +135,8 @@ type Hub struct {
 	seq      uint64          // the latest interest change
 	acked    chan struct{}   // closed and replaced when a stream acks
 	whole    bool
-	resync   bool   // the resync loop runs
-	breaks   uint64 // counts the times the streams broke or a resync was forced
+	resync   bool     // the resync loop runs
+	breaks   uint64   // counts the times the streams broke or a resync was forced
 	queue    []string // keys to read, each at most once (keyState.queued)
 	work     chan struct{}
 	closed   bool
@@ -159,9 +159,9 @@ type keyState struct {
 // stream is the hub's end of one acceptor's hint stream.
 type stream struct {
 	cancel context.CancelFunc
-	acked  uint64     // the interest change it took last; 0: not open
-	open   bool       // Recv is running: changes go to outbox
-	outbox []change   // interest changes not sent yet, in order
+	acked  uint64   // the interest change it took last; 0: not open
+	open   bool     // Recv is running: changes go to outbox
+	outbox []change // interest changes not sent yet, in order
 	kick   chan struct{}
 }
 
