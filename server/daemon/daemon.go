@@ -28,6 +28,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/metrics"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/peerapi"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 )
@@ -43,6 +44,8 @@ type Daemon struct {
 	relay     *relay
 	node      *node.Node
 	lister    *list.Lister       // list.go
+	hints     *watch.Publisher   // watch.go: this node's acceptor's hint streams
+	watches   *watch.Hub         // watch.go: this node's watchers
 	members   *membership.Keeper // membership.go
 	ctl       *membership.Controller
 	record    *membership.Record   // WAS-MEMBER and REMOVED
@@ -208,6 +211,10 @@ func (d *Daemon) startNode() error {
 		tr.Close()
 		return err
 	}
+	if err = d.startWatch(); err != nil {
+		tr.Close()
+		return err
+	}
 	cc := d.cfg.Membership
 	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},
@@ -269,6 +276,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	d.split = split
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
+	peerapi.RegisterWatch(d.peerSrv, d.hints)
 	d.tr.Serve(peerLis, d.peerSrv)
 
 	opts := append(clientapi.KeepaliveOptions(),
@@ -283,7 +291,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d), d.cfg.HTTP, d.log)
+		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings, Watches: d}, d), d.cfg.HTTP, d.log)
 	go func() { _ = d.httpSrv.Serve(d.split.Other) }()
 	return nil
 }
@@ -340,6 +348,9 @@ func (d *Daemon) Stop() error {
 		leave, cancelLeave := context.WithTimeout(ctx, d.cfg.Timers.LeaveTimeout)
 		d.tr.Leave(leave)
 		cancelLeave()
+		if d.watches != nil {
+			d.watches.Close() // watch streams and long polls end first: they never go idle
+		}
 		_ = d.httpSrv.Shutdown(ctx)
 		graceful := make(chan struct{})
 		d.grpcAPI.Drain() // Batch streams end once their ops are answered
