@@ -288,7 +288,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	}
 	d.grpcSrv = grpc.NewServer(opts...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
+		Admission: d.admission, Guard: d.authz, Warnings: d.warnings, Watches: d}, d)
 	go func() { _ = d.grpcSrv.Serve(d.split.Match) }()
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings, Watches: d}, d), d.cfg.HTTP, d.log)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/caspaxos/caspaxos/kv"
@@ -89,6 +90,10 @@ type watcher struct{ w *watch.Watcher }
 
 func (w watcher) Next(ctx context.Context) ([]kv.WatchEvent, error) {
 	evs, err := w.w.Next(ctx)
+	if errors.Is(err, watch.ErrClosed) {
+		// The node is stopping: the client resumes elsewhere.
+		err = fmt.Errorf("%w: this node is stopping its watches", kv.ErrNoQuorum)
+	}
 	out := make([]kv.WatchEvent, len(evs))
 	for i, ev := range evs {
 		out[i] = kv.WatchEvent{Key: ev.Key, Value: ev.State.Value, Version: ev.State.Version,

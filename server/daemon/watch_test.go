@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/server/servertest"
 )
 
@@ -176,5 +177,89 @@ func TestWatchHTTP(t *testing.T) {
 	rs.wait("app/b", "b2", false)
 	if rs.has("other") {
 		t.Fatal("the reader's stream showed a key it may not read")
+	}
+}
+
+// TestWatchGRPC: the Go client's watch (KV.Watch) on every node, with keys
+// and a prefix, while a node stops and starts again: every watcher ends
+// with the last state of every key, versions only rise, and the watcher
+// whose node stopped moves to another.
+func TestWatchGRPC(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var endpoints []string
+	for _, cfg := range c.cfgs {
+		endpoints = append(endpoints, cfg.ClientAddr)
+	}
+	type seen struct {
+		mu   sync.Mutex
+		last map[string]client.WatchEvent
+	}
+	watchers := make([]*seen, 3)
+	for i := range watchers {
+		// Each watcher starts at node i, and may move to the others.
+		cl, err := client.New(client.Config{Endpoints: append(append([]string(nil), endpoints[i:]...), endpoints[:i]...)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		s := &seen{last: map[string]client.WatchEvent{}}
+		watchers[i] = s
+		go func() {
+			for ev, err := range cl.Watch(ctx, []string{"k"}, client.WatchOptions{Prefixes: []string{"p/"}}) {
+				if err != nil {
+					t.Errorf("watcher %d: %v", i, err)
+					return
+				}
+				s.mu.Lock()
+				if prev, ok := s.last[ev.Key]; ok && (ev.Version != 0 && ev.Version <= prev.Version || ev.PrevVersion != prev.Version) {
+					t.Errorf("watcher %d: %s went from %d to %d (prev %d)", i, ev.Key, prev.Version, ev.Version, ev.PrevVersion)
+				}
+				s.last[ev.Key] = ev
+				s.mu.Unlock()
+			}
+		}()
+	}
+	w := c.client(t, 1)
+	want := map[string]string{}
+	put := func(k, v string) {
+		t.Helper()
+		for {
+			_, err := w.Put(ctx, k, []byte(v))
+			if err == nil {
+				want[k] = v
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 5 {
+		put("k", fmt.Sprint("k", i))
+		put(fmt.Sprint("p/", i%3), fmt.Sprint("p", i))
+	}
+	c.stop(0)
+	for i := 5; i < 10; i++ {
+		put("k", fmt.Sprint("k", i))
+		put(fmt.Sprint("p/", i%3), fmt.Sprint("p", i))
+	}
+	c.start(t, 0)
+	put("k", "last")
+	for i, s := range watchers {
+		servertest.WaitFor(t, fmt.Sprintf("watcher %d to see every key's last state", i), func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for k, v := range want {
+				if ev := s.last[k]; string(ev.Value) != v || ev.Deleted {
+					return false
+				}
+			}
+			return true
+		})
 	}
 }
