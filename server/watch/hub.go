@@ -30,6 +30,11 @@ type Config struct {
 	// to take its keys before its first read (default 2s). Past it the
 	// read runs anyway, and the resync timer covers the streams missing.
 	OpenTimeout time.Duration
+	// StreamTimeout: a hint stream that carried nothing for this long, not
+	// even a heartbeat (HeartbeatInterval), is taken as broken (a link cut
+	// without a reset) and reopened; default 3s, at least twice
+	// HeartbeatInterval.
+	StreamTimeout time.Duration
 	// ReadTimeout bounds one confirming read or resync listing (default 10s).
 	ReadTimeout time.Duration
 	// Readers is how many confirming reads run at once (default 8).
@@ -60,6 +65,7 @@ func DefaultConfig() Config {
 		SettleDelay:     100 * time.Millisecond,
 		SettleTries:     6,
 		OpenTimeout:     2 * time.Second,
+		StreamTimeout:   3 * HeartbeatInterval,
 		ReadTimeout:     10 * time.Second,
 		Readers:         8,
 		MaxPendingHints: 4096,
@@ -74,13 +80,17 @@ func (c *Config) fill() error {
 		v        *time.Duration
 		fallback time.Duration
 	}{{"ResyncInterval", &c.ResyncInterval, def.ResyncInterval}, {"SettleDelay", &c.SettleDelay, def.SettleDelay},
-		{"OpenTimeout", &c.OpenTimeout, def.OpenTimeout}, {"ReadTimeout", &c.ReadTimeout, def.ReadTimeout}} {
+		{"OpenTimeout", &c.OpenTimeout, def.OpenTimeout}, {"ReadTimeout", &c.ReadTimeout, def.ReadTimeout},
+		{"StreamTimeout", &c.StreamTimeout, def.StreamTimeout}} {
 		if *f.v < 0 {
 			return fmt.Errorf("caspaxos/watch: %s is %v; it must not be negative", f.name, *f.v)
 		}
 		if *f.v == 0 {
 			*f.v = f.fallback
 		}
+	}
+	if c.StreamTimeout < 2*HeartbeatInterval {
+		return fmt.Errorf("caspaxos/watch: StreamTimeout is %v; it must be at least twice the heartbeat, %v", c.StreamTimeout, 2*HeartbeatInterval)
 	}
 	for _, f := range []struct {
 		name     string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -194,8 +195,16 @@ func (s *Subscription) Change(seq uint64, add, remove Interest) error {
 	return nil
 }
 
-// Next waits for the next batch: pending hints, an overflow or an ack.
+// HeartbeatInterval is how often an idle subscription's Next answers an
+// empty batch, so that the watching node can tell a silent stream (a link
+// cut without a reset) from an idle one (Config.StreamTimeout).
+const HeartbeatInterval = time.Second
+
+// Next waits for the next batch: pending hints, an overflow or an ack; or
+// an empty one after HeartbeatInterval without any.
 func (s *Subscription) Next(ctx context.Context) (Batch, error) {
+	beat := time.NewTimer(HeartbeatInterval)
+	defer beat.Stop()
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -212,9 +221,12 @@ func (s *Subscription) Next(ctx context.Context) (Batch, error) {
 			s.mu.Unlock()
 			return b, nil
 		}
+		ack := s.ack
 		s.mu.Unlock()
 		select {
 		case <-s.wake:
+		case <-beat.C:
+			return Batch{Ack: ack}, nil
 		case <-ctx.Done():
 			return Batch{}, ctx.Err()
 		}

@@ -59,11 +59,15 @@ func (h *Hub) follow(ctx context.Context, cancel context.CancelFunc, s *stream, 
 	kick(s.kick)
 	h.mu.Unlock()
 	go h.send(ctx, cancel, s, st)
+	// A stream silent past StreamTimeout (no heartbeat) is broken.
+	watchdog := time.AfterFunc(h.cfg.StreamTimeout, cancel)
+	defer watchdog.Stop()
 	for {
 		b, err := st.Recv()
 		if err != nil {
 			return err
 		}
+		watchdog.Reset(h.cfg.StreamTimeout)
 		h.onBatch(s, b)
 	}
 }

@@ -393,3 +393,72 @@ func TestWatchManyWatchers(t *testing.T) {
 		t.Fatalf("after closing every watcher: %d watchers, %d keys", h.watchers, len(h.keys))
 	}
 }
+
+// silentSource wraps a world's streams; once silent is set, its streams
+// pass nothing on (a link cut without a reset) until their ctx ends.
+type silentSource struct {
+	w      *world
+	silent atomic.Bool
+	opens  atomic.Int64
+}
+
+func (s *silentSource) Open(ctx context.Context, id protocol.NodeID) (Stream, error) {
+	s.opens.Add(1)
+	st, err := s.w.Open(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &silentStream{Stream: st, ctx: ctx, src: s}, nil
+}
+
+type silentStream struct {
+	Stream
+	ctx context.Context
+	src *silentSource
+}
+
+func (s *silentStream) Recv() (Batch, error) {
+	if s.src.silent.Load() {
+		<-s.ctx.Done()
+		return Batch{}, s.ctx.Err()
+	}
+	return s.Stream.Recv()
+}
+
+// A stream that goes silent, without breaking, is taken as broken after
+// StreamTimeout: the hub reopens it and resyncs meanwhile.
+func TestWatchSilentStreamIsBroken(t *testing.T) {
+	w := newWorld()
+	src := &silentSource{w: w}
+	h, err := New(Config{ResyncInterval: 20 * time.Millisecond, StreamTimeout: 2 * HeartbeatInterval}, Deps{
+		Config: func() protocol.Config { return protocol.Majority(1, 1, 2, 3) },
+		Read: func(_ context.Context, key string) (protocol.State, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.chose[key], nil
+		},
+		List:   func(context.Context, string, func(string, protocol.State, bool) error) error { return nil },
+		Source: src,
+		Log:    servertest.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	wa, err := h.Watch(servertest.Ctx(t, 10*time.Second), Interest{Keys: []string{"k"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, wa)
+	allOpen(t, h)
+	servertest.WaitFor(t, "the first resync to end", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return !h.resync && len(h.queue) == 0 && !h.keys["k"].queued
+	})
+	opens := src.opens.Load()
+	src.silent.Store(true)
+	w.choose("k", live("unhinted", 1)) // its hints would be lost on the silent streams
+	servertest.WaitFor(t, "the silent streams to be reopened", func() bool { return src.opens.Load() > opens })
+	c.wait("k", live("unhinted", 1))
+}
