@@ -24,6 +24,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -54,6 +55,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultGRPCConfig(),
 		clientapi.DefaultHTTPTimeouts(),
 		list.DefaultConfig(),
+		watch.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),
@@ -75,6 +77,9 @@ func configConstants() map[string]any {
 		"proposer.MaxGatherWindow":           proposer.MaxGatherWindow,
 		"gc.MaxDuration":                     gc.MaxDuration,
 		"clientapi.KeepaliveMinPingInterval": clientapi.KeepaliveMinPingInterval,
+		"watch.HeartbeatInterval":            watch.HeartbeatInterval,
+		"kv.DefaultWatchWait":                kv.DefaultWatchWait,
+		"kv.MaxWatchWait":                    kv.MaxWatchWait,
 	}
 }
 
