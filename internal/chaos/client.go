@@ -33,6 +33,8 @@ type history struct {
 	// added to the histories as reads.
 	pages     []*listPage
 	listItems int
+	// watchEvents counts the watchers' deliveries added as reads (watch.go).
+	watchEvents int
 }
 
 func (h *history) now() int64 { return int64(time.Since(h.start)) }

@@ -118,6 +118,31 @@
 // Pages are independent: two pages of one listing, or two keys of one
 // page, need not show one instant (the result is not a snapshot).
 //
+// # Watching
+//
+// Every incarnation runs the product's watch (watch.go) as the daemon
+// builds it: a watch.Publisher on its acceptor (acceptor.Hinter) and a
+// watch.Hub over its Keeper's accept set, its node's reads and its
+// Lister, with short timers (resync every 50 ms), and two watchers: one
+// of k1, one of every key (prefix ""). Its hint streams open only over a
+// link that is up to a node that is up, and break when either goes (a
+// stream to the node's own acceptor too); hints themselves are not
+// delayed or lost (a lost hint is a broken stream, which resyncs). The
+// guarantees are checked for every watcher:
+//
+//   - never a value that was not chosen: each delivery is a read of its
+//     key in the histories over [the hub's start, the delivery]
+//     (Porcupine must find an instant at which the key had that state; a
+//     collected tombstone's "deleted, no version" reads as absent);
+//   - versions rise: a delivery at or below the watcher's last version of
+//     the key, or whose previous version is not the one it was delivered,
+//     fails the run;
+//   - the last state arrives: once the clients stopped, every fault healed
+//     and every node is up, each watcher of a running incarnation must be
+//     delivered, within watchFinalLimit, the last state of every key it
+//     watches (read linearizably then): a live key's value and version,
+//     a deleted one as deleted or never.
+//
 // # What is checked
 //
 // The invariants of invariants.go while the run goes and at the end (one
@@ -177,6 +202,12 @@
 //     shows a stale value, or misses a live key; caught in 10 seeds of 10
 //     (seeds 1-10): by the completeness check in seeds 2-10, by the
 //     history in seed 1 (and seed 5 too).
+//   - watch-raw-accepts (watch.Config.Bugs.RawAccepts), Mixed: each hub
+//     delivers hints straight from one acceptor's accept, without the
+//     confirming read, so that a watcher sees an accept a minority made
+//     (a lost or refused accept, a crash mid-write); caught by the history
+//     (a delivery no instant of the key's history had) in 5 seeds of 10
+//     (seeds 1-10: 1, 2, 3, 8, 9).
 //
 // The soak runs more seeds:
 //

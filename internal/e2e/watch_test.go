@@ -83,6 +83,15 @@ func testWatchUnderFaults(t *testing.T, s setup) {
 			}
 		}()
 	}
+	if c.sec != nil {
+		// A watch needs read permission: app may read w/ only.
+		for _, err := range c.client(0).Watch(ctx, []string{"other"}, client.WatchOptions{}) {
+			if !errors.Is(err, client.ErrPermissionDenied) {
+				t.Fatalf("app's watch of other: %v, want permission denied", err)
+			}
+			break
+		}
+	}
 	cli := startCLIWatch(t, ctx, c, &wg, written)
 	logs = append(logs, cli)
 
