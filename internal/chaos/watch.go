@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +17,10 @@ import (
 
 // Watching (doc.go, Watching): every incarnation runs the product's
 // watch.Publisher on its acceptor and a watch.Hub with two watchers, one
-// of k1 and one of every key (prefix ""), over hint streams that follow
-// the faulty network's links and nodes.
+// of k1 and one of every hot key (prefix "k"; the Membership plans' cold
+// keys, "c…", must be left alone, or the watchers' reads would repair
+// them and hide grow-without-catch-up), over hint streams that follow the
+// faulty network's links and nodes.
 
 // watchConfig is every hub's configuration: short timers, so that a run
 // of seconds resyncs and settles many times.
@@ -33,10 +37,7 @@ func (c *cluster) watchConfig() watch.Config {
 // startWatch hooks inc's acceptor to a Publisher and starts inc's hub and
 // its two watchers.
 func (c *cluster) startWatch(inc *incarnation) error {
-	inc.hints = watch.NewPublisher(0, func(key string) (protocol.Register, bool, error) {
-		reg, err := inc.store.Get(key)
-		return reg, err == nil && reg.State.Version > 0, err
-	})
+	inc.hints = watch.NewPublisher(0, inc.store)
 	inc.node.Acceptor().SetHinter(inc.hints)
 	hub, err := watch.New(c.watchConfig(), watch.Deps{
 		Config: inc.keeper.Config,
@@ -64,7 +65,7 @@ func (c *cluster) startWatch(inc *incarnation) error {
 		return err
 	}
 	inc.hub, inc.hubStart = hub, c.h.now()
-	for _, in := range []watch.Interest{{Keys: []string{"k1"}}, {Prefixes: []string{""}}} {
+	for _, in := range []watch.Interest{{Keys: []string{"k1"}}, {Prefixes: []string{"k"}}} {
 		c.watchers.mu.Lock()
 		c.watchers.next++
 		r := &watchRec{id: c.watchers.next, inc: inc, in: in, last: map[string]protocol.State{}}
@@ -244,7 +245,7 @@ func (r *watchRec) missing(final map[string]protocol.State) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, st := range final {
-		if len(r.in.Keys) > 0 && k != r.in.Keys[0] {
+		if !r.watches(k) {
 			continue
 		}
 		got, seen := r.last[k]
@@ -256,6 +257,11 @@ func (r *watchRec) missing(final map[string]protocol.State) string {
 		}
 	}
 	return ""
+}
+
+// watches reports whether r watches key.
+func (r *watchRec) watches(key string) bool {
+	return slices.Contains(r.in.Keys, key) || slices.ContainsFunc(r.in.Prefixes, func(p string) bool { return strings.HasPrefix(key, p) })
 }
 
 // hintSource opens a node's hint streams over the faulty network: a

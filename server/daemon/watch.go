@@ -16,10 +16,7 @@ import (
 // zero Watch) takes watch's defaults, field by field.
 func (d *Daemon) startWatch() error {
 	cfg := d.cfg.Watch
-	d.hints = watch.NewPublisher(cfg.MaxPendingHints, func(key string) (protocol.Register, bool, error) {
-		reg, err := d.store.Get(key)
-		return reg, err == nil && reg.State.Version > 0, err
-	})
+	d.hints = watch.NewPublisher(cfg.MaxPendingHints, d.store)
 	d.node.Acceptor().SetHinter(d.hints)
 	hub, err := watch.New(cfg, watch.Deps{
 		Config: d.members.Config,

@@ -44,14 +44,17 @@ type Batch struct {
 // ErrClosed: the subscription (or the hub) was closed.
 var ErrClosed = errors.New("caspaxos/watch: closed")
 
-// Current reads an acceptor's durable register of a key; false: it holds
-// none.
-type Current func(key string) (protocol.Register, bool, error)
+// Registers are an acceptor's durable registers (storage.Store): Scan
+// calls fn with every key at or after start, in byte order, until fn
+// returns false.
+type Registers interface {
+	Scan(start string, fn func(key string, reg protocol.Register) bool) error
+}
 
 // Publisher is the acceptor side of the hint streams of one acceptor.
 type Publisher struct {
 	maxPending int
-	current    Current
+	regs       Registers
 
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
@@ -59,14 +62,16 @@ type Publisher struct {
 
 // NewPublisher returns a Publisher whose subscriptions keep at most
 // maxPending hints each (the latest per key) before they overflow, and
-// that reads current, if not nil, for the register of each key a
-// subscription adds, so that an accept made durable just before the key
-// was watched is hinted too.
-func NewPublisher(maxPending int, current Current) *Publisher {
+// that reads regs, if not nil, for the registers of each key and prefix a
+// subscription adds: an accept made durable just before the key was
+// watched is hinted too, since it may be chosen later by acceptors whose
+// streams are not open (a prefix with more than maxPending keys
+// overflows, and the node resyncs).
+func NewPublisher(maxPending int, regs Registers) *Publisher {
 	if maxPending < 1 {
 		maxPending = DefaultConfig().MaxPendingHints
 	}
-	return &Publisher{maxPending: maxPending, current: current, subs: map[*Subscription]struct{}{}}
+	return &Publisher{maxPending: maxPending, regs: regs, subs: map[*Subscription]struct{}{}}
 }
 
 // Accepted takes an accept made durable (acceptor.Hinter). It never
@@ -176,23 +181,36 @@ func (s *Subscription) Change(seq uint64, add, remove Interest) error {
 	if closed {
 		return ErrClosed
 	}
-	if s.p.current == nil {
-		s.signal()
-		return nil
-	}
-	for _, k := range add.Keys {
-		reg, ok, err := s.p.current(k)
-		if err != nil {
-			return err
+	if s.p.regs != nil {
+		for _, k := range add.Keys {
+			if err := s.hintStored(k, func(key string) bool { return key == k }); err != nil {
+				return err
+			}
 		}
-		s.mu.Lock()
-		if ok && reg.State.Version > 0 {
-			s.queue(Hint{Key: k, Ballot: reg.Accepted, State: reg.State}, s.p.maxPending)
+		for _, p := range add.Prefixes {
+			if err := s.hintStored(p, func(key string) bool { return strings.HasPrefix(key, p) }); err != nil {
+				return err
+			}
 		}
-		s.mu.Unlock()
 	}
 	s.signal()
 	return nil
+}
+
+// hintStored queues a hint of each stored register from start on while
+// in says the key is wanted, until the subscription overflows.
+func (s *Subscription) hintStored(start string, in func(string) bool) error {
+	return s.p.regs.Scan(start, func(key string, reg protocol.Register) bool {
+		if !in(key) {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if reg.State.Version > 0 {
+			s.queue(Hint{Key: key, Ballot: reg.Accepted, State: reg.State}, s.p.maxPending)
+		}
+		return !s.overflow && !s.closed
+	})
 }
 
 // HeartbeatInterval is how often an idle subscription's Next answers an
