@@ -477,17 +477,23 @@ func (a *Acceptor) Err() error {
 
 // batch is one received batch on its way through the service.
 type batch struct {
-	msgs     []protocol.Message
-	slots    []*slot
-	replies  []protocol.Message
-	deps     []*commit              // per reply: the commit it waits for, nil if none
-	ceils    []*commit              // per reply: the ceiling raise it waits for, nil if none
-	raise    *commit                // this batch's ceiling raise, if it needs one
-	free     *commit                // writes that wait for nothing
-	chained  *commit                // writes that wait for other batches' commits
-	after    []*commit              // the other batches' commits chained waits for
-	hints    []int                  // replies that confirm an accept, for the Hinter
-	accepted map[int]protocol.State // the state each of those accepted
+	msgs    []protocol.Message
+	slots   []*slot
+	replies []protocol.Message
+	deps    []*commit // per reply: the commit it waits for, nil if none
+	ceils   []*commit // per reply: the ceiling raise it waits for, nil if none
+	raise   *commit   // this batch's ceiling raise, if it needs one
+	free    *commit   // writes that wait for nothing
+	chained *commit   // writes that wait for other batches' commits
+	after   []*commit // the other batches' commits chained waits for
+	hints   []hint    // replies that confirm an accept, for the Hinter
+}
+
+// hint is a reply of a batch that confirms an accept, and the state it
+// accepted.
+type hint struct {
+	reply int
+	state protocol.State
 }
 
 func (a *Acceptor) process(msgs []protocol.Message) {
@@ -513,9 +519,9 @@ func (a *Acceptor) hint(b *batch) {
 	if hp == nil {
 		return
 	}
-	for _, i := range b.hints {
-		if r := b.replies[i]; written(b.deps[i]) && written(b.ceils[i]) {
-			(*hp).Accepted(r.Key, r.Ballot, b.accepted[i])
+	for _, h := range b.hints {
+		if i := h.reply; written(b.deps[i]) && written(b.ceils[i]) {
+			(*hp).Accepted(b.replies[i].Key, b.replies[i].Ballot, h.state)
 		}
 	}
 }
@@ -602,6 +608,7 @@ func (a *Acceptor) step(b *batch) {
 	b.replies = make([]protocol.Message, 0, len(b.msgs))
 	b.deps = make([]*commit, 0, len(b.msgs))
 	b.ceils = make([]*commit, 0, len(b.msgs))
+	hinted := a.hinter.Load() != nil
 	for i, m := range b.msgs {
 		s := b.slots[i]
 		if s.loadErr != nil {
@@ -647,12 +654,8 @@ func (a *Acceptor) step(b *batch) {
 		if a.bugs.ReplyBeforeSync {
 			dep, ceil = nil, nil // the broken variant: wait for nothing
 		}
-		if reply.Kind == protocol.MsgAccepted && persist {
-			b.hints = append(b.hints, len(b.replies))
-			if b.accepted == nil {
-				b.accepted = map[int]protocol.State{}
-			}
-			b.accepted[len(b.replies)] = m.State
+		if reply.Kind == protocol.MsgAccepted && persist && hinted {
+			b.hints = append(b.hints, hint{reply: len(b.replies), state: m.State})
 		}
 		b.replies = append(b.replies, reply)
 		b.deps = append(b.deps, dep)
