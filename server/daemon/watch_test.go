@@ -96,7 +96,9 @@ func (s *sseStream) has(key string) bool {
 // different nodes than the writes; with auth, a watch needs read
 // permission and a stream shows only the keys the caller may read.
 func TestWatchHTTP(t *testing.T) {
-	c := newTestCluster(t, 3)
+	// A short write timeout: the event stream must outlive it (it lifts
+	// its own deadline), and so must a long poll (it sets its own).
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HTTP.WriteTimeout = 300 * time.Millisecond })
 	for _, cfg := range c.cfgs {
 		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
 	}
@@ -147,11 +149,16 @@ func TestWatchHTTP(t *testing.T) {
 	if a := <-got; a.code != http.StatusOK || a.out != "b2" {
 		t.Fatalf("long poll: %d %q, want b2", a.code, a.out)
 	}
-	// The wait's end: the current state.
-	code, out = authHTTP(t, "GET", base1+"/v1/kv/app/b?wait=1ms&version=1000", "", "", "")
+	// The wait's end (past the write timeout): the current state.
+	code, out = authHTTP(t, "GET", base1+"/v1/kv/app/b?wait=1s&version=1000", "", "", "")
 	if code != http.StatusOK || out != "b2" {
 		t.Fatalf("long poll to its end: %d %q", code, out)
 	}
+	// The stream, open for longer than the write timeout, still flows.
+	if _, err := cl.Put(ctx, "app/c", []byte("c1")); err != nil {
+		t.Fatal(err)
+	}
+	s.wait("app/c", "c1", false)
 	for _, q := range []string{"wait=x", "wait=1s&version=-1", "wait=1s&bogus=1"} {
 		if code, out := authHTTP(t, "GET", base1+"/v1/kv/app/b?"+q, "", "", ""); code != http.StatusBadRequest {
 			t.Fatalf("long poll ?%s: %d %s, want 400", q, code, out)
