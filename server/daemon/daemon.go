@@ -395,6 +395,9 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	} else {
 		s, err = d.node.Do(ctx, op)
 	}
+	if err == nil && d.watches != nil {
+		d.watches.Publish(op.Key, s) // chosen: an accept quorum answered it (or a linearizable read)
+	}
 	d.metrics.Observe(op.Kind, err, time.Since(start))
 	return s, err
 }

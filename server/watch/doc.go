@@ -24,6 +24,10 @@ prefix (server/list) every ResyncInterval until one whole pass began and
 ended with the streams whole. An idle watch with whole streams costs no
 read and no disk I/O.
 
+A state the node knows is chosen (a write it answered: an accept quorum
+answered its proposer; or a linearizable read) is delivered directly
+(Hub.Publish).
+
 Watchers hold no queue: a change marks a key pending in each of its
 watchers, and Watcher.Next decides each pending key from the Hub's latest
 confirmed state with protocol.WatchDecide, so memory is bounded by the

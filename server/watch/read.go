@@ -248,3 +248,32 @@ func (h *Hub) resyncLoop() {
 		t.Reset(h.cfg.ResyncInterval)
 	}
 }
+
+// Publish takes a state of key known to be chosen: what a write of this
+// node returned once an accept quorum had answered it (its proposer, or
+// the key's home through a forward), or what a linearizable read
+// returned. The key's watchers get it without a confirming read; a hint
+// it shows is settled. A state without a version (an absent key) is not
+// taken: only a read in the key's own order may show a deletion's
+// collection.
+func (h *Hub) Publish(key string, st protocol.State) {
+	if st.Version == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	ks := h.keys[key]
+	if ks == nil {
+		if !h.covered(key) {
+			return // nobody watches it
+		}
+		ks = h.key(key)
+	}
+	h.apply(key, ks, st, ks.gen)
+	if ks.hinted && protocol.WatchSettled(ks.hint, st) {
+		ks.hinted, ks.tries = false, 0
+	}
+}

@@ -462,3 +462,36 @@ func TestWatchSilentStreamIsBroken(t *testing.T) {
 	servertest.WaitFor(t, "the silent streams to be reopened", func() bool { return src.opens.Load() > opens })
 	c.wait("k", live("unhinted", 1))
 }
+
+// A state published by a write of this node (an accept quorum answered
+// it) reaches the watchers with no read and no hint.
+func TestWatchPublish(t *testing.T) {
+	w := newWorld()
+	h := w.hub(t, Config{})
+	wa, err := h.Watch(servertest.Ctx(t, 10*time.Second), Interest{Keys: []string{"k"}, Prefixes: []string{"p/"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, wa)
+	allOpen(t, h)
+	servertest.WaitFor(t, "the first resync to end", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return !h.resync && len(h.queue) == 0 && !h.keys["k"].queued
+	})
+	reads := w.reads.Load()
+	h.Publish("k", live("written", 3))
+	h.Publish("p/x", live("x", 1))
+	h.Publish("other", live("o", 1)) // not watched: dropped
+	h.Publish("k", protocol.State{}) // no version: never taken
+	c.wait("k", live("written", 3))
+	c.wait("p/x", live("x", 1))
+	if got := w.reads.Load(); got != reads {
+		t.Fatalf("publishing read %d times", got-reads)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.keys["other"] != nil {
+		t.Fatal("an unwatched key's publication was kept")
+	}
+}
