@@ -83,7 +83,190 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5, 0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8, 0}
+}
+
+type WatchRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Keys     [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Prefixes [][]byte               `protobuf:"bytes,2,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	// from_versions: per key of keys, in order, the version the watcher has
+	// seen (missing or 0: none); only states above it are sent.
+	FromVersions  []uint64 `protobuf:"varint,3,rep,packed,name=from_versions,json=fromVersions,proto3" json:"from_versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPrefixes() [][]byte {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetFromVersions() []uint64 {
+	if x != nil {
+		return x.FromVersions
+	}
+	return nil
+}
+
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// version 0 with deleted: the key's tombstone was collected.
+	Version       uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	PrevVersion   uint64 `protobuf:"varint,4,opt,name=prev_version,json=prevVersion,proto3" json:"prev_version,omitempty"`
+	Deleted       bool   `protobuf:"varint,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchEvent) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetPrevVersion() uint64 {
+	if x != nil {
+		return x.PrevVersion
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+type WatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
 }
 
 type ListRequest struct {
@@ -100,7 +283,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +295,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +308,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListRequest) GetPrefix() []byte {
@@ -170,7 +353,7 @@ type ListItem struct {
 
 func (x *ListItem) Reset() {
 	*x = ListItem{}
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +365,7 @@ func (x *ListItem) String() string {
 func (*ListItem) ProtoMessage() {}
 
 func (x *ListItem) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +378,7 @@ func (x *ListItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListItem.ProtoReflect.Descriptor instead.
 func (*ListItem) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListItem) GetKey() []byte {
@@ -237,7 +420,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +432,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +445,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListResponse) GetItems() []*ListItem {
@@ -295,7 +478,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +490,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +503,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -339,7 +522,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +534,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +547,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -393,7 +576,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +588,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +601,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Op) GetId() uint64 {
@@ -487,7 +670,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +682,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +695,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpResult) GetId() uint64 {
@@ -566,7 +749,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +761,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +774,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -611,7 +794,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +806,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +819,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -665,7 +848,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +860,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +873,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -724,7 +907,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +919,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +932,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -777,7 +960,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +972,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +985,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -835,7 +1018,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1030,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1043,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -880,7 +1063,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1075,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1088,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -932,7 +1115,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1127,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1140,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -977,7 +1160,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1172,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1185,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1029,7 +1212,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1224,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1237,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1079,7 +1262,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1274,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1287,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 type Member struct {
@@ -1121,7 +1304,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1316,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1329,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Member) GetName() string {
@@ -1199,7 +1382,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1394,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1407,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1276,7 +1459,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1471,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1484,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -1370,7 +1553,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1565,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1578,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -1421,7 +1604,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1616,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1629,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -1466,7 +1649,7 @@ type MemberReleaseRequest struct {
 
 func (x *MemberReleaseRequest) Reset() {
 	*x = MemberReleaseRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1661,7 @@ func (x *MemberReleaseRequest) String() string {
 func (*MemberReleaseRequest) ProtoMessage() {}
 
 func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1674,7 @@ func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
 func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberReleaseRequest) GetName() string {
@@ -1517,7 +1700,7 @@ type MemberReleaseResponse struct {
 
 func (x *MemberReleaseResponse) Reset() {
 	*x = MemberReleaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1712,7 @@ func (x *MemberReleaseResponse) String() string {
 func (*MemberReleaseResponse) ProtoMessage() {}
 
 func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1725,7 @@ func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
 func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
@@ -1567,7 +1750,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1762,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1775,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HoldRelease) GetName() string {
@@ -1631,7 +1814,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1826,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1839,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
 }
 
 type HealthResponse struct {
@@ -1670,7 +1853,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1865,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1878,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -1730,7 +1913,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1925,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1938,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1782,7 +1965,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1977,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1990,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -1835,7 +2018,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2030,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2043,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -1885,7 +2068,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2080,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2093,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
 }
 
 type AuthStatusResponse struct {
@@ -1922,7 +2105,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2117,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2130,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AuthStatusResponse) GetEnabled() bool {
@@ -1965,7 +2148,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2160,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2173,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
 }
 
 type UserRequest struct {
@@ -2007,7 +2190,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2202,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2215,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UserRequest) GetName() string {
@@ -2066,7 +2249,7 @@ type UserRoleRequest struct {
 
 func (x *UserRoleRequest) Reset() {
 	*x = UserRoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2261,7 @@ func (x *UserRoleRequest) String() string {
 func (*UserRoleRequest) ProtoMessage() {}
 
 func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2274,7 @@ func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
 func (*UserRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UserRoleRequest) GetUser() string {
@@ -2116,7 +2299,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2311,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2324,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
 }
 
 type User struct {
@@ -2154,7 +2337,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2349,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2362,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *User) GetName() string {
@@ -2205,7 +2388,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2400,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2413,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2249,7 +2432,7 @@ type RoleRequest struct {
 
 func (x *RoleRequest) Reset() {
 	*x = RoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2444,7 @@ func (x *RoleRequest) String() string {
 func (*RoleRequest) ProtoMessage() {}
 
 func (x *RoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2457,7 @@ func (x *RoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
 func (*RoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RoleRequest) GetName() string {
@@ -2297,7 +2480,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2492,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2505,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Grant) GetPerm() string {
@@ -2356,7 +2539,7 @@ type RoleGrantRequest struct {
 
 func (x *RoleGrantRequest) Reset() {
 	*x = RoleGrantRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2551,7 @@ func (x *RoleGrantRequest) String() string {
 func (*RoleGrantRequest) ProtoMessage() {}
 
 func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2564,7 @@ func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
 func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RoleGrantRequest) GetRole() string {
@@ -2406,7 +2589,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2601,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2614,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
 }
 
 type Role struct {
@@ -2444,7 +2627,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2639,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2652,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Role) GetName() string {
@@ -2495,7 +2678,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2690,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2703,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -2534,7 +2717,20 @@ var File_api_caspaxos_proto protoreflect.FileDescriptor
 
 const file_api_caspaxos_proto_rawDesc = "" +
 	"\n" +
-	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"n\n" +
+	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"c\n" +
+	"\fWatchRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\x12\x1a\n" +
+	"\bprefixes\x18\x02 \x03(\fR\bprefixes\x12#\n" +
+	"\rfrom_versions\x18\x03 \x03(\x04R\ffromVersions\"\x8b\x01\n" +
+	"\n" +
+	"WatchEvent\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12!\n" +
+	"\fprev_version\x18\x04 \x01(\x04R\vprevVersion\x12\x18\n" +
+	"\adeleted\x18\x05 \x01(\bR\adeleted\"@\n" +
+	"\rWatchResponse\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.caspaxos.v1.WatchEventR\x06events\"n\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\fR\x05after\x12\x14\n" +
@@ -2696,7 +2892,7 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x06grants\x18\x02 \x03(\v2\x12.caspaxos.v1.GrantR\x06grants\";\n" +
 	"\x10RoleListResponse\x12'\n" +
-	"\x05roles\x18\x01 \x03(\v2\x11.caspaxos.v1.RoleR\x05roles2\x9a\x04\n" +
+	"\x05roles\x18\x01 \x03(\v2\x11.caspaxos.v1.RoleR\x05roles2\xdc\x04\n" +
 	"\x02KV\x128\n" +
 	"\x03Get\x12\x17.caspaxos.v1.GetRequest\x1a\x18.caspaxos.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.caspaxos.v1.PutRequest\x1a\x18.caspaxos.v1.PutResponse\x12>\n" +
@@ -2705,7 +2901,8 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x06Delete\x12\x1a.caspaxos.v1.DeleteRequest\x1a\x1b.caspaxos.v1.DeleteResponse\x12J\n" +
 	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse\x12B\n" +
 	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x01\x12=\n" +
-	"\x04List\x12\x18.caspaxos.v1.ListRequest\x1a\x19.caspaxos.v1.ListResponse0\x012\x84\x03\n" +
+	"\x04List\x12\x18.caspaxos.v1.ListRequest\x1a\x19.caspaxos.v1.ListResponse0\x01\x12@\n" +
+	"\x05Watch\x12\x19.caspaxos.v1.WatchRequest\x1a\x1a.caspaxos.v1.WatchResponse0\x012\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -2748,129 +2945,135 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
-	(*ListRequest)(nil),           // 1: caspaxos.v1.ListRequest
-	(*ListItem)(nil),              // 2: caspaxos.v1.ListItem
-	(*ListResponse)(nil),          // 3: caspaxos.v1.ListResponse
-	(*BatchRequest)(nil),          // 4: caspaxos.v1.BatchRequest
-	(*BatchResponse)(nil),         // 5: caspaxos.v1.BatchResponse
-	(*Op)(nil),                    // 6: caspaxos.v1.Op
-	(*OpResult)(nil),              // 7: caspaxos.v1.OpResult
-	(*GetRequest)(nil),            // 8: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),           // 9: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),            // 10: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),         // 11: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil), // 12: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),           // 13: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),         // 14: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 15: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),      // 16: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),     // 17: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),        // 18: caspaxos.v1.MembersRequest
-	(*Member)(nil),                // 19: caspaxos.v1.Member
-	(*MembersResponse)(nil),       // 20: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),          // 21: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),      // 22: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 23: caspaxos.v1.MemberRemoveRequest
-	(*MemberReleaseRequest)(nil),  // 24: caspaxos.v1.MemberReleaseRequest
-	(*MemberReleaseResponse)(nil), // 25: caspaxos.v1.MemberReleaseResponse
-	(*HoldRelease)(nil),           // 26: caspaxos.v1.HoldRelease
-	(*HealthRequest)(nil),         // 27: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 28: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 29: caspaxos.v1.ErrorInfo
-	(*LoginRequest)(nil),          // 30: caspaxos.v1.LoginRequest
-	(*LoginResponse)(nil),         // 31: caspaxos.v1.LoginResponse
-	(*AuthStatusRequest)(nil),     // 32: caspaxos.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),    // 33: caspaxos.v1.AuthStatusResponse
-	(*AuthChangeResponse)(nil),    // 34: caspaxos.v1.AuthChangeResponse
-	(*UserRequest)(nil),           // 35: caspaxos.v1.UserRequest
-	(*UserRoleRequest)(nil),       // 36: caspaxos.v1.UserRoleRequest
-	(*UserListRequest)(nil),       // 37: caspaxos.v1.UserListRequest
-	(*User)(nil),                  // 38: caspaxos.v1.User
-	(*UserListResponse)(nil),      // 39: caspaxos.v1.UserListResponse
-	(*RoleRequest)(nil),           // 40: caspaxos.v1.RoleRequest
-	(*Grant)(nil),                 // 41: caspaxos.v1.Grant
-	(*RoleGrantRequest)(nil),      // 42: caspaxos.v1.RoleGrantRequest
-	(*RoleListRequest)(nil),       // 43: caspaxos.v1.RoleListRequest
-	(*Role)(nil),                  // 44: caspaxos.v1.Role
-	(*RoleListResponse)(nil),      // 45: caspaxos.v1.RoleListResponse
+	(*WatchRequest)(nil),          // 1: caspaxos.v1.WatchRequest
+	(*WatchEvent)(nil),            // 2: caspaxos.v1.WatchEvent
+	(*WatchResponse)(nil),         // 3: caspaxos.v1.WatchResponse
+	(*ListRequest)(nil),           // 4: caspaxos.v1.ListRequest
+	(*ListItem)(nil),              // 5: caspaxos.v1.ListItem
+	(*ListResponse)(nil),          // 6: caspaxos.v1.ListResponse
+	(*BatchRequest)(nil),          // 7: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),         // 8: caspaxos.v1.BatchResponse
+	(*Op)(nil),                    // 9: caspaxos.v1.Op
+	(*OpResult)(nil),              // 10: caspaxos.v1.OpResult
+	(*GetRequest)(nil),            // 11: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),           // 12: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),            // 13: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),         // 14: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil), // 15: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),           // 16: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),         // 17: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 18: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),      // 19: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),     // 20: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),        // 21: caspaxos.v1.MembersRequest
+	(*Member)(nil),                // 22: caspaxos.v1.Member
+	(*MembersResponse)(nil),       // 23: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),          // 24: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),      // 25: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 26: caspaxos.v1.MemberRemoveRequest
+	(*MemberReleaseRequest)(nil),  // 27: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil), // 28: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),           // 29: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),         // 30: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 31: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 32: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),          // 33: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),         // 34: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),     // 35: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 36: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),    // 37: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),           // 38: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),       // 39: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),       // 40: caspaxos.v1.UserListRequest
+	(*User)(nil),                  // 41: caspaxos.v1.User
+	(*UserListResponse)(nil),      // 42: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),           // 43: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                 // 44: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),      // 45: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),       // 46: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                  // 47: caspaxos.v1.Role
+	(*RoleListResponse)(nil),      // 48: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
-	2,  // 0: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
-	6,  // 1: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
-	7,  // 2: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
-	0,  // 3: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	29, // 4: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
-	19, // 5: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	21, // 6: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	26, // 7: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	38, // 8: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
-	41, // 9: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
-	41, // 10: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
-	44, // 11: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
-	8,  // 12: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	10, // 13: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	11, // 14: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	12, // 15: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	14, // 16: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	16, // 17: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	4,  // 18: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	1,  // 19: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
-	18, // 20: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	27, // 21: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	22, // 22: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	23, // 23: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	24, // 24: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	30, // 25: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
-	32, // 26: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
-	32, // 27: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
-	32, // 28: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
-	35, // 29: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
-	35, // 30: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
-	35, // 31: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
-	36, // 32: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
-	36, // 33: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
-	37, // 34: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
-	40, // 35: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
-	40, // 36: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
-	42, // 37: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
-	42, // 38: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
-	43, // 39: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
-	9,  // 40: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	13, // 41: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	13, // 42: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	13, // 43: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	15, // 44: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	17, // 45: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	5,  // 46: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	3,  // 47: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
-	20, // 48: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	28, // 49: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	20, // 50: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	20, // 51: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	25, // 52: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	31, // 53: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
-	33, // 54: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
-	33, // 55: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
-	33, // 56: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
-	34, // 57: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 58: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 59: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 60: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 61: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
-	39, // 62: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
-	34, // 63: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 64: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 65: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 66: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
-	45, // 67: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
-	40, // [40:68] is the sub-list for method output_type
-	12, // [12:40] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: caspaxos.v1.WatchResponse.events:type_name -> caspaxos.v1.WatchEvent
+	5,  // 1: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
+	9,  // 2: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	10, // 3: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	0,  // 4: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
+	32, // 5: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	22, // 6: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	24, // 7: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	29, // 8: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	41, // 9: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	44, // 10: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	44, // 11: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	47, // 12: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	11, // 13: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	13, // 14: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	14, // 15: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	15, // 16: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	17, // 17: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	19, // 18: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	7,  // 19: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	4,  // 20: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
+	1,  // 21: caspaxos.v1.KV.Watch:input_type -> caspaxos.v1.WatchRequest
+	21, // 22: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	30, // 23: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	25, // 24: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	26, // 25: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	27, // 26: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	33, // 27: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	35, // 28: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	35, // 29: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	35, // 30: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	38, // 31: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	38, // 32: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	38, // 33: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	39, // 34: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	39, // 35: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	40, // 36: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	43, // 37: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	43, // 38: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	45, // 39: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	45, // 40: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	46, // 41: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	12, // 42: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	16, // 43: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	16, // 44: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	16, // 45: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	18, // 46: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	20, // 47: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	8,  // 48: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	6,  // 49: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
+	3,  // 50: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
+	23, // 51: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	31, // 52: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	23, // 53: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	23, // 54: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	28, // 55: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	34, // 56: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	36, // 57: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	36, // 58: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	36, // 59: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	37, // 60: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 61: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 62: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 63: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 64: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	42, // 65: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	37, // 66: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 67: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 68: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	37, // 69: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	48, // 70: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	42, // [42:71] is the sub-list for method output_type
+	13, // [13:42] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -2878,15 +3081,15 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[9].OneofWrappers = []any{}
-	file_api_caspaxos_proto_msgTypes[13].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[12].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -29,6 +29,7 @@ const (
 	KV_Increment_FullMethodName      = "/caspaxos.v1.KV/Increment"
 	KV_Batch_FullMethodName          = "/caspaxos.v1.KV/Batch"
 	KV_List_FullMethodName           = "/caspaxos.v1.KV/List"
+	KV_Watch_FullMethodName          = "/caspaxos.v1.KV/Watch"
 )
 
 // KVClient is the client API for KV service.
@@ -63,6 +64,15 @@ type KVClient interface {
 	// that stayed live through the call is returned; no deleted key is
 	// returned; the page is not a snapshot across keys.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListResponse], error)
+	// Watch streams the changes of keys and of every key under prefixes.
+	// Each event is a state confirmed by a linearizable read: a watcher
+	// never sees a value that was not chosen; a key's versions only rise;
+	// the latest state of every watched key arrives; prev_version ≠
+	// version − 1 shows that states were merged or passed over. Events are
+	// coalesced per key (a slow reader gets the latest state). A key
+	// resumes from its entry in from_versions; a prefix resumes by relisting
+	// (its first events are the current state of every live key under it).
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type kVClient struct {
@@ -165,6 +175,25 @@ func (c *kVClient) List(ctx context.Context, in *ListRequest, opts ...grpc.CallO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_ListClient = grpc.ServerStreamingClient[ListResponse]
 
+func (c *kVClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[2], KV_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -197,6 +226,15 @@ type KVServer interface {
 	// that stayed live through the call is returned; no deleted key is
 	// returned; the page is not a snapshot across keys.
 	List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error
+	// Watch streams the changes of keys and of every key under prefixes.
+	// Each event is a state confirmed by a linearizable read: a watcher
+	// never sees a value that was not chosen; a key's versions only rise;
+	// the latest state of every watched key arrives; prev_version ≠
+	// version − 1 shows that states were merged or passed over. Events are
+	// coalesced per key (a slow reader gets the latest state). A key
+	// resumes from its entry in from_versions; a prefix resumes by relisting
+	// (its first events are the current state of every live key under it).
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -230,6 +268,9 @@ func (UnimplementedKVServer) Batch(grpc.BidiStreamingServer[BatchRequest, BatchR
 }
 func (UnimplementedKVServer) List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error {
 	return status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedKVServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -378,6 +419,17 @@ func _KV_List_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_ListServer = grpc.ServerStreamingServer[ListResponse]
 
+func _KV_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KVServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -420,6 +472,11 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "List",
 			Handler:       _KV_List_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _KV_Watch_Handler,
 			ServerStreams: true,
 		},
 	},

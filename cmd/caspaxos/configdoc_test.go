@@ -25,6 +25,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/server/status"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -56,6 +57,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultHTTPTimeouts(),
 		list.DefaultConfig(),
 		status.DefaultConfig(),
+		watch.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),
@@ -77,6 +79,9 @@ func configConstants() map[string]any {
 		"proposer.MaxGatherWindow":           proposer.MaxGatherWindow,
 		"gc.MaxDuration":                     gc.MaxDuration,
 		"clientapi.KeepaliveMinPingInterval": clientapi.KeepaliveMinPingInterval,
+		"watch.HeartbeatInterval":            watch.HeartbeatInterval,
+		"kv.DefaultWatchWait":                kv.DefaultWatchWait,
+		"kv.MaxWatchWait":                    kv.MaxWatchWait,
 	}
 }
 

@@ -82,6 +82,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	root.AddCommand(
 		newGetCmd(opts),
 		newLsCmd(opts),
+		newWatchCmd(opts),
 		newPutCmd(opts),
 		newCreateCmd(opts),
 		newCASCmd(opts),

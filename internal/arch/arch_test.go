@@ -62,12 +62,16 @@ var allowed = map[string][]string{
 	// Listing: the merge rule of the core, its reads through a function
 	// and the acceptors through the small interface it declares.
 	"server/list": {"protocol", "kv"},
+	// Watching: the watch rule of the core; reads, listings, the
+	// configuration and the hint streams through the Deps and the Source
+	// it declares. The acceptor reaches it through acceptor.Hinter.
+	"server/watch": {"protocol"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
 	// packages whose calls they carry; the Admin clients' certificate
 	// checks.
-	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "server/list", "transport/peerpb", "internal/certs"},
+	"server/peerapi": {"protocol", "kv", "server", "server/acceptor", "server/gc", "server/membership", "server/list", "server/watch", "transport/peerpb", "internal/certs"},
 	// A node's status for `caspaxos status` and the status page: the
 	// daemon hands it the node's parts as functions; storage for the WAL
 	// fsync histogram's buckets.
@@ -216,6 +220,8 @@ func TestImportRuleCases(t *testing.T) {
 		{"client", module + "/server", false},
 		{"server/peerapi", module + "/transport/peerpb", true},
 		{"server/peerapi", module + "/server/node", false},
+		{"server/watch", module + "/server/list", false},
+		{"server/peerapi", module + "/server/watch", true},
 		{"server/peerapi", module + "/server/daemon", false},
 		{"server/auth", module + "/kv", true},
 		{"server/auth", module + "/server/node", false},

@@ -33,6 +33,8 @@ type history struct {
 	// added to the histories as reads.
 	pages     []*listPage
 	listItems int
+	// watchEvents counts the watchers' deliveries added as reads (watch.go).
+	watchEvents int
 }
 
 func (h *history) now() int64 { return int64(time.Since(h.start)) }
@@ -133,6 +135,9 @@ func (cl *client) do(inc *incarnation, op kv.Op) {
 	h := sim.HistoryOp{Client: cl.id, Op: op, Call: cl.h.now()}
 	st, err := inc.node.Do(ctx, op)
 	h.Return = cl.h.now()
+	if err == nil {
+		inc.hub.Publish(op.Key, st) // as the daemon does: a chosen state reaches the watchers directly
+	}
 	cl.h.mu.Lock()
 	defer cl.h.mu.Unlock()
 	switch {

@@ -104,6 +104,7 @@ type cluster struct {
 	fenced, collected             uint64
 	floorRefused, unsyncedApplies uint64
 	changes                       *changes // Membership plans: node 1's controller
+	watchers                      watchers // every incarnation's watchers (watch.go)
 }
 
 func newCluster(p Plan, seed uint64, v Variant, net *network, h *history, log *slog.Logger) *cluster {
@@ -187,6 +188,11 @@ func (c *cluster) start(m *member) error {
 		n.Stop()
 		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
 	}
+	if err := c.startWatch(inc); err != nil {
+		inc.gc.Stop()
+		n.Stop()
+		return errors.Join(fmt.Errorf("node %d: %w", m.id, err), st.Close())
+	}
 	inc.gc.Start()
 	m.store, m.inc = st, inc
 	c.net.attach(inc)
@@ -226,6 +232,7 @@ func (c *cluster) stop(m *member, keepPercent int) bool {
 	}
 	inc.mu.Unlock()
 	inc.gc.Stop()
+	inc.stopWatch()
 	inc.node.Stop()
 	st := inc.node.Stats().Acceptor
 	c.fenced += st.Fenced

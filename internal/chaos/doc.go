@@ -118,6 +118,32 @@
 // Pages are independent: two pages of one listing, or two keys of one
 // page, need not show one instant (the result is not a snapshot).
 //
+// # Watching
+//
+// Every incarnation runs the product's watch (watch.go) as the daemon
+// builds it: a watch.Publisher on its acceptor (acceptor.Hinter) and a
+// watch.Hub over its Keeper's accept set, its node's reads and its
+// Lister, with short timers (resync every 50 ms), and two watchers: one
+// of k1, one of every hot key (prefix "k": cold keys are left alone, or
+// the watchers' reads would repair them and hide grow-without-catch-up).
+// Its hint streams open only over a link that is up to a node that is
+// up, and break when either goes (a stream to the node's own acceptor
+// too); hints themselves are not delayed or lost (a lost hint is a broken
+// stream, which resyncs). The guarantees are checked for every watcher:
+//
+//   - never a value that was not chosen: each delivery is a read of its
+//     key in the histories over [the hub's start, the delivery]
+//     (Porcupine must find an instant at which the key had that state; a
+//     collected tombstone's "deleted, no version" reads as absent);
+//   - versions rise: a delivery at or below the watcher's last version of
+//     the key, or whose previous version is not the one it was delivered,
+//     fails the run;
+//   - the last state arrives: once the clients stopped, every fault healed
+//     and every node is up, each watcher of a running incarnation must be
+//     delivered, within watchFinalLimit, the last state of every key it
+//     watches (read linearizably then): a live key's value and version,
+//     a deleted one as deleted or never.
+//
 // # What is checked
 //
 // The invariants of invariants.go while the run goes and at the end (one
@@ -149,7 +175,7 @@
 //
 // # Running it
 //
-// go test ./internal/chaos (about 31 s on 2 cores) runs defaultSeeds seeds (each DefaultLength of
+// go test ./internal/chaos (about 38 s on 2 cores, shared) runs defaultSeeds seeds (each DefaultLength of
 // clients and faults; seeds 1-4, one GCChurn and one Membership among
 // them) and TestBrokenVariantsAreCaught: deliberately broken production
 // components, switched on through their own test switches, each run under
@@ -177,6 +203,14 @@
 //     shows a stale value, or misses a live key; caught in 10 seeds of 10
 //     (seeds 1-10): by the completeness check in seeds 2-10, by the
 //     history in seed 1 (and seed 5 too).
+//   - watch-raw-accepts (watch.Config.Bugs.RawAccepts), Mixed: each hub
+//     delivers hints straight from one acceptor's accept, without the
+//     confirming read, so that a watcher sees an accept a minority made
+//     (a lost or refused accept, a crash mid-write); caught by the history
+//     (a delivery no instant of the key's history had), now and then also
+//     by the last-state check (a minority's value at the chosen state's
+//     version hides it), in 5 to 6 seeds of 10 (two sweeps of seeds 1-10:
+//     1, 2, 3, 8, 9; then 1, 2, 3, 4, 7, 8).
 //
 // The soak runs more seeds:
 //

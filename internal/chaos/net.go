@@ -14,6 +14,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/storage"
 )
 
@@ -61,7 +62,13 @@ type incarnation struct {
 	keeper *membership.Keeper
 	gc     *gc.Runner
 	lister *list.Lister
-	alive  atomic.Bool
+	// hints, hub: the watch's acceptor and node sides (watch.go); hubStart
+	// when the hub started; watchWG its watchers.
+	hints    *watch.Publisher
+	hub      *watch.Hub
+	hubStart int64
+	watchWG  sync.WaitGroup
+	alive    atomic.Bool
 	// links is the set of peers its Keeper gave it (membership.Links):
 	// what the node dials and accepts, as the peer transport does (it
 	// drops the links of nodes the membership no longer lists). Empty

@@ -60,6 +60,9 @@ type Variant struct {
 	// ListTrustOneReply: every node's Lister merges one acceptor's scan
 	// alone (list.Config.Bugs.TrustOneReply).
 	ListTrustOneReply bool
+	// WatchRawAccepts: every node's watch hub delivers hints straight
+	// from one acceptor's accept (watch.Config.Bugs.RawAccepts).
+	WatchRawAccepts bool
 }
 
 // acceptor applies the variant to an acceptor service's configuration.
@@ -92,6 +95,9 @@ type Stats struct {
 	// that ended only after the clients stopped.
 	Changes, LateChanges int
 	List                 listStats
+	// WatchEvents counts watchers' deliveries checked as reads,
+	// WatchersFinal the watchers checked for the last state of every key.
+	WatchEvents, WatchersFinal int
 }
 
 func (s Stats) String() string {
@@ -100,7 +106,8 @@ func (s Stats) String() string {
 		s.Crashes, s.SyncFailures, s.Restarts, s.Partitions, s.Changes, s.LateChanges, s.FloorRefused, s.UnsyncedApplies,
 		s.GCCollects, s.Collected, s.Fenced) +
 		fmt.Sprintf("; list pages %d (%d ended well), items read %d, live keys checked %d",
-			s.List.Pages, s.List.PagesOK, s.List.Items, s.List.LiveChecked)
+			s.List.Pages, s.List.PagesOK, s.List.Items, s.List.LiveChecked) +
+		fmt.Sprintf("; watch deliveries read %d, watchers checked at the end %d", s.WatchEvents, s.WatchersFinal)
 }
 
 // Report is a run that passed every check.
@@ -207,6 +214,7 @@ func Run(opts Options) (*Report, error) {
 	if c.changes != nil {
 		c.changes.ctl.Stop()
 	}
+	watchersFinal := c.checkWatchFinal()
 	crashes := c.crashes
 	final := c.members[1].state.Load().Membership.Config
 	disks, diskErr := c.shutdown(final.PrepareSet)
@@ -219,6 +227,7 @@ func Run(opts Options) (*Report, error) {
 		GCCollects: h.gcs.Load(), Collected: c.collected, Fenced: c.fenced,
 		Crashes: crashes, Restarts: c.restarts, SyncFailures: c.syncFailures, Partitions: partitions,
 		FloorRefused: c.floorRefused, UnsyncedApplies: c.unsyncedApplies,
+		WatchEvents: h.watchEvents, WatchersFinal: watchersFinal,
 	}
 	if c.changes != nil {
 		st.Changes, st.LateChanges = c.changes.ended, c.changes.late

@@ -16,6 +16,9 @@ func Variants() []Variant {
 		// A lagging acceptor's scan must be trusted alone: membership plans,
 		// whose cold keys sit on a bare majority under loss.
 		{Name: "list-trust-one-reply", Kind: Membership, ListTrustOneReply: true},
+		// A minority's accept must be hinted and delivered unconfirmed:
+		// mixed plans (lost and delayed accepts, crashes mid-write).
+		{Name: "watch-raw-accepts", Kind: Mixed, WatchRawAccepts: true},
 	}
 }
 

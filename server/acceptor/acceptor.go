@@ -266,6 +266,26 @@ type Acceptor struct {
 	workers, idle, maxWorkers int
 
 	stats counters
+
+	hinter atomic.Pointer[Hinter] // SetHinter
+}
+
+// Hinter learns of every accept once it is durable: server/watch's
+// Publisher, whose hint streams tell watching nodes of candidates to
+// confirm. Accepted must not block; the state is shared, never modified.
+type Hinter interface {
+	Accepted(key string, ballot protocol.Ballot, st protocol.State)
+}
+
+// SetHinter makes h learn of every accept made durable from now on (nil:
+// nobody). An accept is passed after the write it depends on finished,
+// never before: a hint is what the acceptor would answer a read with.
+func (a *Acceptor) SetHinter(h Hinter) {
+	if h == nil {
+		a.hinter.Store(nil)
+		return
+	}
+	a.hinter.Store(&h)
 }
 
 // slot is the newest register of a key held by a batch in flight. Fields
@@ -466,6 +486,14 @@ type batch struct {
 	free    *commit   // writes that wait for nothing
 	chained *commit   // writes that wait for other batches' commits
 	after   []*commit // the other batches' commits chained waits for
+	hints   []hint    // replies that confirm an accept, for the Hinter
+}
+
+// hint is a reply of a batch that confirms an accept, and the state it
+// accepted.
+type hint struct {
+	reply int
+	state protocol.State
 }
 
 func (a *Acceptor) process(msgs []protocol.Message) {
@@ -480,7 +508,22 @@ func (a *Acceptor) process(msgs []protocol.Message) {
 	a.apply(b.chained, b.after)
 	a.unpin(b)
 	a.sendRest(b, sent)
+	a.hint(b)
 	a.stats.batches.Add(1)
+}
+
+// hint passes b's accepts whose writes succeeded to the Hinter. Called
+// after every commit of b finished.
+func (a *Acceptor) hint(b *batch) {
+	hp := a.hinter.Load()
+	if hp == nil {
+		return
+	}
+	for _, h := range b.hints {
+		if i := h.reply; written(b.deps[i]) && written(b.ceils[i]) {
+			(*hp).Accepted(b.replies[i].Key, b.replies[i].Ballot, h.state)
+		}
+	}
 }
 
 // pin takes a reference on the slot of every key of b, creating and loading
@@ -565,6 +608,7 @@ func (a *Acceptor) step(b *batch) {
 	b.replies = make([]protocol.Message, 0, len(b.msgs))
 	b.deps = make([]*commit, 0, len(b.msgs))
 	b.ceils = make([]*commit, 0, len(b.msgs))
+	hinted := a.hinter.Load() != nil
 	for i, m := range b.msgs {
 		s := b.slots[i]
 		if s.loadErr != nil {
@@ -609,6 +653,9 @@ func (a *Acceptor) step(b *batch) {
 		}
 		if a.bugs.ReplyBeforeSync {
 			dep, ceil = nil, nil // the broken variant: wait for nothing
+		}
+		if reply.Kind == protocol.MsgAccepted && persist && hinted {
+			b.hints = append(b.hints, hint{reply: len(b.replies), state: m.State})
 		}
 		b.replies = append(b.replies, reply)
 		b.deps = append(b.deps, dep)

@@ -43,6 +43,9 @@ type GRPCConfig struct {
 	// Warnings, if set, says what is wrong with the node without making
 	// it unhealthy (peers unauthenticated): a healthy answer's message.
 	Warnings func() []string
+	// Watches, if set, serves KV.Watch (watch_grpc.go); nil: it answers
+	// bad request.
+	Watches Watches
 }
 
 // DefaultGRPCConfig returns GRPCConfig's defaults (Limits and Admission

@@ -40,12 +40,17 @@ type HTTPConfig struct {
 	Status func(ctx context.Context) any
 	// UI, if set, is served under /ui/ (the status page).
 	UI http.Handler
+	// Watches, if set, serves the long poll (?wait) and /v1/watch
+	// (watch_http.go); nil: they answer bad request.
+	Watches Watches
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
 //
 //	GET    /v1/kv/{key}            the value; ETag: "<version>"
 //	GET    /v1/kv/{prefix}?list    a page of the live keys of prefix: &limit=N &after=KEY &keys (list.go)
+//	GET    /v1/kv/{key}?wait=D     long poll: &version=N; answers once the version is above N (watch_http.go)
+//	GET    /v1/watch/{prefix}      text/event-stream of the prefix's keys, then their changes (watch_http.go)
 //	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
@@ -71,7 +76,8 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	}
 	h := &httpAPI{cfg: cfg, b: b}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/kv/{key...}", h.admit(h.get))
+	mux.HandleFunc("GET /v1/kv/{key...}", h.getRoute)
+	mux.HandleFunc("GET /v1/watch/{prefix...}", h.watchStream)
 	mux.HandleFunc("PUT /v1/kv/{key...}", h.admit(h.put))
 	mux.HandleFunc("DELETE /v1/kv/{key...}", h.admit(h.delete))
 	mux.HandleFunc("POST /v1/kv/{key...}", h.admit(h.incr))

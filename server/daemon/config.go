@@ -22,6 +22,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
 	"github.com/caspaxos/caspaxos/server/status"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -77,6 +78,10 @@ type Config struct {
 	// leaves values out (List.MaxValueBytes), the keys per round and the
 	// bytes per acceptor's reply.
 	List list.Config
+	// Watch tunes watches (server/watch): the resync timer, the re-reads
+	// of unconfirmed hints, the bounds on hints and watchers. Zero fields
+	// take watch.DefaultConfig's.
+	Watch watch.Config
 	// HTTP bounds how long an HTTP client may hold a connection.
 	HTTP clientapi.HTTPTimeouts
 	// Auth tunes authorization (package auth): the tokens' life and the
@@ -170,6 +175,7 @@ func DefaultConfig() Config {
 		Admission:      clientapi.DefaultAdmissionConfig(),
 		HTTP:           clientapi.DefaultHTTPTimeouts(),
 		List:           list.DefaultConfig(),
+		Watch:          watch.DefaultConfig(),
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
 		Membership:     membership.DefaultControllerConfig(),

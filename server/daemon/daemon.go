@@ -30,6 +30,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/server/ui"
+	"github.com/caspaxos/caspaxos/server/watch"
 	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 )
@@ -45,6 +46,8 @@ type Daemon struct {
 	relay     *relay
 	node      *node.Node
 	lister    *list.Lister       // list.go
+	hints     *watch.Publisher   // watch.go: this node's acceptor's hint streams
+	watches   *watch.Hub         // watch.go: this node's watchers
 	members   *membership.Keeper // membership.go
 	ctl       *membership.Controller
 	record    *membership.Record   // WAS-MEMBER and REMOVED
@@ -212,6 +215,10 @@ func (d *Daemon) startNode() error {
 		tr.Close()
 		return err
 	}
+	if err = d.startWatch(); err != nil {
+		tr.Close()
+		return err
+	}
 	cc := d.cfg.Membership
 	cc.Self = membership.Member{Name: d.cfg.Name, ID: d.id, PeerAddr: d.cfg.PeerAddr}
 	d.ctl, err = membership.NewController(cc, d.admin, node.Proposer(), changeStore{d.dir},
@@ -275,6 +282,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	d.split = split
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
+	peerapi.RegisterWatch(d.peerSrv, d.hints)
 	d.tr.Serve(peerLis, d.peerSrv)
 
 	opts := append(clientapi.KeepaliveOptions(),
@@ -286,10 +294,10 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	}
 	d.grpcSrv = grpc.NewServer(opts...)
 	d.grpcAPI = clientapi.RegisterGRPC(d.grpcSrv, clientapi.GRPCConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
-		Admission: d.admission, Guard: d.authz, Warnings: d.warnings}, d)
+		Admission: d.admission, Guard: d.authz, Warnings: d.warnings, Watches: d}, d)
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings,
-		Status: d.statusJSON, UI: ui.Handler()}, d), d.cfg.HTTP, d.log)
+		Status: d.statusJSON, UI: ui.Handler(), Watches: d}, d), d.cfg.HTTP, d.log)
 	grpcLis := d.split.Match
 	if d.tls.client == nil {
 		// Plain HTTP/2 is gRPC or an HTTP client speaking h2c with prior
@@ -355,6 +363,9 @@ func (d *Daemon) Stop() error {
 		leave, cancelLeave := context.WithTimeout(ctx, d.cfg.Timers.LeaveTimeout)
 		d.tr.Leave(leave)
 		cancelLeave()
+		if d.watches != nil {
+			d.watches.Close() // watch streams and long polls end first: they never go idle
+		}
 		_ = d.httpSrv.Shutdown(ctx)
 		graceful := make(chan struct{})
 		d.grpcAPI.Drain() // Batch streams end once their ops are answered
@@ -399,6 +410,9 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 		err = fmt.Errorf("%w: %v", kv.ErrNoQuorum, err)
 	} else {
 		s, err = d.node.Do(ctx, op)
+	}
+	if err == nil && d.watches != nil {
+		d.watches.Publish(op.Key, s) // chosen: an accept quorum answered it (or a linearizable read)
 	}
 	d.metrics.Observe(op.Kind, err, time.Since(start))
 	return s, err

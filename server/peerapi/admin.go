@@ -188,6 +188,16 @@ var _ membership.Peers = (*AdminClients)(nil)
 var errNoName = errors.New("caspaxos/peerapi: a node reached over TLS needs its member name")
 
 func (p *AdminClients) client(to membership.Member) (peerpb.AdminClient, error) {
+	c, err := p.conn(to)
+	if err != nil {
+		return nil, err
+	}
+	return peerpb.NewAdminClient(c), nil
+}
+
+// conn returns the connection to node to, made on first use; the Watch
+// service's streams share it.
+func (p *AdminClients) conn(to membership.Member) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -195,7 +205,7 @@ func (p *AdminClients) client(to membership.Member) (peerpb.AdminClient, error) 
 	}
 	key := adminTarget{to.PeerAddr, to.Name}
 	if c := p.conns[key]; c != nil {
-		return peerpb.NewAdminClient(c), nil
+		return c, nil
 	}
 	creds := insecure.NewCredentials()
 	if p.TLS != nil {
@@ -216,7 +226,7 @@ func (p *AdminClients) client(to membership.Member) (peerpb.AdminClient, error) 
 		p.conns = map[adminTarget]*grpc.ClientConn{}
 	}
 	p.conns[key] = c
-	return peerpb.NewAdminClient(c), nil
+	return c, nil
 }
 
 // tlsTo is the TLS configuration of a connection to the node called name:
