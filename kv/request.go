@@ -128,7 +128,7 @@ type DuplicateRequestError struct {
 	Record protocol.RequestRecord
 	// State is the first outcome's state: the register as it is when
 	// nothing changed it since; otherwise the version with what the
-	// operation wrote (an increment's value is then unknown: nil).
+	// operation wrote (an increment's result is kept in its record).
 	State protocol.State
 }
 
@@ -179,6 +179,9 @@ func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) p
 		pruned := t.Prune(nowMillis - w.WindowMillis)
 		wr.Table = &pruned
 		wr.Record = protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestApplied, AtMillis: nowMillis}
+		if op.Kind == OpIncrement && len(wr.Value) <= protocol.MaxRecordValueBytes {
+			wr.Record.Value = wr.Value // the result, which the request does not carry
+		}
 		return wr, nil
 	}
 }
@@ -194,6 +197,8 @@ func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protoco
 		s.Value = op.Value
 	case OpDelete:
 		s.Deleted = true
+	case OpIncrement:
+		s.Value = rec.Value
 	}
 	return s
 }

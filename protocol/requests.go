@@ -32,6 +32,9 @@ const (
 	// horizon past it (see RequestTable.Horizon), so a retry of the
 	// evicted request is refused, never applied again.
 	MaxRequestRecords = 256
+	// MaxRecordValueBytes bounds the value a record may keep (an
+	// increment's result, so that a repeat answers with it).
+	MaxRecordValueBytes = 32
 	// requestsFormat is the only encoding of a table this build reads
 	// and writes; its first byte.
 	requestsFormat byte = 1
@@ -58,6 +61,10 @@ type RequestRecord struct {
 	Version uint64
 	// AtMillis is the proposer's time when it was recorded.
 	AtMillis int64
+	// Value is the value the request wrote, kept only where the request
+	// itself does not carry it (an increment): at most
+	// MaxRecordValueBytes, nil for most records.
+	Value []byte
 }
 
 // RequestTable is a register's table of recent requests.
@@ -126,7 +133,7 @@ func (t RequestTable) With(r RequestRecord) RequestTable {
 // EncodeRequests returns t's encoding: the format byte (1), the horizon
 // (varint), the number of records (uvarint), then per record the ID's
 // length (uvarint) and bytes, the outcome (1 byte), the version (uvarint)
-// and AtMillis (varint).
+// AtMillis (varint), the value's length (uvarint) and bytes.
 func EncodeRequests(t RequestTable) []byte {
 	b := make([]byte, 0, 16+len(t.Records)*(24+MaxRequestIDBytes/2))
 	b = append(b, requestsFormat)
@@ -138,6 +145,8 @@ func EncodeRequests(t RequestTable) []byte {
 		b = append(b, byte(r.Outcome))
 		b = binary.AppendUvarint(b, r.Version)
 		b = binary.AppendVarint(b, r.AtMillis)
+		b = binary.AppendUvarint(b, uint64(len(r.Value)))
+		b = append(b, r.Value...)
 	}
 	return b
 }
@@ -169,6 +178,13 @@ func DecodeRequests(b []byte) (RequestTable, error) {
 		r.Outcome = RequestOutcome(d.byte())
 		r.Version = d.uvarint()
 		r.AtMillis = d.varint()
+		vl := d.uvarint()
+		if d.err == nil && vl > MaxRecordValueBytes {
+			return RequestTable{}, fmt.Errorf("%w: record %d: value of %d bytes, limit %d", ErrRequests, i, vl, MaxRecordValueBytes)
+		}
+		if v := d.bytes(int(vl)); vl > 0 {
+			r.Value = append([]byte(nil), v...)
+		}
 		if d.err != nil {
 			break
 		}

@@ -13,7 +13,7 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add(EncodeRequests(RequestTable{}))
 	f.Add(EncodeRequests(RequestTable{Horizon: 1700000000000, Records: []RequestRecord{
-		{ID: "a", Outcome: RequestApplied, Version: 7, AtMillis: 1700000000100},
+		{ID: "a", Outcome: RequestApplied, Version: 7, AtMillis: 1700000000100, Value: []byte("-12")},
 		{ID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", Outcome: RequestNotApplied, AtMillis: -1},
 	}}))
 	f.Add([]byte{2, 0, 0})
