@@ -46,9 +46,6 @@ type HTTPConfig struct {
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
 //	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
-//
-// PUT, DELETE and POST take an Idempotency-Key header: a write's request
-// ID, which makes it exactly-once (outcome.go).
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
@@ -56,6 +53,9 @@ type HTTPConfig struct {
 //	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
 //	POST   /v1/auth/login          {"user","password"}: a token (auth.go lists the other /v1/auth routes)
 //	GET    /metrics                Prometheus metrics (if configured)
+//
+// PUT, DELETE and POST take an Idempotency-Key header: a write's request
+// ID, which makes it exactly-once (outcome.go).
 //
 // Every request that is not GET or HEAD must pass the CSRF rule
 // (checkOrigin), and with a Guard every request its checks (auth.go).
