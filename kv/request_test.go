@@ -27,7 +27,7 @@ func FuzzParseRequestID(f *testing.F) {
 			}
 			return
 		}
-		if req.ID != s || req.IssuedMillis < 0 || req.IssuedMillis >= 1<<48 {
+		if req.Text != s || len(req.ID) != 16 || req.IssuedMillis < 0 || req.IssuedMillis >= 1<<48 {
 			t.Fatalf("%q parsed to %+v", s, req)
 		}
 		again, err := NewRequestID(time.UnixMilli(req.IssuedMillis), bytes.NewReader(make([]byte, 10)))

@@ -1,8 +1,10 @@
 package clientapi
 
 import (
+	"context"
 	"net/http"
 
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -71,4 +73,17 @@ func (h *httpAPI) outcome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// Outcome is the gRPC outcome query.
+func (g *grpcAPI) Outcome(ctx context.Context, r *caspaxospb.OutcomeRequest) (*caspaxospb.OutcomeResponse, error) {
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpOutcome, Key: string(r.GetKey()), RequestID: r.GetRequestId()})
+	if err != nil {
+		return nil, err
+	}
+	a, err := outcomeOf(s, r.GetRequestId())
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &caspaxospb.OutcomeResponse{Applied: a.Applied, Version: a.Version}, nil
 }

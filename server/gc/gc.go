@@ -540,13 +540,13 @@ func (g *Runner) ripe(items []storage.GCItem) []storage.GCItem {
 
 // hold keeps key, a tombstone whose request IDs may still be retried
 // against, out of rounds until it may go: it waits as a young key does,
-// until its newest record is window + 2 × skew old.
+// until its newest record is window + skew old.
 func (g *Runner) hold(key string, s protocol.State, now time.Time) {
 	t, err := protocol.DecodeRequests(s.Requests)
 	until := now.Add(g.cfg.Idempotency.Window)
 	if err == nil {
 		w := g.cfg.Idempotency
-		until = time.UnixMilli(max(t.Newest(), t.Horizon)).Add(w.Window + 2*w.MaxClockSkew + time.Millisecond)
+		until = time.UnixMilli(t.Newest()).Add(w.Window + w.MaxClockSkew + time.Millisecond)
 	}
 	g.mu.Lock()
 	g.young[key] = until.Add(-g.cfg.Delay)
