@@ -112,7 +112,9 @@ func DecodeLease(b []byte) (Lease, error) {
 		return Lease{}, fmt.Errorf("%w: %d bytes where the state is", ErrBadLease, len(b))
 	}
 	l := Lease{TTLMillis: int64(ttl), RenewedMillis: renewed, State: LeaseState(b[0])}
-	if ttl < uint64(MinLeaseTTL.Milliseconds()) || ttl > uint64(MaxLeaseTTL.Milliseconds()) {
+	// Any TTL of at least a millisecond reads (the simulator's are short);
+	// CheckLeaseTTL bounds what a client may ask for.
+	if ttl < 1 || ttl > uint64(MaxLeaseTTL.Milliseconds()) {
 		return Lease{}, fmt.Errorf("%w: TTL %dms out of bounds", ErrBadLease, ttl)
 	}
 	if l.State < LeaseLive || l.State > LeaseRevoked {

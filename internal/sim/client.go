@@ -128,9 +128,10 @@ func (s *sim) clientNext(c *client) {
 
 // pickKey returns a random key with room for one more operation in flight.
 func (s *sim) pickKey() (int, bool) {
-	start := s.rng.IntN(len(s.keys))
-	for i := range s.keys {
-		k := (start + i) % len(s.keys)
+	// The first Plan.Keys keys are the clients'; leases' come after.
+	start := s.rng.IntN(s.plan.Keys)
+	for i := range s.plan.Keys {
+		k := (start + i) % s.plan.Keys
 		if s.w.inflight[k] < s.plan.MaxInFlightPerKey {
 			return k, true
 		}

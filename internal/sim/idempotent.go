@@ -64,7 +64,7 @@ func drawIdempotency(seed uint64, p *Plan) {
 // setClocks gives every node and client its clock's offset, within half
 // the skew bound either way, from the plan's clock seed.
 func (s *sim) setClocks() {
-	if s.plan.Idempotent == 0 {
+	if s.plan.Idempotent == 0 && s.plan.Leases == 0 {
 		return
 	}
 	s.idrng = rand.New(rand.NewPCG(s.plan.ClockSeed, 7))

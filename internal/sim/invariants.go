@@ -162,6 +162,7 @@ func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 			s.ret.onChosen(s, w.key, bk.b)
 			inv.checkChosen(s, w.key)
 			s.checkRequests(w.key, w.reg.State)
+			s.checkLease(w.key, w.reg.State)
 		}
 	}
 }

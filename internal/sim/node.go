@@ -260,6 +260,8 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			s.gcResult(n, r)
 		case isMemberReq(r.ID):
 			s.memberResult(n, r)
+		case isLeaseReq(r.ID):
+			s.leaseResult(n, r)
 		default:
 			s.clientResult(n, r)
 		}

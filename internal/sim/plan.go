@@ -72,6 +72,10 @@ type Plan struct {
 	IDWindow   time.Duration
 	MaxSkew    time.Duration
 	ClockSeed  uint64
+	// Leases (lease.go), drawn from a stream of their own: how many (0:
+	// none) and their TTL.
+	Leases   int
+	LeaseTTL time.Duration
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -170,6 +174,9 @@ func (p Plan) String() string {
 	if p.Idempotent > 0 {
 		fmt.Fprintf(&b, "\nexactly-once: %.0f%% of puts, increments and deletes with a request ID, window=%v, clock skew<=%v",
 			100*p.Idempotent, p.IDWindow, p.MaxSkew)
+	}
+	if p.Leases > 0 {
+		fmt.Fprintf(&b, "\nleases: %d, ttl=%v, clock skew<=%v", p.Leases, p.LeaseTTL, p.MaxSkew)
 	}
 	if p.MemberEvery > 0 {
 		fmt.Fprintf(&b, "\nmembership: a pool of 5 nodes, a change every ~%v", p.MemberEvery)

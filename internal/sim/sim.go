@@ -64,6 +64,9 @@ type Variant struct {
 	// function (idempotent.go): against the issuing node's own acceptor,
 	// at issue time.
 	IDCheckOutside bool
+	// LeaseLocalExpiry makes lease readers decide expiry from their node's
+	// clock at read time (lease.go) instead of the committed state.
+	LeaseLocalExpiry bool
 }
 
 // Report describes a run that passed every check.
@@ -156,6 +159,7 @@ type sim struct {
 	idrng   *rand.Rand
 	nextRID int
 	ledger  map[string]map[string]uint64
+	lease   leaseState // lease.go
 }
 
 // Run runs one seed and checks it. It returns a *Failure on a violation.
@@ -191,6 +195,7 @@ func (o Options) draw() (*rand.Rand, Plan) {
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	plan := drawPlan(rng, o.Nodes)
 	drawIdempotency(o.Seed, &plan)
+	drawLeases(o.Seed, &plan)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
@@ -239,6 +244,7 @@ func newSim(opts Options) *sim {
 		s.schedule(event{kind: evClientNext, client: i}, s.jitter(s.plan.Think))
 	}
 	s.setClocks()
+	s.setLeases()
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
@@ -294,6 +300,8 @@ func (s *sim) dispatch(ev *event) {
 		s.gcTick()
 	case evMember:
 		s.memberTick()
+	case evLease:
+		s.leaseTick(ev)
 	}
 }
 

@@ -59,8 +59,11 @@ type Stats struct {
 	// first outcome, attempts refused for their ID, tombstones GC kept
 	// for their IDs.
 	IDWrites, IDRetries, IDRepeats, IDRefused, GCHeld int
-	Events                                            int
-	VirtualTime                                       time.Duration
+	// Leases (lease.go): grants and keep-alives acknowledged, expiries
+	// chosen, reads.
+	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
+	Events                                                int
+	VirtualTime                                           time.Duration
 }
 
 // Add adds o's counts to st.
@@ -134,6 +137,10 @@ func (st *Stats) fields() []statField {
 		{"id-repeats", &st.IDRepeats, true},
 		{"id-refused", &st.IDRefused, false},
 		{"gc-held", &st.GCHeld, false},
+		{"lease-grants", &st.LeaseGrants, true},
+		{"lease-renewals", &st.LeaseRenewals, true},
+		{"lease-expiries", &st.LeaseExpiries, true},
+		{"lease-reads", &st.LeaseReads, true},
 		{"events", &st.Events, true},
 	}
 }

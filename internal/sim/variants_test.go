@@ -143,6 +143,20 @@ func brokenVariants() []brokenVariant {
 				p.HomeBias = min(p.HomeBias, 0.3)
 			},
 		},
+		{
+			// Lease expiry read from the reader's clock at read time
+			// (renewed + ttl < now, no skew margin) instead of the
+			// committed state: a reader whose clock is ahead sees a lease
+			// expired before its TTL has passed since its last renewal.
+			// Needs leases left to expire, readers, and skewed clocks.
+			variant: Variant{Name: "lease-expiry-from-local-clock", LeaseLocalExpiry: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 40 * time.Millisecond
+				p.MaxSkew = 20 * time.Millisecond
+				p.ClockSeed |= 1
+			},
+		},
 	}
 }
 
