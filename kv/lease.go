@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
@@ -81,6 +82,19 @@ var (
 
 // LeaseKey is the register key of lease id.
 func LeaseKey(id uint64) string { return leasePrefix + strconv.FormatUint(id, 16) }
+
+// LeasePrefix begins every lease's key (a scan of it finds the leases).
+const LeasePrefix = leasePrefix
+
+// IsLeaseKey reports whether key is a lease's.
+func IsLeaseKey(key string) bool {
+	id, ok := strings.CutPrefix(key, leasePrefix)
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseUint(id, 16, 64)
+	return err == nil && LeaseKey(n) == key
+}
 
 // EncodeLease returns l's value: the format byte (1), the TTL (uvarint,
 // ms), the renewal time (varint, ms since the epoch), the state (1 byte).

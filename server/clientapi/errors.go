@@ -34,6 +34,10 @@ const (
 	CodeRequestExpired    = kv.CodeRequestExpired
 	CodeRequestFromFuture = kv.CodeRequestFromFuture
 	CodeRequestNotApplied = kv.CodeRequestNotApplied
+	// Leases (kv/lease.go).
+	CodeLeaseNotFound   = kv.CodeLeaseNotFound
+	CodeLeaseExists     = kv.CodeLeaseExists
+	CodeLeaseNotExpired = kv.CodeLeaseNotExpired
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -63,6 +67,9 @@ var errorTable = map[string]errorClass{
 	CodeRequestExpired:    {CodeRequestExpired, http.StatusUnprocessableEntity, codes.FailedPrecondition},
 	CodeRequestFromFuture: {CodeRequestFromFuture, http.StatusUnprocessableEntity, codes.FailedPrecondition},
 	CodeRequestNotApplied: {CodeRequestNotApplied, http.StatusConflict, codes.Aborted},
+	CodeLeaseNotFound:     {CodeLeaseNotFound, http.StatusNotFound, codes.NotFound},
+	CodeLeaseExists:       {CodeLeaseExists, http.StatusConflict, codes.AlreadyExists},
+	CodeLeaseNotExpired:   {CodeLeaseNotExpired, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.
