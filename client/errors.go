@@ -102,6 +102,8 @@ var byCode = map[string]error{
 	"request_expired":     ErrRequestExpired,
 	"request_from_future": ErrRequestFromFuture,
 	"request_not_applied": ErrRequestNotApplied,
+	"lease_not_found":     ErrLeaseNotFound,
+	"lease_exists":        ErrLeaseExists,
 }
 
 // fromInfo turns the ErrorInfo of a server's answer, and its message, into

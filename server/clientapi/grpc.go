@@ -89,6 +89,7 @@ func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	caspaxospb.RegisterKVServer(s, g)
 	caspaxospb.RegisterClusterServer(s, g)
 	caspaxospb.RegisterAuthServer(s, &grpcAuth{g: g})
+	caspaxospb.RegisterLeaseServer(s, &grpcLease{g: g}) // lease.go
 	return &GRPC{api: g}
 }
 

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/auth"
@@ -32,6 +34,78 @@ type LeaseAnswer struct {
 	TTLMillis     int64  `json:"ttl_ms"`
 	State         string `json:"state,omitempty"`
 	RenewedMillis int64  `json:"renewed_unix_ms,omitempty"`
+}
+
+// grpcLease is the gRPC Lease service.
+type grpcLease struct {
+	caspaxospb.UnimplementedLeaseServer
+	g *grpcAPI
+}
+
+// run checks and runs a lease operation as runLease does.
+func (l *grpcLease) run(ctx context.Context, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
+	id, _ := strconv.ParseUint(strings.TrimPrefix(op.Key, kv.LeasePrefix), 16, 64)
+	if id == 0 {
+		return nil, statusOf(fmt.Errorf("%w: lease ID 0", errBadRequest))
+	}
+	if op.Kind != kv.OpGet {
+		if err := op.Validate(l.g.cfg.Limits); err != nil {
+			return nil, statusOf(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.g.timeout(0))
+	defer cancel()
+	p, err := authenticate(ctx, l.g.cfg.Guard, grpcCredentials(ctx))
+	if err == nil {
+		err = authorize(ctx, l.g.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key})
+	}
+	var s protocol.State
+	if err == nil {
+		s, err = l.g.b.Do(ctx, op)
+	}
+	var a LeaseAnswer
+	if err == nil {
+		a, err = leaseAnswer(id, s)
+	}
+	if err == nil && op.Kind == kv.OpGet && a.State != kv.LeaseLive.String() {
+		err = kv.ErrLeaseNotFound
+	}
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return &caspaxospb.LeaseResponse{Id: id, TtlMs: a.TTLMillis, State: a.State, RenewedUnixMs: a.RenewedMillis}, nil
+}
+
+func (l *grpcLease) LeaseGrant(ctx context.Context, r *caspaxospb.LeaseGrantRequest) (*caspaxospb.LeaseResponse, error) {
+	id := r.GetId()
+	if id == 0 {
+		var err error
+		if id, err = newLeaseID(); err != nil {
+			return nil, statusOf(err)
+		}
+	}
+	return l.run(ctx, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: r.GetTtlMs()}, auth.PermWrite)
+}
+
+func (l *grpcLease) LeaseKeepAlive(ctx context.Context, r *caspaxospb.LeaseIDRequest) (*caspaxospb.LeaseResponse, error) {
+	return l.run(ctx, kv.Op{Kind: kv.OpLeaseKeepAlive, Key: kv.LeaseKey(r.GetId())}, auth.PermWrite)
+}
+
+func (l *grpcLease) LeaseRevoke(ctx context.Context, r *caspaxospb.LeaseIDRequest) (*caspaxospb.LeaseResponse, error) {
+	return l.run(ctx, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(r.GetId())}, auth.PermWrite)
+}
+
+func (l *grpcLease) LeaseTimeToLive(ctx context.Context, r *caspaxospb.LeaseIDRequest) (*caspaxospb.LeaseResponse, error) {
+	return l.run(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(r.GetId())}, auth.PermRead)
+}
+
+// newLeaseID picks a random non-zero lease ID.
+func newLeaseID() (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:])>>1 | 1, nil
 }
 
 // leaseRoutes adds the lease routes to mux.
@@ -96,12 +170,8 @@ func (h *httpAPI) grant(r *http.Request) (LeaseAnswer, error) {
 		if id, err = leaseID(q.Get("id")); err != nil {
 			return LeaseAnswer{}, err
 		}
-	} else {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return LeaseAnswer{}, err
-		}
-		id = binary.LittleEndian.Uint64(b[:])>>1 | 1
+	} else if id, err = newLeaseID(); err != nil {
+		return LeaseAnswer{}, err
 	}
 	s, err := h.runLease(r, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds()}, auth.PermWrite)
 	if err != nil {
