@@ -24,6 +24,14 @@ const (
 	CodeUnauthenticated = "unauthenticated"
 	// The authenticated user lacks the permission the request needs.
 	CodePermissionDenied = "permission_denied"
+	// Exactly-once writes (request.go).
+	CodeRequestExpired    = "request_expired"
+	CodeRequestFromFuture = "request_from_future"
+	CodeRequestNotApplied = "request_not_applied"
+	// Leases (lease.go).
+	CodeLeaseNotFound   = "lease_not_found"
+	CodeLeaseExists     = "lease_exists"
+	CodeLeaseNotExpired = "lease_not_expired"
 )
 
 var codes = []struct {
@@ -46,6 +54,14 @@ var codes = []struct {
 	{ErrReservedKey, CodeBadRequest},
 	{ErrUnauthenticated, CodeUnauthenticated},
 	{ErrPermissionDenied, CodePermissionDenied},
+	{ErrBadRequestID, CodeBadRequest},
+	{ErrRequestExpired, CodeRequestExpired},
+	{ErrRequestFromFuture, CodeRequestFromFuture},
+	{ErrRequestNotApplied, CodeRequestNotApplied},
+	{ErrLeaseNotFound, CodeLeaseNotFound},
+	{ErrLeaseExists, CodeLeaseExists},
+	{ErrLeaseNotExpired, CodeLeaseNotExpired},
+	{ErrBadLease, CodeBadRequest},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

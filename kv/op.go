@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -19,10 +20,21 @@ const (
 	// OpRestore stores Value at a version of at least Version (Restore):
 	// what `caspaxos snapshot restore` writes, admin only.
 	OpRestore
+	// OpOutcome is an outcome query: was the write of RequestID applied?
+	// A change that never changes the value (kv.OutcomeQuery).
+	OpOutcome
+	// Lease operations (lease.go) on Key = LeaseKey(id): grant (Delta is
+	// the TTL in milliseconds), keep-alive, revoke, and expiry, which
+	// changes nothing unless the lease may expire at the proposer's time.
+	OpLeaseGrant
+	OpLeaseKeepAlive
+	OpLeaseRevoke
+	OpLeaseExpire
 )
 
 var opNames = [...]string{
-	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore",
+	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
+	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
 }
 
 func (k OpKind) String() string {
@@ -42,12 +54,33 @@ type Op struct {
 	// of OpDelete (0: any), and the least version OpRestore writes.
 	Version uint64
 	Delta   int64 // OpIncrement
+	// RequestID, when not empty, makes a write exactly-once (request.go):
+	// a UUID of version 7. OpOutcome asks about it.
+	RequestID string
 }
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpRestore {
+	if o.Kind < OpGet || o.Kind > OpLeaseExpire {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
+	}
+	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
+		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
+	}
+	if o.Kind == OpLeaseGrant {
+		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.RequestID == "" && o.Kind == OpOutcome:
+		return fmt.Errorf("%w: an outcome query needs a request ID", ErrBadRequestID)
+	case o.RequestID != "" && o.Kind == OpGet:
+		return fmt.Errorf("%w: a read takes no request ID", ErrBadRequestID)
+	case o.RequestID != "":
+		if _, err := ParseRequestID(o.RequestID); err != nil {
+			return err
+		}
 	}
 	if err := l.CheckKey(o.Key); err != nil {
 		return err
@@ -55,8 +88,37 @@ func (o Op) Validate(l Limits) error {
 	return l.CheckValue(o.Value)
 }
 
-// Change returns the operation's change function; nil for OpGet, which is a
-// read, not a change.
+// ChangeAt returns the operation's change function as a proposer runs it
+// at nowMillis, the time it fixed before the change runs: Change, made
+// exactly-once when the operation carries a request ID (Idempotent), or
+// an outcome query (OutcomeQuery). Nil for OpGet.
+func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
+	switch o.Kind {
+	case OpLeaseGrant:
+		return LeaseGrant(o.Delta, nowMillis), nil
+	case OpLeaseKeepAlive:
+		return LeaseKeepAlive(nowMillis), nil
+	case OpLeaseRevoke:
+		return LeaseRevoke(), nil
+	case OpLeaseExpire:
+		return LeaseExpire(nowMillis, c.MaxClockSkew.Milliseconds()), nil
+	}
+	if o.RequestID == "" || o.Kind == OpGet {
+		return o.Change(), nil
+	}
+	req, err := ParseRequestID(o.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Kind == OpOutcome {
+		return OutcomeQuery(req, nowMillis, c.RequestWindow()), nil
+	}
+	return Idempotent(o, req, nowMillis, c.RequestWindow()), nil
+}
+
+// Change returns the operation's change function, without its request ID
+// (see ChangeAt); nil for OpGet, which is a read, not a change, and for
+// OpOutcome, which needs the time.
 func (o Op) Change() protocol.Change {
 	switch o.Kind {
 	case OpPut:

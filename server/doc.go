@@ -23,6 +23,8 @@ the graph):
 	             its Standing: removal and hold probes, hold releases
 	identity/    the amnesia guard: a data directory's incarnation, the
 	             members' word on it, and the gate a node serves through
+	lease/       lease expiry: each node's reaper proposes the committed
+	             expiry of the leases its store holds (docs/leases.md)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time

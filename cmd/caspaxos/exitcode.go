@@ -43,7 +43,7 @@ func exitCodes() []exitRow {
 		{exitOK, nil, "success"},
 		{exitError, nil, "any other error (a key or value over the server's limit, a request the server refused, a failure to read stdin, ...)"},
 		{exitUsage, nil, "usage error: unknown command or flag, wrong number of arguments, an argument that does not parse"},
-		{exitNotFound, []error{client.ErrNotFound}, "key not found (get, del)"},
+		{exitNotFound, []error{client.ErrNotFound, client.ErrLeaseNotFound}, "key not found (get, del), or lease not found, expired or revoked (lease)"},
 		{exitMismatch, []error{client.ErrVersionMismatch}, "version mismatch: cas, put or del with --if-version, or create of a key that exists"},
 		{exitNoQuorum, []error{client.ErrNoQuorum, errUnhealthy}, "no quorum: the cluster could not apply the request and nothing changed; for health: the node does not reach a quorum"},
 		{exitUnknownOutcome, []error{client.ErrUnknownOutcome}, "unknown outcome: the write may or may not have taken effect; read the key before retrying"},
@@ -127,6 +127,8 @@ func describe(err error) string {
 		return fmt.Sprintf("version mismatch: the key's current version is %d", vm.Current)
 	case errors.Is(err, client.ErrNotFound):
 		return "key not found"
+	case errors.Is(err, client.ErrLeaseNotFound):
+		return "lease not found, expired or revoked"
 	case errors.Is(err, client.ErrNotAnInteger):
 		return "the value is not a decimal integer"
 	case errors.Is(err, client.ErrOverflow):

@@ -88,6 +88,7 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newCASCmd(opts),
 		newDelCmd(opts),
 		newIncrCmd(opts),
+		newLeaseCmd(opts),
 		newMembersCmd(opts),
 		newUserCmd(opts),
 		newRoleCmd(opts),

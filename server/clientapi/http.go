@@ -54,6 +54,8 @@ type HTTPConfig struct {
 //	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
+//	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
+//	POST   /v1/lease?ttl=10s, PUT /v1/lease/{id}/keepalive, DELETE and GET /v1/lease/{id} (lease.go)
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
@@ -64,6 +66,9 @@ type HTTPConfig struct {
 //	GET    /v1/status              this node's status (if configured; status.go)
 //	GET    /ui/                    the status page (if configured)
 //	GET    /metrics                Prometheus metrics (if configured)
+//
+// PUT, DELETE and POST take an Idempotency-Key header: a write's request
+// ID, which makes it exactly-once (outcome.go).
 //
 // Every request that is not GET or HEAD must pass the CSRF rule
 // (checkOrigin), and with a Guard every request its checks (auth.go).
@@ -89,6 +94,7 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/restore", h.admit(h.adminOnly(h.restore)))
 	h.authRoutes(mux)
 	h.statusRoutes(mux)
+	h.leaseRoutes(mux) // lease.go
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
@@ -131,6 +137,9 @@ func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 
 // run checks and runs one operation with the request's deadline.
 func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
+	if op.Kind != kv.OpGet && op.Kind != kv.OpOutcome {
+		op.RequestID = r.Header.Get(IdempotencyKeyHeader) // exactly-once (outcome.go)
+	}
 	if err := checkClientOp(op, h.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
@@ -149,6 +158,10 @@ func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" && r.URL.Query().Has("list") {
 		h.list(w, r)
+		return
+	}
+	if r.URL.Query().Has("request_id") {
+		h.outcome(w, r)
 		return
 	}
 	if err := onlyQuery(r); err != nil {

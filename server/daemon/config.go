@@ -18,6 +18,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
+	"github.com/caspaxos/caspaxos/server/lease"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
@@ -93,6 +94,15 @@ type Config struct {
 	TLS TLSConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC GCOptions
+	// Idempotency is the window of exactly-once writes (kv/request.go):
+	// how long a key remembers a write's request ID, and the bound on
+	// clock skew between nodes and the clients that stamp request IDs.
+	// The node's proposer and GC both use it; every node should have the
+	// same.
+	Idempotency kv.Idempotency
+	// Lease tunes the node's lease reaper (server/lease); its
+	// MaxClockSkew is Idempotency.MaxClockSkew.
+	Lease lease.Config
 	// Membership tunes the membership change controller; Self is the
 	// daemon's.
 	Membership membership.ControllerConfig
@@ -178,6 +188,8 @@ func DefaultConfig() Config {
 		Watch:          watch.DefaultConfig(),
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
+		Idempotency:    kv.DefaultIdempotency(),
+		Lease:          lease.DefaultConfig(),
 		Membership:     membership.DefaultControllerConfig(),
 		Status:         status.DefaultConfig(),
 		Timers:         DefaultTimers(),
