@@ -19,6 +19,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
+	"github.com/caspaxos/caspaxos/server/etcdapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
@@ -54,6 +55,7 @@ func configDefaults() map[string]any {
 		clientapi.DefaultGRPCConfig(),
 		clientapi.DefaultHTTPTimeouts(),
 		list.DefaultConfig(),
+		etcdapi.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),

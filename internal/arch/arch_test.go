@@ -59,6 +59,9 @@ var allowed = map[string][]string{
 	// Listing: the merge rule of the core, its reads through a function
 	// and the acceptors through the small interface it declares.
 	"server/list": {"protocol", "kv"},
+	// The etcd front end: etcd's API over the client port's Backend,
+	// admission and auth; its generated code lives below it (etcdpb).
+	"server/etcdapi": {"kv", "protocol", "server/auth", "server/clientapi"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
@@ -213,6 +216,10 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/auth", module + "/server/clientapi", false},
 		{"server/clientapi", module + "/server/auth", true},
 		{"server/clientapi", module + "/server/node", false},
+		{"server/etcdapi", module + "/server/clientapi", true},
+		{"server/etcdapi", module + "/server/etcdapi/etcdpb", true},
+		{"server/etcdapi", module + "/server/node", false},
+		{"server/etcdapi", module + "/server/list", false},
 		{"server/daemon", module + "/server/auth", true},
 	}
 	for _, tt := range tests {

@@ -52,6 +52,8 @@ type Daemon struct {
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
+	etcdSrv   *grpc.Server // etcd.go; nil when off
+	etcdLis   net.Listener
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
 	admission *clientapi.Admission
@@ -267,6 +269,9 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 		return err
 	}
 	d.split = split
+	if d.etcdSrv, d.etcdLis, err = d.serveEtcd(); err != nil {
+		return err
+	}
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
 	d.tr.Serve(peerLis, d.peerSrv)
@@ -341,6 +346,9 @@ func (d *Daemon) Stop() error {
 		d.tr.Leave(leave)
 		cancelLeave()
 		_ = d.httpSrv.Shutdown(ctx)
+		if d.etcdSrv != nil {
+			stopGRPC(ctx, d.etcdSrv) // etcd.go
+		}
 		graceful := make(chan struct{})
 		d.grpcAPI.Drain() // Batch streams end once their ops are answered
 		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()
