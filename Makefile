@@ -1,5 +1,5 @@
 # Regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc).
-.PHONY: proto test soak chaos-soak docker-test image fuzz fuzz-short
+.PHONY: proto test compat soak chaos-soak docker-test image fuzz fuzz-short
 proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
@@ -15,7 +15,14 @@ test:
 	go test -race -skip '^TestCompose$$' ./...
 	go test -count=1 ./internal/sim
 	$(MAKE) --no-print-directory docker-test
+	$(MAKE) --no-print-directory compat
 	$(MAKE) --no-print-directory fuzz-short
+
+# The compatibility tests (compat/, a Go module of its own): etcd's clientv3
+# and etcdctl against a 3-node cluster's etcd API (docs/etcd.md). Installs
+# etcdctl with apt-get where it is missing (scripts/compat.sh).
+compat:
+	scripts/compat.sh
 
 # The container test (internal/dockertest): builds the image, runs the
 # deploy/compose.yaml cluster, then deploy/compose-tls.yaml, on random
