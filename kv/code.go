@@ -24,6 +24,10 @@ const (
 	CodeUnauthenticated = "unauthenticated"
 	// The authenticated user lacks the permission the request needs.
 	CodePermissionDenied = "permission_denied"
+	// Exactly-once writes (request.go).
+	CodeRequestExpired    = "request_expired"
+	CodeRequestFromFuture = "request_from_future"
+	CodeRequestNotApplied = "request_not_applied"
 )
 
 var codes = []struct {
@@ -46,6 +50,10 @@ var codes = []struct {
 	{ErrReservedKey, CodeBadRequest},
 	{ErrUnauthenticated, CodeUnauthenticated},
 	{ErrPermissionDenied, CodePermissionDenied},
+	{ErrBadRequestID, CodeBadRequest},
+	{ErrRequestExpired, CodeRequestExpired},
+	{ErrRequestFromFuture, CodeRequestFromFuture},
+	{ErrRequestNotApplied, CodeRequestNotApplied},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

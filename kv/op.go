@@ -16,10 +16,13 @@ const (
 	OpCompareAndSwap
 	OpDelete
 	OpIncrement
+	// OpOutcome is an outcome query: was the write of RequestID applied?
+	// A change that never changes the value (kv.OutcomeQuery).
+	OpOutcome
 )
 
 var opNames = [...]string{
-	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr",
+	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpOutcome: "outcome",
 }
 
 func (k OpKind) String() string {
@@ -39,12 +42,25 @@ type Op struct {
 	// of OpDelete (0: any).
 	Version uint64
 	Delta   int64 // OpIncrement
+	// RequestID, when not empty, makes a write exactly-once (request.go):
+	// a UUID of version 7. OpOutcome asks about it.
+	RequestID string
 }
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpIncrement {
+	if o.Kind < OpGet || o.Kind > OpOutcome {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
+	}
+	switch {
+	case o.RequestID == "" && o.Kind == OpOutcome:
+		return fmt.Errorf("%w: an outcome query needs a request ID", ErrBadRequestID)
+	case o.RequestID != "" && o.Kind == OpGet:
+		return fmt.Errorf("%w: a read takes no request ID", ErrBadRequestID)
+	case o.RequestID != "":
+		if _, err := ParseRequestID(o.RequestID); err != nil {
+			return err
+		}
 	}
 	if err := l.CheckKey(o.Key); err != nil {
 		return err
@@ -52,8 +68,27 @@ func (o Op) Validate(l Limits) error {
 	return l.CheckValue(o.Value)
 }
 
-// Change returns the operation's change function; nil for OpGet, which is a
-// read, not a change.
+// ChangeAt returns the operation's change function as a proposer runs it
+// at nowMillis, the time it fixed before the change runs: Change, made
+// exactly-once when the operation carries a request ID (Idempotent), or
+// an outcome query (OutcomeQuery). Nil for OpGet.
+func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
+	if o.RequestID == "" || o.Kind == OpGet {
+		return o.Change(), nil
+	}
+	req, err := ParseRequestID(o.RequestID)
+	if err != nil {
+		return nil, err
+	}
+	if o.Kind == OpOutcome {
+		return OutcomeQuery(req, nowMillis, c.RequestWindow()), nil
+	}
+	return Idempotent(o, req, nowMillis, c.RequestWindow()), nil
+}
+
+// Change returns the operation's change function, without its request ID
+// (see ChangeAt); nil for OpGet, which is a read, not a change, and for
+// OpOutcome, which needs the time.
 func (o Op) Change() protocol.Change {
 	switch o.Kind {
 	case OpPut:

@@ -12,11 +12,17 @@ import (
 // (PROTOCOL.md §7); identity writes and repairs keep it. A deleted register
 // keeps its Version and is a tombstone: Deleted is true and Value is nil.
 //
+// Requests is the register's table of recent request IDs, encoded
+// (EncodeRequests; see requests.go), nil when it has none. It is not part
+// of the value clients read: a write that carries no table keeps it, and
+// a tombstone keeps it too. Like Value, it is shared, never copied.
+//
 // Value is shared, never copied: nobody may modify it once it is in a State.
 type State struct {
-	Value   []byte
-	Version uint64
-	Deleted bool
+	Value    []byte
+	Version  uint64
+	Deleted  bool
+	Requests []byte
 }
 
 // Exists reports whether the register holds a live value.
@@ -24,7 +30,8 @@ func (s State) Exists() bool { return s.Version > 0 && !s.Deleted }
 
 // Equal reports whether two states are identical.
 func (s State) Equal(o State) bool {
-	return s.Version == o.Version && s.Deleted == o.Deleted && bytes.Equal(s.Value, o.Value)
+	return s.Version == o.Version && s.Deleted == o.Deleted && bytes.Equal(s.Value, o.Value) &&
+		bytes.Equal(s.Requests, o.Requests)
 }
 
 func (s State) String() string {
@@ -79,9 +86,19 @@ const (
 
 // Write is what a Change asks for. The version is not the change's to choose:
 // the proposer assigns it.
+//
+// Table, when not nil, replaces the register's request table (nil keeps
+// it), even for WriteKeep: a change that records an outcome and changes
+// nothing else. Record, when its ID is not empty, is then added to Table
+// with the version the write gives the register (for WriteKeep, none);
+// the change cannot know that version itself, since the proposer assigns
+// it. A WriteDelete of a register that does not exist keeps it as it is,
+// table included.
 type Write struct {
-	Kind  WriteKind
-	Value []byte
+	Kind   WriteKind
+	Value  []byte
+	Table  *RequestTable
+	Record RequestRecord
 }
 
 // Change computes what to do with the current state of a register.
@@ -99,13 +116,14 @@ type Change func(cur State) (Write, error)
 // write that would take the version past MaxVersion is refused with
 // ErrExhausted (the state is left as it is), never wrapped to 0.
 func apply(cur State, w Write, counter uint64) (State, error) {
+	next := cur
 	switch w.Kind {
 	case WriteSet:
 		v, err := nextVersion(cur, counter)
 		if err != nil {
 			return cur, err
 		}
-		return State{Value: w.Value, Version: v}, nil
+		next = State{Value: w.Value, Version: v, Requests: cur.Requests}
 	case WriteDelete:
 		if !cur.Exists() {
 			return cur, nil
@@ -114,10 +132,20 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		return State{Version: v, Deleted: true}, nil
-	default:
-		return cur, nil
+		next = State{Version: v, Deleted: true, Requests: cur.Requests}
 	}
+	if w.Table != nil {
+		t := *w.Table
+		if w.Record.ID != "" {
+			r := w.Record
+			if w.Kind != WriteKeep {
+				r.Version = next.Version
+			}
+			t = t.With(r)
+		}
+		next.Requests = EncodeRequests(t)
+	}
+	return next, nil
 }
 
 // nextVersion is PROTOCOL.md §7's max(previous + 1, counter) for a register
@@ -135,3 +163,10 @@ func nextVersion(cur State, counter uint64) (uint64, error) {
 	}
 	return v, nil
 }
+
+// Apply is the rule by which a proposer applies a change's Write to the
+// state it read (versions, tombstones, the request table), for the
+// in-memory stand-ins of tests that run changes without the protocol.
+// counter is the ballot counter the result would be accepted with (0:
+// none, and a new register starts at version 1).
+func Apply(cur State, w Write, counter uint64) (State, error) { return apply(cur, w, counter) }

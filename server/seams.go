@@ -56,12 +56,23 @@ type Request struct {
 	Change protocol.Change
 }
 
-// ChangeFunc returns the change function to propose, nil for a read.
+// ChangeFunc returns the change function to propose, nil for a read,
+// without the operation's request ID: see ChangeAt.
 func (r Request) ChangeFunc() protocol.Change {
 	if r.Change != nil {
 		return r.Change
 	}
 	return r.Op.Change()
+}
+
+// ChangeAt returns the change function a proposer proposes at nowMillis,
+// the time it fixed before the change runs (kv.Op.ChangeAt): exactly-once
+// for an operation with a request ID. Nil for a read.
+func (r Request) ChangeAt(nowMillis int64, c kv.Idempotency) (protocol.Change, error) {
+	if r.Change != nil {
+		return r.Change, nil
+	}
+	return r.Op.ChangeAt(nowMillis, c)
 }
 
 // Forwarder hands a request to another node's proposer: the key's home

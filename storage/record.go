@@ -18,8 +18,13 @@ const (
 	// ceilingKey is the Pebble key of the ceiling record.
 	ceilingKey = string(prefixMeta) + "ceiling"
 
-	// recordVersion is the only record encoding this build reads and writes.
+	// recordVersion is the record encoding of every record but a register
+	// whose state holds a request table, which is written in
+	// recordVersionRequests; this build reads both.
 	recordVersion byte = 1
+	// recordVersionRequests: a register record whose body ends with the
+	// request table (protocol.State.Requests), after the value.
+	recordVersionRequests byte = 2
 
 	headerBytes       = 4 + 1            // CRC-32C, version
 	registerBodyBytes = 5*8 + 1 + 4      // ballots, state version, flags, value length
@@ -56,27 +61,40 @@ func checksum(pebbleKey, rest []byte) uint32 {
 
 // seal fills in the header of rec (whose body is already in place) for key.
 func seal(pebbleKey, rec []byte) []byte {
-	rec[4] = recordVersion
+	return sealVersion(pebbleKey, rec, recordVersion)
+}
+
+// sealVersion is seal with the record's encoding version.
+func sealVersion(pebbleKey, rec []byte, version byte) []byte {
+	rec[4] = version
 	binary.LittleEndian.PutUint32(rec[0:4], checksum(pebbleKey, rec[4:]))
 	return rec
 }
 
-// unseal checks rec's header against key and returns its body.
+// unseal checks rec's header against key and returns its body; only
+// encoding version 1 is accepted.
 func unseal(pebbleKey, rec []byte) ([]byte, error) {
+	b, _, err := unsealAny(pebbleKey, rec, recordVersion)
+	return b, err
+}
+
+// unsealAny checks rec's header against key and returns its body and its
+// encoding version, which must be 1 or, when allowed, upTo.
+func unsealAny(pebbleKey, rec []byte, upTo byte) ([]byte, byte, error) {
 	if len(rec) < headerBytes {
-		return nil, fmt.Errorf("%w: %s: record of %d bytes is shorter than its %d-byte header",
+		return nil, 0, fmt.Errorf("%w: %s: record of %d bytes is shorter than its %d-byte header",
 			ErrCorrupt, keyName(pebbleKey), len(rec), headerBytes)
 	}
-	if v := rec[4]; v != recordVersion {
-		return nil, fmt.Errorf("%w: %s: unknown record encoding version %d (this build reads %d)",
-			ErrCorrupt, keyName(pebbleKey), v, recordVersion)
+	if v := rec[4]; v < recordVersion || v > upTo {
+		return nil, 0, fmt.Errorf("%w: %s: unknown record encoding version %d (this build reads %d to %d)",
+			ErrCorrupt, keyName(pebbleKey), v, recordVersion, upTo)
 	}
 	stored := binary.LittleEndian.Uint32(rec[0:4])
 	if computed := checksum(pebbleKey, rec[4:]); stored != computed {
-		return nil, fmt.Errorf("%w: %s: checksum mismatch (stored %#08x, computed %#08x)",
+		return nil, 0, fmt.Errorf("%w: %s: checksum mismatch (stored %#08x, computed %#08x)",
 			ErrCorrupt, keyName(pebbleKey), stored, computed)
 	}
-	return rec[headerBytes:], nil
+	return rec[headerBytes:], rec[4], nil
 }
 
 // encodeRegister returns the register record of reg under pebbleKey.
@@ -88,8 +106,16 @@ func encodeRegister(pebbleKey []byte, reg protocol.Register) []byte {
 
 // registerBytes is the size of reg's record.
 func registerBytes(reg protocol.Register) int {
-	return headerBytes + registerBodyBytes + len(reg.State.Value)
+	n := headerBytes + registerBodyBytes + len(reg.State.Value)
+	if len(reg.State.Requests) > 0 {
+		n += requestsLenBytes + len(reg.State.Requests)
+	}
+	return n
 }
+
+// requestsLenBytes is the length field of a version 2 register record's
+// request table.
+const requestsLenBytes = 4
 
 // encodeRegisterInto is encodeRegister into rec, of registerBytes(reg) bytes.
 func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
@@ -106,15 +132,27 @@ func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
 	b[40] = flags
 	binary.LittleEndian.PutUint32(b[41:], uint32(len(reg.State.Value)))
 	copy(b[registerBodyBytes:], reg.State.Value)
-	return seal(pebbleKey, rec)
+	if len(reg.State.Requests) == 0 {
+		return seal(pebbleKey, rec)
+	}
+	t := b[registerBodyBytes+len(reg.State.Value):]
+	binary.LittleEndian.PutUint32(t, uint32(len(reg.State.Requests)))
+	copy(t[requestsLenBytes:], reg.State.Requests)
+	return sealVersion(pebbleKey, rec, recordVersionRequests)
 }
 
 // decodeRegister checks and decodes a register record. The Value it returns
 // is a copy: rec may be reused by the caller (Pebble's buffers are).
 func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
-	b, err := unseal(pebbleKey, rec)
+	b, version, err := unsealAny(pebbleKey, rec, recordVersionRequests)
 	if err != nil {
 		return protocol.Register{}, err
+	}
+	var requests []byte
+	if version == recordVersionRequests {
+		if b, requests, err = splitRequests(pebbleKey, b); err != nil {
+			return protocol.Register{}, err
+		}
 	}
 	if len(b) < registerBodyBytes {
 		return protocol.Register{}, fmt.Errorf("%w: %s: register body of %d bytes is shorter than %d",
@@ -146,7 +184,32 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 	if n > 0 {
 		reg.State.Value = append([]byte(nil), b[registerBodyBytes:]...)
 	}
+	if len(requests) > 0 {
+		reg.State.Requests = append([]byte(nil), requests...)
+	}
 	return reg, nil
+}
+
+// splitRequests splits a version 2 register body into the version 1 body
+// and the request table, which must not be empty: a register without one
+// is written in version 1.
+func splitRequests(pebbleKey, b []byte) (body, requests []byte, err error) {
+	if len(b) < registerBodyBytes {
+		return nil, nil, fmt.Errorf("%w: %s: register body of %d bytes is shorter than %d",
+			ErrCorrupt, keyName(pebbleKey), len(b), registerBodyBytes)
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[41:]))
+	if rest := uint64(len(b) - registerBodyBytes); rest < n+requestsLenBytes {
+		return nil, nil, fmt.Errorf("%w: %s: register says its value has %d bytes, the record holds %d and no request table",
+			ErrCorrupt, keyName(pebbleKey), n, rest)
+	}
+	end := registerBodyBytes + int(n)
+	m := binary.LittleEndian.Uint32(b[end:])
+	if got := uint64(len(b) - end - requestsLenBytes); got != uint64(m) || m == 0 {
+		return nil, nil, fmt.Errorf("%w: %s: register says its request table has %d bytes, the record holds %d",
+			ErrCorrupt, keyName(pebbleKey), m, got)
+	}
+	return b[:end], b[end+requestsLenBytes:], nil
 }
 
 // encodeCeiling returns the ceiling record of c.
@@ -174,6 +237,10 @@ func checkEntries(entries []Entry) error {
 	for _, e := range entries {
 		if n := uint64(len(e.Register.State.Value)); n > maxValueBytes {
 			return fmt.Errorf("caspaxos/storage: register %q: value of %d bytes is over the limit of %d bytes",
+				e.Key, n, uint64(maxValueBytes))
+		}
+		if n := uint64(len(e.Register.State.Requests)); n > maxValueBytes {
+			return fmt.Errorf("caspaxos/storage: register %q: request table of %d bytes is over the limit of %d bytes",
 				e.Key, n, uint64(maxValueBytes))
 		}
 	}

@@ -28,6 +28,9 @@ func FuzzDecodeRegister(f *testing.F) {
 		{"key", testRegister(5)},
 		{"gone", protocol.Register{Promise: protocol.Ballot{Counter: 9, Proposer: 2}, State: protocol.State{Version: 3, Deleted: true}}},
 		{"\x00\xff", protocol.Register{Promise: protocol.Ballot{Counter: 1<<64 - 1, Proposer: 1<<64 - 1}}},
+		// Encoding version 2: a request table after the value.
+		{"ids", protocol.Register{Accepted: protocol.Ballot{Counter: 4, Proposer: 1}, State: protocol.State{Value: []byte("v"), Version: 4, Requests: []byte{1, 0, 0}}}},
+		{"idsgone", protocol.Register{State: protocol.State{Version: 6, Deleted: true, Requests: []byte{1, 2, 1, 1, 'x', 1, 6, 4}}}},
 	} {
 		rec := encodeRegister(registerKey(s.key), s.reg)
 		f.Add(s.key, rec, uint16(0))
@@ -40,6 +43,7 @@ func FuzzDecodeRegister(f *testing.F) {
 		// the checksum into the body's checks.
 		if len(rec) >= headerBytes {
 			checkRegisterRecord(t, key, seal(k, bytes.Clone(rec)), flip)
+			checkRegisterRecord(t, key, sealVersion(k, bytes.Clone(rec), recordVersionRequests), flip)
 		}
 	})
 }
@@ -74,14 +78,18 @@ func checkRegisterRecord(t *testing.T, key string, rec []byte, flip uint16) {
 // FuzzRegisterRoundTrip: every register encodes to a record that decodes
 // to it, and the record's size is registerBytes.
 func FuzzRegisterRoundTrip(f *testing.F) {
-	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil))
-	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"))
-	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{})
-	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value []byte) {
+	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil), []byte(nil))
+	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte(nil))
+	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{}, []byte{})
+	f.Add("ids", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte{1, 0, 0})
+	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value, requests []byte) {
+		if len(requests) == 0 {
+			requests = nil // an empty table is no table: it reads back as nil
+		}
 		want := protocol.Register{
 			Promise:  protocol.Ballot{Counter: pc, Proposer: protocol.NodeID(pp)},
 			Accepted: protocol.Ballot{Counter: ac, Proposer: protocol.NodeID(ap)},
-			State:    protocol.State{Value: value, Version: version, Deleted: deleted},
+			State:    protocol.State{Value: value, Version: version, Deleted: deleted, Requests: requests},
 		}
 		k := registerKey(key)
 		rec := encodeRegister(k, want)
@@ -206,4 +214,38 @@ func FuzzFenceKey(f *testing.F) {
 			t.Fatalf("fence key %x of the wrong size gave proposer %d", pebbleKey, p)
 		}
 	})
+}
+
+// TestRegisterRecordVersions: a register without a request table is
+// written in encoding version 1, byte for byte as before tables existed,
+// so that a build that predates them reads it; one with a table in
+// version 2, which such a build refuses (ErrCorrupt, unknown version)
+// instead of misreading; and this build reads both.
+func TestRegisterRecordVersions(t *testing.T) {
+	k := registerKey("k")
+	for _, tc := range []struct {
+		name    string
+		state   protocol.State
+		version byte
+	}{
+		{"no table", protocol.State{Value: []byte("v"), Version: 3}, recordVersion},
+		{"tombstone", protocol.State{Version: 4, Deleted: true}, recordVersion},
+		{"table", protocol.State{Value: []byte("v"), Version: 3, Requests: []byte{1, 0, 0}}, recordVersionRequests},
+		{"tombstone with table", protocol.State{Version: 4, Deleted: true, Requests: []byte{1, 0, 0}}, recordVersionRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := protocol.Register{Accepted: protocol.Ballot{Counter: 3, Proposer: 1}, State: tc.state}
+			rec := encodeRegister(k, reg)
+			if rec[4] != tc.version {
+				t.Fatalf("encoding version %d, want %d", rec[4], tc.version)
+			}
+			got, err := decodeRegister(k, rec)
+			if err != nil || !got.Equal(reg) {
+				t.Fatalf("decoded %+v, %v; want %+v", got, err, reg)
+			}
+			if _, err := unseal(k, rec); (err == nil) != (tc.version == recordVersion) {
+				t.Fatalf("a version 1 reader: %v", err)
+			}
+		})
+	}
 }

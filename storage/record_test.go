@@ -84,7 +84,8 @@ func TestRecordMalformedButChecksummed(t *testing.T) {
 		edit func(rec []byte) []byte
 		want string
 	}{
-		{"unknown version", func(r []byte) []byte { r[4] = 2; return r }, "unknown record encoding version 2"},
+		{"unknown version", func(r []byte) []byte { r[4] = 3; return r }, "unknown record encoding version 3"},
+		{"version 2 without a table", func(r []byte) []byte { r[4] = recordVersionRequests; return r }, "no request table"},
 		{"unknown flags", func(r []byte) []byte { r[headerBytes+40] |= 0x80; return r }, "unknown register flags"},
 		{"trailing byte", func(r []byte) []byte { return append(r, 0) }, "the record holds"},
 		{"long length", func(r []byte) []byte {

@@ -39,6 +39,7 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 	w.Value = m.State.Value
 	w.Version = m.State.Version
 	w.Deleted = m.State.Deleted
+	w.Requests = m.State.Requests
 	w.Age = m.Age
 }
 
@@ -65,7 +66,7 @@ func FromWire(w *peerpb.Message) (protocol.Message, bool) {
 		Next:     protocol.Ballot{Counter: w.GetNextCounter(), Proposer: protocol.NodeID(w.GetNextProposer())},
 		Accepted: protocol.Ballot{Counter: w.GetAcceptedCounter(), Proposer: protocol.NodeID(w.GetAcceptedProposer())},
 		Seen:     protocol.Ballot{Counter: w.GetSeenCounter(), Proposer: protocol.NodeID(w.GetSeenProposer())},
-		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted()},
+		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted(), Requests: nilIfEmpty(w.GetRequests())},
 		Age:      w.GetAge(),
 	}, true
 }
@@ -77,5 +78,13 @@ func forwardOp(f *peerpb.Forward) kv.Op {
 	if f.GetOp() <= math.MaxUint8 {
 		kind = kv.OpKind(f.GetOp())
 	}
-	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta()}
+	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta(), RequestID: f.GetRequestId()}
+}
+
+// nilIfEmpty: an empty request table is no table (protocol.State.Requests).
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }

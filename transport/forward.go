@@ -38,7 +38,7 @@ func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (
 	t.pending[id] = pendingForward{peer: to, ch: ch}
 	t.mu.Unlock()
 	defer t.forget(id)
-	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta}
+	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta, RequestId: op.RequestID}
 	if d, ok := ctx.Deadline(); ok {
 		f.TimeoutNanos = max(1, int64(time.Until(d)))
 	}
@@ -119,7 +119,7 @@ func noAnswer(op kv.Op, cause error) error {
 func decodeReply(r *peerpb.ForwardReply, to protocol.NodeID) (protocol.State, error) {
 	switch r.GetErrorCode() {
 	case "":
-		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted()}, nil
+		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests())}, nil
 	case codeNotSent:
 		return protocol.State{}, fmt.Errorf("%w: node %d: link broke before the forward left", ErrUnreachable, to)
 	}
@@ -201,7 +201,7 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 			r.ExpectedVersion = vm.Expected
 		}
 	default:
-		r.Value, r.Version, r.Deleted = s.Value, s.Version, s.Deleted
+		r.Value, r.Version, r.Deleted, r.Requests = s.Value, s.Version, s.Deleted, s.Requests
 	}
 	t.reply(from, r)
 }

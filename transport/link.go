@@ -50,9 +50,15 @@ func (f *frameBuf) addReply(m *peerpb.ForwardReply) {
 }
 
 // Approximate wire sizes: the variable parts plus a bound on the fixed ones.
-func messageBytes(m protocol.Message) int   { return len(m.Key) + len(m.State.Value) + 128 }
-func forwardBytes(f *peerpb.Forward) int    { return len(f.GetKey()) + len(f.GetValue()) + 64 }
-func replyBytes(r *peerpb.ForwardReply) int { return len(r.GetValue()) + len(r.GetErrorMessage()) + 64 }
+func messageBytes(m protocol.Message) int {
+	return len(m.Key) + len(m.State.Value) + len(m.State.Requests) + 128
+}
+func forwardBytes(f *peerpb.Forward) int {
+	return len(f.GetKey()) + len(f.GetValue()) + len(f.GetRequestId()) + 64
+}
+func replyBytes(r *peerpb.ForwardReply) int {
+	return len(r.GetValue()) + len(r.GetErrorMessage()) + len(r.GetRequests()) + 64
+}
 
 // link is the sending half of this node's connection to one peer: a queue
 // and a goroutine that keeps a connection open and drains the queue into

@@ -63,6 +63,12 @@ type Config struct {
 	// succeeded), after it was chosen and before Propose returns: deletion
 	// GC's queue is fed from it. It must not block.
 	Deleted func(key string, version uint64)
+	// Idempotency is the window of exactly-once writes (kv.Idempotency;
+	// zero: kv.DefaultIdempotency).
+	Idempotency kv.Idempotency
+	// Now, if not nil, is the clock that fixes a change's time before it
+	// runs (exactly-once writes); nil: time.Now.
+	Now func() time.Time
 }
 
 // DefaultGatherWindow is Config.GatherWindow's default.
@@ -129,6 +135,15 @@ func (c *Config) validate() error {
 	}
 	if c.BackoffMax < c.BackoffBase {
 		return fmt.Errorf("caspaxos/proposer: BackoffMax %v is below BackoffBase %v", c.BackoffMax, c.BackoffBase)
+	}
+	if c.Idempotency == (kv.Idempotency{}) {
+		c.Idempotency = kv.DefaultIdempotency()
+	}
+	if err := c.Idempotency.Validate(); err != nil {
+		return fmt.Errorf("caspaxos/proposer: %w", err)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.MaxBatch < 0 || c.MaxCachedKeys < 0 || c.MaxCachedBytes < 0 {
 		return errors.New("caspaxos/proposer: MaxBatch, MaxCachedKeys and MaxCachedBytes must not be negative")
@@ -266,11 +281,19 @@ func New(cfg Config, ceil Store, tr server.Transport, log *slog.Logger) (*Propos
 //   - kv.ErrUnknownOutcome: an accept was sent and no quorum confirmed it
 //     before ctx was done or the proposer stopped; it may still take effect;
 //   - server.ErrStopped: the proposer stopped first; not applied.
+//
+// A write with a request ID runs at most once (kv.Idempotent), at the
+// time fixed here, before its change runs; repeated, it returns its first
+// outcome.
 func (p *Proposer) Propose(ctx context.Context, req server.Request) (protocol.State, error) {
+	change, err := req.ChangeAt(p.cfg.Now().UnixMilli(), p.cfg.Idempotency)
+	if err != nil {
+		return protocol.State{}, err
+	}
 	c := &call{
 		id:     protocol.ReqID(p.nextID.Add(1)),
 		key:    req.Op.Key,
-		change: req.ChangeFunc(),
+		change: change,
 		result: make(chan protocol.Result, 1),
 	}
 	if c.change == nil && req.Op.Kind != kv.OpGet {
@@ -281,6 +304,9 @@ func (p *Proposer) Propose(ctx context.Context, req server.Request) (protocol.St
 		return protocol.State{}, err
 	}
 	st, err := outcome(ctx, r)
+	if first, ok := kv.Outcome(err); ok {
+		return first, nil // a repeated request: its first outcome, chosen
+	}
 	if err == nil && c.change != nil && st.Deleted && p.cfg.Deleted != nil {
 		p.cfg.Deleted(c.key, st.Version)
 	}

@@ -154,8 +154,10 @@ type Message struct {
 	Version          uint64                 `protobuf:"varint,14,opt,name=version,proto3" json:"version,omitempty"`
 	Deleted          bool                   `protobuf:"varint,15,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	Age              uint64                 `protobuf:"varint,16,opt,name=age,proto3" json:"age,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The register's request table (protocol.State.Requests), encoded.
+	Requests      []byte `protobuf:"bytes,17,opt,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
@@ -300,6 +302,13 @@ func (x *Message) GetAge() uint64 {
 	return 0
 }
 
+func (x *Message) GetRequests() []byte {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 // Forward asks a key's home node to run an operation.
 type Forward struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -312,7 +321,9 @@ type Forward struct {
 	// The time the caller still waits, in nanoseconds (0: no deadline). A
 	// duration, not a point in time, so that clock skew between nodes does
 	// not shorten or stretch it.
-	TimeoutNanos  int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	TimeoutNanos int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// The write's request ID (kv.Op.RequestID): exactly-once.
+	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -396,6 +407,13 @@ func (x *Forward) GetTimeoutNanos() int64 {
 	return 0
 }
 
+func (x *Forward) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type ForwardReply struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -407,8 +425,10 @@ type ForwardReply struct {
 	ErrorMessage    string `protobuf:"bytes,6,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	CurrentVersion  uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
 	ExpectedVersion uint64 `protobuf:"varint,8,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The register's request table, for an outcome query.
+	Requests      []byte `protobuf:"bytes,9,opt,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ForwardReply) Reset() {
@@ -497,6 +517,13 @@ func (x *ForwardReply) GetExpectedVersion() uint64 {
 	return 0
 }
 
+func (x *ForwardReply) GetRequests() []byte {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
 var File_transport_peer_proto protoreflect.FileDescriptor
 
 const file_transport_peer_proto_rawDesc = "" +
@@ -510,7 +537,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\aleaving\x18\x05 \x01(\bR\aleaving\x12!\n" +
 	"\facks_leaving\x18\x06 \x01(\bR\vacksLeaving\x12\x12\n" +
 	"\x04ping\x18\a \x01(\x04R\x04ping\x12\x12\n" +
-	"\x04pong\x18\b \x01(\x04R\x04pong\"\xe7\x03\n" +
+	"\x04pong\x18\b \x01(\x04R\x04pong\"\x83\x04\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -528,7 +555,8 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05value\x18\r \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x0e \x01(\x04R\aversion\x12\x18\n" +
 	"\adeleted\x18\x0f \x01(\bR\adeleted\x12\x10\n" +
-	"\x03age\x18\x10 \x01(\x04R\x03age\"\xa6\x01\n" +
+	"\x03age\x18\x10 \x01(\x04R\x03age\x12\x1a\n" +
+	"\brequests\x18\x11 \x01(\fR\brequests\"\xc5\x01\n" +
 	"\aForward\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12\x10\n" +
@@ -536,7 +564,9 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
-	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\"\x80\x02\n" +
+	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"\x9c\x02\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
@@ -546,7 +576,8 @@ const file_transport_peer_proto_rawDesc = "" +
 	"error_code\x18\x05 \x01(\tR\terrorCode\x12#\n" +
 	"\rerror_message\x18\x06 \x01(\tR\ferrorMessage\x12'\n" +
 	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion\x12)\n" +
-	"\x10expected_version\x18\b \x01(\x04R\x0fexpectedVersionB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
+	"\x10expected_version\x18\b \x01(\x04R\x0fexpectedVersion\x12\x1a\n" +
+	"\brequests\x18\t \x01(\fR\brequestsB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 
 var (
 	file_transport_peer_proto_rawDescOnce sync.Once

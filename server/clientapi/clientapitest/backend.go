@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -66,19 +67,19 @@ func (b *Backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 		return protocol.State{}, b.fail
 	}
 	cur := b.m[op.Key]
-	ch := op.Change()
-	if ch == nil {
-		return cur, nil
+	ch, err := op.ChangeAt(time.Now().UnixMilli(), kv.DefaultIdempotency())
+	if err != nil || ch == nil {
+		return cur, err
 	}
 	w, err := ch(cur)
+	if first, ok := kv.Outcome(err); ok {
+		return first, nil
+	}
 	if err != nil {
 		return cur, err
 	}
-	switch w.Kind {
-	case protocol.WriteSet:
-		cur = protocol.State{Value: w.Value, Version: cur.Version + 1}
-	case protocol.WriteDelete:
-		cur = protocol.State{Version: cur.Version + 1, Deleted: true}
+	if cur, err = protocol.Apply(cur, w, 0); err != nil {
+		return cur, err
 	}
 	b.m[op.Key] = cur
 	return cur, nil
