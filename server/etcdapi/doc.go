@@ -14,15 +14,16 @@ version. The mapping:
 	create_revision  the version that began the key's current life
 	header.revision  the key's version, on calls that touch one key; 0 on
 	                 ranges over many keys (there is no store revision)
-	lease            always 0: keys carry no lease yet
+	lease            always 0: keys carry no lease yet (a Put with a lease
+	                 is refused)
 
-The first version of a key's life is not stored in the register yet (it
-comes with the register envelope, issue 23/COORDINATION.md, Exactly-once
-writes): until then create_revision is reported as 0 for an absent key and
-as the key's version for a live one, version as the changes... not known, so
-as the key's version too (both say only "live" and "changed when mod_revision
-changed"). A Txn comparing create_revision or version with anything but 0
-(absent) is refused with FailedPrecondition rather than answered wrongly.
+create_revision comes from the register (protocol.State.Created, set by the
+write that begins a key's life). A live key last created before that field
+was kept has none: it reports create_revision = mod_revision and version =
+1, and a Txn comparing its create_revision or version is answered only when
+the compare holds, or fails, for every value from 1 to mod_revision (such as
+"= 0" or "> 0"), and refused with FailedPrecondition otherwise, never
+answered wrongly.
 
 What runs how:
 

@@ -15,14 +15,30 @@ import (
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/mvccpb"
 )
 
-// createRevision is the etcd create_revision of st: 0 when absent. The
-// first version of a key's life is not stored yet (doc.go), so a live key
-// reports its version.
-func createRevision(st protocol.State) uint64 { return kv.CurrentVersion(st) }
+// createRevision is the etcd create_revision of st: 0 when absent, else
+// the version that began its life (protocol.State.Created). A live key
+// written before that was kept has none (known false): it reports its
+// version, the latest its life may have begun at.
+func createRevision(st protocol.State) (rev uint64, known bool) {
+	switch {
+	case !st.Exists():
+		return 0, true
+	case st.Created == 0 || st.Created > st.Version:
+		return st.Version, false
+	}
+	return st.Created, true
+}
 
-// etcdVersion is the etcd version of st: 0 when absent; see createRevision
-// (a live key reports its version).
-func etcdVersion(st protocol.State) uint64 { return kv.CurrentVersion(st) }
+// etcdVersion is the etcd version of st: 0 when absent, else the changes
+// since its life began, 1 on creation (known false: see createRevision;
+// it reports 1).
+func etcdVersion(st protocol.State) (v uint64, known bool) {
+	c, known := createRevision(st)
+	if !st.Exists() {
+		return 0, true
+	}
+	return st.Version - c + 1, known
+}
 
 // keyRange is an etcd key range: one key (end empty), every key from key
 // on (end "\x00"), or [key, end).
@@ -162,8 +178,9 @@ func matchesFilters(r *etcdpb.RangeRequest, st protocol.State) bool {
 	in := func(v uint64, lo, hi int64) bool {
 		return (lo == 0 || int64(v) >= lo) && (hi == 0 || int64(v) <= hi)
 	}
+	c, _ := createRevision(st)
 	return in(st.Version, r.GetMinModRevision(), r.GetMaxModRevision()) &&
-		in(createRevision(st), r.GetMinCreateRevision(), r.GetMaxCreateRevision())
+		in(c, r.GetMinCreateRevision(), r.GetMaxCreateRevision())
 }
 
 // walk lists the range page by page, calling fn for each key the caller may
@@ -203,7 +220,7 @@ func (c *call) walk(kr keyRange, keysOnly bool, fn func(kv.ListItem) (bool, erro
 				if !st.Exists() {
 					return nil
 				}
-				it.Value, it.Version, it.ValueOmitted = st.Value, st.Version, false
+				it.Value, it.Version, it.Created, it.ValueOmitted = st.Value, st.Version, st.Created, false
 			}
 			ok, err := fn(it)
 			if err == nil && !ok {
@@ -225,7 +242,7 @@ func (c *call) walk(kr keyRange, keysOnly bool, fn func(kv.ListItem) (bool, erro
 
 // itemKV is the etcd view of a listed key.
 func itemKV(it kv.ListItem, keysOnly bool) *mvccpb.KeyValue {
-	return keyValue(it.Key, protocol.State{Value: it.Value, Version: it.Version}, keysOnly)
+	return keyValue(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created}, keysOnly)
 }
 
 // rangeStream serves a range in key order: the first limit keys, then,
@@ -258,7 +275,7 @@ func (c *call) rangeFull(r *etcdpb.RangeRequest, kr keyRange, opt rangeOptions) 
 	var kvs []*mvccpb.KeyValue
 	err := c.walk(kr, opt.keysOnly || opt.count, func(it kv.ListItem) (bool, error) {
 		resp.Count++
-		st := protocol.State{Value: it.Value, Version: it.Version}
+		st := protocol.State{Value: it.Value, Version: it.Version, Created: it.Created}
 		if matchesFilters(r, st) {
 			kvs = append(kvs, itemKV(it, opt.keysOnly))
 		}

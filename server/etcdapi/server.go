@@ -291,8 +291,9 @@ func (s *Server) header(rev uint64) *etcdpb.ResponseHeader {
 
 // keyValue is the etcd view of key's state st (live), the mapping of doc.go.
 func keyValue(key string, st protocol.State, keysOnly bool) *mvccpb.KeyValue {
-	kvp := &mvccpb.KeyValue{Key: []byte(key), ModRevision: int64(st.Version),
-		CreateRevision: int64(createRevision(st)), Version: int64(etcdVersion(st))}
+	c, _ := createRevision(st)
+	v, _ := etcdVersion(st)
+	kvp := &mvccpb.KeyValue{Key: []byte(key), ModRevision: int64(st.Version), CreateRevision: int64(c), Version: int64(v)}
 	if !keysOnly {
 		kvp.Value = st.Value
 	}

@@ -89,11 +89,7 @@ func checkOp(op *etcdpb.RequestOp) (key []byte, writes bool, err error) {
 	}
 }
 
-// compareOutcome evaluates one compare on the key's state. The first
-// version of a live key's life is not stored yet (doc.go): its
-// create_revision and version are known only to lie in [1, mod_revision],
-// so a compare on them is answered only when that whole interval gives
-// the same outcome, and refused otherwise rather than answered wrongly.
+// compareOutcome evaluates one compare on the key's state.
 func compareOutcome(cmp *etcdpb.Compare, st protocol.State) (bool, error) {
 	res := cmp.GetResult()
 	switch cmp.GetTarget() {
@@ -106,39 +102,46 @@ func compareOutcome(cmp *etcdpb.Compare, st protocol.State) (bool, error) {
 		return holds(res, compareInt(int64(modRevision(st)), cmp.GetModRevision())), nil
 	case etcdpb.Compare_LEASE:
 		return holds(res, compareInt(0, cmp.GetLease())), nil
-	case etcdpb.Compare_VERSION, etcdpb.Compare_CREATE:
-		want, name := cmp.GetVersion(), "version"
-		if cmp.GetTarget() == etcdpb.Compare_CREATE {
-			want, name = cmp.GetCreateRevision(), "create_revision"
-		}
-		if !st.Exists() {
-			return holds(res, compareInt(0, want)), nil
-		}
-		// The signs of x - want for x in [1, mod_revision], and whether
-		// the compare gives one answer over all of them.
-		var signs []int
-		if want > 1 {
-			signs = append(signs, -1)
-		}
-		if want >= 1 && want <= int64(st.Version) {
-			signs = append(signs, 0)
-		}
-		if want < int64(st.Version) {
-			signs = append(signs, 1)
-		}
-		first := holds(res, signs[0])
-		same := true
-		for _, sg := range signs[1:] {
-			same = same && holds(res, sg) == first
-		}
-		if same {
-			return first, nil
-		}
-		return false, fmt.Errorf("%w: a compare of %s with %d on key %q (live, mod_revision %d): caspaxos does not store the first version of a key's life yet, so only compares that hold or fail for every %s from 1 to mod_revision are answered (= 0, != 0, > 0 and the like); compare mod_revision instead",
-			errUnknowable, name, want, cmp.GetKey(), st.Version, name)
+	case etcdpb.Compare_VERSION:
+		v, known := etcdVersion(st)
+		return compareLife(cmp, "version", cmp.GetVersion(), v, known, st)
+	case etcdpb.Compare_CREATE:
+		c, known := createRevision(st)
+		return compareLife(cmp, "create_revision", cmp.GetCreateRevision(), c, known, st)
 	default:
 		return false, fmt.Errorf("%w: unknown compare target %d", errBadRequest, cmp.GetTarget())
 	}
+}
+
+// compareLife compares a field that depends on when the key's life began
+// (version, create_revision): got, when known. A live key written before
+// that was kept (protocol.State.Created) has it only within [1,
+// mod_revision]: the compare is answered when every value there gives the
+// same outcome, and refused otherwise rather than answered wrongly.
+func compareLife(cmp *etcdpb.Compare, name string, want int64, got uint64, known bool, st protocol.State) (bool, error) {
+	res := cmp.GetResult()
+	if known {
+		return holds(res, compareInt(int64(got), want)), nil
+	}
+	// The signs of x - want for x in [1, mod_revision].
+	var signs []int
+	if want > 1 {
+		signs = append(signs, -1)
+	}
+	if want >= 1 && want <= int64(st.Version) {
+		signs = append(signs, 0)
+	}
+	if want < int64(st.Version) {
+		signs = append(signs, 1)
+	}
+	first := holds(res, signs[0])
+	for _, sg := range signs[1:] {
+		if holds(res, sg) != first {
+			return false, fmt.Errorf("%w: a compare of %s with %d on key %q (mod_revision %d): the key was last created before caspaxos kept the first version of a key's life, so its %s is known only to lie between 1 and mod_revision; compare mod_revision instead, or re-create the key",
+				errUnknowable, name, want, cmp.GetKey(), st.Version, name)
+		}
+	}
+	return first, nil
 }
 
 // modRevision is st's etcd mod_revision: its version while it lives, 0 when absent.
