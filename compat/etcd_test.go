@@ -169,6 +169,28 @@ func clientv3Checks(t *testing.T, cfg clientv3.Config, c *cluster) {
 	if err != nil || prev.PrevKv == nil || string(prev.PrevKv.Value) != "1" || prev.Header.Revision <= put.Header.Revision {
 		t.Fatalf("Put with prev_kv: %+v %v", prev, err)
 	}
+	// create_revision is the revision of the put that created the key,
+	// version the changes since; a delete and a re-create begin again.
+	life, err := b.Get(ctx, "app/one")
+	if err != nil || life.Kvs[0].CreateRevision != put.Header.Revision || life.Kvs[0].Version != 2 || life.Kvs[0].ModRevision != prev.Header.Revision {
+		t.Fatalf("a key's life after two puts (first at %d): %+v %v", put.Header.Revision, life, err)
+	}
+	if _, err := a.Delete(ctx, "app/one"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.Put(ctx, "app/one", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	life, err = b.Get(ctx, "app/one")
+	if err != nil || life.Kvs[0].CreateRevision != again.Header.Revision || life.Kvs[0].Version != 1 || again.Header.Revision <= prev.Header.Revision {
+		t.Fatalf("a re-created key (put at %d): %+v %v", again.Header.Revision, life, err)
+	}
+	tx0, err := b.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision("app/one"), "=", again.Header.Revision),
+		clientv3.Compare(clientv3.Version("app/one"), "=", 1)).Then(clientv3.OpGet("app/one")).Commit()
+	if err != nil || !tx0.Succeeded {
+		t.Fatalf("Txn on create_revision and version: %+v %v", tx0, err)
+	}
 	for _, k := range []string{"app/two", "app/three", "apq", "ap"} {
 		if _, err := a.Put(ctx, k, "v-"+k); err != nil {
 			t.Fatal(err)
@@ -256,10 +278,6 @@ func clientv3Checks(t *testing.T, cfg clientv3.Config, c *cluster) {
 		{"Put with a lease", func() error { _, err := a.Put(ctx, "ap", "z", clientv3.WithLease(7)); return err }, codes.Unimplemented, "lease"},
 		{"Compact", func() error { _, err := a.Compact(ctx, 1); return err }, codes.Unimplemented, "history"},
 		{"LeaseGrant", func() error { _, err := a.Grant(ctx, 10); return err }, codes.Unimplemented, "lease"},
-		{"version compare it cannot know", func() error {
-			_, err := a.Txn(ctx).If(clientv3.Compare(clientv3.Version("ap"), "=", 2)).Then(clientv3.OpPut("ap", "w")).Commit()
-			return err
-		}, codes.FailedPrecondition, "mod_revision"},
 	}
 	for _, r := range refusals {
 		err := r.run()
