@@ -47,8 +47,9 @@ func TestMain(m *testing.M) {
 
 // cluster is n caspaxos nodes, each serving etcd's API on etcd[i].
 type cluster struct {
-	etcd  []string
-	procs []*exec.Cmd
+	etcd    []string
+	clients []string // the client port's addresses
+	procs   []*exec.Cmd
 }
 
 func freeAddrs(t *testing.T, n int) []string {
@@ -93,6 +94,7 @@ func startCluster(t *testing.T, n int, extra func(name string) []string) *cluste
 		}
 		c.procs = append(c.procs, cmd)
 		c.etcd = append(c.etcd, addrs[2*n+i])
+		c.clients = append(c.clients, addrs[i])
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -129,10 +131,15 @@ func waitReady(t *testing.T, cfg clientv3.Config, endpoints []string) {
 	}
 }
 
+// codeOf is err's gRPC code, also through clientv3's typed errors.
 func codeOf(err error) codes.Code {
 	var se interface{ GRPCStatus() *status.Status }
 	if errors.As(err, &se) {
 		return se.GRPCStatus().Code()
+	}
+	var ee interface{ Code() codes.Code }
+	if errors.As(err, &ee) {
+		return ee.Code()
 	}
 	return status.Code(err)
 }
