@@ -24,6 +24,8 @@ the graph):
 	identity/    the amnesia guard: a data directory's incarnation, the
 	             members' word on it, and the gate a node serves through
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
+	etcdapi/     etcd's v3 gRPC API on its own port (docs/etcd.md), over the
+	             client port's Backend, admission and auth
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time
 	daemon/      assembly: one node of a network cluster from a nested Config

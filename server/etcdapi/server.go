@@ -107,7 +107,7 @@ var instead = map[string]string{
 	"etcdserverpb.Maintenance/Defragment": "storage compacts itself (Pebble); there is nothing to defragment",
 	"etcdserverpb.Maintenance/Hash":       "there is no store-wide revision to hash at; compare keys with Range",
 	"etcdserverpb.Maintenance/HashKV":     "there is no store-wide revision to hash at; compare keys with Range",
-	"etcdserverpb.Maintenance/Snapshot":   "back up each node's data directory (docs/operations.md), or list the keys with Range",
+	"etcdserverpb.Maintenance/Snapshot":   "back up each node's data directory, or list the keys with Range",
 	"etcdserverpb.Maintenance/MoveLeader": "caspaxos has no leader: any node serves any key",
 	"etcdserverpb.Maintenance/Downgrade":  "roll back by running the older caspaxos binary",
 	"etcdserverpb.Maintenance":            "only Status and Alarm (GET) are served",
