@@ -209,6 +209,7 @@ func (c *call) walk(kr keyRange, keysOnly bool, fn func(kv.ListItem) (bool, erro
 		if err := req.Validate(c.s.cfg.Limits); err != nil {
 			return err
 		}
+		start := after
 		emit := func(it kv.ListItem) error {
 			after = it.Key
 			if it.ValueOmitted && !keysOnly {
@@ -236,6 +237,9 @@ func (c *call) walk(kr keyRange, keysOnly bool, fn func(kv.ListItem) (bool, erro
 			return err
 		case !more:
 			return nil
+		case after == start:
+			// A page said there is more but gave no key to go on from.
+			return fmt.Errorf("caspaxos/etcdapi: a listing page after %q ended at its limit without a key", start)
 		}
 	}
 }
