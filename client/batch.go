@@ -318,18 +318,18 @@ func (c *Client) unary(ctx context.Context, idempotent bool, op *caspaxospb.Op) 
 			r.Value, r.Version = g.GetValue(), g.GetVersion()
 		case caspaxospb.Op_PUT:
 			var p *caspaxospb.PutResponse
-			p, err = kc.Put(ctx, &caspaxospb.PutRequest{Key: op.GetKey(), Value: op.GetValue()})
+			p, err = kc.Put(ctx, &caspaxospb.PutRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_CREATE:
 			var p *caspaxospb.PutResponse
-			p, err = kc.Create(ctx, &caspaxospb.CreateRequest{Key: op.GetKey(), Value: op.GetValue()})
+			p, err = kc.Create(ctx, &caspaxospb.CreateRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_COMPARE_AND_SWAP:
 			var p *caspaxospb.PutResponse
-			p, err = kc.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: op.GetKey(), Version: op.GetVersion(), Value: op.GetValue()})
+			p, err = kc.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: op.GetKey(), Version: op.GetVersion(), Value: op.GetValue(), RequestId: op.GetRequestId()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_DELETE:
-			req := &caspaxospb.DeleteRequest{Key: op.GetKey()}
+			req := &caspaxospb.DeleteRequest{Key: op.GetKey(), RequestId: op.GetRequestId()}
 			if v := op.GetVersion(); v != 0 {
 				req.IfVersion = &v
 			}
@@ -338,7 +338,7 @@ func (c *Client) unary(ctx context.Context, idempotent bool, op *caspaxospb.Op) 
 			r.Version = d.GetVersion()
 		case caspaxospb.Op_INCREMENT:
 			var i *caspaxospb.IncrementResponse
-			i, err = kc.Increment(ctx, &caspaxospb.IncrementRequest{Key: op.GetKey(), Delta: op.GetDelta()})
+			i, err = kc.Increment(ctx, &caspaxospb.IncrementRequest{Key: op.GetKey(), Delta: op.GetDelta(), RequestId: op.GetRequestId()})
 			r.Integer, r.Version = i.GetValue(), i.GetVersion()
 		}
 		return err

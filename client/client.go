@@ -42,6 +42,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/caspaxos/caspaxos/internal/certs"
+	"github.com/caspaxos/caspaxos/kv"
 )
 
 // Config configures a Client.
@@ -84,6 +85,14 @@ type Config struct {
 	// CAFile, CertFile and KeyFile (PEM) if any is set, else plain TCP.
 	TLS                       *tls.Config
 	CAFile, CertFile, KeyFile string
+	// NoRequestIDs turns exactly-once writes off (idempotent.go): writes
+	// then carry no request ID, and one that ends with an unknown outcome
+	// is not retried.
+	NoRequestIDs bool
+	// IdempotencyWindow is the cluster's --idempotency-window (default
+	// kv.DefaultIdempotencyWindow): the client retries a write with its
+	// request ID only while the write is younger than it.
+	IdempotencyWindow time.Duration
 }
 
 // DefaultConfig returns the defaults of every tunable field (Endpoints and
@@ -128,6 +137,7 @@ func (c *Config) validate() error {
 		{&c.SuspectFor, def.SuspectFor},
 		{&c.KeepaliveTime, def.KeepaliveTime},
 		{&c.KeepaliveTimeout, def.KeepaliveTimeout},
+		{&c.IdempotencyWindow, kv.DefaultIdempotencyWindow},
 	} {
 		if *d.v <= 0 {
 			*d.v = d.def

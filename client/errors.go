@@ -30,7 +30,9 @@ var (
 	ErrOverloaded = errors.New("caspaxos/client: node overloaded: nothing was applied")
 	// ErrUnknownOutcome: the write may or may not have been applied (the
 	// deadline passed after it was sent, or the connection broke while it
-	// was in flight). The client never retries such a write by itself.
+	// was in flight). A write with a request ID (the default) is retried
+	// with it while the caller's deadline and the idempotency window
+	// allow (idempotent.go); this is returned only when they do not.
 	ErrUnknownOutcome = errors.New("caspaxos/client: outcome unknown: the write may or may not take effect")
 	// ErrTooLarge: the key or value is over the server's limit.
 	ErrTooLarge = errors.New("caspaxos/client: key or value too large")
@@ -50,6 +52,18 @@ var (
 	// ErrPermissionDenied: the user lacks the permission the call needs;
 	// nothing was applied.
 	ErrPermissionDenied = errors.New("caspaxos/client: permission denied")
+	// ErrRequestExpired: a write's request ID is older than the cluster's
+	// idempotency window, so the cluster cannot tell a retry from a second
+	// apply and refused it; nothing was applied by this attempt (an
+	// earlier one may have been).
+	ErrRequestExpired = errors.New("caspaxos/client: request expired: too old to retry safely")
+	// ErrRequestFromFuture: the write's request ID is stamped ahead of the
+	// node's clock by more than the allowed skew (check this machine's
+	// clock); nothing was applied.
+	ErrRequestFromFuture = errors.New("caspaxos/client: request ID from the future: check the clock")
+	// ErrRequestNotApplied: an outcome query declared the write not
+	// applied; it never will be.
+	ErrRequestNotApplied = errors.New("caspaxos/client: request declared not applied by an outcome query")
 	// ErrUnavailable: no endpoint could be reached.
 	ErrUnavailable = errors.New("caspaxos/client: no endpoint reachable")
 )
@@ -72,19 +86,22 @@ func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersi
 const codeOverloaded = "overloaded"
 
 var byCode = map[string]error{
-	"not_found":         ErrNotFound,
-	"not_an_integer":    ErrNotAnInteger,
-	"overflow":          ErrOverflow,
-	"no_quorum":         ErrNoQuorum,
-	codeOverloaded:      ErrOverloaded,
-	"unknown_outcome":   ErrUnknownOutcome,
-	"key_too_large":     ErrTooLarge,
-	"value_too_large":   ErrTooLarge,
-	"bad_request":       ErrBadRequest,
-	"membership":        ErrMembership,
-	"no_space":          ErrNoSpace,
-	"unauthenticated":   ErrUnauthenticated,
-	"permission_denied": ErrPermissionDenied,
+	"not_found":           ErrNotFound,
+	"not_an_integer":      ErrNotAnInteger,
+	"overflow":            ErrOverflow,
+	"no_quorum":           ErrNoQuorum,
+	codeOverloaded:        ErrOverloaded,
+	"unknown_outcome":     ErrUnknownOutcome,
+	"key_too_large":       ErrTooLarge,
+	"value_too_large":     ErrTooLarge,
+	"bad_request":         ErrBadRequest,
+	"membership":          ErrMembership,
+	"no_space":            ErrNoSpace,
+	"unauthenticated":     ErrUnauthenticated,
+	"permission_denied":   ErrPermissionDenied,
+	"request_expired":     ErrRequestExpired,
+	"request_from_future": ErrRequestFromFuture,
+	"request_not_applied": ErrRequestNotApplied,
 }
 
 // fromInfo turns the ErrorInfo of a server's answer, and its message, into

@@ -45,14 +45,14 @@ func (c *Client) Delete(ctx context.Context, key string, ifVersion uint64) (uint
 }
 
 func (c *Client) write(ctx context.Context, op *caspaxospb.Op) (uint64, error) {
-	r, err := c.do(ctx, false, op)
+	r, err := c.exactlyOnce(ctx, op)
 	return r.GetVersion(), err
 }
 
 // Increment adds delta to the key's decimal integer (absent counts as 0)
 // and returns the new value and version.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, uint64, error) {
-	r, err := c.do(ctx, false, &caspaxospb.Op{Kind: caspaxospb.Op_INCREMENT, Key: []byte(key), Delta: delta})
+	r, err := c.exactlyOnce(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_INCREMENT, Key: []byte(key), Delta: delta})
 	return r.GetInteger(), r.GetVersion(), err
 }
 

@@ -28,6 +28,10 @@ const (
 	CodeRequestExpired    = "request_expired"
 	CodeRequestFromFuture = "request_from_future"
 	CodeRequestNotApplied = "request_not_applied"
+	// Leases (lease.go).
+	CodeLeaseNotFound   = "lease_not_found"
+	CodeLeaseExists     = "lease_exists"
+	CodeLeaseNotExpired = "lease_not_expired"
 )
 
 var codes = []struct {
@@ -54,6 +58,10 @@ var codes = []struct {
 	{ErrRequestExpired, CodeRequestExpired},
 	{ErrRequestFromFuture, CodeRequestFromFuture},
 	{ErrRequestNotApplied, CodeRequestNotApplied},
+	{ErrLeaseNotFound, CodeLeaseNotFound},
+	{ErrLeaseExists, CodeLeaseExists},
+	{ErrLeaseNotExpired, CodeLeaseNotExpired},
+	{ErrBadLease, CodeBadRequest},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -19,10 +20,18 @@ const (
 	// OpOutcome is an outcome query: was the write of RequestID applied?
 	// A change that never changes the value (kv.OutcomeQuery).
 	OpOutcome
+	// Lease operations (lease.go) on Key = LeaseKey(id): grant (Delta is
+	// the TTL in milliseconds), keep-alive, revoke, and expiry, which
+	// changes nothing unless the lease may expire at the proposer's time.
+	OpLeaseGrant
+	OpLeaseKeepAlive
+	OpLeaseRevoke
+	OpLeaseExpire
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpOutcome: "outcome",
+	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
 }
 
 func (k OpKind) String() string {
@@ -49,8 +58,16 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpOutcome {
+	if o.Kind < OpGet || o.Kind > OpLeaseExpire {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
+	}
+	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
+		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
+	}
+	if o.Kind == OpLeaseGrant {
+		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {
+			return err
+		}
 	}
 	switch {
 	case o.RequestID == "" && o.Kind == OpOutcome:
@@ -73,6 +90,16 @@ func (o Op) Validate(l Limits) error {
 // exactly-once when the operation carries a request ID (Idempotent), or
 // an outcome query (OutcomeQuery). Nil for OpGet.
 func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
+	switch o.Kind {
+	case OpLeaseGrant:
+		return LeaseGrant(o.Delta, nowMillis), nil
+	case OpLeaseKeepAlive:
+		return LeaseKeepAlive(nowMillis), nil
+	case OpLeaseRevoke:
+		return LeaseRevoke(), nil
+	case OpLeaseExpire:
+		return LeaseExpire(nowMillis, c.MaxClockSkew.Milliseconds()), nil
+	}
 	if o.RequestID == "" || o.Kind == OpGet {
 		return o.Change(), nil
 	}

@@ -73,10 +73,12 @@ var (
 	ErrRequestNotApplied = errors.New("caspaxos: request not applied: an outcome query recorded it as not applied, so it never will be")
 )
 
-// Request identifies one write for exactly-once: its ID and the time it
-// was first issued, from the ID's timestamp.
+// Request identifies one write for exactly-once: its ID (the UUID's 16
+// bytes, as the register's table keeps it), its text, and the time it was
+// first issued, from the ID's timestamp.
 type Request struct {
 	ID           string
+	Text         string
 	IssuedMillis int64
 }
 
@@ -99,7 +101,7 @@ func ParseRequestID(s string) (Request, error) {
 	for _, b := range u[:6] {
 		ms = ms<<8 | int64(b)
 	}
-	return Request{ID: s, IssuedMillis: ms}, nil
+	return Request{ID: string(u[:]), Text: s, IssuedMillis: ms}, nil
 }
 
 // NewRequestID returns a fresh UUID of version 7 for a write first issued
@@ -128,12 +130,12 @@ type DuplicateRequestError struct {
 	Record protocol.RequestRecord
 	// State is the first outcome's state: the register as it is when
 	// nothing changed it since; otherwise the version with what the
-	// operation wrote (an increment's value is then unknown: nil).
+	// operation wrote (an increment's result is kept in its record).
 	State protocol.State
 }
 
 func (e *DuplicateRequestError) Error() string {
-	return fmt.Sprintf("caspaxos: request %s was already applied, at version %d", e.Record.ID, e.Record.Version)
+	return fmt.Sprintf("caspaxos: request %x was already applied, at version %d", e.Record.ID, e.Record.Version)
 }
 
 // Outcome returns the first outcome of a repeated request: its state, and
@@ -178,7 +180,10 @@ func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) p
 		}
 		pruned := t.Prune(nowMillis - w.WindowMillis)
 		wr.Table = &pruned
-		wr.Record = protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestApplied, AtMillis: nowMillis}
+		wr.Record = protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestApplied, IssuedMillis: req.IssuedMillis}
+		if op.Kind == OpIncrement && len(wr.Value) <= protocol.MaxRecordValueBytes {
+			wr.Record.Value = wr.Value // the result, which the request does not carry
+		}
 		return wr, nil
 	}
 }
@@ -194,6 +199,8 @@ func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protoco
 		s.Value = op.Value
 	case OpDelete:
 		s.Deleted = true
+	case OpIncrement:
+		s.Value = rec.Value
 	}
 	return s
 }
@@ -223,17 +230,21 @@ func OutcomeQuery(req Request, nowMillis int64, w protocol.RequestWindow) protoc
 		return protocol.Write{
 			Kind:   protocol.WriteKeep,
 			Table:  &pruned,
-			Record: protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestNotApplied, AtMillis: nowMillis},
+			Record: protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestNotApplied, IssuedMillis: req.IssuedMillis},
 		}, nil
 	}
 }
 
-// RequestOutcome reads the record of id from a state an outcome query
-// left; false when the state does not hold it.
-func RequestOutcome(s protocol.State, id string) (protocol.RequestRecord, bool) {
+// RequestOutcome reads the record of the request whose ID is text from a
+// state an outcome query left; false when the state does not hold it.
+func RequestOutcome(s protocol.State, text string) (protocol.RequestRecord, bool) {
+	req, err := ParseRequestID(text)
+	if err != nil {
+		return protocol.RequestRecord{}, false
+	}
 	t, err := protocol.DecodeRequests(s.Requests)
 	if err != nil {
 		return protocol.RequestRecord{}, false
 	}
-	return t.Find(id)
+	return t.Find(req.ID)
 }

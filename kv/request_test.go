@@ -27,7 +27,7 @@ func FuzzParseRequestID(f *testing.F) {
 			}
 			return
 		}
-		if req.ID != s || req.IssuedMillis < 0 || req.IssuedMillis >= 1<<48 {
+		if req.Text != s || len(req.ID) != 16 || req.IssuedMillis < 0 || req.IssuedMillis >= 1<<48 {
 			t.Fatalf("%q parsed to %+v", s, req)
 		}
 		again, err := NewRequestID(time.UnixMilli(req.IssuedMillis), bytes.NewReader(make([]byte, 10)))
@@ -74,7 +74,7 @@ func TestIdempotent(t *testing.T) {
 	// After another write: the version of the first outcome.
 	s3, _ := run(t, s1, Put([]byte("x")))
 	s4, err := run(t, s3, Idempotent(incr, req, now+2000, w))
-	if err != nil || s4.Version != 1 || s4.Value != nil {
+	if err != nil || s4.Version != 1 || string(s4.Value) != "5" {
 		t.Fatalf("repeat after a write: %v, %v", s4, err)
 	}
 	// A refused write records nothing: its retry may still apply.

@@ -18,10 +18,12 @@ import (
 // a concurrent change, a retry or a crash. Composition stays correct: each
 // composed change sees the table its predecessors left.
 //
-// Times are milliseconds since the Unix epoch, fixed by the proposer
-// before the change runs (a change never reads a clock: it may run more
-// than once). The table never depends on any clock being right for its
-// safety; see RequestCheck.
+// Times are milliseconds since the Unix epoch. A record is ordered by its
+// request's issue time, which the request itself carries (a client's
+// clock); the proposer's time, fixed before the change runs (a change
+// never reads a clock: it may run more than once), only decides when a
+// record is old enough to prune. The table never depends on any clock
+// being right for its safety; see RequestCheck.
 
 // The table's bounds.
 const (
@@ -31,7 +33,10 @@ const (
 	// when the table is full evicts the oldest record and raises the
 	// horizon past it (see RequestTable.Horizon), so a retry of the
 	// evicted request is refused, never applied again.
-	MaxRequestRecords = 256
+	MaxRequestRecords = 1024
+	// MaxRecordValueBytes bounds the value a record may keep (an
+	// increment's result, so that a repeat answers with it).
+	MaxRecordValueBytes = 32
 	// requestsFormat is the only encoding of a table this build reads
 	// and writes; its first byte.
 	requestsFormat byte = 1
@@ -56,16 +61,21 @@ type RequestRecord struct {
 	// Version is the version the request gave the register (0 for
 	// RequestNotApplied).
 	Version uint64
-	// AtMillis is the proposer's time when it was recorded.
-	AtMillis int64
+	// IssuedMillis is the time the request was first issued, which it
+	// carries: the table's order.
+	IssuedMillis int64
+	// Value is the value the request wrote, kept only where the request
+	// itself does not carry it (an increment): at most
+	// MaxRecordValueBytes, nil for most records.
+	Value []byte
 }
 
 // RequestTable is a register's table of recent requests.
 //
 // Horizon is the table's low-water mark: every record ever removed from
 // it (pruned when older than the window, or evicted when the table was
-// full) was recorded before Horizon. A request issued before it is
-// refused (RequestCheck), because its record may be gone.
+// full) was of a request issued before Horizon. A request issued before
+// it is refused (RequestCheck), because its record may be gone.
 type RequestTable struct {
 	Horizon int64
 	Records []RequestRecord
@@ -84,39 +94,40 @@ func (t RequestTable) Find(id string) (RequestRecord, bool) {
 	return RequestRecord{}, false
 }
 
-// Newest is the latest AtMillis of the table's records (0 with none).
+// Newest is the latest IssuedMillis of the table's records and its
+// horizon.
 func (t RequestTable) Newest() int64 {
-	var n int64
+	n := t.Horizon
 	for _, r := range t.Records {
-		n = max(n, r.AtMillis)
+		n = max(n, r.IssuedMillis)
 	}
 	return n
 }
 
-// Prune removes the records older than cutoff and raises Horizon to
-// cutoff (it never lowers it). It returns a new table; t is not changed.
+// Prune removes the records of requests issued before cutoff and raises
+// Horizon to cutoff (it never lowers it). It returns a new table; t is not changed.
 func (t RequestTable) Prune(cutoff int64) RequestTable {
 	out := RequestTable{Horizon: max(t.Horizon, cutoff)}
 	for _, r := range t.Records {
-		if r.AtMillis >= out.Horizon {
+		if r.IssuedMillis >= out.Horizon {
 			out.Records = append(out.Records, r)
 		}
 	}
 	return out
 }
 
-// With returns t with r added: when t is full, its oldest records are
-// evicted first and Horizon raised past them. t is not changed.
+// With returns t with r added: when t is full, the records issued first
+// are evicted first and Horizon raised past them. t is not changed.
 func (t RequestTable) With(r RequestRecord) RequestTable {
 	out := RequestTable{Horizon: t.Horizon, Records: append([]RequestRecord(nil), t.Records...)}
 	for len(out.Records) >= MaxRequestRecords {
 		oldest := 0
 		for i, x := range out.Records {
-			if x.AtMillis < out.Records[oldest].AtMillis {
+			if x.IssuedMillis < out.Records[oldest].IssuedMillis {
 				oldest = i
 			}
 		}
-		out.Horizon = max(out.Horizon, out.Records[oldest].AtMillis+1)
+		out.Horizon = max(out.Horizon, out.Records[oldest].IssuedMillis+1)
 		out.Records = append(out.Records[:oldest], out.Records[oldest+1:]...)
 	}
 	out.Records = append(out.Records, r)
@@ -125,8 +136,8 @@ func (t RequestTable) With(r RequestRecord) RequestTable {
 
 // EncodeRequests returns t's encoding: the format byte (1), the horizon
 // (varint), the number of records (uvarint), then per record the ID's
-// length (uvarint) and bytes, the outcome (1 byte), the version (uvarint)
-// and AtMillis (varint).
+// length (uvarint) and bytes, the outcome (1 byte), the version (uvarint),
+// IssuedMillis (varint), the value's length (uvarint) and bytes.
 func EncodeRequests(t RequestTable) []byte {
 	b := make([]byte, 0, 16+len(t.Records)*(24+MaxRequestIDBytes/2))
 	b = append(b, requestsFormat)
@@ -137,7 +148,9 @@ func EncodeRequests(t RequestTable) []byte {
 		b = append(b, r.ID...)
 		b = append(b, byte(r.Outcome))
 		b = binary.AppendUvarint(b, r.Version)
-		b = binary.AppendVarint(b, r.AtMillis)
+		b = binary.AppendVarint(b, r.IssuedMillis)
+		b = binary.AppendUvarint(b, uint64(len(r.Value)))
+		b = append(b, r.Value...)
 	}
 	return b
 }
@@ -168,7 +181,14 @@ func DecodeRequests(b []byte) (RequestTable, error) {
 		r.ID = string(d.bytes(int(l)))
 		r.Outcome = RequestOutcome(d.byte())
 		r.Version = d.uvarint()
-		r.AtMillis = d.varint()
+		r.IssuedMillis = d.varint()
+		vl := d.uvarint()
+		if d.err == nil && vl > MaxRecordValueBytes {
+			return RequestTable{}, fmt.Errorf("%w: record %d: value of %d bytes, limit %d", ErrRequests, i, vl, MaxRecordValueBytes)
+		}
+		if v := d.bytes(int(vl)); vl > 0 {
+			r.Value = append([]byte(nil), v...)
+		}
 		if d.err != nil {
 			break
 		}
@@ -246,8 +266,8 @@ func (d *decoder) bytes(n int) []byte {
 // RequestWindow bounds how long a register remembers a request. Both
 // durations are in milliseconds.
 type RequestWindow struct {
-	// WindowMillis: a record is kept at least this long after it was
-	// recorded, and a request issued longer ago than this is refused.
+	// WindowMillis: a request issued longer ago than this is refused, and
+	// its record may be pruned.
 	WindowMillis int64
 	// SkewMillis bounds how far the clock that stamped a request's issue
 	// time may be ahead of a proposer's.
@@ -273,16 +293,17 @@ const (
 // RequestCheck is the rule a change applies before it runs a request
 // issued at issuedMillis, at the proposer's time nowMillis.
 //
-// Why no request is applied twice, whatever the clocks: a request is
-// applied only if issued <= now + skew (else RequestFromFuture), so its
-// record has AtMillis >= issued - skew. A record is removed only once
-// AtMillis < Horizon. So a request not in the table with issued >=
-// Horizon + skew cannot have a removed record: it was never applied here.
-// One issued before that, or before now - window, is refused
-// (RequestTooOld). A register that deletion GC removed loses its table;
-// GC keeps a tombstone while it holds records (RequestsHeld), so that by
-// the time it is gone the now - window rule refuses every request the
-// table knew.
+// Why no request is applied twice, whatever the clocks: every request
+// applied is recorded, with its issue time, in the state it changes, and
+// a record is removed only when its issue time is below the table's
+// Horizon, which never falls. So a request the table does not hold and
+// whose issue time is at or above Horizon was never applied to this
+// register; one issued below it is refused (RequestTooOld). A request
+// issued longer ago than the window is refused too (the rule that still
+// holds once deletion GC has removed a register and its table: see
+// RequestsHeld), and so is one stamped further ahead of the proposer's
+// clock than the skew bound, whose record would otherwise be kept for
+// longer than the window.
 func RequestCheck(t RequestTable, id string, issuedMillis, nowMillis int64, w RequestWindow) (RequestRecord, RequestVerdict) {
 	if r, ok := t.Find(id); ok {
 		return r, RequestSeen
@@ -290,7 +311,7 @@ func RequestCheck(t RequestTable, id string, issuedMillis, nowMillis int64, w Re
 	switch {
 	case issuedMillis > nowMillis+w.SkewMillis:
 		return RequestRecord{}, RequestFromFuture
-	case issuedMillis < nowMillis-w.WindowMillis, issuedMillis < t.Horizon+w.SkewMillis && t.Horizon > 0:
+	case issuedMillis < nowMillis-w.WindowMillis, issuedMillis < t.Horizon:
 		return RequestRecord{}, RequestTooOld
 	}
 	return RequestRecord{}, RequestNew
@@ -298,15 +319,14 @@ func RequestCheck(t RequestTable, id string, issuedMillis, nowMillis int64, w Re
 
 // RequestsHeld reports whether deletion GC must keep a tombstone whose
 // state is s, decided at GC's time nowMillis after its step 1 and before
-// its step 2: while its table holds a record that a request might still
-// be retried against. A register removed loses its table, and a retry
-// then meets only the now - window rule of RequestCheck. Step 2 ends
-// every change of the key in flight on any proposer (Proposer.Forget), so
-// a change that finds the register removed was submitted after nowMillis,
-// at a proposer whose clock may be behind GC's by the skew; a request it
-// carries was applied at most the skew before its issue time. So a
-// tombstone is held until window + 2 × skew past its newest record and
-// its horizon. A table that does not decode holds the tombstone.
+// its step 2: while a request its table knows might still be retried. A
+// register removed loses its table, and a retry then meets only the
+// window rule of RequestCheck. Step 2 ends every change of the key in
+// flight on any proposer (Proposer.Forget), so a change that finds the
+// register removed was submitted after nowMillis, at a proposer whose
+// clock may be behind GC's by the skew. So a tombstone is held until
+// window + skew past the newest issue time its table holds (and its
+// horizon). A table that does not decode holds the tombstone.
 func RequestsHeld(s State, nowMillis int64, w RequestWindow) bool {
 	if len(s.Requests) == 0 {
 		return false
@@ -315,6 +335,5 @@ func RequestsHeld(s State, nowMillis int64, w RequestWindow) bool {
 	if err != nil {
 		return true
 	}
-	newest := max(t.Newest(), t.Horizon)
-	return nowMillis <= newest+w.WindowMillis+2*w.SkewMillis
+	return nowMillis <= t.Newest()+w.WindowMillis+w.SkewMillis
 }

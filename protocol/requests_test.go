@@ -13,8 +13,8 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add([]byte(nil))
 	f.Add(EncodeRequests(RequestTable{}))
 	f.Add(EncodeRequests(RequestTable{Horizon: 1700000000000, Records: []RequestRecord{
-		{ID: "a", Outcome: RequestApplied, Version: 7, AtMillis: 1700000000100},
-		{ID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", Outcome: RequestNotApplied, AtMillis: -1},
+		{ID: "a", Outcome: RequestApplied, Version: 7, IssuedMillis: 1700000000100, Value: []byte("-12")},
+		{ID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", Outcome: RequestNotApplied, IssuedMillis: -1},
 	}}))
 	f.Add([]byte{2, 0, 0})
 	f.Add([]byte{1, 0, 1, 1, 'x', 3, 0, 0})
@@ -46,7 +46,7 @@ func FuzzDecodeRequests(f *testing.F) {
 func TestRequestCheck(t *testing.T) {
 	w := RequestWindow{WindowMillis: 600_000, SkewMillis: 500}
 	now := int64(10_000_000)
-	tab := RequestTable{Horizon: now - 700_000, Records: []RequestRecord{{ID: "seen", Outcome: RequestApplied, Version: 3, AtMillis: now - 1000}}}
+	tab := RequestTable{Horizon: now - 700_000, Records: []RequestRecord{{ID: "seen", Outcome: RequestApplied, Version: 3, IssuedMillis: now - 1000}}}
 	for _, tc := range []struct {
 		name   string
 		tab    RequestTable
@@ -60,8 +60,9 @@ func TestRequestCheck(t *testing.T) {
 		{"from the future", tab, "new", now + 501, RequestFromFuture},
 		{"older than the window", tab, "new", now - 600_001, RequestTooOld},
 		{"at the window's edge", RequestTable{}, "new", now - 600_000, RequestNew},
-		{"before the horizon plus skew", RequestTable{Horizon: now - 1000}, "new", now - 501, RequestTooOld},
-		{"past the horizon plus skew", RequestTable{Horizon: now - 1000}, "new", now - 500, RequestNew},
+		{"before the horizon", RequestTable{Horizon: now - 1000}, "new", now - 1001, RequestTooOld},
+		{"at the horizon", RequestTable{Horizon: now - 1000}, "new", now - 1000, RequestNew},
+		{"horizon ahead of the proposer's clock", RequestTable{Horizon: now + 400}, "new", now + 399, RequestTooOld},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, got := RequestCheck(tc.tab, tc.id, tc.issued, now, w); got != tc.want {
@@ -73,11 +74,11 @@ func TestRequestCheck(t *testing.T) {
 
 // TestRequestTablePruneAndEvict: every record removed, by pruning or by
 // eviction from a full table, was recorded before the horizon (the
-// invariant RequestCheck's safety rests on).
+// invariant RequestCheck's safety rests on): the horizon passes them.
 func TestRequestTablePruneAndEvict(t *testing.T) {
 	var tab RequestTable
 	for i := range MaxRequestRecords + 10 {
-		tab = tab.With(RequestRecord{ID: string(rune('a'+i%26)) + string(rune(i)), Outcome: RequestApplied, AtMillis: int64(1000 + i)})
+		tab = tab.With(RequestRecord{ID: string(rune('a'+i%26)) + string(rune(i)), Outcome: RequestApplied, IssuedMillis: int64(1000 + i)})
 	}
 	if len(tab.Records) != MaxRequestRecords {
 		t.Fatalf("%d records, want the limit %d", len(tab.Records), MaxRequestRecords)
@@ -102,7 +103,7 @@ func TestRequestTablePruneAndEvict(t *testing.T) {
 // a delete, and records an outcome alone with WriteKeep.
 func TestApplyRecordsRequest(t *testing.T) {
 	empty := RequestTable{}
-	s, err := apply(State{}, Write{Kind: WriteSet, Value: []byte("a"), Table: &empty, Record: RequestRecord{ID: "r1", Outcome: RequestApplied, AtMillis: 5}}, 9)
+	s, err := apply(State{}, Write{Kind: WriteSet, Value: []byte("a"), Table: &empty, Record: RequestRecord{ID: "r1", Outcome: RequestApplied, IssuedMillis: 5}}, 9)
 	if err != nil || s.Version != 9 {
 		t.Fatalf("first write: %v, %v", s, err)
 	}
@@ -115,7 +116,7 @@ func TestApplyRecordsRequest(t *testing.T) {
 	if s3.Version != 11 || !s3.Deleted || string(s3.Requests) != string(s.Requests) {
 		t.Fatalf("table not kept through a write and a delete: %+v", s3)
 	}
-	s4, _ := apply(s3, Write{Kind: WriteKeep, Table: &tab, Record: RequestRecord{ID: "q", Outcome: RequestNotApplied, AtMillis: 6}}, 12)
+	s4, _ := apply(s3, Write{Kind: WriteKeep, Table: &tab, Record: RequestRecord{ID: "q", Outcome: RequestNotApplied, IssuedMillis: 6}}, 12)
 	t4, _ := DecodeRequests(s4.Requests)
 	if r, ok := t4.Find("q"); s4.Version != 11 || !s4.Deleted || !ok || r.Version != 0 {
 		t.Fatalf("outcome recorded alone: %+v, %+v", s4, r)

@@ -107,7 +107,8 @@
 //
 // CRC-32C (Castagnoli) is computed over the Pebble key, then the Version
 // byte and the Body. Covering the key means a record found under the wrong
-// key fails its checksum like a damaged one. Version is 1.
+// key fails its checksum like a damaged one. Version is 1 (2 for a register
+// with a request table, below).
 //
 // A register record's body:
 //
@@ -122,6 +123,13 @@
 //
 // Flags bit 0 is State.Deleted; the other bits are zero. The body is
 // exactly 45 + Length bytes. An empty Value reads back as nil.
+//
+// A register whose state holds a request table (State.Requests, exactly-once
+// writes) is written in encoding version 2 instead: the same body followed
+// by the table's length (4B) and bytes, which must not be empty. Every other
+// register is written in version 1, byte for byte as before tables existed,
+// so a build that predates them reads it; that build refuses a version 2
+// record (unknown version) rather than misread it. This build reads both.
 //
 // A ceiling record's body is the ceiling, 8 bytes; an acceptor ceiling
 // record's the acceptor ceiling, an age record's the age and a fence

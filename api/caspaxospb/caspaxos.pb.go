@@ -83,7 +83,112 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5, 0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7, 0}
+}
+
+type OutcomeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutcomeRequest) Reset() {
+	*x = OutcomeRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutcomeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutcomeRequest) ProtoMessage() {}
+
+func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutcomeRequest.ProtoReflect.Descriptor instead.
+func (*OutcomeRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *OutcomeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *OutcomeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type OutcomeResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Applied bool                   `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// The version the write gave the key, when applied.
+	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutcomeResponse) Reset() {
+	*x = OutcomeResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutcomeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutcomeResponse) ProtoMessage() {}
+
+func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutcomeResponse.ProtoReflect.Descriptor instead.
+func (*OutcomeResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OutcomeResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *OutcomeResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type ListRequest struct {
@@ -100,7 +205,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +217,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[0]
+	mi := &file_api_caspaxos_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +230,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListRequest) GetPrefix() []byte {
@@ -170,7 +275,7 @@ type ListItem struct {
 
 func (x *ListItem) Reset() {
 	*x = ListItem{}
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +287,7 @@ func (x *ListItem) String() string {
 func (*ListItem) ProtoMessage() {}
 
 func (x *ListItem) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[1]
+	mi := &file_api_caspaxos_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +300,7 @@ func (x *ListItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListItem.ProtoReflect.Descriptor instead.
 func (*ListItem) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{1}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListItem) GetKey() []byte {
@@ -237,7 +342,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +354,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[2]
+	mi := &file_api_caspaxos_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +367,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{2}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListResponse) GetItems() []*ListItem {
@@ -295,7 +400,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +412,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[3]
+	mi := &file_api_caspaxos_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +425,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{3}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -339,7 +444,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +456,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[4]
+	mi := &file_api_caspaxos_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +469,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{4}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -386,14 +491,16 @@ type Op struct {
 	Delta   int64   `protobuf:"varint,6,opt,name=delta,proto3" json:"delta,omitempty"`
 	// How long the client waits for the answer, in nanoseconds (0: the
 	// server's request timeout, which also bounds it).
-	TimeoutNanos  int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	TimeoutNanos int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
+	// A write's request ID (see OutcomeRequest): exactly-once.
+	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +512,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +525,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Op) GetId() uint64 {
@@ -470,6 +577,13 @@ func (x *Op) GetTimeoutNanos() int64 {
 	return 0
 }
 
+func (x *Op) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // OpResult answers the Op with the same id.
 type OpResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -487,7 +601,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +613,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +626,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpResult) GetId() uint64 {
@@ -566,7 +680,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +692,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +705,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -611,7 +725,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +737,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +750,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -659,13 +773,14 @@ type PutRequest struct {
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// If set, the put succeeds only while the key has this version (0: absent).
 	IfVersion     *uint64 `protobuf:"varint,3,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	RequestId     string  `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +792,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +805,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -714,17 +829,25 @@ func (x *PutRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *PutRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type CreateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +859,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +872,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -766,18 +889,26 @@ func (x *CreateRequest) GetValue() []byte {
 	return nil
 }
 
+func (x *CreateRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type CompareAndSwapRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +920,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +933,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -826,6 +957,13 @@ func (x *CompareAndSwapRequest) GetValue() []byte {
 	return nil
 }
 
+func (x *CompareAndSwapRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type PutResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -835,7 +973,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +985,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +998,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -874,13 +1012,14 @@ type DeleteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	IfVersion     *uint64                `protobuf:"varint,2,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1031,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1044,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -922,6 +1061,13 @@ func (x *DeleteRequest) GetIfVersion() uint64 {
 	return 0
 }
 
+func (x *DeleteRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type DeleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The version of the tombstone.
@@ -932,7 +1078,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1090,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1103,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -971,13 +1117,14 @@ type IncrementRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Delta         int64                  `protobuf:"varint,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1136,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1149,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1019,6 +1166,13 @@ func (x *IncrementRequest) GetDelta() int64 {
 	return 0
 }
 
+func (x *IncrementRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type IncrementResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Value         int64                  `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
@@ -1029,7 +1183,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1195,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1208,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1079,7 +1233,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1245,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1258,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 type Member struct {
@@ -1121,7 +1275,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1287,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1300,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetName() string {
@@ -1199,7 +1353,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1365,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1378,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1276,7 +1430,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1442,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1455,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -1370,7 +1524,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1536,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1549,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -1421,7 +1575,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1587,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1600,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -1466,7 +1620,7 @@ type MemberReleaseRequest struct {
 
 func (x *MemberReleaseRequest) Reset() {
 	*x = MemberReleaseRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1632,7 @@ func (x *MemberReleaseRequest) String() string {
 func (*MemberReleaseRequest) ProtoMessage() {}
 
 func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1645,7 @@ func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
 func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberReleaseRequest) GetName() string {
@@ -1517,7 +1671,7 @@ type MemberReleaseResponse struct {
 
 func (x *MemberReleaseResponse) Reset() {
 	*x = MemberReleaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1683,7 @@ func (x *MemberReleaseResponse) String() string {
 func (*MemberReleaseResponse) ProtoMessage() {}
 
 func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1696,7 @@ func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
 func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
@@ -1567,7 +1721,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1733,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1746,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HoldRelease) GetName() string {
@@ -1631,7 +1785,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1797,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1810,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
 }
 
 type HealthResponse struct {
@@ -1670,7 +1824,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1836,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1849,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -1730,7 +1884,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1896,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1909,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -1782,7 +1936,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1948,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1961,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -1835,7 +1989,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +2001,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +2014,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -1885,7 +2039,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2051,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2064,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
 }
 
 type AuthStatusResponse struct {
@@ -1922,7 +2076,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2088,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2101,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AuthStatusResponse) GetEnabled() bool {
@@ -1965,7 +2119,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2131,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2144,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
 }
 
 type UserRequest struct {
@@ -2007,7 +2161,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2173,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2186,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UserRequest) GetName() string {
@@ -2066,7 +2220,7 @@ type UserRoleRequest struct {
 
 func (x *UserRoleRequest) Reset() {
 	*x = UserRoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2232,7 @@ func (x *UserRoleRequest) String() string {
 func (*UserRoleRequest) ProtoMessage() {}
 
 func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2245,7 @@ func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
 func (*UserRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UserRoleRequest) GetUser() string {
@@ -2116,7 +2270,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2282,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2295,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
 }
 
 type User struct {
@@ -2154,7 +2308,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2166,7 +2320,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2179,7 +2333,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *User) GetName() string {
@@ -2205,7 +2359,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2371,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2384,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2249,7 +2403,7 @@ type RoleRequest struct {
 
 func (x *RoleRequest) Reset() {
 	*x = RoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2415,7 @@ func (x *RoleRequest) String() string {
 func (*RoleRequest) ProtoMessage() {}
 
 func (x *RoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2428,7 @@ func (x *RoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
 func (*RoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RoleRequest) GetName() string {
@@ -2297,7 +2451,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2463,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2476,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Grant) GetPerm() string {
@@ -2356,7 +2510,7 @@ type RoleGrantRequest struct {
 
 func (x *RoleGrantRequest) Reset() {
 	*x = RoleGrantRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2522,7 @@ func (x *RoleGrantRequest) String() string {
 func (*RoleGrantRequest) ProtoMessage() {}
 
 func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2535,7 @@ func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
 func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RoleGrantRequest) GetRole() string {
@@ -2406,7 +2560,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2572,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2585,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
 }
 
 type Role struct {
@@ -2444,7 +2598,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2610,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2623,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Role) GetName() string {
@@ -2495,7 +2649,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2661,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2674,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -2534,7 +2688,14 @@ var File_api_caspaxos_proto protoreflect.FileDescriptor
 
 const file_api_caspaxos_proto_rawDesc = "" +
 	"\n" +
-	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"n\n" +
+	"\x12api/caspaxos.proto\x12\vcaspaxos.v1\"A\n" +
+	"\x0eOutcomeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"E\n" +
+	"\x0fOutcomeResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"n\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\fR\x05after\x12\x14\n" +
@@ -2552,7 +2713,7 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\fBatchRequest\x12!\n" +
 	"\x03ops\x18\x01 \x03(\v2\x0f.caspaxos.v1.OpR\x03ops\"@\n" +
 	"\rBatchResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.caspaxos.v1.OpResultR\aresults\"\xa8\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.caspaxos.v1.OpResultR\aresults\"\xc7\x02\n" +
 	"\x02Op\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.caspaxos.v1.Op.KindR\x04kind\x12\x10\n" +
@@ -2560,7 +2721,9 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
-	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\"k\n" +
+	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"k\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\a\n" +
 	"\x03GET\x10\x01\x12\a\n" +
@@ -2583,33 +2746,43 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"=\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"g\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\"\x86\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\"\n" +
 	"\n" +
-	"if_version\x18\x03 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
-	"\v_if_version\"7\n" +
+	"if_version\x18\x03 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestIdB\r\n" +
+	"\v_if_version\"V\n" +
 	"\rCreateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"Y\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"x\n" +
 	"\x15CompareAndSwapRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"'\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"'\n" +
 	"\vPutResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"T\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"s\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\"\n" +
 	"\n" +
-	"if_version\x18\x02 \x01(\x04H\x00R\tifVersion\x88\x01\x01B\r\n" +
+	"if_version\x18\x02 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestIdB\r\n" +
 	"\v_if_version\"*\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\":\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"Y\n" +
 	"\x10IncrementRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05delta\x18\x02 \x01(\x03R\x05delta\"C\n" +
+	"\x05delta\x18\x02 \x01(\x03R\x05delta\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"C\n" +
 	"\x11IncrementResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\"\x10\n" +
@@ -2696,7 +2869,7 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x06grants\x18\x02 \x03(\v2\x12.caspaxos.v1.GrantR\x06grants\";\n" +
 	"\x10RoleListResponse\x12'\n" +
-	"\x05roles\x18\x01 \x03(\v2\x11.caspaxos.v1.RoleR\x05roles2\x9a\x04\n" +
+	"\x05roles\x18\x01 \x03(\v2\x11.caspaxos.v1.RoleR\x05roles2\xe0\x04\n" +
 	"\x02KV\x128\n" +
 	"\x03Get\x12\x17.caspaxos.v1.GetRequest\x1a\x18.caspaxos.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.caspaxos.v1.PutRequest\x1a\x18.caspaxos.v1.PutResponse\x12>\n" +
@@ -2705,7 +2878,8 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x06Delete\x12\x1a.caspaxos.v1.DeleteRequest\x1a\x1b.caspaxos.v1.DeleteResponse\x12J\n" +
 	"\tIncrement\x12\x1d.caspaxos.v1.IncrementRequest\x1a\x1e.caspaxos.v1.IncrementResponse\x12B\n" +
 	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x01\x12=\n" +
-	"\x04List\x12\x18.caspaxos.v1.ListRequest\x1a\x19.caspaxos.v1.ListResponse0\x012\x84\x03\n" +
+	"\x04List\x12\x18.caspaxos.v1.ListRequest\x1a\x19.caspaxos.v1.ListResponse0\x01\x12D\n" +
+	"\aOutcome\x12\x1b.caspaxos.v1.OutcomeRequest\x1a\x1c.caspaxos.v1.OutcomeResponse2\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -2748,126 +2922,130 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
-	(*ListRequest)(nil),           // 1: caspaxos.v1.ListRequest
-	(*ListItem)(nil),              // 2: caspaxos.v1.ListItem
-	(*ListResponse)(nil),          // 3: caspaxos.v1.ListResponse
-	(*BatchRequest)(nil),          // 4: caspaxos.v1.BatchRequest
-	(*BatchResponse)(nil),         // 5: caspaxos.v1.BatchResponse
-	(*Op)(nil),                    // 6: caspaxos.v1.Op
-	(*OpResult)(nil),              // 7: caspaxos.v1.OpResult
-	(*GetRequest)(nil),            // 8: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),           // 9: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),            // 10: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),         // 11: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil), // 12: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),           // 13: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),         // 14: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 15: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),      // 16: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),     // 17: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),        // 18: caspaxos.v1.MembersRequest
-	(*Member)(nil),                // 19: caspaxos.v1.Member
-	(*MembersResponse)(nil),       // 20: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),          // 21: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),      // 22: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 23: caspaxos.v1.MemberRemoveRequest
-	(*MemberReleaseRequest)(nil),  // 24: caspaxos.v1.MemberReleaseRequest
-	(*MemberReleaseResponse)(nil), // 25: caspaxos.v1.MemberReleaseResponse
-	(*HoldRelease)(nil),           // 26: caspaxos.v1.HoldRelease
-	(*HealthRequest)(nil),         // 27: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 28: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 29: caspaxos.v1.ErrorInfo
-	(*LoginRequest)(nil),          // 30: caspaxos.v1.LoginRequest
-	(*LoginResponse)(nil),         // 31: caspaxos.v1.LoginResponse
-	(*AuthStatusRequest)(nil),     // 32: caspaxos.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),    // 33: caspaxos.v1.AuthStatusResponse
-	(*AuthChangeResponse)(nil),    // 34: caspaxos.v1.AuthChangeResponse
-	(*UserRequest)(nil),           // 35: caspaxos.v1.UserRequest
-	(*UserRoleRequest)(nil),       // 36: caspaxos.v1.UserRoleRequest
-	(*UserListRequest)(nil),       // 37: caspaxos.v1.UserListRequest
-	(*User)(nil),                  // 38: caspaxos.v1.User
-	(*UserListResponse)(nil),      // 39: caspaxos.v1.UserListResponse
-	(*RoleRequest)(nil),           // 40: caspaxos.v1.RoleRequest
-	(*Grant)(nil),                 // 41: caspaxos.v1.Grant
-	(*RoleGrantRequest)(nil),      // 42: caspaxos.v1.RoleGrantRequest
-	(*RoleListRequest)(nil),       // 43: caspaxos.v1.RoleListRequest
-	(*Role)(nil),                  // 44: caspaxos.v1.Role
-	(*RoleListResponse)(nil),      // 45: caspaxos.v1.RoleListResponse
+	(*OutcomeRequest)(nil),        // 1: caspaxos.v1.OutcomeRequest
+	(*OutcomeResponse)(nil),       // 2: caspaxos.v1.OutcomeResponse
+	(*ListRequest)(nil),           // 3: caspaxos.v1.ListRequest
+	(*ListItem)(nil),              // 4: caspaxos.v1.ListItem
+	(*ListResponse)(nil),          // 5: caspaxos.v1.ListResponse
+	(*BatchRequest)(nil),          // 6: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),         // 7: caspaxos.v1.BatchResponse
+	(*Op)(nil),                    // 8: caspaxos.v1.Op
+	(*OpResult)(nil),              // 9: caspaxos.v1.OpResult
+	(*GetRequest)(nil),            // 10: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),           // 11: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),            // 12: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),         // 13: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil), // 14: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),           // 15: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),         // 16: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 17: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),      // 18: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),     // 19: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),        // 20: caspaxos.v1.MembersRequest
+	(*Member)(nil),                // 21: caspaxos.v1.Member
+	(*MembersResponse)(nil),       // 22: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),          // 23: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),      // 24: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 25: caspaxos.v1.MemberRemoveRequest
+	(*MemberReleaseRequest)(nil),  // 26: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil), // 27: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),           // 28: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),         // 29: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 30: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 31: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),          // 32: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),         // 33: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),     // 34: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 35: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),    // 36: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),           // 37: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),       // 38: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),       // 39: caspaxos.v1.UserListRequest
+	(*User)(nil),                  // 40: caspaxos.v1.User
+	(*UserListResponse)(nil),      // 41: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),           // 42: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                 // 43: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),      // 44: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),       // 45: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                  // 46: caspaxos.v1.Role
+	(*RoleListResponse)(nil),      // 47: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
-	2,  // 0: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
-	6,  // 1: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
-	7,  // 2: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	4,  // 0: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
+	8,  // 1: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	9,  // 2: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
 	0,  // 3: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	29, // 4: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
-	19, // 5: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	21, // 6: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	26, // 7: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	38, // 8: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
-	41, // 9: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
-	41, // 10: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
-	44, // 11: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
-	8,  // 12: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	10, // 13: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	11, // 14: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	12, // 15: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	14, // 16: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	16, // 17: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	4,  // 18: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	1,  // 19: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
-	18, // 20: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	27, // 21: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	22, // 22: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	23, // 23: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	24, // 24: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	30, // 25: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
-	32, // 26: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
-	32, // 27: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
-	32, // 28: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
-	35, // 29: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
-	35, // 30: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
-	35, // 31: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
-	36, // 32: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
-	36, // 33: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
-	37, // 34: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
-	40, // 35: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
-	40, // 36: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
-	42, // 37: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
-	42, // 38: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
-	43, // 39: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
-	9,  // 40: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	13, // 41: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	13, // 42: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	13, // 43: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	15, // 44: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	17, // 45: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	5,  // 46: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	3,  // 47: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
-	20, // 48: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	28, // 49: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	20, // 50: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	20, // 51: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	25, // 52: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	31, // 53: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
-	33, // 54: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
-	33, // 55: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
-	33, // 56: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
-	34, // 57: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 58: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 59: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 60: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 61: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
-	39, // 62: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
-	34, // 63: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 64: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 65: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
-	34, // 66: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
-	45, // 67: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
-	40, // [40:68] is the sub-list for method output_type
-	12, // [12:40] is the sub-list for method input_type
+	31, // 4: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	21, // 5: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	23, // 6: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	28, // 7: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	40, // 8: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	43, // 9: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	43, // 10: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	46, // 11: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	10, // 12: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	12, // 13: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	13, // 14: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	14, // 15: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	16, // 16: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	18, // 17: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	6,  // 18: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	3,  // 19: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
+	1,  // 20: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
+	20, // 21: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	29, // 22: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	24, // 23: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	25, // 24: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	26, // 25: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	32, // 26: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	34, // 27: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	34, // 28: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	34, // 29: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	37, // 30: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	37, // 31: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	37, // 32: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	38, // 33: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	38, // 34: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	39, // 35: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	42, // 36: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	42, // 37: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	44, // 38: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	44, // 39: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	45, // 40: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	11, // 41: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	15, // 42: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	15, // 43: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	15, // 44: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	17, // 45: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	19, // 46: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	7,  // 47: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	5,  // 48: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
+	2,  // 49: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
+	22, // 50: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	30, // 51: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	22, // 52: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	22, // 53: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	27, // 54: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	33, // 55: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	35, // 56: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	35, // 57: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	35, // 58: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	36, // 59: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 60: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 61: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 62: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 63: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	41, // 64: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	36, // 65: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 66: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 67: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	36, // 68: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 69: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	41, // [41:70] is the sub-list for method output_type
+	12, // [12:41] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -2878,15 +3056,15 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[9].OneofWrappers = []any{}
-	file_api_caspaxos_proto_msgTypes[13].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[11].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[15].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   45,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

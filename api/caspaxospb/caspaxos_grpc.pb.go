@@ -29,6 +29,7 @@ const (
 	KV_Increment_FullMethodName      = "/caspaxos.v1.KV/Increment"
 	KV_Batch_FullMethodName          = "/caspaxos.v1.KV/Batch"
 	KV_List_FullMethodName           = "/caspaxos.v1.KV/List"
+	KV_Outcome_FullMethodName        = "/caspaxos.v1.KV/Outcome"
 )
 
 // KVClient is the client API for KV service.
@@ -63,6 +64,12 @@ type KVClient interface {
 	// that stayed live through the call is returned; no deleted key is
 	// returned; the page is not a snapshot across keys.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListResponse], error)
+	// Outcome tells whether the write of request_id on key was applied,
+	// definitively: it runs as a change of the key's register (never a fast
+	// read), and records an ID it does not find as not applied, so that no
+	// late attempt of it can apply it afterwards (such an attempt fails with
+	// request_not_applied). An ID too old to tell fails with request_expired.
+	Outcome(ctx context.Context, in *OutcomeRequest, opts ...grpc.CallOption) (*OutcomeResponse, error)
 }
 
 type kVClient struct {
@@ -165,6 +172,16 @@ func (c *kVClient) List(ctx context.Context, in *ListRequest, opts ...grpc.CallO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_ListClient = grpc.ServerStreamingClient[ListResponse]
 
+func (c *kVClient) Outcome(ctx context.Context, in *OutcomeRequest, opts ...grpc.CallOption) (*OutcomeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OutcomeResponse)
+	err := c.cc.Invoke(ctx, KV_Outcome_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -197,6 +214,12 @@ type KVServer interface {
 	// that stayed live through the call is returned; no deleted key is
 	// returned; the page is not a snapshot across keys.
 	List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error
+	// Outcome tells whether the write of request_id on key was applied,
+	// definitively: it runs as a change of the key's register (never a fast
+	// read), and records an ID it does not find as not applied, so that no
+	// late attempt of it can apply it afterwards (such an attempt fails with
+	// request_not_applied). An ID too old to tell fails with request_expired.
+	Outcome(context.Context, *OutcomeRequest) (*OutcomeResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -230,6 +253,9 @@ func (UnimplementedKVServer) Batch(grpc.BidiStreamingServer[BatchRequest, BatchR
 }
 func (UnimplementedKVServer) List(*ListRequest, grpc.ServerStreamingServer[ListResponse]) error {
 	return status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedKVServer) Outcome(context.Context, *OutcomeRequest) (*OutcomeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Outcome not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -378,6 +404,24 @@ func _KV_List_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type KV_ListServer = grpc.ServerStreamingServer[ListResponse]
 
+func _KV_Outcome_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OutcomeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Outcome(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Outcome_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Outcome(ctx, req.(*OutcomeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -408,6 +452,10 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Increment",
 			Handler:    _KV_Increment_Handler,
+		},
+		{
+			MethodName: "Outcome",
+			Handler:    _KV_Outcome_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

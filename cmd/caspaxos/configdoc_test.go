@@ -15,6 +15,7 @@ import (
 	"github.com/caspaxos/caspaxos"
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/acceptor"
 	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
@@ -76,6 +77,7 @@ func configConstants() map[string]any {
 		"proposer.MaxTimeout":                proposer.MaxTimeout,
 		"proposer.MaxGatherWindow":           proposer.MaxGatherWindow,
 		"gc.MaxDuration":                     gc.MaxDuration,
+		"protocol.MaxRequestRecords":         protocol.MaxRequestRecords,
 		"clientapi.KeepaliveMinPingInterval": clientapi.KeepaliveMinPingInterval,
 	}
 }

@@ -67,6 +67,8 @@ func serveFlagFields() map[string]daemon.Field {
 		"gc-sweep-interval":        "GC.SweepInterval",
 		"gc-delay":                 "GC.Delay",
 		"gc-orphan-delay":          "GC.OrphanDelay",
+		"idempotency-window":       "Idempotency.Window",
+		"max-clock-skew":           "Idempotency.MaxClockSkew",
 		"cert-file":                "TLS.CertFile",
 		"key-file":                 "TLS.KeyFile",
 		"trusted-ca-file":          "TLS.TrustedCAFile",
@@ -148,6 +150,8 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.IntVar(&c.Limits.MaxKeyBytes, "max-key-bytes", def.Limits.MaxKeyBytes, "largest key accepted")
 	f.IntVar(&c.Limits.MaxValueBytes, "max-value-bytes", def.Limits.MaxValueBytes, fmt.Sprintf("largest value accepted (at most %d MiB)", daemon.MaxValueBytesLimit>>20))
 	f.DurationVar(&c.RequestTimeout, "request-timeout", def.RequestTimeout, "deadline of a client request")
+	f.DurationVar(&c.Idempotency.Window, "idempotency-window", def.Idempotency.Window, "how long a key remembers a write's request ID; an older retry is refused")
+	f.DurationVar(&c.Idempotency.MaxClockSkew, "max-clock-skew", def.Idempotency.MaxClockSkew, "bound on clock skew between nodes and clients")
 	f.IntVar(&c.Admission.MaxInflightRequests, "max-inflight-requests", def.Admission.MaxInflightRequests, "client operations the node runs at once (HTTP, gRPC and Batch ops together); one past it is refused with the code overloaded (HTTP 429, gRPC RESOURCE_EXHAUSTED), nothing applied")
 	f.IntVar(&c.Admission.MaxConns, "max-client-conns", def.Admission.MaxConns, "client connections open at once; one past it is closed as soon as it is accepted")
 	f.DurationVar(&c.HTTP.ReadHeaderTimeout, "http-read-header-timeout", def.HTTP.ReadHeaderTimeout, "an HTTP client that has not sent its request's headers by then is cut off")

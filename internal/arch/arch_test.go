@@ -71,6 +71,9 @@ var allowed = map[string][]string{
 	// The amnesia guard: the data directory's identity in storage, the
 	// members' word on it through the membership's answer type.
 	"server/identity": {"protocol", "storage", "server/membership"},
+	// Leases: their expiry, proposed through the small Doer and Scanner
+	// interfaces it declares.
+	"server/lease": {"protocol", "kv"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if

@@ -37,7 +37,7 @@ func (s *sim) history() []porcupine.Operation {
 	for _, o := range s.w.ops {
 		op := porcupine.Operation{ClientId: o.client, Input: o.in, Call: int64(o.call)}
 		switch {
-		case o.status == opAborted, o.status == opUnknown && (o.in.kind == opGet || o.unsent):
+		case o.status == opAborted, o.status == opIDSettled, o.status == opUnknown && (o.in.kind == opGet || o.unsent):
 			continue
 		case o.status == opUnknown:
 			op.Output, op.Return = output{unknown: true}, math.MaxInt64

@@ -17,6 +17,10 @@ const (
 	opDone             // answered with an outcome (a success or a refusal)
 	opUnknown          // ErrUnknownOutcome, or never answered (its node crashed)
 	opAborted          // ErrAborted: not applied; left out of the history
+	// opIDSettled: answered for its request ID (a repeat of a write
+	// already applied, or a refusal of the ID): it changed nothing, and is
+	// left out of the history (idempotent.go).
+	opIDSettled
 )
 
 // op is one client operation and what became of it.
@@ -50,6 +54,8 @@ func (o *op) describe() string {
 		return "pending"
 	case opAborted:
 		return "aborted"
+	case opIDSettled:
+		return "settled by its request ID"
 	case opUnknown:
 		if o.unsent {
 			return "never answered, never sent (not applied)"
@@ -67,6 +73,11 @@ type client struct {
 	idx  int
 	op   *op
 	seen map[string]uint64 // per key, the last version this client saw (0: absent)
+	// skew is how far the client's clock is off; retry (of key index
+	// retryK) is a write with a request ID to send again (idempotent.go).
+	skew   time.Duration
+	retry  *input
+	retryK int
 }
 
 func newClient(idx int) *client { return &client{idx: idx, seen: make(map[string]uint64)} }
@@ -91,6 +102,16 @@ func (s *sim) clientNext(c *client) {
 	if s.w.issued >= s.opts.Ops || c.op != nil {
 		return
 	}
+	if in, k, ok := s.takeRetry(c); ok {
+		if n := s.route(k); n.up {
+			s.issue(c, n, k, in)
+			return
+		}
+		s.stats.Unavailable++
+		c.retry, c.retryK = &in, k // try again next time
+		s.schedule(event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
+		return
+	}
 	k, ok := s.pickKey()
 	if !ok {
 		s.schedule(event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
@@ -102,14 +123,15 @@ func (s *sim) clientNext(c *client) {
 		s.schedule(event{kind: evClientNext, client: c.idx}, s.jitter(s.plan.Think))
 		return
 	}
-	s.issue(c, n, k, s.pickInput(c, s.keys[k]))
+	s.issue(c, n, k, s.withRequestID(c, s.pickInput(c, s.keys[k])))
 }
 
 // pickKey returns a random key with room for one more operation in flight.
 func (s *sim) pickKey() (int, bool) {
-	start := s.rng.IntN(len(s.keys))
-	for i := range s.keys {
-		k := (start + i) % len(s.keys)
+	// The first Plan.Keys keys are the clients'; leases' come after.
+	start := s.rng.IntN(s.plan.Keys)
+	for i := range s.plan.Keys {
+		k := (start + i) % s.plan.Keys
 		if s.w.inflight[k] < s.plan.MaxInFlightPerKey {
 			return k, true
 		}
@@ -197,6 +219,9 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.FastRead(o.id, in.key) })
 	case in.kind == opGet:
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, in.key) })
+	case in.rid != "":
+		ch := s.counted(n, o, s.idChange(n, in))
+		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
 	default:
 		ch := s.counted(n, o, in.change())
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
@@ -252,6 +277,8 @@ func (s *sim) clientResult(n *node, r protocol.Result) {
 		o.status = opUnknown
 		s.stats.Unknown++
 		s.ret.onUnknown(s, n, o)
+		s.retryLater(o)
+	case s.idAnswer(o, r.Err):
 	default:
 		if err := s.settleKnown(o, r); err != nil {
 			s.fail("%v", err)
@@ -301,6 +328,7 @@ func (s *sim) loseOps(n *node) {
 			s.stats.LostUnsent++
 		}
 		s.ret.onLost(s, n, o)
+		s.retryLater(o)
 		s.noteOp("loses", o)
 		s.endOp(o)
 	}

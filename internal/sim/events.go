@@ -29,6 +29,9 @@ const (
 	evGC
 	// evMember advances the membership change (see member.go).
 	evMember
+	// evLease runs a lease actor (event.client; see lease.go), or times
+	// out its request req.
+	evLease
 )
 
 var eventNames = [...]string{
@@ -41,6 +44,7 @@ var eventNames = [...]string{
 	evFaultEnd:   "fault-end",
 	evGC:         "gc",
 	evMember:     "member",
+	evLease:      "lease",
 }
 
 func (k eventKind) String() string { return eventNames[k] }

@@ -141,6 +141,12 @@ func (s *sim) gcResult(n *node, r protocol.Result) {
 		g.phase = gcIdle
 		return
 	}
+	if protocol.RequestsHeld(r.State, s.nodeMillis(n), s.requestWindow()) {
+		// Its request IDs may still be retried against (idempotent.go).
+		s.stats.GCHeld++
+		g.phase = gcIdle
+		return
+	}
 	g.tomb = protocol.Tombstone{Key: g.key, Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise}
 	g.ages = make(map[protocol.NodeID]uint64)
 	g.op = &op{client: len(s.clients), in: input{key: g.key, kind: opGC}, call: g.started, status: opDone, out: output{outcome: outOK}}

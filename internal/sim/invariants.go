@@ -161,6 +161,8 @@ func (inv *invariants) onSync(s *sim, n *node, writes []write) {
 			s.stats.Chosen++
 			s.ret.onChosen(s, w.key, bk.b)
 			inv.checkChosen(s, w.key)
+			s.checkRequests(w.key, w.reg.State)
+			s.checkLease(w.key, w.reg.State)
 		}
 	}
 }

@@ -37,6 +37,11 @@ type input struct {
 	value   string
 	version uint64 // CAS and Delete: the version expected (Delete: 0 = any)
 	delta   int64  // Increment
+	// rid, issued, attempt: a write's request ID, its issue time (the
+	// client's clock, ms) and which attempt this is (idempotent.go).
+	rid     string
+	issued  int64
+	attempt int
 }
 
 // change is the operation as the protocol runs it: kv's change function.
@@ -64,6 +69,11 @@ func (in input) expects() (uint64, bool) {
 }
 
 func (in input) String() string {
+	if in.rid != "" {
+		plain := in
+		plain.rid = ""
+		return fmt.Sprintf("%v [%s, attempt %d]", plain, in.rid, in.attempt)
+	}
 	switch in.kind {
 	case opPut, opCreate:
 		return fmt.Sprintf("%s(%q, %q)", opNames[in.kind], in.key, in.value)

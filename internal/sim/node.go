@@ -23,7 +23,9 @@ type node struct {
 	idx int
 	id  protocol.NodeID
 	up  bool
-	inc uint64 // incarnation: rises at every crash, so stale events are ignored
+	// skew is how far the node's clock is off the virtual time (idempotent.go).
+	skew time.Duration
+	inc  uint64 // incarnation: rises at every crash, so stale events are ignored
 	// lost: the node lost its disk and is refused under its identity; it
 	// stays down until a membership change adds it back (Plan.DiskLoss).
 	lost bool
@@ -258,6 +260,8 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			s.gcResult(n, r)
 		case isMemberReq(r.ID):
 			s.memberResult(n, r)
+		case isLeaseReq(r.ID):
+			s.leaseResult(n, r)
 		default:
 			s.clientResult(n, r)
 		}

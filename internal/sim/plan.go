@@ -63,6 +63,19 @@ type Plan struct {
 	// TimerGather's delay (jittered).
 	Gather      bool
 	GatherDelay time.Duration
+
+	// Exactly-once writes (idempotent.go), drawn from a stream of their
+	// own: the share of writes with a request ID (0: none), the
+	// idempotency window, the bound on clock skew (each clock is off by
+	// up to half of it), and the seed of the clocks and IDs.
+	Idempotent float64
+	IDWindow   time.Duration
+	MaxSkew    time.Duration
+	ClockSeed  uint64
+	// Leases (lease.go), drawn from a stream of their own: how many (0:
+	// none) and their TTL.
+	Leases   int
+	LeaseTTL time.Duration
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -157,6 +170,13 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "\ndeletion GC: every ~%v", p.GCEvery)
 	} else {
 		b.WriteString("\ndeletion GC: off")
+	}
+	if p.Idempotent > 0 {
+		fmt.Fprintf(&b, "\nexactly-once: %.0f%% of puts, increments and deletes with a request ID, window=%v, clock skew<=%v",
+			100*p.Idempotent, p.IDWindow, p.MaxSkew)
+	}
+	if p.Leases > 0 {
+		fmt.Fprintf(&b, "\nleases: %d, ttl=%v, clock skew<=%v", p.Leases, p.LeaseTTL, p.MaxSkew)
 	}
 	if p.MemberEvery > 0 {
 		fmt.Fprintf(&b, "\nmembership: a pool of 5 nodes, a change every ~%v", p.MemberEvery)

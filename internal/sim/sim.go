@@ -60,6 +60,13 @@ type Variant struct {
 	// may re-create a key deletion GC removed below the removed
 	// tombstone's version.
 	JoinWithoutCounter bool
+	// IDCheckOutside checks a write's request ID outside its change
+	// function (idempotent.go): against the issuing node's own acceptor,
+	// at issue time.
+	IDCheckOutside bool
+	// LeaseLocalExpiry makes lease readers decide expiry from their node's
+	// clock at read time (lease.go) instead of the committed state.
+	LeaseLocalExpiry bool
 }
 
 // Report describes a run that passed every check.
@@ -147,6 +154,12 @@ type sim struct {
 	// computing counts change functions run per key during one proposer call.
 	computing map[string]int
 	failure   *Failure
+	// Exactly-once writes (idempotent.go): the clocks' and IDs' PRNG, the
+	// last request ID, and per key the version each ID was applied at.
+	idrng   *rand.Rand
+	nextRID int
+	ledger  map[string]map[string]uint64
+	lease   leaseState // lease.go
 }
 
 // Run runs one seed and checks it. It returns a *Failure on a violation.
@@ -181,6 +194,8 @@ func (o Options) Plan() Plan {
 func (o Options) draw() (*rand.Rand, Plan) {
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	plan := drawPlan(rng, o.Nodes)
+	drawIdempotency(o.Seed, &plan)
+	drawLeases(o.Seed, &plan)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
@@ -228,6 +243,8 @@ func newSim(opts Options) *sim {
 		s.clients = append(s.clients, newClient(i))
 		s.schedule(event{kind: evClientNext, client: i}, s.jitter(s.plan.Think))
 	}
+	s.setClocks()
+	s.setLeases()
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
@@ -283,6 +300,8 @@ func (s *sim) dispatch(ev *event) {
 		s.gcTick()
 	case evMember:
 		s.memberTick()
+	case evLease:
+		s.leaseTick(ev)
 	}
 }
 

@@ -54,8 +54,16 @@ type Stats struct {
 	DiskLosses          int // crashes that lost the whole disk (Plan.DiskLoss)
 	LostReadded         int // nodes that lost their disk, added back by a membership change
 	FreshJoins          int // nodes that joined for the first time, empty, by a membership change
-	Events              int
-	VirtualTime         time.Duration
+	// Exactly-once writes (idempotent.go): writes given a request ID,
+	// attempts sent again with it, attempts answered with their write's
+	// first outcome, attempts refused for their ID, tombstones GC kept
+	// for their IDs.
+	IDWrites, IDRetries, IDRepeats, IDRefused, GCHeld int
+	// Leases (lease.go): grants and keep-alives acknowledged, expiries
+	// chosen, reads.
+	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
+	Events                                                int
+	VirtualTime                                           time.Duration
 }
 
 // Add adds o's counts to st.
@@ -124,6 +132,15 @@ func (st *Stats) fields() []statField {
 		{"disk-losses", &st.DiskLosses, true},
 		{"lost-readded", &st.LostReadded, false},
 		{"fresh-joins", &st.FreshJoins, true},
+		{"id-writes", &st.IDWrites, true},
+		{"id-retries", &st.IDRetries, true},
+		{"id-repeats", &st.IDRepeats, true},
+		{"id-refused", &st.IDRefused, false},
+		{"gc-held", &st.GCHeld, false},
+		{"lease-grants", &st.LeaseGrants, true},
+		{"lease-renewals", &st.LeaseRenewals, true},
+		{"lease-expiries", &st.LeaseExpiries, true},
+		{"lease-reads", &st.LeaseReads, true},
 		{"events", &st.Events, true},
 	}
 }

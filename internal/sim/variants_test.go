@@ -127,6 +127,36 @@ func brokenVariants() []brokenVariant {
 			},
 			minOps: 4000,
 		},
+		{
+			// A write's request ID checked outside its change function
+			// (against the issuing node's own acceptor, at issue time): a
+			// retry after an unknown outcome whose first attempt was
+			// applied, sent to a node whose acceptor has not seen that
+			// yet, applies the write again. Needs writes with IDs, unknown
+			// outcomes (loss, crashes) and retries to other nodes.
+			variant: Variant{Name: "id-check-outside-change", IDCheckOutside: true},
+			tweak: func(p *Plan) {
+				p.Idempotent = 0.8
+				p.IDWindow = time.Second
+				p.MaxSkew = 20 * time.Millisecond
+				p.Loss = max(p.Loss, 0.1)
+				p.HomeBias = min(p.HomeBias, 0.3)
+			},
+		},
+		{
+			// Lease expiry read from the reader's clock at read time
+			// (renewed + ttl < now, no skew margin) instead of the
+			// committed state: a reader whose clock is ahead sees a lease
+			// expired before its TTL has passed since its last renewal.
+			// Needs leases left to expire, readers, and skewed clocks.
+			variant: Variant{Name: "lease-expiry-from-local-clock", LeaseLocalExpiry: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 40 * time.Millisecond
+				p.MaxSkew = 20 * time.Millisecond
+				p.ClockSeed |= 1
+			},
+		},
 	}
 }
 

@@ -329,7 +329,7 @@ var opKinds = map[caspaxospb.Op_Kind]kv.OpKind{
 // one runs an op of a Batch as its unary call would, and answers it.
 func (g *grpcAPI) one(ctx context.Context, p auth.Principal, o *caspaxospb.Op) *caspaxospb.OpResult {
 	r := &caspaxospb.OpResult{Id: o.GetId()}
-	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta()}
+	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId()}
 	var err error
 	kind, ok := opKinds[o.GetKind()]
 	op.Kind = kind

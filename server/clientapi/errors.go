@@ -30,6 +30,14 @@ const (
 	CodeOverloaded       = kv.CodeOverloaded
 	CodeUnauthenticated  = kv.CodeUnauthenticated
 	CodePermissionDenied = kv.CodePermissionDenied
+	// Exactly-once writes (kv/request.go).
+	CodeRequestExpired    = kv.CodeRequestExpired
+	CodeRequestFromFuture = kv.CodeRequestFromFuture
+	CodeRequestNotApplied = kv.CodeRequestNotApplied
+	// Leases (kv/lease.go).
+	CodeLeaseNotFound   = kv.CodeLeaseNotFound
+	CodeLeaseExists     = kv.CodeLeaseExists
+	CodeLeaseNotExpired = kv.CodeLeaseNotExpired
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -55,6 +63,13 @@ var errorTable = map[string]errorClass{
 	CodeOverloaded:       {CodeOverloaded, http.StatusTooManyRequests, codes.ResourceExhausted},
 	CodeUnauthenticated:  {CodeUnauthenticated, http.StatusUnauthorized, codes.Unauthenticated},
 	CodePermissionDenied: {CodePermissionDenied, http.StatusForbidden, codes.PermissionDenied},
+	// Exactly-once writes: the request cannot be run (again) safely.
+	CodeRequestExpired:    {CodeRequestExpired, http.StatusUnprocessableEntity, codes.FailedPrecondition},
+	CodeRequestFromFuture: {CodeRequestFromFuture, http.StatusUnprocessableEntity, codes.FailedPrecondition},
+	CodeRequestNotApplied: {CodeRequestNotApplied, http.StatusConflict, codes.Aborted},
+	CodeLeaseNotFound:     {CodeLeaseNotFound, http.StatusNotFound, codes.NotFound},
+	CodeLeaseExists:       {CodeLeaseExists, http.StatusConflict, codes.AlreadyExists},
+	CodeLeaseNotExpired:   {CodeLeaseNotExpired, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.
@@ -71,3 +86,6 @@ func classify(err error) (errorClass, uint64) {
 	code, current := kv.Code(err)
 	return errorTable[code], current
 }
+
+// errOutcomeLost: an outcome query's state lacks the ID it recorded.
+var errOutcomeLost = errors.New("caspaxos: the outcome query's state does not hold its request ID")

@@ -185,7 +185,7 @@ func (g *grpcAPI) Get(ctx context.Context, r *caspaxospb.GetRequest) (*caspaxosp
 }
 
 func (g *grpcAPI) Put(ctx context.Context, r *caspaxospb.PutRequest) (*caspaxospb.PutResponse, error) {
-	op := kv.Op{Kind: kv.OpPut, Key: string(r.GetKey()), Value: r.GetValue()}
+	op := kv.Op{Kind: kv.OpPut, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId()}
 	if r.IfVersion != nil {
 		op.Kind, op.Version = kv.OpCompareAndSwap, r.GetIfVersion()
 	}
@@ -193,11 +193,11 @@ func (g *grpcAPI) Put(ctx context.Context, r *caspaxospb.PutRequest) (*caspaxosp
 }
 
 func (g *grpcAPI) Create(ctx context.Context, r *caspaxospb.CreateRequest) (*caspaxospb.PutResponse, error) {
-	return g.write(ctx, kv.Op{Kind: kv.OpCreate, Key: string(r.GetKey()), Value: r.GetValue()})
+	return g.write(ctx, kv.Op{Kind: kv.OpCreate, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId()})
 }
 
 func (g *grpcAPI) CompareAndSwap(ctx context.Context, r *caspaxospb.CompareAndSwapRequest) (*caspaxospb.PutResponse, error) {
-	return g.write(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: string(r.GetKey()), Version: r.GetVersion(), Value: r.GetValue()})
+	return g.write(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: string(r.GetKey()), Version: r.GetVersion(), Value: r.GetValue(), RequestID: r.GetRequestId()})
 }
 
 func (g *grpcAPI) write(ctx context.Context, op kv.Op) (*caspaxospb.PutResponse, error) {
@@ -209,7 +209,7 @@ func (g *grpcAPI) write(ctx context.Context, op kv.Op) (*caspaxospb.PutResponse,
 }
 
 func (g *grpcAPI) Delete(ctx context.Context, r *caspaxospb.DeleteRequest) (*caspaxospb.DeleteResponse, error) {
-	s, err := g.run(ctx, kv.Op{Kind: kv.OpDelete, Key: string(r.GetKey()), Version: r.GetIfVersion()})
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpDelete, Key: string(r.GetKey()), Version: r.GetIfVersion(), RequestID: r.GetRequestId()})
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func (g *grpcAPI) Delete(ctx context.Context, r *caspaxospb.DeleteRequest) (*cas
 }
 
 func (g *grpcAPI) Increment(ctx context.Context, r *caspaxospb.IncrementRequest) (*caspaxospb.IncrementResponse, error) {
-	s, err := g.run(ctx, kv.Op{Kind: kv.OpIncrement, Key: string(r.GetKey()), Delta: r.GetDelta()})
+	s, err := g.run(ctx, kv.Op{Kind: kv.OpIncrement, Key: string(r.GetKey()), Delta: r.GetDelta(), RequestID: r.GetRequestId()})
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,7 @@ type HTTPConfig struct {
 //	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
+//	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
@@ -52,6 +53,9 @@ type HTTPConfig struct {
 //	POST   /v1/members/release     free nodes of a change whose controller is gone: body NAME or empty (every member); ?force=true
 //	POST   /v1/auth/login          {"user","password"}: a token (auth.go lists the other /v1/auth routes)
 //	GET    /metrics                Prometheus metrics (if configured)
+//
+// PUT, DELETE and POST take an Idempotency-Key header: a write's request
+// ID, which makes it exactly-once (outcome.go).
 //
 // Every request that is not GET or HEAD must pass the CSRF rule
 // (checkOrigin), and with a Guard every request its checks (auth.go).
@@ -116,6 +120,9 @@ func (h *httpAPI) admit(next http.HandlerFunc) http.HandlerFunc {
 
 // run checks and runs one operation with the request's deadline.
 func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
+	if op.Kind != kv.OpGet && op.Kind != kv.OpOutcome {
+		op.RequestID = r.Header.Get(IdempotencyKeyHeader) // exactly-once (outcome.go)
+	}
 	if err := checkClientOp(op, h.cfg.Limits); err != nil {
 		return protocol.State{}, err
 	}
@@ -134,6 +141,10 @@ func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Has("list") {
 		h.list(w, r)
+		return
+	}
+	if r.URL.Query().Has("request_id") {
+		h.outcome(w, r)
 		return
 	}
 	if err := onlyQuery(r); err != nil {

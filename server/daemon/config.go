@@ -90,6 +90,12 @@ type Config struct {
 	TLS TLSConfig
 	// GC tunes deletion GC, which runs by default (gc.go).
 	GC GCOptions
+	// Idempotency is the window of exactly-once writes (kv/request.go):
+	// how long a key remembers a write's request ID, and the bound on
+	// clock skew between nodes and the clients that stamp request IDs.
+	// The node's proposer and GC both use it; every node should have the
+	// same.
+	Idempotency kv.Idempotency
 	// Membership tunes the membership change controller; Self is the
 	// daemon's.
 	Membership membership.ControllerConfig
@@ -172,6 +178,7 @@ func DefaultConfig() Config {
 		List:           list.DefaultConfig(),
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
+		Idempotency:    kv.DefaultIdempotency(),
 		Membership:     membership.DefaultControllerConfig(),
 		Timers:         DefaultTimers(),
 	}

@@ -197,6 +197,7 @@ func (d *Daemon) startNode() error {
 	d.tr = tr
 	nc := d.cfg.Node
 	nc.ID, nc.Members, nc.Acceptors, nc.Deleted = d.id, nil, d.acceptors, d.deleted
+	nc.Proposer.Idempotency = d.cfg.Idempotency
 	node, err := node.New(nc, d.store, &links{self: d.id, relay: d.relay, tr: tr}, forwarder{tr: tr}, d.log)
 	if err != nil {
 		tr.Close()

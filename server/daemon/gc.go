@@ -36,7 +36,9 @@ func (d *Daemon) startGC() error {
 	if o.Disabled {
 		return nil
 	}
-	gc, err := gc.New(o.Config(d.id), d.store, d.node, d.members.GuardGC(d.gcPeers()), d.log)
+	gcc := o.Config(d.id)
+	gcc.Idempotency = d.cfg.Idempotency
+	gc, err := gc.New(gcc, d.store, d.node, d.members.GuardGC(d.gcPeers()), d.log)
 	if err != nil {
 		return fmt.Errorf("caspaxos/daemon: deletion GC: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/storage"
@@ -117,6 +118,11 @@ type Config struct {
 	MaxFeedItems int
 	// RandSeed seeds the retry jitter; zero picks a seed from the clock.
 	RandSeed uint64
+	// Idempotency is the window of exactly-once writes (zero:
+	// kv.DefaultIdempotency): a tombstone whose request table may still
+	// be retried against is kept (protocol.RequestsHeld) and taken again
+	// once it may go.
+	Idempotency kv.Idempotency
 }
 
 // MaxDuration bounds every duration of Config: a longer one is a mistake
@@ -141,6 +147,12 @@ func DefaultConfig() Config {
 }
 
 func (c *Config) validate() error {
+	if c.Idempotency == (kv.Idempotency{}) {
+		c.Idempotency = kv.DefaultIdempotency()
+	}
+	if err := c.Idempotency.Validate(); err != nil {
+		return fmt.Errorf("caspaxos/gc: %w", err)
+	}
 	if c.ID == 0 {
 		return errors.New("caspaxos/gc: GC runner ID must not be 0")
 	}
@@ -526,6 +538,22 @@ func (g *Runner) ripe(items []storage.GCItem) []storage.GCItem {
 	return out
 }
 
+// hold keeps key, a tombstone whose request IDs may still be retried
+// against, out of rounds until it may go: it waits as a young key does,
+// until its newest record is window + skew old.
+func (g *Runner) hold(key string, s protocol.State, now time.Time) {
+	t, err := protocol.DecodeRequests(s.Requests)
+	until := now.Add(g.cfg.Idempotency.Window)
+	if err == nil {
+		w := g.cfg.Idempotency
+		until = time.UnixMilli(t.Newest()).Add(w.Window + w.MaxClockSkew + time.Millisecond)
+	}
+	g.mu.Lock()
+	g.young[key] = until.Add(-g.cfg.Delay)
+	g.mu.Unlock()
+	g.stats.held.Add(1)
+}
+
 // round runs steps 1 to 4 for the keys of items and dequeues the items of
 // the keys it finished.
 func (g *Runner) round(items []storage.GCItem) error {
@@ -550,11 +578,17 @@ func (g *Runner) round(items []storage.GCItem) error {
 	keys := distinctKeys(items)
 	done := make(map[string]bool, len(keys))
 	var tombs []protocol.Tombstone
-	for i, r := range g.w.ProposeGC(ctx, keys) {
+	results := g.w.ProposeGC(ctx, keys)
+	// After step 1, before step 2 (protocol.RequestsHeld says why).
+	now := time.Now()
+	window := g.cfg.Idempotency.RequestWindow()
+	for i, r := range results {
 		switch {
 		case r.Err != nil:
 		case r.State.Exists():
 			done[keys[i]] = true // live again: nothing to collect
+		case protocol.RequestsHeld(r.State, now.UnixMilli(), window):
+			g.hold(keys[i], r.State, now)
 		default:
 			tombs = append(tombs, protocol.Tombstone{Key: keys[i], Ballot: r.Ballot, Version: r.State.Version, Promise: r.Promise})
 		}
@@ -678,10 +712,13 @@ type Stats struct {
 	// tombstones the last one found in the local store (not a counter).
 	Sweeps     uint64
 	Tombstones uint64
+	// Held counts tombstones a round kept because their request IDs may
+	// still be retried against (exactly-once writes).
+	Held uint64
 }
 
 type counters struct {
-	rounds, failed, collected, swept, adopted, dropped, sweeps, tombstones atomic.Uint64
+	rounds, failed, collected, swept, adopted, dropped, sweeps, tombstones, held atomic.Uint64
 }
 
 // Queued counts the items of the persisted queue, up to limit (a key
@@ -708,6 +745,7 @@ func (g *Runner) Queued(limit int) (int, error) {
 func (g *Runner) Stats() Stats {
 	s := &g.stats
 	return Stats{
+		Held:       s.held.Load(),
 		Rounds:     s.rounds.Load(),
 		Failed:     s.failed.Load(),
 		Collected:  s.collected.Load(),

@@ -1,6 +1,7 @@
 package gc_test
 
 import (
+	"crypto/rand"
 	"testing"
 	"time"
 
@@ -115,4 +116,52 @@ func TestRunnerLeavesLiveKeys(t *testing.T) {
 	if err != nil || string(got.Value) != "b" {
 		t.Fatalf("after GC the key reads %v, %v; want b", got, err)
 	}
+}
+
+// A tombstone whose request table may still be retried against is held:
+// the round keeps it on every acceptor, a retry of its delete is answered
+// with the first outcome, and once its IDs are older than the window (and
+// twice the skew) it is collected.
+func TestRunnerHoldsTombstoneWithRequestIDs(t *testing.T) {
+	c := nodetest.New(t, 3)
+	ctx := servertest.Ctx(t, 20*time.Second)
+	id, err := kv.NewRequestID(time.Now(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(1).Do(ctx, kv.Op{Kind: kv.OpPut, Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	del := kv.Op{Kind: kv.OpDelete, Key: "k", RequestID: id}
+	start := time.Now()
+	d, err := c.Node(1).Do(ctx, del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servertest.WaitFor(t, "the tombstone on every acceptor", func() bool {
+		for _, st := range c.Stores {
+			if reg, _ := st.Get("k"); !reg.State.Deleted {
+				return false
+			}
+		}
+		return true
+	})
+	const window = time.Second
+	r, err := gc.New(gc.Config{ID: 1, Delay: time.Microsecond, RetryBase: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		RoundTimeout: time.Second, SweepInterval: -1, Idempotency: kv.Idempotency{Window: window}},
+		c.Stores[0], c.Node(1), node.NewLocalGC(c.Net, 1, []protocol.NodeID{1, 2, 3}), servertest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start()
+	t.Cleanup(r.Stop)
+	r.Enqueue("k", d.Version)
+	servertest.WaitFor(t, "a round that held the tombstone", func() bool { return r.Stats().Held > 0 })
+	if gone(c, "k") && time.Since(start) < window {
+		t.Fatal("the tombstone was removed while its request ID was live")
+	}
+	if again, err := c.Node(2).Do(ctx, del); err != nil || !again.Deleted || again.Version != d.Version {
+		t.Fatalf("the delete repeated: %v, %v; want its first outcome, the tombstone at v%d", again, err, d.Version)
+	}
+	servertest.WaitFor(t, "the key removed from every store", func() bool { return gone(c, "k") })
 }

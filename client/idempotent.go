@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
+)
+
+// Exactly-once writes (docs/exactly-once.md). Every write the client
+// sends carries a request ID made when it is first issued (a UUID of
+// version 7, whose timestamp is that moment); the cluster applies it at
+// most once and answers a repeat with its first outcome. So a write that
+// ended with an unknown outcome (its attempt's deadline passed, or the
+// connection broke while it was in flight) is simply sent again with the
+// same ID, to any endpoint, until an attempt gets an answer, while the
+// caller's deadline and the idempotency window allow.
+
+// Each attempt but the last gets part of the time left, so that one lost
+// to a dead or partitioned node leaves time for another.
+const (
+	// minAttemptTime is the least time an attempt is given.
+	minAttemptTime = 500 * time.Millisecond
+	// retryPause bounds the jittered pause before a retry.
+	retryPause = 50 * time.Millisecond
+	// windowMargin is how far inside the idempotency window the client
+	// stops retrying: the cluster's clocks may be ahead of this one.
+	windowMargin = 2 * kv.DefaultMaxClockSkew
+)
+
+// exactlyOnce runs a write with a request ID, retrying it with the same ID
+// after an unknown outcome.
+func (c *Client) exactlyOnce(ctx context.Context, op *caspaxospb.Op) (*caspaxospb.OpResult, error) {
+	if c.cfg.NoRequestIDs {
+		return c.do(ctx, false, op)
+	}
+	first := time.Now()
+	id, err := kv.NewRequestID(first, crand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	op.RequestId = id
+	for attempt := 0; ; attempt++ {
+		actx, cancel := attemptContext(ctx)
+		r, err := c.do(actx, false, op)
+		cancel()
+		if !errors.Is(err, ErrUnknownOutcome) && !(attempt > 0 && errors.Is(err, ErrUnavailable)) {
+			// Settled: applied (now or by an earlier attempt, whose
+			// outcome this one repeats), refused, or nothing sent at all.
+			// After an unknown outcome, "unavailable" settles nothing.
+			return r, err
+		}
+		pause := time.Duration(rand.Int64N(int64(retryPause)))
+		if ctx.Err() != nil || time.Since(first)+pause >= c.cfg.IdempotencyWindow-windowMargin {
+			return r, fmt.Errorf("%w (request %s, %d attempts: retry it with Outcome)", err, id, attempt+1)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return r, fmt.Errorf("%w (request %s, %d attempts)", err, id, attempt+1)
+		}
+		// An earlier attempt's sender may still read the op it took.
+		op = proto.Clone(op).(*caspaxospb.Op)
+	}
+}
+
+// attemptContext gives an attempt half the time ctx has left, at least
+// minAttemptTime, and all of it when that is less than twice as much.
+func attemptContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return context.WithTimeout(ctx, kv.DefaultRequestTimeout)
+	}
+	left := time.Until(d)
+	if left < 2*minAttemptTime {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, max(left/2, minAttemptTime))
+}
+
+// Outcome asks whether the write of request ID id on key was applied, and
+// at which version. The answer is definitive: it runs as a change of the
+// key's register, which fences every attempt still in flight, and an ID
+// it does not find is recorded as not applied, so that no late attempt
+// can apply it afterwards. An ID older than the idempotency window:
+// ErrRequestExpired.
+func (c *Client) Outcome(ctx context.Context, key, id string) (applied bool, version uint64, err error) {
+	err = c.call(ctx, false, func(conn *grpc.ClientConn) error {
+		r, err := caspaxospb.NewKVClient(conn).Outcome(ctx, &caspaxospb.OutcomeRequest{Key: []byte(key), RequestId: id})
+		applied, version = r.GetApplied(), r.GetVersion()
+		return err
+	})
+	return applied, version, err
+}
