@@ -23,6 +23,8 @@ the graph):
 	             its Standing: removal and hold probes, hold releases
 	identity/    the amnesia guard: a data directory's incarnation, the
 	             members' word on it, and the gate a node serves through
+	lease/       lease expiry: each node's reaper proposes the committed
+	             expiry of the leases its store holds (docs/leases.md)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	etcdapi/     etcd's v3 gRPC API on its own port (docs/etcd.md), over the
 	             client port's Backend, admission and auth

@@ -112,7 +112,10 @@ func (c *gcCluster) startGC(i int) {
 	p.cmd = exec.Command(binaryPath, "serve", "--name", p.name, "--data-dir", p.dir,
 		"--client-addr", p.client, "--peer-addr", p.peer, "--cluster", c.members, "--request-timeout", "2s",
 		"--gc-delay", "20ms", "--gc-retry-base", "10ms", "--gc-retry-max", "100ms", "--gc-round-timeout", "2s",
-		"--gc-sweep-interval", "300ms", "--gc-orphan-delay", "200ms")
+		"--gc-sweep-interval", "300ms", "--gc-orphan-delay", "200ms",
+		// The Go client's deletes carry request IDs: their tombstones are
+		// kept for the window.
+		"--idempotency-window", "1s", "--max-clock-skew", "0s")
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, io.Discard
 	if testing.Verbose() {
 		p.cmd.Stderr = os.Stderr

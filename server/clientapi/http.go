@@ -46,6 +46,7 @@ type HTTPConfig struct {
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
 //	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
+//	POST   /v1/lease?ttl=10s, PUT /v1/lease/{id}/keepalive, DELETE and GET /v1/lease/{id} (lease.go)
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
@@ -78,6 +79,7 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	mux.HandleFunc("DELETE /v1/members/{name}", h.adminOnly(h.removeMember))
 	mux.HandleFunc("POST /v1/members/release", h.adminOnly(h.releaseMembers))
 	h.authRoutes(mux)
+	h.leaseRoutes(mux) // lease.go
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
+	"github.com/caspaxos/caspaxos/server/lease"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
@@ -96,6 +97,9 @@ type Config struct {
 	// The node's proposer and GC both use it; every node should have the
 	// same.
 	Idempotency kv.Idempotency
+	// Lease tunes the node's lease reaper (server/lease); its
+	// MaxClockSkew is Idempotency.MaxClockSkew.
+	Lease lease.Config
 	// Membership tunes the membership change controller; Self is the
 	// daemon's.
 	Membership membership.ControllerConfig
@@ -179,6 +183,7 @@ func DefaultConfig() Config {
 		Auth:           auth.DefaultConfig(),
 		GC:             gc.DefaultOptions(),
 		Idempotency:    kv.DefaultIdempotency(),
+		Lease:          lease.DefaultConfig(),
 		Membership:     membership.DefaultControllerConfig(),
 		Timers:         DefaultTimers(),
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/identity"
+	"github.com/caspaxos/caspaxos/server/lease"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/metrics"
@@ -49,6 +50,7 @@ type Daemon struct {
 	standing  *membership.Standing // removal and hold probes
 	admin     *peerapi.AdminClients
 	gc        atomic.Pointer[gc.Runner] // gc.go; nil when disabled
+	reaper    *lease.Reaper             // expires leases (server/lease)
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
@@ -150,6 +152,7 @@ func (d *Daemon) startServing() {
 	if gc := d.gc.Load(); gc != nil {
 		gc.Start()
 	}
+	d.reaper.Start()
 }
 
 // stopFatal stops the node for good with err: Fatal is closed and the
@@ -229,6 +232,11 @@ func (d *Daemon) startNode() error {
 	}
 	if err == nil {
 		err = d.startGC()
+	}
+	if err == nil {
+		lc := d.cfg.Lease
+		lc.MaxClockSkew = d.cfg.Idempotency.MaxClockSkew
+		d.reaper, err = lease.New(lc, d.store, node, time.Now, d.log)
 	}
 	if err != nil {
 		node.Stop()
@@ -367,6 +375,9 @@ func (d *Daemon) Stop() error {
 		d.split.Close()
 		if gc := d.gc.Load(); gc != nil && d.guard.Serving() {
 			gc.Stop()
+		}
+		if d.guard.Serving() {
+			d.reaper.Stop()
 		}
 		d.ctl.Stop()
 		d.admin.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caspaxos/caspaxos/kv"
 	"math"
 	"net/http"
 	"testing"
@@ -19,10 +20,13 @@ import (
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
 
-// fastGC makes a node's GC act within milliseconds and sweep often.
+// fastGC makes a node's GC act within milliseconds and sweep often, and
+// keeps a tombstone that holds request IDs (the Go client's deletes carry
+// one) for a second only.
 func fastGC(c *Config) {
 	c.GC = GCOptions{Delay: 10 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		SweepInterval: 100 * time.Millisecond, OrphanDelay: 100 * time.Millisecond}
+	c.Idempotency = kv.Idempotency{Window: time.Second}
 }
 
 // waitGCDone waits until d's GC queue is empty and a sweep begun after the
