@@ -6,6 +6,7 @@
 package compat
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,16 +16,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
 var binaryPath string
+
+// quiet is clientv3's logger: its retry warnings would bury the test's
+// own output (a failing call still fails the test with its error).
+var quiet = zap.NewNop()
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "caspaxos-compat")
@@ -50,6 +57,24 @@ type cluster struct {
 	etcd    []string
 	clients []string // the client port's addresses
 	procs   []*exec.Cmd
+}
+
+// lockedBuffer is a node's log, written by its process's copier goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func freeAddrs(t *testing.T, n int) []string {
@@ -85,10 +110,13 @@ func startCluster(t *testing.T, n int, extra func(name string) []string) *cluste
 			args = append(args, extra(name)...)
 		}
 		cmd := exec.Command(binaryPath, args...)
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-		if testing.Verbose() {
-			cmd.Stderr = os.Stderr
-		}
+		logs := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = io.Discard, logs
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", name, logs.String())
+			}
+		})
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +324,7 @@ func clientv3Checks(t *testing.T, cfg clientv3.Config, c *cluster) {
 
 func TestClientV3(t *testing.T) {
 	c := startCluster(t, 3, nil)
-	cfg := clientv3.Config{DialTimeout: 5 * time.Second}
+	cfg := clientv3.Config{Logger: quiet, DialTimeout: 5 * time.Second}
 	waitReady(t, cfg, c.etcd)
 	clientv3Checks(t, cfg, c)
 }

@@ -90,6 +90,6 @@ func etcdctlChecks(t *testing.T, e etcdctl) {
 func TestEtcdctl(t *testing.T) {
 	bin := findEtcdctl(t)
 	c := startCluster(t, 3, nil)
-	waitReady(t, clientv3.Config{DialTimeout: 5 * time.Second}, c.etcd)
+	waitReady(t, clientv3.Config{Logger: quiet, DialTimeout: 5 * time.Second}, c.etcd)
 	etcdctlChecks(t, etcdctl{t: t, bin: bin, endpoints: strings.Join(c.etcd, ",")})
 }

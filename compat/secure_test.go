@@ -66,7 +66,7 @@ func startSecure(t *testing.T) *secure {
 	clients = s.c.clients
 	s.clients = clients
 	// Before auth is on, every call is open: wait until all nodes serve.
-	waitReady(t, clientv3.Config{DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t)}, s.c.etcd)
+	waitReady(t, clientv3.Config{Logger: quiet, DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t)}, s.c.etcd)
 	s.cli(t, false, "user", "add", "root:"+rootPassword)
 	s.cli(t, false, "auth", "enable")
 	s.cli(t, true, "user", "add", "app:"+appPassword)
@@ -84,7 +84,7 @@ func TestSecureClientV3(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i, ep := range s.c.etcd {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
+		cli, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: []string{ep}, DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
 			Username: "app", Password: appPassword})
 		if err != nil {
 			t.Fatalf("node %d: login: %v", i, err)
@@ -116,7 +116,7 @@ func TestSecureClientV3(t *testing.T) {
 			t.Fatalf("node %d: a Txn outside app/: %v, want PermissionDenied", i, err)
 		}
 	}
-	root, err := clientv3.New(clientv3.Config{Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
+	root, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
 		Username: "root", Password: rootPassword})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestSecureClientV3(t *testing.T) {
 	if _, err := root.Put(ctx, "secret", "root's"); err != nil {
 		t.Fatalf("root writes anywhere: %v", err)
 	}
-	app, err := clientv3.New(clientv3.Config{Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
+	app, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
 		Username: "app", Password: appPassword})
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +136,11 @@ func TestSecureClientV3(t *testing.T) {
 	if err != nil || all.Count != 1 || string(all.Kvs[0].Key) != "app/k" {
 		t.Fatalf("app lists everything: %+v %v, want app/k only", all, err)
 	}
-	if _, err := clientv3.New(clientv3.Config{Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
+	if _, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t),
 		Username: "app", Password: "wrong"}); err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("a wrong password: %v, want etcd's authentication failed", err)
 	}
-	anon, err := clientv3.New(clientv3.Config{Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t)})
+	anon, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: s.c.etcd[:1], DialTimeout: 5 * time.Second, TLS: s.tlsConfig(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestSecureClientV3(t *testing.T) {
 	// Without a client certificate the handshake fails.
 	noCert := s.tlsConfig(t)
 	noCert.Certificates = nil
-	bare, err := clientv3.New(clientv3.Config{Endpoints: s.c.etcd[:1], DialTimeout: 2 * time.Second, TLS: noCert})
+	bare, err := clientv3.New(clientv3.Config{Logger: quiet, Endpoints: s.c.etcd[:1], DialTimeout: 2 * time.Second, TLS: noCert})
 	if err == nil {
 		defer bare.Close()
 		short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
