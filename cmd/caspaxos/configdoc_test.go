@@ -369,11 +369,11 @@ func TestServeErrorsNameFlags(t *testing.T) {
 	o := &serveOptions{}
 	flags := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	o.addFlags(flags)
-	if err := flags.Parse([]string{"--cluster", "n1=127.0.0.1:7080", "--max-value-bytes", "999999999"}); err != nil {
+	if err := flags.Parse([]string{"--cluster", "n1=127.0.0.1:7080", "--max-value-bytes", "999999999", "--etcd-addr", "2379"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := o.daemonConfig(nil)
-	for _, want := range []string{"--name is required", "--data-dir is required", "--max-value-bytes 999999999 is above 16 MiB"} {
+	for _, want := range []string{"--name is required", "--data-dir is required", "--max-value-bytes 999999999 is above 16 MiB", `--etcd-addr "2379" is not HOST:PORT`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}
