@@ -1,9 +1,10 @@
 # Regenerate the protobuf and gRPC code (needs protoc, protoc-gen-go, protoc-gen-go-grpc).
-.PHONY: proto test soak chaos-soak docker-test kube-test image fuzz fuzz-short
+.PHONY: proto test soak chaos-soak compat docker-test kube-test image fuzz fuzz-short
 proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
-		api/caspaxos.proto transport/peer.proto transport/admin.proto transport/gc.proto transport/watch.proto
+		api/caspaxos.proto transport/peer.proto transport/admin.proto transport/gc.proto transport/watch.proto \
+		server/etcdapi/etcdpb/mvccpb/kv.proto server/etcdapi/etcdpb/rpc.proto
 
 # The test command CI runs (.ci/run). The race-detector pass runs a smaller
 # simulator sweep; the second pass runs the full 200-seed sweep without it.
@@ -15,7 +16,14 @@ test:
 	go test -count=1 ./internal/sim
 	$(MAKE) --no-print-directory docker-test
 	$(MAKE) --no-print-directory kube-test
+	$(MAKE) --no-print-directory compat
 	$(MAKE) --no-print-directory fuzz-short
+
+# The compatibility tests (compat/, a Go module of its own): etcd's clientv3
+# and etcdctl against a 3-node cluster's etcd API (docs/etcd.md). Installs
+# etcdctl with apt-get where it is missing (scripts/compat.sh).
+compat:
+	scripts/compat.sh
 
 # The container test (internal/dockertest): builds the image, runs the
 # deploy/compose.yaml cluster, then deploy/compose-tls.yaml, on random

@@ -57,4 +57,7 @@ type ListItem struct {
 	Value        []byte
 	Version      uint64
 	ValueOmitted bool
+	// Created is the version that began the key's current life
+	// (protocol.State.Created; 0: unknown, a key written before it was kept).
+	Created uint64
 }

@@ -191,7 +191,7 @@ func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) p
 // firstOutcome is the state a repeated op answers with.
 func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protocol.State {
 	if cur.Version == rec.Version {
-		return protocol.State{Value: cur.Value, Version: cur.Version, Deleted: cur.Deleted}
+		return protocol.State{Value: cur.Value, Version: cur.Version, Deleted: cur.Deleted, Created: cur.Created}
 	}
 	s := protocol.State{Version: rec.Version}
 	switch op.Kind {

@@ -68,7 +68,7 @@ func TestIdempotent(t *testing.T) {
 	}
 	// Repeated: nothing changes, the first outcome comes back.
 	s2, err := run(t, s1, Idempotent(incr, req, now+1000, w))
-	if err != nil || !s2.Equal(protocol.State{Value: []byte("5"), Version: 1}) {
+	if err != nil || !s2.Equal(protocol.State{Value: []byte("5"), Version: 1, Created: 1}) {
 		t.Fatalf("repeat: %v, %v", s2, err)
 	}
 	// After another write: the version of the first outcome.

@@ -17,12 +17,19 @@ import (
 // of the value clients read: a write that carries no table keeps it, and
 // a tombstone keeps it too. Like Value, it is shared, never copied.
 //
+// Created is the version that began the register's current life: the
+// version of the write that set it while it did not exist (PROTOCOL.md §7;
+// etcd's create_revision, Consul's CreateIndex). apply keeps it on every
+// later write and clears it on a delete; 0 for a tombstone, an absent
+// register, or a live one written before the field existed (unknown).
+//
 // Value is shared, never copied: nobody may modify it once it is in a State.
 type State struct {
 	Value    []byte
 	Version  uint64
 	Deleted  bool
 	Requests []byte
+	Created  uint64
 }
 
 // Exists reports whether the register holds a live value.
@@ -31,7 +38,7 @@ func (s State) Exists() bool { return s.Version > 0 && !s.Deleted }
 // Equal reports whether two states are identical.
 func (s State) Equal(o State) bool {
 	return s.Version == o.Version && s.Deleted == o.Deleted && bytes.Equal(s.Value, o.Value) &&
-		bytes.Equal(s.Requests, o.Requests)
+		bytes.Equal(s.Requests, o.Requests) && s.Created == o.Created
 }
 
 func (s State) String() string {
@@ -128,7 +135,10 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Value: w.Value, Version: v, Requests: cur.Requests}
+		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created}
+		if !cur.Exists() {
+			next.Created = v // a new life begins
+		}
 	case WriteDelete:
 		if !cur.Exists() {
 			return cur, nil

@@ -26,6 +26,8 @@ the graph):
 	lease/       lease expiry: each node's reaper proposes the committed
 	             expiry of the leases its store holds (docs/leases.md)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
+	etcdapi/     etcd's v3 gRPC API on its own port (docs/etcd.md), over the
+	             client port's Backend, admission and auth
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time
 	status/      one node's status (GET /v1/status, `caspaxos status`, the

@@ -121,8 +121,14 @@
 //	| Version(8B) | (1B)     | Length(4B)  | (Length B)    |
 //	+-------------+----------+-------------+----- ... -----+
 //
-// Flags bit 0 is State.Deleted; the other bits are zero. The body is
-// exactly 45 + Length bytes. An empty Value reads back as nil.
+// Flags bit 0 is State.Deleted; bit 1 says the record ends with
+// State.Created (8B, not 0: the version that began the register's current
+// life), after everything else, in either encoding version; the other bits
+// are zero. Without bit 1 the body is exactly 45 + Length bytes. An empty
+// Value reads back as nil. A register with no Created (a tombstone, or one
+// written before Created was kept) is written without bit 1, byte for byte
+// as before; a build that predates Created refuses a record with bit 1
+// (unknown flags) rather than misread it.
 //
 // A register whose state holds a request table (State.Requests, exactly-once
 // writes) is written in encoding version 2 instead: the same body followed

@@ -26,13 +26,15 @@ const (
 	// request table (protocol.State.Requests), after the value.
 	recordVersionRequests byte = 2
 
-	headerBytes       = 4 + 1            // CRC-32C, version
-	registerBodyBytes = 5*8 + 1 + 4      // ballots, state version, flags, value length
-	ceilingBodyBytes  = 8                // the ceiling
-	flagDeleted       = byte(1 << 0)     // State.Deleted
-	maxValueBytes     = math.MaxUint32   // Value length must fit its 4-byte field
-	knownFlags        = flagDeleted      // every other flag bit must be zero
-	castagnoli        = crc32.Castagnoli // polynomial of the record checksum
+	headerBytes       = 4 + 1                     // CRC-32C, version
+	registerBodyBytes = 5*8 + 1 + 4               // ballots, state version, flags, value length
+	ceilingBodyBytes  = 8                         // the ceiling
+	flagDeleted       = byte(1 << 0)              // State.Deleted
+	flagCreated       = byte(1 << 1)              // the record ends with State.Created (8 bytes)
+	createdBytes      = 8                         // State.Created, after everything else
+	maxValueBytes     = math.MaxUint32            // Value length must fit its 4-byte field
+	knownFlags        = flagDeleted | flagCreated // every other flag bit must be zero
+	castagnoli        = crc32.Castagnoli          // polynomial of the record checksum
 )
 
 // registerKey returns the Pebble key of register key.
@@ -110,6 +112,9 @@ func registerBytes(reg protocol.Register) int {
 	if len(reg.State.Requests) > 0 {
 		n += requestsLenBytes + len(reg.State.Requests)
 	}
+	if reg.State.Created != 0 {
+		n += createdBytes
+	}
 	return n
 }
 
@@ -129,6 +134,10 @@ func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
 	if reg.State.Deleted {
 		flags |= flagDeleted
 	}
+	if reg.State.Created != 0 {
+		flags |= flagCreated
+		binary.LittleEndian.PutUint64(b[len(b)-createdBytes:], reg.State.Created)
+	}
 	b[40] = flags
 	binary.LittleEndian.PutUint32(b[41:], uint32(len(reg.State.Value)))
 	copy(b[registerBodyBytes:], reg.State.Value)
@@ -146,6 +155,10 @@ func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
 func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 	b, version, err := unsealAny(pebbleKey, rec, recordVersionRequests)
 	if err != nil {
+		return protocol.Register{}, err
+	}
+	var created uint64
+	if b, created, err = splitCreated(pebbleKey, b); err != nil {
 		return protocol.Register{}, err
 	}
 	var requests []byte
@@ -179,6 +192,7 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 		State: protocol.State{
 			Version: binary.LittleEndian.Uint64(b[32:]),
 			Deleted: flags&flagDeleted != 0,
+			Created: created,
 		},
 	}
 	if n > 0 {
@@ -188,6 +202,24 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 		reg.State.Requests = append([]byte(nil), requests...)
 	}
 	return reg, nil
+}
+
+// splitCreated takes State.Created off the end of a register body whose
+// flags say it is there (it must not be 0 then: a register without one is
+// written without the flag).
+func splitCreated(pebbleKey, b []byte) (body []byte, created uint64, err error) {
+	if len(b) < registerBodyBytes || b[40]&flagCreated == 0 {
+		return b, 0, nil // a short body is reported by the caller
+	}
+	if len(b) < registerBodyBytes+createdBytes {
+		return nil, 0, fmt.Errorf("%w: %s: register flags say it ends with its first version, the body of %d bytes has no room for it",
+			ErrCorrupt, keyName(pebbleKey), len(b))
+	}
+	end := len(b) - createdBytes
+	if created = binary.LittleEndian.Uint64(b[end:]); created == 0 {
+		return nil, 0, fmt.Errorf("%w: %s: register's first version is 0 under the flag that says it has one", ErrCorrupt, keyName(pebbleKey))
+	}
+	return b[:end], created, nil
 }
 
 // splitRequests splits a version 2 register body into the version 1 body

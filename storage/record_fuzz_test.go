@@ -31,6 +31,9 @@ func FuzzDecodeRegister(f *testing.F) {
 		// Encoding version 2: a request table after the value.
 		{"ids", protocol.Register{Accepted: protocol.Ballot{Counter: 4, Proposer: 1}, State: protocol.State{Value: []byte("v"), Version: 4, Requests: []byte{1, 0, 0}}}},
 		{"idsgone", protocol.Register{State: protocol.State{Version: 6, Deleted: true, Requests: []byte{1, 2, 1, 1, 'x', 1, 6, 4}}}},
+		// The first version of the register's life, at the record's end.
+		{"created", protocol.Register{State: protocol.State{Value: []byte("v"), Version: 9, Created: 7}}},
+		{"createdids", protocol.Register{State: protocol.State{Value: []byte("w"), Version: 3, Created: 3, Requests: []byte{1, 0, 0}}}},
 	} {
 		rec := encodeRegister(registerKey(s.key), s.reg)
 		f.Add(s.key, rec, uint16(0))
@@ -78,18 +81,18 @@ func checkRegisterRecord(t *testing.T, key string, rec []byte, flip uint16) {
 // FuzzRegisterRoundTrip: every register encodes to a record that decodes
 // to it, and the record's size is registerBytes.
 func FuzzRegisterRoundTrip(f *testing.F) {
-	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil), []byte(nil))
-	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte(nil))
-	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{}, []byte{})
-	f.Add("ids", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte{1, 0, 0})
-	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value, requests []byte) {
+	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil), []byte(nil), uint64(0))
+	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte(nil), uint64(2))
+	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{}, []byte{}, uint64(0))
+	f.Add("ids", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte{1, 0, 0}, uint64(5))
+	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value, requests []byte, created uint64) {
 		if len(requests) == 0 {
 			requests = nil // an empty table is no table: it reads back as nil
 		}
 		want := protocol.Register{
 			Promise:  protocol.Ballot{Counter: pc, Proposer: protocol.NodeID(pp)},
 			Accepted: protocol.Ballot{Counter: ac, Proposer: protocol.NodeID(ap)},
-			State:    protocol.State{Value: value, Version: version, Deleted: deleted, Requests: requests},
+			State:    protocol.State{Value: value, Version: version, Deleted: deleted, Requests: requests, Created: created},
 		}
 		k := registerKey(key)
 		rec := encodeRegister(k, want)

@@ -40,6 +40,7 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 	w.Version = m.State.Version
 	w.Deleted = m.State.Deleted
 	w.Requests = m.State.Requests
+	w.Created = m.State.Created
 	w.Age = m.Age
 }
 
@@ -66,7 +67,7 @@ func FromWire(w *peerpb.Message) (protocol.Message, bool) {
 		Next:     protocol.Ballot{Counter: w.GetNextCounter(), Proposer: protocol.NodeID(w.GetNextProposer())},
 		Accepted: protocol.Ballot{Counter: w.GetAcceptedCounter(), Proposer: protocol.NodeID(w.GetAcceptedProposer())},
 		Seen:     protocol.Ballot{Counter: w.GetSeenCounter(), Proposer: protocol.NodeID(w.GetSeenProposer())},
-		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted(), Requests: nilIfEmpty(w.GetRequests())},
+		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted(), Requests: nilIfEmpty(w.GetRequests()), Created: w.GetCreated()},
 		Age:      w.GetAge(),
 	}, true
 }

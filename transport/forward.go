@@ -119,7 +119,7 @@ func noAnswer(op kv.Op, cause error) error {
 func decodeReply(r *peerpb.ForwardReply, to protocol.NodeID) (protocol.State, error) {
 	switch r.GetErrorCode() {
 	case "":
-		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests())}, nil
+		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests()), Created: r.GetCreated()}, nil
 	case codeNotSent:
 		return protocol.State{}, fmt.Errorf("%w: node %d: link broke before the forward left", ErrUnreachable, to)
 	}
@@ -201,7 +201,7 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 			r.ExpectedVersion = vm.Expected
 		}
 	default:
-		r.Value, r.Version, r.Deleted, r.Requests = s.Value, s.Version, s.Deleted, s.Requests
+		r.Value, r.Version, r.Deleted, r.Requests, r.Created = s.Value, s.Version, s.Deleted, s.Requests, s.Created
 	}
 	t.reply(from, r)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
+	"github.com/caspaxos/caspaxos/server/etcdapi"
 	"github.com/caspaxos/caspaxos/server/gc"
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
@@ -59,6 +60,7 @@ func configDefaults() map[string]any {
 		list.DefaultConfig(),
 		status.DefaultConfig(),
 		watch.DefaultConfig(),
+		etcdapi.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),
@@ -374,11 +376,11 @@ func TestServeErrorsNameFlags(t *testing.T) {
 	o := &serveOptions{}
 	flags := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	o.addFlags(flags)
-	if err := flags.Parse([]string{"--cluster", "n1=127.0.0.1:7080", "--max-value-bytes", "999999999"}); err != nil {
+	if err := flags.Parse([]string{"--cluster", "n1=127.0.0.1:7080", "--max-value-bytes", "999999999", "--etcd-addr", "2379"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := o.daemonConfig(nil)
-	for _, want := range []string{"--name is required", "--data-dir is required", "--max-value-bytes 999999999 is above 16 MiB"} {
+	for _, want := range []string{"--name is required", "--data-dir is required", "--max-value-bytes 999999999 is above 16 MiB", `--etcd-addr "2379" is not HOST:PORT`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -34,6 +34,7 @@ func serveFlagFields() map[string]daemon.Field {
 		"data-dir":                 "DataDir",
 		"client-addr":              "ClientAddr",
 		"peer-addr":                "PeerAddr",
+		"etcd-addr":                "EtcdAddr",
 		"cluster":                  "Cluster",
 		"join":                     "Join",
 		"prepare-quorum":           "PrepareQuorum",
@@ -142,6 +143,7 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.DataDir, "data-dir", "", "directory of the node's durable state (required)")
 	f.StringVar(&c.ClientAddr, "client-addr", defaultClientAddr, "address of the client API (gRPC and HTTP)")
 	f.StringVar(&c.PeerAddr, "peer-addr", defaultPeerAddr, "address of the peer transport")
+	f.StringVar(&c.EtcdAddr, "etcd-addr", "", "address of etcd's v3 gRPC API, for etcdctl and clientv3 (docs/etcd.md; same TLS and permissions as --client-addr; empty: off)")
 	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required unless --join)")
 	f.BoolVar(&c.Join, "join", false, "wait to be added to a running cluster with `caspaxos members add NAME=PEER_ADDR` (the data directory gets a fresh incarnation: a replaced disk is a new node ID)")
 	f.IntVar(&c.PrepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")

@@ -66,6 +66,9 @@ var allowed = map[string][]string{
 	// configuration and the hint streams through the Deps and the Source
 	// it declares. The acceptor reaches it through acceptor.Hinter.
 	"server/watch": {"protocol"},
+	// The etcd front end: etcd's API over the client port's Backend,
+	// admission and auth; its generated code lives below it (etcdpb).
+	"server/etcdapi": {"kv", "protocol", "server/auth", "server/clientapi"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
@@ -231,6 +234,10 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/auth", module + "/server/clientapi", false},
 		{"server/clientapi", module + "/server/auth", true},
 		{"server/clientapi", module + "/server/node", false},
+		{"server/etcdapi", module + "/server/clientapi", true},
+		{"server/etcdapi", module + "/server/etcdapi/etcdpb", true},
+		{"server/etcdapi", module + "/server/node", false},
+		{"server/etcdapi", module + "/server/list", false},
 		{"server/daemon", module + "/server/auth", true},
 	}
 	for _, tt := range tests {

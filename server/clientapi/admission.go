@@ -90,6 +90,16 @@ func (a *Admission) release() {
 	}
 }
 
+// Admit takes a slot for one operation of another front end (the etcd
+// API shares the node's bound): kv.ErrOverloaded, or nil and the release
+// to call once the operation is over. A nil Admission admits everything.
+func (a *Admission) Admit() (release func(), err error) {
+	if err := a.admit(); err != nil {
+		return nil, err
+	}
+	return a.release, nil
+}
+
 // retryAfterSeconds is RetryAfter for the HTTP header (only asked after a
 // refusal, so never of a nil Admission): whole seconds, at least 1.
 func (a *Admission) retryAfterSeconds() int {

@@ -46,6 +46,9 @@ type Config struct {
 	ClientAddr string
 	// PeerAddr serves the peer transport; it must be this node's address in Cluster.
 	PeerAddr string
+	// EtcdAddr, if set, serves etcd's v3 gRPC API (server/etcdapi,
+	// docs/etcd.md) with the client port's TLS and permissions; empty: off.
+	EtcdAddr string
 	// Cluster lists the initial members (bootstrap only: once the node
 	// has a persisted membership, that wins).
 	Cluster []Member
@@ -275,7 +278,10 @@ func (c *Config) Validate() error {
 	for _, a := range []struct {
 		field Field
 		addr  string
-	}{{"ClientAddr", c.ClientAddr}, {"PeerAddr", c.PeerAddr}} {
+	}{{"ClientAddr", c.ClientAddr}, {"PeerAddr", c.PeerAddr}, {"EtcdAddr", c.EtcdAddr}} {
+		if a.addr == "" && a.field == "EtcdAddr" {
+			continue
+		}
 		_, _, err := net.SplitHostPort(a.addr)
 		need(err == nil, "%s %q is not HOST:PORT", a.field, a.addr)
 	}

@@ -59,6 +59,8 @@ type Daemon struct {
 	peerSrv   *grpc.Server
 	grpcSrv   *grpc.Server
 	httpSrv   *http.Server
+	etcdSrv   *grpc.Server // etcd.go; nil when off
+	etcdLis   net.Listener
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
 	admission *clientapi.Admission
@@ -289,6 +291,9 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 		return err
 	}
 	d.split = split
+	if d.etcdSrv, d.etcdLis, err = d.serveEtcd(); err != nil {
+		return err
+	}
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
 	peerapi.RegisterWatch(d.peerSrv, d.hints)
@@ -376,6 +381,9 @@ func (d *Daemon) Stop() error {
 			d.watches.Close() // watch streams and long polls end first: they never go idle
 		}
 		_ = d.httpSrv.Shutdown(ctx)
+		if d.etcdSrv != nil {
+			stopGRPC(ctx, d.etcdSrv) // etcd.go
+		}
 		graceful := make(chan struct{})
 		d.grpcAPI.Drain() // Batch streams end once their ops are answered
 		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()

@@ -190,7 +190,7 @@ func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.List
 	if !st.Exists() {
 		return kv.ListItem{}, false, nil
 	}
-	item := kv.ListItem{Key: k.Key, Version: st.Version, Value: st.Value}
+	item := kv.ListItem{Key: k.Key, Version: st.Version, Value: st.Value, Created: st.Created}
 	switch {
 	case req.KeysOnly:
 		item.Value = nil

@@ -134,7 +134,7 @@ func (s adminServer) ScanRegisters(_ context.Context, r *peerpb.ScanRegistersReq
 		out.Registers[i] = &peerpb.ScannedRegister{Key: []byte(e.Key),
 			PromiseCounter: g.Promise.Counter, PromiseProposer: uint64(g.Promise.Proposer),
 			AcceptedCounter: g.Accepted.Counter, AcceptedProposer: uint64(g.Accepted.Proposer),
-			Value: g.State.Value, Version: g.State.Version, Deleted: g.State.Deleted, ValueOmitted: e.ValueOmitted}
+			Value: g.State.Value, Version: g.State.Version, Deleted: g.State.Deleted, ValueOmitted: e.ValueOmitted, Created: g.State.Created}
 	}
 	return out, nil
 }
@@ -350,7 +350,7 @@ func (p *AdminClients) ScanRegisters(ctx context.Context, to membership.Member, 
 		rep.Entries[i] = protocol.ListEntry{Key: string(g.GetKey()), ValueOmitted: g.GetValueOmitted(), Register: protocol.Register{
 			Promise:  protocol.Ballot{Counter: g.GetPromiseCounter(), Proposer: protocol.NodeID(g.GetPromiseProposer())},
 			Accepted: protocol.Ballot{Counter: g.GetAcceptedCounter(), Proposer: protocol.NodeID(g.GetAcceptedProposer())},
-			State:    protocol.State{Value: g.GetValue(), Version: g.GetVersion(), Deleted: g.GetDeleted()}}}
+			State:    protocol.State{Value: g.GetValue(), Version: g.GetVersion(), Deleted: g.GetDeleted(), Created: g.GetCreated()}}}
 	}
 	return rep, nil
 }

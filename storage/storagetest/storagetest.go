@@ -154,6 +154,13 @@ func testRoundTrip(t *testing.T, s storage.Store) {
 		{"empty key", "", reg(5, "for the empty key")},
 		{"binary key", "\x00\xff/\x01", reg(6, "binary key")},
 		{"unicode key", "ключ/🔑", reg(7, "unicode key")},
+		{"first version of its life", "created", protocol.Register{
+			Accepted: protocol.Ballot{Counter: 12, Proposer: 1},
+			State:    protocol.State{Value: []byte("life"), Version: 12, Created: 10},
+		}},
+		{"first version and request table", "createdids", protocol.Register{
+			State: protocol.State{Value: []byte("ids"), Version: 5, Created: 5, Requests: []byte{1, 0, 0}},
+		}},
 	}
 	applied := map[string]protocol.Register{}
 	for _, tc := range tests {

@@ -856,8 +856,10 @@ type ScannedRegister struct {
 	Version          uint64                 `protobuf:"varint,7,opt,name=version,proto3" json:"version,omitempty"`
 	Deleted          bool                   `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	ValueOmitted     bool                   `protobuf:"varint,9,opt,name=value_omitted,json=valueOmitted,proto3" json:"value_omitted,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// protocol.State.Created (0: none or unknown).
+	Created       uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ScannedRegister) Reset() {
@@ -953,6 +955,13 @@ func (x *ScannedRegister) GetValueOmitted() bool {
 	return false
 }
 
+func (x *ScannedRegister) GetCreated() uint64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
 var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
@@ -1011,7 +1020,7 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\"i\n" +
 	"\x12ScanRegistersReply\x12?\n" +
 	"\tregisters\x18\x01 \x03(\v2!.caspaxos.peer.v1.ScannedRegisterR\tregisters\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"\xbe\x02\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xd8\x02\n" +
 	"\x0fScannedRegister\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12'\n" +
 	"\x0fpromise_counter\x18\x02 \x01(\x04R\x0epromiseCounter\x12)\n" +
@@ -1021,7 +1030,9 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\x05value\x18\x06 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\a \x01(\x04R\aversion\x12\x18\n" +
 	"\adeleted\x18\b \x01(\bR\adeleted\x12#\n" +
-	"\rvalue_omitted\x18\t \x01(\bR\fvalueOmitted2\x88\x05\n" +
+	"\rvalue_omitted\x18\t \x01(\bR\fvalueOmitted\x12\x18\n" +
+	"\acreated\x18\n" +
+	" \x01(\x04R\acreated2\x88\x05\n" +
 	"\x05Admin\x12B\n" +
 	"\x04Info\x12\x1d.caspaxos.peer.v1.InfoRequest\x1a\x1b.caspaxos.peer.v1.InfoReply\x12N\n" +
 	"\bSetState\x12!.caspaxos.peer.v1.SetStateRequest\x1a\x1f.caspaxos.peer.v1.SetStateReply\x12K\n" +

@@ -155,7 +155,10 @@ type Message struct {
 	Deleted          bool                   `protobuf:"varint,15,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	Age              uint64                 `protobuf:"varint,16,opt,name=age,proto3" json:"age,omitempty"`
 	// The register's request table (protocol.State.Requests), encoded.
-	Requests      []byte `protobuf:"bytes,17,opt,name=requests,proto3" json:"requests,omitempty"`
+	Requests []byte `protobuf:"bytes,17,opt,name=requests,proto3" json:"requests,omitempty"`
+	// The version that began the register's current life
+	// (protocol.State.Created; 0: none or unknown).
+	Created       uint64 `protobuf:"varint,18,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +312,13 @@ func (x *Message) GetRequests() []byte {
 	return nil
 }
 
+func (x *Message) GetCreated() uint64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
 // Forward asks a key's home node to run an operation.
 type Forward struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -426,7 +436,9 @@ type ForwardReply struct {
 	CurrentVersion  uint64 `protobuf:"varint,7,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
 	ExpectedVersion uint64 `protobuf:"varint,8,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	// The register's request table, for an outcome query.
-	Requests      []byte `protobuf:"bytes,9,opt,name=requests,proto3" json:"requests,omitempty"`
+	Requests []byte `protobuf:"bytes,9,opt,name=requests,proto3" json:"requests,omitempty"`
+	// protocol.State.Created of the state answered.
+	Created       uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +536,13 @@ func (x *ForwardReply) GetRequests() []byte {
 	return nil
 }
 
+func (x *ForwardReply) GetCreated() uint64 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
 var File_transport_peer_proto protoreflect.FileDescriptor
 
 const file_transport_peer_proto_rawDesc = "" +
@@ -537,7 +556,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\aleaving\x18\x05 \x01(\bR\aleaving\x12!\n" +
 	"\facks_leaving\x18\x06 \x01(\bR\vacksLeaving\x12\x12\n" +
 	"\x04ping\x18\a \x01(\x04R\x04ping\x12\x12\n" +
-	"\x04pong\x18\b \x01(\x04R\x04pong\"\x83\x04\n" +
+	"\x04pong\x18\b \x01(\x04R\x04pong\"\x9d\x04\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -556,7 +575,8 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\aversion\x18\x0e \x01(\x04R\aversion\x12\x18\n" +
 	"\adeleted\x18\x0f \x01(\bR\adeleted\x12\x10\n" +
 	"\x03age\x18\x10 \x01(\x04R\x03age\x12\x1a\n" +
-	"\brequests\x18\x11 \x01(\fR\brequests\"\xc5\x01\n" +
+	"\brequests\x18\x11 \x01(\fR\brequests\x12\x18\n" +
+	"\acreated\x18\x12 \x01(\x04R\acreated\"\xc5\x01\n" +
 	"\aForward\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12\x10\n" +
@@ -566,7 +586,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
 	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"\x9c\x02\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"\xb6\x02\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
@@ -577,7 +597,9 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\rerror_message\x18\x06 \x01(\tR\ferrorMessage\x12'\n" +
 	"\x0fcurrent_version\x18\a \x01(\x04R\x0ecurrentVersion\x12)\n" +
 	"\x10expected_version\x18\b \x01(\x04R\x0fexpectedVersion\x12\x1a\n" +
-	"\brequests\x18\t \x01(\fR\brequestsB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
+	"\brequests\x18\t \x01(\fR\brequests\x12\x18\n" +
+	"\acreated\x18\n" +
+	" \x01(\x04R\acreatedB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 
 var (
 	file_transport_peer_proto_rawDescOnce sync.Once

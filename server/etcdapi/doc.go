@@ -1,0 +1,63 @@
+/*
+Package etcdapi serves etcd's v3 gRPC API on a node's --etcd-addr, so that
+etcdctl, clientv3 and the libraries built on etcd's API work unchanged
+against caspaxos (issue 23; COORDINATION.md, Compatibility mappings;
+docs/etcd.md has the table of what is supported, how, and what is refused).
+
+caspaxos has no global revision: every key is its own register with its own
+version. The mapping:
+
+	mod_revision     the key's version (it rises by one per change, a
+	                 delete and a re-create included, and never resets)
+	version          changes since the key's current life began (1 on
+	                 creation); see below for what is stored
+	create_revision  the version that began the key's current life
+	header.revision  the key's version, on calls that touch one key; 0 on
+	                 ranges over many keys (there is no store revision)
+	lease            always 0: keys carry no lease yet (a Put with a lease
+	                 is refused)
+
+create_revision comes from the register (protocol.State.Created, set by the
+write that begins a key's life). A live key last created before that field
+was kept has none: it reports create_revision = mod_revision and version =
+1, and a Txn comparing its create_revision or version is answered only when
+the compare holds, or fails, for every value from 1 to mod_revision (such as
+"= 0" or "> 0"), and refused with FailedPrecondition otherwise, never
+answered wrongly.
+
+What runs how:
+
+	Range, one key     a linearizable get (serializable is served the same)
+	Range, many keys   pages of server/list's listing: each key had its value
+	                   at some instant during the call, not one snapshot;
+	                   count walks the whole range; a sort other than by key
+	                   ascending, or a min/max revision filter, reads the
+	                   whole range and sorts or filters it here
+	Range at revision  Unimplemented: there is no history to read
+	Put                a put; with prev_kv, a get and a compare-and-swap on
+	                   the version read, retried on a conflict
+	DeleteRange        one key: a delete (with prev_kv, a get then a delete
+	                   on the version read); a range: the keys listed, then
+	                   deleted one by one, each on the version listed: not
+	                   atomic, a key changed meanwhile is left alone
+	Txn                compares and ops on one key: a get, the compares
+	                   evaluated on it, then the branch's write as one
+	                   compare-and-swap on the version read (the version
+	                   names one state of the register for ever, so the write
+	                   applies to exactly the state compared), retried from
+	                   the get on a conflict; more than one key:
+	                   InvalidArgument
+	Status, MemberList from the node's membership and health
+	Alarm              GET only: no alarms are raised here
+	Authenticate       the node's auth (server/auth): the token it returns is
+	                   a caspaxos token, sent back by clientv3 as "token"
+	everything else    Unimplemented, saying what caspaxos offers instead
+
+Permissions are those of the client port (server/auth): a key read needs
+read on the key, a write write on it, a listing shows only the keys the
+caller may read, and Txn needs read on its key, and write if a branch
+writes. Credentials: a client certificate's common name (TLS with client
+certificates, as on the client port), etcd's "token" metadata, or a bearer
+"authorization" header.
+*/
+package etcdapi
