@@ -57,7 +57,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "--base-client-port", "7080"}, "overlap"},
 		{[]string{"dev", "--base-peer-port", "65534"}, "are not all valid"},
 		{[]string{"certs", "create", "--nodes", "n1"}, "--dir is required"},
-		{[]string{"bench", "--mode", "rest"}, `--mode "rest": want grpc or http`},
+		{[]string{"bench", "--mode", "rest"}, `--mode "rest": want grpc, http or h2c`},
 		{[]string{"certs", "create", "--dir", "d", "--nodes", " , "}, "--nodes names no node"},
 	}
 	for _, tt := range tests {
