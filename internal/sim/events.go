@@ -29,18 +29,33 @@ const (
 	evGC
 	// evMember advances the membership change (see member.go).
 	evMember
+	// evScan hands a listing's scan to the acceptor of node, and
+	// evScanReply its reply to the lister's node (scan; see list.go).
+	evScan
+	evScanReply
+	// evListNext lets lister client begin its next page; evListDeadline
+	// ends page req if it still runs; evListStep lets page req go on
+	// after a read.
+	evListNext
+	evListDeadline
+	evListStep
 )
 
 var eventNames = [...]string{
-	evDeliver:    "deliver",
-	evSyncDone:   "sync-done",
-	evTimer:      "timer",
-	evClientNext: "client-next",
-	evDeadline:   "deadline",
-	evFaultStart: "fault-start",
-	evFaultEnd:   "fault-end",
-	evGC:         "gc",
-	evMember:     "member",
+	evDeliver:      "deliver",
+	evSyncDone:     "sync-done",
+	evTimer:        "timer",
+	evClientNext:   "client-next",
+	evDeadline:     "deadline",
+	evFaultStart:   "fault-start",
+	evFaultEnd:     "fault-end",
+	evGC:           "gc",
+	evMember:       "member",
+	evScan:         "scan",
+	evScanReply:    "scan-reply",
+	evListNext:     "list-next",
+	evListDeadline: "list-deadline",
+	evListStep:     "list-step",
 }
 
 func (k eventKind) String() string { return eventNames[k] }
@@ -58,6 +73,7 @@ type event struct {
 	fault  faultKind
 	msg    protocol.Message
 	timer  protocol.Timer
+	scan   *scanMsg
 }
 
 // agenda is a min-heap of events ordered by (at, seq). Since seq is unique,

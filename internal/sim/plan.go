@@ -63,6 +63,13 @@ type Plan struct {
 	// TimerGather's delay (jittered).
 	Gather      bool
 	GatherDelay time.Duration
+
+	// Listers list keys (list.go) beside the clients, each one page at a
+	// time, a listing about every ListEvery (0: no listing); a round asks
+	// each acceptor for at most ListBatch keys.
+	Listers   int
+	ListEvery time.Duration
+	ListBatch int
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -133,6 +140,11 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 		p.Gather = true
 		p.GatherDelay = between(rng, 50*time.Microsecond, 2*p.Think)
 	}
+	if rng.Float64() < 0.9 {
+		p.Listers = 1 + rng.IntN(2)
+		p.ListEvery = between(rng, 5*time.Millisecond, 50*time.Millisecond)
+		p.ListBatch = 1 + rng.IntN(3)
+	}
 	return p
 }
 
@@ -167,6 +179,11 @@ func (p Plan) String() string {
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys, p.MaxCachedBytes)
 	if p.Gather {
 		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
+	}
+	if p.ListEvery > 0 {
+		fmt.Fprintf(&b, "\nlisting: %d listers, a listing every ~%v, %d keys per acceptor per round", p.Listers, p.ListEvery, p.ListBatch)
+	} else {
+		b.WriteString("\nlisting: off")
 	}
 	return b.String()
 }

@@ -60,6 +60,13 @@ type Variant struct {
 	// may re-create a key deletion GC removed below the removed
 	// tombstone's version.
 	JoinWithoutCounter bool
+	// ListQuorumShortBy takes this many from the quorum of scan replies a
+	// listing round waits for and merges with (protocol.MergeList's
+	// quorum), down to one: a lister that trusts too few acceptors.
+	ListQuorumShortBy int
+	// ScanBeforeSync lets an acceptor's scan reply leave before the writes
+	// it may show are synced (no scan barrier).
+	ScanBeforeSync bool
 }
 
 // Report describes a run that passed every check.
@@ -141,6 +148,7 @@ type sim struct {
 	ret     retirement
 	gc      gcState
 	member  memberState
+	lists   listState
 	cfg     protocol.Config // the latest configuration (membership)
 	trace   trace
 	stats   Stats
@@ -231,6 +239,7 @@ func newSim(opts Options) *sim {
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
+	s.scheduleListers()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -283,6 +292,16 @@ func (s *sim) dispatch(ev *event) {
 		s.gcTick()
 	case evMember:
 		s.memberTick()
+	case evScan:
+		s.scanAt(ev)
+	case evScanReply:
+		s.scanReply(ev)
+	case evListNext:
+		s.listNext(s.lists.listers[ev.client])
+	case evListDeadline:
+		s.listDeadline(ev)
+	case evListStep:
+		s.listStep(ev)
 	}
 }
 

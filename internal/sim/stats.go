@@ -11,51 +11,62 @@ import (
 
 // Stats counts what a run (or a sweep, added up) exercised.
 type Stats struct {
-	Runs3, Runs5        int                  // runs with 3 and with 5 nodes
-	Ops                 [opIncrement + 1]int // issued, by kind
-	VersionedDeletes    int                  // deletes that name a version
-	Succeeded, Refused  int
-	Unknown             int // answered ErrUnknownOutcome
-	NeverAnswered       int // their node crashed
-	LostUnsent          int // ... before any accept carried their change off it
-	Aborted             int
-	ClosedUnknowns      int // unknown outcomes closed by the retirement rule
-	Unavailable         int // operations not sent: the chosen node was down
-	HomeRouted          int // operations sent to their key's home node ...
-	RandomRouted        int // ... or to any node
-	Prepares, Accepts   int // attempts (not messages)
-	OneRoundTrip        int // accepts that skipped phase 1 (ballot from the cache)
-	Composed            int // accepts carrying more than one change
-	FastReads           int // reads answered by the read fast path
-	SlowReads           int // reads answered through the normal path (fallbacks)
-	SlowFastReads       int // FastReads answered ErrSlowRead (then sent as Read)
-	Chosen              int
-	Crashes             int
-	PartitionsSymmetric int
-	PartitionsOneWay    int
-	PartitionsRing      int
-	SlowPeriods         int
-	Lost, Duplicated    int // messages
-	Reordered           int
-	Partitioned         int // messages dropped by a partition
-	Syncs               int
-	HeldReadys          int // Readys that waited for their ceiling's sync
-	GCStarted           int // deletion GC runs begun ...
-	GCDone              int // ... and finished on every node
-	GCRemoved           int // registers removed by GC
-	GCFenced            int // requests refused by an acceptor's age fence
-	FloorRefused        int // requests refused by an acceptor's floor (§12)
-	CeilingRaises       int // acceptor ceilings raised (each one write, synced before replies)
-	PromisesUnsynced    int // promise replies sent before their write was synced
-	MemberChanges       int // membership changes begun ...
-	MemberDone          int // ... and finished
-	CatchUpKeys         int // keys rewritten by catch-ups
-	Wipes               int // acceptors emptied before being added back
-	DiskLosses          int // crashes that lost the whole disk (Plan.DiskLoss)
-	LostReadded         int // nodes that lost their disk, added back by a membership change
-	FreshJoins          int // nodes that joined for the first time, empty, by a membership change
-	Events              int
-	VirtualTime         time.Duration
+	Runs3, Runs5           int                  // runs with 3 and with 5 nodes
+	Ops                    [opIncrement + 1]int // issued, by kind
+	VersionedDeletes       int                  // deletes that name a version
+	Succeeded, Refused     int
+	Unknown                int // answered ErrUnknownOutcome
+	NeverAnswered          int // their node crashed
+	LostUnsent             int // ... before any accept carried their change off it
+	Aborted                int
+	ClosedUnknowns         int // unknown outcomes closed by the retirement rule
+	Unavailable            int // operations not sent: the chosen node was down
+	HomeRouted             int // operations sent to their key's home node ...
+	RandomRouted           int // ... or to any node
+	Prepares, Accepts      int // attempts (not messages)
+	OneRoundTrip           int // accepts that skipped phase 1 (ballot from the cache)
+	Composed               int // accepts carrying more than one change
+	FastReads              int // reads answered by the read fast path
+	SlowReads              int // reads answered through the normal path (fallbacks)
+	SlowFastReads          int // FastReads answered ErrSlowRead (then sent as Read)
+	Chosen                 int
+	Crashes                int
+	PartitionsSymmetric    int
+	PartitionsOneWay       int
+	PartitionsRing         int
+	SlowPeriods            int
+	Lost, Duplicated       int // messages
+	Reordered              int
+	Partitioned            int // messages dropped by a partition
+	Syncs                  int
+	HeldReadys             int // Readys that waited for their ceiling's sync
+	GCStarted              int // deletion GC runs begun ...
+	GCDone                 int // ... and finished on every node
+	GCRemoved              int // registers removed by GC
+	GCFenced               int // requests refused by an acceptor's age fence
+	FloorRefused           int // requests refused by an acceptor's floor (§12)
+	CeilingRaises          int // acceptor ceilings raised (each one write, synced before replies)
+	PromisesUnsynced       int // promise replies sent before their write was synced
+	MemberChanges          int // membership changes begun ...
+	MemberDone             int // ... and finished
+	CatchUpKeys            int // keys rewritten by catch-ups
+	Wipes                  int // acceptors emptied before being added back
+	DiskLosses             int // crashes that lost the whole disk (Plan.DiskLoss)
+	LostReadded            int // nodes that lost their disk, added back by a membership change
+	FreshJoins             int // nodes that joined for the first time, empty, by a membership change
+	ListPages              int // listing pages begun and ended ...
+	ListPagesDone          int // ... those that ended well
+	ListRounds             int // scan rounds (a page has one or more)
+	Scans                  int // scans acceptors answered ...
+	ScansHeld              int // ... of which waited for writes before them to sync
+	ListItems              int // keys returned
+	ListReads              int // keys the scans disagreed on, read through a proposer
+	ListReadsFailed        int // ... whose read failed (the page ended)
+	ListLiveChecked        int // (page, key live throughout it) pairs checked as returned
+	ListRoundsAcrossChange int // rounds whose node changed configuration before their replies were in
+	ListPagesAcrossChange  int // pages whose node changed configuration during the page
+	Events                 int
+	VirtualTime            time.Duration
 }
 
 // Add adds o's counts to st.
@@ -124,6 +135,17 @@ func (st *Stats) fields() []statField {
 		{"disk-losses", &st.DiskLosses, true},
 		{"lost-readded", &st.LostReadded, false},
 		{"fresh-joins", &st.FreshJoins, true},
+		{"list-pages", &st.ListPages, true},
+		{"list-pages-done", &st.ListPagesDone, true},
+		{"list-rounds", &st.ListRounds, true},
+		{"scans", &st.Scans, true},
+		{"scans-held", &st.ScansHeld, true},
+		{"list-items", &st.ListItems, true},
+		{"list-reads", &st.ListReads, true},
+		{"list-reads-failed", &st.ListReadsFailed, true},
+		{"list-live-checked", &st.ListLiveChecked, true},
+		{"list-rounds-across-change", &st.ListRoundsAcrossChange, true},
+		{"list-pages-across-change", &st.ListPagesAcrossChange, true},
 		{"events", &st.Events, true},
 	}
 }
