@@ -237,8 +237,8 @@ type Acceptor struct {
 	quit  chan struct{}           // closed by Stop
 	wg    sync.WaitGroup
 
-	mu      sync.Mutex
-	slots   map[string]*slot
+	mu    sync.Mutex
+	slots map[string]*slot
 	// writing holds the register commits stepped and not yet finished:
 	// a store may show a commit's registers before its sync is done
 	// (Pebble publishes a batch when it is applied, and syncs its log
