@@ -140,12 +140,20 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 		p.Gather = true
 		p.GatherDelay = between(rng, 50*time.Microsecond, 2*p.Think)
 	}
+	return p
+}
+
+// drawListing draws the plan's listers from a generator of their own
+// (seeded from the run's seed), so that the rest of the plan, and a run
+// whose tweak turns listing off, stay what they were before listers were
+// added.
+func drawListing(p *Plan, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed^0x6c697374696e6773, seed))
 	if rng.Float64() < 0.9 {
 		p.Listers = 1 + rng.IntN(2)
 		p.ListEvery = between(rng, 5*time.Millisecond, 50*time.Millisecond)
 		p.ListBatch = 1 + rng.IntN(3)
 	}
-	return p
 }
 
 func (p Plan) String() string {

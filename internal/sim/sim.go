@@ -189,6 +189,7 @@ func (o Options) Plan() Plan {
 func (o Options) draw() (*rand.Rand, Plan) {
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	plan := drawPlan(rng, o.Nodes)
+	drawListing(&plan, o.Seed)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
