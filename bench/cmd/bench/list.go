@@ -80,7 +80,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.page, "page", 1000, "keys per page (etcd: WithLimit; caspaxos: limit)")
 	fs.IntVar(&o.valueBytes, "value-bytes", 256, "bytes per value")
 	fs.IntVar(&o.repeat, "repeat", 3, "listings of every key per way of listing; the median is reported")
-	fs.IntVar(&o.loaders, "loaders", 256, "concurrent writers while loading the keys (unmeasured)")
+	fs.IntVar(&o.loaders, "loaders", 64, "concurrent writers while loading the keys (unmeasured)")
 	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run (caspaxos: through the Go client and through HTTP)")
 	fs.StringVar(&o.out, "out", "results", "directory for list.json")
 	fs.StringVar(&o.dataDir, "data-dir", os.TempDir(), "where the clusters keep their data (a real disk)")
@@ -334,9 +334,18 @@ func (r *runner) listCaspaxos(ctx context.Context, o *listOptions, stderr io.Wri
 	r.progress.show(fmt.Sprintf("caspaxos: loading %d keys", o.keys))
 	d, err := load(ctx, o, func(ctx context.Context, from, to int) error {
 		for i := from; i < to; i++ {
-			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			_, err := c.Put(pctx, listKey(i), value)
-			cancel()
+			// A put is idempotent here: one that failed, or whose outcome
+			// is unknown (a node too slow on a loaded machine), is sent
+			// again.
+			var err error
+			for range 10 {
+				pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				_, err = c.Put(pctx, listKey(i), value)
+				cancel()
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+			}
 			if err != nil {
 				return err
 			}
