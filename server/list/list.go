@@ -64,7 +64,8 @@ type Config struct {
 	// with ValueOmitted set (default 64 KiB).
 	MaxValueBytes int
 	// BatchKeys is the most keys one round asks each acceptor for
-	// (default 256).
+	// (default 1024: a page of the default 1,000 keys is one round of
+	// scans, one peer round trip; ReplyBytes still bounds a reply).
 	BatchKeys int
 	// ReplyBytes is about the most bytes of keys and values one acceptor's
 	// reply carries (default 1 MiB; the peer port's gRPC messages are
@@ -88,7 +89,7 @@ type Bugs struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{MaxValueBytes: 64 << 10, BatchKeys: 256, ReplyBytes: 1 << 20}
+	return Config{MaxValueBytes: 64 << 10, BatchKeys: 1024, ReplyBytes: 1 << 20}
 }
 
 func (c Config) validate() error {
