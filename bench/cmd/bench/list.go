@@ -39,6 +39,7 @@ type listOptions struct {
 	million                                 bool
 	systems, out, dataDir, etcdBin, caspBin string
 	keep                                    bool
+	pprofPort                               int
 }
 
 // listReport is list.json.
@@ -87,6 +88,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.etcdBin, "etcd-bin", "", "etcd binary to use instead of building ./cmd/etcd")
 	fs.StringVar(&o.caspBin, "caspaxos-bin", "", "caspaxos binary to use instead of building ../cmd/caspaxos")
 	fs.BoolVar(&o.keep, "keep", false, "keep the clusters' data directories and logs")
+	fs.IntVar(&o.pprofPort, "pprof-port", 0, "if set, caspaxos node i serves net/http/pprof on 127.0.0.1:(port+i) (the listings over HTTP ask node 0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,7 +101,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	r := &runner{opts: &options{etcdBin: o.etcdBin, caspBin: o.caspBin, keep: o.keep}, dataDir: o.dataDir, progress: newProgress(stderr)}
+	r := &runner{opts: &options{etcdBin: o.etcdBin, caspBin: o.caspBin, keep: o.keep}, dataDir: o.dataDir, pprofPort: o.pprofPort, progress: newProgress(stderr)}
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
