@@ -115,9 +115,9 @@
 //
 // # Running it
 //
-// The default sweep is 200 seeds of 9,600 client operations each (and the
-// listings beside them; 9,600 keeps the sweep's work, about 73 million
-// events, what it was with 10,000 and no listers), run in parallel
+// The default sweep is 200 seeds of 8,800 client operations each (and the
+// listings beside them; 8,800 keeps the sweep's CPU time about what it was
+// with 10,000 operations and no listers), run in parallel
 // (one per CPU), followed by a check that the sweep as a whole exercised
 // every path (one-round-trip accepts, composed batches, read fast-path
 // hits and fallbacks, unknown outcomes, crashes, each kind of partition,
