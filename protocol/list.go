@@ -5,7 +5,8 @@ package protocol
 // and applies the read rule of PROTOCOL.md §6 to each key. This file is the
 // pure part: what one merge of one round of replies decides. Asking, paging
 // and the linearizable reads of undecided keys are the caller's
-// (server/list). The simulator-level proof of the rule is still to come.
+// (server/list). internal/sim runs listings through this merge under every
+// fault it has and checks the listing guarantee (internal/sim/list.go).
 
 // ListEntry is one register of an acceptor's scan. ValueOmitted: the
 // acceptor left the value out (keys only, or over the asked size), so
@@ -153,3 +154,20 @@ func tallyBallot(tally *[]readTally, b Ballot) int {
 	*tally = append(*tally, readTally{ballot: b, n: 1})
 	return 1
 }
+
+// ListRoundStale reports whether a listing round asked under the
+// configuration asked must be asked again (under now) because its node
+// holds now once the round's replies are in.
+//
+// Why: MergeList's argument needs the repliers (ReadQuorum of asked's
+// accept set) to meet every accept and prepare quorum of every
+// configuration in use while the replies were made. A membership change
+// settles every proposer on one step before it starts the next, so while
+// the node holds asked only asked's neighbours are in use; the repliers
+// meet the quorums of configurations up to two steps after asked, but not
+// always three (TestListQuorumsMeetAcrossPlans: after a grow and a
+// shrink, a round's repliers may even include an acceptor removed and
+// added back empty). So a round whose node changed configuration while it
+// ran, however little, is asked again; changes are rare, and a page's
+// deadline bounds the retries.
+func ListRoundStale(asked, now Config) bool { return asked.Version != now.Version }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -116,5 +117,86 @@ func TestMergeListRefusesMisuse(t *testing.T) {
 			}()
 			f()
 		})
+	}
+}
+
+// TestListQuorumsMeetAcrossPlans is the analysis behind ListRoundStale. A
+// listing round asked under configuration C merges ReadQuorum replies of
+// C's accept set; the read rule needs those repliers to meet every accept
+// quorum (so that nothing chosen is missed) and every prepare quorum (so
+// that a ballot they agree on stays chosen) of every configuration in use
+// while the round runs. A caller settles every proposer on each step of a
+// plan before it starts the next, so while a node holds C, only C's
+// neighbours are in use; a round whose node still holds C when its replies
+// are in was answered while only C−1, C and C+1 were. The test walks every
+// chain of three membership changes among six nodes, from three acceptors,
+// and checks that a round's repliers meet the quorums of every
+// configuration up to two steps after C (one more than the rule needs) and
+// one before; and that three steps after, they may not: a round that saw
+// its node change configuration must be asked again.
+func TestListQuorumsMeetAcrossPlans(t *testing.T) {
+	meets := func(c, d Config) bool {
+		rq := c.ReadQuorum()
+		return QuorumsIntersect(c.AcceptSet, rq, d.AcceptSet, d.AcceptQuorum) &&
+			QuorumsIntersect(c.AcceptSet, rq, d.PrepareSet, d.PrepareQuorum)
+	}
+	var chains, farMisses int
+	var walk func(chain []Config, changes int)
+	walk = func(chain []Config, changes int) {
+		chains++
+		for i, c := range chain {
+			for j := max(0, i-1); j < len(chain); j++ {
+				switch ok := meets(c, chain[j]); {
+				case !ok && j <= i+2:
+					t.Fatalf("a round asked under %+v misses the quorums of %+v, %d steps from it", c, chain[j], j-i)
+				case !ok && j == i+3:
+					farMisses++
+				}
+			}
+		}
+		if changes == 0 {
+			return
+		}
+		cur := chain[len(chain)-1]
+		for x := NodeID(1); x <= 6; x++ {
+			var plan []PlanStep
+			var err error
+			switch in := slices.Contains(cur.AcceptSet, x); {
+			case in && len(cur.AcceptSet) > 3:
+				plan, err = PlanRemove(cur, x)
+			case !in && len(cur.AcceptSet) < 6:
+				plan, err = PlanAdd(cur, x)
+			default:
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := slices.Clone(chain)
+			for _, s := range plan {
+				next = append(next, s.Config)
+			}
+			walk(next, changes-1)
+		}
+	}
+	walk([]Config{Majority(1, 1, 2, 3)}, 3)
+	if farMisses == 0 {
+		t.Fatalf("in %d chains, no round missed a quorum three steps on: the rule's margin is not what the comment says", chains)
+	}
+	t.Logf("%d chains; %d (round, configuration three steps on) pairs miss a quorum", chains, farMisses)
+}
+
+// TestListRoundStale: a round is asked again exactly when its node's
+// configuration changed while it ran.
+func TestListRoundStale(t *testing.T) {
+	c1, c2 := Majority(1, 1, 2, 3), Majority(2, 1, 2, 3)
+	tests := []struct {
+		asked, now Config
+		stale      bool
+	}{{c1, c1, false}, {c1, c2, true}}
+	for _, tt := range tests {
+		if got := ListRoundStale(tt.asked, tt.now); got != tt.stale {
+			t.Errorf("ListRoundStale(v%d, v%d) = %v, want %v", tt.asked.Version, tt.now.Version, got, tt.stale)
+		}
 	}
 }

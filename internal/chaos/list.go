@@ -58,7 +58,7 @@ func (a listAcceptors) Scan(ctx context.Context, id protocol.NodeID, r list.Rang
 		if err := a.inc.node.Err(); err != nil {
 			return protocol.ListReply{}, err
 		}
-		return list.ScanStore(a.inc.store, r)
+		return list.ScanSettled(ctx, a.inc.store, a.inc.node.Acceptor().Settle, r)
 	}
 	n := a.inc.net
 	dst, err := n.call(a.inc, id)
@@ -72,7 +72,7 @@ func (a listAcceptors) Scan(ctx context.Context, id protocol.NodeID, r list.Rang
 	if err := dst.node.Err(); err != nil || !dst.alive.Load() {
 		return protocol.ListReply{}, fmt.Errorf("%w: node %d stopped", server.ErrUnreachable, id)
 	}
-	rep, err := list.ScanStore(dst.store, r)
+	rep, err := list.ScanSettled(ctx, dst.store, dst.node.Acceptor().Settle, r)
 	if err != nil {
 		return protocol.ListReply{}, err
 	}

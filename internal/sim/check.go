@@ -15,6 +15,9 @@ import (
 func (s *sim) finalChecks() {
 	s.inv.final(s)
 	if s.failure == nil {
+		s.checkListings()
+	}
+	if s.failure == nil {
 		s.checkLinearizable()
 	}
 }
@@ -49,7 +52,7 @@ func (s *sim) history() []porcupine.Operation {
 		}
 		ops = append(ops, op)
 	}
-	return ops
+	return append(ops, s.listHistory()...)
 }
 
 func (s *sim) checkLinearizable() {

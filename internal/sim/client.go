@@ -96,7 +96,9 @@ func newWorkload(p Plan) workload {
 	return workload{byReq: make(map[protocol.ReqID]*op), inflight: make([]int, p.Keys)}
 }
 
-func (s *sim) finished() bool { return s.w.issued >= s.opts.Ops && s.w.waiting == 0 }
+func (s *sim) finished() bool {
+	return s.w.issued >= s.opts.Ops && s.w.waiting == 0 && s.lists.active == 0
+}
 
 func (s *sim) clientNext(c *client) {
 	if s.w.issued >= s.opts.Ops || c.op != nil {

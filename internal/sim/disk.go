@@ -31,6 +31,7 @@ type disk struct {
 	fence     map[protocol.NodeID]uint64   // synced with pending on top
 	view      map[string]protocol.Register // synced with pending on top: what Step sees
 	pending   []write
+	done      []write           // the last sync's writes (finishSync)
 	lastWrite map[string]uint64 // seq of each key's latest write, if not lost
 	nextSeq   uint64
 	syncedSeq uint64
@@ -176,7 +177,10 @@ func (d *disk) beginSync() bool {
 }
 
 // finishSync completes the sync in flight and returns the writes it made
-// durable, oldest first.
+// durable, oldest first: valid until the next finishSync, which reuses
+// them (as the pending layer's buffer is reused: the writes left pending
+// move to its front, so that a long run does not allocate a new buffer
+// every few syncs).
 func (d *disk) finishSync() []write {
 	n := 0
 	for n < len(d.pending) && d.pending[n].seq <= d.syncUpTo {
@@ -199,11 +203,13 @@ func (d *disk) finishSync() []write {
 		}
 		n++
 	}
-	done := d.pending[:n:n]
-	d.pending = d.pending[n:]
+	d.done = append(d.done[:0], d.pending[:n]...)
+	rest := copy(d.pending, d.pending[n:])
+	clear(d.pending[rest:])
+	d.pending = d.pending[:rest]
 	d.syncedSeq = d.syncUpTo
 	d.syncing = false
-	return done
+	return d.done
 }
 
 // crash loses everything not synced, and the sync in flight.

@@ -58,6 +58,16 @@
 // change first adds them, and take the members' age fences and ballot
 // counter before they serve anyone.
 //
+// Most plans also run listers (COORDINATION.md, Listing; see list.go): a
+// node lists a prefix page by page, asking every acceptor of its accept
+// set for a scan (list.ScanStore over what its Steps left, the reply held
+// until every write before it is synced) over the same faulty network,
+// merging the first cfg.ReadQuorum() replies with protocol.MergeList,
+// reading the keys they disagree on through its proposer, and asking a
+// round again when its node changed configuration meanwhile
+// (protocol.ListRoundStale). The listers' plan comes from a generator of
+// its own, so that a run with listing off is the run it was before.
+//
 // Faults follow a Plan drawn from the seed first thing (and printed by
 // TestReplay and by every failure): message loss (0-30%), duplication
 // (0-50%), delay and reordering; partitions that come and go (symmetric,
@@ -76,7 +86,11 @@
 // (kept by the synced register or below the floor after a restart), no
 // ballot above the synced ceiling leaves a node, no promise above the
 // synced acceptor ceiling leaves an acceptor. At the end,
-// every key's history, with Porcupine (partitioned per key).
+// every key's history, with Porcupine (partitioned per key), each item a
+// listing returned among them as a read of its key over its page's call
+// (the key had that value and version at some instant of the call; the
+// model refuses one of a key deleted throughout); and every key live
+// throughout a page that ended well must be in it (checkListings).
 //
 // The model is a register per key: exists, value, version, with kv's change
 // functions as its operations. What it can and cannot predict about
@@ -101,7 +115,9 @@
 //
 // # Running it
 //
-// The default sweep is 200 seeds of 10,000 operations each, run in parallel
+// The default sweep is 200 seeds of 8,800 client operations each (and the
+// listings beside them; 8,800 keeps the sweep's CPU time about what it was
+// with 10,000 operations and no listers), run in parallel
 // (one per CPU), followed by a check that the sweep as a whole exercised
 // every path (one-round-trip accepts, composed batches, read fast-path
 // hits and fallbacks, unknown outcomes, crashes, each kind of partition,
@@ -127,7 +143,8 @@
 // without the age fence, membership change without the catch-up, a node
 // that lost its disk coming back under its old identity, acceptors that
 // restart without their floor, a node joining without the members' ballot
-// counter) and fails
+// counter, a listing that merges one scan reply too few, scans that answer
+// before the writes they show are durable) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

@@ -32,19 +32,34 @@ const (
 	// evLease runs a lease actor (event.client; see lease.go), or times
 	// out its request req.
 	evLease
+	// evScan hands a listing's scan to the acceptor of node, and
+	// evScanReply its reply to the lister's node (scan; see list.go).
+	evScan
+	evScanReply
+	// evListNext lets lister client begin its next page; evListDeadline
+	// ends page req if it still runs; evListStep lets page req go on
+	// after a read.
+	evListNext
+	evListDeadline
+	evListStep
 )
 
 var eventNames = [...]string{
-	evDeliver:    "deliver",
-	evSyncDone:   "sync-done",
-	evTimer:      "timer",
-	evClientNext: "client-next",
-	evDeadline:   "deadline",
-	evFaultStart: "fault-start",
-	evFaultEnd:   "fault-end",
-	evGC:         "gc",
-	evMember:     "member",
-	evLease:      "lease",
+	evDeliver:      "deliver",
+	evSyncDone:     "sync-done",
+	evTimer:        "timer",
+	evClientNext:   "client-next",
+	evDeadline:     "deadline",
+	evFaultStart:   "fault-start",
+	evFaultEnd:     "fault-end",
+	evGC:           "gc",
+	evMember:       "member",
+	evLease:        "lease",
+	evScan:         "scan",
+	evScanReply:    "scan-reply",
+	evListNext:     "list-next",
+	evListDeadline: "list-deadline",
+	evListStep:     "list-step",
 }
 
 func (k eventKind) String() string { return eventNames[k] }
@@ -62,6 +77,7 @@ type event struct {
 	fault  faultKind
 	msg    protocol.Message
 	timer  protocol.Timer
+	scan   *scanMsg
 }
 
 // agenda is a min-heap of events ordered by (at, seq). Since seq is unique,

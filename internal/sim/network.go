@@ -16,8 +16,15 @@ const localDelay = 10 * time.Microsecond
 // partition blocks its link when it is sent or when it arrives.
 func (s *sim) send(from int, m protocol.Message) {
 	to := int(m.To) - 1
+	s.transmit(from, to, event{kind: evDeliver, node: to, msg: m})
+}
+
+// transmit schedules ev, a message from node index from to node index to,
+// with the network's faults: send's, for protocol messages and listing
+// scans alike.
+func (s *sim) transmit(from, to int, ev event) {
 	if from == to {
-		s.schedule(event{kind: evDeliver, node: to, msg: m}, localDelay)
+		s.schedule(ev, localDelay)
 		return
 	}
 	if s.blocked[from][to] {
@@ -28,10 +35,10 @@ func (s *sim) send(from int, m protocol.Message) {
 		s.stats.Lost++
 		return
 	}
-	s.schedule(event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
+	s.schedule(ev, s.netDelay(from, to))
 	if s.chance(s.plan.Dup) {
 		s.stats.Duplicated++
-		s.schedule(event{kind: evDeliver, node: to, msg: m}, s.netDelay(from, to))
+		s.schedule(ev, s.netDelay(from, to))
 	}
 }
 

@@ -40,6 +40,7 @@ type node struct {
 
 	replies     []pendingReply // acceptor replies waiting for their write's sync
 	held        []heldReady    // proposer Readys waiting for their ceiling's sync
+	scans       []pendingScan  // listing scan replies waiting for the writes before them to sync
 	ceilingGate uint64         // seq of the latest ceiling write
 
 	slowDisk, slowNet int // > 1 while the node is slow
@@ -159,6 +160,7 @@ func (s *sim) syncDone(ev *event) {
 	done := n.disk.finishSync()
 	s.inv.onSync(s, n, done)
 	s.releaseReplies(n)
+	s.releaseScans(n)
 	s.releaseReadys(n)
 	s.startSync(n)
 }
@@ -262,6 +264,8 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			s.memberResult(n, r)
 		case isLeaseReq(r.ID):
 			s.leaseResult(n, r)
+		case isListReq(r.ID):
+			s.listResult(r)
 		default:
 			s.clientResult(n, r)
 		}
@@ -309,12 +313,13 @@ func (s *sim) crash(n *node) {
 	s.down++
 	n.disk.crash()
 	n.prop = nil
-	n.replies, n.held = nil, nil
+	n.replies, n.held, n.scans = nil, nil, nil
 	s.inv.onCrash(s, n)
 	// The retirement rule and the lost operations still refer to the
 	// incarnation that crashed; stale events are told apart only after.
 	s.ret.onCrash(s, n)
 	s.loseOps(n)
+	s.loseLists(n)
 	n.inc++
 }
 

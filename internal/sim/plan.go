@@ -76,6 +76,12 @@ type Plan struct {
 	// none) and their TTL.
 	Leases   int
 	LeaseTTL time.Duration
+	// Listers list keys (list.go) beside the clients, each one page at a
+	// time, a listing about every ListEvery (0: no listing); a round asks
+	// each acceptor for at most ListBatch keys.
+	Listers   int
+	ListEvery time.Duration
+	ListBatch int
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -149,6 +155,19 @@ func drawPlan(rng *rand.Rand, nodes int) Plan {
 	return p
 }
 
+// drawListing draws the plan's listers from a generator of their own
+// (seeded from the run's seed), so that the rest of the plan, and a run
+// whose tweak turns listing off, stay what they were before listers were
+// added.
+func drawListing(p *Plan, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed^0x6c697374696e6773, seed))
+	if rng.Float64() < 0.9 {
+		p.Listers = 1 + rng.IntN(2)
+		p.ListEvery = between(rng, 5*time.Millisecond, 50*time.Millisecond)
+		p.ListBatch = 1 + rng.IntN(3)
+	}
+}
+
 func (p Plan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nodes=%d clients=%d keys=%d in-flight/key<=%d home-bias=%.2f think=%v deadline=%v\n",
@@ -187,6 +206,11 @@ func (p Plan) String() string {
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys, p.MaxCachedBytes)
 	if p.Gather {
 		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
+	}
+	if p.ListEvery > 0 {
+		fmt.Fprintf(&b, "\nlisting: %d listers, a listing every ~%v, %d keys per acceptor per round", p.Listers, p.ListEvery, p.ListBatch)
+	} else {
+		b.WriteString("\nlisting: off")
 	}
 	return b.String()
 }

@@ -67,6 +67,13 @@ type Variant struct {
 	// LeaseLocalExpiry makes lease readers decide expiry from their node's
 	// clock at read time (lease.go) instead of the committed state.
 	LeaseLocalExpiry bool
+	// ListQuorumShortBy takes this many from the quorum of scan replies a
+	// listing round waits for and merges with (protocol.MergeList's
+	// quorum), down to one: a lister that trusts too few acceptors.
+	ListQuorumShortBy int
+	// ScanBeforeSync lets an acceptor's scan reply leave before the writes
+	// it may show are synced (no scan barrier).
+	ScanBeforeSync bool
 }
 
 // Report describes a run that passed every check.
@@ -148,6 +155,7 @@ type sim struct {
 	ret     retirement
 	gc      gcState
 	member  memberState
+	lists   listState
 	cfg     protocol.Config // the latest configuration (membership)
 	trace   trace
 	stats   Stats
@@ -196,6 +204,7 @@ func (o Options) draw() (*rand.Rand, Plan) {
 	plan := drawPlan(rng, o.Nodes)
 	drawIdempotency(o.Seed, &plan)
 	drawLeases(o.Seed, &plan)
+	drawListing(&plan, o.Seed)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
@@ -248,6 +257,7 @@ func newSim(opts Options) *sim {
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
+	s.scheduleListers()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -302,6 +312,16 @@ func (s *sim) dispatch(ev *event) {
 		s.memberTick()
 	case evLease:
 		s.leaseTick(ev)
+	case evScan:
+		s.scanAt(ev)
+	case evScanReply:
+		s.scanReply(ev)
+	case evListNext:
+		s.listNext(s.lists.listers[ev.client])
+	case evListDeadline:
+		s.listDeadline(ev)
+	case evListStep:
+		s.listStep(ev)
 	}
 }
 

@@ -62,6 +62,17 @@ type Stats struct {
 	// Leases (lease.go): grants and keep-alives acknowledged, expiries
 	// chosen, reads.
 	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
+	ListPages                                             int // listing pages begun and ended ...
+	ListPagesDone                                         int // ... those that ended well
+	ListRounds                                            int // scan rounds (a page has one or more)
+	Scans                                                 int // scans acceptors answered ...
+	ScansHeld                                             int // ... of which waited for writes before them to sync
+	ListItems                                             int // keys returned
+	ListReads                                             int // keys the scans disagreed on, read through a proposer
+	ListReadsFailed                                       int // ... whose read failed (the page ended)
+	ListLiveChecked                                       int // (page, key live throughout it) pairs checked as returned
+	ListRoundsAcrossChange                                int // rounds whose node changed configuration before their replies were in
+	ListPagesAcrossChange                                 int // pages whose node changed configuration during the page
 	Events                                                int
 	VirtualTime                                           time.Duration
 }
@@ -141,6 +152,17 @@ func (st *Stats) fields() []statField {
 		{"lease-renewals", &st.LeaseRenewals, true},
 		{"lease-expiries", &st.LeaseExpiries, true},
 		{"lease-reads", &st.LeaseReads, true},
+		{"list-pages", &st.ListPages, true},
+		{"list-pages-done", &st.ListPagesDone, true},
+		{"list-rounds", &st.ListRounds, true},
+		{"scans", &st.Scans, true},
+		{"scans-held", &st.ScansHeld, true},
+		{"list-items", &st.ListItems, true},
+		{"list-reads", &st.ListReads, true},
+		{"list-reads-failed", &st.ListReadsFailed, true},
+		{"list-live-checked", &st.ListLiveChecked, true},
+		{"list-rounds-across-change", &st.ListRoundsAcrossChange, true},
+		{"list-pages-across-change", &st.ListPagesAcrossChange, true},
 		{"events", &st.Events, true},
 	}
 }

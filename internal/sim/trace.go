@@ -83,6 +83,11 @@ func (t *trace) record(ev *event) {
 		t.word(uint64(ev.timer.Kind) | uint64(ev.timer.Retry)<<8)
 		t.str(ev.timer.Key)
 		t.ballot(ev.timer.Ballot)
+	case evScan, evScanReply:
+		t.word(uint64(ev.scan.page.id)<<32 | uint64(ev.scan.round))
+		t.word(uint64(ev.scan.from)<<8 | uint64(ev.scan.to))
+		t.str(ev.scan.r.Start)
+		t.word(uint64(len(ev.scan.reply.Entries)))
 	}
 	t.keep(traceEntry{at: ev.at, ev: *ev})
 }
@@ -156,6 +161,12 @@ func (e event) String() string {
 		return fmt.Sprintf("fault %s starts", e.fault)
 	case evFaultEnd:
 		return fmt.Sprintf("fault %s ends (node %d)", e.fault, e.node+1)
+	case evScan:
+		return fmt.Sprintf("node %d scans %q from %q (limit %d) for page %d round %d", e.scan.to+1, e.scan.r.Prefix, e.scan.r.Start, e.scan.r.Limit, e.scan.page.id, e.scan.round)
+	case evScanReply:
+		return fmt.Sprintf("node %d gets node %d's scan for page %d round %d: %d entries, more %v", e.scan.from+1, e.scan.to+1, e.scan.page.id, e.scan.round, len(e.scan.reply.Entries), e.scan.reply.More)
+	case evListNext, evListDeadline, evListStep:
+		return fmt.Sprintf("lister %d %s (page %d)", e.client, e.kind, e.req)
 	}
 	return e.kind.String()
 }

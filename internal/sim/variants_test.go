@@ -124,6 +124,7 @@ func brokenVariants() []brokenVariant {
 				p.Clients = 3
 				p.Think = max(p.Think, time.Millisecond)
 				p.HomeBias = max(p.HomeBias, 0.7)
+				p.ListEvery = 0 // its scenario is rare: keep the runs it was tuned on
 			},
 			minOps: 4000,
 		},
@@ -157,7 +158,47 @@ func brokenVariants() []brokenVariant {
 				p.ClockSeed |= 1
 			},
 		},
+		{
+			// A listing that merges too few scan replies (one short of
+			// ReadQuorum: with 3 acceptors, one acceptor's word) takes a
+			// lagging acceptor's stale register, or its lack of one, as
+			// the chosen state: needs acceptors that fall behind (loss,
+			// partitions) and listings often.
+			variant: Variant{Name: "list-quorum-short", ListQuorumShortBy: 1},
+			tweak: func(p *Plan) {
+				p.Loss = max(p.Loss, 0.05)
+				if p.PartitionEvery == 0 {
+					p.PartitionEvery, p.PartitionFor = 150*time.Millisecond, 100*time.Millisecond
+				}
+				listOften(p)
+			},
+		},
+		{
+			// Scan replies that show writes not yet synced (what a Pebble
+			// store shows without the acceptor's scan barrier): a crash
+			// takes back an accept that a quorum of scans showed, and the
+			// listing returned a state that is then never chosen. Needs
+			// crashes between an accept's write and its sync (slow syncs,
+			// crashes often), a restart before the proposer's retry (short
+			// downtimes; else the retry's prepare quorum finds the state
+			// on the others and chooses it after all), accepts that miss
+			// acceptors (loss), and listings often.
+			variant: Variant{Name: "scan-before-sync", ScanBeforeSync: true},
+			tweak: func(p *Plan) {
+				p.CrashEvery, p.DownFor = 10*time.Millisecond, 500*time.Microsecond
+				p.DiskLatency = 6 * time.Millisecond
+				p.Loss = max(p.Loss, 0.1)
+				p.HomeBias = 0.2
+				listOften(p)
+			},
+		},
 	}
+}
+
+// listOften makes listing frequent: two listers, a listing every few
+// milliseconds, rounds of one key.
+func listOften(p *Plan) {
+	p.Listers, p.ListEvery, p.ListBatch = 2, 3*time.Millisecond, 1
 }
 
 func variantByName(name string) (brokenVariant, bool) {

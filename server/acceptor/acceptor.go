@@ -2,6 +2,7 @@ package acceptor
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -236,8 +237,13 @@ type Acceptor struct {
 	quit  chan struct{}           // closed by Stop
 	wg    sync.WaitGroup
 
-	mu      sync.Mutex
-	slots   map[string]*slot
+	mu    sync.Mutex
+	slots map[string]*slot
+	// writing holds the register commits stepped and not yet finished:
+	// a store may show a commit's registers before its sync is done
+	// (Pebble publishes a batch when it is applied, and syncs its log
+	// after), and Settle waits for them.
+	writing map[*commit]struct{}
 	lru     list.List // of *slot nobody holds, most recently used first
 	cached  int64     // bytes of the slots on lru
 	maxIdle int64     // CacheBytes
@@ -368,6 +374,7 @@ func New(cfg Config, store storage.Store, tr server.Transport, log *slog.Logger)
 		work:        make(chan []protocol.Message),
 		quit:        make(chan struct{}),
 		slots:       make(map[string]*slot),
+		writing:     make(map[*commit]struct{}),
 
 		maxWorkers:   cfg.MaxInflightBatches,
 		maxIdle:      cfg.CacheBytes,
@@ -661,6 +668,38 @@ func (a *Acceptor) step(b *batch) {
 		b.deps = append(b.deps, dep)
 		b.ceils = append(b.ceils, ceil)
 	}
+	for _, c := range []*commit{b.free, b.chained} {
+		if c != nil {
+			a.writing[c] = struct{}{}
+		}
+	}
+}
+
+// Settle waits until every register write stepped before it was called
+// has finished: written durably (or, for a promise-only commit, applied),
+// or failed. A scan of the store that ended before Settle was called shows
+// only registers from such writes, or older ones; once Settle returns nil,
+// what it showed is durable, and may be told to others (a listing's scan,
+// server/list: the read rule counts the accepted ballots it shows, and a
+// state a quorum of scans showed must not be lost in a crash). Each
+// finished write costs nothing; a write still in flight is waited for, not
+// synced again. It returns the acceptor's failure if it has failed, and
+// ctx's error if ctx ends first.
+func (a *Acceptor) Settle(ctx context.Context) error {
+	a.mu.Lock()
+	waits := make([]*commit, 0, len(a.writing))
+	for c := range a.writing {
+		waits = append(waits, c)
+	}
+	a.mu.Unlock()
+	for _, c := range waits {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return a.Err()
 }
 
 // ceilingFor returns the ceiling raise a reply must wait for so that the
@@ -741,7 +780,12 @@ func (a *Acceptor) apply(c *commit, after []*commit) {
 	if c == nil {
 		return
 	}
-	defer close(c.done)
+	defer func() {
+		a.mu.Lock()
+		delete(a.writing, c)
+		a.mu.Unlock()
+		close(c.done)
+	}()
 	for _, w := range after {
 		<-w.done
 		if w.err != nil {

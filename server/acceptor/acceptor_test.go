@@ -1,6 +1,7 @@
 package acceptor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -497,6 +498,42 @@ func TestAcceptorCachesRegisters(t *testing.T) {
 				if reg, _ := st.Memory.Get(k); s.refs != 0 || s.elem == nil || !reflect.DeepEqual(reg, s.reg) {
 					t.Fatalf("cached %q: %v (refs %d), store holds %v", k, s.reg, s.refs, reg)
 				}
+			}
+		})
+	}
+}
+
+// Settle waits for the register writes stepped before it (a store may
+// show them before they are durable, and a listing's scan must not tell
+// of them until they are), costs nothing once they are done, and reports
+// a write that failed.
+func TestAcceptorSettleWaitsForWritesInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		release error
+	}{{"write succeeds", nil}, {"write fails", errors.New("disk gone")}} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newGatedStore()
+			a, _ := newTestAcceptor(t, st)
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := a.Settle(done); err != nil {
+				t.Fatalf("Settle with nothing in flight: %v", err)
+			}
+			a.Handle([]protocol.Message{acceptMsg("k", 1, "v")})
+			write := st.next(t)
+			if err := a.Settle(done); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Settle while an accept's write is held returned %v, want it to wait (context.Canceled)", err)
+			}
+			settled := make(chan error, 1)
+			go func() { settled <- a.Settle(context.Background()) }()
+			write.release <- tt.release
+			err := <-settled
+			if tt.release == nil && err != nil {
+				t.Fatalf("Settle after the write: %v", err)
+			}
+			if tt.release != nil && !errors.Is(err, tt.release) {
+				t.Fatalf("Settle after a failed write returned %v, want the failure", err)
 			}
 		})
 	}

@@ -20,7 +20,7 @@ func (a listAcceptors) Scan(ctx context.Context, id protocol.NodeID, r list.Rang
 		if err := a.d.checkServing(); err != nil {
 			return protocol.ListReply{}, err
 		}
-		return list.ScanStore(a.d.store, r)
+		return list.ScanSettled(ctx, a.d.store, a.d.node.Acceptor().Settle, r)
 	}
 	m, ok := a.d.members.Membership().Node(id)
 	if !ok {
@@ -51,9 +51,9 @@ func (d *Daemon) List(ctx context.Context, req kv.ListRequest, allow func(string
 }
 
 // ScanRegisters implements peerapi.Admin.
-func (a adminNode) ScanRegisters(r list.Range) (protocol.ListReply, error) {
+func (a adminNode) ScanRegisters(ctx context.Context, r list.Range) (protocol.ListReply, error) {
 	if err := a.d.checkServing(); err != nil {
 		return protocol.ListReply{}, err
 	}
-	return list.ScanStore(a.d.store, r)
+	return list.ScanSettled(ctx, a.d.store, a.d.node.Acceptor().Settle, r)
 }

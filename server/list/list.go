@@ -4,17 +4,23 @@
 // meet every accept quorum) for their registers of a key range, merges the
 // replies by key with protocol.MergeList (the read rule of PROTOCOL.md §6
 // per key), and reads each key the replies disagree on with a linearizable
-// read. It works in rounds of at most Config.BatchKeys keys per acceptor,
-// so a page of any size holds at most one round's replies in memory, and
-// hands each key to its caller as soon as it is decided, so that the client
-// API can stream it out.
+// read. A round whose node changed configuration before its replies were
+// in is asked again (protocol.ListRoundStale says why). It works in rounds
+// of at most Config.BatchKeys keys per acceptor, so a page of any size
+// holds at most one round's replies in memory, and hands each key to its
+// caller as soon as it is decided, so that the client API can stream it
+// out. An acceptor's side of a scan is ScanSettled: what it shows is
+// durable before it is told.
 //
 // The guarantee (docs/api.md, Listing): every key returned had that value
 // and version at some instant during the call; every key that stayed live
 // through the call is returned; no key deleted through the call is
 // returned; the result is not a snapshot across keys.
 //
-// internal/chaos checks this guarantee: a Lister per node, over the real
+// internal/sim checks this guarantee for the rule (protocol.MergeList and
+// ReadQuorum, rounds asked again across a membership change, scans that
+// wait for their writes) under every fault it has. internal/chaos checks
+// it for this code: a Lister per node, over the real
 // stores and a faulty network, whose listings are checked against every
 // key's history (internal/chaos/doc.go, Listing).
 package list
@@ -58,7 +64,8 @@ type Config struct {
 	// with ValueOmitted set (default 64 KiB).
 	MaxValueBytes int
 	// BatchKeys is the most keys one round asks each acceptor for
-	// (default 256).
+	// (default 1024: a page of the default 1,000 keys is one round of
+	// scans, one peer round trip; ReplyBytes still bounds a reply).
 	BatchKeys int
 	// ReplyBytes is about the most bytes of keys and values one acceptor's
 	// reply carries (default 1 MiB; the peer port's gRPC messages are
@@ -82,7 +89,7 @@ type Bugs struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{MaxValueBytes: 64 << 10, BatchKeys: 256, ReplyBytes: 1 << 20}
+	return Config{MaxValueBytes: 64 << 10, BatchKeys: 1024, ReplyBytes: 1 << 20}
 }
 
 func (c Config) validate() error {
@@ -128,9 +135,14 @@ func (l *Lister) List(ctx context.Context, req kv.ListRequest, allow func(string
 		MaxValueBytes: l.cfg.MaxValueBytes, KeysOnly: req.KeysOnly}
 	for {
 		r.Limit = min(left, l.cfg.BatchKeys)
-		quorum, replies, err := l.ask(ctx, r)
+		asked, quorum, replies, err := l.ask(ctx, r)
 		if err != nil {
 			return false, err
+		}
+		if protocol.ListRoundStale(asked, l.conf()) {
+			// The node changed configuration while the round ran: its
+			// replies may miss quorums now in use. Ask again.
+			continue
 		}
 		keys, through, done := protocol.MergeList(quorum, replies)
 		for i, k := range keys {
@@ -201,10 +213,11 @@ func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.List
 }
 
 // ask scans r on the acceptors of the accept set, all at once, and returns
-// the first ReadQuorum replies (the others are cancelled): that many are
-// enough for the read rule, and waiting for more would tie every listing
-// to the slowest acceptor. Fewer replies than that: kv.ErrNoQuorum.
-func (l *Lister) ask(ctx context.Context, r Range) (int, []protocol.ListReply, error) {
+// the configuration it asked under and the first ReadQuorum replies (the
+// others are cancelled): that many are enough for the read rule, and
+// waiting for more would tie every listing to the slowest acceptor. Fewer
+// replies than that: kv.ErrNoQuorum.
+func (l *Lister) ask(ctx context.Context, r Range) (protocol.Config, int, []protocol.ListReply, error) {
 	conf := l.conf()
 	quorum := conf.ReadQuorum()
 	if l.cfg.Bugs.TrustOneReply {
@@ -238,10 +251,10 @@ func (l *Lister) ask(ctx context.Context, r Range) (int, []protocol.ListReply, e
 			continue
 		}
 		if replies = append(replies, a.reply); len(replies) == quorum {
-			return quorum, replies, nil
+			return conf, quorum, replies, nil
 		}
 	}
-	return 0, nil, fmt.Errorf("%w: caspaxos/list: %d of the %d acceptors needed answered: %w", kv.ErrNoQuorum, len(replies), quorum, errors.Join(errs...))
+	return conf, 0, nil, fmt.Errorf("%w: caspaxos/list: %d of the %d acceptors needed answered: %w", kv.ErrNoQuorum, len(replies), quorum, errors.Join(errs...))
 }
 
 // check refuses a reply that breaks the scan's contract: keys out of order
@@ -261,7 +274,27 @@ func check(rep protocol.ListReply, r Range) error {
 	return nil
 }
 
-// ScanStore is an acceptor's side of a scan: r over store.
+// ScanSettled is an acceptor's side of a scan as a node serves it:
+// ScanStore, then settle (the acceptor's Settle) before the reply may
+// leave. A store may show a register whose write is still being synced
+// (Pebble does), and the read rule counts what a quorum of scans show as
+// chosen: without settle, a crash could take back a state a listing
+// returned (internal/sim's broken variant scan-before-sync).
+func ScanSettled(ctx context.Context, store interface {
+	Scan(start string, fn func(string, protocol.Register) bool) error
+}, settle func(context.Context) error, r Range) (protocol.ListReply, error) {
+	rep, err := ScanStore(store, r)
+	if err != nil {
+		return protocol.ListReply{}, err
+	}
+	if err := settle(ctx); err != nil {
+		return protocol.ListReply{}, fmt.Errorf("caspaxos/list: waiting for the writes a scan shows to be durable: %w", err)
+	}
+	return rep, nil
+}
+
+// ScanStore is an acceptor's scan of r over store, as it stands (some of
+// it maybe not durable yet: see ScanSettled).
 func ScanStore(store interface {
 	Scan(start string, fn func(string, protocol.Register) bool) error
 }, r Range) (protocol.ListReply, error) {

@@ -228,3 +228,60 @@ func TestListRequestBounds(t *testing.T) {
 		}
 	}
 }
+
+// countingAcceptors counts scans, and runs onScan (if set) before each.
+type countingAcceptors struct {
+	acceptors
+	mu     sync.Mutex
+	scans  map[protocol.NodeID]int
+	onScan func()
+}
+
+func (c *countingAcceptors) Scan(ctx context.Context, id protocol.NodeID, r Range) (protocol.ListReply, error) {
+	c.mu.Lock()
+	c.scans[id]++
+	if c.onScan != nil {
+		c.onScan()
+	}
+	c.mu.Unlock()
+	return c.acceptors.Scan(ctx, id, r)
+}
+
+// A round whose node changes configuration while it runs is asked again
+// under the new one (protocol.ListRoundStale): here the change replaces
+// every acceptor, and only the new ones hold the key's current state.
+func TestListAsksAgainAfterAConfigurationChange(t *testing.T) {
+	old := store{"a": live(b1, "old", 1)}
+	cur := store{"a": live(b2, "new", 2)}
+	var mu sync.Mutex
+	conf := threeNodes()
+	config := func() protocol.Config { mu.Lock(); defer mu.Unlock(); return conf }
+	acc := &countingAcceptors{acceptors: acceptors{1: old, 2: old, 3: old, 4: cur, 5: cur, 6: cur}, scans: make(map[protocol.NodeID]int)}
+	acc.onScan = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ids := []protocol.NodeID{4, 5, 6}
+		conf = protocol.Config{Version: 2, PrepareSet: ids, PrepareQuorum: 2, AcceptSet: ids, AcceptQuorum: 2}
+	}
+	l, err := New(DefaultConfig(), config, acc, func(context.Context, string) (protocol.State, error) {
+		t.Fatal("read")
+		return protocol.State{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var items []kv.ListItem
+	if _, err := l.List(context.Background(), kv.ListRequest{Limit: 10}, func(string) (bool, error) { return true, nil },
+		func(it kv.ListItem) error { items = append(items, it); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []kv.ListItem{{Key: "a", Value: []byte("new"), Version: 2}}
+	if !reflect.DeepEqual(items, want) {
+		t.Fatalf("List = %+v, want %+v (the round asked before the change was merged)", items, want)
+	}
+	acc.mu.Lock()
+	defer acc.mu.Unlock()
+	if acc.scans[4]+acc.scans[5]+acc.scans[6] < 2 { // a read quorum of them, at least
+		t.Fatalf("scans %v: the round was not asked again of the new configuration's acceptors", acc.scans)
+	}
+}

@@ -49,8 +49,8 @@ type Admin interface {
 	CopyFences(ctx context.Context, f membership.Fences) error
 	// ScanKeys returns up to limit keys of the acceptor at or after start.
 	ScanKeys(start string, limit int) ([]string, error)
-	// ScanRegisters is list.ScanStore over the acceptor's store.
-	ScanRegisters(r list.Range) (protocol.ListReply, error)
+	// ScanRegisters is list.ScanSettled over the acceptor's store.
+	ScanRegisters(ctx context.Context, r list.Range) (protocol.ListReply, error)
 	// ReleaseHold frees the node of the membership change holding it
 	// (membership.ErrHoldInUse if the change still runs, or cannot be asked without
 	// force).
@@ -120,11 +120,11 @@ func (s adminServer) ScanKeys(_ context.Context, r *peerpb.ScanKeysRequest) (*pe
 	return out, nil
 }
 
-func (s adminServer) ScanRegisters(_ context.Context, r *peerpb.ScanRegistersRequest) (*peerpb.ScanRegistersReply, error) {
+func (s adminServer) ScanRegisters(ctx context.Context, r *peerpb.ScanRegistersRequest) (*peerpb.ScanRegistersReply, error) {
 	rg := list.Range{Prefix: string(r.GetPrefix()), Start: string(r.GetStart()),
 		Limit: int(min(max(r.GetLimit(), 1), MaxScanKeys)), MaxBytes: int(min(max(r.GetMaxBytes(), 1), maxScanBytes)),
 		MaxValueBytes: int(r.GetMaxValueBytes()), KeysOnly: r.GetKeysOnly()}
-	rep, err := s.a.ScanRegisters(rg)
+	rep, err := s.a.ScanRegisters(ctx, rg)
 	if err != nil {
 		return nil, toStatus(err, codes.Unavailable)
 	}

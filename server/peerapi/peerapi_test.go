@@ -85,7 +85,7 @@ func (f *fakeNode) ScanKeys(_ string, limit int) ([]string, error) {
 	f.scanLimit = limit
 	return []string{"a"}, nil
 }
-func (f *fakeNode) ScanRegisters(r list.Range) (protocol.ListReply, error) {
+func (f *fakeNode) ScanRegisters(_ context.Context, r list.Range) (protocol.ListReply, error) {
 	f.scanRange = r
 	b := protocol.Ballot{Counter: 3, Proposer: 2}
 	return protocol.ListReply{More: true, Entries: []protocol.ListEntry{

@@ -11,6 +11,11 @@
 //
 //	cd bench && go run ./cmd/bench isolation   # isolate one node: unavailability
 //	cd bench && go run ./cmd/bench wan         # WAN round trips: latency per region
+//
+// And one that lists keys in pages, etcd's paged range against caspaxos's
+// listing (see README.md):
+//
+//	cd bench && go run ./cmd/bench list        # 100,000 keys (-million: 1,000,000)
 package main
 
 import (
@@ -129,6 +134,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runIsolation(ctx, args[1:], stdout, stderr)
 		case "wan":
 			return runWAN(ctx, args[1:], stdout, stderr)
+		case "list":
+			return runList(ctx, args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseFlags(args, stderr)

@@ -1,0 +1,6 @@
+//go:build race
+
+package daemon
+
+// raceDetector: the tests run under the race detector.
+const raceDetector = true
