@@ -33,7 +33,7 @@ import (
 // and GC's.
 const leaseReqBase protocol.ReqID = 1 << 60
 
-func isLeaseReq(id protocol.ReqID) bool { return id >= leaseReqBase && id < memberReqBase }
+func isLeaseReq(id protocol.ReqID) bool { return id >= leaseReqBase && id < listReqBase }
 
 // drawLeases draws the plan's leases from a stream of their own.
 func drawLeases(seed uint64, p *Plan) {

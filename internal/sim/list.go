@@ -51,9 +51,9 @@ import (
 
 // listReqBase sets listing reads' request IDs apart from clients',
 // catch-ups' and GC's.
-const listReqBase protocol.ReqID = 1 << 60
+const listReqBase = leaseReqBase + 1<<58
 
-func isListReq(id protocol.ReqID) bool { return id >= listReqBase && id < memberReqBase }
+func isListReq(id protocol.ReqID) bool { return id >= listReqBase && id < listReqBase+1<<58 }
 
 // listPagesMax is the most pages one listing follows.
 const listPagesMax = 4
@@ -164,11 +164,7 @@ func (s *sim) listNext(l *lister) {
 	s.lists.pages = append(s.lists.pages, p)
 	s.lists.active++
 	l.page = p
-	start := p.prefix
-	if p.after != "" && p.after >= p.prefix {
-		start = p.after + "\x00" // the least key after it
-	}
-	p.rng = list.Range{Prefix: p.prefix, Start: start, MaxBytes: 1 << 20, MaxValueBytes: 1 << 20}
+	p.rng = list.Range{Prefix: p.prefix, Start: list.Start(p.prefix, p.after), MaxBytes: 1 << 20, MaxValueBytes: 1 << 20}
 	s.tracef("lister %d asks node %d for a page of %q after %q, limit %d", l.idx, n.id, p.prefix, p.after, p.limit)
 	s.schedule(event{kind: evListDeadline, client: l.idx, req: protocol.ReqID(p.id)}, s.plan.Deadline)
 	s.listRound(p)

@@ -131,7 +131,7 @@ func (l *Lister) MaxValueBytes() int { return l.cfg.MaxValueBytes }
 // or a read ends the page; what was emitted stays true.
 func (l *Lister) List(ctx context.Context, req kv.ListRequest, allow func(string) (bool, error), emit func(kv.ListItem) error) (more bool, err error) {
 	left := req.Limit
-	r := Range{Prefix: req.Prefix, Start: start(req.Prefix, req.After), MaxBytes: l.cfg.ReplyBytes,
+	r := Range{Prefix: req.Prefix, Start: Start(req.Prefix, req.After), MaxBytes: l.cfg.ReplyBytes,
 		MaxValueBytes: l.cfg.MaxValueBytes, KeysOnly: req.KeysOnly}
 	for {
 		r.Limit = min(left, l.cfg.BatchKeys)
@@ -167,10 +167,10 @@ func (l *Lister) List(ctx context.Context, req kv.ListRequest, allow func(string
 	}
 }
 
-// start is the first key a page may hold: the prefix's first, or the least
+// Start is the first key a page may hold: the prefix's first, or the least
 // key after after; never a reserved key (kv.ReservedPrefix), which a
-// listing never shows.
-func start(prefix, after string) string {
+// listing never shows. The simulator's listers start their pages with it.
+func Start(prefix, after string) string {
 	s := prefix
 	if after != "" && after >= prefix {
 		s = after + "\x00"
