@@ -49,7 +49,7 @@ func (s *sim) history() []porcupine.Operation {
 		}
 		ops = append(ops, op)
 	}
-	return ops
+	return append(ops, s.watch.history...)
 }
 
 func (s *sim) checkLinearizable() {

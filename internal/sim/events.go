@@ -29,6 +29,8 @@ const (
 	evGC
 	// evMember advances the membership change (see member.go).
 	evMember
+	// evWatch carries watch, a watcher's or hint stream's step (watch.go).
+	evWatch
 )
 
 var eventNames = [...]string{
@@ -41,6 +43,7 @@ var eventNames = [...]string{
 	evFaultEnd:   "fault-end",
 	evGC:         "gc",
 	evMember:     "member",
+	evWatch:      "watch",
 }
 
 func (k eventKind) String() string { return eventNames[k] }
@@ -58,6 +61,7 @@ type event struct {
 	fault  faultKind
 	msg    protocol.Message
 	timer  protocol.Timer
+	watch  *watchMsg
 }
 
 // agenda is a min-heap of events ordered by (at, seq). Since seq is unique,

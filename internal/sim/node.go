@@ -156,6 +156,7 @@ func (s *sim) syncDone(ev *event) {
 	s.stats.Syncs++
 	done := n.disk.finishSync()
 	s.inv.onSync(s, n, done)
+	s.watchSynced(n, done)
 	s.releaseReplies(n)
 	s.releaseReadys(n)
 	s.startSync(n)
@@ -258,6 +259,8 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			s.gcResult(n, r)
 		case isMemberReq(r.ID):
 			s.memberResult(n, r)
+		case isWatchReq(r.ID):
+			s.watchResult(n, r)
 		default:
 			s.clientResult(n, r)
 		}
@@ -311,6 +314,7 @@ func (s *sim) crash(n *node) {
 	// incarnation that crashed; stale events are told apart only after.
 	s.ret.onCrash(s, n)
 	s.loseOps(n)
+	s.watchCrash(n)
 	n.inc++
 }
 

@@ -63,6 +63,11 @@ type Plan struct {
 	// TimerGather's delay (jittered).
 	Gather      bool
 	GatherDelay time.Duration
+
+	// Watchers watch keys and prefixes on the nodes (watch.go); 0: none.
+	// WatchResync is their hubs' resync timer.
+	Watchers    int
+	WatchResync time.Duration
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -167,6 +172,11 @@ func (p Plan) String() string {
 		p.AttemptTimeout, p.ReadTimeout, p.BackoffBase, p.BackoffMax, p.CeilingStep, p.MaxBatch, p.MaxCachedKeys, p.MaxCachedBytes)
 	if p.Gather {
 		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
+	}
+	if p.Watchers > 0 {
+		fmt.Fprintf(&b, "\nwatching: %d watchers, resync every ~%v", p.Watchers, p.WatchResync)
+	} else {
+		b.WriteString("\nwatching: off")
 	}
 	return b.String()
 }

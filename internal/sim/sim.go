@@ -60,6 +60,9 @@ type Variant struct {
 	// may re-create a key deletion GC removed below the removed
 	// tombstone's version.
 	JoinWithoutCounter bool
+	// WatchRawAccepts delivers watchers the hints of one acceptor's
+	// accepts without the confirming read (watch.go).
+	WatchRawAccepts bool
 }
 
 // Report describes a run that passed every check.
@@ -141,6 +144,7 @@ type sim struct {
 	ret     retirement
 	gc      gcState
 	member  memberState
+	watch   watchState
 	cfg     protocol.Config // the latest configuration (membership)
 	trace   trace
 	stats   Stats
@@ -159,6 +163,7 @@ func Run(opts Options) (Report, error) {
 	}
 	s := newSim(opts)
 	s.loop()
+	s.settleWatchers()
 	if s.failure == nil {
 		s.finalChecks()
 	}
@@ -181,6 +186,7 @@ func (o Options) Plan() Plan {
 func (o Options) draw() (*rand.Rand, Plan) {
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
 	plan := drawPlan(rng, o.Nodes)
+	drawWatching(&plan, o.Seed)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
@@ -231,6 +237,7 @@ func newSim(opts Options) *sim {
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
+	s.scheduleWatchers()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -283,6 +290,8 @@ func (s *sim) dispatch(ev *event) {
 		s.gcTick()
 	case evMember:
 		s.memberTick()
+	case evWatch:
+		s.watchEvent(ev.watch)
 	}
 }
 

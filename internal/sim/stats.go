@@ -56,6 +56,18 @@ type Stats struct {
 	FreshJoins          int // nodes that joined for the first time, empty, by a membership change
 	Events              int
 	VirtualTime         time.Duration
+
+	// Watching (watch.go).
+	Watchers     int // watchers placed
+	WatchEvents  int // deliveries
+	WatchJumps   int // deliveries that skip versions
+	WatchHints   int // hints taken by a hub
+	WatchReads   int // confirming and resync reads
+	WatchResyncs int // resync passes
+	WatchBroken  int // hint streams broken
+	WatchDropped int // stream messages the network dropped
+	WatchMoves   int // watchers that moved to another node
+	WatchSettled int // runs whose watchers all got every latest state
 }
 
 // Add adds o's counts to st.
@@ -125,6 +137,16 @@ func (st *Stats) fields() []statField {
 		{"lost-readded", &st.LostReadded, false},
 		{"fresh-joins", &st.FreshJoins, true},
 		{"events", &st.Events, true},
+		{"watchers", &st.Watchers, true},
+		{"watch-events", &st.WatchEvents, true},
+		{"watch-jumps", &st.WatchJumps, true},
+		{"watch-hints", &st.WatchHints, true},
+		{"watch-reads", &st.WatchReads, true},
+		{"watch-resyncs", &st.WatchResyncs, true},
+		{"watch-broken", &st.WatchBroken, true},
+		{"watch-dropped", &st.WatchDropped, true},
+		{"watch-moves", &st.WatchMoves, true},
+		{"watch-settled", &st.WatchSettled, true},
 	}
 }
 

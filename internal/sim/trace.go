@@ -83,6 +83,10 @@ func (t *trace) record(ev *event) {
 		t.word(uint64(ev.timer.Kind) | uint64(ev.timer.Retry)<<8)
 		t.str(ev.timer.Key)
 		t.ballot(ev.timer.Ballot)
+	case evWatch:
+		t.word(uint64(ev.watch.kind) | uint64(ev.watch.from)<<8 | uint64(ev.watch.to)<<16 | ev.watch.gen<<24)
+		t.str(ev.watch.key)
+		t.state(ev.watch.state)
 	}
 	t.keep(traceEntry{at: ev.at, ev: *ev})
 }
@@ -156,6 +160,8 @@ func (e event) String() string {
 		return fmt.Sprintf("fault %s starts", e.fault)
 	case evFaultEnd:
 		return fmt.Sprintf("fault %s ends (node %d)", e.fault, e.node+1)
+	case evWatch:
+		return e.watch.String()
 	}
 	return e.kind.String()
 }
