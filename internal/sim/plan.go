@@ -173,10 +173,8 @@ func (p Plan) String() string {
 	if p.Gather {
 		fmt.Fprintf(&b, " gather=%v", p.GatherDelay)
 	}
-	if p.Watchers > 0 {
+	if p.Watchers > 0 { // (nothing when off: a plan without watchers reads, and hashes, as before)
 		fmt.Fprintf(&b, "\nwatching: %d watchers, resync every ~%v", p.Watchers, p.WatchResync)
-	} else {
-		b.WriteString("\nwatching: off")
 	}
 	return b.String()
 }

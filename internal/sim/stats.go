@@ -58,16 +58,17 @@ type Stats struct {
 	VirtualTime         time.Duration
 
 	// Watching (watch.go).
-	Watchers     int // watchers placed
-	WatchEvents  int // deliveries
-	WatchJumps   int // deliveries that skip versions
-	WatchHints   int // hints taken by a hub
-	WatchReads   int // confirming and resync reads
-	WatchResyncs int // resync passes
-	WatchBroken  int // hint streams broken
-	WatchDropped int // stream messages the network dropped
-	WatchMoves   int // watchers that moved to another node
-	WatchSettled int // runs whose watchers all got every latest state
+	Watchers         int // watchers placed
+	WatchEvents      int // deliveries
+	WatchJumps       int // deliveries that skip versions
+	WatchHints       int // hints taken by a hub
+	WatchReads       int // confirming and resync reads
+	WatchResyncs     int // resync passes
+	WatchBroken      int // hint streams broken
+	WatchDropped     int // stream messages the network dropped (breaking their stream)
+	WatchRetransmits int // stream messages the network lost once (sent again)
+	WatchMoves       int // watchers that moved to another node
+	WatchSettled     int // runs whose watchers all got every latest state
 }
 
 // Add adds o's counts to st.
@@ -145,6 +146,7 @@ func (st *Stats) fields() []statField {
 		{"watch-resyncs", &st.WatchResyncs, true},
 		{"watch-broken", &st.WatchBroken, true},
 		{"watch-dropped", &st.WatchDropped, true},
+		{"watch-retransmits", &st.WatchRetransmits, true},
 		{"watch-moves", &st.WatchMoves, true},
 		{"watch-settled", &st.WatchSettled, true},
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
-// Watching (issue 21; COORDINATION.md, Watch; server/watch). In about
-// half of the runs (Plan.Watchers > 0) simulated watchers, on keys and on
+// Watching (issue 21; COORDINATION.md, Watch; server/watch). In 35% of
+// the runs (Plan.Watchers > 0) simulated watchers, on keys and on
 // prefixes, run on simulated nodes the way server/watch's Hub runs them:
 //
 //   - Every acceptor keeps subscriptions (server/watch's Publisher): a
@@ -77,6 +77,7 @@ const (
 	watchOpenTimeout   = 20 * time.Millisecond // a new watcher's first reads wait this long at most for the streams
 	watchSettleDelay   = 2 * time.Millisecond  // first wait before a hint not confirmed yet is read again
 	watchSettleTries   = 6
+	watchFollowEvery   = 4                       // the hub checks its node's configuration every this many resync intervals (and at every hint)
 	watchMoveDelay     = 3 * time.Millisecond    // a watcher whose node crashed starts again elsewhere after this
 	watchSettleLimit   = 10 * time.Second        // the end's bound for every watcher to get every latest state
 	watchReqBase       = protocol.ReqID(1) << 60 // watch reads' IDs, apart from clients', membership's and GC's
@@ -88,8 +89,8 @@ func isWatchReq(id protocol.ReqID) bool { return id >= watchReqBase && id < memb
 // (seeded from the run's seed).
 func drawWatching(p *Plan, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed^0x7761746368657273, seed+1))
-	if rng.Float64() < 0.5 {
-		p.Watchers = 1 + rng.IntN(3)
+	if rng.Float64() < 0.35 {
+		p.Watchers = 1 + rng.IntN(2)
 		p.WatchResync = between(rng, 5*time.Millisecond, 40*time.Millisecond)
 	}
 }
@@ -279,10 +280,10 @@ func (s *sim) scheduleWatchers() {
 	ws.latest = make(map[string]ballotState)
 	for i := range s.plan.Watchers {
 		w := &simWatcher{id: i + 1, node: -1, marks: map[string]protocol.WatchMark{}, last: map[string]protocol.State{}}
-		switch r := s.rng.IntN(3); {
+		switch r := s.rng.IntN(4); {
 		case r == 0:
 			w.prefix = "k1" // k1, k10, k11, k12
-		case r == 1 && len(s.keys) > 2:
+		case r == 1:
 			w.keys = []string{s.keys[s.rng.IntN(len(s.keys))], s.keys[s.rng.IntN(len(s.keys))]}
 		default:
 			w.keys = []string{s.keys[s.rng.IntN(len(s.keys))]}
@@ -297,21 +298,38 @@ func (s *sim) scheduleWatch(m *watchMsg, d time.Duration) {
 	s.schedule(event{kind: evWatch, watch: m}, d)
 }
 
-// watchNet sends a stream message from node index m.from to m.to
-// over the network's faults. A message the network drops breaks the
-// stream: its node notices after watchStreamTimeout.
+// watchNet sends a stream message from node index m.from to m.to over
+// the network's faults, as a stream (TCP) would: a message the network
+// loses is sent again after a retransmission timeout (lost again, the
+// stream breaks); one a partition cuts off breaks the stream. A node
+// notices its stream broke after watchStreamTimeout (a heartbeat missed).
 func (s *sim) watchNet(m *watchMsg) {
 	from, to := m.from, m.to
 	if from == to {
 		s.scheduleWatch(m, localDelay)
 		return
 	}
-	if s.blocked[from][to] || s.chance(s.plan.Loss) {
-		s.stats.WatchDropped++
-		s.scheduleWatch(&watchMsg{kind: wmBroken, to: m.watcherNode(), from: m.acceptor(), hubInc: m.hubInc, gen: m.gen}, watchStreamTimeout)
+	d := s.netDelay(from, to)
+	if s.chance(s.plan.Loss) {
+		s.stats.WatchRetransmits++
+		d += watchStreamTimeout / 2
+		if s.chance(s.plan.Loss) {
+			s.breakStream(m)
+			return
+		}
+	}
+	if s.blocked[from][to] {
+		s.breakStream(m)
 		return
 	}
-	s.scheduleWatch(m, s.netDelay(from, to))
+	s.scheduleWatch(m, d)
+}
+
+// breakStream: m's stream broke on its way; its node notices after
+// watchStreamTimeout.
+func (s *sim) breakStream(m *watchMsg) {
+	s.stats.WatchDropped++
+	s.scheduleWatch(&watchMsg{kind: wmBroken, to: m.watcherNode(), from: m.acceptor(), hubInc: m.hubInc, gen: m.gen}, watchStreamTimeout)
 }
 
 // watcherNode is the watching node's end of a stream message.
@@ -332,8 +350,7 @@ func (m *watchMsg) acceptor() int {
 
 func (s *sim) watchEvent(m *watchMsg) {
 	if (m.kind == wmOpen || m.kind == wmAck || m.kind == wmHint) && s.blocked[m.from][m.to] {
-		s.stats.WatchDropped++ // cut off on its way: the stream breaks
-		s.scheduleWatch(&watchMsg{kind: wmBroken, to: m.watcherNode(), from: m.acceptor(), hubInc: m.hubInc, gen: m.gen}, watchStreamTimeout)
+		s.breakStream(m) // cut off on its way
 		return
 	}
 	switch m.kind {
@@ -368,7 +385,7 @@ func (s *sim) watchEvent(m *watchMsg) {
 		h.startReady(s, true)
 	case wmFollow:
 		h.follow(s)
-		s.scheduleWatch(&watchMsg{kind: wmFollow, to: h.node, hubInc: h.inc}, s.jitter(s.plan.WatchResync))
+		s.scheduleWatch(&watchMsg{kind: wmFollow, to: h.node, hubInc: h.inc}, s.jitter(watchFollowEvery*s.plan.WatchResync))
 	}
 }
 
@@ -394,7 +411,7 @@ func (s *sim) placeWatcher(w *simWatcher) {
 		h = &simHub{node: n.idx, inc: n.inc, interest: &watchInterest{keys: map[string]bool{}},
 			keys: map[string]*hubKey{}, streams: make([]hubStream, len(s.nodes))}
 		s.watch.hubs[n.idx] = h
-		s.scheduleWatch(&watchMsg{kind: wmFollow, to: h.node, hubInc: h.inc}, s.jitter(s.plan.WatchResync))
+		s.scheduleWatch(&watchMsg{kind: wmFollow, to: h.node, hubInc: h.inc}, s.jitter(watchFollowEvery*s.plan.WatchResync))
 	}
 	if w.node >= 0 {
 		s.stats.WatchMoves++
@@ -829,16 +846,16 @@ func (s *sim) settleWatchers() {
 			break
 		}
 		s.now = ev.at
-		if ev.kind != evFaultStart && ev.kind != evClientNext {
+		if ev.kind != evFaultStart && ev.kind != evClientNext { // faults stopped; the clients are done
 			s.trace.record(ev)
 			if s.opts.Trace != nil {
 				fmt.Fprintf(s.opts.Trace, "%12v  %v\n", s.now, ev)
 			}
 			s.dispatch(ev)
+			s.stats.Events++
 		}
 		*ev = event{}
 		s.free = append(s.free, ev)
-		s.stats.Events++
 	}
 	if s.failure == nil {
 		s.fail("watch: the watchers did not all get the latest state of their keys within %v after the operations ended: %s", watchSettleLimit, s.watchersSettled())
