@@ -12,7 +12,7 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
-// Watching (issue 21; COORDINATION.md, Watch; server/watch). In 35% of
+// Watching (issue 21; COORDINATION.md, Watch; server/watch). In a quarter of
 // the runs (Plan.Watchers > 0) simulated watchers, on keys and on
 // prefixes, run on simulated nodes the way server/watch's Hub runs them:
 //
@@ -73,7 +73,7 @@ import (
 // Timings of the simulated hub (virtual time).
 const (
 	watchStreamTimeout = 6 * time.Millisecond  // a broken stream is noticed after this
-	watchOpenRetry     = 4 * time.Millisecond  // a stream that failed to open is tried again after this
+	watchOpenRetry     = 4 * time.Millisecond  // a broken stream is opened again after this, doubling while it fails (up to 32 times)
 	watchOpenTimeout   = 20 * time.Millisecond // a new watcher's first reads wait this long at most for the streams
 	watchSettleDelay   = 2 * time.Millisecond  // first wait before a hint not confirmed yet is read again
 	watchSettleTries   = 6
@@ -89,7 +89,7 @@ func isWatchReq(id protocol.ReqID) bool { return id >= watchReqBase && id < memb
 // (seeded from the run's seed).
 func drawWatching(p *Plan, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed^0x7761746368657273, seed+1))
-	if rng.Float64() < 0.35 {
+	if rng.Float64() < 0.25 {
 		p.Watchers = 1 + rng.IntN(2)
 		p.WatchResync = between(rng, 5*time.Millisecond, 40*time.Millisecond)
 	}
@@ -260,6 +260,7 @@ type hubStream struct {
 	gen     uint64 // rises at every (re)open
 	acked   uint64 // the interest change it took last; 0: not open
 	opening bool
+	fails   int // breaks since it was last open: the reopen backs off
 }
 
 func (s *sim) watching() bool { return s.plan.Watchers > 0 }
@@ -507,7 +508,7 @@ func (h *simHub) onAck(s *sim, m *watchMsg) {
 	if !st.member || st.gen != m.gen {
 		return
 	}
-	st.opening = false
+	st.opening, st.fails = false, 0
 	st.acked = max(st.acked, m.seq)
 	h.checkWhole(s, false)
 	h.startReady(s, false)
@@ -520,8 +521,9 @@ func (h *simHub) onBroken(s *sim, m *watchMsg) {
 	}
 	s.stats.WatchBroken++
 	st.acked, st.opening = 0, false
+	st.fails++
 	h.checkWhole(s, false)
-	s.scheduleWatch(&watchMsg{kind: wmReopen, to: h.node, from: m.from, hubInc: h.inc}, watchOpenRetry)
+	s.scheduleWatch(&watchMsg{kind: wmReopen, to: h.node, from: m.from, hubInc: h.inc}, s.jitter(watchOpenRetry<<min(st.fails-1, 5)))
 }
 
 // checkWhole recomputes whether the streams are whole
