@@ -78,6 +78,16 @@
 // synced acceptor ceiling leaves an acceptor. At the end,
 // every key's history, with Porcupine (partitioned per key).
 //
+// In a quarter of the runs (drawn from a generator of their own, so that
+// the others are the runs they were), watchers on keys and prefixes run on
+// the nodes as server/watch runs them: hint streams from the acceptors
+// over the simulated network, confirming reads through the proposer,
+// resync while the streams are not whole, and protocol's watch rules for
+// every decision (see watch.go). Every state a watcher is delivered joins
+// its key's history as a get; versions must rise per watcher; and once the
+// operations are done and the faults stop, every watcher must be delivered
+// the latest chosen state of every key it watches.
+//
 // The model is a register per key: exists, value, version, with kv's change
 // functions as its operations. What it can and cannot predict about
 // versions: a register with no history takes max(1, ballot counter) as its
@@ -127,7 +137,8 @@
 // without the age fence, membership change without the catch-up, a node
 // that lost its disk coming back under its old identity, acceptors that
 // restart without their floor, a node joining without the members' ballot
-// counter) and fails
+// counter, watchers delivered one acceptor's hints without the confirming
+// read) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

@@ -54,8 +54,8 @@ import (
 //  2. Versions of a key only rise per watcher (checked at each delivery,
 //     independently of protocol.WatchDecide).
 //  3. The latest state of every watched key arrives: once the operations
-//     are done, faults stop and every node that can come back is up (GC
-//     and membership changes go on), each watcher must be delivered,
+//     are done, faults, GC and membership changes stop and every node that
+//     can come back is up, each watcher must be delivered,
 //     within watchSettleLimit (virtual time), the state of the highest
 //     ballot chosen (accepted in synced storage by a majority of the
 //     acceptors its accept went to, or by an accept quorum of a
@@ -817,9 +817,11 @@ func (s *sim) watchCrash(n *node) {
 	}
 }
 
-// settleWatchers runs after the operations are done: faults stop (every
-// node that can come back is up, partitions heal, slow nodes are fast
-// again) while GC and membership go on, until every placed watcher was
+// settleWatchers runs after the operations are done: faults, GC and
+// membership changes stop (every node that can come back is up,
+// partitions heal, slow nodes are fast again; a GC or a change under way
+// stays where it is, so that no catch-up rewrites keys for the watchers),
+// until every placed watcher was
 // delivered the latest chosen state of every key it watches, or
 // watchSettleLimit passes (a failure).
 func (s *sim) settleWatchers() {
@@ -848,7 +850,7 @@ func (s *sim) settleWatchers() {
 			break
 		}
 		s.now = ev.at
-		if ev.kind != evFaultStart && ev.kind != evClientNext { // faults stopped; the clients are done
+		if ev.kind != evFaultStart && ev.kind != evClientNext && ev.kind != evGC && ev.kind != evMember { // faults, GC and membership stopped; the clients are done
 			s.trace.record(ev)
 			if s.opts.Trace != nil {
 				fmt.Fprintf(s.opts.Trace, "%12v  %v\n", s.now, ev)
