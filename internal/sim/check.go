@@ -52,7 +52,8 @@ func (s *sim) history() []porcupine.Operation {
 		}
 		ops = append(ops, op)
 	}
-	return append(ops, s.listHistory()...)
+	ops = append(ops, s.listHistory()...)
+	return append(ops, s.watch.history...)
 }
 
 func (s *sim) checkLinearizable() {

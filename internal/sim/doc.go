@@ -92,6 +92,16 @@
 // model refuses one of a key deleted throughout); and every key live
 // throughout a page that ended well must be in it (checkListings).
 //
+// In a quarter of the runs (drawn from a generator of their own, so that
+// the others are the runs they were), watchers on keys and prefixes run on
+// the nodes as server/watch runs them: hint streams from the acceptors
+// over the simulated network, confirming reads through the proposer,
+// resync while the streams are not whole, and protocol's watch rules for
+// every decision (see watch.go). Every state a watcher is delivered joins
+// its key's history as a get; versions must rise per watcher; and once the
+// operations are done and the faults stop, every watcher must be delivered
+// the latest chosen state of every key it watches.
+//
 // The model is a register per key: exists, value, version, with kv's change
 // functions as its operations. What it can and cannot predict about
 // versions: a register with no history takes max(1, ballot counter) as its
@@ -144,7 +154,8 @@
 // that lost its disk coming back under its old identity, acceptors that
 // restart without their floor, a node joining without the members' ballot
 // counter, a listing that merges one scan reply too few, scans that answer
-// before the writes they show are durable) and fails
+// before the writes they show are durable, watchers delivered one acceptor's hints without the
+// confirming read) and fails
 // unless the checker or an invariant catches each within a few seeds; -v
 // shows which seed caught each.
 package sim

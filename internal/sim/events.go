@@ -42,6 +42,8 @@ const (
 	evListNext
 	evListDeadline
 	evListStep
+	// evWatch carries watch, a watcher's or hint stream's step (watch.go).
+	evWatch
 )
 
 var eventNames = [...]string{
@@ -60,6 +62,7 @@ var eventNames = [...]string{
 	evListNext:     "list-next",
 	evListDeadline: "list-deadline",
 	evListStep:     "list-step",
+	evWatch:        "watch",
 }
 
 func (k eventKind) String() string { return eventNames[k] }
@@ -78,6 +81,7 @@ type event struct {
 	msg    protocol.Message
 	timer  protocol.Timer
 	scan   *scanMsg
+	watch  *watchMsg
 }
 
 // agenda is a min-heap of events ordered by (at, seq). Since seq is unique,

@@ -53,7 +53,7 @@ import (
 // catch-ups' and GC's.
 const listReqBase = leaseReqBase + 1<<58
 
-func isListReq(id protocol.ReqID) bool { return id >= listReqBase && id < listReqBase+1<<58 }
+func isListReq(id protocol.ReqID) bool { return id >= listReqBase && id < watchReqBase }
 
 // listPagesMax is the most pages one listing follows.
 const listPagesMax = 4

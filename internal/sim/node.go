@@ -159,6 +159,7 @@ func (s *sim) syncDone(ev *event) {
 	s.stats.Syncs++
 	done := n.disk.finishSync()
 	s.inv.onSync(s, n, done)
+	s.watchSynced(n, done)
 	s.releaseReplies(n)
 	s.releaseScans(n)
 	s.releaseReadys(n)
@@ -266,6 +267,8 @@ func (s *sim) release(n *node, rd protocol.Ready) {
 			s.leaseResult(n, r)
 		case isListReq(r.ID):
 			s.listResult(r)
+		case isWatchReq(r.ID):
+			s.watchResult(n, r)
 		default:
 			s.clientResult(n, r)
 		}
@@ -320,6 +323,7 @@ func (s *sim) crash(n *node) {
 	s.ret.onCrash(s, n)
 	s.loseOps(n)
 	s.loseLists(n)
+	s.watchCrash(n)
 	n.inc++
 }
 

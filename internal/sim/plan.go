@@ -82,6 +82,10 @@ type Plan struct {
 	Listers   int
 	ListEvery time.Duration
 	ListBatch int
+	// Watchers watch keys and prefixes on the nodes (watch.go); 0: none.
+	// WatchResync is their hubs' resync timer.
+	Watchers    int
+	WatchResync time.Duration
 }
 
 func pick[T any](rng *rand.Rand, options ...T) T { return options[rng.IntN(len(options))] }
@@ -211,6 +215,9 @@ func (p Plan) String() string {
 		fmt.Fprintf(&b, "\nlisting: %d listers, a listing every ~%v, %d keys per acceptor per round", p.Listers, p.ListEvery, p.ListBatch)
 	} else {
 		b.WriteString("\nlisting: off")
+	}
+	if p.Watchers > 0 { // (nothing when off: a plan without watchers reads, and hashes, as before)
+		fmt.Fprintf(&b, "\nwatching: %d watchers, resync every ~%v", p.Watchers, p.WatchResync)
 	}
 	return b.String()
 }

@@ -74,6 +74,9 @@ type Variant struct {
 	// ScanBeforeSync lets an acceptor's scan reply leave before the writes
 	// it may show are synced (no scan barrier).
 	ScanBeforeSync bool
+	// WatchRawAccepts delivers watchers the hints of one acceptor's
+	// accepts without the confirming read (watch.go).
+	WatchRawAccepts bool
 }
 
 // Report describes a run that passed every check.
@@ -156,6 +159,7 @@ type sim struct {
 	gc      gcState
 	member  memberState
 	lists   listState
+	watch   watchState
 	cfg     protocol.Config // the latest configuration (membership)
 	trace   trace
 	stats   Stats
@@ -180,6 +184,7 @@ func Run(opts Options) (Report, error) {
 	}
 	s := newSim(opts)
 	s.loop()
+	s.settleWatchers()
 	if s.failure == nil {
 		s.finalChecks()
 	}
@@ -205,6 +210,7 @@ func (o Options) draw() (*rand.Rand, Plan) {
 	drawIdempotency(o.Seed, &plan)
 	drawLeases(o.Seed, &plan)
 	drawListing(&plan, o.Seed)
+	drawWatching(&plan, o.Seed)
 	if o.Tweak != nil {
 		o.Tweak(&plan)
 	}
@@ -258,6 +264,7 @@ func newSim(opts Options) *sim {
 	s.scheduleGC()
 	s.scheduleMembership()
 	s.scheduleListers()
+	s.scheduleWatchers()
 	if plan.Nodes == 3 {
 		s.stats.Runs3 = 1
 	} else {
@@ -322,6 +329,8 @@ func (s *sim) dispatch(ev *event) {
 		s.listDeadline(ev)
 	case evListStep:
 		s.listStep(ev)
+	case evWatch:
+		s.watchEvent(ev.watch)
 	}
 }
 

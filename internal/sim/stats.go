@@ -75,6 +75,18 @@ type Stats struct {
 	ListPagesAcrossChange                                 int // pages whose node changed configuration during the page
 	Events                                                int
 	VirtualTime                                           time.Duration
+	// Watching (watch.go).
+	Watchers         int // watchers placed
+	WatchEvents      int // deliveries
+	WatchJumps       int // deliveries that skip versions
+	WatchHints       int // hints taken by a hub
+	WatchReads       int // confirming and resync reads
+	WatchResyncs     int // resync passes
+	WatchBroken      int // hint streams broken
+	WatchDropped     int // stream messages the network dropped (breaking their stream)
+	WatchRetransmits int // stream messages the network lost once (sent again)
+	WatchMoves       int // watchers that moved to another node
+	WatchSettled     int // runs whose watchers all got every latest state
 }
 
 // Add adds o's counts to st.
@@ -164,6 +176,17 @@ func (st *Stats) fields() []statField {
 		{"list-rounds-across-change", &st.ListRoundsAcrossChange, true},
 		{"list-pages-across-change", &st.ListPagesAcrossChange, true},
 		{"events", &st.Events, true},
+		{"watchers", &st.Watchers, true},
+		{"watch-events", &st.WatchEvents, true},
+		{"watch-jumps", &st.WatchJumps, true},
+		{"watch-hints", &st.WatchHints, true},
+		{"watch-reads", &st.WatchReads, true},
+		{"watch-resyncs", &st.WatchResyncs, true},
+		{"watch-broken", &st.WatchBroken, true},
+		{"watch-dropped", &st.WatchDropped, true},
+		{"watch-retransmits", &st.WatchRetransmits, true},
+		{"watch-moves", &st.WatchMoves, true},
+		{"watch-settled", &st.WatchSettled, true},
 	}
 }
 

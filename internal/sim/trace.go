@@ -88,6 +88,10 @@ func (t *trace) record(ev *event) {
 		t.word(uint64(ev.scan.from)<<8 | uint64(ev.scan.to))
 		t.str(ev.scan.r.Start)
 		t.word(uint64(len(ev.scan.reply.Entries)))
+	case evWatch:
+		t.word(uint64(ev.watch.kind) | uint64(ev.watch.from)<<8 | uint64(ev.watch.to)<<16 | ev.watch.gen<<24)
+		t.str(ev.watch.key)
+		t.state(ev.watch.state)
 	}
 	t.keep(traceEntry{at: ev.at, ev: *ev})
 }
@@ -167,6 +171,8 @@ func (e event) String() string {
 		return fmt.Sprintf("node %d gets node %d's scan for page %d round %d: %d entries, more %v", e.scan.from+1, e.scan.to+1, e.scan.page.id, e.scan.round, len(e.scan.reply.Entries), e.scan.reply.More)
 	case evListNext, evListDeadline, evListStep:
 		return fmt.Sprintf("lister %d %s (page %d)", e.client, e.kind, e.req)
+	case evWatch:
+		return e.watch.String()
 	}
 	return e.kind.String()
 }
