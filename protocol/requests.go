@@ -33,7 +33,7 @@ const (
 	// when the table is full evicts the oldest record and raises the
 	// horizon past it (see RequestTable.Horizon), so a retry of the
 	// evicted request is refused, never applied again.
-	MaxRequestRecords = 128
+	MaxRequestRecords = 1024
 	// MaxRecordValueBytes bounds the value a record may keep (an
 	// increment's result, so that a repeat answers with it).
 	MaxRecordValueBytes = 32
