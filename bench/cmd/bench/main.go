@@ -16,6 +16,11 @@
 // listing (see README.md):
 //
 //	cd bench && go run ./cmd/bench list        # 100,000 keys (-million: 1,000,000)
+//
+// And one that measures watch delivery latency, clientv3's Watch against
+// the caspaxos client's Watch (see README.md):
+//
+//	cd bench && go run ./cmd/bench watch       # 1 and 1000 watchers, 200 puts
 package main
 
 import (
@@ -136,6 +141,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runWAN(ctx, args[1:], stdout, stderr)
 		case "list":
 			return runList(ctx, args[1:], stdout, stderr)
+		case "watch":
+			return runWatch(ctx, args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseFlags(args, stderr)
