@@ -108,6 +108,10 @@ func (t RequestTable) Newest() int64 {
 // Horizon to cutoff (it never lowers it). It returns a new table; t is not changed.
 func (t RequestTable) Prune(cutoff int64) RequestTable {
 	out := RequestTable{Horizon: max(t.Horizon, cutoff)}
+	if len(t.Records) > 0 {
+		// Room for the record a write adds next (With) without growing.
+		out.Records = make([]RequestRecord, 0, len(t.Records)+1)
+	}
 	for _, r := range t.Records {
 		if r.IssuedMillis >= out.Horizon {
 			out.Records = append(out.Records, r)
@@ -119,7 +123,8 @@ func (t RequestTable) Prune(cutoff int64) RequestTable {
 // With returns t with r added: when t is full, the records issued first
 // are evicted first and Horizon raised past them. t is not changed.
 func (t RequestTable) With(r RequestRecord) RequestTable {
-	out := RequestTable{Horizon: t.Horizon, Records: append([]RequestRecord(nil), t.Records...)}
+	out := RequestTable{Horizon: t.Horizon, Records: make([]RequestRecord, len(t.Records), len(t.Records)+1)}
+	copy(out.Records, t.Records)
 	for len(out.Records) >= MaxRequestRecords {
 		oldest := 0
 		for i, x := range out.Records {
@@ -172,6 +177,12 @@ func DecodeRequests(b []byte) (RequestTable, error) {
 	if d.err == nil && n > MaxRequestRecords {
 		return RequestTable{}, fmt.Errorf("%w: %d records, limit %d", ErrRequests, n, MaxRequestRecords)
 	}
+	// A set, not t.Find per record: a full table would cost half a
+	// million comparisons, and every change of a key with IDs decodes it.
+	seen := make(map[string]struct{}, min(n, MaxRequestRecords))
+	if n > 0 {
+		t.Records = make([]RequestRecord, 0, min(n, MaxRequestRecords))
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		var r RequestRecord
 		l := d.uvarint()
@@ -195,9 +206,10 @@ func DecodeRequests(b []byte) (RequestTable, error) {
 		if r.Outcome != RequestApplied && r.Outcome != RequestNotApplied {
 			return RequestTable{}, fmt.Errorf("%w: record %d: unknown outcome %d", ErrRequests, i, r.Outcome)
 		}
-		if _, dup := t.Find(r.ID); dup {
+		if _, dup := seen[r.ID]; dup {
 			return RequestTable{}, fmt.Errorf("%w: request ID %q recorded twice", ErrRequests, r.ID)
 		}
+		seen[r.ID] = struct{}{}
 		t.Records = append(t.Records, r)
 	}
 	if d.err != nil {
