@@ -185,16 +185,7 @@ func (p *Proposer) stepRead(rd *readOp, m Message) {
 // count adds one reply carrying the accepted ballot b and returns how many
 // replies carried it. A read has at most one reply per acceptor, so a slice
 // is both smaller and faster than a map here.
-func (rd *readOp) count(b Ballot) int {
-	for i := range rd.tally {
-		if rd.tally[i].ballot == b {
-			rd.tally[i].n++
-			return rd.tally[i].n
-		}
-	}
-	rd.tally = append(rd.tally, readTally{ballot: b, n: 1})
-	return 1
-}
+func (rd *readOp) count(b Ballot) int { return tallyBallot(&rd.tally, b) }
 
 // fireRead handles a read's timer: TimerWiden asks the acceptors not asked
 // yet, TimerRead ends the fast path.

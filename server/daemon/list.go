@@ -15,12 +15,9 @@ type listAcceptors struct{ d *Daemon }
 
 func (a listAcceptors) Scan(ctx context.Context, id protocol.NodeID, r list.Range) (protocol.ListReply, error) {
 	if id == a.d.id {
-		// A store that may have lost its data (its identity unconfirmed)
-		// must not count among the replies, as a peer's would not.
-		if err := a.d.checkServing(); err != nil {
-			return protocol.ListReply{}, err
-		}
-		return list.ScanSettled(ctx, a.d.store, a.d.node.Acceptor().Settle, r)
+		// This node's store answers as a peer's would (adminNode), refusing
+		// while its identity is unconfirmed.
+		return adminNode{a.d}.ScanRegisters(ctx, r)
 	}
 	m, ok := a.d.members.Membership().Node(id)
 	if !ok {
@@ -36,9 +33,13 @@ func (d *Daemon) newLister() (*list.Lister, error) {
 	if cfg == (list.Config{}) {
 		cfg = list.DefaultConfig()
 	}
-	return list.New(cfg, d.members.Config, listAcceptors{d}, func(ctx context.Context, key string) (protocol.State, error) {
-		return d.node.Do(ctx, kv.Op{Kind: kv.OpGet, Key: key})
-	})
+	return list.New(cfg, d.members.Config, listAcceptors{d}, d.get)
+}
+
+// get reads key linearizably: what a listing reads where its replies
+// disagree and what a watch confirms a hint with.
+func (d *Daemon) get(ctx context.Context, key string) (protocol.State, error) {
+	return d.node.Do(ctx, kv.Op{Kind: kv.OpGet, Key: key})
 }
 
 // List runs one page of a listing (clientapi.Backend). Like Do, a node

@@ -20,9 +20,7 @@ func (d *Daemon) startWatch() error {
 	d.node.Acceptor().SetHinter(d.hints)
 	hub, err := watch.New(cfg, watch.Deps{
 		Config: d.members.Config,
-		Read: func(ctx context.Context, key string) (protocol.State, error) {
-			return d.node.Do(ctx, kv.Op{Kind: kv.OpGet, Key: key})
-		},
+		Read:   d.get,
 		List:   d.listAll,
 		Source: watchSource{d},
 		Log:    d.log,

@@ -350,9 +350,7 @@ func (h *Hub) remove(w *Watcher) {
 		}
 	}
 	for k, ks := range h.keys {
-		if len(ks.keyRefs) == 0 && !ks.queued && !h.covered(k) {
-			delete(h.keys, k)
-		}
+		h.forget(k, ks)
 	}
 	if !rm.empty() {
 		h.change(Interest{}, rm)
