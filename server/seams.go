@@ -56,15 +56,6 @@ type Request struct {
 	Change protocol.Change
 }
 
-// ChangeFunc returns the change function to propose, nil for a read,
-// without the operation's request ID: see ChangeAt.
-func (r Request) ChangeFunc() protocol.Change {
-	if r.Change != nil {
-		return r.Change
-	}
-	return r.Op.Change()
-}
-
 // ChangeAt returns the change function a proposer proposes at nowMillis,
 // the time it fixed before the change runs (kv.Op.ChangeAt): exactly-once
 // for an operation with a request ID. Nil for a read.

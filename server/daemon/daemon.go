@@ -300,7 +300,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	d.tr.Serve(peerLis, d.peerSrv)
 
 	opts := append(clientapi.KeepaliveOptions(),
-		grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))
+		d.grpcRecvLimit())
 	if d.tls.client != nil {
 		// TLS ends in the listener; a call's peer.FromContext(ctx).AuthInfo
 		// is still a credentials.TLSInfo with the client's certificate.
@@ -384,14 +384,8 @@ func (d *Daemon) Stop() error {
 		if d.etcdSrv != nil {
 			stopGRPC(ctx, d.etcdSrv) // etcd.go
 		}
-		graceful := make(chan struct{})
 		d.grpcAPI.Drain() // Batch streams end once their ops are answered
-		go func() { d.grpcSrv.GracefulStop(); close(graceful) }()
-		select {
-		case <-graceful:
-		case <-ctx.Done():
-			d.grpcSrv.Stop()
-		}
+		stopGRPC(ctx, d.grpcSrv)
 		// Forwards taken before the peers learnt of the leave run to the
 		// end here, and their answers leave, before the node stops. A
 		// budget of its own: slow clients may have used up ctx.
@@ -575,4 +569,11 @@ type peerLinks struct{ tr *transport.Transport }
 func (p peerLinks) SetPeers(peers, names map[protocol.NodeID]string) {
 	p.tr.SetNames(names)
 	_ = p.tr.SetPeers(peers) // validated with the membership
+}
+
+// grpcRecvLimit bounds a client gRPC message (the client port's and etcd's
+// API): one operation of the largest key and value, and never below
+// minGRPCRecvBytes.
+func (d *Daemon) grpcRecvLimit() grpc.ServerOption {
+	return grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes))
 }

@@ -25,7 +25,7 @@ func (d *Daemon) serveEtcd() (*grpc.Server, net.Listener, error) {
 		return nil, nil, &ConfigError{Problems: []Problem{problem("%s: %v", Field("EtcdAddr"), err)}}
 	}
 	opts := append(clientapi.KeepaliveOptions(), etcdapi.ServerOptions()...)
-	opts = append(opts, grpc.MaxRecvMsgSize(max(d.cfg.Limits.MaxValueBytes+d.cfg.Limits.MaxKeyBytes+grpcOpOverheadBytes, minGRPCRecvBytes)))
+	opts = append(opts, d.grpcRecvLimit())
 	scheme := "http"
 	if d.tls.client != nil {
 		cfg, err := d.tls.client.ServerConfig(certs.ServerOptions{ClientAuth: d.cfg.TLS.ClientCertAuth, NextProtos: []string{"h2"}})
