@@ -25,7 +25,9 @@ func (d *Daemon) serveEtcd() (*grpc.Server, net.Listener, error) {
 		return nil, nil, &ConfigError{Problems: []Problem{problem("%s: %v", Field("EtcdAddr"), err)}}
 	}
 	opts := append(clientapi.KeepaliveOptions(), etcdapi.ServerOptions()...)
-	opts = append(opts, d.grpcRecvLimit())
+	// A TLS handshake is cut off as the client port's is (SniffTimeout),
+	// not at gRPC's default of 120 s.
+	opts = append(opts, d.grpcRecvLimit(), grpc.ConnectionTimeout(d.cfg.Timers.SniffTimeout))
 	scheme := "http"
 	if d.tls.client != nil {
 		cfg, err := d.tls.client.ServerConfig(certs.ServerOptions{ClientAuth: d.cfg.TLS.ClientCertAuth, NextProtos: []string{"h2"}})
