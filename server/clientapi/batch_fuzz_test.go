@@ -53,6 +53,11 @@ func FuzzBatch(f *testing.F) {
 			{Id: 9, Kind: caspaxospb.Op_GET},
 			{Id: 10, Kind: caspaxospb.Op_KIND_UNSPECIFIED, Key: []byte("k")},
 		},
+		{ // request IDs: a UUIDv7, a malformed one, one on a read
+			{Id: 1, Kind: caspaxospb.Op_PUT, Key: []byte("k"), Value: []byte("v"), RequestId: "0192d7a4-5e1b-7c3d-8e4f-a1b2c3d4e5f6"},
+			{Id: 2, Kind: caspaxospb.Op_INCREMENT, Key: []byte("n"), Delta: 1, RequestId: "00000000000000000000000000000000000"},
+			{Id: 3, Kind: caspaxospb.Op_GET, Key: []byte("k"), RequestId: "0192d7a4-5e1b-7c3d-8e4f-a1b2c3d4e5f6"},
+		},
 	} {
 		b, err := proto.Marshal(&caspaxospb.BatchRequest{Ops: ops})
 		if err != nil {
@@ -87,7 +92,7 @@ func checkBatch(t *testing.T, limits kv.Limits, ops []*caspaxospb.Op, results []
 	for _, o := range ops {
 		wantIDs = append(wantIDs, o.GetId())
 		kind, ok := batchKinds[o.GetKind()]
-		op := kv.Op{Kind: kind, Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta()}
+		op := fuzzOp(o, kind)
 		if ok && op.Validate(limits) == nil {
 			wantSeen = append(wantSeen, describeOp(op))
 		} else {
@@ -135,7 +140,7 @@ func checkAnswers(t *testing.T, limits kv.Limits, ops []*caspaxospb.Op, results 
 	}
 	for _, o := range ops {
 		kind, ok := batchKinds[o.GetKind()]
-		op := kv.Op{Kind: kind, Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta()}
+		op := fuzzOp(o, kind)
 		r := byID[o.GetId()]
 		if !ok || ids[o.GetId()] > 1 || op.Validate(limits) != nil || r == nil {
 			continue
@@ -161,8 +166,14 @@ func checkAnswers(t *testing.T, limits kv.Limits, ops []*caspaxospb.Op, results 
 	}
 }
 
+// fuzzOp is the op the handler should make of o, request ID included
+// (a malformed one is refused before the backend).
+func fuzzOp(o *caspaxospb.Op, kind kv.OpKind) kv.Op {
+	return kv.Op{Kind: kind, Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId()}
+}
+
 func describeOp(op kv.Op) string {
-	return fmt.Sprintf("%d %q %q %d %d", op.Kind, op.Key, op.Value, op.Version, op.Delta)
+	return fmt.Sprintf("%d %q %q %d %d %q", op.Kind, op.Key, op.Value, op.Version, op.Delta, op.RequestID)
 }
 
 // recordingBackend records the ops it runs and runs each on an absent key,
