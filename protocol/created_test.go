@@ -41,3 +41,39 @@ func TestApplyKeepsFirstVersionOfLife(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyAttrs: a write's Attrs replace the register's, a write without
+// them keeps them, a delete clears them and a new life begins without
+// them.
+func TestApplyAttrs(t *testing.T) {
+	a := &Attrs{Lease: 5, Flags: 7, LockIndex: 1}
+	b := &Attrs{Flags: 9}
+	setA := Write{Kind: WriteSet, Value: []byte("a"), Attrs: a}
+	setB := Write{Kind: WriteSet, Value: []byte("b"), Attrs: b}
+	set := Write{Kind: WriteSet, Value: []byte("v")}
+	tests := []struct {
+		name   string
+		writes []Write
+		want   Attrs
+	}{
+		{"set", []Write{setA}, *a},
+		{"replaced", []Write{setA, setB}, *b},
+		{"kept by a write without them", []Write{setA, set, {Kind: WriteKeep}}, *a},
+		{"cleared by a delete", []Write{setA, {Kind: WriteDelete}}, Attrs{}},
+		{"not carried into a new life", []Write{setA, {Kind: WriteDelete}, set}, Attrs{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s State
+			for _, w := range tc.writes {
+				var err error
+				if s, err = apply(s, w, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s.Attrs != tc.want {
+				t.Fatalf("attrs %+v, want %+v", s.Attrs, tc.want)
+			}
+		})
+	}
+}

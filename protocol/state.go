@@ -23,6 +23,8 @@ import (
 // later write and clears it on a delete; 0 for a tombstone, an absent
 // register, or a live one written before the field existed (unknown).
 //
+// Attrs are a live register's attributes beside its value (Attrs).
+//
 // Value is shared, never copied: nobody may modify it once it is in a State.
 type State struct {
 	Value    []byte
@@ -30,6 +32,22 @@ type State struct {
 	Deleted  bool
 	Requests []byte
 	Created  uint64
+	Attrs
+}
+
+// Attrs are what a live register holds beside its value, set by the
+// writes that choose to (Write.Attrs) and cleared by a delete. The store
+// gives them no meaning of its own; the client API does:
+//
+//   - Lease is the ID of the lease the key is attached to (0: none): the
+//     key ends when the lease does (etcd's lease, Consul's session).
+//   - Flags are a client's opaque flags (Consul's flags).
+//   - LockIndex counts the times the key was acquired as a lock (Consul's
+//     LockIndex).
+type Attrs struct {
+	Lease     uint64
+	Flags     uint64
+	LockIndex uint64
 }
 
 // Exists reports whether the register holds a live value.
@@ -38,7 +56,7 @@ func (s State) Exists() bool { return s.Version > 0 && !s.Deleted }
 // Equal reports whether two states are identical.
 func (s State) Equal(o State) bool {
 	return s.Version == o.Version && s.Deleted == o.Deleted && bytes.Equal(s.Value, o.Value) &&
-		bytes.Equal(s.Requests, o.Requests) && s.Created == o.Created
+		bytes.Equal(s.Requests, o.Requests) && s.Created == o.Created && s.Attrs == o.Attrs
 }
 
 func (s State) String() string {
@@ -105,12 +123,17 @@ const (
 // the change cannot know that version itself, since the proposer assigns
 // it. A WriteDelete of a register that does not exist keeps it as it is,
 // table included.
+//
+// Attrs, when not nil, are the attributes a WriteSet gives the register;
+// nil keeps those it has (none, for a register that begins a new life).
+// A WriteDelete clears them.
 type Write struct {
 	Kind       WriteKind
 	Value      []byte
 	MinVersion uint64
 	Table      *RequestTable
 	Record     RequestRecord
+	Attrs      *Attrs
 }
 
 // Change computes what to do with the current state of a register.
@@ -135,9 +158,13 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created}
+		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created, Attrs: cur.Attrs}
 		if !cur.Exists() {
 			next.Created = v // a new life begins
+			next.Attrs = Attrs{}
+		}
+		if w.Attrs != nil {
+			next.Attrs = *w.Attrs
 		}
 	case WriteDelete:
 		if !cur.Exists() {

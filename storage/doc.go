@@ -121,14 +121,22 @@
 //	| Version(8B) | (1B)     | Length(4B)  | (Length B)    |
 //	+-------------+----------+-------------+----- ... -----+
 //
-// Flags bit 0 is State.Deleted; bit 1 says the record ends with
-// State.Created (8B, not 0: the version that began the register's current
-// life), after everything else, in either encoding version; the other bits
-// are zero. Without bit 1 the body is exactly 45 + Length bytes. An empty
-// Value reads back as nil. A register with no Created (a tombstone, or one
-// written before Created was kept) is written without bit 1, byte for byte
-// as before; a build that predates Created refuses a record with bit 1
-// (unknown flags) rather than misread it.
+// Flags bit 0 is State.Deleted. Bits 1 to 4 each say the record ends with
+// one more 8-byte trailer, never 0, after everything else, in either
+// encoding version, in this order:
+//
+//	+-------------+-------------+-------------+-------------+
+//	| Lease       | Flags       | LockIndex   | Created     |
+//	| (8B, bit 2) | (8B, bit 3) | (8B, bit 4) | (8B, bit 1) |
+//	+-------------+-------------+-------------+-------------+
+//
+// each present exactly when its bit is set (State.Attrs, and State.Created:
+// the version that began the register's current life); the other bits are
+// zero. Without them the body is exactly 45 + Length bytes. An empty Value
+// reads back as nil. A register whose trailers are all 0 (a tombstone, or
+// one written before they were kept) is written without their bits, byte
+// for byte as before; a build that predates a trailer refuses a record
+// with its bit (unknown flags) rather than misread it.
 //
 // A register whose state holds a request table (State.Requests, exactly-once
 // writes) is written in encoding version 2 instead: the same body followed

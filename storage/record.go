@@ -26,16 +26,36 @@ const (
 	// request table (protocol.State.Requests), after the value.
 	recordVersionRequests byte = 2
 
-	headerBytes       = 4 + 1                     // CRC-32C, version
-	registerBodyBytes = 5*8 + 1 + 4               // ballots, state version, flags, value length
-	ceilingBodyBytes  = 8                         // the ceiling
-	flagDeleted       = byte(1 << 0)              // State.Deleted
-	flagCreated       = byte(1 << 1)              // the record ends with State.Created (8 bytes)
-	createdBytes      = 8                         // State.Created, after everything else
-	maxValueBytes     = math.MaxUint32            // Value length must fit its 4-byte field
-	knownFlags        = flagDeleted | flagCreated // every other flag bit must be zero
-	castagnoli        = crc32.Castagnoli          // polynomial of the record checksum
+	headerBytes       = 4 + 1          // CRC-32C, version
+	registerBodyBytes = 5*8 + 1 + 4    // ballots, state version, flags, value length
+	ceilingBodyBytes  = 8              // the ceiling
+	flagDeleted       = byte(1 << 0)   // State.Deleted
+	flagCreated       = byte(1 << 1)   // the record ends with State.Created (8 bytes)
+	flagLease         = byte(1 << 2)   // State.Lease (8 bytes) is among the trailers
+	flagFlags         = byte(1 << 3)   // State.Flags (8 bytes) is among the trailers
+	flagLockIndex     = byte(1 << 4)   // State.LockIndex (8 bytes) is among the trailers
+	trailerBytes      = 8              // each trailer: one uint64
+	maxValueBytes     = math.MaxUint32 // Value length must fit its 4-byte field
+	castagnoli        = crc32.Castagnoli
+	// knownFlags: every other flag bit must be zero.
+	knownFlags = flagDeleted | flagCreated | flagLease | flagFlags | flagLockIndex
 )
+
+// trailers are the register's optional uint64 fields at the end of its
+// record, in this order (State.Created last, where it was before the
+// others existed), each present exactly when its flag bit is set and then
+// never 0: a field that is 0 is left out with its bit clear, so a record
+// without any is written byte for byte as before they existed.
+var trailers = [...]struct {
+	flag  byte
+	name  string
+	field func(*protocol.State) *uint64
+}{
+	{flagLease, "lease", func(s *protocol.State) *uint64 { return &s.Lease }},
+	{flagFlags, "flags", func(s *protocol.State) *uint64 { return &s.Flags }},
+	{flagLockIndex, "lock index", func(s *protocol.State) *uint64 { return &s.LockIndex }},
+	{flagCreated, "first version", func(s *protocol.State) *uint64 { return &s.Created }},
+}
 
 // registerKey returns the Pebble key of register key.
 func registerKey(key string) []byte {
@@ -112,8 +132,10 @@ func registerBytes(reg protocol.Register) int {
 	if len(reg.State.Requests) > 0 {
 		n += requestsLenBytes + len(reg.State.Requests)
 	}
-	if reg.State.Created != 0 {
-		n += createdBytes
+	for _, t := range trailers {
+		if *t.field(&reg.State) != 0 {
+			n += trailerBytes
+		}
 	}
 	return n
 }
@@ -134,9 +156,14 @@ func encodeRegisterInto(rec, pebbleKey []byte, reg protocol.Register) []byte {
 	if reg.State.Deleted {
 		flags |= flagDeleted
 	}
-	if reg.State.Created != 0 {
-		flags |= flagCreated
-		binary.LittleEndian.PutUint64(b[len(b)-createdBytes:], reg.State.Created)
+	end := len(b)
+	for i := len(trailers) - 1; i >= 0; i-- {
+		t := trailers[i]
+		if v := *t.field(&reg.State); v != 0 {
+			flags |= t.flag
+			end -= trailerBytes
+			binary.LittleEndian.PutUint64(b[end:], v)
+		}
 	}
 	b[40] = flags
 	binary.LittleEndian.PutUint32(b[41:], uint32(len(reg.State.Value)))
@@ -157,8 +184,8 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 	if err != nil {
 		return protocol.Register{}, err
 	}
-	var created uint64
-	if b, created, err = splitCreated(pebbleKey, b); err != nil {
+	var st protocol.State
+	if b, err = splitTrailers(pebbleKey, b, &st); err != nil {
 		return protocol.Register{}, err
 	}
 	var requests []byte
@@ -189,12 +216,10 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 			Counter:  binary.LittleEndian.Uint64(b[16:]),
 			Proposer: protocol.NodeID(binary.LittleEndian.Uint64(b[24:])),
 		},
-		State: protocol.State{
-			Version: binary.LittleEndian.Uint64(b[32:]),
-			Deleted: flags&flagDeleted != 0,
-			Created: created,
-		},
+		State: st,
 	}
+	reg.State.Version = binary.LittleEndian.Uint64(b[32:])
+	reg.State.Deleted = flags&flagDeleted != 0
 	if n > 0 {
 		reg.State.Value = append([]byte(nil), b[registerBodyBytes:]...)
 	}
@@ -204,22 +229,32 @@ func decodeRegister(pebbleKey, rec []byte) (protocol.Register, error) {
 	return reg, nil
 }
 
-// splitCreated takes State.Created off the end of a register body whose
-// flags say it is there (it must not be 0 then: a register without one is
-// written without the flag).
-func splitCreated(pebbleKey, b []byte) (body []byte, created uint64, err error) {
-	if len(b) < registerBodyBytes || b[40]&flagCreated == 0 {
-		return b, 0, nil // a short body is reported by the caller
+// splitTrailers takes the trailers its flags say a register body ends
+// with off its end, into st (each must not be 0: a field that is 0 is
+// written without its flag).
+func splitTrailers(pebbleKey, b []byte, st *protocol.State) (body []byte, err error) {
+	if len(b) < registerBodyBytes {
+		return b, nil // a short body is reported by the caller
 	}
-	if len(b) < registerBodyBytes+createdBytes {
-		return nil, 0, fmt.Errorf("%w: %s: register flags say it ends with its first version, the body of %d bytes has no room for it",
-			ErrCorrupt, keyName(pebbleKey), len(b))
+	flags := b[40]
+	for i := len(trailers) - 1; i >= 0; i-- {
+		t := trailers[i]
+		if flags&t.flag == 0 {
+			continue
+		}
+		if len(b) < registerBodyBytes+trailerBytes {
+			return nil, fmt.Errorf("%w: %s: register flags say it ends with its %s, the body of %d bytes has no room for it",
+				ErrCorrupt, keyName(pebbleKey), t.name, len(b))
+		}
+		end := len(b) - trailerBytes
+		v := binary.LittleEndian.Uint64(b[end:])
+		if v == 0 {
+			return nil, fmt.Errorf("%w: %s: register's %s is 0 under the flag that says it has one", ErrCorrupt, keyName(pebbleKey), t.name)
+		}
+		*t.field(st) = v
+		b = b[:end]
 	}
-	end := len(b) - createdBytes
-	if created = binary.LittleEndian.Uint64(b[end:]); created == 0 {
-		return nil, 0, fmt.Errorf("%w: %s: register's first version is 0 under the flag that says it has one", ErrCorrupt, keyName(pebbleKey))
-	}
-	return b[:end], created, nil
+	return b, nil
 }
 
 // splitRequests splits a version 2 register body into the version 1 body

@@ -34,6 +34,9 @@ func FuzzDecodeRegister(f *testing.F) {
 		// The first version of the register's life, at the record's end.
 		{"created", protocol.Register{State: protocol.State{Value: []byte("v"), Version: 9, Created: 7}}},
 		{"createdids", protocol.Register{State: protocol.State{Value: []byte("w"), Version: 3, Created: 3, Requests: []byte{1, 0, 0}}}},
+		// Attributes (lease, flags, lock index) before the first version.
+		{"attrs", protocol.Register{State: protocol.State{Value: []byte("a"), Version: 8, Created: 2, Attrs: protocol.Attrs{Lease: 5, Flags: 1 << 63, LockIndex: 3}}}},
+		{"lease", protocol.Register{State: protocol.State{Value: []byte("l"), Version: 4, Requests: []byte{1, 0, 0}, Attrs: protocol.Attrs{Lease: 9}}}},
 	} {
 		rec := encodeRegister(registerKey(s.key), s.reg)
 		f.Add(s.key, rec, uint16(0))
@@ -81,18 +84,20 @@ func checkRegisterRecord(t *testing.T, key string, rec []byte, flip uint16) {
 // FuzzRegisterRoundTrip: every register encodes to a record that decodes
 // to it, and the record's size is registerBytes.
 func FuzzRegisterRoundTrip(f *testing.F) {
-	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil), []byte(nil), uint64(0))
-	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte(nil), uint64(2))
-	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{}, []byte{}, uint64(0))
-	f.Add("ids", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte{1, 0, 0}, uint64(5))
-	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value, requests []byte, created uint64) {
+	f.Add("k", uint64(0), uint64(0), uint64(0), uint64(0), uint64(0), false, []byte(nil), []byte(nil), uint64(0), uint64(0), uint64(0), uint64(0))
+	f.Add("key", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte(nil), uint64(2), uint64(0), uint64(0), uint64(0))
+	f.Add("", uint64(1<<64-1), uint64(1<<64-1), uint64(7), uint64(3), uint64(2), true, []byte{}, []byte{}, uint64(0), uint64(0), uint64(0), uint64(0))
+	f.Add("ids", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("value 5"), []byte{1, 0, 0}, uint64(5), uint64(0), uint64(0), uint64(0))
+	f.Add("attrs", uint64(5), uint64(1), uint64(5), uint64(1), uint64(5), false, []byte("v"), []byte{1, 0, 0}, uint64(5), uint64(77), uint64(0), uint64(1))
+	f.Fuzz(func(t *testing.T, key string, pc, pp, ac, ap, version uint64, deleted bool, value, requests []byte, created, lease, flags, lockIndex uint64) {
 		if len(requests) == 0 {
 			requests = nil // an empty table is no table: it reads back as nil
 		}
 		want := protocol.Register{
 			Promise:  protocol.Ballot{Counter: pc, Proposer: protocol.NodeID(pp)},
 			Accepted: protocol.Ballot{Counter: ac, Proposer: protocol.NodeID(ap)},
-			State:    protocol.State{Value: value, Version: version, Deleted: deleted, Requests: requests, Created: created},
+			State: protocol.State{Value: value, Version: version, Deleted: deleted, Requests: requests, Created: created,
+				Attrs: protocol.Attrs{Lease: lease, Flags: flags, LockIndex: lockIndex}},
 		}
 		k := registerKey(key)
 		rec := encodeRegister(k, want)

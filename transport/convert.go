@@ -41,6 +41,7 @@ func toWire(w *peerpb.Message, m protocol.Message) {
 	w.Deleted = m.State.Deleted
 	w.Requests = m.State.Requests
 	w.Created = m.State.Created
+	w.Lease, w.Flags, w.LockIndex = m.State.Lease, m.State.Flags, m.State.LockIndex
 	w.Age = m.Age
 }
 
@@ -67,8 +68,9 @@ func FromWire(w *peerpb.Message) (protocol.Message, bool) {
 		Next:     protocol.Ballot{Counter: w.GetNextCounter(), Proposer: protocol.NodeID(w.GetNextProposer())},
 		Accepted: protocol.Ballot{Counter: w.GetAcceptedCounter(), Proposer: protocol.NodeID(w.GetAcceptedProposer())},
 		Seen:     protocol.Ballot{Counter: w.GetSeenCounter(), Proposer: protocol.NodeID(w.GetSeenProposer())},
-		State:    protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted(), Requests: nilIfEmpty(w.GetRequests()), Created: w.GetCreated()},
-		Age:      w.GetAge(),
+		State: protocol.State{Value: w.GetValue(), Version: w.GetVersion(), Deleted: w.GetDeleted(), Requests: nilIfEmpty(w.GetRequests()), Created: w.GetCreated(),
+			Attrs: protocol.Attrs{Lease: w.GetLease(), Flags: w.GetFlags(), LockIndex: w.GetLockIndex()}},
+		Age: w.GetAge(),
 	}, true
 }
 

@@ -23,8 +23,11 @@ func randomMessage(rng *rand.Rand) protocol.Message {
 		Next:     ballot(),
 		Accepted: ballot(),
 		Seen:     ballot(),
-		State:    protocol.State{Version: rng.Uint64(), Deleted: rng.IntN(2) == 0},
+		State:    protocol.State{Version: rng.Uint64(), Deleted: rng.IntN(2) == 0, Created: rng.Uint64()},
 		Age:      rng.Uint64(),
+	}
+	if rng.IntN(2) == 0 {
+		m.State.Attrs = protocol.Attrs{Lease: rng.Uint64(), Flags: rng.Uint64(), LockIndex: rng.Uint64()}
 	}
 	if rng.IntN(2) == 0 {
 		m.State.Value = []byte("some value")

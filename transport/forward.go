@@ -119,7 +119,8 @@ func noAnswer(op kv.Op, cause error) error {
 func decodeReply(r *peerpb.ForwardReply, to protocol.NodeID) (protocol.State, error) {
 	switch r.GetErrorCode() {
 	case "":
-		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests()), Created: r.GetCreated()}, nil
+		return protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests()), Created: r.GetCreated(),
+			Attrs: protocol.Attrs{Lease: r.GetLease(), Flags: r.GetFlags(), LockIndex: r.GetLockIndex()}}, nil
 	case codeNotSent:
 		return protocol.State{}, fmt.Errorf("%w: node %d: link broke before the forward left", ErrUnreachable, to)
 	}
@@ -202,6 +203,7 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 		}
 	default:
 		r.Value, r.Version, r.Deleted, r.Requests, r.Created = s.Value, s.Version, s.Deleted, s.Requests, s.Created
+		r.Lease, r.Flags, r.LockIndex = s.Lease, s.Flags, s.LockIndex
 	}
 	t.reply(from, r)
 }

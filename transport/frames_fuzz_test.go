@@ -219,7 +219,7 @@ func FuzzFromWire(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind uint32, from, to uint64, key []byte, counter, proposer uint64, value []byte, version uint64) {
 		w := &peerpb.Message{Kind: kind, From: from, To: to, Key: key, BallotCounter: counter, BallotProposer: proposer,
 			NextCounter: counter + 1, AcceptedProposer: proposer ^ 1, SeenCounter: counter / 2, Value: value, Version: version,
-			Deleted: version%2 == 1, Age: counter ^ version}
+			Deleted: version%2 == 1, Age: counter ^ version, Lease: proposer, Flags: counter, LockIndex: version / 3}
 		m, ok := FromWire(w)
 		known := kind >= uint32(protocol.MsgPrepare) && kind <= uint32(protocol.MsgConflict)
 		if ok != known {

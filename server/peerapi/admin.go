@@ -134,7 +134,8 @@ func (s adminServer) ScanRegisters(ctx context.Context, r *peerpb.ScanRegistersR
 		out.Registers[i] = &peerpb.ScannedRegister{Key: []byte(e.Key),
 			PromiseCounter: g.Promise.Counter, PromiseProposer: uint64(g.Promise.Proposer),
 			AcceptedCounter: g.Accepted.Counter, AcceptedProposer: uint64(g.Accepted.Proposer),
-			Value: g.State.Value, Version: g.State.Version, Deleted: g.State.Deleted, ValueOmitted: e.ValueOmitted, Created: g.State.Created}
+			Value: g.State.Value, Version: g.State.Version, Deleted: g.State.Deleted, ValueOmitted: e.ValueOmitted, Created: g.State.Created,
+			Lease: g.State.Lease, Flags: g.State.Flags, LockIndex: g.State.LockIndex}
 	}
 	return out, nil
 }
@@ -350,7 +351,8 @@ func (p *AdminClients) ScanRegisters(ctx context.Context, to membership.Member, 
 		rep.Entries[i] = protocol.ListEntry{Key: string(g.GetKey()), ValueOmitted: g.GetValueOmitted(), Register: protocol.Register{
 			Promise:  protocol.Ballot{Counter: g.GetPromiseCounter(), Proposer: protocol.NodeID(g.GetPromiseProposer())},
 			Accepted: protocol.Ballot{Counter: g.GetAcceptedCounter(), Proposer: protocol.NodeID(g.GetAcceptedProposer())},
-			State:    protocol.State{Value: g.GetValue(), Version: g.GetVersion(), Deleted: g.GetDeleted(), Created: g.GetCreated()}}}
+			State: protocol.State{Value: g.GetValue(), Version: g.GetVersion(), Deleted: g.GetDeleted(), Created: g.GetCreated(),
+				Attrs: protocol.Attrs{Lease: g.GetLease(), Flags: g.GetFlags(), LockIndex: g.GetLockIndex()}}}}
 	}
 	return rep, nil
 }

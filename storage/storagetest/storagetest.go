@@ -161,6 +161,10 @@ func testRoundTrip(t *testing.T, s storage.Store) {
 		{"first version and request table", "createdids", protocol.Register{
 			State: protocol.State{Value: []byte("ids"), Version: 5, Created: 5, Requests: []byte{1, 0, 0}},
 		}},
+		{"attributes", "attrs", protocol.Register{
+			State: protocol.State{Value: []byte("a"), Version: 7, Created: 6, Requests: []byte{1, 0, 0},
+				Attrs: protocol.Attrs{Lease: 1 << 40, Flags: 42, LockIndex: 2}},
+		}},
 	}
 	applied := map[string]protocol.Register{}
 	for _, tc := range tests {

@@ -857,7 +857,11 @@ type ScannedRegister struct {
 	Deleted          bool                   `protobuf:"varint,8,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	ValueOmitted     bool                   `protobuf:"varint,9,opt,name=value_omitted,json=valueOmitted,proto3" json:"value_omitted,omitempty"`
 	// protocol.State.Created (0: none or unknown).
-	Created       uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	Created uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	// protocol.State.Attrs (each 0: none).
+	Lease         uint64 `protobuf:"varint,11,opt,name=lease,proto3" json:"lease,omitempty"`
+	Flags         uint64 `protobuf:"varint,12,opt,name=flags,proto3" json:"flags,omitempty"`
+	LockIndex     uint64 `protobuf:"varint,13,opt,name=lock_index,json=lockIndex,proto3" json:"lock_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -962,6 +966,27 @@ func (x *ScannedRegister) GetCreated() uint64 {
 	return 0
 }
 
+func (x *ScannedRegister) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetFlags() uint64 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
+}
+
+func (x *ScannedRegister) GetLockIndex() uint64 {
+	if x != nil {
+		return x.LockIndex
+	}
+	return 0
+}
+
 var File_transport_admin_proto protoreflect.FileDescriptor
 
 const file_transport_admin_proto_rawDesc = "" +
@@ -1020,7 +1045,7 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\"i\n" +
 	"\x12ScanRegistersReply\x12?\n" +
 	"\tregisters\x18\x01 \x03(\v2!.caspaxos.peer.v1.ScannedRegisterR\tregisters\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more\"\xd8\x02\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\xa3\x03\n" +
 	"\x0fScannedRegister\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12'\n" +
 	"\x0fpromise_counter\x18\x02 \x01(\x04R\x0epromiseCounter\x12)\n" +
@@ -1032,7 +1057,11 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\adeleted\x18\b \x01(\bR\adeleted\x12#\n" +
 	"\rvalue_omitted\x18\t \x01(\bR\fvalueOmitted\x12\x18\n" +
 	"\acreated\x18\n" +
-	" \x01(\x04R\acreated2\x88\x05\n" +
+	" \x01(\x04R\acreated\x12\x14\n" +
+	"\x05lease\x18\v \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05flags\x18\f \x01(\x04R\x05flags\x12\x1d\n" +
+	"\n" +
+	"lock_index\x18\r \x01(\x04R\tlockIndex2\x88\x05\n" +
 	"\x05Admin\x12B\n" +
 	"\x04Info\x12\x1d.caspaxos.peer.v1.InfoRequest\x1a\x1b.caspaxos.peer.v1.InfoReply\x12N\n" +
 	"\bSetState\x12!.caspaxos.peer.v1.SetStateRequest\x1a\x1f.caspaxos.peer.v1.SetStateReply\x12K\n" +

@@ -158,7 +158,11 @@ type Message struct {
 	Requests []byte `protobuf:"bytes,17,opt,name=requests,proto3" json:"requests,omitempty"`
 	// The version that began the register's current life
 	// (protocol.State.Created; 0: none or unknown).
-	Created       uint64 `protobuf:"varint,18,opt,name=created,proto3" json:"created,omitempty"`
+	Created uint64 `protobuf:"varint,18,opt,name=created,proto3" json:"created,omitempty"`
+	// protocol.State.Attrs (each 0: none).
+	Lease         uint64 `protobuf:"varint,19,opt,name=lease,proto3" json:"lease,omitempty"`
+	Flags         uint64 `protobuf:"varint,20,opt,name=flags,proto3" json:"flags,omitempty"`
+	LockIndex     uint64 `protobuf:"varint,21,opt,name=lock_index,json=lockIndex,proto3" json:"lock_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +323,27 @@ func (x *Message) GetCreated() uint64 {
 	return 0
 }
 
+func (x *Message) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *Message) GetFlags() uint64 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
+}
+
+func (x *Message) GetLockIndex() uint64 {
+	if x != nil {
+		return x.LockIndex
+	}
+	return 0
+}
+
 // Forward asks a key's home node to run an operation.
 type Forward struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -438,7 +463,11 @@ type ForwardReply struct {
 	// The register's request table, for an outcome query.
 	Requests []byte `protobuf:"bytes,9,opt,name=requests,proto3" json:"requests,omitempty"`
 	// protocol.State.Created of the state answered.
-	Created       uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	Created uint64 `protobuf:"varint,10,opt,name=created,proto3" json:"created,omitempty"`
+	// protocol.State.Attrs of the state answered.
+	Lease         uint64 `protobuf:"varint,11,opt,name=lease,proto3" json:"lease,omitempty"`
+	Flags         uint64 `protobuf:"varint,12,opt,name=flags,proto3" json:"flags,omitempty"`
+	LockIndex     uint64 `protobuf:"varint,13,opt,name=lock_index,json=lockIndex,proto3" json:"lock_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -543,6 +572,27 @@ func (x *ForwardReply) GetCreated() uint64 {
 	return 0
 }
 
+func (x *ForwardReply) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *ForwardReply) GetFlags() uint64 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
+}
+
+func (x *ForwardReply) GetLockIndex() uint64 {
+	if x != nil {
+		return x.LockIndex
+	}
+	return 0
+}
+
 var File_transport_peer_proto protoreflect.FileDescriptor
 
 const file_transport_peer_proto_rawDesc = "" +
@@ -556,7 +606,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\aleaving\x18\x05 \x01(\bR\aleaving\x12!\n" +
 	"\facks_leaving\x18\x06 \x01(\bR\vacksLeaving\x12\x12\n" +
 	"\x04ping\x18\a \x01(\x04R\x04ping\x12\x12\n" +
-	"\x04pong\x18\b \x01(\x04R\x04pong\"\x9d\x04\n" +
+	"\x04pong\x18\b \x01(\x04R\x04pong\"\xe8\x04\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\x04R\x04from\x12\x0e\n" +
@@ -576,7 +626,11 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\adeleted\x18\x0f \x01(\bR\adeleted\x12\x10\n" +
 	"\x03age\x18\x10 \x01(\x04R\x03age\x12\x1a\n" +
 	"\brequests\x18\x11 \x01(\fR\brequests\x12\x18\n" +
-	"\acreated\x18\x12 \x01(\x04R\acreated\"\xc5\x01\n" +
+	"\acreated\x18\x12 \x01(\x04R\acreated\x12\x14\n" +
+	"\x05lease\x18\x13 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05flags\x18\x14 \x01(\x04R\x05flags\x12\x1d\n" +
+	"\n" +
+	"lock_index\x18\x15 \x01(\x04R\tlockIndex\"\xc5\x01\n" +
 	"\aForward\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12\x10\n" +
@@ -586,7 +640,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
 	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"\xb6\x02\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"\x81\x03\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
@@ -599,7 +653,11 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x10expected_version\x18\b \x01(\x04R\x0fexpectedVersion\x12\x1a\n" +
 	"\brequests\x18\t \x01(\fR\brequests\x12\x18\n" +
 	"\acreated\x18\n" +
-	" \x01(\x04R\acreatedB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
+	" \x01(\x04R\acreated\x12\x14\n" +
+	"\x05lease\x18\v \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05flags\x18\f \x01(\x04R\x05flags\x12\x1d\n" +
+	"\n" +
+	"lock_index\x18\r \x01(\x04R\tlockIndexB/Z-github.com/caspaxos/caspaxos/transport/peerpbb\x06proto3"
 
 var (
 	file_transport_peer_proto_rawDescOnce sync.Once
