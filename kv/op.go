@@ -57,6 +57,11 @@ type Op struct {
 	// RequestID, when not empty, makes a write exactly-once (request.go):
 	// a UUID of version 7. OpOutcome asks about it.
 	RequestID string
+	// Lease is the ID of a lease the write attaches the key to (0: none;
+	// protocol.Attrs.Lease), and Flags a client's opaque flags for the key
+	// (protocol.Attrs.Flags), for the operations that take them.
+	Lease uint64
+	Flags uint64
 }
 
 // Validate checks the operation against the limits before anything is sent.
@@ -66,6 +71,9 @@ func (o Op) Validate(l Limits) error {
 	}
 	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
+	}
+	if o.Lease != 0 || o.Flags != 0 {
+		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
 	}
 	if o.Kind == OpLeaseGrant {
 		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {

@@ -81,7 +81,8 @@ func forwardOp(f *peerpb.Forward) kv.Op {
 	if f.GetOp() <= math.MaxUint8 {
 		kind = kv.OpKind(f.GetOp())
 	}
-	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta(), RequestID: f.GetRequestId()}
+	return kv.Op{Kind: kind, Key: string(f.GetKey()), Value: f.GetValue(), Version: f.GetVersion(), Delta: f.GetDelta(), RequestID: f.GetRequestId(),
+		Lease: f.GetLease(), Flags: f.GetFlags()}
 }
 
 // nilIfEmpty: an empty request table is no table (protocol.State.Requests).

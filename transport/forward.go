@@ -38,7 +38,8 @@ func (t *Transport) Forward(ctx context.Context, to protocol.NodeID, op kv.Op) (
 	t.pending[id] = pendingForward{peer: to, ch: ch}
 	t.mu.Unlock()
 	defer t.forget(id)
-	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta, RequestId: op.RequestID}
+	f := &peerpb.Forward{Id: id, Op: uint32(op.Kind), Key: []byte(op.Key), Value: op.Value, Version: op.Version, Delta: op.Delta, RequestId: op.RequestID,
+		Lease: op.Lease, Flags: op.Flags}
 	if d, ok := ctx.Deadline(); ok {
 		f.TimeoutNanos = max(1, int64(time.Until(d)))
 	}

@@ -239,9 +239,10 @@ func FuzzForwardOp(f *testing.F) {
 	f.Add(uint32(kv.OpIncrement), []byte("n"), []byte(nil), uint64(0), int64(-5))
 	f.Add(uint32(99), []byte("k"), []byte(nil), uint64(3), int64(0))
 	f.Fuzz(func(t *testing.T, kind uint32, key, value []byte, version uint64, delta int64) {
-		fw := &peerpb.Forward{Id: 1, Op: kind, Key: key, Value: value, Version: version, Delta: delta}
+		fw := &peerpb.Forward{Id: 1, Op: kind, Key: key, Value: value, Version: version, Delta: delta, Lease: version ^ 1, Flags: uint64(delta)}
 		op := forwardOp(fw)
-		if op.Key != string(key) || !bytes.Equal(op.Value, value) || op.Version != version || op.Delta != delta {
+		if op.Key != string(key) || !bytes.Equal(op.Value, value) || op.Version != version || op.Delta != delta ||
+			op.Lease != fw.GetLease() || op.Flags != fw.GetFlags() {
 			t.Fatalf("forward %v converted to %+v", fw, op)
 		}
 		if uint32(op.Kind) != kind && op.Validate(kv.DefaultLimits) == nil {

@@ -358,7 +358,10 @@ type Forward struct {
 	// not shorten or stretch it.
 	TimeoutNanos int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	// The write's request ID (kv.Op.RequestID): exactly-once.
-	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// kv.Op.Lease and kv.Op.Flags.
+	Lease         uint64 `protobuf:"varint,9,opt,name=lease,proto3" json:"lease,omitempty"`
+	Flags         uint64 `protobuf:"varint,10,opt,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -447,6 +450,20 @@ func (x *Forward) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *Forward) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *Forward) GetFlags() uint64 {
+	if x != nil {
+		return x.Flags
+	}
+	return 0
 }
 
 type ForwardReply struct {
@@ -630,7 +647,7 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05lease\x18\x13 \x01(\x04R\x05lease\x12\x14\n" +
 	"\x05flags\x18\x14 \x01(\x04R\x05flags\x12\x1d\n" +
 	"\n" +
-	"lock_index\x18\x15 \x01(\x04R\tlockIndex\"\xc5\x01\n" +
+	"lock_index\x18\x15 \x01(\x04R\tlockIndex\"\xf1\x01\n" +
 	"\aForward\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\rR\x02op\x12\x10\n" +
@@ -640,7 +657,10 @@ const file_transport_peer_proto_rawDesc = "" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
 	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"\x81\x03\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12\x14\n" +
+	"\x05lease\x18\t \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05flags\x18\n" +
+	" \x01(\x04R\x05flags\"\x81\x03\n" +
 	"\fForwardReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
