@@ -44,34 +44,45 @@ type grpcLease struct {
 
 // run checks and runs a lease operation as runLease does.
 func (l *grpcLease) run(ctx context.Context, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
-	id, _ := strconv.ParseUint(strings.TrimPrefix(op.Key, kv.LeasePrefix), 16, 64)
-	if id == 0 {
-		return nil, statusOf(fmt.Errorf("%w: lease ID 0", errBadRequest))
-	}
-	if op.Kind != kv.OpGet {
-		if err := op.Validate(l.g.cfg.Limits); err != nil {
-			return nil, statusOf(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, l.g.timeout(0))
 	defer cancel()
 	p, err := authenticate(ctx, l.g.cfg.Guard, grpcCredentials(ctx))
-	if err == nil {
-		err = authorize(ctx, l.g.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key})
-	}
-	var s protocol.State
-	if err == nil {
-		s, err = l.g.b.Do(ctx, op)
-	}
-	var a LeaseAnswer
-	if err == nil {
-		a, err = leaseAnswer(id, s)
-	}
-	if err == nil && op.Kind == kv.OpGet && a.State != kv.LeaseLive.String() {
-		err = kv.ErrLeaseNotFound
-	}
 	if err != nil {
 		return nil, statusOf(err)
+	}
+	r, err := l.exec(ctx, p, op, perm)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return r, nil
+}
+
+// exec checks a lease operation, and that p may run it (perm on the
+// lease's key), runs it, and answers the lease after it. A read of a
+// lease that is not live fails with kv.ErrLeaseNotFound.
+func (l *grpcLease) exec(ctx context.Context, p auth.Principal, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
+	id, _ := strconv.ParseUint(strings.TrimPrefix(op.Key, kv.LeasePrefix), 16, 64)
+	if id == 0 {
+		return nil, fmt.Errorf("%w: lease ID 0", errBadRequest)
+	}
+	if op.Kind != kv.OpGet {
+		if err := op.Validate(l.g.cfg.Limits); err != nil {
+			return nil, err
+		}
+	}
+	if err := authorize(ctx, l.g.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key}); err != nil {
+		return nil, err
+	}
+	s, err := l.g.b.Do(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	a, err := leaseAnswer(id, s)
+	if err != nil {
+		return nil, err
+	}
+	if op.Kind == kv.OpGet && a.State != kv.LeaseLive.String() {
+		return nil, kv.ErrLeaseNotFound
 	}
 	return &caspaxospb.LeaseResponse{Id: id, TtlMs: a.TTLMillis, State: a.State, RenewedUnixMs: a.RenewedMillis}, nil
 }
