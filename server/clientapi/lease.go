@@ -2,8 +2,6 @@ package clientapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -91,7 +89,7 @@ func (l *grpcLease) LeaseGrant(ctx context.Context, r *caspaxospb.LeaseGrantRequ
 	id := r.GetId()
 	if id == 0 {
 		var err error
-		if id, err = newLeaseID(); err != nil {
+		if id, err = kv.NewLeaseID(); err != nil {
 			return nil, statusOf(err)
 		}
 	}
@@ -108,15 +106,6 @@ func (l *grpcLease) LeaseRevoke(ctx context.Context, r *caspaxospb.LeaseIDReques
 
 func (l *grpcLease) LeaseTimeToLive(ctx context.Context, r *caspaxospb.LeaseIDRequest) (*caspaxospb.LeaseResponse, error) {
 	return l.run(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(r.GetId())}, auth.PermRead)
-}
-
-// newLeaseID picks a random non-zero lease ID.
-func newLeaseID() (uint64, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint64(b[:])>>1 | 1, nil
 }
 
 // leaseRoutes adds the lease routes to mux.
@@ -181,7 +170,7 @@ func (h *httpAPI) grant(r *http.Request) (LeaseAnswer, error) {
 		if id, err = leaseID(q.Get("id")); err != nil {
 			return LeaseAnswer{}, err
 		}
-	} else if id, err = newLeaseID(); err != nil {
+	} else if id, err = kv.NewLeaseID(); err != nil {
 		return LeaseAnswer{}, err
 	}
 	s, err := h.runLease(r, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds()}, auth.PermWrite)

@@ -63,6 +63,7 @@ type Server struct {
 	etcdpb.UnimplementedClusterServer
 	etcdpb.UnimplementedMaintenanceServer
 	etcdpb.UnimplementedAuthServer
+	etcdpb.UnimplementedLeaseServer
 	cfg Config
 	b   clientapi.Backend
 }
@@ -95,6 +96,7 @@ func (s *Server) Register(g *grpc.Server) {
 	etcdpb.RegisterClusterServer(g, s)
 	etcdpb.RegisterMaintenanceServer(g, s)
 	etcdpb.RegisterAuthServer(g, s)
+	etcdpb.RegisterLeaseServer(g, s)
 }
 
 // instead says, for each etcd service or method caspaxos does not serve,
@@ -102,7 +104,7 @@ func (s *Server) Register(g *grpc.Server) {
 var instead = map[string]string{
 	"etcdserverpb.KV/Compact":             "caspaxos keeps no history to compact: each key holds only its latest state (deletion GC collects tombstones by itself)",
 	"etcdserverpb.Watch":                  "watch is not served on the etcd port yet; poll with Range (the key's mod_revision rises on every change)",
-	"etcdserverpb.Lease":                  "leases are not served on the etcd port yet (keys cannot be attached to a lease yet); the client port serves leases over HTTP, /v1/lease (docs/leases.md)",
+	"etcdserverpb.Lease/LeaseCheckpoint":  "caspaxos keeps a lease's remaining time in its register; there is nothing to checkpoint",
 	"etcdserverpb.Cluster":                "change the membership with `caspaxos members add|remove` on the client port",
 	"etcdserverpb.Maintenance/Defragment": "storage compacts itself (Pebble); there is nothing to defragment",
 	"etcdserverpb.Maintenance/Hash":       "there is no store-wide revision to hash at; compare keys with Range",
