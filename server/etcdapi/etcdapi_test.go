@@ -263,7 +263,7 @@ func TestRefusals(t *testing.T) {
 			}
 			_ = s.SendMsg(&emptypb.Empty{})
 			return s.RecvMsg(&emptypb.Empty{})
-		}, codes.Unimplemented, "poll with Range"},
+		}, codes.Unimplemented, "serves no watches"},
 		{"lease checkpoint", func() error {
 			return conn.Invoke(ctx, "/etcdserverpb.Lease/LeaseCheckpoint", &emptypb.Empty{}, &emptypb.Empty{})
 		}, codes.Unimplemented, "nothing to checkpoint"},
