@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/server/clientapi"
@@ -170,5 +172,64 @@ func TestKeepAliveStreamReconnects(t *testing.T) {
 	}
 	if !k.ValidUntil().After(stopped.Add(ttl)) {
 		t.Fatalf("ValidUntil %v: no renewal acknowledged since the first node stopped at %v", k.ValidUntil(), stopped)
+	}
+}
+
+// TestKeepAliveWithoutStream: against a node that does not serve the
+// keep-alive stream (an older one), the helper renews with the unary call
+// and keeps the lease live past several TTLs under an expirer.
+func TestKeepAliveWithoutStream(t *testing.T) {
+	b := clientapitest.New()
+	var unary atomic.Int64
+	s := grpc.NewServer(
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if strings.HasSuffix(info.FullMethod, "/LeaseKeepAlives") {
+				return status.Error(codes.Unimplemented, "unknown method LeaseKeepAlives")
+			}
+			return h(srv, ss)
+		}),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if strings.HasSuffix(info.FullMethod, "/LeaseKeepAlive") {
+				unary.Add(1)
+			}
+			return h(ctx, req)
+		}))
+	clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(lis) }()
+	defer s.Stop()
+	c, err := New(Config{Endpoints: []string{lis.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const ttl = 300 * time.Millisecond
+	l, err := c.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expirer, stop := context.WithCancel(ctx)
+	defer stop()
+	go expireAll(expirer, b, ttl/6, l.ID)
+	k := c.KeepAlive(ctx, l)
+	start := time.Now()
+	for time.Since(start) < 4*ttl {
+		if got, err := c.TimeToLive(ctx, l.ID); err != nil || got.State != "live" {
+			t.Fatalf("%v: %+v, %v", time.Since(start), got, err)
+		}
+		<-time.After(ttl / 6)
+	}
+	if unary.Load() < 2 {
+		t.Fatalf("%d unary keep-alives, want the helper to fall back to them", unary.Load())
+	}
+	select {
+	case <-k.Done():
+		t.Fatalf("helper stopped: %v", k.Err())
+	default:
 	}
 }
