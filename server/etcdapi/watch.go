@@ -208,8 +208,10 @@ func (s *Server) checkCreate(r *etcdpb.WatchCreateRequest) (watchSpec, error) {
 			return sp, err
 		}
 		return sp, kv.CheckClientKey(sp.key)
-	case len(r.GetKey()) == 0 && bytes.Equal(end, []byte{0}),
-		len(r.GetKey()) > 0 && bytes.Equal(end, prefixEnd(r.GetKey())):
+	case bytes.Equal(end, []byte{0}) && (len(r.GetKey()) == 0 || bytes.Equal(r.GetKey(), []byte{0})):
+		// Everything: clientv3 sends Watch("", WithPrefix()) as ["\x00", "\x00").
+		sp.key, sp.prefix = "", true
+	case len(r.GetKey()) > 0 && bytes.Equal(end, prefixEnd(r.GetKey())):
 		sp.prefix = true
 	default:
 		return sp, fmt.Errorf("%w: a watch of [%q, %q): caspaxos watches one key or a prefix (range_end the prefix's end, as clientv3.WithPrefix sends it)", errUnsupported, r.GetKey(), end)

@@ -20,6 +20,7 @@ func FuzzWatchCreate(f *testing.F) {
 	for _, r := range []*etcdpb.WatchCreateRequest{
 		{Key: []byte("k")},
 		{Key: []byte("p/"), RangeEnd: []byte("p0"), StartRevision: 3, ProgressNotify: true},
+		{Key: []byte{0}, RangeEnd: []byte{0}},
 		{Key: []byte{}, RangeEnd: []byte{0}, Filters: []etcdpb.WatchCreateRequest_FilterType{etcdpb.WatchCreateRequest_NOPUT, etcdpb.WatchCreateRequest_NODELETE}},
 		{Key: []byte{0xff, 0xff}, RangeEnd: []byte{0}},
 		{Key: []byte("k"), PrevKv: true, StartRevision: -1},
@@ -47,6 +48,10 @@ func FuzzWatchCreate(f *testing.F) {
 			t.Fatalf("prev_kv accepted: %v", r)
 		case sp.start < 0 || sp.start != r.GetStartRevision():
 			t.Fatalf("start %d accepted for %v", sp.start, r)
+		case sp.prefix && sp.key == "":
+			if !bytes.Equal(r.GetRangeEnd(), []byte{0}) || len(r.GetKey()) > 1 || (len(r.GetKey()) == 1 && r.GetKey()[0] != 0) {
+				t.Fatalf("everything accepted for %v", r)
+			}
 		case kv.CheckClientKey(sp.key) != nil || len(sp.key) > s.cfg.Limits.MaxKeyBytes || sp.key != string(r.GetKey()):
 			t.Fatalf("key %q accepted for %v", sp.key, r)
 		case !sp.prefix && (len(r.GetRangeEnd()) != 0 || sp.key == ""):
