@@ -190,6 +190,9 @@ func (c *Client) renewStreamed(ctx context.Context, id uint64) (Lease, error) {
 			c.suspect(idx)
 			return Lease{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
+		if typed, answered := fromStatus(err); answered && (errors.Is(typed, ErrUnauthenticated) || errors.Is(typed, ErrPermissionDenied)) {
+			return Lease{}, typed // the node refused the stream itself
+		}
 		last = err
 	}
 	return Lease{}, fmt.Errorf("%w: %v", ErrUnavailable, last)

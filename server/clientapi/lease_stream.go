@@ -2,7 +2,7 @@ package clientapi
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -11,9 +11,9 @@ import (
 	"github.com/caspaxos/caspaxos/server/auth"
 )
 
-// errLeaseStreamDraining ends a keep-alive stream when the node stops: the
-// client opens another, at another node.
-var errLeaseStreamDraining = errors.New("caspaxos: this node is stopping: keep leases alive through another")
+// errLeaseStreamDraining ends a keep-alive stream when the node stops
+// (Unavailable): the client opens another, at another node.
+var errLeaseStreamDraining = fmt.Errorf("%w: this node is stopping: keep leases alive through another", kv.ErrNoQuorum)
 
 // LeaseKeepAlives serves the keep-alive stream: each request renews its
 // lease as the unary LeaseKeepAlive does (the same operation, so the same
