@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -55,8 +54,11 @@ func leaseStatus(err error) error {
 	return statusOf(err)
 }
 
-// ttlSeconds is a TTL in etcd's whole seconds, rounded up.
-func ttlSeconds(ms int64) int64 { return (ms + 999) / 1000 }
+// ttlSeconds is a TTL in etcd's whole seconds: rounded down, so that a
+// holder never counts on more than it has, but at least 1 (0 would say the
+// lease is gone), which only a TTL under a second, granted on the client
+// port, overstates.
+func ttlSeconds(ms int64) int64 { return max(ms/1000, 1) }
 
 // lease runs a lease operation for the call: op checked, perm on the
 // lease's key, and the lease after it (kv.ErrLeaseNotFound for a read of
@@ -152,11 +154,10 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, r *etcdpb.LeaseTimeToLiveR
 }
 
 // remaining is a live lease's TTL left at now, in whole seconds rounded
-// up, 0 once past: the answering node's clock against the renewing
-// proposer's, so a hint (the committed state decides).
+// down (as etcd does), 0 once past: the answering node's clock against the
+// renewing proposer's, so a hint (the committed state decides).
 func remaining(l kv.Lease, now time.Time) int64 {
-	left := l.RenewedMillis + l.TTLMillis - now.UnixMilli()
-	return max(0, int64(math.Ceil(float64(left)/1000)))
+	return max(0, (l.RenewedMillis+l.TTLMillis-now.UnixMilli())/1000)
 }
 
 // LeaseLeases serves Lease.LeaseLeases: the live leases the caller may
