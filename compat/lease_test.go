@@ -106,6 +106,9 @@ func etcdctlLeaseChecks(t *testing.T, e etcdctl) {
 	}
 	id := m[1]
 	e.must("", []string{"lease", "keep-alive", "--once", id}, fmt.Sprintf("lease %s keepalived with TTL(30)", id))
+	// Without --once: over the keep-alive stream (its first renewal; the
+	// next would come a third of the TTL later).
+	e.until(fmt.Sprintf("lease %s keepalived with TTL(30)", id), nil, "lease", "keep-alive", id)
 	e.must("", []string{"lease", "timetolive", id}, fmt.Sprintf("lease %s granted with TTL(30s), remaining(", id))
 	e.must("", []string{"lease", "list"}, id)
 	e.refused("", []string{"lease", "timetolive", "--keys", id}, "keys cannot be attached to a lease yet")

@@ -102,14 +102,15 @@ func watchChecks(t *testing.T, ctx context.Context, a, b *clientv3.Client) {
 	}
 }
 
-// etcdctlWatch runs `etcdctl watch args` until its output holds want (then
-// it is killed), calling poke every 200 ms meanwhile (a write the watch
-// should see, for watches that start from now), or fails after 10 s.
-func (e etcdctl) watchFor(want string, poke func(), args ...string) {
+// until runs `etcdctl args`, a command that runs until it is stopped
+// (watch, lease keep-alive), until its output holds want (then it is
+// killed), calling poke every 200 ms meanwhile (a write a watch from now
+// should see), or fails after 10 s.
+func (e etcdctl) until(want string, poke func(), args ...string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, append([]string{"--endpoints", e.endpoints, "watch"}, args...)...)
+	cmd := exec.CommandContext(ctx, e.bin, append([]string{"--endpoints", e.endpoints}, args...)...)
 	cmd.Env = append(cmd.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -134,7 +135,7 @@ func (e etcdctl) watchFor(want string, poke func(), args ...string) {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				e.t.Fatalf("etcdctl watch %s ended without %q:\n%s", strings.Join(args, " "), want, strings.Join(got, "\n"))
+				e.t.Fatalf("etcdctl %s ended without %q:\n%s", strings.Join(args, " "), want, strings.Join(got, "\n"))
 			}
 			got = append(got, l)
 			if strings.Contains(strings.Join(got, "\n"), want) {
@@ -145,7 +146,7 @@ func (e etcdctl) watchFor(want string, poke func(), args ...string) {
 				poke()
 			}
 		case <-ctx.Done():
-			e.t.Fatalf("etcdctl watch %s: no %q within 10 s:\n%s", strings.Join(args, " "), want, strings.Join(got, "\n"))
+			e.t.Fatalf("etcdctl %s: no %q within 10 s:\n%s", strings.Join(args, " "), want, strings.Join(got, "\n"))
 		}
 	}
 }
@@ -163,9 +164,9 @@ func etcdctlWatchChecks(t *testing.T, e etcdctl) {
 	} else if _, err := fmt.Sscan(strings.TrimLeft(out[i+len(`"revision":`):], " "), &rev); err != nil {
 		t.Fatalf("put -w json: %v in %s", err, out)
 	}
-	e.watchFor("PUT\nwc/k\none", nil, "--rev", fmt.Sprint(rev), "wc/k")
-	e.watchFor("PUT\nwc/p/a\nv", func() {
+	e.until("PUT\nwc/k\none", nil, "watch", "--rev", fmt.Sprint(rev), "wc/k")
+	e.until("PUT\nwc/p/a\nv", func() {
 		e.must("", []string{"put", "wc/p/a", "v"}, "OK")
-	}, "--prefix", "wc/p/")
+	}, "watch", "--prefix", "wc/p/")
 	e.refused("", []string{"watch", "--prefix", "--rev", "1", "wc/p/"}, "compacted")
 }
