@@ -35,9 +35,15 @@ type keepAliveStream struct {
 	cancel context.CancelFunc
 	sendMu sync.Mutex
 	mu     sync.Mutex
-	wait   map[uint64]chan *caspaxospb.LeaseKeepAliveResponse // by lease, one in flight each
-	done   chan struct{}                                      // closed when the stream ended; err says why
+	wait   map[uint64]*keepAliveWaiter // by lease, one in flight each
+	done   chan struct{}               // closed when the stream ended; err says why
 	err    error
+}
+
+// keepAliveWaiter is a renewal sent that waits for its answer.
+type keepAliveWaiter struct {
+	ch       chan *caspaxospb.LeaseKeepAliveResponse // buffered for the one answer
+	answered chan struct{}                           // closed once it is in ch
 }
 
 // errNoKeepAliveStream: a node that does not serve LeaseKeepAlives.
@@ -63,7 +69,7 @@ func (m *keepAliveMux) stream(c *Client, idx int) (*keepAliveStream, error) {
 		cancel()
 		return nil, err
 	}
-	st := &keepAliveStream{s: s, cancel: cancel, wait: make(map[uint64]chan *caspaxospb.LeaseKeepAliveResponse), done: make(chan struct{})}
+	st := &keepAliveStream{s: s, cancel: cancel, wait: make(map[uint64]*keepAliveWaiter), done: make(chan struct{})}
 	go st.recv(m)
 	m.cur = st
 	return st, nil
@@ -88,11 +94,12 @@ func (st *keepAliveStream) recv(m *keepAliveMux) {
 			return
 		}
 		st.mu.Lock()
-		ch := st.wait[r.GetId()]
+		w := st.wait[r.GetId()]
 		delete(st.wait, r.GetId())
 		st.mu.Unlock()
-		if ch != nil {
-			ch <- r // buffered for the one answer
+		if w != nil {
+			w.ch <- r
+			close(w.answered)
 		}
 	}
 }
@@ -101,20 +108,19 @@ func (st *keepAliveStream) recv(m *keepAliveMux) {
 // renewal of a lease already in flight on the stream waits for the first
 // to be answered, then sends its own.
 func (st *keepAliveStream) renew(ctx context.Context, id uint64) (*caspaxospb.LeaseKeepAliveResponse, error) {
-	ch := make(chan *caspaxospb.LeaseKeepAliveResponse, 1)
+	w := &keepAliveWaiter{ch: make(chan *caspaxospb.LeaseKeepAliveResponse, 1), answered: make(chan struct{})}
 	for {
 		st.mu.Lock()
 		other, busy := st.wait[id]
 		if !busy {
-			st.wait[id] = ch
+			st.wait[id] = w
 		}
 		st.mu.Unlock()
 		if !busy {
 			break
 		}
 		select {
-		case r := <-other: // pass it on to its owner, then try again
-			other <- r
+		case <-other.answered: // its turn is over: try again
 		case <-st.done:
 			return nil, st.ended()
 		case <-ctx.Done():
@@ -125,26 +131,26 @@ func (st *keepAliveStream) renew(ctx context.Context, id uint64) (*caspaxospb.Le
 	err := st.s.Send(&caspaxospb.LeaseKeepAliveRequest{Id: id})
 	st.sendMu.Unlock()
 	if err != nil {
-		st.forget(id, ch)
+		st.forget(id, w)
 		st.cancel() // a failed send means the stream is broken: recv ends it
 		<-st.done
 		return nil, st.ended()
 	}
 	select {
-	case r := <-ch:
+	case r := <-w.ch:
 		return r, nil
 	case <-st.done:
 		return nil, st.ended()
 	case <-ctx.Done():
-		// The answer may still come: it goes to the buffered channel,
-		// which nobody reads; a later renewal of id waits for it first.
+		// The answer may still come: it goes to w.ch, which nobody
+		// reads; a later renewal of id waits for it first.
 		return nil, ctx.Err()
 	}
 }
 
-func (st *keepAliveStream) forget(id uint64, ch chan *caspaxospb.LeaseKeepAliveResponse) {
+func (st *keepAliveStream) forget(id uint64, w *keepAliveWaiter) {
 	st.mu.Lock()
-	if st.wait[id] == ch {
+	if st.wait[id] == w {
 		delete(st.wait, id)
 	}
 	st.mu.Unlock()

@@ -233,3 +233,45 @@ func TestKeepAliveWithoutStream(t *testing.T) {
 	default:
 	}
 }
+
+// TestKeepAliveStreamOneRenewalPerLease: renewals of one lease on a stream
+// go one at a time (so that an answer is always its own request's): with
+// the node holding writes, a renewal whose caller gave up and two live
+// ones of the same lease all end once the node answers, the live ones
+// successfully, none left waiting for an answer another took.
+func TestKeepAliveStreamOneRenewalPerLease(t *testing.T) {
+	b := clientapitest.New()
+	addr, _ := clientapitest.ServeGRPC(t, b)
+	c, err := New(Config{Endpoints: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := c.Grant(ctx, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		seen, release := b.HoldWrites()
+		short, stop := context.WithCancel(ctx)
+		gaveUp := make(chan error, 1)
+		go func() { _, err := c.renewStreamed(short, l.ID); gaveUp <- err }()
+		<-seen // the first renewal is held at the node
+		stop()
+		if err := <-gaveUp; err == nil {
+			t.Fatalf("round %d: a renewal whose caller gave up succeeded", round)
+		}
+		live := make(chan error, 2)
+		for range 2 {
+			go func() { _, err := c.renewStreamed(ctx, l.ID); live <- err }()
+		}
+		release()
+		for range 2 {
+			if err := <-live; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
