@@ -31,8 +31,10 @@ import (
 //   - One key: start_revision R delivers the key's current state if its
 //     version is at least R, then its changes; start_revision 0 delivers
 //     only the changes after the watch began. header.revision is the
-//     key's version (the last delivered, or the one the watch began at),
-//     so clientv3 resumes a broken stream at the right place.
+//     key's version (the last delivered, or the one the watch began at;
+//     at least 1 in the created response), so clientv3 resumes a broken
+//     stream where nothing is skipped: at worst the state it has is sent
+//     again, as etcd sends again the events at the revision it resumes at.
 //   - A prefix: start_revision 0 delivers the changes after the listing
 //     that begins the watch saw each key. A prefix watch cannot resume at a
 //     revision (revisions are per key, and clientv3 resumes at the last
@@ -277,7 +279,11 @@ func (ws *watchStream) create(r *etcdpb.WatchCreateRequest) error {
 	}
 	rev := int64(prefixRevision)
 	if !sp.prefix {
-		rev = ew.rev
+		// clientv3 resumes a watch created at start_revision 0 at this
+		// revision itself (not one past it): the key's version, whose
+		// state it then gets again, and never 0, at which it would resume
+		// from now and miss a creation while its stream was broken.
+		rev = max(ew.rev, 1)
 	}
 	if err := ws.send(&etcdpb.WatchResponse{Header: ws.s.header(uint64(rev)), WatchId: id, Created: true}); err != nil {
 		ew.cancel()

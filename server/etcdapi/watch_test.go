@@ -177,6 +177,14 @@ func TestWatch(t *testing.T) {
 		t.Fatal("a cancelled watch's watcher is not closed")
 	}
 
+	// A key never written: created at revision 1, not 0, at which clientv3
+	// would resume from now and miss the key's creation.
+	if r = create(t, st, &etcdpb.WatchCreateRequest{Key: []byte("absent")}); !r.GetCreated() || r.GetCanceled() || r.GetHeader().GetRevision() != 1 {
+		t.Fatalf("created watch of an absent key: %v", r)
+	}
+	if req, _ := f.last(); !reflect.DeepEqual(req.From, map[string]uint64{"absent": 0}) {
+		t.Fatalf("watch of an absent key asked %+v", req)
+	}
 	// A key at a start revision: from the revision before it.
 	if r = create(t, st, &etcdpb.WatchCreateRequest{Key: []byte("k"), StartRevision: 3}); !r.GetCreated() || r.GetCanceled() {
 		t.Fatalf("key at revision 3: %v", r)
