@@ -154,6 +154,8 @@ type Client struct {
 	cfg   Config
 	conns []*grpc.ClientConn
 	muxes []*mux // per endpoint: its Batch stream (batch.go)
+	// keepAlives, per endpoint: its lease keep-alive stream (leasestream.go)
+	keepAlives []keepAliveMux
 	// suspects, per endpoint: until when (Unix ns) it is tried last (suspect.go)
 	suspects []atomic.Int64
 	routes   atomic.Pointer[routes]
@@ -170,7 +172,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints))}
+	c := &Client{cfg: cfg, suspects: make([]atomic.Int64, len(cfg.Endpoints)), keepAlives: make([]keepAliveMux, len(cfg.Endpoints))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	creds := insecure.NewCredentials()
 	if cfg.TLS != nil {

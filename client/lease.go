@@ -83,7 +83,9 @@ func (c *Client) TimeToLive(ctx context.Context, id uint64) (Lease, error) {
 
 // KeepAlive keeps a lease alive in the background: a keep-alive every
 // third of its TTL, retried on errors, until ctx ends, the lease is found
-// gone, or no keep-alive was acknowledged within a TTL.
+// gone, or no keep-alive was acknowledged within a TTL. The keep-alives of
+// every helper of a Client travel over one stream per endpoint
+// (leasestream.go).
 type KeepAlive struct {
 	done       chan struct{}
 	mu         sync.Mutex
@@ -131,7 +133,7 @@ func (k *KeepAlive) run(ctx context.Context, c *Client, lease Lease) {
 		}
 		sent := time.Now()
 		actx, cancel := context.WithTimeout(ctx, every)
-		_, err := c.KeepAliveOnce(actx, lease.ID)
+		_, err := c.renewStreamed(actx, lease.ID)
 		cancel()
 		switch {
 		case err == nil:

@@ -310,9 +310,8 @@ func clientv3Checks(t *testing.T, cfg clientv3.Config, c *cluster) {
 			return err
 		}, codes.InvalidArgument, "one key"},
 		{"Get at a revision", func() error { _, err := a.Get(ctx, "ap", clientv3.WithRev(1)); return err }, codes.Unimplemented, "revision"},
-		{"Put with a lease", func() error { _, err := a.Put(ctx, "ap", "z", clientv3.WithLease(7)); return err }, codes.Unimplemented, "lease"},
+		{"Put with a lease", func() error { _, err := a.Put(ctx, "ap", "z", clientv3.WithLease(7)); return err }, codes.Unimplemented, "keys cannot be attached to a lease yet"},
 		{"Compact", func() error { _, err := a.Compact(ctx, 1); return err }, codes.Unimplemented, "history"},
-		{"LeaseGrant", func() error { _, err := a.Grant(ctx, 10); return err }, codes.Unimplemented, "lease"},
 	}
 	for _, r := range refusals {
 		err := r.run()
@@ -327,4 +326,21 @@ func TestClientV3(t *testing.T) {
 	cfg := clientv3.Config{Logger: quiet, DialTimeout: 5 * time.Second}
 	waitReady(t, cfg, c.etcd)
 	clientv3Checks(t, cfg, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b := clientAt(t, cfg, c.etcd[0]), clientAt(t, cfg, c.etcd[1])
+	t.Run("leases", func(t *testing.T) { leaseChecks(t, ctx, a, b) })
+	t.Run("watch", func(t *testing.T) { watchChecks(t, ctx, a, b) })
+}
+
+// clientAt is a clientv3 client of one endpoint, closed when the test ends.
+func clientAt(t *testing.T, cfg clientv3.Config, ep string) *clientv3.Client {
+	t.Helper()
+	cfg.Endpoints = []string{ep}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }

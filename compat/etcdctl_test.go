@@ -83,13 +83,14 @@ func etcdctlChecks(t *testing.T, e etcdctl) {
 
 	e.refused("value(\"other\") = \"x\"\n\nput cfg/z z\n\n\n", []string{"txn"}, "one key")
 	e.refused("", []string{"get", "other", "--rev", "1"}, "revision", "no history")
-	e.refused("", []string{"lease", "grant", "10"}, "lease")
-	e.refused("", []string{"watch", "other", "--rev", "1"}, "watch")
 }
 
 func TestEtcdctl(t *testing.T) {
 	bin := findEtcdctl(t)
 	c := startCluster(t, 3, nil)
 	waitReady(t, clientv3.Config{Logger: quiet, DialTimeout: 5 * time.Second}, c.etcd)
-	etcdctlChecks(t, etcdctl{t: t, bin: bin, endpoints: strings.Join(c.etcd, ",")})
+	e := etcdctl{t: t, bin: bin, endpoints: strings.Join(c.etcd, ",")}
+	etcdctlChecks(t, e)
+	t.Run("leases", func(t *testing.T) { etcdctlLeaseChecks(t, etcdctl{t: t, bin: e.bin, endpoints: e.endpoints}) })
+	t.Run("watch", func(t *testing.T) { etcdctlWatchChecks(t, etcdctl{t: t, bin: e.bin, endpoints: e.endpoints}) })
 }

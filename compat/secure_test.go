@@ -131,6 +131,48 @@ func TestSecureClientV3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Close()
+	// Leases need write on the lease's reserved key: root has it, app not.
+	l, err := root.Grant(ctx, 10)
+	if err != nil {
+		t.Fatalf("root's Grant: %v", err)
+	}
+	if ka, err := root.KeepAliveOnce(ctx, l.ID); err != nil || ka.TTL != 10 {
+		t.Fatalf("root's KeepAliveOnce: %+v %v", ka, err)
+	}
+	if _, err := app.KeepAliveOnce(ctx, l.ID); codeOf(err) != codes.PermissionDenied {
+		t.Fatalf("app's KeepAliveOnce of root's lease: %v, want PermissionDenied", err)
+	}
+	if _, err := app.Grant(ctx, 10); codeOf(err) != codes.PermissionDenied {
+		t.Fatalf("app's Grant: %v, want PermissionDenied", err)
+	}
+	if _, err := root.Revoke(ctx, l.ID); err != nil {
+		t.Fatalf("root's Revoke: %v", err)
+	}
+	// A watch of everything shows app only its keys; a key it may not
+	// read is refused.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wch := app.Watch(wctx, "", clientv3.WithPrefix())
+	if _, err := root.Put(ctx, "secret", "hidden"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Put(ctx, "app/w", "seen"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, wch, "app's watch of everything"); string(ev.Kv.Key) != "app/w" {
+		t.Fatalf("app's watch of everything delivered %q", ev.Kv.Key)
+	}
+	if _, err := root.Delete(ctx, "app/w"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case wr := <-app.Watch(ctx, "secret"):
+		if wr.Err() == nil || !strings.Contains(wr.Err().Error(), "permission denied") {
+			t.Fatalf("app's watch of secret: %+v, err %v", wr, wr.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("app's watch of secret: no answer within 10 s")
+	}
 	// A listing shows only what app may read.
 	all, err := app.Get(ctx, "", clientv3.WithFromKey())
 	if err != nil || all.Count != 1 || string(all.Kvs[0].Key) != "app/k" {

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -85,6 +86,17 @@ func LeaseKey(id uint64) string { return leasePrefix + strconv.FormatUint(id, 16
 
 // LeasePrefix begins every lease's key (a scan of it finds the leases).
 const LeasePrefix = leasePrefix
+
+// NewLeaseID picks a random lease ID for a grant that names none: non-zero,
+// and below 2^63, so that etcd's clients, whose IDs are int64, see it
+// positive.
+func NewLeaseID() (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:])>>1 | 1, nil
+}
 
 // IsLeaseKey reports whether key is a lease's.
 func IsLeaseKey(key string) bool {

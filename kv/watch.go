@@ -30,6 +30,10 @@ type WatchRequest struct {
 	Keys     []string
 	Prefixes []string
 	From     map[string]uint64
+	// Changes: a prefix starts from the state its listing finds, which is
+	// not delivered; its first events are the changes after it (etcd's
+	// watch at the current revision).
+	Changes bool
 }
 
 // Validate checks the request's bounds.
@@ -68,6 +72,9 @@ type WatchEvent struct {
 	Version     uint64
 	PrevVersion uint64
 	Deleted     bool
+	// Created is the version that began the key's current life
+	// (protocol.State.Created; 0: unknown, or deleted).
+	Created uint64
 }
 
 // WatchWait clamps a long-poll's asked wait: 0 takes DefaultWatchWait,

@@ -83,7 +83,7 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13, 0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type WatchRequest struct {
@@ -367,6 +367,121 @@ func (x *LeaseIDRequest) GetId() uint64 {
 	return 0
 }
 
+type LeaseKeepAliveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveRequest) Reset() {
+	*x = LeaseKeepAliveRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveRequest) ProtoMessage() {}
+
+func (x *LeaseKeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LeaseKeepAliveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type LeaseKeepAliveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The lease after the renewal; unset when it failed.
+	Lease *LeaseResponse `protobuf:"bytes,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	// Set when the renewal failed (lease_not_found once the lease expired or
+	// was revoked); message says why.
+	Error         *ErrorInfo `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Message       string     `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveResponse) Reset() {
+	*x = LeaseKeepAliveResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveResponse) ProtoMessage() {}
+
+func (x *LeaseKeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaseKeepAliveResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseKeepAliveResponse) GetLease() *LeaseResponse {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *LeaseKeepAliveResponse) GetError() *ErrorInfo {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *LeaseKeepAliveResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type LeaseResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -381,7 +496,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +508,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[5]
+	mi := &file_api_caspaxos_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +521,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{5}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaseResponse) GetId() uint64 {
@@ -447,7 +562,7 @@ type OutcomeRequest struct {
 
 func (x *OutcomeRequest) Reset() {
 	*x = OutcomeRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +574,7 @@ func (x *OutcomeRequest) String() string {
 func (*OutcomeRequest) ProtoMessage() {}
 
 func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +587,7 @@ func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeRequest.ProtoReflect.Descriptor instead.
 func (*OutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OutcomeRequest) GetKey() []byte {
@@ -500,7 +615,7 @@ type OutcomeResponse struct {
 
 func (x *OutcomeResponse) Reset() {
 	*x = OutcomeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +627,7 @@ func (x *OutcomeResponse) String() string {
 func (*OutcomeResponse) ProtoMessage() {}
 
 func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +640,7 @@ func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeResponse.ProtoReflect.Descriptor instead.
 func (*OutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OutcomeResponse) GetApplied() bool {
@@ -556,7 +671,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +683,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +696,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRequest) GetPrefix() []byte {
@@ -626,7 +741,7 @@ type ListItem struct {
 
 func (x *ListItem) Reset() {
 	*x = ListItem{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +753,7 @@ func (x *ListItem) String() string {
 func (*ListItem) ProtoMessage() {}
 
 func (x *ListItem) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +766,7 @@ func (x *ListItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListItem.ProtoReflect.Descriptor instead.
 func (*ListItem) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListItem) GetKey() []byte {
@@ -693,7 +808,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +820,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +833,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListResponse) GetItems() []*ListItem {
@@ -751,7 +866,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +878,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +891,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -795,7 +910,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +922,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +935,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -851,7 +966,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +978,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +991,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Op) GetId() uint64 {
@@ -952,7 +1067,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1079,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1092,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *OpResult) GetId() uint64 {
@@ -1031,7 +1146,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1158,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1171,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -1076,7 +1191,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1203,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1216,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1131,7 +1246,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1258,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1271,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -1198,7 +1313,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1325,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1338,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -1259,7 +1374,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1386,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1399,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -1324,7 +1439,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1451,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1464,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -1370,7 +1485,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1497,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1510,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -1429,7 +1544,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1556,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1569,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -1475,7 +1590,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1602,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1615,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1534,7 +1649,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1661,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1674,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1584,7 +1699,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1711,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1724,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
 }
 
 type Member struct {
@@ -1626,7 +1741,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1753,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1766,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Member) GetName() string {
@@ -1704,7 +1819,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1831,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1844,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1781,7 +1896,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1908,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1921,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -1875,7 +1990,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2002,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2015,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -1926,7 +2041,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2053,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2066,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -1971,7 +2086,7 @@ type MemberReleaseRequest struct {
 
 func (x *MemberReleaseRequest) Reset() {
 	*x = MemberReleaseRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2098,7 @@ func (x *MemberReleaseRequest) String() string {
 func (*MemberReleaseRequest) ProtoMessage() {}
 
 func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2111,7 @@ func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
 func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberReleaseRequest) GetName() string {
@@ -2022,7 +2137,7 @@ type MemberReleaseResponse struct {
 
 func (x *MemberReleaseResponse) Reset() {
 	*x = MemberReleaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2149,7 @@ func (x *MemberReleaseResponse) String() string {
 func (*MemberReleaseResponse) ProtoMessage() {}
 
 func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2162,7 @@ func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
 func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
@@ -2072,7 +2187,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2199,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2212,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HoldRelease) GetName() string {
@@ -2136,7 +2251,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2263,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2276,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
 }
 
 type HealthResponse struct {
@@ -2175,7 +2290,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2302,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2315,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -2235,7 +2350,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2362,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2375,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -2287,7 +2402,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2414,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2427,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -2340,7 +2455,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2467,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2480,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -2390,7 +2505,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2517,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2530,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
 }
 
 type AuthStatusResponse struct {
@@ -2427,7 +2542,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2554,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2567,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuthStatusResponse) GetEnabled() bool {
@@ -2470,7 +2585,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2597,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2610,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
 }
 
 type UserRequest struct {
@@ -2512,7 +2627,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2639,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2652,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UserRequest) GetName() string {
@@ -2571,7 +2686,7 @@ type UserRoleRequest struct {
 
 func (x *UserRoleRequest) Reset() {
 	*x = UserRoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2698,7 @@ func (x *UserRoleRequest) String() string {
 func (*UserRoleRequest) ProtoMessage() {}
 
 func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2711,7 @@ func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
 func (*UserRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UserRoleRequest) GetUser() string {
@@ -2621,7 +2736,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2748,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2761,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
 }
 
 type User struct {
@@ -2659,7 +2774,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2786,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2799,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *User) GetName() string {
@@ -2710,7 +2825,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2837,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2850,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2754,7 +2869,7 @@ type RoleRequest struct {
 
 func (x *RoleRequest) Reset() {
 	*x = RoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +2881,7 @@ func (x *RoleRequest) String() string {
 func (*RoleRequest) ProtoMessage() {}
 
 func (x *RoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +2894,7 @@ func (x *RoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
 func (*RoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RoleRequest) GetName() string {
@@ -2802,7 +2917,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2929,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2942,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Grant) GetPerm() string {
@@ -2861,7 +2976,7 @@ type RoleGrantRequest struct {
 
 func (x *RoleGrantRequest) Reset() {
 	*x = RoleGrantRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +2988,7 @@ func (x *RoleGrantRequest) String() string {
 func (*RoleGrantRequest) ProtoMessage() {}
 
 func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +3001,7 @@ func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
 func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RoleGrantRequest) GetRole() string {
@@ -2911,7 +3026,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3038,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3051,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
 }
 
 type Role struct {
@@ -2949,7 +3064,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3076,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3089,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Role) GetName() string {
@@ -3000,7 +3115,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3127,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3140,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -3057,7 +3172,14 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\" \n" +
 	"\x0eLeaseIDRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"t\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"'\n" +
+	"\x15LeaseKeepAliveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\xa2\x01\n" +
+	"\x16LeaseKeepAliveResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x120\n" +
+	"\x05lease\x18\x02 \x01(\v2\x1a.caspaxos.v1.LeaseResponseR\x05lease\x12,\n" +
+	"\x05error\x18\x03 \x01(\v2\x16.caspaxos.v1.ErrorInfoR\x05error\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"t\n" +
 	"\rLeaseResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x14\n" +
@@ -3254,13 +3376,14 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x05Batch\x12\x19.caspaxos.v1.BatchRequest\x1a\x1a.caspaxos.v1.BatchResponse(\x010\x01\x12=\n" +
 	"\x04List\x12\x18.caspaxos.v1.ListRequest\x1a\x19.caspaxos.v1.ListResponse0\x01\x12@\n" +
 	"\x05Watch\x12\x19.caspaxos.v1.WatchRequest\x1a\x1a.caspaxos.v1.WatchResponse0\x01\x12D\n" +
-	"\aOutcome\x12\x1b.caspaxos.v1.OutcomeRequest\x1a\x1c.caspaxos.v1.OutcomeResponse2\xb0\x02\n" +
+	"\aOutcome\x12\x1b.caspaxos.v1.OutcomeRequest\x1a\x1c.caspaxos.v1.OutcomeResponse2\x90\x03\n" +
 	"\x05Lease\x12H\n" +
 	"\n" +
 	"LeaseGrant\x12\x1e.caspaxos.v1.LeaseGrantRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12I\n" +
 	"\x0eLeaseKeepAlive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12F\n" +
 	"\vLeaseRevoke\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12J\n" +
-	"\x0fLeaseTimeToLive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse2\x84\x03\n" +
+	"\x0fLeaseTimeToLive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12^\n" +
+	"\x0fLeaseKeepAlives\x12\".caspaxos.v1.LeaseKeepAliveRequest\x1a#.caspaxos.v1.LeaseKeepAliveResponse(\x010\x012\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -3303,150 +3426,156 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_api_caspaxos_proto_goTypes = []any{
-	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
-	(*WatchRequest)(nil),          // 1: caspaxos.v1.WatchRequest
-	(*WatchEvent)(nil),            // 2: caspaxos.v1.WatchEvent
-	(*WatchResponse)(nil),         // 3: caspaxos.v1.WatchResponse
-	(*LeaseGrantRequest)(nil),     // 4: caspaxos.v1.LeaseGrantRequest
-	(*LeaseIDRequest)(nil),        // 5: caspaxos.v1.LeaseIDRequest
-	(*LeaseResponse)(nil),         // 6: caspaxos.v1.LeaseResponse
-	(*OutcomeRequest)(nil),        // 7: caspaxos.v1.OutcomeRequest
-	(*OutcomeResponse)(nil),       // 8: caspaxos.v1.OutcomeResponse
-	(*ListRequest)(nil),           // 9: caspaxos.v1.ListRequest
-	(*ListItem)(nil),              // 10: caspaxos.v1.ListItem
-	(*ListResponse)(nil),          // 11: caspaxos.v1.ListResponse
-	(*BatchRequest)(nil),          // 12: caspaxos.v1.BatchRequest
-	(*BatchResponse)(nil),         // 13: caspaxos.v1.BatchResponse
-	(*Op)(nil),                    // 14: caspaxos.v1.Op
-	(*OpResult)(nil),              // 15: caspaxos.v1.OpResult
-	(*GetRequest)(nil),            // 16: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),           // 17: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),            // 18: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),         // 19: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil), // 20: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),           // 21: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),         // 22: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 23: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),      // 24: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),     // 25: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),        // 26: caspaxos.v1.MembersRequest
-	(*Member)(nil),                // 27: caspaxos.v1.Member
-	(*MembersResponse)(nil),       // 28: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),          // 29: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),      // 30: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 31: caspaxos.v1.MemberRemoveRequest
-	(*MemberReleaseRequest)(nil),  // 32: caspaxos.v1.MemberReleaseRequest
-	(*MemberReleaseResponse)(nil), // 33: caspaxos.v1.MemberReleaseResponse
-	(*HoldRelease)(nil),           // 34: caspaxos.v1.HoldRelease
-	(*HealthRequest)(nil),         // 35: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 36: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 37: caspaxos.v1.ErrorInfo
-	(*LoginRequest)(nil),          // 38: caspaxos.v1.LoginRequest
-	(*LoginResponse)(nil),         // 39: caspaxos.v1.LoginResponse
-	(*AuthStatusRequest)(nil),     // 40: caspaxos.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),    // 41: caspaxos.v1.AuthStatusResponse
-	(*AuthChangeResponse)(nil),    // 42: caspaxos.v1.AuthChangeResponse
-	(*UserRequest)(nil),           // 43: caspaxos.v1.UserRequest
-	(*UserRoleRequest)(nil),       // 44: caspaxos.v1.UserRoleRequest
-	(*UserListRequest)(nil),       // 45: caspaxos.v1.UserListRequest
-	(*User)(nil),                  // 46: caspaxos.v1.User
-	(*UserListResponse)(nil),      // 47: caspaxos.v1.UserListResponse
-	(*RoleRequest)(nil),           // 48: caspaxos.v1.RoleRequest
-	(*Grant)(nil),                 // 49: caspaxos.v1.Grant
-	(*RoleGrantRequest)(nil),      // 50: caspaxos.v1.RoleGrantRequest
-	(*RoleListRequest)(nil),       // 51: caspaxos.v1.RoleListRequest
-	(*Role)(nil),                  // 52: caspaxos.v1.Role
-	(*RoleListResponse)(nil),      // 53: caspaxos.v1.RoleListResponse
+	(Op_Kind)(0),                   // 0: caspaxos.v1.Op.Kind
+	(*WatchRequest)(nil),           // 1: caspaxos.v1.WatchRequest
+	(*WatchEvent)(nil),             // 2: caspaxos.v1.WatchEvent
+	(*WatchResponse)(nil),          // 3: caspaxos.v1.WatchResponse
+	(*LeaseGrantRequest)(nil),      // 4: caspaxos.v1.LeaseGrantRequest
+	(*LeaseIDRequest)(nil),         // 5: caspaxos.v1.LeaseIDRequest
+	(*LeaseKeepAliveRequest)(nil),  // 6: caspaxos.v1.LeaseKeepAliveRequest
+	(*LeaseKeepAliveResponse)(nil), // 7: caspaxos.v1.LeaseKeepAliveResponse
+	(*LeaseResponse)(nil),          // 8: caspaxos.v1.LeaseResponse
+	(*OutcomeRequest)(nil),         // 9: caspaxos.v1.OutcomeRequest
+	(*OutcomeResponse)(nil),        // 10: caspaxos.v1.OutcomeResponse
+	(*ListRequest)(nil),            // 11: caspaxos.v1.ListRequest
+	(*ListItem)(nil),               // 12: caspaxos.v1.ListItem
+	(*ListResponse)(nil),           // 13: caspaxos.v1.ListResponse
+	(*BatchRequest)(nil),           // 14: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),          // 15: caspaxos.v1.BatchResponse
+	(*Op)(nil),                     // 16: caspaxos.v1.Op
+	(*OpResult)(nil),               // 17: caspaxos.v1.OpResult
+	(*GetRequest)(nil),             // 18: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),            // 19: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),             // 20: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),          // 21: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil),  // 22: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),            // 23: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),          // 24: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 25: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),       // 26: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),      // 27: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),         // 28: caspaxos.v1.MembersRequest
+	(*Member)(nil),                 // 29: caspaxos.v1.Member
+	(*MembersResponse)(nil),        // 30: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),           // 31: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),       // 32: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),    // 33: caspaxos.v1.MemberRemoveRequest
+	(*MemberReleaseRequest)(nil),   // 34: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil),  // 35: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),            // 36: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),          // 37: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),         // 38: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),              // 39: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),           // 40: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),          // 41: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),      // 42: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),     // 43: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),     // 44: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),            // 45: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),        // 46: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),        // 47: caspaxos.v1.UserListRequest
+	(*User)(nil),                   // 48: caspaxos.v1.User
+	(*UserListResponse)(nil),       // 49: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),            // 50: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                  // 51: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),       // 52: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),        // 53: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                   // 54: caspaxos.v1.Role
+	(*RoleListResponse)(nil),       // 55: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	2,  // 0: caspaxos.v1.WatchResponse.events:type_name -> caspaxos.v1.WatchEvent
-	10, // 1: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
-	14, // 2: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
-	15, // 3: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
-	0,  // 4: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	37, // 5: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
-	27, // 6: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	29, // 7: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	34, // 8: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	46, // 9: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
-	49, // 10: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
-	49, // 11: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
-	52, // 12: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
-	16, // 13: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	18, // 14: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	19, // 15: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	20, // 16: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	22, // 17: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	24, // 18: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	12, // 19: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	9,  // 20: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
-	1,  // 21: caspaxos.v1.KV.Watch:input_type -> caspaxos.v1.WatchRequest
-	7,  // 22: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
-	4,  // 23: caspaxos.v1.Lease.LeaseGrant:input_type -> caspaxos.v1.LeaseGrantRequest
-	5,  // 24: caspaxos.v1.Lease.LeaseKeepAlive:input_type -> caspaxos.v1.LeaseIDRequest
-	5,  // 25: caspaxos.v1.Lease.LeaseRevoke:input_type -> caspaxos.v1.LeaseIDRequest
-	5,  // 26: caspaxos.v1.Lease.LeaseTimeToLive:input_type -> caspaxos.v1.LeaseIDRequest
-	26, // 27: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	35, // 28: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	30, // 29: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	31, // 30: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	32, // 31: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	38, // 32: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
-	40, // 33: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
-	40, // 34: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
-	40, // 35: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
-	43, // 36: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
-	43, // 37: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
-	43, // 38: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
-	44, // 39: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
-	44, // 40: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
-	45, // 41: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
-	48, // 42: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
-	48, // 43: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
-	50, // 44: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
-	50, // 45: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
-	51, // 46: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
-	17, // 47: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	21, // 48: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	21, // 49: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	21, // 50: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	23, // 51: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	25, // 52: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	13, // 53: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	11, // 54: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
-	3,  // 55: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
-	8,  // 56: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
-	6,  // 57: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 58: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 59: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 60: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
-	28, // 61: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	36, // 62: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	28, // 63: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	28, // 64: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	33, // 65: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	39, // 66: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
-	41, // 67: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
-	41, // 68: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
-	41, // 69: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
-	42, // 70: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 71: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 72: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 73: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 74: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
-	47, // 75: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
-	42, // 76: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 77: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 78: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 79: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
-	53, // 80: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
-	47, // [47:81] is the sub-list for method output_type
-	13, // [13:47] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	8,  // 1: caspaxos.v1.LeaseKeepAliveResponse.lease:type_name -> caspaxos.v1.LeaseResponse
+	39, // 2: caspaxos.v1.LeaseKeepAliveResponse.error:type_name -> caspaxos.v1.ErrorInfo
+	12, // 3: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
+	16, // 4: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	17, // 5: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	0,  // 6: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
+	39, // 7: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	29, // 8: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	31, // 9: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	36, // 10: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	48, // 11: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	51, // 12: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	51, // 13: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	54, // 14: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	18, // 15: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	20, // 16: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	21, // 17: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	22, // 18: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	24, // 19: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	26, // 20: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	14, // 21: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	11, // 22: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
+	1,  // 23: caspaxos.v1.KV.Watch:input_type -> caspaxos.v1.WatchRequest
+	9,  // 24: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
+	4,  // 25: caspaxos.v1.Lease.LeaseGrant:input_type -> caspaxos.v1.LeaseGrantRequest
+	5,  // 26: caspaxos.v1.Lease.LeaseKeepAlive:input_type -> caspaxos.v1.LeaseIDRequest
+	5,  // 27: caspaxos.v1.Lease.LeaseRevoke:input_type -> caspaxos.v1.LeaseIDRequest
+	5,  // 28: caspaxos.v1.Lease.LeaseTimeToLive:input_type -> caspaxos.v1.LeaseIDRequest
+	6,  // 29: caspaxos.v1.Lease.LeaseKeepAlives:input_type -> caspaxos.v1.LeaseKeepAliveRequest
+	28, // 30: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	37, // 31: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	32, // 32: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	33, // 33: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	34, // 34: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	40, // 35: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	42, // 36: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	42, // 37: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	42, // 38: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	45, // 39: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	45, // 40: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	45, // 41: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	46, // 42: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	46, // 43: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	47, // 44: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	50, // 45: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	50, // 46: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	52, // 47: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	52, // 48: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	53, // 49: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	19, // 50: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	23, // 51: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	23, // 52: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	23, // 53: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	25, // 54: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	27, // 55: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	15, // 56: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	13, // 57: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
+	3,  // 58: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
+	10, // 59: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
+	8,  // 60: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 61: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 62: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 63: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
+	7,  // 64: caspaxos.v1.Lease.LeaseKeepAlives:output_type -> caspaxos.v1.LeaseKeepAliveResponse
+	30, // 65: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	38, // 66: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	30, // 67: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	30, // 68: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	35, // 69: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	41, // 70: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	43, // 71: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	43, // 72: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	43, // 73: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	44, // 74: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 75: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 76: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 77: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 78: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 79: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	44, // 80: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 81: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 82: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	44, // 83: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	55, // 84: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	50, // [50:85] is the sub-list for method output_type
+	15, // [15:50] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_api_caspaxos_proto_init() }
@@ -3454,15 +3583,15 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[17].OneofWrappers = []any{}
-	file_api_caspaxos_proto_msgTypes[21].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[19].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -536,6 +536,7 @@ const (
 	Lease_LeaseKeepAlive_FullMethodName  = "/caspaxos.v1.Lease/LeaseKeepAlive"
 	Lease_LeaseRevoke_FullMethodName     = "/caspaxos.v1.Lease/LeaseRevoke"
 	Lease_LeaseTimeToLive_FullMethodName = "/caspaxos.v1.Lease/LeaseTimeToLive"
+	Lease_LeaseKeepAlives_FullMethodName = "/caspaxos.v1.Lease/LeaseKeepAlives"
 )
 
 // LeaseClient is the client API for Lease service.
@@ -551,6 +552,13 @@ type LeaseClient interface {
 	LeaseKeepAlive(ctx context.Context, in *LeaseIDRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
 	LeaseRevoke(ctx context.Context, in *LeaseIDRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
 	LeaseTimeToLive(ctx context.Context, in *LeaseIDRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
+	// LeaseKeepAlives renews leases over one stream: the client sends lease
+	// IDs (any number of leases, any number of times), the server renews each
+	// as LeaseKeepAlive does, with the same permission check per lease, and
+	// answers each request with one LeaseKeepAliveResponse naming its lease,
+	// in any order. A failed renewal is answered, not fatal: the stream goes
+	// on. The stream authenticates once, when it opens.
+	LeaseKeepAlives(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LeaseKeepAliveRequest, LeaseKeepAliveResponse], error)
 }
 
 type leaseClient struct {
@@ -601,6 +609,19 @@ func (c *leaseClient) LeaseTimeToLive(ctx context.Context, in *LeaseIDRequest, o
 	return out, nil
 }
 
+func (c *leaseClient) LeaseKeepAlives(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[LeaseKeepAliveRequest, LeaseKeepAliveResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Lease_ServiceDesc.Streams[0], Lease_LeaseKeepAlives_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LeaseKeepAliveRequest, LeaseKeepAliveResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lease_LeaseKeepAlivesClient = grpc.BidiStreamingClient[LeaseKeepAliveRequest, LeaseKeepAliveResponse]
+
 // LeaseServer is the server API for Lease service.
 // All implementations must embed UnimplementedLeaseServer
 // for forward compatibility.
@@ -614,6 +635,13 @@ type LeaseServer interface {
 	LeaseKeepAlive(context.Context, *LeaseIDRequest) (*LeaseResponse, error)
 	LeaseRevoke(context.Context, *LeaseIDRequest) (*LeaseResponse, error)
 	LeaseTimeToLive(context.Context, *LeaseIDRequest) (*LeaseResponse, error)
+	// LeaseKeepAlives renews leases over one stream: the client sends lease
+	// IDs (any number of leases, any number of times), the server renews each
+	// as LeaseKeepAlive does, with the same permission check per lease, and
+	// answers each request with one LeaseKeepAliveResponse naming its lease,
+	// in any order. A failed renewal is answered, not fatal: the stream goes
+	// on. The stream authenticates once, when it opens.
+	LeaseKeepAlives(grpc.BidiStreamingServer[LeaseKeepAliveRequest, LeaseKeepAliveResponse]) error
 	mustEmbedUnimplementedLeaseServer()
 }
 
@@ -635,6 +663,9 @@ func (UnimplementedLeaseServer) LeaseRevoke(context.Context, *LeaseIDRequest) (*
 }
 func (UnimplementedLeaseServer) LeaseTimeToLive(context.Context, *LeaseIDRequest) (*LeaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaseTimeToLive not implemented")
+}
+func (UnimplementedLeaseServer) LeaseKeepAlives(grpc.BidiStreamingServer[LeaseKeepAliveRequest, LeaseKeepAliveResponse]) error {
+	return status.Error(codes.Unimplemented, "method LeaseKeepAlives not implemented")
 }
 func (UnimplementedLeaseServer) mustEmbedUnimplementedLeaseServer() {}
 func (UnimplementedLeaseServer) testEmbeddedByValue()               {}
@@ -729,6 +760,13 @@ func _Lease_LeaseTimeToLive_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Lease_LeaseKeepAlives_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LeaseServer).LeaseKeepAlives(&grpc.GenericServerStream[LeaseKeepAliveRequest, LeaseKeepAliveResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Lease_LeaseKeepAlivesServer = grpc.BidiStreamingServer[LeaseKeepAliveRequest, LeaseKeepAliveResponse]
+
 // Lease_ServiceDesc is the grpc.ServiceDesc for Lease service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -753,7 +791,14 @@ var Lease_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Lease_LeaseTimeToLive_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LeaseKeepAlives",
+			Handler:       _Lease_LeaseKeepAlives_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "api/caspaxos.proto",
 }
 

@@ -47,7 +47,7 @@ node commits its expiry once its clock is past the last renewal + TTL + the
 cluster's --max-clock-skew. It never expires before its TTL has passed since
 its last keep-alive was sent (docs/leases.md). IDs are hexadecimal.`,
 		Example: `  caspaxos lease grant 10s          # prints the new lease's ID
-  caspaxos lease keepalive 3f2a     # renews every third of the TTL until interrupted
+  caspaxos lease keepalive 3f2a     # renews every third of the TTL, over one stream, until interrupted
   caspaxos lease keepalive --once 3f2a
   caspaxos lease ttl 3f2a
   caspaxos lease revoke 3f2a`,

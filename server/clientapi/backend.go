@@ -17,7 +17,9 @@ type Backend interface {
 	Health(ctx context.Context) error
 	// Members lists the cluster's members as this node sees them.
 	Members(ctx context.Context) (Membership, error)
-	// List runs one page of a listing (req checked by Validate): allow
+	// List runs one page of a listing (req checked by Validate; or, from
+	// the node's own services, a prefix in the reserved space, which lists
+	// that part of it: server/list): allow
 	// says whether the caller may see a key (false: skipped, not
 	// counted); emit takes each live key in key order. more: the page
 	// stopped at its limit. Errors are those of package kv; an error

@@ -2,8 +2,6 @@ package clientapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -44,34 +42,45 @@ type grpcLease struct {
 
 // run checks and runs a lease operation as runLease does.
 func (l *grpcLease) run(ctx context.Context, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
-	id, _ := strconv.ParseUint(strings.TrimPrefix(op.Key, kv.LeasePrefix), 16, 64)
-	if id == 0 {
-		return nil, statusOf(fmt.Errorf("%w: lease ID 0", errBadRequest))
-	}
-	if op.Kind != kv.OpGet {
-		if err := op.Validate(l.g.cfg.Limits); err != nil {
-			return nil, statusOf(err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, l.g.timeout(0))
 	defer cancel()
 	p, err := authenticate(ctx, l.g.cfg.Guard, grpcCredentials(ctx))
-	if err == nil {
-		err = authorize(ctx, l.g.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key})
-	}
-	var s protocol.State
-	if err == nil {
-		s, err = l.g.b.Do(ctx, op)
-	}
-	var a LeaseAnswer
-	if err == nil {
-		a, err = leaseAnswer(id, s)
-	}
-	if err == nil && op.Kind == kv.OpGet && a.State != kv.LeaseLive.String() {
-		err = kv.ErrLeaseNotFound
-	}
 	if err != nil {
 		return nil, statusOf(err)
+	}
+	r, err := l.exec(ctx, p, op, perm)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return r, nil
+}
+
+// exec checks a lease operation, and that p may run it (perm on the
+// lease's key), runs it, and answers the lease after it. A read of a
+// lease that is not live fails with kv.ErrLeaseNotFound.
+func (l *grpcLease) exec(ctx context.Context, p auth.Principal, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
+	id, _ := strconv.ParseUint(strings.TrimPrefix(op.Key, kv.LeasePrefix), 16, 64)
+	if id == 0 {
+		return nil, fmt.Errorf("%w: lease ID 0", errBadRequest)
+	}
+	if op.Kind != kv.OpGet {
+		if err := op.Validate(l.g.cfg.Limits); err != nil {
+			return nil, err
+		}
+	}
+	if err := authorize(ctx, l.g.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key}); err != nil {
+		return nil, err
+	}
+	s, err := l.g.b.Do(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	a, err := leaseAnswer(id, s)
+	if err != nil {
+		return nil, err
+	}
+	if op.Kind == kv.OpGet && a.State != kv.LeaseLive.String() {
+		return nil, kv.ErrLeaseNotFound
 	}
 	return &caspaxospb.LeaseResponse{Id: id, TtlMs: a.TTLMillis, State: a.State, RenewedUnixMs: a.RenewedMillis}, nil
 }
@@ -80,7 +89,7 @@ func (l *grpcLease) LeaseGrant(ctx context.Context, r *caspaxospb.LeaseGrantRequ
 	id := r.GetId()
 	if id == 0 {
 		var err error
-		if id, err = newLeaseID(); err != nil {
+		if id, err = kv.NewLeaseID(); err != nil {
 			return nil, statusOf(err)
 		}
 	}
@@ -97,15 +106,6 @@ func (l *grpcLease) LeaseRevoke(ctx context.Context, r *caspaxospb.LeaseIDReques
 
 func (l *grpcLease) LeaseTimeToLive(ctx context.Context, r *caspaxospb.LeaseIDRequest) (*caspaxospb.LeaseResponse, error) {
 	return l.run(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(r.GetId())}, auth.PermRead)
-}
-
-// newLeaseID picks a random non-zero lease ID.
-func newLeaseID() (uint64, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, err
-	}
-	return binary.LittleEndian.Uint64(b[:])>>1 | 1, nil
 }
 
 // leaseRoutes adds the lease routes to mux.
@@ -170,7 +170,7 @@ func (h *httpAPI) grant(r *http.Request) (LeaseAnswer, error) {
 		if id, err = leaseID(q.Get("id")); err != nil {
 			return LeaseAnswer{}, err
 		}
-	} else if id, err = newLeaseID(); err != nil {
+	} else if id, err = kv.NewLeaseID(); err != nil {
 		return LeaseAnswer{}, err
 	}
 	s, err := h.runLease(r, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds()}, auth.PermWrite)

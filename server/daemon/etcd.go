@@ -41,7 +41,7 @@ func (d *Daemon) serveEtcd() (*grpc.Server, net.Listener, error) {
 	srv := grpc.NewServer(opts...)
 	etcdapi.New(etcdapi.Config{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout, Admission: d.admission,
 		Guard: d.authz, MemberID: uint64(d.id), EtcdURL: fmt.Sprintf("%s://%s", scheme, lis.Addr()),
-		Version: etcdapi.APIVersion}, d).Register(srv)
+		Version: etcdapi.APIVersion, Watches: d}, d).Register(srv)
 	go func() { _ = srv.Serve(d.admission.Listener(lis)) }()
 	return srv, lis, nil
 }

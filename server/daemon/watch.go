@@ -39,7 +39,7 @@ func (d *Daemon) listAll(ctx context.Context, prefix string, emit func(string, p
 		last := ""
 		more, err := d.lister.List(ctx, req, func(string) (bool, error) { return true, nil }, func(it kv.ListItem) error {
 			last = it.Key
-			return emit(it.Key, protocol.State{Value: it.Value, Version: it.Version}, it.ValueOmitted)
+			return emit(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created}, it.ValueOmitted)
 		})
 		if err != nil || !more {
 			return err
@@ -74,7 +74,11 @@ func (d *Daemon) Watch(ctx context.Context, req kv.WatchRequest) (clientapi.Watc
 	if err := d.Health(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", kv.ErrNoQuorum, err)
 	}
-	w, err := d.watches.Watch(ctx, watch.Interest{Keys: req.Keys, Prefixes: req.Prefixes}, req.From)
+	start := d.watches.Watch
+	if req.Changes {
+		start = d.watches.WatchChanges
+	}
+	w, err := start(ctx, watch.Interest{Keys: req.Keys, Prefixes: req.Prefixes}, req.From)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +96,7 @@ func (w watcher) Next(ctx context.Context) ([]kv.WatchEvent, error) {
 	out := make([]kv.WatchEvent, len(evs))
 	for i, ev := range evs {
 		out[i] = kv.WatchEvent{Key: ev.Key, Value: ev.State.Value, Version: ev.State.Version,
-			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted}
+			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted, Created: ev.State.Created}
 	}
 	return out, err
 }

@@ -51,6 +51,17 @@ What runs how:
 	Alarm              GET only: no alarms are raised here
 	Authenticate       the node's auth (server/auth): the token it returns is
 	                   a caspaxos token, sent back by clientv3 as "token"
+	Lease              caspaxos's leases (kv/lease.go) of the same ID: the
+	                   client port's operations and permission checks; TTLs
+	                   in seconds; the keep-alive stream answers TTL 0 for a
+	                   lease gone, as etcd does; LeaseLeases lists the lease
+	                   key space; TimeToLive with keys is refused (keys
+	                   cannot be attached to a lease yet), lease.go
+	Watch              server/watch's watches: one key (from now, or its
+	                   current state if its version reached start_revision)
+	                   or a prefix (from now; at a revision: a compaction,
+	                   so that the client relists); events coalesced per
+	                   key; prev_kv refused, watch.go
 	everything else    Unimplemented, saying what caspaxos offers instead
 
 Permissions are those of the client port (server/auth): a key read needs

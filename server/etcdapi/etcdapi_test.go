@@ -263,10 +263,10 @@ func TestRefusals(t *testing.T) {
 			}
 			_ = s.SendMsg(&emptypb.Empty{})
 			return s.RecvMsg(&emptypb.Empty{})
-		}, codes.Unimplemented, "poll with Range"},
-		{"lease grant", func() error {
-			return conn.Invoke(ctx, "/etcdserverpb.Lease/LeaseGrant", &emptypb.Empty{}, &emptypb.Empty{})
-		}, codes.Unimplemented, "leases are not served"},
+		}, codes.Unimplemented, "serves no watches"},
+		{"lease checkpoint", func() error {
+			return conn.Invoke(ctx, "/etcdserverpb.Lease/LeaseCheckpoint", &emptypb.Empty{}, &emptypb.Empty{})
+		}, codes.Unimplemented, "nothing to checkpoint"},
 		{"snapshot", func() error {
 			return conn.Invoke(ctx, "/etcdserverpb.Maintenance/Snapshot", &emptypb.Empty{}, &emptypb.Empty{})
 		}, codes.Unimplemented, "data directory"},

@@ -50,11 +50,18 @@ type Config struct {
 	// or prev_kv write that keeps losing to concurrent changes of its key
 	// (default 16); past it the call fails with Aborted, nothing applied.
 	MaxTxnAttempts int
+	// Watches, if set, serves the Watch service (the node's watches,
+	// server/watch); nil: Watch is Unimplemented.
+	Watches clientapi.Watches
+	// WatchProgressInterval is how often a watch that asked for progress
+	// notifications and got no event is told its progress (default 10
+	// minutes, etcd's).
+	WatchProgressInterval time.Duration
 }
 
 // DefaultConfig returns Config's defaults; Register fills zero fields from it.
 func DefaultConfig() Config {
-	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16}
+	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, WatchProgressInterval: 10 * time.Minute}
 }
 
 // Server is the etcd front end over one node.
@@ -63,6 +70,8 @@ type Server struct {
 	etcdpb.UnimplementedClusterServer
 	etcdpb.UnimplementedMaintenanceServer
 	etcdpb.UnimplementedAuthServer
+	etcdpb.UnimplementedLeaseServer
+	etcdpb.UnimplementedWatchServer
 	cfg Config
 	b   clientapi.Backend
 }
@@ -78,6 +87,9 @@ func New(cfg Config, b clientapi.Backend) *Server {
 	}
 	if cfg.MaxTxnAttempts <= 0 {
 		cfg.MaxTxnAttempts = def.MaxTxnAttempts
+	}
+	if cfg.WatchProgressInterval <= 0 {
+		cfg.WatchProgressInterval = def.WatchProgressInterval
 	}
 	return &Server{cfg: cfg, b: b}
 }
@@ -95,14 +107,15 @@ func (s *Server) Register(g *grpc.Server) {
 	etcdpb.RegisterClusterServer(g, s)
 	etcdpb.RegisterMaintenanceServer(g, s)
 	etcdpb.RegisterAuthServer(g, s)
+	etcdpb.RegisterLeaseServer(g, s)
+	etcdpb.RegisterWatchServer(g, s)
 }
 
 // instead says, for each etcd service or method caspaxos does not serve,
 // what it offers in its place.
 var instead = map[string]string{
 	"etcdserverpb.KV/Compact":             "caspaxos keeps no history to compact: each key holds only its latest state (deletion GC collects tombstones by itself)",
-	"etcdserverpb.Watch":                  "watch is not served on the etcd port yet; poll with Range (the key's mod_revision rises on every change)",
-	"etcdserverpb.Lease":                  "leases are not served on the etcd port yet (keys cannot be attached to a lease yet); the client port serves leases over HTTP, /v1/lease (docs/leases.md)",
+	"etcdserverpb.Lease/LeaseCheckpoint":  "caspaxos keeps a lease's remaining time in its register; there is nothing to checkpoint",
 	"etcdserverpb.Cluster":                "change the membership with `caspaxos members add|remove` on the client port",
 	"etcdserverpb.Maintenance/Defragment": "storage compacts itself (Pebble); there is nothing to defragment",
 	"etcdserverpb.Maintenance/Hash":       "there is no store-wide revision to hash at; compare keys with Range",

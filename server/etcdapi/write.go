@@ -55,7 +55,7 @@ func (c *call) update(key string, plan func(before protocol.State) (write, error
 // checkLease refuses a lease: keys carry none yet.
 func checkLease(id int64) error {
 	if id != 0 {
-		return fmt.Errorf("%w: Put with lease %d: keys cannot be attached to a lease yet (docs/leases.md), and leases are not served on caspaxos's etcd API; put without a lease", errUnsupported, id)
+		return fmt.Errorf("%w: Put with lease %d: keys cannot be attached to a lease yet (docs/leases.md; leases themselves are served: grant, keep-alive, revoke); put without a lease", errUnsupported, id)
 	}
 	return nil
 }

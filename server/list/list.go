@@ -168,24 +168,32 @@ func (l *Lister) List(ctx context.Context, req kv.ListRequest, allow func(string
 }
 
 // Start is the first key a page may hold: the prefix's first, or the least
-// key after after; never a reserved key (kv.ReservedPrefix), which a
-// listing never shows. The simulator's listers start their pages with it.
+// key after after; never a reserved key (kv.ReservedPrefix), unless the
+// prefix is reserved itself (see reservedShown). The simulator's listers
+// start their pages with it.
 func Start(prefix, after string) string {
 	s := prefix
 	if after != "" && after >= prefix {
 		s = after + "\x00"
 	}
-	if s < "\x01" {
+	if s < "\x01" && !reservedShown(prefix) {
 		s = "\x01"
 	}
 	return s
 }
 
+// reservedShown says whether a listing of prefix shows reserved keys: only
+// when the prefix is itself in the reserved space. A client's listing never
+// names such a prefix (kv.ListRequest.Validate refuses it), so only the
+// node's own services list the cluster's keys, and only the part they
+// name: the etcd API's LeaseLeases lists kv.LeasePrefix.
+func reservedShown(prefix string) bool { return kv.CheckClientKey(prefix) != nil }
+
 // decide turns the merge's verdict on k into the item to return, reading
 // the key linearizably if the replies disagreed. ok false: nothing to
 // return (not live, not allowed, reserved, or out of the range).
 func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.ListKey, allow func(string) (bool, error)) (kv.ListItem, bool, error) {
-	if kv.CheckClientKey(k.Key) != nil || !strings.HasPrefix(k.Key, req.Prefix) || (req.After != "" && k.Key <= req.After) {
+	if (kv.CheckClientKey(k.Key) != nil && !reservedShown(req.Prefix)) || !strings.HasPrefix(k.Key, req.Prefix) || (req.After != "" && k.Key <= req.After) {
 		return kv.ListItem{}, false, nil
 	}
 	if ok, err := allow(k.Key); err != nil || !ok {

@@ -238,6 +238,20 @@ func (h *Hub) Close() {
 // prefixes; then every change, coalesced per key. The hint streams take
 // its interest before the first read (bounded by OpenTimeout).
 func (h *Hub) Watch(ctx context.Context, in Interest, from map[string]uint64) (*Watcher, error) {
+	return h.watch(ctx, in, from, false)
+}
+
+// WatchChanges is Watch whose prefixes deliver only changes: each key the
+// prefix's listing returns starts at the state listed, which is not
+// delivered, so that the first events of a prefix are the changes after
+// the listing saw each key (etcd's watch of a range at the current
+// revision). A key deleted before the listing is not delivered; one
+// deleted after it is, since the hint streams were open before it.
+func (h *Hub) WatchChanges(ctx context.Context, in Interest, from map[string]uint64) (*Watcher, error) {
+	return h.watch(ctx, in, from, true)
+}
+
+func (h *Hub) watch(ctx context.Context, in Interest, from map[string]uint64, changes bool) (*Watcher, error) {
 	if in.empty() {
 		return nil, errors.New("caspaxos/watch: a watch needs a key or a prefix")
 	}
@@ -254,7 +268,7 @@ func (h *Hub) Watch(ctx context.Context, in Interest, from map[string]uint64) (*
 		h.want(k)
 	}
 	for _, p := range in.Prefixes {
-		if err := h.relist(ctx, p, w); err != nil {
+		if err := h.relist(ctx, p, w, changes); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("caspaxos/watch: listing %q: %w", p, err)
 		}

@@ -150,8 +150,9 @@ func (h *Hub) forget(k string, ks *keyState) {
 // relist lists prefix p and applies every key it returns; a key the hub
 // knows live under p that the listing lacks is read (it may have been
 // deleted and collected). With w, every key listed is pushed to w (a new
-// prefix watcher's first events).
-func (h *Hub) relist(ctx context.Context, p string, w *Watcher) error {
+// prefix watcher's first events), or, with changes, marked at the version
+// listed (WatchChanges: no first events).
+func (h *Hub) relist(ctx context.Context, p string, w *Watcher, changes bool) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.ReadTimeout)
 	defer cancel()
 	seen := map[string]bool{}
@@ -168,7 +169,10 @@ func (h *Hub) relist(ctx context.Context, p string, w *Watcher) error {
 		} else {
 			h.apply(k, ks, st, ks.gen)
 		}
-		if w != nil {
+		switch {
+		case w != nil && changes:
+			w.start(k, st.Version)
+		case w != nil:
 			w.push(k)
 		}
 		return nil
@@ -233,7 +237,7 @@ func (h *Hub) resyncLoop() {
 		h.mu.Unlock()
 		failed := false
 		for _, p := range prefixes {
-			if err := h.relist(h.ctx, p, nil); err != nil && err != ErrClosed {
+			if err := h.relist(h.ctx, p, nil, false); err != nil && err != ErrClosed {
 				h.log.Debug("watch: a resync listing failed", slog.String("prefix", p), slog.Any("error", err))
 				failed = true
 			}

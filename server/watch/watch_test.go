@@ -495,3 +495,38 @@ func TestWatchPublish(t *testing.T) {
 		t.Fatal("an unwatched key's publication was kept")
 	}
 }
+
+// WatchChanges: a prefix's keys start at their listed state, which is not
+// delivered; a change and a deletion after it are, and a key created
+// after it; Watch of the same prefix still delivers the listed state.
+func TestWatchChanges(t *testing.T) {
+	w := newWorld()
+	w.choose("p/a", live("a", 1))
+	w.choose("p/b", live("b", 2))
+	h := w.hub(t, Config{})
+	ctx := servertest.Ctx(t, 10*time.Second)
+	wa, err := h.WatchChanges(ctx, Interest{Prefixes: []string{"p/"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, wa)
+	all, err := h.Watch(ctx, Interest{Prefixes: []string{"p/"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := collect(t, all)
+	full.wait("p/a", live("a", 1))
+	full.wait("p/b", live("b", 2))
+	allOpen(t, h)
+
+	w.accept("p/a", live("a2", 2), true, 1, 2, 3)
+	c.wait("p/a", live("a2", 2))
+	tomb := protocol.State{Version: 3, Deleted: true}
+	w.accept("p/b", tomb, true, 1, 2, 3)
+	c.wait("p/b", tomb)
+	w.accept("p/c", live("c", 1), true, 1, 2, 3)
+	c.wait("p/c", live("c", 1))
+	if c.saw("p/a", live("a", 1)) || c.saw("p/b", live("b", 2)) {
+		t.Fatalf("the listed states were delivered: %+v", c.all)
+	}
+}

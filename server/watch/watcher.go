@@ -40,6 +40,16 @@ func (w *Watcher) push(k string) {
 	kick(w.wake)
 }
 
+// start sets k's mark to version, the state a WatchChanges listing found,
+// unless it is past it already. Called under Hub.mu.
+func (w *Watcher) start(k string, version uint64) {
+	w.mu.Lock()
+	if m := w.marks[k]; version > m.Version {
+		w.marks[k] = protocol.WatchMark{Version: version}
+	}
+	w.mu.Unlock()
+}
+
 func (w *Watcher) fail(err error) {
 	w.mu.Lock()
 	if w.err == nil {

@@ -113,7 +113,8 @@ func (b *Backend) Health(context.Context) error {
 }
 
 // List lists the map's live keys of req in key order (a snapshot, which
-// the real store's listing is not; tests of the API need no more).
+// the real store's listing is not; tests of the API need no more); as the
+// real one, reserved keys only under a reserved prefix.
 func (b *Backend) List(_ context.Context, req kv.ListRequest, allow func(string) (bool, error), emit func(kv.ListItem) error) (bool, error) {
 	b.mu.Lock()
 	if b.fail != nil {
@@ -122,7 +123,8 @@ func (b *Backend) List(_ context.Context, req kv.ListRequest, allow func(string)
 	}
 	var items []kv.ListItem
 	for k, s := range b.m {
-		if s.Exists() && strings.HasPrefix(k, req.Prefix) && k > req.After && kv.CheckClientKey(k) == nil {
+		if s.Exists() && strings.HasPrefix(k, req.Prefix) && k > req.After &&
+			(kv.CheckClientKey(k) == nil || kv.CheckClientKey(req.Prefix) != nil) {
 			it := kv.ListItem{Key: k, Version: s.Version, Created: s.Created}
 			if !req.KeysOnly {
 				it.Value = s.Value

@@ -338,6 +338,52 @@ func (AlarmRequest_AlarmAction) EnumDescriptor() ([]byte, []int) {
 	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{15, 0}
 }
 
+type WatchCreateRequest_FilterType int32
+
+const (
+	WatchCreateRequest_NOPUT    WatchCreateRequest_FilterType = 0
+	WatchCreateRequest_NODELETE WatchCreateRequest_FilterType = 1
+)
+
+// Enum value maps for WatchCreateRequest_FilterType.
+var (
+	WatchCreateRequest_FilterType_name = map[int32]string{
+		0: "NOPUT",
+		1: "NODELETE",
+	}
+	WatchCreateRequest_FilterType_value = map[string]int32{
+		"NOPUT":    0,
+		"NODELETE": 1,
+	}
+)
+
+func (x WatchCreateRequest_FilterType) Enum() *WatchCreateRequest_FilterType {
+	p := new(WatchCreateRequest_FilterType)
+	*p = x
+	return p
+}
+
+func (x WatchCreateRequest_FilterType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WatchCreateRequest_FilterType) Descriptor() protoreflect.EnumDescriptor {
+	return file_server_etcdapi_etcdpb_rpc_proto_enumTypes[6].Descriptor()
+}
+
+func (WatchCreateRequest_FilterType) Type() protoreflect.EnumType {
+	return &file_server_etcdapi_etcdpb_rpc_proto_enumTypes[6]
+}
+
+func (x WatchCreateRequest_FilterType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WatchCreateRequest_FilterType.Descriptor instead.
+func (WatchCreateRequest_FilterType) EnumDescriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{24, 0}
+}
+
 type ResponseHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId     uint64                 `protobuf:"varint,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
@@ -2048,6 +2094,956 @@ func (x *AuthenticateResponse) GetToken() string {
 	return ""
 }
 
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to RequestUnion:
+	//
+	//	*WatchRequest_CreateRequest
+	//	*WatchRequest_CancelRequest
+	//	*WatchRequest_ProgressRequest
+	RequestUnion  isWatchRequest_RequestUnion `protobuf_oneof:"request_union"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchRequest) GetRequestUnion() isWatchRequest_RequestUnion {
+	if x != nil {
+		return x.RequestUnion
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCreateRequest() *WatchCreateRequest {
+	if x != nil {
+		if x, ok := x.RequestUnion.(*WatchRequest_CreateRequest); ok {
+			return x.CreateRequest
+		}
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetCancelRequest() *WatchCancelRequest {
+	if x != nil {
+		if x, ok := x.RequestUnion.(*WatchRequest_CancelRequest); ok {
+			return x.CancelRequest
+		}
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetProgressRequest() *WatchProgressRequest {
+	if x != nil {
+		if x, ok := x.RequestUnion.(*WatchRequest_ProgressRequest); ok {
+			return x.ProgressRequest
+		}
+	}
+	return nil
+}
+
+type isWatchRequest_RequestUnion interface {
+	isWatchRequest_RequestUnion()
+}
+
+type WatchRequest_CreateRequest struct {
+	CreateRequest *WatchCreateRequest `protobuf:"bytes,1,opt,name=create_request,json=createRequest,proto3,oneof"`
+}
+
+type WatchRequest_CancelRequest struct {
+	CancelRequest *WatchCancelRequest `protobuf:"bytes,2,opt,name=cancel_request,json=cancelRequest,proto3,oneof"`
+}
+
+type WatchRequest_ProgressRequest struct {
+	ProgressRequest *WatchProgressRequest `protobuf:"bytes,3,opt,name=progress_request,json=progressRequest,proto3,oneof"`
+}
+
+func (*WatchRequest_CreateRequest) isWatchRequest_RequestUnion() {}
+
+func (*WatchRequest_CancelRequest) isWatchRequest_RequestUnion() {}
+
+func (*WatchRequest_ProgressRequest) isWatchRequest_RequestUnion() {}
+
+type WatchCreateRequest struct {
+	state          protoimpl.MessageState          `protogen:"open.v1"`
+	Key            []byte                          `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RangeEnd       []byte                          `protobuf:"bytes,2,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	StartRevision  int64                           `protobuf:"varint,3,opt,name=start_revision,json=startRevision,proto3" json:"start_revision,omitempty"`
+	ProgressNotify bool                            `protobuf:"varint,4,opt,name=progress_notify,json=progressNotify,proto3" json:"progress_notify,omitempty"`
+	Filters        []WatchCreateRequest_FilterType `protobuf:"varint,5,rep,packed,name=filters,proto3,enum=etcdserverpb.WatchCreateRequest_FilterType" json:"filters,omitempty"`
+	PrevKv         bool                            `protobuf:"varint,6,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	WatchId        int64                           `protobuf:"varint,7,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	Fragment       bool                            `protobuf:"varint,8,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WatchCreateRequest) Reset() {
+	*x = WatchCreateRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCreateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCreateRequest) ProtoMessage() {}
+
+func (x *WatchCreateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCreateRequest.ProtoReflect.Descriptor instead.
+func (*WatchCreateRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WatchCreateRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchCreateRequest) GetRangeEnd() []byte {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+func (x *WatchCreateRequest) GetStartRevision() int64 {
+	if x != nil {
+		return x.StartRevision
+	}
+	return 0
+}
+
+func (x *WatchCreateRequest) GetProgressNotify() bool {
+	if x != nil {
+		return x.ProgressNotify
+	}
+	return false
+}
+
+func (x *WatchCreateRequest) GetFilters() []WatchCreateRequest_FilterType {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+func (x *WatchCreateRequest) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
+func (x *WatchCreateRequest) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+func (x *WatchCreateRequest) GetFragment() bool {
+	if x != nil {
+		return x.Fragment
+	}
+	return false
+}
+
+type WatchCancelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WatchId       int64                  `protobuf:"varint,1,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCancelRequest) Reset() {
+	*x = WatchCancelRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCancelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCancelRequest) ProtoMessage() {}
+
+func (x *WatchCancelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCancelRequest.ProtoReflect.Descriptor instead.
+func (*WatchCancelRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WatchCancelRequest) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+type WatchProgressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchProgressRequest) Reset() {
+	*x = WatchProgressRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchProgressRequest) ProtoMessage() {}
+
+func (x *WatchProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchProgressRequest.ProtoReflect.Descriptor instead.
+func (*WatchProgressRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{26}
+}
+
+type WatchResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Header          *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	WatchId         int64                  `protobuf:"varint,2,opt,name=watch_id,json=watchId,proto3" json:"watch_id,omitempty"`
+	Created         bool                   `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	Canceled        bool                   `protobuf:"varint,4,opt,name=canceled,proto3" json:"canceled,omitempty"`
+	CompactRevision int64                  `protobuf:"varint,5,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	CancelReason    string                 `protobuf:"bytes,6,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	Fragment        bool                   `protobuf:"varint,7,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	Events          []*mvccpb.Event        `protobuf:"bytes,11,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *WatchResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetWatchId() int64 {
+	if x != nil {
+		return x.WatchId
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *WatchResponse) GetCanceled() bool {
+	if x != nil {
+		return x.Canceled
+	}
+	return false
+}
+
+func (x *WatchResponse) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetCancelReason() string {
+	if x != nil {
+		return x.CancelReason
+	}
+	return ""
+}
+
+func (x *WatchResponse) GetFragment() bool {
+	if x != nil {
+		return x.Fragment
+	}
+	return false
+}
+
+func (x *WatchResponse) GetEvents() []*mvccpb.Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type LeaseGrantRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TTL           int64                  `protobuf:"varint,1,opt,name=TTL,proto3" json:"TTL,omitempty"`
+	ID            int64                  `protobuf:"varint,2,opt,name=ID,proto3" json:"ID,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantRequest) Reset() {
+	*x = LeaseGrantRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantRequest) ProtoMessage() {}
+
+func (x *LeaseGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantRequest.ProtoReflect.Descriptor instead.
+func (*LeaseGrantRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *LeaseGrantRequest) GetTTL() int64 {
+	if x != nil {
+		return x.TTL
+	}
+	return 0
+}
+
+func (x *LeaseGrantRequest) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+type LeaseGrantResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	ID            int64                  `protobuf:"varint,2,opt,name=ID,proto3" json:"ID,omitempty"`
+	TTL           int64                  `protobuf:"varint,3,opt,name=TTL,proto3" json:"TTL,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGrantResponse) Reset() {
+	*x = LeaseGrantResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGrantResponse) ProtoMessage() {}
+
+func (x *LeaseGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGrantResponse.ProtoReflect.Descriptor instead.
+func (*LeaseGrantResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *LeaseGrantResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseGrantResponse) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+func (x *LeaseGrantResponse) GetTTL() int64 {
+	if x != nil {
+		return x.TTL
+	}
+	return 0
+}
+
+func (x *LeaseGrantResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type LeaseRevokeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ID            int64                  `protobuf:"varint,1,opt,name=ID,proto3" json:"ID,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevokeRequest) Reset() {
+	*x = LeaseRevokeRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevokeRequest) ProtoMessage() {}
+
+func (x *LeaseRevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevokeRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRevokeRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *LeaseRevokeRequest) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+type LeaseRevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRevokeResponse) Reset() {
+	*x = LeaseRevokeResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRevokeResponse) ProtoMessage() {}
+
+func (x *LeaseRevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRevokeResponse.ProtoReflect.Descriptor instead.
+func (*LeaseRevokeResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LeaseRevokeResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+type LeaseKeepAliveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ID            int64                  `protobuf:"varint,1,opt,name=ID,proto3" json:"ID,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveRequest) Reset() {
+	*x = LeaseKeepAliveRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveRequest) ProtoMessage() {}
+
+func (x *LeaseKeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *LeaseKeepAliveRequest) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+type LeaseKeepAliveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	ID            int64                  `protobuf:"varint,2,opt,name=ID,proto3" json:"ID,omitempty"`
+	TTL           int64                  `protobuf:"varint,3,opt,name=TTL,proto3" json:"TTL,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeepAliveResponse) Reset() {
+	*x = LeaseKeepAliveResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeepAliveResponse) ProtoMessage() {}
+
+func (x *LeaseKeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseKeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LeaseKeepAliveResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseKeepAliveResponse) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+func (x *LeaseKeepAliveResponse) GetTTL() int64 {
+	if x != nil {
+		return x.TTL
+	}
+	return 0
+}
+
+type LeaseTimeToLiveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ID            int64                  `protobuf:"varint,1,opt,name=ID,proto3" json:"ID,omitempty"`
+	Keys          bool                   `protobuf:"varint,2,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveRequest) Reset() {
+	*x = LeaseTimeToLiveRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveRequest) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveRequest.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LeaseTimeToLiveRequest) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveRequest) GetKeys() bool {
+	if x != nil {
+		return x.Keys
+	}
+	return false
+}
+
+type LeaseTimeToLiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	ID            int64                  `protobuf:"varint,2,opt,name=ID,proto3" json:"ID,omitempty"`
+	TTL           int64                  `protobuf:"varint,3,opt,name=TTL,proto3" json:"TTL,omitempty"`
+	GrantedTTL    int64                  `protobuf:"varint,4,opt,name=grantedTTL,proto3" json:"grantedTTL,omitempty"`
+	Keys          [][]byte               `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseTimeToLiveResponse) Reset() {
+	*x = LeaseTimeToLiveResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseTimeToLiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseTimeToLiveResponse) ProtoMessage() {}
+
+func (x *LeaseTimeToLiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseTimeToLiveResponse.ProtoReflect.Descriptor instead.
+func (*LeaseTimeToLiveResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LeaseTimeToLiveResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseTimeToLiveResponse) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetTTL() int64 {
+	if x != nil {
+		return x.TTL
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetGrantedTTL() int64 {
+	if x != nil {
+		return x.GrantedTTL
+	}
+	return 0
+}
+
+func (x *LeaseTimeToLiveResponse) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type LeaseLeasesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseLeasesRequest) Reset() {
+	*x = LeaseLeasesRequest{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseLeasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseLeasesRequest) ProtoMessage() {}
+
+func (x *LeaseLeasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseLeasesRequest.ProtoReflect.Descriptor instead.
+func (*LeaseLeasesRequest) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{36}
+}
+
+type LeaseStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ID            int64                  `protobuf:"varint,1,opt,name=ID,proto3" json:"ID,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseStatus) Reset() {
+	*x = LeaseStatus{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseStatus) ProtoMessage() {}
+
+func (x *LeaseStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseStatus.ProtoReflect.Descriptor instead.
+func (*LeaseStatus) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *LeaseStatus) GetID() int64 {
+	if x != nil {
+		return x.ID
+	}
+	return 0
+}
+
+type LeaseLeasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Leases        []*LeaseStatus         `protobuf:"bytes,2,rep,name=leases,proto3" json:"leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseLeasesResponse) Reset() {
+	*x = LeaseLeasesResponse{}
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseLeasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseLeasesResponse) ProtoMessage() {}
+
+func (x *LeaseLeasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_rpc_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseLeasesResponse.ProtoReflect.Descriptor instead.
+func (*LeaseLeasesResponse) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LeaseLeasesResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *LeaseLeasesResponse) GetLeases() []*LeaseStatus {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
 var File_server_etcdapi_etcdpb_rpc_proto protoreflect.FileDescriptor
 
 const file_server_etcdapi_etcdpb_rpc_proto_rawDesc = "" +
@@ -2214,7 +3210,72 @@ const file_server_etcdapi_etcdpb_rpc_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\"b\n" +
 	"\x14AuthenticateResponse\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token*/\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x86\x02\n" +
+	"\fWatchRequest\x12I\n" +
+	"\x0ecreate_request\x18\x01 \x01(\v2 .etcdserverpb.WatchCreateRequestH\x00R\rcreateRequest\x12I\n" +
+	"\x0ecancel_request\x18\x02 \x01(\v2 .etcdserverpb.WatchCancelRequestH\x00R\rcancelRequest\x12O\n" +
+	"\x10progress_request\x18\x03 \x01(\v2\".etcdserverpb.WatchProgressRequestH\x00R\x0fprogressRequestB\x0f\n" +
+	"\rrequest_union\"\xd1\x02\n" +
+	"\x12WatchCreateRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
+	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12%\n" +
+	"\x0estart_revision\x18\x03 \x01(\x03R\rstartRevision\x12'\n" +
+	"\x0fprogress_notify\x18\x04 \x01(\bR\x0eprogressNotify\x12E\n" +
+	"\afilters\x18\x05 \x03(\x0e2+.etcdserverpb.WatchCreateRequest.FilterTypeR\afilters\x12\x17\n" +
+	"\aprev_kv\x18\x06 \x01(\bR\x06prevKv\x12\x19\n" +
+	"\bwatch_id\x18\a \x01(\x03R\awatchId\x12\x1a\n" +
+	"\bfragment\x18\b \x01(\bR\bfragment\"%\n" +
+	"\n" +
+	"FilterType\x12\t\n" +
+	"\x05NOPUT\x10\x00\x12\f\n" +
+	"\bNODELETE\x10\x01\"/\n" +
+	"\x12WatchCancelRequest\x12\x19\n" +
+	"\bwatch_id\x18\x01 \x01(\x03R\awatchId\"\x16\n" +
+	"\x14WatchProgressRequest\"\xa9\x02\n" +
+	"\rWatchResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x19\n" +
+	"\bwatch_id\x18\x02 \x01(\x03R\awatchId\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\x12\x1a\n" +
+	"\bcanceled\x18\x04 \x01(\bR\bcanceled\x12)\n" +
+	"\x10compact_revision\x18\x05 \x01(\x03R\x0fcompactRevision\x12#\n" +
+	"\rcancel_reason\x18\x06 \x01(\tR\fcancelReason\x12\x1a\n" +
+	"\bfragment\x18\a \x01(\bR\bfragment\x12%\n" +
+	"\x06events\x18\v \x03(\v2\r.mvccpb.EventR\x06events\"5\n" +
+	"\x11LeaseGrantRequest\x12\x10\n" +
+	"\x03TTL\x18\x01 \x01(\x03R\x03TTL\x12\x0e\n" +
+	"\x02ID\x18\x02 \x01(\x03R\x02ID\"\x82\x01\n" +
+	"\x12LeaseGrantResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02ID\x18\x02 \x01(\x03R\x02ID\x12\x10\n" +
+	"\x03TTL\x18\x03 \x01(\x03R\x03TTL\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"$\n" +
+	"\x12LeaseRevokeRequest\x12\x0e\n" +
+	"\x02ID\x18\x01 \x01(\x03R\x02ID\"K\n" +
+	"\x13LeaseRevokeResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\"'\n" +
+	"\x15LeaseKeepAliveRequest\x12\x0e\n" +
+	"\x02ID\x18\x01 \x01(\x03R\x02ID\"p\n" +
+	"\x16LeaseKeepAliveResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02ID\x18\x02 \x01(\x03R\x02ID\x12\x10\n" +
+	"\x03TTL\x18\x03 \x01(\x03R\x03TTL\"<\n" +
+	"\x16LeaseTimeToLiveRequest\x12\x0e\n" +
+	"\x02ID\x18\x01 \x01(\x03R\x02ID\x12\x12\n" +
+	"\x04keys\x18\x02 \x01(\bR\x04keys\"\xa5\x01\n" +
+	"\x17LeaseTimeToLiveResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x12\x0e\n" +
+	"\x02ID\x18\x02 \x01(\x03R\x02ID\x12\x10\n" +
+	"\x03TTL\x18\x03 \x01(\x03R\x03TTL\x12\x1e\n" +
+	"\n" +
+	"grantedTTL\x18\x04 \x01(\x03R\n" +
+	"grantedTTL\x12\x12\n" +
+	"\x04keys\x18\x05 \x03(\fR\x04keys\"\x14\n" +
+	"\x12LeaseLeasesRequest\"\x1d\n" +
+	"\vLeaseStatus\x12\x0e\n" +
+	"\x02ID\x18\x01 \x01(\x03R\x02ID\"~\n" +
+	"\x13LeaseLeasesResponse\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1c.etcdserverpb.ResponseHeaderR\x06header\x121\n" +
+	"\x06leases\x18\x02 \x03(\v2\x19.etcdserverpb.LeaseStatusR\x06leases*/\n" +
 	"\tAlarmType\x12\b\n" +
 	"\x04NONE\x10\x00\x12\v\n" +
 	"\aNOSPACE\x10\x01\x12\v\n" +
@@ -2231,7 +3292,16 @@ const file_server_etcdapi_etcdpb_rpc_proto_rawDesc = "" +
 	"\x05Alarm\x12\x1a.etcdserverpb.AlarmRequest\x1a\x1b.etcdserverpb.AlarmResponse\x12C\n" +
 	"\x06Status\x12\x1b.etcdserverpb.StatusRequest\x1a\x1c.etcdserverpb.StatusResponse2]\n" +
 	"\x04Auth\x12U\n" +
-	"\fAuthenticate\x12!.etcdserverpb.AuthenticateRequest\x1a\".etcdserverpb.AuthenticateResponseB4Z2github.com/caspaxos/caspaxos/server/etcdapi/etcdpbb\x06proto3"
+	"\fAuthenticate\x12!.etcdserverpb.AuthenticateRequest\x1a\".etcdserverpb.AuthenticateResponse2M\n" +
+	"\x05Watch\x12D\n" +
+	"\x05Watch\x12\x1a.etcdserverpb.WatchRequest\x1a\x1b.etcdserverpb.WatchResponse(\x010\x012\xc1\x03\n" +
+	"\x05Lease\x12O\n" +
+	"\n" +
+	"LeaseGrant\x12\x1f.etcdserverpb.LeaseGrantRequest\x1a .etcdserverpb.LeaseGrantResponse\x12R\n" +
+	"\vLeaseRevoke\x12 .etcdserverpb.LeaseRevokeRequest\x1a!.etcdserverpb.LeaseRevokeResponse\x12_\n" +
+	"\x0eLeaseKeepAlive\x12#.etcdserverpb.LeaseKeepAliveRequest\x1a$.etcdserverpb.LeaseKeepAliveResponse(\x010\x01\x12^\n" +
+	"\x0fLeaseTimeToLive\x12$.etcdserverpb.LeaseTimeToLiveRequest\x1a%.etcdserverpb.LeaseTimeToLiveResponse\x12R\n" +
+	"\vLeaseLeases\x12 .etcdserverpb.LeaseLeasesRequest\x1a!.etcdserverpb.LeaseLeasesResponseB4Z2github.com/caspaxos/caspaxos/server/etcdapi/etcdpbb\x06proto3"
 
 var (
 	file_server_etcdapi_etcdpb_rpc_proto_rawDescOnce sync.Once
@@ -2245,95 +3315,137 @@ func file_server_etcdapi_etcdpb_rpc_proto_rawDescGZIP() []byte {
 	return file_server_etcdapi_etcdpb_rpc_proto_rawDescData
 }
 
-var file_server_etcdapi_etcdpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_server_etcdapi_etcdpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_server_etcdapi_etcdpb_rpc_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_server_etcdapi_etcdpb_rpc_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_server_etcdapi_etcdpb_rpc_proto_goTypes = []any{
-	(AlarmType)(0),                // 0: etcdserverpb.AlarmType
-	(RangeRequest_SortOrder)(0),   // 1: etcdserverpb.RangeRequest.SortOrder
-	(RangeRequest_SortTarget)(0),  // 2: etcdserverpb.RangeRequest.SortTarget
-	(Compare_CompareResult)(0),    // 3: etcdserverpb.Compare.CompareResult
-	(Compare_CompareTarget)(0),    // 4: etcdserverpb.Compare.CompareTarget
-	(AlarmRequest_AlarmAction)(0), // 5: etcdserverpb.AlarmRequest.AlarmAction
-	(*ResponseHeader)(nil),        // 6: etcdserverpb.ResponseHeader
-	(*RangeRequest)(nil),          // 7: etcdserverpb.RangeRequest
-	(*RangeResponse)(nil),         // 8: etcdserverpb.RangeResponse
-	(*PutRequest)(nil),            // 9: etcdserverpb.PutRequest
-	(*PutResponse)(nil),           // 10: etcdserverpb.PutResponse
-	(*DeleteRangeRequest)(nil),    // 11: etcdserverpb.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),   // 12: etcdserverpb.DeleteRangeResponse
-	(*RequestOp)(nil),             // 13: etcdserverpb.RequestOp
-	(*ResponseOp)(nil),            // 14: etcdserverpb.ResponseOp
-	(*Compare)(nil),               // 15: etcdserverpb.Compare
-	(*TxnRequest)(nil),            // 16: etcdserverpb.TxnRequest
-	(*TxnResponse)(nil),           // 17: etcdserverpb.TxnResponse
-	(*Member)(nil),                // 18: etcdserverpb.Member
-	(*MemberListRequest)(nil),     // 19: etcdserverpb.MemberListRequest
-	(*MemberListResponse)(nil),    // 20: etcdserverpb.MemberListResponse
-	(*AlarmRequest)(nil),          // 21: etcdserverpb.AlarmRequest
-	(*AlarmMember)(nil),           // 22: etcdserverpb.AlarmMember
-	(*AlarmResponse)(nil),         // 23: etcdserverpb.AlarmResponse
-	(*StatusRequest)(nil),         // 24: etcdserverpb.StatusRequest
-	(*DowngradeInfo)(nil),         // 25: etcdserverpb.DowngradeInfo
-	(*StatusResponse)(nil),        // 26: etcdserverpb.StatusResponse
-	(*AuthenticateRequest)(nil),   // 27: etcdserverpb.AuthenticateRequest
-	(*AuthenticateResponse)(nil),  // 28: etcdserverpb.AuthenticateResponse
-	(*mvccpb.KeyValue)(nil),       // 29: mvccpb.KeyValue
+	(AlarmType)(0),                     // 0: etcdserverpb.AlarmType
+	(RangeRequest_SortOrder)(0),        // 1: etcdserverpb.RangeRequest.SortOrder
+	(RangeRequest_SortTarget)(0),       // 2: etcdserverpb.RangeRequest.SortTarget
+	(Compare_CompareResult)(0),         // 3: etcdserverpb.Compare.CompareResult
+	(Compare_CompareTarget)(0),         // 4: etcdserverpb.Compare.CompareTarget
+	(AlarmRequest_AlarmAction)(0),      // 5: etcdserverpb.AlarmRequest.AlarmAction
+	(WatchCreateRequest_FilterType)(0), // 6: etcdserverpb.WatchCreateRequest.FilterType
+	(*ResponseHeader)(nil),             // 7: etcdserverpb.ResponseHeader
+	(*RangeRequest)(nil),               // 8: etcdserverpb.RangeRequest
+	(*RangeResponse)(nil),              // 9: etcdserverpb.RangeResponse
+	(*PutRequest)(nil),                 // 10: etcdserverpb.PutRequest
+	(*PutResponse)(nil),                // 11: etcdserverpb.PutResponse
+	(*DeleteRangeRequest)(nil),         // 12: etcdserverpb.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),        // 13: etcdserverpb.DeleteRangeResponse
+	(*RequestOp)(nil),                  // 14: etcdserverpb.RequestOp
+	(*ResponseOp)(nil),                 // 15: etcdserverpb.ResponseOp
+	(*Compare)(nil),                    // 16: etcdserverpb.Compare
+	(*TxnRequest)(nil),                 // 17: etcdserverpb.TxnRequest
+	(*TxnResponse)(nil),                // 18: etcdserverpb.TxnResponse
+	(*Member)(nil),                     // 19: etcdserverpb.Member
+	(*MemberListRequest)(nil),          // 20: etcdserverpb.MemberListRequest
+	(*MemberListResponse)(nil),         // 21: etcdserverpb.MemberListResponse
+	(*AlarmRequest)(nil),               // 22: etcdserverpb.AlarmRequest
+	(*AlarmMember)(nil),                // 23: etcdserverpb.AlarmMember
+	(*AlarmResponse)(nil),              // 24: etcdserverpb.AlarmResponse
+	(*StatusRequest)(nil),              // 25: etcdserverpb.StatusRequest
+	(*DowngradeInfo)(nil),              // 26: etcdserverpb.DowngradeInfo
+	(*StatusResponse)(nil),             // 27: etcdserverpb.StatusResponse
+	(*AuthenticateRequest)(nil),        // 28: etcdserverpb.AuthenticateRequest
+	(*AuthenticateResponse)(nil),       // 29: etcdserverpb.AuthenticateResponse
+	(*WatchRequest)(nil),               // 30: etcdserverpb.WatchRequest
+	(*WatchCreateRequest)(nil),         // 31: etcdserverpb.WatchCreateRequest
+	(*WatchCancelRequest)(nil),         // 32: etcdserverpb.WatchCancelRequest
+	(*WatchProgressRequest)(nil),       // 33: etcdserverpb.WatchProgressRequest
+	(*WatchResponse)(nil),              // 34: etcdserverpb.WatchResponse
+	(*LeaseGrantRequest)(nil),          // 35: etcdserverpb.LeaseGrantRequest
+	(*LeaseGrantResponse)(nil),         // 36: etcdserverpb.LeaseGrantResponse
+	(*LeaseRevokeRequest)(nil),         // 37: etcdserverpb.LeaseRevokeRequest
+	(*LeaseRevokeResponse)(nil),        // 38: etcdserverpb.LeaseRevokeResponse
+	(*LeaseKeepAliveRequest)(nil),      // 39: etcdserverpb.LeaseKeepAliveRequest
+	(*LeaseKeepAliveResponse)(nil),     // 40: etcdserverpb.LeaseKeepAliveResponse
+	(*LeaseTimeToLiveRequest)(nil),     // 41: etcdserverpb.LeaseTimeToLiveRequest
+	(*LeaseTimeToLiveResponse)(nil),    // 42: etcdserverpb.LeaseTimeToLiveResponse
+	(*LeaseLeasesRequest)(nil),         // 43: etcdserverpb.LeaseLeasesRequest
+	(*LeaseStatus)(nil),                // 44: etcdserverpb.LeaseStatus
+	(*LeaseLeasesResponse)(nil),        // 45: etcdserverpb.LeaseLeasesResponse
+	(*mvccpb.KeyValue)(nil),            // 46: mvccpb.KeyValue
+	(*mvccpb.Event)(nil),               // 47: mvccpb.Event
 }
 var file_server_etcdapi_etcdpb_rpc_proto_depIdxs = []int32{
 	1,  // 0: etcdserverpb.RangeRequest.sort_order:type_name -> etcdserverpb.RangeRequest.SortOrder
 	2,  // 1: etcdserverpb.RangeRequest.sort_target:type_name -> etcdserverpb.RangeRequest.SortTarget
-	6,  // 2: etcdserverpb.RangeResponse.header:type_name -> etcdserverpb.ResponseHeader
-	29, // 3: etcdserverpb.RangeResponse.kvs:type_name -> mvccpb.KeyValue
-	6,  // 4: etcdserverpb.PutResponse.header:type_name -> etcdserverpb.ResponseHeader
-	29, // 5: etcdserverpb.PutResponse.prev_kv:type_name -> mvccpb.KeyValue
-	6,  // 6: etcdserverpb.DeleteRangeResponse.header:type_name -> etcdserverpb.ResponseHeader
-	29, // 7: etcdserverpb.DeleteRangeResponse.prev_kvs:type_name -> mvccpb.KeyValue
-	7,  // 8: etcdserverpb.RequestOp.request_range:type_name -> etcdserverpb.RangeRequest
-	9,  // 9: etcdserverpb.RequestOp.request_put:type_name -> etcdserverpb.PutRequest
-	11, // 10: etcdserverpb.RequestOp.request_delete_range:type_name -> etcdserverpb.DeleteRangeRequest
-	16, // 11: etcdserverpb.RequestOp.request_txn:type_name -> etcdserverpb.TxnRequest
-	8,  // 12: etcdserverpb.ResponseOp.response_range:type_name -> etcdserverpb.RangeResponse
-	10, // 13: etcdserverpb.ResponseOp.response_put:type_name -> etcdserverpb.PutResponse
-	12, // 14: etcdserverpb.ResponseOp.response_delete_range:type_name -> etcdserverpb.DeleteRangeResponse
-	17, // 15: etcdserverpb.ResponseOp.response_txn:type_name -> etcdserverpb.TxnResponse
+	7,  // 2: etcdserverpb.RangeResponse.header:type_name -> etcdserverpb.ResponseHeader
+	46, // 3: etcdserverpb.RangeResponse.kvs:type_name -> mvccpb.KeyValue
+	7,  // 4: etcdserverpb.PutResponse.header:type_name -> etcdserverpb.ResponseHeader
+	46, // 5: etcdserverpb.PutResponse.prev_kv:type_name -> mvccpb.KeyValue
+	7,  // 6: etcdserverpb.DeleteRangeResponse.header:type_name -> etcdserverpb.ResponseHeader
+	46, // 7: etcdserverpb.DeleteRangeResponse.prev_kvs:type_name -> mvccpb.KeyValue
+	8,  // 8: etcdserverpb.RequestOp.request_range:type_name -> etcdserverpb.RangeRequest
+	10, // 9: etcdserverpb.RequestOp.request_put:type_name -> etcdserverpb.PutRequest
+	12, // 10: etcdserverpb.RequestOp.request_delete_range:type_name -> etcdserverpb.DeleteRangeRequest
+	17, // 11: etcdserverpb.RequestOp.request_txn:type_name -> etcdserverpb.TxnRequest
+	9,  // 12: etcdserverpb.ResponseOp.response_range:type_name -> etcdserverpb.RangeResponse
+	11, // 13: etcdserverpb.ResponseOp.response_put:type_name -> etcdserverpb.PutResponse
+	13, // 14: etcdserverpb.ResponseOp.response_delete_range:type_name -> etcdserverpb.DeleteRangeResponse
+	18, // 15: etcdserverpb.ResponseOp.response_txn:type_name -> etcdserverpb.TxnResponse
 	3,  // 16: etcdserverpb.Compare.result:type_name -> etcdserverpb.Compare.CompareResult
 	4,  // 17: etcdserverpb.Compare.target:type_name -> etcdserverpb.Compare.CompareTarget
-	15, // 18: etcdserverpb.TxnRequest.compare:type_name -> etcdserverpb.Compare
-	13, // 19: etcdserverpb.TxnRequest.success:type_name -> etcdserverpb.RequestOp
-	13, // 20: etcdserverpb.TxnRequest.failure:type_name -> etcdserverpb.RequestOp
-	6,  // 21: etcdserverpb.TxnResponse.header:type_name -> etcdserverpb.ResponseHeader
-	14, // 22: etcdserverpb.TxnResponse.responses:type_name -> etcdserverpb.ResponseOp
-	6,  // 23: etcdserverpb.MemberListResponse.header:type_name -> etcdserverpb.ResponseHeader
-	18, // 24: etcdserverpb.MemberListResponse.members:type_name -> etcdserverpb.Member
+	16, // 18: etcdserverpb.TxnRequest.compare:type_name -> etcdserverpb.Compare
+	14, // 19: etcdserverpb.TxnRequest.success:type_name -> etcdserverpb.RequestOp
+	14, // 20: etcdserverpb.TxnRequest.failure:type_name -> etcdserverpb.RequestOp
+	7,  // 21: etcdserverpb.TxnResponse.header:type_name -> etcdserverpb.ResponseHeader
+	15, // 22: etcdserverpb.TxnResponse.responses:type_name -> etcdserverpb.ResponseOp
+	7,  // 23: etcdserverpb.MemberListResponse.header:type_name -> etcdserverpb.ResponseHeader
+	19, // 24: etcdserverpb.MemberListResponse.members:type_name -> etcdserverpb.Member
 	5,  // 25: etcdserverpb.AlarmRequest.action:type_name -> etcdserverpb.AlarmRequest.AlarmAction
 	0,  // 26: etcdserverpb.AlarmRequest.alarm:type_name -> etcdserverpb.AlarmType
 	0,  // 27: etcdserverpb.AlarmMember.alarm:type_name -> etcdserverpb.AlarmType
-	6,  // 28: etcdserverpb.AlarmResponse.header:type_name -> etcdserverpb.ResponseHeader
-	22, // 29: etcdserverpb.AlarmResponse.alarms:type_name -> etcdserverpb.AlarmMember
-	6,  // 30: etcdserverpb.StatusResponse.header:type_name -> etcdserverpb.ResponseHeader
-	25, // 31: etcdserverpb.StatusResponse.downgradeInfo:type_name -> etcdserverpb.DowngradeInfo
-	6,  // 32: etcdserverpb.AuthenticateResponse.header:type_name -> etcdserverpb.ResponseHeader
-	7,  // 33: etcdserverpb.KV.Range:input_type -> etcdserverpb.RangeRequest
-	9,  // 34: etcdserverpb.KV.Put:input_type -> etcdserverpb.PutRequest
-	11, // 35: etcdserverpb.KV.DeleteRange:input_type -> etcdserverpb.DeleteRangeRequest
-	16, // 36: etcdserverpb.KV.Txn:input_type -> etcdserverpb.TxnRequest
-	19, // 37: etcdserverpb.Cluster.MemberList:input_type -> etcdserverpb.MemberListRequest
-	21, // 38: etcdserverpb.Maintenance.Alarm:input_type -> etcdserverpb.AlarmRequest
-	24, // 39: etcdserverpb.Maintenance.Status:input_type -> etcdserverpb.StatusRequest
-	27, // 40: etcdserverpb.Auth.Authenticate:input_type -> etcdserverpb.AuthenticateRequest
-	8,  // 41: etcdserverpb.KV.Range:output_type -> etcdserverpb.RangeResponse
-	10, // 42: etcdserverpb.KV.Put:output_type -> etcdserverpb.PutResponse
-	12, // 43: etcdserverpb.KV.DeleteRange:output_type -> etcdserverpb.DeleteRangeResponse
-	17, // 44: etcdserverpb.KV.Txn:output_type -> etcdserverpb.TxnResponse
-	20, // 45: etcdserverpb.Cluster.MemberList:output_type -> etcdserverpb.MemberListResponse
-	23, // 46: etcdserverpb.Maintenance.Alarm:output_type -> etcdserverpb.AlarmResponse
-	26, // 47: etcdserverpb.Maintenance.Status:output_type -> etcdserverpb.StatusResponse
-	28, // 48: etcdserverpb.Auth.Authenticate:output_type -> etcdserverpb.AuthenticateResponse
-	41, // [41:49] is the sub-list for method output_type
-	33, // [33:41] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	7,  // 28: etcdserverpb.AlarmResponse.header:type_name -> etcdserverpb.ResponseHeader
+	23, // 29: etcdserverpb.AlarmResponse.alarms:type_name -> etcdserverpb.AlarmMember
+	7,  // 30: etcdserverpb.StatusResponse.header:type_name -> etcdserverpb.ResponseHeader
+	26, // 31: etcdserverpb.StatusResponse.downgradeInfo:type_name -> etcdserverpb.DowngradeInfo
+	7,  // 32: etcdserverpb.AuthenticateResponse.header:type_name -> etcdserverpb.ResponseHeader
+	31, // 33: etcdserverpb.WatchRequest.create_request:type_name -> etcdserverpb.WatchCreateRequest
+	32, // 34: etcdserverpb.WatchRequest.cancel_request:type_name -> etcdserverpb.WatchCancelRequest
+	33, // 35: etcdserverpb.WatchRequest.progress_request:type_name -> etcdserverpb.WatchProgressRequest
+	6,  // 36: etcdserverpb.WatchCreateRequest.filters:type_name -> etcdserverpb.WatchCreateRequest.FilterType
+	7,  // 37: etcdserverpb.WatchResponse.header:type_name -> etcdserverpb.ResponseHeader
+	47, // 38: etcdserverpb.WatchResponse.events:type_name -> mvccpb.Event
+	7,  // 39: etcdserverpb.LeaseGrantResponse.header:type_name -> etcdserverpb.ResponseHeader
+	7,  // 40: etcdserverpb.LeaseRevokeResponse.header:type_name -> etcdserverpb.ResponseHeader
+	7,  // 41: etcdserverpb.LeaseKeepAliveResponse.header:type_name -> etcdserverpb.ResponseHeader
+	7,  // 42: etcdserverpb.LeaseTimeToLiveResponse.header:type_name -> etcdserverpb.ResponseHeader
+	7,  // 43: etcdserverpb.LeaseLeasesResponse.header:type_name -> etcdserverpb.ResponseHeader
+	44, // 44: etcdserverpb.LeaseLeasesResponse.leases:type_name -> etcdserverpb.LeaseStatus
+	8,  // 45: etcdserverpb.KV.Range:input_type -> etcdserverpb.RangeRequest
+	10, // 46: etcdserverpb.KV.Put:input_type -> etcdserverpb.PutRequest
+	12, // 47: etcdserverpb.KV.DeleteRange:input_type -> etcdserverpb.DeleteRangeRequest
+	17, // 48: etcdserverpb.KV.Txn:input_type -> etcdserverpb.TxnRequest
+	20, // 49: etcdserverpb.Cluster.MemberList:input_type -> etcdserverpb.MemberListRequest
+	22, // 50: etcdserverpb.Maintenance.Alarm:input_type -> etcdserverpb.AlarmRequest
+	25, // 51: etcdserverpb.Maintenance.Status:input_type -> etcdserverpb.StatusRequest
+	28, // 52: etcdserverpb.Auth.Authenticate:input_type -> etcdserverpb.AuthenticateRequest
+	30, // 53: etcdserverpb.Watch.Watch:input_type -> etcdserverpb.WatchRequest
+	35, // 54: etcdserverpb.Lease.LeaseGrant:input_type -> etcdserverpb.LeaseGrantRequest
+	37, // 55: etcdserverpb.Lease.LeaseRevoke:input_type -> etcdserverpb.LeaseRevokeRequest
+	39, // 56: etcdserverpb.Lease.LeaseKeepAlive:input_type -> etcdserverpb.LeaseKeepAliveRequest
+	41, // 57: etcdserverpb.Lease.LeaseTimeToLive:input_type -> etcdserverpb.LeaseTimeToLiveRequest
+	43, // 58: etcdserverpb.Lease.LeaseLeases:input_type -> etcdserverpb.LeaseLeasesRequest
+	9,  // 59: etcdserverpb.KV.Range:output_type -> etcdserverpb.RangeResponse
+	11, // 60: etcdserverpb.KV.Put:output_type -> etcdserverpb.PutResponse
+	13, // 61: etcdserverpb.KV.DeleteRange:output_type -> etcdserverpb.DeleteRangeResponse
+	18, // 62: etcdserverpb.KV.Txn:output_type -> etcdserverpb.TxnResponse
+	21, // 63: etcdserverpb.Cluster.MemberList:output_type -> etcdserverpb.MemberListResponse
+	24, // 64: etcdserverpb.Maintenance.Alarm:output_type -> etcdserverpb.AlarmResponse
+	27, // 65: etcdserverpb.Maintenance.Status:output_type -> etcdserverpb.StatusResponse
+	29, // 66: etcdserverpb.Auth.Authenticate:output_type -> etcdserverpb.AuthenticateResponse
+	34, // 67: etcdserverpb.Watch.Watch:output_type -> etcdserverpb.WatchResponse
+	36, // 68: etcdserverpb.Lease.LeaseGrant:output_type -> etcdserverpb.LeaseGrantResponse
+	38, // 69: etcdserverpb.Lease.LeaseRevoke:output_type -> etcdserverpb.LeaseRevokeResponse
+	40, // 70: etcdserverpb.Lease.LeaseKeepAlive:output_type -> etcdserverpb.LeaseKeepAliveResponse
+	42, // 71: etcdserverpb.Lease.LeaseTimeToLive:output_type -> etcdserverpb.LeaseTimeToLiveResponse
+	45, // 72: etcdserverpb.Lease.LeaseLeases:output_type -> etcdserverpb.LeaseLeasesResponse
+	59, // [59:73] is the sub-list for method output_type
+	45, // [45:59] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_server_etcdapi_etcdpb_rpc_proto_init() }
@@ -2360,15 +3472,20 @@ func file_server_etcdapi_etcdpb_rpc_proto_init() {
 		(*Compare_Value)(nil),
 		(*Compare_Lease)(nil),
 	}
+	file_server_etcdapi_etcdpb_rpc_proto_msgTypes[23].OneofWrappers = []any{
+		(*WatchRequest_CreateRequest)(nil),
+		(*WatchRequest_CancelRequest)(nil),
+		(*WatchRequest_ProgressRequest)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_server_etcdapi_etcdpb_rpc_proto_rawDesc), len(file_server_etcdapi_etcdpb_rpc_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   23,
+			NumEnums:      7,
+			NumMessages:   39,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   6,
 		},
 		GoTypes:           file_server_etcdapi_etcdpb_rpc_proto_goTypes,
 		DependencyIndexes: file_server_etcdapi_etcdpb_rpc_proto_depIdxs,

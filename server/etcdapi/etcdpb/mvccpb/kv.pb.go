@@ -26,6 +26,52 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Event_EventType int32
+
+const (
+	Event_PUT    Event_EventType = 0
+	Event_DELETE Event_EventType = 1
+)
+
+// Enum value maps for Event_EventType.
+var (
+	Event_EventType_name = map[int32]string{
+		0: "PUT",
+		1: "DELETE",
+	}
+	Event_EventType_value = map[string]int32{
+		"PUT":    0,
+		"DELETE": 1,
+	}
+)
+
+func (x Event_EventType) Enum() *Event_EventType {
+	p := new(Event_EventType)
+	*p = x
+	return p
+}
+
+func (x Event_EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Event_EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_server_etcdapi_etcdpb_mvccpb_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (Event_EventType) Type() protoreflect.EnumType {
+	return &file_server_etcdapi_etcdpb_mvccpb_kv_proto_enumTypes[0]
+}
+
+func (x Event_EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Event_EventType.Descriptor instead.
+func (Event_EventType) EnumDescriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDescGZIP(), []int{1, 0}
+}
+
 // KeyValue is one key as etcd's clients see it. caspaxos's mapping:
 // mod_revision is the key's version, create_revision the version that
 // began the key's current life, version the changes since then (1 on
@@ -114,6 +160,69 @@ func (x *KeyValue) GetLease() int64 {
 	return 0
 }
 
+// Event is one change a watch delivers. caspaxos never sets prev_kv (a
+// watch asking for it is refused: events are coalesced per key, so the
+// previous state delivered is not always the state before the change).
+type Event struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          Event_EventType        `protobuf:"varint,1,opt,name=type,proto3,enum=mvccpb.Event_EventType" json:"type,omitempty"`
+	Kv            *KeyValue              `protobuf:"bytes,2,opt,name=kv,proto3" json:"kv,omitempty"`
+	PrevKv        *KeyValue              `protobuf:"bytes,3,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_server_etcdapi_etcdpb_mvccpb_kv_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_server_etcdapi_etcdpb_mvccpb_kv_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Event) GetType() Event_EventType {
+	if x != nil {
+		return x.Type
+	}
+	return Event_PUT
+}
+
+func (x *Event) GetKv() *KeyValue {
+	if x != nil {
+		return x.Kv
+	}
+	return nil
+}
+
+func (x *Event) GetPrevKv() *KeyValue {
+	if x != nil {
+		return x.PrevKv
+	}
+	return nil
+}
+
 var File_server_etcdapi_etcdpb_mvccpb_kv_proto protoreflect.FileDescriptor
 
 const file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDesc = "" +
@@ -125,7 +234,15 @@ const file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDesc = "" +
 	"\fmod_revision\x18\x03 \x01(\x03R\vmodRevision\x12\x18\n" +
 	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\fR\x05value\x12\x14\n" +
-	"\x05lease\x18\x06 \x01(\x03R\x05leaseB;Z9github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/mvccpbb\x06proto3"
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"\xa3\x01\n" +
+	"\x05Event\x12+\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x17.mvccpb.Event.EventTypeR\x04type\x12 \n" +
+	"\x02kv\x18\x02 \x01(\v2\x10.mvccpb.KeyValueR\x02kv\x12)\n" +
+	"\aprev_kv\x18\x03 \x01(\v2\x10.mvccpb.KeyValueR\x06prevKv\" \n" +
+	"\tEventType\x12\a\n" +
+	"\x03PUT\x10\x00\x12\n" +
+	"\n" +
+	"\x06DELETE\x10\x01B;Z9github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/mvccpbb\x06proto3"
 
 var (
 	file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDescOnce sync.Once
@@ -139,16 +256,22 @@ func file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDescGZIP() []byte {
 	return file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDescData
 }
 
-var file_server_etcdapi_etcdpb_mvccpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_server_etcdapi_etcdpb_mvccpb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_server_etcdapi_etcdpb_mvccpb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_server_etcdapi_etcdpb_mvccpb_kv_proto_goTypes = []any{
-	(*KeyValue)(nil), // 0: mvccpb.KeyValue
+	(Event_EventType)(0), // 0: mvccpb.Event.EventType
+	(*KeyValue)(nil),     // 1: mvccpb.KeyValue
+	(*Event)(nil),        // 2: mvccpb.Event
 }
 var file_server_etcdapi_etcdpb_mvccpb_kv_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: mvccpb.Event.type:type_name -> mvccpb.Event.EventType
+	1, // 1: mvccpb.Event.kv:type_name -> mvccpb.KeyValue
+	1, // 2: mvccpb.Event.prev_kv:type_name -> mvccpb.KeyValue
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_server_etcdapi_etcdpb_mvccpb_kv_proto_init() }
@@ -161,13 +284,14 @@ func file_server_etcdapi_etcdpb_mvccpb_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDesc), len(file_server_etcdapi_etcdpb_mvccpb_kv_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   1,
+			NumEnums:      1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_server_etcdapi_etcdpb_mvccpb_kv_proto_goTypes,
 		DependencyIndexes: file_server_etcdapi_etcdpb_mvccpb_kv_proto_depIdxs,
+		EnumInfos:         file_server_etcdapi_etcdpb_mvccpb_kv_proto_enumTypes,
 		MessageInfos:      file_server_etcdapi_etcdpb_mvccpb_kv_proto_msgTypes,
 	}.Build()
 	File_server_etcdapi_etcdpb_mvccpb_kv_proto = out.File
