@@ -83,7 +83,7 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13, 0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type WatchRequest struct {
@@ -437,6 +437,355 @@ func (x *LeaseResponse) GetRenewedUnixMs() int64 {
 	return 0
 }
 
+type LockAcquireRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The holding lease: it must be live.
+	Lease uint64 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	// A tag shown to others (a host name, a process), never compared.
+	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	// How long to wait for the lock; 0: 30 s; at most 10 min.
+	WaitMs int64 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// The lock delay a break of this hold applies (its lease ended while
+	// held): unset takes 15 s; 0 to 60 s.
+	LockDelayMs *int64 `protobuf:"varint,5,opt,name=lock_delay_ms,json=lockDelayMs,proto3,oneof" json:"lock_delay_ms,omitempty"`
+	// An election's proposal.
+	Value         []byte `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockAcquireRequest) Reset() {
+	*x = LockAcquireRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockAcquireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockAcquireRequest) ProtoMessage() {}
+
+func (x *LockAcquireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockAcquireRequest.ProtoReflect.Descriptor instead.
+func (*LockAcquireRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LockAcquireRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockAcquireRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockAcquireRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetLockDelayMs() int64 {
+	if x != nil && x.LockDelayMs != nil {
+		return *x.LockDelayMs
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type LockLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockLeaseRequest) Reset() {
+	*x = LockLeaseRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockLeaseRequest) ProtoMessage() {}
+
+func (x *LockLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockLeaseRequest.ProtoReflect.Descriptor instead.
+func (*LockLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LockLeaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockLeaseRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+type LockProclaimRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockProclaimRequest) Reset() {
+	*x = LockProclaimRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockProclaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockProclaimRequest) ProtoMessage() {}
+
+func (x *LockProclaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockProclaimRequest.ProtoReflect.Descriptor instead.
+func (*LockProclaimRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LockProclaimRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockProclaimRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LockProclaimRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type LockGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockGetRequest) Reset() {
+	*x = LockGetRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockGetRequest) ProtoMessage() {}
+
+func (x *LockGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockGetRequest.ProtoReflect.Descriptor instead.
+func (*LockGetRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LockGetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockGetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *LockGetRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type LockResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The lock register's version: after an acquire, the fencing token.
+	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The holding lease; 0: free.
+	Holder uint64 `protobuf:"varint,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	Owner  string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	Value  []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// No acquire before this time (a lock delay), by the proposer's clock.
+	NotBeforeUnixMs int64 `protobuf:"varint,6,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockResponse) Reset() {
+	*x = LockResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockResponse) ProtoMessage() {}
+
+func (x *LockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
+func (*LockResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LockResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockResponse) GetHolder() uint64 {
+	if x != nil {
+		return x.Holder
+	}
+	return 0
+}
+
+func (x *LockResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LockResponse) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
 type OutcomeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -447,7 +796,7 @@ type OutcomeRequest struct {
 
 func (x *OutcomeRequest) Reset() {
 	*x = OutcomeRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +808,7 @@ func (x *OutcomeRequest) String() string {
 func (*OutcomeRequest) ProtoMessage() {}
 
 func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[6]
+	mi := &file_api_caspaxos_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +821,7 @@ func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeRequest.ProtoReflect.Descriptor instead.
 func (*OutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{6}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OutcomeRequest) GetKey() []byte {
@@ -500,7 +849,7 @@ type OutcomeResponse struct {
 
 func (x *OutcomeResponse) Reset() {
 	*x = OutcomeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +861,7 @@ func (x *OutcomeResponse) String() string {
 func (*OutcomeResponse) ProtoMessage() {}
 
 func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[7]
+	mi := &file_api_caspaxos_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +874,7 @@ func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeResponse.ProtoReflect.Descriptor instead.
 func (*OutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{7}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OutcomeResponse) GetApplied() bool {
@@ -556,7 +905,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +917,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +930,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRequest) GetPrefix() []byte {
@@ -626,7 +975,7 @@ type ListItem struct {
 
 func (x *ListItem) Reset() {
 	*x = ListItem{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +987,7 @@ func (x *ListItem) String() string {
 func (*ListItem) ProtoMessage() {}
 
 func (x *ListItem) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +1000,7 @@ func (x *ListItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListItem.ProtoReflect.Descriptor instead.
 func (*ListItem) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListItem) GetKey() []byte {
@@ -693,7 +1042,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +1054,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +1067,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListResponse) GetItems() []*ListItem {
@@ -751,7 +1100,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1112,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1125,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -795,7 +1144,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1156,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1169,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -851,7 +1200,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1212,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1225,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Op) GetId() uint64 {
@@ -952,7 +1301,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1313,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1326,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OpResult) GetId() uint64 {
@@ -1031,7 +1380,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1392,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1405,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -1076,7 +1425,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1437,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1450,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1131,7 +1480,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1492,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1505,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -1198,7 +1547,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1559,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1572,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -1259,7 +1608,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1620,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1633,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -1324,7 +1673,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1685,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1698,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -1370,7 +1719,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1731,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1744,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -1429,7 +1778,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1790,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1803,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -1475,7 +1824,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1836,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1849,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1534,7 +1883,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1895,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1908,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1584,7 +1933,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1945,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1958,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
 }
 
 type Member struct {
@@ -1626,7 +1975,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1987,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +2000,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Member) GetName() string {
@@ -1704,7 +2053,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +2065,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +2078,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1781,7 +2130,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +2142,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +2155,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -1875,7 +2224,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2236,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2249,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -1926,7 +2275,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2287,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2300,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -1971,7 +2320,7 @@ type MemberReleaseRequest struct {
 
 func (x *MemberReleaseRequest) Reset() {
 	*x = MemberReleaseRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2332,7 @@ func (x *MemberReleaseRequest) String() string {
 func (*MemberReleaseRequest) ProtoMessage() {}
 
 func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2345,7 @@ func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
 func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MemberReleaseRequest) GetName() string {
@@ -2022,7 +2371,7 @@ type MemberReleaseResponse struct {
 
 func (x *MemberReleaseResponse) Reset() {
 	*x = MemberReleaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2383,7 @@ func (x *MemberReleaseResponse) String() string {
 func (*MemberReleaseResponse) ProtoMessage() {}
 
 func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2396,7 @@ func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
 func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
@@ -2072,7 +2421,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2433,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2446,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HoldRelease) GetName() string {
@@ -2136,7 +2485,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2497,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2510,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
 }
 
 type HealthResponse struct {
@@ -2175,7 +2524,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2536,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2549,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -2235,7 +2584,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2596,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2609,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -2287,7 +2636,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2648,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2661,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -2340,7 +2689,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2701,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2714,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -2390,7 +2739,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2751,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2764,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
 }
 
 type AuthStatusResponse struct {
@@ -2427,7 +2776,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2788,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2801,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuthStatusResponse) GetEnabled() bool {
@@ -2470,7 +2819,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2482,7 +2831,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2495,7 +2844,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
 }
 
 type UserRequest struct {
@@ -2512,7 +2861,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2873,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2886,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UserRequest) GetName() string {
@@ -2571,7 +2920,7 @@ type UserRoleRequest struct {
 
 func (x *UserRoleRequest) Reset() {
 	*x = UserRoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2932,7 @@ func (x *UserRoleRequest) String() string {
 func (*UserRoleRequest) ProtoMessage() {}
 
 func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2945,7 @@ func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
 func (*UserRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UserRoleRequest) GetUser() string {
@@ -2621,7 +2970,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2633,7 +2982,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2646,7 +2995,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
 }
 
 type User struct {
@@ -2659,7 +3008,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +3020,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +3033,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *User) GetName() string {
@@ -2710,7 +3059,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +3071,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +3084,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2754,7 +3103,7 @@ type RoleRequest struct {
 
 func (x *RoleRequest) Reset() {
 	*x = RoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +3115,7 @@ func (x *RoleRequest) String() string {
 func (*RoleRequest) ProtoMessage() {}
 
 func (x *RoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +3128,7 @@ func (x *RoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
 func (*RoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RoleRequest) GetName() string {
@@ -2802,7 +3151,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +3163,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +3176,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Grant) GetPerm() string {
@@ -2861,7 +3210,7 @@ type RoleGrantRequest struct {
 
 func (x *RoleGrantRequest) Reset() {
 	*x = RoleGrantRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2873,7 +3222,7 @@ func (x *RoleGrantRequest) String() string {
 func (*RoleGrantRequest) ProtoMessage() {}
 
 func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2886,7 +3235,7 @@ func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
 func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RoleGrantRequest) GetRole() string {
@@ -2911,7 +3260,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3272,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3285,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{55}
 }
 
 type Role struct {
@@ -2949,7 +3298,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2961,7 +3310,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2974,7 +3323,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Role) GetName() string {
@@ -3000,7 +3349,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3361,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3374,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -3062,7 +3411,33 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12&\n" +
-	"\x0frenewed_unix_ms\x18\x04 \x01(\x03R\rrenewedUnixMs\"A\n" +
+	"\x0frenewed_unix_ms\x18\x04 \x01(\x03R\rrenewedUnixMs\"\xbe\x01\n" +
+	"\x12LockAcquireRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12'\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03H\x00R\vlockDelayMs\x88\x01\x01\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\fR\x05valueB\x10\n" +
+	"\x0e_lock_delay_ms\"<\n" +
+	"\x10LockLeaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\"U\n" +
+	"\x13LockProclaimRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"W\n" +
+	"\x0eLockGetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x17\n" +
+	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\"\xa9\x01\n" +
+	"\fLockResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\x04R\x06holder\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\x12+\n" +
+	"\x12not_before_unix_ms\x18\x06 \x01(\x03R\x0fnotBeforeUnixMs\"A\n" +
 	"\x0eOutcomeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
@@ -3260,7 +3635,12 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"LeaseGrant\x12\x1e.caspaxos.v1.LeaseGrantRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12I\n" +
 	"\x0eLeaseKeepAlive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12F\n" +
 	"\vLeaseRevoke\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12J\n" +
-	"\x0fLeaseTimeToLive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse2\x84\x03\n" +
+	"\x0fLeaseTimeToLive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse2\x9a\x02\n" +
+	"\x04Lock\x12E\n" +
+	"\aAcquire\x12\x1f.caspaxos.v1.LockAcquireRequest\x1a\x19.caspaxos.v1.LockResponse\x12C\n" +
+	"\aRelease\x12\x1d.caspaxos.v1.LockLeaseRequest\x1a\x19.caspaxos.v1.LockResponse\x12G\n" +
+	"\bProclaim\x12 .caspaxos.v1.LockProclaimRequest\x1a\x19.caspaxos.v1.LockResponse\x12=\n" +
+	"\x03Get\x12\x1b.caspaxos.v1.LockGetRequest\x1a\x19.caspaxos.v1.LockResponse2\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -3303,7 +3683,7 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                  // 0: caspaxos.v1.Op.Kind
 	(*WatchRequest)(nil),          // 1: caspaxos.v1.WatchRequest
@@ -3312,138 +3692,151 @@ var file_api_caspaxos_proto_goTypes = []any{
 	(*LeaseGrantRequest)(nil),     // 4: caspaxos.v1.LeaseGrantRequest
 	(*LeaseIDRequest)(nil),        // 5: caspaxos.v1.LeaseIDRequest
 	(*LeaseResponse)(nil),         // 6: caspaxos.v1.LeaseResponse
-	(*OutcomeRequest)(nil),        // 7: caspaxos.v1.OutcomeRequest
-	(*OutcomeResponse)(nil),       // 8: caspaxos.v1.OutcomeResponse
-	(*ListRequest)(nil),           // 9: caspaxos.v1.ListRequest
-	(*ListItem)(nil),              // 10: caspaxos.v1.ListItem
-	(*ListResponse)(nil),          // 11: caspaxos.v1.ListResponse
-	(*BatchRequest)(nil),          // 12: caspaxos.v1.BatchRequest
-	(*BatchResponse)(nil),         // 13: caspaxos.v1.BatchResponse
-	(*Op)(nil),                    // 14: caspaxos.v1.Op
-	(*OpResult)(nil),              // 15: caspaxos.v1.OpResult
-	(*GetRequest)(nil),            // 16: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),           // 17: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),            // 18: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),         // 19: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil), // 20: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),           // 21: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),         // 22: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 23: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),      // 24: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),     // 25: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),        // 26: caspaxos.v1.MembersRequest
-	(*Member)(nil),                // 27: caspaxos.v1.Member
-	(*MembersResponse)(nil),       // 28: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),          // 29: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),      // 30: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),   // 31: caspaxos.v1.MemberRemoveRequest
-	(*MemberReleaseRequest)(nil),  // 32: caspaxos.v1.MemberReleaseRequest
-	(*MemberReleaseResponse)(nil), // 33: caspaxos.v1.MemberReleaseResponse
-	(*HoldRelease)(nil),           // 34: caspaxos.v1.HoldRelease
-	(*HealthRequest)(nil),         // 35: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),        // 36: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),             // 37: caspaxos.v1.ErrorInfo
-	(*LoginRequest)(nil),          // 38: caspaxos.v1.LoginRequest
-	(*LoginResponse)(nil),         // 39: caspaxos.v1.LoginResponse
-	(*AuthStatusRequest)(nil),     // 40: caspaxos.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),    // 41: caspaxos.v1.AuthStatusResponse
-	(*AuthChangeResponse)(nil),    // 42: caspaxos.v1.AuthChangeResponse
-	(*UserRequest)(nil),           // 43: caspaxos.v1.UserRequest
-	(*UserRoleRequest)(nil),       // 44: caspaxos.v1.UserRoleRequest
-	(*UserListRequest)(nil),       // 45: caspaxos.v1.UserListRequest
-	(*User)(nil),                  // 46: caspaxos.v1.User
-	(*UserListResponse)(nil),      // 47: caspaxos.v1.UserListResponse
-	(*RoleRequest)(nil),           // 48: caspaxos.v1.RoleRequest
-	(*Grant)(nil),                 // 49: caspaxos.v1.Grant
-	(*RoleGrantRequest)(nil),      // 50: caspaxos.v1.RoleGrantRequest
-	(*RoleListRequest)(nil),       // 51: caspaxos.v1.RoleListRequest
-	(*Role)(nil),                  // 52: caspaxos.v1.Role
-	(*RoleListResponse)(nil),      // 53: caspaxos.v1.RoleListResponse
+	(*LockAcquireRequest)(nil),    // 7: caspaxos.v1.LockAcquireRequest
+	(*LockLeaseRequest)(nil),      // 8: caspaxos.v1.LockLeaseRequest
+	(*LockProclaimRequest)(nil),   // 9: caspaxos.v1.LockProclaimRequest
+	(*LockGetRequest)(nil),        // 10: caspaxos.v1.LockGetRequest
+	(*LockResponse)(nil),          // 11: caspaxos.v1.LockResponse
+	(*OutcomeRequest)(nil),        // 12: caspaxos.v1.OutcomeRequest
+	(*OutcomeResponse)(nil),       // 13: caspaxos.v1.OutcomeResponse
+	(*ListRequest)(nil),           // 14: caspaxos.v1.ListRequest
+	(*ListItem)(nil),              // 15: caspaxos.v1.ListItem
+	(*ListResponse)(nil),          // 16: caspaxos.v1.ListResponse
+	(*BatchRequest)(nil),          // 17: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),         // 18: caspaxos.v1.BatchResponse
+	(*Op)(nil),                    // 19: caspaxos.v1.Op
+	(*OpResult)(nil),              // 20: caspaxos.v1.OpResult
+	(*GetRequest)(nil),            // 21: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),           // 22: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),            // 23: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),         // 24: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil), // 25: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),           // 26: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),         // 27: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 28: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),      // 29: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),     // 30: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),        // 31: caspaxos.v1.MembersRequest
+	(*Member)(nil),                // 32: caspaxos.v1.Member
+	(*MembersResponse)(nil),       // 33: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),          // 34: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),      // 35: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),   // 36: caspaxos.v1.MemberRemoveRequest
+	(*MemberReleaseRequest)(nil),  // 37: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil), // 38: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),           // 39: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),         // 40: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),        // 41: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),             // 42: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),          // 43: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),         // 44: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),     // 45: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),    // 46: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),    // 47: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),           // 48: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),       // 49: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),       // 50: caspaxos.v1.UserListRequest
+	(*User)(nil),                  // 51: caspaxos.v1.User
+	(*UserListResponse)(nil),      // 52: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),           // 53: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                 // 54: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),      // 55: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),       // 56: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                  // 57: caspaxos.v1.Role
+	(*RoleListResponse)(nil),      // 58: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	2,  // 0: caspaxos.v1.WatchResponse.events:type_name -> caspaxos.v1.WatchEvent
-	10, // 1: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
-	14, // 2: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
-	15, // 3: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	15, // 1: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
+	19, // 2: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	20, // 3: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
 	0,  // 4: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	37, // 5: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
-	27, // 6: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	29, // 7: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	34, // 8: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	46, // 9: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
-	49, // 10: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
-	49, // 11: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
-	52, // 12: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
-	16, // 13: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	18, // 14: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	19, // 15: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	20, // 16: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	22, // 17: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	24, // 18: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	12, // 19: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	9,  // 20: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
+	42, // 5: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	32, // 6: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	34, // 7: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	39, // 8: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	51, // 9: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	54, // 10: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	54, // 11: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	57, // 12: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	21, // 13: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	23, // 14: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	24, // 15: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	25, // 16: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	27, // 17: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	29, // 18: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	17, // 19: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	14, // 20: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
 	1,  // 21: caspaxos.v1.KV.Watch:input_type -> caspaxos.v1.WatchRequest
-	7,  // 22: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
+	12, // 22: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
 	4,  // 23: caspaxos.v1.Lease.LeaseGrant:input_type -> caspaxos.v1.LeaseGrantRequest
 	5,  // 24: caspaxos.v1.Lease.LeaseKeepAlive:input_type -> caspaxos.v1.LeaseIDRequest
 	5,  // 25: caspaxos.v1.Lease.LeaseRevoke:input_type -> caspaxos.v1.LeaseIDRequest
 	5,  // 26: caspaxos.v1.Lease.LeaseTimeToLive:input_type -> caspaxos.v1.LeaseIDRequest
-	26, // 27: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	35, // 28: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	30, // 29: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	31, // 30: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	32, // 31: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	38, // 32: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
-	40, // 33: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
-	40, // 34: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
-	40, // 35: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
-	43, // 36: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
-	43, // 37: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
-	43, // 38: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
-	44, // 39: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
-	44, // 40: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
-	45, // 41: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
-	48, // 42: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
-	48, // 43: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
-	50, // 44: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
-	50, // 45: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
-	51, // 46: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
-	17, // 47: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	21, // 48: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	21, // 49: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	21, // 50: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	23, // 51: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	25, // 52: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	13, // 53: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	11, // 54: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
-	3,  // 55: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
-	8,  // 56: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
-	6,  // 57: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 58: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 59: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
-	6,  // 60: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
-	28, // 61: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	36, // 62: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	28, // 63: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	28, // 64: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	33, // 65: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	39, // 66: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
-	41, // 67: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
-	41, // 68: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
-	41, // 69: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
-	42, // 70: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 71: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 72: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 73: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 74: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
-	47, // 75: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
-	42, // 76: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 77: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 78: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
-	42, // 79: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
-	53, // 80: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
-	47, // [47:81] is the sub-list for method output_type
-	13, // [13:47] is the sub-list for method input_type
+	7,  // 27: caspaxos.v1.Lock.Acquire:input_type -> caspaxos.v1.LockAcquireRequest
+	8,  // 28: caspaxos.v1.Lock.Release:input_type -> caspaxos.v1.LockLeaseRequest
+	9,  // 29: caspaxos.v1.Lock.Proclaim:input_type -> caspaxos.v1.LockProclaimRequest
+	10, // 30: caspaxos.v1.Lock.Get:input_type -> caspaxos.v1.LockGetRequest
+	31, // 31: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	40, // 32: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	35, // 33: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	36, // 34: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	37, // 35: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	43, // 36: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	45, // 37: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	45, // 38: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	45, // 39: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	48, // 40: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	48, // 41: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	48, // 42: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	49, // 43: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	49, // 44: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	50, // 45: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	53, // 46: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	53, // 47: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	55, // 48: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	55, // 49: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	56, // 50: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	22, // 51: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	26, // 52: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	26, // 53: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	26, // 54: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	28, // 55: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	30, // 56: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	18, // 57: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	16, // 58: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
+	3,  // 59: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
+	13, // 60: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
+	6,  // 61: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
+	6,  // 62: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
+	6,  // 63: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
+	6,  // 64: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
+	11, // 65: caspaxos.v1.Lock.Acquire:output_type -> caspaxos.v1.LockResponse
+	11, // 66: caspaxos.v1.Lock.Release:output_type -> caspaxos.v1.LockResponse
+	11, // 67: caspaxos.v1.Lock.Proclaim:output_type -> caspaxos.v1.LockResponse
+	11, // 68: caspaxos.v1.Lock.Get:output_type -> caspaxos.v1.LockResponse
+	33, // 69: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	41, // 70: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	33, // 71: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	33, // 72: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	38, // 73: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	44, // 74: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	46, // 75: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	46, // 76: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	46, // 77: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	47, // 78: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 79: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 80: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 81: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 82: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	52, // 83: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	47, // 84: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 85: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 86: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	47, // 87: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	58, // 88: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	51, // [51:89] is the sub-list for method output_type
+	13, // [13:51] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -3454,17 +3847,18 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[17].OneofWrappers = []any{}
-	file_api_caspaxos_proto_msgTypes[21].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[6].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[22].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[26].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   58,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_api_caspaxos_proto_goTypes,
 		DependencyIndexes: file_api_caspaxos_proto_depIdxs,
