@@ -242,7 +242,11 @@ func ServeGRPCAPI(t testing.TB, b clientapi.Backend) (string, *grpc.Server, *cli
 		t.Fatal(err)
 	}
 	s := grpc.NewServer(clientapi.KeepaliveOptions()...)
-	api := clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	cfg := clientapi.GRPCConfig{Limits: kv.DefaultLimits}
+	if w, ok := b.(clientapi.Watches); ok { // (*Backend).Watch: locks wait on it
+		cfg.Watches = w
+	}
+	api := clientapi.RegisterGRPC(s, cfg, b)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String(), s, api
