@@ -120,9 +120,8 @@ func runLocked(ctx context.Context, cmd *cobra.Command, c *client.Client, name s
 	select {
 	case err := <-exited:
 		return childStatus(err)
-	case <-ctx.Done(): // SIGINT or SIGTERM: passed on
-		stopChild(child, exited, f.killAfter)
-		return ctx.Err()
+	case <-ctx.Done(): // SIGINT or SIGTERM: passed on; its status is lock's
+		return childStatus(stopChild(child, exited, f.killAfter))
 	case err := <-lost:
 		stopChild(child, exited, f.killAfter)
 		return &opError{op: "lock", key: name, err: err}
@@ -157,17 +156,18 @@ func watchHold(ctx context.Context, s *client.Session, ttl time.Duration) <-chan
 	return lost
 }
 
-// stopChild sends SIGTERM, then SIGKILL after killAfter, and waits for
+// stopChild sends SIGTERM, then SIGKILL after killAfter, and returns
 // the command's exit.
-func stopChild(child *exec.Cmd, exited <-chan error, killAfter time.Duration) {
+func stopChild(child *exec.Cmd, exited <-chan error, killAfter time.Duration) error {
 	_ = child.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(killAfter)
 	defer t.Stop()
 	select {
-	case <-exited:
+	case err := <-exited:
+		return err
 	case <-t.C:
 		_ = child.Process.Kill()
-		<-exited
+		return <-exited
 	}
 }
 
