@@ -200,7 +200,11 @@ func (s *Session) acquire(ctx context.Context, name string, value []byte, opts L
 		switch {
 		case err == nil && !s.Valid():
 			// The lease ended between the server's check and the acquire:
-			// the hold is void (the next acquirer breaks it).
+			// the hold is void. Release it rather than leave it to a break
+			// (and its lock delay).
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = s.c.ReleaseLock(rctx, name, s.Lease.ID)
+			cancel()
 			return LockState{}, fmt.Errorf("%w: lease %x ended as the lock was acquired", ErrLockLost, s.Lease.ID)
 		case err == nil:
 			return st, nil
