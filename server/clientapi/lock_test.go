@@ -1,12 +1,17 @@
 package clientapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
@@ -100,5 +105,51 @@ func TestHTTPElection(t *testing.T) {
 	checkHTTP(t, srv.URL, httpCase{name: "proclaim", method: "PUT", path: "/v1/election/e?lease=2b", body: "host-b:81", status: 200})
 	if v := <-got; v != "host-b:81" {
 		t.Fatalf("observe saw %q, want the proclaimed host-b:81", v)
+	}
+}
+
+// TestHTTPLockAuth: with auth on, a lock NAME is guarded as the key NAME:
+// a user with readwrite on app/ locks app/x, and is refused other locks.
+func TestHTTPLockAuth(t *testing.T) {
+	ctx := context.Background()
+	b := localBackend{clientapitest.New()}
+	g, err := auth.New(auth.Config{BcryptCost: bcrypt.MinCost}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		g.AddUser(ctx, auth.RootUser, "pw"), g.AddUser(ctx, "alice", "pw"), g.AddRole(ctx, "app"),
+		g.GrantPerm(ctx, "app", auth.Grant{Perm: auth.PermReadWrite, Key: "app/", Prefix: true}),
+		g.GrantRole(ctx, "alice", "app"), g.Enable(ctx),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Do(ctx, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(0x2a), Delta: 60_000}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits, Guard: g, Watches: b}, b))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/auth/login", "application/json", strings.NewReader(`{"user":"alice","password":"pw"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&login); err != nil || login.Token == "" {
+		t.Fatalf("login: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	alice := map[string]string{"Authorization": "Bearer " + login.Token}
+	for _, tc := range []httpCase{
+		{name: "acquire app/x", method: "POST", path: "/v1/lock/app/x?lease=2a", header: alice, status: 200, want: `"holder":"2a"`},
+		{name: "show app/x", method: "GET", path: "/v1/lock/app/x", header: alice, status: 200, want: `"holder":"2a"`},
+		{name: "acquire other", method: "POST", path: "/v1/lock/other?lease=2a&wait=10ms", header: alice, status: 403, code: clientapi.CodePermissionDenied},
+		{name: "show other", method: "GET", path: "/v1/lock/other", header: alice, status: 403, code: clientapi.CodePermissionDenied},
+		{name: "campaign other", method: "POST", path: "/v1/election/other?lease=2a", header: alice, status: 403, code: clientapi.CodePermissionDenied},
+		{name: "anonymous", method: "GET", path: "/v1/lock/app/x", status: 401, code: clientapi.CodeUnauthenticated},
+		{name: "release app/x", method: "DELETE", path: "/v1/lock/app/x?lease=2a", header: alice, status: 200},
+	} {
+		checkHTTP(t, srv.URL, tc)
 	}
 }
