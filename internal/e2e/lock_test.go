@@ -172,4 +172,45 @@ func TestLockFencing(t *testing.T) {
 	if shown.Holder != "" || shown.Token <= b.token {
 		t.Fatalf("after the second's exit: %+v, want released", shown)
 	}
+	testElectCLI(t, c.procs[0].client, c.procs[2].client)
+}
+
+// testElectCLI: `caspaxos elect NAME PROPOSAL` leads and prints the leader;
+// `caspaxos elect NAME` at another node observes it, and its resignation
+// on SIGTERM.
+func testElectCLI(t *testing.T, campaignAt, observeAt string) {
+	start := func(endpoint string, args ...string) (*exec.Cmd, *bufio.Reader) {
+		cmd := exec.Command(binaryPath, append([]string{"elect"}, args...)...)
+		cmd.Env = append(os.Environ(), "CASPAXOS_ENDPOINTS="+endpoint)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd, bufio.NewReader(out)
+	}
+	line := func(r *bufio.Reader, want string) {
+		t.Helper()
+		got := make(chan string, 1)
+		go func() { s, _ := r.ReadString('\n'); got <- s }()
+		select {
+		case s := <-got:
+			if !strings.HasPrefix(s, want) {
+				t.Fatalf("elect printed %q, want %q", s, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("elect printed nothing within 20s, want %q", want)
+		}
+	}
+	leader, lout := start(campaignAt, "--ttl", "2s", "scheduler", "host-a:7000")
+	line(lout, "host-a:7000 token=")
+	_, oout := start(observeAt, "scheduler")
+	line(oout, "host-a:7000 token=")
+	if err := leader.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	line(oout, "- token=") // resigned
 }
