@@ -205,6 +205,10 @@ func (h *httpAPI) lockRoutes(mux *http.ServeMux) {
 func (h *httpAPI) lockHandler(kind lockKind, election bool) http.HandlerFunc {
 	serve := func(w http.ResponseWriter, r *http.Request) {
 		call, err := h.lockCall(w, r, kind, election)
+		if err == nil && call.wait > 0 {
+			// A wait may outlast the server's WriteTimeout (as a long poll).
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(call.wait + h.cfg.RequestTimeout))
+		}
 		var s protocol.State
 		if err == nil {
 			s, err = h.locks().run(r.Context(), httpCredentials(r), call)
