@@ -296,6 +296,7 @@ func (e *Election) Resign(ctx context.Context) error {
 func (c *Client) Observe(ctx context.Context, name string) iter.Seq2[LockState, error] {
 	return func(yield func(LockState, error) bool) {
 		var version uint64
+		first := true
 		for ctx.Err() == nil {
 			st, err := c.GetLock(ctx, name, version, 30*time.Second)
 			if ctx.Err() != nil {
@@ -308,8 +309,8 @@ func (c *Client) Observe(ctx context.Context, name string) iter.Seq2[LockState, 
 				pause(ctx, time.Second)
 				continue
 			}
-			if st.Token > version || version == 0 {
-				version = st.Token
+			if st.Token > version || first {
+				version, first = st.Token, false
 				if !yield(st, nil) {
 					return
 				}
