@@ -31,7 +31,8 @@ import (
 // hold's token is above every earlier hold's. Variant
 // LockTokenNotVersion takes as the token a count of acquires at the
 // answering node instead of the register's version, which the second
-// check catches.
+// check catches; variant LockBreakLiveLease breaks a hold without reading
+// its lease, which the first catches.
 
 // lockReqBase sets lock requests' IDs apart, within the lease range
 // (isLeaseReq), above every lease request's.
@@ -178,7 +179,13 @@ func (s *sim) lockResult(n *node, r protocol.Result) {
 	}
 	switch op.kind {
 	case lockReadOp:
-		if l, err := kv.LockOf(r.State); err == nil && l.Holder != 0 {
+		l, err := kv.LockOf(r.State)
+		switch {
+		case err != nil || l.Holder == 0:
+		case s.opts.Variant.LockBreakLiveLease:
+			// The broken variant: break without asking the lease.
+			s.lockPropose(n, lockOp{kind: lockBreakOp, holder: l.Holder, version: r.State.Version}, kv.LockBreak(l.Holder, r.State.Version, s.nodeMillis(n)))
+		default:
 			s.lockPropose(n, lockOp{kind: lockLeaseReadOp, holder: l.Holder, version: r.State.Version}, nil)
 		}
 	case lockLeaseReadOp:

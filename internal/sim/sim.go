@@ -70,6 +70,9 @@ type Variant struct {
 	// LockTokenNotVersion takes as a hold's token a count of acquires at
 	// the answering node, not the lock register's version (lock.go).
 	LockTokenNotVersion bool
+	// LockBreakLiveLease breaks a lock's hold without reading its lease
+	// (lock.go): a break of a live holder.
+	LockBreakLiveLease bool
 	// ListQuorumShortBy takes this many from the quorum of scan replies a
 	// listing round waits for and merges with (protocol.MergeList's
 	// quorum), down to one: a lister that trusts too few acceptors.
