@@ -94,7 +94,9 @@ func TestAcquire(t *testing.T) {
 			if err != nil || token <= first.Version {
 				t.Fatalf("token %d after the first holder's %d: %v", token, first.Version, err)
 			}
-			if took := time.Since(start); took < tc.minWait {
+			// not_before is in whole milliseconds of the proposer's
+			// clock: up to 1ms before start + the delay.
+			if took := time.Since(start); took < tc.minWait-time.Millisecond {
 				t.Fatalf("acquired after %v, within the lock delay %v", took, tc.minWait)
 			}
 			s, _ := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LockKey("l")})
