@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -288,8 +289,12 @@ func (h *httpAPI) lockCall(w http.ResponseWriter, r *http.Request, kind lockKind
 
 func readLockValue(w http.ResponseWriter, r *http.Request, l kv.Limits) ([]byte, error) {
 	body, err := readBody(w, r, l.MaxValueBytes)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, fmt.Errorf("%w: more than %d bytes", kv.ErrValueTooLarge, l.MaxValueBytes)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", kv.ErrValueTooLarge, err)
+		return nil, fmt.Errorf("%w: reading the body: %v", errBadRequest, err)
 	}
 	return body, nil
 }

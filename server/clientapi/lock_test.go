@@ -87,6 +87,7 @@ func TestHTTPElection(t *testing.T) {
 		{name: "observe: no change within the wait", method: "GET", path: "/v1/election/e?wait=30ms&version=2", status: 200, want: `"token":2`},
 		{name: "observe: a version already passed", method: "GET", path: "/v1/election/e?wait=10s&version=1", status: 200, want: `"token":2`},
 		{name: "resign", method: "DELETE", path: "/v1/election/e?lease=2a", status: 200, want: `"token":3}`},
+		{name: "proposal too large", method: "POST", path: "/v1/election/big?lease=2a", body: strings.Repeat("x", 2<<20), status: 413, code: clientapi.CodeValueTooLarge},
 		{name: "campaign after", method: "POST", path: "/v1/election/e?lease=2b", body: "host-b:80", status: 200, want: `"token":4,"holder":"2b","value":"host-b:80"`},
 	} {
 		checkHTTP(t, srv.URL, tc)
