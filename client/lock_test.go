@@ -65,6 +65,21 @@ func TestLock(t *testing.T) {
 	if err := unlock3(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Refusals arrive typed over gRPC.
+	for _, tc := range []struct {
+		name  string
+		lease uint64
+		want  error
+	}{
+		{"", 1, ErrBadRequest},
+		{"\x00x", 1, ErrBadRequest},
+		{"res", 0, ErrBadRequest},
+		{"res", 0x99, ErrLeaseNotFound},
+	} {
+		if _, err := c.AcquireLock(ctx, tc.name, tc.lease, nil, LockOptions{Wait: 10 * time.Millisecond}); !errors.Is(err, tc.want) {
+			t.Fatalf("acquire %q by %x: %v, want %v", tc.name, tc.lease, err, tc.want)
+		}
+	}
 	s, err := c.NewSession(ctx, time.Second)
 	if err != nil {
 		t.Fatal(err)
