@@ -104,6 +104,8 @@ var byCode = map[string]error{
 	"request_not_applied": ErrRequestNotApplied,
 	"lease_not_found":     ErrLeaseNotFound,
 	"lease_exists":        ErrLeaseExists,
+	"locked":              ErrLocked,
+	"not_lock_holder":     ErrNotLockHolder,
 }
 
 // fromInfo turns the ErrorInfo of a server's answer, and its message, into

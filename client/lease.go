@@ -95,7 +95,13 @@ type KeepAlive struct {
 
 // KeepAlive starts keeping lease (as Grant returned it) alive.
 func (c *Client) KeepAlive(ctx context.Context, lease Lease) *KeepAlive {
-	k := &KeepAlive{done: make(chan struct{}), validUntil: time.Now().Add(lease.TTL)}
+	return c.keepAlive(ctx, lease, time.Now())
+}
+
+// keepAlive is KeepAlive of a lease whose grant (or last acknowledged
+// renewal) was sent at sent.
+func (c *Client) keepAlive(ctx context.Context, lease Lease, sent time.Time) *KeepAlive {
+	k := &KeepAlive{done: make(chan struct{}), validUntil: sent.Add(lease.TTL)}
 	go k.run(ctx, c, lease)
 	return k
 }

@@ -32,6 +32,9 @@ const (
 	CodeLeaseNotFound   = "lease_not_found"
 	CodeLeaseExists     = "lease_exists"
 	CodeLeaseNotExpired = "lease_not_expired"
+	// Locks and elections (lock.go).
+	CodeLocked        = "locked"
+	CodeNotLockHolder = "not_lock_holder"
 )
 
 var codes = []struct {
@@ -62,6 +65,9 @@ var codes = []struct {
 	{ErrLeaseExists, CodeLeaseExists},
 	{ErrLeaseNotExpired, CodeLeaseNotExpired},
 	{ErrBadLease, CodeBadRequest},
+	{ErrLocked, CodeLocked},
+	{ErrNotLockHolder, CodeNotLockHolder},
+	{ErrBadLock, CodeBadRequest},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

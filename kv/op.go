@@ -30,11 +30,19 @@ const (
 	OpLeaseKeepAlive
 	OpLeaseRevoke
 	OpLeaseExpire
+	// Lock operations (lock.go) on Key = LockKey(name): acquire (Value is
+	// the wanted Lock), release, break (Version is the state judged) and
+	// proclaim (Value is the new value); Delta carries the lease's ID.
+	OpLockAcquire
+	OpLockRelease
+	OpLockBreak
+	OpLockProclaim
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
+	OpLockAcquire: "lock-acquire", OpLockRelease: "lock-release", OpLockBreak: "lock-break", OpLockProclaim: "lock-proclaim",
 }
 
 func (k OpKind) String() string {
@@ -66,8 +74,17 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpLeaseExpire {
+	if o.Kind < OpGet || o.Kind > OpLockProclaim {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
+	}
+	if o.Kind >= OpLockAcquire {
+		if err := o.validateLock(); err != nil {
+			return err
+		}
+		if err := l.CheckKey(o.Key); err != nil {
+			return err
+		}
+		return l.CheckValue(o.Value)
 	}
 	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
@@ -110,6 +127,8 @@ func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
 		return LeaseRevoke(), nil
 	case OpLeaseExpire:
 		return LeaseExpire(nowMillis, c.MaxClockSkew.Milliseconds()), nil
+	case OpLockAcquire, OpLockRelease, OpLockBreak, OpLockProclaim:
+		return o.lockChangeAt(nowMillis)
 	}
 	if o.RequestID == "" || o.Kind == OpGet {
 		return o.Change(), nil

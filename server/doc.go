@@ -25,6 +25,8 @@ the graph):
 	             members' word on it, and the gate a node serves through
 	lease/       lease expiry: each node's reaper proposes the committed
 	             expiry of the leases its store holds (docs/leases.md)
+	lock/        a lock's acquire: waits on a watch of the lock and its
+	             holder's lease, breaks a dead lease's hold (docs/locks.md)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	etcdapi/     etcd's v3 gRPC API on its own port (docs/etcd.md), over the
 	             client port's Backend, admission and auth

@@ -83,7 +83,7 @@ func (x Op_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Op_Kind.Descriptor instead.
 func (Op_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15, 0}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type WatchRequest struct {
@@ -552,6 +552,355 @@ func (x *LeaseResponse) GetRenewedUnixMs() int64 {
 	return 0
 }
 
+type LockAcquireRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The holding lease: it must be live.
+	Lease uint64 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	// A tag shown to others (a host name, a process), never compared.
+	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
+	// How long to wait for the lock; 0: 30 s; at most 10 min.
+	WaitMs int64 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// The lock delay a break of this hold applies (its lease ended while
+	// held): unset takes 15 s; 0 to 60 s.
+	LockDelayMs *int64 `protobuf:"varint,5,opt,name=lock_delay_ms,json=lockDelayMs,proto3,oneof" json:"lock_delay_ms,omitempty"`
+	// An election's proposal.
+	Value         []byte `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockAcquireRequest) Reset() {
+	*x = LockAcquireRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockAcquireRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockAcquireRequest) ProtoMessage() {}
+
+func (x *LockAcquireRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockAcquireRequest.ProtoReflect.Descriptor instead.
+func (*LockAcquireRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LockAcquireRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockAcquireRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockAcquireRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetLockDelayMs() int64 {
+	if x != nil && x.LockDelayMs != nil {
+		return *x.LockDelayMs
+	}
+	return 0
+}
+
+func (x *LockAcquireRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type LockLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockLeaseRequest) Reset() {
+	*x = LockLeaseRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockLeaseRequest) ProtoMessage() {}
+
+func (x *LockLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockLeaseRequest.ProtoReflect.Descriptor instead.
+func (*LockLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LockLeaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockLeaseRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+type LockProclaimRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockProclaimRequest) Reset() {
+	*x = LockProclaimRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockProclaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockProclaimRequest) ProtoMessage() {}
+
+func (x *LockProclaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockProclaimRequest.ProtoReflect.Descriptor instead.
+func (*LockProclaimRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LockProclaimRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockProclaimRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LockProclaimRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type LockGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	WaitMs        int64                  `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LockGetRequest) Reset() {
+	*x = LockGetRequest{}
+	mi := &file_api_caspaxos_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockGetRequest) ProtoMessage() {}
+
+func (x *LockGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockGetRequest.ProtoReflect.Descriptor instead.
+func (*LockGetRequest) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LockGetRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockGetRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *LockGetRequest) GetWaitMs() int64 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type LockResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The lock register's version: after an acquire, the fencing token.
+	Token uint64 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The holding lease; 0: free.
+	Holder uint64 `protobuf:"varint,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	Owner  string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	Value  []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// No acquire before this time (a lock delay), by the proposer's clock.
+	NotBeforeUnixMs int64 `protobuf:"varint,6,opt,name=not_before_unix_ms,json=notBeforeUnixMs,proto3" json:"not_before_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LockResponse) Reset() {
+	*x = LockResponse{}
+	mi := &file_api_caspaxos_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LockResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LockResponse) ProtoMessage() {}
+
+func (x *LockResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_caspaxos_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LockResponse.ProtoReflect.Descriptor instead.
+func (*LockResponse) Descriptor() ([]byte, []int) {
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LockResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LockResponse) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
+func (x *LockResponse) GetHolder() uint64 {
+	if x != nil {
+		return x.Holder
+	}
+	return 0
+}
+
+func (x *LockResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *LockResponse) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *LockResponse) GetNotBeforeUnixMs() int64 {
+	if x != nil {
+		return x.NotBeforeUnixMs
+	}
+	return 0
+}
+
 type OutcomeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -562,7 +911,7 @@ type OutcomeRequest struct {
 
 func (x *OutcomeRequest) Reset() {
 	*x = OutcomeRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +923,7 @@ func (x *OutcomeRequest) String() string {
 func (*OutcomeRequest) ProtoMessage() {}
 
 func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[8]
+	mi := &file_api_caspaxos_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +936,7 @@ func (x *OutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeRequest.ProtoReflect.Descriptor instead.
 func (*OutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{8}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OutcomeRequest) GetKey() []byte {
@@ -615,7 +964,7 @@ type OutcomeResponse struct {
 
 func (x *OutcomeResponse) Reset() {
 	*x = OutcomeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +976,7 @@ func (x *OutcomeResponse) String() string {
 func (*OutcomeResponse) ProtoMessage() {}
 
 func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[9]
+	mi := &file_api_caspaxos_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +989,7 @@ func (x *OutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutcomeResponse.ProtoReflect.Descriptor instead.
 func (*OutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{9}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OutcomeResponse) GetApplied() bool {
@@ -671,7 +1020,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +1032,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[10]
+	mi := &file_api_caspaxos_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +1045,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{10}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRequest) GetPrefix() []byte {
@@ -741,7 +1090,7 @@ type ListItem struct {
 
 func (x *ListItem) Reset() {
 	*x = ListItem{}
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1102,7 @@ func (x *ListItem) String() string {
 func (*ListItem) ProtoMessage() {}
 
 func (x *ListItem) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[11]
+	mi := &file_api_caspaxos_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1115,7 @@ func (x *ListItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListItem.ProtoReflect.Descriptor instead.
 func (*ListItem) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{11}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListItem) GetKey() []byte {
@@ -808,7 +1157,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1169,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[12]
+	mi := &file_api_caspaxos_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1182,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{12}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListResponse) GetItems() []*ListItem {
@@ -866,7 +1215,7 @@ type BatchRequest struct {
 
 func (x *BatchRequest) Reset() {
 	*x = BatchRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1227,7 @@ func (x *BatchRequest) String() string {
 func (*BatchRequest) ProtoMessage() {}
 
 func (x *BatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[13]
+	mi := &file_api_caspaxos_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1240,7 @@ func (x *BatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
 func (*BatchRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{13}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BatchRequest) GetOps() []*Op {
@@ -910,7 +1259,7 @@ type BatchResponse struct {
 
 func (x *BatchResponse) Reset() {
 	*x = BatchResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1271,7 @@ func (x *BatchResponse) String() string {
 func (*BatchResponse) ProtoMessage() {}
 
 func (x *BatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[14]
+	mi := &file_api_caspaxos_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1284,7 @@ func (x *BatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
 func (*BatchResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{14}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *BatchResponse) GetResults() []*OpResult {
@@ -966,7 +1315,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1327,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[15]
+	mi := &file_api_caspaxos_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1340,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{15}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Op) GetId() uint64 {
@@ -1067,7 +1416,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1428,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[16]
+	mi := &file_api_caspaxos_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1441,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{16}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OpResult) GetId() uint64 {
@@ -1146,7 +1495,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1507,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[17]
+	mi := &file_api_caspaxos_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1520,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{17}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -1191,7 +1540,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1552,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[18]
+	mi := &file_api_caspaxos_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1565,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{18}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetResponse) GetValue() []byte {
@@ -1246,7 +1595,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1607,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[19]
+	mi := &file_api_caspaxos_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1620,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{19}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -1313,7 +1662,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1674,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[20]
+	mi := &file_api_caspaxos_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1687,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{20}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateRequest) GetKey() []byte {
@@ -1374,7 +1723,7 @@ type CompareAndSwapRequest struct {
 
 func (x *CompareAndSwapRequest) Reset() {
 	*x = CompareAndSwapRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1735,7 @@ func (x *CompareAndSwapRequest) String() string {
 func (*CompareAndSwapRequest) ProtoMessage() {}
 
 func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[21]
+	mi := &file_api_caspaxos_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1748,7 @@ func (x *CompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{21}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CompareAndSwapRequest) GetKey() []byte {
@@ -1439,7 +1788,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1800,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[22]
+	mi := &file_api_caspaxos_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1813,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{22}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -1485,7 +1834,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1846,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[23]
+	mi := &file_api_caspaxos_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1859,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{23}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -1544,7 +1893,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1905,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[24]
+	mi := &file_api_caspaxos_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1918,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{24}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteResponse) GetVersion() uint64 {
@@ -1590,7 +1939,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1951,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[25]
+	mi := &file_api_caspaxos_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1964,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{25}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IncrementRequest) GetKey() []byte {
@@ -1649,7 +1998,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +2010,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[26]
+	mi := &file_api_caspaxos_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +2023,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{26}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -1699,7 +2048,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2060,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[27]
+	mi := &file_api_caspaxos_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2073,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{27}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
 }
 
 type Member struct {
@@ -1741,7 +2090,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +2102,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[28]
+	mi := &file_api_caspaxos_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +2115,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{28}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Member) GetName() string {
@@ -1819,7 +2168,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2180,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[29]
+	mi := &file_api_caspaxos_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2193,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{29}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1896,7 +2245,7 @@ type MemberChange struct {
 
 func (x *MemberChange) Reset() {
 	*x = MemberChange{}
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2257,7 @@ func (x *MemberChange) String() string {
 func (*MemberChange) ProtoMessage() {}
 
 func (x *MemberChange) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[30]
+	mi := &file_api_caspaxos_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2270,7 @@ func (x *MemberChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberChange.ProtoReflect.Descriptor instead.
 func (*MemberChange) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{30}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MemberChange) GetOp() string {
@@ -1990,7 +2339,7 @@ type MemberAddRequest struct {
 
 func (x *MemberAddRequest) Reset() {
 	*x = MemberAddRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2351,7 @@ func (x *MemberAddRequest) String() string {
 func (*MemberAddRequest) ProtoMessage() {}
 
 func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[31]
+	mi := &file_api_caspaxos_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2364,7 @@ func (x *MemberAddRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberAddRequest.ProtoReflect.Descriptor instead.
 func (*MemberAddRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{31}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MemberAddRequest) GetName() string {
@@ -2041,7 +2390,7 @@ type MemberRemoveRequest struct {
 
 func (x *MemberRemoveRequest) Reset() {
 	*x = MemberRemoveRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2402,7 @@ func (x *MemberRemoveRequest) String() string {
 func (*MemberRemoveRequest) ProtoMessage() {}
 
 func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[32]
+	mi := &file_api_caspaxos_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2415,7 @@ func (x *MemberRemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRemoveRequest.ProtoReflect.Descriptor instead.
 func (*MemberRemoveRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{32}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MemberRemoveRequest) GetName() string {
@@ -2086,7 +2435,7 @@ type MemberReleaseRequest struct {
 
 func (x *MemberReleaseRequest) Reset() {
 	*x = MemberReleaseRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2447,7 @@ func (x *MemberReleaseRequest) String() string {
 func (*MemberReleaseRequest) ProtoMessage() {}
 
 func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[33]
+	mi := &file_api_caspaxos_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2460,7 @@ func (x *MemberReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseRequest.ProtoReflect.Descriptor instead.
 func (*MemberReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{33}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *MemberReleaseRequest) GetName() string {
@@ -2137,7 +2486,7 @@ type MemberReleaseResponse struct {
 
 func (x *MemberReleaseResponse) Reset() {
 	*x = MemberReleaseResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2498,7 @@ func (x *MemberReleaseResponse) String() string {
 func (*MemberReleaseResponse) ProtoMessage() {}
 
 func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[34]
+	mi := &file_api_caspaxos_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2511,7 @@ func (x *MemberReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberReleaseResponse.ProtoReflect.Descriptor instead.
 func (*MemberReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{34}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *MemberReleaseResponse) GetReleases() []*HoldRelease {
@@ -2187,7 +2536,7 @@ type HoldRelease struct {
 
 func (x *HoldRelease) Reset() {
 	*x = HoldRelease{}
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2199,7 +2548,7 @@ func (x *HoldRelease) String() string {
 func (*HoldRelease) ProtoMessage() {}
 
 func (x *HoldRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[35]
+	mi := &file_api_caspaxos_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2212,7 +2561,7 @@ func (x *HoldRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldRelease.ProtoReflect.Descriptor instead.
 func (*HoldRelease) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{35}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *HoldRelease) GetName() string {
@@ -2251,7 +2600,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2612,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[36]
+	mi := &file_api_caspaxos_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2625,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{36}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
 }
 
 type HealthResponse struct {
@@ -2290,7 +2639,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2651,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[37]
+	mi := &file_api_caspaxos_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2664,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{37}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HealthResponse) GetHealthy() bool {
@@ -2350,7 +2699,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2362,7 +2711,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[38]
+	mi := &file_api_caspaxos_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2375,7 +2724,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{38}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ErrorInfo) GetCode() string {
@@ -2402,7 +2751,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2763,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[39]
+	mi := &file_api_caspaxos_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2776,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{39}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LoginRequest) GetUser() string {
@@ -2455,7 +2804,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2467,7 +2816,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[40]
+	mi := &file_api_caspaxos_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2480,7 +2829,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{40}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -2505,7 +2854,7 @@ type AuthStatusRequest struct {
 
 func (x *AuthStatusRequest) Reset() {
 	*x = AuthStatusRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +2866,7 @@ func (x *AuthStatusRequest) String() string {
 func (*AuthStatusRequest) ProtoMessage() {}
 
 func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[41]
+	mi := &file_api_caspaxos_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +2879,7 @@ func (x *AuthStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusRequest.ProtoReflect.Descriptor instead.
 func (*AuthStatusRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{41}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
 }
 
 type AuthStatusResponse struct {
@@ -2542,7 +2891,7 @@ type AuthStatusResponse struct {
 
 func (x *AuthStatusResponse) Reset() {
 	*x = AuthStatusResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2903,7 @@ func (x *AuthStatusResponse) String() string {
 func (*AuthStatusResponse) ProtoMessage() {}
 
 func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[42]
+	mi := &file_api_caspaxos_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2916,7 @@ func (x *AuthStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStatusResponse.ProtoReflect.Descriptor instead.
 func (*AuthStatusResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{42}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AuthStatusResponse) GetEnabled() bool {
@@ -2585,7 +2934,7 @@ type AuthChangeResponse struct {
 
 func (x *AuthChangeResponse) Reset() {
 	*x = AuthChangeResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2946,7 @@ func (x *AuthChangeResponse) String() string {
 func (*AuthChangeResponse) ProtoMessage() {}
 
 func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[43]
+	mi := &file_api_caspaxos_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2959,7 @@ func (x *AuthChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthChangeResponse.ProtoReflect.Descriptor instead.
 func (*AuthChangeResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{43}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
 }
 
 type UserRequest struct {
@@ -2627,7 +2976,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2639,7 +2988,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[44]
+	mi := &file_api_caspaxos_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2652,7 +3001,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{44}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UserRequest) GetName() string {
@@ -2686,7 +3035,7 @@ type UserRoleRequest struct {
 
 func (x *UserRoleRequest) Reset() {
 	*x = UserRoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +3047,7 @@ func (x *UserRoleRequest) String() string {
 func (*UserRoleRequest) ProtoMessage() {}
 
 func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[45]
+	mi := &file_api_caspaxos_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +3060,7 @@ func (x *UserRoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRoleRequest.ProtoReflect.Descriptor instead.
 func (*UserRoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{45}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *UserRoleRequest) GetUser() string {
@@ -2736,7 +3085,7 @@ type UserListRequest struct {
 
 func (x *UserListRequest) Reset() {
 	*x = UserListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2748,7 +3097,7 @@ func (x *UserListRequest) String() string {
 func (*UserListRequest) ProtoMessage() {}
 
 func (x *UserListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[46]
+	mi := &file_api_caspaxos_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2761,7 +3110,7 @@ func (x *UserListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListRequest.ProtoReflect.Descriptor instead.
 func (*UserListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{46}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
 }
 
 type User struct {
@@ -2774,7 +3123,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2786,7 +3135,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[47]
+	mi := &file_api_caspaxos_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2799,7 +3148,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{47}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *User) GetName() string {
@@ -2825,7 +3174,7 @@ type UserListResponse struct {
 
 func (x *UserListResponse) Reset() {
 	*x = UserListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2837,7 +3186,7 @@ func (x *UserListResponse) String() string {
 func (*UserListResponse) ProtoMessage() {}
 
 func (x *UserListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[48]
+	mi := &file_api_caspaxos_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2850,7 +3199,7 @@ func (x *UserListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserListResponse.ProtoReflect.Descriptor instead.
 func (*UserListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{48}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UserListResponse) GetUsers() []*User {
@@ -2869,7 +3218,7 @@ type RoleRequest struct {
 
 func (x *RoleRequest) Reset() {
 	*x = RoleRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +3230,7 @@ func (x *RoleRequest) String() string {
 func (*RoleRequest) ProtoMessage() {}
 
 func (x *RoleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[49]
+	mi := &file_api_caspaxos_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3243,7 @@ func (x *RoleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleRequest.ProtoReflect.Descriptor instead.
 func (*RoleRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{49}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RoleRequest) GetName() string {
@@ -2917,7 +3266,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3278,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[50]
+	mi := &file_api_caspaxos_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3291,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{50}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Grant) GetPerm() string {
@@ -2976,7 +3325,7 @@ type RoleGrantRequest struct {
 
 func (x *RoleGrantRequest) Reset() {
 	*x = RoleGrantRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2988,7 +3337,7 @@ func (x *RoleGrantRequest) String() string {
 func (*RoleGrantRequest) ProtoMessage() {}
 
 func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[51]
+	mi := &file_api_caspaxos_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3001,7 +3350,7 @@ func (x *RoleGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleGrantRequest.ProtoReflect.Descriptor instead.
 func (*RoleGrantRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{51}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RoleGrantRequest) GetRole() string {
@@ -3026,7 +3375,7 @@ type RoleListRequest struct {
 
 func (x *RoleListRequest) Reset() {
 	*x = RoleListRequest{}
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3387,7 @@ func (x *RoleListRequest) String() string {
 func (*RoleListRequest) ProtoMessage() {}
 
 func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[52]
+	mi := &file_api_caspaxos_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3400,7 @@ func (x *RoleListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListRequest.ProtoReflect.Descriptor instead.
 func (*RoleListRequest) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{52}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{57}
 }
 
 type Role struct {
@@ -3064,7 +3413,7 @@ type Role struct {
 
 func (x *Role) Reset() {
 	*x = Role{}
-	mi := &file_api_caspaxos_proto_msgTypes[53]
+	mi := &file_api_caspaxos_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3425,7 @@ func (x *Role) String() string {
 func (*Role) ProtoMessage() {}
 
 func (x *Role) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[53]
+	mi := &file_api_caspaxos_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3438,7 @@ func (x *Role) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Role.ProtoReflect.Descriptor instead.
 func (*Role) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{53}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Role) GetName() string {
@@ -3115,7 +3464,7 @@ type RoleListResponse struct {
 
 func (x *RoleListResponse) Reset() {
 	*x = RoleListResponse{}
-	mi := &file_api_caspaxos_proto_msgTypes[54]
+	mi := &file_api_caspaxos_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3127,7 +3476,7 @@ func (x *RoleListResponse) String() string {
 func (*RoleListResponse) ProtoMessage() {}
 
 func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_caspaxos_proto_msgTypes[54]
+	mi := &file_api_caspaxos_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3140,7 +3489,7 @@ func (x *RoleListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoleListResponse.ProtoReflect.Descriptor instead.
 func (*RoleListResponse) Descriptor() ([]byte, []int) {
-	return file_api_caspaxos_proto_rawDescGZIP(), []int{54}
+	return file_api_caspaxos_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RoleListResponse) GetRoles() []*Role {
@@ -3184,7 +3533,33 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12&\n" +
-	"\x0frenewed_unix_ms\x18\x04 \x01(\x03R\rrenewedUnixMs\"A\n" +
+	"\x0frenewed_unix_ms\x18\x04 \x01(\x03R\rrenewedUnixMs\"\xbe\x01\n" +
+	"\x12LockAcquireRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12'\n" +
+	"\rlock_delay_ms\x18\x05 \x01(\x03H\x00R\vlockDelayMs\x88\x01\x01\x12\x14\n" +
+	"\x05value\x18\x06 \x01(\fR\x05valueB\x10\n" +
+	"\x0e_lock_delay_ms\"<\n" +
+	"\x10LockLeaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\"U\n" +
+	"\x13LockProclaimRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\"W\n" +
+	"\x0eLockGetRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x17\n" +
+	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\"\xa9\x01\n" +
+	"\fLockResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x16\n" +
+	"\x06holder\x18\x03 \x01(\x04R\x06holder\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\x12+\n" +
+	"\x12not_before_unix_ms\x18\x06 \x01(\x03R\x0fnotBeforeUnixMs\"A\n" +
 	"\x0eOutcomeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
@@ -3383,7 +3758,12 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x0eLeaseKeepAlive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12F\n" +
 	"\vLeaseRevoke\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12J\n" +
 	"\x0fLeaseTimeToLive\x12\x1b.caspaxos.v1.LeaseIDRequest\x1a\x1a.caspaxos.v1.LeaseResponse\x12^\n" +
-	"\x0fLeaseKeepAlives\x12\".caspaxos.v1.LeaseKeepAliveRequest\x1a#.caspaxos.v1.LeaseKeepAliveResponse(\x010\x012\x84\x03\n" +
+	"\x0fLeaseKeepAlives\x12\".caspaxos.v1.LeaseKeepAliveRequest\x1a#.caspaxos.v1.LeaseKeepAliveResponse(\x010\x012\x9a\x02\n" +
+	"\x04Lock\x12E\n" +
+	"\aAcquire\x12\x1f.caspaxos.v1.LockAcquireRequest\x1a\x19.caspaxos.v1.LockResponse\x12C\n" +
+	"\aRelease\x12\x1d.caspaxos.v1.LockLeaseRequest\x1a\x19.caspaxos.v1.LockResponse\x12G\n" +
+	"\bProclaim\x12 .caspaxos.v1.LockProclaimRequest\x1a\x19.caspaxos.v1.LockResponse\x12=\n" +
+	"\x03Get\x12\x1b.caspaxos.v1.LockGetRequest\x1a\x19.caspaxos.v1.LockResponse2\x84\x03\n" +
 	"\aCluster\x12D\n" +
 	"\aMembers\x12\x1b.caspaxos.v1.MembersRequest\x1a\x1c.caspaxos.v1.MembersResponse\x12A\n" +
 	"\x06Health\x12\x1a.caspaxos.v1.HealthRequest\x1a\x1b.caspaxos.v1.HealthResponse\x12H\n" +
@@ -3426,7 +3806,7 @@ func file_api_caspaxos_proto_rawDescGZIP() []byte {
 }
 
 var file_api_caspaxos_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_api_caspaxos_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_api_caspaxos_proto_goTypes = []any{
 	(Op_Kind)(0),                   // 0: caspaxos.v1.Op.Kind
 	(*WatchRequest)(nil),           // 1: caspaxos.v1.WatchRequest
@@ -3437,142 +3817,155 @@ var file_api_caspaxos_proto_goTypes = []any{
 	(*LeaseKeepAliveRequest)(nil),  // 6: caspaxos.v1.LeaseKeepAliveRequest
 	(*LeaseKeepAliveResponse)(nil), // 7: caspaxos.v1.LeaseKeepAliveResponse
 	(*LeaseResponse)(nil),          // 8: caspaxos.v1.LeaseResponse
-	(*OutcomeRequest)(nil),         // 9: caspaxos.v1.OutcomeRequest
-	(*OutcomeResponse)(nil),        // 10: caspaxos.v1.OutcomeResponse
-	(*ListRequest)(nil),            // 11: caspaxos.v1.ListRequest
-	(*ListItem)(nil),               // 12: caspaxos.v1.ListItem
-	(*ListResponse)(nil),           // 13: caspaxos.v1.ListResponse
-	(*BatchRequest)(nil),           // 14: caspaxos.v1.BatchRequest
-	(*BatchResponse)(nil),          // 15: caspaxos.v1.BatchResponse
-	(*Op)(nil),                     // 16: caspaxos.v1.Op
-	(*OpResult)(nil),               // 17: caspaxos.v1.OpResult
-	(*GetRequest)(nil),             // 18: caspaxos.v1.GetRequest
-	(*GetResponse)(nil),            // 19: caspaxos.v1.GetResponse
-	(*PutRequest)(nil),             // 20: caspaxos.v1.PutRequest
-	(*CreateRequest)(nil),          // 21: caspaxos.v1.CreateRequest
-	(*CompareAndSwapRequest)(nil),  // 22: caspaxos.v1.CompareAndSwapRequest
-	(*PutResponse)(nil),            // 23: caspaxos.v1.PutResponse
-	(*DeleteRequest)(nil),          // 24: caspaxos.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 25: caspaxos.v1.DeleteResponse
-	(*IncrementRequest)(nil),       // 26: caspaxos.v1.IncrementRequest
-	(*IncrementResponse)(nil),      // 27: caspaxos.v1.IncrementResponse
-	(*MembersRequest)(nil),         // 28: caspaxos.v1.MembersRequest
-	(*Member)(nil),                 // 29: caspaxos.v1.Member
-	(*MembersResponse)(nil),        // 30: caspaxos.v1.MembersResponse
-	(*MemberChange)(nil),           // 31: caspaxos.v1.MemberChange
-	(*MemberAddRequest)(nil),       // 32: caspaxos.v1.MemberAddRequest
-	(*MemberRemoveRequest)(nil),    // 33: caspaxos.v1.MemberRemoveRequest
-	(*MemberReleaseRequest)(nil),   // 34: caspaxos.v1.MemberReleaseRequest
-	(*MemberReleaseResponse)(nil),  // 35: caspaxos.v1.MemberReleaseResponse
-	(*HoldRelease)(nil),            // 36: caspaxos.v1.HoldRelease
-	(*HealthRequest)(nil),          // 37: caspaxos.v1.HealthRequest
-	(*HealthResponse)(nil),         // 38: caspaxos.v1.HealthResponse
-	(*ErrorInfo)(nil),              // 39: caspaxos.v1.ErrorInfo
-	(*LoginRequest)(nil),           // 40: caspaxos.v1.LoginRequest
-	(*LoginResponse)(nil),          // 41: caspaxos.v1.LoginResponse
-	(*AuthStatusRequest)(nil),      // 42: caspaxos.v1.AuthStatusRequest
-	(*AuthStatusResponse)(nil),     // 43: caspaxos.v1.AuthStatusResponse
-	(*AuthChangeResponse)(nil),     // 44: caspaxos.v1.AuthChangeResponse
-	(*UserRequest)(nil),            // 45: caspaxos.v1.UserRequest
-	(*UserRoleRequest)(nil),        // 46: caspaxos.v1.UserRoleRequest
-	(*UserListRequest)(nil),        // 47: caspaxos.v1.UserListRequest
-	(*User)(nil),                   // 48: caspaxos.v1.User
-	(*UserListResponse)(nil),       // 49: caspaxos.v1.UserListResponse
-	(*RoleRequest)(nil),            // 50: caspaxos.v1.RoleRequest
-	(*Grant)(nil),                  // 51: caspaxos.v1.Grant
-	(*RoleGrantRequest)(nil),       // 52: caspaxos.v1.RoleGrantRequest
-	(*RoleListRequest)(nil),        // 53: caspaxos.v1.RoleListRequest
-	(*Role)(nil),                   // 54: caspaxos.v1.Role
-	(*RoleListResponse)(nil),       // 55: caspaxos.v1.RoleListResponse
+	(*LockAcquireRequest)(nil),     // 9: caspaxos.v1.LockAcquireRequest
+	(*LockLeaseRequest)(nil),       // 10: caspaxos.v1.LockLeaseRequest
+	(*LockProclaimRequest)(nil),    // 11: caspaxos.v1.LockProclaimRequest
+	(*LockGetRequest)(nil),         // 12: caspaxos.v1.LockGetRequest
+	(*LockResponse)(nil),           // 13: caspaxos.v1.LockResponse
+	(*OutcomeRequest)(nil),         // 14: caspaxos.v1.OutcomeRequest
+	(*OutcomeResponse)(nil),        // 15: caspaxos.v1.OutcomeResponse
+	(*ListRequest)(nil),            // 16: caspaxos.v1.ListRequest
+	(*ListItem)(nil),               // 17: caspaxos.v1.ListItem
+	(*ListResponse)(nil),           // 18: caspaxos.v1.ListResponse
+	(*BatchRequest)(nil),           // 19: caspaxos.v1.BatchRequest
+	(*BatchResponse)(nil),          // 20: caspaxos.v1.BatchResponse
+	(*Op)(nil),                     // 21: caspaxos.v1.Op
+	(*OpResult)(nil),               // 22: caspaxos.v1.OpResult
+	(*GetRequest)(nil),             // 23: caspaxos.v1.GetRequest
+	(*GetResponse)(nil),            // 24: caspaxos.v1.GetResponse
+	(*PutRequest)(nil),             // 25: caspaxos.v1.PutRequest
+	(*CreateRequest)(nil),          // 26: caspaxos.v1.CreateRequest
+	(*CompareAndSwapRequest)(nil),  // 27: caspaxos.v1.CompareAndSwapRequest
+	(*PutResponse)(nil),            // 28: caspaxos.v1.PutResponse
+	(*DeleteRequest)(nil),          // 29: caspaxos.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 30: caspaxos.v1.DeleteResponse
+	(*IncrementRequest)(nil),       // 31: caspaxos.v1.IncrementRequest
+	(*IncrementResponse)(nil),      // 32: caspaxos.v1.IncrementResponse
+	(*MembersRequest)(nil),         // 33: caspaxos.v1.MembersRequest
+	(*Member)(nil),                 // 34: caspaxos.v1.Member
+	(*MembersResponse)(nil),        // 35: caspaxos.v1.MembersResponse
+	(*MemberChange)(nil),           // 36: caspaxos.v1.MemberChange
+	(*MemberAddRequest)(nil),       // 37: caspaxos.v1.MemberAddRequest
+	(*MemberRemoveRequest)(nil),    // 38: caspaxos.v1.MemberRemoveRequest
+	(*MemberReleaseRequest)(nil),   // 39: caspaxos.v1.MemberReleaseRequest
+	(*MemberReleaseResponse)(nil),  // 40: caspaxos.v1.MemberReleaseResponse
+	(*HoldRelease)(nil),            // 41: caspaxos.v1.HoldRelease
+	(*HealthRequest)(nil),          // 42: caspaxos.v1.HealthRequest
+	(*HealthResponse)(nil),         // 43: caspaxos.v1.HealthResponse
+	(*ErrorInfo)(nil),              // 44: caspaxos.v1.ErrorInfo
+	(*LoginRequest)(nil),           // 45: caspaxos.v1.LoginRequest
+	(*LoginResponse)(nil),          // 46: caspaxos.v1.LoginResponse
+	(*AuthStatusRequest)(nil),      // 47: caspaxos.v1.AuthStatusRequest
+	(*AuthStatusResponse)(nil),     // 48: caspaxos.v1.AuthStatusResponse
+	(*AuthChangeResponse)(nil),     // 49: caspaxos.v1.AuthChangeResponse
+	(*UserRequest)(nil),            // 50: caspaxos.v1.UserRequest
+	(*UserRoleRequest)(nil),        // 51: caspaxos.v1.UserRoleRequest
+	(*UserListRequest)(nil),        // 52: caspaxos.v1.UserListRequest
+	(*User)(nil),                   // 53: caspaxos.v1.User
+	(*UserListResponse)(nil),       // 54: caspaxos.v1.UserListResponse
+	(*RoleRequest)(nil),            // 55: caspaxos.v1.RoleRequest
+	(*Grant)(nil),                  // 56: caspaxos.v1.Grant
+	(*RoleGrantRequest)(nil),       // 57: caspaxos.v1.RoleGrantRequest
+	(*RoleListRequest)(nil),        // 58: caspaxos.v1.RoleListRequest
+	(*Role)(nil),                   // 59: caspaxos.v1.Role
+	(*RoleListResponse)(nil),       // 60: caspaxos.v1.RoleListResponse
 }
 var file_api_caspaxos_proto_depIdxs = []int32{
 	2,  // 0: caspaxos.v1.WatchResponse.events:type_name -> caspaxos.v1.WatchEvent
 	8,  // 1: caspaxos.v1.LeaseKeepAliveResponse.lease:type_name -> caspaxos.v1.LeaseResponse
-	39, // 2: caspaxos.v1.LeaseKeepAliveResponse.error:type_name -> caspaxos.v1.ErrorInfo
-	12, // 3: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
-	16, // 4: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
-	17, // 5: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
+	44, // 2: caspaxos.v1.LeaseKeepAliveResponse.error:type_name -> caspaxos.v1.ErrorInfo
+	17, // 3: caspaxos.v1.ListResponse.items:type_name -> caspaxos.v1.ListItem
+	21, // 4: caspaxos.v1.BatchRequest.ops:type_name -> caspaxos.v1.Op
+	22, // 5: caspaxos.v1.BatchResponse.results:type_name -> caspaxos.v1.OpResult
 	0,  // 6: caspaxos.v1.Op.kind:type_name -> caspaxos.v1.Op.Kind
-	39, // 7: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
-	29, // 8: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
-	31, // 9: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
-	36, // 10: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
-	48, // 11: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
-	51, // 12: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
-	51, // 13: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
-	54, // 14: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
-	18, // 15: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
-	20, // 16: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
-	21, // 17: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
-	22, // 18: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
-	24, // 19: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
-	26, // 20: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
-	14, // 21: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
-	11, // 22: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
+	44, // 7: caspaxos.v1.OpResult.error:type_name -> caspaxos.v1.ErrorInfo
+	34, // 8: caspaxos.v1.MembersResponse.members:type_name -> caspaxos.v1.Member
+	36, // 9: caspaxos.v1.MembersResponse.change:type_name -> caspaxos.v1.MemberChange
+	41, // 10: caspaxos.v1.MemberReleaseResponse.releases:type_name -> caspaxos.v1.HoldRelease
+	53, // 11: caspaxos.v1.UserListResponse.users:type_name -> caspaxos.v1.User
+	56, // 12: caspaxos.v1.RoleGrantRequest.grant:type_name -> caspaxos.v1.Grant
+	56, // 13: caspaxos.v1.Role.grants:type_name -> caspaxos.v1.Grant
+	59, // 14: caspaxos.v1.RoleListResponse.roles:type_name -> caspaxos.v1.Role
+	23, // 15: caspaxos.v1.KV.Get:input_type -> caspaxos.v1.GetRequest
+	25, // 16: caspaxos.v1.KV.Put:input_type -> caspaxos.v1.PutRequest
+	26, // 17: caspaxos.v1.KV.Create:input_type -> caspaxos.v1.CreateRequest
+	27, // 18: caspaxos.v1.KV.CompareAndSwap:input_type -> caspaxos.v1.CompareAndSwapRequest
+	29, // 19: caspaxos.v1.KV.Delete:input_type -> caspaxos.v1.DeleteRequest
+	31, // 20: caspaxos.v1.KV.Increment:input_type -> caspaxos.v1.IncrementRequest
+	19, // 21: caspaxos.v1.KV.Batch:input_type -> caspaxos.v1.BatchRequest
+	16, // 22: caspaxos.v1.KV.List:input_type -> caspaxos.v1.ListRequest
 	1,  // 23: caspaxos.v1.KV.Watch:input_type -> caspaxos.v1.WatchRequest
-	9,  // 24: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
+	14, // 24: caspaxos.v1.KV.Outcome:input_type -> caspaxos.v1.OutcomeRequest
 	4,  // 25: caspaxos.v1.Lease.LeaseGrant:input_type -> caspaxos.v1.LeaseGrantRequest
 	5,  // 26: caspaxos.v1.Lease.LeaseKeepAlive:input_type -> caspaxos.v1.LeaseIDRequest
 	5,  // 27: caspaxos.v1.Lease.LeaseRevoke:input_type -> caspaxos.v1.LeaseIDRequest
 	5,  // 28: caspaxos.v1.Lease.LeaseTimeToLive:input_type -> caspaxos.v1.LeaseIDRequest
 	6,  // 29: caspaxos.v1.Lease.LeaseKeepAlives:input_type -> caspaxos.v1.LeaseKeepAliveRequest
-	28, // 30: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
-	37, // 31: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
-	32, // 32: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
-	33, // 33: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
-	34, // 34: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
-	40, // 35: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
-	42, // 36: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
-	42, // 37: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
-	42, // 38: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
-	45, // 39: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
-	45, // 40: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
-	45, // 41: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
-	46, // 42: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
-	46, // 43: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
-	47, // 44: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
-	50, // 45: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
-	50, // 46: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
-	52, // 47: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
-	52, // 48: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
-	53, // 49: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
-	19, // 50: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
-	23, // 51: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
-	23, // 52: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
-	23, // 53: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
-	25, // 54: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
-	27, // 55: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
-	15, // 56: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
-	13, // 57: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
-	3,  // 58: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
-	10, // 59: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
-	8,  // 60: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
-	8,  // 61: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
-	8,  // 62: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
-	8,  // 63: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
-	7,  // 64: caspaxos.v1.Lease.LeaseKeepAlives:output_type -> caspaxos.v1.LeaseKeepAliveResponse
-	30, // 65: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
-	38, // 66: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
-	30, // 67: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
-	30, // 68: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
-	35, // 69: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
-	41, // 70: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
-	43, // 71: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
-	43, // 72: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
-	43, // 73: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
-	44, // 74: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 75: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 76: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 77: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 78: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
-	49, // 79: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
-	44, // 80: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 81: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 82: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
-	44, // 83: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
-	55, // 84: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
-	50, // [50:85] is the sub-list for method output_type
-	15, // [15:50] is the sub-list for method input_type
+	9,  // 30: caspaxos.v1.Lock.Acquire:input_type -> caspaxos.v1.LockAcquireRequest
+	10, // 31: caspaxos.v1.Lock.Release:input_type -> caspaxos.v1.LockLeaseRequest
+	11, // 32: caspaxos.v1.Lock.Proclaim:input_type -> caspaxos.v1.LockProclaimRequest
+	12, // 33: caspaxos.v1.Lock.Get:input_type -> caspaxos.v1.LockGetRequest
+	33, // 34: caspaxos.v1.Cluster.Members:input_type -> caspaxos.v1.MembersRequest
+	42, // 35: caspaxos.v1.Cluster.Health:input_type -> caspaxos.v1.HealthRequest
+	37, // 36: caspaxos.v1.Cluster.MemberAdd:input_type -> caspaxos.v1.MemberAddRequest
+	38, // 37: caspaxos.v1.Cluster.MemberRemove:input_type -> caspaxos.v1.MemberRemoveRequest
+	39, // 38: caspaxos.v1.Cluster.MemberRelease:input_type -> caspaxos.v1.MemberReleaseRequest
+	45, // 39: caspaxos.v1.Auth.Login:input_type -> caspaxos.v1.LoginRequest
+	47, // 40: caspaxos.v1.Auth.AuthStatus:input_type -> caspaxos.v1.AuthStatusRequest
+	47, // 41: caspaxos.v1.Auth.AuthEnable:input_type -> caspaxos.v1.AuthStatusRequest
+	47, // 42: caspaxos.v1.Auth.AuthDisable:input_type -> caspaxos.v1.AuthStatusRequest
+	50, // 43: caspaxos.v1.Auth.UserAdd:input_type -> caspaxos.v1.UserRequest
+	50, // 44: caspaxos.v1.Auth.UserDelete:input_type -> caspaxos.v1.UserRequest
+	50, // 45: caspaxos.v1.Auth.UserPasswd:input_type -> caspaxos.v1.UserRequest
+	51, // 46: caspaxos.v1.Auth.UserGrantRole:input_type -> caspaxos.v1.UserRoleRequest
+	51, // 47: caspaxos.v1.Auth.UserRevokeRole:input_type -> caspaxos.v1.UserRoleRequest
+	52, // 48: caspaxos.v1.Auth.UserList:input_type -> caspaxos.v1.UserListRequest
+	55, // 49: caspaxos.v1.Auth.RoleAdd:input_type -> caspaxos.v1.RoleRequest
+	55, // 50: caspaxos.v1.Auth.RoleDelete:input_type -> caspaxos.v1.RoleRequest
+	57, // 51: caspaxos.v1.Auth.RoleGrant:input_type -> caspaxos.v1.RoleGrantRequest
+	57, // 52: caspaxos.v1.Auth.RoleRevoke:input_type -> caspaxos.v1.RoleGrantRequest
+	58, // 53: caspaxos.v1.Auth.RoleList:input_type -> caspaxos.v1.RoleListRequest
+	24, // 54: caspaxos.v1.KV.Get:output_type -> caspaxos.v1.GetResponse
+	28, // 55: caspaxos.v1.KV.Put:output_type -> caspaxos.v1.PutResponse
+	28, // 56: caspaxos.v1.KV.Create:output_type -> caspaxos.v1.PutResponse
+	28, // 57: caspaxos.v1.KV.CompareAndSwap:output_type -> caspaxos.v1.PutResponse
+	30, // 58: caspaxos.v1.KV.Delete:output_type -> caspaxos.v1.DeleteResponse
+	32, // 59: caspaxos.v1.KV.Increment:output_type -> caspaxos.v1.IncrementResponse
+	20, // 60: caspaxos.v1.KV.Batch:output_type -> caspaxos.v1.BatchResponse
+	18, // 61: caspaxos.v1.KV.List:output_type -> caspaxos.v1.ListResponse
+	3,  // 62: caspaxos.v1.KV.Watch:output_type -> caspaxos.v1.WatchResponse
+	15, // 63: caspaxos.v1.KV.Outcome:output_type -> caspaxos.v1.OutcomeResponse
+	8,  // 64: caspaxos.v1.Lease.LeaseGrant:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 65: caspaxos.v1.Lease.LeaseKeepAlive:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 66: caspaxos.v1.Lease.LeaseRevoke:output_type -> caspaxos.v1.LeaseResponse
+	8,  // 67: caspaxos.v1.Lease.LeaseTimeToLive:output_type -> caspaxos.v1.LeaseResponse
+	7,  // 68: caspaxos.v1.Lease.LeaseKeepAlives:output_type -> caspaxos.v1.LeaseKeepAliveResponse
+	13, // 69: caspaxos.v1.Lock.Acquire:output_type -> caspaxos.v1.LockResponse
+	13, // 70: caspaxos.v1.Lock.Release:output_type -> caspaxos.v1.LockResponse
+	13, // 71: caspaxos.v1.Lock.Proclaim:output_type -> caspaxos.v1.LockResponse
+	13, // 72: caspaxos.v1.Lock.Get:output_type -> caspaxos.v1.LockResponse
+	35, // 73: caspaxos.v1.Cluster.Members:output_type -> caspaxos.v1.MembersResponse
+	43, // 74: caspaxos.v1.Cluster.Health:output_type -> caspaxos.v1.HealthResponse
+	35, // 75: caspaxos.v1.Cluster.MemberAdd:output_type -> caspaxos.v1.MembersResponse
+	35, // 76: caspaxos.v1.Cluster.MemberRemove:output_type -> caspaxos.v1.MembersResponse
+	40, // 77: caspaxos.v1.Cluster.MemberRelease:output_type -> caspaxos.v1.MemberReleaseResponse
+	46, // 78: caspaxos.v1.Auth.Login:output_type -> caspaxos.v1.LoginResponse
+	48, // 79: caspaxos.v1.Auth.AuthStatus:output_type -> caspaxos.v1.AuthStatusResponse
+	48, // 80: caspaxos.v1.Auth.AuthEnable:output_type -> caspaxos.v1.AuthStatusResponse
+	48, // 81: caspaxos.v1.Auth.AuthDisable:output_type -> caspaxos.v1.AuthStatusResponse
+	49, // 82: caspaxos.v1.Auth.UserAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 83: caspaxos.v1.Auth.UserDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 84: caspaxos.v1.Auth.UserPasswd:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 85: caspaxos.v1.Auth.UserGrantRole:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 86: caspaxos.v1.Auth.UserRevokeRole:output_type -> caspaxos.v1.AuthChangeResponse
+	54, // 87: caspaxos.v1.Auth.UserList:output_type -> caspaxos.v1.UserListResponse
+	49, // 88: caspaxos.v1.Auth.RoleAdd:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 89: caspaxos.v1.Auth.RoleDelete:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 90: caspaxos.v1.Auth.RoleGrant:output_type -> caspaxos.v1.AuthChangeResponse
+	49, // 91: caspaxos.v1.Auth.RoleRevoke:output_type -> caspaxos.v1.AuthChangeResponse
+	60, // 92: caspaxos.v1.Auth.RoleList:output_type -> caspaxos.v1.RoleListResponse
+	54, // [54:93] is the sub-list for method output_type
+	15, // [15:54] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -3583,17 +3976,18 @@ func file_api_caspaxos_proto_init() {
 	if File_api_caspaxos_proto != nil {
 		return
 	}
-	file_api_caspaxos_proto_msgTypes[19].OneofWrappers = []any{}
-	file_api_caspaxos_proto_msgTypes[23].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[8].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[24].OneofWrappers = []any{}
+	file_api_caspaxos_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_caspaxos_proto_rawDesc), len(file_api_caspaxos_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   55,
+			NumMessages:   60,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_api_caspaxos_proto_goTypes,
 		DependencyIndexes: file_api_caspaxos_proto_depIdxs,

@@ -803,6 +803,244 @@ var Lease_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Lock_Acquire_FullMethodName  = "/caspaxos.v1.Lock/Acquire"
+	Lock_Release_FullMethodName  = "/caspaxos.v1.Lock/Release"
+	Lock_Proclaim_FullMethodName = "/caspaxos.v1.Lock/Proclaim"
+	Lock_Get_FullMethodName      = "/caspaxos.v1.Lock/Get"
+)
+
+// LockClient is the client API for Lock service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Lock acquires and releases locks and runs elections (docs/locks.md). A
+// lock is one register; its fencing token is the register's version after
+// the acquire, which strictly increases forever. An election is a lock
+// with a value: campaign = Acquire with a value, proclaim = Proclaim,
+// resign = Release, observe = Get with a version and a wait. With auth on,
+// Acquire, Release and Proclaim need the write permission on the lock's
+// name (as a key), Get the read permission.
+type LockClient interface {
+	// Acquire waits up to wait_ms for the lock (locked once it ends).
+	Acquire(ctx context.Context, in *LockAcquireRequest, opts ...grpc.CallOption) (*LockResponse, error)
+	Release(ctx context.Context, in *LockLeaseRequest, opts ...grpc.CallOption) (*LockResponse, error)
+	Proclaim(ctx context.Context, in *LockProclaimRequest, opts ...grpc.CallOption) (*LockResponse, error)
+	// Get reads the lock; with wait_ms, it answers once the lock's token is
+	// above version, or at the wait's end with its state (a long poll).
+	Get(ctx context.Context, in *LockGetRequest, opts ...grpc.CallOption) (*LockResponse, error)
+}
+
+type lockClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewLockClient(cc grpc.ClientConnInterface) LockClient {
+	return &lockClient{cc}
+}
+
+func (c *lockClient) Acquire(ctx context.Context, in *LockAcquireRequest, opts ...grpc.CallOption) (*LockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockResponse)
+	err := c.cc.Invoke(ctx, Lock_Acquire_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lockClient) Release(ctx context.Context, in *LockLeaseRequest, opts ...grpc.CallOption) (*LockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockResponse)
+	err := c.cc.Invoke(ctx, Lock_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lockClient) Proclaim(ctx context.Context, in *LockProclaimRequest, opts ...grpc.CallOption) (*LockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockResponse)
+	err := c.cc.Invoke(ctx, Lock_Proclaim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *lockClient) Get(ctx context.Context, in *LockGetRequest, opts ...grpc.CallOption) (*LockResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LockResponse)
+	err := c.cc.Invoke(ctx, Lock_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LockServer is the server API for Lock service.
+// All implementations must embed UnimplementedLockServer
+// for forward compatibility.
+//
+// Lock acquires and releases locks and runs elections (docs/locks.md). A
+// lock is one register; its fencing token is the register's version after
+// the acquire, which strictly increases forever. An election is a lock
+// with a value: campaign = Acquire with a value, proclaim = Proclaim,
+// resign = Release, observe = Get with a version and a wait. With auth on,
+// Acquire, Release and Proclaim need the write permission on the lock's
+// name (as a key), Get the read permission.
+type LockServer interface {
+	// Acquire waits up to wait_ms for the lock (locked once it ends).
+	Acquire(context.Context, *LockAcquireRequest) (*LockResponse, error)
+	Release(context.Context, *LockLeaseRequest) (*LockResponse, error)
+	Proclaim(context.Context, *LockProclaimRequest) (*LockResponse, error)
+	// Get reads the lock; with wait_ms, it answers once the lock's token is
+	// above version, or at the wait's end with its state (a long poll).
+	Get(context.Context, *LockGetRequest) (*LockResponse, error)
+	mustEmbedUnimplementedLockServer()
+}
+
+// UnimplementedLockServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedLockServer struct{}
+
+func (UnimplementedLockServer) Acquire(context.Context, *LockAcquireRequest) (*LockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Acquire not implemented")
+}
+func (UnimplementedLockServer) Release(context.Context, *LockLeaseRequest) (*LockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedLockServer) Proclaim(context.Context, *LockProclaimRequest) (*LockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Proclaim not implemented")
+}
+func (UnimplementedLockServer) Get(context.Context, *LockGetRequest) (*LockResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedLockServer) mustEmbedUnimplementedLockServer() {}
+func (UnimplementedLockServer) testEmbeddedByValue()              {}
+
+// UnsafeLockServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to LockServer will
+// result in compilation errors.
+type UnsafeLockServer interface {
+	mustEmbedUnimplementedLockServer()
+}
+
+func RegisterLockServer(s grpc.ServiceRegistrar, srv LockServer) {
+	// If the following call panics, it indicates UnimplementedLockServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Lock_ServiceDesc, srv)
+}
+
+func _Lock_Acquire_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockAcquireRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LockServer).Acquire(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lock_Acquire_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LockServer).Acquire(ctx, req.(*LockAcquireRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lock_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LockServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lock_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LockServer).Release(ctx, req.(*LockLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lock_Proclaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockProclaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LockServer).Proclaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lock_Proclaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LockServer).Proclaim(ctx, req.(*LockProclaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Lock_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LockGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LockServer).Get(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Lock_Get_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LockServer).Get(ctx, req.(*LockGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Lock_ServiceDesc is the grpc.ServiceDesc for Lock service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Lock_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "caspaxos.v1.Lock",
+	HandlerType: (*LockServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Acquire",
+			Handler:    _Lock_Acquire_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _Lock_Release_Handler,
+		},
+		{
+			MethodName: "Proclaim",
+			Handler:    _Lock_Proclaim_Handler,
+		},
+		{
+			MethodName: "Get",
+			Handler:    _Lock_Get_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/caspaxos.proto",
+}
+
+const (
 	Cluster_Members_FullMethodName       = "/caspaxos.v1.Cluster/Members"
 	Cluster_Health_FullMethodName        = "/caspaxos.v1.Cluster/Health"
 	Cluster_MemberAdd_FullMethodName     = "/caspaxos.v1.Cluster/MemberAdd"

@@ -21,6 +21,7 @@ const (
 	exitNotInteger     = 8
 	exitOverloaded     = 9
 	exitNoSpace        = 10
+	exitLocked         = 11
 )
 
 // errUnhealthy: the node answered health and reported that it does not
@@ -51,6 +52,7 @@ func exitCodes() []exitRow {
 		{exitNotInteger, []error{client.ErrNotAnInteger, client.ErrOverflow}, "incr: the value is not a decimal integer, or the result would overflow int64"},
 		{exitOverloaded, []error{client.ErrOverloaded}, "overloaded: the node refused the request at its bound of requests in flight; nothing changed, retry later"},
 		{exitNoSpace, []error{client.ErrNoSpace}, "no space: a node's disk is nearly full or its store over quota; the write was refused and nothing changed (get and del still work)"},
+		{exitLocked, []error{client.ErrLocked, client.ErrLockLost, client.ErrNotLockHolder}, "lock, elect: the wait for the lock ended with another holder, or the lock's lease was lost (lock then exits with this code after stopping the command)"},
 	}
 }
 
@@ -62,6 +64,10 @@ func exitCode(err error) int {
 	var usage *usageError
 	if errors.As(err, &usage) {
 		return exitUsage
+	}
+	var status *exitStatus
+	if errors.As(err, &status) {
+		return status.code
 	}
 	for _, row := range exitCodes() {
 		for _, target := range row.errs {
@@ -82,6 +88,12 @@ func exitCodeHelp() string {
 	}
 	return b.String()
 }
+
+// exitStatus is a command's own exit status, passed on as the process's
+// (caspaxos lock): not an error of this binary, so nothing is printed.
+type exitStatus struct{ code int }
+
+func (e *exitStatus) Error() string { return fmt.Sprintf("the command exited with status %d", e.code) }
 
 // usageError is a command line that cannot be run as written (exit code 2).
 type usageError struct {
@@ -129,6 +141,8 @@ func describe(err error) string {
 		return "key not found"
 	case errors.Is(err, client.ErrLeaseNotFound):
 		return "lease not found, expired or revoked"
+	case errors.Is(err, client.ErrLockLost):
+		return "the lock's lease was lost: " + detail(err, client.ErrLockLost)
 	case errors.Is(err, client.ErrNotAnInteger):
 		return "the value is not a decimal integer"
 	case errors.Is(err, client.ErrOverflow):

@@ -32,6 +32,9 @@ func TestExitCode(t *testing.T) {
 		{"overflow", fmt.Errorf("%w: 1 + max", client.ErrOverflow), 8},
 		{"overloaded", fmt.Errorf("%w: 8192 in flight", client.ErrOverloaded), 9},
 		{"no space", fmt.Errorf("%w: 10 MiB free", client.ErrNoSpace), 10},
+		{"locked", fmt.Errorf("%w: held by lease 2a", client.ErrLocked), 11},
+		{"lock lost", fmt.Errorf("%w: lease 2a", client.ErrLockLost), 11},
+		{"a command's status", &exitStatus{code: 42}, 42},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

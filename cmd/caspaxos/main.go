@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -35,7 +36,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
-	if err != nil {
+	var status *exitStatus
+	if err != nil && !errors.As(err, &status) {
 		fmt.Fprintln(stderr, "caspaxos: "+oneLine(err.Error()))
 	}
 	return exitCode(err)
@@ -89,6 +91,8 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 		newDelCmd(opts),
 		newIncrCmd(opts),
 		newLeaseCmd(opts),
+		newLockCmd(opts),
+		newElectCmd(opts),
 		newMembersCmd(opts),
 		newUserCmd(opts),
 		newRoleCmd(opts),

@@ -58,7 +58,7 @@ var allowed = map[string][]string{
 	// Authorization: its pure parts and the Guard, which reaches the
 	// registers through the small Registers interface it declares.
 	"server/auth":      {"kv", "protocol"},
-	"server/clientapi": {"api", "kv", "protocol", "server/auth"},
+	"server/clientapi": {"api", "kv", "protocol", "server/auth", "server/lock"},
 	// Listing: the merge rule of the core, its reads through a function
 	// and the acceptors through the small interface it declares.
 	"server/list": {"protocol", "kv"},
@@ -87,6 +87,9 @@ var allowed = map[string][]string{
 	// Leases: their expiry, proposed through the small Doer and Scanner
 	// interfaces it declares.
 	"server/lease": {"protocol", "kv"},
+	// Locks: the acquire's wait, over the node's operations and watches
+	// through the function types of its Deps.
+	"server/lock": {"protocol", "kv"},
 }
 
 // rule returns the folder whose entry in allowed holds for dir, false if

@@ -44,6 +44,9 @@ const (
 	evListStep
 	// evWatch carries watch, a watcher's or hint stream's step (watch.go).
 	evWatch
+	// evLock runs a lock actor (event.client; see lock.go), or times out
+	// its request req.
+	evLock
 )
 
 var eventNames = [...]string{
@@ -63,6 +66,7 @@ var eventNames = [...]string{
 	evListDeadline: "list-deadline",
 	evListStep:     "list-step",
 	evWatch:        "watch",
+	evLock:         "lock",
 }
 
 func (k eventKind) String() string { return eventNames[k] }

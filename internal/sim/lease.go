@@ -49,6 +49,7 @@ func drawLeases(seed uint64, p *Plan) {
 	if p.ClockSeed == 0 {
 		p.ClockSeed = rng.Uint64() | 1
 	}
+	p.Locks = rng.IntN(2) == 0 // lock.go
 }
 
 type leaseOpKind uint8
@@ -72,6 +73,11 @@ type leaseHolder struct {
 	pending  protocol.ReqID
 	holds    bool
 	renewals []leaseRenewal // of the lease's current life
+	// life counts the lease's grants; validUntil is the send time of the
+	// life's last acknowledged renewal plus the TTL (the client's
+	// KeepAlive.ValidUntil; lock.go).
+	life       int
+	validUntil time.Duration
 }
 
 type leaseOp struct {
@@ -202,6 +208,10 @@ func (s *sim) leasePropose(n *node, op leaseOp, ch protocol.Change) protocol.Req
 
 // leaseResult takes a lease request's answer.
 func (s *sim) leaseResult(n *node, r protocol.Result) {
+	if r.ID >= lockReqBase {
+		s.lockResult(n, r)
+		return
+	}
 	l := &s.lease
 	op, ok := l.ops[r.ID]
 	if !ok {
@@ -228,15 +238,25 @@ func (s *sim) leaseResult(n *node, r protocol.Result) {
 		if op.kind == leaseGrant {
 			h.renewals = h.renewals[:0]
 			s.stats.LeaseGrants++
+			s.lockLeaseLifeEnds(op.holder, h.validUntil)
+			h.life++
+			h.validUntil = 0
 		} else {
 			s.stats.LeaseRenewals++
 		}
+		h.validUntil = max(h.validUntil, op.sent+s.plan.LeaseTTL)
 		h.holds = true
 		h.renewals = append(h.renewals, leaseRenewal{renewed: lease.RenewedMillis, sent: op.sent})
 	case errors.Is(r.Err, kv.ErrLeaseExists):
 		h.holds = true // a grant whose answer was lost took effect: keep it alive
+		// A new life whose validity the holder does not know until a
+		// keep-alive is acknowledged.
+		s.lockLeaseLifeEnds(op.holder, h.validUntil)
+		h.life++
+		h.validUntil = 0
 	case errors.Is(r.Err, kv.ErrLeaseNotFound):
 		h.holds = false
+		s.lockLeaseLifeEnds(op.holder, h.validUntil)
 	}
 	next := s.leaseDelay(3)
 	if h.holds && l.rng.IntN(4) == 0 {

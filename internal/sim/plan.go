@@ -76,6 +76,8 @@ type Plan struct {
 	// none) and their TTL.
 	Leases   int
 	LeaseTTL time.Duration
+	// Locks: the lease holders also take a lock (lock.go).
+	Locks bool
 	// Listers list keys (list.go) beside the clients, each one page at a
 	// time, a listing about every ListEvery (0: no listing); a round asks
 	// each acceptor for at most ListBatch keys.
@@ -200,6 +202,9 @@ func (p Plan) String() string {
 	}
 	if p.Leases > 0 {
 		fmt.Fprintf(&b, "\nleases: %d, ttl=%v, clock skew<=%v", p.Leases, p.LeaseTTL, p.MaxSkew)
+		if p.Locks {
+			b.WriteString(", the holders take a lock")
+		}
 	}
 	if p.MemberEvery > 0 {
 		fmt.Fprintf(&b, "\nmembership: a pool of 5 nodes, a change every ~%v", p.MemberEvery)

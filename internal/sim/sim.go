@@ -67,6 +67,12 @@ type Variant struct {
 	// LeaseLocalExpiry makes lease readers decide expiry from their node's
 	// clock at read time (lease.go) instead of the committed state.
 	LeaseLocalExpiry bool
+	// LockTokenNotVersion takes as a hold's token a count of acquires at
+	// the answering node, not the lock register's version (lock.go).
+	LockTokenNotVersion bool
+	// LockBreakLiveLease breaks a lock's hold without reading its lease
+	// (lock.go): a break of a live holder.
+	LockBreakLiveLease bool
 	// ListQuorumShortBy takes this many from the quorum of scan replies a
 	// listing round waits for and merges with (protocol.MergeList's
 	// quorum), down to one: a lister that trusts too few acceptors.
@@ -172,6 +178,7 @@ type sim struct {
 	nextRID int
 	ledger  map[string]map[string]uint64
 	lease   leaseState // lease.go
+	locks   lockState  // lock.go
 }
 
 // Run runs one seed and checks it. It returns a *Failure on a violation.
@@ -260,6 +267,7 @@ func newSim(opts Options) *sim {
 	}
 	s.setClocks()
 	s.setLeases()
+	s.setLocks()
 	s.scheduleFaults()
 	s.scheduleGC()
 	s.scheduleMembership()
@@ -319,6 +327,8 @@ func (s *sim) dispatch(ev *event) {
 		s.memberTick()
 	case evLease:
 		s.leaseTick(ev)
+	case evLock:
+		s.lockTick(ev)
 	case evScan:
 		s.scanAt(ev)
 	case evScanReply:

@@ -62,19 +62,21 @@ type Stats struct {
 	// Leases (lease.go): grants and keep-alives acknowledged, expiries
 	// chosen, reads.
 	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
-	ListPages                                             int // listing pages begun and ended ...
-	ListPagesDone                                         int // ... those that ended well
-	ListRounds                                            int // scan rounds (a page has one or more)
-	Scans                                                 int // scans acceptors answered ...
-	ScansHeld                                             int // ... of which waited for writes before them to sync
-	ListItems                                             int // keys returned
-	ListReads                                             int // keys the scans disagreed on, read through a proposer
-	ListReadsFailed                                       int // ... whose read failed (the page ended)
-	ListLiveChecked                                       int // (page, key live throughout it) pairs checked as returned
-	ListRoundsAcrossChange                                int // rounds whose node changed configuration before their replies were in
-	ListPagesAcrossChange                                 int // pages whose node changed configuration during the page
-	Events                                                int
-	VirtualTime                                           time.Duration
+	// Locks (lock.go): holds checked, breaks committed.
+	LockHolds, LockBreaks  int
+	ListPages              int // listing pages begun and ended ...
+	ListPagesDone          int // ... those that ended well
+	ListRounds             int // scan rounds (a page has one or more)
+	Scans                  int // scans acceptors answered ...
+	ScansHeld              int // ... of which waited for writes before them to sync
+	ListItems              int // keys returned
+	ListReads              int // keys the scans disagreed on, read through a proposer
+	ListReadsFailed        int // ... whose read failed (the page ended)
+	ListLiveChecked        int // (page, key live throughout it) pairs checked as returned
+	ListRoundsAcrossChange int // rounds whose node changed configuration before their replies were in
+	ListPagesAcrossChange  int // pages whose node changed configuration during the page
+	Events                 int
+	VirtualTime            time.Duration
 	// Watching (watch.go).
 	Watchers         int // watchers placed
 	WatchEvents      int // deliveries
@@ -164,6 +166,8 @@ func (st *Stats) fields() []statField {
 		{"lease-renewals", &st.LeaseRenewals, true},
 		{"lease-expiries", &st.LeaseExpiries, true},
 		{"lease-reads", &st.LeaseReads, true},
+		{"lock-holds", &st.LockHolds, true},
+		{"lock-breaks", &st.LockBreaks, true},
 		{"list-pages", &st.ListPages, true},
 		{"list-pages-done", &st.ListPagesDone, true},
 		{"list-rounds", &st.ListRounds, true},

@@ -163,6 +163,31 @@ func brokenVariants() []brokenVariant {
 			},
 		},
 		{
+			// A lock's token taken from a count of acquires at the
+			// answering node instead of the register's version: a later
+			// holder, answered by another node, gets a token that is not
+			// above the earlier holder's. Needs locks and successive holds.
+			variant: Variant{Name: "lock-token-not-version", LockTokenNotVersion: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 40 * time.Millisecond
+				p.Locks = true
+				p.ClockSeed |= 1
+			},
+		},
+		{
+			// The breaker breaks a lock's hold without reading its
+			// holder's lease: a live holder loses the lock while it may
+			// still act, and the next acquirer holds it at the same time.
+			variant: Variant{Name: "lock-break-live-lease", LockBreakLiveLease: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 40 * time.Millisecond
+				p.Locks = true
+				p.ClockSeed |= 1
+			},
+		},
+		{
 			// A listing that merges too few scan replies (one short of
 			// ReadQuorum: with 3 acceptors, one acceptor's word) takes a
 			// lagging acceptor's stale register, or its lack of one, as

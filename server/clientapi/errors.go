@@ -38,6 +38,9 @@ const (
 	CodeLeaseNotFound   = kv.CodeLeaseNotFound
 	CodeLeaseExists     = kv.CodeLeaseExists
 	CodeLeaseNotExpired = kv.CodeLeaseNotExpired
+	// Locks and elections (kv/lock.go).
+	CodeLocked        = kv.CodeLocked
+	CodeNotLockHolder = kv.CodeNotLockHolder
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -70,6 +73,9 @@ var errorTable = map[string]errorClass{
 	CodeLeaseNotFound:     {CodeLeaseNotFound, http.StatusNotFound, codes.NotFound},
 	CodeLeaseExists:       {CodeLeaseExists, http.StatusConflict, codes.AlreadyExists},
 	CodeLeaseNotExpired:   {CodeLeaseNotExpired, http.StatusConflict, codes.FailedPrecondition},
+	// Locks: held by another, or the caller's hold is gone.
+	CodeLocked:        {CodeLocked, http.StatusConflict, codes.Aborted},
+	CodeNotLockHolder: {CodeNotLockHolder, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.

@@ -93,6 +93,7 @@ func RegisterGRPC(s *grpc.Server, cfg GRPCConfig, b Backend) *GRPC {
 	caspaxospb.RegisterClusterServer(s, g)
 	caspaxospb.RegisterAuthServer(s, &grpcAuth{g: g})
 	caspaxospb.RegisterLeaseServer(s, &grpcLease{g: g}) // lease.go
+	caspaxospb.RegisterLockServer(s, &grpcLock{g: g})   // lock.go
 	return &GRPC{api: g}
 }
 

@@ -56,6 +56,7 @@ type HTTPConfig struct {
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
 //	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
 //	POST   /v1/lease?ttl=10s, PUT /v1/lease/{id}/keepalive, DELETE and GET /v1/lease/{id} (lease.go)
+//	POST   /v1/lock/{name}?lease=ID, DELETE and GET /v1/lock/{name}; /v1/election/{name} (lock.go)
 //	GET    /v1/health              200 when a quorum of acceptors is reachable, else 503
 //	GET    /v1/members             the members, and a membership change in progress
 //	POST   /v1/members             add a member: body NAME=PEER_ADDR; answers once done
@@ -95,6 +96,7 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	h.authRoutes(mux)
 	h.statusRoutes(mux)
 	h.leaseRoutes(mux) // lease.go
+	h.lockRoutes(mux)  // lock.go
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -40,6 +40,9 @@ var httpStatusOf = map[string]int{
 	// The CSRF rule refuses an admin POST of a simple content type.
 	clientapi.CodePermissionDenied: http.StatusForbidden,
 	clientapi.CodeUnauthenticated:  http.StatusUnauthorized,
+	clientapi.CodeLeaseNotFound:    http.StatusNotFound,
+	clientapi.CodeLocked:           http.StatusConflict,
+	clientapi.CodeNotLockHolder:    http.StatusConflict,
 }
 
 // FuzzHTTPRequest feeds bytes to net/http's request parser, as the server
@@ -64,6 +67,10 @@ func FuzzHTTPRequest(f *testing.F) {
 		"POST /v1/members HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 13\r\n\r\nn4=host:7080\n",
 		"PUT /v1/kv/k HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\nContent-Length: 1\r\n\r\nv",
 		"DELETE /v1/members/n2 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /v1/lock/k?lease=2a&wait=1ms&lock_delay=1s HTTP/1.1\r\nHost: x\r\n\r\n",
+		"DELETE /v1/lock/k?lease=2a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /v1/election/k?wait=1ms&version=3 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"PUT /v1/election/k?lease=2a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv",
 	} {
 		f.Add([]byte(s))
 	}

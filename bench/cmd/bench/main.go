@@ -143,6 +143,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runList(ctx, args[1:], stdout, stderr)
 		case "watch":
 			return runWatch(ctx, args[1:], stdout, stderr)
+		case "lock":
+			return runLock(ctx, args[1:], stdout, stderr)
 		}
 	}
 	o, err := parseFlags(args, stderr)

@@ -33,10 +33,14 @@ type Backend struct {
 	seen chan struct{}
 	// members, when set, is what Members reports.
 	members *clientapi.Membership
+	// changed is closed, and replaced, at every write (Watch).
+	changed chan struct{}
 }
 
 // New returns an empty backend.
-func New() *Backend { return &Backend{m: make(map[string]protocol.State)} }
+func New() *Backend {
+	return &Backend{m: make(map[string]protocol.State), changed: make(chan struct{})}
+}
 
 // SetFail makes every operation return err (nil: work again) and Health
 // report the node unhealthy.
@@ -83,8 +87,54 @@ func (b *Backend) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 		return cur, err
 	}
 	b.m[op.Key] = cur
+	close(b.changed)
+	b.changed = make(chan struct{})
 	return cur, nil
 }
+
+// Watch watches keys (clientapi.Watches); prefixes are not supported.
+// Each Next answers the keys whose state is above what the watch
+// delivered (req.From at first), or waits for the next write.
+func (b *Backend) Watch(_ context.Context, req kv.WatchRequest) (clientapi.Watcher, error) {
+	if len(req.Prefixes) > 0 {
+		return nil, errors.New("clientapitest: no prefix watches")
+	}
+	from := make(map[string]uint64, len(req.Keys))
+	for _, k := range req.Keys {
+		from[k] = req.From[k]
+	}
+	return &watcher{b: b, from: from}, nil
+}
+
+type watcher struct {
+	b    *Backend
+	from map[string]uint64
+}
+
+func (w *watcher) Next(ctx context.Context) ([]kv.WatchEvent, error) {
+	for {
+		w.b.mu.Lock()
+		var evs []kv.WatchEvent
+		for k, v := range w.from {
+			if s := w.b.m[k]; s.Version > v {
+				evs = append(evs, kv.WatchEvent{Key: k, Value: s.Value, Version: s.Version, PrevVersion: v, Deleted: !s.Exists()})
+				w.from[k] = s.Version
+			}
+		}
+		changed := w.b.changed
+		w.b.mu.Unlock()
+		if len(evs) > 0 {
+			return evs, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (w *watcher) Close() {}
 
 func (b *Backend) wait(ctx context.Context, op kv.Op) error {
 	b.mu.Lock()
@@ -194,7 +244,11 @@ func ServeGRPCAPI(t testing.TB, b clientapi.Backend) (string, *grpc.Server, *cli
 		t.Fatal(err)
 	}
 	s := grpc.NewServer(clientapi.KeepaliveOptions()...)
-	api := clientapi.RegisterGRPC(s, clientapi.GRPCConfig{Limits: kv.DefaultLimits}, b)
+	cfg := clientapi.GRPCConfig{Limits: kv.DefaultLimits}
+	if w, ok := b.(clientapi.Watches); ok { // (*Backend).Watch: locks wait on it
+		cfg.Watches = w
+	}
+	api := clientapi.RegisterGRPC(s, cfg, b)
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String(), s, api
