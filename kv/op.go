@@ -30,11 +30,16 @@ const (
 	OpLeaseKeepAlive
 	OpLeaseRevoke
 	OpLeaseExpire
+	// OpPutFlags and OpCompareAndSwapFlags are OpPut and OpCompareAndSwap
+	// that also store Flags, keeping the key's lock attributes (flags.go).
+	OpPutFlags
+	OpCompareAndSwapFlags
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
+	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags",
 }
 
 func (k OpKind) String() string {
@@ -49,8 +54,9 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind  OpKind
 	Key   string
-	Value []byte // OpPut, OpCreate, OpCompareAndSwap
-	// Version is the expected version of OpCompareAndSwap (0: absent) and
+	Value []byte // OpPut, OpCreate, OpCompareAndSwap, OpPutFlags, OpCompareAndSwapFlags
+	// Version is the expected version of OpCompareAndSwap and
+	// OpCompareAndSwapFlags (0: absent) and
 	// of OpDelete (0: any), and the least version OpRestore writes.
 	Version uint64
 	Delta   int64 // OpIncrement
@@ -66,13 +72,13 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpLeaseExpire {
+	if o.Kind < OpGet || o.Kind > OpCompareAndSwapFlags {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
-	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
+	if o.Kind >= OpLeaseGrant && o.Kind <= OpLeaseExpire && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
 	}
-	if o.Lease != 0 || o.Flags != 0 {
+	if o.Lease != 0 || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags) {
 		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
 	}
 	if o.Kind == OpLeaseGrant {
@@ -141,6 +147,10 @@ func (o Op) Change() protocol.Change {
 		return Increment(o.Delta)
 	case OpRestore:
 		return Restore(o.Value, o.Version)
+	case OpPutFlags:
+		return PutFlags(o.Value, o.Flags)
+	case OpCompareAndSwapFlags:
+		return CompareAndSwapFlags(o.Version, o.Value, o.Flags)
 	default:
 		return nil
 	}
