@@ -123,7 +123,7 @@ func (b *Backend) List(_ context.Context, req kv.ListRequest, allow func(string)
 	var items []kv.ListItem
 	for k, s := range b.m {
 		if s.Exists() && strings.HasPrefix(k, req.Prefix) && k > req.After && kv.CheckClientKey(k) == nil {
-			it := kv.ListItem{Key: k, Version: s.Version, Created: s.Created}
+			it := kv.ListItem{Key: k, Version: s.Version, Created: s.Created, Attrs: s.Attrs}
 			if !req.KeysOnly {
 				it.Value = s.Value
 			}
