@@ -1,0 +1,222 @@
+package compat
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+)
+
+// consulCluster starts n nodes serving Consul's API (server/consulapi,
+// docs/consul.md) and returns a Consul api client per node, once each
+// answers a read.
+func consulCluster(t *testing.T, n int) []*consul.Client {
+	t.Helper()
+	addrs := freeAddrs(t, n)
+	startCluster(t, n, func(name string) []string {
+		var i int
+		fmt.Sscanf(name, "n%d", &i)
+		return []string{"--consul-addr", addrs[i-1]}
+	})
+	clients := make([]*consul.Client, n)
+	deadline := time.Now().Add(30 * time.Second)
+	for i, addr := range addrs {
+		cli, err := consul.NewClient(&consul.Config{Address: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_, _, err := cli.KV().Get("ready", nil)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered a read: %v", addr, err)
+			}
+			time.Sleep(50 * time.Millisecond) // polling a process we do not control
+		}
+		clients[i] = cli
+	}
+	return clients
+}
+
+// TestConsulAPI drives Consul's own Go client against a 3-node cluster:
+// KV Put/Get/List/Keys/Delete/DeleteTree/CAS, flags, a blocking Get and
+// List that return after a Put made at another node, a one-key Txn, and
+// the status endpoints.
+func TestConsulAPI(t *testing.T) {
+	c := consulCluster(t, 3)
+	a, b := c[0].KV(), c[1].KV()
+
+	if _, err := a.Put(&consul.KVPair{Key: "app/one", Value: []byte("1"), Flags: 42}, nil); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	got, meta, err := b.Get("app/one", nil)
+	if err != nil || got == nil || string(got.Value) != "1" || got.Flags != 42 || got.ModifyIndex == 0 ||
+		got.CreateIndex != got.ModifyIndex || meta.LastIndex != got.ModifyIndex || !meta.KnownLeader {
+		t.Fatalf("Get at another node: %+v %+v %v", got, meta, err)
+	}
+	missing, meta, err := b.Get("app/none", nil)
+	if err != nil || missing != nil || meta.LastIndex == 0 {
+		t.Fatalf("Get of a missing key: %+v %+v %v", missing, meta, err)
+	}
+
+	// CAS: on a stale index it fails; on the current one it applies;
+	// ModifyIndex 0 creates only.
+	ok, _, err := a.CAS(&consul.KVPair{Key: "app/one", Value: []byte("x"), ModifyIndex: got.ModifyIndex + 100}, nil)
+	if err != nil || ok {
+		t.Fatalf("CAS on a stale index: %v %v", ok, err)
+	}
+	ok, _, err = a.CAS(&consul.KVPair{Key: "app/one", Value: []byte("2"), ModifyIndex: got.ModifyIndex}, nil)
+	if err != nil || !ok {
+		t.Fatalf("CAS on the index: %v %v", ok, err)
+	}
+	if ok, _, err = a.CAS(&consul.KVPair{Key: "app/one", Value: []byte("y")}, nil); err != nil || ok {
+		t.Fatalf("CAS create-only of a live key: %v %v", ok, err)
+	}
+	if ok, _, err = a.CAS(&consul.KVPair{Key: "app/two", Value: []byte("two")}, nil); err != nil || !ok {
+		t.Fatalf("CAS create-only of a new key: %v %v", ok, err)
+	}
+	after, _, err := b.Get("app/one", nil)
+	if err != nil || string(after.Value) != "2" || after.Flags != 0 || after.CreateIndex != got.CreateIndex || after.ModifyIndex <= got.ModifyIndex {
+		t.Fatalf("after CAS: %+v %v (before %+v)", after, err, got)
+	}
+
+	for _, k := range []string{"app/dir/x", "app/dir/y", "other"} {
+		if _, err := a.Put(&consul.KVPair{Key: k, Value: []byte("v-" + k)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, listMeta, err := b.List("app/", nil)
+	if err != nil || len(list) != 4 || list[0].Key != "app/dir/x" || list[3].Key != "app/two" || string(list[3].Value) != "two" {
+		t.Fatalf("List: %+v %v", list, err)
+	}
+	keys, _, err := b.Keys("app/", "/", nil)
+	if err != nil || fmt.Sprint(keys) != "[app/dir/ app/one app/two]" {
+		t.Fatalf("Keys with a separator: %q %v", keys, err)
+	}
+
+	// A blocking List at the prefix's index returns after a Put under it
+	// at another node (either of the two below; the index is this node's
+	// own: it only has to move).
+	listed := make(chan error, 1)
+	go func() {
+		l, m, err := b.List("app/", &consul.QueryOptions{WaitIndex: listMeta.LastIndex, WaitTime: 10 * time.Second})
+		switch {
+		case err != nil:
+			listed <- err
+		case len(l) < 4 || m.LastIndex == listMeta.LastIndex:
+			listed <- fmt.Errorf("blocking List returned %d keys at index %d (before: %d)", len(l), m.LastIndex, listMeta.LastIndex)
+		default:
+			listed <- nil
+		}
+	}()
+	// A blocking Get at the key's index returns after a Put at another node.
+	cur, curMeta, err := b.Get("app/one", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With no change it waits its whole wait and answers the same index.
+	start := time.Now()
+	same, sameMeta, err := b.Get("app/one", &consul.QueryOptions{WaitIndex: curMeta.LastIndex, WaitTime: 300 * time.Millisecond})
+	if err != nil || same.ModifyIndex != cur.ModifyIndex || sameMeta.LastIndex != curMeta.LastIndex || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("blocking Get with no change: %+v %+v %v after %v", same, sameMeta, err, time.Since(start))
+	}
+	gotten := make(chan *consul.KVPair, 1)
+	start = time.Now()
+	go func() {
+		p, _, err := b.Get("app/one", &consul.QueryOptions{WaitIndex: curMeta.LastIndex, WaitTime: 10 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		gotten <- p
+	}()
+	// Let both queries start waiting; a Put before they do returns them at
+	// once, which passes too (their index is stale then).
+	time.Sleep(200 * time.Millisecond)
+	if _, err := c[2].KV().Put(&consul.KVPair{Key: "app/one", Value: []byte("3")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c[2].KV().Put(&consul.KVPair{Key: "app/three", Value: []byte("3")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-gotten:
+		if p == nil || string(p.Value) != "3" || p.ModifyIndex <= cur.ModifyIndex {
+			t.Fatalf("blocking Get returned %+v", p)
+		}
+		if time.Since(start) > 8*time.Second {
+			t.Fatalf("blocking Get returned after %v: at its wait's end, not on the change", time.Since(start))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("blocking Get never returned")
+	}
+	if err := <-listed; err != nil {
+		t.Fatal(err)
+	}
+
+	// Txn on one key: a check and a set, then a failing check that rolls
+	// back; two keys are refused with Consul's error shape.
+	cur, _, err = a.Get("app/one", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txOK, txResp, _, err := a.Txn(consul.KVTxnOps{
+		{Verb: consul.KVCheckIndex, Key: "app/one", Index: cur.ModifyIndex},
+		{Verb: consul.KVSet, Key: "app/one", Value: []byte("4"), Flags: 9},
+		{Verb: consul.KVGet, Key: "app/one"},
+	}, nil)
+	if err != nil || !txOK || len(txResp.Results) != 3 || string(txResp.Results[2].Value) != "4" || txResp.Results[2].Flags != 9 ||
+		txResp.Results[0].ModifyIndex != cur.ModifyIndex || txResp.Results[1].ModifyIndex <= cur.ModifyIndex {
+		t.Fatalf("Txn: %v %+v %v", txOK, txResp, err)
+	}
+	txOK, txResp, _, err = a.Txn(consul.KVTxnOps{
+		{Verb: consul.KVSet, Key: "app/one", Value: []byte("5")},
+		{Verb: consul.KVCheckIndex, Key: "app/one", Index: cur.ModifyIndex},
+	}, nil)
+	if err != nil || txOK || len(txResp.Errors) != 1 || txResp.Errors[0].OpIndex != 1 {
+		t.Fatalf("Txn with a stale check: %v %+v %v", txOK, txResp, err)
+	}
+	txOK, txResp, _, err = a.Txn(consul.KVTxnOps{
+		{Verb: consul.KVSet, Key: "app/one", Value: []byte("6")},
+		{Verb: consul.KVSet, Key: "other", Value: []byte("6")},
+	}, nil)
+	if err != nil || txOK || len(txResp.Errors) != 1 || !bytes.Contains([]byte(txResp.Errors[0].What), []byte("one key")) {
+		t.Fatalf("Txn on two keys: %v %+v %v", txOK, txResp, err)
+	}
+	if p, _, err := b.Get("app/one", nil); err != nil || string(p.Value) != "4" {
+		t.Fatalf("after the refused transactions: %+v %v", p, err)
+	}
+
+	// Delete, DeleteCAS, DeleteTree.
+	p, _, err := a.Get("app/two", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := a.DeleteCAS(&consul.KVPair{Key: "app/two", ModifyIndex: p.ModifyIndex + 1}, nil); err != nil || ok {
+		t.Fatalf("DeleteCAS on a stale index: %v %v", ok, err)
+	}
+	if ok, _, err := a.DeleteCAS(&consul.KVPair{Key: "app/two", ModifyIndex: p.ModifyIndex}, nil); err != nil || !ok {
+		t.Fatalf("DeleteCAS: %v %v", ok, err)
+	}
+	if _, err := a.Delete("other", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DeleteTree("app/", nil); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, err := b.List("", nil); err != nil || len(l) != 0 {
+		t.Fatalf("after deleting everything: %+v %v", l, err)
+	}
+
+	leader, err := c[0].Status().Leader()
+	if err != nil || leader == "" {
+		t.Fatalf("Status().Leader(): %q %v", leader, err)
+	}
+	peers, err := c[0].Status().Peers()
+	if err != nil || len(peers) != 3 {
+		t.Fatalf("Status().Peers(): %q %v", peers, err)
+	}
+}
