@@ -32,6 +32,9 @@ const (
 	CodeLeaseNotFound   = "lease_not_found"
 	CodeLeaseExists     = "lease_exists"
 	CodeLeaseNotExpired = "lease_not_expired"
+	// Locks (lock.go).
+	CodeLockHeld    = "lock_held"
+	CodeLockNotHeld = "lock_not_held"
 )
 
 var codes = []struct {
@@ -62,6 +65,8 @@ var codes = []struct {
 	{ErrLeaseExists, CodeLeaseExists},
 	{ErrLeaseNotExpired, CodeLeaseNotExpired},
 	{ErrBadLease, CodeBadRequest},
+	{ErrLockHeld, CodeLockHeld},
+	{ErrLockNotHeld, CodeLockNotHeld},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

@@ -46,3 +46,45 @@ func TestFlagsWrites(t *testing.T) {
 		t.Fatal("a put with flags was accepted")
 	}
 }
+
+func TestLockOps(t *testing.T) {
+	free := protocol.State{Value: []byte("a"), Version: 4, Created: 1, Attrs: protocol.Attrs{Flags: 1, LockIndex: 2}}
+	held := protocol.State{Value: []byte("a"), Version: 5, Created: 1, Attrs: protocol.Attrs{Lease: 9, Flags: 1, LockIndex: 3}}
+	gone := protocol.State{Version: 6, Deleted: true}
+	for _, tc := range []struct {
+		name    string
+		op      Op
+		cur     protocol.State
+		attrs   protocol.Attrs
+		wantErr error
+	}{
+		{"acquire a free key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7, Flags: 8}, free, protocol.Attrs{Lease: 7, Flags: 8, LockIndex: 3}, nil},
+		{"acquire an absent key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7}, gone, protocol.Attrs{Lease: 7, LockIndex: 1}, nil},
+		{"acquire again by the holder", Op{Kind: OpLockAcquire, Key: "k", Lease: 9, Flags: 2}, held, protocol.Attrs{Lease: 9, Flags: 2, LockIndex: 3}, nil},
+		{"acquire a held key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrLockHeld},
+		{"release by the holder", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Flags: 4}, held, protocol.Attrs{Flags: 4, LockIndex: 3}, nil},
+		{"release by another", Op{Kind: OpLockRelease, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrLockNotHeld},
+		{"release of a free key", Op{Kind: OpLockRelease, Key: "k", Lease: 9}, free, protocol.Attrs{}, ErrLockNotHeld},
+		{"release at the version", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Version: 5, Flags: 1}, held, protocol.Attrs{Flags: 1, LockIndex: 3}, nil},
+		{"release at another version", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Version: 4}, held, protocol.Attrs{}, ErrVersionMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.op.Validate(DefaultLimits); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			w, err := tc.op.Change()(tc.cur)
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("err %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && (w.Attrs == nil || *w.Attrs != tc.attrs) {
+				t.Fatalf("attrs %+v, want %+v", w.Attrs, tc.attrs)
+			}
+		})
+	}
+	if err := (Op{Kind: OpLockAcquire, Key: "k"}).Validate(DefaultLimits); err == nil {
+		t.Fatal("an acquire without a lease was accepted")
+	}
+	if c, _ := Code(ErrLockHeld); c != CodeLockHeld {
+		t.Fatalf("ErrLockHeld's code is %q", c)
+	}
+}

@@ -34,12 +34,17 @@ const (
 	// that also store Flags, keeping the key's lock attributes (flags.go).
 	OpPutFlags
 	OpCompareAndSwapFlags
+	// OpLockAcquire and OpLockRelease acquire and release Key for Lease,
+	// storing Value and Flags (lock.go); Version, for a release, is the
+	// version the key must have (0: any).
+	OpLockAcquire
+	OpLockRelease
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
-	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags",
+	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags", OpLockAcquire: "lock-acquire", OpLockRelease: "lock-release",
 }
 
 func (k OpKind) String() string {
@@ -72,14 +77,18 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpCompareAndSwapFlags {
+	if o.Kind < OpGet || o.Kind > OpLockRelease {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
 	if o.Kind >= OpLeaseGrant && o.Kind <= OpLeaseExpire && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
 	}
-	if o.Lease != 0 || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags) {
+	locks := o.Kind == OpLockAcquire || o.Kind == OpLockRelease
+	if (o.Lease != 0 && !locks) || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags && !locks) {
 		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
+	}
+	if locks && o.Lease == 0 {
+		return fmt.Errorf("%w: a lock operation names its lease", ErrBadLease)
 	}
 	if o.Kind == OpLeaseGrant {
 		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {
@@ -151,6 +160,10 @@ func (o Op) Change() protocol.Change {
 		return PutFlags(o.Value, o.Flags)
 	case OpCompareAndSwapFlags:
 		return CompareAndSwapFlags(o.Version, o.Value, o.Flags)
+	case OpLockAcquire:
+		return LockAcquire(o.Lease, o.Value, o.Flags)
+	case OpLockRelease:
+		return LockRelease(o.Lease, o.Version, o.Value, o.Flags)
 	default:
 		return nil
 	}
