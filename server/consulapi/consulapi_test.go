@@ -168,7 +168,7 @@ func TestKV(t *testing.T) {
 		{"a write without a key", "PUT", "/v1/kv/", "x", 400, ""},
 		{"cas with recurse", "DELETE", "/v1/kv/a?recurse&cas=1", "", 400, ""},
 		{"another namespace", "GET", "/v1/kv/a?ns=team", "", 400, ""},
-		{"acquire without sessions", "PUT", "/v1/kv/a?acquire=s", "", 501, ""},
+		{"acquire with a foreign session", "PUT", "/v1/kv/a?acquire=s", "", 400, ""},
 		{"not served", "GET", "/v1/catalog/nodes", "", 501, ""},
 	} {
 		r := do(t, srv, tc.method, tc.path, tc.body)

@@ -80,3 +80,47 @@ func FuzzParseTxn(f *testing.F) {
 		runTxn(ops, protocol.State{Value: []byte("v"), Version: 3, Created: 2})
 	})
 }
+
+// FuzzParseSessionRequest: any create body is taken or refused as a bad
+// request; a session taken has a TTL and a lock delay within Consul's
+// bounds and a known behaviour.
+func FuzzParseSessionRequest(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"TTL":"15s"}`, `{"TTL":"10s","LockDelay":"15000ms","Behavior":"delete","Checks":["serfHealth"]}`,
+		`{"TTL":"15s","LockDelay":30}`, `{"TTL":"15s","LockDelay":15000000000}`, `{"TTL":"15s","LockDelay":true}`,
+		`{"TTL":"25h"}`, `{"TTL":"15s","ServiceChecks":[{"ID":"x"}]}`, `{"TTL":"15s","Namespace":"x"}`, `[1]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s, ttl, err := parseSessionRequest(body)
+		if err != nil {
+			if !errors.Is(err, errBadRequest) {
+				t.Fatalf("%q: error %v is not a bad request", body, err)
+			}
+			return
+		}
+		if ttl < MinSessionTTL || ttl > MaxSessionTTL || s.LockDelay < 0 || s.LockDelay > MaxLockDelay ||
+			(s.Behavior != "release" && s.Behavior != "delete") {
+			t.Fatalf("%q: took %+v ttl %v", body, s, ttl)
+		}
+		if err := kv.CheckLeaseTTL(ttl); err != nil {
+			t.Fatalf("%q: a TTL the lease refuses: %v", body, err)
+		}
+	})
+}
+
+// FuzzParseSessionID: a session ID read back is the one written.
+func FuzzParseSessionID(f *testing.F) {
+	f.Add("00000000-0000-0000-0001-000000000002")
+	f.Add("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
+	f.Add("00000000-0000-0000-+fff-00000000000f")
+	f.Add("00000000-0000-0000-000A-000000000001")
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := parseSessionID(s)
+		if err != nil {
+			return
+		}
+		if id == 0 || sessionID(id) != s {
+			t.Fatalf("%q read as %x, written back as %q", s, id, sessionID(id))
+		}
+	})
+}

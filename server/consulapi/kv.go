@@ -89,6 +89,9 @@ func (c *call) getKey(w http.ResponseWriter, key string, q kvQuery) {
 			st, err = c.do(kv.Op{Kind: kv.OpGet, Key: key})
 		}
 	}
+	if err == nil {
+		st, err = c.settle(key, st)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -230,11 +233,21 @@ func (c *call) getPrefix(w http.ResponseWriter, prefix string, q kvQuery) {
 		if !ok {
 			continue
 		}
+		st := protocol.State{Value: it.Value, Version: it.Version, Created: it.Created, Attrs: it.Attrs}
+		if st.Lease != 0 {
+			if st, err = c.settle(it.Key, st); err != nil {
+				writeError(w, err)
+				return
+			}
+			if !st.Exists() {
+				continue // its session ended with Behavior delete
+			}
+		}
 		if q.keys {
 			keys = appendFolded(keys, prefix, it.Key, q.separator)
 			continue
 		}
-		pairs = append(pairs, pairOf(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created, Attrs: it.Attrs}))
+		pairs = append(pairs, pairOf(it.Key, st))
 	}
 	setIndex(w, l.index)
 	switch {

@@ -53,6 +53,12 @@ type Config struct {
 	// /v1/txn that keeps losing to concurrent changes of its key (default
 	// 16); past it the transaction fails, nothing applied.
 	MaxTxnAttempts int
+	// MaxSessions bounds the sessions the cluster keeps (session.go;
+	// default 1024): the ended ones are dropped when the table fills, and
+	// a create past it is refused.
+	MaxSessions int
+	// Now is the clock of lock delays (time.Now).
+	Now func() time.Time
 	// MaxPrefixIndexes bounds the prefixes whose index the node remembers
 	// (index.go; default 4096). A forgotten prefix gets a new index at its
 	// next query: a blocking query on it returns early once.
@@ -61,7 +67,8 @@ type Config struct {
 
 // DefaultConfig returns Config's defaults; New fills zero fields from it.
 func DefaultConfig() Config {
-	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, MaxPrefixIndexes: 4096}
+	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, MaxPrefixIndexes: 4096,
+		MaxSessions: 1024, Now: time.Now}
 }
 
 // Server is the Consul front end over one node: an http.Handler.
@@ -86,6 +93,12 @@ func New(cfg Config, b clientapi.Backend) *Server {
 	if cfg.MaxPrefixIndexes <= 0 {
 		cfg.MaxPrefixIndexes = def.MaxPrefixIndexes
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = def.MaxSessions
+	}
+	if cfg.Now == nil {
+		cfg.Now = def.Now
+	}
 	return &Server{cfg: cfg, b: b, indexes: newPrefixIndexes(cfg.MaxPrefixIndexes)}
 }
 
@@ -106,6 +119,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt = route{http.MethodGet: s.statusLeader}
 	case p == "/v1/status/peers":
 		rt = route{http.MethodGet: s.statusPeers}
+	case strings.HasPrefix(p, "/v1/session/"):
+		rt = route{http.MethodGet: s.sessions, http.MethodPut: s.sessions, http.MethodPost: s.sessions}
 	case p == "/v1/agent/self":
 		rt = route{http.MethodGet: s.agentSelf}
 	default:
