@@ -44,8 +44,8 @@ func consulCluster(t *testing.T, n int) []*consul.Client {
 
 // TestConsulAPI drives Consul's own Go client against a 3-node cluster:
 // KV Put/Get/List/Keys/Delete/DeleteTree/CAS, flags, a blocking Get and
-// List that return after a Put made at another node, a one-key Txn, and
-// the status endpoints.
+// List that return after a Put made at another node, a one-key Txn,
+// api.Lock handed over between two nodes, and the status endpoints.
 func TestConsulAPI(t *testing.T) {
 	c := consulCluster(t, 3)
 	a, b := c[0].KV(), c[1].KV()
@@ -209,6 +209,70 @@ func TestConsulAPI(t *testing.T) {
 	}
 	if l, _, err := b.List("", nil); err != nil || len(l) != 0 {
 		t.Fatalf("after deleting everything: %+v %v", l, err)
+	}
+
+	// api.Lock at two nodes: the second waits while the first holds the
+	// key, and takes it once the first unlocks; LockIndex counts holders.
+	lockA, err := c[0].LockKey("locks/leader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostA, err := lockA.Lock(nil)
+	if err != nil || lostA == nil {
+		t.Fatalf("Lock at n1: %v", err)
+	}
+	held, _, err := b.Get("locks/leader", nil)
+	if err != nil || held == nil || held.Session == "" || held.LockIndex != 1 {
+		t.Fatalf("the held lock's key: %+v %v", held, err)
+	}
+	lockB, err := c[1].LockOpts(&consul.LockOptions{Key: "locks/leader", LockWaitTime: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB := make(chan error, 1)
+	go func() {
+		lost, err := lockB.Lock(nil)
+		if err == nil && lost == nil {
+			err = fmt.Errorf("Lock at n2 returned no channel")
+		}
+		gotB <- err
+	}()
+	// n2's Lock has begun once its session exists; then it finds the key
+	// held and waits on it.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		sessions, _, err := c[2].Session().List(nil)
+		if err == nil && len(sessions) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2's Lock made no session: %v %v", sessions, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling another goroutine's progress
+	}
+	select {
+	case err := <-gotB:
+		t.Fatalf("n2 took the lock n1 holds: %v", err)
+	case <-lostA:
+		t.Fatal("n1 lost its lock")
+	default:
+	}
+	if err := lockA.Unlock(); err != nil {
+		t.Fatalf("Unlock at n1: %v", err)
+	}
+	select {
+	case err := <-gotB:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("n2 never took the lock n1 released")
+	}
+	held2, _, err := a.Get("locks/leader", nil)
+	if err != nil || held2 == nil || held2.Session == "" || held2.Session == held.Session || held2.LockIndex != 2 {
+		t.Fatalf("the lock's key after the hand-over: %+v %v (before %+v)", held2, err, held)
+	}
+	if err := lockB.Unlock(); err != nil {
+		t.Fatalf("Unlock at n2: %v", err)
 	}
 
 	leader, err := c[0].Status().Leader()
