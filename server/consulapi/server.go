@@ -149,7 +149,7 @@ var (
 
 // notServed answers every path no handler takes.
 func (s *Server) notServed(w http.ResponseWriter, r *http.Request) {
-	writeError(w, fmt.Errorf("%w: %s %s (docs/consul.md lists what is served: /v1/kv, /v1/txn, /v1/status, /v1/agent/self)", errUnsupported, r.Method, r.URL.Path))
+	writeError(w, fmt.Errorf("%w: %s %s (docs/consul.md lists what is served: /v1/kv, /v1/txn, /v1/session, /v1/status, /v1/agent/self)", errUnsupported, r.Method, r.URL.Path))
 }
 
 // statusOf maps err to an HTTP status and the body Consul's clients

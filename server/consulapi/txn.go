@@ -109,7 +109,7 @@ func parseTxn(body []byte, l kv.Limits) ([]txnKV, error) {
 		writes, ok := txnVerbs[k.Verb]
 		switch {
 		case k.Verb == "lock" || k.Verb == "unlock" || k.Verb == "check-session":
-			return nil, &txnRefusal{i, fmt.Sprintf("verb %q needs sessions, which caspaxos's Consul API does not serve in transactions", k.Verb)}
+			return nil, &txnRefusal{i, fmt.Sprintf("verb %q: sessions are not served in transactions by caspaxos's Consul API; use PUT /v1/kv/{key}?acquire= or ?release=", k.Verb)}
 		case k.Verb == "get-tree" || k.Verb == "delete-tree":
 			return nil, &txnRefusal{i, fmt.Sprintf("verb %q touches many keys: caspaxos commits a transaction on one key only; list with GET ?recurse, delete with DELETE ?recurse", k.Verb)}
 		case !ok:
