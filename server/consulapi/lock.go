@@ -30,11 +30,15 @@ func (c *call) lockChange(key string, value []byte, q kvQuery) (bool, error) {
 		}
 		return err == nil, err
 	}
+	t, _, err := c.readSessions()
+	if err != nil {
+		return false, err
+	}
 	live, _, err := c.leaseLive(id)
 	switch {
 	case err != nil:
 		return false, err
-	case !live:
+	case !live || t.Sessions[strconv.FormatUint(id, 16)].Behavior == "":
 		return false, fmt.Errorf("%w: invalid session %q: it has ended (or never was)", errBadRequest, name)
 	}
 	st, err := c.do(kv.Op{Kind: kv.OpGet, Key: key})

@@ -410,8 +410,12 @@ func (c *call) renewSession(w http.ResponseWriter, arg string) {
 		writeError(w, err)
 		return
 	}
-	_, err = c.system(kv.Op{Kind: kv.OpLeaseKeepAlive, Key: kv.LeaseKey(id)})
-	if errors.Is(err, kv.ErrLeaseNotFound) || (err == nil && !known) {
+	if known {
+		// A lease that is no session (one of the client port's) is not
+		// renewed here.
+		_, err = c.system(kv.Op{Kind: kv.OpLeaseKeepAlive, Key: kv.LeaseKey(id)})
+	}
+	if errors.Is(err, kv.ErrLeaseNotFound) || !known {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = fmt.Fprintf(w, "Session id '%s' not found", arg)
@@ -433,8 +437,13 @@ func (c *call) destroySession(w http.ResponseWriter, arg string) {
 		writeError(w, err)
 		return
 	}
-	if _, _, err := c.ownSession(id); err != nil {
+	_, known, err := c.ownSession(id)
+	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if !known {
+		writeJSON(w, http.StatusOK, true) // no such session: nothing to destroy, as Consul
 		return
 	}
 	if _, err := c.system(kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(id)}); err != nil && !errors.Is(err, kv.ErrLeaseNotFound) {

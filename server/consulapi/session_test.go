@@ -141,6 +141,31 @@ func TestSessionsAndLocks(t *testing.T) {
 	}
 }
 
+// A lease that is no session (one of the client port's) is neither
+// renewed, destroyed nor used to acquire through the session endpoints.
+func TestLeaseIsNoSession(t *testing.T) {
+	b := newBackend()
+	srv := serve(t, b, Config{})
+	ctx := context.Background()
+	if _, err := b.Do(ctx, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(77), Delta: 60000}); err != nil {
+		t.Fatal(err)
+	}
+	id := sessionID(77)
+	if r := do(t, srv, "PUT", "/v1/session/renew/"+id, ""); r.status != 404 {
+		t.Fatalf("renew: %d", r.status)
+	}
+	if r := do(t, srv, "PUT", "/v1/session/destroy/"+id, ""); r.status != 200 {
+		t.Fatalf("destroy: %d", r.status)
+	}
+	if r := do(t, srv, "PUT", "/v1/kv/k?acquire="+id, ""); r.status != 400 {
+		t.Fatalf("acquire: %d %s", r.status, r.body)
+	}
+	st, err := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(77)})
+	if l, err2 := kv.LeaseOf(st); err != nil || err2 != nil || l.State != kv.LeaseLive {
+		t.Fatalf("the lease after: %+v %v %v", l, err, err2)
+	}
+}
+
 func TestSessionIDs(t *testing.T) {
 	for _, id := range []uint64{1, 0xffff_ffff_ffff_ffff, 0x1234_5678_9abc_def0} {
 		got, err := parseSessionID(sessionID(id))
