@@ -85,12 +85,13 @@ func TestConsulAPI(t *testing.T) {
 	}
 
 	for _, k := range []string{"app/dir/x", "app/dir/y", "other"} {
-		if _, err := a.Put(&consul.KVPair{Key: k, Value: []byte("v-" + k)}, nil); err != nil {
+		if _, err := a.Put(&consul.KVPair{Key: k, Value: []byte("v-" + k), Flags: uint64(len(k))}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// A listing carries each key's flags (from the acceptors' scans).
 	list, listMeta, err := b.List("app/", nil)
-	if err != nil || len(list) != 4 || list[0].Key != "app/dir/x" || list[3].Key != "app/two" || string(list[3].Value) != "two" {
+	if err != nil || len(list) != 4 || list[0].Key != "app/dir/x" || list[0].Flags != 9 || list[3].Key != "app/two" || string(list[3].Value) != "two" {
 		t.Fatalf("List: %+v %v", list, err)
 	}
 	keys, _, err := b.Keys("app/", "/", nil)
