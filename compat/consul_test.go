@@ -276,6 +276,40 @@ func TestConsulAPI(t *testing.T) {
 		t.Fatalf("Unlock at n2: %v", err)
 	}
 
+	// A session's end wakes a blocking Get of a key it holds, at another
+	// node, and the key is released (Behavior release, a 1ms lock delay).
+	sid, _, err := c[0].Session().Create(&consul.SessionEntry{TTL: "10s", LockDelay: time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := a.Acquire(&consul.KVPair{Key: "locks/eph", Value: []byte("x"), Session: sid}, nil); err != nil || !ok {
+		t.Fatalf("Acquire: %v %v", ok, err)
+	}
+	heldEph, ephMeta, err := b.Get("locks/eph", nil)
+	if err != nil || heldEph.Session != sid {
+		t.Fatalf("the acquired key: %+v %v", heldEph, err)
+	}
+	woken := make(chan *consul.KVPair, 1)
+	start = time.Now()
+	go func() {
+		p, _, err := b.Get("locks/eph", &consul.QueryOptions{WaitIndex: ephMeta.LastIndex, WaitTime: 20 * time.Second})
+		if err != nil {
+			t.Error(err)
+		}
+		woken <- p
+	}()
+	if _, err := c[2].Session().Destroy(sid, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-woken:
+		if p == nil || p.Session != "" || string(p.Value) != "x" || time.Since(start) > 10*time.Second {
+			t.Fatalf("blocking Get after the holder's destroy: %+v after %v", p, time.Since(start))
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("blocking Get of a held key never returned after its session's destroy")
+	}
+
 	leader, err := c[0].Status().Leader()
 	if err != nil || leader == "" {
 		t.Fatalf("Status().Leader(): %q %v", leader, err)

@@ -85,7 +85,7 @@ func (c *call) getKey(w http.ResponseWriter, key string, q kvQuery) {
 	}
 	st, err := c.do(kv.Op{Kind: kv.OpGet, Key: key})
 	if err == nil && q.index != 0 && keyIndex(st) == q.index && c.s.cfg.Watches != nil {
-		if err = c.waitKey(w, key, st.Version, q.wait); err == nil {
+		if err = c.waitKey(w, key, st, q.wait); err == nil {
 			st, err = c.do(kv.Op{Kind: kv.OpGet, Key: key})
 		}
 	}
@@ -109,10 +109,29 @@ func (c *call) getKey(w http.ResponseWriter, key string, q kvQuery) {
 	writeJSON(w, http.StatusOK, []kvPair{pairOf(key, st)})
 }
 
-// waitKey waits until key's version is above version, or wait ends.
-func (c *call) waitKey(w http.ResponseWriter, key string, version uint64, wait time.Duration) error {
-	req := kv.WatchRequest{Keys: []string{key}, From: map[string]uint64{key: version}}
-	return c.block(w, req, wait, nil, func([]kv.WatchEvent) (bool, error) { return true, nil })
+// waitKey waits until key's version is above st's, or wait ends. A key
+// held by a session also wakes it when that session ends and the key can
+// be settled at once (session.go: no lock delay left), since the key's own
+// version does not move then; the caller's read settles it.
+func (c *call) waitKey(w http.ResponseWriter, key string, st protocol.State, wait time.Duration) error {
+	req := kv.WatchRequest{Keys: []string{key}, From: map[string]uint64{key: st.Version}}
+	if err := req.Validate(c.s.cfg.Limits); err != nil {
+		return err
+	}
+	holder := ""
+	if st.Exists() && st.Lease != 0 {
+		holder = kv.LeaseKey(st.Lease) // reserved: past Validate, watched as any register
+		req.Keys = append(req.Keys, holder)
+	}
+	return c.block(w, req, wait, nil, func(evs []kv.WatchEvent) (bool, error) {
+		for _, ev := range evs {
+			if ev.Key == key {
+				return true, nil
+			}
+		}
+		after, err := c.settle(key, st)
+		return err != nil || after.Version != st.Version, err
+	})
 }
 
 // block runs a watch of req until opened (run once the watch is open;
@@ -120,9 +139,6 @@ func (c *call) waitKey(w http.ResponseWriter, key string, version uint64, wait t
 // change, or wait ends (no error: the caller answers with what it reads
 // then). It holds no admission slot while it waits.
 func (c *call) block(w http.ResponseWriter, req kv.WatchRequest, wait time.Duration, opened func() (bool, error), changed func([]kv.WatchEvent) (bool, error)) error {
-	if err := req.Validate(c.s.cfg.Limits); err != nil {
-		return err
-	}
 	// The answer is written after the wait: move the server's write
 	// deadline past it.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 2*c.s.cfg.RequestTimeout))
@@ -299,7 +315,11 @@ func (c *call) waitPrefix(w http.ResponseWriter, prefix string, q kvQuery, l lis
 		have = versions(l)
 		return l.index != q.index, nil
 	}
-	err := c.block(w, kv.WatchRequest{Prefixes: []string{prefix}}, q.wait, relist, func(evs []kv.WatchEvent) (bool, error) {
+	req := kv.WatchRequest{Prefixes: []string{prefix}}
+	if err := req.Validate(c.s.cfg.Limits); err != nil {
+		return l, err
+	}
+	err := c.block(w, req, q.wait, relist, func(evs []kv.WatchEvent) (bool, error) {
 		for _, ev := range evs {
 			if v, ok := have[ev.Key]; (ev.Deleted && ok) || (!ev.Deleted && v != ev.Version) {
 				return relist()

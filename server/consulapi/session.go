@@ -40,9 +40,11 @@ import (
 // released (Behavior release) or deleted (Behavior delete), on the version
 // read, so that no change since is undone. Until then the key shows the
 // ended session as its holder and every acquire fails, as Consul's lock
-// delay does. A blocking query on the key is not woken by the session's
-// end: it sees the key settled at its next read (api.Lock's waits end
-// every 15 s).
+// delay does. A blocking query on a held key also watches its holder's
+// lease: the session's end wakes it when the key can be settled at once
+// (a destroy, or an expiry whose lock delay has passed); the end of a
+// lock delay wakes nothing, and the key is settled at the next read
+// (api.Lock's waits end every 15 s).
 
 // sessionsKey is the session table's register.
 const sessionsKey = kv.ReservedPrefix + "consul/sessions"

@@ -3,6 +3,7 @@ package consulapi
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -138,6 +139,24 @@ func TestSessionsAndLocks(t *testing.T) {
 	}
 	if r := do(t, srv, "GET", "/v1/session/list", ""); r.status != 200 || strings.Count(r.body, `"ID"`) != 1 || !strings.Contains(r.body, s1) {
 		t.Fatalf("list: %d %s, want s1 alone", r.status, r.body)
+	}
+	// A blocking query on a held key returns when its session ends (the
+	// key's own version does not move until it is settled).
+	s5 := create(`{"TTL":"15s","LockDelay":"0s"}`)
+	do(t, srv, "PUT", "/v1/kv/blk?acquire="+s5, "x")
+	idx := do(t, srv, "GET", "/v1/kv/blk", "").index
+	done := make(chan reply, 1)
+	watches := b.watchCount()
+	go func() { done <- do(t, srv, "GET", "/v1/kv/blk?index="+strconv.FormatUint(idx, 10)+"&wait=30s", "") }()
+	b.waitWatches(t, watches+1)
+	do(t, srv, "PUT", "/v1/session/destroy/"+s5, "")
+	select {
+	case r := <-done:
+		if r.status != 200 || r.index == idx || pairs(t, r)[0].Session != "" {
+			t.Fatalf("blocking query after the holder's end: %d index %d %s", r.status, r.index, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a blocking query on a held key did not return when its session ended")
 	}
 }
 
