@@ -2,7 +2,10 @@ package compat
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -317,5 +320,50 @@ func TestConsulAPI(t *testing.T) {
 	peers, err := c[0].Status().Peers()
 	if err != nil || len(peers) != 3 {
 		t.Fatalf("Status().Peers(): %q %v", peers, err)
+	}
+}
+
+// secureConsulChecks drives the Consul API of a secure cluster (TLS with
+// client certificates, auth on: app may read and write app/ only) with
+// Consul's client: its token (X-Consul-Token) is a caspaxos token from
+// the client port's login.
+func secureConsulChecks(t *testing.T, s *secure) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: s.tlsConfig(t)}, Timeout: 10 * time.Second}
+	resp, err := hc.Post("https://"+s.clients[0]+"/v1/auth/login", "application/json",
+		strings.NewReader(`{"user":"app","password":"`+appPassword+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var login struct{ Token string }
+	err = json.NewDecoder(resp.Body).Decode(&login)
+	resp.Body.Close()
+	if err != nil || login.Token == "" {
+		t.Fatalf("login: %v %+v", err, login)
+	}
+	client := func(token string) *consul.KV {
+		cli, err := consul.NewClient(&consul.Config{Address: s.consul[1], Scheme: "https", Token: token,
+			TLSConfig: consul.TLSConfig{CAFile: s.file("ca.pem"), CertFile: s.file("client.pem"), KeyFile: s.file("client-key.pem")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cli.KV()
+	}
+	app := client(login.Token)
+	if _, err := app.Put(&consul.KVPair{Key: "app/c", Value: []byte("v")}, nil); err != nil {
+		t.Fatalf("app's Put over TLS with its token: %v", err)
+	}
+	if p, _, err := app.Get("app/c", nil); err != nil || p == nil || string(p.Value) != "v" {
+		t.Fatalf("app's Get: %+v %v", p, err)
+	}
+	if _, _, err := app.Get("secret", nil); err == nil || !strings.Contains(err.Error(), "Permission denied") {
+		t.Fatalf("app reads secret: %v, want Permission denied", err)
+	}
+	keys, _, err := app.Keys("", "", nil)
+	if err != nil || fmt.Sprint(keys) != "[app/c app/k]" {
+		t.Fatalf("app's Keys: %q %v, want app/ only", keys, err)
+	}
+	if _, _, err := client("").Get("app/c", nil); err == nil || !strings.Contains(err.Error(), "ACL not found") {
+		t.Fatalf("a Get without a token: %v, want ACL not found", err)
 	}
 }

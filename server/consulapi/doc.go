@@ -70,6 +70,6 @@ X-Consul-Token header or ?token= carries a caspaxos token (from `caspaxos
 auth login`), as does a bearer Authorization header; or a client
 certificate's common name (TLS with client certificates, as on the client
 port). An invalid token is 403 "ACL not found", a denied request 403
-"Permission denied", the bodies Consul's clients recognize.
+"Permission denied", the words Consul itself answers.
 */
 package consulapi

@@ -152,9 +152,9 @@ func (s *Server) notServed(w http.ResponseWriter, r *http.Request) {
 	writeError(w, fmt.Errorf("%w: %s %s (docs/consul.md lists what is served: /v1/kv, /v1/txn, /v1/session, /v1/status, /v1/agent/self)", errUnsupported, r.Method, r.URL.Path))
 }
 
-// statusOf maps err to an HTTP status and the body Consul's clients
-// recognize: "Permission denied" and "ACL not found" (api.IsErrPermissionDenied
-// and the ACL-not-found check match on them), otherwise caspaxos's message.
+// statusOf maps err to an HTTP status and a body: for auth, the words
+// Consul itself answers ("Permission denied", "ACL not found"), which
+// Consul's tools match on; otherwise caspaxos's message.
 func statusOf(err error) (int, string) {
 	switch {
 	case errors.Is(err, errBadRequest):
