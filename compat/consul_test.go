@@ -48,7 +48,8 @@ func consulCluster(t *testing.T, n int) []*consul.Client {
 // TestConsulAPI drives Consul's own Go client against a 3-node cluster:
 // KV Put/Get/List/Keys/Delete/DeleteTree/CAS, flags, a blocking Get and
 // List that return after a Put made at another node, a one-key Txn,
-// api.Lock handed over between two nodes, and the status endpoints.
+// api.Lock handed over between two nodes, api.Semaphore, a session's end
+// waking a blocking Get, and the status endpoints.
 func TestConsulAPI(t *testing.T) {
 	c := consulCluster(t, 3)
 	a, b := c[0].KV(), c[1].KV()
@@ -311,6 +312,62 @@ func TestConsulAPI(t *testing.T) {
 		}
 	case <-time.After(25 * time.Second):
 		t.Fatal("blocking Get of a held key never returned after its session's destroy")
+	}
+
+	// api.Semaphore: two slots, three contenders at three nodes; the third
+	// gets a slot once a holder releases its own.
+	sem := func(i int) *consul.Semaphore {
+		s, err := c[i].SemaphorePrefix("sem/", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s0, s1, s2 := sem(0), sem(1), sem(2)
+	for i, s := range []*consul.Semaphore{s0, s1} {
+		if lost, err := s.Acquire(nil); err != nil || lost == nil {
+			t.Fatalf("semaphore slot %d: %v", i, err)
+		}
+	}
+	third := make(chan error, 1)
+	go func() {
+		lost, err := s2.Acquire(nil)
+		if err == nil && lost == nil {
+			err = fmt.Errorf("no channel")
+		}
+		third <- err
+	}()
+	// The third has begun once its contender key is under the prefix.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		keys, _, err := a.Keys("sem/", "", nil)
+		if err == nil && len(keys) == 4 { // three contenders and .lock
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the third contender never wrote its key: %q %v", keys, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling another goroutine's progress
+	}
+	select {
+	case err := <-third:
+		t.Fatalf("a third holder of a 2-slot semaphore: %v", err)
+	default:
+	}
+	if err := s0.Release(); err != nil {
+		t.Fatalf("semaphore release: %v", err)
+	}
+	select {
+	case err := <-third:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the third contender never got the released slot")
+	}
+	for _, s := range []*consul.Semaphore{s1, s2} {
+		if err := s.Release(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	leader, err := c[0].Status().Leader()
