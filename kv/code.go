@@ -33,8 +33,8 @@ const (
 	CodeLeaseExists     = "lease_exists"
 	CodeLeaseNotExpired = "lease_not_expired"
 	// Locks (lock.go).
-	CodeLockHeld    = "lock_held"
-	CodeLockNotHeld = "lock_not_held"
+	CodeKeyHeld    = "key_held"
+	CodeKeyNotHeld = "key_not_held"
 )
 
 var codes = []struct {
@@ -65,8 +65,8 @@ var codes = []struct {
 	{ErrLeaseExists, CodeLeaseExists},
 	{ErrLeaseNotExpired, CodeLeaseNotExpired},
 	{ErrBadLease, CodeBadRequest},
-	{ErrLockHeld, CodeLockHeld},
-	{ErrLockNotHeld, CodeLockNotHeld},
+	{ErrKeyHeld, CodeKeyHeld},
+	{ErrKeyNotHeld, CodeKeyNotHeld},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

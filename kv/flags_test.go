@@ -58,15 +58,15 @@ func TestLockOps(t *testing.T) {
 		attrs   protocol.Attrs
 		wantErr error
 	}{
-		{"acquire a free key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7, Flags: 8}, free, protocol.Attrs{Lease: 7, Flags: 8, LockIndex: 3}, nil},
-		{"acquire an absent key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7}, gone, protocol.Attrs{Lease: 7, LockIndex: 1}, nil},
-		{"acquire again by the holder", Op{Kind: OpLockAcquire, Key: "k", Lease: 9, Flags: 2}, held, protocol.Attrs{Lease: 9, Flags: 2, LockIndex: 3}, nil},
-		{"acquire a held key", Op{Kind: OpLockAcquire, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrLockHeld},
-		{"release by the holder", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Flags: 4}, held, protocol.Attrs{Flags: 4, LockIndex: 3}, nil},
-		{"release by another", Op{Kind: OpLockRelease, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrLockNotHeld},
-		{"release of a free key", Op{Kind: OpLockRelease, Key: "k", Lease: 9}, free, protocol.Attrs{}, ErrLockNotHeld},
-		{"release at the version", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Version: 5, Flags: 1}, held, protocol.Attrs{Flags: 1, LockIndex: 3}, nil},
-		{"release at another version", Op{Kind: OpLockRelease, Key: "k", Lease: 9, Version: 4}, held, protocol.Attrs{}, ErrVersionMismatch},
+		{"acquire a free key", Op{Kind: OpKeyAcquire, Key: "k", Lease: 7, Flags: 8}, free, protocol.Attrs{Lease: 7, Flags: 8, LockIndex: 3}, nil},
+		{"acquire an absent key", Op{Kind: OpKeyAcquire, Key: "k", Lease: 7}, gone, protocol.Attrs{Lease: 7, LockIndex: 1}, nil},
+		{"acquire again by the holder", Op{Kind: OpKeyAcquire, Key: "k", Lease: 9, Flags: 2}, held, protocol.Attrs{Lease: 9, Flags: 2, LockIndex: 3}, nil},
+		{"acquire a held key", Op{Kind: OpKeyAcquire, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrKeyHeld},
+		{"release by the holder", Op{Kind: OpKeyRelease, Key: "k", Lease: 9, Flags: 4}, held, protocol.Attrs{Flags: 4, LockIndex: 3}, nil},
+		{"release by another", Op{Kind: OpKeyRelease, Key: "k", Lease: 7}, held, protocol.Attrs{}, ErrKeyNotHeld},
+		{"release of a free key", Op{Kind: OpKeyRelease, Key: "k", Lease: 9}, free, protocol.Attrs{}, ErrKeyNotHeld},
+		{"release at the version", Op{Kind: OpKeyRelease, Key: "k", Lease: 9, Version: 5, Flags: 1}, held, protocol.Attrs{Flags: 1, LockIndex: 3}, nil},
+		{"release at another version", Op{Kind: OpKeyRelease, Key: "k", Lease: 9, Version: 4}, held, protocol.Attrs{}, ErrVersionMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.op.Validate(DefaultLimits); err != nil {
@@ -81,10 +81,10 @@ func TestLockOps(t *testing.T) {
 			}
 		})
 	}
-	if err := (Op{Kind: OpLockAcquire, Key: "k"}).Validate(DefaultLimits); err == nil {
+	if err := (Op{Kind: OpKeyAcquire, Key: "k"}).Validate(DefaultLimits); err == nil {
 		t.Fatal("an acquire without a lease was accepted")
 	}
-	if c, _ := Code(ErrLockHeld); c != CodeLockHeld {
-		t.Fatalf("ErrLockHeld's code is %q", c)
+	if c, _ := Code(ErrKeyHeld); c != CodeKeyHeld {
+		t.Fatalf("ErrKeyHeld's code is %q", c)
 	}
 }

@@ -34,17 +34,17 @@ const (
 	// that also store Flags, keeping the key's lock attributes (flags.go).
 	OpPutFlags
 	OpCompareAndSwapFlags
-	// OpLockAcquire and OpLockRelease acquire and release Key for Lease,
+	// OpKeyAcquire and OpKeyRelease acquire and release Key for Lease,
 	// storing Value and Flags (lock.go); Version, for a release, is the
 	// version the key must have (0: any).
-	OpLockAcquire
-	OpLockRelease
+	OpKeyAcquire
+	OpKeyRelease
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
-	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags", OpLockAcquire: "lock-acquire", OpLockRelease: "lock-release",
+	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags", OpKeyAcquire: "key-acquire", OpKeyRelease: "key-release",
 }
 
 func (k OpKind) String() string {
@@ -77,13 +77,13 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpLockRelease {
+	if o.Kind < OpGet || o.Kind > OpKeyRelease {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
 	if o.Kind >= OpLeaseGrant && o.Kind <= OpLeaseExpire && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
 	}
-	locks := o.Kind == OpLockAcquire || o.Kind == OpLockRelease
+	locks := o.Kind == OpKeyAcquire || o.Kind == OpKeyRelease
 	if (o.Lease != 0 && !locks) || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags && !locks) {
 		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
 	}
@@ -160,10 +160,10 @@ func (o Op) Change() protocol.Change {
 		return PutFlags(o.Value, o.Flags)
 	case OpCompareAndSwapFlags:
 		return CompareAndSwapFlags(o.Version, o.Value, o.Flags)
-	case OpLockAcquire:
-		return LockAcquire(o.Lease, o.Value, o.Flags)
-	case OpLockRelease:
-		return LockRelease(o.Lease, o.Version, o.Value, o.Flags)
+	case OpKeyAcquire:
+		return KeyAcquire(o.Lease, o.Value, o.Flags)
+	case OpKeyRelease:
+		return KeyRelease(o.Lease, o.Version, o.Value, o.Flags)
 	default:
 		return nil
 	}

@@ -39,8 +39,8 @@ const (
 	CodeLeaseExists     = kv.CodeLeaseExists
 	CodeLeaseNotExpired = kv.CodeLeaseNotExpired
 	// Locks (kv/lock.go; served by the Consul API only).
-	CodeLockHeld    = kv.CodeLockHeld
-	CodeLockNotHeld = kv.CodeLockNotHeld
+	CodeKeyHeld    = kv.CodeKeyHeld
+	CodeKeyNotHeld = kv.CodeKeyNotHeld
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -73,8 +73,8 @@ var errorTable = map[string]errorClass{
 	CodeLeaseNotFound:     {CodeLeaseNotFound, http.StatusNotFound, codes.NotFound},
 	CodeLeaseExists:       {CodeLeaseExists, http.StatusConflict, codes.AlreadyExists},
 	CodeLeaseNotExpired:   {CodeLeaseNotExpired, http.StatusConflict, codes.FailedPrecondition},
-	CodeLockHeld:          {CodeLockHeld, http.StatusConflict, codes.FailedPrecondition},
-	CodeLockNotHeld:       {CodeLockNotHeld, http.StatusConflict, codes.FailedPrecondition},
+	CodeKeyHeld:           {CodeKeyHeld, http.StatusConflict, codes.FailedPrecondition},
+	CodeKeyNotHeld:        {CodeKeyNotHeld, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.

@@ -37,9 +37,9 @@ What runs how:
 	                   reads again
 	PUT                kv.OpPutFlags: value and flags, keeping the key's lock
 	PUT ?cas=N         kv.OpCompareAndSwapFlags on version N (0: create only)
-	PUT ?acquire=S     kv.OpLockAcquire: the key's holder becomes S's lease if
+	PUT ?acquire=S     kv.OpKeyAcquire: the key's holder becomes S's lease if
 	                   free (or S's already); LockIndex+1 for a new holder
-	PUT ?release=S     kv.OpLockRelease: frees a key S holds
+	PUT ?release=S     kv.OpKeyRelease: frees a key S holds
 	/v1/session/...    create, renew, destroy, info, node, list: a session is
 	                   a lease (grant, keep-alive, revoke), its name, node,
 	                   lock delay and behaviour in the session table; a key

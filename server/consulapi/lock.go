@@ -24,8 +24,8 @@ func (c *call) lockChange(key string, value []byte, q kvQuery) (bool, error) {
 		return false, err
 	}
 	if q.release != "" {
-		_, err := c.do(kv.Op{Kind: kv.OpLockRelease, Key: key, Lease: id, Value: value, Flags: q.flags})
-		if errors.Is(err, kv.ErrLockNotHeld) {
+		_, err := c.do(kv.Op{Kind: kv.OpKeyRelease, Key: key, Lease: id, Value: value, Flags: q.flags})
+		if errors.Is(err, kv.ErrKeyNotHeld) {
 			return false, nil
 		}
 		return err == nil, err
@@ -48,8 +48,8 @@ func (c *call) lockChange(key string, value []byte, q kvQuery) (bool, error) {
 	if _, err := c.settle(key, st); err != nil {
 		return false, err
 	}
-	_, err = c.do(kv.Op{Kind: kv.OpLockAcquire, Key: key, Lease: id, Value: value, Flags: q.flags})
-	if errors.Is(err, kv.ErrLockHeld) {
+	_, err = c.do(kv.Op{Kind: kv.OpKeyAcquire, Key: key, Lease: id, Value: value, Flags: q.flags})
+	if errors.Is(err, kv.ErrKeyHeld) {
 		return false, nil
 	}
 	return err == nil, err
@@ -84,13 +84,13 @@ func (c *call) settle(key string, st protocol.State) (protocol.State, error) {
 			return st, nil // the lock delay: held until it passes
 		}
 	}
-	op := kv.Op{Kind: kv.OpLockRelease, Key: key, Lease: st.Lease, Version: st.Version, Value: st.Value, Flags: st.Flags}
+	op := kv.Op{Kind: kv.OpKeyRelease, Key: key, Lease: st.Lease, Version: st.Version, Value: st.Value, Flags: st.Flags}
 	if sess.Behavior == "delete" {
 		op = kv.Op{Kind: kv.OpDelete, Key: key, Version: st.Version}
 	}
 	after, err := c.system(op)
 	switch {
-	case errors.Is(err, kv.ErrVersionMismatch), errors.Is(err, kv.ErrLockNotHeld), errors.Is(err, kv.ErrNotFound):
+	case errors.Is(err, kv.ErrVersionMismatch), errors.Is(err, kv.ErrKeyNotHeld), errors.Is(err, kv.ErrNotFound):
 		return c.system(kv.Op{Kind: kv.OpGet, Key: key}) // changed since: that is the state now
 	case err != nil:
 		return st, err

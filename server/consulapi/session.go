@@ -33,7 +33,7 @@ import (
 // release, with the default lock delay).
 //
 // A key held by a session records the lease in its attributes
-// (kv.LockAcquire). A lease that ends releases nothing by itself: whoever
+// (kv.KeyAcquire). A lease that ends releases nothing by itself: whoever
 // next reads a key held by an ended session (a GET, a listing, an acquire
 // of that key) settles it (settle): once the session's lock delay has
 // passed since its lease expired (none after a destroy), the key is

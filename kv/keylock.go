@@ -11,20 +11,20 @@ import (
 // attributes (protocol.Attrs.Lease); LockIndex counts its acquisitions by
 // a new holder, so that it rises with each one (Consul's sequencer). A
 // lease that ends does not release its keys by itself: whoever finds a
-// key held by an ended lease releases it with LockRelease on the version
+// key held by an ended lease releases it with KeyRelease on the version
 // it read.
 
 var (
-	// ErrLockHeld: an acquire of a key that another lease holds.
-	ErrLockHeld = errors.New("caspaxos: the key is held by another lease")
-	// ErrLockNotHeld: a release by a lease that does not hold the key.
-	ErrLockNotHeld = errors.New("caspaxos: the key is not held by this lease")
+	// ErrKeyHeld: an acquire of a key that another lease holds.
+	ErrKeyHeld = errors.New("caspaxos: the key is held by another lease")
+	// ErrKeyNotHeld: a release by a lease that does not hold the key.
+	ErrKeyNotHeld = errors.New("caspaxos: the key is not held by this lease")
 )
 
-// LockAcquire makes lease the key's holder and stores value and flags, if
+// KeyAcquire makes lease the key's holder and stores value and flags, if
 // the key is free (absent, or live with no holder) or lease holds it
-// already; a new holder increments LockIndex. Otherwise ErrLockHeld.
-func LockAcquire(lease uint64, value []byte, flags uint64) protocol.Change {
+// already; a new holder increments LockIndex. Otherwise ErrKeyHeld.
+func KeyAcquire(lease uint64, value []byte, flags uint64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		var a protocol.Attrs
 		if cur.Exists() {
@@ -36,24 +36,24 @@ func LockAcquire(lease uint64, value []byte, flags uint64) protocol.Change {
 			a.Lease = lease
 			a.LockIndex++
 		default:
-			return protocol.Write{}, ErrLockHeld
+			return protocol.Write{}, ErrKeyHeld
 		}
 		a.Flags = flags
 		return protocol.Write{Kind: protocol.WriteSet, Value: value, Attrs: &a}, nil
 	}
 }
 
-// LockRelease frees a key lease holds, storing value and flags (LockIndex
+// KeyRelease frees a key lease holds, storing value and flags (LockIndex
 // stays). version, if not 0, is the version the key must have: a release
 // of an ended holder's key found at that version, which passes the value
 // and flags read, so that a change since is never undone.
-func LockRelease(lease, version uint64, value []byte, flags uint64) protocol.Change {
+func KeyRelease(lease, version uint64, value []byte, flags uint64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		if version != 0 && CurrentVersion(cur) != version {
 			return protocol.Write{}, &VersionMismatchError{Expected: version, Current: CurrentVersion(cur)}
 		}
 		if !cur.Exists() || cur.Lease != lease {
-			return protocol.Write{}, ErrLockNotHeld
+			return protocol.Write{}, ErrKeyNotHeld
 		}
 		a := cur.Attrs
 		a.Lease, a.Flags = 0, flags
