@@ -1,6 +1,7 @@
 // Package compat drives caspaxos's etcd v3 API (server/etcdapi, docs/etcd.md)
-// with clients nobody here wrote: etcd's own Go client (clientv3) and the
-// etcdctl binary, against a 3-node cluster started as real processes. It is
+// and Consul API (server/consulapi, docs/consul.md) with clients nobody here
+// wrote: etcd's own Go client (clientv3), the etcdctl binary and Consul's Go
+// api package, against 3-node clusters started as real processes. It is
 // its own Go module, so that etcd's packages stay out of the product's
 // go.mod; `make compat` runs it (and `make test` does too).
 package compat

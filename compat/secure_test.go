@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ type secure struct {
 	dir     string
 	c       *cluster
 	clients []string // client-port addresses, for the caspaxos CLI
+	consul  []string // Consul API addresses
 }
 
 const (
@@ -57,8 +59,11 @@ func startSecure(t *testing.T) *secure {
 		t.Fatalf("certs create: %v\n%s", err, out)
 	}
 	var clients []string
+	s.consul = freeAddrs(t, 3)
 	s.c = startCluster(t, 3, func(name string) []string {
-		return []string{"--cert-file", s.file(name + ".pem"), "--key-file", s.file(name + "-key.pem"),
+		var i int
+		fmt.Sscanf(name, "n%d", &i)
+		return []string{"--consul-addr", s.consul[i-1], "--cert-file", s.file(name + ".pem"), "--key-file", s.file(name + "-key.pem"),
 			"--trusted-ca-file", s.file("ca.pem"), "--client-cert-auth",
 			"--peer-cert-file", s.file(name + "-peer.pem"), "--peer-key-file", s.file(name + "-peer-key.pem"),
 			"--peer-trusted-ca-file", s.file("peer-ca.pem")}
@@ -190,6 +195,7 @@ func TestSecureClientV3(t *testing.T) {
 	if _, err := anon.Get(ctx, "app/k"); codeOf(err) != codes.Unauthenticated && codeOf(err) != codes.PermissionDenied {
 		t.Fatalf("a read without credentials: %v, want Unauthenticated or PermissionDenied", err)
 	}
+	secureConsulChecks(t, s) // consul_test.go: the same cluster's Consul API
 	// Without a client certificate the handshake fails.
 	noCert := s.tlsConfig(t)
 	noCert.Certificates = nil

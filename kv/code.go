@@ -35,6 +35,9 @@ const (
 	// Locks and elections (lock.go).
 	CodeLocked        = "locked"
 	CodeNotLockHolder = "not_lock_holder"
+	// A Consul key's acquire and release (keylock.go).
+	CodeKeyHeld    = "key_held"
+	CodeKeyNotHeld = "key_not_held"
 )
 
 var codes = []struct {
@@ -68,6 +71,8 @@ var codes = []struct {
 	{ErrLocked, CodeLocked},
 	{ErrNotLockHolder, CodeNotLockHolder},
 	{ErrBadLock, CodeBadRequest},
+	{ErrKeyHeld, CodeKeyHeld},
+	{ErrKeyNotHeld, CodeKeyNotHeld},
 }
 
 // Code returns err's stable code (CodeInternal for an error of no class

@@ -3,6 +3,8 @@ package kv
 import (
 	"errors"
 	"fmt"
+
+	"github.com/caspaxos/caspaxos/protocol"
 )
 
 // Listing's bounds (COORDINATION.md, Listing).
@@ -60,4 +62,7 @@ type ListItem struct {
 	// Created is the version that began the key's current life
 	// (protocol.State.Created; 0: unknown, a key written before it was kept).
 	Created uint64
+	// Attrs are the key's attributes (protocol.Attrs: lease, flags, lock
+	// index), which Consul's API shows beside each listed key.
+	Attrs protocol.Attrs
 }

@@ -37,12 +37,22 @@ const (
 	OpLockRelease
 	OpLockBreak
 	OpLockProclaim
+	// OpPutFlags and OpCompareAndSwapFlags are OpPut and OpCompareAndSwap
+	// that also store Flags, keeping the key's lock attributes (flags.go).
+	OpPutFlags
+	OpCompareAndSwapFlags
+	// OpKeyAcquire and OpKeyRelease acquire and release Key for Lease,
+	// storing Value and Flags (keylock.go: Consul's acquire and release);
+	// Version, for a release, is the version the key must have (0: any).
+	OpKeyAcquire
+	OpKeyRelease
 )
 
 var opNames = [...]string{
 	OpGet: "get", OpPut: "put", OpCreate: "create", OpCompareAndSwap: "cas", OpDelete: "delete", OpIncrement: "incr", OpRestore: "restore", OpOutcome: "outcome",
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
 	OpLockAcquire: "lock-acquire", OpLockRelease: "lock-release", OpLockBreak: "lock-break", OpLockProclaim: "lock-proclaim",
+	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags", OpKeyAcquire: "key-acquire", OpKeyRelease: "key-release",
 }
 
 func (k OpKind) String() string {
@@ -57,8 +67,9 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind  OpKind
 	Key   string
-	Value []byte // OpPut, OpCreate, OpCompareAndSwap
-	// Version is the expected version of OpCompareAndSwap (0: absent) and
+	Value []byte // OpPut, OpCreate, OpCompareAndSwap, OpPutFlags, OpCompareAndSwapFlags
+	// Version is the expected version of OpCompareAndSwap and
+	// OpCompareAndSwapFlags (0: absent) and
 	// of OpDelete (0: any), and the least version OpRestore writes.
 	Version uint64
 	Delta   int64 // OpIncrement
@@ -74,10 +85,13 @@ type Op struct {
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpLockProclaim {
+	if o.Kind < OpGet || o.Kind > OpKeyRelease {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
-	if o.Kind >= OpLockAcquire {
+	if o.Kind >= OpLockAcquire && o.Kind <= OpLockProclaim {
+		if o.Lease != 0 || o.Flags != 0 {
+			return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLock, o.Kind)
+		}
 		if err := o.validateLock(); err != nil {
 			return err
 		}
@@ -86,11 +100,15 @@ func (o Op) Validate(l Limits) error {
 		}
 		return l.CheckValue(o.Value)
 	}
-	if o.Kind >= OpLeaseGrant && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
+	if o.Kind >= OpLeaseGrant && o.Kind <= OpLeaseExpire && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
 	}
-	if o.Lease != 0 || o.Flags != 0 {
+	locks := o.Kind == OpKeyAcquire || o.Kind == OpKeyRelease
+	if (o.Lease != 0 && !locks) || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags && !locks) {
 		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
+	}
+	if locks && o.Lease == 0 {
+		return fmt.Errorf("%w: a lock operation names its lease", ErrBadLease)
 	}
 	if o.Kind == OpLeaseGrant {
 		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {
@@ -160,6 +178,14 @@ func (o Op) Change() protocol.Change {
 		return Increment(o.Delta)
 	case OpRestore:
 		return Restore(o.Value, o.Version)
+	case OpPutFlags:
+		return PutFlags(o.Value, o.Flags)
+	case OpCompareAndSwapFlags:
+		return CompareAndSwapFlags(o.Version, o.Value, o.Flags)
+	case OpKeyAcquire:
+		return KeyAcquire(o.Lease, o.Value, o.Flags)
+	case OpKeyRelease:
+		return KeyRelease(o.Lease, o.Version, o.Value, o.Flags)
 	default:
 		return nil
 	}

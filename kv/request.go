@@ -195,7 +195,7 @@ func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protoco
 	}
 	s := protocol.State{Version: rec.Version}
 	switch op.Kind {
-	case OpPut, OpCreate, OpCompareAndSwap:
+	case OpPut, OpCreate, OpCompareAndSwap, OpPutFlags, OpCompareAndSwapFlags, OpKeyAcquire, OpKeyRelease:
 		s.Value = op.Value
 	case OpDelete:
 		s.Deleted = true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the compatibility tests (compat/, its own Go module): etcd's clientv3
-# and the real etcdctl against caspaxos's etcd API. etcdctl comes from
+# and the real etcdctl against caspaxos's etcd API, Consul's Go api package
+# against its Consul API (compat/consul_test.go). etcdctl comes from
 # Debian's etcd-client package: installed here with apt-get where it is
 # missing and we are root; where it cannot be, the etcdctl test says so and
 # is skipped (clientv3's still runs).

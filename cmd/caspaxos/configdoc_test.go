@@ -19,6 +19,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/acceptor"
 	"github.com/caspaxos/caspaxos/server/auth"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/consulapi"
 	"github.com/caspaxos/caspaxos/server/daemon"
 	"github.com/caspaxos/caspaxos/server/etcdapi"
 	"github.com/caspaxos/caspaxos/server/gc"
@@ -61,6 +62,7 @@ func configDefaults() map[string]any {
 		status.DefaultConfig(),
 		watch.DefaultConfig(),
 		etcdapi.DefaultConfig(),
+		consulapi.DefaultConfig(),
 		auth.DefaultConfig(),
 		client.DefaultConfig(),
 		caspaxos.DefaultOptions(),
@@ -86,6 +88,7 @@ func configConstants() map[string]any {
 		"watch.HeartbeatInterval":            watch.HeartbeatInterval,
 		"kv.DefaultWatchWait":                kv.DefaultWatchWait,
 		"kv.MaxWatchWait":                    kv.MaxWatchWait,
+		"consulapi.DefaultBlockingWait":      consulapi.DefaultBlockingWait,
 	}
 }
 

@@ -35,6 +35,7 @@ func serveFlagFields() map[string]daemon.Field {
 		"client-addr":              "ClientAddr",
 		"peer-addr":                "PeerAddr",
 		"etcd-addr":                "EtcdAddr",
+		"consul-addr":              "ConsulAddr",
 		"cluster":                  "Cluster",
 		"join":                     "Join",
 		"prepare-quorum":           "PrepareQuorum",
@@ -144,6 +145,7 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&c.ClientAddr, "client-addr", defaultClientAddr, "address of the client API (gRPC and HTTP)")
 	f.StringVar(&c.PeerAddr, "peer-addr", defaultPeerAddr, "address of the peer transport")
 	f.StringVar(&c.EtcdAddr, "etcd-addr", "", "address of etcd's v3 gRPC API, for etcdctl and clientv3 (docs/etcd.md; same TLS and permissions as --client-addr; empty: off)")
+	f.StringVar(&c.ConsulAddr, "consul-addr", def.ConsulAddr, "address of Consul's KV HTTP API, for Consul's api package and consul kv (docs/consul.md; same TLS and permissions as --client-addr; empty: off)")
 	f.StringVar(&o.cluster, "cluster", "", "initial members as NAME=PEER_ADDR,... (required unless --join)")
 	f.BoolVar(&c.Join, "join", false, "wait to be added to a running cluster with `caspaxos members add NAME=PEER_ADDR` (the data directory gets a fresh incarnation: a replaced disk is a new node ID)")
 	f.IntVar(&c.PrepareQuorum, "prepare-quorum", 0, "acceptors a prepare needs (0: majority)")

@@ -69,6 +69,8 @@ var allowed = map[string][]string{
 	// The etcd front end: etcd's API over the client port's Backend,
 	// admission and auth; its generated code lives below it (etcdpb).
 	"server/etcdapi": {"kv", "protocol", "server/auth", "server/clientapi"},
+	// The Consul front end: Consul's KV HTTP API over the same seams.
+	"server/consulapi": {"kv", "protocol", "server/auth", "server/clientapi"},
 	// Reads every part's stats at scrape time.
 	"server/metrics": {"kv", "protocol", "storage", "transport", "server/node", "server/gc"},
 	// The peer port's services: their wire, and the errors of the
@@ -241,6 +243,8 @@ func TestImportRuleCases(t *testing.T) {
 		{"server/etcdapi", module + "/server/etcdapi/etcdpb", true},
 		{"server/etcdapi", module + "/server/node", false},
 		{"server/etcdapi", module + "/server/list", false},
+		{"server/consulapi", module + "/server/clientapi", true},
+		{"server/consulapi", module + "/server/watch", false},
 		{"server/daemon", module + "/server/auth", true},
 	}
 	for _, tt := range tests {

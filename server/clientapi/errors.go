@@ -41,6 +41,9 @@ const (
 	// Locks and elections (kv/lock.go).
 	CodeLocked        = kv.CodeLocked
 	CodeNotLockHolder = kv.CodeNotLockHolder
+	// A Consul key's acquire and release (kv/keylock.go; the Consul API only).
+	CodeKeyHeld    = kv.CodeKeyHeld
+	CodeKeyNotHeld = kv.CodeKeyNotHeld
 )
 
 // errorClass is one row of the error table: a code and its statuses.
@@ -76,6 +79,8 @@ var errorTable = map[string]errorClass{
 	// Locks: held by another, or the caller's hold is gone.
 	CodeLocked:        {CodeLocked, http.StatusConflict, codes.Aborted},
 	CodeNotLockHolder: {CodeNotLockHolder, http.StatusConflict, codes.FailedPrecondition},
+	CodeKeyHeld:       {CodeKeyHeld, http.StatusConflict, codes.FailedPrecondition},
+	CodeKeyNotHeld:    {CodeKeyNotHeld, http.StatusConflict, codes.FailedPrecondition},
 }
 
 // errBadRequest marks malformed requests found by the handlers themselves.

@@ -49,6 +49,9 @@ type Config struct {
 	// EtcdAddr, if set, serves etcd's v3 gRPC API (server/etcdapi,
 	// docs/etcd.md) with the client port's TLS and permissions; empty: off.
 	EtcdAddr string
+	// ConsulAddr, if set, serves Consul's KV HTTP API (server/consulapi,
+	// docs/consul.md) with the client port's TLS and permissions; empty: off.
+	ConsulAddr string
 	// Cluster lists the initial members (bootstrap only: once the node
 	// has a persisted membership, that wins).
 	Cluster []Member
@@ -278,8 +281,8 @@ func (c *Config) Validate() error {
 	for _, a := range []struct {
 		field Field
 		addr  string
-	}{{"ClientAddr", c.ClientAddr}, {"PeerAddr", c.PeerAddr}, {"EtcdAddr", c.EtcdAddr}} {
-		if a.addr == "" && a.field == "EtcdAddr" {
+	}{{"ClientAddr", c.ClientAddr}, {"PeerAddr", c.PeerAddr}, {"EtcdAddr", c.EtcdAddr}, {"ConsulAddr", c.ConsulAddr}} {
+		if a.addr == "" && (a.field == "EtcdAddr" || a.field == "ConsulAddr") {
 			continue
 		}
 		_, _, err := net.SplitHostPort(a.addr)

@@ -61,6 +61,8 @@ type Daemon struct {
 	httpSrv   *http.Server
 	etcdSrv   *grpc.Server // etcd.go; nil when off
 	etcdLis   net.Listener
+	consulSrv *http.Server // consul.go; nil when off
+	consulLis net.Listener
 	split     *connsplit.Listener
 	grpcAPI   *clientapi.GRPC
 	admission *clientapi.Admission
@@ -294,6 +296,9 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 	if d.etcdSrv, d.etcdLis, err = d.serveEtcd(); err != nil {
 		return err
 	}
+	if d.consulSrv, d.consulLis, err = d.serveConsul(); err != nil {
+		return err
+	}
 	d.peerSrv = grpc.NewServer(d.tr.ServerOptions()...)
 	peerapi.Register(d.peerSrv, adminNode{d: d}, d.node)
 	peerapi.RegisterWatch(d.peerSrv, d.hints)
@@ -381,6 +386,9 @@ func (d *Daemon) Stop() error {
 			d.watches.Close() // watch streams and long polls end first: they never go idle
 		}
 		_ = d.httpSrv.Shutdown(ctx)
+		if d.consulSrv != nil {
+			_ = d.consulSrv.Shutdown(ctx) // consul.go
+		}
 		if d.etcdSrv != nil {
 			stopGRPC(ctx, d.etcdSrv) // etcd.go
 		}

@@ -210,7 +210,7 @@ func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.List
 	if !st.Exists() {
 		return kv.ListItem{}, false, nil
 	}
-	item := kv.ListItem{Key: k.Key, Version: st.Version, Value: st.Value, Created: st.Created}
+	item := kv.ListItem{Key: k.Key, Version: st.Version, Value: st.Value, Created: st.Created, Attrs: st.Attrs}
 	switch {
 	case req.KeysOnly:
 		item.Value = nil

@@ -175,7 +175,7 @@ func (b *Backend) List(_ context.Context, req kv.ListRequest, allow func(string)
 	for k, s := range b.m {
 		if s.Exists() && strings.HasPrefix(k, req.Prefix) && k > req.After &&
 			(kv.CheckClientKey(k) == nil || kv.CheckClientKey(req.Prefix) != nil) {
-			it := kv.ListItem{Key: k, Version: s.Version, Created: s.Created}
+			it := kv.ListItem{Key: k, Version: s.Version, Created: s.Created, Attrs: s.Attrs}
 			if !req.KeysOnly {
 				it.Value = s.Value
 			}
