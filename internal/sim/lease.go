@@ -15,7 +15,8 @@ import (
 // In about half the plans a few leases live beside the keys, each a
 // register the membership catch-up and the invariants cover like any key.
 // Each has a holder that grants it and keeps it alive every third of its
-// TTL, now and then pausing for two TTLs so that it may expire; a reaper
+// TTL (once a lease ended, the holder grants the next of its leaseLives
+// IDs: a grant never reuses an ID), now and then pausing for two TTLs so that it may expire; a reaper
 // at a random node proposes kv.LeaseExpire for every lease now and then,
 // with its node's time fixed before the change runs; readers at random
 // nodes read a lease and say whether it is expired. Clocks are those of
@@ -28,6 +29,10 @@ import (
 // expiry from their node's clock at read time (renewed + ttl < now,
 // without the skew margin), which a fast clock turns into an early
 // expiry.
+
+// leaseLives is the number of lease IDs a holder grants in turn, one
+// after another lease ended.
+const leaseLives = 8
 
 // leaseReqBase sets lease requests' IDs apart from clients', catch-ups'
 // and GC's.
@@ -68,7 +73,8 @@ type leaseRenewal struct {
 }
 
 type leaseHolder struct {
-	key      string
+	key      string   // the lease of its current life
+	next     []string // the IDs of its later lives (a grant never reuses an ID)
 	pending  protocol.ReqID
 	holds    bool
 	renewals []leaseRenewal // of the lease's current life
@@ -103,10 +109,15 @@ func (s *sim) setLeases() {
 	l.rng = rand.New(rand.NewPCG(s.plan.ClockSeed, 11))
 	l.ops = make(map[protocol.ReqID]leaseOp)
 	for i := range s.plan.Leases {
-		key := kv.LeaseKey(uint64(i + 1))
-		s.keys = append(s.keys, key)
-		s.w.inflight = append(s.w.inflight, 0)
-		l.holders = append(l.holders, &leaseHolder{key: key})
+		h := &leaseHolder{}
+		for life := range leaseLives {
+			key := kv.LeaseKey(uint64(life*s.plan.Leases + i + 1))
+			s.keys = append(s.keys, key)
+			s.w.inflight = append(s.w.inflight, 0)
+			h.next = append(h.next, key)
+		}
+		h.key, h.next = h.next[0], h.next[1:]
+		l.holders = append(l.holders, h)
 		s.schedule(event{kind: evLease, client: i}, s.leaseDelay(3))
 	}
 	s.schedule(event{kind: evLease, client: leaseActorReaper}, s.leaseDelay(3))
@@ -235,8 +246,13 @@ func (s *sim) leaseResult(n *node, r protocol.Result) {
 		h.renewals = append(h.renewals, leaseRenewal{renewed: lease.RenewedMillis, sent: op.sent})
 	case errors.Is(r.Err, kv.ErrLeaseExists):
 		h.holds = true // a grant whose answer was lost took effect: keep it alive
-	case errors.Is(r.Err, kv.ErrLeaseNotFound):
+	case errors.Is(r.Err, kv.ErrLeaseNotFound) && op.key == h.key:
+		// The lease ended; its ID is never granted again, so the next
+		// life takes the next one (the last life's holder keeps trying).
 		h.holds = false
+		if len(h.next) > 0 {
+			h.key, h.next, h.renewals = h.next[0], h.next[1:], nil
+		}
 	}
 	next := s.leaseDelay(3)
 	if h.holds && l.rng.IntN(4) == 0 {
