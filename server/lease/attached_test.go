@@ -187,5 +187,3 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	return nil
 }
-
-
