@@ -88,12 +88,18 @@ const LeasePrefix = leasePrefix
 
 // IsLeaseKey reports whether key is a lease's.
 func IsLeaseKey(key string) bool {
+	_, ok := LeaseIDOf(key)
+	return ok
+}
+
+// LeaseIDOf returns the ID of the lease whose key is key, if it is one.
+func LeaseIDOf(key string) (uint64, bool) {
 	id, ok := strings.CutPrefix(key, leasePrefix)
 	if !ok {
-		return false
+		return 0, false
 	}
 	n, err := strconv.ParseUint(id, 16, 64)
-	return err == nil && LeaseKey(n) == key
+	return n, err == nil && LeaseKey(n) == key
 }
 
 // EncodeLease returns l's value: the format byte (1), the TTL (uvarint,
