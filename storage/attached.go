@@ -32,17 +32,18 @@ type Attached struct {
 
 // AttachedStore is the attached index of a Store.
 type AttachedStore interface {
-	// ScanAttached returns up to limit entries of the attached index that
-	// come after (afterLease, afterKey), ordered by Lease, then by Key in
-	// byte order: (0, "") starts from the first, and (L+1, "") skips the
-	// rest of lease L. The index holds (L, K) exactly when K's stored
+	// ScanAttached calls fn with the entries of the attached index that
+	// come after (afterLease, afterKey), ordered by lease, then by key in
+	// byte order, until fn returns false: (0, "") starts from the first,
+	// and (L+1, "") skips the rest of lease L. Like Scan, it reads a
+	// consistent snapshot and holds no lock that blocks Apply. The index holds (L, K) exactly when K's stored
 	// register has State.Lease == L, as long as the Applys of one key do
 	// not overlap in time (the acceptor's, which orders them); overlapping
 	// Applys of one key may leave an entry that names a lease the register
 	// no longer has, which the next Apply of the key that changes its
 	// lease does not remove. An Apply still syncing may or may not be
-	// seen. limit must be positive.
-	ScanAttached(afterLease uint64, afterKey string, limit int) ([]Attached, error)
+	// seen.
+	ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error
 }
 
 // prefixAttached begins the Pebble key of every entry of the attached index.
@@ -139,13 +140,9 @@ func unindexAttached(b *pebble.Batch, key string, old, keep uint64) error {
 }
 
 // ScanAttached implements AttachedStore.
-func (s *Pebble) ScanAttached(afterLease uint64, afterKey string, limit int) ([]Attached, error) {
-	if limit <= 0 {
-		return nil, errAttachedLimit(limit)
-	}
+func (s *Pebble) ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error {
 	lower := append(attachedKey(Attached{Lease: afterLease, Key: afterKey}), 0x00)
-	var out []Attached
-	err := s.iterate(lower, []byte{prefixAttached + 1}, func(k, raw []byte) (bool, error) {
+	return s.iterate(lower, []byte{prefixAttached + 1}, func(k, raw []byte) (bool, error) {
 		a, err := attachedEntry(k)
 		if err == nil {
 			err = decodeEmpty(k, raw)
@@ -153,33 +150,36 @@ func (s *Pebble) ScanAttached(afterLease uint64, afterKey string, limit int) ([]
 		if err != nil {
 			return false, err
 		}
-		out = append(out, a)
-		return len(out) < limit, nil
+		return fn(a.Lease, a.Key), nil
 	})
-	return out, err
 }
 
 // ScanAttached implements AttachedStore: Memory derives the index from its
 // registers at each call (it is for tests and the simulator).
-func (m *Memory) ScanAttached(afterLease uint64, afterKey string, limit int) ([]Attached, error) {
-	if limit <= 0 {
-		return nil, errAttachedLimit(limit)
-	}
+func (m *Memory) ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error {
 	if err := m.gate.enter(); err != nil {
-		return nil, err
+		return err
 	}
 	defer m.gate.exit()
 	m.mu.RLock()
-	var out []Attached
+	var all []Attached
 	for k, reg := range m.regs {
 		a := Attached{Lease: reg.State.Lease, Key: k}
 		if a.Lease != 0 && compareAttached(a, Attached{Lease: afterLease, Key: afterKey}) > 0 {
-			out = append(out, a)
+			all = append(all, a)
 		}
 	}
 	m.mu.RUnlock()
-	slices.SortFunc(out, compareAttached)
-	return out[:min(len(out), limit)], nil
+	slices.SortFunc(all, compareAttached)
+	for _, a := range all {
+		if m.gate.isClosed() {
+			return ErrClosed
+		}
+		if !fn(a.Lease, a.Key) {
+			return nil
+		}
+	}
+	return nil
 }
 
 // compareAttached orders entries by Lease, then Key.
@@ -191,8 +191,4 @@ func compareAttached(a, b Attached) int {
 		return 1
 	}
 	return strings.Compare(a.Key, b.Key)
-}
-
-func errAttachedLimit(limit int) error {
-	return fmt.Errorf("caspaxos/storage: ScanAttached limit %d must be positive", limit)
 }

@@ -7,8 +7,24 @@ import (
 	"sync"
 
 	"github.com/caspaxos/caspaxos/kv"
-	"github.com/caspaxos/caspaxos/storage"
 )
+
+// attached is one entry of a store's attached index: key is attached to
+// lease (storage.AttachedStore).
+type attached struct {
+	lease uint64
+	key   string
+}
+
+// scanAttached returns up to limit entries of the index after (lease, key).
+func (r *Reaper) scanAttached(after attached, limit int) ([]attached, error) {
+	var page []attached
+	err := r.scan.ScanAttached(after.lease, after.key, func(lease uint64, key string) bool {
+		page = append(page, attached{lease, key})
+		return len(page) < limit
+	})
+	return page, err
+}
 
 // attachedPage is the number of index entries a sweep reads at once.
 const attachedPage = 256
@@ -21,9 +37,9 @@ func (r *Reaper) sweep() {
 	r.sweeps++
 	recheck := r.sweeps%r.cfg.RecheckEvery == 0
 	budget := r.cfg.MaxPerScan
-	var after storage.Attached
+	var after attached
 	for budget > 0 && !r.stopped() {
-		page, err := r.scan.ScanAttached(after.Lease, after.Key, 1)
+		page, err := r.scanAttached(after, 1)
 		if err != nil {
 			r.log.Warn("attached index scan failed", "err", err)
 			return
@@ -31,14 +47,14 @@ func (r *Reaper) sweep() {
 		if len(page) == 0 {
 			return
 		}
-		id := page[0].Lease
+		id := page[0].lease
 		if r.mayHaveEnded(id, recheck) && r.ended(id) {
 			budget -= r.deleteAttached(id, budget)
 		}
 		if id == math.MaxUint64 {
 			return
 		}
-		after = storage.Attached{Lease: id + 1} // the next lease
+		after = attached{lease: id + 1} // the next lease
 	}
 }
 
@@ -112,15 +128,15 @@ func (r *Reaper) deleteAttached(id uint64, budget int) int {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	n := 0
-	after := storage.Attached{Lease: id}
+	after := attached{lease: id}
 	for n < budget && !r.stopped() {
-		page, err := r.scan.ScanAttached(after.Lease, after.Key, min(attachedPage, budget-n))
+		page, err := r.scanAttached(after, min(attachedPage, budget-n))
 		if err != nil {
 			r.log.Warn("attached index scan failed", "err", err)
 			return n
 		}
 		for _, a := range page {
-			if a.Lease != id {
+			if a.lease != id {
 				return n
 			}
 			n++
@@ -141,12 +157,12 @@ func (r *Reaper) deleteAttached(id uint64, budget int) int {
 }
 
 // deleteKey proposes the delete of one attached key.
-func (r *Reaper) deleteKey(a storage.Attached) {
+func (r *Reaper) deleteKey(a attached) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.OpTimeout)
 	defer cancel()
-	op := kv.Op{Kind: kv.OpDeleteAttached, Key: a.Key, Lease: a.Lease}
+	op := kv.Op{Kind: kv.OpDeleteAttached, Key: a.key, Lease: a.lease}
 	if r.unguarded {
-		op = kv.Op{Kind: kv.OpDelete, Key: a.Key}
+		op = kv.Op{Kind: kv.OpDelete, Key: a.key}
 	}
 	r.mu.Lock()
 	r.stats.Detaches++
@@ -158,6 +174,6 @@ func (r *Reaper) deleteKey(a storage.Attached) {
 		r.stats.Detached++
 		r.mu.Unlock()
 	case err != nil && !errors.Is(err, kv.ErrNotFound):
-		r.log.Debug("delete of an attached key not settled", "key", a.Key, "lease", a.Lease, "err", err)
+		r.log.Debug("delete of an attached key not settled", "key", a.key, "lease", a.lease, "err", err)
 	}
 }

@@ -24,20 +24,28 @@ type staleIndex struct {
 	frozen []storage.Attached
 }
 
-func (s *staleIndex) ScanAttached(afterLease uint64, afterKey string, limit int) ([]storage.Attached, error) {
-	cur, err := s.Memory.ScanAttached(afterLease, afterKey, 1<<20)
+func (s *staleIndex) ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error {
+	var all []storage.Attached
+	err := s.Memory.ScanAttached(afterLease, afterKey, func(lease uint64, key string) bool {
+		all = append(all, storage.Attached{Lease: lease, Key: key})
+		return true
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	after := storage.Attached{Lease: afterLease, Key: afterKey}
-	all := slices.Clone(cur)
 	for _, a := range s.frozen {
 		if cmpAttached(a, after) > 0 && !slices.Contains(all, a) {
 			all = append(all, a)
 		}
 	}
 	slices.SortFunc(all, cmpAttached)
-	return all[:min(len(all), limit)], nil
+	for _, a := range all {
+		if !fn(a.Lease, a.Key) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func cmpAttached(a, b storage.Attached) int {
@@ -108,7 +116,11 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	if err := do(3, kv.Op{Kind: kv.OpCreate, Key: "r2", Value: []byte("r2"), Lease: revoked}); err != nil {
 		t.Fatal(err)
 	}
-	frozen, err := c.Stores[0].ScanAttached(0, "", 100)
+	var frozen []storage.Attached
+	err := c.Stores[0].ScanAttached(0, "", func(lease uint64, key string) bool {
+		frozen = append(frozen, storage.Attached{Lease: lease, Key: key})
+		return true
+	})
 	if err != nil || len(frozen) != 6 {
 		t.Fatalf("node 1's index: %v, %v", frozen, err)
 	}

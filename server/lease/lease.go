@@ -41,7 +41,6 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
-	"github.com/caspaxos/caspaxos/storage"
 )
 
 // Config configures a Reaper. A zero field takes DefaultConfig's value.
@@ -110,7 +109,7 @@ func (c *Config) fill() error {
 type Scanner interface {
 	Scan(start string, fn func(key string, reg protocol.Register) bool) error
 	Get(key string) (protocol.Register, error)
-	ScanAttached(afterLease uint64, afterKey string, limit int) ([]storage.Attached, error)
+	ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error
 }
 
 // Doer runs an operation on the cluster (a *node.Node).
