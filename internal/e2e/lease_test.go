@@ -132,6 +132,27 @@ func testLeasesOverHTTP(t *testing.T, s setup) {
 	if st, body := call(app, "GET", 0, "/v1/kv/lease-k2"); st != 200 {
 		t.Fatalf("a key put again without the lease, after the lease expired: %d %s", st, body)
 	}
+	// A revoked lease's keys go too (the revoking node sweeps at once).
+	if st, body := call(root, "POST", 0, "/v1/lease?ttl=10s&id=c"); st != 200 {
+		t.Fatalf("grant: %d %s", st, body)
+	}
+	if st, body := call(app, "PUT", 1, "/v1/kv/lease-k5?lease=c"); st != 200 {
+		t.Fatalf("put: %d %s", st, body)
+	}
+	if st, body := call(root, "DELETE", 2, "/v1/lease/c"); st != 200 {
+		t.Fatalf("revoke: %d %s", st, body)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		st, body := call(app, "GET", 0, "/v1/kv/lease-k5")
+		if st == 404 {
+			break
+		}
+		if st != 200 || time.Now().After(deadline) {
+			t.Fatalf("a key of a revoked lease: %d %s", st, body)
+		}
+		waitUntil(time.Now().Add(20 * time.Millisecond))
+	}
 }
 
 // leaseHeader GETs url and returns its X-Caspaxos-Lease header.
