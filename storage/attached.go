@@ -103,8 +103,20 @@ func (s *Pebble) storedLease(pebbleKey []byte) uint64 {
 // indexAttached adds to b the index changes of writing the registers of
 // entries: for each key (its last entry, which wins), the entry of the
 // lease it had is moved to the lease it gets. It reads each key's stored
-// register, before b commits.
+// register, before b commits, unless no register of the store was ever
+// attached (attachedSeen) and none of entries is: a store whose keys
+// never have leases pays nothing for the index. That is sound as long as
+// the Applys of one key do not overlap (AttachedStore): an Apply that
+// attaches a key sets attachedSeen before it commits, so an Apply that
+// starts after it reads the stored leases, and one that started before it
+// writes other keys.
 func (s *Pebble) indexAttached(b *pebble.Batch, entries []Entry) error {
+	if !s.attachedSeen.Load() {
+		if !slices.ContainsFunc(entries, func(e Entry) bool { return e.Register.State.Lease != 0 }) {
+			return nil
+		}
+		s.attachedSeen.Store(true)
+	}
 	var last map[string]int
 	if len(entries) > 1 {
 		last = make(map[string]int, len(entries))
@@ -137,6 +149,15 @@ func unindexAttached(b *pebble.Batch, key string, old, keep uint64) error {
 		return nil
 	}
 	return b.Delete(attachedKey(Attached{Lease: old, Key: key}), nil)
+}
+
+// loadAttachedSeen sets attachedSeen if the index has an entry, when the
+// store opens.
+func (s *Pebble) loadAttachedSeen() error {
+	return s.iterate([]byte{prefixAttached}, []byte{prefixAttached + 1}, func(k, raw []byte) (bool, error) {
+		s.attachedSeen.Store(true)
+		return false, nil
+	})
 }
 
 // ScanAttached implements AttachedStore.

@@ -91,8 +91,9 @@
 //	                      order is that of (lease, key); written in the
 //	                      batch of the register write that attaches,
 //	                      moves or detaches it (Apply reads the stored
-//	                      register's lease first), deleted with the
-//	                      register by Remove and RemoveMany
+//	                      register's lease first, once the store has
+//	                      had any entry), deleted with the register by
+//	                      Remove and RemoveMany
 //
 // so Scan walks registers only, in the byte order of their keys.
 //

@@ -3,7 +3,10 @@ package storage
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -88,5 +91,55 @@ func TestRecordLeaseOfEveryTrailer(t *testing.T) {
 		if err != nil || got != r.State.Lease {
 			t.Fatalf("%+v: %d, %v", r.State, got, err)
 		}
+	}
+}
+
+// TestPebbleAttachedSurvivesReopen: the index survives a reopen, and a
+// store reopened with entries keeps moving them (a store that never had
+// one skips reading the stored leases: indexAttached).
+func TestPebbleAttachedSurvivesReopen(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := OpenPebble("/data", PebbleOptions{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, lease uint64) {
+		t.Helper()
+		r := testRegister(2)
+		r.State.Lease = lease
+		if err := s.Apply([]Entry{{Key: key, Register: r}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	index := func() []Attached {
+		t.Helper()
+		var out []Attached
+		if err := s.ScanAttached(0, "", func(lease uint64, key string) bool {
+			out = append(out, Attached{Lease: lease, Key: key})
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	put("plain", 0)
+	if s.attachedSeen.Load() {
+		t.Fatal("a store without attached keys reads stored leases")
+	}
+	put("a", 4)
+	put("b", 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenPebble("/data", PebbleOptions{FS: fs}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := index(); !slices.Equal(got, []Attached{{4, "a"}, {4, "b"}}) {
+		t.Fatalf("index after reopen: %v", got)
+	}
+	put("a", 0)
+	if got := index(); !slices.Equal(got, []Attached{{4, "b"}}) {
+		t.Fatalf("index after a detaching put after reopen: %v", got)
 	}
 }
