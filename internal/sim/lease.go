@@ -32,7 +32,7 @@ import (
 
 // leaseLives is the number of lease IDs a holder grants in turn, one
 // after another lease ended.
-const leaseLives = 8
+const leaseLives = 32
 
 // leaseReqBase sets lease requests' IDs apart from clients', catch-ups'
 // and GC's.
