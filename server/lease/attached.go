@@ -30,13 +30,13 @@ func (r *Reaper) scanAttached(after attached, limit int) ([]attached, error) {
 const attachedPage = 256
 
 // sweep deletes the keys attached to the leases that ended, in the order
-// of the store's attached index, up to MaxPerScan deletes.
+// of the store's attached index, up to MaxPerScan deletes. It reads a
+// lease linearizably if its local copy may have ended (mayHaveEnded), or
+// to recheck it (RecheckPerSweep).
 func (r *Reaper) sweep() {
 	r.sweepMu.Lock()
 	defer r.sweepMu.Unlock()
-	r.sweeps++
-	recheck := r.sweeps%r.cfg.RecheckEvery == 0
-	budget := r.cfg.MaxPerScan
+	budget, rechecks, from := r.cfg.MaxPerScan, r.cfg.RecheckPerSweep, r.recheckAfter
 	var after attached
 	for budget > 0 && !r.stopped() {
 		page, err := r.scanAttached(after, 1)
@@ -45,10 +45,17 @@ func (r *Reaper) sweep() {
 			return
 		}
 		if len(page) == 0 {
+			if rechecks > 0 {
+				r.recheckAfter = 0 // the next sweep starts over
+			}
 			return
 		}
 		id := page[0].lease
-		if r.mayHaveEnded(id, recheck) && r.ended(id) {
+		read := r.mayHaveEnded(id)
+		if !read && rechecks > 0 && id > from {
+			read, rechecks, r.recheckAfter = true, rechecks-1, id
+		}
+		if read && r.ended(id) {
 			budget -= r.deleteAttached(id, budget)
 		}
 		if id == math.MaxUint64 {
@@ -80,11 +87,8 @@ func (r *Reaper) stopped() bool {
 // mayHaveEnded is the sweep's filter on the local copy of lease id's
 // register: false only when that copy is live and this node's clock does
 // not yet let it expire (the expiry scan proposes those, and a sweep after
-// the expiry commits sees it), unless this sweep rechecks every lease.
-func (r *Reaper) mayHaveEnded(id uint64, recheck bool) bool {
-	if recheck {
-		return true
-	}
+// the expiry commits sees it).
+func (r *Reaper) mayHaveEnded(id uint64) bool {
 	reg, err := r.scan.Get(kv.LeaseKey(id))
 	if err != nil {
 		return true

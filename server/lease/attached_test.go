@@ -199,3 +199,55 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	return nil
 }
+
+// liveCopies is the store of an acceptor that missed its leases' ends:
+// its copy of every lease says live, and not due for a long while.
+type liveCopies struct{ *storage.Memory }
+
+func (s liveCopies) Get(key string) (protocol.Register, error) {
+	reg, err := s.Memory.Get(key)
+	if err == nil && kv.IsLeaseKey(key) {
+		reg.State = protocol.State{Version: 1, Value: kv.EncodeLease(kv.Lease{TTLMillis: kv.MaxLeaseTTL.Milliseconds(),
+			RenewedMillis: time.Now().UnixMilli(), State: kv.LeaseLive})}
+	}
+	return reg, err
+}
+
+// TestSweepRechecksLiveCopies: a reaper whose local copies of two revoked
+// leases still say live rechecks them in turn, RecheckPerSweep per sweep,
+// and deletes their keys: one lease's at the first sweep, the other's at
+// the second.
+func TestSweepRechecksLiveCopies(t *testing.T) {
+	c := nodetest.New(t, 3)
+	ctx := servertest.Ctx(t, 20*time.Second)
+	for id := uint64(1); id <= 2; id++ {
+		for _, op := range []kv.Op{
+			{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: time.Minute.Milliseconds()},
+			{Kind: kv.OpPut, Key: fmt.Sprint("k", id), Lease: id},
+			{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(id)},
+		} {
+			if _, err := c.Node(1).Do(ctx, op); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r, err := lease.New(lease.Config{RecheckPerSweep: 1}, liveCopies{c.Stores[1]}, c.Node(2), time.Now, servertest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exists := func(key string) bool {
+		s, err := c.Node(3).Do(ctx, kv.Op{Kind: kv.OpGet, Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Exists()
+	}
+	r.Once()
+	if exists("k1") || !exists("k2") {
+		t.Fatalf("after one sweep: k1 %v, k2 %v; want only k2", exists("k1"), exists("k2"))
+	}
+	r.Once()
+	if exists("k2") {
+		t.Fatal("k2 is still there after the second sweep")
+	}
+}

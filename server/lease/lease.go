@@ -58,13 +58,14 @@ type Config struct {
 	// MaxPerScan bounds the expiries one scan proposes, and the deletes
 	// of attached keys one sweep proposes (default 1024 each).
 	MaxPerScan int
-	// RecheckEvery: every RecheckEvery-th sweep reads every lease with
-	// attached keys linearizably, even one whose local copy says it is
-	// live and not yet due (default 20: 10s at the default Interval). A
-	// node whose acceptor missed a revoke keeps a live copy; another
-	// node's sweep normally deletes the keys first, and this bounds the
-	// delay when it does not.
-	RecheckEvery int
+	// RecheckPerSweep: each sweep also reads linearizably up to this many
+	// leases with attached keys whose local copy says they are live and
+	// not yet due, in turn, so that each is read at least once every
+	// ceil(leases / RecheckPerSweep) + 1 sweeps (default 16). A node
+	// whose acceptor missed a revoke keeps a live copy; another node's
+	// sweep normally deletes the keys first, and this bounds the delay
+	// when it does not, at a bounded cost.
+	RecheckPerSweep int
 	// Parallel bounds the deletes of attached keys in flight (default 16).
 	Parallel int
 }
@@ -72,7 +73,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Interval: 500 * time.Millisecond, MaxClockSkew: kv.DefaultMaxClockSkew, OpTimeout: 2 * time.Second, MaxPerScan: 1024,
-		RecheckEvery: 20, Parallel: 16}
+		RecheckPerSweep: 16, Parallel: 16}
 }
 
 func (c *Config) fill() error {
@@ -92,7 +93,7 @@ func (c *Config) fill() error {
 		name string
 		v    *int
 		def  int
-	}{{"MaxPerScan", &c.MaxPerScan, def.MaxPerScan}, {"RecheckEvery", &c.RecheckEvery, def.RecheckEvery}, {"Parallel", &c.Parallel, def.Parallel}} {
+	}{{"MaxPerScan", &c.MaxPerScan, def.MaxPerScan}, {"RecheckPerSweep", &c.RecheckPerSweep, def.RecheckPerSweep}, {"Parallel", &c.Parallel, def.Parallel}} {
 		if *n.v < 0 || *n.v > 1<<20 {
 			return fmt.Errorf("caspaxos/lease: %s %d is not within 0..%d", n.name, *n.v, 1<<20)
 		}
@@ -141,7 +142,9 @@ type Reaper struct {
 	unguarded bool
 
 	sweepMu sync.Mutex // one sweep at a time
-	sweeps  int        // sweeps run, under sweepMu
+	// recheckAfter is the last lease a sweep rechecked (RecheckPerSweep),
+	// under sweepMu: the next sweep rechecks the leases after it.
+	recheckAfter uint64
 
 	mu    sync.Mutex
 	stats Stats
