@@ -17,8 +17,9 @@
 // Keys attached to a lease (kv.Op.Lease; protocol.State.Lease) end with
 // it. Each Once also sweeps the store's attached index (storage's
 // ScanAttached, lease ID -> key): for every lease with attached keys whose
-// local copy says it ended (or may have: see ended), it reads the lease's
-// register linearizably, once per sweep; if the lease is expired, revoked
+// local copy says it may have ended (mayHaveEnded), and for a few more in
+// turn (RecheckPerSweep), it reads the lease's register linearizably, once
+// per sweep; if the lease is expired, revoked
 // or absent, it proposes on each attached key kv.OpDeleteAttached, a
 // committed change that deletes the key only while the key is still
 // attached to that lease. The index is a filter, like the scan for
