@@ -9,6 +9,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server"
 	"github.com/caspaxos/caspaxos/server/lease"
 	"github.com/caspaxos/caspaxos/server/node/nodetest"
 	"github.com/caspaxos/caspaxos/server/servertest"
@@ -46,6 +47,17 @@ func (s *staleIndex) ScanAttached(afterLease uint64, afterKey string, fn func(le
 		}
 	}
 	return nil
+}
+
+// held waits until st, the reaper's store, holds key attached to lease:
+// a write returns once a quorum accepted it, and the reaper sweeps its own
+// store only.
+func held(t *testing.T, st *storage.Memory, key string, lease uint64) {
+	t.Helper()
+	servertest.WaitFor(t, fmt.Sprintf("%s attached to %d in the reaper's store", key, lease), func() bool {
+		reg, err := st.Get(key)
+		return err == nil && reg.State.Lease == lease
+	})
 }
 
 func cmpAttached(a, b storage.Attached) int {
@@ -116,6 +128,9 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	if err := do(3, kv.Op{Kind: kv.OpCreate, Key: "r2", Value: []byte("r2"), Lease: revoked}); err != nil {
 		t.Fatal(err)
 	}
+	for k, id := range map[string]uint64{"e1": expiring, "e2": expiring, "detached": expiring, "moved": expiring, "r1": revoked, "r2": revoked} {
+		held(t, c.Stores[0], k, id)
+	}
 	var frozen []storage.Attached
 	err := c.Stores[0].ScanAttached(0, "", func(lease uint64, key string) bool {
 		frozen = append(frozen, storage.Attached{Lease: lease, Key: key})
@@ -126,6 +141,8 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	put("detached", 0)
 	put("moved", other)
+	held(t, c.Stores[0], "detached", 0)
+	held(t, c.Stores[0], "moved", other)
 	r, err := lease.New(lease.Config{MaxClockSkew: time.Millisecond}, &staleIndex{Memory: c.Stores[0], frozen: frozen},
 		c.Node(3), time.Now, servertest.Logger(t))
 	if err != nil {
@@ -174,6 +191,20 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	r.SweepLease(revoked)
 	if err := check("after the revoke's sweep", map[string]int64{"r1": -1, "r2": -1, "e1": expiring}); err != nil {
+		return err
+	}
+	if err := do(2, kv.Op{Kind: kv.OpPut, Key: "r3", Lease: revoked}); !errors.Is(err, kv.ErrLeaseNotFound) {
+		t.Fatalf("put with a revoked lease: %v", err)
+	}
+	// A write that passed its liveness check before the revoke and
+	// committed after it (Propose skips the check, as a forward does): the
+	// next sweep deletes it.
+	if _, err := c.Node(2).Propose(ctx, server.Request{Op: kv.Op{Kind: kv.OpPut, Key: "late", Value: []byte("x"), Lease: revoked}}); err != nil {
+		t.Fatal(err)
+	}
+	held(t, c.Stores[0], "late", revoked)
+	r.Once()
+	if err := check("the sweep after a write raced the revoke", map[string]int64{"late": -1}); err != nil {
 		return err
 	}
 	// The revoked lease's ID is never granted again.
@@ -231,6 +262,8 @@ func TestSweepRechecksLiveCopies(t *testing.T) {
 			}
 		}
 	}
+	held(t, c.Stores[1], "k1", 1)
+	held(t, c.Stores[1], "k2", 2)
 	r, err := lease.New(lease.Config{RecheckPerSweep: 1}, liveCopies{c.Stores[1]}, c.Node(2), time.Now, servertest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
