@@ -63,6 +63,8 @@ const (
 	leaseKeep
 	leaseExpire
 	leaseRead
+	leaseAttach // a put of a holder's attached key (attached.go)
+	leaseSweep  // the reaper's delete of an attached key
 )
 
 // leaseRenewal is a renewal acknowledged to a holder: the renewal time it
@@ -75,6 +77,7 @@ type leaseRenewal struct {
 type leaseHolder struct {
 	key      string   // the lease of its current life
 	next     []string // the IDs of its later lives (a grant never reuses an ID)
+	attached string   // its attached key (attached.go)
 	pending  protocol.ReqID
 	holds    bool
 	renewals []leaseRenewal // of the lease's current life
@@ -88,10 +91,11 @@ type leaseOp struct {
 }
 
 type leaseState struct {
-	rng     *rand.Rand
-	holders []*leaseHolder
-	ops     map[protocol.ReqID]leaseOp
-	next    protocol.ReqID
+	attached attachedState
+	rng      *rand.Rand
+	holders  []*leaseHolder
+	ops      map[protocol.ReqID]leaseOp
+	next     protocol.ReqID
 }
 
 // Actors of evLease events (event.client): holders 0..n-1, then these.
@@ -108,8 +112,11 @@ func (s *sim) setLeases() {
 	l := &s.lease
 	l.rng = rand.New(rand.NewPCG(s.plan.ClockSeed, 11))
 	l.ops = make(map[protocol.ReqID]leaseOp)
+	l.attached = attachedState{index: map[string]string{}, ended: map[string]bool{}, chosen: map[string]map[uint64]protocol.State{}}
 	for i := range s.plan.Leases {
-		h := &leaseHolder{}
+		h := &leaseHolder{attached: attachedKeyOf(i)}
+		s.keys = append(s.keys, h.attached)
+		s.w.inflight = append(s.w.inflight, 0)
 		for life := range leaseLives {
 			key := kv.LeaseKey(uint64(life*s.plan.Leases + i + 1))
 			s.keys = append(s.keys, key)
@@ -153,6 +160,7 @@ func (s *sim) leaseTick(ev *event) {
 			for _, h := range l.holders {
 				s.leasePropose(n, leaseOp{kind: leaseExpire, holder: -1, key: h.key}, kv.LeaseExpire(now, skew))
 			}
+			s.sweepAttached(n)
 		}
 		s.schedule(event{kind: evLease, client: leaseActorReaper}, s.leaseDelay(3))
 	case leaseActorReader:
@@ -187,6 +195,7 @@ func (s *sim) leaseHolderTick(ev *event) {
 	now := s.nodeMillis(n)
 	var id protocol.ReqID
 	if h.holds {
+		s.attachOps(n, h)
 		id = s.leasePropose(n, leaseOp{kind: leaseKeep, holder: ev.client, key: h.key}, kv.LeaseKeepAlive(now))
 	} else {
 		id = s.leasePropose(n, leaseOp{kind: leaseGrant, holder: ev.client, key: h.key}, kv.LeaseGrant(s.plan.LeaseTTL.Milliseconds(), now))
@@ -225,8 +234,8 @@ func (s *sim) leaseResult(n *node, r protocol.Result) {
 			s.leaseReadAnswer(n, op, r.State)
 		}
 		return
-	case leaseExpire:
-		return // the chosen state tells (checkLease)
+	case leaseExpire, leaseAttach, leaseSweep:
+		return // the chosen state tells (checkLease, checkAttached)
 	}
 	h := l.holders[op.holder]
 	if h.pending != r.ID {
@@ -283,6 +292,7 @@ func (s *sim) checkLease(key string, st protocol.State) {
 	if s.plan.Leases == 0 {
 		return
 	}
+	s.checkAttached(key, st)
 	lease, err := kv.LeaseOf(st)
 	if err != nil || lease.State != kv.LeaseExpired {
 		return

@@ -67,6 +67,10 @@ type Variant struct {
 	// LeaseLocalExpiry makes lease readers decide expiry from their node's
 	// clock at read time (lease.go) instead of the committed state.
 	LeaseLocalExpiry bool
+	// LeaseUnguardedDelete makes the reaper delete a key its stale index
+	// attaches to a lease that ended with a plain delete, without
+	// checking that the key is still attached (attached.go).
+	LeaseUnguardedDelete bool
 	// ListQuorumShortBy takes this many from the quorum of scan replies a
 	// listing round waits for and merges with (protocol.MergeList's
 	// quorum), down to one: a lister that trusts too few acceptors.

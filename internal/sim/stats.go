@@ -62,6 +62,7 @@ type Stats struct {
 	// Leases (lease.go): grants and keep-alives acknowledged, expiries
 	// chosen, reads.
 	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
+	AttachedDeletes                                       int // tombstones chosen on keys attached to leases (attached.go)
 	ListPages                                             int // listing pages begun and ended ...
 	ListPagesDone                                         int // ... those that ended well
 	ListRounds                                            int // scan rounds (a page has one or more)
@@ -164,6 +165,7 @@ func (st *Stats) fields() []statField {
 		{"lease-renewals", &st.LeaseRenewals, true},
 		{"lease-expiries", &st.LeaseExpiries, true},
 		{"lease-reads", &st.LeaseReads, true},
+		{"attached-deletes", &st.AttachedDeletes, true},
 		{"list-pages", &st.ListPages, true},
 		{"list-pages-done", &st.ListPagesDone, true},
 		{"list-rounds", &st.ListRounds, true},
