@@ -315,18 +315,19 @@ func (c *Client) unary(ctx context.Context, idempotent bool, op *caspaxospb.Op) 
 		case caspaxospb.Op_GET:
 			var g *caspaxospb.GetResponse
 			g, err = kc.Get(ctx, &caspaxospb.GetRequest{Key: op.GetKey()})
-			r.Value, r.Version = g.GetValue(), g.GetVersion()
+			r.Value, r.Version, r.Lease = g.GetValue(), g.GetVersion(), g.GetLease()
 		case caspaxospb.Op_PUT:
 			var p *caspaxospb.PutResponse
-			p, err = kc.Put(ctx, &caspaxospb.PutRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId()})
+			p, err = kc.Put(ctx, &caspaxospb.PutRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId(), Lease: op.GetLease()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_CREATE:
 			var p *caspaxospb.PutResponse
-			p, err = kc.Create(ctx, &caspaxospb.CreateRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId()})
+			p, err = kc.Create(ctx, &caspaxospb.CreateRequest{Key: op.GetKey(), Value: op.GetValue(), RequestId: op.GetRequestId(), Lease: op.GetLease()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_COMPARE_AND_SWAP:
 			var p *caspaxospb.PutResponse
-			p, err = kc.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: op.GetKey(), Version: op.GetVersion(), Value: op.GetValue(), RequestId: op.GetRequestId()})
+			p, err = kc.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: op.GetKey(), Version: op.GetVersion(), Value: op.GetValue(), RequestId: op.GetRequestId(),
+				Lease: op.GetLease()})
 			r.Version = p.GetVersion()
 		case caspaxospb.Op_DELETE:
 			req := &caspaxospb.DeleteRequest{Key: op.GetKey(), RequestId: op.GetRequestId()}

@@ -8,10 +8,30 @@ import (
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
 )
 
-// Value is a key's value and version.
+// Value is a key's value and version, and the lease it is attached to (0:
+// none).
 type Value struct {
 	Data    []byte
 	Version uint64
+	Lease   uint64
+}
+
+// WriteOption changes a Put, Create or CompareAndSwap.
+type WriteOption func(*caspaxospb.Op)
+
+// WithLease attaches the key to lease id, which must be live
+// (ErrLeaseNotFound otherwise): the cluster deletes the key once the
+// lease expires or is revoked (docs/leases.md). A write without it
+// detaches the key from any lease it had, as in etcd.
+func WithLease(id uint64) WriteOption {
+	return func(op *caspaxospb.Op) { op.Lease = id }
+}
+
+func withOptions(op *caspaxospb.Op, opts []WriteOption) *caspaxospb.Op {
+	for _, o := range opts {
+		o(op)
+	}
+	return op
 }
 
 // Get reads a key (linearizable). Absent or deleted: ErrNotFound.
@@ -20,22 +40,22 @@ func (c *Client) Get(ctx context.Context, key string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	return Value{Data: r.GetValue(), Version: r.GetVersion()}, nil
+	return Value{Data: r.GetValue(), Version: r.GetVersion(), Lease: r.GetLease()}, nil
 }
 
 // Put stores value and returns the new version.
-func (c *Client) Put(ctx context.Context, key string, value []byte) (uint64, error) {
-	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_PUT, Key: []byte(key), Value: value})
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, withOptions(&caspaxospb.Op{Kind: caspaxospb.Op_PUT, Key: []byte(key), Value: value}, opts))
 }
 
 // Create stores value only if the key is absent or deleted.
-func (c *Client) Create(ctx context.Context, key string, value []byte) (uint64, error) {
-	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_CREATE, Key: []byte(key), Value: value})
+func (c *Client) Create(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, withOptions(&caspaxospb.Op{Kind: caspaxospb.Op_CREATE, Key: []byte(key), Value: value}, opts))
 }
 
 // CompareAndSwap stores value only while the key has version (0: absent).
-func (c *Client) CompareAndSwap(ctx context.Context, key string, version uint64, value []byte) (uint64, error) {
-	return c.write(ctx, &caspaxospb.Op{Kind: caspaxospb.Op_COMPARE_AND_SWAP, Key: []byte(key), Version: version, Value: value})
+func (c *Client) CompareAndSwap(ctx context.Context, key string, version uint64, value []byte, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, withOptions(&caspaxospb.Op{Kind: caspaxospb.Op_COMPARE_AND_SWAP, Key: []byte(key), Version: version, Value: value}, opts))
 }
 
 // Delete deletes a key, only while it has ifVersion unless that is 0, and

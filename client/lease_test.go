@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -53,5 +54,55 @@ func TestLeaseKeepAlive(t *testing.T) {
 	}
 	if _, err := c.Grant(ctx, time.Millisecond); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("grant of 1ms: %v", err)
+	}
+}
+
+// TestWriteWithLease: WithLease attaches the key on Put, Create and
+// CompareAndSwap, over Batch and over the unary calls (a value too large
+// for Batch); Get reports the lease; a Put without it detaches the key.
+func TestWriteWithLease(t *testing.T) {
+	addr, _ := clientapitest.ServeGRPC(t, clientapitest.New())
+	c, err := New(Config{Endpoints: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	big := make([]byte, batchOpBytes+1)
+	lease := func(key string) uint64 {
+		t.Helper()
+		v, err := c.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Lease
+	}
+	for _, value := range [][]byte{[]byte("v"), big} {
+		key := fmt.Sprint("k", len(value))
+		if _, err := c.Create(ctx, key, value, WithLease(5)); err != nil {
+			t.Fatal(err)
+		}
+		if got := lease(key); got != 5 {
+			t.Fatalf("%s created with lease 5: %d", key, got)
+		}
+		if _, err := c.CompareAndSwap(ctx, key, 1, value, WithLease(6)); err != nil {
+			t.Fatal(err)
+		}
+		if got := lease(key); got != 6 {
+			t.Fatalf("%s swapped with lease 6: %d", key, got)
+		}
+		if _, err := c.Put(ctx, key, value, WithLease(7)); err != nil {
+			t.Fatal(err)
+		}
+		if got := lease(key); got != 7 {
+			t.Fatalf("%s put with lease 7: %d", key, got)
+		}
+		if _, err := c.Put(ctx, key, value); err != nil {
+			t.Fatal(err)
+		}
+		if got := lease(key); got != 0 {
+			t.Fatalf("%s put without a lease: %d", key, got)
+		}
 	}
 }

@@ -88,21 +88,42 @@ func CurrentVersion(s protocol.State) uint64 {
 	return 0
 }
 
-// Put stores value whatever the key holds.
-func Put(value []byte) protocol.Change {
-	return func(protocol.State) (protocol.Write, error) {
-		return protocol.Write{Kind: protocol.WriteSet, Value: value}, nil
+// Put stores value whatever the key holds, attached to no lease
+// (PutAttached).
+func Put(value []byte) protocol.Change { return PutAttached(value, 0) }
+
+// PutAttached stores value whatever the key holds, attached to lease (0:
+// to none): a put decides the key's lease, as in etcd, where a put
+// without a lease detaches the key. The key's flags and lock index are
+// kept (attach).
+func PutAttached(value []byte, lease uint64) protocol.Change {
+	return func(cur protocol.State) (protocol.Write, error) {
+		return attach(protocol.Write{Kind: protocol.WriteSet, Value: value}, cur, lease), nil
 	}
 }
 
+// attach gives w, a WriteSet, the attributes of a write that attaches the
+// key to lease (0: none) and keeps its other attributes.
+func attach(w protocol.Write, cur protocol.State, lease uint64) protocol.Write {
+	w.Attrs = &protocol.Attrs{Lease: lease, Flags: cur.Flags, LockIndex: cur.LockIndex}
+	return w
+}
+
 // CompareAndSwap stores value only if the key's current version is version;
-// version 0 means "only if absent".
+// version 0 means "only if absent". It attaches the key to no lease
+// (CompareAndSwapAttached).
 func CompareAndSwap(version uint64, value []byte) protocol.Change {
+	return CompareAndSwapAttached(version, value, 0)
+}
+
+// CompareAndSwapAttached is CompareAndSwap attaching the key to lease (0:
+// none), as PutAttached.
+func CompareAndSwapAttached(version uint64, value []byte, lease uint64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		if c := CurrentVersion(cur); c != version {
 			return protocol.Write{}, &VersionMismatchError{Expected: version, Current: c}
 		}
-		return protocol.Write{Kind: protocol.WriteSet, Value: value}, nil
+		return attach(protocol.Write{Kind: protocol.WriteSet, Value: value}, cur, lease), nil
 	}
 }
 

@@ -73,7 +73,7 @@ type Lease struct {
 var (
 	// ErrLeaseNotFound: no such lease, or it expired or was revoked.
 	ErrLeaseNotFound = errors.New("caspaxos: lease not found, expired or revoked")
-	// ErrLeaseExists: a grant of an ID that is already a live lease.
+	// ErrLeaseExists: a grant of an ID that is, or was, a lease.
 	ErrLeaseExists = errors.New("caspaxos: lease already exists")
 	// ErrLeaseNotExpired: an expiry proposed before the lease may expire.
 	ErrLeaseNotExpired = errors.New("caspaxos: lease has not expired")
@@ -100,12 +100,18 @@ func NewLeaseID() (uint64, error) {
 
 // IsLeaseKey reports whether key is a lease's.
 func IsLeaseKey(key string) bool {
+	_, ok := LeaseIDOf(key)
+	return ok
+}
+
+// LeaseIDOf returns the ID of the lease whose key is key, if it is one.
+func LeaseIDOf(key string) (uint64, bool) {
 	id, ok := strings.CutPrefix(key, leasePrefix)
 	if !ok {
-		return false
+		return 0, false
 	}
 	n, err := strconv.ParseUint(id, 16, 64)
-	return err == nil && LeaseKey(n) == key
+	return n, err == nil && LeaseKey(n) == key
 }
 
 // EncodeLease returns l's value: the format byte (1), the TTL (uvarint,
@@ -166,11 +172,14 @@ func LeaseOf(s protocol.State) (Lease, error) {
 	return DecodeLease(s.Value)
 }
 
-// LeaseGrant creates a live lease of ttl, renewed at nowMillis. A live
-// lease of the same ID is left alone (ErrLeaseExists).
+// LeaseGrant creates a live lease of ttl, renewed at nowMillis. An ID
+// whose register was ever written, live, expired or revoked, is refused
+// (ErrLeaseExists): an ID names one lease's life only, so that a key
+// still attached to a lease that ended (its delete not yet committed) is
+// never adopted by a new lease of the same ID (DeleteAttached).
 func LeaseGrant(ttlMillis, nowMillis int64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
-		if l, err := LeaseOf(cur); err == nil && l.State == LeaseLive {
+		if cur.Version > 0 {
 			return protocol.Write{}, ErrLeaseExists
 		}
 		return protocol.Write{Kind: protocol.WriteSet, Value: EncodeLease(Lease{TTLMillis: ttlMillis, RenewedMillis: nowMillis, State: LeaseLive})}, nil
@@ -229,5 +238,33 @@ func LeaseExpire(nowMillis, skewMillis int64) protocol.Change {
 		}
 		l.State = LeaseExpired
 		return protocol.Write{Kind: protocol.WriteSet, Value: EncodeLease(l)}, nil
+	}
+}
+
+// LeaseIsLive reads a lease register's state as a write attaching a key to
+// the lease checks it: nil for a live lease, ErrLeaseNotFound otherwise.
+func LeaseIsLive(s protocol.State) error {
+	l, err := LeaseOf(s)
+	if err != nil {
+		return err
+	}
+	if l.State != LeaseLive {
+		return ErrLeaseNotFound
+	}
+	return nil
+}
+
+// DeleteAttached is how a key attached to a lease ends with it: it
+// deletes the key if the key is attached to lease, and otherwise keeps it
+// as it is. The guard is what makes the reaper's sweep safe: the sweep
+// found the key attached to lease in one acceptor's store, which may be
+// stale, and by the time the change runs the key may have been put again
+// without the lease, or with another; only the committed state decides.
+func DeleteAttached(lease uint64) protocol.Change {
+	return func(cur protocol.State) (protocol.Write, error) {
+		if !cur.Exists() || cur.Lease != lease {
+			return protocol.Write{}, nil
+		}
+		return protocol.Write{Kind: protocol.WriteDelete}, nil
 	}
 }

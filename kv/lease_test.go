@@ -79,10 +79,112 @@ func TestLeaseChanges(t *testing.T) {
 	if l, _ := LeaseOf(r); l.State != LeaseRevoked || !bytes.Equal(r.Value, EncodeLease(l)) {
 		t.Fatalf("revoke: %+v", l)
 	}
-	if _, err := step(r, LeaseGrant(ttl, 9000)); err != nil {
-		t.Fatalf("grant of a revoked ID: %v", err)
+	for name, st := range map[string]protocol.State{"revoked": r, "expired": e, "deleted": {Version: 9, Deleted: true}} {
+		if _, err := step(st, LeaseGrant(ttl, 9000)); !errors.Is(err, ErrLeaseExists) {
+			t.Fatalf("grant of a %s ID: %v", name, err)
+		}
 	}
 	if err := CheckLeaseTTL(50 * 1e6); !errors.Is(err, ErrBadLease) {
 		t.Fatalf("ttl 50ms: %v", err)
+	}
+}
+
+// TestAttachedChanges: the writes that take a lease attach the key to it
+// (or, without one, detach it) and keep its other attributes; an
+// increment keeps the key's lease; DeleteAttached deletes a key only while
+// it is attached to its lease.
+func TestAttachedChanges(t *testing.T) {
+	const lease, other = 7, 8
+	live := protocol.State{Value: []byte("1"), Version: 3, Created: 2,
+		Attrs: protocol.Attrs{Lease: lease, Flags: 5, LockIndex: 2}}
+	tomb := protocol.State{Version: 4, Deleted: true}
+	for _, tc := range []struct {
+		name string
+		cur  protocol.State
+		op   Op
+		want protocol.State // after the change (Version/Created as Apply gives them)
+		err  error
+	}{
+		{"put attaches", protocol.State{}, Op{Kind: OpPut, Value: []byte("v"), Lease: lease},
+			protocol.State{Value: []byte("v"), Version: 1, Created: 1, Attrs: protocol.Attrs{Lease: lease}}, nil},
+		{"put without a lease detaches, keeps flags", live, Op{Kind: OpPut, Value: []byte("v")},
+			protocol.State{Value: []byte("v"), Version: 4, Created: 2, Attrs: protocol.Attrs{Flags: 5, LockIndex: 2}}, nil},
+		{"put moves to another lease", live, Op{Kind: OpPut, Value: []byte("v"), Lease: other},
+			protocol.State{Value: []byte("v"), Version: 4, Created: 2, Attrs: protocol.Attrs{Lease: other, Flags: 5, LockIndex: 2}}, nil},
+		{"create on a tombstone attaches", tomb, Op{Kind: OpCreate, Value: []byte("v"), Lease: lease},
+			protocol.State{Value: []byte("v"), Version: 5, Created: 5, Attrs: protocol.Attrs{Lease: lease}}, nil},
+		{"create on a live key is refused", live, Op{Kind: OpCreate, Value: []byte("v"), Lease: other},
+			live, ErrVersionMismatch},
+		{"cas attaches", live, Op{Kind: OpCompareAndSwap, Version: 3, Value: []byte("v"), Lease: other},
+			protocol.State{Value: []byte("v"), Version: 4, Created: 2, Attrs: protocol.Attrs{Lease: other, Flags: 5, LockIndex: 2}}, nil},
+		{"cas of another version is refused", live, Op{Kind: OpCompareAndSwap, Version: 2, Value: []byte("v"), Lease: other},
+			live, ErrVersionMismatch},
+		{"increment keeps the lease", live, Op{Kind: OpIncrement, Delta: 1},
+			protocol.State{Value: []byte("2"), Version: 4, Created: 2, Attrs: live.Attrs}, nil},
+		{"delete clears the lease", live, Op{Kind: OpDelete},
+			protocol.State{Version: 4, Deleted: true}, nil},
+		{"delete-attached deletes a key attached to the lease", live, Op{Kind: OpDeleteAttached, Lease: lease},
+			protocol.State{Version: 4, Deleted: true}, nil},
+		{"delete-attached keeps a key of another lease", live, Op{Kind: OpDeleteAttached, Lease: other}, live, nil},
+		{"delete-attached keeps a key of no lease", protocol.State{Value: []byte("x"), Version: 3}, Op{Kind: OpDeleteAttached, Lease: lease},
+			protocol.State{Value: []byte("x"), Version: 3}, nil},
+		{"delete-attached keeps a tombstone", tomb, Op{Kind: OpDeleteAttached, Lease: lease}, tomb, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch, err := tc.op.ChangeAt(0, DefaultIdempotency())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := ch(tc.cur)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			got := tc.cur
+			if err == nil {
+				if got, err = protocol.Apply(tc.cur, w, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !got.Equal(tc.want) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateLease(t *testing.T) {
+	for _, tc := range []struct {
+		op Op
+		ok bool
+	}{
+		{Op{Kind: OpPut, Key: "k", Lease: 1}, true},
+		{Op{Kind: OpCreate, Key: "k", Lease: 1}, true},
+		{Op{Kind: OpCompareAndSwap, Key: "k", Version: 2, Lease: 1}, true},
+		{Op{Kind: OpDeleteAttached, Key: "k", Lease: 1}, true},
+		{Op{Kind: OpDeleteAttached, Key: "k"}, false},
+		{Op{Kind: OpDelete, Key: "k", Lease: 1}, false},
+		{Op{Kind: OpIncrement, Key: "k", Lease: 1}, false},
+		{Op{Kind: OpGet, Key: "k", Lease: 1}, false},
+		{Op{Kind: OpLeaseRevoke, Key: LeaseKey(1), Lease: 1}, false},
+		{Op{Kind: OpPut, Key: "k", Flags: 1}, false},
+		{Op{Kind: OpDeleteAttached + 1, Key: "k"}, false},
+	} {
+		err := tc.op.Validate(DefaultLimits)
+		if (err == nil) != tc.ok {
+			t.Errorf("%v %+v: %v, want ok=%v", tc.op.Kind, tc.op, err, tc.ok)
+		}
+	}
+}
+
+func TestLeaseIsLive(t *testing.T) {
+	live := protocol.State{Value: EncodeLease(Lease{TTLMillis: 1000, State: LeaseLive}), Version: 1}
+	revoked := protocol.State{Value: EncodeLease(Lease{TTLMillis: 1000, State: LeaseRevoked}), Version: 2}
+	if err := LeaseIsLive(live); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []protocol.State{{}, revoked, {Version: 3, Deleted: true}} {
+		if err := LeaseIsLive(s); !errors.Is(err, ErrLeaseNotFound) {
+			t.Fatalf("%v: %v", s, err)
+		}
 	}
 }

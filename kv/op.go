@@ -46,6 +46,10 @@ const (
 	// Version, for a release, is the version the key must have (0: any).
 	OpKeyAcquire
 	OpKeyRelease
+	// OpDeleteAttached deletes Key if it is attached to lease Lease, and
+	// otherwise changes nothing (DeleteAttached): how a reaper deletes
+	// the keys of a lease that ended. Not a client's operation.
+	OpDeleteAttached
 )
 
 var opNames = [...]string{
@@ -53,6 +57,7 @@ var opNames = [...]string{
 	OpLeaseGrant: "lease-grant", OpLeaseKeepAlive: "lease-keepalive", OpLeaseRevoke: "lease-revoke", OpLeaseExpire: "lease-expire",
 	OpLockAcquire: "lock-acquire", OpLockRelease: "lock-release", OpLockBreak: "lock-break", OpLockProclaim: "lock-proclaim",
 	OpPutFlags: "put-flags", OpCompareAndSwapFlags: "cas-flags", OpKeyAcquire: "key-acquire", OpKeyRelease: "key-release",
+	OpDeleteAttached: "delete-attached",
 }
 
 func (k OpKind) String() string {
@@ -77,20 +82,22 @@ type Op struct {
 	// a UUID of version 7. OpOutcome asks about it.
 	RequestID string
 	// Lease is the ID of a lease the write attaches the key to (0: none;
-	// protocol.Attrs.Lease), and Flags a client's opaque flags for the key
-	// (protocol.Attrs.Flags), for the operations that take them.
+	// protocol.Attrs.Lease): OpPut, OpCreate and OpCompareAndSwap take
+	// it (a put without one detaches the key, as in etcd), and
+	// OpDeleteAttached needs it. Flags are a client's opaque flags for
+	// the key (protocol.Attrs.Flags), which no operation takes yet.
 	Lease uint64
 	Flags uint64
 }
 
 // Validate checks the operation against the limits before anything is sent.
 func (o Op) Validate(l Limits) error {
-	if o.Kind < OpGet || o.Kind > OpKeyRelease {
+	if o.Kind < OpGet || o.Kind > OpDeleteAttached {
 		return fmt.Errorf("caspaxos: unknown operation %d", o.Kind)
 	}
 	if o.Kind >= OpLockAcquire && o.Kind <= OpLockProclaim {
 		if o.Lease != 0 || o.Flags != 0 {
-			return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLock, o.Kind)
+			return fmt.Errorf("%w: operation %v takes no lease and no flags", ErrBadLock, o.Kind)
 		}
 		if err := o.validateLock(); err != nil {
 			return err
@@ -103,12 +110,28 @@ func (o Op) Validate(l Limits) error {
 	if o.Kind >= OpLeaseGrant && o.Kind <= OpLeaseExpire && (o.RequestID != "" || !IsLeaseKey(o.Key)) {
 		return fmt.Errorf("%w: a lease operation takes a lease's key and no request ID", ErrBadLease)
 	}
-	locks := o.Kind == OpKeyAcquire || o.Kind == OpKeyRelease
-	if (o.Lease != 0 && !locks) || (o.Flags != 0 && o.Kind != OpPutFlags && o.Kind != OpCompareAndSwapFlags && !locks) {
-		return fmt.Errorf("%w: operation %d takes no lease and no flags", ErrBadLease, o.Kind)
-	}
-	if locks && o.Lease == 0 {
-		return fmt.Errorf("%w: a lock operation names its lease", ErrBadLease)
+	// Which operations take a lease (Attrs.Lease) and flags (Attrs.Flags).
+	switch o.Kind {
+	case OpPut, OpCreate, OpCompareAndSwap:
+		if o.Flags != 0 {
+			return fmt.Errorf("%w: operation %v takes no flags", ErrBadLease, o.Kind)
+		}
+	case OpPutFlags, OpCompareAndSwapFlags:
+		if o.Lease != 0 {
+			return fmt.Errorf("%w: operation %v takes no lease", ErrBadLease, o.Kind)
+		}
+	case OpKeyAcquire, OpKeyRelease:
+		if o.Lease == 0 {
+			return fmt.Errorf("%w: a lock operation names its lease", ErrBadLease)
+		}
+	case OpDeleteAttached:
+		if o.Lease == 0 || o.Flags != 0 || o.RequestID != "" {
+			return fmt.Errorf("%w: a delete of attached keys takes a lease, no flags and no request ID", ErrBadLease)
+		}
+	default:
+		if o.Lease != 0 || o.Flags != 0 {
+			return fmt.Errorf("%w: operation %v takes no lease and no flags", ErrBadLease, o.Kind)
+		}
 	}
 	if o.Kind == OpLeaseGrant {
 		if err := CheckLeaseTTL(time.Duration(o.Delta) * time.Millisecond); err != nil {
@@ -147,6 +170,8 @@ func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
 		return LeaseExpire(nowMillis, c.MaxClockSkew.Milliseconds()), nil
 	case OpLockAcquire, OpLockRelease, OpLockBreak, OpLockProclaim:
 		return o.lockChangeAt(nowMillis)
+	case OpDeleteAttached:
+		return DeleteAttached(o.Lease), nil
 	}
 	if o.RequestID == "" || o.Kind == OpGet {
 		return o.Change(), nil
@@ -167,11 +192,11 @@ func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
 func (o Op) Change() protocol.Change {
 	switch o.Kind {
 	case OpPut:
-		return Put(o.Value)
+		return PutAttached(o.Value, o.Lease)
 	case OpCreate:
-		return Create(o.Value)
+		return CompareAndSwapAttached(0, o.Value, o.Lease)
 	case OpCompareAndSwap:
-		return CompareAndSwap(o.Version, o.Value)
+		return CompareAndSwapAttached(o.Version, o.Value, o.Lease)
 	case OpDelete:
 		return Delete(o.Version)
 	case OpIncrement:

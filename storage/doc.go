@@ -85,6 +85,15 @@
 //	                      the register key with every 0x00 written 0x00 0xFF,
 //	                      a terminator, the version 8 bytes big-endian, so
 //	                      that the byte order is that of (key, version)
+//	'l' + lease + key     one entry of the attached index (attached.go):
+//	                      the register of key is attached to lease, the
+//	                      lease ID 8 bytes big-endian, so that the byte
+//	                      order is that of (lease, key); written in the
+//	                      batch of the register write that attaches,
+//	                      moves or detaches it (Apply reads the stored
+//	                      register's lease first, once the store has
+//	                      had any entry), deleted with the register by
+//	                      Remove and RemoveMany
 //
 // so Scan walks registers only, in the byte order of their keys.
 //
@@ -148,7 +157,7 @@
 // A ceiling record's body is the ceiling, 8 bytes; an acceptor ceiling
 // record's the acceptor ceiling, an age record's the age and a fence
 // record's the minimum age, 8 bytes each. A queue record's body
-// is empty: the item is its key.
+// is empty, as is an attached-index record's: the entry is its key.
 //
 // A record that is too short, has trailing bytes, an unknown Version, unknown
 // flags or a checksum that does not match is reported as ErrCorrupt, naming

@@ -83,6 +83,9 @@ type Pebble struct {
 
 	applies, entries atomic.Uint64
 	walSyncs         syncTimes
+
+	// attachedSeen: the attached index may have an entry (indexAttached).
+	attachedSeen atomic.Bool
 }
 
 var _ Store = (*Pebble)(nil)
@@ -115,6 +118,9 @@ func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
 	s.opened.Store(true)
 	if err := s.gate.failure(); err != nil {
 		// Pebble failed between Open and now: no call was served.
+		return nil, errors.Join(err, s.closeDB(), lock.Close())
+	}
+	if err := s.loadAttachedSeen(); err != nil {
 		return nil, errors.Join(err, s.closeDB(), lock.Close())
 	}
 	return s, nil

@@ -156,6 +156,9 @@ func (s *Pebble) RemoveMany(expect []Entry) ([]bool, error) {
 		if err := b.Delete(k, nil); err != nil {
 			return nil, fmt.Errorf("caspaxos/storage: remove: %w", err)
 		}
+		if err := unindexAttached(b, e.Key, cur.State.Lease, 0); err != nil {
+			return nil, fmt.Errorf("caspaxos/storage: remove: %w", err)
+		}
 		keys = append(keys, string(k))
 		removed[i] = true
 	}

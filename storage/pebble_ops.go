@@ -80,6 +80,9 @@ func (s *Pebble) apply(entries []Entry, opts *pebble.WriteOptions) error {
 			return fmt.Errorf("caspaxos/storage: apply: %w", err)
 		}
 	}
+	if err := s.indexAttached(b, entries); err != nil {
+		return fmt.Errorf("caspaxos/storage: apply: %w", err)
+	}
 	s.writeMu.RLock()
 	err := s.commitWith(b, keys, opts)
 	s.writeMu.RUnlock()
@@ -140,6 +143,9 @@ func (s *Pebble) Remove(key string, expect protocol.Register) (bool, error) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	if err := b.Delete(k, nil); err != nil {
+		return false, fmt.Errorf("caspaxos/storage: remove: %w", err)
+	}
+	if err := unindexAttached(b, key, cur.State.Lease, 0); err != nil {
 		return false, fmt.Errorf("caspaxos/storage: remove: %w", err)
 	}
 	if err := s.commit(b, []string{string(k)}); err != nil {

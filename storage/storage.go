@@ -86,6 +86,10 @@ type Store interface {
 	// writes (acceptor.go, PROTOCOL.md §12).
 	AcceptorStore
 
+	// AttachedStore is the index of the keys attached to leases
+	// (attached.go).
+	AttachedStore
+
 	// Close waits for the calls in progress, then releases the store.
 	// Further calls, Close included, return ErrClosed.
 	Close() error

@@ -1308,7 +1308,10 @@ type Op struct {
 	// server's request timeout, which also bounds it).
 	TimeoutNanos int64 `protobuf:"varint,7,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	// A write's request ID (see OutcomeRequest): exactly-once.
-	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// PUT, CREATE, COMPARE_AND_SWAP: the live lease the key is attached to
+	// (0: none, which detaches it), as PutRequest.lease.
+	Lease         uint64 `protobuf:"varint,9,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1399,6 +1402,13 @@ func (x *Op) GetRequestId() string {
 	return ""
 }
 
+func (x *Op) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 // OpResult answers the Op with the same id.
 type OpResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1407,6 +1417,8 @@ type OpResult struct {
 	Value   []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	Integer int64  `protobuf:"varint,4,opt,name=integer,proto3" json:"integer,omitempty"`
+	// GET: the lease the key is attached to (0: none).
+	Lease uint64 `protobuf:"varint,7,opt,name=lease,proto3" json:"lease,omitempty"`
 	// Set when the op failed; message says why.
 	Error         *ErrorInfo `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	Message       string     `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
@@ -1472,6 +1484,13 @@ func (x *OpResult) GetInteger() int64 {
 	return 0
 }
 
+func (x *OpResult) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 func (x *OpResult) GetError() *ErrorInfo {
 	if x != nil {
 		return x.Error
@@ -1531,9 +1550,11 @@ func (x *GetRequest) GetKey() []byte {
 }
 
 type GetResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Value   []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The lease the key is attached to (0: none).
+	Lease         uint64 `protobuf:"varint,3,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1582,13 +1603,24 @@ func (x *GetResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *GetResponse) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 type PutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// If set, the put succeeds only while the key has this version (0: absent).
-	IfVersion     *uint64 `protobuf:"varint,3,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
-	RequestId     string  `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	IfVersion *uint64 `protobuf:"varint,3,opt,name=if_version,json=ifVersion,proto3,oneof" json:"if_version,omitempty"`
+	RequestId string  `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The lease the write attaches the key to, which must be live
+	// (LEASE_NOT_FOUND otherwise); the key is deleted once the lease ends.
+	// 0: none, which detaches the key from any lease it had.
+	Lease         uint64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1651,11 +1683,20 @@ func (x *PutRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *PutRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value     []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// As PutRequest.lease.
+	Lease         uint64 `protobuf:"varint,4,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1711,12 +1752,21 @@ func (x *CreateRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *CreateRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 type CompareAndSwapRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	RequestId     string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version   uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Value     []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	RequestId string                 `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// As PutRequest.lease.
+	Lease         uint64 `protobuf:"varint,5,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,6 +1827,13 @@ func (x *CompareAndSwapRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *CompareAndSwapRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
 }
 
 type PutResponse struct {
@@ -3584,7 +3641,7 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\fBatchRequest\x12!\n" +
 	"\x03ops\x18\x01 \x03(\v2\x0f.caspaxos.v1.OpR\x03ops\"@\n" +
 	"\rBatchResponse\x12/\n" +
-	"\aresults\x18\x01 \x03(\v2\x15.caspaxos.v1.OpResultR\aresults\"\xc7\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x15.caspaxos.v1.OpResultR\aresults\"\xdd\x02\n" +
 	"\x02Op\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.caspaxos.v1.Op.KindR\x04kind\x12\x10\n" +
@@ -3594,7 +3651,8 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x05delta\x18\x06 \x01(\x03R\x05delta\x12#\n" +
 	"\rtimeout_nanos\x18\a \x01(\x03R\ftimeoutNanos\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\b \x01(\tR\trequestId\"k\n" +
+	"request_id\x18\b \x01(\tR\trequestId\x12\x14\n" +
+	"\x05lease\x18\t \x01(\x04R\x05lease\"k\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\a\n" +
 	"\x03GET\x10\x01\x12\a\n" +
@@ -3604,20 +3662,22 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x10COMPARE_AND_SWAP\x10\x04\x12\n" +
 	"\n" +
 	"\x06DELETE\x10\x05\x12\r\n" +
-	"\tINCREMENT\x10\x06\"\xac\x01\n" +
+	"\tINCREMENT\x10\x06\"\xc2\x01\n" +
 	"\bOpResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x18\n" +
-	"\ainteger\x18\x04 \x01(\x03R\ainteger\x12,\n" +
+	"\ainteger\x18\x04 \x01(\x03R\ainteger\x12\x14\n" +
+	"\x05lease\x18\a \x01(\x04R\x05lease\x12,\n" +
 	"\x05error\x18\x05 \x01(\v2\x16.caspaxos.v1.ErrorInfoR\x05error\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"=\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"S\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"\x86\x01\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05lease\x18\x03 \x01(\x04R\x05lease\"\x9c\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -3625,19 +3685,22 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\n" +
 	"if_version\x18\x03 \x01(\x04H\x00R\tifVersion\x88\x01\x01\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestIdB\r\n" +
-	"\v_if_version\"V\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05lease\x18\x05 \x01(\x04R\x05leaseB\r\n" +
+	"\v_if_version\"l\n" +
 	"\rCreateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"x\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05lease\x18\x04 \x01(\x04R\x05lease\"\x8e\x01\n" +
 	"\x15CompareAndSwapRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"'\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12\x14\n" +
+	"\x05lease\x18\x05 \x01(\x04R\x05lease\"'\n" +
 	"\vPutResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\"s\n" +
 	"\rDeleteRequest\x12\x10\n" +

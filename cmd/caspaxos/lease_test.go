@@ -17,6 +17,9 @@ func TestLeaseCommands(t *testing.T) {
 		t.Fatalf("grant: exit %d, %q %q", r.code, r.stdout, r.stderr)
 	}
 	runSteps(t, env, []step{
+		{args: []string{"put", "--lease", id, "worker", "up"}, stdout: "1\n"},
+		{args: []string{"put", "--lease", id, "--if-version", "1", "worker", "up"}, stdout: "2\n"},
+		{args: []string{"put", "--lease", "xyz", "worker", "up"}, code: exitUsage, errLine: `lease ID "xyz" is not`},
 		{args: []string{"lease", "keepalive", "--once", id}, stdout: id + " ttl=10s live\n"},
 		{args: []string{"lease", "ttl", id}, stdout: id + " ttl=10s live\n"},
 		{args: []string{"lease", "revoke", id}},

@@ -15,7 +15,8 @@ import (
 // In about half the plans a few leases live beside the keys, each a
 // register the membership catch-up and the invariants cover like any key.
 // Each has a holder that grants it and keeps it alive every third of its
-// TTL, now and then pausing for two TTLs so that it may expire; a reaper
+// TTL (once a lease ended, the holder grants the next of its leaseLives
+// IDs: a grant never reuses an ID), now and then pausing for two TTLs so that it may expire; a reaper
 // at a random node proposes kv.LeaseExpire for every lease now and then,
 // with its node's time fixed before the change runs; readers at random
 // nodes read a lease and say whether it is expired. Clocks are those of
@@ -28,6 +29,10 @@ import (
 // expiry from their node's clock at read time (renewed + ttl < now,
 // without the skew margin), which a fast clock turns into an early
 // expiry.
+
+// leaseLives is the number of lease IDs a holder grants in turn, one
+// after another lease ended.
+const leaseLives = 32
 
 // leaseReqBase sets lease requests' IDs apart from clients', catch-ups'
 // and GC's.
@@ -59,6 +64,8 @@ const (
 	leaseKeep
 	leaseExpire
 	leaseRead
+	leaseAttach // a put of a holder's attached key (attached.go)
+	leaseSweep  // the reaper's delete of an attached key
 )
 
 // leaseRenewal is a renewal acknowledged to a holder: the renewal time it
@@ -69,7 +76,9 @@ type leaseRenewal struct {
 }
 
 type leaseHolder struct {
-	key      string
+	key      string   // the lease of its current life
+	next     []string // the IDs of its later lives (a grant never reuses an ID)
+	attached string   // its attached key (attached.go)
 	pending  protocol.ReqID
 	holds    bool
 	renewals []leaseRenewal // of the lease's current life
@@ -88,10 +97,11 @@ type leaseOp struct {
 }
 
 type leaseState struct {
-	rng     *rand.Rand
-	holders []*leaseHolder
-	ops     map[protocol.ReqID]leaseOp
-	next    protocol.ReqID
+	attached attachedState
+	rng      *rand.Rand
+	holders  []*leaseHolder
+	ops      map[protocol.ReqID]leaseOp
+	next     protocol.ReqID
 }
 
 // Actors of evLease events (event.client): holders 0..n-1, then these.
@@ -108,11 +118,19 @@ func (s *sim) setLeases() {
 	l := &s.lease
 	l.rng = rand.New(rand.NewPCG(s.plan.ClockSeed, 11))
 	l.ops = make(map[protocol.ReqID]leaseOp)
+	l.attached = attachedState{index: map[string]string{}, ended: map[string]bool{}, chosen: map[string]map[uint64]protocol.State{}}
 	for i := range s.plan.Leases {
-		key := kv.LeaseKey(uint64(i + 1))
-		s.keys = append(s.keys, key)
+		h := &leaseHolder{attached: attachedKeyOf(i)}
+		s.keys = append(s.keys, h.attached)
 		s.w.inflight = append(s.w.inflight, 0)
-		l.holders = append(l.holders, &leaseHolder{key: key})
+		for life := range leaseLives {
+			key := kv.LeaseKey(uint64(life*s.plan.Leases + i + 1))
+			s.keys = append(s.keys, key)
+			s.w.inflight = append(s.w.inflight, 0)
+			h.next = append(h.next, key)
+		}
+		h.key, h.next = h.next[0], h.next[1:]
+		l.holders = append(l.holders, h)
 		s.schedule(event{kind: evLease, client: i}, s.leaseDelay(3))
 	}
 	s.schedule(event{kind: evLease, client: leaseActorReaper}, s.leaseDelay(3))
@@ -148,6 +166,7 @@ func (s *sim) leaseTick(ev *event) {
 			for _, h := range l.holders {
 				s.leasePropose(n, leaseOp{kind: leaseExpire, holder: -1, key: h.key}, kv.LeaseExpire(now, skew))
 			}
+			s.sweepAttached(n)
 		}
 		s.schedule(event{kind: evLease, client: leaseActorReaper}, s.leaseDelay(3))
 	case leaseActorReader:
@@ -182,6 +201,7 @@ func (s *sim) leaseHolderTick(ev *event) {
 	now := s.nodeMillis(n)
 	var id protocol.ReqID
 	if h.holds {
+		s.attachOps(n, h)
 		id = s.leasePropose(n, leaseOp{kind: leaseKeep, holder: ev.client, key: h.key}, kv.LeaseKeepAlive(now))
 	} else {
 		id = s.leasePropose(n, leaseOp{kind: leaseGrant, holder: ev.client, key: h.key}, kv.LeaseGrant(s.plan.LeaseTTL.Milliseconds(), now))
@@ -224,8 +244,8 @@ func (s *sim) leaseResult(n *node, r protocol.Result) {
 			s.leaseReadAnswer(n, op, r.State)
 		}
 		return
-	case leaseExpire:
-		return // the chosen state tells (checkLease)
+	case leaseExpire, leaseAttach, leaseSweep:
+		return // the chosen state tells (checkLease, checkAttached)
 	}
 	h := l.holders[op.holder]
 	if h.pending != r.ID {
@@ -254,9 +274,14 @@ func (s *sim) leaseResult(n *node, r protocol.Result) {
 		s.lockLeaseLifeEnds(op.holder, h.validUntil)
 		h.life++
 		h.validUntil = 0
-	case errors.Is(r.Err, kv.ErrLeaseNotFound):
+	case errors.Is(r.Err, kv.ErrLeaseNotFound) && op.key == h.key:
+		// The lease ended; its ID is never granted again, so the next
+		// life takes the next one (the last life's holder keeps trying).
 		h.holds = false
 		s.lockLeaseLifeEnds(op.holder, h.validUntil)
+		if len(h.next) > 0 {
+			h.key, h.next, h.renewals = h.next[0], h.next[1:], nil
+		}
 	}
 	next := s.leaseDelay(3)
 	if h.holds && l.rng.IntN(4) == 0 {
@@ -287,6 +312,7 @@ func (s *sim) checkLease(key string, st protocol.State) {
 	if s.plan.Leases == 0 {
 		return
 	}
+	s.checkAttached(key, st)
 	lease, err := kv.LeaseOf(st)
 	if err != nil || lease.State != kv.LeaseExpired {
 		return

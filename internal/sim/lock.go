@@ -53,8 +53,9 @@ const (
 
 type lockOp struct {
 	kind  lockOpKind
-	actor int // acquires and releases
-	life  int // the actor's lease life at an acquire's send
+	actor int    // acquires and releases
+	life  int    // the actor's lease life at an acquire's send
+	lease uint64 // the lease ID an acquire or release names
 	sent  time.Duration
 	// holder and version: what the breaker read of the lock.
 	holder  uint64
@@ -65,6 +66,7 @@ type lockOp struct {
 type lockHold struct {
 	actor    int
 	life     int
+	lease    uint64 // the lease ID that holds it
 	token    uint64
 	start    time.Duration
 	released time.Duration // the release's send (0: none yet)
@@ -133,12 +135,15 @@ func (s *sim) lockTick(ev *event) {
 	switch {
 	case n == nil:
 	case a.hold != nil && s.lease.rng.IntN(2) == 0:
+		lease := a.hold.lease
 		a.hold.released = s.now
 		a.hold = nil
-		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: ev.client}, kv.LockRelease(uint64(ev.client+1)))
+		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: ev.client, lease: lease}, kv.LockRelease(lease))
 	case a.hold == nil && h.holds && s.now < h.validUntil:
-		want := kv.Lock{Holder: uint64(ev.client + 1), DelayMillis: s.plan.LeaseTTL.Milliseconds() / 4}
-		a.pending = s.lockPropose(n, lockOp{kind: lockAcquireOp, actor: ev.client, life: h.life}, kv.LockAcquire(want, s.nodeMillis(n)))
+		// The lease of the holder's current life (a grant never reuses an ID).
+		id, _ := kv.LeaseIDOf(h.key)
+		want := kv.Lock{Holder: id, DelayMillis: s.plan.LeaseTTL.Milliseconds() / 4}
+		a.pending = s.lockPropose(n, lockOp{kind: lockAcquireOp, actor: ev.client, life: h.life, lease: id}, kv.LockAcquire(want, s.nodeMillis(n)))
 		s.schedule(event{kind: evLock, client: ev.client, req: a.pending}, s.plan.Deadline)
 		return
 	}
@@ -218,7 +223,7 @@ func (s *sim) lockAcquired(n *node, op lockOp, r protocol.Result) {
 	if h.life != op.life || s.now >= h.validUntil {
 		s.tracef("lock: actor %d acquired at version %d too late to act (life %d, now %d; valid until %v)", op.actor, r.State.Version, op.life, h.life, h.validUntil)
 		// Acquired too late to act on: release it (Client.Lock does).
-		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: op.actor}, kv.LockRelease(uint64(op.actor+1)))
+		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: op.actor, lease: op.lease}, kv.LockRelease(op.lease))
 		return
 	}
 	token := r.State.Version
@@ -226,7 +231,7 @@ func (s *sim) lockAcquired(n *node, op lockOp, r protocol.Result) {
 		s.locks.acquires[n.idx]++
 		token = s.locks.acquires[n.idx]
 	}
-	hold := &lockHold{actor: op.actor, life: op.life, token: token, start: s.now}
+	hold := &lockHold{actor: op.actor, life: op.life, lease: op.lease, token: token, start: s.now}
 	for _, p := range s.locks.holds {
 		if end := s.lockHoldEnd(p); end > hold.start {
 			s.fail("locks: actor %d acquired %q at %v (token %d) while actor %d held it since %v (token %d) until %v",

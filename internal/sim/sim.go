@@ -73,6 +73,10 @@ type Variant struct {
 	// LockBreakLiveLease breaks a lock's hold without reading its lease
 	// (lock.go): a break of a live holder.
 	LockBreakLiveLease bool
+	// LeaseUnguardedDelete makes the reaper delete a key its stale index
+	// attaches to a lease that ended with a plain delete, without
+	// checking that the key is still attached (attached.go).
+	LeaseUnguardedDelete bool
 	// ListQuorumShortBy takes this many from the quorum of scan replies a
 	// listing round waits for and merges with (protocol.MergeList's
 	// quorum), down to one: a lister that trusts too few acceptors.

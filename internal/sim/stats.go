@@ -62,6 +62,7 @@ type Stats struct {
 	// Leases (lease.go): grants and keep-alives acknowledged, expiries
 	// chosen, reads.
 	LeaseGrants, LeaseRenewals, LeaseExpiries, LeaseReads int
+	AttachedDeletes                                       int // tombstones chosen on keys attached to leases (attached.go)
 	// Locks (lock.go): holds checked, breaks committed.
 	LockHolds, LockBreaks  int
 	ListPages              int // listing pages begun and ended ...

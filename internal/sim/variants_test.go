@@ -188,6 +188,16 @@ func brokenVariants() []brokenVariant {
 			},
 		},
 		{
+			// The reaper deletes a key its (stale) index attaches to a
+			// lease that ended without checking that the key is still
+			// attached: a key put again without a lease is deleted.
+			variant: Variant{Name: "lease-unguarded-delete", LeaseUnguardedDelete: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 40 * time.Millisecond
+			},
+		},
+		{
 			// A listing that merges too few scan replies (one short of
 			// ReadQuorum: with 3 acceptors, one acceptor's word) takes a
 			// lagging acceptor's stale register, or its lack of one, as

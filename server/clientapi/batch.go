@@ -329,7 +329,7 @@ var opKinds = map[caspaxospb.Op_Kind]kv.OpKind{
 // one runs an op of a Batch as its unary call would, and answers it.
 func (g *grpcAPI) one(ctx context.Context, p auth.Principal, o *caspaxospb.Op) *caspaxospb.OpResult {
 	r := &caspaxospb.OpResult{Id: o.GetId()}
-	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId()}
+	op := kv.Op{Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId(), Lease: o.GetLease()}
 	var err error
 	kind, ok := opKinds[o.GetKind()]
 	op.Kind = kind
@@ -344,7 +344,7 @@ func (g *grpcAPI) one(ctx context.Context, p auth.Principal, o *caspaxospb.Op) *
 		case op.Kind == kv.OpGet && !s.Exists():
 			err = kv.ErrNotFound
 		case op.Kind == kv.OpGet:
-			r.Value, r.Version = s.Value, s.Version
+			r.Value, r.Version, r.Lease = s.Value, s.Version, s.Lease
 		case op.Kind == kv.OpIncrement:
 			r.Version = s.Version
 			r.Integer, err = kv.Integer(s)

@@ -53,6 +53,12 @@ func FuzzBatch(f *testing.F) {
 			{Id: 9, Kind: caspaxospb.Op_GET},
 			{Id: 10, Kind: caspaxospb.Op_KIND_UNSPECIFIED, Key: []byte("k")},
 		},
+		{ // leases: on the writes that take one, and on ops that do not
+			{Id: 1, Kind: caspaxospb.Op_PUT, Key: []byte("k"), Value: []byte("v"), Lease: 7},
+			{Id: 2, Kind: caspaxospb.Op_CREATE, Key: []byte("k"), Value: []byte("v"), Lease: 1},
+			{Id: 3, Kind: caspaxospb.Op_DELETE, Key: []byte("k"), Lease: 7},
+			{Id: 4, Kind: caspaxospb.Op_GET, Key: []byte("k"), Lease: 7},
+		},
 		{ // request IDs: a UUIDv7, a malformed one, one on a read
 			{Id: 1, Kind: caspaxospb.Op_PUT, Key: []byte("k"), Value: []byte("v"), RequestId: "0192d7a4-5e1b-7c3d-8e4f-a1b2c3d4e5f6"},
 			{Id: 2, Kind: caspaxospb.Op_INCREMENT, Key: []byte("n"), Delta: 1, RequestId: "00000000000000000000000000000000000"},
@@ -169,11 +175,12 @@ func checkAnswers(t *testing.T, limits kv.Limits, ops []*caspaxospb.Op, results 
 // fuzzOp is the op the handler should make of o, request ID included
 // (a malformed one is refused before the backend).
 func fuzzOp(o *caspaxospb.Op, kind kv.OpKind) kv.Op {
-	return kv.Op{Kind: kind, Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId()}
+	return kv.Op{Kind: kind, Key: string(o.GetKey()), Value: o.GetValue(), Version: o.GetVersion(), Delta: o.GetDelta(), RequestID: o.GetRequestId(),
+		Lease: o.GetLease()}
 }
 
 func describeOp(op kv.Op) string {
-	return fmt.Sprintf("%d %q %q %d %d %q", op.Kind, op.Key, op.Value, op.Version, op.Delta, op.RequestID)
+	return fmt.Sprintf("%d %q %q %d %d %q %d", op.Kind, op.Key, op.Value, op.Version, op.Delta, op.RequestID, op.Lease)
 }
 
 // recordingBackend records the ops it runs and runs each on an absent key,

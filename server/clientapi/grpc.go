@@ -186,11 +186,11 @@ func (g *grpcAPI) Get(ctx context.Context, r *caspaxospb.GetRequest) (*caspaxosp
 	if !s.Exists() {
 		return nil, statusOf(kv.ErrNotFound)
 	}
-	return &caspaxospb.GetResponse{Value: s.Value, Version: s.Version}, nil
+	return &caspaxospb.GetResponse{Value: s.Value, Version: s.Version, Lease: s.Lease}, nil
 }
 
 func (g *grpcAPI) Put(ctx context.Context, r *caspaxospb.PutRequest) (*caspaxospb.PutResponse, error) {
-	op := kv.Op{Kind: kv.OpPut, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId()}
+	op := kv.Op{Kind: kv.OpPut, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId(), Lease: r.GetLease()}
 	if r.IfVersion != nil {
 		op.Kind, op.Version = kv.OpCompareAndSwap, r.GetIfVersion()
 	}
@@ -198,11 +198,12 @@ func (g *grpcAPI) Put(ctx context.Context, r *caspaxospb.PutRequest) (*caspaxosp
 }
 
 func (g *grpcAPI) Create(ctx context.Context, r *caspaxospb.CreateRequest) (*caspaxospb.PutResponse, error) {
-	return g.write(ctx, kv.Op{Kind: kv.OpCreate, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId()})
+	return g.write(ctx, kv.Op{Kind: kv.OpCreate, Key: string(r.GetKey()), Value: r.GetValue(), RequestID: r.GetRequestId(), Lease: r.GetLease()})
 }
 
 func (g *grpcAPI) CompareAndSwap(ctx context.Context, r *caspaxospb.CompareAndSwapRequest) (*caspaxospb.PutResponse, error) {
-	return g.write(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: string(r.GetKey()), Version: r.GetVersion(), Value: r.GetValue(), RequestID: r.GetRequestId()})
+	return g.write(ctx, kv.Op{Kind: kv.OpCompareAndSwap, Key: string(r.GetKey()), Version: r.GetVersion(), Value: r.GetValue(), RequestID: r.GetRequestId(),
+		Lease: r.GetLease()})
 }
 
 func (g *grpcAPI) write(ctx context.Context, op kv.Op) (*caspaxospb.PutResponse, error) {

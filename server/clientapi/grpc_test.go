@@ -114,3 +114,34 @@ func TestGRPCQuorumErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCLease: the unary writes carry their lease to the backend, and
+// Get answers it.
+func TestGRPCLease(t *testing.T) {
+	c, _ := grpcClient(t, clientapitest.New())
+	ctx := context.Background()
+	lease := func(key string) uint64 {
+		t.Helper()
+		g, err := c.Get(ctx, &caspaxospb.GetRequest{Key: []byte(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.GetLease()
+	}
+	if _, err := c.Put(ctx, &caspaxospb.PutRequest{Key: []byte("p"), Value: []byte("v"), Lease: 3}); err != nil || lease("p") != 3 {
+		t.Fatalf("put with lease 3: %v, lease %d", err, lease("p"))
+	}
+	one := uint64(1)
+	if _, err := c.Put(ctx, &caspaxospb.PutRequest{Key: []byte("p"), Value: []byte("v"), IfVersion: &one, Lease: 4}); err != nil || lease("p") != 4 {
+		t.Fatalf("conditional put with lease 4: %v, lease %d", err, lease("p"))
+	}
+	if _, err := c.Create(ctx, &caspaxospb.CreateRequest{Key: []byte("c"), Value: []byte("v"), Lease: 5}); err != nil || lease("c") != 5 {
+		t.Fatalf("create with lease 5: %v, lease %d", err, lease("c"))
+	}
+	if _, err := c.CompareAndSwap(ctx, &caspaxospb.CompareAndSwapRequest{Key: []byte("c"), Version: 1, Value: []byte("w"), Lease: 6}); err != nil || lease("c") != 6 {
+		t.Fatalf("cas with lease 6: %v, lease %d", err, lease("c"))
+	}
+	if _, err := c.Put(ctx, &caspaxospb.PutRequest{Key: []byte("c"), Value: []byte("v")}); err != nil || lease("c") != 0 {
+		t.Fatalf("put without a lease: %v, lease %d", err, lease("c"))
+	}
+}

@@ -47,11 +47,12 @@ type HTTPConfig struct {
 
 // NewHTTP returns the HTTP/JSON API of a node:
 //
-//	GET    /v1/kv/{key}            the value; ETag: "<version>"
+//	GET    /v1/kv/{key}            the value; ETag: "<version>"; X-Caspaxos-Lease: its lease's ID, if attached
 //	GET    /v1/kv/{prefix}?list    a page of the live keys of prefix: &limit=N &after=KEY &keys (list.go)
 //	GET    /v1/kv/{key}?wait=D     long poll: &version=N; answers once the version is above N (watch_http.go)
 //	GET    /v1/watch/{prefix}      text/event-stream of the prefix's keys, then their changes (watch_http.go)
-//	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create
+//	PUT    /v1/kv/{key}            store the body; If-Match: "<v>" = compare-and-swap, If-None-Match: * = create;
+//	                               ?lease=ID attaches the key to a live lease (deleted when it ends; none: detached)
 //	DELETE /v1/kv/{key}            delete; If-Match honoured
 //	POST   /v1/kv/{key}?incr=N     add N to a decimal integer
 //	GET    /v1/kv/{key}?request_id=ID  was the write of ID applied? (outcome.go)
@@ -178,8 +179,15 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
+	if s.Lease != 0 {
+		w.Header()[LeaseHeader] = []string{strconv.FormatUint(s.Lease, 16)}
+	}
 	writeValue(w, s.Value, s.Version)
 }
+
+// LeaseHeader answers a read of a key attached to a lease: the lease's ID
+// in hexadecimal, as the lease routes name it.
+const LeaseHeader = "X-Caspaxos-Lease"
 
 func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 	op, err := h.putOp(w, r)
@@ -197,8 +205,15 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 
 func (h *httpAPI) putOp(w http.ResponseWriter, r *http.Request) (kv.Op, error) {
 	op := kv.Op{Kind: kv.OpPut, Key: r.PathValue("key")}
-	if err := onlyQuery(r); err != nil {
+	if err := onlyQuery(r, "lease"); err != nil {
 		return op, err
+	}
+	if q := r.URL.Query(); q.Has("lease") {
+		id, err := leaseID(q.Get("lease"))
+		if err != nil {
+			return op, err
+		}
+		op.Lease = id
 	}
 	match, hasMatch, err := ifMatch(r)
 	if err != nil {

@@ -101,6 +101,9 @@ func FuzzHTTPKV(f *testing.F) {
 	f.Add(uint8(0), "", "list&limit=99999", "", "", []byte(nil))
 	f.Add(uint8(0), "", "list", "", "", []byte(nil))
 	f.Add(uint8(0), "", "list&limit=1&after=k", "", "", []byte(nil))
+	f.Add(uint8(1), "k", "lease=1f", "", "", []byte("v"))
+	f.Add(uint8(1), "k", "lease=a&lease=b", `"1"`, "", []byte("v"))
+	f.Add(uint8(1), "c", "lease=0", "", "*", []byte("v"))
 	f.Fuzz(func(t *testing.T, method uint8, key, query, ifMatch, ifNoneMatch string, body []byte) {
 		methods := []string{"GET", "PUT", "DELETE", "POST"}
 		u := &url.URL{Path: "/v1/kv/" + key, RawPath: "/v1/kv/" + url.PathEscape(key), RawQuery: query}
@@ -189,6 +192,34 @@ func fuzzServeHTTP(t *testing.T, r *http.Request) {
 		t.Fatalf("%s: answered 200 to a body that failed to read (%v)", desc, readErr)
 	}
 	checkHTTPSuccess(t, desc, r.Method, resp, body, sent, after)
+	checkHTTPLease(t, desc, r, resp, after)
+}
+
+// checkHTTPLease: a 200 PUT attached the key to its ?lease (none without
+// one), and a 200 GET answers the stored lease.
+func checkHTTPLease(t *testing.T, desc string, r *http.Request, resp *http.Response, after protocol.State) {
+	t.Helper()
+	switch r.Method {
+	case "PUT":
+		var want uint64
+		if q := r.URL.Query(); q.Has("lease") {
+			var err error
+			if want, err = strconv.ParseUint(q.Get("lease"), 16, 64); err != nil || want == 0 {
+				t.Fatalf("%s: answered 200 with a malformed lease", desc)
+			}
+		}
+		if after.Lease != want {
+			t.Fatalf("%s: the key is attached to %d, want %d", desc, after.Lease, want)
+		}
+	case "GET":
+		want := ""
+		if after.Lease != 0 {
+			want = strconv.FormatUint(after.Lease, 16)
+		}
+		if got := resp.Header.Get(clientapi.LeaseHeader); got != want {
+			t.Fatalf("%s: lease header %q, want %q", desc, got, want)
+		}
+	}
 }
 
 // checkHTTPList checks a 200 listing of prefix: the listing shape, every

@@ -124,3 +124,42 @@ func checkHTTP(t *testing.T, base string, tc httpCase) {
 		t.Fatalf("%s: current_version in %s, want %d", tc.name, body, *tc.current)
 	}
 }
+
+// TestHTTPLease: PUT ?lease=ID attaches the key (with or without a
+// condition), GET answers the lease in X-Caspaxos-Lease, a put without
+// one detaches the key, and a malformed ID or a lease on another route is
+// refused.
+func TestHTTPLease(t *testing.T) {
+	srv := httptest.NewServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: kv.DefaultLimits}, clientapitest.New()))
+	defer srv.Close()
+	for _, tc := range []httpCase{
+		{name: "put with a lease", method: "PUT", path: "/v1/kv/k?lease=1f", body: "v", status: 200, want: `{"version":1}`},
+		{name: "cas with a lease", method: "PUT", path: "/v1/kv/k?lease=2a", body: "v", header: map[string]string{"If-Match": `"1"`}, status: 200, want: `{"version":2}`},
+		{name: "create with a lease", method: "PUT", path: "/v1/kv/c?lease=3", body: "v", header: map[string]string{"If-None-Match": "*"}, status: 200, want: `{"version":1}`},
+		{name: "lease 0", method: "PUT", path: "/v1/kv/k?lease=0", body: "v", status: 400, code: clientapi.CodeBadRequest},
+		{name: "lease not hex", method: "PUT", path: "/v1/kv/k?lease=zz", body: "v", status: 400, code: clientapi.CodeBadRequest},
+		{name: "lease on a delete", method: "DELETE", path: "/v1/kv/k?lease=1", status: 400, code: clientapi.CodeBadRequest},
+		{name: "lease on an increment", method: "POST", path: "/v1/kv/n?incr=1&lease=1", status: 400, code: clientapi.CodeBadRequest},
+	} {
+		checkHTTP(t, srv.URL, tc)
+	}
+	lease := func(key string) string {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/v1/kv/" + key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get(clientapi.LeaseHeader)
+	}
+	if got := lease("k"); got != "2a" {
+		t.Fatalf("k: lease header %q, want 2a", got)
+	}
+	if got := lease("c"); got != "3" {
+		t.Fatalf("c: lease header %q, want 3", got)
+	}
+	checkHTTP(t, srv.URL, httpCase{name: "put without a lease", method: "PUT", path: "/v1/kv/k", body: "w", status: 200, want: `{"version":3}`})
+	if got := lease("k"); got != "" {
+		t.Fatalf("k put without a lease: lease header %q, want none", got)
+	}
+}

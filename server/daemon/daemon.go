@@ -436,6 +436,12 @@ func (d *Daemon) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
 	if err == nil && d.watches != nil {
 		d.watches.Publish(op.Key, s) // chosen: an accept quorum answered it (or a linearizable read)
 	}
+	if id, ok := kv.LeaseIDOf(op.Key); ok && err == nil && op.Kind == kv.OpLeaseRevoke && d.reaper != nil {
+		// As etcd does, a revoke answers once the keys attached to the
+		// lease are deleted, as far as this node's index knows them;
+		// every node's periodic sweep deletes any it missed.
+		d.reaper.SweepLease(id)
+	}
 	d.metrics.Observe(op.Kind, err, time.Since(start))
 	return s, err
 }

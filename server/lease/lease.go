@@ -13,6 +13,22 @@
 // late, never one that is early by more than the skew bound. No node owns
 // a lease: a node that dies changes nothing, since every other node's
 // reaper expires the same leases.
+//
+// Keys attached to a lease (kv.Op.Lease; protocol.State.Lease) end with
+// it. Each Once also sweeps the store's attached index (storage's
+// ScanAttached, lease ID -> key): for every lease with attached keys whose
+// local copy says it may have ended (mayHaveEnded), and for a few more in
+// turn (RecheckPerSweep), it reads the lease's register linearizably, once
+// per sweep; if the lease is expired, revoked
+// or absent, it proposes on each attached key kv.OpDeleteAttached, a
+// committed change that deletes the key only while the key is still
+// attached to that lease. The index is a filter, like the scan for
+// expiry: it may be stale (the key re-put without the lease, or with
+// another), and only the committed change decides, so a key is never
+// deleted while it is attached to a live lease or to none. A write that
+// attached its key to a lease that ended between the node's liveness check
+// and the write is deleted by the next sweep the same way. Revoke sweeps
+// its lease at once (SweepLease), on the node that revoked it.
 package lease
 
 import (
@@ -40,13 +56,25 @@ type Config struct {
 	MaxClockSkew time.Duration
 	// OpTimeout bounds one expiry proposal (default 2s).
 	OpTimeout time.Duration
-	// MaxPerScan bounds the expiries one scan proposes (default 1024).
+	// MaxPerScan bounds the expiries one scan proposes, and the deletes
+	// of attached keys one sweep proposes (default 1024 each).
 	MaxPerScan int
+	// RecheckPerSweep: each sweep also reads linearizably up to this many
+	// leases with attached keys whose local copy says they are live and
+	// not yet due, in turn, so that each is read at least once every
+	// ceil(leases / RecheckPerSweep) + 1 sweeps (default 16). A node
+	// whose acceptor missed a revoke keeps a live copy; another node's
+	// sweep normally deletes the keys first, and this bounds the delay
+	// when it does not, at a bounded cost.
+	RecheckPerSweep int
+	// Parallel bounds the deletes of attached keys in flight (default 16).
+	Parallel int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Interval: 500 * time.Millisecond, MaxClockSkew: kv.DefaultMaxClockSkew, OpTimeout: 2 * time.Second, MaxPerScan: 1024}
+	return Config{Interval: 500 * time.Millisecond, MaxClockSkew: kv.DefaultMaxClockSkew, OpTimeout: 2 * time.Second, MaxPerScan: 1024,
+		RecheckPerSweep: 16, Parallel: 16}
 }
 
 func (c *Config) fill() error {
@@ -62,19 +90,28 @@ func (c *Config) fill() error {
 			*d.v = d.def
 		}
 	}
-	if c.MaxPerScan < 0 {
-		return errors.New("caspaxos/lease: MaxPerScan must not be negative")
-	}
-	if c.MaxPerScan == 0 {
-		c.MaxPerScan = def.MaxPerScan
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{{"MaxPerScan", &c.MaxPerScan, def.MaxPerScan}, {"RecheckPerSweep", &c.RecheckPerSweep, def.RecheckPerSweep}, {"Parallel", &c.Parallel, def.Parallel}} {
+		if *n.v < 0 || *n.v > 1<<20 {
+			return fmt.Errorf("caspaxos/lease: %s %d is not within 0..%d", n.name, *n.v, 1<<20)
+		}
+		if *n.v == 0 {
+			*n.v = n.def
+		}
 	}
 	return nil
 }
 
-// Scanner walks this node's registers in key order from start until fn
-// returns false (storage.Store's Scan).
+// Scanner reads this node's store (a storage.Store): Scan walks its
+// registers in key order from start until fn returns false, Get reads one,
+// ScanAttached pages its attached index.
 type Scanner interface {
 	Scan(start string, fn func(key string, reg protocol.Register) bool) error
+	Get(key string) (protocol.Register, error)
+	ScanAttached(afterLease uint64, afterKey string, fn func(lease uint64, key string) bool) error
 }
 
 // Doer runs an operation on the cluster (a *node.Node).
@@ -87,6 +124,9 @@ type Stats struct {
 	Scans    uint64
 	Proposed uint64 // expiries proposed
 	Expired  uint64 // ... committed
+	Ended    uint64 // leases with attached keys found ended by a sweep
+	Detaches uint64 // deletes of attached keys proposed (kv.OpDeleteAttached)
+	Detached uint64 // ... that committed a delete
 }
 
 // Reaper proposes the expiry of leases. Start it once; Stop ends it.
@@ -96,6 +136,16 @@ type Reaper struct {
 	do   Doer
 	now  func() time.Time
 	log  *slog.Logger
+
+	// unguarded is a deliberately broken variant, set only by tests
+	// (export_test.go): the sweep deletes attached keys with a plain
+	// kv.OpDelete, without the check that the key is still attached.
+	unguarded bool
+
+	sweepMu sync.Mutex // one sweep at a time
+	// recheckAfter is the last lease a sweep rechecked (RecheckPerSweep),
+	// under sweepMu: the next sweep rechecks the leases after it.
+	recheckAfter uint64
 
 	mu    sync.Mutex
 	stats Stats
@@ -158,6 +208,7 @@ func (r *Reaper) Once() {
 		}
 		r.expire(key)
 	}
+	r.sweep()
 	r.mu.Lock()
 	r.stats.Scans++
 	r.mu.Unlock()

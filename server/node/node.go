@@ -194,6 +194,9 @@ func (n *Node) Run(ctx context.Context, req server.Request) (protocol.State, err
 	if err := n.admit(req); err != nil {
 		return protocol.State{}, err
 	}
+	if err := n.checkLease(ctx, req); err != nil {
+		return protocol.State{}, err
+	}
 	home := server.Home(req.Op.Key, *n.members.Load())
 	forward := home != 0 && home != n.id
 	if forward && !near(n.fwd, home) {
@@ -223,6 +226,29 @@ func (n *Node) Run(ctx context.Context, req server.Request) (protocol.State, err
 		n.log.Debug("home proposer unavailable; proposing locally", slog.Uint64("home", uint64(home)), slog.Any("error", err))
 	}
 	return n.proposer.Propose(ctx, req)
+}
+
+// checkLease lets a write that attaches its key to a lease run only if
+// the lease is live, as a linearizable read of the lease's register says
+// (kv.LeaseIsLive; kv.ErrLeaseNotFound otherwise). The lease may still end
+// between that read and the write: a key attached to a lease that ended is
+// then deleted by the reapers' next sweep (server/lease), as a key attached
+// before its lease ended is. The node that takes the request checks it; a
+// forward (Propose) does not check again.
+func (n *Node) checkLease(ctx context.Context, req server.Request) error {
+	if req.Change != nil || req.Op.Lease == 0 {
+		return nil
+	}
+	switch req.Op.Kind {
+	case kv.OpPut, kv.OpCreate, kv.OpCompareAndSwap:
+	default:
+		return nil
+	}
+	s, err := n.Run(ctx, server.Request{Op: kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(req.Op.Lease)}})
+	if err != nil {
+		return err
+	}
+	return kv.LeaseIsLive(s)
 }
 
 // Propose runs req on this node's own proposer, without routing: what a

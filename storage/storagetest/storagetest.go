@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"AcceptorCeiling", testAcceptorCeiling},
 		{"ConcurrentAcceptorCeiling", testConcurrentAcceptorCeiling},
 		{"ApplyUnsynced", testApplyUnsynced},
+		{"Attached", testAttached},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
