@@ -172,17 +172,31 @@ func LeaseOf(s protocol.State) (Lease, error) {
 	return DecodeLease(s.Value)
 }
 
-// LeaseGrant creates a live lease of ttl, renewed at nowMillis. An ID
-// whose register was ever written, live, expired or revoked, is refused
-// (ErrLeaseExists): an ID names one lease's life only, so that a key
-// still attached to a lease that ended (its delete not yet committed) is
-// never adopted by a new lease of the same ID (DeleteAttached).
-func LeaseGrant(ttlMillis, nowMillis int64) protocol.Change {
+// LeaseKeysKept, in a lease register's Attrs.Flags (set by its grant,
+// OpLeaseGrant's Flags), leaves the keys attached to the lease to the
+// front end that granted it when the lease ends: the reaper never deletes
+// them. Consul's sessions settle their keys themselves, after the lock
+// delay, by releasing or deleting them as the session's behaviour says
+// (server/consulapi).
+const LeaseKeysKept uint64 = 1
+
+// LeaseGrant creates a live lease of ttl, renewed at nowMillis, with
+// flags (LeaseKeysKept or 0) in its register's attributes, which its
+// later changes keep. An ID whose register was ever written, live,
+// expired or revoked, is refused (ErrLeaseExists): an ID names one lease's
+// life only, so that a key still attached to a lease that ended (its
+// delete not yet committed) is never adopted by a new lease of the same ID
+// (DeleteAttached).
+func LeaseGrant(ttlMillis, nowMillis int64, flags uint64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		if cur.Version > 0 {
 			return protocol.Write{}, ErrLeaseExists
 		}
-		return protocol.Write{Kind: protocol.WriteSet, Value: EncodeLease(Lease{TTLMillis: ttlMillis, RenewedMillis: nowMillis, State: LeaseLive})}, nil
+		w := protocol.Write{Kind: protocol.WriteSet, Value: EncodeLease(Lease{TTLMillis: ttlMillis, RenewedMillis: nowMillis, State: LeaseLive})}
+		if flags != 0 {
+			w.Attrs = &protocol.Attrs{Flags: flags}
+		}
+		return w, nil
 	}
 }
 

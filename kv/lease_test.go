@@ -38,11 +38,11 @@ func TestLeaseChanges(t *testing.T) {
 		}
 		return protocol.Apply(cur, w, 0)
 	}
-	s, err := step(protocol.State{}, LeaseGrant(ttl, 5000))
+	s, err := step(protocol.State{}, LeaseGrant(ttl, 5000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := step(s, LeaseGrant(ttl, 5001)); !errors.Is(err, ErrLeaseExists) {
+	if _, err := step(s, LeaseGrant(ttl, 5001, 0)); !errors.Is(err, ErrLeaseExists) {
 		t.Fatalf("grant of a live lease: %v", err)
 	}
 	for _, tc := range []struct {
@@ -80,7 +80,7 @@ func TestLeaseChanges(t *testing.T) {
 		t.Fatalf("revoke: %+v", l)
 	}
 	for name, st := range map[string]protocol.State{"revoked": r, "expired": e, "deleted": {Version: 9, Deleted: true}} {
-		if _, err := step(st, LeaseGrant(ttl, 9000)); !errors.Is(err, ErrLeaseExists) {
+		if _, err := step(st, LeaseGrant(ttl, 9000, 0)); !errors.Is(err, ErrLeaseExists) {
 			t.Fatalf("grant of a %s ID: %v", name, err)
 		}
 	}
@@ -186,5 +186,41 @@ func TestLeaseIsLive(t *testing.T) {
 		if err := LeaseIsLive(s); !errors.Is(err, ErrLeaseNotFound) {
 			t.Fatalf("%v: %v", s, err)
 		}
+	}
+}
+
+// TestLeaseKeysKeptStays: a grant's LeaseKeysKept stays in the lease
+// register's flags through its keep-alives and its end, where the reaper
+// reads it; a grant with any other flag is refused.
+func TestLeaseKeysKeptStays(t *testing.T) {
+	step := func(cur protocol.State, ch protocol.Change) protocol.State {
+		t.Helper()
+		w, err := ch(cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := protocol.Apply(cur, w, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next
+	}
+	s := step(protocol.State{}, LeaseGrant(1000, 5000, LeaseKeysKept))
+	for _, ch := range []protocol.Change{LeaseKeepAlive(5500), LeaseExpire(7000, 50)} {
+		if s = step(s, ch); s.Flags != LeaseKeysKept {
+			t.Fatalf("lease %v lost its flags", s)
+		}
+	}
+	if s := step(protocol.State{}, LeaseGrant(1000, 5000, 0)); s.Flags != 0 {
+		t.Fatalf("a plain grant has flags %d", s.Flags)
+	}
+	for _, flags := range []uint64{LeaseKeysKept, 0} {
+		op := Op{Kind: OpLeaseGrant, Key: LeaseKey(1), Delta: 1000, Flags: flags}
+		if err := op.Validate(DefaultLimits); err != nil {
+			t.Fatalf("grant with flags %d refused: %v", flags, err)
+		}
+	}
+	if err := (Op{Kind: OpLeaseGrant, Key: LeaseKey(1), Delta: 1000, Flags: 2}).Validate(DefaultLimits); !errors.Is(err, ErrBadLease) {
+		t.Fatalf("grant with an unknown flag: %v", err)
 	}
 }

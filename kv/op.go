@@ -124,6 +124,10 @@ func (o Op) Validate(l Limits) error {
 		if o.Lease == 0 {
 			return fmt.Errorf("%w: a lock operation names its lease", ErrBadLease)
 		}
+	case OpLeaseGrant:
+		if o.Lease != 0 || o.Flags&^LeaseKeysKept != 0 {
+			return fmt.Errorf("%w: a grant takes no lease and no flags but LeaseKeysKept", ErrBadLease)
+		}
 	case OpDeleteAttached:
 		if o.Lease == 0 || o.Flags != 0 || o.RequestID != "" {
 			return fmt.Errorf("%w: a delete of attached keys takes a lease, no flags and no request ID", ErrBadLease)
@@ -161,7 +165,7 @@ func (o Op) Validate(l Limits) error {
 func (o Op) ChangeAt(nowMillis int64, c Idempotency) (protocol.Change, error) {
 	switch o.Kind {
 	case OpLeaseGrant:
-		return LeaseGrant(o.Delta, nowMillis), nil
+		return LeaseGrant(o.Delta, nowMillis, o.Flags), nil
 	case OpLeaseKeepAlive:
 		return LeaseKeepAlive(nowMillis), nil
 	case OpLeaseRevoke:

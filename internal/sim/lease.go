@@ -204,7 +204,7 @@ func (s *sim) leaseHolderTick(ev *event) {
 		s.attachOps(n, h)
 		id = s.leasePropose(n, leaseOp{kind: leaseKeep, holder: ev.client, key: h.key}, kv.LeaseKeepAlive(now))
 	} else {
-		id = s.leasePropose(n, leaseOp{kind: leaseGrant, holder: ev.client, key: h.key}, kv.LeaseGrant(s.plan.LeaseTTL.Milliseconds(), now))
+		id = s.leasePropose(n, leaseOp{kind: leaseGrant, holder: ev.client, key: h.key}, kv.LeaseGrant(s.plan.LeaseTTL.Milliseconds(), now, 0))
 	}
 	h.pending = id
 	s.schedule(event{kind: evLease, client: ev.client, req: id}, s.plan.Deadline)

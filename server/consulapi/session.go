@@ -340,7 +340,7 @@ func (c *call) createSession(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		id = binary.BigEndian.Uint64(b[:])
-		st, err := c.system(kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds()})
+		st, err := c.system(kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds(), Flags: kv.LeaseKeysKept})
 		switch {
 		case errors.Is(err, kv.ErrLeaseExists):
 			id = 0 // taken: draw again

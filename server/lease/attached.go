@@ -118,6 +118,9 @@ func (r *Reaper) ended(id uint64) bool {
 	if err == nil {
 		return false
 	}
+	if s.Flags&kv.LeaseKeysKept != 0 {
+		return false // its front end settles its keys (Consul's sessions)
+	}
 	r.mu.Lock()
 	r.stats.Ended++
 	r.mu.Unlock()

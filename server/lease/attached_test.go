@@ -103,6 +103,7 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	ctx := servertest.Ctx(t, 20*time.Second)
 	const ttl = kv.MinLeaseTTL
 	const expiring, revoked, other = 11, 12, 13
+	const kept = 14 // granted with kv.LeaseKeysKept: its keys stay
 	do := func(n int, op kv.Op) error {
 		_, err := c.Node(protocol.NodeID(n)).Do(ctx, op)
 		return err
@@ -111,6 +112,9 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 		if err := do(1, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(id), Delta: ttl.Milliseconds()}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := do(1, kv.Op{Kind: kv.OpLeaseGrant, Key: kv.LeaseKey(kept), Delta: ttl.Milliseconds(), Flags: kv.LeaseKeysKept}); err != nil {
+		t.Fatal(err)
 	}
 	put := func(key string, id uint64) {
 		t.Helper()
@@ -128,7 +132,8 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	if err := do(3, kv.Op{Kind: kv.OpCreate, Key: "r2", Value: []byte("r2"), Lease: revoked}); err != nil {
 		t.Fatal(err)
 	}
-	for k, id := range map[string]uint64{"e1": expiring, "e2": expiring, "detached": expiring, "moved": expiring, "r1": revoked, "r2": revoked} {
+	put("k1", kept)
+	for k, id := range map[string]uint64{"e1": expiring, "e2": expiring, "detached": expiring, "moved": expiring, "r1": revoked, "r2": revoked, "k1": kept} {
 		held(t, c.Stores[0], k, id)
 	}
 	var frozen []storage.Attached
@@ -136,7 +141,7 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 		frozen = append(frozen, storage.Attached{Lease: lease, Key: key})
 		return true
 	})
-	if err != nil || len(frozen) != 6 {
+	if err != nil || len(frozen) != 7 {
 		t.Fatalf("node 1's index: %v, %v", frozen, err)
 	}
 	put("detached", 0)
@@ -179,7 +184,7 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	for range 6 {
 		sent := time.Now()
-		keepAlive(expiring, revoked, other)
+		keepAlive(expiring, revoked, other, kept)
 		r.Once()
 		if err := check("while kept alive", map[string]int64{"e1": expiring, "e2": expiring, "r1": revoked, "r2": revoked, "detached": 0, "moved": other}); err != nil {
 			return err
@@ -191,6 +196,16 @@ func attachedScenario(t *testing.T, unguarded bool) error {
 	}
 	r.SweepLease(revoked)
 	if err := check("after the revoke's sweep", map[string]int64{"r1": -1, "r2": -1, "e1": expiring}); err != nil {
+		return err
+	}
+	// A lease whose keys its front end settles (Consul's sessions): its
+	// end leaves them to it.
+	if err := do(1, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(kept)}); err != nil {
+		t.Fatal(err)
+	}
+	r.SweepLease(kept)
+	r.Once()
+	if err := check("after a kept-keys lease's revoke and sweeps", map[string]int64{"k1": kept}); err != nil {
 		return err
 	}
 	if err := do(2, kv.Op{Kind: kv.OpPut, Key: "r3", Lease: revoked}); !errors.Is(err, kv.ErrLeaseNotFound) {
