@@ -311,7 +311,7 @@ func clientv3Checks(t *testing.T, cfg clientv3.Config, c *cluster) {
 			return err
 		}, codes.InvalidArgument, "one key"},
 		{"Get at a revision", func() error { _, err := a.Get(ctx, "ap", clientv3.WithRev(1)); return err }, codes.Unimplemented, "revision"},
-		{"Put with a lease", func() error { _, err := a.Put(ctx, "ap", "z", clientv3.WithLease(7)); return err }, codes.Unimplemented, "keys cannot be attached to a lease yet"},
+		{"Put with a lease never granted", func() error { _, err := a.Put(ctx, "ap", "z", clientv3.WithLease(7)); return err }, codes.NotFound, "requested lease not found"},
 		{"Compact", func() error { _, err := a.Compact(ctx, 1); return err }, codes.Unimplemented, "history"},
 	}
 	for _, r := range refusals {

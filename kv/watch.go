@@ -75,6 +75,8 @@ type WatchEvent struct {
 	// Created is the version that began the key's current life
 	// (protocol.State.Created; 0: unknown, or deleted).
 	Created uint64
+	// Lease is the lease the key is attached to (0: none, or deleted).
+	Lease uint64
 }
 
 // WatchWait clamps a long-poll's asked wait: 0 takes DefaultWatchWait,

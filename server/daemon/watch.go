@@ -39,7 +39,7 @@ func (d *Daemon) listAll(ctx context.Context, prefix string, emit func(string, p
 		last := ""
 		more, err := d.lister.List(ctx, req, func(string) (bool, error) { return true, nil }, func(it kv.ListItem) error {
 			last = it.Key
-			return emit(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created}, it.ValueOmitted)
+			return emit(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created, Attrs: it.Attrs}, it.ValueOmitted)
 		})
 		if err != nil || !more {
 			return err
@@ -96,7 +96,7 @@ func (w watcher) Next(ctx context.Context) ([]kv.WatchEvent, error) {
 	out := make([]kv.WatchEvent, len(evs))
 	for i, ev := range evs {
 		out[i] = kv.WatchEvent{Key: ev.Key, Value: ev.State.Value, Version: ev.State.Version,
-			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted, Created: ev.State.Created}
+			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted, Created: ev.State.Created, Lease: ev.State.Lease}
 	}
 	return out, err
 }

@@ -241,10 +241,10 @@ func TestRefusals(t *testing.T) {
 			_, err := c.Range(ctx, &etcdpb.RangeRequest{Key: []byte("a"), Revision: 3})
 			return err
 		}, codes.Unimplemented, "no history"},
-		{"put with a lease", func() error {
-			_, err := c.Put(ctx, &etcdpb.PutRequest{Key: []byte("a"), Value: []byte("2"), Lease: 5})
+		{"put with a negative lease", func() error {
+			_, err := c.Put(ctx, &etcdpb.PutRequest{Key: []byte("a"), Value: []byte("2"), Lease: -5})
 			return err
-		}, codes.Unimplemented, "lease"},
+		}, codes.InvalidArgument, "a lease ID is positive"},
 		{"empty key", func() error {
 			_, err := c.Put(ctx, &etcdpb.PutRequest{Value: []byte("2")})
 			return err

@@ -246,7 +246,7 @@ func (c *call) walk(kr keyRange, keysOnly bool, fn func(kv.ListItem) (bool, erro
 
 // itemKV is the etcd view of a listed key.
 func itemKV(it kv.ListItem, keysOnly bool) *mvccpb.KeyValue {
-	return keyValue(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created}, keysOnly)
+	return keyValue(it.Key, protocol.State{Value: it.Value, Version: it.Version, Created: it.Created, Attrs: it.Attrs}, keysOnly)
 }
 
 // rangeStream serves a range in key order: the first limit keys, then,

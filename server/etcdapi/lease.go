@@ -24,8 +24,9 @@ import (
 // reserved key, read for TimeToLive and for each lease LeaseLeases shows).
 // TTLs are whole seconds, as etcd's.
 //
-// What differs from etcd: keys cannot be attached to a lease yet (a Put
-// with a lease, and TimeToLive with keys, are refused); a lease expires by
+// What differs from etcd: TimeToLive with keys is refused (the keys a
+// Put attached to a lease are deleted when it ends, docs/leases.md, but
+// not listed); a lease expires by
 // a committed change, no earlier than its TTL after the send of its last
 // acknowledged keep-alive, and up to the skew bound plus the reaper's
 // interval later (docs/leases.md); TimeToLive's TTL is the time left by
@@ -39,8 +40,8 @@ const (
 	msgLeaseTTLLarge = "etcdserver: too large lease TTL"
 )
 
-// errLeaseKeys: keys attached to a lease are not built yet.
-var errLeaseKeys = fmt.Errorf("%w: TimeToLive with keys: keys cannot be attached to a lease yet (docs/leases.md), so there is no list of them to give; ask without keys", errUnsupported)
+// errLeaseKeys: the keys attached to a lease are not listed.
+var errLeaseKeys = fmt.Errorf("%w: TimeToLive with keys: the keys attached to a lease are not listed (each node indexes only the keys it stores; there is no cluster-wide list of them yet); ask without keys", errUnsupported)
 
 // leaseStatus maps a lease call's error: etcd's messages for a lease not
 // found or already granted, statusOf otherwise.

@@ -46,7 +46,7 @@ func TestLeases(t *testing.T) {
 	if err != nil || ttl.GetGrantedTTL() != 30 || ttl.GetTTL() <= 0 || ttl.GetTTL() > 30 {
 		t.Fatalf("time to live: %v, %v", ttl, err)
 	}
-	if _, err := lc.LeaseTimeToLive(ctx, &etcdpb.LeaseTimeToLiveRequest{ID: g.GetID(), Keys: true}); codeOf(err) != codes.Unimplemented || !strings.Contains(err.Error(), "keys cannot be attached to a lease yet") {
+	if _, err := lc.LeaseTimeToLive(ctx, &etcdpb.LeaseTimeToLiveRequest{ID: g.GetID(), Keys: true}); codeOf(err) != codes.Unimplemented || !strings.Contains(err.Error(), "keys attached to a lease are not listed") {
 		t.Fatalf("time to live with keys: %v", err)
 	}
 	ls, err := lc.LeaseLeases(ctx, &etcdpb.LeaseLeasesRequest{})
@@ -86,9 +86,30 @@ func TestLeases(t *testing.T) {
 		}
 	}
 
-	_, err = etcdpb.NewKVClient(conn).Put(ctx, &etcdpb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: g.GetID()})
-	if codeOf(err) != codes.Unimplemented || !strings.Contains(err.Error(), "keys cannot be attached to a lease yet") {
+	// A put attaches its key to the lease (the backend here checks no
+	// liveness; compat/ does, on real nodes); Range shows it, ignore_lease
+	// keeps it, a put without one detaches the key.
+	kc := etcdpb.NewKVClient(conn)
+	if _, err := kc.Put(ctx, &etcdpb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: g.GetID()}); err != nil {
 		t.Fatalf("put with a lease: %v", err)
+	}
+	for _, tc := range []struct {
+		put  *etcdpb.PutRequest
+		want int64
+	}{
+		{nil, g.GetID()},
+		{&etcdpb.PutRequest{Key: []byte("k"), Value: []byte("w"), IgnoreLease: true}, g.GetID()},
+		{&etcdpb.PutRequest{Key: []byte("k"), Value: []byte("x")}, 0},
+	} {
+		if tc.put != nil {
+			if _, err := kc.Put(ctx, tc.put); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := kc.Range(ctx, &etcdpb.RangeRequest{Key: []byte("k")})
+		if err != nil || len(r.GetKvs()) != 1 || r.GetKvs()[0].GetLease() != tc.want {
+			t.Fatalf("after %v: %v, %v; want lease %d", tc.put, r, err, tc.want)
+		}
 	}
 }
 

@@ -177,6 +177,8 @@ func statusOf(err error) error {
 	switch {
 	case errors.Is(err, kv.ErrEmptyKey):
 		return status.Error(codes.InvalidArgument, msgEmptyKey)
+	case errors.Is(err, kv.ErrLeaseNotFound):
+		return status.Error(codes.NotFound, msgLeaseNotFound)
 	case errors.Is(err, errBadRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, errUnsupported):
@@ -306,7 +308,7 @@ func (s *Server) header(rev uint64) *etcdpb.ResponseHeader {
 func keyValue(key string, st protocol.State, keysOnly bool) *mvccpb.KeyValue {
 	c, _ := createRevision(st)
 	v, _ := etcdVersion(st)
-	kvp := &mvccpb.KeyValue{Key: []byte(key), ModRevision: int64(st.Version), CreateRevision: int64(c), Version: int64(v)}
+	kvp := &mvccpb.KeyValue{Key: []byte(key), ModRevision: int64(st.Version), CreateRevision: int64(c), Version: int64(v), Lease: int64(st.Lease)}
 	if !keysOnly {
 		kvp.Value = st.Value
 	}

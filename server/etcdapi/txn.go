@@ -101,7 +101,7 @@ func compareOutcome(cmp *etcdpb.Compare, st protocol.State) (bool, error) {
 	case etcdpb.Compare_MOD:
 		return holds(res, compareInt(int64(modRevision(st)), cmp.GetModRevision())), nil
 	case etcdpb.Compare_LEASE:
-		return holds(res, compareInt(0, cmp.GetLease())), nil
+		return holds(res, compareInt(int64(st.Lease), cmp.GetLease())), nil
 	case etcdpb.Compare_VERSION:
 		v, known := etcdVersion(st)
 		return compareLife(cmp, "version", cmp.GetVersion(), v, known, st)

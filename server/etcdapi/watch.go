@@ -427,7 +427,7 @@ func watchEvent(ev kv.WatchEvent) *mvccpb.Event {
 	if ev.Deleted {
 		return &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte(ev.Key), ModRevision: int64(ev.Version)}}
 	}
-	return &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: keyValue(ev.Key, protocol.State{Value: ev.Value, Version: ev.Version, Created: ev.Created}, false)}
+	return &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: keyValue(ev.Key, protocol.State{Value: ev.Value, Version: ev.Version, Created: ev.Created, Attrs: protocol.Attrs{Lease: ev.Lease}}, false)}
 }
 
 // progressOf is a watch's progress response: the version its key was

@@ -12,11 +12,12 @@ import (
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/mvccpb"
 )
 
-// write is what a plan decides for one key: keep it, set a value, or
-// delete it.
+// write is what a plan decides for one key: keep it, set a value (and
+// the lease it attaches the key to, 0: none), or delete it.
 type write struct {
 	kind  protocol.WriteKind
 	value []byte
+	lease uint64
 }
 
 // update reads key, asks plan what to write given the state read, and
@@ -37,7 +38,7 @@ func (c *call) update(key string, plan func(before protocol.State) (write, error
 		var op kv.Op
 		switch {
 		case w.kind == protocol.WriteSet:
-			op = kv.Op{Kind: kv.OpCompareAndSwap, Key: key, Version: kv.CurrentVersion(before), Value: w.value}
+			op = kv.Op{Kind: kv.OpCompareAndSwap, Key: key, Version: kv.CurrentVersion(before), Value: w.value, Lease: w.lease}
 		case w.kind == protocol.WriteDelete && before.Exists():
 			op = kv.Op{Kind: kv.OpDelete, Key: key, Version: before.Version}
 		default:
@@ -52,10 +53,12 @@ func (c *call) update(key string, plan func(before protocol.State) (write, error
 	return before, before, fmt.Errorf("%w: key %q changed under %d attempts in a row; nothing was applied, retry", errContended, key, c.s.cfg.MaxTxnAttempts)
 }
 
-// checkLease refuses a lease: keys carry none yet.
+// checkLease refuses a lease ID that no lease has: etcd's are positive
+// int64s, as are the IDs this port grants (a node's lease IDs above
+// 2^63 cannot be named here).
 func checkLease(id int64) error {
-	if id != 0 {
-		return fmt.Errorf("%w: Put with lease %d: keys cannot be attached to a lease yet (docs/leases.md; leases themselves are served: grant, keep-alive, revoke); put without a lease", errUnsupported, id)
+	if id < 0 {
+		return fmt.Errorf("%w: Put with lease %d: a lease ID is positive", errBadRequest, id)
 	}
 	return nil
 }
@@ -81,10 +84,14 @@ func putPlan(r *etcdpb.PutRequest) func(protocol.State) (write, error) {
 		if (r.GetIgnoreValue() || r.GetIgnoreLease()) && !before.Exists() {
 			return write{}, fmt.Errorf("%w: ignore_value or ignore_lease on key %q, which does not exist", errBadRequest, r.GetKey())
 		}
+		w := write{kind: protocol.WriteSet, value: r.GetValue(), lease: uint64(r.GetLease())}
 		if r.GetIgnoreValue() {
-			return write{kind: protocol.WriteSet, value: before.Value}, nil
+			w.value = before.Value
 		}
-		return write{kind: protocol.WriteSet, value: r.GetValue()}, nil
+		if r.GetIgnoreLease() {
+			w.lease = before.Lease
+		}
+		return w, nil
 	}
 }
 
@@ -97,7 +104,7 @@ func (c *call) put(r *etcdpb.PutRequest) (*etcdpb.PutResponse, error) {
 	}
 	key := string(r.GetKey())
 	if !r.GetPrevKv() && !r.GetIgnoreValue() && !r.GetIgnoreLease() {
-		st, err := c.do(kv.Op{Kind: kv.OpPut, Key: key, Value: r.GetValue()})
+		st, err := c.do(kv.Op{Kind: kv.OpPut, Key: key, Value: r.GetValue(), Lease: uint64(r.GetLease())})
 		if err != nil {
 			return nil, err
 		}
