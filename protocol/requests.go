@@ -139,6 +139,187 @@ func (t RequestTable) With(r RequestRecord) RequestTable {
 	return out
 }
 
+// DecodeRequests decodes a table; nil or empty input is the empty table
+// (a register written before tables existed). It refuses what
+// ValidateRequests refuses. The records' IDs share one string and their
+// values one copy of b, so a full table costs a few allocations, not two
+// per record.
+func DecodeRequests(b []byte) (RequestTable, error) {
+	n, err := ValidateRequests(b)
+	if err != nil || len(b) == 0 {
+		return RequestTable{}, err
+	}
+	sc, _ := newRequestScanner(b)
+	t := RequestTable{Horizon: sc.horizon}
+	if n == 0 {
+		return t, nil
+	}
+	t.Records = make([]RequestRecord, 0, n)
+	ids, values := string(b), append([]byte(nil), b...)
+	for {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		r := RequestRecord{ID: ids[raw.idAt : raw.idAt+raw.idLen], Outcome: raw.outcome, Version: raw.version, IssuedMillis: raw.issued}
+		if raw.valueLen > 0 {
+			r.Value = values[raw.valueAt : raw.valueAt+raw.valueLen : raw.valueAt+raw.valueLen]
+		}
+		t.Records = append(t.Records, r)
+	}
+	return t, nil
+}
+
+// ValidateRequests checks an encoded table without decoding it, and
+// allocates nothing: what every peer message that carries a table goes
+// through. It refuses an unknown format, IDs out of bounds, duplicate IDs,
+// unknown outcomes, values past MaxRecordValueBytes, more than
+// MaxRequestRecords records and trailing bytes. It returns the number of
+// records.
+func ValidateRequests(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	sc, err := newRequestScanner(b)
+	if err != nil {
+		return 0, err
+	}
+	// Duplicates: an open-addressed set of the records' IDs (FNV-1a),
+	// on the stack. A map of strings would cost an allocation per record.
+	var (
+		ids   [MaxRequestRecords][2]uint32 // offset and length of record i's ID
+		slots [2 * MaxRequestRecords]uint16
+		n     int
+	)
+	for {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		id := b[raw.idAt : raw.idAt+raw.idLen]
+		for h := fnv1a(id) % uint64(len(slots)); ; h = (h + 1) % uint64(len(slots)) {
+			j := slots[h]
+			if j == 0 {
+				slots[h] = uint16(n + 1)
+				break
+			}
+			o := ids[j-1]
+			if string(b[o[0]:o[0]+o[1]]) == string(id) {
+				return 0, fmt.Errorf("%w: request ID %q recorded twice", ErrRequests, id)
+			}
+		}
+		ids[n] = [2]uint32{uint32(raw.idAt), uint32(raw.idLen)}
+		n++
+	}
+	if err := sc.done(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func fnv1a(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// FindRequest returns the record of id in an encoded table without
+// decoding the rest, and the table's horizon. b is trusted to be a table
+// that ValidateRequests accepts (peers' and storage's tables are checked
+// where they enter; the core writes only valid ones); a table that does
+// not parse is still refused with ErrRequests.
+func FindRequest(b []byte, id string) (rec RequestRecord, found bool, horizon int64, err error) {
+	if len(b) == 0 {
+		return RequestRecord{}, false, 0, nil
+	}
+	sc, err := newRequestScanner(b)
+	if err != nil {
+		return RequestRecord{}, false, 0, err
+	}
+	for {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		if string(b[raw.idAt:raw.idAt+raw.idLen]) == id {
+			rec = RequestRecord{ID: id, Outcome: raw.outcome, Version: raw.version, IssuedMillis: raw.issued}
+			if raw.valueLen > 0 {
+				rec.Value = append([]byte(nil), b[raw.valueAt:raw.valueAt+raw.valueLen]...)
+			}
+			return rec, true, sc.horizon, nil
+		}
+	}
+	if err := sc.done(); err != nil {
+		return RequestRecord{}, false, 0, err
+	}
+	return RequestRecord{}, false, sc.horizon, nil
+}
+
+// spliceRequests returns EncodeRequests(DecodeRequests(b).Prune(cutoff).With(r))
+// without decoding b: the records that survive are copied as they are
+// encoded. This is what a write with a request ID costs on a full table:
+// two passes over its bytes and one copy, where decoding would allocate
+// per record. b is trusted as in FindRequest, and r's ID must not be in it.
+func spliceRequests(b []byte, cutoff int64, r RequestRecord) ([]byte, error) {
+	var sc requestScanner
+	if len(b) > 0 {
+		var err error
+		if sc, err = newRequestScanner(b); err != nil {
+			return nil, err
+		}
+	}
+	horizon := max(sc.horizon, cutoff)
+	// Pass 1: the survivors of the prune, and the one With evicts when
+	// they fill the table (a table holds at most MaxRequestRecords, so
+	// adding r evicts at most one): the first issued, the earliest
+	// recorded among equals.
+	survivors, evict := 0, -1
+	var oldest int64
+	for i := 0; len(b) > 0; i++ {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		if raw.issued < horizon {
+			continue
+		}
+		if survivors == 0 || raw.issued < oldest {
+			oldest, evict = raw.issued, i
+		}
+		survivors++
+	}
+	if err := sc.done(); err != nil {
+		return nil, err
+	}
+	if survivors < MaxRequestRecords {
+		evict = -1
+	} else {
+		horizon = max(horizon, oldest+1)
+		survivors--
+	}
+	out := make([]byte, 0, len(b)+24+len(r.ID)+len(r.Value))
+	out = append(out, requestsFormat)
+	out = binary.AppendVarint(out, horizon)
+	out = binary.AppendUvarint(out, uint64(survivors+1))
+	if len(b) > 0 {
+		sc, _ = newRequestScanner(b)
+		// Pass 2: copy each survivor's bytes, in order.
+		for i := 0; ; i++ {
+			raw, ok := sc.next()
+			if !ok {
+				break
+			}
+			if raw.issued >= max(sc.horizon, cutoff) && i != evict {
+				out = append(out, b[raw.at:raw.end]...)
+			}
+		}
+	}
+	return appendRequest(out, r), nil
+}
+
 // EncodeRequests returns t's encoding: the format byte (1), the horizon
 // (varint), the number of records (uvarint), then per record the ID's
 // length (uvarint) and bytes, the outcome (1 byte), the version (uvarint),
@@ -149,130 +330,144 @@ func EncodeRequests(t RequestTable) []byte {
 	b = binary.AppendVarint(b, t.Horizon)
 	b = binary.AppendUvarint(b, uint64(len(t.Records)))
 	for _, r := range t.Records {
-		b = binary.AppendUvarint(b, uint64(len(r.ID)))
-		b = append(b, r.ID...)
-		b = append(b, byte(r.Outcome))
-		b = binary.AppendUvarint(b, r.Version)
-		b = binary.AppendVarint(b, r.IssuedMillis)
-		b = binary.AppendUvarint(b, uint64(len(r.Value)))
-		b = append(b, r.Value...)
+		b = appendRequest(b, r)
 	}
 	return b
 }
 
-// DecodeRequests decodes a table; nil or empty input is the empty table
-// (a register written before tables existed). It refuses an unknown
-// format, IDs out of bounds, duplicate IDs, unknown outcomes, more than
-// MaxRequestRecords records and trailing bytes.
-func DecodeRequests(b []byte) (RequestTable, error) {
-	if len(b) == 0 {
-		return RequestTable{}, nil
-	}
-	if b[0] != requestsFormat {
-		return RequestTable{}, fmt.Errorf("%w: unknown format %d (this build reads %d)", ErrRequests, b[0], requestsFormat)
-	}
-	d := decoder{b: b[1:]}
-	t := RequestTable{Horizon: d.varint()}
-	n := d.uvarint()
-	if d.err == nil && n > MaxRequestRecords {
-		return RequestTable{}, fmt.Errorf("%w: %d records, limit %d", ErrRequests, n, MaxRequestRecords)
-	}
-	// A set, not t.Find per record: a full table would cost half a
-	// million comparisons, and every change of a key with IDs decodes it.
-	seen := make(map[string]struct{}, min(n, MaxRequestRecords))
-	if n > 0 {
-		t.Records = make([]RequestRecord, 0, min(n, MaxRequestRecords))
-	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		var r RequestRecord
-		l := d.uvarint()
-		if d.err == nil && (l == 0 || l > MaxRequestIDBytes) {
-			return RequestTable{}, fmt.Errorf("%w: record %d: ID of %d bytes is not within 1..%d", ErrRequests, i, l, MaxRequestIDBytes)
-		}
-		r.ID = string(d.bytes(int(l)))
-		r.Outcome = RequestOutcome(d.byte())
-		r.Version = d.uvarint()
-		r.IssuedMillis = d.varint()
-		vl := d.uvarint()
-		if d.err == nil && vl > MaxRecordValueBytes {
-			return RequestTable{}, fmt.Errorf("%w: record %d: value of %d bytes, limit %d", ErrRequests, i, vl, MaxRecordValueBytes)
-		}
-		if v := d.bytes(int(vl)); vl > 0 {
-			r.Value = append([]byte(nil), v...)
-		}
-		if d.err != nil {
-			break
-		}
-		if r.Outcome != RequestApplied && r.Outcome != RequestNotApplied {
-			return RequestTable{}, fmt.Errorf("%w: record %d: unknown outcome %d", ErrRequests, i, r.Outcome)
-		}
-		if _, dup := seen[r.ID]; dup {
-			return RequestTable{}, fmt.Errorf("%w: request ID %q recorded twice", ErrRequests, r.ID)
-		}
-		seen[r.ID] = struct{}{}
-		t.Records = append(t.Records, r)
-	}
-	if d.err != nil {
-		return RequestTable{}, fmt.Errorf("%w: %w", ErrRequests, d.err)
-	}
-	if len(d.b) != 0 {
-		return RequestTable{}, fmt.Errorf("%w: %d trailing bytes", ErrRequests, len(d.b))
-	}
-	return t, nil
+func appendRequest(b []byte, r RequestRecord) []byte {
+	b = binary.AppendUvarint(b, uint64(len(r.ID)))
+	b = append(b, r.ID...)
+	b = append(b, byte(r.Outcome))
+	b = binary.AppendUvarint(b, r.Version)
+	b = binary.AppendVarint(b, r.IssuedMillis)
+	b = binary.AppendUvarint(b, uint64(len(r.Value)))
+	return append(b, r.Value...)
 }
 
-// decoder reads varints and bytes, keeping the first error.
-type decoder struct {
-	b   []byte
-	err error
+// requestScanner walks an encoded table record by record, checking each
+// record's bounds, without allocating. It reads by position, with a fast
+// path for one-byte varints: it runs over every record of a table on each
+// write with a request ID.
+type requestScanner struct {
+	b       []byte
+	pos     int
+	err     error
+	horizon int64
+	n, i    uint64 // records announced, records read
+}
+
+// rawRecord is one record as it lies in the encoding: offsets into it.
+type rawRecord struct {
+	at, end           int // the record's bytes
+	idAt, idLen       int
+	outcome           RequestOutcome
+	version           uint64
+	issued            int64
+	valueAt, valueLen int
 }
 
 var errTruncated = errors.New("truncated")
 
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
+// newRequestScanner reads a non-empty table's header.
+func newRequestScanner(b []byte) (requestScanner, error) {
+	if b[0] != requestsFormat {
+		return requestScanner{}, fmt.Errorf("%w: unknown format %d (this build reads %d)", ErrRequests, b[0], requestsFormat)
+	}
+	sc := requestScanner{b: b, pos: 1}
+	sc.horizon = sc.varint()
+	sc.n = sc.uvarint()
+	if sc.err == nil && sc.n > MaxRequestRecords {
+		return requestScanner{}, fmt.Errorf("%w: %d records, limit %d", ErrRequests, sc.n, MaxRequestRecords)
+	}
+	return sc, nil
+}
+
+// next reads the next record; false at the end or at the first error
+// (done reports it).
+func (sc *requestScanner) next() (rawRecord, bool) {
+	if sc.i >= sc.n || sc.err != nil {
+		return rawRecord{}, false
+	}
+	r := rawRecord{at: sc.pos}
+	l := sc.uvarint()
+	if sc.err == nil && (l == 0 || l > MaxRequestIDBytes) {
+		sc.err = fmt.Errorf("record %d: ID of %d bytes is not within 1..%d", sc.i, l, MaxRequestIDBytes)
+		return rawRecord{}, false
+	}
+	r.idAt, r.idLen = sc.pos, int(l)
+	sc.skip(int(l))
+	if sc.pos < len(sc.b) {
+		r.outcome = RequestOutcome(sc.b[sc.pos])
+		sc.pos++
+	} else if sc.err == nil {
+		sc.err = errTruncated
+	}
+	r.version = sc.uvarint()
+	r.issued = sc.varint()
+	vl := sc.uvarint()
+	if sc.err == nil && vl > MaxRecordValueBytes {
+		sc.err = fmt.Errorf("record %d: value of %d bytes, limit %d", sc.i, vl, MaxRecordValueBytes)
+	}
+	r.valueAt, r.valueLen = sc.pos, int(vl)
+	sc.skip(int(vl))
+	if sc.err != nil {
+		return rawRecord{}, false
+	}
+	if r.outcome != RequestApplied && r.outcome != RequestNotApplied {
+		sc.err = fmt.Errorf("record %d: unknown outcome %d", sc.i, r.outcome)
+		return rawRecord{}, false
+	}
+	r.end = sc.pos
+	sc.i++
+	return r, true
+}
+
+// done reports the first error of the walk, or trailing bytes once every
+// record was read.
+func (sc *requestScanner) done() error {
+	switch {
+	case sc.err != nil:
+		return fmt.Errorf("%w: %w", ErrRequests, sc.err)
+	case sc.pos != len(sc.b):
+		return fmt.Errorf("%w: %d trailing bytes", ErrRequests, len(sc.b)-sc.pos)
+	}
+	return nil
+}
+
+func (sc *requestScanner) uvarint() uint64 {
+	if sc.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	if sc.pos < len(sc.b) && sc.b[sc.pos] < 0x80 {
+		sc.pos++
+		return uint64(sc.b[sc.pos-1])
+	}
+	v, n := binary.Uvarint(sc.b[sc.pos:])
 	if n <= 0 {
-		d.err = errTruncated
+		sc.err = errTruncated
 		return 0
 	}
-	d.b = d.b[n:]
+	sc.pos += n
 	return v
 }
 
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
+func (sc *requestScanner) varint() int64 {
+	ux := sc.uvarint() // binary.Varint's zigzag
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errTruncated
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	return x
 }
 
-func (d *decoder) byte() byte {
-	if d.err != nil || len(d.b) == 0 {
-		d.err = errTruncated
-		return 0
+func (sc *requestScanner) skip(n int) {
+	if sc.err == nil && len(sc.b)-sc.pos < n {
+		sc.err = errTruncated
 	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) bytes(n int) []byte {
-	if d.err != nil || len(d.b) < n {
-		d.err = errTruncated
-		return nil
+	if sc.err == nil {
+		sc.pos += n
 	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
 }
 
 // RequestWindow bounds how long a register remembers a request. Both
@@ -316,17 +511,23 @@ const (
 // RequestsHeld), and so is one stamped further ahead of the proposer's
 // clock than the skew bound, whose record would otherwise be kept for
 // longer than the window.
-func RequestCheck(t RequestTable, id string, issuedMillis, nowMillis int64, w RequestWindow) (RequestRecord, RequestVerdict) {
-	if r, ok := t.Find(id); ok {
-		return r, RequestSeen
-	}
+//
+// requests is the register's encoded table (State.Requests), looked up
+// without decoding it (FindRequest); one that does not parse is refused
+// with ErrRequests.
+func RequestCheck(requests []byte, id string, issuedMillis, nowMillis int64, w RequestWindow) (RequestRecord, RequestVerdict, error) {
+	r, ok, horizon, err := FindRequest(requests, id)
 	switch {
+	case err != nil:
+		return RequestRecord{}, 0, err
+	case ok:
+		return r, RequestSeen, nil
 	case issuedMillis > nowMillis+w.SkewMillis:
-		return RequestRecord{}, RequestFromFuture
-	case issuedMillis < nowMillis-w.WindowMillis, issuedMillis < t.Horizon:
-		return RequestRecord{}, RequestTooOld
+		return RequestRecord{}, RequestFromFuture, nil
+	case issuedMillis < nowMillis-w.WindowMillis, issuedMillis < horizon:
+		return RequestRecord{}, RequestTooOld, nil
 	}
-	return RequestRecord{}, RequestNew
+	return RequestRecord{}, RequestNew, nil
 }
 
 // RequestsHeld reports whether deletion GC must keep a tombstone whose
@@ -343,9 +544,27 @@ func RequestsHeld(s State, nowMillis int64, w RequestWindow) bool {
 	if len(s.Requests) == 0 {
 		return false
 	}
-	t, err := DecodeRequests(s.Requests)
+	newest, err := newestRequest(s.Requests)
 	if err != nil {
 		return true
 	}
-	return nowMillis <= t.Newest()+w.WindowMillis+w.SkewMillis
+	return nowMillis <= newest+w.WindowMillis+w.SkewMillis
+}
+
+// newestRequest is RequestTable.Newest of an encoded table, read without
+// decoding it.
+func newestRequest(b []byte) (int64, error) {
+	sc, err := newRequestScanner(b)
+	if err != nil {
+		return 0, err
+	}
+	n := sc.horizon
+	for {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		n = max(n, raw.issued)
+	}
+	return n, sc.done()
 }

@@ -98,18 +98,26 @@ const (
 // version a client may hold from before (versions still rise strictly: the
 // floor only ever adds to the rule of §7).
 //
-// Table, when not nil, replaces the register's request table (nil keeps
-// it), even for WriteKeep: a change that records an outcome and changes
-// nothing else. Record, when its ID is not empty, is then added to Table
-// with the version the write gives the register (for WriteKeep, none);
-// the change cannot know that version itself, since the proposer assigns
-// it. A WriteDelete of a register that does not exist keeps it as it is,
-// table included.
+// Record, when its ID is not empty, is added to the register's request
+// table, even for WriteKeep (a change that records an outcome and changes
+// nothing else), with the version the write gives the register (for
+// WriteKeep, none): the change cannot know that version itself, since the
+// proposer assigns it. The table it is added to is Table when not nil
+// (which replaces the register's table, with or without a Record);
+// otherwise the register's own table, from which the records of requests
+// issued before PruneBelow are first removed (its horizon raised to
+// PruneBelow). The second form is what exactly-once writes use: the
+// register's table is spliced as encoded (spliceRequests), never decoded,
+// so a write of a hot key with a full table costs a copy of it, not a
+// decode and an encode. Record's ID must not be in the table (the change
+// checked it: RequestCheck). A WriteDelete of a register that does not
+// exist keeps it as it is, table included.
 type Write struct {
 	Kind       WriteKind
 	Value      []byte
 	MinVersion uint64
 	Table      *RequestTable
+	PruneBelow int64
 	Record     RequestRecord
 }
 
@@ -149,16 +157,21 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		}
 		next = State{Version: v, Deleted: true, Requests: cur.Requests}
 	}
-	if w.Table != nil {
-		t := *w.Table
-		if w.Record.ID != "" {
-			r := w.Record
-			if w.Kind != WriteKeep {
-				r.Version = next.Version
-			}
-			t = t.With(r)
+	r := w.Record
+	if w.Kind != WriteKeep {
+		r.Version = next.Version
+	}
+	switch {
+	case w.Table != nil && r.ID != "":
+		next.Requests = EncodeRequests(w.Table.With(r))
+	case w.Table != nil:
+		next.Requests = EncodeRequests(*w.Table)
+	case r.ID != "":
+		t, err := spliceRequests(cur.Requests, w.PruneBelow, r)
+		if err != nil {
+			return cur, err
 		}
-		next.Requests = EncodeRequests(t)
+		next.Requests = t
 	}
 	return next, nil
 }
