@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -261,63 +262,66 @@ func FindRequest(b []byte, id string) (rec RequestRecord, found bool, horizon in
 // spliceRequests returns EncodeRequests(DecodeRequests(b).Prune(cutoff).With(r))
 // without decoding b: the records that survive are copied as they are
 // encoded. This is what a write with a request ID costs on a full table:
-// two passes over its bytes and one copy, where decoding would allocate
-// per record. b is trusted as in FindRequest, and r's ID must not be in it.
+// one pass over its bytes and one copy, where decoding would allocate per
+// record. b is trusted as in FindRequest, and r's ID must not be in it.
 func spliceRequests(b []byte, cutoff int64, r RequestRecord) ([]byte, error) {
-	var sc requestScanner
+	// The header goes in front of the records once their number is
+	// known: room for the longest is kept.
+	const headerMax = 1 + binary.MaxVarintLen64 + binary.MaxVarintLen16
+	out := make([]byte, headerMax, headerMax+len(b)+24+len(r.ID)+len(r.Value))
+	horizon := max(0, cutoff) // an empty table's horizon is 0
 	if len(b) > 0 {
-		var err error
-		if sc, err = newRequestScanner(b); err != nil {
+		sc, err := newRequestScanner(b)
+		if err != nil {
 			return nil, err
 		}
-	}
-	horizon := max(sc.horizon, cutoff)
-	// Pass 1: the survivors of the prune, and the one With evicts when
-	// they fill the table (a table holds at most MaxRequestRecords, so
-	// adding r evicts at most one): the first issued, the earliest
-	// recorded among equals.
-	survivors, evict := 0, -1
-	var oldest int64
-	for i := 0; len(b) > 0; i++ {
-		raw, ok := sc.next()
-		if !ok {
-			break
-		}
-		if raw.issued < horizon {
-			continue
-		}
-		if survivors == 0 || raw.issued < oldest {
-			oldest, evict = raw.issued, i
-		}
-		survivors++
-	}
-	if err := sc.done(); err != nil {
-		return nil, err
-	}
-	if survivors < MaxRequestRecords {
-		evict = -1
-	} else {
-		horizon = max(horizon, oldest+1)
-		survivors--
-	}
-	out := make([]byte, 0, len(b)+24+len(r.ID)+len(r.Value))
-	out = append(out, requestsFormat)
-	out = binary.AppendVarint(out, horizon)
-	out = binary.AppendUvarint(out, uint64(survivors+1))
-	if len(b) > 0 {
-		sc, _ = newRequestScanner(b)
-		// Pass 2: copy each survivor's bytes, in order.
-		for i := 0; ; i++ {
+		horizon = max(sc.horizon, cutoff)
+		// The survivors of the prune, copied in order; and the one With
+		// evicts when they fill the table (it holds at most
+		// MaxRequestRecords, so adding r evicts at most one): the first
+		// issued, the earliest recorded among equals.
+		survivors := 0
+		var oldest int64
+		var oldestAt, oldestEnd int // in out
+		for {
 			raw, ok := sc.next()
 			if !ok {
 				break
 			}
-			if raw.issued >= max(sc.horizon, cutoff) && i != evict {
-				out = append(out, b[raw.at:raw.end]...)
+			if raw.issued < horizon {
+				continue
 			}
+			if survivors == 0 || raw.issued < oldest {
+				oldest, oldestAt, oldestEnd = raw.issued, len(out), len(out)+raw.end-raw.at
+			}
+			survivors++
+			out = append(out, b[raw.at:raw.end]...)
 		}
+		if err := sc.done(); err != nil {
+			return nil, err
+		}
+		if survivors == MaxRequestRecords {
+			horizon = max(horizon, oldest+1)
+			out = append(out[:oldestAt], out[oldestEnd:]...)
+			survivors--
+		}
+		out = appendRequest(out, r)
+		return withRequestsHeader(out, headerMax, horizon, survivors+1), nil
 	}
-	return appendRequest(out, r), nil
+	out = appendRequest(out, r)
+	return withRequestsHeader(out, headerMax, horizon, 1), nil
+}
+
+// withRequestsHeader writes a table's header just before out[at:], the
+// encoding of its n records, and returns the table from the header on.
+func withRequestsHeader(out []byte, at int, horizon int64, n int) []byte {
+	var h [1 + binary.MaxVarintLen64 + binary.MaxVarintLen16]byte
+	hb := append(h[:0], requestsFormat)
+	hb = binary.AppendVarint(hb, horizon)
+	hb = binary.AppendUvarint(hb, uint64(n))
+	start := at - len(hb)
+	copy(out[start:], hb)
+	return out[start:]
 }
 
 // EncodeRequests returns t's encoding: the format byte (1), the horizon
@@ -436,19 +440,12 @@ func (sc *requestScanner) done() error {
 }
 
 func (sc *requestScanner) uvarint() uint64 {
-	if sc.err != nil {
+	v, p := uvarintAt(sc.b, sc.pos)
+	if p < 0 {
+		sc.err = cmp.Or(sc.err, errTruncated)
 		return 0
 	}
-	if sc.pos < len(sc.b) && sc.b[sc.pos] < 0x80 {
-		sc.pos++
-		return uint64(sc.b[sc.pos-1])
-	}
-	v, n := binary.Uvarint(sc.b[sc.pos:])
-	if n <= 0 {
-		sc.err = errTruncated
-		return 0
-	}
-	sc.pos += n
+	sc.pos = p
 	return v
 }
 
@@ -459,6 +456,26 @@ func (sc *requestScanner) varint() int64 {
 		x = ^x
 	}
 	return x
+}
+
+// uvarintAt reads the uvarint at b[p:] and returns the position after it,
+// or -1; one byte, as most of a table's varints are, without a call.
+func uvarintAt(b []byte, p int) (uint64, int) {
+	if p < len(b) && b[p] < 0x80 {
+		return uint64(b[p]), p + 1
+	}
+	return uvarintSlowAt(b, p)
+}
+
+func uvarintSlowAt(b []byte, p int) (uint64, int) {
+	if p < 0 || p > len(b) {
+		return 0, -1
+	}
+	v, n := binary.Uvarint(b[p:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, p + n
 }
 
 func (sc *requestScanner) skip(n int) {
