@@ -158,7 +158,7 @@ func Outcome(err error) (protocol.State, bool) {
 func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) protocol.Change {
 	ch := op.Change()
 	return func(cur protocol.State) (protocol.Write, error) {
-		rec, verdict, err := protocol.RequestCheck(cur.Requests, req.ID, req.IssuedMillis, nowMillis, w)
+		rec, verdict, err := protocol.RequestCheck(cur, req.ID, req.IssuedMillis, nowMillis, w)
 		if err != nil {
 			return protocol.Write{}, err
 		}
@@ -212,7 +212,7 @@ func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protoco
 // resulting state with RequestOutcome.
 func OutcomeQuery(req Request, nowMillis int64, w protocol.RequestWindow) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
-		_, verdict, err := protocol.RequestCheck(cur.Requests, req.ID, req.IssuedMillis, nowMillis, w)
+		_, verdict, err := protocol.RequestCheck(cur, req.ID, req.IssuedMillis, nowMillis, w)
 		if err != nil {
 			return protocol.Write{}, err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Exactly-once writes (COORDINATION.md, "Exactly-once writes").
@@ -218,10 +219,10 @@ func ValidateRequests(b []byte) (int, error) {
 	return n, nil
 }
 
-func fnv1a(b []byte) uint64 {
+func fnv1a[T string | []byte](b T) uint64 {
 	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
+	for i := range len(b) {
+		h ^= uint64(b[i])
 		h *= 1099511628211
 	}
 	return h
@@ -529,11 +530,13 @@ const (
 // clock than the skew bound, whose record would otherwise be kept for
 // longer than the window.
 //
-// requests is the register's encoded table (State.Requests), looked up
-// without decoding it (FindRequest); one that does not parse is refused
+// The table is cur's (State.Requests), looked up without decoding it:
+// through its index when cur carries one (a state a write with a request
+// ID left, in a composed batch or the proposer's cache), otherwise by
+// walking its encoding (FindRequest); one that does not parse is refused
 // with ErrRequests.
-func RequestCheck(requests []byte, id string, issuedMillis, nowMillis int64, w RequestWindow) (RequestRecord, RequestVerdict, error) {
-	r, ok, horizon, err := FindRequest(requests, id)
+func RequestCheck(cur State, id string, issuedMillis, nowMillis int64, w RequestWindow) (RequestRecord, RequestVerdict, error) {
+	r, ok, horizon, err := findRequest(cur, id)
 	switch {
 	case err != nil:
 		return RequestRecord{}, 0, err
@@ -584,4 +587,157 @@ func newestRequest(b []byte) (int64, error) {
 		n = max(n, raw.issued)
 	}
 	return n, sc.done()
+}
+
+// requestIndex describes one encoded table, State.Requests, so that a
+// write with a request ID can look its ID up and splice its record in
+// without parsing the table: what makes a hot key's writes with IDs cost
+// about what writes without them cost. The encoding stays the only truth
+// (it is what is stored and sent); the index is a derived, in-memory view.
+//
+// An index is immutable once made: splicing makes a new one for the new
+// encoding, so a state that carries one may be shared, across goroutines
+// too. It is valid only for the very slice it was made from (enc: the same
+// array and length), which State.Requests never changes in place; a state
+// whose Requests was replaced without it simply has none.
+type requestIndex struct {
+	enc     []byte
+	horizon int64
+	recs    []indexedRecord // in the encoding's order
+	hashes  []uint64        // fnv1a of every record's ID, sorted
+}
+
+type indexedRecord struct {
+	at, end int32 // the record's bytes in enc
+	issued  int64
+}
+
+// indexOf returns s's index if it describes s.Requests, else nil.
+func indexOf(s State) *requestIndex {
+	x := s.index
+	if x == nil || len(x.enc) != len(s.Requests) || len(x.enc) == 0 || &x.enc[0] != &s.Requests[0] {
+		return nil
+	}
+	return x
+}
+
+// indexRequests makes the index of a non-empty encoded table.
+func indexRequests(b []byte) (*requestIndex, error) {
+	sc, err := newRequestScanner(b)
+	if err != nil {
+		return nil, err
+	}
+	x := &requestIndex{enc: b, horizon: sc.horizon, recs: make([]indexedRecord, 0, sc.n+1), hashes: make([]uint64, 0, sc.n+1)}
+	for {
+		raw, ok := sc.next()
+		if !ok {
+			break
+		}
+		x.recs = append(x.recs, indexedRecord{at: int32(raw.at), end: int32(raw.end), issued: raw.issued})
+		x.hashes = append(x.hashes, fnv1a(b[raw.idAt:raw.idAt+raw.idLen]))
+	}
+	if err := sc.done(); err != nil {
+		return nil, err
+	}
+	slices.Sort(x.hashes)
+	return x, nil
+}
+
+// findRequest is FindRequest on s's table, through its index when it has
+// one: an ID whose hash the index does not hold is not in the table; one
+// whose hash it holds (a repeat, or a collision) is looked up in the
+// encoding.
+func findRequest(s State, id string) (RequestRecord, bool, int64, error) {
+	if x := indexOf(s); x != nil {
+		if _, held := slices.BinarySearch(x.hashes, fnv1a(id)); !held {
+			return RequestRecord{}, false, x.horizon, nil
+		}
+	}
+	return FindRequest(s.Requests, id)
+}
+
+// spliceIndexed is spliceRequests through x, the index of the table: it
+// returns the new encoding and its index. No record is parsed: the
+// survivors are known from x and copied as they lie.
+func spliceIndexed(x *requestIndex, cutoff int64, r RequestRecord) ([]byte, *requestIndex) {
+	horizon := max(x.horizon, cutoff)
+	// The survivors of the prune, and the one With evicts when they fill
+	// the table: the first issued, the earliest recorded among equals.
+	survivors, evict := 0, -1
+	var oldest int64
+	for i, rec := range x.recs {
+		if rec.issued < horizon {
+			continue
+		}
+		if survivors == 0 || rec.issued < oldest {
+			oldest, evict = rec.issued, i
+		}
+		survivors++
+	}
+	if survivors == MaxRequestRecords {
+		horizon = max(horizon, oldest+1)
+		survivors--
+	} else {
+		evict = -1
+	}
+	pruneBelow := max(x.horizon, cutoff)
+	out := make([]byte, 0, len(x.enc)+24+len(r.ID)+len(r.Value))
+	out = append(out, requestsFormat)
+	out = binary.AppendVarint(out, horizon)
+	out = binary.AppendUvarint(out, uint64(survivors+1))
+	next := &requestIndex{horizon: horizon, recs: make([]indexedRecord, 0, survivors+1), hashes: make([]uint64, 0, len(x.hashes)+1)}
+	next.hashes = append(next.hashes, x.hashes...)
+	for i, rec := range x.recs {
+		if rec.issued < pruneBelow || i == evict {
+			next.hashes = removeHash(next.hashes, fnv1a(recordID(x.enc, rec)))
+			continue
+		}
+		at := int32(len(out))
+		out = append(out, x.enc[rec.at:rec.end]...)
+		next.recs = append(next.recs, indexedRecord{at: at, end: int32(len(out)), issued: rec.issued})
+	}
+	at := int32(len(out))
+	out = appendRequest(out, r)
+	next.recs = append(next.recs, indexedRecord{at: at, end: int32(len(out)), issued: r.IssuedMillis})
+	h := fnv1a(r.ID)
+	i, _ := slices.BinarySearch(next.hashes, h)
+	next.hashes = slices.Insert(next.hashes, i, h)
+	next.enc = out
+	return out, next
+}
+
+// recordID is the ID of the record at rec in enc, a table the index was
+// made from.
+func recordID(enc []byte, rec indexedRecord) []byte {
+	l, p := uvarintAt(enc, int(rec.at))
+	return enc[p : p+int(l)]
+}
+
+// removeHash removes one h from sorted hashes, which holds it.
+func removeHash(hashes []uint64, h uint64) []uint64 {
+	i, _ := slices.BinarySearch(hashes, h)
+	return slices.Delete(hashes, i, i+1)
+}
+
+// spliceState returns cur's table with the records of requests issued
+// before cutoff removed and r added (Write.PruneBelow, Write.Record), and
+// its index: through cur's index, made first if cur has none.
+func spliceState(cur State, cutoff int64, r RequestRecord) ([]byte, *requestIndex, error) {
+	if len(cur.Requests) == 0 {
+		b, err := spliceRequests(nil, cutoff, r)
+		if err != nil {
+			return nil, nil, err
+		}
+		x, err := indexRequests(b)
+		return b, x, err
+	}
+	x := indexOf(cur)
+	if x == nil {
+		var err error
+		if x, err = indexRequests(cur.Requests); err != nil {
+			return nil, nil, err
+		}
+	}
+	b, next := spliceIndexed(x, cutoff, r)
+	return b, next, nil
 }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -75,7 +76,7 @@ func TestRequestCheck(t *testing.T) {
 		{"horizon ahead of the proposer's clock", RequestTable{Horizon: now + 400}, "new", now + 399, RequestTooOld},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, got, err := RequestCheck(EncodeRequests(tc.tab), tc.id, tc.issued, now, w); err != nil || got != tc.want {
+			if _, got, err := RequestCheck(State{Requests: EncodeRequests(tc.tab)}, tc.id, tc.issued, now, w); err != nil || got != tc.want {
 				t.Fatalf("verdict %d, %v; want %d", got, err, tc.want)
 			}
 		})
@@ -164,7 +165,25 @@ func checkEncodedReaders(t *testing.T, b []byte, tab RequestTable) {
 	if _, dup := tab.Find(add.ID); dup {
 		return
 	}
+	var x *requestIndex
+	if len(b) > 0 {
+		var err error
+		if x, err = indexRequests(b); err != nil {
+			t.Fatalf("indexRequests: %v", err)
+		}
+		checkIndexed(t, State{Requests: b, index: x}, tab)
+	}
 	for _, c := range cutoffs {
+		if x != nil {
+			want, _ := spliceRequests(b, c, add)
+			got, gx := spliceIndexed(x, c, add)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("spliceIndexed at cutoff %d: %x, want %x", c, got, want)
+			}
+			if fresh, err := indexRequests(got); err != nil || !reflect.DeepEqual(gx, fresh) {
+				t.Fatalf("spliceIndexed at cutoff %d left the index %+v, want %+v (%v)", c, gx, fresh, err)
+			}
+		}
 		want := tab.Prune(c).With(add)
 		sb, err := spliceRequests(b, c, add)
 		if err != nil {
@@ -214,4 +233,49 @@ func TestEncodedReadersOnFullTables(t *testing.T) {
 		checkEncodedReaders(t, EncodeRequests(half), half)
 	}
 	checkEncodedReaders(t, nil, RequestTable{})
+}
+
+// checkIndexed: findRequest through s's index answers as the table does.
+func checkIndexed(t *testing.T, s State, tab RequestTable) {
+	t.Helper()
+	if indexOf(s) == nil {
+		t.Fatal("the state's index does not describe its table")
+	}
+	for _, r := range append(tab.Records, RequestRecord{ID: "absent"}) {
+		want, wantOK := tab.Find(r.ID)
+		got, ok, horizon, err := findRequest(s, r.ID)
+		if err != nil || ok != wantOK || !reflect.DeepEqual(got, want) || horizon != tab.Horizon {
+			t.Fatalf("findRequest(%q) through the index = %+v, %v, horizon %d, %v; want %+v, %v, horizon %d", r.ID, got, ok, horizon, err, want, wantOK, tab.Horizon)
+		}
+	}
+}
+
+// TestApplySplicesThroughIndex: a run of writes with request IDs, as a
+// composed batch and the proposer's cache chain them, each state carrying
+// the index its write left, records what the table's own rules (Prune,
+// With) record, through eviction from a full table and pruning; a state
+// that lost its index (copied without it) is indexed afresh.
+func TestApplySplicesThroughIndex(t *testing.T) {
+	var s State
+	var tab RequestTable
+	for i := range 3 * MaxRequestRecords {
+		issued := int64(10_000 + i - 7*(i%5)) // not quite in order
+		cutoff := int64(10_000 + i - 2000)
+		r := RequestRecord{ID: fmt.Sprintf("req-%d", i), Outcome: RequestApplied, IssuedMillis: issued, Value: []byte("v")}
+		next, err := apply(s, Write{Kind: WriteSet, Value: []byte("x"), PruneBelow: cutoff, Record: r}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Version = next.Version
+		tab = tab.Prune(cutoff).With(r)
+		s = next
+		if i%97 == 0 {
+			got, err := DecodeRequests(s.Requests)
+			if err != nil || !reflect.DeepEqual(normal(got), normal(tab)) {
+				t.Fatalf("write %d: the table is %d records, horizon %d (%v); want %d, horizon %d", i, len(got.Records), got.Horizon, err, len(tab.Records), tab.Horizon)
+			}
+			checkIndexed(t, s, tab)
+			s = State{Value: s.Value, Version: s.Version, Requests: s.Requests, Created: s.Created} // the index is lost
+		}
+	}
 }

@@ -30,6 +30,12 @@ type State struct {
 	Deleted  bool
 	Requests []byte
 	Created  uint64
+
+	// index, when it describes Requests, lets a write with a request ID
+	// read and splice the table without parsing it (requestIndex). It is
+	// no part of the state: Equal ignores it, and a state without it
+	// reads the same.
+	index *requestIndex
 }
 
 // Exists reports whether the register holds a live value.
@@ -143,7 +149,7 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created}
+		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created, index: cur.index}
 		if !cur.Exists() {
 			next.Created = v // a new life begins
 		}
@@ -155,7 +161,7 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Version: v, Deleted: true, Requests: cur.Requests}
+		next = State{Version: v, Deleted: true, Requests: cur.Requests, index: cur.index}
 	}
 	r := w.Record
 	if w.Kind != WriteKeep {
@@ -163,15 +169,15 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 	}
 	switch {
 	case w.Table != nil && r.ID != "":
-		next.Requests = EncodeRequests(w.Table.With(r))
+		next.Requests, next.index = EncodeRequests(w.Table.With(r)), nil
 	case w.Table != nil:
-		next.Requests = EncodeRequests(*w.Table)
+		next.Requests, next.index = EncodeRequests(*w.Table), nil
 	case r.ID != "":
-		t, err := spliceRequests(cur.Requests, w.PruneBelow, r)
+		t, x, err := spliceState(cur, w.PruneBelow, r)
 		if err != nil {
 			return cur, err
 		}
-		next.Requests = t
+		next.Requests, next.index = t, x
 	}
 	return next, nil
 }
