@@ -593,7 +593,8 @@ func newestRequest(b []byte) (int64, error) {
 // write with a request ID can look its ID up and splice its record in
 // without parsing the table: what makes a hot key's writes with IDs cost
 // about what writes without them cost. The encoding stays the only truth
-// (it is what is stored and sent); the index is a derived, in-memory view.
+// (it is what is stored and sent); the index is a derived, in-memory view,
+// a third of the table's size.
 //
 // An index is immutable once made: splicing makes a new one for the new
 // encoding, so a state that carries one may be shared, across goroutines
@@ -603,13 +604,25 @@ func newestRequest(b []byte) (int64, error) {
 type requestIndex struct {
 	enc     []byte
 	horizon int64
-	recs    []indexedRecord // in the encoding's order
-	hashes  []uint64        // fnv1a of every record's ID, sorted
+	at      []int32  // record i's first byte in enc; it ends where i+1 begins, or at the end
+	issued  []int64  // record i's IssuedMillis
+	hashes  []uint32 // idHash of every record's ID, sorted
 }
 
-type indexedRecord struct {
-	at, end int32 // the record's bytes in enc
-	issued  int64
+// idHash is FNV-1a of an ID, folded to 32 bits. The index only ever
+// concludes from a hash it does not hold (that ID is not in the table);
+// a hash it holds sends the lookup to the encoding.
+func idHash[T string | []byte](id T) uint32 {
+	h := fnv1a(id)
+	return uint32(h ^ h>>32)
+}
+
+// end is where record i ends in x.enc.
+func (x *requestIndex) end(i int) int32 {
+	if i+1 < len(x.at) {
+		return x.at[i+1]
+	}
+	return int32(len(x.enc))
 }
 
 // indexOf returns s's index if it describes s.Requests, else nil.
@@ -627,14 +640,15 @@ func indexRequests(b []byte) (*requestIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &requestIndex{enc: b, horizon: sc.horizon, recs: make([]indexedRecord, 0, sc.n+1), hashes: make([]uint64, 0, sc.n+1)}
+	x := &requestIndex{enc: b, horizon: sc.horizon, at: make([]int32, 0, sc.n+1), issued: make([]int64, 0, sc.n+1), hashes: make([]uint32, 0, sc.n+1)}
 	for {
 		raw, ok := sc.next()
 		if !ok {
 			break
 		}
-		x.recs = append(x.recs, indexedRecord{at: int32(raw.at), end: int32(raw.end), issued: raw.issued})
-		x.hashes = append(x.hashes, fnv1a(b[raw.idAt:raw.idAt+raw.idLen]))
+		x.at = append(x.at, int32(raw.at))
+		x.issued = append(x.issued, raw.issued)
+		x.hashes = append(x.hashes, idHash(b[raw.idAt:raw.idAt+raw.idLen]))
 	}
 	if err := sc.done(); err != nil {
 		return nil, err
@@ -649,7 +663,7 @@ func indexRequests(b []byte) (*requestIndex, error) {
 // encoding.
 func findRequest(s State, id string) (RequestRecord, bool, int64, error) {
 	if x := indexOf(s); x != nil {
-		if _, held := slices.BinarySearch(x.hashes, fnv1a(id)); !held {
+		if _, held := slices.BinarySearch(x.hashes, idHash(id)); !held {
 			return RequestRecord{}, false, x.horizon, nil
 		}
 	}
@@ -658,19 +672,20 @@ func findRequest(s State, id string) (RequestRecord, bool, int64, error) {
 
 // spliceIndexed is spliceRequests through x, the index of the table: it
 // returns the new encoding and its index. No record is parsed: the
-// survivors are known from x and copied as they lie.
+// survivors are known from x, and copied as they lie, in runs.
 func spliceIndexed(x *requestIndex, cutoff int64, r RequestRecord) ([]byte, *requestIndex) {
-	horizon := max(x.horizon, cutoff)
+	pruneBelow := max(x.horizon, cutoff)
+	horizon := pruneBelow
 	// The survivors of the prune, and the one With evicts when they fill
 	// the table: the first issued, the earliest recorded among equals.
 	survivors, evict := 0, -1
 	var oldest int64
-	for i, rec := range x.recs {
-		if rec.issued < horizon {
+	for i, issued := range x.issued {
+		if issued < pruneBelow {
 			continue
 		}
-		if survivors == 0 || rec.issued < oldest {
-			oldest, evict = rec.issued, i
+		if survivors == 0 || issued < oldest {
+			oldest, evict = issued, i
 		}
 		survivors++
 	}
@@ -680,43 +695,72 @@ func spliceIndexed(x *requestIndex, cutoff int64, r RequestRecord) ([]byte, *req
 	} else {
 		evict = -1
 	}
-	pruneBelow := max(x.horizon, cutoff)
 	out := make([]byte, 0, len(x.enc)+24+len(r.ID)+len(r.Value))
 	out = append(out, requestsFormat)
 	out = binary.AppendVarint(out, horizon)
 	out = binary.AppendUvarint(out, uint64(survivors+1))
-	next := &requestIndex{horizon: horizon, recs: make([]indexedRecord, 0, survivors+1), hashes: make([]uint64, 0, len(x.hashes)+1)}
-	next.hashes = append(next.hashes, x.hashes...)
-	for i, rec := range x.recs {
-		if rec.issued < pruneBelow || i == evict {
-			next.hashes = removeHash(next.hashes, fnv1a(recordID(x.enc, rec)))
+	next := &requestIndex{horizon: horizon, at: make([]int32, 0, survivors+1), issued: make([]int64, 0, survivors+1)}
+	// Runs of survivors are copied whole (on a full table, usually all
+	// but the first record: one copy), their offsets shifted.
+	var gone []uint32 // the hashes of the records removed
+	run := 0          // the first record of the current run
+	flush := func(end int) {
+		if run == end {
+			return
+		}
+		shift := int32(len(out)) - x.at[run]
+		out = append(out, x.enc[x.at[run]:x.end(end-1)]...)
+		moved := len(next.at)
+		next.at = append(next.at, x.at[run:end]...)
+		for j := moved; j < len(next.at); j++ {
+			next.at[j] += shift
+		}
+		next.issued = append(next.issued, x.issued[run:end]...)
+	}
+	for i, issued := range x.issued {
+		if issued >= pruneBelow && i != evict {
 			continue
 		}
-		at := int32(len(out))
-		out = append(out, x.enc[rec.at:rec.end]...)
-		next.recs = append(next.recs, indexedRecord{at: at, end: int32(len(out)), issued: rec.issued})
+		flush(i)
+		run = i + 1
+		gone = append(gone, idHash(recordID(x.enc, x.at[i])))
 	}
-	at := int32(len(out))
+	flush(len(x.issued))
+	next.at = append(next.at, int32(len(out)))
+	next.issued = append(next.issued, r.IssuedMillis)
 	out = appendRequest(out, r)
-	next.recs = append(next.recs, indexedRecord{at: at, end: int32(len(out)), issued: r.IssuedMillis})
-	h := fnv1a(r.ID)
-	i, _ := slices.BinarySearch(next.hashes, h)
-	next.hashes = slices.Insert(next.hashes, i, h)
 	next.enc = out
+	next.hashes = mergeHashes(x.hashes, gone, idHash(r.ID))
 	return out, next
 }
 
-// recordID is the ID of the record at rec in enc, a table the index was
-// made from.
-func recordID(enc []byte, rec indexedRecord) []byte {
-	l, p := uvarintAt(enc, int(rec.at))
-	return enc[p : p+int(l)]
+// mergeHashes returns sorted hashes less one of each of gone (which it
+// holds) and plus add, in one pass.
+func mergeHashes(hashes, gone []uint32, add uint32) []uint32 {
+	slices.Sort(gone)
+	out := make([]uint32, 0, len(hashes)+1)
+	added := false
+	for _, h := range hashes {
+		if len(gone) > 0 && h == gone[0] {
+			gone = gone[1:]
+			continue
+		}
+		if !added && add <= h {
+			out, added = append(out, add), true
+		}
+		out = append(out, h)
+	}
+	if !added {
+		out = append(out, add)
+	}
+	return out
 }
 
-// removeHash removes one h from sorted hashes, which holds it.
-func removeHash(hashes []uint64, h uint64) []uint64 {
-	i, _ := slices.BinarySearch(hashes, h)
-	return slices.Delete(hashes, i, i+1)
+// recordID is the ID of the record at at in enc, a table an index was
+// made from.
+func recordID(enc []byte, at int32) []byte {
+	l, p := uvarintAt(enc, int(at))
+	return enc[p : p+int(l)]
 }
 
 // spliceState returns cur's table with the records of requests issued
