@@ -56,7 +56,8 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
   caspaxos bench --workloads put,get,incr --clients 64 --duration 30s
   caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json
   caspaxos bench --mode http --workloads put,get,incr
-  caspaxos bench --mode h2c --workloads put --clients 64`,
+  caspaxos bench --mode h2c --workloads put --clients 64
+  caspaxos bench --workloads incr --clients 64 --no-request-ids   # what exactly-once costs`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
 	}
