@@ -158,11 +158,10 @@ func Outcome(err error) (protocol.State, bool) {
 func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) protocol.Change {
 	ch := op.Change()
 	return func(cur protocol.State) (protocol.Write, error) {
-		t, err := protocol.DecodeRequests(cur.Requests)
+		rec, verdict, err := protocol.RequestCheck(cur, req.ID, req.IssuedMillis, nowMillis, w)
 		if err != nil {
 			return protocol.Write{}, err
 		}
-		rec, verdict := protocol.RequestCheck(t, req.ID, req.IssuedMillis, nowMillis, w)
 		switch verdict {
 		case protocol.RequestSeen:
 			if rec.Outcome != protocol.RequestApplied {
@@ -178,8 +177,7 @@ func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) p
 		if err != nil || wr.Kind == protocol.WriteKeep {
 			return wr, err
 		}
-		pruned := t.Prune(nowMillis - w.WindowMillis)
-		wr.Table = &pruned
+		wr.PruneBelow = nowMillis - w.WindowMillis
 		wr.Record = protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestApplied, IssuedMillis: req.IssuedMillis}
 		if op.Kind == OpIncrement && len(wr.Value) <= protocol.MaxRecordValueBytes {
 			wr.Record.Value = wr.Value // the result, which the request does not carry
@@ -191,7 +189,7 @@ func Idempotent(op Op, req Request, nowMillis int64, w protocol.RequestWindow) p
 // firstOutcome is the state a repeated op answers with.
 func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protocol.State {
 	if cur.Version == rec.Version {
-		return protocol.State{Value: cur.Value, Version: cur.Version, Deleted: cur.Deleted, Created: cur.Created}
+		return protocol.State{Value: cur.Value, Version: cur.Version, Deleted: cur.Deleted, Created: cur.Created, Attrs: cur.Attrs}
 	}
 	s := protocol.State{Version: rec.Version}
 	switch op.Kind {
@@ -214,11 +212,11 @@ func firstOutcome(op Op, rec protocol.RequestRecord, cur protocol.State) protoco
 // resulting state with RequestOutcome.
 func OutcomeQuery(req Request, nowMillis int64, w protocol.RequestWindow) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
-		t, err := protocol.DecodeRequests(cur.Requests)
+		_, verdict, err := protocol.RequestCheck(cur, req.ID, req.IssuedMillis, nowMillis, w)
 		if err != nil {
 			return protocol.Write{}, err
 		}
-		switch _, verdict := protocol.RequestCheck(t, req.ID, req.IssuedMillis, nowMillis, w); verdict {
+		switch verdict {
 		case protocol.RequestSeen:
 			return protocol.Write{Kind: protocol.WriteKeep}, nil
 		case protocol.RequestTooOld:
@@ -226,11 +224,10 @@ func OutcomeQuery(req Request, nowMillis int64, w protocol.RequestWindow) protoc
 		case protocol.RequestFromFuture:
 			return protocol.Write{}, ErrRequestFromFuture
 		}
-		pruned := t.Prune(nowMillis - w.WindowMillis)
 		return protocol.Write{
-			Kind:   protocol.WriteKeep,
-			Table:  &pruned,
-			Record: protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestNotApplied, IssuedMillis: req.IssuedMillis},
+			Kind:       protocol.WriteKeep,
+			PruneBelow: nowMillis - w.WindowMillis,
+			Record:     protocol.RequestRecord{ID: req.ID, Outcome: protocol.RequestNotApplied, IssuedMillis: req.IssuedMillis},
 		}, nil
 	}
 }
@@ -242,9 +239,6 @@ func RequestOutcome(s protocol.State, text string) (protocol.RequestRecord, bool
 	if err != nil {
 		return protocol.RequestRecord{}, false
 	}
-	t, err := protocol.DecodeRequests(s.Requests)
-	if err != nil {
-		return protocol.RequestRecord{}, false
-	}
-	return t.Find(req.ID)
+	rec, ok, _, err := protocol.FindRequest(s.Requests, req.ID)
+	return rec, ok && err == nil
 }

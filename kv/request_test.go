@@ -126,3 +126,62 @@ func TestOutcomeQuery(t *testing.T) {
 		t.Fatalf("late attempt after 'not applied': %v", err)
 	}
 }
+
+// TestIdempotentComposed: the same request proposed twice while its key is
+// busy is composed into one batch with its repeat and other writes; the
+// repeat sees the record its first attempt left earlier in the batch (the
+// table's index, carried from state to state) and answers with the first
+// outcome: the counter rises once for it.
+func TestIdempotentComposed(t *testing.T) {
+	w := DefaultIdempotency().RequestWindow()
+	t0 := int64(1733400000000)
+	p, err := protocol.NewProposer(protocol.ProposerConfig{ID: 1, Acceptors: protocol.Majority(1, 1, 2, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReq := func(i byte) Request {
+		text, _ := NewRequestID(time.UnixMilli(t0), bytes.NewReader(bytes.Repeat([]byte{i}, 10)))
+		req, _ := ParseRequestID(text)
+		return req
+	}
+	incr := Op{Kind: OpIncrement, Key: "k", Delta: 1}
+	dup := newReq(9)
+	// The first change makes the key busy; the next four wait and are
+	// composed into one batch.
+	changes := []Request{newReq(1), newReq(2), dup, newReq(3), dup}
+	for i, req := range changes {
+		p.Propose(protocol.ReqID(i+1), "k", Idempotent(incr, req, t0+10, w))
+	}
+	var regs [3]protocol.Register
+	results := map[protocol.ReqID]protocol.Result{}
+	for len(results) < len(changes) {
+		rd := p.Ready()
+		for _, r := range rd.Results {
+			results[r.ID] = r
+		}
+		if len(rd.Messages) == 0 && len(rd.Results) == 0 {
+			t.Fatalf("stalled with %d results", len(results))
+		}
+		for _, m := range rd.Messages {
+			reg, reply, _ := protocol.Step(regs[m.To-1], m)
+			regs[m.To-1] = reg
+			p.Step(reply)
+		}
+	}
+	if b := results[2].Ballot; results[3].Ballot != b || results[5].Ballot != b || results[1].Ballot == b {
+		t.Fatalf("not composed as meant: ballots %v %v %v %v %v", results[1].Ballot, b, results[3].Ballot, results[4].Ballot, results[5].Ballot)
+	}
+	first := results[3]
+	repeat, ok := Outcome(results[5].Err)
+	if first.Err != nil || !ok || repeat.Version != first.State.Version || !bytes.Equal(repeat.Value, first.State.Value) {
+		t.Fatalf("first attempt %v %v; repeat %v (%v)", first.State, first.Err, repeat, results[5].Err)
+	}
+	final := results[4].State
+	if string(final.Value) != "4" {
+		t.Fatalf("counter %q after 4 distinct increments and a repeat, want 4", final.Value)
+	}
+	tab, err := protocol.DecodeRequests(final.Requests)
+	if err != nil || len(tab.Records) != 4 {
+		t.Fatalf("table of %d records (%v), want 4", len(tab.Records), err)
+	}
+}

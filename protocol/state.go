@@ -33,6 +33,12 @@ type State struct {
 	Requests []byte
 	Created  uint64
 	Attrs
+
+	// index, when it describes Requests, lets a write with a request ID
+	// read and splice the table without parsing it (requestIndex). It is
+	// no part of the state: Equal ignores it, and a state without it
+	// reads the same.
+	index *requestIndex
 }
 
 // Attrs are what a live register holds beside its value, set by the
@@ -116,13 +122,20 @@ const (
 // version a client may hold from before (versions still rise strictly: the
 // floor only ever adds to the rule of §7).
 //
-// Table, when not nil, replaces the register's request table (nil keeps
-// it), even for WriteKeep: a change that records an outcome and changes
-// nothing else. Record, when its ID is not empty, is then added to Table
-// with the version the write gives the register (for WriteKeep, none);
-// the change cannot know that version itself, since the proposer assigns
-// it. A WriteDelete of a register that does not exist keeps it as it is,
-// table included.
+// Record, when its ID is not empty, is added to the register's request
+// table, even for WriteKeep (a change that records an outcome and changes
+// nothing else), with the version the write gives the register (for
+// WriteKeep, none): the change cannot know that version itself, since the
+// proposer assigns it. The table it is added to is Table when not nil
+// (which replaces the register's table, with or without a Record);
+// otherwise the register's own table, from which the records of requests
+// issued before PruneBelow are first removed (its horizon raised to
+// PruneBelow). The second form is what exactly-once writes use: the
+// register's table is spliced as encoded (spliceRequests), never decoded,
+// so a write of a hot key with a full table costs a copy of it, not a
+// decode and an encode. Record's ID must not be in the table (the change
+// checked it: RequestCheck). A WriteDelete of a register that does not
+// exist keeps it as it is, table included.
 //
 // Attrs, when not nil, are the attributes a WriteSet gives the register;
 // nil keeps those it has (none, for a register that begins a new life).
@@ -132,6 +145,7 @@ type Write struct {
 	Value      []byte
 	MinVersion uint64
 	Table      *RequestTable
+	PruneBelow int64
 	Record     RequestRecord
 	Attrs      *Attrs
 }
@@ -158,7 +172,7 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created, Attrs: cur.Attrs}
+		next = State{Value: w.Value, Version: v, Requests: cur.Requests, Created: cur.Created, Attrs: cur.Attrs, index: cur.index}
 		if !cur.Exists() {
 			next.Created = v // a new life begins
 			next.Attrs = Attrs{}
@@ -174,18 +188,23 @@ func apply(cur State, w Write, counter uint64) (State, error) {
 		if err != nil {
 			return cur, err
 		}
-		next = State{Version: v, Deleted: true, Requests: cur.Requests}
+		next = State{Version: v, Deleted: true, Requests: cur.Requests, index: cur.index}
 	}
-	if w.Table != nil {
-		t := *w.Table
-		if w.Record.ID != "" {
-			r := w.Record
-			if w.Kind != WriteKeep {
-				r.Version = next.Version
-			}
-			t = t.With(r)
+	r := w.Record
+	if w.Kind != WriteKeep {
+		r.Version = next.Version
+	}
+	switch {
+	case w.Table != nil && r.ID != "":
+		next.Requests, next.index = EncodeRequests(w.Table.With(r)), nil
+	case w.Table != nil:
+		next.Requests, next.index = EncodeRequests(*w.Table), nil
+	case r.ID != "":
+		t, x, err := spliceState(cur, w.PruneBelow, r)
+		if err != nil {
+			return cur, err
 		}
-		next.Requests = EncodeRequests(t)
+		next.Requests, next.index = t, x
 	}
 	return next, nil
 }

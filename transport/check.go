@@ -35,7 +35,7 @@ func (t *Transport) check(sender protocol.NodeID, f *peerpb.Frame) error {
 		if err := t.cfg.Limits.CheckValue(r.GetValue()); err != nil {
 			return fmt.Errorf("%w: reply to forward %d: %w", errBadInput, r.GetId(), err)
 		}
-		if _, err := protocol.DecodeRequests(r.GetRequests()); err != nil {
+		if _, err := protocol.ValidateRequests(r.GetRequests()); err != nil {
 			return fmt.Errorf("%w: reply to forward %d: %w", errBadInput, r.GetId(), err)
 		}
 	}
@@ -61,7 +61,7 @@ func (t *Transport) checkMessage(sender protocol.NodeID, m *peerpb.Message) erro
 	case m.GetAge() > protocol.MaxAge:
 		return fmt.Errorf("%v with age %d, past %d", k, m.GetAge(), protocol.MaxAge)
 	}
-	if _, err := protocol.DecodeRequests(m.GetRequests()); err != nil {
+	if _, err := protocol.ValidateRequests(m.GetRequests()); err != nil {
 		return err
 	}
 	return t.cfg.Limits.CheckValue(m.GetValue())

@@ -203,8 +203,15 @@ func (t *Transport) serveForward(from protocol.NodeID, f *peerpb.Forward) {
 			r.ExpectedVersion = vm.Expected
 		}
 	default:
-		r.Value, r.Version, r.Deleted, r.Requests, r.Created = s.Value, s.Version, s.Deleted, s.Requests, s.Created
+		r.Value, r.Version, r.Deleted, r.Created = s.Value, s.Version, s.Deleted, s.Created
 		r.Lease, r.Flags, r.LockIndex = s.Lease, s.Flags, s.LockIndex
+		if op.Kind == kv.OpOutcome {
+			// Only an outcome query's answer is read from the register's
+			// request table (kv.RequestOutcome). Any other reply leaves it
+			// out: on a hot key written with request IDs the table is tens
+			// of kilobytes, and each forwarded write would carry it back.
+			r.Requests = s.Requests
+		}
 	}
 	t.reply(from, r)
 }

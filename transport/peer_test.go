@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -53,13 +54,20 @@ func (n *node) Serve(ctx context.Context, op kv.Op) (protocol.State, error) {
 			return protocol.State{}, ctx.Err()
 		}
 	}
-	cur := protocol.State{Value: []byte("41"), Version: 3}
+	cur := protocol.State{Value: []byte("41"), Version: 3, Requests: servedTable}
+	if op.Kind == kv.OpOutcome {
+		return cur, nil
+	}
 	w, err := op.Change()(cur)
 	if err != nil {
 		return cur, err
 	}
-	return protocol.State{Value: w.Value, Version: 4}, nil
+	return protocol.State{Value: w.Value, Version: 4, Requests: cur.Requests}, nil
 }
+
+// servedTable is the request table of the register a node's Serve answers
+// from.
+var servedTable = protocol.EncodeRequests(protocol.RequestTable{Records: []protocol.RequestRecord{{ID: "r", Outcome: protocol.RequestApplied, Version: 3, IssuedMillis: 1}}})
 
 type cluster struct {
 	tr      map[protocol.NodeID]*Transport
@@ -138,8 +146,12 @@ func TestMessagesAndForwards(t *testing.T) {
 	waitFor(t, "1000 messages at node 2", func() bool { return c.nodes[2].count() == 1000 })
 	ctx := context.Background()
 	s, err := c.tr[1].Forward(ctx, 2, kv.Op{Kind: kv.OpIncrement, Key: "k", Delta: 1})
-	if err != nil || string(s.Value) != "42" || s.Version != 4 {
-		t.Fatalf("forwarded increment: %v %v", s, err)
+	if err != nil || string(s.Value) != "42" || s.Version != 4 || s.Requests != nil {
+		t.Fatalf("forwarded increment: %v %v (its reply must leave the request table out: %d bytes)", s, err, len(s.Requests))
+	}
+	// An outcome query's answer is read from the table: its reply keeps it.
+	if s, err := c.tr[1].Forward(ctx, 2, kv.Op{Kind: kv.OpOutcome, Key: "k", RequestID: "0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"}); err != nil || !bytes.Equal(s.Requests, servedTable) {
+		t.Fatalf("forwarded outcome query: %v %v, table %x", s, err, s.Requests)
 	}
 	_, err = c.tr[1].Forward(ctx, 3, kv.Op{Kind: kv.OpCompareAndSwap, Key: "k", Version: 2})
 	var vm *kv.VersionMismatchError

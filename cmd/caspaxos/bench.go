@@ -23,6 +23,7 @@ type benchOptions struct {
 	prefix             string
 	seed               uint64
 	mode               string // grpc (the Go client), http (plain net/http) or h2c (net/http over HTTP/2 cleartext)
+	noRequestIDs       bool   // the Go client's writes carry no request IDs (client.Config.NoRequestIDs)
 }
 
 func newBenchCmd(o *clientOptions) *cobra.Command {
@@ -55,7 +56,8 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
   caspaxos bench --workloads put,get,incr --clients 64 --duration 30s
   caspaxos --endpoints 10.0.0.1:7070,10.0.0.2:7070 bench -o json
   caspaxos bench --mode http --workloads put,get,incr
-  caspaxos bench --mode h2c --workloads put --clients 64`,
+  caspaxos bench --mode h2c --workloads put --clients 64
+  caspaxos bench --workloads incr --clients 64 --no-request-ids   # what exactly-once costs`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error { return b.run(cmd, o) },
 	}
@@ -69,6 +71,7 @@ Every run is bounded: it stops after warm-up plus duration per cell.`,
 	f.IntVar(&b.value, "value-bytes", 256, "size of a put's value")
 	f.StringVar(&b.prefix, "key-prefix", "bench/", "prefix of every key written")
 	f.Uint64Var(&b.seed, "seed", 1, "seed of the clients' key choice")
+	f.BoolVar(&b.noRequestIDs, "no-request-ids", false, "--mode grpc: the Go client's writes carry no request IDs (not exactly-once), to measure what the IDs cost")
 	f.StringVar(&b.mode, "mode", "grpc", "grpc (the Go client), http (the HTTP API through plain net/http, HTTP/1.1) or h2c (the same over HTTP/2 cleartext)")
 	return cmd
 }
@@ -88,6 +91,9 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 	}
 	if b.mode != "grpc" && b.mode != "http" && b.mode != "h2c" {
 		return usagef(path, "--mode %q: want grpc, http or h2c", b.mode)
+	}
+	if b.noRequestIDs && b.mode != "grpc" {
+		return usagef(path, "--no-request-ids is for --mode grpc (the HTTP modes send no request IDs)")
 	}
 	if o.output != "plain" && o.output != "json" {
 		return usagef(path, "--output %q: want plain or json", o.output)
@@ -140,7 +146,7 @@ func (b *benchOptions) run(cmd *cobra.Command, o *clientOptions) error {
 func (b *benchOptions) dial(o *clientOptions, endpoints []string, conns int) ([]benchload.Driver, func(), error) {
 	if b.mode == "grpc" {
 		return benchload.DialCaspaxos(client.Config{Endpoints: endpoints,
-			CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}, conns)
+			CAFile: o.cacert, CertFile: o.cert, KeyFile: o.key, NoRequestIDs: b.noRequestIDs}, conns)
 	}
 	tlsWanted := o.cacert != "" || o.cert != "" || o.key != ""
 	if b.mode == "h2c" {
