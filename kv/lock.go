@@ -33,9 +33,8 @@ import (
 // then reads L's lease register linearizably; when that lease is expired,
 // revoked or absent, it proposes LockBreak(L, v): a compare-and-swap on
 // v, so the decision is a committed change of exactly the state it
-// judged. Leases never come back to life under the same state: an
-// expired lease's ID can be granted again, but a holder that uses it
-// again acquires again, which moves the version past v.
+// judged. Leases never come back to life: an ID that was ever a lease is
+// never granted again (LeaseGrant).
 
 // Lock bounds.
 const (

@@ -59,14 +59,21 @@ func (c *call) lockChange(key string, value []byte, q kvQuery) (bool, error) {
 // once that session's lock delay has passed since its lease expired (no
 // delay after a destroy), it releases the key (Behavior release) or
 // deletes it (delete) on the version read, and returns the state after;
-// a key changed meanwhile is read again.
+// a key changed meanwhile is read again. A key attached to a lease that
+// is not a session's (no kv.LeaseKeysKept: a put with a lease, on the
+// client port or etcd's) is left as it is: its lease's end deletes it,
+// by the lease reaper (docs/leases.md).
 func (c *call) settle(key string, st protocol.State) (protocol.State, error) {
 	if !st.Exists() || st.Lease == 0 {
 		return st, nil
 	}
-	live, l, err := c.leaseLive(st.Lease)
-	if err != nil || live {
+	ls, err := c.system(kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(st.Lease)})
+	if err != nil || ls.Flags&kv.LeaseKeysKept == 0 {
 		return st, err
+	}
+	l, lerr := kv.LeaseOf(ls)
+	if lerr == nil && l.State == kv.LeaseLive {
+		return st, nil
 	}
 	t, _, err := c.readSessions()
 	if err != nil {
@@ -74,8 +81,8 @@ func (c *call) settle(key string, st protocol.State) (protocol.State, error) {
 	}
 	sess, ok := t.Sessions[strconv.FormatUint(st.Lease, 16)]
 	if !ok {
-		// Not a session (a lease attached elsewhere), or one pruned from the
-		// table: released, with Consul's default delay.
+		// A session pruned from the table: released, with Consul's
+		// default delay.
 		sess = storedSession{Behavior: "release", LockDelay: DefaultLockDelay}
 	}
 	if l.State == kv.LeaseExpired {

@@ -93,6 +93,12 @@ func (r *Reaper) mayHaveEnded(id uint64) bool {
 	if err != nil {
 		return true
 	}
+	if reg.State.Flags&kv.LeaseKeysKept != 0 {
+		// Its keys are its front end's (a grant sets the flag and every
+		// later change keeps it, so every copy of the register has it):
+		// never read it again for them.
+		return false
+	}
 	l, err := kv.LeaseOf(reg.State)
 	if err != nil || l.State != kv.LeaseLive {
 		return true
