@@ -161,7 +161,9 @@ func TestSessionsAndLocks(t *testing.T) {
 }
 
 // A lease that is no session (one of the client port's) is neither
-// renewed, destroyed nor used to acquire through the session endpoints.
+// renewed, destroyed nor used to acquire through the session endpoints,
+// and a key attached to it is left to the lease reaper once it ends: a
+// Consul read does not release it.
 func TestLeaseIsNoSession(t *testing.T) {
 	b := newBackend()
 	srv := serve(t, b, Config{})
@@ -182,6 +184,18 @@ func TestLeaseIsNoSession(t *testing.T) {
 	st, err := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(77)})
 	if l, err2 := kv.LeaseOf(st); err != nil || err2 != nil || l.State != kv.LeaseLive {
 		t.Fatalf("the lease after: %+v %v %v", l, err, err2)
+	}
+	if _, err := b.Do(ctx, kv.Op{Kind: kv.OpPut, Key: "attached", Value: []byte("v"), Lease: 77}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Do(ctx, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(77)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/attached", ""); r.status != 200 {
+		t.Fatalf("GET of a key attached to an ended lease: %d %s", r.status, r.body)
+	}
+	if st, err := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: "attached"}); err != nil || st.Lease != 77 {
+		t.Fatalf("a Consul read changed a key of an ended lease that is no session's: %+v %v", st, err)
 	}
 }
 
