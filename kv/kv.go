@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/caspaxos/caspaxos/protocol"
 )
@@ -64,6 +65,17 @@ func CheckClientKey(key string) error {
 		return ErrReservedKey
 	}
 	return nil
+}
+
+// PrefixShows reports whether a listing or a watch of prefix shows key:
+// key is under prefix, and a reserved key only under a prefix that is
+// reserved itself. A client's prefix never is (CheckClientKey), so no
+// client's listing or prefix watch, not even of every key (prefix ""),
+// shows the cluster's own keys (auth state, leases, locks, sessions);
+// only the node's services name such a prefix (the etcd API's
+// LeaseLeases lists LeasePrefix).
+func PrefixShows(prefix, key string) bool {
+	return strings.HasPrefix(key, prefix) && (CheckClientKey(key) == nil || CheckClientKey(prefix) != nil)
 }
 
 // VersionMismatchError is a refused compare-and-swap or create. Current is

@@ -151,3 +151,22 @@ func TestCodeRoundTrip(t *testing.T) {
 		t.Errorf("unclassified error got %s", code)
 	}
 }
+
+func TestPrefixShows(t *testing.T) {
+	for _, tc := range []struct {
+		prefix, key string
+		want        bool
+	}{
+		{"", "a", true},
+		{"", ReservedPrefix + "auth/state", false},
+		{"a/", "a/b", true},
+		{"a/", "b", false},
+		{ReservedPrefix, ReservedPrefix + "lease/1", true},
+		{LeaseKey(0)[:len(leasePrefix)], LeaseKey(7), true},
+		{LeaseKey(0)[:len(leasePrefix)], "a", false},
+	} {
+		if got := PrefixShows(tc.prefix, tc.key); got != tc.want {
+			t.Errorf("PrefixShows(%q, %q) = %v, want %v", tc.prefix, tc.key, got, tc.want)
+		}
+	}
+}

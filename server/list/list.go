@@ -193,7 +193,7 @@ func reservedShown(prefix string) bool { return kv.CheckClientKey(prefix) != nil
 // the key linearizably if the replies disagreed. ok false: nothing to
 // return (not live, not allowed, reserved, or out of the range).
 func (l *Lister) decide(ctx context.Context, req kv.ListRequest, k protocol.ListKey, allow func(string) (bool, error)) (kv.ListItem, bool, error) {
-	if (kv.CheckClientKey(k.Key) != nil && !reservedShown(req.Prefix)) || !strings.HasPrefix(k.Key, req.Prefix) || (req.After != "" && k.Key <= req.After) {
+	if !kv.PrefixShows(req.Prefix, k.Key) || (req.After != "" && k.Key <= req.After) {
 		return kv.ListItem{}, false, nil
 	}
 	if ok, err := allow(k.Key); err != nil || !ok {

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
@@ -306,7 +306,7 @@ func (h *Hub) add(w *Watcher) (uint64, error) {
 		}
 		h.prefixes[p][w] = struct{}{}
 		for k, ks := range h.keys { // its keys known already: deliver them too
-			if strings.HasPrefix(k, p) && ks.gen > 0 {
+			if kv.PrefixShows(p, k) && ks.gen > 0 {
 				w.pending[k] = struct{}{}
 			}
 		}
@@ -331,7 +331,7 @@ func (h *Hub) key(k string) *keyState {
 // covered reports whether a prefix watcher watches k. Called under mu.
 func (h *Hub) covered(k string) bool {
 	for p := range h.prefixes {
-		if strings.HasPrefix(k, p) {
+		if kv.PrefixShows(p, k) {
 			return true
 		}
 	}

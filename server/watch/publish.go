@@ -3,10 +3,10 @@ package watch
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
@@ -144,7 +144,7 @@ func (s *Subscription) matches(key string) bool {
 		return true
 	}
 	for p := range s.prefixes {
-		if strings.HasPrefix(key, p) {
+		if kv.PrefixShows(p, key) {
 			return true
 		}
 	}
@@ -188,7 +188,7 @@ func (s *Subscription) Change(seq uint64, add, remove Interest) error {
 			}
 		}
 		for _, p := range add.Prefixes {
-			if err := s.hintStored(p, func(key string) bool { return strings.HasPrefix(key, p) }); err != nil {
+			if err := s.hintStored(p, func(key string) bool { return kv.PrefixShows(p, key) }); err != nil {
 				return err
 			}
 		}

@@ -3,9 +3,9 @@ package watch
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
@@ -132,7 +132,7 @@ func (h *Hub) notify(k string, ks *keyState) {
 		w.push(k)
 	}
 	for p, set := range h.prefixes {
-		if strings.HasPrefix(k, p) {
+		if kv.PrefixShows(p, k) {
 			for w := range set {
 				w.push(k)
 			}
@@ -183,7 +183,7 @@ func (h *Hub) relist(ctx context.Context, p string, w *Watcher, changes bool) er
 		return err
 	}
 	for k, ks := range h.keys {
-		if strings.HasPrefix(k, p) && !seen[k] && ks.state.Exists() {
+		if kv.PrefixShows(p, k) && !seen[k] && ks.state.Exists() {
 			h.enqueue(k)
 		}
 	}

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/servertest"
 )
@@ -91,7 +91,7 @@ func (w *world) hub(t *testing.T, cfg Config) *Hub {
 			w.mu.Lock()
 			var keys []string
 			for k, st := range w.chose {
-				if strings.HasPrefix(k, prefix) && st.Exists() {
+				if kv.PrefixShows(prefix, k) && st.Exists() { // as server/list does
 					keys = append(keys, k)
 				}
 			}
@@ -319,6 +319,41 @@ func TestWatchPrefix(t *testing.T) {
 		t.Errorf("p/b's collected event says previous %d, want 2", ev.PrevVersion)
 	}
 	c.mu.Unlock()
+}
+
+// TestWatchEveryKeyHidesReserved: a watch of every key (prefix "") is
+// never told of the cluster's own keys (kv.ReservedPrefix: auth state,
+// leases, locks), stored before it began or accepted after; a watch of a
+// reserved prefix (the node's own services) is.
+func TestWatchEveryKeyHidesReserved(t *testing.T) {
+	w := newWorld()
+	secret := kv.ReservedPrefix + "auth/state"
+	w.choose(secret, live("signing key", 1))
+	w.choose("a", live("a", 1))
+	h := w.hub(t, Config{})
+	ctx := servertest.Ctx(t, 10*time.Second)
+	every, err := h.Watch(ctx, Interest{Prefixes: []string{""}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, every)
+	leases, err := h.Watch(ctx, Interest{Prefixes: []string{kv.ReservedPrefix}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := collect(t, leases)
+	allOpen(t, h)
+	w.accept(secret, live("another key", 2), true, 1, 2, 3)
+	r.wait(secret, live("another key", 2))
+	w.accept("b", live("b", 1), true, 1, 2, 3)
+	c.wait("b", live("b", 1))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.all {
+		if kv.CheckClientKey(ev.Key) != nil {
+			t.Fatalf("a watch of every key was told of reserved key %q: %+v", ev.Key, ev)
+		}
+	}
 }
 
 // A watcher resumed from a version is delivered only what is above it.
