@@ -194,7 +194,9 @@ func TestKV(t *testing.T) {
 
 // A key's fields: ModifyIndex is its version, CreateIndex the version of
 // its creation, Flags its flags; its X-Consul-Index is its version, a
-// deleted key's too (404).
+// deleted key's too (404), and above every version for a key never
+// written, so that a blocking query on it wakes when it is created at
+// version 1.
 func TestKeyFieldsAndIndex(t *testing.T) {
 	b := newBackend()
 	srv := serve(t, b, Config{})
@@ -212,14 +214,22 @@ func TestKeyFieldsAndIndex(t *testing.T) {
 	if r := do(t, srv, "GET", "/v1/kv/k", ""); r.status != 404 || r.index != 3 {
 		t.Fatalf("deleted key: %d index %d, want 404 index 3", r.status, r.index)
 	}
-	if r := do(t, srv, "GET", "/v1/kv/never", ""); r.status != 404 || r.index != 1 {
-		t.Fatalf("absent key: %d index %d, want 404 index 1 (never 0)", r.status, r.index)
+	never := do(t, srv, "GET", "/v1/kv/never", "")
+	if never.status != 404 || never.index != absentIndex {
+		t.Fatalf("absent key: %d index %d, want 404 index %d", never.status, never.index, absentIndex)
+	}
+	// Created at version 1, it no longer answers the absent key's index:
+	// a blocking query at that index returns at once.
+	do(t, srv, "PUT", "/v1/kv/never", "v")
+	start := time.Now()
+	if r := do(t, srv, "GET", "/v1/kv/never?index="+strconv.FormatUint(never.index, 10)+"&wait=10s", ""); r.status != 200 || r.index != 1 || time.Since(start) > 5*time.Second {
+		t.Fatalf("a key created at version 1 after a read while absent: %d index %d after %v", r.status, r.index, time.Since(start))
 	}
 }
 
-// A prefix's index stays while nothing under it changes and rises when a
+// A prefix's index stays while nothing under it changes and moves when a
 // key under it is added, changed or deleted; a change elsewhere leaves it.
-func TestPrefixIndex(t *testing.T) {
+func TestPrefixIndexMoves(t *testing.T) {
 	b := newBackend()
 	srv := serve(t, b, Config{})
 	do(t, srv, "PUT", "/v1/kv/p/a", "1")
@@ -231,7 +241,7 @@ func TestPrefixIndex(t *testing.T) {
 	last := i0
 	for _, step := range []struct {
 		method, path string
-		rises        bool
+		moves        bool
 	}{
 		{"PUT", "/v1/kv/other", false},
 		{"PUT", "/v1/kv/p/b", true},
@@ -241,8 +251,8 @@ func TestPrefixIndex(t *testing.T) {
 	} {
 		do(t, srv, step.method, step.path, "x")
 		i := index()
-		if (i > last) != step.rises || i < last {
-			t.Fatalf("%s %s: index %d after %d, want it to rise: %v", step.method, step.path, i, last, step.rises)
+		if (i != last) != step.moves {
+			t.Fatalf("%s %s: index %d after %d, want it to move: %v", step.method, step.path, i, last, step.moves)
 		}
 		last = i
 	}
@@ -449,21 +459,30 @@ func TestAppendFolded(t *testing.T) {
 	}
 }
 
-// The node remembers at most MaxPrefixIndexes prefixes: a forgotten one
-// takes a new, higher index.
-func TestPrefixIndexesBounded(t *testing.T) {
-	p := newPrefixIndexes(2)
-	var d digest
-	a := p.observe("a", d)
-	p.observe("b", d)
-	if got := p.observe("a", d); got != a {
-		t.Fatalf("a remembered: %d, want %d", got, a)
+// A prefix's index is the same for the same listing, whatever node and
+// whenever (no state), differs when a key is added, changed or gone, and
+// is never 0 (which asks a blocking query not to wait).
+func TestPrefixIndex(t *testing.T) {
+	a := []kv.ListItem{{Key: "p/a", Version: 3}, {Key: "p/b", Version: 9}}
+	same := []kv.ListItem{{Key: "p/a", Version: 3, Value: []byte("values do not count")}, {Key: "p/b", Version: 9}}
+	if prefixIndex(a) != prefixIndex(same) {
+		t.Fatal("the same (key, version) pairs gave two indexes")
 	}
-	p.observe("c", d) // forgets a, the oldest
-	if got := p.observe("a", d); got <= a {
-		t.Fatalf("a forgotten: index %d, want above %d", got, a)
-	}
-	if len(p.seen) != 2 || len(p.order) != 2 {
-		t.Fatalf("remembers %d prefixes (%d in order), want 2", len(p.seen), len(p.order))
+	seen := map[uint64]string{prefixIndex(a): "a"}
+	for name, items := range map[string][]kv.ListItem{
+		"changed": {{Key: "p/a", Version: 4}, {Key: "p/b", Version: 9}},
+		"added":   {{Key: "p/a", Version: 3}, {Key: "p/b", Version: 9}, {Key: "p/c", Version: 1}},
+		"gone":    {{Key: "p/a", Version: 3}},
+		"empty":   nil,
+		"split":   {{Key: "p/ab", Version: 3}},
+	} {
+		i := prefixIndex(items)
+		if i == 0 {
+			t.Fatalf("%s: index 0", name)
+		}
+		if other, ok := seen[i]; ok {
+			t.Fatalf("%s: the same index as %s", name, other)
+		}
+		seen[i] = name
 	}
 }

@@ -3,7 +3,6 @@ package consulapi
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"sync"
 
 	"github.com/caspaxos/caspaxos/kv"
 )
@@ -12,28 +11,26 @@ import (
 //
 // Consul answers a listing with the highest index of the keys under it
 // and of their tombstones: a number from its global log. caspaxos has no
-// global log, so a prefix's index is this node's own counter: each time
-// a listing of the prefix differs from the last one this node saw (a key
-// added, changed or gone: its set of (key, version) pairs, hashed), the
-// prefix takes the counter's next value. So the index rises whenever a
-// key under the prefix changes, as a blocking query needs, but it is one
-// node's: another node gives the same prefix another index, and the
-// counter starts again at a restart. Consul's contract covers this: a
-// client that sees an index lower than the one it holds resets to 0 (its
-// next query returns at once), and a blocking query here returns at once
-// whenever the asked index is not the prefix's current one, lower or
-// higher.
+// global log. A prefix's index is instead a hash of what its listing
+// holds: its (key, version) pairs in order, 63 bits of their SHA-256,
+// never 0. Every node computes the same index for the same keys at the
+// same versions, across restarts, so a client moving between nodes (a
+// load balancer) waits on the same number, and a blocking query returns
+// exactly when the listing it would answer differs from the one the
+// client's index names (a key added, changed or gone).
 //
-// The node remembers at most Config.MaxPrefixIndexes prefixes; the oldest
-// remembered is forgotten first. A forgotten prefix takes a new index at
-// its next listing: a blocking query on it returns early once, which
-// Consul's contract allows (a return is no promise of a change).
+// What it gives up is order: a new index is as likely to be lower than
+// the last as higher. Consul's contract covers this: a client that sees
+// an index lower than the one it holds resets to 0 (the `api` package's
+// watch plans and consul-template do), and its next query returns at once
+// with the current index; a change then costs that client one more round
+// trip half of the time. A return is no promise of a change, in Consul
+// as here. Two different listings with the same index (a 2^-63 chance per
+// pair) would keep a blocking query waiting through a change, until its
+// wait ends.
 
-// digest is the hash of a listing's (key, version) pairs.
-type digest [sha256.Size]byte
-
-// listingDigest hashes items' keys and versions, in order.
-func listingDigest(items []kv.ListItem) digest {
+// prefixIndex is the index of a listing of items.
+func prefixIndex(items []kv.ListItem) uint64 {
 	h := sha256.New()
 	var n [8]byte
 	for _, it := range items {
@@ -43,47 +40,7 @@ func listingDigest(items []kv.ListItem) digest {
 		binary.BigEndian.PutUint64(n[:], it.Version)
 		h.Write(n[:])
 	}
-	var d digest
+	var d [sha256.Size]byte
 	h.Sum(d[:0])
-	return d
-}
-
-// prefixIndexes is the node's counter and what it remembers per prefix.
-type prefixIndexes struct {
-	mu      sync.Mutex
-	max     int
-	counter uint64
-	seen    map[string]prefixMark
-	order   []string // remembered prefixes, oldest first
-}
-
-type prefixMark struct {
-	d     digest
-	index uint64
-}
-
-func newPrefixIndexes(max int) *prefixIndexes {
-	return &prefixIndexes{max: max, seen: make(map[string]prefixMark)}
-}
-
-// observe records a listing of prefix with digest d and returns the
-// prefix's index: the one it had if the listing is the same as the last
-// one seen, the counter's next value otherwise.
-func (p *prefixIndexes) observe(prefix string, d digest) uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	m, ok := p.seen[prefix]
-	if ok && m.d == d {
-		return m.index
-	}
-	p.counter++
-	if !ok {
-		if len(p.order) >= p.max {
-			delete(p.seen, p.order[0])
-			p.order = p.order[1:]
-		}
-		p.order = append(p.order, prefix)
-	}
-	p.seen[prefix] = prefixMark{d: d, index: p.counter}
-	return p.counter
+	return max(1, binary.BigEndian.Uint64(d[:8])>>1)
 }

@@ -73,8 +73,24 @@ func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
 	c.getKey(w, key, q)
 }
 
-// keyIndex is a key's X-Consul-Index: its version, a tombstone's too.
-func keyIndex(st protocol.State) uint64 { return max(1, st.Version) }
+// keyIndex is a key's X-Consul-Index: its version (ModifyIndex, as
+// Consul answers a key it has), a tombstone's too, and absentIndex for a
+// key never written or whose tombstone was collected.
+func keyIndex(st protocol.State) uint64 {
+	if st.Version == 0 {
+		return absentIndex
+	}
+	return st.Version
+}
+
+// absentIndex is an absent key's index: above every version
+// (protocol.MaxVersion), so that no state the key takes shares it. A
+// blocking query on a key not yet written then wakes when it is created,
+// at whatever version (1 in a fresh cluster), rather than sleeping
+// through it; the index its answer carries is lower, and Consul's
+// clients, seeing an index go backwards, start again from 0 (one more
+// round trip). Consul has no such case: its index 1 is never a key's.
+const absentIndex = protocol.MaxVersion + 1
 
 // getKey reads one key; a blocking query at the key's index waits for a
 // change (by the node's watch: no polling), then reads again.
@@ -218,7 +234,7 @@ func (c *call) list(prefix string) (listing, error) {
 			break
 		}
 	}
-	out.index = c.s.indexes.observe(prefix, listingDigest(out.items))
+	out.index = prefixIndex(out.items)
 	return out, nil
 }
 

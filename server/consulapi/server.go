@@ -59,23 +59,18 @@ type Config struct {
 	MaxSessions int
 	// Now is the clock of lock delays (time.Now).
 	Now func() time.Time
-	// MaxPrefixIndexes bounds the prefixes whose index the node remembers
-	// (index.go; default 4096). A forgotten prefix gets a new index at its
-	// next query: a blocking query on it returns early once.
-	MaxPrefixIndexes int
 }
 
 // DefaultConfig returns Config's defaults; New fills zero fields from it.
 func DefaultConfig() Config {
-	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, MaxPrefixIndexes: 4096,
+	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16,
 		MaxSessions: 1024, Now: time.Now}
 }
 
 // Server is the Consul front end over one node: an http.Handler.
 type Server struct {
-	cfg     Config
-	b       clientapi.Backend
-	indexes *prefixIndexes
+	cfg Config
+	b   clientapi.Backend
 }
 
 // New returns the front end of cfg (zero fields from DefaultConfig) over b.
@@ -90,16 +85,13 @@ func New(cfg Config, b clientapi.Backend) *Server {
 	if cfg.MaxTxnAttempts <= 0 {
 		cfg.MaxTxnAttempts = def.MaxTxnAttempts
 	}
-	if cfg.MaxPrefixIndexes <= 0 {
-		cfg.MaxPrefixIndexes = def.MaxPrefixIndexes
-	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = def.MaxSessions
 	}
 	if cfg.Now == nil {
 		cfg.Now = def.Now
 	}
-	return &Server{cfg: cfg, b: b, indexes: newPrefixIndexes(cfg.MaxPrefixIndexes)}
+	return &Server{cfg: cfg, b: b}
 }
 
 // route is one path of the API: its handler per method.
