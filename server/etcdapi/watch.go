@@ -54,8 +54,9 @@ import (
 // older, and its mod_revision (below the event's mod_revision − 1) shows
 // it. No prev_kv: the key was deleted or absent when last known (a put
 // that created it, as etcd), or the watch knew no state before (a key
-// watch resumed at a start_revision: the state before it was never seen
-// by this watch; a key whose first event came before the watch read it);
+// watch resumed at a start_revision whose key was already past it: the
+// state before was never seen by this watch; a key a prefix's listing gave
+// without its value, a large one, that changed before the watch read it);
 // a put's create_revision = mod_revision tells a creation apart. A DELETE
 // carries the last live value known. Ranges other than one key or
 // a prefix ([key, end) with end the prefix's end, as clientv3.WithPrefix
