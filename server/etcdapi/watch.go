@@ -58,7 +58,10 @@ import (
 // state before was never seen by this watch; a key a prefix's listing gave
 // without its value, a large one, that changed before the watch read it);
 // a put's create_revision = mod_revision tells a creation apart. A DELETE
-// carries the last live value known. Ranges other than one key or
+// carries the last live value known. clientv3 resumes a key watch at the
+// last event's mod_revision + 1: the watch's first read finds that state
+// again if the key did not change meanwhile, and knows it (server/watch);
+// otherwise the first event after the break has no prev_kv. Ranges other than one key or
 // a prefix ([key, end) with end the prefix's end, as clientv3.WithPrefix
 // sends; or everything) are refused. Refusals are etcd's: a created and
 // cancelled response whose cancel_reason says why (clientv3 returns it as
