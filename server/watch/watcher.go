@@ -19,8 +19,7 @@ type Event struct {
 	// Every such state was chosen. It is the state just before this event's
 	// unless the event is a jump (states merged or passed over between
 	// them): then Prev is older, and its version, below Version − 1, shows
-	// it.
-	// The zero State: the watcher knew no state of the key before (it
+	// it. The zero State: the watcher knew no state of the key before (it
 	// started at version 0, or at a version whose state it never saw).
 	// Deleted: the key was deleted or absent when last known.
 	Prev protocol.State
