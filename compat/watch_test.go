@@ -32,7 +32,7 @@ func nextEvent(t *testing.T, ch clientv3.WatchChan, what string) *clientv3.Event
 // stream), a put and a delete of each arriving with the revisions Range
 // and Put give, written through another node; cancel; a key resumed at a
 // revision it has reached; a prefix resumed at a revision answered with
-// ErrCompacted; prev_kv refused.
+// ErrCompacted; prev_kv on a key and a prefix (prevKVChecks).
 func watchChecks(t *testing.T, ctx context.Context, a, b *clientv3.Client) {
 	kctx, stopKey := context.WithCancel(ctx)
 	defer stopKey()
@@ -90,16 +90,59 @@ func watchChecks(t *testing.T, ctx context.Context, a, b *clientv3.Client) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("prefix resumed at a revision: no answer within 10 s")
 	}
-	// prev_kv is refused, on a client of its own (a refusal ends clientv3's
-	// stream for the others).
-	select {
-	case wr := <-b.Watch(ctx, "w/k", clientv3.WithPrevKV()):
-		if wr.Err() == nil || !strings.Contains(wr.Err().Error(), "prev_kv") {
-			t.Fatalf("watch with prev_kv: %+v, err %v", wr, wr.Err())
+	prevKVChecks(t, ctx, a, b)
+}
+
+// prevKVChecks: Watch WithPrevKV on a key from now (its state before the
+// watch is the first put's PrevKv) and on a prefix (a key listed at the
+// start has its listed state as PrevKv, a key created after it none); a
+// put's PrevKv is the state put before it, a delete's the last value.
+func prevKVChecks(t *testing.T, ctx context.Context, a, b *clientv3.Client) {
+	put := func(k, v string) int64 {
+		t.Helper()
+		r, err := b.Put(ctx, k, v)
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("watch with prev_kv: no answer within 10 s")
+		return r.Header.Revision
 	}
+	del := func(k string) {
+		t.Helper()
+		if _, err := b.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// want checks an event: its type, value, and PrevKv ("" with rev 0:
+	// none).
+	want := func(ch clientv3.WatchChan, what string, typ mvccpb.Event_EventType, key, prev string, prevRev int64) {
+		t.Helper()
+		ev := nextEvent(t, ch, what)
+		switch {
+		case ev.Type != typ || string(ev.Kv.Key) != key:
+			t.Fatalf("%s: event %+v", what, ev)
+		case prevRev == 0 && ev.PrevKv != nil:
+			t.Fatalf("%s: PrevKv %+v, want none", what, ev.PrevKv)
+		case prevRev != 0 && (ev.PrevKv == nil || string(ev.PrevKv.Key) != key || string(ev.PrevKv.Value) != prev || ev.PrevKv.ModRevision != prevRev):
+			t.Fatalf("%s: PrevKv %+v, want %q at %d", what, ev.PrevKv, prev, prevRev)
+		}
+	}
+	r1 := put("w/pv", "one")
+	kch := a.Watch(ctx, "w/pv", clientv3.WithPrevKV())
+	r2 := put("w/pv", "two")
+	want(kch, "key, put", mvccpb.PUT, "w/pv", "one", r1)
+	del("w/pv")
+	want(kch, "key, delete", mvccpb.DELETE, "w/pv", "two", r2)
+
+	listed := put("w/q/old", "listed")
+	pch := a.Watch(ctx, "w/q/", clientv3.WithPrefix(), clientv3.WithPrevKV())
+	put("w/q/old", "changed")
+	want(pch, "prefix, a listed key put", mvccpb.PUT, "w/q/old", "listed", listed)
+	created := put("w/q/new", "1")
+	want(pch, "prefix, a key created", mvccpb.PUT, "w/q/new", "", 0)
+	second := put("w/q/new", "2")
+	want(pch, "prefix, put", mvccpb.PUT, "w/q/new", "1", created)
+	del("w/q/new")
+	want(pch, "prefix, delete", mvccpb.DELETE, "w/q/new", "2", second)
 }
 
 // until runs `etcdctl args`, a command that runs until it is stopped
@@ -152,7 +195,8 @@ func (e etcdctl) until(want string, poke func(), args ...string) {
 }
 
 // etcdctlWatchChecks: `etcdctl watch` of a key at a revision, of a prefix
-// from now, and of a prefix at a revision (refused: relist).
+// from now, of a key with --prev-kv (each put's previous value printed
+// before its own), and of a prefix at a revision (refused: relist).
 func etcdctlWatchChecks(t *testing.T, e etcdctl) {
 	out, err := e.run("", "put", "wc/k", "one", "-w", "json")
 	if err != nil {
@@ -168,5 +212,13 @@ func etcdctlWatchChecks(t *testing.T, e etcdctl) {
 	e.until("PUT\nwc/p/a\nv", func() {
 		e.must("", []string{"put", "wc/p/a", "v"}, "OK")
 	}, "watch", "--prefix", "wc/p/")
+	// Puts alternate x and y, so that once the watch is up an event prints
+	// the other value as its previous one.
+	e.must("", []string{"put", "wc/pv", "y"}, "OK")
+	next := "x"
+	e.until("PUT\nwc/pv\nx\nwc/pv\ny", func() {
+		e.must("", []string{"put", "wc/pv", next}, "OK")
+		next = map[string]string{"x": "y", "y": "x"}[next]
+	}, "watch", "--prev-kv", "wc/pv")
 	e.refused("", []string{"watch", "--prefix", "--rev", "1", "wc/p/"}, "compacted")
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
 )
 
 // Watching's bounds (COORDINATION.md, Watch), defined once for every API.
@@ -34,6 +36,10 @@ type WatchRequest struct {
 	// not delivered; its first events are the changes after it (etcd's
 	// watch at the current revision).
 	Changes bool
+	// Known holds, for keys whose From is the version of a state the
+	// caller read linearizably, that state: the Prev of the key's first
+	// event (server/watch, Watcher.Knew).
+	Known map[string]protocol.State
 }
 
 // Validate checks the request's bounds.
@@ -77,6 +83,15 @@ type WatchEvent struct {
 	Created uint64
 	// Lease is the lease the key is attached to (0: none, or deleted).
 	Lease uint64
+	// Prev is the state of the key that the watch knew last before this
+	// one (chosen, like every state a watch gives): the state it
+	// delivered last, or the one it started from when it knew it. After a
+	// jump it is older than the state just before this one, and its
+	// Version shows that. The zero State: the watch knew no earlier state
+	// (a key created after a prefix watch's listing, or a watch that
+	// resumed at a version whose state it never saw); Deleted: the key
+	// was deleted or absent when last known.
+	Prev protocol.State
 }
 
 // WatchWait clamps a long-poll's asked wait: 0 takes DefaultWatchWait,

@@ -138,6 +138,8 @@
 //   - versions rise: a delivery at or below the watcher's last version of
 //     the key, or whose previous version is not the one it was delivered,
 //     fails the run;
+//   - the previous state (Event.Prev, etcd's prev_kv) is the state the
+//     watcher was delivered last, and none before its first delivery;
 //   - the last state arrives: once the clients stopped, every fault healed
 //     and every node is up, each watcher of a running incarnation must be
 //     delivered, within watchFinalLimit, the last state of every key it

@@ -159,11 +159,25 @@ func (c *cluster) recordWatch(r *watchRec, ev watch.Event, now int64) {
 	if seen && ev.PrevVersion != prev.Version && prev.Version != 0 {
 		c.fail(fmt.Sprintf("watcher %d on node %d: %q's event says previous %d, it was delivered %d", r.id, r.inc.id, ev.Key, ev.PrevVersion, prev.Version))
 	}
+	// Prev (etcd's prev_kv) is the state delivered before, a chosen one;
+	// a watch from the start that delivered nothing of the key knows none.
+	if p := known(ev.Prev); seen && !p.Equal(known(prev)) || !seen && p.Version != 0 {
+		c.fail(fmt.Sprintf("watcher %d on node %d: %q's event at %s says its previous state was %s; it was delivered %s (seen %v)", r.id, r.inc.id, ev.Key, st, ev.Prev, prev, seen))
+	}
 	c.h.add(sim.HistoryOp{Client: watchClient(r.id), Op: kv.Op{Kind: kv.OpGet, Key: ev.Key},
 		Call: r.inc.hubStart, Return: now, State: st})
 	c.h.mu.Lock()
 	c.h.watchEvents++
 	c.h.mu.Unlock()
+}
+
+// known is st as a watcher's Prev shows it: without the request table,
+// and a collected tombstone as absent.
+func known(st protocol.State) protocol.State {
+	if st.Version == 0 {
+		return protocol.State{}
+	}
+	return protocol.State{Value: st.Value, Version: st.Version, Deleted: st.Deleted, Created: st.Created, Attrs: st.Attrs}
 }
 
 // watchFinalLimit bounds the wait, once every fault healed and every node

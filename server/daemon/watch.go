@@ -82,6 +82,9 @@ func (d *Daemon) Watch(ctx context.Context, req kv.WatchRequest) (clientapi.Watc
 	if err != nil {
 		return nil, err
 	}
+	for k, st := range req.Known {
+		w.Knew(k, st)
+	}
 	return watcher{w}, nil
 }
 
@@ -96,7 +99,7 @@ func (w watcher) Next(ctx context.Context) ([]kv.WatchEvent, error) {
 	out := make([]kv.WatchEvent, len(evs))
 	for i, ev := range evs {
 		out[i] = kv.WatchEvent{Key: ev.Key, Value: ev.State.Value, Version: ev.State.Version,
-			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted, Created: ev.State.Created, Lease: ev.State.Lease}
+			PrevVersion: ev.PrevVersion, Deleted: ev.State.Deleted, Created: ev.State.Created, Lease: ev.State.Lease, Prev: ev.Prev}
 	}
 	return out, err
 }

@@ -61,7 +61,9 @@ What runs how:
 	                   current state if its version reached start_revision)
 	                   or a prefix (from now; at a revision: a compaction,
 	                   so that the client relists); events coalesced per
-	                   key; prev_kv refused, watch.go
+	                   key; prev_kv the state the watch knew last (after a
+	                   jump older than the one just before; none when it
+	                   knew none or the key was deleted), watch.go
 	everything else    Unimplemented, saying what caspaxos offers instead
 
 Permissions are those of the client port (server/auth): a key read needs

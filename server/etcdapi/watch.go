@@ -46,8 +46,22 @@ import (
 //     stream broke before any event resumes at a revision too, and is
 //     told to relist rather than silently restarted.
 //
-// prev_kv is refused: with changes coalesced the state before an event is
-// not always the state delivered before it. Ranges other than one key or
+// prev_kv: an event's prev_kv is the state of its key that the watch knew
+// last (kv.WatchEvent.Prev), a chosen state: the one it delivered last, or
+// the one it began from when it knew it (a key watch from now reads the
+// key first; a prefix watch's listing). It is the state just before the
+// event's unless the event is a jump: then it is the last state delivered,
+// older, and its mod_revision (below the event's mod_revision − 1) shows
+// it. No prev_kv: the key was deleted or absent when last known (a put
+// that created it, as etcd), or the watch knew no state before (a key
+// watch resumed at a start_revision whose key was already past it: the
+// state before was never seen by this watch; a key a prefix's listing gave
+// without its value, a large one, that changed before the watch read it);
+// a put's create_revision = mod_revision tells a creation apart. A DELETE
+// carries the last live value known. clientv3 resumes a key watch at the
+// last event's mod_revision + 1: the watch's first read finds that state
+// again if the key did not change meanwhile, and knows it (server/watch);
+// otherwise the first event after the break has no prev_kv. Ranges other than one key or
 // a prefix ([key, end) with end the prefix's end, as clientv3.WithPrefix
 // sends; or everything) are refused. Refusals are etcd's: a created and
 // cancelled response whose cancel_reason says why (clientv3 returns it as
@@ -82,6 +96,7 @@ type etcdWatch struct {
 	noPut    bool
 	noDelete bool
 	progress bool
+	prevKV   bool
 	w        clientapi.Watcher
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -182,14 +197,12 @@ type watchSpec struct {
 	start           int64
 	noPut, noDelete bool
 	progress        bool
+	prevKV          bool
 }
 
 // checkCreate checks a create request against what caspaxos can honour.
 func (s *Server) checkCreate(r *etcdpb.WatchCreateRequest) (watchSpec, error) {
-	sp := watchSpec{key: string(r.GetKey()), start: r.GetStartRevision(), progress: r.GetProgressNotify()}
-	if r.GetPrevKv() {
-		return sp, fmt.Errorf("%w: watch with prev_kv: caspaxos coalesces a key's changes and keeps no history, so the state before an event is not known for certain; watch without prev_kv (and read the key if needed)", errUnsupported)
-	}
+	sp := watchSpec{key: string(r.GetKey()), start: r.GetStartRevision(), progress: r.GetProgressNotify(), prevKV: r.GetPrevKv()}
 	if sp.start < 0 {
 		return sp, fmt.Errorf("%w: start_revision %d is negative", errBadRequest, sp.start)
 	}
@@ -298,8 +311,9 @@ func (ws *watchStream) create(r *etcdpb.WatchCreateRequest) error {
 }
 
 // start starts the watch of sp: a key from start_revision − 1, or from its
-// current version (read first) when start_revision is 0; a prefix from
-// its listing (kv.WatchRequest.Changes).
+// current version (read first, and known: the prev_kv of its first event)
+// when start_revision is 0; a prefix from its listing
+// (kv.WatchRequest.Changes).
 func (ws *watchStream) start(id int64, sp watchSpec) (*etcdWatch, error) {
 	ctx, cancel := context.WithTimeout(ws.c.ctx, ws.s.cfg.RequestTimeout)
 	defer cancel()
@@ -317,6 +331,9 @@ func (ws *watchStream) start(id int64, sp watchSpec) (*etcdWatch, error) {
 				return nil, err
 			}
 			from = cur.Version
+			if cur.Version > 0 {
+				req.Known = map[string]protocol.State{sp.key: cur}
+			}
 		}
 		req.From = map[string]uint64{sp.key: from}
 	}
@@ -325,7 +342,7 @@ func (ws *watchStream) start(id int64, sp watchSpec) (*etcdWatch, error) {
 		return nil, err
 	}
 	wctx, wcancel := context.WithCancel(ws.c.ctx)
-	return &etcdWatch{id: id, key: sp.key, prefix: sp.prefix, noPut: sp.noPut, noDelete: sp.noDelete, progress: sp.progress,
+	return &etcdWatch{id: id, key: sp.key, prefix: sp.prefix, noPut: sp.noPut, noDelete: sp.noDelete, progress: sp.progress, prevKV: sp.prevKV,
 		w: w, ctx: wctx, cancel: wcancel, done: make(chan struct{}), rev: int64(from)}, nil
 }
 
@@ -415,19 +432,24 @@ func (ws *watchStream) events(ew *etcdWatch, evs []kv.WatchEvent) ([]*mvccpb.Eve
 				return nil, err
 			}
 		}
-		out = append(out, watchEvent(ev))
+		out = append(out, watchEvent(ev, ew.prevKV))
 	}
 	return out, nil
 }
 
 // watchEvent is the etcd event of ev: a put with the key's kv as Range
 // gives it, or a delete whose mod_revision is the tombstone's version (0
-// once the tombstone was collected).
-func watchEvent(ev kv.WatchEvent) *mvccpb.Event {
+// once the tombstone was collected); with prevKV, prev_kv is ev.Prev when
+// it was live (see the top of this file).
+func watchEvent(ev kv.WatchEvent, prevKV bool) *mvccpb.Event {
+	out := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: keyValue(ev.Key, protocol.State{Value: ev.Value, Version: ev.Version, Created: ev.Created, Attrs: protocol.Attrs{Lease: ev.Lease}}, false)}
 	if ev.Deleted {
-		return &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte(ev.Key), ModRevision: int64(ev.Version)}}
+		out = &mvccpb.Event{Type: mvccpb.Event_DELETE, Kv: &mvccpb.KeyValue{Key: []byte(ev.Key), ModRevision: int64(ev.Version)}}
 	}
-	return &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: keyValue(ev.Key, protocol.State{Value: ev.Value, Version: ev.Version, Created: ev.Created, Attrs: protocol.Attrs{Lease: ev.Lease}}, false)}
+	if prevKV && ev.Prev.Exists() {
+		out.PrevKv = keyValue(ev.Key, ev.Prev, false)
+	}
+	return out
 }
 
 // progressOf is a watch's progress response: the version its key was

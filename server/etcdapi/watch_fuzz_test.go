@@ -12,10 +12,10 @@ import (
 
 // FuzzWatchCreate decodes bytes as a WatchRequest, as the gRPC server does
 // with a client's bytes, and checks a create with checkCreate: it never
-// panics, and what it accepts is what the watch can honour: no prev_kv, no
+// panics, and what it accepts is what the watch can honour: no
 // negative revision, one client key within the limit, or a prefix whose
 // range_end is its end (or everything); a filter set only from the
-// request's filters.
+// request's filters, and prev_kv as asked.
 func FuzzWatchCreate(f *testing.F) {
 	for _, r := range []*etcdpb.WatchCreateRequest{
 		{Key: []byte("k")},
@@ -24,6 +24,7 @@ func FuzzWatchCreate(f *testing.F) {
 		{Key: []byte{}, RangeEnd: []byte{0}, Filters: []etcdpb.WatchCreateRequest_FilterType{etcdpb.WatchCreateRequest_NOPUT, etcdpb.WatchCreateRequest_NODELETE}},
 		{Key: []byte{0xff, 0xff}, RangeEnd: []byte{0}},
 		{Key: []byte("k"), PrevKv: true, StartRevision: -1},
+		{Key: []byte("p/"), RangeEnd: []byte("p0"), PrevKv: true},
 		{Key: []byte("\x00lease/1")},
 	} {
 		b, err := proto.Marshal(&etcdpb.WatchRequest{RequestUnion: &etcdpb.WatchRequest_CreateRequest{CreateRequest: r}})
@@ -44,8 +45,8 @@ func FuzzWatchCreate(f *testing.F) {
 			return
 		}
 		switch {
-		case r.GetPrevKv():
-			t.Fatalf("prev_kv accepted: %v", r)
+		case sp.prevKV != r.GetPrevKv():
+			t.Fatalf("prev_kv %v for %v", sp.prevKV, r)
 		case sp.start < 0 || sp.start != r.GetStartRevision():
 			t.Fatalf("start %d accepted for %v", sp.start, r)
 		case sp.prefix && sp.key == "":

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 	"github.com/caspaxos/caspaxos/server/etcdapi"
@@ -102,8 +103,8 @@ func recv(t *testing.T, st etcdpb.Watch_WatchClient) *etcdpb.WatchResponse {
 // (from the key's version) and at a start revision, a prefix watch of
 // changes, on one stream; events mapped as KV maps keys, a filter, the
 // revision in each header, cancel, a progress request; a prefix resumed
-// at a revision answered with a compaction; prev_kv and ranges that are
-// not a prefix refused, the stream going on.
+// at a revision answered with a compaction; ranges that are not a prefix
+// refused, the stream going on.
 func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -121,6 +122,10 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("created key watch: %v", r)
 	}
 	req, kw := f.last()
+	if known := req.Known["k"]; string(known.Value) != "v1" || known.Version != 1 || len(req.Known) != 1 {
+		t.Fatalf("key watch knew %+v, want the state read", req.Known)
+	}
+	req.Known = nil
 	if !reflect.DeepEqual(req, kv.WatchRequest{Keys: []string{"k"}, From: map[string]uint64{"k": 1}, Changes: true}) {
 		t.Fatalf("key watch asked %+v", req)
 	}
@@ -210,7 +215,6 @@ func TestWatch(t *testing.T) {
 		r    *etcdpb.WatchCreateRequest
 		says string
 	}{
-		{"prev_kv", &etcdpb.WatchCreateRequest{Key: []byte("k"), PrevKv: true}, "prev_kv"},
 		{"a range", &etcdpb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("c")}, "one key or a prefix"},
 		{"from a key", &etcdpb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}}, "one key or a prefix"},
 		{"reserved", &etcdpb.WatchCreateRequest{Key: []byte("\x00lease/1")}, "reserved"},
@@ -224,6 +228,60 @@ func TestWatch(t *testing.T) {
 	pw.ch <- []kv.WatchEvent{{Key: "p/c", Value: []byte("c"), Version: 1, Created: 1}}
 	if r = recv(t, st); r.GetWatchId() != 1 || len(r.GetEvents()) != 1 {
 		t.Fatalf("after the refusals: %v", r)
+	}
+}
+
+// TestWatchPrevKV: with prev_kv an event carries its kv.WatchEvent.Prev
+// when it was live: a put's and a delete's state before; after a jump the
+// older state, its mod_revision showing it; none after a deletion nor
+// when the watch knew none; and no prev_kv to a watch that did not ask.
+func TestWatchPrevKV(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := &fakeWatches{}
+	conn := serveWatches(t, clientapitest.New(), f, time.Hour)
+	st, err := etcdpb.NewWatchClient(conn).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := create(t, st, &etcdpb.WatchCreateRequest{Key: []byte("p/"), RangeEnd: []byte("p0"), PrevKv: true}); !r.GetCreated() || r.GetCanceled() {
+		t.Fatalf("create with prev_kv: %v", r)
+	}
+	_, w := f.last()
+	if r := create(t, st, &etcdpb.WatchCreateRequest{Key: []byte("p/"), RangeEnd: []byte("p0")}); !r.GetCreated() || r.GetCanceled() {
+		t.Fatalf("create: %v", r)
+	}
+	_, plain := f.last()
+	v := func(s string, version, created uint64) protocol.State {
+		return protocol.State{Value: []byte(s), Version: version, Created: created}
+	}
+	for _, tc := range []struct {
+		name string
+		ev   kv.WatchEvent
+		prev *mvccpb.KeyValue // nil: no prev_kv
+	}{
+		{"created", kv.WatchEvent{Key: "p/a", Value: []byte("a1"), Version: 1, Created: 1}, nil},
+		{"put", kv.WatchEvent{Key: "p/a", Value: []byte("a2"), Version: 2, PrevVersion: 1, Created: 1, Prev: v("a1", 1, 1)},
+			&mvccpb.KeyValue{Key: []byte("p/a"), Value: []byte("a1"), ModRevision: 1, CreateRevision: 1, Version: 1}},
+		{"jump", kv.WatchEvent{Key: "p/a", Value: []byte("a5"), Version: 5, PrevVersion: 2, Created: 1, Prev: v("a2", 2, 1)},
+			&mvccpb.KeyValue{Key: []byte("p/a"), Value: []byte("a2"), ModRevision: 2, CreateRevision: 1, Version: 2}},
+		{"delete", kv.WatchEvent{Key: "p/a", Version: 6, PrevVersion: 5, Deleted: true, Prev: v("a5", 5, 1)},
+			&mvccpb.KeyValue{Key: []byte("p/a"), Value: []byte("a5"), ModRevision: 5, CreateRevision: 1, Version: 5}},
+		{"put after delete", kv.WatchEvent{Key: "p/a", Value: []byte("a7"), Version: 7, PrevVersion: 6, Created: 7, Prev: protocol.State{Version: 6, Deleted: true}}, nil},
+		{"unknown before", kv.WatchEvent{Key: "p/b", Value: []byte("b9"), Version: 9, PrevVersion: 3}, nil},
+	} {
+		w.ch <- []kv.WatchEvent{tc.ev}
+		r := recv(t, st)
+		if len(r.GetEvents()) != 1 {
+			t.Fatalf("%s: %v", tc.name, r)
+		}
+		if got := r.GetEvents()[0].GetPrevKv(); got.String() != tc.prev.String() || (got == nil) != (tc.prev == nil) {
+			t.Fatalf("%s: prev_kv %v, want %v", tc.name, got, tc.prev)
+		}
+		plain.ch <- []kv.WatchEvent{tc.ev}
+		if r := recv(t, st); len(r.GetEvents()) != 1 || r.GetEvents()[0].GetPrevKv() != nil {
+			t.Fatalf("%s without prev_kv: %v", tc.name, r)
+		}
 	}
 }
 

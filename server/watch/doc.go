@@ -32,6 +32,12 @@ Watchers hold no queue: a change marks a key pending in each of its
 watchers, and Watcher.Next decides each pending key from the Hub's latest
 confirmed state with protocol.WatchDecide, so memory is bounded by the
 watched keys, and a slow watcher gets the latest state of each key.
+Beside each key's mark a watcher keeps the state the mark stands for when
+it knows it (the last it delivered, a listing's, the one its first read
+found at the version it starts from, or one the caller read: Knew), and
+gives it with the next event as Event.Prev (etcd's prev_kv). After a jump
+Prev is that last known state, older than the one just before the event;
+a watcher that never saw a state of the key gives none.
 
 Bugs.RawAccepts is the broken variant the issue names: it delivers hints
 without the confirming read, so that watchers see unchosen states;

@@ -255,7 +255,7 @@ func (h *Hub) watch(ctx context.Context, in Interest, from map[string]uint64, ch
 	if in.empty() {
 		return nil, errors.New("caspaxos/watch: a watch needs a key or a prefix")
 	}
-	w := &Watcher{h: h, in: in, marks: map[string]protocol.WatchMark{}, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	w := &Watcher{h: h, in: in, marks: map[string]protocol.WatchMark{}, known: map[string]protocol.State{}, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	for k, v := range from {
 		w.marks[k] = protocol.WatchMark{Version: v}
 	}

@@ -171,7 +171,7 @@ func (h *Hub) relist(ctx context.Context, p string, w *Watcher, changes bool) er
 		}
 		switch {
 		case w != nil && changes:
-			w.start(k, st.Version)
+			w.start(k, st, omitted)
 		case w != nil:
 			w.push(k)
 		}

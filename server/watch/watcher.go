@@ -12,18 +12,35 @@ import (
 type Event struct {
 	Key string
 	protocol.WatchEvent
+	// Prev is the state of the key this watcher knew last before this
+	// event: the state it delivered last, or the one it started from when
+	// it knew it (a WatchChanges listing's, one its first read showed at
+	// the version it started from, or one the caller read, Watcher.Knew).
+	// Every such state was chosen. It is the state just before this event's
+	// unless the event is a jump (states merged or passed over between
+	// them): then Prev is older, and its version, below Version − 1, shows
+	// it. The zero State: the watcher knew no state of the key before (it
+	// started at version 0, or at a version whose state it never saw).
+	// Deleted: the key was deleted or absent when last known.
+	Prev protocol.State
 }
 
 // Watcher is one watch: keys and prefixes, with a mark per key
 // (protocol.WatchMark). It holds no queue of states: a change marks its key
 // pending, and Next reads the key's latest confirmed state from the hub,
 // so a slow watcher gets the latest state of each key, not every state.
+//
+// Beside each mark it keeps the state the mark stands for, when it knows
+// it (Event.Prev): one state per watched key, its value shared with the
+// hub's until the key changes, and without the key's request table, so
+// that a slow watcher pins at most one older value per key.
 type Watcher struct {
 	h  *Hub
 	in Interest
 
 	mu      sync.Mutex
 	marks   map[string]protocol.WatchMark
+	known   map[string]protocol.State // the state at marks[k], when known
 	pending map[string]struct{}
 	wake    chan struct{}
 	err     error
@@ -40,14 +57,39 @@ func (w *Watcher) push(k string) {
 	kick(w.wake)
 }
 
-// start sets k's mark to version, the state a WatchChanges listing found,
-// unless it is past it already. Called under Hub.mu.
-func (w *Watcher) start(k string, version uint64) {
+// start sets k's mark to st, the state a WatchChanges listing found (its
+// value left out when omitted), unless it is past it already. Called
+// under Hub.mu.
+func (w *Watcher) start(k string, st protocol.State, omitted bool) {
 	w.mu.Lock()
-	if m := w.marks[k]; version > m.Version {
-		w.marks[k] = protocol.WatchMark{Version: version}
+	if m := w.marks[k]; st.Version > m.Version {
+		w.marks[k] = protocol.WatchMark{Version: st.Version}
+		if omitted {
+			delete(w.known, k) // learnt from the hub's read (take)
+		} else {
+			w.known[k] = knownState(st)
+		}
 	}
 	w.mu.Unlock()
+}
+
+// Knew tells the watcher the state of key that the caller read
+// linearizably and started the watch from (from[key] = st.Version), so
+// that it is the Prev of the key's first event. It is taken only while
+// the watcher's mark of key is at st.Version and knows no state: call it
+// before the first Next.
+func (w *Watcher) Knew(key string, st protocol.State) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.known[key]; !ok && st.Version > 0 && w.marks[key].Version == st.Version {
+		w.known[key] = knownState(st)
+	}
+}
+
+// knownState is st as a watcher keeps it: without the request table,
+// which no event shows and which may be far larger than the value.
+func knownState(st protocol.State) protocol.State {
+	return protocol.State{Value: st.Value, Version: st.Version, Deleted: st.Deleted, Created: st.Created, Attrs: st.Attrs}
 }
 
 func (w *Watcher) fail(err error) {
@@ -108,10 +150,21 @@ func (w *Watcher) take() ([]Event, error) {
 		if !known[i] {
 			continue
 		}
-		ev, next, ok := protocol.WatchDecide(w.marks[k], states[i])
+		mark := w.marks[k]
+		ev, next, ok := protocol.WatchDecide(mark, states[i])
 		w.marks[k] = next
-		if ok {
-			evs = append(evs, Event{Key: k, WatchEvent: ev})
+		prev, knew := w.known[k]
+		switch {
+		case ok:
+			if !knew {
+				prev = protocol.State{}
+			}
+			w.known[k] = knownState(ev.State)
+			evs = append(evs, Event{Key: k, WatchEvent: ev, Prev: prev})
+		case !knew && mark.Version > 0 && states[i].Version == mark.Version:
+			// The state the watcher started at (a version names one
+			// chosen state of a key): the Prev of its next event.
+			w.known[k] = knownState(states[i])
 		}
 	}
 	return evs, w.err
