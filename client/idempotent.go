@@ -48,28 +48,51 @@ func (c *Client) exactlyOnce(ctx context.Context, op *caspaxospb.Op) (*caspaxosp
 		return nil, err
 	}
 	op.RequestId = id
+	var unknown error // the first attempt's unknown outcome, once there is one
 	for attempt := 0; ; attempt++ {
 		actx, cancel := attemptContext(ctx)
 		r, err := c.do(actx, false, op)
 		cancel()
-		if !errors.Is(err, ErrUnknownOutcome) && !(attempt > 0 && errors.Is(err, ErrUnavailable)) {
+		switch {
+		case errors.Is(err, ErrUnknownOutcome):
+			if unknown == nil {
+				unknown = err
+			}
+		case unknown != nil && refusedAttempt(err):
+			// This attempt was refused before it reached the key: it
+			// applied nothing, and says nothing of the earlier one,
+			// which may have been applied.
+		default:
 			// Settled: applied (now or by an earlier attempt, whose
-			// outcome this one repeats), refused, or nothing sent at all.
-			// After an unknown outcome, "unavailable" settles nothing.
+			// outcome this one repeats), refused by the key's state, or
+			// refused before anything was ever sent.
 			return r, err
 		}
 		pause := time.Duration(rand.Int64N(int64(retryPause)))
 		if ctx.Err() != nil || time.Since(first)+pause >= c.cfg.IdempotencyWindow-windowMargin {
-			return r, fmt.Errorf("%w (request %s, %d attempts: retry it with Outcome)", err, id, attempt+1)
+			return r, fmt.Errorf("%w (request %s, %d attempts, the last: %v; ask Outcome)", unknown, id, attempt+1, err)
 		}
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():
-			return r, fmt.Errorf("%w (request %s, %d attempts)", err, id, attempt+1)
+			return r, fmt.Errorf("%w (request %s, %d attempts, the last: %v; ask Outcome)", unknown, id, attempt+1, err)
 		}
 		// An earlier attempt's sender may still read the op it took.
 		op = proto.Clone(op).(*caspaxospb.Op)
 	}
+}
+
+// refusedAttempt reports whether err refused an attempt before it reached
+// the key's register (no endpoint, an overloaded node, no quorum, no
+// space): nothing of that attempt was applied. It settles a write only if
+// no earlier attempt may have been applied.
+func refusedAttempt(err error) bool {
+	for _, e := range []error{ErrUnavailable, ErrOverloaded, ErrNoQuorum, ErrNoSpace} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // attemptContext gives an attempt half the time ctx has left, at least

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/internal/faultproxy"
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 )
 
@@ -106,5 +107,51 @@ func TestOutcome(t *testing.T) {
 	}
 	if v != 1 {
 		t.Fatalf("put: version %d", v)
+	}
+}
+
+// overloaded refuses every operation as an overloaded node does.
+type overloaded struct{ *clientapitest.Backend }
+
+func (overloaded) Do(context.Context, kv.Op) (protocol.State, error) {
+	return protocol.State{}, kv.ErrOverloaded
+}
+
+// TestRefusalAfterUnknownOutcome: a write whose first attempt was applied
+// with its answer lost, and whose retries are refused as overloaded (or
+// find no endpoint), ends with an unknown outcome, never with a refusal
+// that says nothing was applied.
+func TestRefusalAfterUnknownOutcome(t *testing.T) {
+	b := clientapitest.New()
+	first, _ := clientapitest.ServeGRPC(t, b)
+	second, _ := clientapitest.ServeGRPC(t, overloaded{b})
+	proxy, err := faultproxy.New("127.0.0.1:0", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	c, err := New(Config{Endpoints: []string{proxy.Addr(), second}, NoRouting: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "other", []byte("v")); err != nil { // connects through the proxy
+		t.Fatal(err)
+	}
+	seen, release := b.HoldWrites()
+	done := make(chan error, 1)
+	go func() {
+		call, cancelCall := context.WithTimeout(ctx, 3*time.Second)
+		defer cancelCall()
+		_, _, err := c.Increment(call, "n", 1)
+		done <- err
+	}()
+	<-seen
+	proxy.Cut(faultproxy.Reset) // the connection breaks with the write in flight ...
+	release()                   // ... which is applied
+	if err := <-done; !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrOverloaded) {
+		t.Fatalf("increment applied, its answer lost, its retries refused: %v; want an unknown outcome", err)
 	}
 }
