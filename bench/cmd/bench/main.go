@@ -21,6 +21,12 @@
 // the caspaxos client's Watch (see README.md):
 //
 //	cd bench && go run ./cmd/bench watch       # 1 and 1000 watchers, 200 puts
+//
+// And lease keep-alives per second, and etcd's own client against
+// caspaxos's etcd API port beside etcd (see README.md):
+//
+//	cd bench && go run ./cmd/bench keepalive   # 10,000 leases
+//	cd bench && go run ./cmd/bench etcdapi     # clientv3 put@64, get@64 on both
 package main
 
 import (
