@@ -107,6 +107,9 @@ type keepAliveResult struct {
 	Checked     int    `json:"checked"`
 	CheckedLive int    `json:"checked_live"`
 	Failure     string `json:"failure,omitempty"`
+	// DataKept is where the cluster's data and logs were left, if they
+	// were (see keepAliveRun).
+	DataKept string `json:"data_kept,omitempty"`
 }
 
 // keepAliveDriver renews and reads the leases of one system.
@@ -201,7 +204,10 @@ func runKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // keepAliveRun starts a fresh cluster of res.System, grants the leases,
 // renews them through res.Path for the duration and checks a sample.
-func (r *runner) keepAliveRun(ctx context.Context, o *keepAliveOptions, res *keepAliveResult) error {
+// The cluster's data and logs are kept (and named in res.DataKept) when
+// the run failed, lost a lease or had errors, as the main benchmark keeps
+// them.
+func (r *runner) keepAliveRun(ctx context.Context, o *keepAliveOptions, res *keepAliveResult) (err error) {
 	start := r.startCaspaxos
 	if res.System == "etcd" {
 		start = r.startEtcd
@@ -211,8 +217,13 @@ func (r *runner) keepAliveRun(ctx context.Context, o *keepAliveOptions, res *kee
 	if err != nil {
 		return err
 	}
-	failed := true
-	defer func() { cl.stop(o.keep || failed) }()
+	defer func() {
+		keep := err != nil || res.Lost > 0 || res.Errors > 0 || res.CheckedLive != res.Checked
+		if keep {
+			res.DataKept = cl.dir
+		}
+		cl.stop(o.keep || keep)
+	}()
 	var d keepAliveDriver
 	var closeDriver func()
 	if res.System == "etcd" {
@@ -227,11 +238,7 @@ func (r *runner) keepAliveRun(ctx context.Context, o *keepAliveOptions, res *kee
 	if err := keepAliveLoad(ctx, o, d, cl, r.progress, res); err != nil {
 		return err
 	}
-	if err := cl.alive(); err != nil {
-		return err
-	}
-	failed = res.Lost > 0 || res.Errors > 0 || res.CheckedLive != res.Checked
-	return nil
+	return cl.alive()
 }
 
 // keepAliveLoad grants, renews and checks, filling res.
@@ -640,6 +647,9 @@ func printKeepAliveTable(w io.Writer, rep *keepAliveReport) {
 	for _, r := range rep.Runs {
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "%s %s: first error: %s\n", r.System, r.Path, firstLine(r.FirstError))
+		}
+		if r.DataKept != "" {
+			fmt.Fprintf(w, "%s %s: data and logs kept in %s\n", r.System, r.Path, r.DataKept)
 		}
 	}
 }
