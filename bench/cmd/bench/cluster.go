@@ -26,6 +26,9 @@ type cluster struct {
 	procs   []*exec.Cmd
 	clients []string // client addresses, host:port
 	metrics []string // caspaxos: metrics URLs
+	// etcd is, for a caspaxos cluster started with its etcd API on
+	// (startCaspaxosEtcd), each node's --etcd-addr, host:port.
+	etcd []string
 	// tls is a client's TLS configuration (CA and client certificate) when
 	// the cluster serves TLS on both ports (-tls), else nil.
 	tls *tls.Config
@@ -113,13 +116,19 @@ func (r *runner) startEtcd() (*cluster, error) {
 }
 
 // startCaspaxos starts a three-node caspaxos cluster with default settings.
-func (r *runner) startCaspaxos() (*cluster, error) {
+func (r *runner) startCaspaxos() (*cluster, error) { return r.startCaspaxosWith(false) }
+
+// startCaspaxosEtcd starts one that also serves etcd's v3 API on a port of
+// each node's own (--etcd-addr, docs/etcd.md), listed in cluster.etcd.
+func (r *runner) startCaspaxosEtcd() (*cluster, error) { return r.startCaspaxosWith(true) }
+
+func (r *runner) startCaspaxosWith(etcdAPI bool) (*cluster, error) {
 	bin := r.caspaxosBin
 	dir, err := os.MkdirTemp(r.dataDir, "caspaxos-")
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := freePorts(9)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +150,11 @@ func (r *runner) startCaspaxos() (*cluster, error) {
 		args := []string{"serve", "--name", name, "--data-dir", filepath.Join(dir, name),
 			"--client-addr", addr, "--peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[3+i]),
 			"--cluster", strings.Join(peers, ","), "--log-level", "warn"}
+		if etcdAPI {
+			ea := fmt.Sprintf("127.0.0.1:%d", ports[6+i])
+			c.etcd = append(c.etcd, ea)
+			args = append(args, "--etcd-addr", ea)
+		}
 		if f := r.certs; f != nil {
 			// The flags caspaxos dev --tls passes: TLS on both ports, client
 			// certificates required on both (peers always need one).

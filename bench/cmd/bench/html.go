@@ -24,6 +24,8 @@ func colorOf(system string) string {
 		return "#f28e2b"
 	case caspaxosH2C:
 		return "#b07aa1"
+	case caspaxosEtcd:
+		return "#9c755f"
 	}
 	return "#59a14f"
 }

@@ -21,6 +21,12 @@
 // the caspaxos client's Watch (see README.md):
 //
 //	cd bench && go run ./cmd/bench watch       # 1 and 1000 watchers, 200 puts
+//
+// And lease keep-alives per second, and etcd's own client against
+// caspaxos's etcd API port beside etcd (see README.md):
+//
+//	cd bench && go run ./cmd/bench keepalive   # 10,000 leases
+//	cd bench && go run ./cmd/bench etcdapi     # clientv3 put@64, get@64 on both
 package main
 
 import (
@@ -84,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.clients, "clients", "1,16,64,256", "comma-separated numbers of concurrent clients")
 	fs.StringVar(&o.workloads, "workloads", "all", "comma-separated: put, create, get, incr, mixed, zipf, or all")
 	fs.StringVar(&o.systems, "systems", "etcd,caspaxos", "systems to run, in this order per cell")
-	fs.StringVar(&o.mode, "mode", "grpc", "how caspaxos is driven: grpc (the Go client), http (its HTTP API through plain net/http over HTTP/1.1, reported as caspaxos-http), h2c (the same over HTTP/2 cleartext, caspaxos-h2c), a comma-separated list of them, or both (grpc,http); etcd always through clientv3")
+	fs.StringVar(&o.mode, "mode", "grpc", "how caspaxos is driven: grpc (the Go client), http (its HTTP API through plain net/http over HTTP/1.1, reported as caspaxos-http), h2c (the same over HTTP/2 cleartext, caspaxos-h2c), etcd (etcd's clientv3 against its --etcd-addr, caspaxos-etcd), a comma-separated list of them, or both (grpc,http); etcd always through clientv3")
 	fs.StringVar(&o.etcdClients, "etcd-clients", "leader", "where etcd's clients connect: leader (every client to the member that leads when the load starts, found with clientv3 Status, as etcd's docs recommend for throughput) or spread (each client over all members, starting at a different one)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 2s cells, 1s warm-up, clients 1, 16 and 64 (explicit flags win)")
 	fs.StringVar(&o.out, "out", "results", "directory for results.json and report.html")
@@ -145,6 +151,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runWatch(ctx, args[1:], stdout, stderr)
 		case "lock":
 			return runLock(ctx, args[1:], stdout, stderr)
+		case "keepalive":
+			return runKeepAlive(ctx, args[1:], stdout, stderr)
+		case "etcdapi":
+			// The main benchmark with etcd's client on both systems:
+			// these defaults first, so that flags given after them win.
+			args = append([]string{"-workloads", "put,get", "-clients", "64", "-mode", "etcd", "-out", "results-etcdapi"}, args[1:]...)
 		}
 	}
 	o, err := parseFlags(args, stderr)
@@ -208,10 +220,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const (
 	caspaxosHTTP = "caspaxos-http"
 	caspaxosH2C  = "caspaxos-h2c"
+	// caspaxosEtcd is caspaxos driven by etcd's own client (clientv3)
+	// through its etcd API port (-mode etcd; issue 23's gateway benchmark).
+	caspaxosEtcd = "caspaxos-etcd"
 )
 
-// modesOf parses -mode: a comma-separated list of grpc, http and h2c, in
-// run order; both is grpc,http.
+// modesOf parses -mode: a comma-separated list of grpc, http, h2c and
+// etcd, in run order; both is grpc,http.
 func modesOf(mode string) ([]string, error) {
 	if mode == "both" {
 		return []string{"grpc", "http"}, nil
@@ -219,8 +234,8 @@ func modesOf(mode string) ([]string, error) {
 	var out []string
 	for _, m := range strings.Split(mode, ",") {
 		switch {
-		case m != "grpc" && m != "http" && m != "h2c":
-			return nil, fmt.Errorf("-mode %q: want grpc, http, h2c, a comma-separated list of them, or both", mode)
+		case m != "grpc" && m != "http" && m != "h2c" && m != "etcd":
+			return nil, fmt.Errorf("-mode %q: want grpc, http, h2c, etcd, a comma-separated list of them, or both", mode)
 		case slices.Contains(out, m):
 			return nil, fmt.Errorf("-mode %q: %s twice", mode, m)
 		}
@@ -249,7 +264,7 @@ func systemsOf(list, mode string) ([]string, error) {
 			out = append(out, s)
 		case "caspaxos":
 			for _, m := range modes {
-				out = append(out, map[string]string{"grpc": "caspaxos", "http": caspaxosHTTP, "h2c": caspaxosH2C}[m])
+				out = append(out, map[string]string{"grpc": "caspaxos", "http": caspaxosHTTP, "h2c": caspaxosH2C, "etcd": caspaxosEtcd}[m])
 			}
 		default:
 			return nil, fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
@@ -367,8 +382,11 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 	out := &systemResult{System: system}
 	r.progress.show(label + " starting cluster")
 	start := r.startCaspaxos
-	if system == "etcd" {
+	switch system {
+	case "etcd":
 		start = r.startEtcd
+	case caspaxosEtcd:
+		start = r.startCaspaxosEtcd
 	}
 	cl, err := start()
 	if err != nil {
@@ -390,6 +408,12 @@ func (r *runner) runSystem(ctx context.Context, system string, w benchload.Workl
 		drivers, closeDrivers, err = benchload.DialHTTP(cl.clients, conns, cl.tls)
 	case caspaxosH2C:
 		drivers, closeDrivers, err = benchload.DialH2C(cl.clients, conns)
+	case caspaxosEtcd:
+		// The etcd driver unchanged, each client over every node's etcd
+		// port starting at a different one: caspaxos has no leader to
+		// connect to (its Status names the answering node), and any node
+		// serves any key.
+		drivers, closeDrivers, err = dialEtcd(ctx, cl.etcd, conns, cl.tls, false)
 	default:
 		drivers, closeDrivers, err = benchload.DialCaspaxos(client.Config{Endpoints: cl.clients, TLS: cl.tls}, conns)
 	}

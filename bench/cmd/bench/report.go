@@ -170,10 +170,10 @@ func median(runs []*systemResult) *systemResult {
 
 // caspaxosSystems are the names of caspaxos's runs, in the order the
 // ratio columns show them.
-var caspaxosSystems = []string{"caspaxos", caspaxosHTTP, caspaxosH2C}
+var caspaxosSystems = []string{"caspaxos", caspaxosHTTP, caspaxosH2C, caspaxosEtcd}
 
 // caspaxosOf is the caspaxos result a cell compares with etcd first: the
-// Go client's, else HTTP/1.1's, else h2c's.
+// Go client's, else HTTP/1.1's, else h2c's, else the etcd API's.
 func (c *cell) caspaxosOf() *systemResult {
 	for _, s := range caspaxosSystems {
 		if k, ok := c.Systems[s]; ok {
@@ -315,11 +315,13 @@ func printTable(w io.Writer, r *report) {
 }
 
 // initial abbreviates a system in the joined columns: e (etcd), c
-// (caspaxos), h (caspaxos-http), h2 (caspaxos-h2c).
+// (caspaxos), h (caspaxos-http), h2 (caspaxos-h2c), ce (caspaxos-etcd).
 func initial(system string) string {
 	switch system {
 	case "etcd":
 		return "e"
+	case caspaxosEtcd:
+		return "ce"
 	case caspaxosHTTP:
 		return "h"
 	case caspaxosH2C:

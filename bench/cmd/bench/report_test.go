@@ -73,6 +73,8 @@ func TestSystemsOfExpandsCaspaxosByMode(t *testing.T) {
 		{"etcd", "both", "etcd"},
 		{"etcd,caspaxos", "h2c", "etcd,caspaxos-h2c"},
 		{"etcd,caspaxos", "http,h2c,grpc", "etcd,caspaxos-http,caspaxos-h2c,caspaxos"},
+		{"etcd,caspaxos", "etcd", "etcd,caspaxos-etcd"},
+		{"etcd,caspaxos", "grpc,etcd", "etcd,caspaxos,caspaxos-etcd"},
 	} {
 		got, err := systemsOf(tt.list, tt.mode)
 		if err != nil || strings.Join(got, ",") != tt.want {
@@ -82,7 +84,7 @@ func TestSystemsOfExpandsCaspaxosByMode(t *testing.T) {
 	if _, err := systemsOf("etcd,zookeeper", "grpc"); err == nil {
 		t.Error("an unknown system was accepted")
 	}
-	for _, mode := range []string{"", "h3", "http,http", "both,h2c"} {
+	for _, mode := range []string{"", "h3", "http,http", "both,h2c", "etcd,etcd"} {
 		if _, err := systemsOf("etcd,caspaxos", mode); err == nil {
 			t.Errorf("-mode %q was accepted", mode)
 		}
@@ -149,5 +151,32 @@ func TestReportRatiosPerCaspaxosSystem(t *testing.T) {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("the page lacks %q", want)
 		}
+	}
+}
+
+// caspaxos driven by clientv3 through its etcd port (-mode etcd, bench
+// etcdapi) gets its own ratio to etcd, and is the cell's ratio when it is
+// the only caspaxos run.
+func TestReportRatiosEtcdAPI(t *testing.T) {
+	r := &report{Systems: []string{"etcd", "caspaxos", caspaxosEtcd}, Settings: settings{EtcdClients: "leader"}}
+	c := &cell{Workload: benchload.Get, Clients: 64, Systems: map[string]*systemResult{
+		"etcd": fakeResult("etcd", 1000, ""), "caspaxos": fakeResult("caspaxos", 3000, ""), caspaxosEtcd: fakeResult(caspaxosEtcd, 600, "")}}
+	c.ratios()
+	r.Cells = append(r.Cells, c)
+	if c.OpsRatio != 3 || c.Ratios[caspaxosEtcd].Ops != 0.6 {
+		t.Fatalf("ratios %v, %v", c.OpsRatio, c.Ratios)
+	}
+	var table bytes.Buffer
+	printTable(&table, r)
+	for _, want := range []string{"ops × c/ce", "3.00/0.60", "caspaxos-etcd ops/s", "cpu µs/op e/c/ce"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	only := &cell{Workload: benchload.Get, Clients: 64, Systems: map[string]*systemResult{
+		"etcd": fakeResult("etcd", 1000, ""), caspaxosEtcd: fakeResult(caspaxosEtcd, 600, "")}}
+	only.ratios()
+	if only.OpsRatio != 0.6 {
+		t.Errorf("etcd-API-only ratio %v, want 0.6", only.OpsRatio)
 	}
 }
