@@ -363,8 +363,24 @@ func (h *Hub) remove(w *Watcher) {
 			rm.Prefixes = append(rm.Prefixes, p)
 		}
 	}
-	for k, ks := range h.keys {
-		h.forget(k, ks)
+	// Only keys that nobody else watches now can be forgotten: the
+	// watcher's own keys, and the keys under a prefix it was the last to
+	// watch (a key being read forgets itself when its read ends). Not a
+	// sweep of every key against every prefix on every close.
+	for _, k := range w.in.Keys {
+		if ks := h.keys[k]; ks != nil {
+			h.forget(k, ks)
+		}
+	}
+	if len(rm.Prefixes) > 0 {
+		for k, ks := range h.keys {
+			for _, p := range rm.Prefixes {
+				if kv.PrefixShows(p, k) {
+					h.forget(k, ks)
+					break
+				}
+			}
+		}
 	}
 	if !rm.empty() {
 		h.change(Interest{}, rm)
