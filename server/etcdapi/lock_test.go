@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/kv"
+	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 	"github.com/caspaxos/caspaxos/server/etcdapi"
@@ -311,5 +312,72 @@ func TestLockRefusals(t *testing.T) {
 	st, _ := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LockKey("held")})
 	if l, _ := kv.LockOf(st); l.Holder != 1 {
 		t.Fatalf("the lock after the refusals: %+v", l)
+	}
+}
+
+// lostOutcome is a backend whose lock acquires apply but answer an
+// unknown outcome, as a proposal whose answer was lost does.
+type lostOutcome struct{ *clientapitest.Backend }
+
+func (b lostOutcome) Do(ctx context.Context, op kv.Op) (protocol.State, error) {
+	st, err := b.Backend.Do(ctx, op)
+	if op.Kind == kv.OpLockAcquire && err == nil {
+		return protocol.State{}, kv.ErrUnknownOutcome
+	}
+	return st, err
+}
+
+// TestLockUnknownOutcome: a Lock whose acquire has an unknown outcome
+// answers so, and releases what it may have taken: no hold is left that
+// nobody knows of (which would block every other contender until the
+// lease ended).
+func TestLockUnknownOutcome(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := clientapitest.New()
+	grantLease(t, b, 1)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(etcdapi.ServerOptions()...)
+	etcdapi.New(etcdapi.Config{Watches: b}, lostOutcome{b}).Register(s)
+	go func() { _ = s.Serve(lis) }()
+	defer s.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := v3lockpb.NewLockClient(conn).Lock(ctx, &v3lockpb.LockRequest{Name: []byte("l"), Lease: 1}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("lock with an unknown outcome: %v", err)
+	}
+	st, _ := b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LockKey("l")})
+	if l, err := kv.LockOf(st); err != nil || st.Version == 0 || l.Holder != 0 {
+		t.Fatalf("the lock after an abandoned acquire: %+v at version %d, %v", l, st.Version, err)
+	}
+}
+
+// TestLeaderLeaseEnded: a leader whose lease ended, its hold not yet
+// broken by a campaigner, is no leader (etcd deletes the leader's key
+// with its lease).
+func TestLeaderLeaseEnded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := clientapitest.New()
+	conn, _ := serveLocks(t, b)
+	ec := v3electionpb.NewElectionClient(conn)
+	grantLease(t, b, 3)
+	if _, err := ec.Campaign(ctx, &v3electionpb.CampaignRequest{Name: []byte("e"), Lease: 3, Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Do(ctx, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ec.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")}); status.Convert(err).Message() != "election: no leader" {
+		t.Fatalf("leader once its lease ended: %v", err)
 	}
 }
