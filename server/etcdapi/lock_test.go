@@ -18,6 +18,7 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/clientapi/clientapitest"
 	"github.com/caspaxos/caspaxos/server/etcdapi"
+	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb"
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/v3electionpb"
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/v3lockpb"
 )
@@ -379,5 +380,46 @@ func TestLeaderLeaseEnded(t *testing.T) {
 	}
 	if _, err := ec.Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("e")}); status.Convert(err).Message() != "election: no leader" {
 		t.Fatalf("leader once its lease ended: %v", err)
+	}
+}
+
+// TestCreateRankingRefused: the requests by which clientv3's concurrency
+// Mutex and Election rank waiters (the first or last key created under a
+// prefix, alone or in the Mutex's Txn) are refused, saying to use the lock
+// and election services; a Range sorted by create_revision without that
+// limit is still answered.
+func TestCreateRankingRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := clientapitest.New()
+	c := etcdpb.NewKVClient(serve(t, b))
+	put(t, c, "m/1", "")
+	first := &etcdpb.RangeRequest{Key: []byte("m/"), RangeEnd: prefixEnd("m/"), SortTarget: etcdpb.RangeRequest_CREATE, SortOrder: etcdpb.RangeRequest_ASCEND, Limit: 1}
+	last := &etcdpb.RangeRequest{Key: []byte("m/"), RangeEnd: prefixEnd("m/"), SortTarget: etcdpb.RangeRequest_CREATE, SortOrder: etcdpb.RangeRequest_DESCEND, Limit: 1, MaxCreateRevision: 5}
+	mutexTxn := &etcdpb.TxnRequest{
+		Compare: []*etcdpb.Compare{{Key: []byte("m/2"), Target: etcdpb.Compare_CREATE, Result: etcdpb.Compare_EQUAL, TargetUnion: &etcdpb.Compare_CreateRevision{CreateRevision: 0}}},
+		Success: []*etcdpb.RequestOp{
+			{Request: &etcdpb.RequestOp_RequestPut{RequestPut: &etcdpb.PutRequest{Key: []byte("m/2")}}},
+			{Request: &etcdpb.RequestOp_RequestRange{RequestRange: first}},
+		},
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"first created (Election.Leader, Observe)", func() error { _, err := c.Range(ctx, first); return err }},
+		{"last created before mine (waitDeletes)", func() error { _, err := c.Range(ctx, last); return err }},
+		{"Mutex's acquire Txn", func() error { _, err := c.Txn(ctx, mutexTxn); return err }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "v3lock and v3election services") {
+				t.Fatalf("got %v, want Unimplemented naming the lock services", err)
+			}
+		})
+	}
+	all := &etcdpb.RangeRequest{Key: []byte("m/"), RangeEnd: prefixEnd("m/"), SortTarget: etcdpb.RangeRequest_CREATE, SortOrder: etcdpb.RangeRequest_ASCEND}
+	if r, err := c.Range(ctx, all); err != nil || len(r.GetKvs()) != 1 {
+		t.Fatalf("a Range sorted by create_revision: %v, %v", r, err)
 	}
 }
