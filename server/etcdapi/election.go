@@ -161,7 +161,7 @@ func (e electionService) Observe(r *v3electionpb.LeaderRequest, stream v3electio
 	if e.s.cfg.Watches == nil {
 		return statusOf(errLockNoWatches)
 	}
-	if _, err := e.s.lockCall(ctx, name, auth.PermRead); err != nil {
+	if err := e.s.authorizeWait(ctx, name, auth.PermRead); err != nil {
 		return statusOf(err)
 	}
 	var sent uint64 // the version last sent

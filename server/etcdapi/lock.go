@@ -101,30 +101,26 @@ func (s *Server) checkLock(name string, lease int64, value []byte) error {
 	return s.cfg.Limits.CheckValue(value)
 }
 
-// lockCall authenticates a lock call and checks perm on the lock's name
-// (guarded as a key, as on the client port). The call holds no admission
-// slot: a waiting call is no operation in flight, and the others take
-// one with begin.
-func (s *Server) lockCall(ctx context.Context, name string, perm auth.Perm) (*call, error) {
-	actx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+// authorizeWait authenticates a call that waits (Lock, Campaign,
+// Observe) and checks perm on the lock's name (guarded as a key, as on
+// the client port). It takes no admission slot: a wait is no operation in
+// flight.
+func (s *Server) authorizeWait(ctx context.Context, name string, perm auth.Perm) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	p := auth.Principal{Open: true}
+	c := &call{ctx: ctx, p: auth.Principal{Open: true}, s: s}
 	if s.cfg.Guard != nil {
 		var err error
-		if p, err = s.cfg.Guard.Authenticate(actx, credentialsOf(actx)); err != nil {
-			return nil, err
+		if c.p, err = s.cfg.Guard.Authenticate(ctx, credentialsOf(ctx)); err != nil {
+			return err
 		}
 	}
-	c := &call{ctx: actx, p: p, s: s}
-	if err := c.allowed(auth.Access{Perm: perm, Key: name}); err != nil {
-		return nil, err
-	}
-	c.ctx = ctx
-	return c, nil
+	return c.allowed(auth.Access{Perm: perm, Key: name})
 }
 
-// admittedLockCall is lockCall for a call that does not wait: it takes an
-// admission slot and the request timeout.
+// admittedLockCall authenticates a lock call that does not wait, checks
+// perm on the lock's name, and takes an admission slot and the request
+// timeout.
 func (s *Server) admittedLockCall(ctx context.Context, name string, perm auth.Perm) (*call, context.CancelFunc, error) {
 	c, done, err := s.begin(ctx)
 	if err != nil {
@@ -149,7 +145,10 @@ func (s *Server) acquire(ctx context.Context, name string, lease int64, value []
 	if s.cfg.Watches == nil {
 		return protocol.State{}, errLockNoWatches
 	}
-	if _, err := s.lockCall(ctx, name, auth.PermWrite); err != nil {
+	if err := s.authorizeWait(ctx, name, auth.PermWrite); err != nil {
+		return protocol.State{}, err
+	}
+	if err := s.leaseLive(ctx, uint64(lease)); err != nil {
 		return protocol.State{}, err
 	}
 	d := lock.Deps{Do: s.b.Do, Wait: func(ctx context.Context, from map[string]uint64) error {
@@ -176,6 +175,23 @@ func (s *Server) acquire(ctx context.Context, name string, lease int64, value []
 		}
 		return protocol.State{}, err
 	}
+}
+
+// leaseLive refuses, before any wait, a lease that is not live, as etcd
+// refuses a Lock with such a lease at once (lock.Acquire checks it again
+// before each acquire).
+func (s *Server) leaseLive(ctx context.Context, lease uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	st, err := s.b.Do(ctx, kv.Op{Kind: kv.OpGet, Key: kv.LeaseKey(lease)})
+	if err != nil {
+		return err
+	}
+	l, err := kv.LeaseOf(st)
+	if err == nil && l.State != kv.LeaseLive {
+		err = fmt.Errorf("%w: lease %x is %v", kv.ErrLeaseNotFound, lease, l.State)
+	}
+	return err
 }
 
 // releaseAbandoned releases name's lock if lease holds it, after an

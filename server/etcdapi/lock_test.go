@@ -274,6 +274,10 @@ func TestLockRefusals(t *testing.T) {
 			_, err := lc.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("l"), Lease: 9})
 			return err
 		}, codes.NotFound, "etcdserver: requested lease not found"},
+		{"lock held, with a lease never granted: refused at once", func() error {
+			_, err := lc.Lock(short, &v3lockpb.LockRequest{Name: []byte("held"), Lease: 9})
+			return err
+		}, codes.NotFound, "etcdserver: requested lease not found"},
 		{"lock with an empty name", func() error {
 			_, err := lc.Lock(ctx, &v3lockpb.LockRequest{Lease: 1})
 			return err
