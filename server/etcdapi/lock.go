@@ -137,7 +137,9 @@ func (s *Server) admittedLockCall(ctx context.Context, name string, perm auth.Pe
 // waiting until it is held or ctx ends, and returns the register's state
 // after the acquire (its version is the token). A caller that gives up
 // while an acquire may have been proposed gets a release of what it may
-// have taken, so that no hold is left that nobody knows of.
+// have taken, so that no hold is left that nobody knows of (a lease that
+// held the lock before the call loses it too, as etcd's Campaign resigns
+// when its caller gives up).
 func (s *Server) acquire(ctx context.Context, name string, lease int64, value []byte) (protocol.State, error) {
 	if err := s.checkLock(name, lease, value); err != nil {
 		return protocol.State{}, err
