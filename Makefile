@@ -4,7 +4,8 @@ proto:
 	protoc --go_out=. --go_opt=module=github.com/caspaxos/caspaxos \
 		--go-grpc_out=. --go-grpc_opt=module=github.com/caspaxos/caspaxos \
 		api/caspaxos.proto transport/peer.proto transport/admin.proto transport/gc.proto transport/watch.proto \
-		server/etcdapi/etcdpb/mvccpb/kv.proto server/etcdapi/etcdpb/rpc.proto
+		server/etcdapi/etcdpb/mvccpb/kv.proto server/etcdapi/etcdpb/rpc.proto \
+		server/etcdapi/etcdpb/v3lockpb/v3lock.proto server/etcdapi/etcdpb/v3electionpb/v3election.proto
 
 # The test command CI runs (.ci/run). The race-detector pass runs a smaller
 # simulator sweep; the second pass runs the full 200-seed sweep without it,

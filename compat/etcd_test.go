@@ -332,6 +332,7 @@ func TestClientV3(t *testing.T) {
 	a, b := clientAt(t, cfg, c.etcd[0]), clientAt(t, cfg, c.etcd[1])
 	t.Run("leases", func(t *testing.T) { leaseChecks(t, ctx, a, b) })
 	t.Run("watch", func(t *testing.T) { watchChecks(t, ctx, a, b) })
+	t.Run("locks", func(t *testing.T) { lockChecks(t, ctx, a, b, "plain/") })
 }
 
 // clientAt is a clientv3 client of one endpoint, closed when the test ends.

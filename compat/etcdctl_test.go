@@ -93,4 +93,5 @@ func TestEtcdctl(t *testing.T) {
 	etcdctlChecks(t, e)
 	t.Run("leases", func(t *testing.T) { etcdctlLeaseChecks(t, etcdctl{t: t, bin: e.bin, endpoints: e.endpoints}) })
 	t.Run("watch", func(t *testing.T) { etcdctlWatchChecks(t, etcdctl{t: t, bin: e.bin, endpoints: e.endpoints}) })
+	t.Run("locks", func(t *testing.T) { etcdctlLockChecks(t, etcdctl{t: t, bin: e.bin, endpoints: e.endpoints}) })
 }

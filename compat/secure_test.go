@@ -12,6 +12,8 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"google.golang.org/grpc/codes"
 )
 
@@ -149,6 +151,22 @@ func TestSecureClientV3(t *testing.T) {
 	}
 	if _, err := app.Grant(ctx, 10); codeOf(err) != codes.PermissionDenied {
 		t.Fatalf("app's Grant: %v, want PermissionDenied", err)
+	}
+	// A lock's name is guarded as a key (the lease is not checked against
+	// the caller): app locks under app/ with root's lease, nothing else.
+	locks := v3lockpb.NewLockClient(app.ActiveConnection())
+	held, err := locks.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("app/lock"), Lease: int64(l.ID)})
+	if err != nil {
+		t.Fatalf("app's Lock of app/lock: %v", err)
+	}
+	if _, err := locks.Unlock(ctx, &v3lockpb.UnlockRequest{Key: held.GetKey()}); err != nil {
+		t.Fatalf("app's Unlock of app/lock: %v", err)
+	}
+	if _, err := locks.Lock(ctx, &v3lockpb.LockRequest{Name: []byte("other"), Lease: int64(l.ID)}); codeOf(err) != codes.PermissionDenied {
+		t.Fatalf("app's Lock of other: %v, want PermissionDenied", err)
+	}
+	if _, err := v3electionpb.NewElectionClient(app.ActiveConnection()).Leader(ctx, &v3electionpb.LeaderRequest{Name: []byte("other")}); codeOf(err) != codes.PermissionDenied {
+		t.Fatalf("app's Leader of other: %v, want PermissionDenied", err)
 	}
 	if _, err := root.Revoke(ctx, l.ID); err != nil {
 		t.Fatalf("root's Revoke: %v", err)

@@ -67,8 +67,9 @@ var allowed = map[string][]string{
 	// it declares. The acceptor reaches it through acceptor.Hinter.
 	"server/watch": {"protocol"},
 	// The etcd front end: etcd's API over the client port's Backend,
-	// admission and auth; its generated code lives below it (etcdpb).
-	"server/etcdapi": {"kv", "protocol", "server/auth", "server/clientapi"},
+	// admission and auth, and etcd's lock and election services over the
+	// acquire loop (server/lock); its generated code lives below it (etcdpb).
+	"server/etcdapi": {"kv", "protocol", "server/auth", "server/clientapi", "server/lock"},
 	// The Consul front end: Consul's KV HTTP API over the same seams.
 	"server/consulapi": {"kv", "protocol", "server/auth", "server/clientapi"},
 	// Reads every part's stats at scrape time.

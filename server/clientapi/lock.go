@@ -151,21 +151,7 @@ func (c lockCore) run(ctx context.Context, cred auth.Credentials, call lockCall)
 // wait returns once one of from's keys has a state above its version
 // there (lock.Deps.Wait), or ctx's error.
 func (c lockCore) wait(ctx context.Context, from map[string]uint64) error {
-	req := kv.WatchRequest{From: from}
-	for k := range from {
-		req.Keys = append(req.Keys, k)
-	}
-	wa, err := c.watches.Watch(ctx, req)
-	if err != nil {
-		return err
-	}
-	defer wa.Close()
-	for {
-		evs, err := wa.Next(ctx)
-		if err != nil || len(evs) > 0 {
-			return err
-		}
-	}
+	return WaitChange(ctx, c.watches, from)
 }
 
 // lockAnswer reads a lock's state.

@@ -21,3 +21,24 @@ type Watcher interface {
 	Next(ctx context.Context) ([]kv.WatchEvent, error)
 	Close()
 }
+
+// WaitChange returns nil once one of from's keys has a state above its
+// version there, or ctx's error once ctx ends: the wait of a lock's
+// acquirer or observer (lock.Deps.Wait), on a watch, never polling.
+func WaitChange(ctx context.Context, w Watches, from map[string]uint64) error {
+	req := kv.WatchRequest{From: from}
+	for k := range from {
+		req.Keys = append(req.Keys, k)
+	}
+	wa, err := w.Watch(ctx, req)
+	if err != nil {
+		return err
+	}
+	defer wa.Close()
+	for {
+		evs, err := wa.Next(ctx)
+		if err != nil || len(evs) > 0 {
+			return err
+		}
+	}
+}

@@ -64,12 +64,30 @@ What runs how:
 	                   key; prev_kv the state the watch knew last (after a
 	                   jump older than the one just before; none when it
 	                   knew none or the key was deleted), watch.go
+	Lock, Election     etcd's v3lock and v3election services on the native
+	                   locks (kv/lock.go, server/lock, docs/locks.md): a
+	                   lock or election NAME is the one register
+	                   kv.LockKey(NAME), held by a lease; Lock and Campaign
+	                   wait on a watch until held, the fencing token (the
+	                   register's version after the acquire) in
+	                   header.revision and LeaderKey.rev, the hold's key
+	                   NAME/LEASE (hex) as etcd's; Unlock and Resign of a
+	                   hold already gone answer OK, as etcd; Leader and
+	                   Observe see no leader once the holder's lease is not
+	                   live; etcd's "election: not leader" and "election: no
+	                   leader" (code Unknown, as etcd sends them), lock.go,
+	                   election.go. clientv3's concurrency package (etcdctl
+	                   lock and elect) ranks waiters by create_revision
+	                   across keys: its Txn is refused, saying to use these
+	                   services, txn.go
 	everything else    Unimplemented, saying what caspaxos offers instead
 
 Permissions are those of the client port (server/auth): a key read needs
 read on the key, a write write on it, a listing shows only the keys the
 caller may read, and Txn needs read on its key, and write if a branch
-writes. Credentials: a client certificate's common name (TLS with client
+writes. A lock or election NAME is guarded as the key NAME, as on the
+client port's lock routes: write to lock, unlock, campaign, proclaim and
+resign, read for Leader and Observe. Credentials: a client certificate's common name (TLS with client
 certificates, as on the client port), etcd's "token" metadata, or a bearer
 "authorization" header.
 */

@@ -24,6 +24,7 @@ func FuzzRequests(f *testing.F) {
 	seeds := []proto.Message{
 		&etcdpb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("b"), Limit: 2},
 		&etcdpb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, SortOrder: etcdpb.RangeRequest_DESCEND, SortTarget: etcdpb.RangeRequest_VALUE},
+		&etcdpb.RangeRequest{Key: []byte("a/"), RangeEnd: []byte("a0"), SortTarget: etcdpb.RangeRequest_CREATE, Limit: 1},
 		&etcdpb.PutRequest{Key: []byte("a/1"), Value: []byte("x"), PrevKv: true},
 		&etcdpb.DeleteRangeRequest{Key: []byte("a/"), RangeEnd: []byte("a0"), PrevKv: true},
 		&etcdpb.TxnRequest{Compare: []*etcdpb.Compare{{Key: []byte("a/1"), Target: etcdpb.Compare_CREATE, TargetUnion: &etcdpb.Compare_CreateRevision{}}},

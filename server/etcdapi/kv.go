@@ -117,8 +117,21 @@ func (s *Server) Range(ctx context.Context, r *etcdpb.RangeRequest) (*etcdpb.Ran
 	return resp, nil
 }
 
+// errCreateRanking: a Range for the first or last key created under a
+// range, which is how clientv3's concurrency package ranks waiters.
+var errCreateRanking = fmt.Errorf("%w: a Range for the first or last key created in a range (sorted by create_revision, limit 1) is how clientv3's concurrency Mutex and Election (etcdctl lock, etcdctl elect) rank waiters, and caspaxos's revisions are per key, so that ranking would be wrong; use etcd's v3lock and v3election services, which caspaxos serves on its native locks (docs/locks.md), or `caspaxos lock`", errUnsupported)
+
+// createRanking says whether r asks for the first or last key created in
+// a range (clientv3's WithFirstCreate, WithLastCreate).
+func createRanking(r *etcdpb.RangeRequest) bool {
+	return len(r.GetRangeEnd()) != 0 && r.GetSortTarget() == etcdpb.RangeRequest_CREATE && r.GetLimit() == 1
+}
+
 // checkRange refuses what a Range cannot honour.
 func checkRange(r *etcdpb.RangeRequest) error {
+	if createRanking(r) {
+		return errCreateRanking
+	}
 	if r.GetRevision() != 0 {
 		return fmt.Errorf("%w: Range at revision %d: caspaxos keeps only each key's latest state, no history to read at a revision; read with revision 0 (the latest)", errUnsupported, r.GetRevision())
 	}

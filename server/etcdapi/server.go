@@ -20,6 +20,8 @@ import (
 	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb"
 	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/mvccpb"
+	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/v3electionpb"
+	"github.com/caspaxos/caspaxos/server/etcdapi/etcdpb/v3lockpb"
 )
 
 // APIVersion is the etcd version Status reports: the etcd API whose subset
@@ -57,11 +59,16 @@ type Config struct {
 	// notifications and got no event is told its progress (default 10
 	// minutes, etcd's).
 	WatchProgressInterval time.Duration
+	// LockDelay is the lock delay of the locks and elections taken
+	// through etcd's v3lock and v3election services: how long after a
+	// break (its holder's lease ended) nobody may take the lock (default
+	// kv.DefaultLockDelay; docs/locks.md). etcd's calls cannot ask one.
+	LockDelay time.Duration
 }
 
 // DefaultConfig returns Config's defaults; Register fills zero fields from it.
 func DefaultConfig() Config {
-	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, WatchProgressInterval: 10 * time.Minute}
+	return Config{Limits: kv.DefaultLimits, RequestTimeout: kv.DefaultRequestTimeout, MaxTxnAttempts: 16, WatchProgressInterval: 10 * time.Minute, LockDelay: kv.DefaultLockDelay}
 }
 
 // Server is the etcd front end over one node.
@@ -91,6 +98,9 @@ func New(cfg Config, b clientapi.Backend) *Server {
 	if cfg.WatchProgressInterval <= 0 {
 		cfg.WatchProgressInterval = def.WatchProgressInterval
 	}
+	if cfg.LockDelay <= 0 {
+		cfg.LockDelay = def.LockDelay
+	}
 	return &Server{cfg: cfg, b: b}
 }
 
@@ -109,6 +119,8 @@ func (s *Server) Register(g *grpc.Server) {
 	etcdpb.RegisterAuthServer(g, s)
 	etcdpb.RegisterLeaseServer(g, s)
 	etcdpb.RegisterWatchServer(g, s)
+	v3lockpb.RegisterLockServer(g, lockService{s: s})
+	v3electionpb.RegisterElectionServer(g, electionService{s: s})
 }
 
 // instead says, for each etcd service or method caspaxos does not serve,
@@ -125,8 +137,6 @@ var instead = map[string]string{
 	"etcdserverpb.Maintenance/Downgrade":  "roll back by running the older caspaxos binary",
 	"etcdserverpb.Maintenance":            "only Status and Alarm (GET) are served",
 	"etcdserverpb.Auth":                   "only Authenticate is served; manage users and roles with `caspaxos auth` on the client port",
-	"v3lockpb.Lock":                       "the lock service is not served yet",
-	"v3electionpb.Election":               "the election service is not served yet",
 }
 
 // unknownMethod answers every method no service here declares.

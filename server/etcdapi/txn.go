@@ -68,6 +68,9 @@ func checkTxn(r *etcdpb.TxnRequest) (txnPlan, error) {
 func checkOp(op *etcdpb.RequestOp) (key []byte, writes bool, err error) {
 	switch o := op.GetRequest().(type) {
 	case *etcdpb.RequestOp_RequestRange:
+		if createRanking(o.RequestRange) {
+			return nil, false, errCreateRanking
+		}
 		if len(o.RequestRange.GetRangeEnd()) != 0 {
 			return nil, false, fmt.Errorf("%w: a Range over [%q, %q) inside it", errMultiKey, o.RequestRange.GetKey(), o.RequestRange.GetRangeEnd())
 		}
