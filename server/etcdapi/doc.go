@@ -13,9 +13,11 @@ version. The mapping:
 	                 creation); see below for what is stored
 	create_revision  the version that began the key's current life
 	header.revision  the key's version, on calls that touch one key; 0 on
-	                 ranges over many keys (there is no store revision)
-	lease            always 0: keys carry no lease yet (a Put with a lease
-	                 is refused)
+	                 ranges over many keys (there is no store revision: a
+	                 prefix watch resumes from now, WithRev(0); at a
+	                 revision it is answered with a compaction)
+	lease            the lease a Put attached the key to (0: none); the key
+	                 is deleted when the lease ends (docs/leases.md)
 
 create_revision comes from the register (protocol.State.Created, set by the
 write that begins a key's life). A live key last created before that field
@@ -55,8 +57,8 @@ What runs how:
 	                   client port's operations and permission checks; TTLs
 	                   in seconds; the keep-alive stream answers TTL 0 for a
 	                   lease gone, as etcd does; LeaseLeases lists the lease
-	                   key space; TimeToLive with keys is refused (keys
-	                   cannot be attached to a lease yet), lease.go
+	                   key space; TimeToLive with keys is refused (the
+	                   keys attached to a lease are not listed), lease.go
 	Watch              server/watch's watches: one key (from now, or its
 	                   current state if its version reached start_revision)
 	                   or a prefix (from now; at a revision: a compaction,
