@@ -255,7 +255,7 @@ func (h *Hub) watch(ctx context.Context, in Interest, from map[string]uint64, ch
 	if in.empty() {
 		return nil, errors.New("caspaxos/watch: a watch needs a key or a prefix")
 	}
-	w := &Watcher{h: h, in: in, marks: map[string]protocol.WatchMark{}, known: map[string]protocol.State{}, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	w := &Watcher{h: h, in: in, changes: changes, marks: map[string]protocol.WatchMark{}, known: map[string]protocol.State{}, pending: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	for k, v := range from {
 		w.marks[k] = protocol.WatchMark{Version: v}
 	}
@@ -306,7 +306,14 @@ func (h *Hub) add(w *Watcher) (uint64, error) {
 		}
 		h.prefixes[p][w] = struct{}{}
 		for k, ks := range h.keys { // its keys known already: deliver them too
-			if kv.PrefixShows(p, k) && ks.gen > 0 {
+			switch {
+			case !kv.PrefixShows(p, k) || ks.gen == 0:
+			case w.changes:
+				// Only changes: the key starts at the state known now,
+				// as a key the listing returns does, and a key deleted
+				// before the watch began is not delivered.
+				w.start(k, ks.state, false)
+			default:
 				w.pending[k] = struct{}{}
 			}
 		}

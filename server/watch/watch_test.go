@@ -565,3 +565,39 @@ func TestWatchChanges(t *testing.T) {
 		t.Fatalf("the listed states were delivered: %+v", c.all)
 	}
 }
+
+// TestWatchChangesSkipsKnownPast: a changes-only watcher of a prefix that
+// the hub already watches (so it knows the prefix's keys, a deleted one
+// included) starts every known key at the state known, as a listed one:
+// a key deleted before it began is not delivered to it.
+func TestWatchChangesSkipsKnownPast(t *testing.T) {
+	w := newWorld()
+	w.choose("p/x", live("x", 5))
+	h := w.hub(t, Config{})
+	ctx := servertest.Ctx(t, 10*time.Second)
+	all, err := h.Watch(ctx, Interest{Prefixes: []string{"p/"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := collect(t, all)
+	full.wait("p/x", live("x", 5))
+	allOpen(t, h)
+	tomb := protocol.State{Version: 6, Deleted: true}
+	w.accept("p/x", tomb, true, 1, 2, 3)
+	full.wait("p/x", tomb)
+
+	wc, err := h.WatchChanges(ctx, Interest{Prefixes: []string{"p/"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(t, wc)
+	w.accept("p/y", live("y", 1), true, 1, 2, 3)
+	c.wait("p/y", live("y", 1))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.all {
+		if ev.Key == "p/x" {
+			t.Fatalf("a changes-only watch begun after p/x's delete was told of it: %+v", ev)
+		}
+	}
+}

@@ -37,6 +37,8 @@ type Event struct {
 type Watcher struct {
 	h  *Hub
 	in Interest
+	// changes: its prefixes deliver only changes (Hub.WatchChanges).
+	changes bool
 
 	mu      sync.Mutex
 	marks   map[string]protocol.WatchMark
