@@ -62,10 +62,11 @@ var allowed = map[string][]string{
 	// Listing: the merge rule of the core, its reads through a function
 	// and the acceptors through the small interface it declares.
 	"server/list": {"protocol", "kv"},
-	// Watching: the watch rule of the core; reads, listings, the
+	// Watching: the watch rule of the core and the key space's (which
+	// keys a prefix shows, kv.PrefixShows); reads, listings, the
 	// configuration and the hint streams through the Deps and the Source
 	// it declares. The acceptor reaches it through acceptor.Hinter.
-	"server/watch": {"protocol"},
+	"server/watch": {"protocol", "kv"},
 	// The etcd front end: etcd's API over the client port's Backend,
 	// admission and auth, and etcd's lock and election services over the
 	// acquire loop (server/lock); its generated code lives below it (etcdpb).
