@@ -48,7 +48,8 @@ func consulCluster(t *testing.T, n int) []*consul.Client {
 // TestConsulAPI drives Consul's own Go client against a 3-node cluster:
 // KV Put/Get/List/Keys/Delete/DeleteTree/CAS, flags, a blocking Get and
 // List that return after a Put made at another node, a one-key Txn,
-// api.Lock handed over between two nodes, api.Semaphore, a session's end
+// api.Lock handed over between two nodes, an api.Lock holder told at once
+// that its destroyed session lost the lock, api.Semaphore, a session's end
 // waking a blocking Get, and the status endpoints.
 func TestConsulAPI(t *testing.T) {
 	c := consulCluster(t, 3)
@@ -278,6 +279,33 @@ func TestConsulAPI(t *testing.T) {
 	}
 	if err := lockB.Unlock(); err != nil {
 		t.Fatalf("Unlock at n2: %v", err)
+	}
+
+	// A holder whose session ends (destroyed here, at another node) is
+	// told at once: its monitor's blocking Get sees the key's Session
+	// change and closes its lockCh.
+	lockC, err := c[0].LockKey("locks/lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lostC, err := lockC.Lock(nil)
+	if err != nil || lostC == nil {
+		t.Fatalf("Lock of locks/lost: %v", err)
+	}
+	heldC, _, err := b.Get("locks/lost", nil)
+	if err != nil || heldC == nil || heldC.Session == "" {
+		t.Fatalf("the held key: %+v %v", heldC, err)
+	}
+	if _, err := c[2].Session().Destroy(heldC.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lostC:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a holder whose session was destroyed was not told it lost its lock")
+	}
+	if err := lockC.Unlock(); err != nil {
+		t.Fatalf("Unlock of a lost lock: %v", err)
 	}
 
 	// A session's end wakes a blocking Get of a key it holds, at another

@@ -15,8 +15,10 @@ register with its own version. The mapping:
 	               kept reports its ModifyIndex)
 	LockIndex      protocol.Attrs.LockIndex
 	Flags          protocol.Attrs.Flags, set by every PUT (0 without ?flags)
-	Session        protocol.Attrs.Lease as a session ID, when the key is held
-	               (a session is a lease: session.go)
+	Session        protocol.Attrs.Lease as a session ID, while the key is
+	               held and that lease is live (a session is a lease:
+	               session.go; an ended one's key is shown free, its lock
+	               delay still refusing acquires)
 	X-Consul-Index one key: its version (a deleted key's too: its tombstone
 	               keeps one); a prefix (?recurse, ?keys): this node's
 	               counter for the prefix (index.go), which rises whenever a

@@ -92,21 +92,26 @@ func keyIndex(st protocol.State) uint64 {
 // round trip). Consul has no such case: its index 1 is never a key's.
 const absentIndex = protocol.MaxVersion + 1
 
-// getKey reads one key; a blocking query at the key's index waits for a
-// change (by the node's watch: no polling), then reads again.
+// getKey reads one key, settled (lock.go); a blocking query at the key's
+// index waits for a change (by the node's watch: no polling), then reads
+// again.
 func (c *call) getKey(w http.ResponseWriter, key string, q kvQuery) {
 	if key == "" {
 		writeError(w, errMissingKey)
 		return
 	}
-	st, err := c.do(kv.Op{Kind: kv.OpGet, Key: key})
-	if err == nil && q.index != 0 && keyIndex(st) == q.index && c.s.cfg.Watches != nil {
-		if err = c.waitKey(w, key, st, q.wait); err == nil {
-			st, err = c.do(kv.Op{Kind: kv.OpGet, Key: key})
+	read := func() (protocol.State, holding, error) {
+		st, err := c.do(kv.Op{Kind: kv.OpGet, Key: key})
+		if err != nil {
+			return st, holding{}, err
 		}
+		return c.settle(key, st)
 	}
-	if err == nil {
-		st, err = c.settle(key, st)
+	st, h, err := read()
+	if err == nil && q.index != 0 && keyIndex(st) == q.index && c.s.cfg.Watches != nil {
+		if err = c.waitKey(w, key, st, h, q.wait); err == nil {
+			st, h, err = read()
+		}
 	}
 	if err != nil {
 		writeError(w, err)
@@ -122,31 +127,45 @@ func (c *call) getKey(w http.ResponseWriter, key string, q kvQuery) {
 		_, _ = w.Write(st.Value)
 		return
 	}
-	writeJSON(w, http.StatusOK, []kvPair{pairOf(key, st)})
+	writeJSON(w, http.StatusOK, []kvPair{pairOf(key, h.view(st))})
 }
 
-// waitKey waits until key's version is above st's, or wait ends. A key
-// held by a session also wakes it when that session ends and the key can
-// be settled at once (session.go: no lock delay left), since the key's own
-// version does not move then; the caller's read settles it.
-func (c *call) waitKey(w http.ResponseWriter, key string, st protocol.State, wait time.Duration) error {
+// waitKey waits until key's version is above st's (settled, h its
+// holder), or wait ends. The key's version does not move when its
+// holder's session ends, so it also wakes:
+//   - on a held key, when the holder's lease ends (it watches the lease's
+//     register): the caller's read shows the key free, as Consul does at
+//     once, and settles it when no lock delay is left (a destroy);
+//   - on a key whose holder ended within its lock delay, when the delay
+//     ends, and the caller's read settles it. Nothing of that lease
+//     changes any more, so it does not watch it: a query at the index of
+//     a key shown free sleeps till then, rather than answering the same
+//     again at once.
+func (c *call) waitKey(w http.ResponseWriter, key string, st protocol.State, h holding, wait time.Duration) error {
 	req := kv.WatchRequest{Keys: []string{key}, From: map[string]uint64{key: st.Version}}
 	if err := req.Validate(c.s.cfg.Limits); err != nil {
 		return err
 	}
-	holder := ""
-	if st.Exists() && st.Lease != 0 {
-		holder = kv.LeaseKey(st.Lease) // reserved: past Validate, watched as any register
+	switch {
+	case h.ended && !h.delayEnd.IsZero():
+		wait = min(wait, h.delayEnd.Sub(c.s.cfg.Now()))
+	case !h.ended && st.Exists() && st.Lease != 0:
+		holder := kv.LeaseKey(st.Lease) // reserved: past Validate, watched as any register
 		req.Keys = append(req.Keys, holder)
+		req.From[holder] = h.leaseVersion
 	}
 	return c.block(w, req, wait, nil, func(evs []kv.WatchEvent) (bool, error) {
 		for _, ev := range evs {
 			if ev.Key == key {
 				return true, nil
 			}
+			// The holder's lease changed: a renewal, or its end.
+			l, err := kv.LeaseOf(protocol.State{Value: ev.Value, Version: ev.Version, Deleted: ev.Deleted})
+			if err != nil || l.State != kv.LeaseLive {
+				return true, nil
+			}
 		}
-		after, err := c.settle(key, st)
-		return err != nil || after.Version != st.Version, err
+		return false, nil
 	})
 }
 
@@ -267,13 +286,15 @@ func (c *call) getPrefix(w http.ResponseWriter, prefix string, q kvQuery) {
 		}
 		st := protocol.State{Value: it.Value, Version: it.Version, Created: it.Created, Attrs: it.Attrs}
 		if st.Lease != 0 {
-			if st, err = c.settle(it.Key, st); err != nil {
+			var h holding
+			if st, h, err = c.settle(it.Key, st); err != nil {
 				writeError(w, err)
 				return
 			}
 			if !st.Exists() {
 				continue // its session ended with Behavior delete
 			}
+			st = h.view(st)
 		}
 		if q.keys {
 			keys = appendFolded(keys, prefix, it.Key, q.separator)

@@ -38,13 +38,13 @@ import (
 // of that key) settles it (settle): once the session's lock delay has
 // passed since its lease expired (none after a destroy), the key is
 // released (Behavior release) or deleted (Behavior delete), on the version
-// read, so that no change since is undone. Until then the key shows the
-// ended session as its holder and every acquire fails, as Consul's lock
-// delay does. A blocking query on a held key also watches its holder's
-// lease: the session's end wakes it when the key can be settled at once
-// (a destroy, or an expiry whose lock delay has passed); the end of a
-// lock delay wakes nothing, and the key is settled at the next read
-// (api.Lock's waits end every 15 s).
+// read, so that no change since is undone. Until then the stored holder
+// refuses every acquire (and the ended session's release), as Consul's
+// lock delay does, while reads show the key free (holding.view), as Consul
+// clears a key's Session when it invalidates the session. A blocking query
+// on a held key watches its holder's lease and wakes at its end; one on a
+// key whose holder ended within its lock delay wakes at the delay's end,
+// and its read settles the key (waitKey).
 
 // sessionsKey is the session table's register.
 const sessionsKey = kv.ReservedPrefix + "consul/sessions"

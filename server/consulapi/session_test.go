@@ -3,6 +3,7 @@ package consulapi
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,12 +128,40 @@ func TestSessionsAndLocks(t *testing.T) {
 	if _, err := b.Do(context.Background(), kv.Op{Kind: kv.OpRestore, Key: kv.LeaseKey(id), Value: lease}); err != nil {
 		t.Fatal(err)
 	}
-	if s, _, _ := holder("held"); s != s4 {
-		t.Fatalf("within the lock delay: held by %q, want %q", s, s4)
+	// Shown free at once, as Consul clears Session when it invalidates a
+	// session: by a GET, a listing and a transaction's get; the key itself
+	// keeps its holder until it is settled.
+	if s, li, st := holder("held"); st != 200 || s != "" || li != 1 {
+		t.Fatalf("within the lock delay: %d held by %q LockIndex %d, want free, 1", st, s, li)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/he?recurse", ""); r.status != 200 || len(pairs(t, r)) != 1 || pairs(t, r)[0].Session != "" {
+		t.Fatalf("listing within the lock delay: %d %s", r.status, r.body)
+	}
+	if r := do(t, srv, "PUT", "/v1/txn", `[{"KV":{"Verb":"get","Key":"held"}}]`); r.status != 200 || !strings.Contains(r.body, `"Key":"held"`) || strings.Contains(r.body, `"Session"`) {
+		t.Fatalf("a transaction's get within the lock delay: %d %s", r.status, r.body)
+	}
+	if st, err := b.Do(context.Background(), kv.Op{Kind: kv.OpGet, Key: "held"}); err != nil || st.Lease != id {
+		t.Fatalf("the key within the lock delay: %+v %v; want still held by lease %x", st, err, id)
 	}
 	if r := do(t, srv, "PUT", "/v1/kv/held?acquire="+s1, ""); strings.TrimSpace(r.body) != "false" {
 		t.Fatalf("acquire within the lock delay: %d %s", r.status, r.body)
 	}
+	// Nor can the ended session cut the delay short by a release.
+	if r := do(t, srv, "PUT", "/v1/kv/held?release="+s4, ""); r.status != 200 || strings.TrimSpace(r.body) != "false" {
+		t.Fatalf("release by the ended holder: %d %s", r.status, r.body)
+	}
+	if r := do(t, srv, "PUT", "/v1/kv/held?acquire="+s1, ""); strings.TrimSpace(r.body) != "false" {
+		t.Fatalf("acquire within the lock delay, after the ended holder's release: %d %s", r.status, r.body)
+	}
+	// While held by a live session, a key shows it.
+	do(t, srv, "PUT", "/v1/kv/held2?acquire="+s1, "x")
+	if r := do(t, srv, "PUT", "/v1/txn", `[{"KV":{"Verb":"get","Key":"held2"}}]`); r.status != 200 || !strings.Contains(r.body, `"Session":"`+s1+`"`) {
+		t.Fatalf("a transaction's get of a held key: %d %s", r.status, r.body)
+	}
+	if r := do(t, srv, "GET", "/v1/kv/held2?recurse", ""); r.status != 200 || pairs(t, r)[0].Session != s1 {
+		t.Fatalf("listing of a held key: %d %s", r.status, r.body)
+	}
+	do(t, srv, "PUT", "/v1/kv/held2?release="+s1, "x")
 	clk.set(expiredAt.Add(20*time.Second + time.Millisecond))
 	if r := do(t, srv, "PUT", "/v1/kv/held?acquire="+s1, ""); strings.TrimSpace(r.body) != "true" {
 		t.Fatalf("acquire after the lock delay: %d %s", r.status, r.body)
@@ -157,6 +186,112 @@ func TestSessionsAndLocks(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a blocking query on a held key did not return when its session ended")
+	}
+}
+
+// createSession creates a session from body and returns its ID.
+func createSession(t *testing.T, srv *httptest.Server, body string) string {
+	t.Helper()
+	r := do(t, srv, "PUT", "/v1/session/create", body)
+	var out struct{ ID string }
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &out) != nil || out.ID == "" {
+		t.Fatalf("create %s: %d %s", body, r.status, r.body)
+	}
+	return out.ID
+}
+
+// expireSession commits the expiry of session sid's lease, as expired at
+// at (renewed a TTL before).
+func expireSession(t *testing.T, b *backend, sid string, at time.Time) {
+	t.Helper()
+	id, err := parseSessionID(sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := kv.EncodeLease(kv.Lease{TTLMillis: 15000, RenewedMillis: at.UnixMilli() - 15000, State: kv.LeaseExpired})
+	if _, err := b.Do(context.Background(), kv.Op{Kind: kv.OpRestore, Key: kv.LeaseKey(id), Value: lease}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A blocking GET on a held key returns as soon as its holder's lease
+// ends, the key shown free at the same index (a renewal wakes nothing);
+// a blocking GET at that index, whose holder is dead within its lock
+// delay, sleeps until the delay ends, when the key is settled, rather than
+// answering the same at once; acquires fail until then.
+func TestHolderEndWakesBlockingGet(t *testing.T) {
+	const delay = 2 * time.Second
+	b := newBackend()
+	srv := serve(t, b, Config{}) // the real clock: the delay's end is a timer
+	sid := createSession(t, srv, `{"TTL":"15s","LockDelay":"2s"}`)
+	other := createSession(t, srv, `{"TTL":"15s"}`)
+	if r := do(t, srv, "PUT", "/v1/kv/k?acquire="+sid, "x"); strings.TrimSpace(r.body) != "true" {
+		t.Fatalf("acquire: %d %s", r.status, r.body)
+	}
+	r := do(t, srv, "GET", "/v1/kv/k", "")
+	if r.status != 200 || pairs(t, r)[0].Session != sid {
+		t.Fatalf("the held key: %d %s", r.status, r.body)
+	}
+	idx := r.index
+	blocking := func() <-chan reply {
+		done := make(chan reply, 1)
+		watches := b.watchCount()
+		go func() { done <- do(t, srv, "GET", "/v1/kv/k?index="+strconv.FormatUint(idx, 10)+"&wait=30s", "") }()
+		b.waitWatches(t, watches+1)
+		return done
+	}
+	answer := func(done <-chan reply, what string) reply {
+		t.Helper()
+		select {
+		case r := <-done:
+			if r.status != 200 {
+				t.Fatalf("%s: %d %s", what, r.status, r.body)
+			}
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer", what)
+		}
+		return reply{}
+	}
+
+	done := blocking()
+	if r := do(t, srv, "PUT", "/v1/session/renew/"+sid, ""); r.status != 200 {
+		t.Fatalf("renew: %d %s", r.status, r.body)
+	}
+	expiredAt := time.Now()
+	expireSession(t, b, sid, expiredAt)
+	// The same index shows the answer came within the delay: after it,
+	// the read would have settled the key at a new version.
+	if r := answer(done, "blocking GET when the holder expires"); r.index != idx || pairs(t, r)[0].Session != "" {
+		t.Fatalf("blocking GET when the holder expires: index %d (want %d) %s", r.index, idx, r.body)
+	}
+	if r := do(t, srv, "PUT", "/v1/kv/k?acquire="+other, ""); strings.TrimSpace(r.body) != "false" {
+		t.Fatalf("acquire within the lock delay: %d %s", r.status, r.body)
+	}
+
+	done = blocking()
+	r = answer(done, "blocking GET within the lock delay")
+	if now := time.Now(); now.Before(expiredAt.Add(delay - time.Millisecond)) {
+		t.Fatalf("blocking GET within the lock delay answered %v before its end: %s", expiredAt.Add(delay).Sub(now), r.body)
+	}
+	if r.index == idx || pairs(t, r)[0].Session != "" {
+		t.Fatalf("blocking GET at the delay's end: index %d (was %d) %s; want settled", r.index, idx, r.body)
+	}
+	if r := do(t, srv, "PUT", "/v1/kv/k?acquire="+other, ""); strings.TrimSpace(r.body) != "true" {
+		t.Fatalf("acquire after the lock delay: %d %s", r.status, r.body)
+	}
+
+	// A blocking GET at the index of a key whose holder has ended with no
+	// lock delay left (a destroy) settles it first and answers at once.
+	r = do(t, srv, "GET", "/v1/kv/k", "")
+	if r.status != 200 || pairs(t, r)[0].Session != other {
+		t.Fatalf("the key held again: %d %s", r.status, r.body)
+	}
+	do(t, srv, "PUT", "/v1/session/destroy/"+other, "")
+	start := time.Now()
+	r2 := do(t, srv, "GET", "/v1/kv/k?index="+strconv.FormatUint(r.index, 10)+"&wait=30s", "")
+	if r2.status != 200 || r2.index == r.index || pairs(t, r2)[0].Session != "" || time.Since(start) > 10*time.Second {
+		t.Fatalf("blocking GET after the holder's destroy: %d index %d (was %d) after %v: %s", r2.status, r2.index, r.index, time.Since(start), r2.body)
 	}
 }
 

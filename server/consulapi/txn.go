@@ -262,7 +262,39 @@ func (s *Server) txn(w http.ResponseWriter, r *http.Request) {
 			res.KV.CreateIndex = pairOf(res.KV.Key, after).CreateIndex
 		}
 	}
+	if err := c.hideEnded(run.results); err != nil {
+		writeError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, txnResponse{Results: run.results})
+}
+
+// hideEnded shows the results' key free (no Session) where its holder's
+// lease has ended, as a GET does (holding.view); a transaction does not
+// settle the key.
+func (c *call) hideEnded(results []txnResult) error {
+	live := map[string]bool{}
+	for _, res := range results {
+		s := res.KV.Session
+		if s == "" {
+			continue
+		}
+		ok, seen := live[s]
+		if !seen {
+			id, err := parseSessionID(s)
+			if err != nil {
+				return err
+			}
+			if ok, _, err = c.leaseLive(id); err != nil {
+				return err
+			}
+			live[s] = ok
+		}
+		if !ok {
+			res.KV.Session = ""
+		}
+	}
+	return nil
 }
 
 // commitTxn reads the key, runs ops on it and commits their net write on
