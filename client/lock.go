@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -124,10 +125,13 @@ func (c *Client) AcquireLock(ctx context.Context, name string, lease uint64, val
 	})
 }
 
-// ReleaseLock releases name held by lease.
-func (c *Client) ReleaseLock(ctx context.Context, name string, lease uint64) error {
+// ReleaseLock releases name held by lease in the hold whose fencing
+// token is token (0: whatever hold the lease has). With the token, a
+// release that arrives late (its answer lost, its proposer still trying)
+// never frees a later hold of the same lease.
+func (c *Client) ReleaseLock(ctx context.Context, name string, lease, token uint64) error {
 	_, err := c.lockCall(ctx, func(lc caspaxospb.LockClient) (*caspaxospb.LockResponse, error) {
-		return lc.Release(ctx, &caspaxospb.LockLeaseRequest{Name: name, Lease: lease})
+		return lc.Release(ctx, &caspaxospb.LockLeaseRequest{Name: name, Lease: lease, Token: token})
 	})
 	return err
 }
@@ -203,7 +207,7 @@ func (s *Session) acquire(ctx context.Context, name string, value []byte, opts L
 			// the hold is void. Release it rather than leave it to a break
 			// (and its lock delay).
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = s.c.ReleaseLock(rctx, name, s.Lease.ID)
+			_ = s.c.ReleaseLock(rctx, name, s.Lease.ID, st.Token)
 			cancel()
 			return LockState{}, fmt.Errorf("%w: lease %x ended as the lock was acquired", ErrLockLost, s.Lease.ID)
 		case err == nil:
@@ -235,12 +239,12 @@ func (c *Client) Lock(ctx context.Context, name string, opts LockOptions) (token
 		// it (a break would impose the lock delay), then end the lease.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = c.ReleaseLock(cctx, name, s.Lease.ID)
+		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever it may hold
 		_ = s.Close(cctx)
 		return 0, nil, err
 	}
 	return token, func(ctx context.Context) error {
-		err := c.ReleaseLock(ctx, name, s.Lease.ID)
+		err := c.ReleaseLock(ctx, name, s.Lease.ID, token)
 		if cerr := s.Close(ctx); err == nil {
 			err = cerr
 		}
@@ -260,6 +264,8 @@ func (s *Session) Lock(ctx context.Context, name string, opts LockOptions) (uint
 type Election struct {
 	s    *Session
 	name string
+	// token is the hold of the last Campaign won (what Resign ends).
+	token atomic.Uint64
 }
 
 // Election returns election name, for s's lease.
@@ -269,6 +275,9 @@ func (s *Session) Election(name string) *Election { return &Election{s: s, name:
 // returns the leadership's fencing token.
 func (e *Election) Campaign(ctx context.Context, value []byte, opts LockOptions) (uint64, error) {
 	st, err := e.s.acquire(ctx, e.name, value, opts)
+	if err == nil {
+		e.token.Store(st.Token)
+	}
 	return st.Token, err
 }
 
@@ -287,7 +296,7 @@ func (e *Election) Leader(ctx context.Context) (LockState, error) {
 
 // Resign gives up the leadership.
 func (e *Election) Resign(ctx context.Context) error {
-	return e.s.c.ReleaseLock(ctx, e.name, e.s.Lease.ID)
+	return e.s.c.ReleaseLock(ctx, e.name, e.s.Lease.ID, e.token.Load())
 }
 
 // Observe yields the election's state, then each change (a long poll on

@@ -79,6 +79,13 @@ type Lock struct {
 	NotBeforeMillis int64
 	// DelayMillis is the lock delay a break applies.
 	DelayMillis int64
+	// Since is the register's version before the acquire that began the
+	// hold (set by LockAcquire): the hold's token is above it, and every
+	// earlier hold's token is at most it. A release names the token of
+	// the hold it ends, so that a release of an earlier hold of the same
+	// lease (delayed, or retried by its proposer after its caller gave up)
+	// never frees a later hold (LockRelease).
+	Since uint64
 	// Value is an election's leader value (empty for a lock).
 	Value []byte
 }
@@ -115,7 +122,7 @@ func CheckLockDelay(d time.Duration) error {
 
 // EncodeLock returns l's value: the format byte (1), the holder (uvarint),
 // the owner's length (uvarint) and bytes, not_before (varint, ms), the
-// delay (uvarint, ms), then the value to the end.
+// delay (uvarint, ms), since (uvarint), then the value to the end.
 func EncodeLock(l Lock) []byte {
 	b := []byte{lockFormat}
 	b = binary.AppendUvarint(b, l.Holder)
@@ -123,6 +130,7 @@ func EncodeLock(l Lock) []byte {
 	b = append(b, l.Owner...)
 	b = binary.AppendVarint(b, l.NotBeforeMillis)
 	b = binary.AppendUvarint(b, uint64(l.DelayMillis))
+	b = binary.AppendUvarint(b, l.Since)
 	return append(b, l.Value...)
 }
 
@@ -155,6 +163,10 @@ func DecodeLock(b []byte) (Lock, error) {
 		return Lock{}, fmt.Errorf("%w: bad lock delay", ErrBadLock)
 	}
 	l.DelayMillis = int64(delay)
+	b = b[n:]
+	if l.Since, n = binary.Uvarint(b); n <= 0 {
+		return Lock{}, fmt.Errorf("%w: truncated since", ErrBadLock)
+	}
 	if len(b[n:]) > 0 {
 		l.Value = bytes.Clone(b[n:])
 	}
@@ -194,13 +206,17 @@ func LockAcquire(want Lock, nowMillis int64) protocol.Change {
 			return protocol.Write{}, fmt.Errorf("%w: in its lock delay for %dms", ErrLocked, l.NotBeforeMillis-nowMillis)
 		}
 		want.NotBeforeMillis = 0
+		want.Since = cur.Version // the token this write gives is above it
 		return lockWrite(want), nil
 	}
 }
 
-// LockRelease frees the lock if lease holds it (a voluntary release: no
-// delay); otherwise ErrNotLockHolder.
-func LockRelease(lease uint64) protocol.Change {
+// LockRelease frees the lock if lease holds it in the hold of token (a
+// voluntary release: no delay); otherwise ErrNotLockHolder. A token at
+// most the hold's Since is an earlier hold's: the lease acquired the lock
+// again since that release was sent, and keeps it. Token 0 releases
+// whatever hold the lease has (a caller that does not know its token).
+func LockRelease(lease, token uint64) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		l, err := LockOf(cur)
 		if err != nil {
@@ -208,6 +224,9 @@ func LockRelease(lease uint64) protocol.Change {
 		}
 		if l.Holder == 0 || l.Holder != lease {
 			return protocol.Write{}, ErrNotLockHolder
+		}
+		if token != 0 && token <= l.Since {
+			return protocol.Write{}, fmt.Errorf("%w: token %d is an earlier hold's (this one began after version %d)", ErrNotLockHolder, token, l.Since)
 		}
 		return lockWrite(Lock{DelayMillis: l.DelayMillis}), nil
 	}
@@ -258,9 +277,9 @@ func LockAcquireOp(name string, want Lock) Op {
 	return Op{Kind: OpLockAcquire, Key: LockKey(name), Value: EncodeLock(want)}
 }
 
-// LockReleaseOp releases name held by lease.
-func LockReleaseOp(name string, lease uint64) Op {
-	return Op{Kind: OpLockRelease, Key: LockKey(name), Delta: int64(lease)}
+// LockReleaseOp releases name held by lease in the hold of token (0: any).
+func LockReleaseOp(name string, lease, token uint64) Op {
+	return Op{Kind: OpLockRelease, Key: LockKey(name), Delta: int64(lease), Version: token}
 }
 
 // LockBreakOp breaks name, held by lease at version.
@@ -311,7 +330,7 @@ func (o Op) lockChangeAt(nowMillis int64) (protocol.Change, error) {
 		}
 		return LockAcquire(want, nowMillis), nil
 	case OpLockRelease:
-		return LockRelease(uint64(o.Delta)), nil
+		return LockRelease(uint64(o.Delta), o.Version), nil
 	case OpLockBreak:
 		return LockBreak(uint64(o.Delta), o.Version, nowMillis), nil
 	case OpLockProclaim:

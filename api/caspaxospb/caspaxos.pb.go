@@ -643,9 +643,13 @@ func (x *LockAcquireRequest) GetValue() []byte {
 }
 
 type LockLeaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	// The fencing token of the hold a release (or resign) ends: a release
+	// of an earlier hold of the same lease, delayed or retried, never frees
+	// a later one. 0: whatever hold the lease has.
+	Token         uint64 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +694,13 @@ func (x *LockLeaseRequest) GetName() string {
 func (x *LockLeaseRequest) GetLease() uint64 {
 	if x != nil {
 		return x.Lease
+	}
+	return 0
+}
+
+func (x *LockLeaseRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
 	}
 	return 0
 }
@@ -3598,10 +3609,11 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\await_ms\x18\x04 \x01(\x03R\x06waitMs\x12'\n" +
 	"\rlock_delay_ms\x18\x05 \x01(\x03H\x00R\vlockDelayMs\x88\x01\x01\x12\x14\n" +
 	"\x05value\x18\x06 \x01(\fR\x05valueB\x10\n" +
-	"\x0e_lock_delay_ms\"<\n" +
+	"\x0e_lock_delay_ms\"R\n" +
 	"\x10LockLeaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05lease\x18\x02 \x01(\x04R\x05lease\"U\n" +
+	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"U\n" +
 	"\x13LockProclaimRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +

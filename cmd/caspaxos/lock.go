@@ -97,7 +97,7 @@ func runLocked(ctx context.Context, cmd *cobra.Command, c *client.Client, name s
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = c.ReleaseLock(cctx, name, s.Lease.ID)
+		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever this session holds
 		_ = s.Close(cctx)
 	}()
 	actx, cancel := f.acquireCtx(ctx)

@@ -67,6 +67,7 @@ type lockHold struct {
 	actor    int
 	life     int
 	lease    uint64 // the lease ID that holds it
+	version  uint64 // the register's version after the acquire (what a release names)
 	token    uint64
 	start    time.Duration
 	released time.Duration // the release's send (0: none yet)
@@ -135,10 +136,13 @@ func (s *sim) lockTick(ev *event) {
 	switch {
 	case n == nil:
 	case a.hold != nil && s.lease.rng.IntN(2) == 0:
-		lease := a.hold.lease
+		lease, version := a.hold.lease, a.hold.version
+		if s.opts.Variant.LockReleaseAnyHold {
+			version = 0 // the broken variant: no token
+		}
 		a.hold.released = s.now
 		a.hold = nil
-		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: ev.client, lease: lease}, kv.LockRelease(lease))
+		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: ev.client, lease: lease}, kv.LockRelease(lease, version))
 	case a.hold == nil && h.holds && s.now < h.validUntil:
 		// The lease of the holder's current life (a grant never reuses an ID).
 		id, _ := kv.LeaseIDOf(h.key)
@@ -223,7 +227,7 @@ func (s *sim) lockAcquired(n *node, op lockOp, r protocol.Result) {
 	if h.life != op.life || s.now >= h.validUntil {
 		s.tracef("lock: actor %d acquired at version %d too late to act (life %d, now %d; valid until %v)", op.actor, r.State.Version, op.life, h.life, h.validUntil)
 		// Acquired too late to act on: release it (Client.Lock does).
-		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: op.actor, lease: op.lease}, kv.LockRelease(op.lease))
+		s.lockPropose(n, lockOp{kind: lockReleaseOp, actor: op.actor, lease: op.lease}, kv.LockRelease(op.lease, r.State.Version))
 		return
 	}
 	token := r.State.Version
@@ -231,7 +235,7 @@ func (s *sim) lockAcquired(n *node, op lockOp, r protocol.Result) {
 		s.locks.acquires[n.idx]++
 		token = s.locks.acquires[n.idx]
 	}
-	hold := &lockHold{actor: op.actor, life: op.life, lease: op.lease, token: token, start: s.now}
+	hold := &lockHold{actor: op.actor, life: op.life, lease: op.lease, version: r.State.Version, token: token, start: s.now}
 	for _, p := range s.locks.holds {
 		if end := s.lockHoldEnd(p); end > hold.start {
 			s.fail("locks: actor %d acquired %q at %v (token %d) while actor %d held it since %v (token %d) until %v",

@@ -73,6 +73,10 @@ type Variant struct {
 	// LockBreakLiveLease breaks a lock's hold without reading its lease
 	// (lock.go): a break of a live holder.
 	LockBreakLiveLease bool
+	// LockReleaseAnyHold releases a lock without naming the hold's token
+	// (lock.go): a release of an earlier hold, retried or delayed, frees
+	// a later hold of the same lease.
+	LockReleaseAnyHold bool
 	// LeaseUnguardedDelete makes the reaper delete a key its stale index
 	// attaches to a lease that ended with a plain delete, without
 	// checking that the key is still attached (attached.go).

@@ -188,6 +188,22 @@ func brokenVariants() []brokenVariant {
 			},
 		},
 		{
+			// A release names no hold: retried by its proposer after a
+			// conflict, or delayed, it frees a later hold of the same
+			// lease, and another holder then overlaps it. Needs locks,
+			// releases followed by new acquires, and retries (loss,
+			// duplication).
+			variant: Variant{Name: "lock-release-any-hold", LockReleaseAnyHold: true},
+			tweak: func(p *Plan) {
+				p.Leases = 3
+				p.LeaseTTL = 80 * time.Millisecond
+				p.Locks = true
+				p.ClockSeed |= 1
+				p.Loss = max(p.Loss, 0.15)
+				p.Dup = max(p.Dup, 0.2)
+			},
+		},
+		{
 			// The reaper deletes a key its (stale) index attaches to a
 			// lease that ended without checking that the key is still
 			// attached: a key put again without a lease is deleted.

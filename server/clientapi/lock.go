@@ -21,7 +21,7 @@ import (
 //	POST   /v1/lock/{name}?lease=ID      acquire: {"token":N,...} once held; waits up to
 //	                                     &wait=30s (10m at most), then 409 locked;
 //	                                     &owner=TAG &lock_delay=15s
-//	DELETE /v1/lock/{name}?lease=ID      release
+//	DELETE /v1/lock/{name}?lease=ID      release (&token=N: only the hold of that token)
 //	GET    /v1/lock/{name}               {"name","token","holder","owner",...}
 //	POST   /v1/election/{name}?lease=ID  campaign: the body is the proposal; waits as acquire
 //	PUT    /v1/election/{name}?lease=ID  proclaim: the body is the new value
@@ -65,6 +65,7 @@ type lockCall struct {
 	kind  lockKind
 	name  string
 	lease uint64
+	token uint64 // a release's hold (kv.LockRelease); 0: any
 	owner string
 	delay time.Duration
 	value []byte
@@ -133,7 +134,7 @@ func (c lockCore) run(ctx context.Context, cred auth.Credentials, call lockCall)
 		req := lock.Request{Name: call.name, Lease: call.lease, Owner: call.owner, Delay: call.delay, Value: call.value}
 		return lock.Acquire(ctx, lock.Deps{Do: c.b.Do, Wait: c.wait}, req, lock.WaitFor(call.wait))
 	case lockRelease:
-		return c.b.Do(ctx, kv.LockReleaseOp(call.name, call.lease))
+		return c.b.Do(ctx, kv.LockReleaseOp(call.name, call.lease, call.token))
 	case lockProclaim:
 		return c.b.Do(ctx, kv.LockProclaimOp(call.name, call.lease, call.value))
 	}
@@ -229,7 +230,7 @@ func (h *httpAPI) lockCall(w http.ResponseWriter, r *http.Request, kind lockKind
 	call := lockCall{kind: kind, name: r.PathValue("name"), delay: kv.DefaultLockDelay}
 	allowed := map[lockKind][]string{
 		lockAcquire:  {"lease", "wait", "owner", "lock_delay"},
-		lockRelease:  {"lease"},
+		lockRelease:  {"lease", "token"},
 		lockProclaim: {"lease"},
 		lockGet:      {"wait", "version"},
 	}[kind]
@@ -257,6 +258,11 @@ func (h *httpAPI) lockCall(w http.ResponseWriter, r *http.Request, kind lockKind
 	if s := q.Get("version"); s != "" {
 		if call.version, err = strconv.ParseUint(s, 10, 64); err != nil {
 			return call, fmt.Errorf("%w: version=%q is not a version", errBadRequest, s)
+		}
+	}
+	if s := q.Get("token"); s != "" {
+		if call.token, err = strconv.ParseUint(s, 10, 64); err != nil {
+			return call, fmt.Errorf("%w: token=%q is not a fencing token", errBadRequest, s)
 		}
 	}
 	switch {
@@ -314,7 +320,7 @@ func (l *grpcLock) Acquire(ctx context.Context, r *caspaxospb.LockAcquireRequest
 }
 
 func (l *grpcLock) Release(ctx context.Context, r *caspaxospb.LockLeaseRequest) (*caspaxospb.LockResponse, error) {
-	return l.run(ctx, lockCall{kind: lockRelease, name: r.GetName(), lease: r.GetLease()})
+	return l.run(ctx, lockCall{kind: lockRelease, name: r.GetName(), lease: r.GetLease(), token: r.GetToken()})
 }
 
 func (l *grpcLock) Proclaim(ctx context.Context, r *caspaxospb.LockProclaimRequest) (*caspaxospb.LockResponse, error) {

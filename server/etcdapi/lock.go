@@ -201,7 +201,7 @@ func (s *Server) leaseLive(ctx context.Context, lease uint64) error {
 func (s *Server) releaseAbandoned(name string, lease uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
-	_, _ = s.b.Do(ctx, kv.LockReleaseOp(name, lease))
+	_, _ = s.b.Do(ctx, kv.LockReleaseOp(name, lease, 0)) // whatever hold it may have
 }
 
 // release releases name's lock held by lease: the register's state after,
@@ -216,7 +216,9 @@ func (s *Server) release(ctx context.Context, name string, lease uint64) (protoc
 		return protocol.State{}, err
 	}
 	defer done()
-	st, err := s.b.Do(c.ctx, kv.LockReleaseOp(name, lease))
+	// Any hold of the lease, as etcd's Unlock deletes the lease's key: the
+	// hold key names no token (etcd's form, NAME/LEASE).
+	st, err := s.b.Do(c.ctx, kv.LockReleaseOp(name, lease, 0))
 	if errors.Is(err, kv.ErrNotLockHolder) {
 		return protocol.State{}, nil
 	}

@@ -55,14 +55,14 @@ func TestAcquire(t *testing.T) {
 		// minWait: the acquire may not answer before it (the lock delay).
 		minWait time.Duration
 	}{
-		{name: "the holder releases", then: func(t *testing.T, b *clientapitest.Backend) { do(t, b, kv.LockReleaseOp("l", holder)) }, wait: 10 * time.Second},
+		{name: "the holder releases", then: func(t *testing.T, b *clientapitest.Backend) { do(t, b, kv.LockReleaseOp("l", holder, 0)) }, wait: 10 * time.Second},
 		{name: "the holder's lease ends: broken after the lock delay", then: func(t *testing.T, b *clientapitest.Backend) {
 			do(t, b, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(holder)})
 		}, wait: 10 * time.Second, minWait: 100 * time.Millisecond},
 		{name: "the holder keeps it", wait: 50 * time.Millisecond, wantErr: kv.ErrLocked},
 		{name: "the waiter's own lease ends", then: func(t *testing.T, b *clientapitest.Backend) {
 			do(t, b, kv.Op{Kind: kv.OpLeaseRevoke, Key: kv.LeaseKey(waiter)})
-			do(t, b, kv.LockReleaseOp("l", holder))
+			do(t, b, kv.LockReleaseOp("l", holder, 0))
 		}, wait: 10 * time.Second, wantErr: kv.ErrLeaseNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -318,10 +318,15 @@ func (r *runner) lockCaspaxos(ctx context.Context, o *lockOptions) []*lockResult
 		if err != nil {
 			return lockDriver{}, err
 		}
+		var held atomic.Uint64 // the token of the hold to release
 		return lockDriver{
-			lock: func(ctx context.Context) (uint64, error) { return s.Lock(ctx, "bench", client.LockOptions{}) },
+			lock: func(ctx context.Context) (uint64, error) {
+				t, err := s.Lock(ctx, "bench", client.LockOptions{})
+				held.Store(t)
+				return t, err
+			},
 			unlock: func(ctx context.Context) error {
-				return c.ReleaseLock(ctx, "bench", s.Lease.ID)
+				return c.ReleaseLock(ctx, "bench", s.Lease.ID, held.Load())
 			},
 			close: func() {
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
