@@ -284,7 +284,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte, opts LockOptions)
 // Proclaim sets the value of an election the session leads.
 func (e *Election) Proclaim(ctx context.Context, value []byte) (uint64, error) {
 	st, err := e.s.c.lockCall(ctx, func(lc caspaxospb.LockClient) (*caspaxospb.LockResponse, error) {
-		return lc.Proclaim(ctx, &caspaxospb.LockProclaimRequest{Name: e.name, Lease: e.s.Lease.ID, Value: value})
+		return lc.Proclaim(ctx, &caspaxospb.LockProclaimRequest{Name: e.name, Lease: e.s.Lease.ID, Value: value, Token: e.token.Load()})
 	})
 	return st.Token, err
 }

@@ -253,9 +253,11 @@ func LockBreak(lease, version uint64, nowMillis int64) protocol.Change {
 	}
 }
 
-// LockProclaim sets an election's value, if lease leads it; otherwise
-// ErrNotLockHolder.
-func LockProclaim(lease uint64, value []byte) protocol.Change {
+// LockProclaim sets an election's value, if lease leads it in the hold
+// of token (0: whatever hold it has; the same guard as LockRelease's: a
+// late proclaim of an earlier hold does not set a later one's value);
+// otherwise ErrNotLockHolder.
+func LockProclaim(lease, token uint64, value []byte) protocol.Change {
 	return func(cur protocol.State) (protocol.Write, error) {
 		l, err := LockOf(cur)
 		if err != nil {
@@ -263,6 +265,9 @@ func LockProclaim(lease uint64, value []byte) protocol.Change {
 		}
 		if l.Holder == 0 || l.Holder != lease {
 			return protocol.Write{}, ErrNotLockHolder
+		}
+		if token != 0 && token <= l.Since {
+			return protocol.Write{}, fmt.Errorf("%w: token %d is an earlier hold's (this one began after version %d)", ErrNotLockHolder, token, l.Since)
 		}
 		l.Value = value
 		return lockWrite(l), nil
@@ -287,9 +292,10 @@ func LockBreakOp(name string, lease, version uint64) Op {
 	return Op{Kind: OpLockBreak, Key: LockKey(name), Delta: int64(lease), Version: version}
 }
 
-// LockProclaimOp sets election name's value, led by lease.
-func LockProclaimOp(name string, lease uint64, value []byte) Op {
-	return Op{Kind: OpLockProclaim, Key: LockKey(name), Delta: int64(lease), Value: value}
+// LockProclaimOp sets election name's value, led by lease in the hold of
+// token (0: any).
+func LockProclaimOp(name string, lease, token uint64, value []byte) Op {
+	return Op{Kind: OpLockProclaim, Key: LockKey(name), Delta: int64(lease), Version: token, Value: value}
 }
 
 // validateLock checks a lock operation's own fields.
@@ -334,7 +340,7 @@ func (o Op) lockChangeAt(nowMillis int64) (protocol.Change, error) {
 	case OpLockBreak:
 		return LockBreak(uint64(o.Delta), o.Version, nowMillis), nil
 	case OpLockProclaim:
-		return LockProclaim(uint64(o.Delta), o.Value), nil
+		return LockProclaim(uint64(o.Delta), o.Version, o.Value), nil
 	}
 	return nil, fmt.Errorf("caspaxos: %v is no lock operation", o.Kind)
 }

@@ -62,8 +62,10 @@ func TestLockChanges(t *testing.T) {
 		{"break of a later state", state(held(7), 4), LockBreak(7, 3, now), nil, ErrVersionMismatch},
 		{"break of another holder", state(held(8), 3), LockBreak(7, 3, now), nil, ErrNotLockHolder},
 		{"break of a free lock", state(Lock{}, 3), LockBreak(0, 3, now), nil, ErrNotLockHolder},
-		{"proclaim by the leader", state(held(7), 3), LockProclaim(7, []byte("w")), &Lock{Holder: 7, Owner: "o", DelayMillis: 500, Value: []byte("w")}, nil},
-		{"proclaim by another", state(held(8), 3), LockProclaim(7, []byte("w")), nil, ErrNotLockHolder},
+		{"proclaim by the leader", state(held(7), 3), LockProclaim(7, 0, []byte("w")), &Lock{Holder: 7, Owner: "o", DelayMillis: 500, Value: []byte("w")}, nil},
+		{"proclaim in the hold of its token", state(Lock{Holder: 7, Since: 5}, 9), LockProclaim(7, 6, []byte("w")), &Lock{Holder: 7, Since: 5, Value: []byte("w")}, nil},
+		{"proclaim of an earlier hold of the lease", state(Lock{Holder: 7, Since: 5}, 9), LockProclaim(7, 4, []byte("w")), nil, ErrNotLockHolder},
+		{"proclaim by another", state(held(8), 3), LockProclaim(7, 0, []byte("w")), nil, ErrNotLockHolder},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := tc.change(tc.cur)
@@ -103,7 +105,7 @@ func TestLockOps(t *testing.T) {
 		{"release", LockReleaseOp("a", 7, 0), true},
 		{"release of lease 0", LockReleaseOp("a", 0, 0), false},
 		{"break", LockBreakOp("a", 7, 3), true},
-		{"proclaim", LockProclaimOp("a", 1<<63, []byte("x")), true},
+		{"proclaim", LockProclaimOp("a", 1<<63, 0, []byte("x")), true},
 		{"empty name", LockReleaseOp("", 7, 0), false},
 		{"reserved name", LockReleaseOp("\x00x", 7, 0), false},
 		{"a key that is no lock's", Op{Kind: OpLockRelease, Key: "a", Delta: 7}, false},
@@ -121,7 +123,7 @@ func TestLockOps(t *testing.T) {
 		}
 	}
 	// A lease ID with the top bit set survives Delta's int64.
-	w, err := mustChange(t, LockProclaimOp("a", 1<<63|5, []byte("x")))(protocol.State{Value: EncodeLock(Lock{Holder: 1<<63 | 5}), Version: 1})
+	w, err := mustChange(t, LockProclaimOp("a", 1<<63|5, 0, []byte("x")))(protocol.State{Value: EncodeLock(Lock{Holder: 1<<63 | 5}), Version: 1})
 	if err != nil || w.Kind != protocol.WriteSet {
 		t.Fatalf("proclaim by a lease ID above 2^63: %v", err)
 	}

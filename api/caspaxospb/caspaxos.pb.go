@@ -706,10 +706,13 @@ func (x *LockLeaseRequest) GetToken() uint64 {
 }
 
 type LockProclaimRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Lease         uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Lease uint64                 `protobuf:"varint,2,opt,name=lease,proto3" json:"lease,omitempty"`
+	Value []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The fencing token of the leader's hold (as LockLeaseRequest's): a late
+	// proclaim of an earlier hold never sets a later one's value. 0: any.
+	Token         uint64 `protobuf:"varint,4,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -763,6 +766,13 @@ func (x *LockProclaimRequest) GetValue() []byte {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *LockProclaimRequest) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
 }
 
 type LockGetRequest struct {
@@ -3613,11 +3623,12 @@ const file_api_caspaxos_proto_rawDesc = "" +
 	"\x10LockLeaseRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\x04R\x05token\"U\n" +
+	"\x05token\x18\x03 \x01(\x04R\x05token\"k\n" +
 	"\x13LockProclaimRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05lease\x18\x02 \x01(\x04R\x05lease\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"W\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\x04R\x05token\"W\n" +
 	"\x0eLockGetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x17\n" +

@@ -65,7 +65,7 @@ type lockCall struct {
 	kind  lockKind
 	name  string
 	lease uint64
-	token uint64 // a release's hold (kv.LockRelease); 0: any
+	token uint64 // a release's or proclaim's hold (kv.LockRelease); 0: any
 	owner string
 	delay time.Duration
 	value []byte
@@ -136,7 +136,7 @@ func (c lockCore) run(ctx context.Context, cred auth.Credentials, call lockCall)
 	case lockRelease:
 		return c.b.Do(ctx, kv.LockReleaseOp(call.name, call.lease, call.token))
 	case lockProclaim:
-		return c.b.Do(ctx, kv.LockProclaimOp(call.name, call.lease, call.value))
+		return c.b.Do(ctx, kv.LockProclaimOp(call.name, call.lease, call.token, call.value))
 	}
 	if call.wait > 0 {
 		wctx, wcancel := context.WithTimeout(ctx, call.wait)
@@ -231,7 +231,7 @@ func (h *httpAPI) lockCall(w http.ResponseWriter, r *http.Request, kind lockKind
 	allowed := map[lockKind][]string{
 		lockAcquire:  {"lease", "wait", "owner", "lock_delay"},
 		lockRelease:  {"lease", "token"},
-		lockProclaim: {"lease"},
+		lockProclaim: {"lease", "token"},
 		lockGet:      {"wait", "version"},
 	}[kind]
 	if err := onlyQuery(r, allowed...); err != nil {
@@ -324,7 +324,7 @@ func (l *grpcLock) Release(ctx context.Context, r *caspaxospb.LockLeaseRequest) 
 }
 
 func (l *grpcLock) Proclaim(ctx context.Context, r *caspaxospb.LockProclaimRequest) (*caspaxospb.LockResponse, error) {
-	return l.run(ctx, lockCall{kind: lockProclaim, name: r.GetName(), lease: r.GetLease(), value: r.GetValue()})
+	return l.run(ctx, lockCall{kind: lockProclaim, name: r.GetName(), lease: r.GetLease(), token: r.GetToken(), value: r.GetValue()})
 }
 
 func (l *grpcLock) Get(ctx context.Context, r *caspaxospb.LockGetRequest) (*caspaxospb.LockResponse, error) {

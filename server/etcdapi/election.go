@@ -66,7 +66,9 @@ func (e electionService) Proclaim(ctx context.Context, r *v3electionpb.ProclaimR
 		return nil, statusOf(err)
 	}
 	defer done()
-	st, err := e.s.b.Do(c.ctx, kv.LockProclaimOp(name, lease, r.GetValue()))
+	// The leader key's rev is its hold's token: a late proclaim of an
+	// earlier hold does not set a later one's value.
+	st, err := e.s.b.Do(c.ctx, kv.LockProclaimOp(name, lease, uint64(max(0, r.GetLeader().GetRev())), r.GetValue()))
 	switch {
 	case errors.Is(err, kv.ErrNotLockHolder):
 		return nil, errNotLeader
@@ -83,7 +85,7 @@ func (e electionService) Resign(ctx context.Context, r *v3electionpb.ResignReque
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	st, err := e.s.release(ctx, name, lease)
+	st, err := e.s.release(ctx, name, lease, uint64(max(0, r.GetLeader().GetRev())))
 	if err != nil {
 		return nil, statusOf(err)
 	}

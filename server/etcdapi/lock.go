@@ -204,10 +204,12 @@ func (s *Server) releaseAbandoned(name string, lease uint64) {
 	_, _ = s.b.Do(ctx, kv.LockReleaseOp(name, lease, 0)) // whatever hold it may have
 }
 
-// release releases name's lock held by lease: the register's state after,
-// or, when the lease no longer holds it, the zero state and no error (as
-// etcd's Unlock and Resign, deletes of a key that may be gone, answer).
-func (s *Server) release(ctx context.Context, name string, lease uint64) (protocol.State, error) {
+// release releases name's lock held by lease in the hold of token (0:
+// any; etcd's Unlock key names none, Resign's leader key does): the
+// register's state after, or, when the lease no longer holds it, the zero
+// state and no error (as etcd's Unlock and Resign, deletes of a key that
+// may be gone, answer).
+func (s *Server) release(ctx context.Context, name string, lease, token uint64) (protocol.State, error) {
 	if err := s.checkLock(name, int64(lease), nil); err != nil {
 		return protocol.State{}, err
 	}
@@ -216,9 +218,7 @@ func (s *Server) release(ctx context.Context, name string, lease uint64) (protoc
 		return protocol.State{}, err
 	}
 	defer done()
-	// Any hold of the lease, as etcd's Unlock deletes the lease's key: the
-	// hold key names no token (etcd's form, NAME/LEASE).
-	st, err := s.b.Do(c.ctx, kv.LockReleaseOp(name, lease, 0))
+	st, err := s.b.Do(c.ctx, kv.LockReleaseOp(name, lease, token))
 	if errors.Is(err, kv.ErrNotLockHolder) {
 		return protocol.State{}, nil
 	}
@@ -251,7 +251,7 @@ func (l lockService) Unlock(ctx context.Context, r *v3lockpb.UnlockRequest) (*v3
 	if err != nil {
 		return nil, statusOf(err)
 	}
-	st, err := l.s.release(ctx, name, lease)
+	st, err := l.s.release(ctx, name, lease, 0) // the hold key names no token (etcd's form, NAME/LEASE): any hold
 	if err != nil {
 		return nil, statusOf(err)
 	}
