@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -165,9 +162,8 @@ func runKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	rep := &keepAliveReport{Started: time.Now(), Leases: o.leases, TTL: o.ttl.Seconds(), Workers: o.workers, Duration: o.duration.Seconds(),
-		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH, Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()}}
+		Host: thisHost()}
 	for _, s := range strings.Split(o.systems, ",") {
 		if s != "etcd" && s != "caspaxos" {
 			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
@@ -190,16 +186,7 @@ func runKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	r.progress.clear()
 	rep.Finished = time.Now()
 	printKeepAliveTable(stdout, rep)
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(o.out, "keepalive.json")
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", path)
-	return nil
+	return writeJSON(stdout, o.out, "keepalive.json", rep)
 }
 
 // keepAliveRun starts a fresh cluster of res.System, grants the leases,

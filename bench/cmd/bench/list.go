@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -105,23 +103,16 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	rep := &listReport{Started: time.Now(), Keys: o.keys, PageKeys: o.page, ValueBytes: o.valueBytes, Repeat: o.repeat,
-		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH, Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()}}
-	for _, s := range strings.Split(o.systems, ",") {
-		rep.Load = append(rep.Load, s+" before: "+loadAverage())
-		switch s {
-		case "etcd":
+	rep := &listReport{Started: time.Now(), Keys: o.keys, PageKeys: o.page, ValueBytes: o.valueBytes, Repeat: o.repeat, Host: thisHost()}
+	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
+		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.listEtcd(ctx, o, stderr))
-		case "caspaxos":
+		} else {
 			rep.Runs = append(rep.Runs, r.listCaspaxos(ctx, o, stderr)...)
-		default:
-			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
 		}
-		rep.Load = append(rep.Load, s+" after: "+loadAverage())
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	rep.Finished = time.Now()
 	var etcd *listResult
@@ -136,16 +127,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	printListTable(stdout, rep)
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(o.out, "list.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", path)
-	return nil
+	return writeJSON(stdout, o.out, "list.json", rep)
 }
 
 // listKey is the i-th key; fixed width, so that key order is number order.

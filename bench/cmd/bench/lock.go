@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -110,37 +107,21 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	rep := &lockReport{Started: time.Now(), Duration: o.duration.Seconds(),
-		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH, Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()}}
-	for _, s := range strings.Split(o.systems, ",") {
-		rep.Load = append(rep.Load, s+" before: "+loadAverage())
-		switch s {
-		case "etcd":
+	rep := &lockReport{Started: time.Now(), Duration: o.duration.Seconds(), Host: thisHost()}
+	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
+		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.lockEtcd(ctx, o)...)
-		case "caspaxos":
+		} else {
 			rep.Runs = append(rep.Runs, r.lockCaspaxos(ctx, o)...)
-		default:
-			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
 		}
-		rep.Load = append(rep.Load, s+" after: "+loadAverage())
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	r.progress.clear()
 	rep.Finished = time.Now()
 	printLockTable(stdout, rep)
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(o.out, "lock.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", path)
-	return nil
+	return writeJSON(stdout, o.out, "lock.json", rep)
 }
 
 // lockRun runs every contender count of o against one system; newDriver

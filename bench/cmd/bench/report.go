@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -97,12 +98,49 @@ type point struct {
 	Ms         float64 `json:"ms"`
 }
 
-func newReport(o *options, systems []string) *report {
+// thisHost describes the machine a run is on, for every report.
+func thisHost() hostInfo {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
+		Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()}
+}
+
+// eachSystem runs run for each system of the comma-separated list (etcd,
+// caspaxos), noting the load average before and after each in load, and
+// stops at an unknown system or once ctx ends.
+func eachSystem(ctx context.Context, systems string, load *[]string, run func(system string)) error {
+	for _, s := range strings.Split(systems, ",") {
+		if s != "etcd" && s != "caspaxos" {
+			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
+		}
+		*load = append(*load, s+" before: "+loadAverage())
+		run(s)
+		*load = append(*load, s+" after: "+loadAverage())
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeJSON writes v, indented, to dir/name and says so on stdout.
+func writeJSON(stdout io.Writer, dir, name string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", path)
+	return nil
+}
+
+func newReport(o *options, systems []string) *report {
 	return &report{
 		Started: time.Now(), Systems: systems,
-		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,
-			Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()},
+		Host: thisHost(),
 		Settings: settings{DurationSeconds: o.duration.Seconds(), WarmupSeconds: o.warmup.Seconds(),
 			Conns: o.conns, Repeat: o.repeat, Keys: 10000, ValueBytes: 256, Mode: o.mode, EtcdClients: o.etcdClients, TLS: o.tls,
 			EtcdHTTPOnClientPort: o.tls && o.etcdHTTPOnClientPort},

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -140,37 +137,21 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	rep := &watchReport{Started: time.Now(), Puts: o.puts, EveryMs: float64(o.every) / 1e6, ValueBytes: o.valueBytes,
-		Host: hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH, Kernel: strings.TrimSpace(string(kernel)), CPU: cpuModel()}}
-	for _, s := range strings.Split(o.systems, ",") {
-		rep.Load = append(rep.Load, s+" before: "+loadAverage())
-		switch s {
-		case "etcd":
+	rep := &watchReport{Started: time.Now(), Puts: o.puts, EveryMs: float64(o.every) / 1e6, ValueBytes: o.valueBytes, Host: thisHost()}
+	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
+		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.watchEtcd(ctx, o)...)
-		case "caspaxos":
+		} else {
 			rep.Runs = append(rep.Runs, r.watchCaspaxos(ctx, o)...)
-		default:
-			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)
 		}
-		rep.Load = append(rep.Load, s+" after: "+loadAverage())
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+	})
+	if err != nil {
+		return err
 	}
 	r.progress.clear()
 	rep.Finished = time.Now()
 	printWatchTable(stdout, rep)
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(o.out, "watch.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", path)
-	return nil
+	return writeJSON(stdout, o.out, "watch.json", rep)
 }
 
 // watchSystem is how one system is watched and written.
