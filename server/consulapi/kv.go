@@ -53,16 +53,26 @@ func keyOf(r *http.Request) string { return strings.TrimPrefix(r.URL.Path, kvPat
 // errMissingKey is Consul's answer to a write without a key.
 var errMissingKey = fmt.Errorf("%w: Missing key name", errBadRequest)
 
-// getKV serves GET /v1/kv/{key}: one key, or with recurse or keys a prefix.
-func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
+// beginKV parses a /v1/kv request's query and begins its call; on an
+// error it answers it and returns false.
+func (s *Server) beginKV(w http.ResponseWriter, r *http.Request) (kvQuery, *call, bool) {
 	q, err := parseKVQuery(r.Method, r.URL.Query())
 	if err != nil {
 		writeError(w, err)
-		return
+		return q, nil, false
 	}
 	c, err := s.begin(r)
 	if err != nil {
 		writeError(w, err)
+		return q, nil, false
+	}
+	return q, c, true
+}
+
+// getKV serves GET /v1/kv/{key}: one key, or with recurse or keys a prefix.
+func (s *Server) getKV(w http.ResponseWriter, r *http.Request) {
+	q, c, started := s.beginKV(w, r)
+	if !started {
 		return
 	}
 	key := keyOf(r)
@@ -390,14 +400,8 @@ func (c *call) readBody(r *http.Request) ([]byte, error) {
 // ?acquire or ?release a lock change (sessions.go). It answers true or
 // false, as Consul does.
 func (s *Server) putKV(w http.ResponseWriter, r *http.Request) {
-	q, err := parseKVQuery(r.Method, r.URL.Query())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	c, err := s.begin(r)
-	if err != nil {
-		writeError(w, err)
+	q, c, started := s.beginKV(w, r)
+	if !started {
 		return
 	}
 	key := keyOf(r)
@@ -437,18 +441,13 @@ func (c *call) put(key string, value []byte, q kvQuery) (bool, error) {
 // deleteKV serves DELETE /v1/kv/{key}: one key (with ?cas, only at that
 // index), or with ?recurse every key under the prefix, one by one.
 func (s *Server) deleteKV(w http.ResponseWriter, r *http.Request) {
-	q, err := parseKVQuery(r.Method, r.URL.Query())
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	c, err := s.begin(r)
-	if err != nil {
-		writeError(w, err)
+	q, c, started := s.beginKV(w, r)
+	if !started {
 		return
 	}
 	key := keyOf(r)
 	var ok bool
+	var err error
 	switch {
 	case q.recurse:
 		ok, err = true, c.deleteTree(key)
