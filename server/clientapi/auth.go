@@ -101,7 +101,10 @@ func commonNames(chains [][]*x509.Certificate) []string {
 	return out
 }
 
-func httpCredentials(r *http.Request) auth.Credentials {
+// HTTPCredentials reads an HTTP request's credentials: a bearer
+// Authorization header's token and the verified client certificates'
+// common names. The Consul front end adds Consul's token headers to it.
+func HTTPCredentials(r *http.Request) auth.Credentials {
 	c := auth.Credentials{Token: bearer(r.Header.Get("Authorization"))}
 	if r.TLS != nil {
 		c.CommonNames = commonNames(r.TLS.VerifiedChains)
@@ -109,7 +112,10 @@ func httpCredentials(r *http.Request) auth.Credentials {
 	return c
 }
 
-func grpcCredentials(ctx context.Context) auth.Credentials {
+// GRPCCredentials reads a gRPC call's credentials: a bearer
+// "authorization" metadata token and the verified client certificates'
+// common names. The etcd front end adds etcd's "token" metadata to it.
+func GRPCCredentials(ctx context.Context) auth.Credentials {
 	var c auth.Credentials
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		for _, v := range md.Get("authorization") {
@@ -327,7 +333,7 @@ func (h *httpAPI) authHandler(w http.ResponseWriter, r *http.Request, kind authK
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 		defer cancel()
-		res, err = doAuth(ctx, h.cfg.Guard, httpCredentials(r), req)
+		res, err = doAuth(ctx, h.cfg.Guard, HTTPCredentials(r), req)
 	}
 	if err != nil {
 		writeError(w, err, 0)
@@ -387,7 +393,7 @@ type grpcAuth struct {
 func (a *grpcAuth) do(ctx context.Context, req authRequest) (authResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.g.timeout(0))
 	defer cancel()
-	r, err := doAuth(ctx, a.g.cfg.Guard, grpcCredentials(ctx), req)
+	r, err := doAuth(ctx, a.g.cfg.Guard, GRPCCredentials(ctx), req)
 	if err != nil {
 		return r, statusOf(err)
 	}
@@ -511,7 +517,7 @@ func (a *grpcAuth) RoleList(ctx context.Context, _ *caspaxospb.RoleListRequest) 
 
 // requireAdmin is the gRPC check of the admin calls of the Cluster service.
 func (g *grpcAPI) requireAdmin(ctx context.Context) error {
-	p, err := authenticate(ctx, g.cfg.Guard, grpcCredentials(ctx))
+	p, err := authenticate(ctx, g.cfg.Guard, GRPCCredentials(ctx))
 	if err == nil {
 		err = authorize(ctx, g.cfg.Guard, p, adminAccess)
 	}
@@ -528,7 +534,7 @@ func (h *httpAPI) adminOnly(next http.HandlerFunc) http.HandlerFunc {
 		err := checkOrigin(r, true)
 		if err == nil {
 			var p auth.Principal
-			p, err = authenticate(r.Context(), h.cfg.Guard, httpCredentials(r))
+			p, err = authenticate(r.Context(), h.cfg.Guard, HTTPCredentials(r))
 			if err == nil {
 				err = authorize(r.Context(), h.cfg.Guard, p, adminAccess)
 			}

@@ -27,7 +27,7 @@ import (
 // The stream authenticates once, when it opens (a refusal ends it at once
 // with Unauthenticated); each op is then authorized as its unary call is.
 func (g *grpcAPI) Batch(s caspaxospb.KV_BatchServer) error {
-	p, err := authenticate(s.Context(), g.cfg.Guard, grpcCredentials(s.Context()))
+	p, err := authenticate(s.Context(), g.cfg.Guard, GRPCCredentials(s.Context()))
 	if err != nil {
 		return statusOf(err)
 	}

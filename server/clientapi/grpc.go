@@ -157,7 +157,7 @@ func (g *grpcAPI) exec(ctx context.Context, p auth.Principal, op kv.Op) (protoco
 func (g *grpcAPI) run(ctx context.Context, op kv.Op) (protocol.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout(0))
 	defer cancel()
-	p, err := authenticate(ctx, g.cfg.Guard, grpcCredentials(ctx))
+	p, err := authenticate(ctx, g.cfg.Guard, GRPCCredentials(ctx))
 	if err != nil {
 		return protocol.State{}, statusOf(err)
 	}

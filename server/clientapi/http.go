@@ -148,7 +148,7 @@ func (h *httpAPI) run(r *http.Request, op kv.Op) (protocol.State, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, err := authenticate(ctx, h.cfg.Guard, httpCredentials(r))
+	p, err := authenticate(ctx, h.cfg.Guard, HTTPCredentials(r))
 	if err == nil {
 		err = authorize(ctx, h.cfg.Guard, p, access(op))
 	}

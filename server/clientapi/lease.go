@@ -44,7 +44,7 @@ type grpcLease struct {
 func (l *grpcLease) run(ctx context.Context, op kv.Op, perm auth.Perm) (*caspaxospb.LeaseResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.g.timeout(0))
 	defer cancel()
-	p, err := authenticate(ctx, l.g.cfg.Guard, grpcCredentials(ctx))
+	p, err := authenticate(ctx, l.g.cfg.Guard, GRPCCredentials(ctx))
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -126,7 +126,7 @@ func (h *httpAPI) runLease(r *http.Request, op kv.Op, perm auth.Perm) (protocol.
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.RequestTimeout)
 	defer cancel()
-	p, err := authenticate(ctx, h.cfg.Guard, httpCredentials(r))
+	p, err := authenticate(ctx, h.cfg.Guard, HTTPCredentials(r))
 	if err == nil {
 		err = authorize(ctx, h.cfg.Guard, p, auth.Access{Perm: perm, Key: op.Key})
 	}

@@ -30,7 +30,7 @@ var errLeaseStreamDraining = fmt.Errorf("%w: this node is stopping: keep leases 
 // client goes away, or the node drains (Unavailable: renew elsewhere).
 func (l *grpcLease) LeaseKeepAlives(s caspaxospb.Lease_LeaseKeepAlivesServer) error {
 	ctx := s.Context()
-	p, err := authenticate(ctx, l.g.cfg.Guard, grpcCredentials(ctx))
+	p, err := authenticate(ctx, l.g.cfg.Guard, GRPCCredentials(ctx))
 	if err != nil {
 		return statusOf(err)
 	}

@@ -104,7 +104,7 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request) {
 		}
 		return enc.Encode(j) // its newline is JSON whitespace
 	}
-	more, err := listPage(ctx, h.cfg.Guard, h.cfg.Limits, h.b, httpCredentials(r), req, emit)
+	more, err := listPage(ctx, h.cfg.Guard, h.cfg.Limits, h.b, HTTPCredentials(r), req, emit)
 	if err != nil && !started {
 		writeError(w, err, 0)
 		return
@@ -149,7 +149,7 @@ func (g *grpcAPI) List(r *caspaxospb.ListRequest, s caspaxospb.KV_ListServer) er
 		out, size = &caspaxospb.ListResponse{}, 0
 		return err
 	}
-	more, err := listPage(ctx, g.cfg.Guard, g.cfg.Limits, g.b, grpcCredentials(s.Context()), req, emit)
+	more, err := listPage(ctx, g.cfg.Guard, g.cfg.Limits, g.b, GRPCCredentials(s.Context()), req, emit)
 	if err != nil {
 		return statusOf(err)
 	}

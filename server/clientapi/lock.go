@@ -199,7 +199,7 @@ func (h *httpAPI) lockHandler(kind lockKind, election bool) http.HandlerFunc {
 		}
 		var s protocol.State
 		if err == nil {
-			s, err = h.locks().run(r.Context(), httpCredentials(r), call)
+			s, err = h.locks().run(r.Context(), HTTPCredentials(r), call)
 		}
 		var a LockAnswer
 		if err == nil {
@@ -299,7 +299,7 @@ type grpcLock struct {
 
 func (l *grpcLock) run(ctx context.Context, call lockCall) (*caspaxospb.LockResponse, error) {
 	c := lockCore{guard: l.g.cfg.Guard, limits: l.g.cfg.Limits, b: l.g.b, watches: l.g.cfg.Watches, timeout: l.g.cfg.RequestTimeout}
-	s, err := c.run(ctx, grpcCredentials(ctx), call)
+	s, err := c.run(ctx, GRPCCredentials(ctx), call)
 	if err != nil {
 		return nil, statusOf(err)
 	}

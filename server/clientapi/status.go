@@ -36,7 +36,7 @@ func (h *httpAPI) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, err := authenticate(ctx, h.cfg.Guard, httpCredentials(r))
+	p, err := authenticate(ctx, h.cfg.Guard, HTTPCredentials(r))
 	if err == nil {
 		for _, a := range statusAccess {
 			if err = authorize(ctx, h.cfg.Guard, p, a); !errors.Is(err, kv.ErrPermissionDenied) {

@@ -25,7 +25,7 @@ func (g *grpcAPI) Watch(r *caspaxospb.WatchRequest, s caspaxospb.KV_WatchServer)
 	for _, p := range r.GetPrefixes() {
 		req.Prefixes = append(req.Prefixes, string(p))
 	}
-	c := grpcCredentials(ctx)
+	c := GRPCCredentials(ctx)
 	if err := checkWatch(ctx, g.cfg.Guard, g.cfg.Limits, c, req); err != nil {
 		return statusOf(err)
 	}

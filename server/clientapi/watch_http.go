@@ -99,7 +99,7 @@ func (h *httpAPI) longPoll(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.PathValue("key")
 	req := kv.WatchRequest{Keys: []string{key}, From: map[string]uint64{key: version}}
-	if err := h.authorizeWatch(r.Context(), httpCredentials(r), req); err != nil {
+	if err := h.authorizeWatch(r.Context(), HTTPCredentials(r), req); err != nil {
 		writeError(w, err, 0)
 		return
 	}
@@ -217,7 +217,7 @@ func (h *httpAPI) watchStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err, 0)
 		return
 	}
-	c := httpCredentials(r)
+	c := HTTPCredentials(r)
 	req := kv.WatchRequest{Prefixes: []string{r.PathValue("prefix")}}
 	if err := h.authorizeWatch(r.Context(), c, req); err != nil {
 		writeError(w, err, 0)

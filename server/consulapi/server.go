@@ -215,22 +215,12 @@ func setIndex(w http.ResponseWriter, index uint64) {
 // each: docs/security.md), and the verified client certificates' common
 // names.
 func credentials(r *http.Request) auth.Credentials {
-	var c auth.Credentials
-	if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		c.Token = strings.TrimSpace(v[7:])
-	}
+	c := clientapi.HTTPCredentials(r)
 	if v := r.URL.Query().Get("token"); v != "" {
 		c.Token = v
 	}
 	if v := r.Header.Get("X-Consul-Token"); v != "" {
 		c.Token = v
-	}
-	if r.TLS != nil {
-		for _, chain := range r.TLS.VerifiedChains {
-			if len(chain) > 0 {
-				c.CommonNames = append(c.CommonNames, chain[0].Subject.CommonName)
-			}
-		}
 	}
 	return c
 }

@@ -9,9 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/caspaxos/caspaxos/kv"
@@ -225,24 +223,10 @@ func statusOf(err error) error {
 // credentialsOf reads a call's credentials: a client certificate's common
 // names, etcd's "token" metadata, or a bearer "authorization" header.
 func credentialsOf(ctx context.Context) auth.Credentials {
-	var c auth.Credentials
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
+	c := clientapi.GRPCCredentials(ctx) // a bearer token wins over etcd's
+	if md, ok := metadata.FromIncomingContext(ctx); ok && c.Token == "" {
 		if v := md.Get("token"); len(v) > 0 {
 			c.Token = v[len(v)-1]
-		}
-		for _, v := range md.Get("authorization") {
-			if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-				c.Token = strings.TrimSpace(v[7:])
-			}
-		}
-	}
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			for _, chain := range ti.State.VerifiedChains {
-				if len(chain) > 0 {
-					c.CommonNames = append(c.CommonNames, chain[0].Subject.CommonName)
-				}
-			}
 		}
 	}
 	return c
