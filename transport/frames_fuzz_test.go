@@ -143,7 +143,8 @@ func checkReply(t *testing.T, r *peerpb.ForwardReply) {
 	s, err := decodeReply(r, 2)
 	switch code := r.GetErrorCode(); code {
 	case "":
-		want := protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted()}
+		want := protocol.State{Value: r.GetValue(), Version: r.GetVersion(), Deleted: r.GetDeleted(), Requests: nilIfEmpty(r.GetRequests()),
+			Created: r.GetCreated(), Attrs: protocol.Attrs{Lease: r.GetLease(), Flags: r.GetFlags(), LockIndex: r.GetLockIndex()}}
 		if err != nil || !s.Equal(want) {
 			t.Fatalf("reply %v decoded to %v, %v; want %v", r, s, err, want)
 		}
