@@ -13,9 +13,10 @@ func newMembersCmd(o *clientOptions) *cobra.Command {
 		Use:   "members",
 		Short: "List the cluster's members",
 		Long: `List the cluster's members as the first reachable endpoint sees them: name,
-id, peer address, client address (known for the answering node) and whether
-that node reaches it now; and a membership change that node runs, with its
-catch-up progress (keys done of the total).`,
+id, peer address, client address (the answering node's own, and that of each
+member it has reached since it started) and whether that node reaches it
+now; and a membership change that node runs, with its catch-up progress
+(keys done of the total).`,
 		Example: `  caspaxos members
   caspaxos --endpoints 127.0.0.1:7071 members
   caspaxos members -o json | jq -r '.members[] | select(.reachable | not) | .name'`,

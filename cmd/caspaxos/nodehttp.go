@@ -40,14 +40,22 @@ func (o *clientOptions) nodeHTTP(user, password string, endpoints []string) (*no
 		}
 		n.hc.Transport = &http.Transport{TLSClientConfig: cfg}
 		n.scheme = "https"
-	} else if user != "" && !o.plaintextCredentials {
-		for _, ep := range endpoints {
-			if !certs.Loopback(ep) {
-				return nil, fmt.Errorf("refusing to send the password of %s over plain TCP to %s: use TLS (--cacert), or --allow-plaintext-credentials on a trusted network", user, ep)
-			}
+	}
+	for _, ep := range endpoints {
+		if err := n.mayAsk(ep); err != nil {
+			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// mayAsk refuses an endpoint that the user's password or token would
+// reach over plain TCP off this host (without --allow-plaintext-credentials).
+func (n *nodeHTTP) mayAsk(endpoint string) error {
+	if n.scheme == "https" || n.user == "" || n.allowPlaintextCred || certs.Loopback(endpoint) {
+		return nil
+	}
+	return fmt.Errorf("refusing to send the password of %s over plain TCP to %s: use TLS (--cacert), or --allow-plaintext-credentials on a trusted network", n.user, endpoint)
 }
 
 func (n *nodeHTTP) close() { n.hc.CloseIdleConnections() }

@@ -39,9 +39,13 @@ type Membership struct {
 
 // Member is one node of the cluster.
 type Member struct {
-	Name       string `json:"name"`
-	ID         uint64 `json:"id"`
-	PeerAddr   string `json:"peer_addr"`
+	Name     string `json:"name"`
+	ID       uint64 `json:"id"`
+	PeerAddr string `json:"peer_addr"`
+	// ClientAddr is where clients reach the member's client port: its
+	// own answer to Admin.Info (this node's: its listener's), with the
+	// peer address's host where the listener's is unspecified (0.0.0.0,
+	// ::). Empty when the member was never reached since this node started.
 	ClientAddr string `json:"client_addr,omitempty"`
 	Reachable  bool   `json:"reachable"`
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
+	"github.com/caspaxos/caspaxos/server/membership"
 )
 
 // reachable reports whether this node can reach acceptor id now.
@@ -42,8 +43,32 @@ func (d *Daemon) Health(context.Context) error {
 	return nil
 }
 
-// Members lists the members as this node sees them (clientapi.Backend).
-func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
+// Members lists the members as this node sees them (clientapi.Backend),
+// with their client addresses (clientAddrBook).
+func (d *Daemon) Members(ctx context.Context) (clientapi.Membership, error) {
+	m := d.membersWithout(ctx)
+	ms := make([]membership.Member, len(m.Members))
+	for i, mem := range m.Members {
+		ms[i] = membership.Member{Name: mem.Name, ID: protocol.NodeID(mem.ID), PeerAddr: mem.PeerAddr}
+	}
+	addrs := d.clientAddrs(ctx, ms)
+	for i, mem := range m.Members {
+		if addr, ok := addrs[protocol.NodeID(mem.ID)]; ok {
+			m.Members[i].ClientAddr = addr
+		}
+	}
+	return m, nil
+}
+
+// ownClientAddr is where clients reach this node: its client listener's
+// address, with its peer address's host if the listener's is unspecified.
+func (d *Daemon) ownClientAddr() string {
+	return reachableAt(d.ClientAddr(), d.cfg.PeerAddr)
+}
+
+// membersWithout is Members without the other members' client addresses
+// (it asks no peer: status reads it on every call).
+func (d *Daemon) membersWithout(context.Context) clientapi.Membership {
 	st := d.members.State()
 	out := clientapi.Membership{ConfigVersion: st.Membership.Version(), SelfID: uint64(d.id)}
 	if ch := d.MemberChange(); ch != nil {
@@ -56,8 +81,8 @@ func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
 	for _, m := range st.Membership.Nodes {
 		id := m.ID
 		mem := clientapi.Member{Name: m.Name, ID: uint64(id), PeerAddr: m.PeerAddr, Reachable: d.reachable(id)}
-		if m.Name == d.cfg.Name {
-			mem.ClientAddr = d.cfg.ClientAddr
+		if id == d.id {
+			mem.ClientAddr = d.ownClientAddr()
 		}
 		out.Members = append(out.Members, mem)
 	}
@@ -70,5 +95,5 @@ func (d *Daemon) Members(context.Context) (clientapi.Membership, error) {
 		}
 		return 0
 	})
-	return out, nil
+	return out
 }

@@ -149,11 +149,16 @@ type Timers struct {
 	// removed (the change's last call to it may never come: it is not
 	// required).
 	RemovedGrace time.Duration
-	// MemberInfoTimeout bounds one question to a peer during those probes.
+	// MemberInfoTimeout bounds one question to a peer during those probes,
+	// and one for its client address (ClientAddrMaxAge).
 	MemberInfoTimeout time.Duration
 	// JoinerInfoTimeout bounds the question to a node being added for its
 	// name and ID, before the change starts.
 	JoinerInfoTimeout time.Duration
+	// ClientAddrMaxAge is how long the member listing shows a peer's
+	// client address, learnt from its Admin.Info answer, before it asks
+	// again (each question bounded by MemberInfoTimeout).
+	ClientAddrMaxAge time.Duration
 	// SniffTimeout bounds the wait for a new client connection's first
 	// bytes, which tell gRPC (HTTP/2) from HTTP/1.
 	SniffTimeout time.Duration
@@ -170,6 +175,7 @@ func DefaultTimers() Timers {
 		RemovedGrace:         10 * time.Second,
 		MemberInfoTimeout:    time.Second,
 		JoinerInfoTimeout:    5 * time.Second,
+		ClientAddrMaxAge:     30 * time.Second,
 		SniffTimeout:         10 * time.Second,
 	}
 }
@@ -326,6 +332,7 @@ func (t *Timers) setDefaults(def Timers) {
 		{&t.RemovedGrace, &def.RemovedGrace},
 		{&t.MemberInfoTimeout, &def.MemberInfoTimeout},
 		{&t.JoinerInfoTimeout, &def.JoinerInfoTimeout},
+		{&t.ClientAddrMaxAge, &def.ClientAddrMaxAge},
 
 		{&t.SniffTimeout, &def.SniffTimeout},
 	} {

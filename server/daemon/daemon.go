@@ -54,6 +54,7 @@ type Daemon struct {
 	record    *membership.Record   // WAS-MEMBER and REMOVED
 	standing  *membership.Standing // removal and hold probes
 	admin     *peerapi.AdminClients
+	addrBook  clientAddrBook            // clientaddrs.go: the peers' client addresses
 	gc        atomic.Pointer[gc.Runner] // gc.go; nil when disabled
 	reaper    *lease.Reaper             // expires leases (server/lease)
 	peerSrv   *grpc.Server

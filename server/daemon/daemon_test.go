@@ -231,6 +231,35 @@ func TestMetricsAndMembers(t *testing.T) {
 	}
 }
 
+// TestMembersListClientAddrs: every node's member listing (gRPC here; HTTP
+// shares Daemon.Members) gives every member's client address, its own
+// from its listener and the others' from their answers to Admin.Info, so
+// that a client given one endpoint finds the rest.
+func TestMembersListClientAddrs(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i := range c.cfgs {
+		waitHealthy(t, c.cfgs[i].ClientAddr, 200)
+	}
+	want := map[string]string{}
+	for i, cfg := range c.cfgs {
+		want[cfg.Name] = c.daemons[i].ClientAddr()
+	}
+	for i := range c.cfgs {
+		ms, err := c.client(t, i).Members(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != len(want) {
+			t.Fatalf("node %d lists %+v", i, ms)
+		}
+		for _, m := range ms {
+			if m.ClientAddr != want[m.Name] {
+				t.Errorf("node %d lists %s at %q, want %q", i, m.Name, m.ClientAddr, want[m.Name])
+			}
+		}
+	}
+}
+
 func TestInvalidConfiguration(t *testing.T) {
 	good := Config{Name: "n1", DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", PeerAddr: "127.0.0.1:7080",
 		Cluster: []Member{{"n1", "127.0.0.1:7080"}, {"n2", "127.0.0.1:7081"}, {"n3", "127.0.0.1:7082"}}}

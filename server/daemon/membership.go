@@ -113,7 +113,7 @@ var _ peerapi.Admin = adminNode{}
 func (a adminNode) Info(_ context.Context, caller protocol.NodeID, callerIncarnation string) (membership.PeerInfo, error) {
 	st := a.d.members.State()
 	out := membership.PeerInfo{Name: a.d.cfg.Name, ID: a.d.id, Version: st.Membership.Version(), Changing: st.Changing,
-		Incarnation: a.d.guard.Incarnation()}
+		Incarnation: a.d.guard.Incarnation(), ClientAddr: a.d.ownClientAddr()}
 	if caller != 0 {
 		listed := slices.ContainsFunc(st.Membership.Nodes, func(n membership.Member) bool { return n.ID == caller })
 		out.CallerListed = &listed

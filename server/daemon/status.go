@@ -19,12 +19,12 @@ func (d *Daemon) newStatus() *status.Sampler {
 		Name: d.cfg.Name, ID: uint64(d.id), DataDir: d.cfg.DataDir,
 		Health: d.Health,
 		Members: func(ctx context.Context) (uint64, []status.Member, error) {
-			m, err := d.Members(ctx)
+			m := d.membersWithout(ctx)
 			var out []status.Member
 			for _, mb := range m.Members {
 				out = append(out, status.Member{Name: mb.Name, ID: mb.ID, Reachable: mb.Reachable})
 			}
-			return m.ConfigVersion, out, err
+			return m.ConfigVersion, out, nil
 		},
 		RTT: func() map[uint64]time.Duration {
 			out := map[uint64]time.Duration{}

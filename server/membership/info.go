@@ -21,4 +21,7 @@ type PeerInfo struct {
 	// (nil: it could not read its store), ChangeID which.
 	Controls *bool
 	ChangeID string
+	// ClientAddr is where clients reach its client port ("" from nodes
+	// that predate it); the member listing shows it.
+	ClientAddr string
 }

@@ -70,7 +70,7 @@ func (s adminServer) Info(ctx context.Context, r *peerpb.InfoRequest) (*peerpb.I
 	}
 	return &peerpb.InfoReply{Name: info.Name, Id: uint64(info.ID), Version: info.Version, Changing: info.Changing,
 		Incarnation: info.Incarnation, CallerListed: info.CallerListed, CallerIncarnation: info.CallerIncarnation,
-		Controls: info.Controls, ChangeId: info.ChangeID}, nil
+		Controls: info.Controls, ChangeId: info.ChangeID, ClientAddr: info.ClientAddr}, nil
 }
 
 func (s adminServer) SetState(ctx context.Context, r *peerpb.SetStateRequest) (*peerpb.SetStateReply, error) {
@@ -268,7 +268,7 @@ func (p *AdminClients) Info(ctx context.Context, to membership.Member, caller pr
 	}
 	return membership.PeerInfo{Name: r.GetName(), ID: protocol.NodeID(r.GetId()), Version: r.GetVersion(), Changing: r.GetChanging(),
 		Incarnation: r.GetIncarnation(), CallerListed: r.CallerListed, CallerIncarnation: r.GetCallerIncarnation(),
-		Controls: r.Controls, ChangeID: r.GetChangeId()}, nil
+		Controls: r.Controls, ChangeID: r.GetChangeId(), ClientAddr: r.GetClientAddr()}, nil
 }
 
 // SetState implements membership.Peers.

@@ -219,8 +219,13 @@ type InfoReply struct {
 	// finds another one than its own was known to the cluster with a data
 	// directory it no longer has, and must not serve under that identity.
 	CallerIncarnation string `protobuf:"bytes,9,opt,name=caller_incarnation,json=callerIncarnation,proto3" json:"caller_incarnation,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// client_addr is the address this node's client port is reached at (see
+	// clientapi.Member.ClientAddr; empty from nodes that predate it): a
+	// member lists its peers' so that a client given one endpoint finds the
+	// others (`caspaxos status --cluster`).
+	ClientAddr    string `protobuf:"bytes,10,opt,name=client_addr,json=clientAddr,proto3" json:"client_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoReply) Reset() {
@@ -312,6 +317,13 @@ func (x *InfoReply) GetIncarnation() string {
 func (x *InfoReply) GetCallerIncarnation() string {
 	if x != nil {
 		return x.CallerIncarnation
+	}
+	return ""
+}
+
+func (x *InfoReply) GetClientAddr() string {
+	if x != nil {
+		return x.ClientAddr
 	}
 	return ""
 }
@@ -1002,7 +1014,7 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\tchange_id\x18\x03 \x01(\tR\bchangeId\"T\n" +
 	"\vInfoRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\x04R\x06caller\x12-\n" +
-	"\x12caller_incarnation\x18\x02 \x01(\tR\x11callerIncarnation\"\xbd\x02\n" +
+	"\x12caller_incarnation\x18\x02 \x01(\tR\x11callerIncarnation\"\xde\x02\n" +
 	"\tInfoReply\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12\x18\n" +
@@ -1012,7 +1024,10 @@ const file_transport_admin_proto_rawDesc = "" +
 	"\bcontrols\x18\x06 \x01(\bH\x01R\bcontrols\x88\x01\x01\x12\x1b\n" +
 	"\tchange_id\x18\a \x01(\tR\bchangeId\x12 \n" +
 	"\vincarnation\x18\b \x01(\tR\vincarnation\x12-\n" +
-	"\x12caller_incarnation\x18\t \x01(\tR\x11callerIncarnationB\x10\n" +
+	"\x12caller_incarnation\x18\t \x01(\tR\x11callerIncarnation\x12\x1f\n" +
+	"\vclient_addr\x18\n" +
+	" \x01(\tR\n" +
+	"clientAddrB\x10\n" +
 	"\x0e_caller_listedB\v\n" +
 	"\t_controls\"0\n" +
 	"\x0fSetStateRequest\x12\x1d\n" +

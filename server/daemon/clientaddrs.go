@@ -1,0 +1,102 @@
+package daemon
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/membership"
+)
+
+// clientAddrBook keeps the other members' client addresses, as their
+// answers to Admin.Info name them, for the member listing (GET
+// /v1/members, gRPC Cluster.Members): a client given one endpoint finds
+// every member's there (`caspaxos status --cluster`). The membership
+// itself carries only peer addresses.
+//
+// A listing asks, at once and each within Timers.MemberInfoTimeout, the
+// reachable members whose address it has not learnt, or learnt more than
+// Timers.ClientAddrMaxAge ago (a node restarted with another
+// --client-addr). A member that does not answer keeps the address learnt
+// last, so that a client still tries it and sees it down.
+type clientAddrBook struct {
+	mu   sync.Mutex
+	byID map[protocol.NodeID]learntClientAddr
+}
+
+type learntClientAddr struct {
+	addr string
+	at   time.Time
+}
+
+// clientAddrs returns the client addresses of ms's members other than
+// this node, by ID, asking those it must (see clientAddrBook).
+func (d *Daemon) clientAddrs(ctx context.Context, ms []membership.Member) map[protocol.NodeID]string {
+	b := &d.addrBook
+	now := time.Now()
+	var ask []membership.Member
+	b.mu.Lock()
+	for _, m := range ms {
+		l, ok := b.byID[m.ID]
+		if m.ID != d.id && d.reachable(m.ID) && (!ok || now.Sub(l.at) > d.cfg.Timers.ClientAddrMaxAge) {
+			ask = append(ask, m)
+		}
+	}
+	b.mu.Unlock()
+	if len(ask) > 0 {
+		ictx, cancel := context.WithTimeout(ctx, d.cfg.Timers.MemberInfoTimeout)
+		var wg sync.WaitGroup
+		for _, m := range ask {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Caller 0: a question that records nothing on the peer.
+				info, err := d.admin.Info(ictx, m, 0, "")
+				if err != nil || info.ID != m.ID || info.ClientAddr == "" {
+					return
+				}
+				b.mu.Lock()
+				if b.byID == nil {
+					b.byID = map[protocol.NodeID]learntClientAddr{}
+				}
+				b.byID[m.ID] = learntClientAddr{addr: info.ClientAddr, at: time.Now()}
+				b.mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		cancel()
+	}
+	out := map[protocol.NodeID]string{}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range ms {
+		if l, ok := b.byID[m.ID]; ok && m.ID != d.id {
+			out[m.ID] = reachableAt(l.addr, m.PeerAddr)
+		}
+	}
+	return out
+}
+
+// reachableAt is client address addr as a client can dial it: a listener
+// on an unspecified host (":7070", "0.0.0.0:7070", "[::]:7070") is
+// reached at the host of the member's peer address, which the other
+// members dial. addr as it is when it names a host or cannot be parsed.
+func reachableAt(addr, peerAddr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return addr
+	}
+	peerHost, _, err := net.SplitHostPort(peerAddr)
+	if err != nil || peerHost == "" {
+		return addr
+	}
+	if ip := net.ParseIP(peerHost); ip != nil && ip.IsUnspecified() {
+		return addr
+	}
+	return net.JoinHostPort(peerHost, port)
+}
