@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
 )
 
 // Locks and elections (docs/locks.md). A lock is held by a lease; its
@@ -32,14 +33,9 @@ var (
 	ErrLockLost = errors.New("caspaxos/client: the lock's lease ended")
 )
 
-const (
-	// defaultLockWait is an acquire call's wait on the server (its
-	// default too).
-	defaultLockWait = 30 * time.Second
-	// lockAnswerMargin is left between an acquire's wait and its call's
-	// deadline, for the answer to come back.
-	lockAnswerMargin = 200 * time.Millisecond
-)
+// lockAnswerMargin is left between an acquire's wait and its call's
+// deadline, for the answer to come back.
+const lockAnswerMargin = 200 * time.Millisecond
 
 // NoLockDelay asks for no lock delay (LockOptions.LockDelay).
 const NoLockDelay time.Duration = -1
@@ -105,7 +101,7 @@ func (c *Client) lockCall(ctx context.Context, fn func(caspaxospb.LockClient) (*
 func (c *Client) AcquireLock(ctx context.Context, name string, lease uint64, value []byte, opts LockOptions) (LockState, error) {
 	wait := opts.Wait
 	if wait <= 0 {
-		wait = defaultLockWait
+		wait = kv.DefaultLockWait
 	}
 	if d, ok := ctx.Deadline(); ok {
 		// The server answers locked before the call's deadline, rather
@@ -307,7 +303,7 @@ func (c *Client) Observe(ctx context.Context, name string) iter.Seq2[LockState, 
 		var version uint64
 		first := true
 		for ctx.Err() == nil {
-			st, err := c.GetLock(ctx, name, version, 30*time.Second)
+			st, err := c.GetLock(ctx, name, version, kv.DefaultWatchWait)
 			if ctx.Err() != nil {
 				return
 			}
