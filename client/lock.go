@@ -202,7 +202,7 @@ func (s *Session) acquire(ctx context.Context, name string, value []byte, opts L
 			// The lease ended between the server's check and the acquire:
 			// the hold is void. Release it rather than leave it to a break
 			// (and its lock delay).
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 			_ = s.c.ReleaseLock(rctx, name, s.Lease.ID, st.Token)
 			cancel()
 			return LockState{}, fmt.Errorf("%w: lease %x ended as the lock was acquired", ErrLockLost, s.Lease.ID)
@@ -233,7 +233,7 @@ func (c *Client) Lock(ctx context.Context, name string, opts LockOptions) (token
 	if err != nil {
 		// An acquire may have taken effect after the call gave up: release
 		// it (a break would impose the lock delay), then end the lease.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever it may hold
 		_ = s.Close(cctx)

@@ -95,7 +95,7 @@ func runLocked(ctx context.Context, cmd *cobra.Command, c *client.Client, name s
 	}
 	// The lock is released, and the lease revoked, however this ends.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever this session holds
 		_ = s.Close(cctx)
@@ -241,7 +241,7 @@ func campaign(ctx context.Context, c *client.Client, p printer, name string, val
 	}
 	e := s.Election(name)
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = e.Resign(cctx)
 		_ = s.Close(cctx)
