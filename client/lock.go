@@ -37,6 +37,10 @@ var (
 // deadline, for the answer to come back.
 const lockAnswerMargin = 200 * time.Millisecond
 
+// DefaultSessionTTL is the TTL of a session's lease when none is asked
+// (NewSession, LockOptions.TTL).
+const DefaultSessionTTL = 10 * time.Second
+
 // NoLockDelay asks for no lock delay (LockOptions.LockDelay).
 const NoLockDelay time.Duration = -1
 
@@ -152,7 +156,7 @@ type Session struct {
 // Close, or until ctx ends.
 func (c *Client) NewSession(ctx context.Context, ttl time.Duration) (*Session, error) {
 	if ttl <= 0 {
-		ttl = 10 * time.Second
+		ttl = DefaultSessionTTL
 	}
 	sent := time.Now()
 	l, err := c.Grant(ctx, ttl)

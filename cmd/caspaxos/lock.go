@@ -28,7 +28,7 @@ type lockFlags struct {
 }
 
 func (f *lockFlags) add(cmd *cobra.Command) {
-	cmd.Flags().DurationVar(&f.ttl, "ttl", 10*time.Second, "the TTL of the lease that holds the lock")
+	cmd.Flags().DurationVar(&f.ttl, "ttl", client.DefaultSessionTTL, "the TTL of the lease that holds the lock")
 	cmd.Flags().DurationVar(&f.lockDelay, "lock-delay", kv.DefaultLockDelay, "after this hold's lease ends, nobody may take the lock for this long (0: none)")
 	cmd.Flags().StringVar(&f.owner, "owner", "", "a tag others see as the holder (default: host name and process ID)")
 	cmd.Flags().DurationVar(&f.wait, "wait", 0, "give up (exit code 11) if the lock is not acquired within this (0: wait forever)")
