@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/caspaxos/caspaxos/api/caspaxospb"
+	"github.com/caspaxos/caspaxos/kv"
 )
 
 // Locks and elections (docs/locks.md). A lock is held by a lease; its
@@ -32,14 +33,13 @@ var (
 	ErrLockLost = errors.New("caspaxos/client: the lock's lease ended")
 )
 
-const (
-	// defaultLockWait is an acquire call's wait on the server (its
-	// default too).
-	defaultLockWait = 30 * time.Second
-	// lockAnswerMargin is left between an acquire's wait and its call's
-	// deadline, for the answer to come back.
-	lockAnswerMargin = 200 * time.Millisecond
-)
+// lockAnswerMargin is left between an acquire's wait and its call's
+// deadline, for the answer to come back.
+const lockAnswerMargin = 200 * time.Millisecond
+
+// DefaultSessionTTL is the TTL of a session's lease when none is asked
+// (NewSession, LockOptions.TTL).
+const DefaultSessionTTL = 10 * time.Second
 
 // NoLockDelay asks for no lock delay (LockOptions.LockDelay).
 const NoLockDelay time.Duration = -1
@@ -105,7 +105,7 @@ func (c *Client) lockCall(ctx context.Context, fn func(caspaxospb.LockClient) (*
 func (c *Client) AcquireLock(ctx context.Context, name string, lease uint64, value []byte, opts LockOptions) (LockState, error) {
 	wait := opts.Wait
 	if wait <= 0 {
-		wait = defaultLockWait
+		wait = kv.DefaultLockWait
 	}
 	if d, ok := ctx.Deadline(); ok {
 		// The server answers locked before the call's deadline, rather
@@ -156,7 +156,7 @@ type Session struct {
 // Close, or until ctx ends.
 func (c *Client) NewSession(ctx context.Context, ttl time.Duration) (*Session, error) {
 	if ttl <= 0 {
-		ttl = 10 * time.Second
+		ttl = DefaultSessionTTL
 	}
 	sent := time.Now()
 	l, err := c.Grant(ctx, ttl)
@@ -206,7 +206,7 @@ func (s *Session) acquire(ctx context.Context, name string, value []byte, opts L
 			// The lease ended between the server's check and the acquire:
 			// the hold is void. Release it rather than leave it to a break
 			// (and its lock delay).
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 			_ = s.c.ReleaseLock(rctx, name, s.Lease.ID, st.Token)
 			cancel()
 			return LockState{}, fmt.Errorf("%w: lease %x ended as the lock was acquired", ErrLockLost, s.Lease.ID)
@@ -237,7 +237,7 @@ func (c *Client) Lock(ctx context.Context, name string, opts LockOptions) (token
 	if err != nil {
 		// An acquire may have taken effect after the call gave up: release
 		// it (a break would impose the lock delay), then end the lease.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever it may hold
 		_ = s.Close(cctx)
@@ -307,7 +307,7 @@ func (c *Client) Observe(ctx context.Context, name string) iter.Seq2[LockState, 
 		var version uint64
 		first := true
 		for ctx.Err() == nil {
-			st, err := c.GetLock(ctx, name, version, 30*time.Second)
+			st, err := c.GetLock(ctx, name, version, kv.DefaultWatchWait)
 			if ctx.Err() != nil {
 				return
 			}

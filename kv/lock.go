@@ -44,6 +44,13 @@ const (
 	DefaultLockDelay = 15 * time.Second
 	// MaxLockDelay bounds a lock's delay (Consul's bound too).
 	MaxLockDelay = 60 * time.Second
+	// DefaultLockWait is how long an acquire waits for the lock when the
+	// request names no wait (server/lock), and the Go client's wait per
+	// acquire call.
+	DefaultLockWait = 30 * time.Second
+	// MaxLockWait caps an acquire's wait (as MaxWatchWait caps a long
+	// poll's); a longer wait is cut to it.
+	MaxLockWait = MaxWatchWait
 	// MaxLockOwnerBytes bounds an owner tag.
 	MaxLockOwnerBytes = 256
 	// lockFormat is the first byte of a lock's value.

@@ -19,7 +19,9 @@ const ForwardMaxRTT = 5 * time.Millisecond
 
 // DefaultRequestTimeout bounds a client request that sets no deadline of
 // its own: the networked node's client API, the embeddable store and the
-// command line's client commands all default to it.
+// command line's client commands all default to it, and the Go client's
+// and the command line's locks and elections give their cleanup (release
+// or resign, then revoke) this long.
 const DefaultRequestTimeout = 5 * time.Second
 
 // FailedRTT is the round trip the peer transport reports for a node that

@@ -162,3 +162,40 @@ func checkPlan(cur Config, steps []PlanStep) ([]PlanStep, error) {
 	}
 	return steps, nil
 }
+
+// JoinFences is what a node joining the cluster takes from the members
+// before it is added (the CopyFences step of a plan):
+//
+//   - Ages, the deletion GC age fences of the members' acceptors (the
+//     highest of each proposer's), so that a message fenced elsewhere
+//     cannot land on the joining acceptor (PROTOCOL.md §9 step 3);
+//   - Counter, a ballot counter at or above every member's proposer's, so
+//     that the joining proposer never makes a ballot, nor a version, below
+//     a register deletion GC removed: GC fast-forwarded every proposer of
+//     its round past each removed tombstone's ballot and version (step 2),
+//     and a proposer that joins later starts from its own counter 0; where
+//     the register is gone nothing refuses its low ballot, and a key
+//     re-created with it would go back to version 1 (PROTOCOL.md §7).
+//     The chaos harness found that (seed 10018, a membership plan).
+//
+// Every member's proposer took part in every finished GC round, so any one
+// member's counter covers every removed register; the joiner still takes
+// the highest of those that answer (MergeJoinFences).
+type JoinFences struct {
+	Ages    map[NodeID]uint64
+	Counter uint64
+}
+
+// MergeJoinFences returns what a joiner takes from members whose fences are
+// fs: the highest age of each proposer and the highest counter. Ages is
+// never nil, and shares no map with fs.
+func MergeJoinFences(fs ...JoinFences) JoinFences {
+	out := JoinFences{Ages: map[NodeID]uint64{}}
+	for _, f := range fs {
+		for id, a := range f.Ages {
+			out.Ages[id] = max(out.Ages[id], a)
+		}
+		out.Counter = max(out.Counter, f.Counter)
+	}
+	return out
+}

@@ -321,3 +321,46 @@ func TestReferenceCatchesPlansWithoutCatchUp(t *testing.T) {
 	}
 	t.Fatal("100 random runs without catch-up passed the reference")
 }
+
+func TestMergeJoinFences(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []JoinFences
+		want JoinFences
+	}{
+		{"none", nil, JoinFences{Ages: map[NodeID]uint64{}}},
+		{"one with nil ages", []JoinFences{{Counter: 7}}, JoinFences{Ages: map[NodeID]uint64{}, Counter: 7}},
+		{"one", []JoinFences{{Ages: map[NodeID]uint64{1: 3, 2: 5}, Counter: 9}}, JoinFences{Ages: map[NodeID]uint64{1: 3, 2: 5}, Counter: 9}},
+		{
+			"highest age of each proposer, highest counter",
+			[]JoinFences{
+				{Ages: map[NodeID]uint64{1: 3, 2: 8}, Counter: 4},
+				{Ages: map[NodeID]uint64{1: 6, 3: 1}, Counter: 11},
+				{Ages: map[NodeID]uint64{2: 2}, Counter: 10},
+			},
+			JoinFences{Ages: map[NodeID]uint64{1: 6, 2: 8, 3: 1}, Counter: 11},
+		},
+		{
+			"an answer with no ages lowers nothing",
+			[]JoinFences{{Ages: map[NodeID]uint64{1: 6}, Counter: 11}, {}},
+			JoinFences{Ages: map[NodeID]uint64{1: 6}, Counter: 11},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := MergeJoinFences(tt.in...)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("MergeJoinFences(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+			// The result is the caller's: changing it changes no input.
+			before := fmt.Sprint(tt.in)
+			for id := range got.Ages {
+				got.Ages[id]++
+			}
+			got.Ages[99] = 1
+			if after := fmt.Sprint(tt.in); after != before {
+				t.Fatalf("changing the result changed the inputs: %s, were %s", after, before)
+			}
+		})
+	}
+}

@@ -23,20 +23,29 @@ the graph):
 	             its Standing: removal and hold probes, hold releases
 	identity/    the amnesia guard: a data directory's incarnation, the
 	             members' word on it, and the gate a node serves through
+	list/        listings: a prefix's live keys page by page, merged from a
+	             read quorum of acceptors (COORDINATION.md, Listing)
+	watch/       watches: the acceptors' hint publishers and each node's
+	             watchers, confirmed by reads (COORDINATION.md, Watch)
 	lease/       lease expiry: each node's reaper proposes the committed
 	             expiry of the leases its store holds (docs/leases.md)
 	lock/        a lock's acquire: waits on a watch of the lock and its
 	             holder's lease, breaks a dead lease's hold (docs/locks.md)
+	auth/        authorization: users, roles, permissions, tokens, and the
+	             Guard that checks every client request (docs/security.md)
 	clientapi/   the client port: gRPC and HTTP over one listener, admission
 	etcdapi/     etcd's v3 gRPC API on its own port (docs/etcd.md), over the
-	             client port's Backend, admission and auth
+	             client port's Backend, admission and auth; etcdpb/ below it
+	             holds its wire-compatible generated code
+	consulapi/   Consul's KV HTTP API, blocking queries and sessions on its own
+	             port (docs/consul.md), over the same seams
 	peerapi/     the peer port's Admin and GC services and their clients
 	metrics/     the Prometheus registry: every part's counters at scrape time
 	status/      one node's status (GET /v1/status, `caspaxos status`, the
 	             status page): sizes, GC, peers, WAL fsync p99, requests/s
 	ui/          the status page (/ui/): HTML and a small script, embedded
 	daemon/      assembly: one node of a network cluster from a nested Config
-	servertest/, node/nodetest/
+	servertest/, node/nodetest/, clientapi/clientapitest/
 	             what the packages' tests share; only tests import them
 
 The data flows one way: a request enters through clientapi (or a forward

@@ -67,8 +67,8 @@ func (r Request) ChangeAt(nowMillis int64, c kv.Idempotency) (protocol.Change, e
 }
 
 // Forwarder hands a request to another node's proposer: the key's home
-// (see node.Home). The in-process implementation (node.Local) is a direct call; the
-// network one sends the operation to the peer.
+// (see Home). The in-process implementation (node.Local) is a direct call;
+// the network one sends the operation to the peer.
 type Forwarder interface {
 	// Forward runs req on node to's proposer and returns what that node's
 	// Propose returned. It returns an error wrapping ErrUnreachable or

@@ -26,9 +26,11 @@ import (
 	"github.com/caspaxos/caspaxos/server/list"
 	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/node"
+	"github.com/caspaxos/caspaxos/server/peerapi"
 	"github.com/caspaxos/caspaxos/server/proposer"
 	"github.com/caspaxos/caspaxos/server/status"
 	"github.com/caspaxos/caspaxos/server/watch"
+	"github.com/caspaxos/caspaxos/storage"
 	"github.com/caspaxos/caspaxos/transport"
 )
 
@@ -75,20 +77,40 @@ func configDefaults() map[string]any {
 // configConstants are the named limits that are no config field.
 func configConstants() map[string]any {
 	return map[string]any{
-		"kv.DefaultRequestTimeout":           kv.DefaultRequestTimeout,
-		"kv.ForwardMaxRTT":                   kv.ForwardMaxRTT,
-		"kv.FailedRTT":                       kv.FailedRTT,
-		"daemon.MaxValueBytesLimit":          daemon.MaxValueBytesLimit,
-		"caspaxos.MaxNodes":                  caspaxos.MaxNodes,
-		"proposer.MaxTimeout":                proposer.MaxTimeout,
-		"proposer.MaxGatherWindow":           proposer.MaxGatherWindow,
-		"gc.MaxDuration":                     gc.MaxDuration,
-		"protocol.MaxRequestRecords":         protocol.MaxRequestRecords,
-		"clientapi.KeepaliveMinPingInterval": clientapi.KeepaliveMinPingInterval,
-		"watch.HeartbeatInterval":            watch.HeartbeatInterval,
-		"kv.DefaultWatchWait":                kv.DefaultWatchWait,
-		"kv.MaxWatchWait":                    kv.MaxWatchWait,
-		"consulapi.DefaultBlockingWait":      consulapi.DefaultBlockingWait,
+		"kv.DefaultRequestTimeout":            kv.DefaultRequestTimeout,
+		"kv.ForwardMaxRTT":                    kv.ForwardMaxRTT,
+		"kv.FailedRTT":                        kv.FailedRTT,
+		"daemon.MaxValueBytesLimit":           daemon.MaxValueBytesLimit,
+		"caspaxos.MaxNodes":                   caspaxos.MaxNodes,
+		"proposer.MaxTimeout":                 proposer.MaxTimeout,
+		"proposer.MaxGatherWindow":            proposer.MaxGatherWindow,
+		"gc.MaxDuration":                      gc.MaxDuration,
+		"protocol.MaxRequestRecords":          protocol.MaxRequestRecords,
+		"clientapi.KeepaliveMinPingInterval":  clientapi.KeepaliveMinPingInterval,
+		"watch.HeartbeatInterval":             watch.HeartbeatInterval,
+		"kv.DefaultWatchWait":                 kv.DefaultWatchWait,
+		"kv.MaxWatchWait":                     kv.MaxWatchWait,
+		"consulapi.DefaultBlockingWait":       consulapi.DefaultBlockingWait,
+		"consulapi.MinSessionTTL":             consulapi.MinSessionTTL,
+		"consulapi.MaxSessionTTL":             consulapi.MaxSessionTTL,
+		"kv.MaxWatchItems":                    kv.MaxWatchItems,
+		"kv.DefaultListLimit":                 kv.DefaultListLimit,
+		"kv.MaxListLimit":                     kv.MaxListLimit,
+		"kv.MinLeaseTTL":                      kv.MinLeaseTTL,
+		"kv.MaxLeaseTTL":                      kv.MaxLeaseTTL,
+		"kv.DefaultLockDelay":                 kv.DefaultLockDelay,
+		"kv.MaxLockDelay":                     kv.MaxLockDelay,
+		"kv.MaxLockOwnerBytes":                kv.MaxLockOwnerBytes,
+		"kv.DefaultLockWait":                  kv.DefaultLockWait,
+		"kv.MaxLockWait":                      kv.MaxLockWait,
+		"client.DefaultSessionTTL":            client.DefaultSessionTTL,
+		"clientapi.MaxRestoreItems":           clientapi.MaxRestoreItems,
+		"peerapi.MaxScanKeys":                 peerapi.MaxScanKeys,
+		"storage.DefaultBallastBytes":         storage.DefaultBallastBytes,
+		"protocol.DefaultAcceptorCeilingStep": protocol.DefaultAcceptorCeilingStep,
+		"protocol.CacheEntryOverheadBytes":    protocol.CacheEntryOverheadBytes,
+		"protocol.MaxRequestIDBytes":          protocol.MaxRequestIDBytes,
+		"protocol.MaxRecordValueBytes":        protocol.MaxRecordValueBytes,
 	}
 }
 

@@ -28,7 +28,7 @@ type lockFlags struct {
 }
 
 func (f *lockFlags) add(cmd *cobra.Command) {
-	cmd.Flags().DurationVar(&f.ttl, "ttl", 10*time.Second, "the TTL of the lease that holds the lock")
+	cmd.Flags().DurationVar(&f.ttl, "ttl", client.DefaultSessionTTL, "the TTL of the lease that holds the lock")
 	cmd.Flags().DurationVar(&f.lockDelay, "lock-delay", kv.DefaultLockDelay, "after this hold's lease ends, nobody may take the lock for this long (0: none)")
 	cmd.Flags().StringVar(&f.owner, "owner", "", "a tag others see as the holder (default: host name and process ID)")
 	cmd.Flags().DurationVar(&f.wait, "wait", 0, "give up (exit code 11) if the lock is not acquired within this (0: wait forever)")
@@ -95,7 +95,7 @@ func runLocked(ctx context.Context, cmd *cobra.Command, c *client.Client, name s
 	}
 	// The lock is released, and the lease revoked, however this ends.
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = c.ReleaseLock(cctx, name, s.Lease.ID, 0) // whatever this session holds
 		_ = s.Close(cctx)
@@ -241,7 +241,7 @@ func campaign(ctx context.Context, c *client.Client, p printer, name string, val
 	}
 	e := s.Election(name)
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), kv.DefaultRequestTimeout)
 		defer cancel()
 		_ = e.Resign(cctx)
 		_ = s.Close(cctx)

@@ -221,13 +221,14 @@ func (s *sim) memberStep() {
 }
 
 // memberFences gives node x the highest age fences of the acceptors, and
-// moves its proposer's counter up to the highest synced ceiling of theirs
-// (as server/membership.TakeFences does): deletion GC fast-forwarded the
-// members' proposers past every register it removed (§9 step 2), not a
-// proposer that was not in the cluster then, and where a register is gone
-// nothing refuses a low ballot: a key re-created with it would go back to a
-// version below the removed tombstone's (§7). Both are synced before the
-// step is done. Variant.JoinWithoutCounter leaves the counter out.
+// moves its proposer's counter up to the highest synced ceiling of theirs,
+// merged by server/membership's rule (protocol.MergeJoinFences): deletion
+// GC fast-forwarded the members' proposers past every register it removed
+// (§9 step 2), not a proposer that was not in the cluster then, and where a
+// register is gone nothing refuses a low ballot: a key re-created with it
+// would go back to a version below the removed tombstone's (§7). Both are
+// synced before the step is done. Variant.JoinWithoutCounter leaves the
+// counter out.
 func (s *sim) memberFences(x int) bool {
 	n, mk := s.nodes[x], &s.member.marks[x]
 	if mk.issued && mk.inc == n.inc && n.disk.isSynced(mk.seqs[0]) && n.disk.isSynced(mk.seqs[1]) {
@@ -237,16 +238,14 @@ func (s *sim) memberFences(x int) bool {
 	if !n.up || (mk.issued && mk.inc == n.inc) {
 		return false
 	}
-	fences := make(map[protocol.NodeID]uint64)
-	var counter uint64
+	var from []protocol.JoinFences
 	for _, id := range s.cfg.AcceptSet {
 		d := s.nodes[id-1].disk
-		for p, a := range d.fence {
-			fences[p] = max(fences[p], a)
-		}
-		counter = max(counter, d.syncedCeiling)
+		from = append(from, protocol.JoinFences{Ages: d.fence, Counter: d.syncedCeiling})
 	}
-	*mk = gcMark{issued: true, inc: n.inc, seqs: [2]uint64{n.disk.putFence(fences)}}
+	f := protocol.MergeJoinFences(from...)
+	counter := f.Counter
+	*mk = gcMark{issued: true, inc: n.inc, seqs: [2]uint64{n.disk.putFence(f.Ages)}}
 	if !s.opts.Variant.JoinWithoutCounter {
 		var err error
 		s.callProposer(n, causeTimer, func(p *protocol.Proposer) { err = p.FastForward(counter) })

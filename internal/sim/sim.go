@@ -56,7 +56,7 @@ type Variant struct {
 	// reply: a promise lost in a crash can then be broken.
 	NoFloor bool
 	// JoinWithoutCounter adds a node without moving its proposer's
-	// counter up to the members' (server/membership.Fences.Counter): it
+	// counter up to the members' (protocol.JoinFences.Counter): it
 	// may re-create a key deletion GC removed below the removed
 	// tombstone's version.
 	JoinWithoutCounter bool

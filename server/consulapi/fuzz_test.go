@@ -98,7 +98,7 @@ func FuzzParseSessionRequest(f *testing.F) {
 			}
 			return
 		}
-		if ttl < MinSessionTTL || ttl > MaxSessionTTL || s.LockDelay < 0 || s.LockDelay > MaxLockDelay ||
+		if ttl < MinSessionTTL || ttl > MaxSessionTTL || s.LockDelay < 0 || s.LockDelay > kv.MaxLockDelay ||
 			(s.Behavior != "release" && s.Behavior != "delete") {
 			t.Fatalf("%q: took %+v ttl %v", body, s, ttl)
 		}

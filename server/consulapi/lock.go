@@ -145,7 +145,7 @@ func (c *call) holder(key string, st protocol.State) (holding, *kv.Op, error) {
 	if !ok {
 		// A session pruned from the table: released, with Consul's
 		// default delay.
-		sess = storedSession{Behavior: "release", LockDelay: DefaultLockDelay}
+		sess = storedSession{Behavior: "release", LockDelay: kv.DefaultLockDelay}
 	}
 	if l.State == kv.LeaseExpired {
 		expired := time.UnixMilli(l.RenewedMillis + l.TTLMillis)

@@ -49,12 +49,11 @@ import (
 // sessionsKey is the session table's register.
 const sessionsKey = kv.ReservedPrefix + "consul/sessions"
 
-// Consul's session bounds.
+// Consul's session TTL bounds. A session's lock delay is a lock's
+// (kv.DefaultLockDelay, at most kv.MaxLockDelay: Consul's own numbers).
 const (
-	MinSessionTTL    = 10 * time.Second
-	MaxSessionTTL    = 24 * time.Hour
-	DefaultLockDelay = 15 * time.Second
-	MaxLockDelay     = 60 * time.Second
+	MinSessionTTL = 10 * time.Second
+	MaxSessionTTL = 24 * time.Hour
 )
 
 // storedSession is what the table keeps of a session beside its lease.
@@ -132,7 +131,7 @@ func parseSessionRequest(body []byte) (storedSession, time.Duration, error) {
 	if (r.Namespace != "" && r.Namespace != "default") || (r.Partition != "" && r.Partition != "default") {
 		return storedSession{}, 0, fmt.Errorf("%w: caspaxos has only the default namespace and partition", errBadRequest)
 	}
-	s := storedSession{Name: r.Name, Node: r.Node, Behavior: r.Behavior, TTL: r.TTL, LockDelay: DefaultLockDelay}
+	s := storedSession{Name: r.Name, Node: r.Node, Behavior: r.Behavior, TTL: r.TTL, LockDelay: kv.DefaultLockDelay}
 	switch s.Behavior {
 	case "":
 		s.Behavior = "release"
@@ -168,7 +167,7 @@ func parseSessionRequest(body []byte) (storedSession, time.Duration, error) {
 }
 
 // parseLockDelay reads a LockDelay as Consul does: a duration string, or
-// a number (under 1000: seconds, else nanoseconds); at most MaxLockDelay.
+// a number (under 1000: seconds, else nanoseconds); at most kv.MaxLockDelay.
 func parseLockDelay(raw json.RawMessage) (time.Duration, error) {
 	var d time.Duration
 	var s string
@@ -192,8 +191,8 @@ func parseLockDelay(raw json.RawMessage) (time.Duration, error) {
 	default:
 		return 0, fmt.Errorf("%w: LockDelay %s is neither a duration nor a number", errBadRequest, raw)
 	}
-	if d < 0 || d > MaxLockDelay {
-		return 0, fmt.Errorf("%w: LockDelay %v is not within 0..%v", errBadRequest, d, MaxLockDelay)
+	if d < 0 || d > kv.MaxLockDelay {
+		return 0, fmt.Errorf("%w: LockDelay %v is not within 0..%v", errBadRequest, d, kv.MaxLockDelay)
 	}
 	return d, nil
 }

@@ -158,10 +158,10 @@ func (s *Server) acquire(ctx context.Context, name string, lease int64, value []
 	}}
 	req := lock.Request{Name: name, Lease: uint64(lease), Delay: s.cfg.LockDelay, Value: value}
 	for {
-		// Each round waits up to lock.MaxWait, its operations having the
+		// Each round waits up to kv.MaxLockWait, its operations having the
 		// request timeout after it; the call waits on until ctx ends.
-		rctx, cancel := context.WithTimeout(ctx, lock.MaxWait+s.cfg.RequestTimeout)
-		st, err := lock.Acquire(rctx, d, req, lock.MaxWait)
+		rctx, cancel := context.WithTimeout(ctx, kv.MaxLockWait+s.cfg.RequestTimeout)
+		st, err := lock.Acquire(rctx, d, req, kv.MaxLockWait)
 		cancel()
 		switch {
 		case err == nil:

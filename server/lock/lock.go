@@ -34,28 +34,19 @@ import (
 	"github.com/caspaxos/caspaxos/protocol"
 )
 
-// Bounds of a wait for a lock.
-const (
-	// DefaultWait is how long an acquire waits for the lock when the
-	// request names no wait.
-	DefaultWait = 30 * time.Second
-	// MaxWait caps an acquire's wait (as kv.MaxWatchWait caps a long
-	// poll's); a longer wait is cut to it.
-	MaxWait = kv.MaxWatchWait
-	// retryRefused is the pause after an acquire refused on a lock this
-	// node read free: another acquirer won the race, or the proposer's
-	// clock was still before the lock delay's end.
-	retryRefused = 20 * time.Millisecond
-)
+// retryRefused is the pause after an acquire refused on a lock this node
+// read free: another acquirer won the race, or the proposer's clock was
+// still before the lock delay's end.
+const retryRefused = 20 * time.Millisecond
 
-// WaitFor clamps an acquire's asked wait: 0 takes DefaultWait, more than
-// MaxWait is cut to it.
+// WaitFor clamps an acquire's asked wait: 0 takes kv.DefaultLockWait, more
+// than kv.MaxLockWait is cut to it.
 func WaitFor(asked time.Duration) time.Duration {
 	switch {
 	case asked <= 0:
-		return DefaultWait
-	case asked > MaxWait:
-		return MaxWait
+		return kv.DefaultLockWait
+	case asked > kv.MaxLockWait:
+		return kv.MaxLockWait
 	}
 	return asked
 }

@@ -542,8 +542,7 @@ func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
 		}
 	}
 	var mu sync.Mutex
-	all := Fences{Ages: map[protocol.NodeID]uint64{}}
-	answered := 0
+	var got []Fences
 	from := ch.From
 	if ch.Next > 0 {
 		from = ch.Steps[ch.Next-1].Membership
@@ -555,13 +554,13 @@ func (c *Controller) copyFences(ctx context.Context, ch *Change) error {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		answered++
-		all.merge(f)
+		got = append(got, f)
 		return nil
 	})
-	if answered < len(from.Config.AcceptSet)/2+1 {
+	if answered := len(got); answered < len(from.Config.AcceptSet)/2+1 {
 		return fmt.Errorf("copying GC fences: %d of %d acceptors answered", answered, len(from.Config.AcceptSet))
 	}
+	all := protocol.MergeJoinFences(got...)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
 	if err := c.peers.SetFences(ctx, ch.Target, all); err != nil {

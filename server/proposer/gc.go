@@ -60,7 +60,7 @@ func (p *Proposer) Forget(ctx context.Context, tombs []protocol.Tombstone) (uint
 // FastForward moves the ballot counter to at least counter and returns once
 // the ballot ceiling past it is persisted. A node joining the cluster takes
 // the members' counter this way before it proposes anything
-// (membership.Fences): deletion GC fast-forwarded every member's proposer
+// (protocol.JoinFences): deletion GC fast-forwarded every member's proposer
 // past each register it removed (step 2), and a joining proposer that
 // started from counter 0 would otherwise re-create such a key with a ballot
 // and a version below the removed tombstone's (PROTOCOL.md §7, §9).
