@@ -1,24 +1,34 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
+	"github.com/caspaxos/caspaxos/api/caspaxospb"
 	"github.com/caspaxos/caspaxos/client"
 	"github.com/caspaxos/caspaxos/internal/certs"
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/auth"
+	"github.com/caspaxos/caspaxos/server/servertest"
 	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
 )
@@ -255,5 +265,216 @@ func TestCredentialsInClearWarning(t *testing.T) {
 		if got := len(w) == 1 && strings.Contains(w[0], "credentials travel in clear"); got != tc.warn || (!tc.warn && len(w) != 0) {
 			t.Errorf("%s: warnings %q, want the credentials warning %v", tc.name, w, tc.warn)
 		}
+	}
+}
+
+// testPKI is the TLS material of a test cluster laid out as certs.WriteDev
+// lays it out (a client CA and a peer CA), with the CAs' keys kept so that
+// a test can issue more: a non-member's certificate, an expired one, a
+// replacement. other is a third CA that no node trusts.
+type testPKI struct {
+	dir                 string
+	client, peer, other *certs.CA
+	files               certs.DevFiles
+}
+
+// issuer is one of certs.CA's ways to issue: Issue or IssueClient.
+type issuer func(name string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error)
+
+func newTestPKI(t *testing.T, nodes ...string) *testPKI {
+	t.Helper()
+	now := time.Now()
+	p := &testPKI{dir: t.TempDir()}
+	for _, ca := range []struct {
+		to   **certs.CA
+		name string
+	}{{&p.client, "test client CA"}, {&p.peer, "test peer CA"}, {&p.other, "another CA"}} {
+		var err error
+		if *ca.to, err = certs.NewCA(ca.name, now.Add(-time.Hour), now.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.files = certs.DevFiles{CA: p.write(t, "ca.pem", p.client.PEM), PeerCA: p.write(t, "peer-ca.pem", p.peer.PEM),
+		Nodes: map[string]certs.Files{}, Peers: map[string]certs.Files{}}
+	p.files.Client = p.issue(t, p.client.IssueClient, "client", "client", p.files.CA)
+	for _, n := range nodes {
+		p.files.Nodes[n] = p.issue(t, p.client.Issue, n, n, p.files.CA)
+		p.files.Peers[n] = p.issue(t, p.peer.Issue, n, n+"-peer", p.files.PeerCA)
+	}
+	return p
+}
+
+// write writes b to the file name under p.dir, whole or not at all (a
+// rename): a node reloading its certificate never reads half of it.
+func (p *testPKI) write(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// issue issues name's certificate, valid from an hour ago for a day, and
+// writes it as base.pem and base-key.pem (trusting caFile).
+func (p *testPKI) issue(t *testing.T, by issuer, name, base, caFile string) certs.Files {
+	t.Helper()
+	now := time.Now()
+	return p.issueAt(t, by, name, base, caFile, now.Add(-time.Hour), now.Add(24*time.Hour))
+}
+
+func (p *testPKI) issueAt(t *testing.T, by issuer, name, base, caFile string, notBefore, notAfter time.Time) certs.Files {
+	t.Helper()
+	c, k, err := by(name, notBefore, notAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key first: a handshake between the two renames loads the new key
+	// with the old certificate, which fails and keeps the old pair; the
+	// certificate's rename is a change of its own, and is reloaded.
+	key := p.write(t, base+"-key.pem", k)
+	return certs.Files{CertFile: p.write(t, base+".pem", c), KeyFile: key, CAFile: caFile}
+}
+
+// refusals keeps the lines a node logs about TLS handshakes it refused.
+type refusals struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *refusals) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("TLS handshake failed")) {
+		r.mu.Lock()
+		r.lines = append(r.lines, string(p))
+		r.mu.Unlock()
+	}
+	return len(p), nil
+}
+
+// count returns how many of the lines say why.
+func (r *refusals) count(why string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, l := range r.lines {
+		if strings.Contains(l, why) {
+			n++
+		}
+	}
+	return n
+}
+
+// logRefusals gives node name a logger at debug level whose refused
+// handshakes (client and peer port) go to r.
+func logRefusals(name string, r *refusals) func(*Config) {
+	return func(c *Config) {
+		if c.Name == name {
+			c.Logger = slog.New(slog.NewTextHandler(r, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+}
+
+// tlsClient is a Go client of the TLS cluster files, presenting the
+// client certificate.
+func tlsClient(t *testing.T, files certs.DevFiles, addrs ...string) *client.Client {
+	t.Helper()
+	cl, err := client.New(client.Config{Endpoints: addrs, CAFile: files.CA, CertFile: files.Client.CertFile, KeyFile: files.Client.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// putUntil puts key until it succeeds (the peer links come up) or ctx ends.
+func putUntil(t *testing.T, ctx context.Context, cl *client.Client, key, value string) {
+	t.Helper()
+	for {
+		_, err := cl.Put(ctx, key, []byte(value))
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("put %s over TLS: %v", key, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// presenting is the tls.Config of a client of the client port that trusts
+// caFile and presents f's certificate whatever the server asks for. (Go's
+// client sends no certificate when the server's list of acceptable CAs
+// names none of its issuers: one of another CA would go unseen.)
+func presenting(t *testing.T, caFile string, f certs.Files) *tls.Config {
+	t.Helper()
+	cfg, err := certs.ClientFiles(caFile, f.CertFile, f.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := cfg.Certificates[0]
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	return cfg
+}
+
+// TestTLSClientPortRefusals: a node whose client port requires client
+// certificates refuses, at the handshake, a certificate of another CA and
+// an expired one of its own CA, over gRPC (the call fails Unavailable) and
+// HTTPS (a connection error). It logs why, and the write each attempted
+// did not happen; a good client's writes still do.
+func TestTLSClientPortRefusals(t *testing.T) {
+	p := newTestPKI(t, "n1", "n2", "n3")
+	logs := &refusals{}
+	c := newTestCluster(t, 3, withTLS(p.files), logRefusals("n1", logs))
+	addr := c.cfgs[0].ClientAddr
+	good := tlsClient(t, p.files, addr)
+	ctx := servertest.Ctx(t, 60*time.Second)
+	putUntil(t, ctx, good, "k", "v")
+	now := time.Now()
+	for _, tc := range []struct {
+		name string
+		cert certs.Files
+		why  string // in the node's log line
+	}{
+		{"another CA's certificate", p.issue(t, p.other.IssueClient, "client", "foreign-client", p.files.CA),
+			"x509: certificate signed by unknown authority"},
+		{"an expired certificate", p.issueAt(t, p.client.IssueClient, "client", "expired-client", p.files.CA, now.Add(-2*time.Hour), now.Add(-time.Minute)),
+			"x509: certificate has expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := presenting(t, p.files.CA, tc.cert)
+			before := logs.count(tc.why)
+			key := "refused/" + strings.ReplaceAll(tc.name, " ", "-")
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			short, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err = caspaxospb.NewKVClient(conn).Put(short, &caspaxospb.PutRequest{Key: []byte(key), Value: []byte("x")})
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("gRPC put: %v, want Unavailable", err)
+			}
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+			defer hc.CloseIdleConnections()
+			if resp, err := hc.Do(mustRequest(t, "PUT", "https://"+addr+"/v1/kv/"+key, "x")); err == nil {
+				resp.Body.Close()
+				t.Errorf("HTTPS put: answered %d, want a connection error", resp.StatusCode)
+			}
+			if v, err := good.Get(ctx, key); !errors.Is(err, client.ErrNotFound) {
+				t.Errorf("%s after the refused writes: %q, %v; want not found", key, v.Data, err)
+			}
+			servertest.WaitFor(t, "the node to log both refusals with "+tc.why, func() bool { return logs.count(tc.why) >= before+2 })
+		})
+	}
+	if _, err := good.Put(ctx, "after", []byte("v")); err != nil {
+		t.Fatalf("a good client's put after the refusals: %v", err)
+	}
+	if v, err := good.Get(ctx, "k"); err != nil || string(v.Data) != "v" {
+		t.Fatalf("k after the refusals: %q, %v", v.Data, err)
 	}
 }
