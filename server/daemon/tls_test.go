@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	"github.com/caspaxos/caspaxos/kv"
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/auth"
+	"github.com/caspaxos/caspaxos/server/membership"
 	"github.com/caspaxos/caspaxos/server/servertest"
 	"github.com/caspaxos/caspaxos/transport"
 	"github.com/caspaxos/caspaxos/transport/peerpb"
@@ -476,5 +478,204 @@ func TestTLSClientPortRefusals(t *testing.T) {
 	}
 	if v, err := good.Get(ctx, "k"); err != nil || string(v.Data) != "v" {
 		t.Fatalf("k after the refusals: %q, %v", v.Data, err)
+	}
+}
+
+// peerConn is a gRPC connection to a peer port presenting f's certificate
+// and verifying the node's against the peer CA, as a member's would.
+func peerConn(t *testing.T, addr string, f certs.Files) *grpc.ClientConn {
+	t.Helper()
+	src, err := certs.Load(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := src.ClientConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// peerCall is one call to a node's Admin or GC service.
+type peerCall struct {
+	name string
+	call func(context.Context, *grpc.ClientConn) error
+}
+
+// destructiveCalls are the peer calls that once let anyone who reached a
+// peer port destroy the cluster: a membership of n1 alone (a newer
+// version, valid: a member's call would install it), every proposer fenced
+// at the highest age (no write would pass again), and a listing of every
+// key (whose reply must be empty when refused).
+func destructiveCalls(t *testing.T, c *testCluster) []peerCall {
+	t.Helper()
+	cur := c.daemons[0].members.State().Membership
+	n1, _ := cur.Node(c.daemons[0].id)
+	alone := membership.Membership{Config: protocol.Majority(cur.Version()+1, n1.ID), Nodes: []membership.Member{n1}}
+	if err := alone.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := json.Marshal(membership.NodeState{Membership: alone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ages := map[uint64]uint64{}
+	for _, d := range c.daemons {
+		if d != nil {
+			ages[uint64(d.id)] = protocol.MaxAge
+		}
+	}
+	return []peerCall{
+		{"Admin.SetState", func(ctx context.Context, conn *grpc.ClientConn) error {
+			_, err := peerpb.NewAdminClient(conn).SetState(ctx, &peerpb.SetStateRequest{StateJson: st})
+			return err
+		}},
+		{"GC.Fence", func(ctx context.Context, conn *grpc.ClientConn) error {
+			_, err := peerpb.NewGCClient(conn).Fence(ctx, &peerpb.FenceRequest{Ages: ages})
+			return err
+		}},
+		{"Admin.ScanKeys", func(ctx context.Context, conn *grpc.ClientConn) error {
+			r, err := peerpb.NewAdminClient(conn).ScanKeys(ctx, &peerpb.ScanKeysRequest{Limit: 100})
+			if err == nil {
+				return fmt.Errorf("listed %d keys", len(r.GetKeys()))
+			}
+			return err
+		}},
+	}
+}
+
+// peerState is what the destructive calls would change on a node: its
+// membership and its acceptor's age fences. (Not its proposer's counter
+// ceiling, which no call here changes and the node's own proposals move.)
+type peerState struct {
+	Version  uint64
+	Changing bool
+	Ages     map[protocol.NodeID]uint64
+}
+
+func peerStates(t *testing.T, c *testCluster) map[string]peerState {
+	t.Helper()
+	out := map[string]peerState{}
+	for i, d := range c.daemons {
+		if d == nil {
+			continue
+		}
+		st := d.members.State()
+		f, err := membership.ReadFences(d.store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[c.cfgs[i].Name] = peerState{st.Membership.Version(), st.Changing, f.Ages}
+	}
+	return out
+}
+
+// TestTLSPeerServicesRefuseNonMembers: on peer ports with mutual TLS,
+// Admin.SetState, GC.Fence and Admin.ScanKeys (destructiveCalls) are
+// refused to a certificate of the peer CA that names no member and to
+// another CA's certificate that names a member: at the handshake, so the
+// call fails Unavailable and the node logs why. Afterwards no node's
+// membership or fences changed, nothing was listed, and writes and reads
+// work; a member's certificate is answered by the same client code.
+func TestTLSPeerServicesRefuseNonMembers(t *testing.T) {
+	p := newTestPKI(t, "n1", "n2", "n3")
+	logs := map[string]*refusals{"n1": {}, "n2": {}, "n3": {}}
+	mods := []func(*Config){withTLS(p.files)}
+	for name, r := range logs {
+		mods = append(mods, logRefusals(name, r))
+	}
+	c := newTestCluster(t, 3, mods...)
+	good := tlsClient(t, p.files, c.cfgs[0].ClientAddr)
+	ctx := servertest.Ctx(t, 60*time.Second)
+	putUntil(t, ctx, good, "k", "v")
+	before := peerStates(t, c)
+	calls := destructiveCalls(t, c)
+	for _, caller := range []struct {
+		name string
+		cert certs.Files
+		why  string // in the node's log line
+	}{
+		{"a non-member's certificate of the peer CA", p.issue(t, p.peer.Issue, "n9", "n9-peer", p.files.PeerCA),
+			"the peer's certificate names no member"},
+		{"another CA's certificate naming n2", p.issue(t, p.other.Issue, "n2", "n2-foreign", p.files.PeerCA),
+			"x509: certificate signed by unknown authority"},
+	} {
+		for _, cfg := range c.cfgs {
+			for _, call := range calls {
+				logged := logs[cfg.Name].count(caller.why)
+				// A connection of its own: gRPC fails the calls after a
+				// failed handshake without another one for a while.
+				conn := peerConn(t, cfg.PeerAddr, caller.cert)
+				short, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := call.call(short, conn)
+				cancel()
+				conn.Close()
+				if status.Code(err) != codes.Unavailable {
+					t.Errorf("%s with %s: %v, want Unavailable", call.name, caller.name, err)
+				}
+				if after := peerStates(t, c); !reflect.DeepEqual(after, before) {
+					t.Fatalf("%s to %s with %s changed the nodes: %+v, was %+v", call.name, cfg.Name, caller.name, after, before)
+				}
+				servertest.WaitFor(t, cfg.Name+" to log the refusal of "+caller.name, func() bool { return logs[cfg.Name].count(caller.why) > logged })
+			}
+		}
+	}
+	// The same client code, with a member's certificate, is answered.
+	r, err := peerpb.NewAdminClient(peerConn(t, c.cfgs[0].PeerAddr, p.files.Peers["n2"])).ScanKeys(ctx, &peerpb.ScanKeysRequest{Limit: 100})
+	if err != nil || len(r.GetKeys()) == 0 {
+		t.Fatalf("Admin.ScanKeys with n2's certificate: %v, %v", r, err)
+	}
+	if _, err := good.Put(ctx, "after", []byte("v")); err != nil {
+		t.Fatalf("put after the refusals: %v", err)
+	}
+	if v, err := good.Get(ctx, "after"); err != nil || string(v.Data) != "v" {
+		t.Fatalf("get after the refusals: %q, %v", v.Data, err)
+	}
+}
+
+// TestTLSPeerServicesRefuseARemovedMember: a connection to a peer port made
+// with a member's certificate (n3's) loses its calls once n3 is removed:
+// the services' interceptor answers the destructive calls PermissionDenied
+// on it, and nothing changes.
+func TestTLSPeerServicesRefuseARemovedMember(t *testing.T) {
+	p := newTestPKI(t, "n1", "n2", "n3")
+	c := newTestCluster(t, 3, withTLS(p.files))
+	good := tlsClient(t, p.files, c.cfgs[0].ClientAddr)
+	ctx := servertest.Ctx(t, 60*time.Second)
+	putUntil(t, ctx, good, "k", "v")
+	conn := peerConn(t, c.cfgs[0].PeerAddr, p.files.Peers["n3"])
+	admin := peerpb.NewAdminClient(conn)
+	if r, err := admin.ScanKeys(ctx, &peerpb.ScanKeysRequest{Limit: 100}); err != nil || len(r.GetKeys()) == 0 {
+		t.Fatalf("Admin.ScanKeys with n3's certificate, a member's: %v, %v", r, err)
+	}
+	c.remove(t, 0, "n3")
+	select {
+	case <-c.daemons[2].Removed():
+	case <-ctx.Done():
+		t.Fatal("n3 did not learn of its removal")
+	}
+	c.stop(2)
+	before := peerStates(t, c)
+	for _, call := range destructiveCalls(t, c) {
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := call.call(short, conn)
+		cancel()
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "names no member") {
+			t.Errorf("%s with the removed n3's certificate: %v, want PermissionDenied (names no member)", call.name, err)
+		}
+		if after := peerStates(t, c); !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s with the removed n3's certificate changed the nodes: %+v, was %+v", call.name, after, before)
+		}
+	}
+	if _, err := good.Put(ctx, "after", []byte("v")); err != nil {
+		t.Fatalf("put after the refusals: %v", err)
+	}
+	if v, err := good.Get(ctx, "after"); err != nil || string(v.Data) != "v" {
+		t.Fatalf("get after the refusals: %q, %v", v.Data, err)
 	}
 }
