@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -677,5 +679,83 @@ func TestTLSPeerServicesRefuseARemovedMember(t *testing.T) {
 	}
 	if v, err := good.Get(ctx, "after"); err != nil || string(v.Data) != "v" {
 		t.Fatalf("get after the refusals: %q, %v", v.Data, err)
+	}
+}
+
+// served returns the certificate a TLS port at addr presents to a new
+// connection presenting f's certificate, verified against f's CA file.
+func served(t *testing.T, addr string, f certs.Files) *x509.Certificate {
+	t.Helper()
+	cfg, err := certs.ClientFiles(f.CAFile, f.CertFile, f.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", addr, err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0]
+}
+
+// TestTLSCertificateReload: a running node whose certificate files are
+// rewritten with a newly issued certificate (another serial) presents it
+// from a later handshake on, on its client port and on its peer port,
+// without a restart; the cluster goes on serving, to the clients it had
+// and to new ones.
+func TestTLSCertificateReload(t *testing.T) {
+	p := newTestPKI(t, "n1", "n2", "n3")
+	c := newTestCluster(t, 3, withTLS(p.files))
+	n1 := c.cfgs[0]
+	good := tlsClient(t, p.files, n1.ClientAddr)
+	ctx := servertest.Ctx(t, 60*time.Second)
+	putUntil(t, ctx, good, "k", "v")
+	for _, port := range []struct {
+		name   string
+		addr   string
+		by     issuer
+		base   string      // n1's certificate files, base.pem and base-key.pem
+		caller certs.Files // presented, and its CA trusted
+		caFile string
+	}{
+		{"client port", n1.ClientAddr, p.client.Issue, "n1", p.files.Client, p.files.CA},
+		{"peer port", n1.PeerAddr, p.peer.Issue, "n1-peer", p.files.Peers["n2"], p.files.PeerCA},
+	} {
+		t.Run(port.name, func(t *testing.T) {
+			old := served(t, port.addr, port.caller)
+			next := p.issue(t, port.by, "n1", port.base, port.caFile)
+			src, err := certs.Load(next, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := src.Leaf().SerialNumber
+			if want.Cmp(old.SerialNumber) == 0 || !certs.HasName(old, "n1") {
+				t.Fatalf("n1 served serial %v (names %q) before; the new one is %v", old.SerialNumber, certs.Names(old), want)
+			}
+			servertest.WaitFor(t, "n1's "+port.name+" to present the new certificate", func() bool {
+				return served(t, port.addr, port.caller).SerialNumber.Cmp(want) == 0
+			})
+		})
+	}
+	// The client connected before the rewrite is served, and so is a new
+	// one, whose handshake takes the new certificate.
+	if _, err := good.Put(ctx, "after", []byte("v")); err != nil {
+		t.Fatalf("put through the old connection after the reload: %v", err)
+	}
+	fresh := tlsClient(t, p.files, n1.ClientAddr)
+	if _, err := fresh.Put(ctx, "fresh", []byte("v")); err != nil {
+		t.Fatalf("put through a new connection after the reload: %v", err)
+	}
+	// New peer links take n1's new certificate, both ways: with n3
+	// stopped and n2 restarted, a write through n1 needs the links that
+	// n1 and n2 make afresh.
+	c.stop(2)
+	c.stop(1)
+	c.start(t, 1)
+	putUntil(t, ctx, fresh, "fresh", "v")
+	for _, k := range []string{"k", "after", "fresh"} {
+		if v, err := fresh.Get(ctx, k); err != nil || string(v.Data) != "v" {
+			t.Fatalf("%s after the reload: %q, %v", k, v.Data, err)
+		}
 	}
 }
