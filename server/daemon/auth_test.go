@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -84,9 +85,8 @@ func setupAuth(t *testing.T, base string) {
 	}
 }
 
-// expiredToken signs a token for user that expired a minute ago, with the
-// cluster's own key, read past the client API.
-func expiredToken(t *testing.T, d *Daemon, user string) string {
+// authState reads the cluster's auth state past the client API.
+func authState(t *testing.T, d *Daemon) auth.State {
 	t.Helper()
 	reg, err := d.node.Do(context.Background(), kv.Op{Kind: kv.OpGet, Key: auth.StateKey})
 	if err != nil {
@@ -96,7 +96,28 @@ func expiredToken(t *testing.T, d *Daemon, user string) string {
 	if err != nil || len(s.SigningKey) == 0 {
 		t.Fatalf("auth state: %+v, %v", s, err)
 	}
+	return s
+}
+
+// expiredToken signs a token for user that expired a minute ago, with the
+// cluster's own key.
+func expiredToken(t *testing.T, d *Daemon, user string) string {
+	t.Helper()
+	s := authState(t, d)
 	return auth.SignToken(s.SigningKey, user, s.Users[user].Generation, time.Now().Add(-time.Minute))
+}
+
+// forgedToken makes the token a forger would: for user, under the user's
+// current generation, valid for an hour, but signed with a key of its own
+// rather than the cluster's.
+func forgedToken(t *testing.T, d *Daemon, user string) string {
+	t.Helper()
+	s := authState(t, d)
+	key := make([]byte, len(s.SigningKey))
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	return auth.SignToken(key, user, s.Users[user].Generation, time.Now().Add(time.Hour))
 }
 
 // TestAuthRejectionMatrix: with auth enabled, each refused request over
@@ -114,7 +135,7 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}
 	setupAuth(t, base)
 	root, alice, reader := login(t, base, "root", "rootpw"), login(t, base, "alice", "alicepw"), login(t, base, "reader", "readerpw")
-	expired := expiredToken(t, c.daemons[0], "alice")
+	expired, forged := expiredToken(t, c.daemons[0], "alice"), forgedToken(t, c.daemons[0], "root")
 	mustAuthHTTP(t, "PUT", base+"/v1/kv/app/x", alice, "v2")
 	membersBefore := mustAuthHTTP(t, "GET", base+"/v1/members", "", "")
 
@@ -143,7 +164,7 @@ func TestAuthRejectionMatrix(t *testing.T) {
 		{"no token", "PUT", "/v1/kv/app/x", "", "", "v3", nil, 401, kv.CodeUnauthenticated},
 		{"no token, read", "GET", "/v1/kv/app/x", "", "", "", nil, 401, kv.CodeUnauthenticated},
 		{"expired token", "PUT", "/v1/kv/app/x", expired, "", "v3", nil, 401, kv.CodeUnauthenticated},
-		{"forged token", "PUT", "/v1/kv/app/x", alice[:len(alice)-2] + "AA", "", "v3", nil, 401, kv.CodeUnauthenticated},
+		{"forged token", "PUT", "/v1/kv/app/x", forged, "", "v3", nil, 401, kv.CodeUnauthenticated},
 		{"wrong password", "POST", "/v1/auth/login", "", "application/json", `{"user":"alice","password":"nope"}`, nil, 401, kv.CodeUnauthenticated},
 		{"unknown user", "POST", "/v1/auth/login", "", "application/json", `{"user":"mallory","password":"x"}`, nil, 401, kv.CodeUnauthenticated},
 		{"read-only user writes", "PUT", "/v1/kv/app/x", reader, "", "v3", nil, 403, kv.CodePermissionDenied},
@@ -200,11 +221,20 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}{
 		{"no token", func() error { return put("", "app/x") }, codes.Unauthenticated},
 		{"expired token", func() error { return put(expired, "app/x") }, codes.Unauthenticated},
+		{"forged token", func() error { return put(forged, "app/x") }, codes.Unauthenticated},
 		{"wrong password", func() error {
 			_, err := ac.Login(context.Background(), &caspaxospb.LoginRequest{User: "alice", Password: "nope"})
 			return err
 		}, codes.Unauthenticated},
+		{"unknown user", func() error {
+			_, err := ac.Login(context.Background(), &caspaxospb.LoginRequest{User: "mallory", Password: "x"})
+			return err
+		}, codes.Unauthenticated},
 		{"read-only user writes", func() error { return put(reader, "app/x") }, codes.PermissionDenied},
+		{"read-only user deletes", func() error {
+			_, err := kvc.Delete(with(reader), &caspaxospb.DeleteRequest{Key: []byte("app/x")})
+			return err
+		}, codes.PermissionDenied},
 		{"read outside the grant", func() error {
 			_, err := kvc.Get(with(reader), &caspaxospb.GetRequest{Key: []byte("other")})
 			return err
@@ -224,6 +254,10 @@ func TestAuthRejectionMatrix(t *testing.T) {
 		}, codes.PermissionDenied},
 		{"own password without the current one", func() error {
 			_, err := ac.UserPasswd(with(alice), &caspaxospb.UserRequest{Name: "alice", Password: "mine"})
+			return err
+		}, codes.PermissionDenied},
+		{"own password, wrong current one", func() error {
+			_, err := ac.UserPasswd(with(alice), &caspaxospb.UserRequest{Name: "alice", Password: "mine", CurrentPassword: "guess"})
 			return err
 		}, codes.PermissionDenied},
 		{"reserved key", func() error { return put(root, auth.StateKey) }, codes.InvalidArgument},
@@ -274,6 +308,17 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}
 	if code, out := authHTTP(t, "GET", "http://"+c.cfgs[1].ClientAddr+"/v1/kv/app/y", alice, "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("alice's token after her password change: %d %s", code, out)
+	}
+	conn1, err := grpc.NewClient(c.cfgs[1].ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn1.Close()
+	if _, err := caspaxospb.NewKVClient(conn1).Put(with(alice), &caspaxospb.PutRequest{Key: []byte("app/y"), Value: []byte("stale")}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a gRPC put with alice's token after her password change: %v, want Unauthenticated", err)
+	}
+	if out := mustAuthHTTP(t, "GET", base+"/v1/kv/app/y", root, ""); out != "yes" {
+		t.Fatalf("app/y after the refused put: %q, want yes", out)
 	}
 	if code, out := authHTTP(t, "POST", base+"/v1/auth/login", "", "application/json", `{"user":"alice","password":"alicepw"}`); code != http.StatusUnauthorized {
 		t.Fatalf("login with alice's old password: %d %s", code, out)
