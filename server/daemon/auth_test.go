@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +412,85 @@ func TestAuthFailClosed(t *testing.T) {
 				t.Errorf("anonymous gRPC release: %v, want %v", err, tc.grpcErr)
 			}
 		})
+	}
+}
+
+// TestCrossOriginRefusedWithAuthOff: with auth off, where every request is
+// open, a web page still cannot change the cluster through a client port.
+// The requests a page can send without a CORS preflight (a text/plain or
+// form POST to /v1/members, /v1/members/release or /v1/auth/users, the one
+// that would make root) and the writes a browser marks as another site's
+// (Origin, Sec-Fetch-Site) are refused 403 permission_denied, and no
+// member, key, user or auth setting changes. The same add and put from a
+// client that is no browser pass: the refused requests were live ones.
+func TestCrossOriginRefusedWithAuthOff(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	base := "http://" + c.cfgs[0].ClientAddr
+	mustAuthHTTP(t, "PUT", base+"/v1/kv/app/x", "", "v1")
+	n4 := c.joiner(t, "n4", t.TempDir())
+	add := "n4=" + c.cfgs[n4].PeerAddr
+	snapshot := func() []string {
+		t.Helper()
+		// The members by version, name and address (not reachability,
+		// which a link's hiccup changes).
+		var m struct {
+			Version uint64 `json:"config_version"`
+			Members []struct {
+				Name     string `json:"name"`
+				PeerAddr string `json:"peer_addr"`
+			} `json:"members"`
+		}
+		if err := json.Unmarshal([]byte(mustAuthHTTP(t, "GET", base+"/v1/members", "", "")), &m); err != nil {
+			t.Fatal(err)
+		}
+		out := []string{fmt.Sprintf("%+v", m)}
+		for _, path := range []string{"/v1/auth/status", "/v1/auth/users", "/v1/kv/app/x"} {
+			out = append(out, mustAuthHTTP(t, "GET", base+path, "", ""))
+		}
+		code, body := authHTTP(t, "GET", base+"/v1/kv/counter", "", "", "")
+		return append(out, fmt.Sprint(code, body))
+	}
+	before := snapshot()
+	if !strings.Contains(before[1], `"enabled":false`) {
+		t.Fatalf("auth status before: %s, want disabled", before[1])
+	}
+	evil := []string{"Origin", "http://evil.example"}
+	for _, tc := range []struct {
+		name, method, path, ct, body string
+		header                       []string
+	}{
+		{"text/plain POST to /v1/members", "POST", "/v1/members", "text/plain", add, nil},
+		{"text/plain POST with a charset", "POST", "/v1/members", "text/plain; charset=utf-8", add, nil},
+		{"form POST to /v1/members", "POST", "/v1/members", "application/x-www-form-urlencoded", add, nil},
+		{"multipart POST to /v1/members", "POST", "/v1/members", "multipart/form-data; boundary=x", add, nil},
+		{"cross-origin POST to /v1/members", "POST", "/v1/members", "application/octet-stream", add, evil},
+		{"cross-origin member removal", "DELETE", "/v1/members/n3", "", "", evil},
+		{"text/plain POST to /v1/members/release", "POST", "/v1/members/release", "text/plain", "", nil},
+		{"text/plain POST making root", "POST", "/v1/auth/users", "text/plain", `{"name":"root","password":"evil"}`, nil},
+		{"cross-origin auth enable", "POST", "/v1/auth/enable", "application/json", "", evil},
+		{"cross-origin put", "PUT", "/v1/kv/app/x", "text/plain", "evil", evil},
+		{"put from an opaque origin", "PUT", "/v1/kv/app/x", "text/plain", "evil", []string{"Origin", "null"}},
+		{"cross-site put", "PUT", "/v1/kv/app/x", "text/plain", "evil", []string{"Sec-Fetch-Site", "cross-site"}},
+		{"cross-origin incr", "POST", "/v1/kv/counter?incr=1", "text/plain", "", evil},
+		{"cross-origin delete", "DELETE", "/v1/kv/app/x", "", "", evil},
+	} {
+		code, out := authHTTP(t, tc.method, base+tc.path, "", tc.ct, tc.body, tc.header...)
+		if code != http.StatusForbidden || !strings.Contains(out, `"code":"`+kv.CodePermissionDenied+`"`) || !strings.Contains(out, "cross-origin") {
+			t.Errorf("%s: %d %s, want 403 %s (cross-origin)", tc.name, code, out, kv.CodePermissionDenied)
+		}
+		if after := snapshot(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s changed the cluster:\n%q\nwas\n%q", tc.name, after, before)
+		}
+	}
+	// Not a browser's: the same put, with this node's own origin, and the
+	// same add.
+	if code, out := authHTTP(t, "PUT", base+"/v1/kv/app/x", "", "text/plain", "v2", "Origin", base); code != http.StatusOK {
+		t.Fatalf("a same-origin put: %d %s", code, out)
+	}
+	if code, out := authHTTP(t, "POST", base+"/v1/members", "", "application/octet-stream", add); code != http.StatusOK || !strings.Contains(out, `"n4"`) {
+		t.Fatalf("adding n4 without a browser's marks: %d %s", code, out)
 	}
 }
