@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -84,9 +87,8 @@ func setupAuth(t *testing.T, base string) {
 	}
 }
 
-// expiredToken signs a token for user that expired a minute ago, with the
-// cluster's own key, read past the client API.
-func expiredToken(t *testing.T, d *Daemon, user string) string {
+// authState reads the cluster's auth state past the client API.
+func authState(t *testing.T, d *Daemon) auth.State {
 	t.Helper()
 	reg, err := d.node.Do(context.Background(), kv.Op{Kind: kv.OpGet, Key: auth.StateKey})
 	if err != nil {
@@ -96,7 +98,28 @@ func expiredToken(t *testing.T, d *Daemon, user string) string {
 	if err != nil || len(s.SigningKey) == 0 {
 		t.Fatalf("auth state: %+v, %v", s, err)
 	}
+	return s
+}
+
+// expiredToken signs a token for user that expired a minute ago, with the
+// cluster's own key.
+func expiredToken(t *testing.T, d *Daemon, user string) string {
+	t.Helper()
+	s := authState(t, d)
 	return auth.SignToken(s.SigningKey, user, s.Users[user].Generation, time.Now().Add(-time.Minute))
+}
+
+// forgedToken makes the token a forger would: for user, under the user's
+// current generation, valid for an hour, but signed with a key of its own
+// rather than the cluster's.
+func forgedToken(t *testing.T, d *Daemon, user string) string {
+	t.Helper()
+	s := authState(t, d)
+	key := make([]byte, len(s.SigningKey))
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	return auth.SignToken(key, user, s.Users[user].Generation, time.Now().Add(time.Hour))
 }
 
 // TestAuthRejectionMatrix: with auth enabled, each refused request over
@@ -114,7 +137,7 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}
 	setupAuth(t, base)
 	root, alice, reader := login(t, base, "root", "rootpw"), login(t, base, "alice", "alicepw"), login(t, base, "reader", "readerpw")
-	expired := expiredToken(t, c.daemons[0], "alice")
+	expired, forged := expiredToken(t, c.daemons[0], "alice"), forgedToken(t, c.daemons[0], "root")
 	mustAuthHTTP(t, "PUT", base+"/v1/kv/app/x", alice, "v2")
 	membersBefore := mustAuthHTTP(t, "GET", base+"/v1/members", "", "")
 
@@ -143,7 +166,7 @@ func TestAuthRejectionMatrix(t *testing.T) {
 		{"no token", "PUT", "/v1/kv/app/x", "", "", "v3", nil, 401, kv.CodeUnauthenticated},
 		{"no token, read", "GET", "/v1/kv/app/x", "", "", "", nil, 401, kv.CodeUnauthenticated},
 		{"expired token", "PUT", "/v1/kv/app/x", expired, "", "v3", nil, 401, kv.CodeUnauthenticated},
-		{"forged token", "PUT", "/v1/kv/app/x", alice[:len(alice)-2] + "AA", "", "v3", nil, 401, kv.CodeUnauthenticated},
+		{"forged token", "PUT", "/v1/kv/app/x", forged, "", "v3", nil, 401, kv.CodeUnauthenticated},
 		{"wrong password", "POST", "/v1/auth/login", "", "application/json", `{"user":"alice","password":"nope"}`, nil, 401, kv.CodeUnauthenticated},
 		{"unknown user", "POST", "/v1/auth/login", "", "application/json", `{"user":"mallory","password":"x"}`, nil, 401, kv.CodeUnauthenticated},
 		{"read-only user writes", "PUT", "/v1/kv/app/x", reader, "", "v3", nil, 403, kv.CodePermissionDenied},
@@ -200,11 +223,20 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}{
 		{"no token", func() error { return put("", "app/x") }, codes.Unauthenticated},
 		{"expired token", func() error { return put(expired, "app/x") }, codes.Unauthenticated},
+		{"forged token", func() error { return put(forged, "app/x") }, codes.Unauthenticated},
 		{"wrong password", func() error {
 			_, err := ac.Login(context.Background(), &caspaxospb.LoginRequest{User: "alice", Password: "nope"})
 			return err
 		}, codes.Unauthenticated},
+		{"unknown user", func() error {
+			_, err := ac.Login(context.Background(), &caspaxospb.LoginRequest{User: "mallory", Password: "x"})
+			return err
+		}, codes.Unauthenticated},
 		{"read-only user writes", func() error { return put(reader, "app/x") }, codes.PermissionDenied},
+		{"read-only user deletes", func() error {
+			_, err := kvc.Delete(with(reader), &caspaxospb.DeleteRequest{Key: []byte("app/x")})
+			return err
+		}, codes.PermissionDenied},
 		{"read outside the grant", func() error {
 			_, err := kvc.Get(with(reader), &caspaxospb.GetRequest{Key: []byte("other")})
 			return err
@@ -224,6 +256,10 @@ func TestAuthRejectionMatrix(t *testing.T) {
 		}, codes.PermissionDenied},
 		{"own password without the current one", func() error {
 			_, err := ac.UserPasswd(with(alice), &caspaxospb.UserRequest{Name: "alice", Password: "mine"})
+			return err
+		}, codes.PermissionDenied},
+		{"own password, wrong current one", func() error {
+			_, err := ac.UserPasswd(with(alice), &caspaxospb.UserRequest{Name: "alice", Password: "mine", CurrentPassword: "guess"})
 			return err
 		}, codes.PermissionDenied},
 		{"reserved key", func() error { return put(root, auth.StateKey) }, codes.InvalidArgument},
@@ -274,6 +310,17 @@ func TestAuthRejectionMatrix(t *testing.T) {
 	}
 	if code, out := authHTTP(t, "GET", "http://"+c.cfgs[1].ClientAddr+"/v1/kv/app/y", alice, "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("alice's token after her password change: %d %s", code, out)
+	}
+	conn1, err := grpc.NewClient(c.cfgs[1].ClientAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn1.Close()
+	if _, err := caspaxospb.NewKVClient(conn1).Put(with(alice), &caspaxospb.PutRequest{Key: []byte("app/y"), Value: []byte("stale")}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("a gRPC put with alice's token after her password change: %v, want Unauthenticated", err)
+	}
+	if out := mustAuthHTTP(t, "GET", base+"/v1/kv/app/y", root, ""); out != "yes" {
+		t.Fatalf("app/y after the refused put: %q, want yes", out)
 	}
 	if code, out := authHTTP(t, "POST", base+"/v1/auth/login", "", "application/json", `{"user":"alice","password":"alicepw"}`); code != http.StatusUnauthorized {
 		t.Fatalf("login with alice's old password: %d %s", code, out)
@@ -365,5 +412,85 @@ func TestAuthFailClosed(t *testing.T) {
 				t.Errorf("anonymous gRPC release: %v, want %v", err, tc.grpcErr)
 			}
 		})
+	}
+}
+
+// TestCrossOriginRefusedWithAuthOff: with auth off, where every request is
+// open, a web page still cannot change the cluster through a client port.
+// The requests a page can send without a CORS preflight (a text/plain or
+// form POST to /v1/members, /v1/members/release or /v1/auth/users, the one
+// that would make root) and the writes a browser marks as another site's
+// (Origin, Sec-Fetch-Site) are refused 403 permission_denied, and no
+// member, key, user or auth setting changes. The same add and put from a
+// client that is no browser pass: the refused requests were live ones.
+func TestCrossOriginRefusedWithAuthOff(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for _, cfg := range c.cfgs {
+		waitHealthy(t, cfg.ClientAddr, http.StatusOK)
+	}
+	base := "http://" + c.cfgs[0].ClientAddr
+	mustAuthHTTP(t, "PUT", base+"/v1/kv/app/x", "", "v1")
+	n4 := c.joiner(t, "n4", t.TempDir())
+	add := "n4=" + c.cfgs[n4].PeerAddr
+	snapshot := func() []string {
+		t.Helper()
+		// The members by version, name and address (not reachability,
+		// which a link's hiccup changes).
+		var m struct {
+			Version uint64 `json:"config_version"`
+			Members []struct {
+				Name     string `json:"name"`
+				PeerAddr string `json:"peer_addr"`
+			} `json:"members"`
+		}
+		if err := json.Unmarshal([]byte(mustAuthHTTP(t, "GET", base+"/v1/members", "", "")), &m); err != nil {
+			t.Fatal(err)
+		}
+		out := []string{fmt.Sprintf("%+v", m)}
+		for _, path := range []string{"/v1/auth/status", "/v1/auth/users", "/v1/kv/app/x"} {
+			out = append(out, mustAuthHTTP(t, "GET", base+path, "", ""))
+		}
+		code, body := authHTTP(t, "GET", base+"/v1/kv/counter", "", "", "")
+		return append(out, fmt.Sprint(code, body))
+	}
+	before := snapshot()
+	if !strings.Contains(before[1], `"enabled":false`) {
+		t.Fatalf("auth status before: %s, want disabled", before[1])
+	}
+	evil := []string{"Origin", "http://evil.example"}
+	for _, tc := range []struct {
+		name, method, path, ct, body string
+		header                       []string
+	}{
+		{"text/plain POST to /v1/members", "POST", "/v1/members", "text/plain", add, nil},
+		{"text/plain POST with a charset", "POST", "/v1/members", "text/plain; charset=utf-8", add, nil},
+		{"form POST to /v1/members", "POST", "/v1/members", "application/x-www-form-urlencoded", add, nil},
+		{"multipart POST to /v1/members", "POST", "/v1/members", "multipart/form-data; boundary=x", add, nil},
+		{"cross-origin POST to /v1/members", "POST", "/v1/members", "application/octet-stream", add, evil},
+		{"cross-origin member removal", "DELETE", "/v1/members/n3", "", "", evil},
+		{"text/plain POST to /v1/members/release", "POST", "/v1/members/release", "text/plain", "", nil},
+		{"text/plain POST making root", "POST", "/v1/auth/users", "text/plain", `{"name":"root","password":"evil"}`, nil},
+		{"cross-origin auth enable", "POST", "/v1/auth/enable", "application/json", "", evil},
+		{"cross-origin put", "PUT", "/v1/kv/app/x", "text/plain", "evil", evil},
+		{"put from an opaque origin", "PUT", "/v1/kv/app/x", "text/plain", "evil", []string{"Origin", "null"}},
+		{"cross-site put", "PUT", "/v1/kv/app/x", "text/plain", "evil", []string{"Sec-Fetch-Site", "cross-site"}},
+		{"cross-origin incr", "POST", "/v1/kv/counter?incr=1", "text/plain", "", evil},
+		{"cross-origin delete", "DELETE", "/v1/kv/app/x", "", "", evil},
+	} {
+		code, out := authHTTP(t, tc.method, base+tc.path, "", tc.ct, tc.body, tc.header...)
+		if code != http.StatusForbidden || !strings.Contains(out, `"code":"`+kv.CodePermissionDenied+`"`) || !strings.Contains(out, "cross-origin") {
+			t.Errorf("%s: %d %s, want 403 %s (cross-origin)", tc.name, code, out, kv.CodePermissionDenied)
+		}
+		if after := snapshot(); !reflect.DeepEqual(after, before) {
+			t.Fatalf("%s changed the cluster:\n%q\nwas\n%q", tc.name, after, before)
+		}
+	}
+	// Not a browser's: the same put, with this node's own origin, and the
+	// same add.
+	if code, out := authHTTP(t, "PUT", base+"/v1/kv/app/x", "", "text/plain", "v2", "Origin", base); code != http.StatusOK {
+		t.Fatalf("a same-origin put: %d %s", code, out)
+	}
+	if code, out := authHTTP(t, "POST", base+"/v1/members", "", "application/octet-stream", add); code != http.StatusOK || !strings.Contains(out, `"n4"`) {
+		t.Fatalf("adding n4 without a browser's marks: %d %s", code, out)
 	}
 }
