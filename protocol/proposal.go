@@ -182,7 +182,11 @@ func (p *Proposer) compute(pr *proposal, base State) (State, []Result) {
 		if r.change == nil || r.done {
 			continue
 		}
-		w, err := r.change(cur)
+		change := r.change
+		if r.timed != nil {
+			change = r.timed(p.now)
+		}
+		w, err := change(cur)
 		if err != nil {
 			results[i].Err = err
 			continue

@@ -200,6 +200,7 @@ func (c *ProposerConfig) validate() error {
 // them into one accept (each caller still gets its own result).
 type Proposer struct {
 	id      NodeID
+	now     int64 // the driver's clock in milliseconds (SetNow): TimedChanges run at it
 	cfg     Config
 	age     uint64
 	counter uint64 // highest ballot counter used or seen
@@ -226,9 +227,10 @@ type Proposer struct {
 type request struct {
 	id      ReqID
 	key     string
-	change  Change // nil: identity (a read that left the fast path, or a GC write)
-	all     bool   // a deletion-GC write (ProposeGC)
-	force   bool   // an identity write that must reach the acceptors (Rewrite)
+	change  Change      // nil: identity (a read that left the fast path, or a GC write)
+	timed   TimedChange // if set, change is rebuilt from it at each computation (ProposeTimed)
+	all     bool        // a deletion-GC write (ProposeGC)
+	force   bool        // an identity write that must reach the acceptors (Rewrite)
 	inBatch bool
 	done    bool
 	read    *readOp // set while the request is on the read fast path
@@ -316,6 +318,39 @@ func (p *Proposer) Propose(id ReqID, key string, change Change) {
 		panic("caspaxos/protocol: Propose with a nil change")
 	}
 	p.enqueue(p.newRequest(id, key, change))
+}
+
+// TimedChange is a change that depends on the time it runs at, in
+// milliseconds of the driver's clock: exactly-once's window check
+// (kv.Idempotent) refuses a request issued longer ago than the window.
+type TimedChange func(nowMillis int64) Change
+
+// ProposeTimed is Propose for a change built from the time: each time the
+// batch is computed (each attempt: after a prepare quorum, or from a cached
+// promise) the change is built at the time of the driver's latest SetNow,
+// not at the time it was proposed. A change fixed at its proposal could
+// run, retried after conflicts and timeouts, long after deletion GC removed
+// the key's tombstone and the request table in it, judging its request
+// still inside the window (its time being older than GC's decision), and
+// so apply the request a second time. Built per attempt, an attempt that
+// computes after GC decided judges at a time past GC's (less the clock skew
+// bound, which GC's hold adds), and refuses it as expired; one that
+// computed before is ended by GC's step 2 (PROTOCOL.md §9).
+func (p *Proposer) ProposeTimed(id ReqID, key string, change TimedChange) {
+	if change == nil {
+		panic("caspaxos/protocol: ProposeTimed with a nil change")
+	}
+	r := p.newRequest(id, key, change(p.now))
+	r.timed = change
+	p.enqueue(r)
+}
+
+// SetNow gives the proposer the driver's clock, in milliseconds: a driver
+// calls it before it hands the proposer an input (Propose, Step, Fire),
+// and TimedChanges computed while that input is handled run at it. It
+// never goes back: an earlier time is ignored.
+func (p *Proposer) SetNow(nowMillis int64) {
+	p.now = max(p.now, nowMillis)
 }
 
 func (p *Proposer) newRequest(id ReqID, key string, change Change) *request {

@@ -181,3 +181,41 @@ func TestRecycleReusesReadySlices(t *testing.T) {
 		t.Fatalf("third Ready = %v, want the 3 prepares of c", third.Messages)
 	}
 }
+
+// TestTimedChangeRunsAtEachAttempt: a TimedChange is built at the time of
+// the attempt that computes it, not of its proposal, so that an
+// exactly-once write retried long after it was proposed judges its window
+// at the retry's time (a write fixed at its proposal could apply a second
+// time after deletion GC took its key's request table: internal/sim seeds
+// 3000307 and 3001713).
+func TestTimedChangeRunsAtEachAttempt(t *testing.T) {
+	c := newCluster(t, []NodeID{1, 2, 3}, []NodeID{1, 2}, nil)
+	var seen []int64
+	timed := func(now int64) Change {
+		return func(cur State) (Write, error) {
+			seen = append(seen, now)
+			return incr(1)(cur)
+		}
+	}
+	// Proposer 2 holds the key at a higher ballot and its accept is lost,
+	// so proposer 1's first attempt is refused and retried after a backoff.
+	c.proposers[1].Propose(1, "k", incr(1))
+	c.run()
+	c.drop = func(m Message) bool { return m.Kind == MsgAccept && m.From == 2 }
+	c.proposers[2].Propose(2, "k", incr(1))
+	c.run()
+	c.fireAll(2)
+	c.drop = nil
+	c.proposers[1].SetNow(100)
+	c.proposers[1].ProposeTimed(3, "k", timed)
+	c.run()
+	c.proposers[1].SetNow(90) // a clock that steps back is not followed
+	c.proposers[1].SetNow(5000)
+	c.fireAll(1)
+	if r := c.results[3]; r.Err != nil || string(r.State.Value) != "2" {
+		t.Fatalf("result %+v, want 2", r)
+	}
+	if len(seen) < 2 || seen[0] != 100 || seen[len(seen)-1] != 5000 {
+		t.Fatalf("the change ran at %v, want 100 first and 5000 at the retry", seen)
+	}
+}

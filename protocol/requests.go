@@ -22,9 +22,10 @@ import (
 //
 // Times are milliseconds since the Unix epoch. A record is ordered by its
 // request's issue time, which the request itself carries (a client's
-// clock); the proposer's time, fixed before the change runs (a change
-// never reads a clock: it may run more than once), only decides when a
-// record is old enough to prune. The table never depends on any clock
+// clock); the proposer's time, fixed before each attempt computes the
+// change (a change never reads a clock: it may run more than once; see
+// Proposer.ProposeTimed), only decides when a record is old enough to
+// prune. The table never depends on any clock
 // being right for its safety; see RequestCheck.
 
 // The table's bounds.

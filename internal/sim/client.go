@@ -221,9 +221,14 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.FastRead(o.id, in.key) })
 	case in.kind == opGet:
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, in.key) })
-	case in.rid != "":
-		ch := s.counted(n, o, s.idChange(n, in))
+	case in.rid != "" && s.opts.Variant.IDCheckOutside:
+		ch := s.counted(n, o, s.idChange(n, in, 0))
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
+	case in.rid != "":
+		// As the server's proposer: the change is built at the time of
+		// each attempt (protocol.Proposer.ProposeTimed).
+		ch := func(nowMillis int64) protocol.Change { return s.counted(n, o, s.idChange(n, in, nowMillis)) }
+		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.ProposeTimed(o.id, in.key, ch) })
 	default:
 		ch := s.counted(n, o, in.change())
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })

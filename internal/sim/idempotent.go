@@ -112,13 +112,14 @@ func (in input) kvOp() kv.Op {
 }
 
 // idChange is the change a proposer on n runs for in, which has a request
-// ID: kv.Idempotent at n's time, fixed now, before the change runs.
-func (s *sim) idChange(n *node, in input) protocol.Change {
+// ID: kv.Idempotent at nowMillis, n's time when the attempt computes it
+// (the broken variant checks outside the change, at no time).
+func (s *sim) idChange(n *node, in input, nowMillis int64) protocol.Change {
 	req := kv.Request{ID: in.rid, IssuedMillis: in.issued}
 	if s.opts.Variant.IDCheckOutside {
 		return s.outsideCheck(n, in, req)
 	}
-	return kv.Idempotent(in.kvOp(), req, s.nodeMillis(n), s.requestWindow())
+	return kv.Idempotent(in.kvOp(), req, nowMillis, s.requestWindow())
 }
 
 // outsideCheck is the broken variant: the ID is checked against the table

@@ -192,6 +192,7 @@ func (s *sim) releaseReadys(n *node) {
 // callProposer runs f on n's proposer and handles the Ready it leaves.
 func (s *sim) callProposer(n *node, cause cause, f func(*protocol.Proposer)) {
 	clear(s.computing)
+	n.prop.SetNow(s.nodeMillis(n)) // as the server's driver does before every input
 	f(n.prop)
 	rd := n.prop.Ready()
 	if rd.Empty() {

@@ -75,3 +75,20 @@ type seedTime struct {
 }
 
 func (s seedTime) String() string { return fmt.Sprintf("%d (%v)", s.seed, s.d.Round(time.Millisecond)) }
+
+// TestExactlyOnceAcrossGCSeeds replays the soak seeds that found an
+// exactly-once write applied twice: its retry, running at the time its
+// proposer had fixed when the request arrived, applied again after
+// deletion GC removed the key's tombstone and its request table. Changes
+// with a request ID now run at the time of each attempt
+// (protocol.Proposer.ProposeTimed).
+func TestExactlyOnceAcrossGCSeeds(t *testing.T) {
+	for _, seed := range []uint64{3000307, 3001713} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			if _, err := Run(Options{Seed: seed, Ops: 8800}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -39,6 +39,7 @@ func (p *Proposer) run() {
 		case msgs := <-p.replies:
 			p.step(msgs)
 		case id := <-p.cancel:
+			p.tick()
 			p.core.Cancel(id)
 			p.collect()
 		case fc := <-p.forgets:
@@ -52,6 +53,9 @@ func (p *Proposer) run() {
 		p.drain()
 		now := time.Now()
 		due = p.timers.popDue(now, due[:0])
+		if len(due) > 0 {
+			p.tick()
+		}
 		for _, t := range due {
 			p.core.Fire(t)
 			p.collect()
@@ -77,6 +81,7 @@ func (p *Proposer) drain() {
 		case msgs := <-p.replies:
 			p.step(msgs)
 		case id := <-p.cancel:
+			p.tick()
 			p.core.Cancel(id)
 			p.collect()
 		case fc := <-p.forgets:
@@ -87,7 +92,12 @@ func (p *Proposer) drain() {
 	}
 }
 
+// tick gives the core the time before an input: the exactly-once writes
+// it computes while handling that input run at it (ProposeTimed).
+func (p *Proposer) tick() { p.core.SetNow(p.cfg.Now().UnixMilli()) }
+
 func (p *Proposer) start(c *call) {
+	p.tick()
 	p.calls[c.id] = c
 	p.stats.requests.Add(1)
 	switch {
@@ -100,12 +110,17 @@ func (p *Proposer) start(c *call) {
 	case c.change == nil:
 		p.core.Read(c.id, c.key)
 	default:
-		p.core.Propose(c.id, c.key, c.change)
+		if c.timed != nil {
+			p.core.ProposeTimed(c.id, c.key, c.timed)
+		} else {
+			p.core.Propose(c.id, c.key, c.change)
+		}
 	}
 	p.collect()
 }
 
 func (p *Proposer) step(msgs []protocol.Message) {
+	p.tick()
 	for _, m := range msgs {
 		if m.Kind == protocol.MsgConflict {
 			p.stats.conflicts.Add(1)

@@ -196,9 +196,12 @@ type call struct {
 	id     protocol.ReqID
 	key    string
 	change protocol.Change // nil: a read, or a GC write
-	gc     bool            // a deletion GC write (ProposeGC)
-	force  bool            // a membership catch-up write (Rewrite)
-	fast   bool            // a read on the fast path only (FastRead)
+	// timed, if set, builds change at the time of each attempt
+	// (protocol.Proposer.ProposeTimed): a write with a request ID.
+	timed  protocol.TimedChange
+	gc     bool // a deletion GC write (ProposeGC)
+	force  bool // a membership catch-up write (Rewrite)
+	fast   bool // a read on the fast path only (FastRead)
 	result chan protocol.Result
 }
 
@@ -283,8 +286,8 @@ func New(cfg Config, ceil Store, tr server.Transport, log *slog.Logger) (*Propos
 //   - server.ErrStopped: the proposer stopped first; not applied.
 //
 // A write with a request ID runs at most once (kv.Idempotent), at the
-// time fixed here, before its change runs; repeated, it returns its first
-// outcome.
+// time of each attempt, fixed before its change runs; repeated, it
+// returns its first outcome.
 func (p *Proposer) Propose(ctx context.Context, req server.Request) (protocol.State, error) {
 	change, err := req.ChangeAt(p.cfg.Now().UnixMilli(), p.cfg.Idempotency)
 	if err != nil {
@@ -295,6 +298,19 @@ func (p *Proposer) Propose(ctx context.Context, req server.Request) (protocol.St
 		key:    req.Op.Key,
 		change: change,
 		result: make(chan protocol.Result, 1),
+	}
+	if req.Change == nil && req.Op.RequestID != "" && change != nil {
+		// The time of an exactly-once write is that of each attempt, not
+		// of its arrival (see protocol.Proposer.ProposeTimed). ChangeAt's
+		// only error is a malformed ID, refused above at any time.
+		idem := p.cfg.Idempotency
+		c.timed = func(nowMillis int64) protocol.Change {
+			ch, err := req.ChangeAt(nowMillis, idem)
+			if err != nil {
+				return func(protocol.State) (protocol.Write, error) { return protocol.Write{}, err }
+			}
+			return ch
+		}
 	}
 	if c.change == nil && req.Op.Kind != kv.OpGet {
 		return protocol.State{}, fmt.Errorf("caspaxos/proposer: unknown operation %v", req.Op.Kind)
