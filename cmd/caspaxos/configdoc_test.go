@@ -376,6 +376,8 @@ func TestServeFlagsSetTheirFields(t *testing.T) {
 		switch name {
 		case "cluster":
 			value, want = "n1=h:1234", "[{n1 h:1234}]"
+		case "http-allowed-hosts":
+			value, want = "a.example, B.example,", "[a.example B.example]"
 		case "gc": // --gc is GC.Disabled's opposite
 			want = strconv.FormatBool(value != "true")
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,7 +20,8 @@ type serveOptions struct {
 	cfg       daemon.Config
 	config    string
 	cluster   string
-	gc        bool // the inverse of cfg.GC.Disabled
+	hosts     string // cfg.HTTPAllowedHosts, comma-separated
+	gc        bool   // the inverse of cfg.GC.Disabled
 	logLevel  string
 	logFormat string
 	pprofAddr string
@@ -49,6 +51,7 @@ func serveFlagFields() map[string]daemon.Field {
 		"http-read-timeout":        "HTTP.ReadTimeout",
 		"http-write-timeout":       "HTTP.WriteTimeout",
 		"http-idle-timeout":        "HTTP.IdleTimeout",
+		"http-allowed-hosts":       "HTTPAllowedHosts",
 		"auth-token-ttl":           "Auth.TokenTTL",
 		"auth-staleness":           "Auth.Staleness",
 		"attempt-timeout":          "Node.Proposer.AttemptTimeout",
@@ -161,6 +164,7 @@ func (o *serveOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.HTTP.ReadTimeout, "http-read-timeout", def.HTTP.ReadTimeout, "an HTTP client that has not sent its whole request, body included, by then is cut off")
 	f.DurationVar(&c.HTTP.WriteTimeout, "http-write-timeout", def.HTTP.WriteTimeout, "an HTTP answer not written by then (from the end of the request's headers) is cut off")
 	f.DurationVar(&c.HTTP.IdleTimeout, "http-idle-timeout", def.HTTP.IdleTimeout, "an idle kept-alive HTTP connection is closed after this")
+	f.StringVar(&o.hosts, "http-allowed-hosts", "", "host names, comma-separated, that a browser may reach the client port by over plain HTTP, besides IP addresses, localhost, *.localhost and the hosts of --client-addr and of the client address given to the members (a DNS rebinding guard; * allows any)")
 	f.DurationVar(&c.Auth.TokenTTL, "auth-token-ttl", def.Auth.TokenTTL, "life of a token from a login (once auth is enabled)")
 	f.DurationVar(&c.Auth.Staleness, "auth-staleness", def.Auth.Staleness, "age of the cached users and roles a request is checked against: a change made on another node takes effect here within it")
 	p := &c.Node.Proposer
@@ -245,6 +249,12 @@ func (o *serveOptions) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	}
 	cfg := o.cfg
 	cfg.Cluster, cfg.GC.Disabled, cfg.Logger = members, !o.gc, log
+	cfg.HTTPAllowedHosts = nil
+	for _, h := range strings.Split(o.hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.HTTPAllowedHosts = append(cfg.HTTPAllowedHosts, h)
+		}
+	}
 	// A zero limit would mean the default to the daemon; on the command
 	// line it is a mistake.
 	if cfg.Limits.MaxKeyBytes <= 0 || cfg.Limits.MaxValueBytes <= 0 {

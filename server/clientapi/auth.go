@@ -55,7 +55,9 @@ var simpleContentTypes = []string{"text/plain", "application/x-www-form-urlencod
 // send, so such a request is refused. Admin requests (admin true) must
 // also carry a Content-Type that is not one of simpleContentTypes, nor none:
 // a page cannot send that without a preflight, which this server never
-// answers, even from a browser that sends no Origin.
+// answers, even from a browser that sends no Origin. A DNS rebinding page
+// makes Origin and Host agree; the host guard (checkHost), run first on
+// every request, refuses it.
 func checkOrigin(r *http.Request, admin bool) error {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return nil

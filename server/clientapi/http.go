@@ -43,6 +43,11 @@ type HTTPConfig struct {
 	// Watches, if set, serves the long poll (?wait) and /v1/watch
 	// (watch_http.go); nil: they answer bad request.
 	Watches Watches
+	// AllowedHosts are the host names, besides IP addresses, localhost
+	// and names under .localhost, that a browser's request over plain
+	// HTTP may name in its Host header (the DNS rebinding guard,
+	// hostguard.go); AllowAnyHost ("*") among them turns the guard off.
+	AllowedHosts []string
 }
 
 // NewHTTP returns the HTTP/JSON API of a node:
@@ -72,8 +77,10 @@ type HTTPConfig struct {
 // PUT, DELETE and POST take an Idempotency-Key header: a write's request
 // ID, which makes it exactly-once (outcome.go).
 //
-// Every request that is not GET or HEAD must pass the CSRF rule
-// (checkOrigin), and with a Guard every request its checks (auth.go).
+// Every request a browser sends over plain HTTP, on every route, must pass
+// the DNS rebinding guard (checkHost); every request that is not GET or
+// HEAD the CSRF rule (checkOrigin); and with a Guard every request its
+// checks (auth.go).
 func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = kv.DefaultRequestTimeout
@@ -109,6 +116,10 @@ func NewHTTP(cfg HTTPConfig, b Backend) http.Handler {
 			// ServeMux answers "GET * HTTP/1.1" with a bare 400; ours has
 			// the error shape.
 			writeError(w, fmt.Errorf("%w: the request target * names no resource", errBadRequest), 0)
+			return
+		}
+		if err := checkHost(r, cfg.AllowedHosts); err != nil {
+			writeError(w, err, 0)
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,4 +100,25 @@ func reachableAt(addr, peerAddr string) string {
 		return addr
 	}
 	return net.JoinHostPort(peerHost, port)
+}
+
+// allowedHosts are the host names a browser may name the client port by
+// (clientapi.HTTPConfig.AllowedHosts): HTTPAllowedHosts, and the names
+// (not IP addresses, which the guard always allows) the node is
+// configured with for that port: ClientAddr's host, and the host of the
+// client address it gives its members (its peer address's when ClientAddr
+// is unspecified).
+func (d *Daemon) allowedHosts() []string {
+	return allowedHosts(d.cfg.HTTPAllowedHosts, d.cfg.ClientAddr, d.cfg.PeerAddr)
+}
+
+func allowedHosts(allowed []string, clientAddr, peerAddr string) []string {
+	out := slices.Clone(allowed)
+	for _, addr := range []string{clientAddr, reachableAt(clientAddr, peerAddr)} {
+		host, _, err := net.SplitHostPort(addr)
+		if err == nil && host != "" && net.ParseIP(host) == nil && !slices.Contains(out, host) {
+			out = append(out, host)
+		}
+	}
+	return out
 }

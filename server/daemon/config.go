@@ -91,6 +91,13 @@ type Config struct {
 	Watch watch.Config
 	// HTTP bounds how long an HTTP client may hold a connection.
 	HTTP clientapi.HTTPTimeouts
+	// HTTPAllowedHosts are the host names a browser's request to the
+	// client port over plain HTTP may name in its Host header, besides IP
+	// addresses, localhost, names under .localhost and the host names of
+	// ClientAddr and of the client address the node gives its members
+	// (the DNS rebinding guard: clientapi.HTTPConfig.AllowedHosts); "*":
+	// any.
+	HTTPAllowedHosts []string
 	// Auth tunes authorization (package auth): the tokens' life and the
 	// staleness bound of each node's cached users and roles. Now is the
 	// daemon's (the wall clock). Auth is off until `caspaxos auth enable`.

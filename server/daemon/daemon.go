@@ -317,7 +317,7 @@ func (d *Daemon) serve(peerLis, clientLis net.Listener) error {
 		Admission: d.admission, Guard: d.authz, Warnings: d.warnings, Watches: d}, d)
 	d.httpSrv = clientapi.NewHTTPServer(clientapi.NewHTTP(clientapi.HTTPConfig{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Metrics: d.metrics.Handler(), Logger: d.log, Admission: d.admission, Guard: d.authz, Warnings: d.warnings,
-		Status: d.statusJSON, UI: ui.Handler(), Watches: d}, d), d.cfg.HTTP, d.log)
+		Status: d.statusJSON, UI: ui.Handler(), Watches: d, AllowedHosts: d.allowedHosts()}, d), d.cfg.HTTP, d.log)
 	grpcLis := d.split.Match
 	if d.tls.client == nil {
 		// Plain HTTP/2 is gRPC or an HTTP client speaking h2c with prior
