@@ -72,3 +72,14 @@ func checkHost(r *http.Request, allowed []string) error {
 	return fmt.Errorf("%w: host %q is not allowed for browser requests (DNS rebinding guard): add it with --http-allowed-hosts",
 		kv.ErrPermissionDenied, host)
 }
+
+// CheckBrowser is what a front end on another HTTP port (Consul's API)
+// asks of every request before serving it, as the client port does: the
+// DNS rebinding guard (checkHost, with that port's allowed host names) and
+// the CSRF rule for a request that is not an admin one (checkOrigin).
+func CheckBrowser(r *http.Request, allowedHosts []string) error {
+	if err := checkHost(r, allowedHosts); err != nil {
+		return err
+	}
+	return checkOrigin(r, false)
+}

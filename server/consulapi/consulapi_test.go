@@ -486,3 +486,57 @@ func TestPrefixIndex(t *testing.T) {
 		seen[i] = name
 	}
 }
+
+// TestBrowserRequestsRefused: a web page reaches this port on localhost
+// neither by a cross-origin simple request (a text/plain POST is a KV
+// write here) nor by a DNS-rebound host name; nothing it sends changes
+// anything, and clients that are not browsers are served as before.
+func TestBrowserRequestsRefused(t *testing.T) {
+	b := newBackend()
+	srv := serve(t, b, Config{})
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':')+1:]
+	send := func(method, path, host, body string, header ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	local, evil := "127.0.0.1:"+port, "evil.example:"+port
+	for _, tc := range []struct {
+		name, method, host string
+		header             []string
+		want               string
+	}{
+		{"cross-origin text/plain POST", "POST", local, []string{"Origin", "http://evil.example", "Content-Type", "text/plain"}, "cross-origin"},
+		{"cross-site fetch", "PUT", local, []string{"Sec-Fetch-Site", "cross-site"}, "cross-origin"},
+		{"rebound host, write", "PUT", evil, []string{"Origin", "http://" + evil}, `host "evil.example" is not allowed`},
+		{"rebound host, read", "GET", evil, []string{"Sec-Fetch-Site", "same-origin"}, `host "evil.example" is not allowed`},
+	} {
+		code, out := send(tc.method, "/v1/kv/k", tc.host, "evil", tc.header...)
+		if code != http.StatusForbidden || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: %d %q, want 403 saying %q", tc.name, code, out, tc.want)
+		}
+	}
+	if code, out := send("GET", "/v1/kv/k?raw", local, ""); code != http.StatusNotFound {
+		t.Fatalf("k after the refused writes: %d %q, want 404 (nothing written)", code, out)
+	}
+	// Not a browser, or a page of this port's own origin: served.
+	if code, out := send("PUT", "/v1/kv/k", evil, "v1"); code != http.StatusOK {
+		t.Fatalf("a put without browser headers: %d %q", code, out)
+	}
+	if code, out := send("GET", "/v1/kv/k?raw", local, "", "Origin", "http://"+local, "Sec-Fetch-Site", "same-origin"); code != http.StatusOK || out != "v1" {
+		t.Fatalf("a same-origin read: %d %q, want v1", code, out)
+	}
+}

@@ -59,6 +59,10 @@ type Config struct {
 	MaxSessions int
 	// Now is the clock of lock delays (time.Now).
 	Now func() time.Time
+	// AllowedHosts are the host names, besides IP addresses and localhost,
+	// a browser may name this port by (clientapi.CheckBrowser: the DNS
+	// rebinding guard); "*": any.
+	AllowedHosts []string
 }
 
 // DefaultConfig returns Config's defaults; New fills zero fields from it.
@@ -101,6 +105,14 @@ type route map[string]http.HandlerFunc
 // http.ServeMux, which would redirect a key holding "//" or ".." to its
 // cleaned path: a Consul key is any string.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A web page must not reach the store through this port on localhost
+	// either: the client port's rules for what a browser sends.
+	if err := clientapi.CheckBrowser(r, s.cfg.AllowedHosts); err != nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = fmt.Fprint(w, err.Error())
+		return
+	}
 	var rt route
 	switch p := r.URL.Path; {
 	case strings.HasPrefix(p, kvPath):

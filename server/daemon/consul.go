@@ -24,7 +24,8 @@ func (d *Daemon) serveConsul() (*http.Server, net.Listener, error) {
 	}
 	srv := clientapi.NewHTTPServer(consulapi.New(consulapi.Config{Limits: d.cfg.Limits, RequestTimeout: d.cfg.RequestTimeout,
 		Admission: d.admission, Guard: d.authz, Watches: d, Addr: lis.Addr().String(), NodeName: d.cfg.Name,
-		Version: consulapi.APIVersion}, d), d.cfg.HTTP, d.log)
+		Version: consulapi.APIVersion, AllowedHosts: allowedHosts(d.cfg.HTTPAllowedHosts, d.cfg.ConsulAddr, d.cfg.PeerAddr)}, d),
+		d.cfg.HTTP, d.log)
 	served := d.admission.Listener(lis)
 	if d.tls.client != nil {
 		cfg, err := d.tls.client.ServerConfig(certs.ServerOptions{ClientAuth: d.cfg.TLS.ClientCertAuth, NextProtos: []string{"http/1.1"}})
