@@ -113,6 +113,10 @@ func do(t *testing.T, srv *httptest.Server, method, path, body string, header ..
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i] == "Host" {
+			req.Host = header[i+1] // the request line's host, not a header Go sends
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -497,21 +501,8 @@ func TestBrowserRequestsRefused(t *testing.T) {
 	port := srv.URL[strings.LastIndexByte(srv.URL, ':')+1:]
 	send := func(method, path, host, body string, header ...string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = host
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
+		r := do(t, srv, method, path, body, append([]string{"Host", host}, header...)...)
+		return r.status, r.body
 	}
 	local, evil := "127.0.0.1:"+port, "evil.example:"+port
 	for _, tc := range []struct {
