@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caspaxos/caspaxos/protocol"
+	"github.com/caspaxos/caspaxos/server/clientapi"
 	"github.com/caspaxos/caspaxos/server/membership"
 )
 
@@ -32,16 +33,18 @@ type learntClientAddr struct {
 	at   time.Time
 }
 
-// clientAddrs returns the client addresses of ms's members other than
-// this node, by ID, asking those it must (see clientAddrBook).
-func (d *Daemon) clientAddrs(ctx context.Context, ms []membership.Member) map[protocol.NodeID]string {
+// fillClientAddrs sets the client address of each member of ms other
+// than this node to the one learnt for it, asking those it must (see
+// clientAddrBook); a member with none learnt is left without.
+func (d *Daemon) fillClientAddrs(ctx context.Context, ms []clientapi.Member) {
 	b := &d.addrBook
 	now := time.Now()
-	var ask []membership.Member
+	var ask []clientapi.Member
 	b.mu.Lock()
 	for _, m := range ms {
-		l, ok := b.byID[m.ID]
-		if m.ID != d.id && d.reachable(m.ID) && (!ok || now.Sub(l.at) > d.cfg.Timers.ClientAddrMaxAge) {
+		id := protocol.NodeID(m.ID)
+		l, ok := b.byID[id]
+		if id != d.id && d.reachable(id) && (!ok || now.Sub(l.at) > d.cfg.Timers.ClientAddrMaxAge) {
 			ask = append(ask, m)
 		}
 	}
@@ -53,31 +56,30 @@ func (d *Daemon) clientAddrs(ctx context.Context, ms []membership.Member) map[pr
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				id := protocol.NodeID(m.ID)
 				// Caller 0: a question that records nothing on the peer.
-				info, err := d.admin.Info(ictx, m, 0, "")
-				if err != nil || info.ID != m.ID || info.ClientAddr == "" {
+				info, err := d.admin.Info(ictx, membership.Member{Name: m.Name, ID: id, PeerAddr: m.PeerAddr}, 0, "")
+				if err != nil || info.ID != id || info.ClientAddr == "" {
 					return
 				}
 				b.mu.Lock()
 				if b.byID == nil {
 					b.byID = map[protocol.NodeID]learntClientAddr{}
 				}
-				b.byID[m.ID] = learntClientAddr{addr: info.ClientAddr, at: time.Now()}
+				b.byID[id] = learntClientAddr{addr: info.ClientAddr, at: time.Now()}
 				b.mu.Unlock()
 			}()
 		}
 		wg.Wait()
 		cancel()
 	}
-	out := map[protocol.NodeID]string{}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, m := range ms {
-		if l, ok := b.byID[m.ID]; ok && m.ID != d.id {
-			out[m.ID] = reachableAt(l.addr, m.PeerAddr)
+	for i, m := range ms {
+		if l, ok := b.byID[protocol.NodeID(m.ID)]; ok && protocol.NodeID(m.ID) != d.id {
+			ms[i].ClientAddr = reachableAt(l.addr, m.PeerAddr)
 		}
 	}
-	return out
 }
 
 // reachableAt is client address addr as a client can dial it: a listener

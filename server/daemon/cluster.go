@@ -8,7 +8,6 @@ import (
 
 	"github.com/caspaxos/caspaxos/protocol"
 	"github.com/caspaxos/caspaxos/server/clientapi"
-	"github.com/caspaxos/caspaxos/server/membership"
 )
 
 // reachable reports whether this node can reach acceptor id now.
@@ -46,17 +45,8 @@ func (d *Daemon) Health(context.Context) error {
 // Members lists the members as this node sees them (clientapi.Backend),
 // with their client addresses (clientAddrBook).
 func (d *Daemon) Members(ctx context.Context) (clientapi.Membership, error) {
-	m := d.membersWithout(ctx)
-	ms := make([]membership.Member, len(m.Members))
-	for i, mem := range m.Members {
-		ms[i] = membership.Member{Name: mem.Name, ID: protocol.NodeID(mem.ID), PeerAddr: mem.PeerAddr}
-	}
-	addrs := d.clientAddrs(ctx, ms)
-	for i, mem := range m.Members {
-		if addr, ok := addrs[protocol.NodeID(mem.ID)]; ok {
-			m.Members[i].ClientAddr = addr
-		}
-	}
+	m := d.membersWithout()
+	d.fillClientAddrs(ctx, m.Members)
 	return m, nil
 }
 
@@ -68,7 +58,7 @@ func (d *Daemon) ownClientAddr() string {
 
 // membersWithout is Members without the other members' client addresses
 // (it asks no peer: status reads it on every call).
-func (d *Daemon) membersWithout(context.Context) clientapi.Membership {
+func (d *Daemon) membersWithout() clientapi.Membership {
 	st := d.members.State()
 	out := clientapi.Membership{ConfigVersion: st.Membership.Version(), SelfID: uint64(d.id)}
 	if ch := d.MemberChange(); ch != nil {

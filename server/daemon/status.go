@@ -19,7 +19,7 @@ func (d *Daemon) newStatus() *status.Sampler {
 		Name: d.cfg.Name, ID: uint64(d.id), DataDir: d.cfg.DataDir,
 		Health: d.Health,
 		Members: func(ctx context.Context) (uint64, []status.Member, error) {
-			m := d.membersWithout(ctx)
+			m := d.membersWithout()
 			var out []status.Member
 			for _, mb := range m.Members {
 				out = append(out, status.Member{Name: mb.Name, ID: mb.ID, Reachable: mb.Reachable})
