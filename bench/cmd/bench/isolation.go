@@ -28,16 +28,13 @@ type isolationOptions struct {
 
 // isolationReport is isolation.json.
 type isolationReport struct {
-	Started   time.Time  `json:"started"`
-	Finished  time.Time  `json:"finished"`
-	Host      hostInfo   `json:"host"`
+	runHeader
 	SteadyS   float64    `json:"steady_seconds"`
 	CutS      float64    `json:"cut_seconds"`
 	AfterS    float64    `json:"after_seconds"`
 	CutMode   string     `json:"cut_mode"`
 	OpTimeout string     `json:"op_timeout"`
 	Runs      []*isolRun `json:"runs"`
-	Load      []string   `json:"load_average"` // at the start and end of each system's run
 }
 
 // isolRun is one system's run: its rounds, per loop kind.
@@ -95,7 +92,7 @@ func runIsolation(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	rep := &isolationReport{Started: time.Now(), Host: newReport(&options{}, nil).Host, SteadyS: o.steady.Seconds(),
+	rep := &isolationReport{runHeader: startRun(), SteadyS: o.steady.Seconds(),
 		CutS: o.cut.Seconds(), AfterS: o.after.Seconds(), CutMode: o.mode, OpTimeout: o.opTimeout.String()}
 	for _, s := range systems {
 		rep.Load = append(rep.Load, s+" start: "+loadAvg())

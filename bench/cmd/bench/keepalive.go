@@ -60,15 +60,12 @@ type keepAliveOptions struct {
 }
 
 type keepAliveReport struct {
-	Started  time.Time          `json:"started"`
-	Finished time.Time          `json:"finished"`
-	Host     hostInfo           `json:"host"`
+	runHeader
 	Leases   int                `json:"leases"`
 	TTL      float64            `json:"ttl_s"`
 	Workers  int                `json:"workers"`
 	Duration float64            `json:"duration_s"`
 	Runs     []*keepAliveResult `json:"runs"`
-	Load     []string           `json:"load_average"`
 }
 
 // keepAliveResult is one system through one client path.
@@ -162,8 +159,7 @@ func runKeepAlive(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	rep := &keepAliveReport{Started: time.Now(), Leases: o.leases, TTL: o.ttl.Seconds(), Workers: o.workers, Duration: o.duration.Seconds(),
-		Host: thisHost()}
+	rep := &keepAliveReport{runHeader: startRun(), Leases: o.leases, TTL: o.ttl.Seconds(), Workers: o.workers, Duration: o.duration.Seconds()}
 	for _, s := range strings.Split(o.systems, ",") {
 		if s != "etcd" && s != "caspaxos" {
 			return fmt.Errorf("unknown system %q (want etcd, caspaxos)", s)

@@ -42,15 +42,12 @@ type listOptions struct {
 
 // listReport is list.json.
 type listReport struct {
-	Started    time.Time     `json:"started"`
-	Finished   time.Time     `json:"finished"`
-	Host       hostInfo      `json:"host"`
+	runHeader
 	Keys       int           `json:"keys"`
 	PageKeys   int           `json:"page_keys"`
 	ValueBytes int           `json:"value_bytes"`
 	Repeat     int           `json:"repeat"`
 	Runs       []*listResult `json:"runs"`
-	Load       []string      `json:"load_average"` // before and after each system's run
 }
 
 // listResult is one way of listing, over its repeats.
@@ -103,7 +100,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	rep := &listReport{Started: time.Now(), Keys: o.keys, PageKeys: o.page, ValueBytes: o.valueBytes, Repeat: o.repeat, Host: thisHost()}
+	rep := &listReport{runHeader: startRun(), Keys: o.keys, PageKeys: o.page, ValueBytes: o.valueBytes, Repeat: o.repeat}
 	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
 		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.listEtcd(ctx, o, stderr))

@@ -41,12 +41,9 @@ type lockOptions struct {
 }
 
 type lockReport struct {
-	Started  time.Time     `json:"started"`
-	Finished time.Time     `json:"finished"`
-	Host     hostInfo      `json:"host"`
+	runHeader
 	Duration float64       `json:"duration_s"`
 	Runs     []*lockResult `json:"runs"`
-	Load     []string      `json:"load_average"`
 }
 
 // lockResult is one system at one number of contenders.
@@ -107,7 +104,7 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	rep := &lockReport{Started: time.Now(), Duration: o.duration.Seconds(), Host: thisHost()}
+	rep := &lockReport{runHeader: startRun(), Duration: o.duration.Seconds()}
 	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
 		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.lockEtcd(ctx, o)...)

@@ -99,6 +99,18 @@ type point struct {
 }
 
 // thisHost describes the machine a run is on, for every report.
+// runHeader is what every subcommand's report starts with: when it ran,
+// on what, and the load averages around each system's run (eachSystem).
+type runHeader struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Host     hostInfo  `json:"host"`
+	Load     []string  `json:"load_average"`
+}
+
+// startRun is a report's header as its run starts.
+func startRun() runHeader { return runHeader{Started: time.Now(), Host: thisHost()} }
+
 func thisHost() hostInfo {
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return hostInfo{CPUs: runtime.NumCPU(), GoOS: runtime.GOOS, GoArch: runtime.GOARCH,

@@ -44,9 +44,7 @@ type wanOptions struct {
 
 // wanReport is wan.json.
 type wanReport struct {
-	Started   time.Time          `json:"started"`
-	Finished  time.Time          `json:"finished"`
-	Host      hostInfo           `json:"host"`
+	runHeader
 	Duration  float64            `json:"duration_seconds"`
 	Warmup    float64            `json:"warmup_seconds"`
 	RTTms     map[string]float64 `json:"rtt_ms"`
@@ -55,7 +53,6 @@ type wanReport struct {
 	Failures  []string           `json:"failures,omitempty"`
 	Checks    map[string]string  `json:"linearizable"`
 	Counters  map[string]float64 `json:"caspaxos_counters,omitempty"` // "<run> <counter>"
-	Load      []string           `json:"load_average"`
 }
 
 type wanRow struct {
@@ -100,7 +97,7 @@ func runWAN(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	rep := &wanReport{Started: time.Now(), Host: newReport(&options{}, nil).Host, Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
+	rep := &wanReport{runHeader: startRun(), Duration: o.duration.Seconds(), Warmup: o.warmup.Seconds(),
 		RTTms: map[string]float64{}, Checks: map[string]string{}, Counters: map[string]float64{},
 		EtcdFlags: []string{fmt.Sprintf("--heartbeat-interval=%d", o.etcdHeartbeatMs), fmt.Sprintf("--election-timeout=%d", o.etcdElectionMs)}}
 	for p, d := range wanRTT {

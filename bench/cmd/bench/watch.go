@@ -48,14 +48,11 @@ type watchOptions struct {
 
 // watchReport is watch.json.
 type watchReport struct {
-	Started    time.Time      `json:"started"`
-	Finished   time.Time      `json:"finished"`
-	Host       hostInfo       `json:"host"`
+	runHeader
 	Puts       int            `json:"puts"`
 	EveryMs    float64        `json:"put_every_ms"`
 	ValueBytes int            `json:"value_bytes"`
 	Runs       []*watchResult `json:"runs"`
-	Load       []string       `json:"load_average"`
 }
 
 // watchResult is one system at one number of watchers.
@@ -137,7 +134,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := r.buildBinaries(ctx, stderr); err != nil {
 		return err
 	}
-	rep := &watchReport{Started: time.Now(), Puts: o.puts, EveryMs: float64(o.every) / 1e6, ValueBytes: o.valueBytes, Host: thisHost()}
+	rep := &watchReport{runHeader: startRun(), Puts: o.puts, EveryMs: float64(o.every) / 1e6, ValueBytes: o.valueBytes}
 	err := eachSystem(ctx, o.systems, &rep.Load, func(s string) {
 		if s == "etcd" {
 			rep.Runs = append(rep.Runs, r.watchEtcd(ctx, o)...)
