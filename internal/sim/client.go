@@ -221,8 +221,8 @@ func (s *sim) issue(c *client, n *node, k int, in input) {
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.FastRead(o.id, in.key) })
 	case in.kind == opGet:
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Read(o.id, in.key) })
-	case in.rid != "" && s.opts.Variant.IDCheckOutside:
-		ch := s.counted(n, o, s.idChange(n, in, 0))
+	case in.rid != "" && (s.opts.Variant.IDCheckOutside || s.opts.Variant.IDTimeAtArrival):
+		ch := s.counted(n, o, s.idChange(n, in, s.nodeMillis(n)))
 		s.callProposer(n, causeClient, func(p *protocol.Proposer) { p.Propose(o.id, in.key, ch) })
 	case in.rid != "":
 		// As the server's proposer: the change is built at the time of

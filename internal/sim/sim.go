@@ -64,6 +64,12 @@ type Variant struct {
 	// function (idempotent.go): against the issuing node's own acceptor,
 	// at issue time.
 	IDCheckOutside bool
+	// IDTimeAtArrival builds a write's exactly-once change once, at the
+	// time its request reached the proposer, instead of at each attempt
+	// (protocol.Proposer.ProposeTimed): a retry computed after deletion GC
+	// removed the key's request table judges itself inside the window and
+	// applies the write again.
+	IDTimeAtArrival bool
 	// LeaseLocalExpiry makes lease readers decide expiry from their node's
 	// clock at read time (lease.go) instead of the committed state.
 	LeaseLocalExpiry bool

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,13 +82,19 @@ func (s seedTime) String() string { return fmt.Sprintf("%d (%v)", s.seed, s.d.Ro
 // proposer had fixed when the request arrived, applied again after
 // deletion GC removed the key's tombstone and its request table. Changes
 // with a request ID now run at the time of each attempt
-// (protocol.Proposer.ProposeTimed).
+// (protocol.Proposer.ProposeTimed); with the old rule (variant
+// id-time-at-arrival) each seed must fail again, showing the checker
+// catches it.
 func TestExactlyOnceAcrossGCSeeds(t *testing.T) {
 	for _, seed := range []uint64{3000307, 3001713} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			if _, err := Run(Options{Seed: seed, Ops: 8800}); err != nil {
 				t.Fatal(err)
+			}
+			_, err := Run(Options{Seed: seed, Ops: 8800, Variant: Variant{Name: "id-time-at-arrival", IDTimeAtArrival: true}})
+			if err == nil || !strings.Contains(err.Error(), "was applied twice") {
+				t.Fatalf("with the change's time fixed at arrival: %v, want a request applied twice", err)
 			}
 		})
 	}
